@@ -1,0 +1,81 @@
+"""Checklists as versioned data: the vocabulary every service uses to read, sum and label answers.
+
+No national checklist exists, so each municipality may define its own; ``id@version`` is never
+reused. The default ``est-standard@1`` is built from items named in municipal EST descriptions
+(DOMAIN.md). Level scale: 0 inget, 1 enstaka, 2 återkommande, 3 omfattande.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AnswerType = Literal["count", "level", "boolean"]
+
+LEVELS = {
+    0: {"sv": "inget", "en": "none"},
+    1: {"sv": "enstaka", "en": "occasional"},
+    2: {"sv": "återkommande", "en": "recurring"},
+    3: {"sv": "omfattande", "en": "extensive"},
+}
+
+
+class ChecklistItem(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    label_sv: str
+    label_en: str
+    answer: AnswerType
+
+
+class Checklist(BaseModel):
+    """One immutable checklist version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    version: int = Field(ge=1)
+    name_sv: str
+    name_en: str
+    items: list[ChecklistItem]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    def item(self, code: str) -> ChecklistItem | None:
+        return next((i for i in self.items if i.code == code), None)
+
+
+def _i(code: str, sv: str, en: str, answer: AnswerType) -> ChecklistItem:
+    return ChecklistItem(code=code, label_sv=sv, label_en=en, answer=answer)
+
+
+EST_STANDARD_1 = Checklist(
+    id="est-standard", version=1, name_sv="EST standardchecklista", name_en="EST standard checklist",
+    items=[
+        _i("skadegorelse", "Skadegörelse", "Vandalism / criminal damage", "count"),
+        _i("klotter", "Klotter", "Graffiti", "level"),
+        _i("nedskrapning", "Nedskräpning", "Littering", "level"),
+        _i("brand", "Anlagd brand (bil, container, papperskorg)", "Deliberately set fire", "count"),
+        _i("samling", "Samling av personer som skapar otrygghet", "Gatherings causing insecurity", "level"),
+        _i("tillhall", "Tillhåll", "Hang-out / den", "boolean"),
+        _i("narkotika", "Misstänkt narkotikahandel eller -bruk", "Suspected drug dealing or use", "level"),
+        _i("hot_vald", "Hot och våld i offentlig miljö", "Threats and violence in public space", "count"),
+        _i("incident_personal", "Incident mot anställd", "Incident against staff", "count"),
+        _i("inbrott", "Inbrott (källare, förråd, lokal, bil)", "Break-ins", "count"),
+        _i("buskorning", "Buskörning (moped, mc, A-traktor, bil)", "Reckless / nuisance driving", "level"),
+        _i("otrygg_plats", "Otrygg plats (mörk, ödslig, skymd)", "Place perceived as unsafe", "boolean"),
+        _i("belysning", "Trasig eller bristande belysning", "Broken or missing lighting", "boolean"),
+        _i("berusning", "Berusade personer, alkohol bland unga", "Public intoxication, youth drinking", "level"),
+        _i("halvoffentligt", "Otrygghet i trapphus, källare, butiker", "Insecurity in semi-public spaces", "level"),
+        _i("rykten", "Rykten och oro i sociala medier", "Rumours and unrest on social media", "boolean"),
+        _i("arrangemang", "Kommande arrangemang (Valborg, skolavslutning)", "Upcoming events", "boolean"),
+        _i("samlad_bedomning", "Samlad bedömning av läget", "Overall assessment", "level"),
+    ],
+)
+
+DEFAULT_CHECKLIST = EST_STANDARD_1
+BUILTIN_CHECKLISTS: dict[str, Checklist] = {EST_STANDARD_1.ref: EST_STANDARD_1}

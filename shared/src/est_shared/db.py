@@ -1,0 +1,181 @@
+"""Database plumbing: async engines (SQLite by default, PostgreSQL in production), the processed-event
+table for idempotent consumers and the transactional outbox with its relay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from est_shared.bus import BusUnavailable, encode, publish_raw
+from est_shared.events import CloudEvent
+
+log = logging.getLogger("est.db")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An async engine; for SQLite: WAL journal, a busy timeout and foreign keys on."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def processed_events_table(metadata: MetaData) -> Table:
+    """Event ids a consumer has applied; written in the same transaction as the effect."""
+    return Table(
+        "processed_events", metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("event_id", String(200), primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False, default=utcnow),
+    )
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """Events to publish, written in the same transaction as the state that caused them."""
+    return Table(
+        "outbox", metadata,
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(200), nullable=False, unique=True),
+        Column("subject", String(300), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
+        Column("published", Boolean, nullable=False, default=False, index=True),
+        Column("published_at", DateTime(timezone=True)),
+    )
+
+
+async def mark_processed(session: AsyncSession, table: Table, *, consumer: str, event_id: str) -> bool:
+    """Record an event as processed; False if it was already (then the caller must not apply it again)."""
+    exists = await session.scalar(select(table.c.event_id).where(
+        table.c.consumer == consumer, table.c.event_id == event_id))
+    if exists:
+        return False
+    await session.execute(insert(table).values(consumer=consumer, event_id=event_id, processed_at=utcnow()))
+    return True
+
+
+async def add_to_outbox(session: AsyncSession, table: Table, subject: str, event: CloudEvent[Any]) -> None:
+    """Queue an event for publishing once the transaction commits."""
+    await session.execute(insert(table).values(event_id=event.id, subject=subject, payload=encode(event),
+                                               created_at=utcnow(), published=False))
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A unit of work: commits on success, rolls back on any error."""
+    async with sessions() as session, session.begin():
+        yield session
+
+
+class OutboxRelay:
+    """Publishes outbox rows to JetStream in order; several replicas are safe (Nats-Msg-Id dedups)."""
+
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], table: Table, js: Any,
+                 interval: float = 0.5, on_published: Any = None) -> None:
+        self.sessions, self.table, self.js, self.interval = sessions, table, js, interval
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._on_published = on_published
+
+    def wake(self) -> None:
+        """Ask for a prompt run (after a commit that queued events)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay run failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def flush(self, limit: int = 500) -> int:
+        """Publish pending rows; returns how many were published."""
+        t = self.table
+        async with self.sessions() as s:
+            rows = (await s.execute(select(t.c.seq, t.c.event_id, t.c.subject, t.c.payload)
+                                    .where(t.c.published.is_(False)).order_by(t.c.seq).limit(limit))).all()
+        done = 0
+        for seq, event_id, subject, payload in rows:
+            try:
+                await publish_raw(self.js, subject, payload, msg_id=event_id)
+            except BusUnavailable:
+                log.warning("outbox publish failed; will retry", extra={"subject": subject})
+                break
+            async with self.sessions() as s, s.begin():
+                await s.execute(update(t).where(t.c.seq == seq).values(published=True, published_at=utcnow()))
+            done += 1
+            if self._on_published:
+                self._on_published(subject)
+        return done
+
+    async def pending(self) -> int:
+        from sqlalchemy import func
+        async with self.sessions() as s:
+            return int(await s.scalar(select(func.count()).select_from(self.table)
+                                      .where(self.table.c.published.is_(False))) or 0)
+
+
+__all__ = ["IntegrityError", "OutboxRelay", "add_to_outbox", "make_engine", "mark_processed",
+           "outbox_table", "processed_events_table", "session_factory", "transaction", "utcnow"]

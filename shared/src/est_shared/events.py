@@ -1,0 +1,207 @@
+"""Event contracts: the CloudEvents 1.0 envelope and the data of every event on the bus.
+
+Events are facts in the past tense, versioned additively. Producers validate strictly with these
+models; consumers read only the fields they use (``extra="ignore"`` on data models).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T", bound=BaseModel)
+
+EVENT_TYPE_PREFIX = "se.est."
+
+
+class EventData(BaseModel):
+    """Base of all event payloads: frozen; unknown fields ignored so producers can add fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class CloudEvent(BaseModel, Generic[T]):
+    """A CloudEvents 1.0 JSON envelope; ``id`` doubles as the ``Nats-Msg-Id`` header."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(description="Unique event id; also the Nats-Msg-Id header", examples=["3f0c…"])
+    source: str = Field(description="Producing service, e.g. /est/intake", examples=["/est/intake"])
+    type: str = Field(description="Event type", examples=["se.est.report.submitted"])
+    time: datetime = Field(description="When the fact happened (UTC)")
+    subject: str | None = Field(default=None, description="What the event is about, e.g. area id")
+    datacontenttype: Literal["application/json"] = "application/json"
+    correlationid: str | None = Field(default=None, description="Correlation id across services")
+    data: T
+
+
+def new_event(
+    *, type: str, source: str, data: T, subject: str | None = None, id: str | None = None,
+    time: datetime | None = None, correlationid: str | None = None,
+) -> CloudEvent[T]:
+    """Build an envelope; ``id`` defaults to a random UUID, ``time`` to now."""
+    return CloudEvent[type_of(data)](  # type: ignore[misc]
+        id=id or str(uuid.uuid4()), source=source, type=type, time=time or datetime.now(UTC),
+        subject=subject, data=data, correlationid=correlationid,
+    )
+
+
+def type_of(data: BaseModel) -> type[BaseModel]:
+    return type(data)
+
+
+# --- reports -----------------------------------------------------------------------------
+
+class Answer(EventData):
+    """One checklist answer: a count (int ≥ 0), a level (0-3) or yes/no."""
+
+    value: int | bool = Field(description="count, level 0-3 or boolean, as the checklist says")
+    places: list[str] = Field(default_factory=list, description="place ids of the area")
+    note: str = Field(default="", description="short note; must not identify people")
+
+
+class ReportSubmitted(EventData):
+    """A reporter's checklist report for an area and period was accepted."""
+
+    report_id: str = Field(description="client-generated UUID", examples=["8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a11"])
+    municipality_id: str = Field(examples=["vaxjo"])
+    area_id: str = Field(examples=["araby"])
+    period: str = Field(description="reporting period id", examples=["2026-W48"])
+    checklist: str = Field(description="checklist id@version", examples=["est-standard@1"])
+    answers: dict[str, Answer] = Field(default_factory=dict)
+    nothing_to_report: bool = False
+    note: str = ""
+    supersedes: str | None = Field(default=None, description="report_id this one corrects")
+    reporter_id: str = Field(examples=["anna"])
+    actor_id: str = Field(examples=["vaxjohem"])
+    received_at: datetime
+    late: bool = False
+
+
+class ForfeitureRecorded(EventData):
+    """A Kronoberg forfeiture protocol was recorded; no personal data in clear."""
+
+    protocol_id: str
+    municipality_id: str
+    area_id: str | None = None
+    place: str | None = None
+    occurred_at: datetime
+    age_band: Literal["under_15", "15_17", "18_19"]
+    items: list[dict[str, Any]] = Field(default_factory=list, description="beverage, volume_liters, containers")
+    direct_forfeiture: bool = False
+    guardian_contacted: bool = False
+    source: str | None = None
+    social_services_notified: bool = False
+
+
+# --- pictures ----------------------------------------------------------------------------
+
+class ItemSummary(EventData):
+    """One checklist item in a situational picture."""
+
+    item: str
+    answer: Literal["count", "level", "boolean"]
+    label_sv: str = ""
+    label_en: str = ""
+    value: float = Field(description="count: total; level: max; boolean: number of yes answers")
+    reports: int = Field(description="reports answering the item with a non-zero value")
+    places: dict[str, int] = Field(default_factory=dict, description="place id -> mentions")
+    previous: float | None = None
+    baseline: float | None = None
+    trend: Literal["up", "down", "flat", "new"] | None = None
+    flag: Literal["rising", "high", "new"] | None = None
+
+
+class Completeness(EventData):
+    """Reports expected against received for a picture."""
+
+    expected: int = 0
+    received: int = 0
+    on_time: int = 0
+    late: int = 0
+    nothing_to_report: int = 0
+    rate: float = 0.0
+    per_actor: dict[str, dict[str, int]] = Field(default_factory=dict)
+    missing_reporters: list[str] = Field(default_factory=list)
+
+
+class PictureData(EventData):
+    """A situational picture (lägesbild) of an area and period, as frozen at an event."""
+
+    municipality_id: str
+    area_id: str
+    area_name: str = ""
+    period: str
+    status: Literal["open", "published"]
+    version: int = Field(description="0 while open; 1, 2, … once published")
+    reports: int
+    items: dict[str, ItemSummary] = Field(default_factory=dict)
+    completeness: Completeness = Field(default_factory=Completeness)
+    first_analysis: dict[str, str] = Field(default_factory=dict, description="language -> text")
+    comments: list[dict[str, Any]] = Field(default_factory=list)
+    kronoberg: dict[str, Any] | None = None
+
+
+class PictureUpdated(EventData):
+    """An open picture changed (a report arrived)."""
+
+    picture: PictureData
+
+
+class PicturePublished(EventData):
+    """A picture was published (version 1) or revised (version ≥ 2)."""
+
+    picture: PictureData
+    revision: bool = False
+    changes: list[str] = Field(default_factory=list, description="what changed against the previous version")
+    published_by: str | None = None
+
+
+# --- alerts and analyses -----------------------------------------------------------------
+
+class AlertData(EventData):
+    """An alert raised or resolved for an item in an area."""
+
+    alert_id: str
+    municipality_id: str
+    area_id: str
+    item: str
+    kind: str = Field(description="e.g. flag:high, flag:rising, persistent")
+    period: str
+    severity: Literal["info", "warning", "critical"] = "warning"
+    message: dict[str, str] = Field(default_factory=dict, description="language -> text")
+
+
+class AnalysisPublished(EventData):
+    """A strategic analysis (quarter or tertial) was compiled."""
+
+    analysis_id: str
+    municipality_id: str
+    period: str
+    summary: dict[str, str] = Field(default_factory=dict, description="language -> text")
+    persistent_problems: list[dict[str, Any]] = Field(default_factory=list)
+    report_path: str = Field(description="path of the readable report on the analysis service")
+
+
+class OrgChanged(EventData):
+    """The organisation changed; carries the whole new snapshot (see est_shared.org)."""
+
+    version: int
+    snapshot: dict[str, Any]
+    changes: list[str] = Field(default_factory=list)
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    "se.est.report.submitted": ReportSubmitted,
+    "se.est.forfeiture.recorded": ForfeitureRecorded,
+    "se.est.picture.updated": PictureUpdated,
+    "se.est.picture.published": PicturePublished,
+    "se.est.alert.raised": AlertData,
+    "se.est.alert.resolved": AlertData,
+    "se.est.analysis.published": AnalysisPublished,
+    "se.est.org.changed": OrgChanged,
+}

@@ -1,0 +1,63 @@
+"""Structured logs and Prometheus metrics on an explicit registry per service."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any ``extra`` fields."""
+
+    _skip = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for k, v in record.__dict__.items():
+            if k not in self._skip and not k.startswith("_"):
+                out[k] = v if isinstance(v, str | int | float | bool | type(None)) else str(v)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(service: str, level: str = "INFO") -> None:
+    """Route all logging to stderr as JSON lines; keep per-message framework logs quiet."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("faststream", "faststream.access", "uvicorn.access", "nats", "aiosqlite", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class BusMetrics:
+    """Consumer and publisher metrics every service exports, named ``est_<service>_…``."""
+
+    def __init__(self, service: str, registry: CollectorRegistry) -> None:
+        p = f"est_{service}"
+        self.events = Counter(f"{p}_events_total", "Events consumed, by type and outcome",
+                              ["type", "outcome"], registry=registry)
+        self.dead_lettered = Counter(f"{p}_dead_lettered_total", "Events sent to the dead-letter subject",
+                                     ["reason"], registry=registry)
+        self.handle_seconds = Histogram(f"{p}_event_handle_seconds", "Time to handle one event",
+                                        registry=registry)
+        self.published = Counter(f"{p}_events_published_total", "Events published to JetStream",
+                                 ["type"], registry=registry)
+        self.publish_failures = Counter(f"{p}_publish_failures_total", "Publishes that got no ack",
+                                        registry=registry)

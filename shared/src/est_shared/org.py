@@ -1,0 +1,142 @@
+"""The organisation as every service sees it: the snapshot carried by ``est.org.changed``.
+
+The intake owns the organisation (it applies organisation files and stores history); the other
+services keep the latest snapshot from the ORG stream to authenticate callers and to know areas,
+places, cadences and expected reporters. Tokens travel only as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from est_shared.checklists import BUILTIN_CHECKLISTS, DEFAULT_CHECKLIST, Checklist
+from est_shared.periods import DEFAULT_TIMEZONE
+
+Role = Literal["reporter", "key_function", "beredningsgrupp", "styrgrupp", "police", "social_services", "admin"]
+ActorKind = Literal[
+    "municipality", "police", "property_company", "security_company", "rescue_service",
+    "social_services", "association", "other",
+]
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of a bearer token, as stored and compared."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Area(_Frozen):
+    id: str
+    name: str
+    municipality_id: str
+    cadence: Literal["weekly", "biweekly"] = "weekly"
+    places: list[str] = Field(default_factory=list)
+
+
+class Municipality(_Frozen):
+    id: str
+    name: str
+    timezone: str = DEFAULT_TIMEZONE
+    analysis_period: Literal["tertial", "quarter"] = "tertial"
+    area_ids: list[str] = Field(default_factory=list)
+
+
+class Actor(_Frozen):
+    id: str
+    name: str
+    kind: ActorKind = "other"
+
+
+class Person(_Frozen):
+    id: str
+    name: str
+    actor: str
+    email: str | None = None
+    roles: list[Role] = Field(default_factory=list)
+    areas: list[str] = Field(default_factory=list, description="resolved area ids")
+    municipalities: list[str] = Field(default_factory=list, description="municipalities they work in")
+    token_sha256: str | None = None
+
+
+class OrgSnapshot(_Frozen):
+    """The whole organisation at one version."""
+
+    version: int = 0
+    municipalities: dict[str, Municipality] = Field(default_factory=dict)
+    areas: dict[str, Area] = Field(default_factory=dict)
+    actors: dict[str, Actor] = Field(default_factory=dict)
+    people: dict[str, Person] = Field(default_factory=dict)
+    checklists: dict[str, Checklist] = Field(default_factory=lambda: dict(BUILTIN_CHECKLISTS),
+                                             description="id@version -> checklist")
+    current_checklist: str = DEFAULT_CHECKLIST.ref
+
+    def checklist(self, ref: str) -> Checklist | None:
+        """A checklist version by ``id@version`` (built-in ones always known)."""
+        return self.checklists.get(ref) or BUILTIN_CHECKLISTS.get(ref)
+
+    def reporters_for(self, area_id: str) -> list[Person]:
+        """People expected to report for an area."""
+        return [p for p in self.people.values() if "reporter" in p.roles and area_id in p.areas]
+
+
+class Principal(_Frozen):
+    """The authenticated caller."""
+
+    person_id: str
+    name: str
+    actor_id: str
+    actor_kind: ActorKind
+    roles: list[Role]
+    areas: list[str]
+    municipalities: list[str]
+
+    def has_role(self, *roles: str) -> bool:
+        return "admin" in self.roles or any(r in self.roles for r in roles)
+
+    def may_see_area(self, area_id: str) -> bool:
+        return "admin" in self.roles or area_id in self.areas
+
+    @property
+    def sees_personal_data(self) -> bool:
+        """Police and social services may see protected detail (uncoarsened counts)."""
+        return bool({"police", "social_services"} & set(self.roles)) or self.actor_kind in (
+            "police", "social_services")
+
+
+class Directory:
+    """Authenticates bearer tokens against the latest organisation snapshot."""
+
+    def __init__(self, snapshot: OrgSnapshot | None = None) -> None:
+        self._by_hash: dict[str, Person] = {}
+        self.snapshot = OrgSnapshot()
+        if snapshot:
+            self.replace(snapshot)
+
+    def replace(self, snapshot: OrgSnapshot) -> None:
+        """Swap in a newer snapshot (older ones are ignored)."""
+        if snapshot.version < self.snapshot.version:
+            return
+        self.snapshot = snapshot
+        self._by_hash = {p.token_sha256: p for p in snapshot.people.values() if p.token_sha256}
+
+    @property
+    def loaded(self) -> bool:
+        return self.snapshot.version > 0
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal for a plaintext token, or None."""
+        person = self._by_hash.get(hash_token(token))
+        if person is None:
+            return None
+        actor = self.snapshot.actors.get(person.actor)
+        return Principal(
+            person_id=person.id, name=person.name, actor_id=person.actor,
+            actor_kind=actor.kind if actor else "other", roles=list(person.roles),
+            areas=list(person.areas), municipalities=list(person.municipalities),
+        )

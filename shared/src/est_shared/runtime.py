@@ -1,0 +1,174 @@
+"""The part of every service's composition root that is the same everywhere.
+
+``ServiceRuntime`` builds the FastAPI app (problem+json errors, ``/healthz``, ``/readyz``,
+``/metrics``, ``/docs``, ``/asyncapi.json``), the FastStream NATS broker, the metrics registry and
+the organisation directory fed from ``est.org.changed``. Each service's ``create_app(settings)``
+makes one, adds its routes, consumers and background tasks, and returns ``runtime.app``. Nothing
+connects before the app's lifespan starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from faststream.nats import DeliverPolicy, JStream
+from faststream.nats.annotations import NatsMessage
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from est_shared.bus import ensure_streams, latest_on_subject, make_broker, parse_event
+from est_shared.http import BodySizeLimit, add_ops_routes, bearer_principal, install_problem_handlers
+from est_shared.observability import BusMetrics, setup_logging
+from est_shared.org import Directory, OrgSnapshot
+from est_shared.settings import ServiceSettings
+from est_shared.subjects import ORG, ORG_CHANGED
+
+log = logging.getLogger("est.runtime")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    """Shared wiring of one service process; see the module docstring."""
+
+    def __init__(self, *, name: str, title: str, description: str, settings: ServiceSettings,
+                 engine: AsyncEngine | None = None, max_body_bytes: int = 2_000_000,
+                 version: str = "0.1.0") -> None:
+        self.name, self.settings, self.engine = name, settings, engine
+        setup_logging(name, settings.log_level)
+        self.registry = CollectorRegistry()
+        self.metrics = BusMetrics(name, self.registry)
+        self.directory = Directory()
+        self.org_version = Gauge(f"est_{name}_org_version", "Organisation snapshot version in use",
+                                 registry=self.registry)
+        self.broker = make_broker(settings.nats_servers)
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self._org_listeners: list[Callable[[OrgSnapshot], Awaitable[None]]] = []
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.app = FastAPI(title=title, description=description, version=version, lifespan=self._lifespan)
+        self.app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+        install_problem_handlers(self.app)
+        add_ops_routes(self.app, registry=self.registry, ready=self.ready)
+        self.principal = bearer_principal(lambda: self.directory)
+        self.app.state.runtime = self
+        self._add_org_consumer()
+        self._add_asyncapi_route()
+
+    # --- hooks ---------------------------------------------------------------------------
+    def on_start(self, hook: Hook) -> None:
+        """Run after the broker is connected and the streams exist."""
+        self._on_start.append(hook)
+
+    def on_stop(self, hook: Hook) -> None:
+        """Run before the broker is closed (in reverse order of registration)."""
+        self._on_stop.append(hook)
+
+    def on_org_changed(self, listener: Callable[[OrgSnapshot], Awaitable[None]]) -> None:
+        """Be told about every newer organisation snapshot."""
+        self._org_listeners.append(listener)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        """Start a background task that is kept and cancelled at shutdown."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self.tasks.append(task)
+        return task
+
+    @property
+    def js(self) -> Any:
+        """The JetStream context (after start)."""
+        return self.broker.config.connection_state.stream
+
+    # --- readiness -----------------------------------------------------------------------
+    async def ready(self) -> dict[str, bool]:
+        checks = {"nats": False, "database": self.engine is None}
+        try:
+            checks["nats"] = bool(self.broker.connection.is_connected)
+        except Exception:
+            checks["nats"] = False
+        if self.engine is not None:
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+                checks["database"] = True
+            except Exception:
+                checks["database"] = False
+        return checks
+
+    # --- organisation --------------------------------------------------------------------
+    async def apply_org(self, snapshot: OrgSnapshot) -> None:
+        if snapshot.version <= self.directory.snapshot.version:
+            return
+        self.directory.replace(snapshot)
+        self.org_version.set(snapshot.version)
+        for listener in self._org_listeners:
+            await listener(snapshot)
+
+    def _add_org_consumer(self) -> None:
+        @self.broker.subscriber(ORG_CHANGED, stream=JStream(ORG.name, declare=False),
+                                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, title=f"{self.name}:org")
+        async def _org_changed(msg: NatsMessage) -> None:
+            try:
+                event = parse_event(msg.body)
+                await self.apply_org(OrgSnapshot.model_validate(event.data.snapshot))  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("could not apply organisation snapshot")
+
+    async def _load_org(self) -> None:
+        raw = await latest_on_subject(self.js, ORG.name, ORG_CHANGED)
+        if raw:
+            event = parse_event(raw)
+            await self.apply_org(OrgSnapshot.model_validate(event.data.snapshot))  # type: ignore[attr-defined]
+
+    def _add_asyncapi_route(self) -> None:
+        @self.app.get("/asyncapi.json", tags=["ops"], summary="AsyncAPI document of this service's events")
+        async def asyncapi() -> dict[str, Any]:
+            from faststream.specification import AsyncAPI
+
+            spec = AsyncAPI(self.broker, title=f"EST {self.name} events", version="0.1.0")
+            return spec.to_specification().to_jsonable()  # type: ignore[no-any-return]
+
+    # --- lifespan ------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self._connect()
+        await ensure_streams(self.js, replicas=self.settings.stream_replicas)
+        await self._load_org()
+        await self.broker.start()
+        for hook in self._on_start:
+            await hook()
+        log.info("service started", extra={"service": self.name})
+        try:
+            yield
+        finally:
+            for hook in reversed(self._on_stop):
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("stop hook failed")
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            self.tasks.clear()
+            await self.broker.stop()
+            if self.engine is not None:
+                await self.engine.dispose()
+            log.info("service stopped", extra={"service": self.name})
+
+    async def _connect(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.broker.connect()
+                return
+            except Exception as exc:
+                log.warning("NATS not reachable yet, retrying", extra={"error": repr(exc)[:200]})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

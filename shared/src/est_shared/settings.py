@@ -1,0 +1,41 @@
+"""Settings base: every service reads ``EST_*`` environment variables (and ``.env``) through one class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from est_shared.periods import DEFAULT_TIMEZONE
+
+
+def service_field(service: str, name: str, default: object, description: str = "") -> object:
+    """A field read from ``EST_<SERVICE>_<NAME>`` (also settable by its field name in code)."""
+    env = f"EST_{service.upper()}_{name.upper()}"
+    return Field(default=default, validation_alias=AliasChoices(env, name), description=description)
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs; each service subclasses it and adds its own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="EST_", env_file=".env", extra="ignore",
+                                      populate_by_name=True)
+
+    service: str = "est"
+    nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server(s), comma-separated")
+    timezone: str = Field(default=DEFAULT_TIMEZONE, description="municipal time for periods and deadlines")
+    data_dir: Path = Field(default=Path("var"), description="where SQLite files and the mail outbox live")
+    log_level: str = Field(default="INFO")
+    host: str = Field(default="127.0.0.1", description="HTTP bind address")
+    stream_replicas: int = Field(default=1, description="JetStream replicas for the streams (3 in a cluster)")
+    consumer_max_deliver: int = Field(default=8, description="deliveries before an event is dead-lettered")
+    pii_key: str | None = Field(default=None, description="key(s) for personal-data encryption")
+
+    def sqlite_url(self, name: str) -> str:
+        """The embedded default database of a service: a SQLite file in the data dir."""
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{name}.db').resolve()}"
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [s.strip() for s in self.nats_url.split(",") if s.strip()]
