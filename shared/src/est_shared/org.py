@@ -8,12 +8,13 @@ places, cadences and expected reporters. Tokens travel only as SHA-256 hashes.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from est_shared.checklists import BUILTIN_CHECKLISTS, DEFAULT_CHECKLIST, Checklist
-from est_shared.periods import DEFAULT_TIMEZONE
+from est_shared.periods import DEFAULT_TIMEZONE, Period, deadline
 
 Role = Literal["reporter", "key_function", "beredningsgrupp", "styrgrupp", "police", "social_services", "admin"]
 ActorKind = Literal[
@@ -31,6 +32,13 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def period_deadline(municipality: Municipality, period: Period) -> datetime:
+    """When a reporting period closes: the municipality's deadline after its end, in local time."""
+    hh, mm = municipality.deadline_time.split(":")
+    return deadline(period, weekday=municipality.deadline_weekday, at=time(int(hh), int(mm)),
+                    tz=municipality.timezone)
+
+
 class Area(_Frozen):
     id: str
     name: str
@@ -44,6 +52,8 @@ class Municipality(_Frozen):
     name: str
     timezone: str = DEFAULT_TIMEZONE
     analysis_period: Literal["tertial", "quarter"] = "tertial"
+    deadline_weekday: int = Field(default=0, ge=0, le=6, description="0=Monday: day after the period when it closes")
+    deadline_time: str = Field(default="09:00", pattern=r"^\d{2}:\d{2}$", description="local time of the deadline")
     area_ids: list[str] = Field(default_factory=list)
 
 

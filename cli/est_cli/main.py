@@ -1,0 +1,99 @@
+"""The ``est`` command: run the whole system, one service, or talk to a running system."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(name="est", help="EST Lägesbild: local crime-prevention collaboration on NATS JetStream.",
+                  no_args_is_help=True, add_completion=False)
+org_app = typer.Typer(help="The organisation (municipalities, areas, actors, people).", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+
+SERVICES = ("intake", "aggregator", "notifier", "analysis")
+DEFAULT_PORTS = {"intake": 8000, "aggregator": 8001, "notifier": 8002, "analysis": 8003}
+
+
+@app.command()
+def up(
+    org: Annotated[Path | None, typer.Option(help="organisation file (YAML) to apply at start")] = None,
+    demo: Annotated[bool, typer.Option(help="load a demo municipality with months of history")] = False,
+    data_dir: Annotated[Path, typer.Option(help="where NATS, SQLite files, logs and the mail outbox live")] = Path(
+        "var"),
+) -> None:
+    """Run the whole system on the embedded default: NATS JetStream, SQLite, the four services."""
+    from est_cli.up import run_up
+
+    raise typer.Exit(run_up(org=org, demo=demo, data_dir=data_dir))
+
+
+@app.command("run")
+def run_service(service: Annotated[str, typer.Argument(help="intake | aggregator | notifier | analysis")]) -> None:
+    """Run one service, configured from EST_* environment variables (production, replicas)."""
+    if service not in SERVICES:
+        typer.echo(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}", err=True)
+        raise typer.Exit(2)
+    import uvicorn
+
+    module = importlib.import_module(f"est_{service}.app")
+    settings = module.Settings()
+    application = module.create_app(settings)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=10)
+
+
+def _token(token: str | None) -> str:
+    token = token or os.environ.get("EST_TOKEN")
+    if not token:
+        typer.echo("a token is needed: --token or EST_TOKEN", err=True)
+        raise typer.Exit(2)
+    return token
+
+
+@org_app.command("apply")
+def org_apply(
+    file: Annotated[Path, typer.Argument(help="organisation file (YAML)", exists=True, dir_okay=False)],
+    url: Annotated[str, typer.Option(envvar="EST_INTAKE_URL", help="intake base URL")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option(help="an admin token (or EST_TOKEN)")] = None,
+) -> None:
+    """Apply an organisation file to a running system (declarative, idempotent)."""
+    import httpx
+
+    r = httpx.put(f"{url.rstrip('/')}/v1/admin/org", content=file.read_bytes(), timeout=30,
+                  headers={"Authorization": f"Bearer {_token(token)}", "Content-Type": "application/yaml"})
+    if r.status_code >= 400:
+        typer.echo(f"refused ({r.status_code}): {r.text}", err=True)
+        raise typer.Exit(1)
+    body = r.json()
+    typer.echo(f"organisation version {body.get('version')}")
+    for change in body.get("changes", []):
+        typer.echo(f"  {change}")
+
+
+@app.command("import")
+def import_reports(
+    file: Annotated[Path, typer.Argument(help="reports as CSV or JSON Lines", exists=True, dir_okay=False)],
+    url: Annotated[str, typer.Option(envvar="EST_INTAKE_URL", help="intake base URL")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option(help="an admin token (or EST_TOKEN)")] = None,
+) -> None:
+    """Import historical reports through the same validation as the API, with a progress bar."""
+    from est_cli.importer import import_file
+
+    result = import_file(file, url=url, token=_token(token))
+    typer.echo(json.dumps(result))
+    if result["rejected"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app(prog_name="est")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

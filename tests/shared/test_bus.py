@@ -1,0 +1,126 @@
+"""The consumer plumbing against a real JetStream: ack, retry with backoff, dead-letter, de-dup."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import nats
+from prometheus_client import CollectorRegistry
+
+from est_shared.bus import PoisonEvent, add_consumer, ensure_streams, make_broker, publish_event, publish_raw
+from est_shared.events import AlertData, CloudEvent, new_event
+from est_shared.observability import BusMetrics
+from est_shared.subjects import ALERTS
+
+
+def _alert(m: str) -> CloudEvent[Any]:
+    return new_event(type="se.est.alert.raised", source="/test", subject="a",
+                     data=AlertData(alert_id=str(uuid.uuid4()), municipality_id=m, area_id="a", item="klotter",
+                                    kind="flag:high", period="2026-W48"))
+
+
+async def _run(nats_url: str, m: str, handle: Any, max_deliver: int = 3) -> tuple[Any, BusMetrics, Any]:
+    broker = make_broker([nats_url])
+    metrics = BusMetrics(f"t{uuid.uuid4().hex[:6]}", CollectorRegistry())
+    add_consumer(broker, service="test", stream=ALERTS, subject=f"est.alert.raised.{m}.>", durable=f"d-{m}",
+                 handle=handle, metrics=metrics, max_deliver=max_deliver)
+    await broker.connect()
+    await ensure_streams(broker.config.connection_state.stream)
+    await broker.start()
+    return broker, metrics, broker.config.connection_state.stream
+
+
+async def _wait(cond: Any, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_duplicate_publish_is_stored_once_and_handled_once(nats_url: str) -> None:
+    m = f"m{uuid.uuid4().hex[:8]}"
+    seen: list[str] = []
+
+    async def handle(ev: CloudEvent[Any]) -> None:
+        seen.append(ev.id)
+
+    broker, _metrics, js = await _run(nats_url, m, handle)
+    try:
+        ev = _alert(m)
+        a1 = await publish_event(js, f"est.alert.raised.{m}.a", ev)
+        a2 = await publish_event(js, f"est.alert.raised.{m}.a", ev)
+        assert a2.duplicate and a1.seq == a2.seq
+        await _wait(lambda: len(seen) == 1)
+        await asyncio.sleep(0.3)
+        assert seen == [ev.id]
+    finally:
+        await broker.stop()
+
+
+async def test_transient_error_is_retried_then_succeeds(nats_url: str) -> None:
+    m = f"m{uuid.uuid4().hex[:8]}"
+    attempts: list[int] = []
+
+    async def handle(ev: CloudEvent[Any]) -> None:
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise RuntimeError("database busy")
+
+    broker, metrics, js = await _run(nats_url, m, handle)
+    try:
+        await publish_event(js, f"est.alert.raised.{m}.a", _alert(m))
+        await _wait(lambda: len(attempts) == 2)
+        await asyncio.sleep(0.2)
+        assert metrics.events.labels("se.est.alert.raised", "retried")._value.get() == 1
+        assert metrics.events.labels("se.est.alert.raised", "ok")._value.get() == 1
+    finally:
+        await broker.stop()
+
+
+async def test_garbage_and_poison_go_to_the_dead_letter_subject(nats_url: str) -> None:
+    m = f"m{uuid.uuid4().hex[:8]}"
+    handled: list[str] = []
+
+    async def handle(ev: CloudEvent[Any]) -> None:
+        if ev.data.item == "poison":
+            raise PoisonEvent("cannot ever work")
+        handled.append(ev.id)
+
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    dlq = await js.subscribe(f"est.dlq.test.est.alert.raised.{m}.>", stream="EST_DLQ")
+    broker, metrics, js2 = await _run(nats_url, m, handle)
+    try:
+        await publish_raw(js2, f"est.alert.raised.{m}.a", b"\x00not json{", msg_id=str(uuid.uuid4()))
+        bad = _alert(m).model_copy(update={"data": _alert(m).data.model_copy(update={"item": "poison"})})
+        await publish_event(js2, f"est.alert.raised.{m}.a", bad)
+        good = _alert(m)
+        await publish_event(js2, f"est.alert.raised.{m}.a", good)
+        got = [await dlq.next_msg(timeout=5), await dlq.next_msg(timeout=5)]
+        assert {g.headers["EST-DLQ-Reason"] for g in got} == {"poison"}
+        await _wait(lambda: handled == [good.id])
+        assert metrics.dead_lettered.labels("poison")._value.get() == 2
+    finally:
+        await broker.stop()
+        await nc.close()
+
+
+async def test_an_event_failing_every_time_is_dead_lettered_after_max_deliver(nats_url: str) -> None:
+    m = f"m{uuid.uuid4().hex[:8]}"
+    attempts: list[int] = []
+
+    async def handle(ev: CloudEvent[Any]) -> None:
+        attempts.append(1)
+        raise RuntimeError("always")
+
+    broker, metrics, js = await _run(nats_url, m, handle, max_deliver=2)
+    try:
+        await publish_event(js, f"est.alert.raised.{m}.a", _alert(m))
+        await _wait(lambda: metrics.dead_lettered.labels("max_deliver")._value.get() == 1)
+        assert len(attempts) == 2
+    finally:
+        await broker.stop()
