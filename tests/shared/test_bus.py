@@ -7,12 +7,11 @@ import uuid
 from typing import Any
 
 import nats
-from prometheus_client import CollectorRegistry
-
 from est_shared.bus import PoisonEvent, add_consumer, ensure_streams, make_broker, publish_event, publish_raw
 from est_shared.events import AlertData, CloudEvent, new_event
 from est_shared.observability import BusMetrics
 from est_shared.subjects import ALERTS
+from prometheus_client import CollectorRegistry
 
 
 def _alert(m: str) -> CloudEvent[Any]:

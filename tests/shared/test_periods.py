@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from est_shared.periods import Period, PeriodError, current_period, deadline, normalise, weeks_in_year
 from hypothesis import given
 from hypothesis import strategies as st
-
-from est_shared.periods import Period, PeriodError, current_period, deadline, normalise, weeks_in_year
 
 days = st.dates(min_value=date(2001, 1, 1), max_value=date(2099, 12, 31))
 

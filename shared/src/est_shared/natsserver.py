@@ -111,3 +111,109 @@ class NatsServer:
         """Start again on the same ports with the same store."""
         self.stop()
         return self.start()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NatsCluster:
+    """A JetStream cluster of ``size`` nodes from the same binary on loopback ports (tests, benchmarks)."""
+
+    def __init__(self, base_dir: Path, size: int = 3, *, name: str = "est") -> None:
+        self.base_dir = Path(base_dir)
+        self.size, self.name = size, name
+        self.client_ports = [_free_port() for _ in range(size)]
+        self.cluster_ports = [_free_port() for _ in range(size)]
+        self.monitor_ports = [_free_port() for _ in range(size)]
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * size
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{p}" for p in self.client_ports]
+
+    @property
+    def url(self) -> str:
+        return ",".join(self.urls)
+
+    def _config(self, i: int) -> Path:
+        node = self.base_dir / f"n{i}"
+        node.mkdir(parents=True, exist_ok=True)
+        routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for j, p in enumerate(self.cluster_ports) if j != i)
+        conf = node / "nats.conf"
+        conf.write_text(
+            f'server_name: "n{i}"\nlisten: "127.0.0.1:{self.client_ports[i]}"\n'
+            f'http: "127.0.0.1:{self.monitor_ports[i]}"\n'
+            f'jetstream {{ store_dir: "{node / "js"}" }}\n'
+            f'cluster {{ name: "{self.name}", listen: "127.0.0.1:{self.cluster_ports[i]}", routes: [{routes}] }}\n')
+        return conf
+
+    def start_node(self, i: int) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.base_dir / f"n{i}.log", "ab")
+        self.procs[i] = subprocess.Popen([nats_server_binary(), "-c", str(self._config(i))], stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def start(self, timeout: float = 30.0) -> NatsCluster:
+        for i in range(self.size):
+            self.start_node(i)
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0, nodes: list[int] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        want = nodes if nodes is not None else [i for i in range(self.size) if self.procs[i] is not None]
+        while time.monotonic() < deadline:
+            if all(self._healthy(i) for i in want):
+                return
+            time.sleep(0.1)
+        raise TimeoutError("NATS cluster did not become healthy")
+
+    def _healthy(self, i: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_ports[i]}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def kill_node(self, i: int) -> None:
+        p = self.procs[i]
+        if p and p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        self.procs[i] = None
+
+    def stream_leader(self, stream: str) -> int | None:
+        """Index of the node leading a stream, from any live node's monitoring endpoint."""
+        for i in range(self.size):
+            if self.procs[i] is None:
+                continue
+            try:
+                with urllib.request.urlopen(
+                        f"http://127.0.0.1:{self.monitor_ports[i]}/jsz?streams=true", timeout=2) as r:
+                    data = json.loads(r.read())
+            except OSError:
+                continue
+            for acc in data.get("account_details", []):
+                for s in acc.get("stream_detail", []):
+                    if s.get("name") == stream:
+                        leader = (s.get("cluster") or {}).get("leader")
+                        if leader and leader.startswith("n"):
+                            return int(leader[1:])
+        return None
+
+    def stop(self) -> None:
+        for i, p in enumerate(self.procs):
+            if p and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            self.procs[i] = None
