@@ -2,90 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 import yaml
 
-from est_shared.testing import free_port
-
-SERVICES = ("intake", "aggregator", "notifier", "analysis")
-
-
-@dataclass
-class System:
-    proc: subprocess.Popen[str]
-    urls: dict[str, str]
-    data_dir: Path
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError(f"est up did not stop in {timeout}s:\n{self.output()[-3000:]}") from None
-        return self.proc.returncode
-
-
-def e2e_org(suffix: str = "") -> dict[str, Any]:
-    return {
-        "municipalities": [{"id": "vaxjo", "name": "Växjö kommun", "analysis_period": "tertial",
-                            "areas": [{"id": "araby", "name": "Araby", "cadence": "weekly",
-                                       "places": ["centrum", "skolgarden", "parkeringen"]},
-                                      {"id": "dalbo", "name": "Dalbo", "cadence": "weekly", "places": ["torget"]}]}],
-        "actors": [{"id": "vaxjohem", "name": "Växjöhem AB", "kind": "property_company"},
-                   {"id": "kommunen", "name": "Växjö kommun", "kind": "municipality"}],
-        "people": [
-            {"id": "anna", "name": "Anna Andersson", "actor": "vaxjohem", "email": "anna@example.org",
-             "roles": ["reporter"], "areas": ["araby"], "token": "t-anna"},
-            {"id": "lena", "name": "Lena Lind", "actor": "kommunen", "email": "lena@example.org",
-             "roles": ["key_function"], "areas": ["vaxjo"], "token": "t-lena"},
-            {"id": "admin", "name": "Admin", "actor": "kommunen", "roles": ["admin"], "areas": ["vaxjo"],
-             "token": "t-admin"},
-        ],
-    }
-
-
-def start_system(data_dir: Path, org_file: Path | None, *, ports: dict[str, int] | None = None,
-                 extra_env: dict[str, str] | None = None, demo: bool = False, timeout: float = 90) -> System:
-    ports = ports or {s: free_port() for s in SERVICES}
-    env = dict(os.environ, **{f"EST_{s.upper()}_PORT": str(p) for s, p in ports.items()}, **(extra_env or {}))
-    env.pop("EST_NATS_URL", None)
-    args = [sys.executable, "-m", "est_cli.main", "up", "--data-dir", str(data_dir)]
-    if org_file:
-        args += ["--org", str(org_file)]
-    if demo:
-        args.append("--demo")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log = data_dir / "est-up.out"
-    with open(log, "a") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
-    system = System(proc, {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}, data_dir, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"est up exited with {proc.returncode}:\n{system.output()[-4000:]}")
-        if "Running. Press Ctrl-C to stop." in system.output():
-            return system
-        time.sleep(0.2)
-    system.stop(signal.SIGKILL)
-    raise AssertionError(f"est up did not start in {timeout}s:\n{system.output()[-4000:]}")
+from tests.support import System, e2e_org, start_system
 
 
 @pytest.fixture
@@ -102,17 +25,3 @@ def system(tmp_path: Path, org_file: Path) -> Iterator[System]:
     s.stop()
 
 
-def wait_for(fn: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Poll until fn() returns a truthy value; return it."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except (httpx.HTTPError, AssertionError, KeyError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out; last value: {last!r}")

@@ -13,15 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
+from est_shared.periods import Period
+from est_shared.testing import free_port, serve
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from est_shared.periods import Period
-from est_shared.testing import free_port, serve
-
-from .conftest import System, start_system, wait_for
+from tests.support import System, start_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +45,7 @@ class Receiver:
 
     async def _serve(self) -> None:
         async with serve(self.app, self.port):
-            while not self._stop.is_set():
+            while not self._stop.is_set():  # noqa: ASYNC110 - a threading.Event set from another thread
                 await asyncio.sleep(0.05)
 
     @property
