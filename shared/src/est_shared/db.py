@@ -98,7 +98,9 @@ async def mark_processed(session: AsyncSession, table: Table, *, consumer: str, 
 
 
 async def add_to_outbox(session: AsyncSession, table: Table, subject: str, event: CloudEvent[Any]) -> None:
-    """Queue an event for publishing once the transaction commits."""
+    """Queue an event for publishing once the transaction commits (an id already queued is skipped)."""
+    if await session.scalar(select(table.c.seq).where(table.c.event_id == event.id)) is not None:
+        return
     await session.execute(insert(table).values(event_id=event.id, subject=subject, payload=encode(event),
                                                created_at=utcnow(), published=False))
 

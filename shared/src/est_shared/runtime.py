@@ -63,7 +63,7 @@ class ServiceRuntime:
 
     # --- hooks ---------------------------------------------------------------------------
     def on_start(self, hook: Hook) -> None:
-        """Run after the broker is connected and the streams exist."""
+        """Run after NATS is connected and the streams exist, before consumers start."""
         self._on_start.append(hook)
 
     def on_stop(self, hook: Hook) -> None:
@@ -139,13 +139,13 @@ class ServiceRuntime:
     @asynccontextmanager
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         await self._connect()
-        await ensure_streams(self.js, replicas=self.settings.stream_replicas)
-        await self._load_org()
-        await self.broker.start()
-        for hook in self._on_start:
-            await hook()
-        log.info("service started", extra={"service": self.name})
         try:
+            await ensure_streams(self.js, replicas=self.settings.stream_replicas)
+            await self._load_org()
+            for hook in self._on_start:  # before consuming: hooks create tables, start relays
+                await hook()
+            await self.broker.start()
+            log.info("service started", extra={"service": self.name})
             yield
         finally:
             for hook in reversed(self._on_stop):

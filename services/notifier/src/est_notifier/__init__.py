@@ -1,0 +1,1 @@
+"""EST Lägesbild notifier: subscriptions, signed webhooks, e-mail, retries and the delivery ledger."""

@@ -1,0 +1,243 @@
+"""HTTP routes of the analysis service: strategic analyses, their readable reports, and measures."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Literal
+
+from est_shared.http import Problem, require_role
+from est_shared.org import OrgSnapshot, Principal
+from est_shared.runtime import ServiceRuntime
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from est_analysis import handlers
+from est_analysis.domain import (
+    AnalysisNotFound,
+    InvalidMeasure,
+    MeasureNotFound,
+    NotAnAnalysisPeriod,
+    UnknownMunicipality,
+)
+from est_analysis.handlers import Context
+from est_analysis.report import render_report
+
+ANALYSIS_ROLES = ("key_function", "beredningsgrupp", "styrgrupp", "admin")
+MEASURE_WRITE_ROLES = ("styrgrupp", "admin")
+
+
+class AnalysisRequest(BaseModel):
+    """Compile a strategic analysis now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    municipality_id: str = Field(min_length=1, max_length=100, description="municipality id", examples=["vaxjo"])
+    period: str = Field(pattern=r"^\d{4}-[QT]\d$", description="quarter (2026-Q4) or tertial (2026-T3)",
+                        examples=["2026-T3"])
+
+
+class Resources(BaseModel):
+    """Resources given to a measure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hours: float | None = Field(default=None, ge=0, description="working hours", examples=[120])
+    money_sek: float | None = Field(default=None, ge=0, description="money in SEK", examples=[45000])
+
+
+Status = Literal["planned", "active", "completed", "cancelled"]
+ITEM_CODE = r"^[a-z][a-z0-9_]{0,39}$"
+NULLABLE = ("end", "hours", "money_sek")
+
+
+class MeasureIn(BaseModel):
+    """A measure decided by the styrgrupp."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=300, examples=["Bättre belysning vid centrum"])
+    description: str = Field(default="", max_length=4000, examples=["Byta armaturer längs gångvägen"])
+    area_id: str = Field(min_length=1, max_length=100, examples=["araby"])
+    items: list[str] = Field(min_length=1, max_length=30, description="targeted checklist item codes",
+                             examples=[["belysning", "otrygg_plats"]])
+    responsible_actor: str = Field(min_length=1, max_length=100, description="actor id", examples=["vaxjohem"])
+    decided_by: str = Field(min_length=1, max_length=200, description="body or meeting that decided",
+                            examples=["Styrgruppen 2026-09-15"])
+    start: date = Field(examples=["2026-09-21"])
+    end: date | None = Field(default=None, examples=["2026-12-31"])
+    resources: Resources = Field(default_factory=Resources)
+    status: Status = Field(default="planned")
+    reason: str = Field(default="", max_length=2000, description="why it was decided")
+
+
+class MeasurePatch(BaseModel):
+    """A re-decision: the fields that change and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    description: str | None = Field(default=None, max_length=4000)
+    items: list[str] | None = Field(default=None, min_length=1, max_length=30)
+    responsible_actor: str | None = Field(default=None, min_length=1, max_length=100)
+    decided_by: str | None = Field(default=None, min_length=1, max_length=200)
+    start: date | None = None
+    end: date | None = None
+    resources: Resources | None = None
+    status: Status | None = None
+    reason: str = Field(min_length=1, max_length=2000, description="why it was re-decided",
+                        examples=["Förlängd efter uppföljning i styrgruppen"])
+
+
+def _belongs(principal: Principal, municipality_id: str, snap: OrgSnapshot) -> bool:
+    if "admin" in principal.roles or municipality_id in principal.municipalities:
+        return True
+    return any((a := snap.areas.get(area)) is not None and a.municipality_id == municipality_id
+               for area in principal.areas)
+
+
+def _require_municipality(principal: Principal, municipality_id: str, snap: OrgSnapshot) -> None:
+    if not _belongs(principal, municipality_id, snap):
+        raise Problem(403, "Forbidden", f"You do not work in municipality {municipality_id!r}. / "
+                      f"Du arbetar inte i kommunen {municipality_id!r}.")
+
+
+def _check_items(items: list[str] | None) -> None:
+    import re
+
+    bad = [i for i in items or [] if not re.match(ITEM_CODE, i)]
+    if bad:
+        raise Problem(422, "Invalid request", "Item codes are lower-case identifiers. / "
+                      "Punktkoder är identifierare med gemener.",
+                      errors=[{"field": "body.items", "message": f"invalid codes: {bad}"}])
+
+
+def _invalid(exc: InvalidMeasure) -> Problem:
+    return Problem(422, "Invalid measure", f"{exc.message_en} / {exc.message_sv}",
+                   errors=[{"field": f"body.{exc.field_name}", "message": exc.message_en}])
+
+
+def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
+    """The service's routes, bound to the runtime's auth and the use-case context."""
+    router = APIRouter()
+    principal_dep = Depends(runtime.principal)
+
+    async def _load_analysis(analysis_id: str, principal: Principal) -> dict[str, Any]:
+        require_role(principal, *ANALYSIS_ROLES)
+        try:
+            body = await handlers.get_analysis(ctx=ctx, analysis_id=analysis_id)
+        except AnalysisNotFound:
+            raise Problem(404, "Not found", f"No analysis {analysis_id!r}. / Ingen analys {analysis_id!r}.") from None
+        _require_municipality(principal, body["municipality_id"], ctx.snapshot())
+        return body
+
+    @router.post("/v1/analyses", status_code=201, tags=["analyses"],
+                 summary="Compile a strategic analysis of a quarter or tertial now")
+    async def post_analysis(req: AnalysisRequest, principal: Principal = principal_dep) -> dict[str, Any]:
+        """Persistent problems per area (k of n), areas ranked by need, trends, completeness and measures."""
+        require_role(principal, *ANALYSIS_ROLES)
+        snap = ctx.snapshot()
+        _require_municipality(principal, req.municipality_id, snap)
+        try:
+            return await handlers.compile_analysis(ctx=ctx, municipality_id=req.municipality_id, period=req.period,
+                                                   trigger="manual", compiled_by=principal.person_id)
+        except UnknownMunicipality:
+            raise Problem(404, "Unknown municipality", f"No municipality {req.municipality_id!r}. / "
+                          f"Ingen kommun {req.municipality_id!r}.") from None
+        except NotAnAnalysisPeriod as exc:
+            raise Problem(422, "Invalid request", "period must be a quarter or tertial, e.g. 2026-T3. / "
+                          "period måste vara ett kvartal eller tertial, t.ex. 2026-T3.",
+                          errors=[{"field": "body.period", "message": str(exc)}]) from None
+
+    @router.get("/v1/analyses", tags=["analyses"], summary="A municipality's analyses, newest first")
+    async def list_analyses(municipality_id: str = Query(description="municipality id", examples=["vaxjo"]),
+                            principal: Principal = principal_dep) -> list[dict[str, Any]]:
+        """Id, period, revision, trigger, summary and report path of each analysis."""
+        require_role(principal, *ANALYSIS_ROLES)
+        _require_municipality(principal, municipality_id, ctx.snapshot())
+        return await handlers.list_analyses(ctx=ctx, municipality_id=municipality_id)
+
+    @router.get("/v1/analyses/{analysis_id}", tags=["analyses"], summary="One analysis")
+    async def get_analysis(analysis_id: str, principal: Principal = principal_dep) -> dict[str, Any]:
+        """By id (``vaxjo:2026-T3:r1``); ``vaxjo:2026-T3`` gives the latest revision."""
+        return await _load_analysis(analysis_id, principal)
+
+    @router.get("/v1/analyses/{analysis_id}/report.html", tags=["analyses"], response_class=HTMLResponse,
+                summary="The analysis as a readable, self-contained HTML report")
+    async def get_report(analysis_id: str, lang: Literal["sv", "en"] = Query("sv", description="sv or en"),
+                         principal: Principal = principal_dep) -> HTMLResponse:
+        """Charts are inline SVG; no JavaScript, no external assets; print-friendly."""
+        body = await _load_analysis(analysis_id, principal)
+        return HTMLResponse(render_report(body, lang=lang))
+
+    @router.post("/v1/measures", status_code=201, tags=["measures"], summary="Record a measure (styrgrupp)")
+    async def post_measure(req: MeasureIn, principal: Principal = principal_dep) -> dict[str, Any]:
+        """Title, area, targeted items, responsible actor, period, resources and status."""
+        require_role(principal, *MEASURE_WRITE_ROLES)
+        _check_items(req.items)
+        snap = ctx.snapshot()
+        area = snap.areas.get(req.area_id)
+        if area is None:
+            raise Problem(422, "Invalid measure", f"Unknown area {req.area_id!r}. / Okänt område {req.area_id!r}.",
+                          errors=[{"field": "body.area_id", "message": "unknown area"}])
+        _require_municipality(principal, area.municipality_id, snap)
+        values = req.model_dump(exclude={"resources"})
+        values.update(hours=req.resources.hours, money_sek=req.resources.money_sek)
+        try:
+            return await handlers.create_measure(ctx=ctx, principal=principal, values=values)
+        except InvalidMeasure as exc:
+            raise _invalid(exc) from None
+
+    @router.patch("/v1/measures/{measure_id}", tags=["measures"], summary="Re-decide a measure (styrgrupp)")
+    async def patch_measure(measure_id: str, req: MeasurePatch, principal: Principal = principal_dep) -> dict[str, Any]:
+        """Changes the given fields and records who, when, what and why in the measure's history."""
+        require_role(principal, *MEASURE_WRITE_ROLES)
+        _check_items(req.items)
+        try:
+            current = await handlers.get_measure(ctx=ctx, measure_id=measure_id)
+        except MeasureNotFound:
+            raise Problem(404, "Not found", f"No measure {measure_id!r}. / Ingen åtgärd {measure_id!r}.") from None
+        _require_municipality(principal, current["municipality_id"], ctx.snapshot())
+        changes = req.model_dump(exclude_unset=True, exclude={"reason", "resources"})
+        if req.resources is not None:
+            changes.update(req.resources.model_dump(exclude_unset=True))
+        changes = {k: v for k, v in changes.items() if v is not None or k in NULLABLE}
+        try:
+            return await handlers.update_measure(ctx=ctx, principal=principal, measure_id=measure_id,
+                                                 changes=changes, reason=req.reason)
+        except InvalidMeasure as exc:
+            raise _invalid(exc) from None
+
+    @router.get("/v1/measures", tags=["measures"], summary="Measures of an area or municipality")
+    async def list_measures(area_id: str | None = Query(None, examples=["araby"]),
+                            municipality_id: str | None = Query(None, examples=["vaxjo"]),
+                            principal: Principal = principal_dep) -> list[dict[str, Any]]:
+        """Without filters: the measures of the caller's municipalities."""
+        snap = ctx.snapshot()
+        if area_id:
+            area = snap.areas.get(area_id)
+            if area is None:
+                if "admin" not in principal.roles:
+                    raise Problem(403, "Forbidden", f"Unknown area {area_id!r}. / Okänt område {area_id!r}.")
+            else:
+                _require_municipality(principal, area.municipality_id, snap)
+            return await handlers.list_measures(ctx=ctx, area_id=area_id)
+        if municipality_id:
+            _require_municipality(principal, municipality_id, snap)
+            return await handlers.list_measures(ctx=ctx, municipality_id=municipality_id)
+        if "admin" in principal.roles:
+            return await handlers.list_measures(ctx=ctx)
+        munis = {m for m in snap.municipalities if _belongs(principal, m, snap)}
+        return [m for m in await handlers.list_measures(ctx=ctx) if m["municipality_id"] in munis]
+
+    @router.get("/v1/measures/{measure_id}", tags=["measures"], summary="One measure with its history")
+    async def get_measure(measure_id: str, principal: Principal = principal_dep) -> dict[str, Any]:
+        """The measure, its re-decisions and resources."""
+        try:
+            m = await handlers.get_measure(ctx=ctx, measure_id=measure_id)
+        except MeasureNotFound:
+            raise Problem(404, "Not found", f"No measure {measure_id!r}. / Ingen åtgärd {measure_id!r}.") from None
+        _require_municipality(principal, m["municipality_id"], ctx.snapshot())
+        return m
+
+    return router

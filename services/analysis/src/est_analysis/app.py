@@ -1,0 +1,98 @@
+"""Composition root of the analysis service: the only place that reads settings and builds adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from est_shared.db import OutboxRelay, make_engine, session_factory
+from est_shared.runtime import ServiceRuntime
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from est_analysis import db
+from est_analysis.api import build_router
+from est_analysis.consumers import register_consumers
+from est_analysis.handlers import Context, auto_compile_due, refresh_open_gauge
+from est_analysis.metrics import AnalysisMetrics
+from est_analysis.settings import AnalysisSettings
+
+log = logging.getLogger("est.analysis")
+
+Settings = AnalysisSettings
+
+DESCRIPTION = """Strategic analyses for the beredningsgrupp and styrgrupp (EST cycle steps 5 and 6).
+
+* **Persistent problems**: an item flagged in at least *k* of the last *n* reporting periods (defaults 3 of 4,
+  `EST_ANALYSIS_PERSISTENT_K` / `_N`, per item `EST_ANALYSIS_PERSISTENT_OVERRIDES`). Raised and resolved as
+  `se.est.alert.raised` / `se.est.alert.resolved` (kind `persistent`).
+* **Analyses** per quarter or tertial: weeks count to the quarter/tertial that holds their Thursday (ISO 8601).
+* **Measures** decided by the styrgrupp, with their effect (mean before vs after the start).
+"""
+
+
+class SchemaGuard:
+    """Creates the tables once, before the first use (the consumer may start before the start hooks)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._done = False
+        self._lock = asyncio.Lock()
+
+    async def ensure(self) -> None:
+        if self._done:
+            return
+        async with self._lock:
+            if not self._done:
+                async with self.engine.begin() as conn:
+                    await conn.run_sync(db.metadata.create_all)
+                self._done = True
+
+
+def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
+    """Build the analysis service; nothing connects until the app's lifespan starts."""
+    settings = settings or AnalysisSettings()
+    engine = make_engine(settings.db_url())
+    sessions = session_factory(engine)
+    runtime = ServiceRuntime(name="analysis", title="EST Lägesbild — analysis", description=DESCRIPTION,
+                             settings=settings, engine=engine)
+    metrics = AnalysisMetrics(runtime.registry)
+    ctx = Context(sessions=sessions, settings=settings, metrics=metrics,
+                  snapshot=lambda: runtime.directory.snapshot)
+    schema = SchemaGuard(engine)
+    relays: list[OutboxRelay] = []
+
+    def _published(subject: str) -> None:
+        runtime.metrics.published.labels(".".join(subject.split(".")[:3])).inc()
+
+    async def auto_loop() -> None:
+        while True:
+            try:
+                await auto_compile_due(ctx=ctx)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("automatic compilation failed; will retry")
+            await asyncio.sleep(settings.compile_interval_seconds)
+
+    async def start() -> None:
+        await schema.ensure()
+        relay = OutboxRelay(sessions=sessions, table=db.outbox, js=runtime.js,
+                            interval=settings.outbox_interval_seconds, on_published=_published)
+        relay.start()
+        relays.append(relay)
+        ctx.wake = relay.wake
+        await refresh_open_gauge(ctx=ctx)
+        if settings.auto_compile:
+            runtime.spawn(auto_loop(), "analysis-auto-compile")
+
+    async def stop() -> None:
+        for relay in relays:
+            await relay.stop()
+
+    runtime.on_start(start)
+    runtime.on_stop(stop)
+    register_consumers(runtime, ctx=ctx, ensure_schema=schema.ensure)
+    runtime.app.include_router(build_router(runtime=runtime, ctx=ctx))
+    runtime.app.state.analysis = ctx
+    return runtime.app

@@ -1,0 +1,178 @@
+"""Inline SVG charts for the readable report, generated in Python (no JavaScript, no external assets)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from markupsafe import Markup, escape
+
+PALETTE = ("#1f5f8b", "#c0392b", "#2a9d8f", "#e9a23b", "#6c4f9e", "#8c6d46", "#d35d9b", "#4a7c59")
+FLAG_COLOURS = {"high": "#c0392b", "rising": "#e67e22", "new": "#2e86c1"}
+NO_FLAG = "#dfe7ee"
+ZERO = "#f3f5f7"
+FONT = "font-family='system-ui,-apple-system,Segoe UI,Roboto,sans-serif'"
+
+
+def _short(period: str) -> str:
+    """``2026-W48`` -> ``W48``."""
+    return period.split("-", 1)[-1]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.0f}" if abs(v - round(v)) < 1e-9 else f"{v:.1f}"
+
+
+def line_chart(periods: Sequence[str], series: Sequence[dict[str, Any]], *, width: int = 680,
+               height: int = 230, title: str = "") -> Markup:
+    """Lines of values over periods; markers coloured by flag; gaps where no picture."""
+    left, right, top, bottom = 40, 12, 14, 56
+    pw, ph = width - left - right, height - top - bottom
+    values = [p["value"] for s in series for p in s["points"] if p["value"] is not None]
+    vmax = float(math.ceil(max([*values, 1.0])))
+    ticks = int(vmax) if vmax <= 6 else 4
+    n = max(1, len(periods) - 1)
+
+    def x(i: int) -> float:
+        return left + pw * i / n if len(periods) > 1 else left + pw / 2
+
+    def y(v: float) -> float:
+        return top + ph - ph * v / vmax
+
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' role='img' "
+           f"aria-label='{escape(title)}' {FONT} font-size='11'>"]
+    for k in range(ticks + 1):
+        v = vmax * k / ticks
+        out.append(f"<line x1='{left}' x2='{width - right}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#e5e9ee'/>")
+        out.append(f"<text x='{left - 6}' y='{y(v) + 4:.1f}' text-anchor='end' fill='#6b7785'>{_fmt(v)}</text>")
+    step = max(1, len(periods) // 12)
+    for i, p in enumerate(periods):
+        if i % step == 0 or i == len(periods) - 1:
+            out.append(f"<text x='{x(i):.1f}' y='{top + ph + 16}' text-anchor='middle' fill='#6b7785'>"
+                       f"{escape(_short(p))}</text>")
+    for si, s in enumerate(series):
+        colour = PALETTE[si % len(PALETTE)]
+        segment: list[str] = []
+        segments: list[list[str]] = []
+        for i, p in enumerate(s["points"]):
+            if p["value"] is None:
+                if segment:
+                    segments.append(segment)
+                segment = []
+                continue
+            segment.append(f"{x(i):.1f},{y(p['value']):.1f}")
+        if segment:
+            segments.append(segment)
+        for seg in segments:
+            out.append(f"<polyline points='{' '.join(seg)}' fill='none' stroke='{colour}' stroke-width='2.2' "
+                       "stroke-linejoin='round' stroke-linecap='round'/>")
+        for i, p in enumerate(s["points"]):
+            if p["value"] is None:
+                continue
+            fill = FLAG_COLOURS.get(p.get("flag") or "", "#ffffff")
+            flag = f" ({escape(p['flag'])})" if p.get("flag") else ""
+            out.append(f"<circle cx='{x(i):.1f}' cy='{y(p['value']):.1f}' r='{4 if p.get('flag') else 2.6}' "
+                       f"fill='{fill}' stroke='{colour}' stroke-width='1.6'><title>{escape(s['label'])} "
+                       f"{escape(p['period'])}: {_fmt(p['value'])}{flag}</title></circle>")
+    lx, ly = left, height - 18
+    for si, s in enumerate(series):
+        colour = PALETTE[si % len(PALETTE)]
+        label = str(s["label"])[:28]
+        out.append(f"<rect x='{lx}' y='{ly - 8}' width='14' height='4' rx='2' fill='{colour}'/>"
+                   f"<text x='{lx + 18}' y='{ly - 3}' fill='#33404d'>{escape(label)}</text>")
+        lx += 26 + 6 * len(label)
+        if lx > width - 120:
+            lx, ly = left, ly + 14
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def heat_map(periods: Sequence[str], rows: Sequence[dict[str, Any]], *, width: int = 680,
+             missing_label: str = "") -> Markup:
+    """Items × periods; each cell coloured by the item's flag that period and labelled with its value."""
+    label_w, top, cell_h = 170, 22, 20
+    cw = max(12.0, (width - label_w - 4) / max(1, len(periods)))
+    height = top + cell_h * len(rows) + 6
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' role='img' "
+           f"{FONT} font-size='10'>"]
+    step = 1 if cw >= 26 else max(1, int(26 // cw) + 1)
+    for i, p in enumerate(periods):
+        if i % step == 0:
+            out.append(f"<text x='{label_w + cw * i + cw / 2:.1f}' y='14' text-anchor='middle' fill='#6b7785'>"
+                       f"{escape(_short(p))}</text>")
+    for r, row in enumerate(rows):
+        yy = top + cell_h * r
+        out.append(f"<text x='{label_w - 8}' y='{yy + 14}' text-anchor='end' fill='#33404d' font-size='11'>"
+                   f"{escape(str(row['label'])[:26])}</text>")
+        for i, cell in enumerate(row["cells"]):
+            xx = label_w + cw * i
+            if cell["value"] is None:
+                fill, text_fill = "#ffffff", "#9aa5b1"
+                extra = " stroke='#cfd6de' stroke-dasharray='2 2'"
+            else:
+                fill = FLAG_COLOURS.get(cell.get("flag") or "", NO_FLAG if cell["value"] else ZERO)
+                text_fill = "#ffffff" if cell.get("flag") else "#33404d"
+                extra = ""
+            tip = (f"{row['label']} {cell['period']}: "
+                   f"{missing_label if cell['value'] is None else _fmt(cell['value'])}"
+                   f"{' (' + cell['flag'] + ')' if cell.get('flag') else ''}")
+            out.append(f"<rect x='{xx + 1:.1f}' y='{yy + 1}' width='{cw - 2:.1f}' height='{cell_h - 2}' rx='3' "
+                       f"fill='{fill}'{extra}><title>{escape(tip)}</title></rect>")
+            if cell["value"] is not None and cw >= 20 and cell["value"]:
+                out.append(f"<text x='{xx + cw / 2:.1f}' y='{yy + 14}' text-anchor='middle' fill='{text_fill}'>"
+                           f"{_fmt(cell['value'])}</text>")
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def bars(rows: Sequence[tuple[str, float, str]], *, width: int = 680, vmax: float | None = None,
+         fmt: str = "{:.0f}") -> Markup:
+    """Horizontal bars: (label, value, colour)."""
+    label_w, bar_h, gap = 170, 18, 8
+    height = (bar_h + gap) * len(rows) + 4
+    top = max([vmax or 0.0, *(v for _, v, _ in rows), 1.0])
+    pw = width - label_w - 60
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' role='img' "
+           f"{FONT} font-size='11'>"]
+    for i, (label, v, colour) in enumerate(rows):
+        yy = i * (bar_h + gap) + 2
+        w = pw * v / top
+        out.append(f"<text x='{label_w - 8}' y='{yy + 13}' text-anchor='end' fill='#33404d'>{escape(label[:26])}</text>"
+                   f"<rect x='{label_w}' y='{yy}' width='{pw}' height='{bar_h}' rx='4' fill='#eef2f6'/>"
+                   f"<rect x='{label_w}' y='{yy}' width='{max(w, 0):.1f}' height='{bar_h}' rx='4' fill='{colour}'/>"
+                   f"<text x='{label_w + max(w, 0) + 6:.1f}' y='{yy + 13}' fill='#33404d'>"
+                   f"{escape(fmt.format(v))}</text>")
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def completeness_columns(per_period: Sequence[dict[str, Any]], *, width: int = 680, height: int = 90) -> Markup:
+    """Reporting rate per period as columns (grey dashed where no picture)."""
+    left, bottom, top = 34, 18, 8
+    ph = height - top - bottom
+    cw = (width - left - 4) / max(1, len(per_period))
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' role='img' "
+           f"{FONT} font-size='10'>"]
+    for frac in (0.0, 0.5, 1.0):
+        yy = top + ph - ph * frac
+        out.append(f"<line x1='{left}' x2='{width - 4}' y1='{yy:.1f}' y2='{yy:.1f}' stroke='#e5e9ee'/>"
+                   f"<text x='{left - 4}' y='{yy + 3:.1f}' text-anchor='end' fill='#6b7785'>{int(frac * 100)}%</text>")
+    step = 1 if cw >= 26 else max(1, int(26 // cw) + 1)
+    for i, p in enumerate(per_period):
+        xx = left + cw * i
+        rate = p.get("rate")
+        if not p.get("picture"):
+            out.append(f"<rect x='{xx + 2:.1f}' y='{top}' width='{cw - 4:.1f}' height='{ph}' fill='none' "
+                       "stroke='#cfd6de' stroke-dasharray='2 2'/>")
+        elif rate is not None:
+            h = ph * min(1.0, rate)
+            colour = "#2a9d8f" if rate >= 0.8 else ("#e9a23b" if rate >= 0.5 else "#c0392b")
+            out.append(f"<rect x='{xx + 2:.1f}' y='{top + ph - h:.1f}' width='{cw - 4:.1f}' height='{h:.1f}' "
+                       f"rx='2' fill='{colour}'><title>{escape(p['period'])}: {p['received']}/{p['expected']}"
+                       "</title></rect>")
+        if i % step == 0:
+            out.append(f"<text x='{xx + cw / 2:.1f}' y='{height - 4}' text-anchor='middle' fill='#6b7785'>"
+                       f"{escape(_short(p['period']))}</text>")
+    out.append("</svg>")
+    return Markup("".join(out))

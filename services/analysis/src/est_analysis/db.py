@@ -1,0 +1,227 @@
+"""Tables of the analysis service and small repository functions taking an AsyncSession."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from est_shared.bus import encode
+from est_shared.db import outbox_table, processed_events_table
+from est_shared.events import CloudEvent
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+metadata = MetaData()
+processed = processed_events_table(metadata)
+outbox = outbox_table(metadata)
+
+pictures = Table(
+    "pictures", metadata,
+    Column("area_id", String(100), primary_key=True),
+    Column("period", String(20), primary_key=True),
+    Column("municipality_id", String(100), nullable=False, index=True),
+    Column("area_name", String(200), nullable=False, default=""),
+    Column("kind", String(10), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("completeness", JSON, nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+problem_states = Table(
+    "problem_states", metadata,
+    Column("area_id", String(100), primary_key=True),
+    Column("item", String(60), primary_key=True),
+    Column("municipality_id", String(100), nullable=False, index=True),
+    Column("status", String(10), nullable=False),  # open | resolved
+    Column("alert_id", String(300), nullable=False),
+    Column("opened_period", String(20), nullable=False),
+    Column("resolved_period", String(20)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+analyses = Table(
+    "analyses", metadata,
+    Column("id", String(200), primary_key=True),
+    Column("municipality_id", String(100), nullable=False, index=True),
+    Column("period", String(20), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("trigger", String(10), nullable=False),  # manual | auto
+    Column("compiled_by", String(100)),
+    Column("compiled_at", DateTime(timezone=True), nullable=False),
+    Column("body", JSON, nullable=False),
+    UniqueConstraint("municipality_id", "period", "revision", name="uq_analysis_revision"),
+)
+
+auto_compilations = Table(
+    "auto_compilations", metadata,
+    Column("municipality_id", String(100), primary_key=True),
+    Column("period", String(20), primary_key=True),
+    Column("analysis_id", String(200), nullable=False),
+    Column("compiled_at", DateTime(timezone=True), nullable=False),
+)
+
+measures = Table(
+    "measures", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("municipality_id", String(100), nullable=False, index=True),
+    Column("area_id", String(100), nullable=False, index=True),
+    Column("title", String(300), nullable=False),
+    Column("description", String(4000), nullable=False, default=""),
+    Column("items", JSON, nullable=False),
+    Column("responsible_actor", String(100), nullable=False),
+    Column("decided_by", String(200), nullable=False),
+    Column("start", Date, nullable=False),
+    Column("end", Date),
+    Column("hours", Float),
+    Column("money_sek", Float),
+    Column("status", String(20), nullable=False),
+    Column("history", JSON, nullable=False),
+    Column("created_by", String(100), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("revision", Integer, nullable=False, default=1),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- outbox ----------------------------------------------------------------------------------
+
+async def queue_event(session: AsyncSession, subject: str, event: CloudEvent[Any]) -> bool:
+    """Queue an event in the outbox unless one with the same id is already there (ids are deterministic)."""
+    if await session.scalar(select(outbox.c.seq).where(outbox.c.event_id == event.id)):
+        return False
+    await session.execute(insert(outbox).values(event_id=event.id, subject=subject, payload=encode(event),
+                                                created_at=utcnow(), published=False))
+    return True
+
+
+# --- pictures --------------------------------------------------------------------------------
+
+async def picture_version(session: AsyncSession, area_id: str, period: str) -> int | None:
+    """The stored version of an area's picture for a period, or None."""
+    v = await session.scalar(select(pictures.c.version).where(pictures.c.area_id == area_id,
+                                                              pictures.c.period == period))
+    return None if v is None else int(v)
+
+
+async def put_picture(session: AsyncSession, row: dict[str, Any], *, exists: bool) -> None:
+    """Insert or replace an area's picture for a period."""
+    if exists:
+        await session.execute(update(pictures).where(pictures.c.area_id == row["area_id"],
+                                                     pictures.c.period == row["period"]).values(**row))
+    else:
+        await session.execute(insert(pictures).values(**row))
+
+
+async def area_pictures(session: AsyncSession, area_id: str, *, kind: str | None = None,
+                        until: date | None = None) -> list[dict[str, Any]]:
+    """An area's stored pictures, oldest first (optionally of one period kind, starting before ``until``)."""
+    q = select(pictures).where(pictures.c.area_id == area_id)
+    if kind:
+        q = q.where(pictures.c.kind == kind)
+    if until:
+        q = q.where(pictures.c.period_start < until)
+    rows = (await session.execute(q.order_by(pictures.c.period_start))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+# --- problem states --------------------------------------------------------------------------
+
+async def area_problem_states(session: AsyncSession, area_id: str) -> dict[str, dict[str, Any]]:
+    """The persistent-problem state per item of an area."""
+    rows = (await session.execute(select(problem_states).where(problem_states.c.area_id == area_id))).mappings()
+    return {r["item"]: dict(r) for r in rows}
+
+
+async def put_problem_state(session: AsyncSession, row: dict[str, Any], *, exists: bool) -> None:
+    """Insert or update one problem state."""
+    row = {**row, "updated_at": utcnow()}
+    if exists:
+        await session.execute(update(problem_states).where(problem_states.c.area_id == row["area_id"],
+                                                           problem_states.c.item == row["item"]).values(**row))
+    else:
+        await session.execute(insert(problem_states).values(**row))
+
+
+async def open_problem_count(session: AsyncSession) -> int:
+    """How many persistent problems are open."""
+    return int(await session.scalar(select(func.count()).select_from(problem_states)
+                                    .where(problem_states.c.status == "open")) or 0)
+
+
+# --- analyses --------------------------------------------------------------------------------
+
+async def next_revision(session: AsyncSession, municipality_id: str, period: str) -> int:
+    """The next revision number of a municipality's analysis of a period."""
+    top = await session.scalar(select(func.max(analyses.c.revision)).where(
+        analyses.c.municipality_id == municipality_id, analyses.c.period == period))
+    return int(top or 0) + 1
+
+
+async def get_analysis(session: AsyncSession, analysis_id: str) -> dict[str, Any] | None:
+    """An analysis by id; ``{municipality}:{period}`` gives its latest revision."""
+    row = (await session.execute(select(analyses).where(analyses.c.id == analysis_id))).mappings().first()
+    if row is None and analysis_id.count(":") == 1:
+        m, p = analysis_id.split(":")
+        row = (await session.execute(select(analyses).where(analyses.c.municipality_id == m, analyses.c.period == p)
+                                     .order_by(analyses.c.revision.desc()).limit(1))).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_analyses(session: AsyncSession, municipality_id: str) -> list[dict[str, Any]]:
+    """A municipality's analyses, newest first (without bodies' bulk)."""
+    rows = (await session.execute(
+        select(analyses.c.id, analyses.c.municipality_id, analyses.c.period, analyses.c.revision,
+               analyses.c.trigger, analyses.c.compiled_at, analyses.c.compiled_by, analyses.c.body)
+        .where(analyses.c.municipality_id == municipality_id)
+        .order_by(analyses.c.compiled_at.desc(), analyses.c.revision.desc()))).mappings().all()
+    return [dict(r) for r in rows]
+
+
+async def was_auto_compiled(session: AsyncSession, municipality_id: str, period: str) -> bool:
+    """Whether the background loop already compiled this municipality's period."""
+    return bool(await session.scalar(select(auto_compilations.c.analysis_id).where(
+        auto_compilations.c.municipality_id == municipality_id, auto_compilations.c.period == period)))
+
+
+# --- measures --------------------------------------------------------------------------------
+
+async def get_measure(session: AsyncSession, measure_id: str) -> dict[str, Any] | None:
+    """A measure by id."""
+    row = (await session.execute(select(measures).where(measures.c.id == measure_id))).mappings().first()
+    return dict(row) if row else None
+
+
+async def list_measures(session: AsyncSession, *, area_id: str | None = None,
+                        municipality_id: str | None = None, area_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Measures filtered by area, municipality or a set of areas, oldest start first."""
+    q = select(measures)
+    if area_id:
+        q = q.where(measures.c.area_id == area_id)
+    if municipality_id:
+        q = q.where(measures.c.municipality_id == municipality_id)
+    if area_ids is not None:
+        q = q.where(measures.c.area_id.in_(area_ids))
+    rows = (await session.execute(q.order_by(measures.c.start, measures.c.id))).mappings().all()
+    return [dict(r) for r in rows]

@@ -1,0 +1,387 @@
+"""Rules of the analysis service as plain functions: persistent problems (k of n), ranking, measure effect.
+
+Definitions (documented in the API and the report):
+
+- An item is *flagged* in a reporting period when the published picture of that period carries a flag
+  (``rising``, ``high`` or ``new``). A period without a picture counts as not flagged.
+- *k of n*: an item is a persistent problem at period P when it is flagged in at least k of the n
+  reporting periods ending at P (P included). With fewer than n periods of history the missing ones count
+  as not flagged, so a problem still needs k flags. Defaults k=3, n=4; per item overridable.
+- A persistent-problem *episode* opens at the first period where k of n holds and closes (is resolved)
+  at the ``resolve_after``-th consecutive period in which it no longer holds.
+- *Need score* of an area over an analysis period: 10 per persistent problem + 2 per item-period flagged
+  ``high`` + 1 per other flagged item-period (``rising``/``new``); ties by persistent problems, then high
+  flags, then the highest value reached, then area id.
+- *Measure effect*: per targeted item, the mean value over the m reporting periods before the start vs
+  the m periods from the start on (the period holding the start date counts as "after"), with
+  m = min(periods available on each side, max 8); periods without a picture are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from est_shared.periods import AnalysisKind, Period, PeriodError
+
+FLAG_WEIGHT = {"high": 2, "rising": 1, "new": 1}
+PERSISTENT_WEIGHT = 10
+MEASURE_STATUSES = ("planned", "active", "completed", "cancelled")
+
+
+class AnalysisError(Exception):
+    """Base of the named domain errors of this service."""
+
+
+class UnknownMunicipality(AnalysisError):
+    """The municipality is not in the organisation."""
+
+
+class NotAnAnalysisPeriod(AnalysisError):
+    """The period is not a quarter or tertial."""
+
+
+class AnalysisNotFound(AnalysisError):
+    """No analysis with that id."""
+
+
+class MeasureNotFound(AnalysisError):
+    """No measure with that id."""
+
+
+class InvalidMeasure(AnalysisError):
+    """A measure that breaks a rule (dates, area, actor, items)."""
+
+    def __init__(self, message_en: str, message_sv: str, field_name: str = "") -> None:
+        super().__init__(message_en)
+        self.message_en, self.message_sv, self.field_name = message_en, message_sv, field_name
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The k-of-n rule for one item."""
+
+    k: int = 3
+    n: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= self.n:
+            raise ValueError(f"k of n needs 1 <= k <= n (got k={self.k}, n={self.n})")
+
+
+def rule_for(item: str, default: Rule, overrides: Mapping[str, Mapping[str, int]] | None = None) -> Rule:
+    """The rule of an item: its override if configured, else the default."""
+    o = (overrides or {}).get(item)
+    if not o:
+        return default
+    return Rule(k=int(o.get("k", default.k)), n=int(o.get("n", default.n)))
+
+
+# --- periods --------------------------------------------------------------------------------
+
+def analysis_period_of(reporting_period: Period, kind: AnalysisKind) -> Period:
+    """The quarter or tertial a week or biweekly period counts to: the one holding its (first) Thursday."""
+    return Period.containing(kind, reporting_period.start + timedelta(days=3))
+
+
+def parse_analysis_period(text: str) -> Period:
+    """Parse a quarter or tertial id; raises NotAnAnalysisPeriod otherwise."""
+    try:
+        p = Period.parse(text)
+    except PeriodError as exc:
+        raise NotAnAnalysisPeriod(str(exc)) from exc
+    if p.kind not in ("quarter", "tertial"):
+        raise NotAnAnalysisPeriod(f"{text!r} is not a quarter (2026-Q4) or tertial (2026-T3)")
+    return p
+
+
+def window(period: Period, n: int) -> list[Period]:
+    """The n reporting periods ending at ``period`` (oldest first)."""
+    out = [period]
+    while len(out) < n:
+        out.append(out[-1].prev())
+    return out[::-1]
+
+
+def timeline(first: Period, last: Period) -> list[Period]:
+    """Consecutive periods of one kind from ``first`` to ``last`` inclusive."""
+    out: list[Period] = []
+    p = first
+    while p <= last:
+        out.append(p)
+        p = p.next()
+    return out
+
+
+# --- k of n ----------------------------------------------------------------------------------
+
+Point = Mapping[str, Any]  # {"value": float | None, "flag": str | None, ...}
+History = Mapping[str, Mapping[str, Point]]  # period id -> item code -> point
+
+
+def is_flagged(history: History, period_id: str, item: str) -> bool:
+    """Whether the item carries a flag in the period's picture."""
+    point = history.get(period_id, {}).get(item)
+    return bool(point and point.get("flag"))
+
+
+def flagged_in_window(history: History, item: str, period: Period, n: int) -> list[str]:
+    """Periods of the n-window ending at ``period`` in which the item was flagged."""
+    return [p.id for p in window(period, n) if is_flagged(history, p.id, item)]
+
+
+def holds(history: History, item: str, period: Period, rule: Rule) -> bool:
+    """Whether k of n holds for the item at the period."""
+    return len(flagged_in_window(history, item, period, rule.n)) >= rule.k
+
+
+def holds_series(flags: Sequence[bool], rule: Rule) -> list[bool]:
+    """For consecutive periods' flags: whether k of n holds at each period (earlier history unflagged)."""
+    return [sum(flags[max(0, i - rule.n + 1): i + 1]) >= rule.k for i in range(len(flags))]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A run of a persistent problem: opened at one index, resolved at another (or still open)."""
+
+    opened: int
+    resolved: int | None = None
+
+
+def episodes(flags: Sequence[bool], rule: Rule, resolve_after: int) -> list[Episode]:
+    """Persistent-problem episodes over consecutive periods' flags, with resolution after a quiet run."""
+    out: list[Episode] = []
+    opened: int | None = None
+    quiet = 0
+    for i, h in enumerate(holds_series(flags, rule)):
+        if opened is None:
+            if h:
+                opened, quiet = i, 0
+            continue
+        quiet = 0 if h else quiet + 1
+        if quiet >= max(1, resolve_after):
+            out.append(Episode(opened, i))
+            opened = None
+    if opened is not None:
+        out.append(Episode(opened))
+    return out
+
+
+@dataclass
+class TrendPoint:
+    """An item's value and flag in one reporting period (None: no picture)."""
+
+    period: str
+    value: float | None
+    flag: str | None
+
+
+@dataclass
+class PersistentProblem:
+    """An item that was a persistent problem at one or more periods of an analysis."""
+
+    item: str
+    label_sv: str
+    label_en: str
+    k: int
+    n: int
+    held_at: list[str]
+    periods_flagged: list[str]
+    max_flagged: int
+    ongoing: bool
+    trend: list[TrendPoint] = field(default_factory=list)
+
+
+def item_labels(history: History, item: str) -> tuple[str, str]:
+    """The newest Swedish and English labels of an item found in the history."""
+    for pid in sorted(history, reverse=True):
+        point = history[pid].get(item)
+        if point and (point.get("label_sv") or point.get("label_en")):
+            return str(point.get("label_sv") or item), str(point.get("label_en") or item)
+    return item, item
+
+
+def trend(history: History, item: str, periods: Sequence[Period]) -> list[TrendPoint]:
+    """The item's value and flag per period (None where no picture or no value)."""
+    out = []
+    for p in periods:
+        point = history.get(p.id, {}).get(item)
+        if p.id not in history:
+            out.append(TrendPoint(p.id, None, None))
+        else:
+            out.append(TrendPoint(p.id, float(point["value"]) if point and point.get("value") is not None else 0.0,
+                                  point.get("flag") if point else None))
+    return out
+
+
+def persistent_problems(history: History, periods: Sequence[Period], *, default: Rule,
+                        overrides: Mapping[str, Mapping[str, int]] | None = None) -> list[PersistentProblem]:
+    """Items for which k of n holds at one or more of ``periods`` (k of n evaluated at each period)."""
+    items = sorted({i for pts in history.values() for i in pts})
+    out = []
+    for item in items:
+        rule = rule_for(item, default, overrides)
+        held, flagged, best = [], set(), 0
+        for p in periods:
+            in_window = flagged_in_window(history, item, p, rule.n)
+            best = max(best, len(in_window))
+            if len(in_window) >= rule.k:
+                held.append(p.id)
+                flagged.update(in_window)
+        if not held:
+            continue
+        sv, en = item_labels(history, item)
+        out.append(PersistentProblem(
+            item=item, label_sv=sv, label_en=en, k=rule.k, n=rule.n, held_at=held,
+            periods_flagged=sorted(flagged), max_flagged=best, ongoing=held[-1] == periods[-1].id,
+            trend=trend(history, item, periods)))
+    out.sort(key=lambda pp: (-len(pp.held_at), -pp.max_flagged, pp.item))
+    return out
+
+
+# --- ranking ---------------------------------------------------------------------------------
+
+@dataclass
+class AreaNeed:
+    """How much an area needs attention over an analysis period."""
+
+    area_id: str
+    area_name: str
+    persistent_problems: int
+    high_flags: int
+    other_flags: int
+    max_value: float = 0.0
+    score: int = 0
+    rank: int = 0
+
+
+def flag_counts(history: History, periods: Sequence[Period]) -> tuple[int, int, float]:
+    """(item-periods flagged high, other flagged item-periods, highest value) over the periods."""
+    high = other = 0
+    top = 0.0
+    for p in periods:
+        for point in history.get(p.id, {}).values():
+            flag = point.get("flag")
+            if flag == "high":
+                high += 1
+            elif flag:
+                other += 1
+            if point.get("value") is not None:
+                top = max(top, float(point["value"]))
+    return high, other, top
+
+
+def need_score(persistent: int, high: int, other: int) -> int:
+    """10 per persistent problem + 2 per high-flagged item-period + 1 per other flagged item-period."""
+    return PERSISTENT_WEIGHT * persistent + FLAG_WEIGHT["high"] * high + other
+
+
+def rank_areas(areas: Sequence[AreaNeed]) -> list[AreaNeed]:
+    """Areas by need, highest first; fills in score and rank (1 = greatest need)."""
+    for a in areas:
+        a.score = need_score(a.persistent_problems, a.high_flags, a.other_flags)
+    ranked = sorted(areas, key=lambda a: (-a.score, -a.persistent_problems, -a.high_flags, -a.max_value,
+                                          a.area_id))
+    for i, a in enumerate(ranked, 1):
+        a.rank = i
+    return ranked
+
+
+# --- measures --------------------------------------------------------------------------------
+
+Direction = Literal["fell", "rose", "unchanged", "insufficient_data"]
+
+
+@dataclass
+class Effect:
+    """Mean value of an item before and after a measure started."""
+
+    item: str
+    periods_compared: int
+    before_mean: float | None
+    after_mean: float | None
+    change: float | None
+    change_pct: float | None
+    direction: Direction
+    before_periods: list[str] = field(default_factory=list)
+    after_periods: list[str] = field(default_factory=list)
+
+
+def measure_effect(item: str, series: Sequence[tuple[Period, float]], start: date, *, max_periods: int = 8,
+                   as_of: date | None = None) -> Effect:
+    """Compare the mean over the m periods before ``start`` with the m periods from ``start`` on."""
+    ordered = sorted(series, key=lambda pv: pv[0])
+    before = [(p, v) for p, v in ordered if p.end <= start]
+    after = [(p, v) for p, v in ordered if p.end > start and (as_of is None or p.start < as_of)]
+    m = min(len(before), len(after), max_periods)
+    if m == 0:
+        return Effect(item, 0, None, None, None, None, "insufficient_data")
+    b, a = before[-m:], after[:m]
+    bm = sum(v for _, v in b) / m
+    am = sum(v for _, v in a) / m
+    change = am - bm
+    pct = (change / bm * 100.0) if bm else None
+    direction: Direction = "unchanged" if abs(change) < 1e-9 else ("fell" if change < 0 else "rose")
+    return Effect(item, m, round(bm, 3), round(am, 3), round(change, 3), None if pct is None else round(pct, 1),
+                  direction, [p.id for p, _ in b], [p.id for p, _ in a])
+
+
+def in_force(start: date, end: date | None, status: str, period: Period) -> bool:
+    """Whether a measure overlaps a period and was not cancelled."""
+    return status != "cancelled" and start < period.end and (end is None or end >= period.start)
+
+
+def check_measure_dates(start: date, end: date | None) -> None:
+    """A measure cannot end before it starts."""
+    if end is not None and end < start:
+        raise InvalidMeasure("end must not be before start", "slutdatum får inte ligga före startdatum", "end")
+
+
+# --- completeness ----------------------------------------------------------------------------
+
+def completeness_summary(pictures: Mapping[str, Mapping[str, Any]], periods: Sequence[Period]) -> dict[str, Any]:
+    """Reporting completeness of an area over periods: pictures present, reports expected and received."""
+    per_period = []
+    expected = received = on_time = late = 0
+    for p in periods:
+        c = pictures.get(p.id)
+        if c is None:
+            per_period.append({"period": p.id, "picture": False, "expected": 0, "received": 0, "rate": None})
+            continue
+        e, r = int(c.get("expected", 0)), int(c.get("received", 0))
+        expected, received = expected + e, received + r
+        on_time, late = on_time + int(c.get("on_time", 0)), late + int(c.get("late", 0))
+        per_period.append({"period": p.id, "picture": True, "expected": e, "received": r,
+                           "rate": round(r / e, 3) if e else None})
+    present = sum(1 for x in per_period if x["picture"])
+    return {"periods": len(periods), "pictures": present, "expected": expected, "received": received,
+            "on_time": on_time, "late": late, "rate": round(received / expected, 3) if expected else None,
+            "per_period": per_period}
+
+
+# --- summary text ----------------------------------------------------------------------------
+
+def summary_text(municipality_name: str, period: str, ranked: Sequence[AreaNeed],
+                 problems_by_area: Mapping[str, Sequence[PersistentProblem]], measures: int) -> dict[str, str]:
+    """A two-language summary of an analysis."""
+    total = sum(len(v) for v in problems_by_area.values())
+    areas_with = sum(1 for v in problems_by_area.values() if v)
+    top = next((a for a in ranked if a.score > 0), None)
+    sv = (f"Strategisk analys för {municipality_name}, {period}: {total} bestående problem i "
+          f"{areas_with} av {len(ranked)} områden.")
+    en = (f"Strategic analysis for {municipality_name}, {period}: {total} persistent problems in "
+          f"{areas_with} of {len(ranked)} areas.")
+    if top:
+        items = problems_by_area.get(top.area_id) or []
+        names_sv = ", ".join(p.label_sv for p in items[:3])
+        names_en = ", ".join(p.label_en for p in items[:3])
+        sv += f" Störst behov: {top.area_name}" + (f" ({names_sv})." if names_sv else ".")
+        en += f" Greatest need: {top.area_name}" + (f" ({names_en})." if names_en else ".")
+    else:
+        sv += " Inga områden sticker ut."
+        en += " No area stands out."
+    sv += f" {measures} åtgärder i kraft under perioden."
+    en += f" {measures} measures in force during the period."
+    return {"sv": sv, "en": en}

@@ -1,0 +1,474 @@
+"""Use cases of the analysis service as plain async functions (keyword-only collaborators)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time as _time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from est_shared import subjects
+from est_shared.bus import PoisonEvent
+from est_shared.db import mark_processed, transaction
+from est_shared.events import AlertData, AnalysisPublished, CloudEvent, PicturePublished, new_event
+from est_shared.org import OrgSnapshot, Principal
+from est_shared.periods import THURSDAY_RULE_EN, THURSDAY_RULE_SV, Period, PeriodError, local_date, reporting_kind
+from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from est_analysis import db
+from est_analysis.domain import (
+    AnalysisNotFound,
+    AreaNeed,
+    InvalidMeasure,
+    MeasureNotFound,
+    Rule,
+    UnknownMunicipality,
+    check_measure_dates,
+    completeness_summary,
+    episodes,
+    flag_counts,
+    in_force,
+    is_flagged,
+    item_labels,
+    measure_effect,
+    parse_analysis_period,
+    persistent_problems,
+    rank_areas,
+    rule_for,
+    summary_text,
+    timeline,
+    trend,
+)
+from est_analysis.metrics import AnalysisMetrics
+from est_analysis.settings import AnalysisSettings
+
+log = logging.getLogger("est.analysis")
+
+SOURCE = "/est/analysis"
+NEED_SCORE_SV = ("Behovspoäng = 10 per bestående problem + 2 per punkt-period flaggad 'hög' + 1 per annan "
+                 "flaggad punkt-period (ökande/ny) under perioden.")
+NEED_SCORE_EN = ("Need score = 10 per persistent problem + 2 per item-period flagged 'high' + 1 per other "
+                 "flagged item-period (rising/new) in the period.")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Context:
+    """The collaborators every use case needs, built once by the composition root."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    settings: AnalysisSettings
+    metrics: AnalysisMetrics
+    snapshot: Callable[[], OrgSnapshot]
+    wake: Callable[[], None] = lambda: None
+    clock: Callable[[], datetime] = field(default=utcnow)
+    # one picture at a time per process: a fetched batch is handled concurrently, and k of n reads the
+    # area's whole history; serialising keeps SQLite free of write conflicts (replicas rely on constraints)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def rule(self) -> Rule:
+        return Rule(k=self.settings.persistent_k, n=self.settings.persistent_n)
+
+
+# --- pictures and persistent-problem alerts ---------------------------------------------------
+
+async def handle_picture_published(event: CloudEvent[PicturePublished], *, ctx: Context) -> str:
+    """Project a published picture (latest version wins) and raise/resolve persistent-problem alerts."""
+    pic = event.data.picture
+    try:
+        period = Period.parse(pic.period)
+    except PeriodError as exc:
+        raise PoisonEvent(f"picture with invalid period {pic.period!r}") from exc
+    if period.kind not in ("week", "biweek"):
+        raise PoisonEvent(f"picture period {pic.period!r} is not a reporting period")
+    queued = 0
+    async with ctx.lock, transaction(ctx.sessions) as s:
+        if not await mark_processed(s, db.processed, consumer=ctx.settings.durable, event_id=event.id):
+            outcome = "duplicate"
+        else:
+            current = await db.picture_version(s, pic.area_id, period.id)
+            if current is not None and current >= pic.version:
+                outcome = "stale"
+            else:
+                items = {code: {"value": it.value, "flag": it.flag, "trend": it.trend, "answer": it.answer,
+                                "label_sv": it.label_sv, "label_en": it.label_en}
+                         for code, it in pic.items.items()}
+                await db.put_picture(s, {
+                    "area_id": pic.area_id, "period": period.id, "municipality_id": pic.municipality_id,
+                    "area_name": pic.area_name, "kind": period.kind, "period_start": period.start,
+                    "version": pic.version, "items": items, "completeness": pic.completeness.model_dump(mode="json"),
+                    "event_id": event.id, "updated_at": utcnow()}, exists=current is not None)
+                queued = await reconcile_alerts(s, ctx=ctx, municipality_id=pic.municipality_id,
+                                                area_id=pic.area_id, area_name=pic.area_name, kind=period.kind)
+                outcome = "applied"
+        open_count = await db.open_problem_count(s)
+    ctx.metrics.pictures.labels(outcome).inc()
+    ctx.metrics.open_problems.set(open_count)
+    if queued:
+        ctx.wake()
+    return outcome
+
+
+def _alert_message(item_sv: str, item_en: str, area: str, rule: Rule, flagged: list[str], *,
+                   resolved: bool) -> dict[str, str]:
+    if resolved:
+        return {"sv": f"Bestående problem avslutat: {item_sv} i {area} uppfyller inte längre {rule.k} av {rule.n}.",
+                "en": f"Persistent problem resolved: {item_en} in {area} no longer meets {rule.k} of {rule.n}."}
+    periods = ", ".join(flagged)
+    return {"sv": f"Bestående problem: {item_sv} i {area} flaggat i {len(flagged)} av de senaste {rule.n} "
+                  f"perioderna ({periods}).",
+            "en": f"Persistent problem: {item_en} in {area} flagged in {len(flagged)} of the last {rule.n} "
+                  f"periods ({periods})."}
+
+
+async def reconcile_alerts(session: AsyncSession, *, ctx: Context, municipality_id: str, area_id: str,
+                           area_name: str, kind: str) -> int:
+    """Compare the area's k-of-n episodes with the stored problem state; queue raised/resolved alerts."""
+    rows = await db.area_pictures(session, area_id, kind=kind)
+    if not rows:
+        return 0
+    history = {r["period"]: r["items"] for r in rows}
+    tl = timeline(Period.parse(rows[0]["period"]), Period.parse(rows[-1]["period"]))
+    states = await db.area_problem_states(session, area_id)
+    items = sorted({i for pts in history.values() for i in pts} | set(states))
+    queued = 0
+    name = area_name or area_id
+    for item in items:
+        rule = rule_for(item, ctx.rule, ctx.settings.persistent_overrides)
+        flags = [is_flagged(history, p.id, item) for p in tl]
+        eps = episodes(flags, rule, ctx.settings.resolve_after)
+        ongoing = eps[-1] if eps and eps[-1].resolved is None else None
+        st = states.get(item)
+        sv, en = item_labels(history, item)
+        if ongoing is not None:
+            if st is not None and st["status"] == "open":
+                continue  # never twice for an ongoing problem
+            opened = tl[ongoing.opened]
+            alert_id = f"persistent:{area_id}:{item}:{opened.id}"
+            state = {"area_id": area_id, "item": item, "municipality_id": municipality_id, "status": "open",
+                     "alert_id": alert_id, "opened_period": opened.id, "resolved_period": None}
+            await db.put_problem_state(session, state, exists=st is not None)
+            if st is not None and st["alert_id"] == alert_id:
+                continue  # a revision reopened the same episode: its alert was raised already
+            flagged = [tl[j].id for j in range(max(0, ongoing.opened - rule.n + 1), ongoing.opened + 1) if flags[j]]
+            data = AlertData(alert_id=alert_id, municipality_id=municipality_id, area_id=area_id, item=item,
+                             kind="persistent", period=opened.id,
+                             severity="critical" if len(flagged) >= rule.n else "warning",
+                             message=_alert_message(sv, en, name, rule, flagged, resolved=False))
+            ev = new_event(type="se.est.alert.raised", source=SOURCE, subject=area_id, id=alert_id, data=data)
+            if await db.queue_event(session, subjects.alert_raised(municipality_id, area_id), ev):
+                queued += 1
+                ctx.metrics.alerts.labels("raised").inc()
+                log.info("persistent problem opened", extra={"area": area_id, "item": item, "period": opened.id})
+        elif st is not None and st["status"] == "open":
+            last = eps[-1] if eps else None
+            resolved = tl[last.resolved] if last is not None and last.resolved is not None else tl[-1]
+            await db.put_problem_state(session, {**st, "status": "resolved", "resolved_period": resolved.id},
+                                       exists=True)
+            data = AlertData(alert_id=st["alert_id"], municipality_id=municipality_id, area_id=area_id, item=item,
+                             kind="persistent", period=resolved.id, severity="info",
+                             message=_alert_message(sv, en, name, rule, [], resolved=True))
+            ev = new_event(type="se.est.alert.resolved", source=SOURCE, subject=area_id,
+                           id=f"{st['alert_id']}:resolved", data=data)
+            if await db.queue_event(session, subjects.alert_resolved(municipality_id, area_id), ev):
+                queued += 1
+                ctx.metrics.alerts.labels("resolved").inc()
+                log.info("persistent problem resolved", extra={"area": area_id, "item": item,
+                                                               "period": resolved.id})
+    return queued
+
+
+# --- strategic analyses ------------------------------------------------------------------------
+
+def _area_ids(snap: OrgSnapshot, municipality_id: str) -> list[str]:
+    muni = snap.municipalities[municipality_id]
+    ids = [a for a in muni.area_ids if a in snap.areas]
+    ids += sorted(a.id for a in snap.areas.values() if a.municipality_id == municipality_id and a.id not in ids)
+    return ids
+
+
+def _measure_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "municipality_id": row["municipality_id"], "area_id": row["area_id"],
+        "title": row["title"], "description": row["description"], "items": list(row["items"]),
+        "responsible_actor": row["responsible_actor"], "decided_by": row["decided_by"],
+        "start": row["start"].isoformat(), "end": row["end"].isoformat() if row["end"] else None,
+        "resources": {"hours": row["hours"], "money_sek": row["money_sek"]}, "status": row["status"],
+        "history": list(row["history"]), "created_by": row["created_by"],
+        "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"]), "revision": row["revision"],
+    }
+
+
+def _iso(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, trigger: str = "manual",
+                           compiled_by: str | None = None) -> dict[str, Any]:
+    """Compile, store and publish (via the outbox) a strategic analysis of a quarter or tertial."""
+    started = _time.perf_counter()
+    snap = ctx.snapshot()
+    muni = snap.municipalities.get(municipality_id)
+    if muni is None:
+        raise UnknownMunicipality(municipality_id)
+    ap = parse_analysis_period(period)
+    rule = ctx.rule
+    overrides = ctx.settings.persistent_overrides
+    async with transaction(ctx.sessions) as s:
+        needs: list[AreaNeed] = []
+        areas_out: list[dict[str, Any]] = []
+        all_problems: list[dict[str, Any]] = []
+        measures_out: list[dict[str, Any]] = []
+        problems_by_area = {}
+        for area_id in _area_ids(snap, municipality_id):
+            area = snap.areas[area_id]
+            kind = reporting_kind(area.cadence)
+            rps = ap.reporting_periods(area.cadence)
+            rows = await db.area_pictures(s, area_id, kind=kind)
+            history = {r["period"]: r["items"] for r in rows}
+            problems = persistent_problems(history, rps, default=rule, overrides=overrides)
+            problems_by_area[area_id] = problems
+            high, other, top = flag_counts(history, rps)
+            needs.append(AreaNeed(area_id, area.name, len(problems), high, other, top))
+            seen = sorted({i for p in rps for i in history.get(p.id, {})})
+            trends = []
+            for item in seen:
+                pts = trend(history, item, rps)
+                flagged = sum(1 for pt in pts if pt.flag)
+                if flagged == 0 and not any(pt.value for pt in pts):
+                    continue
+                sv, en = item_labels(history, item)
+                trends.append({"item": item, "label_sv": sv, "label_en": en, "flagged": flagged,
+                               "persistent": any(p.item == item for p in problems),
+                               "points": [asdict(pt) for pt in pts]})
+            trends.sort(key=lambda t: (not t["persistent"], -t["flagged"], t["item"]))
+            area_measures = []
+            for m in await db.list_measures(s, area_id=area_id):
+                if not in_force(m["start"], m["end"], m["status"], ap):
+                    continue
+                out = _measure_out(m)
+                actor = snap.actors.get(m["responsible_actor"])
+                out["responsible_actor_name"] = actor.name if actor else m["responsible_actor"]
+                series = {item: [(Period.parse(r["period"]), float((r["items"].get(item) or {}).get("value") or 0))
+                                 for r in rows] for item in m["items"]}
+                out["effect"] = [asdict(measure_effect(item, series[item], m["start"],
+                                                       max_periods=ctx.settings.effect_max_periods,
+                                                       as_of=ap.end)) for item in m["items"]]
+                area_measures.append(out)
+                measures_out.append(out)
+            probs = [{"area_id": area_id, "area_name": area.name, **asdict(p)} for p in problems]
+            all_problems.extend(probs)
+            areas_out.append({
+                "area_id": area_id, "area_name": area.name, "cadence": area.cadence,
+                "reporting_periods": [p.id for p in rps], "persistent_problems": probs, "trends": trends,
+                "completeness": completeness_summary({r["period"]: r["completeness"] for r in rows}, rps),
+                "measures": area_measures,
+            })
+        ranked = rank_areas(needs)
+        revision = await db.next_revision(s, municipality_id, ap.id)
+        analysis_id = f"{municipality_id}:{ap.id}:r{revision}"
+        now = ctx.clock()
+        summary = summary_text(muni.name, ap.id, ranked, problems_by_area, len(measures_out))
+        body = {
+            "id": analysis_id, "municipality_id": municipality_id, "municipality_name": muni.name,
+            "period": ap.id, "kind": ap.kind, "revision": revision, "trigger": trigger,
+            "compiled_at": _iso(now), "compiled_by": compiled_by,
+            "period_start": ap.start.isoformat(), "period_end": (ap.end - timedelta(days=1)).isoformat(),
+            "rule": {"k": rule.k, "n": rule.n, "overrides": overrides, "resolve_after": ctx.settings.resolve_after,
+                     "flagged_sv": "Flaggad = bilden har flaggan ökande, hög eller ny för punkten.",
+                     "flagged_en": "Flagged = the picture marks the item rising, high or new.",
+                     "need_score_sv": NEED_SCORE_SV, "need_score_en": NEED_SCORE_EN},
+            "thursday_rule": {"sv": THURSDAY_RULE_SV, "en": THURSDAY_RULE_EN},
+            "summary": summary,
+            "areas_ranked": [asdict(a) for a in ranked],
+            "areas": sorted(areas_out, key=lambda a: next(n.rank for n in ranked if n.area_id == a["area_id"])),
+            "persistent_problems": all_problems,
+            "measures": measures_out,
+            "report_path": f"/v1/analyses/{analysis_id}/report.html",
+        }
+        await s.execute(insert(db.analyses).values(
+            id=analysis_id, municipality_id=municipality_id, period=ap.id, revision=revision, trigger=trigger,
+            compiled_by=compiled_by, compiled_at=now, body=body))
+        if trigger == "auto":
+            await s.execute(insert(db.auto_compilations).values(
+                municipality_id=municipality_id, period=ap.id, analysis_id=analysis_id, compiled_at=now))
+        published = AnalysisPublished(
+            analysis_id=analysis_id, municipality_id=municipality_id, period=ap.id, summary=summary,
+            persistent_problems=[{"area_id": p["area_id"], "item": p["item"], "label_sv": p["label_sv"],
+                                  "label_en": p["label_en"], "k": p["k"], "n": p["n"],
+                                  "periods_flagged": p["periods_flagged"], "ongoing": p["ongoing"]}
+                                 for p in all_problems],
+            report_path=body["report_path"])
+        await db.queue_event(s, subjects.analysis_published(municipality_id), new_event(
+            type="se.est.analysis.published", source=SOURCE, subject=municipality_id,
+            id=f"analysis:{analysis_id}", data=published))
+    ctx.metrics.analyses.labels(trigger).inc()
+    ctx.metrics.compile_seconds.observe(_time.perf_counter() - started)
+    ctx.wake()
+    log.info("analysis compiled", extra={"analysis": analysis_id, "trigger": trigger})
+    return body
+
+
+async def get_analysis(*, ctx: Context, analysis_id: str) -> dict[str, Any]:
+    """A stored analysis body; ``{municipality}:{period}`` gives the latest revision."""
+    async with ctx.sessions() as s:
+        row = await db.get_analysis(s, analysis_id)
+    if row is None:
+        raise AnalysisNotFound(analysis_id)
+    return dict(row["body"])
+
+
+async def list_analyses(*, ctx: Context, municipality_id: str) -> list[dict[str, Any]]:
+    """Short descriptions of a municipality's analyses, newest first."""
+    async with ctx.sessions() as s:
+        rows = await db.list_analyses(s, municipality_id)
+    return [{"id": r["id"], "municipality_id": r["municipality_id"], "period": r["period"],
+             "revision": r["revision"], "trigger": r["trigger"], "compiled_at": _iso(r["compiled_at"]),
+             "compiled_by": r["compiled_by"], "summary": r["body"].get("summary", {}),
+             "persistent_problems": len(r["body"].get("persistent_problems", [])),
+             "report_path": r["body"].get("report_path")} for r in rows]
+
+
+def due_period(*, kind: str, tz: str, cadences: list[str], now: datetime, grace_hours: float) -> Period | None:
+    """The just-ended quarter/tertial if its last reporting period (Thursday rule) ended ``grace`` ago."""
+    today = local_date(now, tz)
+    target = Period.containing(kind, today).prev()  # type: ignore[arg-type]
+    ends = [rps[-1].end for c in (cadences or ["weekly"]) if (rps := target.reporting_periods(c))]  # type: ignore[arg-type]
+    last_end = max(ends) if ends else target.end
+    due_at = datetime.combine(last_end, time(0), ZoneInfo(tz)) + timedelta(hours=grace_hours)
+    return target if now >= due_at else None
+
+
+async def auto_compile_due(*, ctx: Context) -> list[str]:
+    """Compile each municipality's just-ended quarter/tertial once (in its timezone); returns new ids."""
+    snap = ctx.snapshot()
+    now = ctx.clock()
+    done: list[str] = []
+    flt = ctx.settings.municipality_filter
+    for muni in snap.municipalities.values():
+        if flt not in ("*", "") and muni.id != flt:
+            continue
+        cadences = sorted({snap.areas[a].cadence for a in _area_ids(snap, muni.id)})
+        target = due_period(kind=muni.analysis_period, tz=muni.timezone, cadences=cadences, now=now,
+                            grace_hours=ctx.settings.compile_grace_hours)
+        if target is None:
+            continue
+        async with ctx.sessions() as s:
+            if await db.was_auto_compiled(s, muni.id, target.id):
+                continue
+        try:
+            body = await compile_analysis(ctx=ctx, municipality_id=muni.id, period=target.id, trigger="auto")
+        except IntegrityError:
+            log.info("analysis compiled by another replica", extra={"municipality": muni.id, "period": target.id})
+            continue
+        done.append(body["id"])
+    return done
+
+
+# --- measures ------------------------------------------------------------------------------------
+
+MEASURE_FIELDS = ("title", "description", "items", "responsible_actor", "decided_by", "start", "end", "hours",
+                  "money_sek", "status")
+
+
+def _validate_measure(snap: OrgSnapshot, values: dict[str, Any]) -> None:
+    check_measure_dates(values["start"], values.get("end"))
+    if snap.actors and values["responsible_actor"] not in snap.actors:
+        raise InvalidMeasure(f"unknown actor {values['responsible_actor']!r}",
+                             f"okänd aktör {values['responsible_actor']!r}", "responsible_actor")
+    known = {i.code for c in snap.checklists.values() for i in c.items}
+    unknown = [i for i in values["items"] if known and i not in known]
+    if unknown:
+        raise InvalidMeasure(f"unknown checklist items: {', '.join(unknown)}",
+                             f"okända checklistpunkter: {', '.join(unknown)}", "items")
+    if not values["items"]:
+        raise InvalidMeasure("a measure targets at least one item", "en åtgärd riktar sig mot minst en punkt", "items")
+
+
+async def create_measure(*, ctx: Context, principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
+    """Record a measure decided by the styrgrupp."""
+    snap = ctx.snapshot()
+    area = snap.areas.get(values["area_id"])
+    if area is None:
+        raise InvalidMeasure(f"unknown area {values['area_id']!r}", f"okänt område {values['area_id']!r}", "area_id")
+    _validate_measure(snap, values)
+    now = utcnow()
+    row = {
+        "id": str(uuid.uuid4()), "municipality_id": area.municipality_id, "area_id": area.id,
+        "title": values["title"], "description": values.get("description") or "", "items": list(values["items"]),
+        "responsible_actor": values["responsible_actor"], "decided_by": values["decided_by"],
+        "start": values["start"], "end": values.get("end"), "hours": values.get("hours"),
+        "money_sek": values.get("money_sek"), "status": values["status"], "created_by": principal.person_id,
+        "created_at": now, "updated_at": now, "revision": 1,
+        "history": [{"at": now.isoformat(), "by": principal.person_id, "action": "decided", "changes": {},
+                     "reason": values.get("reason") or ""}],
+    }
+    async with transaction(ctx.sessions) as s:
+        await s.execute(insert(db.measures).values(**row))
+    ctx.metrics.measures.labels("decided").inc()
+    return _measure_out(row)
+
+
+def _jsonable(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, date) else v
+
+
+async def update_measure(*, ctx: Context, principal: Principal, measure_id: str, changes: dict[str, Any],
+                         reason: str) -> dict[str, Any]:
+    """Re-decide a measure: apply changed fields and record who, when, what and why in its history."""
+    async with transaction(ctx.sessions) as s:
+        row = await db.get_measure(s, measure_id)
+        if row is None:
+            raise MeasureNotFound(measure_id)
+        diff = {k: {"from": _jsonable(row[k]), "to": _jsonable(v)} for k, v in changes.items()
+                if k in MEASURE_FIELDS and row[k] != v}
+        if not diff:
+            return _measure_out(row)
+        merged = {**row, **{k: changes[k] for k in diff}}
+        _validate_measure(ctx.snapshot(), merged)
+        now = utcnow()
+        entry = {"at": now.isoformat(), "by": principal.person_id, "action": "re-decided", "changes": diff,
+                 "reason": reason}
+        merged["history"] = [*row["history"], entry]
+        merged["updated_at"] = now
+        merged["revision"] = row["revision"] + 1
+        await s.execute(update(db.measures).where(db.measures.c.id == measure_id).values(
+            **{k: merged[k] for k in diff}, history=merged["history"], updated_at=now, revision=merged["revision"]))
+    ctx.metrics.measures.labels("re-decided").inc()
+    return _measure_out(merged)
+
+
+async def get_measure(*, ctx: Context, measure_id: str) -> dict[str, Any]:
+    """A measure by id."""
+    async with ctx.sessions() as s:
+        row = await db.get_measure(s, measure_id)
+    if row is None:
+        raise MeasureNotFound(measure_id)
+    return _measure_out(row)
+
+
+async def list_measures(*, ctx: Context, area_id: str | None = None, municipality_id: str | None = None,
+                        area_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """Measures of an area or municipality."""
+    async with ctx.sessions() as s:
+        rows = await db.list_measures(s, area_id=area_id, municipality_id=municipality_id, area_ids=area_ids)
+    return [_measure_out(r) for r in rows]
+
+
+async def refresh_open_gauge(*, ctx: Context) -> None:
+    """Set the open-problems gauge from the database (at start)."""
+    async with ctx.sessions() as s:
+        ctx.metrics.open_problems.set(await db.open_problem_count(s))

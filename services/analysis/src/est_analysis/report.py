@@ -1,0 +1,118 @@
+"""The readable report of a strategic analysis: a self-contained HTML page (jinja2 + inline SVG)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from est_analysis import charts
+
+TEXT: dict[str, dict[str, str]] = {
+    "sv": {
+        "title": "Strategisk analys", "quarter": "kvartal", "tertial": "tertial", "summary": "Sammanfattning",
+        "persistent": "Bestående problem", "areas": "Områden", "measures": "Åtgärder i kraft",
+        "completeness": "Rapporteringsgrad", "ranking": "Områden efter behov", "rank": "Plats",
+        "area": "Område", "score": "Behovspoäng", "high": "Flaggat högt", "other": "Övriga flaggor",
+        "item": "Punkt", "kofn": "k av n", "flagged_periods": "Flaggade perioder", "held_at": "Bestående vid",
+        "ongoing": "Pågår", "yes": "ja", "no": "nej", "trends": "Utveckling för flaggade punkter",
+        "heatmap": "Flaggor per punkt och period", "no_problems": "Inga bestående problem under perioden.",
+        "no_trends": "Inga flaggade punkter under perioden.", "no_measures": "Inga åtgärder i kraft.",
+        "measure": "Åtgärd", "responsible": "Ansvarig", "period": "Period", "resources": "Resurser",
+        "status": "Status", "effect": "Effekt", "before": "före", "after": "efter", "periods": "perioder",
+        "fell": "minskade", "rose": "ökade", "unchanged": "oförändrat", "insufficient_data": "för lite underlag",
+        "hours": "timmar", "sek": "kr", "rules": "Så är analysen gjord", "compiled": "Sammanställd",
+        "revision": "revision", "reporting_periods": "Rapportperioder",
+        "pictures": "lägesbilder", "received": "rapporter inkomna av förväntade",
+        "legend_high": "hög", "legend_rising": "ökande", "legend_new": "ny", "legend_none": "ej flaggad",
+        "legend_missing": "ingen lägesbild", "missing": "ingen lägesbild", "decided_by": "Beslutad av",
+        "kofn_rule": "Ett problem är bestående när en punkt är flaggad i minst {k} av de senaste {n} "
+                     "rapportperioderna. Det avslutas efter {r} perioder i följd utan att regeln uppfylls.",
+        "planned": "planerad", "active": "pågående", "completed": "avslutad", "cancelled": "avbruten",
+        "key_persistent": "bestående problem", "key_areas": "områden med bestående problem",
+        "key_measures": "åtgärder i kraft", "key_completeness": "rapporteringsgrad",
+    },
+    "en": {
+        "title": "Strategic analysis", "quarter": "quarter", "tertial": "tertial", "summary": "Summary",
+        "persistent": "Persistent problems", "areas": "Areas", "measures": "Measures in force",
+        "completeness": "Reporting completeness", "ranking": "Areas ranked by need", "rank": "Rank",
+        "area": "Area", "score": "Need score", "high": "Flagged high", "other": "Other flags",
+        "item": "Item", "kofn": "k of n", "flagged_periods": "Periods flagged", "held_at": "Persistent at",
+        "ongoing": "Ongoing", "yes": "yes", "no": "no", "trends": "Trends of flagged items",
+        "heatmap": "Flags by item and period", "no_problems": "No persistent problems in the period.",
+        "no_trends": "No flagged items in the period.", "no_measures": "No measures in force.",
+        "measure": "Measure", "responsible": "Responsible", "period": "Period", "resources": "Resources",
+        "status": "Status", "effect": "Effect", "before": "before", "after": "after", "periods": "periods",
+        "fell": "fell", "rose": "rose", "unchanged": "unchanged", "insufficient_data": "not enough data",
+        "hours": "hours", "sek": "SEK", "rules": "How this analysis is made", "compiled": "Compiled",
+        "revision": "revision", "reporting_periods": "Reporting periods",
+        "pictures": "pictures", "received": "reports received of expected",
+        "legend_high": "high", "legend_rising": "rising", "legend_new": "new", "legend_none": "not flagged",
+        "legend_missing": "no picture", "missing": "no picture", "decided_by": "Decided by",
+        "kofn_rule": "A problem is persistent when an item is flagged in at least {k} of the last {n} reporting "
+                     "periods. It is resolved after {r} consecutive periods in which the rule no longer holds.",
+        "planned": "planned", "active": "active", "completed": "completed", "cancelled": "cancelled",
+        "key_persistent": "persistent problems", "key_areas": "areas with persistent problems",
+        "key_measures": "measures in force", "key_completeness": "reporting completeness",
+    },
+}
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    return Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+
+
+def _label(entry: dict[str, Any], lang: str) -> str:
+    return str(entry.get(f"label_{lang}") or entry.get("label_sv") or entry.get("item"))
+
+
+def render_report(body: dict[str, Any], *, lang: str = "sv") -> str:
+    """The analysis as one HTML document in Swedish (default) or English."""
+    lang = lang if lang in TEXT else "sv"
+    t = TEXT[lang]
+    ranked = body.get("areas_ranked", [])
+    top_score = max([a["score"] for a in ranked] + [1])
+    need_chart = charts.bars([(a["area_name"], float(a["score"]),
+                               "#c0392b" if a["persistent_problems"] else ("#e9a23b" if a["score"] else "#9fb3c8"))
+                              for a in ranked], vmax=top_score)
+    areas = []
+    for area in body.get("areas", []):
+        periods = area["reporting_periods"]
+        flagged = [tr for tr in area["trends"] if tr["flagged"]]
+        series = [{"label": _label(tr, lang), "points": tr["points"]} for tr in flagged[:6]]
+        rows = [{"label": _label(tr, lang), "cells": tr["points"]} for tr in area["trends"]]
+        effects = []
+        for m in area["measures"]:
+            names = {tr["item"]: _label(tr, lang) for tr in area["trends"]}
+            effects.append({**m, "effect_rows": [{**e, "label": names.get(e["item"], e["item"])}
+                                                 for e in m.get("effect", [])]})
+        areas.append({
+            **area,
+            "trend_svg": charts.line_chart(periods, series, title=area["area_name"]) if series else None,
+            "heat_svg": charts.heat_map(periods, rows, missing_label=t["missing"]) if rows else None,
+            "completeness_svg": charts.completeness_columns(area["completeness"]["per_period"]),
+            "measures_view": effects,
+            "problems_view": [{**p, "label": _label(p, lang)} for p in area["persistent_problems"]],
+        })
+    rates = [a["completeness"]["rate"] for a in body.get("areas", []) if a["completeness"]["rate"] is not None]
+    exp = sum(a["completeness"]["expected"] for a in body.get("areas", []))
+    rec = sum(a["completeness"]["received"] for a in body.get("areas", []))
+    key = {
+        "persistent": len(body.get("persistent_problems", [])),
+        "areas": sum(1 for a in ranked if a["persistent_problems"]),
+        "areas_total": len(ranked),
+        "measures": len(body.get("measures", [])),
+        "completeness": f"{round(100 * rec / exp)} %" if exp else ("–" if not rates else f"{round(100 * rates[0])} %"),
+    }
+    rule = body.get("rule", {})
+    return _env().get_template("report.html.j2").render(
+        a=body, t=t, lang=lang, areas=areas, need_chart=need_chart, key=key,
+        kofn_rule=t["kofn_rule"].format(k=rule.get("k"), n=rule.get("n"), r=rule.get("resolve_after")),
+        need_rule=rule.get(f"need_score_{lang}", ""), flagged_rule=rule.get(f"flagged_{lang}", ""),
+        thursday_rule=body.get("thursday_rule", {}).get(lang, ""), colours=charts.FLAG_COLOURS,
+        no_flag=charts.NO_FLAG, period_kind=t.get(body.get("kind", ""), ""),
+        summary=body.get("summary", {}).get(lang, ""))

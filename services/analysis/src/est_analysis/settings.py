@@ -1,0 +1,54 @@
+"""Settings of the analysis service (``EST_ANALYSIS_*`` environment variables)."""
+
+from __future__ import annotations
+
+from est_shared.settings import ServiceSettings, service_field
+
+
+class AnalysisSettings(ServiceSettings):
+    """Configuration of the analysis service; every knob is an ``EST_ANALYSIS_<NAME>`` variable."""
+
+    service: str = "analysis"
+    database_url: str = service_field(
+        "analysis", "database_url", "",
+        "SQLAlchemy URL; empty means the embedded SQLite file DATA_DIR/analysis.db "
+        "(PostgreSQL: postgresql+asyncpg://user:pass@host/db)")  # type: ignore[assignment]
+    port: int = service_field("analysis", "port", 8003, "HTTP port")  # type: ignore[assignment]
+    durable: str = service_field(
+        "analysis", "durable", "analysis-pictures",
+        "durable JetStream consumer name for published pictures (replicas share it)")  # type: ignore[assignment]
+    municipality_filter: str = service_field(
+        "analysis", "municipality_filter", "*",
+        "municipality id whose pictures this instance consumes; '*' for all")  # type: ignore[assignment]
+    persistent_k: int = service_field(
+        "analysis", "persistent_k", 3,
+        "a problem is persistent when an item is flagged in at least k …")  # type: ignore[assignment]
+    persistent_n: int = service_field(
+        "analysis", "persistent_n", 4, "… of the last n reporting periods (the window ends at the evaluated "
+        "period; missing periods count as not flagged)")  # type: ignore[assignment]
+    persistent_overrides: dict[str, dict[str, int]] = service_field(
+        "analysis", "persistent_overrides", {},
+        'per-item k/n as a JSON map, e.g. {"brand": {"k": 2, "n": 4}}')  # type: ignore[assignment]
+    resolve_after: int = service_field(
+        "analysis", "resolve_after", 2,
+        "a persistent problem is resolved after this many consecutive reporting periods in which "
+        "k of n no longer holds")  # type: ignore[assignment]
+    effect_max_periods: int = service_field(
+        "analysis", "effect_max_periods", 8,
+        "measure effect: at most this many reporting periods before and after the start are compared")  # type: ignore[assignment]
+    auto_compile: bool = service_field(
+        "analysis", "auto_compile", True,
+        "compile each municipality's just-ended quarter/tertial by itself")  # type: ignore[assignment]
+    compile_interval_seconds: float = service_field(
+        "analysis", "compile_interval_seconds", 300.0,
+        "how often the background loop checks for ended quarters/tertials")  # type: ignore[assignment]
+    compile_grace_hours: float = service_field(
+        "analysis", "compile_grace_hours", 24.0,
+        "wait this long after the last reporting week of a quarter/tertial ended (Thursday rule) before "
+        "compiling it automatically, so its last pictures can be published")  # type: ignore[assignment]
+    outbox_interval_seconds: float = service_field(
+        "analysis", "outbox_interval_seconds", 0.5, "outbox relay polling interval")  # type: ignore[assignment]
+
+    def db_url(self) -> str:
+        """The database URL to use (the embedded SQLite file when none is set)."""
+        return self.database_url or self.sqlite_url("analysis")

@@ -1,0 +1,329 @@
+"""Intake HTTP routes: parse, authorise, call the handlers and turn outcomes into answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from est_shared.checklists import LEVELS, Checklist
+from est_shared.http import PROBLEM, Problem, require_role
+from est_shared.org import OrgSnapshot, Principal
+from est_shared.periods import current_period
+from est_shared.runtime import ServiceRuntime
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from est_intake import db
+from est_intake.domain import (
+    ImportReportIn,
+    OrgInvalid,
+    OrgSyntaxError,
+    ReportIn,
+    content_hash,
+    parse_org_text,
+    principal_for,
+)
+from est_intake.handlers import IntakeMetrics, Outcome, Publish, Submission, apply_org, problem, submit_reports
+
+MAX_BATCH = 500
+
+
+async def current_principal(request: Request) -> Principal:
+    """The authenticated caller (bearer token against the intake's own directory), else 401."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    return await runtime.principal(request)
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+@dataclass
+class IntakeContext:
+    """What the routes need: the runtime, the database, metrics, the publisher and the outbox wake-up."""
+
+    runtime: ServiceRuntime
+    sessions: async_sessionmaker[AsyncSession]
+    metrics: IntakeMetrics
+    publish: Publish
+    wake: Callable[[], None]
+    concurrency: int = 64
+    max_batch: int = MAX_BATCH
+
+    @property
+    def snapshot(self) -> OrgSnapshot:
+        return self.runtime.directory.snapshot
+
+
+class AcceptedOut(BaseModel):
+    """The answer once a report is durably stored in JetStream."""
+
+    report_id: str = Field(examples=["8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a11"])
+    period: str = Field(examples=["2026-W48"])
+    status: str = Field(examples=["accepted"])
+    late: bool = Field(description="received after the period's deadline")
+
+
+class BatchIn(BaseModel):
+    """Up to 500 reports from an offline device."""
+
+    reports: list[dict[str, Any]] = Field(description="reports, each as for POST /v1/reports")
+
+
+class ImportIn(BaseModel):
+    """Up to 500 historical reports, each with ``reporter_id`` and ``submitted_at``."""
+
+    reports: list[dict[str, Any]] = Field(description="reports with reporter_id and submitted_at",
+                                          examples=[[{"report_id": "imp-1", "area_id": "araby",
+                                                      "period": "2026-W10", "answers": {"klotter": {"value": 1}},
+                                                      "reporter_id": "anna",
+                                                      "submitted_at": "2026-03-06T10:00:00+01:00"}]])
+
+
+class BatchResult(BaseModel):
+    """One report's result inside a batch: the HTTP status it would have had and its body or problem."""
+
+    index: int
+    report_id: str | None = None
+    status: int
+    body: dict[str, Any] | None = None
+    problem: dict[str, Any] | None = None
+
+
+class BatchOut(BaseModel):
+    """Per-report results (partial success is allowed) and counts."""
+
+    results: list[BatchResult]
+    accepted: int = Field(description="reports accepted now or earlier (identical resends)")
+    rejected: int
+
+
+def _outcome_response(o: Outcome) -> JSONResponse:
+    if o.ok:
+        return JSONResponse(o.body, status_code=202)
+    return JSONResponse(o.body, status_code=o.status, media_type=PROBLEM, headers=o.headers)
+
+
+def _invalid_item(exc: ValidationError) -> Outcome:
+    errors = [{"field": ".".join(str(x) for x in e.get("loc", ())), "message": str(e.get("msg", "")),
+               "type": str(e.get("type", ""))} for e in exc.errors()]
+    return problem(422, "Invalid report", "Några fält är ogiltiga; se errors. / Some fields are invalid; see errors.",
+                   errors, reason="schema")
+
+
+def _batch_out(items: list[dict[str, Any]], outcomes: list[Outcome]) -> JSONResponse:
+    results = []
+    for i, (item, o) in enumerate(zip(items, outcomes, strict=True)):
+        rid = item.get("report_id") if isinstance(item, dict) else None
+        results.append({"index": i, "report_id": rid if isinstance(rid, str) else None, "status": o.status,
+                        **({"body": o.body} if o.ok else {"problem": o.body})})
+    accepted = sum(1 for o in outcomes if o.ok)
+    headers = {"Retry-After": "5"} if any(o.status == 503 for o in outcomes) else None
+    return JSONResponse({"results": results, "accepted": accepted, "rejected": len(outcomes) - accepted},
+                        headers=headers)
+
+
+def _check_batch_size(n: int, limit: int) -> None:
+    if n > limit:
+        raise Problem(422, "Too many reports", f"Högst {limit} rapporter per anrop (fick {n}). / "
+                      f"At most {limit} reports per request (got {n}).",
+                      errors=[{"field": "reports", "message": f"at most {limit} items"}])
+
+
+def _area_view(snapshot: OrgSnapshot, area_id: str) -> dict[str, Any] | None:
+    area = snapshot.areas.get(area_id)
+    if area is None:
+        return None
+    muni = snapshot.municipalities.get(area.municipality_id)
+    tz = muni.timezone if muni else "Europe/Stockholm"
+    return {"id": area.id, "name": area.name, "municipality_id": area.municipality_id, "cadence": area.cadence,
+            "places": list(area.places), "current_period": current_period(area.cadence, datetime.now(UTC), tz).id}
+
+
+def _caller_areas(snapshot: OrgSnapshot, principal: Principal) -> list[dict[str, Any]]:
+    ids = principal.areas if "admin" not in principal.roles or principal.areas else list(snapshot.areas)
+    return [v for v in (_area_view(snapshot, a) for a in ids) if v]
+
+
+def _checklist_view(checklist: Checklist, snapshot: OrgSnapshot, principal: Principal) -> dict[str, Any]:
+    return {
+        "ref": checklist.ref, "id": checklist.id, "version": checklist.version,
+        "name_sv": checklist.name_sv, "name_en": checklist.name_en,
+        "items": [i.model_dump() for i in checklist.items],
+        "answer_types": {
+            "count": {"sv": "antal (heltal ≥ 0)", "en": "count (integer ≥ 0)"},
+            "level": {"sv": "nivå 0-3", "en": "level 0-3"},
+            "boolean": {"sv": "ja/nej", "en": "yes/no"},
+        },
+        "levels": [{"value": k, "sv": v["sv"], "en": v["en"]} for k, v in LEVELS.items()],
+        "note_max_length": 500,
+        "note_hint": {"sv": "Skriv inte namn eller personnummer.", "en": "Do not write names or ID numbers."},
+        "areas": _caller_areas(snapshot, principal),
+    }
+
+
+def build_router(ctx: IntakeContext) -> APIRouter:
+    """All intake routes."""
+    # field apps and curl often omit Content-Type: every body here is JSON, so read it as JSON anyway
+    router = APIRouter(strict_content_type=False)
+
+    @router.get("/v1/me", tags=["field app"], summary="The caller, their roles and areas")
+    async def me(principal: Caller) -> dict[str, Any]:
+        snap = ctx.snapshot
+        actor = snap.actors.get(principal.actor_id)
+        return {"id": principal.person_id, "name": principal.name,
+                "actor": {"id": principal.actor_id, "name": actor.name if actor else principal.actor_id,
+                          "kind": principal.actor_kind},
+                "roles": list(principal.roles), "municipalities": list(principal.municipalities),
+                "areas": _caller_areas(snap, principal), "org_version": snap.version,
+                "checklist": snap.current_checklist}
+
+    @router.get("/v1/checklists/current", tags=["field app"],
+                summary="The current checklist with labels, answer types, level scale and the caller's areas")
+    async def checklist_current(principal: Caller) -> dict[str, Any]:
+        snap = ctx.snapshot
+        checklist = snap.checklist(snap.current_checklist)
+        assert checklist is not None
+        return _checklist_view(checklist, snap, principal)
+
+    @router.get("/v1/checklists/{checklist_id}@{version}", tags=["field app"],
+                summary="One checklist version, e.g. est-standard@1")
+    async def checklist_version(checklist_id: str, version: str, principal: Caller) -> dict[str, Any]:
+        snap = ctx.snapshot
+        checklist = snap.checklist(f"{checklist_id}@{version}")
+        if checklist is None:
+            raise Problem(404, "Not Found", f"Okänd checklista {checklist_id}@{version}. / "
+                          f"Unknown checklist {checklist_id}@{version}.")
+        return _checklist_view(checklist, snap, principal)
+
+    @router.post("/v1/reports", tags=["field app"], status_code=202, response_model=AcceptedOut,
+                 summary="Submit a checklist report (answered once JetStream has stored it)",
+                 responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {"description": "bus unavailable; retry"}})
+    async def post_report(report: ReportIn, principal: Caller) -> JSONResponse:
+        require_role(principal, "reporter", "key_function")
+        sub = Submission(req=report, caller=principal, received_at=datetime.now(UTC))
+        [outcome] = await submit_reports([sub], sessions=ctx.sessions, snapshot=ctx.snapshot,
+                                         publish=ctx.publish, metrics=ctx.metrics, via="api",
+                                         concurrency=ctx.concurrency)
+        return _outcome_response(outcome)
+
+    @router.post("/v1/reports:batch", tags=["field app"], response_model=BatchOut,
+                 summary="Submit up to 500 reports (offline devices); a result per report")
+    async def post_batch(batch: BatchIn, principal: Caller) -> JSONResponse:
+        require_role(principal, "reporter", "key_function")
+        _check_batch_size(len(batch.reports), ctx.max_batch)
+        now = datetime.now(UTC)
+        outcomes: list[Outcome | None] = [None] * len(batch.reports)
+        subs: list[tuple[int, Submission]] = []
+        for i, raw in enumerate(batch.reports):
+            try:
+                subs.append((i, Submission(req=ReportIn.model_validate(raw), caller=principal, received_at=now)))
+            except ValidationError as exc:
+                outcomes[i] = _invalid_item(exc)
+                ctx.metrics.rejected.labels("schema").inc()
+        done = await submit_reports([s for _, s in subs], sessions=ctx.sessions, snapshot=ctx.snapshot,
+                                    publish=ctx.publish, metrics=ctx.metrics, via="batch",
+                                    concurrency=ctx.concurrency)
+        for (i, _), o in zip(subs, done, strict=True):
+            outcomes[i] = o
+        return _batch_out(batch.reports, [o for o in outcomes if o is not None])
+
+    @router.post("/v1/admin/import", tags=["admin"], response_model=BatchOut,
+                 summary="Import up to 500 historical reports on reporters' behalf, through the same validation")
+    async def post_import(batch: ImportIn, principal: Caller) -> JSONResponse:
+        require_role(principal, "admin")
+        _check_batch_size(len(batch.reports), ctx.max_batch)
+        snap = ctx.snapshot
+        now = datetime.now(UTC)
+        outcomes: list[Outcome | None] = [None] * len(batch.reports)
+        subs: list[tuple[int, Submission]] = []
+        for i, raw in enumerate(batch.reports):
+            try:
+                item = ImportReportIn.model_validate(raw)
+            except ValidationError as exc:
+                outcomes[i] = _invalid_item(exc)
+                ctx.metrics.rejected.labels("schema").inc()
+                continue
+            reporter = principal_for(snap, item.reporter_id)
+            if reporter is None:
+                outcomes[i] = problem(422, "Invalid report", f"Okänd rapportör {item.reporter_id!r}. / "
+                                      f"Unknown reporter {item.reporter_id!r}.",
+                                      [{"field": "reporter_id", "message": "unknown person"}], reason="reporter")
+                ctx.metrics.rejected.labels("reporter").inc()
+                continue
+            if item.submitted_at > now:
+                outcomes[i] = problem(422, "Invalid report", "submitted_at ligger i framtiden. / "
+                                      "submitted_at is in the future.",
+                                      [{"field": "submitted_at", "message": "in the future"}], reason="future")
+                ctx.metrics.rejected.labels("future").inc()
+                continue
+            req = ReportIn.model_validate(item.model_dump(exclude={"reporter_id", "submitted_at"}))
+            digest_caller = f"{item.reporter_id}@{item.submitted_at.isoformat()}"
+            sub = Submission(req=req, caller=reporter, received_at=item.submitted_at.astimezone(UTC))
+            sub.digest = content_hash(req, digest_caller)
+            subs.append((i, sub))
+        done = await submit_reports([s for _, s in subs], sessions=ctx.sessions, snapshot=snap,
+                                    publish=ctx.publish, metrics=ctx.metrics, via="import",
+                                    concurrency=ctx.concurrency)
+        for (i, _), o in zip(subs, done, strict=True):
+            outcomes[i] = o
+        return _batch_out(batch.reports, [o for o in outcomes if o is not None])
+
+    @router.put("/v1/admin/org", tags=["admin"],
+                summary="Apply an organisation file (YAML or JSON; declarative, idempotent)",
+                openapi_extra={"requestBody": {"required": True, "content": {
+                    "application/yaml": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}}}}})
+    async def put_org(request: Request, principal: Caller) -> dict[str, Any]:
+        require_role(principal, "admin")
+        raw = await request.body()
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if ctype == "application/json" or ctype.endswith("+json"):
+                try:
+                    doc = json.loads(raw or b"{}")
+                except ValueError as exc:
+                    raise Problem(400, "Malformed JSON", "Begärans innehåll är inte giltig JSON. / "
+                                  "The request body is not valid JSON.") from exc
+                if not isinstance(doc, dict):
+                    raise OrgInvalid([{"field": "", "message": "the organisation must be a JSON object"}])
+            else:
+                doc = parse_org_text(raw.decode("utf-8", errors="replace"))
+            applied = await apply_org(doc, sessions=ctx.sessions, applied_by=principal.person_id,
+                                      on_applied=ctx.runtime.apply_org, wake=ctx.wake, metrics=ctx.metrics)
+        except OrgSyntaxError as exc:
+            raise Problem(400, "Malformed organisation file", f"Filen kan inte läsas. / The file cannot be read: "
+                          f"{exc}", errors=exc.errors) from exc
+        except OrgInvalid as exc:
+            ctx.metrics.org_applies.labels("invalid").inc()
+            raise Problem(422, "Invalid organisation", "Organisationen är ogiltig; se errors. / "
+                          "The organisation is invalid; see errors.", errors=exc.errors) from exc
+        return {"version": applied.snapshot.version, "changed": applied.changed, "changes": applied.changes}
+
+    @router.get("/v1/admin/org", tags=["admin"], summary="The current organisation snapshot (tokens hashed)")
+    async def get_org(principal: Caller) -> dict[str, Any]:
+        require_role(principal, "admin")
+        return ctx.snapshot.model_dump(mode="json")
+
+    @router.get("/v1/admin/org/history", tags=["admin"], summary="Every organisation version with its changes")
+    async def get_org_history(principal: Caller, limit: int = 100) -> dict[str, Any]:
+        require_role(principal, "admin")
+        async with ctx.sessions() as s:
+            versions = await db.org_history(s, limit=max(1, min(limit, 1000)))
+        return {"versions": [{**v, "applied_at": v["applied_at"].isoformat()} for v in versions]}
+
+    @router.get("/v1/admin/org/history/{version}", tags=["admin"], summary="One stored organisation version")
+    async def get_org_version(version: int, principal: Caller) -> dict[str, Any]:
+        require_role(principal, "admin")
+        async with ctx.sessions() as s:
+            snap = await db.org_version(s, version)
+        if snap is None:
+            raise Problem(404, "Not Found", f"Version {version} finns inte. / Version {version} does not exist.")
+        return snap.model_dump(mode="json")
+
+    return router
+

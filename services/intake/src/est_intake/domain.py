@@ -1,0 +1,538 @@
+"""Intake rules as plain functions: the organisation file, report validation and the personal-data guard.
+
+Nothing here touches HTTP, the bus or the database; the handlers feed it data and act on its answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from est_shared.checklists import DEFAULT_CHECKLIST, LEVELS
+from est_shared.events import Answer, ReportSubmitted
+from est_shared.org import (
+    Actor,
+    ActorKind,
+    Area,
+    Municipality,
+    OrgSnapshot,
+    Person,
+    Principal,
+    Role,
+    hash_token,
+    period_deadline,
+)
+from est_shared.periods import DEFAULT_TIMEZONE, Period, PeriodError, current_period, normalise
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+REPORT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+MAX_ANSWERS = 50
+MAX_NOTE = 500
+REPORTER_ROLES = ("reporter", "key_function")  # admin is implied by Principal.has_role
+
+
+# --- organisation file -------------------------------------------------------------------
+
+class OrgInvalid(ValueError):
+    """An organisation file that cannot be applied; ``errors`` names each failing field."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class AreaDoc(_Doc):
+    """An area in the organisation file."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    cadence: Literal["weekly", "biweekly"] = "weekly"
+    places: list[str] = Field(default_factory=list)
+
+
+class MunicipalityDoc(_Doc):
+    """A municipality in the organisation file."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    analysis_period: Literal["tertial", "quarter"] = "tertial"
+    timezone: str = DEFAULT_TIMEZONE
+    deadline_weekday: int = Field(default=0, ge=0, le=6)
+    deadline_time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    areas: list[AreaDoc] = Field(default_factory=list)
+
+    @field_validator("deadline_time", mode="before")
+    @classmethod
+    def _sexagesimal(cls, v: Any) -> Any:
+        """YAML 1.1 reads an unquoted 10:30 as the number 630: turn it back into a time."""
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v // 60:02d}:{v % 60:02d}"
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {v!r}") from exc
+        return v
+
+
+class ActorDoc(_Doc):
+    """An actor (organisation) in the organisation file."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    kind: ActorKind = "other"
+
+
+class PersonDoc(_Doc):
+    """A person in the organisation file."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    actor: str
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    roles: list[Role] = Field(default_factory=list)
+    areas: list[str] = Field(default_factory=list)
+    token: str | None = Field(default=None, min_length=1)
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class OrgDoc(_Doc):
+    """The whole organisation file (``subscriptions`` belongs to the notifier and is ignored here)."""
+
+    municipalities: list[MunicipalityDoc] = Field(default_factory=list)
+    actors: list[ActorDoc] = Field(default_factory=list)
+    people: list[PersonDoc] = Field(default_factory=list)
+    subscriptions: Any = None
+
+
+class OrgSyntaxError(OrgInvalid):
+    """The organisation text is not YAML/JSON at all (answered 400, not 422)."""
+
+
+def load_org_file(path: str | Path) -> dict[str, Any]:
+    """Read an organisation file (YAML, JSON is YAML too) into a plain mapping."""
+    return parse_org_text(Path(path).read_text(encoding="utf-8"))
+
+
+def parse_org_text(text: str) -> dict[str, Any]:
+    """Parse YAML or JSON text of an organisation file into a mapping; OrgInvalid if it is not one."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise OrgSyntaxError([{"field": "", "message": f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"}]) \
+            from exc
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise OrgInvalid([{"field": "", "message": "the organisation file must be a mapping "
+                                                   "(municipalities, actors, people)"}])
+    return doc
+
+
+def _pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
+    out = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        out.append({"field": loc, "message": str(e.get("msg", ""))})
+    return out
+
+
+def validate_org(doc: dict[str, Any]) -> OrgDoc:
+    """Check an organisation mapping: shapes, unique ids across the org, and every reference."""
+    try:
+        org = OrgDoc.model_validate(doc)
+    except ValidationError as exc:
+        raise OrgInvalid(_pydantic_errors(exc)) from exc
+    errors: list[dict[str, str]] = []
+    seen: dict[str, str] = {}
+
+    def claim(id_: str, what: str, where: str) -> None:
+        if id_ in seen:
+            errors.append({"field": where, "message": f"id {id_!r} is already used by {seen[id_]} "
+                                                      "(ids are unique across the whole organisation)"})
+        else:
+            seen[id_] = f"{what} {id_}"
+
+    for i, m in enumerate(org.municipalities):
+        claim(m.id, "municipality", f"municipalities.{i}.id")
+        for j, a in enumerate(m.areas):
+            claim(a.id, "area", f"municipalities.{i}.areas.{j}.id")
+            dup = {p for p in a.places if a.places.count(p) > 1}
+            if dup:
+                errors.append({"field": f"municipalities.{i}.areas.{j}.places",
+                               "message": f"places listed twice: {', '.join(sorted(dup))}"})
+            for k, p in enumerate(a.places):
+                if not p:
+                    errors.append({"field": f"municipalities.{i}.areas.{j}.places.{k}", "message": "empty place"})
+    for i, act in enumerate(org.actors):
+        claim(act.id, "actor", f"actors.{i}.id")
+    for i, p in enumerate(org.people):
+        claim(p.id, "person", f"people.{i}.id")
+    actor_ids = {a.id for a in org.actors}
+    area_ids = {a.id for m in org.municipalities for a in m.areas}
+    muni_ids = {m.id for m in org.municipalities}
+    tokens: dict[str, str] = {}
+    for i, p in enumerate(org.people):
+        if p.actor not in actor_ids:
+            errors.append({"field": f"people.{i}.actor", "message": f"unknown actor {p.actor!r}"})
+        for k, a in enumerate(p.areas):
+            if a not in area_ids and a not in muni_ids:
+                errors.append({"field": f"people.{i}.areas.{k}",
+                               "message": f"unknown area or municipality {a!r}"})
+        if p.token and p.token_sha256:
+            errors.append({"field": f"people.{i}.token", "message": "give token or token_sha256, not both"})
+        digest = person_token_hash(p)
+        if digest:
+            if digest in tokens:
+                errors.append({"field": f"people.{i}.token", "message": f"the same token as {tokens[digest]}"})
+            tokens[digest] = f"person {p.id}"
+    if errors:
+        raise OrgInvalid(errors)
+    return org
+
+
+def person_token_hash(p: PersonDoc) -> str | None:
+    """The stored form of a person's token: SHA-256 hex."""
+    if p.token:
+        return hash_token(p.token)
+    return p.token_sha256.lower() if p.token_sha256 else None
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None) -> tuple[OrgSnapshot, list[str]]:
+    """The snapshot an organisation file describes and the changes against ``previous``.
+
+    The version is ``previous.version + 1`` only when the content differs; applying the same file
+    again returns ``previous`` unchanged with no changes (idempotent apply).
+    """
+    org = validate_org(doc)
+    prev = previous or OrgSnapshot()
+    municipalities: dict[str, Municipality] = {}
+    areas: dict[str, Area] = {}
+    for m in org.municipalities:
+        for a in m.areas:
+            areas[a.id] = Area(id=a.id, name=a.name, municipality_id=m.id, cadence=a.cadence,
+                               places=_unique(a.places))
+        municipalities[m.id] = Municipality(
+            id=m.id, name=m.name, timezone=m.timezone, analysis_period=m.analysis_period,
+            deadline_weekday=m.deadline_weekday, deadline_time=m.deadline_time, area_ids=[a.id for a in m.areas])
+    actors = {a.id: Actor(id=a.id, name=a.name, kind=a.kind) for a in org.actors}
+    people: dict[str, Person] = {}
+    for p in org.people:
+        resolved: list[str] = []
+        munis: list[str] = []
+        for ref in p.areas:
+            if ref in municipalities:
+                resolved.extend(municipalities[ref].area_ids)
+                munis.append(ref)
+            else:
+                resolved.append(ref)
+                munis.append(areas[ref].municipality_id)
+        people[p.id] = Person(id=p.id, name=p.name, actor=p.actor, email=p.email, roles=_unique(list(p.roles)),
+                              areas=_unique(resolved), municipalities=sorted(set(munis)),
+                              token_sha256=person_token_hash(p))
+    candidate = OrgSnapshot(version=prev.version, municipalities=municipalities, areas=areas, actors=actors,
+                            people=people, checklists=prev.checklists, current_checklist=prev.current_checklist)
+    if prev.version > 0 and candidate.model_dump(mode="json") == prev.model_dump(mode="json"):
+        return prev, []
+    changes = diff_snapshots(prev if prev.version > 0 else None, candidate)
+    return candidate.model_copy(update={"version": prev.version + 1}), changes
+
+
+def diff_snapshots(old: OrgSnapshot | None, new: OrgSnapshot) -> list[str]:
+    """Human-readable changes, e.g. ``person anna removed`` or ``area araby changed (places)``."""
+    out: list[str] = []
+    kinds: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("municipality", old.municipalities if old else {}, new.municipalities),
+        ("area", old.areas if old else {}, new.areas),
+        ("actor", old.actors if old else {}, new.actors),
+        ("person", old.people if old else {}, new.people),
+    ]
+    for kind, before, after in kinds:
+        for id_ in after:
+            if id_ not in before:
+                out.append(f"{kind} {id_} added")
+        for id_ in before:
+            if id_ not in after:
+                out.append(f"{kind} {id_} removed")
+        for id_ in after:
+            if id_ in before and before[id_] != after[id_]:
+                a, b = before[id_].model_dump(), after[id_].model_dump()
+                fields = [("token" if k == "token_sha256" else k) for k in b if a.get(k) != b.get(k)]
+                out.append(f"{kind} {id_} changed ({', '.join(fields)})")
+    return out
+
+
+def principal_for(snapshot: OrgSnapshot, person_id: str) -> Principal | None:
+    """The principal of a person in a snapshot (used for imports on a reporter's behalf)."""
+    person = snapshot.people.get(person_id)
+    if person is None:
+        return None
+    actor = snapshot.actors.get(person.actor)
+    return Principal(person_id=person.id, name=person.name, actor_id=person.actor,
+                     actor_kind=actor.kind if actor else "other", roles=list(person.roles),
+                     areas=list(person.areas), municipalities=list(person.municipalities))
+
+
+# --- personal-data guard -----------------------------------------------------------------
+
+_PNR = re.compile(r"(?<![\d+])(?:19|20)?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])"
+                  r"[-+ ]?\d{4}(?!\d)")
+_PHONE_INTL = re.compile(r"(?<![\w+])(?:\+|00)\s?46[\s-]*(?:\(0\)[\s-]*)?\d(?:[\s-]?\d){6,9}(?!\d)")
+_PHONE_NATIONAL = re.compile(r"(?<![\w+])0\d{1,3}(?:[\s/-]?\d){5,8}(?!\d)")
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+PII_REASONS: dict[str, dict[str, str]] = {
+    "personal_identity_number": {
+        "sv": "texten ser ut att innehålla ett personnummer; skriv inte namn eller personnummer",
+        "en": "the text looks like it contains a personal identity number; do not write names or ID numbers",
+    },
+    "phone_number": {
+        "sv": "texten ser ut att innehålla ett telefonnummer; skriv inte uppgifter som identifierar personer",
+        "en": "the text looks like it contains a phone number; do not write details that identify people",
+    },
+    "email_address": {
+        "sv": "texten ser ut att innehålla en e-postadress; skriv inte uppgifter som identifierar personer",
+        "en": "the text looks like it contains an e-mail address; do not write details that identify people",
+    },
+}
+
+
+def find_personal_data(text: str) -> list[str]:
+    """Reasons why a free text looks like it identifies a person (empty list: looks fine)."""
+    if not text:
+        return []
+    reasons = []
+    if _PNR.search(text):
+        reasons.append("personal_identity_number")
+    if _EMAIL.search(text):
+        reasons.append("email_address")
+    for m in (*_PHONE_INTL.finditer(text), *_PHONE_NATIONAL.finditer(text)):
+        digits = sum(c.isdigit() for c in m.group())
+        national = not m.group().lstrip().startswith(("+", "00"))
+        if (8 <= digits <= 10) if national else (9 <= digits <= 13):
+            reasons.append("phone_number")
+            break
+    return reasons
+
+
+def personal_data_errors(fields: dict[str, str]) -> list[dict[str, str]]:
+    """Validation errors for free-text fields that look like personal data."""
+    out = []
+    for name, text in fields.items():
+        for reason in find_personal_data(text):
+            msg = PII_REASONS[reason]
+            out.append({"field": name, "reason": reason, "message": f"{msg['sv']} / {msg['en']}",
+                        "message_sv": msg["sv"], "message_en": msg["en"]})
+    return out
+
+
+# --- reports -----------------------------------------------------------------------------
+
+class AnswerIn(BaseModel):
+    """One answer: the value as the checklist item says, optional places of the area and a short note."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: StrictBool | StrictInt = Field(description="count (integer ≥ 0), level (0-3) or true/false",
+                                          examples=[2])
+    places: list[str] = Field(default_factory=list, max_length=100, description="place ids of the area",
+                              examples=[["centrum"]])
+    note: str = Field(default="", max_length=MAX_NOTE, description="short note; no names or ID numbers",
+                      examples=["nytt på garaget"])
+
+
+class ReportIn(BaseModel):
+    """A checklist report from a field app (CONTRACT.md, POST /v1/reports)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    report_id: str = Field(pattern=REPORT_ID_PATTERN, description="client-generated id (a UUID), the idempotency key",
+                           examples=["8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a11"])
+    area_id: str = Field(min_length=1, max_length=100, examples=["araby"])
+    period: str | None = Field(default=None, max_length=20,
+                               description="reporting period; left out: the area's current period",
+                               examples=["2026-W48"])
+    checklist: str = Field(default=DEFAULT_CHECKLIST.ref, max_length=60, examples=["est-standard@1"])
+    answers: dict[str, AnswerIn] = Field(default_factory=dict, description=f"item code -> answer, at most "
+                                         f"{MAX_ANSWERS}", examples=[{"klotter": {"value": 2, "places": ["centrum"]}}])
+    nothing_to_report: StrictBool = Field(default=False, description="explicitly nothing to report")
+    note: str = Field(default="", max_length=MAX_NOTE, description="short note; no names or ID numbers")
+    supersedes: str | None = Field(default=None, max_length=128, description="report_id this one corrects")
+
+
+class ImportReportIn(ReportIn):
+    """A historical report imported on a reporter's behalf, as if submitted at ``submitted_at``."""
+
+    reporter_id: str = Field(min_length=1, max_length=100, examples=["anna"])
+    submitted_at: AwareDatetime = Field(description="when it was submitted (with timezone)",
+                                        examples=["2026-03-02T10:00:00+01:00"])
+
+
+class ReportRejected(Exception):
+    """A report that cannot be accepted; carries the HTTP status, a metric reason and field errors."""
+
+    def __init__(self, status: int, reason: str, title: str, detail: str,
+                 errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.title, self.detail, self.errors = status, reason, title, detail, errors
+
+
+def content_hash(req: ReportIn, person_id: str) -> str:
+    """SHA-256 of the canonical request content and the caller: the idempotency fingerprint."""
+    body = req.model_dump(mode="json")
+    body["_caller"] = person_id
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False).encode()).hexdigest()
+
+
+def _invalid(reason: str, detail: str, errors: list[dict[str, Any]] | None = None) -> ReportRejected:
+    return ReportRejected(422, reason, "Invalid report", detail, errors)
+
+
+@dataclass
+class Accepted:
+    """A report that passed validation: the event data and the period it counts for."""
+
+    data: ReportSubmitted
+    municipality_id: str
+    period: Period
+    late: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve_period(text: str | None, area: Area, municipality: Municipality, at: datetime) -> Period:
+    """The reporting period of a report: the given one (normalised to the cadence) or the current one."""
+    now_period = current_period(area.cadence, at, municipality.timezone)
+    if text is None:
+        return now_period
+    try:
+        period = normalise(text, area.cadence)
+    except PeriodError as exc:
+        raise _invalid("period", f"Ogiltig period: {exc} / Invalid period: {exc}",
+                       [{"field": "period", "message": str(exc)}]) from exc
+    if period.start > now_period.start:
+        raise _invalid("future_period",
+                       f"Perioden {period.id} har inte börjat ännu (nu: {now_period.id}). / "
+                       f"The period {period.id} has not started yet (now: {now_period.id}).",
+                       [{"field": "period", "message": f"{period.id} is in the future"}])
+    return period
+
+
+def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, received_at: datetime,
+                    known_reports: dict[str, str]) -> Accepted:
+    """Check a report against the organisation and its checklist; raises ReportRejected.
+
+    ``known_reports`` maps earlier accepted report ids (that ``supersedes`` may name) to their area.
+    """
+    if not caller.has_role(*REPORTER_ROLES):
+        raise ReportRejected(403, "forbidden", "Forbidden",
+                             "Rapporter kräver rollen reporter eller key_function. / "
+                             "Reports need the role reporter or key_function.")
+    area = snapshot.areas.get(req.area_id)
+    if area is None:
+        if "admin" not in caller.roles:  # do not reveal to others which areas exist
+            raise ReportRejected(403, "forbidden", "Forbidden",
+                                 f"Du är inte tilldelad området {req.area_id!r}. / "
+                                 f"You are not assigned to area {req.area_id!r}.")
+        raise _invalid("unknown_area", f"Okänt område {req.area_id!r}. / Unknown area {req.area_id!r}.",
+                       [{"field": "area_id", "message": "unknown area"}])
+    if not caller.may_see_area(area.id):
+        raise ReportRejected(403, "forbidden", "Forbidden",
+                             f"Du är inte tilldelad området {area.id!r}. / You are not assigned to area {area.id!r}.")
+    municipality = snapshot.municipalities[area.municipality_id]
+    checklist = snapshot.checklist(req.checklist)
+    if checklist is None:
+        raise _invalid("unknown_checklist", f"Okänd checklista {req.checklist!r}. / Unknown checklist "
+                       f"{req.checklist!r}.", [{"field": "checklist", "message": "unknown checklist"}])
+    errors: list[dict[str, Any]] = []
+    if len(req.answers) > MAX_ANSWERS:
+        errors.append({"field": "answers", "message": f"at most {MAX_ANSWERS} answers"})
+    if not req.answers and not req.nothing_to_report:
+        errors.append({"field": "answers", "message": "give answers or set nothing_to_report (inga svar / "
+                                                      "no answers)"})
+    free_text: dict[str, str] = {"note": req.note}
+    for code, ans in req.answers.items():
+        item = checklist.item(code)
+        where = f"answers.{code}"
+        if item is None:
+            errors.append({"field": where, "message": f"unknown item {code!r} in {checklist.ref}"})
+            continue
+        v = ans.value
+        if item.answer == "boolean":
+            if not isinstance(v, bool):
+                errors.append({"field": f"{where}.value", "message": "expected true or false"})
+        elif isinstance(v, bool):
+            errors.append({"field": f"{where}.value", "message": f"expected an integer ({item.answer}), "
+                                                                 "not true/false"})
+        elif item.answer == "count" and v < 0:
+            errors.append({"field": f"{where}.value", "message": "a count is an integer ≥ 0"})
+        elif item.answer == "level" and v not in LEVELS:
+            errors.append({"field": f"{where}.value", "message": "a level is 0, 1, 2 or 3"})
+        bad_places = [p for p in ans.places if p not in area.places]
+        if bad_places:
+            errors.append({"field": f"{where}.places",
+                           "message": f"not places of area {area.id}: {', '.join(bad_places)}"})
+        if len(set(ans.places)) != len(ans.places):
+            errors.append({"field": f"{where}.places", "message": "a place is listed twice"})
+        if ans.note:
+            free_text[f"{where}.note"] = ans.note
+    if req.nothing_to_report and any(a.value not in (0, False) for a in req.answers.values()):
+        errors.append({"field": "nothing_to_report", "message": "nothing_to_report with non-zero answers"})
+    if errors:
+        raise _invalid("validation", "Rapporten är ogiltig; se errors. / The report is invalid; see errors.",
+                       errors)
+    pii = personal_data_errors(free_text)
+    if pii:
+        fields = ", ".join(dict.fromkeys(e["field"] for e in pii))
+        raise _invalid("personal_data", f"Fritext får inte identifiera personer ({fields}). / "
+                       f"Free text must not identify people ({fields}).", pii)
+    period = resolve_period(req.period, area, municipality, received_at)
+    if req.supersedes is not None:
+        if req.supersedes == req.report_id or known_reports.get(req.supersedes) != area.id:
+            raise _invalid("supersedes", f"supersedes {req.supersedes!r} är inte en tidigare godtagen rapport "
+                           f"för området {area.id}. / supersedes {req.supersedes!r} is not an earlier accepted "
+                           f"report of area {area.id}.", [{"field": "supersedes", "message": "unknown report"}])
+    late = received_at > period_deadline(municipality, period)
+    data = ReportSubmitted(
+        report_id=req.report_id, municipality_id=municipality.id, area_id=area.id, period=period.id,
+        checklist=checklist.ref,
+        answers={c: Answer(value=a.value, places=list(a.places), note=a.note) for c, a in req.answers.items()},
+        nothing_to_report=req.nothing_to_report, note=req.note, supersedes=req.supersedes,
+        reporter_id=caller.person_id, actor_id=caller.actor_id, received_at=received_at, late=late)
+    return Accepted(data=data, municipality_id=municipality.id, period=period, late=late)
+
+
+def accepted_body(report_id: str, period: str, late: bool) -> dict[str, Any]:
+    """The 202 answer of an accepted report."""
+    return {"report_id": report_id, "period": period, "status": "accepted", "late": late}

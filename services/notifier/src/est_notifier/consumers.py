@@ -1,0 +1,22 @@
+"""Durable JetStream consumers of the notifier (thin: they hand events to the fan-out)."""
+
+from __future__ import annotations
+
+from est_shared.bus import Handler, add_consumer
+from est_shared.runtime import ServiceRuntime
+from est_shared.subjects import ALERTS, ANALYSES, PICTURES
+
+from est_notifier.settings import NotifierSettings
+
+
+def register(runtime: ServiceRuntime, *, settings: NotifierSettings, handle: Handler) -> None:
+    """One durable per stream: published pictures, raised/resolved alerts, published analyses."""
+    m = settings.municipality_filter
+    common = {"service": "notifier", "handle": handle, "metrics": runtime.metrics,
+              "max_deliver": settings.consumer_max_deliver, "ack_wait": settings.consumer_ack_wait}
+    add_consumer(runtime.broker, stream=PICTURES, subject=f"est.picture.published.{m}.*",
+                 durable=settings.durable_pictures, **common)  # type: ignore[arg-type]
+    add_consumer(runtime.broker, stream=ALERTS, subject=f"est.alert.*.{m}.*",
+                 durable=settings.durable_alerts, **common)  # type: ignore[arg-type]
+    add_consumer(runtime.broker, stream=ANALYSES, subject=f"est.analysis.published.{m}",
+                 durable=settings.durable_analyses, **common)  # type: ignore[arg-type]

@@ -1,0 +1,330 @@
+"""Sending deliveries: webhook and e-mail senders, and the worker that claims, attempts and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosmtplib
+import httpx
+from est_shared.db import transaction
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from est_notifier import db
+from est_notifier.db import Tables
+from est_notifier.domain import (
+    Outcome,
+    SmtpConfig,
+    after_attempt,
+    classify_smtp,
+    classify_status,
+    delivery_id,
+    next_delay,
+    retry_after_seconds,
+    sign,
+)
+from est_notifier.metrics import NotifierMetrics
+from est_notifier.render import Rendered, build_email, render_digest, render_event
+
+log = logging.getLogger("est.notifier")
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt came to."""
+
+    outcome: Outcome
+    code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class Sender(Protocol):
+    async def send(self, delivery: dict[str, Any], attempt: int) -> AttemptResult: ...
+
+
+class WebhookSender:
+    """POSTs the frozen CloudEvent bytes with the frozen signature and id headers."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def send(self, delivery: dict[str, Any], attempt: int) -> AttemptResult:
+        target = delivery["target"]
+        headers = dict(target["headers"])
+        headers["X-EST-Attempt"] = str(attempt)
+        headers["User-Agent"] = "est-lagesbild-notifier/0.1"
+        try:
+            resp = await self.client.post(target["url"], content=delivery["payload"], headers=headers)
+        except httpx.TimeoutException as exc:
+            return AttemptResult("retry", error=f"timeout: {exc.__class__.__name__}")
+        except (httpx.TransportError, OSError) as exc:
+            return AttemptResult("retry", error=f"connection: {exc.__class__.__name__}: {str(exc)[:200]}")
+        except httpx.HTTPError as exc:  # invalid URL and the like: no retry helps
+            return AttemptResult("failed", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+        outcome = classify_status(resp.status_code)
+        retry_after = retry_after_seconds(resp.headers.get("retry-after")) if outcome == "retry" else None
+        error = None if outcome == "delivered" else f"HTTP {resp.status_code}"
+        return AttemptResult(outcome, code=resp.status_code, error=error, retry_after=retry_after)
+
+
+class EmailSender:
+    """Sends the frozen message over SMTP, or writes it to the outbox directory without SMTP."""
+
+    def __init__(self, *, smtp: SmtpConfig | None, outbox: Path, timeout: float = 30.0) -> None:
+        self.smtp, self.outbox, self.timeout = smtp, outbox, timeout
+
+    async def send(self, delivery: dict[str, Any], attempt: int) -> AttemptResult:
+        if self.smtp is None:
+            return await asyncio.to_thread(self._write, delivery)
+        target, cfg = delivery["target"], self.smtp
+        try:
+            await aiosmtplib.send(
+                delivery["payload"], sender=target["from"], recipients=list(target["to"]), hostname=cfg.host,
+                port=cfg.port, username=cfg.username, password=cfg.password, use_tls=cfg.use_tls,
+                start_tls=cfg.start_tls, timeout=self.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients] or [550]
+            code = min(codes)
+            return AttemptResult(classify_smtp(code), code=code, error="recipients refused")
+        except aiosmtplib.SMTPResponseException as exc:
+            return AttemptResult(classify_smtp(exc.code), code=exc.code, error=f"SMTP {exc.code}: {exc.message[:200]}")
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            return AttemptResult("retry", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+        return AttemptResult("delivered", code=250)
+
+    def _write(self, delivery: dict[str, Any]) -> AttemptResult:
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        final = self.outbox / f"{delivery['id']}.eml"
+        tmp = self.outbox / f".{delivery['id']}.{uuid.uuid4().hex}.tmp"
+        tmp.write_bytes(delivery["payload"])
+        os.replace(tmp, final)  # atomic: a retry rewrites the same bytes under the same name
+        return AttemptResult("delivered")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff base, cap and the attempt limit."""
+
+    base: float
+    cap: float
+    max_attempts: int
+
+
+class DeliveryWorker:
+    """Claims due deliveries (safe across replicas), attempts them, records the ledger, retries."""
+
+    def __init__(self, *, sessions: Sessions, tables: Tables, senders: dict[str, Sender], policy: RetryPolicy,
+                 metrics: NotifierMetrics, poll_interval: float = 1.0, lease: float = 120.0, batch: int = 20,
+                 pause_after_dead: int = 3, worker_id: str | None = None,
+                 digests: Callable[[float], Awaitable[int]] | None = None) -> None:
+        self.sessions, self.tables, self.senders, self.policy = sessions, tables, senders, policy
+        self.metrics, self.poll_interval, self.lease, self.batch = metrics, poll_interval, lease, batch
+        self.pause_after_dead = pause_after_dead
+        self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
+        self.digests = digests
+        self._wake = asyncio.Event()
+        self._rng = random.Random()
+
+    def wake(self) -> None:
+        """New deliveries exist: run now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The loop: work while there is work, else sleep until woken, the next due time or the poll."""
+        while True:
+            claimed = 0
+            try:
+                claimed = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery worker round failed")
+            if claimed:
+                continue
+            wait = self.poll_interval
+            try:
+                nxt = await self._next_due()
+                if nxt is not None:
+                    wait = max(0.0, min(wait, nxt - time.time()))
+            except Exception:
+                log.exception("could not read the next due delivery")
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def _next_due(self) -> float | None:
+        c = self.tables.deliveries.c
+        async with self.sessions() as s:
+            value = await s.scalar(select(func.min(c.next_attempt_at)).where(c.status == "pending"))
+        return float(value) if value is not None else None
+
+    async def run_once(self) -> int:
+        """One round: flush due digests, claim due deliveries, attempt them concurrently."""
+        now = time.time()
+        if self.digests is not None:
+            await self.digests(now)
+        async with self.sessions() as s:
+            ids = await db.due_delivery_ids(s, self.tables, now=now, limit=self.batch)
+        claimed = []
+        for did in ids:
+            async with transaction(self.sessions) as s:
+                if await db.claim(s, self.tables, did, now=now, lease=self.lease, worker=self.worker_id):
+                    claimed.append(did)
+        if claimed:
+            await asyncio.gather(*(self._attempt(did) for did in claimed))
+        async with self.sessions() as s:
+            self.metrics.backlog.set(await db.count_backlog(s, self.tables))
+        return len(claimed)
+
+    async def _attempt(self, did: str) -> None:
+        async with self.sessions() as s:
+            d = await db.get_delivery(s, self.tables, did)
+        if d is None:
+            return
+        attempt = int(d["attempts"]) + 1
+        sender = self.senders[d["channel"]]
+        started = time.monotonic()
+        try:
+            result = await sender.send(d, attempt)
+        except Exception as exc:  # a sender bug must not lose the delivery: count it as transient
+            log.exception("sender raised", extra={"delivery_id": did})
+            result = AttemptResult("retry", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+        duration_ms = int((time.monotonic() - started) * 1000)
+        status = after_attempt(result.outcome, attempt, self.policy.max_attempts)
+        now = time.time()
+        delay = next_delay(attempt, base=self.policy.base, cap=self.policy.cap, retry_after=result.retry_after,
+                           rng=self._rng) if status == "pending" else 0.0
+        ledger_status = {"pending": "retry"}.get(status, status)
+        t = self.tables
+        try:
+            async with transaction(self.sessions) as s:
+                await s.execute(t.attempts.insert().values(
+                    delivery_id=did, subscription_id=d["subscription_id"], event_id=d["event_id"],
+                    event_type=d["event_type"], channel=d["channel"], attempt=attempt, at=db.utcnow(),
+                    status=ledger_status, response_code=result.code, error=result.error, duration_ms=duration_ms))
+                values: dict[str, Any] = {"status": status, "attempts": attempt, "claimed_until": None,
+                                          "claimed_by": None, "last_status_code": result.code,
+                                          "last_error": result.error, "next_attempt_at": now + delay}
+                if status != "pending":
+                    values["finished_at"] = db.utcnow()
+                res = await s.execute(update(t.deliveries).where(
+                    t.deliveries.c.id == did, t.deliveries.c.claimed_by == self.worker_id).values(**values))
+                if int(getattr(res, "rowcount", 0) or 0) != 1:
+                    raise _LeaseLost
+                await self._subscription_health(s, d["subscription_id"], status)
+        except (_LeaseLost, IntegrityError):
+            log.warning("delivery lease lost; another replica owns it now", extra={"delivery_id": did})
+            return
+        channel = d["channel"]
+        self.metrics.attempts.labels(channel, ledger_status).inc()
+        if status == "delivered":
+            self.metrics.deliveries.labels(channel, "delivered").inc()
+            event_time = db.aware(d["event_time"])
+            if event_time is not None:
+                self.metrics.latency.labels(channel).observe(max(0.0, now - event_time.timestamp()))
+        elif status == "failed":
+            self.metrics.deliveries.labels(channel, "failed").inc()
+            log.warning("delivery failed without retry", extra={"delivery_id": did, "code": result.code,
+                                                                 "error": result.error})
+        elif status == "dead":
+            self.metrics.deliveries.labels(channel, "dead").inc()
+            self.metrics.dead.labels(channel).inc()
+            log.error("delivery dead-lettered after retry cap", extra={
+                "delivery_id": did, "subscription_id": d["subscription_id"], "event_id": d["event_id"],
+                "attempts": attempt, "code": result.code, "error": result.error})
+
+    async def _subscription_health(self, s: AsyncSession, sub_id: str, status: str) -> None:
+        """Dead endpoints get paused after several dead deliveries in a row; a success resets the count."""
+        c = self.tables.subscriptions.c
+        if status == "delivered":
+            await s.execute(update(self.tables.subscriptions).where(c.id == sub_id, c.consecutive_dead != 0)
+                            .values(consecutive_dead=0))
+        elif status == "dead":
+            await s.execute(update(self.tables.subscriptions).where(c.id == sub_id)
+                            .values(consecutive_dead=c.consecutive_dead + 1))
+            if self.pause_after_dead > 0:
+                dead = await s.scalar(select(c.consecutive_dead).where(c.id == sub_id))
+                if (dead or 0) >= self.pause_after_dead:
+                    await s.execute(update(self.tables.subscriptions).where(c.id == sub_id, c.paused.is_(False))
+                                    .values(paused=True, paused_reason="endpoint dead: paused automatically"))
+                    self.metrics.paused.inc()
+                    log.error("subscription paused after dead deliveries", extra={"subscription_id": sub_id})
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+# --- digests -------------------------------------------------------------------------------
+
+async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sender_address: str, max_items: int,
+                        metrics: NotifierMetrics | None = None) -> int:
+    """Turn every digest window that has closed into one delivery per subscription; returns how many."""
+    d = tables.digest_items.c
+    async with sessions() as s:
+        groups = (await s.execute(select(d.subscription_id, d.digest_window).where(
+            d.sent.is_(False), d.due_at <= now).distinct())).all()
+    made = 0
+    for sub_id, window in groups:
+        try:
+            async with transaction(sessions) as s:
+                sub = await db.get_subscription(s, tables, sub_id, include_deleted=True)
+                items = [dict(r) for r in (await s.execute(select(tables.digest_items).where(
+                    d.subscription_id == sub_id, d.digest_window == window, d.sent.is_(False))
+                    .order_by(d.event_time, d.id))).mappings()]
+                if not items:
+                    continue
+                await s.execute(update(tables.digest_items).where(d.id.in_([i["id"] for i in items]))
+                                .values(sent=True))
+                if sub is None or sub["deleted_at"] is not None:
+                    continue
+                event_id = f"digest:{window}:{items[0]['id']}"  # late stragglers of a closed window get their own
+                did = delivery_id(sub_id, event_id)
+                shown, more = items[:max_items], max(0, len(items) - max_items)
+                if sub["channel"]["type"] == "webhook":
+                    body = json.dumps({
+                        "specversion": "1.0", "id": event_id + f":{sub_id}", "source": "/est/notifier",
+                        "type": "se.est.notification.digest", "time": db.utcnow().isoformat(),
+                        "subject": window, "datacontenttype": "application/json",
+                        "data": {"window": window, "events": [i["data"] for i in shown], "more": more},
+                    }, ensure_ascii=False, separators=(",", ":")).encode()
+                    target = {"url": sub["channel"]["url"], "headers": {
+                        "Content-Type": "application/cloudevents+json",
+                        "X-EST-Signature": sign(sub["channel"]["secret"], body),
+                        "X-EST-Delivery": did, "Idempotency-Key": did}}
+                else:
+                    entries: list[Rendered] = [render_event(i["event_type"], i["data"].get("data", {}),
+                                                            sub["language"]) for i in shown]
+                    rendered = render_digest(window.split(":", 1)[-1], entries, more, sub["language"])
+                    body = build_email(rendered, sender=sender_address, to=sub["channel"]["to"], delivery_id=did,
+                                       event_id=event_id, language=sub["language"], date=db.utcnow())
+                    target = {"from": sender_address, "to": [sub["channel"]["to"]]}
+                await db.insert_delivery(s, tables, {
+                    "id": did, "subscription_id": sub_id, "event_id": event_id,
+                    "event_type": "se.est.notification.digest", "event_time": db.aware(shown[0]["event_time"]),
+                    "channel": sub["channel"]["type"], "channel_target": f"{sub['channel_target']}#{sub_id}",
+                    "target": target, "payload": body, "next_attempt_at": min(now, time.time()),
+                })
+                made += 1
+                if metrics is not None:
+                    metrics.created.labels(sub["channel"]["type"]).inc()
+        except IntegrityError:  # another replica made this digest first
+            continue
+    return made

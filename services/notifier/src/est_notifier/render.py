@@ -1,0 +1,204 @@
+"""E-mail rendering: subject, plain text and HTML of an event (or a digest) in Swedish or English."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from typing import Any
+
+from est_shared.checklists import LEVELS
+from jinja2 import Environment, select_autoescape
+
+T = {
+    "sv": {"picture": "Lägesbild", "version": "version", "revision": "Revidering", "item": "Punkt",
+           "value": "Värde", "trend": "Trend", "flag": "Flagga", "analysis": "Första analys",
+           "completeness": "Inrapportering", "received": "inkomna", "expected": "förväntade",
+           "alert_raised": "Larm", "alert_resolved": "Larm upphört", "strategic": "Strategisk analys",
+           "report": "Rapport", "digest": "Sammanfattning", "more": "… och {n} händelser till",
+           "changes": "Ändringar", "nothing": "Inga punkter rapporterade.", "severity": "Allvarlighet",
+           "footer": "Skickat av EST Lägesbild. Leverans-id: {id}",
+           "trend_up": "uppåt", "trend_down": "nedåt", "trend_flat": "oförändrad", "trend_new": "ny",
+           "flag_rising": "ökande", "flag_high": "hög", "flag_new": "ny"},
+    "en": {"picture": "Situational picture", "version": "version", "revision": "Revision", "item": "Item",
+           "value": "Value", "trend": "Trend", "flag": "Flag", "analysis": "First analysis",
+           "completeness": "Reporting", "received": "received", "expected": "expected",
+           "alert_raised": "Alert", "alert_resolved": "Alert resolved", "strategic": "Strategic analysis",
+           "report": "Report", "digest": "Digest", "more": "… and {n} more events",
+           "changes": "Changes", "nothing": "No items reported.", "severity": "Severity",
+           "footer": "Sent by EST Lägesbild. Delivery id: {id}",
+           "trend_up": "up", "trend_down": "down", "trend_flat": "flat", "trend_new": "new",
+           "flag_rising": "rising", "flag_high": "high", "flag_new": "new"},
+}
+
+_env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+_HTML = _env.from_string("""<!doctype html>
+<html lang="{{ lang }}"><head><meta charset="utf-8"><title>{{ subject }}</title></head>
+<body style="font-family: sans-serif">
+<h1>{{ subject }}</h1>
+{% for block in blocks %}
+  {% if block.heading %}<h2>{{ block.heading }}</h2>{% endif %}
+  {% for p in block.paragraphs or [] %}<p>{{ p }}</p>{% endfor %}
+  {% if block.table %}
+  <table border="1" cellpadding="4" cellspacing="0" style="border-collapse: collapse">
+    <thead><tr>{% for h in block.table[0] %}<th align="left">{{ h }}</th>{% endfor %}</tr></thead>
+    <tbody>{% for row in block.table[1:] %}<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
+    </tbody>
+  </table>
+  {% endif %}
+  {% if block.bullets %}<ul>{% for b in block.bullets or [] %}<li>{{ b }}</li>{% endfor %}</ul>{% endif %}
+{% endfor %}
+<p style="color: #666; font-size: small">{{ footer }}</p>
+</body></html>
+""")
+
+
+@dataclass
+class Block:
+    """A section of a message: heading, paragraphs, an optional table (header row first) and bullets."""
+
+    heading: str = ""
+    paragraphs: list[str] | None = None
+    table: list[list[str]] | None = None
+    bullets: list[str] | None = None
+
+
+@dataclass
+class Rendered:
+    """A rendered message before it becomes MIME."""
+
+    subject: str
+    blocks: list[Block]
+
+
+def _lang(language: str) -> str:
+    return language if language in T else "sv"
+
+
+def _num(v: float | None) -> str:
+    if v is None:
+        return "–"
+    return str(int(v)) if float(v).is_integer() else f"{v:.1f}"
+
+
+def _value(item: dict[str, Any], lang: str) -> str:
+    if item.get("answer") == "level":
+        level = int(item.get("value") or 0)
+        word = LEVELS.get(level, {}).get(lang, "")
+        return f"{level} ({word})" if word else str(level)
+    return _num(item.get("value"))
+
+
+def _text(d: dict[str, str] | None, lang: str) -> str:
+    d = d or {}
+    return d.get(lang) or d.get("sv") or d.get("en") or next(iter(d.values()), "")
+
+
+def render_event(event_type: str, data: dict[str, Any], language: str) -> Rendered:
+    """The message for one event, in the recipient's language."""
+    lang = _lang(language)
+    t = T[lang]
+    if event_type == "se.est.picture.published":
+        return _picture(data, lang)
+    if event_type in ("se.est.alert.raised", "se.est.alert.resolved"):
+        resolved = event_type.endswith("resolved")
+        head = t["alert_resolved"] if resolved else t["alert_raised"]
+        subject = f"{head}: {data.get('area_id', '')} {data.get('item', '')} {data.get('period', '')}"
+        paragraphs = [_text(data.get("message"), lang) or f"{data.get('kind', '')}",
+                      f"{t['severity']}: {data.get('severity', '')}"]
+        return Rendered(subject.strip(), [Block(paragraphs=paragraphs)])
+    if event_type == "se.est.analysis.published":
+        subject = f"{t['strategic']} {data.get('municipality_id', '')} {data.get('period', '')}"
+        bullets = [", ".join(f"{k}: {v}" for k, v in p.items() if isinstance(v, str | int | float))
+                   for p in data.get("persistent_problems", [])[:20]]
+        return Rendered(subject, [Block(paragraphs=[_text(data.get("summary"), lang),
+                                                    f"{t['report']}: {data.get('report_path', '')}"],
+                                        bullets=bullets or None)])
+    return Rendered(event_type, [Block(paragraphs=[str(data)[:2000]])])
+
+
+def _picture(data: dict[str, Any], lang: str) -> Rendered:
+    t = T[lang]
+    pic = data.get("picture", {})
+    name = pic.get("area_name") or pic.get("area_id", "")
+    subject = f"{t['picture']} {name} {pic.get('period', '')} ({t['version']} {pic.get('version', '')})"
+    if data.get("revision"):
+        subject = f"{t['revision']}: {subject}"
+    rows = [[t["item"], t["value"], t["trend"], t["flag"]]]
+    for code, item in sorted(pic.get("items", {}).items()):
+        label = item.get(f"label_{lang}") or item.get("label_sv") or code
+        trend = item.get("trend")
+        flag = item.get("flag")
+        rows.append([label, _value(item, lang), t.get(f"trend_{trend}", "") if trend else "",
+                     t.get(f"flag_{flag}", "") if flag else ""])
+    c = pic.get("completeness", {})
+    blocks = [
+        Block(table=rows if len(rows) > 1 else None, paragraphs=None if len(rows) > 1 else [t["nothing"]]),
+        Block(heading=t["completeness"], paragraphs=[
+            f"{c.get('received', 0)} {t['received']} / {c.get('expected', 0)} {t['expected']}"]),
+    ]
+    analysis = _text(pic.get("first_analysis"), lang)
+    if analysis:
+        blocks.append(Block(heading=t["analysis"], paragraphs=[analysis]))
+    if data.get("changes"):
+        blocks.append(Block(heading=t["changes"], bullets=list(data["changes"])))
+    return Rendered(subject, blocks)
+
+
+def render_digest(title: str, entries: list[Rendered], more: int, language: str) -> Rendered:
+    """One message listing several events, each once, with a 'more' line past the cap."""
+    lang = _lang(language)
+    blocks: list[Block] = []
+    for e in entries:
+        blocks.append(Block(heading=e.subject))
+        blocks.extend(e.blocks)
+    if more:
+        blocks.append(Block(paragraphs=[T[lang]["more"].format(n=more)]))
+    return Rendered(f"{T[lang]['digest']}: {title}", blocks)
+
+
+def to_text(r: Rendered, footer: str) -> str:
+    """Plain-text body with aligned tables."""
+    lines = [r.subject, "=" * len(r.subject), ""]
+    for b in r.blocks:
+        if b.heading:
+            lines += [b.heading, "-" * len(b.heading)]
+        for p in b.paragraphs or []:
+            lines += [p, ""]
+        if b.table:
+            widths = [max(len(row[i]) for row in b.table) for i in range(len(b.table[0]))]
+            for n, row in enumerate(b.table):
+                lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+                if n == 0:
+                    lines.append("  ".join("-" * w for w in widths))
+            lines.append("")
+        for bullet in b.bullets or []:
+            lines.append(f"- {bullet}")
+        if b.bullets:
+            lines.append("")
+    lines.append(footer)
+    return "\n".join(lines) + "\n"
+
+
+def to_html(r: Rendered, footer: str, language: str) -> str:
+    """HTML body (escaped)."""
+    return _HTML.render(lang=_lang(language), subject=r.subject, blocks=r.blocks, footer=footer)
+
+
+def build_email(r: Rendered, *, sender: str, to: str, delivery_id: str, event_id: str, language: str,
+                date: Any) -> bytes:
+    """The exact bytes of a multipart (text + HTML) message; frozen when the delivery is created."""
+    footer = T[_lang(language)]["footer"].format(id=delivery_id)
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = r.subject
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = f"<{delivery_id}@est-lagesbild>"
+    msg["X-EST-Delivery"] = delivery_id
+    msg["X-EST-Event"] = event_id
+    msg["Content-Language"] = _lang(language)
+    msg.set_content(to_text(r, footer))
+    msg.add_alternative(to_html(r, footer, language), subtype="html")
+    return msg.as_bytes(policy=SMTP)

@@ -1,0 +1,52 @@
+"""Configuration of the notifier (``EST_NOTIFIER_*`` and ``EST_SMTP_URL``)."""
+
+from __future__ import annotations
+
+from est_shared.settings import ServiceSettings, service_field
+from pydantic import Field
+
+
+class NotifierSettings(ServiceSettings):
+    """Settings of the notifier service."""
+
+    service: str = "notifier"
+    database_url: str = service_field(
+        "notifier", "database_url", "", "SQLAlchemy async URL; empty = SQLite file in the data dir")  # type: ignore[assignment]
+    port: int = service_field("notifier", "port", 8002, "HTTP port")  # type: ignore[assignment]
+    smtp_url: str | None = Field(
+        default=None, description="smtp://user:pass@host:port, smtp+starttls://… or smtps://…; "
+        "unset = mails are written as .eml files to DATA_DIR/outbox/")
+    mail_from: str = service_field(
+        "notifier", "mail_from", "EST Lägesbild <est-lagesbild@localhost>", "From address of e-mails")  # type: ignore[assignment]
+    durable_pictures: str = service_field(
+        "notifier", "durable_pictures", "notifier-pictures", "durable consumer on EST_PICTURES")  # type: ignore[assignment]
+    durable_alerts: str = service_field(
+        "notifier", "durable_alerts", "notifier-alerts", "durable consumer on EST_ALERTS")  # type: ignore[assignment]
+    durable_analyses: str = service_field(
+        "notifier", "durable_analyses", "notifier-analyses", "durable consumer on EST_ANALYSES")  # type: ignore[assignment]
+    municipality_filter: str = service_field(
+        "notifier", "municipality_filter", "*", "municipality id token of the consumed subjects ('*' = all)")  # type: ignore[assignment]
+    poll_interval: float = service_field(
+        "notifier", "poll_interval", 1.0, "seconds between delivery worker polls when idle")  # type: ignore[assignment]
+    retry_base_delay: float = service_field(
+        "notifier", "retry_base_delay", 5.0, "seconds before the first retry; doubles per attempt")  # type: ignore[assignment]
+    retry_max_delay: float = service_field(
+        "notifier", "retry_max_delay", 3600.0, "upper bound of one retry delay (also caps Retry-After)")  # type: ignore[assignment]
+    max_attempts: int = service_field(
+        "notifier", "max_attempts", 8, "attempts before a delivery is dead-lettered")  # type: ignore[assignment]
+    http_timeout: float = service_field(
+        "notifier", "http_timeout", 10.0, "seconds a webhook endpoint may take to answer")  # type: ignore[assignment]
+    smtp_timeout: float = service_field(
+        "notifier", "smtp_timeout", 30.0, "seconds for one SMTP conversation")  # type: ignore[assignment]
+    lease_seconds: float = service_field(
+        "notifier", "lease_seconds", 120.0, "how long a claimed delivery is owned by one replica")  # type: ignore[assignment]
+    worker_batch: int = service_field(
+        "notifier", "worker_batch", 20, "deliveries claimed per worker round")  # type: ignore[assignment]
+    pause_after_dead: int = service_field(
+        "notifier", "pause_after_dead", 3, "consecutive dead deliveries that pause a subscription (0 = never)")  # type: ignore[assignment]
+    digest_max_items: int = service_field(
+        "notifier", "digest_max_items", 20, "events listed in one digest before a 'more' line")  # type: ignore[assignment]
+    digest_grace_seconds: float = service_field(
+        "notifier", "digest_grace_seconds", 3600.0, "seconds after a period's deadline before its digest goes out")  # type: ignore[assignment]
+    consumer_ack_wait: float = service_field(
+        "notifier", "consumer_ack_wait", 30.0, "JetStream ack wait of the fan-out consumers")  # type: ignore[assignment]

@@ -1,0 +1,197 @@
+"""Helpers of the notifier tests: an organisation, a webhook receiver, a running notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+from est_notifier.app import Settings, create_app
+from est_shared.bus import publish_event
+from est_shared.events import (
+    AlertData,
+    CloudEvent,
+    Completeness,
+    ItemSummary,
+    PictureData,
+    PicturePublished,
+    new_event,
+)
+from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_token
+from est_shared.subjects import alert_raised, picture_published
+from est_shared.testing import serve
+from fastapi import FastAPI, Request, Response
+
+
+@dataclass
+class Org:
+    """A small organisation with unique ids for one test."""
+
+    m: str
+    a1: str
+    a2: str
+    snapshot: OrgSnapshot
+    tokens: dict[str, str]
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+
+def make_org() -> Org:
+    """Municipality with two areas; owner sees a1, other sees a2, admin sees all."""
+    suffix = uuid.uuid4().hex[:8]
+    m, a1, a2 = f"m{suffix}", f"a1{suffix}", f"a2{suffix}"
+    tokens = {w: f"tok-{w}-{suffix}" for w in ("owner", "other", "admin")}
+    people = {
+        "owner": Person(id=f"owner{suffix}", name="Olle Ägare", actor="vaxjohem", email="olle@example.org",
+                        roles=["key_function"], areas=[a1], municipalities=[m],
+                        token_sha256=hash_token(tokens["owner"])),
+        "other": Person(id=f"other{suffix}", name="Ada Annan", actor="vaxjohem", roles=["reporter"], areas=[a2],
+                        municipalities=[m], token_sha256=hash_token(tokens["other"])),
+        "admin": Person(id=f"admin{suffix}", name="Adam Admin", actor="kommun", roles=["admin"], areas=[a1, a2],
+                        municipalities=[m], token_sha256=hash_token(tokens["admin"])),
+    }
+    snapshot = OrgSnapshot(
+        version=1,
+        municipalities={m: Municipality(id=m, name="Växjö kommun", area_ids=[a1, a2])},
+        areas={a1: Area(id=a1, name="Araby", municipality_id=m), a2: Area(id=a2, name="Teleborg", municipality_id=m)},
+        actors={"vaxjohem": Actor(id="vaxjohem", name="Växjöhem AB", kind="property_company"),
+                "kommun": Actor(id="kommun", name="Växjö kommun", kind="municipality")},
+        people={p.id: p for p in people.values()},
+    )
+    return Org(m, a1, a2, snapshot, tokens)
+
+
+def picture_event(org: Org, area: str | None = None, *, period: str = "2026-W48", version: int = 1,
+                  event_id: str | None = None) -> CloudEvent[Any]:
+    """A published picture with one flagged item."""
+    area = area or org.a1
+    pic = PictureData(
+        municipality_id=org.m, area_id=area, area_name="Araby", period=period, status="published", version=version,
+        reports=3,
+        items={"klotter": ItemSummary(item="klotter", answer="level", label_sv="Klotter", label_en="Graffiti",
+                                      value=2, reports=2, previous=1, trend="up", flag="rising"),
+               "brand": ItemSummary(item="brand", answer="count", label_sv="Anlagd brand",
+                                    label_en="Deliberately set fire", value=1, reports=1, trend="new", flag="new")},
+        completeness=Completeness(expected=4, received=3, on_time=3, rate=0.75),
+        first_analysis={"sv": "Klottret ökar vid centrum.", "en": "Graffiti is rising near the centre."},
+    )
+    return new_event(type="se.est.picture.published", source="/est/aggregator", data=PicturePublished(picture=pic),
+                     subject=area, id=event_id or f"picture:{area}:{period}:v{version}")
+
+
+def alert_event(org: Org, *, severity: str = "warning", kind: str = "raised") -> CloudEvent[Any]:
+    data = AlertData(alert_id=f"al-{uuid.uuid4().hex[:6]}", municipality_id=org.m, area_id=org.a1, item="klotter",
+                     kind="flag:high", period="2026-W48", severity=severity,  # type: ignore[arg-type]
+                     message={"sv": "Klotter på hög nivå i Araby.", "en": "Graffiti at a high level in Araby."})
+    return new_event(type=f"se.est.alert.{kind}", source="/est/aggregator", data=data, subject=org.a1,
+                     id=f"alert:{data.alert_id}:{kind}")
+
+
+@dataclass
+class Receiver:
+    """A real HTTP endpoint that records requests and answers from a script (then 200)."""
+
+    script: list[int] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/hook")
+        async def hook(request: Request) -> Response:
+            self.requests.append((dict(request.headers), await request.body()))
+            status = self.script.pop(0) if self.script else 200
+            return Response(status_code=status, headers=self.headers if status != 200 else None)
+
+        return app
+
+
+@asynccontextmanager
+async def receiver(script: list[int] | None = None, headers: dict[str, str] | None = None
+                   ) -> AsyncIterator[Receiver]:
+    r = Receiver(script=list(script or []), headers=headers or {})
+    async with serve(r.app()) as base:
+        r.url = f"{base}/hook"
+        yield r
+
+
+def notifier_settings(nats_url: str, tmp_path: Path, org: Org, **overrides: Any) -> Settings:
+    """Settings isolated for one test: own durables, own municipality filter, tiny retry delays."""
+    tag = uuid.uuid4().hex[:8]
+    values: dict[str, Any] = {
+        "nats_url": nats_url, "data_dir": tmp_path, "log_level": "WARNING",
+        "durable_pictures": f"np-{tag}", "durable_alerts": f"nal-{tag}", "durable_analyses": f"nan-{tag}",
+        "municipality_filter": org.m, "poll_interval": 0.1, "retry_base_delay": 0.05, "retry_max_delay": 0.2,
+        "max_attempts": 3, "http_timeout": 2.0, "consumer_ack_wait": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Running:
+    """A running notifier with its base URL and an HTTP client."""
+
+    app: FastAPI
+    base: str
+    http: httpx.AsyncClient
+    org: Org
+
+    async def subscribe(self, who: str = "owner", **spec: Any) -> dict[str, Any]:
+        body = {"name": "Driftcentral", "scope": {"municipality_id": self.org.m, "area_ids": [self.org.a1]},
+                "events": ["picture.published", "alert.raised", "alert.resolved", "analysis.published"],
+                "language": "sv", "digest": "immediate"}
+        body.update(spec)
+        r = await self.http.post("/v1/subscriptions", json=body, headers=self.org.auth(who))
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    async def ledger(self, who: str = "owner", **params: str) -> list[dict[str, Any]]:
+        r = await self.http.get("/v1/deliveries", params=params, headers=self.org.auth(who))
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def running_notifier(settings: Settings, org: Org) -> AsyncIterator[Running]:
+    app = create_app(settings)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as http:
+        await app.state.runtime.apply_org(org.snapshot)
+        yield Running(app, base, http, org)
+
+
+async def publish(nats_url: str, subject: str, event: CloudEvent[Any]) -> None:
+    nc = await nats.connect(nats_url)
+    try:
+        await publish_event(nc.jetstream(), subject, event)
+    finally:
+        await nc.close()
+
+
+def picture_subject(org: Org, area: str | None = None) -> str:
+    return picture_published(org.m, area or org.a1)
+
+
+def alert_subject(org: Org) -> str:
+    return alert_raised(org.m, org.a1)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until ``check`` returns something truthy; fail after the timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)

@@ -1,0 +1,162 @@
+"""Handler-level tests without a broker: fan-out idempotency, claiming across replicas, digests, declarations."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import time
+from email.policy import default
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from est_notifier import handlers
+from est_notifier.db import Tables, make_tables
+from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, WebhookSender, flush_digests
+from est_notifier.domain import Caller
+from est_notifier.metrics import NotifierMetrics
+from est_shared.db import make_engine, session_factory
+from notifier_helpers import Org, alert_event, picture_event, receiver
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+
+OWNER = "owner"
+
+
+async def _db(url: str) -> tuple[Any, Any, Tables]:
+    engine = make_engine(url)
+    tables = make_tables()
+    async with engine.begin() as conn:
+        await conn.run_sync(tables.metadata.create_all)
+    return engine, session_factory(engine), tables
+
+
+def _caller(org: Org, who: str = "owner") -> Caller:
+    p = next(p for p in org.snapshot.people.values() if p.id.startswith(who))
+    return Caller(person_id=p.id, roles=tuple(p.roles), areas=tuple(p.areas))
+
+
+def _spec(org: Org, channel: dict[str, str], **over: Any) -> dict[str, Any]:
+    spec = {"name": "x", "scope": {"municipality_id": org.m, "area_ids": [org.a1]},
+            "events": ["picture.published", "alert.raised"], "channel": channel, "digest": "immediate",
+            "language": "sv", "min_severity": None}
+    spec.update(over)
+    return spec
+
+
+async def _count(sessions: Any, table: Any) -> int:
+    async with sessions() as s:
+        return int(await s.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def test_fan_out_is_idempotent_per_event(tmp_path: Path, org: Org) -> None:
+    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    await handlers.create_subscription(sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
+                                       spec=_spec(org, {"type": "webhook", "url": "http://h/x", "secret": "k"}))
+    await handlers.create_subscription(sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
+                                       spec=_spec(org, {"type": "email", "to": "a@example.org"}))
+    event = picture_event(org)
+    first = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se")
+    again = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se")
+    # another consumer name (e.g. a rebuilt durable) still creates nothing new: unique per subscription+event
+    other = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c2", sender="a@b.se")
+    assert sorted(first) == ["email", "webhook"] and again == [] and other == []
+    assert await _count(sessions, tables.deliveries) == 2
+    await engine.dispose()
+
+
+async def test_two_workers_never_attempt_the_same_delivery_twice(tmp_path: Path, org: Org) -> None:
+    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    async with receiver() as rx, httpx.AsyncClient() as client:
+        for i in range(5):
+            await handlers.create_subscription(
+                sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
+                spec=_spec(org, {"type": "webhook", "url": f"{rx.url}?n={i}", "secret": "k"}))
+        await handlers.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c", sender="a@b.se")
+        workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": WebhookSender(client)},
+                                  policy=RetryPolicy(0.01, 0.05, 3), metrics=NotifierMetrics(CollectorRegistry()))
+                   for _ in range(2)]
+        claimed = await asyncio.gather(*(w.run_once() for w in workers), *(w.run_once() for w in workers))
+        assert sum(claimed) == 5
+        assert len(rx.requests) == 5
+        assert len({h["x-est-delivery"] for h, _ in rx.requests}) == 5
+        assert await _count(sessions, tables.attempts) == 5
+    await engine.dispose()
+
+
+async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Path, org: Org) -> None:
+    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    await handlers.create_subscription(
+        sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
+        spec=_spec(org, {"type": "email", "to": "digest@example.org"}, digest="period", language="en"))
+    due = time.time() + 60
+    events = [picture_event(org), alert_event(org), alert_event(org), alert_event(org)]
+    for e in [*events, events[0]]:
+        made = await handlers.fan_out(e, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
+                                      digest_due=lambda m, p: due)
+        assert made == []
+    assert await flush_digests(time.time(), sessions=sessions, tables=tables, sender_address="a@b.se",
+                               max_items=3) == 0
+    assert await flush_digests(due + 1, sessions=sessions, tables=tables, sender_address="a@b.se",
+                               max_items=3) == 1
+    assert await flush_digests(due + 2, sessions=sessions, tables=tables, sender_address="a@b.se",
+                               max_items=3) == 0
+    worker = DeliveryWorker(sessions=sessions, tables=tables,
+                            senders={"email": EmailSender(smtp=None, outbox=tmp_path / "outbox")},
+                            policy=RetryPolicy(0.01, 0.05, 3), metrics=NotifierMetrics(CollectorRegistry()))
+    assert await worker.run_once() == 1
+    (path,) = list((tmp_path / "outbox").glob("*.eml"))
+    msg = email.message_from_bytes(path.read_bytes(), policy=default)
+    assert msg["Subject"].startswith("Digest:")
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert text.count("Situational picture") == 1
+    assert "… and 1 more events" in text
+    await engine.dispose()
+
+
+async def test_declared_subscriptions_are_upserted_idempotently(tmp_path: Path, org: Org) -> None:
+    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    owner = _caller(org).person_id
+    declared = [{"person_id": owner, "key": "drift", **_spec(org, {"type": "email", "to": "d@example.org"})}]
+    first = await handlers.upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=org.snapshot,
+                                                         declared=declared)
+    second = await handlers.upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=org.snapshot,
+                                                          declared=declared)
+    assert first["created"] == 1 and second == {"created": 0, "updated": 1, "deleted": 0}
+    subs = await handlers.list_subscriptions(sessions=sessions, tables=tables, caller=_caller(org))
+    assert len(subs) == 1 and subs[0]["source"] == "org"
+    gone = await handlers.upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=org.snapshot,
+                                                        declared=[])
+    assert gone["deleted"] == 1
+    assert await handlers.list_subscriptions(sessions=sessions, tables=tables, caller=_caller(org)) == []
+    await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_delivery_flow_on_postgresql(postgres_url: str, tmp_path: Path, org: Org) -> None:
+    engine, sessions, tables = await _db(postgres_url)
+    async with receiver([503]) as rx, httpx.AsyncClient() as client:
+        sub = await handlers.create_subscription(
+            sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
+            spec=_spec(org, {"type": "webhook", "url": rx.url, "secret": "k"}))
+        await handlers.create_subscription(  # same target: deduplicated
+            sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
+            spec=_spec(org, {"type": "webhook", "url": rx.url, "secret": "k2"}))
+        event = picture_event(org)
+        assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c",
+                                      sender="a@b.se") == ["webhook"]
+        assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se") == []
+        workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": WebhookSender(client)},
+                                  policy=RetryPolicy(0.01, 0.02, 3), metrics=NotifierMetrics(CollectorRegistry()))
+                   for _ in range(2)]
+        for _ in range(20):
+            await asyncio.gather(*(w.run_once() for w in workers))
+            rows = await handlers.ledger(sessions=sessions, tables=tables, caller=_caller(org),
+                                         subscription_id=sub["id"], event_id=event.id)
+            if rows and rows[0]["status"] == "delivered":
+                break
+            await asyncio.sleep(0.03)
+        assert [a["status"] for a in rows[0]["attempt_log"]] == ["retry", "delivered"]
+        assert len(rx.requests) == 2 and rx.requests[0][1] == rx.requests[1][1]
+    await engine.dispose()
