@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,6 +85,8 @@ class OrgSnapshot(_Frozen):
     checklists: dict[str, Checklist] = Field(default_factory=lambda: dict(BUILTIN_CHECKLISTS),
                                              description="id@version -> checklist")
     current_checklist: str = DEFAULT_CHECKLIST.ref
+    subscriptions: list[dict[str, Any]] = Field(
+        default_factory=list, description="subscriptions declared in the organisation file (the notifier owns them)")
 
     def checklist(self, ref: str) -> Checklist | None:
         """A checklist version by ``id@version`` (built-in ones always known)."""

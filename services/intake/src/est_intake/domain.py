@@ -122,12 +122,13 @@ class PersonDoc(_Doc):
 
 
 class OrgDoc(_Doc):
-    """The whole organisation file (``subscriptions`` belongs to the notifier and is ignored here)."""
+    """The whole organisation file (``subscriptions`` are passed on to the notifier in the snapshot)."""
 
     municipalities: list[MunicipalityDoc] = Field(default_factory=list)
     actors: list[ActorDoc] = Field(default_factory=list)
     people: list[PersonDoc] = Field(default_factory=list)
-    subscriptions: Any = None
+    subscriptions: list[dict[str, Any]] | None = Field(
+        default=None, description="declared subscriptions; each needs an id and an owner (person id)")
 
 
 class OrgSyntaxError(OrgInvalid):
@@ -262,7 +263,8 @@ def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None) -> tuple[O
                               areas=_unique(resolved), municipalities=sorted(set(munis)),
                               token_sha256=person_token_hash(p))
     candidate = OrgSnapshot(version=prev.version, municipalities=municipalities, areas=areas, actors=actors,
-                            people=people, checklists=prev.checklists, current_checklist=prev.current_checklist)
+                            people=people, checklists=prev.checklists, current_checklist=prev.current_checklist,
+                            subscriptions=list(org.subscriptions or []))
     if prev.version > 0 and candidate.model_dump(mode="json") == prev.model_dump(mode="json"):
         return prev, []
     changes = diff_snapshots(prev if prev.version > 0 else None, candidate)
@@ -290,6 +292,8 @@ def diff_snapshots(old: OrgSnapshot | None, new: OrgSnapshot) -> list[str]:
                 a, b = before[id_].model_dump(), after[id_].model_dump()
                 fields = [("token" if k == "token_sha256" else k) for k in b if a.get(k) != b.get(k)]
                 out.append(f"{kind} {id_} changed ({', '.join(fields)})")
+    if (old.subscriptions if old else []) != new.subscriptions:
+        out.append(f"declared subscriptions changed ({len(new.subscriptions)} now)")
     return out
 
 
