@@ -1,0 +1,163 @@
+"""HTTP routes of the aggregator: read pictures, series and municipality pictures; publish a picture.
+
+No ``from __future__ import annotations`` here: FastAPI must see the route-local ``Who`` dependency type.
+"""
+
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from est_shared.events import PictureData
+from est_shared.http import Problem, require_area, require_role
+from est_shared.org import OrgSnapshot, Principal
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from est_aggregator import handlers
+from est_aggregator.domain import (
+    AggregatorError,
+    AreaNotFound,
+    InvalidPeriod,
+    MunicipalityNotFound,
+    VersionConflict,
+    VersionNotFound,
+)
+
+
+class PictureView(PictureData):
+    """A picture as the API shows it: the event shape plus level means, the deadline and publication facts."""
+
+    means: dict[str, float] = Field(default_factory=dict, description="level items: mean of the answered levels")
+    deadline: datetime | None = Field(default=None, description="when the picture publishes by itself")
+    published_at: datetime | None = None
+    revision: bool | None = Field(default=None, description="whether the latest version was a revision")
+    changes: list[str] = Field(default_factory=list, description="what the latest version changed",
+                               examples=[["klotter: 1 → 2"]])
+
+
+class PublishRequest(BaseModel):
+    """Optional body of a publish request."""
+
+    comment: str | None = Field(default=None, max_length=4000,
+                                description="the key function's own analysis, shown with the picture",
+                                examples=["Klottret vid centrum har ökat; fastighetsbolaget sanerar i veckan."])
+
+
+class PublishResponse(BaseModel):
+    """The version that was published."""
+
+    area_id: str = Field(examples=["araby"])
+    period: str = Field(examples=["2026-W48"])
+    status: str = Field(default="published")
+    version: int = Field(examples=[1])
+    revision: bool = Field(description="true for version 2 and later")
+    changes: list[str] = Field(default_factory=list)
+    event_id: str = Field(examples=["picture:araby:2026-W48:v1"])
+
+
+class SeriesResponse(BaseModel):
+    """Compact pictures for charts."""
+
+    area_id: str
+    municipality_id: str
+    from_: str = Field(alias="from")
+    to: str
+    pictures: list[dict[str, Any]] = Field(description="period, status, version, reports, completeness_rate, "
+                                                       "items: {code: {value, trend, flag}}")
+
+
+def translate(exc: AggregatorError) -> Problem:
+    """Named domain errors → problem+json answers (Swedish and English detail)."""
+    if isinstance(exc, AreaNotFound):
+        return Problem(404, "Area not found", f"No area {exc}. / Området {exc} finns inte.")
+    if isinstance(exc, MunicipalityNotFound):
+        return Problem(404, "Municipality not found", f"No municipality {exc}. / Kommunen {exc} finns inte.")
+    if isinstance(exc, VersionNotFound):
+        return Problem(404, "Version not found", f"No published version {exc}. / Ingen publicerad version {exc}.")
+    if isinstance(exc, InvalidPeriod):
+        return Problem(422, "Invalid period", f"{exc} / Ogiltig period.",
+                       errors=[{"field": "period", "message": str(exc), "type": "period"}])
+    if isinstance(exc, VersionConflict):
+        return Problem(409, "Publication conflict", "Another publication of this picture happened at the same "
+                       "time; try again. / En annan publicering pågick samtidigt; försök igen.")
+    return Problem(400, "Bad request", str(exc))
+
+
+def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], principal: Any,
+                 clock: Callable[[], datetime], max_series_periods: int) -> APIRouter:
+    """The aggregator's routes, bound to its collaborators."""
+    router = APIRouter(prefix="/v1", tags=["pictures"])
+    Who = Annotated[Principal, Depends(principal)]
+
+    @router.get("/areas/{area_id}/pictures/{period}", response_model=None,
+                responses={200: {"model": PictureView}, 403: {}, 404: {}},
+                summary="The situational picture of an area and period")
+    async def get_picture(area_id: str, period: str, who: Who,
+                          version: Annotated[int | None, Query(
+                              ge=1, description="a published version, exactly as it was sent")] = None,
+                          ) -> JSONResponse:
+        require_area(who, area_id)
+        try:
+            body = await handlers.read_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
+                                               version=version)
+        except AggregatorError as exc:
+            raise translate(exc) from exc
+        return JSONResponse(body)
+
+    @router.get("/areas/{area_id}/pictures", response_model=None, responses={200: {"model": SeriesResponse}},
+                summary="A series of compact pictures, for charts")
+    async def get_series(area_id: str,
+                         from_: Annotated[str, Query(alias="from", description="first period",
+                                                     examples=["2026-W01"])],
+                         to: Annotated[str, Query(description="last period (inclusive)", examples=["2026-W48"])],
+                         who: Who) -> JSONResponse:
+        require_area(who, area_id)
+        try:
+            body = await handlers.read_series(deps=deps, org=org(), area_id=area_id, first=from_, last=to,
+                                              max_periods=max_series_periods)
+        except AggregatorError as exc:
+            raise translate(exc) from exc
+        return JSONResponse(body)
+
+    @router.get("/municipalities/{municipality_id}/pictures/{period}",
+                summary="The common picture of the municipality's areas the caller may see, with totals")
+    async def get_municipality(municipality_id: str, period: str,
+                               who: Who) -> JSONResponse:
+        snapshot = org()
+        if municipality_id not in snapshot.municipalities:
+            raise translate(MunicipalityNotFound(municipality_id))
+        areas = sorted(a.id for a in snapshot.areas.values()
+                       if a.municipality_id == municipality_id and who.may_see_area(a.id))
+        if not areas:
+            raise Problem(403, "Forbidden", f"You see no area of {municipality_id}. / "
+                          f"Du ser inget område i {municipality_id}.")
+        try:
+            body = await handlers.read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
+                                                    period_text=period, area_ids=areas)
+        except AggregatorError as exc:
+            raise translate(exc) from exc
+        return JSONResponse(body)
+
+    @router.post("/areas/{area_id}/pictures/{period}/publish", response_model=PublishResponse,
+                 summary="Publish the picture now (key function), optionally with a comment")
+    async def publish(area_id: str, period: str, who: Who,
+                      body: Annotated[PublishRequest | None, Body()] = None) -> PublishResponse:
+        require_role(who, "key_function", "admin")
+        require_area(who, area_id)
+        try:
+            r = await handlers.publish_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
+                                               by=who.person_id, actor_id=who.actor_id,
+                                               comment=body.comment if body else None, now=clock())
+        except AggregatorError as exc:
+            raise translate(exc) from exc
+        return PublishResponse(area_id=r.area_id, period=r.period, version=r.version, revision=r.revision,
+                               changes=r.changes, event_id=r.event_id)
+
+    @router.get("/areas/{area_id}/alerts", tags=["alerts"], summary="Alerts of an area, open and resolved")
+    async def get_alerts(area_id: str, who: Who) -> list[dict[str, Any]]:
+        require_area(who, area_id)
+        return await handlers.read_alerts(deps=deps, area_id=area_id)
+
+    return router

@@ -1,0 +1,107 @@
+"""Composition root of the aggregator: ``create_app(settings)`` builds every adapter; nothing connects at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from est_shared.db import OutboxRelay, make_engine, session_factory
+from est_shared.runtime import ServiceRuntime
+from fastapi import FastAPI
+
+from est_aggregator import api, consumers, db, handlers
+from est_aggregator.domain import Rules
+from est_aggregator.metrics import AggregatorMetrics
+from est_aggregator.settings import AggregatorSettings
+
+log = logging.getLogger("est.aggregator")
+
+Settings = AggregatorSettings
+
+
+def system_clock() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+class Aggregator:
+    """Process-level state reachable as ``app.state.aggregator``: deps, the outbox relay and a settable clock."""
+
+    def __init__(self, *, runtime: ServiceRuntime, deps: handlers.Deps, settings: AggregatorSettings) -> None:
+        self.runtime, self.deps, self.settings = runtime, deps, settings
+        self.clock: Callable[[], datetime] = system_clock
+        self.relay: OutboxRelay | None = None
+        self.ready = asyncio.Event()
+
+    async def auto_publish_once(self) -> list[handlers.PublishResult]:
+        """Publish the open pictures whose deadline (by ``clock``) has passed."""
+        return await handlers.auto_publish_due(deps=self.deps, org=self.runtime.directory.snapshot, now=self.clock())
+
+    async def _auto_publish_loop(self) -> None:
+        interval = self.settings.auto_publish_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.auto_publish_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("automatic publishing failed; will retry")
+
+    async def _gauge_loop(self) -> None:
+        while True:
+            try:
+                if self.relay is not None:
+                    self.deps.metrics.outbox_pending.set(await self.relay.pending())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("could not read the outbox backlog")
+            await asyncio.sleep(5.0)
+
+    async def start(self) -> None:
+        """Create the tables, start the outbox relay and the background loops."""
+        engine = self.runtime.engine
+        assert engine is not None
+        async with engine.begin() as conn:
+            await conn.run_sync(db.metadata.create_all)
+        metrics = self.runtime.metrics
+        self.relay = OutboxRelay(sessions=self.deps.sessions, table=db.outbox, js=self.runtime.js,
+                                 interval=self.settings.outbox_interval,
+                                 on_published=lambda subject: metrics.published.labels(subject.split(".")[1]).inc())
+        self.deps.wake = self.relay.wake
+        self.relay.start()
+        self.ready.set()
+        if self.settings.auto_publish_interval > 0:
+            self.runtime.spawn(self._auto_publish_loop(), "auto-publish")
+        self.runtime.spawn(self._gauge_loop(), "outbox-gauge")
+
+    async def stop(self) -> None:
+        """Stop the relay (background loops are cancelled by the runtime)."""
+        if self.relay is not None:
+            await self.relay.stop()
+
+
+def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
+    """Build the aggregator: runtime, database, consumer, relay, background publishing and routes."""
+    settings = settings or AggregatorSettings()
+    engine = make_engine(settings.db_url())
+    runtime = ServiceRuntime(
+        name="aggregator", title="EST Lägesbild – aggregator",
+        description="Situational pictures (lägesbilder) per area and period: totals, trends, flags, completeness, "
+                    "a drafted first analysis; publishing, revisions and alerts.",
+        settings=settings, engine=engine)
+    deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(runtime.registry),
+                         rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
+                         serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates)
+    aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings)
+    consumers.register(runtime, settings=settings, deps=deps, ready=aggregator.ready)
+    runtime.on_start(aggregator.start)
+    runtime.on_stop(aggregator.stop)
+    runtime.app.include_router(api.build_router(
+        deps=deps, org=lambda: runtime.directory.snapshot, principal=runtime.principal,
+        clock=lambda: aggregator.clock(), max_series_periods=settings.max_series_periods))
+    runtime.app.state.aggregator = aggregator
+    return runtime.app

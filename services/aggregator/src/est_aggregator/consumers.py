@@ -1,0 +1,39 @@
+"""Bus registrations of the aggregator: the durable report consumer (thin; the work is in handlers)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from est_shared.bus import add_consumer
+from est_shared.events import CloudEvent
+from est_shared.runtime import ServiceRuntime
+from est_shared.subjects import REPORTS
+
+from est_aggregator import handlers
+from est_aggregator.settings import AggregatorSettings
+
+
+def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: handlers.Deps,
+             ready: asyncio.Event) -> None:
+    """Consume se.est.report.submitted idempotently (ack after commit, nack with backoff on failure)."""
+
+    async def on_report(event: CloudEvent[Any]) -> None:
+        await ready.wait()  # the tables exist only once the start hook ran
+        if event.type != "se.est.report.submitted":
+            return
+        await handlers.handle_report_submitted(event, deps=deps, org=runtime.directory.snapshot)
+
+    async def on_forfeiture(event: CloudEvent[Any]) -> None:
+        await ready.wait()
+        if event.type != "se.est.forfeiture.recorded":
+            return
+        await handlers.handle_forfeiture_recorded(event, deps=deps, org=runtime.directory.snapshot)
+
+    add_consumer(runtime.broker, service="aggregator", stream=REPORTS, subject=settings.report_subject,
+                 durable=settings.durable, handle=on_report, metrics=runtime.metrics,
+                 max_deliver=settings.consumer_max_deliver)
+    if settings.forfeiture_subject:
+        add_consumer(runtime.broker, service="aggregator", stream=REPORTS, subject=settings.forfeiture_subject,
+                     durable=f"{settings.durable}-forfeitures", handle=on_forfeiture, metrics=runtime.metrics,
+                     max_deliver=settings.consumer_max_deliver)

@@ -1,0 +1,301 @@
+"""Tables of the aggregator and small repository functions taking an AsyncSession (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from est_shared.db import outbox_table, processed_events_table, utcnow
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from est_aggregator.domain import ReportRecord
+
+metadata = MetaData()
+processed = processed_events_table(metadata)
+outbox = outbox_table(metadata)
+
+reports = Table(
+    "reports", metadata,
+    Column("report_id", String(100), primary_key=True),
+    Column("event_id", String(200), nullable=False),
+    Column("municipality_id", String(100), nullable=False),
+    Column("area_id", String(100), nullable=False),
+    Column("period", String(20), nullable=False),
+    Column("checklist", String(100), nullable=False),
+    Column("answers", JSON, nullable=False),
+    Column("nothing_to_report", Boolean, nullable=False, default=False),
+    Column("supersedes", String(100), index=True),
+    Column("reporter_id", String(100), nullable=False),
+    Column("actor_id", String(100), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("late", Boolean, nullable=False, default=False),
+    Column("stored_at", DateTime(timezone=True), nullable=False),
+    Index("ix_reports_area_period", "area_id", "period"),
+)
+
+# One row per area and period once a report arrived or it was published: the lock row and its state.
+pictures = Table(
+    "pictures", metadata,
+    Column("area_id", String(100), primary_key=True),
+    Column("period", String(20), primary_key=True),
+    Column("municipality_id", String(100), nullable=False),
+    Column("status", String(20), nullable=False, default="open", index=True),
+    Column("version", Integer, nullable=False, default=0),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True)),
+)
+
+# Every published version, frozen as sent; the primary key stops two replicas publishing one version twice.
+picture_versions = Table(
+    "picture_versions", metadata,
+    Column("area_id", String(100), primary_key=True),
+    Column("period", String(20), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("municipality_id", String(100), nullable=False),
+    Column("picture", Text, nullable=False),
+    Column("extras", JSON, nullable=False),
+    Column("revision", Boolean, nullable=False, default=False),
+    Column("changes", JSON, nullable=False),
+    Column("published_by", String(100)),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("event_id", String(200), nullable=False),
+)
+
+comments = Table(
+    "comments", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("area_id", String(100), nullable=False),
+    Column("period", String(20), nullable=False),
+    Column("person_id", String(100), nullable=False),
+    Column("actor_id", String(100), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_comments_area_period", "area_id", "period"),
+)
+
+# Open alerts: at most one per area and item (edge-triggered, never raised twice while ongoing).
+alert_state = Table(
+    "alert_state", metadata,
+    Column("area_id", String(100), primary_key=True),
+    Column("item", String(60), primary_key=True),
+    Column("municipality_id", String(100), nullable=False),
+    Column("alert_id", String(300), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("period", String(20), nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+)
+
+# Alert history (raised and resolved), also what keeps alert ids unique.
+alerts = Table(
+    "alerts", metadata,
+    Column("alert_id", String(300), primary_key=True),
+    Column("municipality_id", String(100), nullable=False),
+    Column("area_id", String(100), nullable=False, index=True),
+    Column("item", String(60), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("period", String(20), nullable=False),
+    Column("raised_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolved_period", String(20)),
+)
+
+
+# Kronoberg forfeiture protocols as the intake publishes them: no personal data, only what aggregates need.
+forfeitures = Table(
+    "forfeitures", metadata,
+    Column("protocol_id", String(100), primary_key=True),
+    Column("municipality_id", String(100), nullable=False),
+    Column("area_id", String(100), index=True),
+    Column("place", String(100)),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("age_band", String(20), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("direct_forfeiture", Boolean, nullable=False, default=False),
+    Column("guardian_contacted", Boolean, nullable=False, default=False),
+    Column("social_services_notified", Boolean, nullable=False, default=False),
+)
+
+
+def _insert(session: AsyncSession, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+def _record(row: Any) -> ReportRecord:
+    return ReportRecord(
+        report_id=row.report_id, municipality_id=row.municipality_id, area_id=row.area_id, period=row.period,
+        checklist=row.checklist, answers=row.answers or {}, reporter_id=row.reporter_id, actor_id=row.actor_id,
+        received_at=row.received_at, nothing_to_report=bool(row.nothing_to_report), supersedes=row.supersedes,
+        late=bool(row.late))
+
+
+async def report_exists(session: AsyncSession, report_id: str) -> bool:
+    return bool(await session.scalar(select(reports.c.report_id).where(reports.c.report_id == report_id)))
+
+
+async def insert_report(session: AsyncSession, *, event_id: str, record: ReportRecord) -> None:
+    await session.execute(insert(reports).values(
+        report_id=record.report_id, event_id=event_id, municipality_id=record.municipality_id,
+        area_id=record.area_id, period=record.period, checklist=record.checklist, answers=dict(record.answers),
+        nothing_to_report=record.nothing_to_report, supersedes=record.supersedes, reporter_id=record.reporter_id,
+        actor_id=record.actor_id, received_at=record.received_at, late=record.late, stored_at=utcnow()))
+
+
+async def get_report(session: AsyncSession, report_id: str) -> ReportRecord | None:
+    row = (await session.execute(select(reports).where(reports.c.report_id == report_id))).first()
+    return _record(row) if row else None
+
+
+async def reports_for(session: AsyncSession, area_id: str, period_ids: Iterable[str]) -> list[ReportRecord]:
+    """Stored reports of an area in any of the given period ids."""
+    rows = (await session.execute(select(reports).where(reports.c.area_id == area_id,
+                                                        reports.c.period.in_(list(period_ids)))
+                                  .order_by(reports.c.received_at, reports.c.report_id))).all()
+    return [_record(r) for r in rows]
+
+
+async def superseded_in_area(session: AsyncSession, area_id: str) -> set[str]:
+    """Report ids some stored report of the area supersedes."""
+    rows = await session.scalars(select(reports.c.supersedes).where(reports.c.area_id == area_id,
+                                                                    reports.c.supersedes.is_not(None)))
+    return {r for r in rows if r}
+
+
+async def any_municipality_for_area(session: AsyncSession, area_id: str) -> str | None:
+    """The municipality stored reports or pictures give for an area unknown to the organisation."""
+    m = await session.scalar(select(pictures.c.municipality_id).where(pictures.c.area_id == area_id).limit(1))
+    if m:
+        return str(m)
+    m = await session.scalar(select(reports.c.municipality_id).where(reports.c.area_id == area_id).limit(1))
+    return str(m) if m else None
+
+
+async def ensure_picture_row(session: AsyncSession, *, area_id: str, period: str, municipality_id: str) -> None:
+    """Create the picture's state row if missing (no error when another writer did it first)."""
+    stmt = _insert(session, pictures).values(area_id=area_id, period=period, municipality_id=municipality_id,
+                                             status="open", version=0, updated_at=utcnow())
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=["area_id", "period"]))
+
+
+async def lock_picture_row(session: AsyncSession, area_id: str, period: str) -> Any:
+    """The picture's state row, locked FOR UPDATE on PostgreSQL (SQLite writers are serialised anyway)."""
+    return (await session.execute(select(pictures).where(pictures.c.area_id == area_id,
+                                                         pictures.c.period == period).with_for_update())).first()
+
+
+async def picture_row(session: AsyncSession, area_id: str, period: str) -> Any:
+    return (await session.execute(select(pictures).where(pictures.c.area_id == area_id,
+                                                         pictures.c.period == period))).first()
+
+
+async def picture_rows_between(session: AsyncSession, area_id: str, first: str, last: str) -> dict[str, Any]:
+    rows = (await session.execute(select(pictures).where(pictures.c.area_id == area_id, pictures.c.period >= first,
+                                                         pictures.c.period <= last))).all()
+    return {r.period: r for r in rows}
+
+
+async def open_pictures(session: AsyncSession) -> list[Any]:
+    return list((await session.execute(select(pictures).where(pictures.c.status == "open")
+                                        .order_by(pictures.c.period, pictures.c.area_id))).all())
+
+
+async def set_published(session: AsyncSession, *, area_id: str, period: str, version: int, at: datetime) -> None:
+    await session.execute(update(pictures).where(pictures.c.area_id == area_id, pictures.c.period == period)
+                          .values(status="published", version=version, updated_at=at, published_at=at))
+
+
+async def insert_version(session: AsyncSession, **values: Any) -> None:
+    await session.execute(insert(picture_versions).values(**values))
+
+
+async def get_version(session: AsyncSession, area_id: str, period: str, version: int) -> Any:
+    return (await session.execute(select(picture_versions).where(
+        picture_versions.c.area_id == area_id, picture_versions.c.period == period,
+        picture_versions.c.version == version))).first()
+
+
+async def later_period_published(session: AsyncSession, area_id: str, period: str) -> bool:
+    """Whether a later period of the area has been published (then older revisions raise no alerts)."""
+    return bool(await session.scalar(select(picture_versions.c.period).where(
+        picture_versions.c.area_id == area_id, picture_versions.c.period > period).limit(1)))
+
+
+async def add_comment(session: AsyncSession, *, area_id: str, period: str, person_id: str, actor_id: str,
+                      text: str, version: int) -> None:
+    await session.execute(insert(comments).values(area_id=area_id, period=period, person_id=person_id,
+                                                  actor_id=actor_id, text=text, version=version, at=utcnow()))
+
+
+async def comments_for(session: AsyncSession, area_id: str, period: str) -> list[dict[str, Any]]:
+    rows = (await session.execute(select(comments).where(comments.c.area_id == area_id, comments.c.period == period)
+                                  .order_by(comments.c.id))).all()
+    return [{"by": r.person_id, "actor_id": r.actor_id, "text": r.text, "version": r.version,
+             "at": r.at.isoformat()} for r in rows]
+
+
+async def open_alerts(session: AsyncSession, area_id: str) -> dict[str, Any]:
+    rows = (await session.execute(select(alert_state).where(alert_state.c.area_id == area_id))).all()
+    return {r.item: r for r in rows}
+
+
+async def alert_id_taken(session: AsyncSession, alert_id: str) -> bool:
+    return bool(await session.scalar(select(alerts.c.alert_id).where(alerts.c.alert_id == alert_id)))
+
+
+async def open_alert(session: AsyncSession, *, alert_id: str, municipality_id: str, area_id: str, item: str,
+                     kind: str, period: str, at: datetime) -> None:
+    await session.execute(insert(alert_state).values(area_id=area_id, item=item, municipality_id=municipality_id,
+                                                     alert_id=alert_id, kind=kind, period=period, raised_at=at))
+    await session.execute(insert(alerts).values(alert_id=alert_id, municipality_id=municipality_id, area_id=area_id,
+                                                item=item, kind=kind, period=period, raised_at=at))
+
+
+async def close_alert(session: AsyncSession, *, area_id: str, item: str, alert_id: str, period: str,
+                      at: datetime) -> None:
+    await session.execute(delete(alert_state).where(alert_state.c.area_id == area_id, alert_state.c.item == item))
+    await session.execute(update(alerts).where(alerts.c.alert_id == alert_id)
+                          .values(resolved_at=at, resolved_period=period))
+
+
+async def list_alerts(session: AsyncSession, area_id: str) -> list[dict[str, Any]]:
+    rows = (await session.execute(select(alerts).where(alerts.c.area_id == area_id)
+                                  .order_by(alerts.c.raised_at))).all()
+    return [{"alert_id": r.alert_id, "item": r.item, "kind": r.kind, "period": r.period,
+             "raised_at": r.raised_at.isoformat(), "resolved_period": r.resolved_period,
+             "status": "resolved" if r.resolved_at else "open"} for r in rows]
+
+
+async def insert_forfeiture(session: AsyncSession, **values: Any) -> bool:
+    """Store a protocol once; False if it was already stored."""
+    if await session.scalar(select(forfeitures.c.protocol_id).where(
+            forfeitures.c.protocol_id == values["protocol_id"])):
+        return False
+    await session.execute(insert(forfeitures).values(**values))
+    return True
+
+
+async def forfeitures_for(session: AsyncSession, area_id: str, start: datetime, end: datetime) -> list[Any]:
+    """Protocols of an area that occurred in [start, end)."""
+    return list((await session.execute(select(forfeitures).where(
+        forfeitures.c.area_id == area_id, forfeitures.c.occurred_at >= start,
+        forfeitures.c.occurred_at < end))).all())

@@ -1,0 +1,499 @@
+"""Picture rules of the aggregator: pure functions from stored reports to a situational picture.
+
+Nothing here touches a database, the bus or HTTP; every rule can be tested with plain values.
+
+Rules in short (each function's docstring has the detail):
+
+* A report that another stored report ``supersedes`` never counts, whatever the arrival order.
+* Per checklist item: count → total; level → max (the mean is kept beside it); boolean → number
+  of yes answers. ``reports`` is how many reports gave the item a non-zero value; ``places`` counts
+  how often each place was named with a non-zero answer (the hot spots).
+* History: ``previous`` is the item's value in the previous period and ``baseline`` the mean over
+  the last ``window`` (8) periods; periods without any report are missing data, not zeros.
+* ``trend``: ``new`` when the item is non-zero and was zero (or unseen) in all known history;
+  otherwise ``up``/``down``/``flat`` against the previous period (the baseline if there is none).
+* ``flag`` (one, the most serious first):
+  ``high``   level ≥ 2 (återkommande), count ≥ max(3, 2 × baseline), boolean (yes answers) ≥ max(2, 2 × baseline);
+  ``new``    non-zero after at least 4 known periods in the window that were all zero;
+  ``rising`` above the previous period and ≥ 1.5 × baseline.
+* Completeness: expected reporters are the people with role reporter assigned to the area;
+  a reporter is late when all their reports for the period came after the deadline (or the
+  intake marked them late); the rate is expected reporters heard from / expected.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from est_shared.checklists import DEFAULT_CHECKLIST, ChecklistItem
+from est_shared.events import Completeness, ItemSummary, PictureData
+from est_shared.periods import Period
+
+EPS = 1e-9
+
+
+class AggregatorError(Exception):
+    """Base of the aggregator's named domain errors."""
+
+
+class AreaNotFound(AggregatorError):
+    """Neither the organisation nor the stored reports know the area."""
+
+
+class MunicipalityNotFound(AggregatorError):
+    """The organisation does not know the municipality."""
+
+
+class VersionNotFound(AggregatorError):
+    """The requested published version does not exist."""
+
+
+class VersionConflict(AggregatorError):
+    """Another replica published the same picture version first."""
+
+
+class InvalidPeriod(AggregatorError):
+    """A period id that is malformed or does not fit the area's cadence."""
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """A stored report, as the picture rules need it."""
+
+    report_id: str
+    municipality_id: str
+    area_id: str
+    period: str
+    checklist: str
+    answers: Mapping[str, Mapping[str, Any]]
+    reporter_id: str
+    actor_id: str
+    received_at: datetime
+    nothing_to_report: bool = False
+    supersedes: str | None = None
+    late: bool = False
+
+
+@dataclass(frozen=True)
+class ExpectedReporter:
+    """A person expected to report for an area (role reporter, assigned to it)."""
+
+    person_id: str
+    actor_id: str
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Thresholds of the trend and flag rules (see the module docstring)."""
+
+    window: int = 8
+    high_level: float = 2
+    high_count_min: float = 3
+    high_boolean_min: float = 2
+    high_factor: float = 2.0
+    rising_factor: float = 1.5
+    new_min_history: int = 4
+
+
+@dataclass(frozen=True)
+class ItemTotals:
+    """One item summed over the reports of one period."""
+
+    value: float
+    mean: float | None
+    reports: int
+    places: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """An item's value held against its history."""
+
+    previous: float | None
+    baseline: float | None
+    trend: str | None
+    flag: str | None
+
+
+def as_utc(moment: datetime) -> datetime:
+    """An aware UTC datetime (SQLite hands back naive ones, which are UTC here)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def effective_reports(reports: Iterable[ReportRecord], superseded: Iterable[str] = ()) -> list[ReportRecord]:
+    """The reports that count: those no stored report supersedes (corrections replace, never add)."""
+    reports = list(reports)
+    gone = set(superseded) | {r.supersedes for r in reports if r.supersedes}
+    return [r for r in reports if r.report_id not in gone]
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return 0.0
+
+
+def item_totals(item: ChecklistItem, reports: Sequence[ReportRecord]) -> ItemTotals:
+    """Sum one item over reports: count → total, level → max (and mean), boolean → yes answers."""
+    values: list[float] = []
+    places: Counter[str] = Counter()
+    nonzero = 0
+    for r in reports:
+        answer = r.answers.get(item.code)
+        if answer is None:
+            continue
+        v = _number(answer.get("value"))
+        values.append(v)
+        if v > 0:
+            nonzero += 1
+            for p in answer.get("places") or []:
+                places[str(p)] += 1
+    mean: float | None = None
+    if item.answer == "count":
+        value = sum(values)
+    elif item.answer == "level":
+        value = max(values, default=0.0)
+        mean = round(sum(values) / len(values), 2) if values else None
+    else:
+        value = float(sum(1 for v in values if v > 0))
+    return ItemTotals(value=value, mean=mean, reports=nonzero, places=dict(places.most_common()))
+
+
+def assess(answer: str, value: float, history: Sequence[float | None], rules: Rules = Rules()) -> Assessment:
+    """Previous, baseline, trend and flag of a value given the earlier periods (oldest first, None = no data)."""
+    previous = history[-1] if history else None
+    known = [h for h in history if h is not None]
+    baseline = round(sum(known) / len(known), 2) if known else None
+    quiet_before = not known or max(known) <= EPS
+    if value > EPS and quiet_before:
+        trend: str | None = "new"
+    else:
+        ref = previous if previous is not None else baseline
+        if ref is None or abs(value - ref) <= EPS:
+            trend = "flat"
+        else:
+            trend = "up" if value > ref else "down"
+    base = baseline or 0.0
+    flag: str | None = None
+    if answer == "level":
+        high = value >= rules.high_level
+    elif answer == "count":
+        high = value >= max(rules.high_count_min, rules.high_factor * base)
+    else:
+        high = value >= max(rules.high_boolean_min, rules.high_factor * base)
+    if value > EPS and high:
+        flag = "high"
+    elif value > EPS and quiet_before and len(known) >= rules.new_min_history:
+        flag = "new"
+    elif (value > EPS and previous is not None and value > previous + EPS and baseline is not None
+          and value >= rules.rising_factor * baseline):
+        flag = "rising"
+    return Assessment(previous=previous, baseline=baseline, trend=trend, flag=flag)
+
+
+def is_late(report: ReportRecord, deadline: datetime | None) -> bool:
+    """A report is late when the intake said so or it arrived after the period's deadline."""
+    return report.late or (deadline is not None and as_utc(report.received_at) > as_utc(deadline))
+
+
+def completeness(effective: Sequence[ReportRecord], expected: Sequence[ExpectedReporter], *,
+                 deadline: datetime | None = None, all_reports: Sequence[ReportRecord] | None = None,
+                 ) -> Completeness:
+    """Expected against received, on time and late, per actor; reporters who left still count as received.
+
+    A reporter is on time if any of their reports for the period (superseded ones included) was on
+    time; nothing_to_report counts reporters whose counting reports all say "nothing to report".
+    """
+    all_reports = list(all_reports if all_reports is not None else effective)
+    reporters: dict[str, str] = {}
+    for r in effective:
+        reporters.setdefault(r.reporter_id, r.actor_id)
+    on_time = {r.reporter_id for r in all_reports if r.reporter_id in reporters and not is_late(r, deadline)}
+    by_reporter: dict[str, list[ReportRecord]] = {}
+    for r in effective:
+        by_reporter.setdefault(r.reporter_id, []).append(r)
+    nothing = {pid for pid, rs in by_reporter.items() if all(r.nothing_to_report for r in rs)}
+    expected_ids = {e.person_id: e.actor_id for e in expected}
+    heard = set(expected_ids) & set(reporters)
+    per_actor: dict[str, dict[str, int]] = {}
+
+    def bucket(actor: str) -> dict[str, int]:
+        return per_actor.setdefault(actor, {"expected": 0, "received": 0, "on_time": 0, "late": 0,
+                                            "nothing_to_report": 0})
+
+    for actor in expected_ids.values():
+        bucket(actor)["expected"] += 1
+    for pid, actor in reporters.items():
+        b = bucket(expected_ids.get(pid, actor))
+        b["received"] += 1
+        b["on_time" if pid in on_time else "late"] += 1
+        if pid in nothing:
+            b["nothing_to_report"] += 1
+    if expected_ids:
+        rate = len(heard) / len(expected_ids)
+    else:
+        rate = 1.0 if reporters else 0.0
+    return Completeness(
+        expected=len(expected_ids), received=len(reporters), on_time=len(on_time),
+        late=len(reporters) - len(on_time), nothing_to_report=len(nothing), rate=round(rate, 4),
+        per_actor=dict(sorted(per_actor.items())),
+        missing_reporters=sorted(set(expected_ids) - set(reporters)),
+    )
+
+
+def _fmt(v: float | None, lang: str) -> str:
+    if v is None:
+        return "–"
+    text = str(round(v)) if abs(v - round(v)) <= EPS else f"{v:.1f}"
+    return text.replace(".", ",") if lang == "sv" else text
+
+
+def _label(s: ItemSummary, lang: str) -> str:
+    return (s.label_sv if lang == "sv" else s.label_en) or s.item
+
+
+def _changes(xs: list[ItemSummary], lang: str) -> str:
+    return ", ".join(f"{_label(s, lang)} ({_fmt(s.previous if s.previous is not None else s.baseline, lang)}"
+                     f" → {_fmt(s.value, lang)})" for s in xs)
+
+
+def _why(s: ItemSummary, lang: str) -> str:
+    sv = lang == "sv"
+    if s.baseline is None:
+        base = "ingen historik" if sv else "no history"
+    else:
+        base = f"normalt {_fmt(s.baseline, lang)}" if sv else f"normally {_fmt(s.baseline, lang)}"
+    where = ", ".join(list(s.places)[:3])
+    loc = (f", vid {where}" if sv else f", at {where}") if where else ""
+    return f"{_label(s, lang)} {_fmt(s.value, lang)} ({base}{loc})"
+
+
+def first_analysis(items: Mapping[str, ItemSummary], comp: Completeness, *, area_name: str, period: str,
+                   reports: int) -> dict[str, str]:
+    """A drafted first analysis in Swedish and English: what changed, what is above normal, where, measures.
+
+    The key function reads it as a starting point: it names items that rose or fell against the
+    previous period, items flagged above normal (with the baseline), the most named places, and
+    suggests that measures be considered when anything is flagged high or rising.
+    """
+    out: dict[str, str] = {}
+    for lang in ("sv", "en"):
+        sv = lang == "sv"
+        parts: list[str] = []
+        pct = _fmt(comp.rate * 100, lang)
+        if sv:
+            parts.append(f"Lägesbild för {area_name}, {period}: {reports} rapporter från {comp.received} "
+                         f"rapportörer ({comp.received - comp.late} i tid) av {comp.expected} förväntade ({pct} %).")
+        else:
+            parts.append(f"Situational picture for {area_name}, {period}: {reports} reports from {comp.received} "
+                         f"reporters ({comp.received - comp.late} on time) of {comp.expected} expected ({pct} %).")
+        if reports == 0:
+            parts.append("Inga rapporter har kommit in." if sv else "No reports have come in.")
+            out[lang] = " ".join(parts)
+            continue
+        up = [s for s in items.values() if s.trend == "up"]
+        down = [s for s in items.values() if s.trend == "down"]
+        new = [s for s in items.values() if s.trend == "new" and s.value > 0]
+
+        if up:
+            parts.append(("Ökat jämfört med föregående period: " if sv else "Up on the previous period: ")
+                         + _changes(up, lang) + ".")
+        if down:
+            parts.append(("Minskat: " if sv else "Down: ") + _changes(down, lang) + ".")
+        if new:
+            parts.append(("Nytt jämfört med tidigare perioder: " if sv else "New compared with earlier periods: ")
+                         + ", ".join(f"{_label(s, lang)} ({_fmt(s.value, lang)})" for s in new) + ".")
+        if not (up or down or new):
+            parts.append("Inga förändringar jämfört med föregående period." if sv
+                         else "No change on the previous period.")
+        flagged = [s for s in items.values() if s.flag in ("high", "rising", "new")]
+        if flagged:
+            parts.append(("Över det normala: " if sv else "Above normal: ")
+                         + "; ".join(_why(s, lang) for s in flagged) + ".")
+        hot: Counter[str] = Counter()
+        for s in items.values():
+            hot.update(s.places)
+        if hot:
+            top = ", ".join(f"{p} ({n})" for p, n in hot.most_common(3))
+            parts.append(("Mest nämnda platser: " if sv else "Places named most: ") + top + ".")
+        serious = [s for s in flagged if s.flag in ("high", "rising")]
+        if serious:
+            names = ", ".join(_label(s, lang) for s in serious)
+            parts.append(f"Åtgärder bör övervägas för: {names}." if sv
+                         else f"Measures should be considered for: {names}.")
+        else:
+            parts.append("Inget tyder på att åtgärder behövs utöver de ordinarie." if sv
+                         else "Nothing suggests that measures beyond the usual are needed.")
+        if comp.expected and comp.rate < 0.5:
+            parts.append("Obs: under hälften av de förväntade rapporterna har kommit in." if sv
+                         else "Note: fewer than half of the expected reports have come in.")
+        out[lang] = " ".join(parts)
+    return out
+
+
+def checklist_items(checklists: Sequence[Sequence[ChecklistItem]]) -> list[ChecklistItem]:
+    """The union of the items of the checklists in use, first one winning; the default when none."""
+    seen: dict[str, ChecklistItem] = {}
+    for items in checklists or [DEFAULT_CHECKLIST.items]:
+        for it in items:
+            seen.setdefault(it.code, it)
+    return list(seen.values())
+
+
+def history_periods(period: Period, window: int) -> list[Period]:
+    """The ``window`` periods before ``period``, oldest first."""
+    return [period.shift(-i) for i in range(window, 0, -1)]
+
+
+def period_ids(period: Period) -> set[str]:
+    """Ids under which reports of a period may be stored (a biweekly period also by its two weeks)."""
+    ids = {period.id}
+    if period.kind == "biweek":
+        ids |= {w.id for w in period.weeks()}
+    return ids
+
+
+@dataclass(frozen=True)
+class BuiltPicture:
+    """A computed picture and what travels beside it (level means)."""
+
+    picture: PictureData
+    means: dict[str, float]
+
+
+def build_picture(*, municipality_id: str, area_id: str, area_name: str, period: Period,
+                  reports_by_period: Mapping[Period, Sequence[ReportRecord]], superseded: Iterable[str],
+                  items: Sequence[ChecklistItem], expected: Sequence[ExpectedReporter],
+                  deadline: datetime | None, status: str = "open", version: int = 0,
+                  comments: Sequence[dict[str, Any]] = (), rules: Rules = Rules(),
+                  kronoberg: dict[str, Any] | None = None) -> BuiltPicture:
+    """Compute the picture of one area and period from the stored reports of it and its history."""
+    gone = set(superseded)
+    eff = {p: effective_reports(rs, gone) for p, rs in reports_by_period.items()}
+    current = eff.get(period, [])
+    past = history_periods(period, rules.window)
+    summaries: dict[str, ItemSummary] = {}
+    means: dict[str, float] = {}
+    for item in items:
+        totals = item_totals(item, current)
+        history = [item_totals(item, eff[p]).value if eff.get(p) else None for p in past]
+        a = assess(item.answer, totals.value, history, rules)
+        summaries[item.code] = ItemSummary(
+            item=item.code, answer=item.answer, label_sv=item.label_sv, label_en=item.label_en,
+            value=totals.value, reports=totals.reports, places=totals.places, previous=a.previous,
+            baseline=a.baseline, trend=a.trend, flag=a.flag)  # type: ignore[arg-type]
+        if totals.mean is not None:
+            means[item.code] = totals.mean
+    comp = completeness(current, expected, deadline=deadline, all_reports=list(reports_by_period.get(period, [])))
+    analysis = first_analysis(summaries, comp, area_name=area_name or area_id, period=period.id,
+                              reports=len(current))
+    picture = PictureData(
+        municipality_id=municipality_id, area_id=area_id, area_name=area_name, period=period.id,
+        status=status, version=version, reports=len(current), items=summaries,  # type: ignore[arg-type]
+        completeness=comp, first_analysis=analysis, comments=list(comments), kronoberg=kronoberg)
+    return BuiltPicture(picture=picture, means=means)
+
+
+def picture_changes(old: PictureData, new: PictureData) -> list[str]:
+    """What changed between two versions, e.g. ``klotter: 1 → 2``, ``reports: 2 → 3``."""
+    out: list[str] = []
+    if old.reports != new.reports:
+        out.append(f"reports: {old.reports} → {new.reports}")
+    for code, s in new.items.items():
+        before = old.items.get(code)
+        old_value = before.value if before else 0.0
+        if abs(old_value - s.value) > EPS:
+            out.append(f"{code}: {_fmt(old_value, 'en')} → {_fmt(s.value, 'en')}")
+        old_flag = before.flag if before else None
+        if old_flag != s.flag:
+            out.append(f"{code} flag: {old_flag or '-'} → {s.flag or '-'}")
+    oc, nc = old.completeness, new.completeness
+    for name in ("received", "late", "nothing_to_report"):
+        a, b = getattr(oc, name), getattr(nc, name)
+        if a != b:
+            out.append(f"completeness.{name}: {a} → {b}")
+    if len(new.comments) != len(old.comments):
+        out.append(f"comments: {len(old.comments)} → {len(new.comments)}")
+    return out
+
+
+def alert_transitions(open_alerts: Mapping[str, str], flags: Mapping[str, str | None],
+                      ) -> tuple[dict[str, str], dict[str, str]]:
+    """Edge-triggered alerts: (item → kind to raise, item → open kind to resolve).
+
+    An item raises when it is flagged and has no open alert; an ongoing condition (still flagged,
+    whatever the flag) raises nothing; an item with an open alert that is no longer flagged resolves.
+    """
+    raise_ = {item: f"flag:{flag}" for item, flag in flags.items() if flag and item not in open_alerts}
+    resolve = {item: kind for item, kind in open_alerts.items() if not flags.get(item)}
+    return raise_, resolve
+
+
+def alert_message(kind: str, summary: ItemSummary | None, item: str, *, area_name: str, period: str,
+                  resolved: bool) -> dict[str, str]:
+    """Swedish and English text of an alert."""
+    label_sv = summary.label_sv if summary and summary.label_sv else item
+    label_en = summary.label_en if summary and summary.label_en else item
+    what = kind.removeprefix("flag:")
+    sv_kind = {"high": "högt läge", "rising": "ökande", "new": "nytt problem"}.get(what, what)
+    en_kind = {"high": "high level", "rising": "rising", "new": "new problem"}.get(what, what)
+    if resolved:
+        return {"sv": f"{label_sv} i {area_name} är inte längre flaggat ({sv_kind}) från {period}.",
+                "en": f"{label_en} in {area_name} is no longer flagged ({en_kind}) as of {period}."}
+    value = summary.value if summary else None
+    return {"sv": f"{label_sv} i {area_name} {period}: {sv_kind} (värde {_fmt(value, 'sv')}).",
+            "en": f"{label_en} in {area_name} {period}: {en_kind} (value {_fmt(value, 'en')})."}
+
+
+def severity(kind: str) -> str:
+    """Alert severity by kind: a high level is a warning; rising and new are information."""
+    return {"flag:high": "warning"}.get(kind, "info")
+
+
+KRONOBERG_MIN_COUNT = 3
+
+
+def kronoberg_aggregates(protocols: Sequence[Mapping[str, Any]], *, tz: str = "Europe/Stockholm",
+                         min_count: int = KRONOBERG_MIN_COUNT) -> dict[str, Any] | None:
+    """Kronoberg aggregates of forfeiture protocols: interventions, litres by beverage, share under 18.
+
+    A picture is treated as a public document, so with fewer than ``min_count`` interventions only
+    ``"<3"`` is shown (small counts could identify a young person); None when there were none.
+    """
+    if not protocols:
+        return None
+    n = len(protocols)
+    if n < min_count:
+        return {"interventions": f"<{min_count}", "coarsened": True}
+    from zoneinfo import ZoneInfo
+
+    litres: Counter[str] = Counter()
+    weekdays: Counter[str] = Counter()
+    times: Counter[str] = Counter()
+    places: Counter[str] = Counter()
+    for p in protocols:
+        for it in p.get("items") or []:
+            litres[str(it.get("beverage", "other"))] += float(it.get("volume_liters") or 0)
+        local = as_utc(p["occurred_at"]).astimezone(ZoneInfo(tz))
+        weekdays[("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]] += 1
+        times["night" if local.hour < 6 else "day" if local.hour < 18 else "evening"] += 1
+        if p.get("place"):
+            places[str(p["place"])] += 1
+    under_18 = sum(1 for p in protocols if p.get("age_band") in ("under_15", "15_17"))
+    return {
+        "interventions": n,
+        "litres_by_beverage": {k: round(v, 2) for k, v in sorted(litres.items())},
+        "litres_total": round(sum(litres.values()), 2),
+        "share_under_18": round(under_18 / n, 2),
+        "guardian_contacted": sum(1 for p in protocols if p.get("guardian_contacted")),
+        "direct_forfeiture": sum(1 for p in protocols if p.get("direct_forfeiture")),
+        "by_weekday": dict(weekdays), "by_time_of_day": dict(times),
+        "places": {k: v for k, v in places.items() if v >= min_count},
+        "coarsened": False,
+    }

@@ -1,0 +1,543 @@
+"""Use cases of the aggregator: store reports, compute, publish and revise pictures, raise and resolve alerts.
+
+Plain async functions with keyword-only collaborators; each write is one unit of work (state, the
+processed-event mark and the outbox rows commit together or not at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from est_shared.bus import encode
+from est_shared.db import add_to_outbox, mark_processed, transaction, utcnow
+from est_shared.events import (
+    AlertData,
+    CloudEvent,
+    ForfeitureRecorded,
+    PictureData,
+    PicturePublished,
+    PictureUpdated,
+    ReportSubmitted,
+)
+from est_shared.events import new_event as _new_event
+from est_shared.org import OrgSnapshot, period_deadline
+from est_shared.periods import Period, PeriodError, current_period, normalise
+from est_shared.subjects import alert_raised, alert_resolved, picture_published, picture_updated
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from est_aggregator import db
+from est_aggregator.domain import (
+    AreaNotFound,
+    BuiltPicture,
+    ExpectedReporter,
+    InvalidPeriod,
+    MunicipalityNotFound,
+    ReportRecord,
+    Rules,
+    VersionConflict,
+    VersionNotFound,
+    alert_message,
+    alert_transitions,
+    as_utc,
+    build_picture,
+    checklist_items,
+    history_periods,
+    kronoberg_aggregates,
+    period_ids,
+    picture_changes,
+    severity,
+)
+from est_aggregator.metrics import AggregatorMetrics
+
+log = logging.getLogger("est.aggregator")
+
+SOURCE = "/est/aggregator"
+
+
+@dataclass
+class Deps:
+    """Collaborators of the use cases (built once in create_app)."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    metrics: AggregatorMetrics
+    rules: Rules = field(default_factory=Rules)
+    consumer: str = "aggregator-reports"
+    serialise_writes: bool = True
+    emit_updates: bool = True
+    wake: Callable[[], None] = lambda: None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """One transaction; SQLite writers in this process queue on a lock instead of failing busy."""
+        if self.serialise_writes:
+            async with self._lock, transaction(self.sessions) as s:
+                yield s
+        else:
+            async with transaction(self.sessions) as s:
+                yield s
+
+
+@dataclass
+class Effects:
+    """What a committed unit of work did, for metrics and the outbox relay."""
+
+    outbox: int = 0
+    published: list[tuple[str, int, str]] = field(default_factory=list)
+    raised: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    rates: list[tuple[str, str, float]] = field(default_factory=list)
+
+    def apply(self, deps: Deps) -> None:
+        """Count the effects once the transaction committed, and wake the relay."""
+        m = deps.metrics
+        for _area, _version, mode in self.published:
+            m.published.labels(mode).inc()
+            if mode == "revision":
+                m.revisions.inc()
+        for kind in self.raised:
+            m.alerts_raised.labels(kind).inc()
+        for kind in self.resolved:
+            m.alerts_resolved.labels(kind).inc()
+        for muni, area, rate in self.rates:
+            m.completeness.labels(muni, area).set(rate)
+        if self.outbox:
+            deps.wake()
+
+
+@dataclass(frozen=True)
+class AreaInfo:
+    """What the aggregator knows of an area: from the organisation, or only from stored reports."""
+
+    area_id: str
+    municipality_id: str
+    name: str
+    cadence: str | None
+    known: bool
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """A published version."""
+
+    area_id: str
+    period: str
+    version: int
+    revision: bool
+    changes: list[str]
+    event_id: str
+
+
+def new_event(**kwargs: Any) -> CloudEvent[Any]:
+    """An event from this service."""
+    return _new_event(source=SOURCE, **kwargs)
+
+
+def record_of(data: ReportSubmitted) -> ReportRecord:
+    """The stored form of a ReportSubmitted (the free-text note is not kept: it is not needed here)."""
+    return ReportRecord(
+        report_id=data.report_id, municipality_id=data.municipality_id, area_id=data.area_id, period=data.period,
+        checklist=data.checklist, answers={k: a.model_dump(mode="json", include={"value", "places"})
+                                           for k, a in data.answers.items()},
+        reporter_id=data.reporter_id, actor_id=data.actor_id, received_at=data.received_at,
+        nothing_to_report=data.nothing_to_report, supersedes=data.supersedes, late=data.late)
+
+
+async def area_info(s: AsyncSession, org: OrgSnapshot, area_id: str, fallback_municipality: str | None = None
+                    ) -> AreaInfo:
+    """The area from the organisation, else from stored data (the organisation may lag behind reports)."""
+    area = org.areas.get(area_id)
+    if area is not None:
+        return AreaInfo(area_id, area.municipality_id, area.name, area.cadence, True)
+    muni = fallback_municipality or await db.any_municipality_for_area(s, area_id)
+    if muni is None:
+        raise AreaNotFound(area_id)
+    return AreaInfo(area_id, muni, "", None, False)
+
+
+def resolve_period(info: AreaInfo, text: str) -> Period:
+    """The reporting period of an area for a period id (a week id maps to its biweekly pair)."""
+    try:
+        if info.cadence is None:
+            p = Period.parse(text)
+            if p.kind not in ("week", "biweek"):
+                raise PeriodError(f"{text!r} is not a weekly or biweekly reporting period")
+            return p
+        return normalise(text, info.cadence)  # type: ignore[arg-type]
+    except PeriodError as exc:
+        raise InvalidPeriod(str(exc)) from exc
+
+
+def _deadline(org: OrgSnapshot, municipality_id: str, period: Period) -> datetime | None:
+    muni = org.municipalities.get(municipality_id)
+    return period_deadline(muni, period) if muni else None
+
+
+def _items_for(org: OrgSnapshot, current: Sequence[ReportRecord]) -> list[Any]:
+    refs = sorted({r.checklist for r in current})
+    found = [cl.items for ref in refs if (cl := org.checklist(ref)) is not None]
+    if not found:
+        cl = org.checklist(org.current_checklist)
+        found = [cl.items] if cl else []
+    return checklist_items(found)
+
+
+async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, period: Period, rules: Rules,
+                          status: str = "open", version: int = 0) -> BuiltPicture:
+    """The picture of an area and period computed from the stored reports (and the last ``window`` periods)."""
+    idmap: dict[str, Period] = {}
+    for p in [*history_periods(period, rules.window), period]:
+        for pid in period_ids(p):
+            idmap[pid] = p
+    by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
+    for r in await db.reports_for(s, info.area_id, idmap):
+        by_period[idmap[r.period]].append(r)
+    superseded = await db.superseded_in_area(s, info.area_id)
+    expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(info.area_id)]
+    muni = org.municipalities.get(info.municipality_id)
+    tz = muni.timezone if muni else "Europe/Stockholm"
+    protocols = await db.forfeitures_for(s, info.area_id, as_utc(period.start_at(tz)), as_utc(period.end_at(tz)))
+    return build_picture(
+        kronoberg=kronoberg_aggregates([p._mapping for p in protocols], tz=tz),
+        municipality_id=info.municipality_id, area_id=info.area_id, area_name=info.name, period=period,
+        reports_by_period=by_period, superseded=superseded, items=_items_for(org, by_period.get(period, [])),
+        expected=expected, deadline=_deadline(org, info.municipality_id, period), status=status, version=version,
+        comments=await db.comments_for(s, info.area_id, period.id), rules=rules)
+
+
+def _extras(built: BuiltPicture, deadline: datetime | None) -> dict[str, Any]:
+    return {"means": built.means, "deadline": deadline.isoformat() if deadline else None}
+
+
+async def _raise_and_resolve(s: AsyncSession, *, info: AreaInfo, period: Period, picture: PictureData,
+                             version: int, now: datetime, effects: Effects) -> None:
+    """Edge-triggered alerts against the area's open alerts; older periods' revisions raise nothing."""
+    if await db.later_period_published(s, info.area_id, period.id):
+        return
+    open_rows = await db.open_alerts(s, info.area_id)
+    flags = {code: sm.flag for code, sm in picture.items.items()}
+    to_raise, to_resolve = alert_transitions({k: r.kind for k, r in open_rows.items()}, flags)
+    m, a, name = info.municipality_id, info.area_id, info.name or info.area_id
+    for item, kind in sorted(to_raise.items()):
+        alert_id = f"alert:{a}:{item}:{kind}:{period.id}"
+        if await db.alert_id_taken(s, alert_id):  # raised, resolved and raised again in one period
+            alert_id = f"{alert_id}:v{version}"
+        summary = picture.items.get(item)
+        data = AlertData(alert_id=alert_id, municipality_id=m, area_id=a, item=item, kind=kind, period=period.id,
+                         severity=severity(kind),  # type: ignore[arg-type]
+                         message=alert_message(kind, summary, item, area_name=name, period=period.id, resolved=False))
+        await add_to_outbox(s, db.outbox, alert_raised(m, a),
+                            new_event(type="se.est.alert.raised", data=data, subject=a, id=alert_id, time=now))
+        await db.open_alert(s, alert_id=alert_id, municipality_id=m, area_id=a, item=item, kind=kind,
+                            period=period.id, at=now)
+        effects.outbox += 1
+        effects.raised.append(kind)
+    for item, kind in sorted(to_resolve.items()):
+        row = open_rows[item]
+        data = AlertData(alert_id=row.alert_id, municipality_id=m, area_id=a, item=item, kind=kind,
+                         period=period.id, severity="info",
+                         message=alert_message(kind, picture.items.get(item), item, area_name=name,
+                                               period=period.id, resolved=True))
+        await add_to_outbox(s, db.outbox, alert_resolved(m, a),
+                            new_event(type="se.est.alert.resolved", data=data, subject=a,
+                                      id=f"{row.alert_id}:resolved", time=now))
+        await db.close_alert(s, area_id=a, item=item, alert_id=row.alert_id, period=period.id, at=now)
+        effects.outbox += 1
+        effects.resolved.append(kind)
+
+
+async def _publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info: AreaInfo, period: Period,
+                          current_version: int, by: str | None, mode: str, now: datetime, effects: Effects,
+                          require_reports: bool = False) -> PublishResult | None:
+    """Publish the next version inside a transaction holding the picture row; None if nothing to publish.
+
+    A revision (mode ``revision``) with no change against the last version is not published.
+    The (area, period, version) primary key makes a second replica's identical attempt fail.
+    """
+    version = current_version + 1
+    built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules, status="published",
+                                  version=version)
+    if require_reports and built.picture.reports == 0:
+        return None
+    revision = current_version >= 1
+    changes: list[str] = []
+    if revision:
+        old = await db.get_version(s, info.area_id, period.id, current_version)
+        if old is not None:
+            changes = picture_changes(PictureData.model_validate_json(old.picture), built.picture)
+        if mode == "revision" and not changes:
+            return None
+    event_id = f"picture:{info.area_id}:{period.id}:v{version}"
+    event = new_event(type="se.est.picture.published", subject=info.area_id, id=event_id, time=now,
+                      data=PicturePublished(picture=built.picture, revision=revision, changes=changes,
+                                            published_by=by))
+    sent = json.loads(encode(event))["data"]["picture"]  # frozen exactly as it goes on the wire
+    await db.insert_version(s, area_id=info.area_id, period=period.id, version=version,
+                            municipality_id=info.municipality_id, picture=json.dumps(sent, ensure_ascii=False),
+                            extras=_extras(built, _deadline(org, info.municipality_id, period)), revision=revision,
+                            changes=changes, published_by=by, published_at=now, event_id=event_id)
+    await db.set_published(s, area_id=info.area_id, period=period.id, version=version, at=now)
+    await add_to_outbox(s, db.outbox, picture_published(info.municipality_id, info.area_id), event)
+    effects.outbox += 1
+    effects.published.append((info.area_id, version, mode))
+    effects.rates.append((info.municipality_id, info.area_id, built.picture.completeness.rate))
+    await _raise_and_resolve(s, info=info, period=period, picture=built.picture, version=version, now=now,
+                             effects=effects)
+    return PublishResult(info.area_id, period.id, version, revision, changes, event_id)
+
+
+async def _refresh(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
+                   municipality_id: str, cause: str, now: datetime, effects: Effects) -> None:
+    """After a report: revise the picture if it was published, else tell listeners it changed."""
+    info = await area_info(s, org, area_id, municipality_id)
+    try:
+        period = resolve_period(info, period_text)
+    except InvalidPeriod:
+        log.warning("report stored with a period that fits no picture", extra={"area": area_id})
+        return
+    await db.ensure_picture_row(s, area_id=area_id, period=period.id, municipality_id=info.municipality_id)
+    row = await db.lock_picture_row(s, area_id, period.id)
+    if row.status == "published":
+        await _publish_locked(s, deps=deps, org=org, info=info, period=period, current_version=row.version,
+                              by=None, mode="revision", now=now, effects=effects)
+        return
+    built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules)
+    effects.rates.append((info.municipality_id, area_id, built.picture.completeness.rate))
+    if deps.emit_updates:
+        event = new_event(type="se.est.picture.updated", subject=area_id, time=now,
+                          id=f"picture-updated:{area_id}:{period.id}:{cause}",
+                          data=PictureUpdated(picture=built.picture))
+        await add_to_outbox(s, db.outbox, picture_updated(info.municipality_id, area_id), event)
+        effects.outbox += 1
+
+
+async def handle_report_submitted(event: CloudEvent[Any], *, deps: Deps, org: OrgSnapshot,
+                                  now: datetime | None = None) -> bool:
+    """Store a report once (idempotent) and bring its picture up to date; False for a duplicate.
+
+    A report for a published picture revises it into version N+1 in the same transaction. A
+    correction also refreshes the picture of the report it supersedes when that lies elsewhere.
+    """
+    data: ReportSubmitted = event.data
+    record = record_of(data)
+    now = now or utcnow()
+    effects = Effects()
+    async with deps.unit_of_work() as s:
+        if not await mark_processed(s, db.processed, consumer=deps.consumer, event_id=event.id):
+            duplicate = True
+        elif await db.report_exists(s, record.report_id):
+            duplicate = True
+        else:
+            duplicate = False
+            await db.insert_report(s, event_id=event.id, record=record)
+            targets = [(record.area_id, record.period, record.municipality_id)]
+            if record.supersedes:
+                old = await db.get_report(s, record.supersedes)
+                if old is not None and (old.area_id, old.period) != (record.area_id, record.period):
+                    targets.append((old.area_id, old.period, old.municipality_id))
+            for area_id, period_text, muni in targets:
+                await _refresh(s, deps=deps, org=org, area_id=area_id, period_text=period_text,
+                               municipality_id=muni, cause=event.id, now=now, effects=effects)
+    deps.metrics.reports.labels("duplicate" if duplicate else "stored").inc()
+    effects.apply(deps)
+    return not duplicate
+
+
+async def handle_forfeiture_recorded(event: CloudEvent[Any], *, deps: Deps, org: OrgSnapshot,
+                                     now: datetime | None = None) -> bool:
+    """Store a forfeiture protocol's aggregate facts once; a published picture of its area is revised."""
+    data: ForfeitureRecorded = event.data
+    effects = Effects()
+    async with deps.unit_of_work() as s:
+        if not await mark_processed(s, db.processed, consumer=f"{deps.consumer}:forfeitures", event_id=event.id):
+            return False
+        if not await db.insert_forfeiture(
+                s, protocol_id=data.protocol_id, municipality_id=data.municipality_id, area_id=data.area_id,
+                place=data.place, occurred_at=as_utc(data.occurred_at), age_band=data.age_band, items=list(data.items),
+                direct_forfeiture=data.direct_forfeiture, guardian_contacted=data.guardian_contacted,
+                social_services_notified=data.social_services_notified):
+            return False
+        area = org.areas.get(data.area_id) if data.area_id else None
+        if area is not None:
+            muni = org.municipalities.get(area.municipality_id)
+            tz = muni.timezone if muni else "Europe/Stockholm"
+            period = current_period(area.cadence, data.occurred_at, tz)
+            row = await db.picture_row(s, area.id, period.id)
+            if row is not None:
+                await _refresh(s, deps=deps, org=org, area_id=area.id, period_text=period.id,
+                               municipality_id=area.municipality_id, cause=event.id, now=now or utcnow(),
+                               effects=effects)
+    effects.apply(deps)
+    return True
+
+
+async def publish_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str, by: str | None,
+                          actor_id: str = "", comment: str | None = None, now: datetime | None = None,
+                          mode: str = "manual") -> PublishResult:
+    """Publish a picture now (version 1, or N+1 when already published), with an optional comment."""
+    for _attempt in range(3):
+        effects = Effects()
+        try:
+            async with deps.unit_of_work() as s:
+                info = await area_info(s, org, area_id)
+                period = resolve_period(info, period_text)
+                await db.ensure_picture_row(s, area_id=area_id, period=period.id,
+                                            municipality_id=info.municipality_id)
+                row = await db.lock_picture_row(s, area_id, period.id)
+                if comment and comment.strip() and by:
+                    await db.add_comment(s, area_id=area_id, period=period.id, person_id=by, actor_id=actor_id,
+                                         text=comment.strip(), version=row.version + 1)
+                result = await _publish_locked(s, deps=deps, org=org, info=info, period=period,
+                                               current_version=row.version, by=by, mode=mode,
+                                               now=now or utcnow(), effects=effects)
+        except IntegrityError:
+            deps.metrics.conflicts.inc()
+            continue
+        effects.apply(deps)
+        assert result is not None
+        return result
+    raise VersionConflict(f"{area_id} {period_text}")
+
+
+async def auto_publish_due(*, deps: Deps, org: OrgSnapshot, now: datetime) -> list[PublishResult]:
+    """Publish every open picture with at least one report whose deadline has passed."""
+    async with deps.sessions() as s:
+        rows = await db.open_pictures(s)
+    done: list[PublishResult] = []
+    for row in rows:
+        area = org.areas.get(row.area_id)
+        muni = org.municipalities.get(area.municipality_id) if area else None
+        if area is None or muni is None:
+            continue  # no deadline known yet: wait for the organisation
+        try:
+            period = Period.parse(row.period)
+        except PeriodError:
+            continue
+        if period_deadline(muni, period) > now:
+            continue
+        effects = Effects()
+        try:
+            async with deps.unit_of_work() as s:
+                locked = await db.lock_picture_row(s, row.area_id, row.period)
+                if locked is None or locked.status != "open":
+                    continue
+                info = AreaInfo(area.id, area.municipality_id, area.name, area.cadence, True)
+                result = await _publish_locked(s, deps=deps, org=org, info=info, period=period, current_version=
+                                               locked.version, by=None, mode="auto", now=now, effects=effects,
+                                               require_reports=True)
+        except IntegrityError:
+            deps.metrics.conflicts.inc()
+            continue
+        effects.apply(deps)
+        if result:
+            log.info("picture published at deadline", extra={"area": row.area_id, "period": row.period})
+            done.append(result)
+    return done
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
+                       version: int | None = None) -> dict[str, Any]:
+    """The picture: a published version as sent (``version``), the latest published one, or the live open one."""
+    async with deps.sessions() as s:
+        info = await area_info(s, org, area_id)
+        period = resolve_period(info, period_text)
+        if version is not None:
+            v = await db.get_version(s, area_id, period.id, version)
+            if v is None:
+                raise VersionNotFound(f"{area_id} {period.id} v{version}")
+            return json.loads(v.picture)  # type: ignore[no-any-return]
+        row = await db.picture_row(s, area_id, period.id)
+        if row is not None and row.status == "published":
+            v = await db.get_version(s, area_id, period.id, row.version)
+            return {**json.loads(v.picture), **(v.extras or {}), "published_at": v.published_at.isoformat(),
+                    "revision": bool(v.revision), "changes": list(v.changes or [])}
+        built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules)
+        return {**built.picture.model_dump(mode="json"),
+                **_extras(built, _deadline(org, info.municipality_id, period))}
+
+
+def compact(picture: PictureData, status: str, version: int) -> dict[str, Any]:
+    """A small form of a picture for charts."""
+    return {"period": picture.period, "status": status, "version": version, "reports": picture.reports,
+            "completeness_rate": picture.completeness.rate,
+            "items": {k: {"value": v.value, "trend": v.trend, "flag": v.flag} for k, v in picture.items.items()}}
+
+
+async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str, last: str,
+                      max_periods: int = 160) -> dict[str, Any]:
+    """Compact pictures of the periods from ``first`` to ``last`` (inclusive), computed from stored reports."""
+    async with deps.sessions() as s:
+        info = await area_info(s, org, area_id)
+        p0, p1 = resolve_period(info, first), resolve_period(info, last)
+        if p0 > p1:
+            raise InvalidPeriod(f"{first} is after {last}")
+        periods = [p0]
+        while periods[-1] < p1:
+            if len(periods) >= max_periods:
+                raise InvalidPeriod(f"at most {max_periods} periods per request")
+            periods.append(periods[-1].next())
+        idmap: dict[str, Period] = {}
+        for p in [*history_periods(p0, deps.rules.window), *periods]:
+            for pid in period_ids(p):
+                idmap[pid] = p
+        by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
+        for r in await db.reports_for(s, area_id, idmap):
+            by_period[idmap[r.period]].append(r)
+        superseded = await db.superseded_in_area(s, area_id)
+        rows = await db.picture_rows_between(s, area_id, p0.id, p1.id)
+    expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(area_id)]
+    out = []
+    for p in periods:
+        built = build_picture(municipality_id=info.municipality_id, area_id=area_id, area_name=info.name, period=p,
+                              reports_by_period=by_period, superseded=superseded,
+                              items=_items_for(org, by_period.get(p, [])), expected=expected,
+                              deadline=_deadline(org, info.municipality_id, p), rules=deps.rules)
+        row = rows.get(p.id)
+        out.append(compact(built.picture, row.status if row else "open", row.version if row else 0))
+    return {"area_id": area_id, "municipality_id": info.municipality_id, "from": p0.id, "to": p1.id,
+            "pictures": out}
+
+
+async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: str, period_text: str,
+                            area_ids: Sequence[str]) -> dict[str, Any]:
+    """The common picture: the pictures of the given areas of a municipality, plus totals."""
+    if municipality_id not in org.municipalities:
+        raise MunicipalityNotFound(municipality_id)
+    pictures: list[dict[str, Any]] = []
+    for area_id in area_ids:
+        try:
+            pictures.append(await read_picture(deps=deps, org=org, area_id=area_id, period_text=period_text))
+        except InvalidPeriod:
+            continue  # e.g. a biweekly id asked of a weekly area
+    items: dict[str, dict[str, Any]] = {}
+    for pic in pictures:
+        for code, it in pic.get("items", {}).items():
+            t = items.setdefault(code, {"answer": it["answer"], "label_sv": it.get("label_sv", ""),
+                                        "label_en": it.get("label_en", ""), "value": 0.0, "reports": 0,
+                                        "areas_flagged": []})
+            t["value"] = max(t["value"], it["value"]) if it["answer"] == "level" else t["value"] + it["value"]
+            t["reports"] += it.get("reports", 0)
+            if it.get("flag"):
+                t["areas_flagged"].append(pic["area_id"])
+    comp = {k: sum(p.get("completeness", {}).get(k, 0) for p in pictures)
+            for k in ("expected", "received", "on_time", "late", "nothing_to_report")}
+    comp["rate"] = round(comp["received"] / comp["expected"], 4) if comp["expected"] else 0.0
+    return {"municipality_id": municipality_id, "period": period_text, "areas": pictures,
+            "totals": {"reports": sum(p.get("reports", 0) for p in pictures), "items": items, "completeness": comp}}
+
+
+async def read_alerts(*, deps: Deps, area_id: str) -> list[dict[str, Any]]:
+    """Alert history of an area (open and resolved)."""
+    async with deps.sessions() as s:
+        return await db.list_alerts(s, area_id)

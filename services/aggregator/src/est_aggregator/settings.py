@@ -1,0 +1,38 @@
+"""Settings of the aggregator service (``EST_AGGREGATOR_*`` environment variables)."""
+
+from __future__ import annotations
+
+from est_shared.settings import ServiceSettings, service_field
+
+
+class AggregatorSettings(ServiceSettings):
+    """Configuration of the aggregator: database, port, consumer and publishing knobs."""
+
+    service: str = "aggregator"
+    database_url: str = service_field(  # type: ignore[assignment]
+        "aggregator", "database_url", "",
+        "SQLAlchemy async URL; empty means the embedded SQLite file DATA_DIR/aggregator.db")
+    port: int = service_field("aggregator", "port", 8001, "HTTP port")  # type: ignore[assignment]
+    durable: str = service_field(  # type: ignore[assignment]
+        "aggregator", "durable", "aggregator-reports", "durable consumer name on EST_REPORTS")
+    report_subject: str = service_field(  # type: ignore[assignment]
+        "aggregator", "report_subject", "est.report.submitted.>",
+        "subject filter of the report consumer (narrow it to one municipality to shard or isolate)")
+    forfeiture_subject: str = service_field(  # type: ignore[assignment]
+        "aggregator", "forfeiture_subject", "est.forfeiture.recorded.>",
+        "subject filter of the Kronoberg forfeiture consumer (empty = off); its durable is DURABLE-forfeitures")
+    auto_publish_interval: float = service_field(  # type: ignore[assignment]
+        "aggregator", "auto_publish_interval", 30.0,
+        "seconds between runs of the loop that publishes pictures whose deadline has passed (0 = off)")
+    baseline_periods: int = service_field(  # type: ignore[assignment]
+        "aggregator", "baseline_periods", 8, "number of earlier periods the baseline averages")
+    emit_updates: bool = service_field(  # type: ignore[assignment]
+        "aggregator", "emit_updates", True, "publish se.est.picture.updated when an open picture changes")
+    outbox_interval: float = service_field(  # type: ignore[assignment]
+        "aggregator", "outbox_interval", 0.5, "seconds between outbox relay runs when not woken")
+    max_series_periods: int = service_field(  # type: ignore[assignment]
+        "aggregator", "max_series_periods", 160, "most periods one series request may span")
+
+    def db_url(self) -> str:
+        """The database URL in effect (the embedded SQLite file unless one is configured)."""
+        return self.database_url or self.sqlite_url("aggregator")

@@ -1,0 +1,161 @@
+"""Unit tests of the aggregator's picture rules (pure functions, no broker, no database)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from est_aggregator.domain import (
+    ExpectedReporter,
+    ReportRecord,
+    Rules,
+    alert_transitions,
+    assess,
+    build_picture,
+    completeness,
+    effective_reports,
+    item_totals,
+    picture_changes,
+)
+from est_shared.checklists import EST_STANDARD_1
+from est_shared.periods import Period
+
+P = Period.parse("2026-W48")
+T0 = datetime(2026, 11, 25, 10, tzinfo=UTC)
+DEADLINE = datetime(2026, 11, 30, 8, tzinfo=UTC)
+
+
+def rep(rid: str, answers: dict[str, Any], *, reporter: str = "anna", actor: str = "hem", period: str = "2026-W48",
+        supersedes: str | None = None, received: datetime = T0, nothing: bool = False, late: bool = False
+        ) -> ReportRecord:
+    return ReportRecord(report_id=rid, municipality_id="m", area_id="a", period=period, checklist="est-standard@1",
+                        answers={k: (v if isinstance(v, dict) else {"value": v}) for k, v in answers.items()},
+                        reporter_id=reporter, actor_id=actor, received_at=received, nothing_to_report=nothing,
+                        supersedes=supersedes, late=late)
+
+
+def item(code: str) -> Any:
+    found = EST_STANDARD_1.item(code)
+    assert found is not None
+    return found
+
+
+def test_count_items_are_summed_and_places_counted() -> None:
+    reports = [rep("1", {"skadegorelse": {"value": 2, "places": ["centrum"]}}),
+               rep("2", {"skadegorelse": {"value": 3, "places": ["centrum", "torget"]}}, reporter="bo"),
+               rep("3", {"skadegorelse": 0}, reporter="cy")]
+    t = item_totals(item("skadegorelse"), reports)
+    assert t.value == 5
+    assert t.reports == 2
+    assert t.places == {"centrum": 2, "torget": 1}
+
+
+def test_level_items_take_the_max_and_keep_the_mean() -> None:
+    t = item_totals(item("klotter"), [rep("1", {"klotter": 1}), rep("2", {"klotter": 3}), rep("3", {"klotter": 2})])
+    assert t.value == 3
+    assert t.mean == 2.0
+
+
+def test_boolean_items_count_yes_answers() -> None:
+    t = item_totals(item("tillhall"), [rep("1", {"tillhall": True}), rep("2", {"tillhall": False}),
+                                       rep("3", {"tillhall": True})])
+    assert t.value == 2
+    assert t.reports == 2
+
+
+def test_superseded_report_never_counts_whatever_the_order() -> None:
+    original = rep("orig", {"skadegorelse": 4})
+    correction = rep("fix", {"skadegorelse": 1}, supersedes="orig")
+    for order in ([original, correction], [correction, original]):
+        eff = effective_reports(order)
+        assert [r.report_id for r in eff] == ["fix"]
+        assert item_totals(item("skadegorelse"), eff).value == 1
+    # the correction stored in another period still removes the original here
+    assert effective_reports([original], superseded={"orig"}) == []
+
+
+def test_baseline_trend_and_flags() -> None:
+    rules = Rules()
+    # count: high at max(3, 2 x baseline)
+    a = assess("count", 6, [1, 2, 1, 2, 1, 2, 1, 2], rules)
+    assert a.previous == 2 and a.baseline == 1.5 and a.trend == "up" and a.flag == "high"
+    # rising: above previous and >= 1.5 x baseline, but not high
+    a = assess("count", 2, [1, 1, 1, 1, 1, 1, 1, 1], rules)
+    assert a.trend == "up" and a.flag == "rising"
+    # level >= 2 is high
+    assert assess("level", 2, [2] * 8, rules).flag == "high"
+    assert assess("level", 2, [2] * 8, rules).trend == "flat"
+    # new: non-zero after a quiet history
+    a = assess("count", 1, [0] * 8, rules)
+    assert a.trend == "new" and a.flag == "new"
+    # too little history to call it new, but the trend says so
+    a = assess("count", 1, [None] * 7 + [0], rules)
+    assert a.trend == "new" and a.flag == "rising"
+    # down and nothing flagged; missing periods are not zeros
+    a = assess("count", 1, [None, None, 4, None, 2, None, None, 3], rules)
+    assert a.baseline == 3 and a.trend == "down" and a.flag is None
+    # no history, zero: flat, no flag
+    a = assess("count", 0, [None] * 8, rules)
+    assert a.previous is None and a.baseline is None and a.trend == "flat" and a.flag is None
+
+
+def test_completeness_counts_expected_on_time_late_and_missing() -> None:
+    expected = [ExpectedReporter("anna", "hem"), ExpectedReporter("bo", "hem"), ExpectedReporter("cy", "polis"),
+                ExpectedReporter("di", "polis")]
+    reports = [rep("1", {}, reporter="anna"),
+               rep("2", {}, reporter="bo", received=DEADLINE + timedelta(hours=1)),
+               rep("3", {}, reporter="cy", actor="polis", nothing=True),
+               rep("4", {}, reporter="eve", actor="other")]  # left the organisation: still counted
+    c = completeness(reports, expected, deadline=DEADLINE)
+    assert (c.expected, c.received, c.on_time, c.late, c.nothing_to_report) == (4, 4, 3, 1, 1)
+    assert c.rate == 0.75
+    assert c.missing_reporters == ["di"]
+    assert c.per_actor["hem"] == {"expected": 2, "received": 2, "on_time": 1, "late": 1, "nothing_to_report": 0}
+    assert c.per_actor["polis"]["expected"] == 2 and c.per_actor["polis"]["received"] == 1
+
+
+def _history(values: list[int]) -> dict[Period, list[ReportRecord]]:
+    out: dict[Period, list[ReportRecord]] = {}
+    for i, v in enumerate(values):
+        p = P.shift(i - len(values))
+        out[p] = [rep(f"h{i}", {"skadegorelse": v}, period=p.id)]
+    return out
+
+
+def test_picture_has_totals_history_and_a_first_analysis_naming_the_item() -> None:
+    by_period = _history([1, 1, 1, 1, 1, 1, 1, 1])
+    by_period[P] = [rep("1", {"skadegorelse": {"value": 5, "places": ["centrum"]}, "klotter": 2}),
+                    rep("2", {"skadegorelse": 1, "klotter": 1}, reporter="bo")]
+    built = build_picture(municipality_id="m", area_id="a", area_name="Araby", period=P, reports_by_period=by_period,
+                          superseded=set(), items=EST_STANDARD_1.items,
+                          expected=[ExpectedReporter("anna", "hem"), ExpectedReporter("bo", "hem")],
+                          deadline=DEADLINE)
+    pic = built.picture
+    s = pic.items["skadegorelse"]
+    assert (s.value, s.previous, s.baseline, s.trend, s.flag) == (6, 1, 1, "up", "high")
+    assert s.places == {"centrum": 1}
+    assert pic.items["klotter"].value == 2 and pic.items["klotter"].flag == "high"
+    assert built.means["klotter"] == 1.5
+    assert pic.reports == 2 and pic.completeness.rate == 1.0
+    assert "Skadegörelse" in pic.first_analysis["sv"] and "centrum" in pic.first_analysis["sv"]
+    assert "Vandalism" in pic.first_analysis["en"] and "Measures should be considered" in pic.first_analysis["en"]
+    assert len(pic.items) == len(EST_STANDARD_1.items)
+
+
+def test_changes_between_versions_are_listed() -> None:
+    base = dict(municipality_id="m", area_id="a", area_name="A", period=P, superseded=set(),
+                items=EST_STANDARD_1.items, expected=[], deadline=DEADLINE)
+    v1 = build_picture(reports_by_period={P: [rep("1", {"klotter": 1})]}, **base).picture  # type: ignore[arg-type]
+    v2 = build_picture(reports_by_period={P: [rep("1", {"klotter": 1}), rep("2", {"klotter": 2}, reporter="bo")]},
+                       **base).picture  # type: ignore[arg-type]
+    changes = picture_changes(v1, v2)
+    assert "klotter: 1 → 2" in changes and "reports: 1 → 2" in changes
+
+
+def test_alerts_are_edge_triggered() -> None:
+    raise_, resolve = alert_transitions({}, {"klotter": "high", "brand": None})
+    assert raise_ == {"klotter": "flag:high"} and resolve == {}
+    raise_, resolve = alert_transitions({"klotter": "flag:high"}, {"klotter": "rising"})
+    assert raise_ == {} and resolve == {}
+    raise_, resolve = alert_transitions({"klotter": "flag:high"}, {"klotter": None})
+    assert raise_ == {} and resolve == {"klotter": "flag:high"}
