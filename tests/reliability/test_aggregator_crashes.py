@@ -20,7 +20,7 @@ from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_
 from est_shared.periods import Period
 from est_shared.subjects import ORG_CHANGED, report_submitted
 
-from tests.support import ServiceProcess
+from est_cli.procs import ServiceProcess
 
 AREAS = [f"area{i}" for i in range(5)]
 N_REPORTS = 10_000

@@ -1,0 +1,176 @@
+"""What every benchmark figure uses: result rows, a fresh NATS + data dir per figure, load helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from est_cli.procs import ServiceProcess  # noqa: E402
+from est_shared.bus import encode, ensure_streams  # noqa: E402
+from est_shared.events import Answer, ReportSubmitted, new_event  # noqa: E402
+from est_shared.natsserver import NatsServer  # noqa: E402
+
+
+@dataclass
+class Row:
+    figure: str
+    value: float
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+    target: str = ""
+    passed: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.value / self.baseline if self.baseline else None
+
+
+ROWS: list[Row] = []
+
+
+def record(row: Row) -> None:
+    ROWS.append(row)
+    r = f"{row.ratio:.2f}" if row.ratio is not None else "-"
+    print(f"  {row.figure}: {row.value:,.1f} {row.unit} (baseline {row.baseline or '-'}; ratio {r}) "
+          f"{'PASS' if row.passed else 'FAIL' if row.passed is False else ''}", flush=True)
+
+
+def bench_org(m: str = "bench", areas: int = 50) -> dict[str, Any]:
+    ids = [f"a{i}" for i in range(areas)]
+    return {
+        "municipalities": [{"id": m, "name": "Benchkommun", "analysis_period": "tertial",
+                            "areas": [{"id": a, "name": f"Område {a}", "cadence": "weekly",
+                                       "places": ["torget", "skolgarden"]} for a in ids]}],
+        "actors": [{"id": "kommunen", "name": "Kommunen", "kind": "municipality"}],
+        "people": [
+            {"id": "rep", "name": "Reporter", "actor": "kommunen", "roles": ["reporter"], "areas": [m],
+             "token": "bench-reporter"},
+            {"id": "adm", "name": "Admin", "actor": "kommunen", "roles": ["admin", "key_function", "styrgrupp"],
+             "areas": [m], "token": "bench-admin"},
+        ],
+    }
+
+
+class Env:
+    """A fresh NATS server and data dir for one figure."""
+
+    def __init__(self, base: Path, name: str) -> None:
+        self.dir = base / name
+        self.dir.mkdir(parents=True)
+        self.nats = NatsServer(self.dir / "nats").start()
+        self.org_file = self.dir / "org.yaml"
+        self.org_file.write_text(yaml.safe_dump(bench_org(), allow_unicode=True))
+        self.env = {"EST_NATS_URL": self.nats.url, "EST_DATA_DIR": str(self.dir / "data"),
+                    "EST_INTAKE_ORG_FILE": str(self.org_file), "EST_LOG_LEVEL": "WARNING"}
+        self.procs: list[ServiceProcess] = []
+
+    def service(self, name: str, **extra: str) -> ServiceProcess:
+        p = ServiceProcess(name, dict(self.env, **extra), self.dir / f"{name}.log").start()
+        self.procs.append(p)
+        return p
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.stop()
+        self.nats.stop()
+
+
+def wrk(url: str, *, seconds: int, connections: int = 64, script: Path | None = None,
+        env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Requests/s and non-2xx count from wrk."""
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        args += ["-s", str(script)]
+    out = subprocess.run([*args, url], capture_output=True, text=True, env=dict(os.environ, **(env or {})),
+                         timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return rps, int(bad.group(1)) if bad else 0
+
+
+def report_events(n: int, m: str = "bench", areas: int = 50) -> list[Any]:
+    now = datetime.now(UTC)
+    out = []
+    for i in range(n):
+        rid = str(uuid.uuid4())
+        data = ReportSubmitted(report_id=rid, municipality_id=m, area_id=f"a{i % areas}", period="2026-W40",
+                               checklist="est-standard@1",
+                               answers={"skadegorelse": Answer(value=i % 4), "klotter": Answer(value=i % 3)},
+                               reporter_id="rep", actor_id="kommunen", received_at=now)
+        out.append(new_event(type="se.est.report.submitted", source="/bench", data=data, id=rid))
+    return out
+
+
+async def publish_events(url: str, events: list[Any]) -> float:
+    """Raw nats-py publish_async of events; returns events/s."""
+    nc = await nats.connect(url)
+    js = nc.jetstream(publish_async_max_pending=4000)
+    await ensure_streams(js)
+    payloads = [(f"est.report.submitted.{e.data.municipality_id}.{e.data.area_id}", encode(e), e.id) for e in events]
+    t0 = time.perf_counter()
+    for subject, body, msg_id in payloads:
+        await js.publish_async(subject, body, headers={"Nats-Msg-Id": msg_id})
+    await js.publish_async_completed()
+    dt = time.perf_counter() - t0
+    await nc.close()
+    return len(events) / dt
+
+
+async def raw_consume(url: str, n: int) -> float:
+    """A raw nats-py pull consumer fetching and acking n events; returns events/s."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    sub = await js.pull_subscribe("est.report.submitted.>", durable=f"raw-{uuid.uuid4().hex[:6]}",
+                                  stream="EST_REPORTS")
+    got = 0
+    t0 = time.perf_counter()
+    while got < n:
+        msgs = await sub.fetch(256, timeout=5)
+        for msg in msgs:
+            json.loads(msg.data)
+            await msg.ack()
+        got += len(msgs)
+    dt = time.perf_counter() - t0
+    await nc.close()
+    return n / dt
+
+
+def metric_sum(url: str, name: str, **labels: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def pg_database() -> str:
+    import asyncpg
+
+    base = os.environ.get("EST_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432").rstrip("/")
+    name = f"est_bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(base.replace("postgresql+asyncpg://", "postgresql://") + "/postgres")
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    return f"{base}/{name}"
+
+
