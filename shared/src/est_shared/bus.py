@@ -22,7 +22,7 @@ from nats.js.api import PubAck, StorageType, StreamConfig
 from pydantic import ValidationError
 
 from est_shared.events import EVENT_TYPES, CloudEvent, EventData
-from est_shared.observability import BusMetrics
+from est_shared.observability import BusMetrics, correlation_id
 from est_shared.subjects import STREAMS, StreamDef, dead_letter, stream_for
 
 log = logging.getLogger("est.bus")
@@ -120,9 +120,11 @@ async def process_message(msg: Any, *, service: str, handle: Handler, metrics: B
     raw = msg.raw_message
     delivered = raw.metadata.num_delivered if raw.metadata else 1
     etype = "unknown"
+    token = None
     try:
         event = parse_event(msg.body)
         etype = event.type
+        token = correlation_id.set(event.correlationid or event.id)
         with metrics.handle_seconds.time():
             await handle(event)
     except PoisonEvent as exc:
@@ -142,6 +144,9 @@ async def process_message(msg: Any, *, service: str, handle: Handler, metrics: B
         metrics.events.labels(etype, "retried").inc()
         await msg.nack(delay=retry_delay(delivered))
         return
+    finally:
+        if token is not None:
+            correlation_id.reset(token)
     metrics.events.labels(etype, "ok").inc()
     await msg.ack()
 

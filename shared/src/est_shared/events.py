@@ -43,10 +43,13 @@ def new_event(
     *, type: str, source: str, data: T, subject: str | None = None, id: str | None = None,
     time: datetime | None = None, correlationid: str | None = None,
 ) -> CloudEvent[T]:
-    """Build an envelope; ``id`` defaults to a random UUID, ``time`` to now."""
+    """Build an envelope; ``id`` defaults to a random UUID, ``time`` to now, ``correlationid`` to the
+    correlation id of the request or event being handled."""
+    from est_shared.observability import correlation_id
+
     return CloudEvent[type_of(data)](  # type: ignore[misc]
         id=id or str(uuid.uuid4()), source=source, type=type, time=time or datetime.now(UTC),
-        subject=subject, data=data, correlationid=correlationid,
+        subject=subject, data=data, correlationid=correlationid or correlation_id.get(),
     )
 
 

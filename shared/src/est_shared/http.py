@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from est_shared.observability import correlation_id
 from est_shared.org import Directory, Principal
 
 log = logging.getLogger("est.http")
@@ -130,6 +132,32 @@ def require_area(principal: Principal, area_id: str) -> None:
     if not principal.may_see_area(area_id):
         raise Problem(403, "Forbidden", f"You are not assigned to area {area_id!r}. / "
                       f"Du är inte tilldelad området {area_id!r}.")
+
+
+class CorrelationId:
+    """ASGI middleware: take ``X-Correlation-ID`` from the request (or make one), log with it, echo it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope.get("headers") or []).get(b"x-correlation-id", b"").decode("latin-1")
+        cid = raw if 0 < len(raw) <= 100 and raw.replace("-", "").isalnum() else uuid.uuid4().hex
+        token = correlation_id.set(cid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-correlation-id", cid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)
 
 
 class BodySizeLimit:

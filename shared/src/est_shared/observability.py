@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+"""The correlation id of the request or event being handled; logged with every line, copied into
+events published while handling it, so one report can be followed through all four services."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,6 +32,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        cid = correlation_id.get()
+        if cid:
+            out["correlation_id"] = cid
         for k, v in record.__dict__.items():
             if k not in self._skip and not k.startswith("_"):
                 out[k] = v if isinstance(v, str | int | float | bool | type(None)) else str(v)

@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from est_shared.bus import ensure_streams, latest_on_subject, make_broker, parse_event
-from est_shared.http import BodySizeLimit, add_ops_routes, bearer_principal, install_problem_handlers
+from est_shared.http import BodySizeLimit, CorrelationId, add_ops_routes, bearer_principal, install_problem_handlers
 from est_shared.observability import BusMetrics, setup_logging
 from est_shared.org import Directory, OrgSnapshot
 from est_shared.settings import ServiceSettings
@@ -54,6 +54,7 @@ class ServiceRuntime:
         self.tasks: list[asyncio.Task[Any]] = []
         self.app = FastAPI(title=title, description=description, version=version, lifespan=self._lifespan)
         self.app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+        self.app.add_middleware(CorrelationId)
         install_problem_handlers(self.app)
         add_ops_routes(self.app, registry=self.registry, ready=self.ready)
         self.principal = bearer_principal(lambda: self.directory)
