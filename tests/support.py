@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 from est_shared.testing import free_port
 
-SERVICES = ("intake", "aggregator", "notifier", "analysis")
+SERVICES = ("intake", "aggregator", "notifier", "analysis", "web")
 
 
 

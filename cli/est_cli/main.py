@@ -16,8 +16,7 @@ app = typer.Typer(name="est", help="EST Lägesbild: local crime-prevention colla
 org_app = typer.Typer(help="The organisation (municipalities, areas, actors, people).", no_args_is_help=True)
 app.add_typer(org_app, name="org")
 
-SERVICES = ("intake", "aggregator", "notifier", "analysis")
-DEFAULT_PORTS = {"intake": 8000, "aggregator": 8001, "notifier": 8002, "analysis": 8003}
+SERVICES = ("intake", "aggregator", "notifier", "analysis", "web")
 
 
 @app.command()
@@ -34,7 +33,9 @@ def up(
 
 
 @app.command("run")
-def run_service(service: Annotated[str, typer.Argument(help="intake | aggregator | notifier | analysis")]) -> None:
+def run_service(
+    service: Annotated[str, typer.Argument(help="intake | aggregator | notifier | analysis | web")],
+) -> None:
     """Run one service, configured from EST_* environment variables (production, replicas)."""
     if service not in SERVICES:
         typer.echo(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}", err=True)

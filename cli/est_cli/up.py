@@ -20,8 +20,8 @@ from pathlib import Path
 
 from est_shared.natsserver import NatsServer
 
-SERVICES = ("intake", "aggregator", "notifier", "analysis")
-DEFAULT_PORTS = {"intake": 8000, "aggregator": 8001, "notifier": 8002, "analysis": 8003}
+SERVICES = ("intake", "aggregator", "notifier", "analysis", "web")
+DEFAULT_PORTS = {"intake": 8000, "aggregator": 8001, "notifier": 8002, "analysis": 8003, "web": 8080}
 
 
 def _say(msg: str) -> None:
@@ -143,12 +143,14 @@ def run_up(*, org: Path | None, demo: bool, data_dir: Path) -> int:
         nats.start()
         _say(f"  NATS JetStream     {nats.url}  (monitor {nats.monitor_url})")
         base_env = dict(os.environ, EST_NATS_URL=nats.url, EST_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+        ports = {name: choose_port(name) for name in SERVICES}
         for name in SERVICES:
-            port = choose_port(name)
-            env = dict(base_env, **{f"EST_{name.upper()}_PORT": str(port)})
+            env = dict(base_env, **{f"EST_{name.upper()}_PORT": str(ports[name])})
             if name == "intake" and org_file:
                 env["EST_INTAKE_ORG_FILE"] = str(org_file)
-            children.append(Child(name, port, env, data_dir / "logs" / f"{name}.log"))
+            if name == "web":
+                env.update({f"EST_WEB_{s.upper()}_URL": f"http://127.0.0.1:{ports[s]}" for s in SERVICES if s != "web"})
+            children.append(Child(name, ports[name], env, data_dir / "logs" / f"{name}.log"))
         for c in children:
             c.start()
         for c in children:
@@ -157,7 +159,10 @@ def run_up(*, org: Path | None, demo: bool, data_dir: Path) -> int:
                 return 1
         _say("")
         for c in children:
-            _say(f"  {c.name:<18} {c.url}   docs {c.url}/docs   metrics {c.url}/metrics")
+            if c.name == "web":
+                _say(f"  {'web (form, dashboard)':<18} {c.url}/app/")
+            else:
+                _say(f"  {c.name:<18} {c.url}   docs {c.url}/docs   metrics {c.url}/metrics")
         _say(f"  mail outbox        {data_dir / 'outbox'}   (set EST_SMTP_URL to send real e-mail)")
         _say(f"  logs               {data_dir / 'logs'}")
         if demo:

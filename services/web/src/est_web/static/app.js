@@ -1,0 +1,415 @@
+// EST Lägesbild web front end: reporter's checklist form (offline-capable) and the dashboard.
+// Preact + htm, no build step. Swedish first; English selectable.
+import { html, render, useState, useEffect, useCallback, useRef } from "./vendor/htm-preact-standalone-3.1.1.mjs";
+
+// ---------------------------------------------------------------------------------------------
+// Texts
+const TEXT = {
+  sv: {
+    app: "EST Lägesbild", signin: "Logga in", token: "Din åtkomstnyckel (token)", signout: "Logga ut",
+    report: "Rapportera", dashboard: "Lägesbild", mine: "Mina rapporter", lang: "English",
+    area: "Område", period: "Period", nothing: "Inget att rapportera den här perioden",
+    places: "Var?", note: "Kort anteckning", noPii: "Skriv inte namn eller personnummer.",
+    submit: "Skicka rapport", saved: "Rapporten är sparad och skickas så fort nätet finns.",
+    sent: "Rapporten är mottagen.", queued: "Väntar på nätet", accepted: "Mottagen", rejected: "Avvisad",
+    sending: "Skickar…", offline: "Du är offline – rapporter sparas på enheten.", online: "Online",
+    yes: "Ja", no: "Nej", levels: ["inget", "enstaka", "återkommande", "omfattande"],
+    overall: "Övrig kommentar", empty: "Fyll i minst en punkt eller kryssa i ”Inget att rapportera”.",
+    published: "Publicerad lägesbild", noPicture: "Ingen publicerad lägesbild ännu.",
+    completeness: "Inrapportering", reports: "rapporter", expected: "förväntade", late: "sena",
+    noReport: "ingen rapport", publish: "Publicera", comment: "Nyckelfunktionens kommentar (analys)",
+    publishedOk: "Lägesbilden är publicerad.", version: "version", status: "Status", open: "öppen",
+    pub: "publicerad", firstAnalysis: "Första analys", alerts: "Larm", noAlerts: "Inga aktiva larm.",
+    trend: "Utveckling", persistent: "Kvarstående problem", noPersistent: "Inga kvarstående problem.",
+    measures: "Åtgärder", noMeasures: "Inga beslutade åtgärder.", strategic: "Strategisk analys",
+    openReport: "Öppna rapporten", prev: "Föregående", next: "Nästa", live: "Live", liveOff: "Ej live",
+    item: "Punkt", value: "Värde", choose: "Välj område i tabellen", missing: "Saknas",
+    welcome: "Logga in med den åtkomstnyckel du fått av kommunens samordnare.", badToken: "Nyckeln gäller inte.",
+    legendNone: "ingen rapport", by: "av", reporterFeedback: "Återkoppling: senaste publicerade lägesbild",
+  },
+  en: {
+    app: "EST Situational picture", signin: "Sign in", token: "Your access token", signout: "Sign out",
+    report: "Report", dashboard: "Picture", mine: "My reports", lang: "Svenska",
+    area: "Area", period: "Period", nothing: "Nothing to report this period",
+    places: "Where?", note: "Short note", noPii: "Do not write names or personal identity numbers.",
+    submit: "Send report", saved: "The report is saved and will be sent as soon as there is a network.",
+    sent: "The report was received.", queued: "Waiting for network", accepted: "Received", rejected: "Refused",
+    sending: "Sending…", offline: "You are offline – reports are kept on this device.", online: "Online",
+    yes: "Yes", no: "No", levels: ["none", "occasional", "recurring", "extensive"],
+    overall: "Other comment", empty: "Answer at least one item or tick “Nothing to report”.",
+    published: "Published picture", noPicture: "No published picture yet.",
+    completeness: "Reporting", reports: "reports", expected: "expected", late: "late",
+    noReport: "no report", publish: "Publish", comment: "Key function's comment (analysis)",
+    publishedOk: "The picture is published.", version: "version", status: "Status", open: "open",
+    pub: "published", firstAnalysis: "First analysis", alerts: "Alerts", noAlerts: "No active alerts.",
+    trend: "Trend", persistent: "Persistent problems", noPersistent: "No persistent problems.",
+    measures: "Measures", noMeasures: "No measures decided.", strategic: "Strategic analysis",
+    openReport: "Open the report", prev: "Previous", next: "Next", live: "Live", liveOff: "Not live",
+    item: "Item", value: "Value", choose: "Choose an area in the table", missing: "Missing",
+    welcome: "Sign in with the access token your municipality's coordinator gave you.", badToken: "The token is not valid.",
+    legendNone: "no report", by: "of", reporterFeedback: "Feedback: latest published picture",
+  },
+};
+let LANG = localStorage.getItem("est.lang") || "sv";
+const t = (k) => TEXT[LANG][k] ?? k;
+const label = (item) => (LANG === "sv" ? item.label_sv : item.label_en) || item.code || item.item;
+
+// ---------------------------------------------------------------------------------------------
+// API through the same-origin gateway
+const token = () => localStorage.getItem("est.token") || "";
+async function api(service, path, { method = "GET", body } = {}) {
+  const res = await fetch(`/api/${service}${path}`, {
+    method, headers: { Authorization: `Bearer ${token()}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { detail: text }; }
+  if (!res.ok) { const e = new Error((data && (data.detail || data.title)) || res.statusText); e.status = res.status; e.data = data; throw e; }
+  return data;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Periods (ISO weeks; the server is the authority, this only steps between them)
+function isoWeek(d) {
+  const x = new Date(Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()));
+  const day = x.getUTCDay() || 7; x.setUTCDate(x.getUTCDate() + 4 - day);
+  const y0 = new Date(Date.UTC(x.getUTCFullYear(), 0, 1));
+  const w = Math.ceil(((x - y0) / 86400000 + 1) / 7);
+  return `${x.getUTCFullYear()}-W${String(w).padStart(2, "0")}`;
+}
+function mondayOf(id) {
+  const [y, w] = id.split("-W").map(Number);
+  const jan4 = new Date(Date.UTC(y, 0, 4)); const day = jan4.getUTCDay() || 7;
+  const mon = new Date(jan4); mon.setUTCDate(jan4.getUTCDate() - day + 1 + (w - 1) * 7); return mon;
+}
+function shiftWeek(id, n) { const m = mondayOf(id); m.setUTCDate(m.getUTCDate() + 7 * n + 3); return isoWeek(new Date(m.getUTCFullYear(), m.getUTCMonth(), m.getUTCDate())); }
+
+// ---------------------------------------------------------------------------------------------
+// Outbox: reports are kept on the device until the intake answered; ids are made with the draft
+const OUTBOX = "est.outbox";
+const readOutbox = () => JSON.parse(localStorage.getItem(OUTBOX) || "[]");
+const writeOutbox = (items) => localStorage.setItem(OUTBOX, JSON.stringify(items));
+let flushing = null;
+async function flushOutbox(onChange) {
+  if (flushing) return flushing;
+  flushing = (async () => {
+    for (const entry of readOutbox().filter((e) => e.state === "queued")) {
+      let state = "queued", answer = null, error = null;
+      try {
+        answer = await api("intake", "/v1/reports", { method: "POST", body: entry.report });
+        state = "accepted";
+      } catch (e) {
+        if (e.status && e.status < 500 && e.status !== 408 && e.status !== 429) { state = "rejected"; error = e.message; }
+        // network errors, 5xx and 503 with Retry-After stay queued: sent again later with the same report_id
+      }
+      const items = readOutbox();
+      const it = items.find((x) => x.report.report_id === entry.report.report_id);
+      if (it) { it.state = state; it.answer = answer; it.error = error; it.tried = new Date().toISOString(); }
+      writeOutbox(items);
+      onChange && onChange();
+    }
+  })().finally(() => { flushing = null; });
+  return flushing;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small components
+const levelClass = (cell) => (cell == null ? "lvl-none" : `lvl-${Math.max(0, Math.min(3, cell))}`);
+function cellLevel(it) {
+  if (!it) return null;
+  if (it.answer === "level") return Math.round(it.value);
+  if (it.flag === "high") return 3;
+  if (it.flag === "rising" || it.flag === "new") return 2;
+  return it.value > 0 ? 1 : 0;
+}
+function Msg({ kind, children }) { return html`<div class=${"msg " + kind} role=${kind === "bad" ? "alert" : "status"}>${children}</div>`; }
+
+function TrendChart({ series, items }) {
+  const W = 520, H = 180, P = 28;
+  if (!series || !series.length) return null;
+  const codes = items.length ? items : [];
+  const max = Math.max(1, ...series.flatMap((p) => codes.map((c) => (p.items[c] ? p.items[c].value : 0))));
+  const x = (i) => P + (i * (W - 2 * P)) / Math.max(1, series.length - 1);
+  const y = (v) => H - P - (v * (H - 2 * P)) / max;
+  const colours = ["#1d4e89", "#b91c1c", "#15803d", "#7c3aed", "#c2410c"];
+  return html`<svg viewBox="0 0 ${W} ${H}" role="img" aria-label=${t("trend")} style="width:100%;max-width:${W}px">
+    <line x1=${P} y1=${H - P} x2=${W - P} y2=${H - P} stroke="#94a3b8"/>
+    ${series.map((p, i) => (i % Math.ceil(series.length / 6) === 0) && html`<text x=${x(i)} y=${H - 8} font-size="10" text-anchor="middle" fill="#4a5461">${p.period.slice(5)}</text>`)}
+    ${codes.map((c, k) => html`<polyline fill="none" stroke=${colours[k % colours.length]} stroke-width="2.5"
+        points=${series.map((p, i) => `${x(i)},${y(p.items[c] ? p.items[c].value : 0)}`).join(" ")}/>`)}
+    ${codes.map((c, k) => html`<text x=${W - P} y=${14 + 13 * k} font-size="11" text-anchor="end" fill=${colours[k % colours.length]}>${c}</text>`)}
+  </svg>`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign in
+function SignIn({ onIn }) {
+  const [value, setValue] = useState(""); const [err, setErr] = useState("");
+  const submit = async (ev) => {
+    ev.preventDefault(); localStorage.setItem("est.token", value.trim());
+    try { onIn(await api("intake", "/v1/me")); } catch (e) { setErr(e.status === 401 ? t("badToken") : e.message); localStorage.removeItem("est.token"); }
+  };
+  return html`<main id="main"><div class="card" style="max-width:28rem;margin:2rem auto">
+    <h2>${t("signin")}</h2><p class="hint">${t("welcome")}</p>
+    <form onSubmit=${submit}>
+      <label for="token">${t("token")}</label>
+      <input id="token" type="password" autocomplete="current-password" value=${value} onInput=${(e) => setValue(e.target.value)} required/>
+      <p><button class="primary" type="submit">${t("signin")}</button></p>
+      ${err && html`<${Msg} kind="bad">${err}<//>`}
+    </form></div></main>`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporter form
+function newDraft(areaId) { return { report_id: crypto.randomUUID(), area_id: areaId, answers: {}, nothing_to_report: false, note: "" }; }
+function loadDraft(areaId) { const d = localStorage.getItem(`est.draft.${areaId}`); return d ? JSON.parse(d) : newDraft(areaId); }
+function saveDraft(d) { localStorage.setItem(`est.draft.${d.area_id}`, JSON.stringify(d)); }
+
+function ItemField({ item, answer, places, onChange, disabled }) {
+  const v = answer ? answer.value : undefined;
+  const set = (value) => onChange(value === undefined || value === 0 || value === false ? undefined : { ...(answer || {}), value });
+  const id = `i-${item.code}`;
+  let control;
+  if (item.answer === "count") {
+    control = html`<div class="count">
+      <button type="button" aria-label="−1" disabled=${disabled} onClick=${() => set(Math.max(0, (v || 0) - 1))}>−</button>
+      <input id=${id} type="number" min="0" inputmode="numeric" aria-label=${label(item)} value=${v || 0} disabled=${disabled}
+        onInput=${(e) => set(Math.max(0, parseInt(e.target.value || "0", 10) || 0))}/>
+      <button type="button" aria-label="+1" disabled=${disabled} onClick=${() => set((v || 0) + 1)}>+</button></div>`;
+  } else if (item.answer === "level") {
+    control = html`<div class="levels" role="radiogroup" aria-label=${label(item)}>${[0, 1, 2, 3].map((n) => html`
+      <label><input type="radio" name=${id} value=${n} checked=${(v || 0) === n} disabled=${disabled} onChange=${() => set(n)}/>${n} ${t("levels")[n]}</label>`)}</div>`;
+  } else {
+    control = html`<div class="levels" role="radiogroup" aria-label=${label(item)}>
+      <label><input type="radio" name=${id} checked=${v === true} disabled=${disabled} onChange=${() => set(true)}/>${t("yes")}</label>
+      <label><input type="radio" name=${id} checked=${v !== true} disabled=${disabled} onChange=${() => set(false)}/>${t("no")}</label></div>`;
+  }
+  return html`<fieldset class=${"item" + (answer ? " answered" : "")}>
+    <legend>${label(item)}</legend>${control}
+    ${answer && places.length > 0 && html`<div class="chips" role="group" aria-label=${t("places")}>
+      <span class="hint">${t("places")}</span>${places.map((p) => html`<label><input type="checkbox" checked=${(answer.places || []).includes(p)}
+        onChange=${(e) => onChange({ ...answer, places: e.target.checked ? [...(answer.places || []), p] : (answer.places || []).filter((x) => x !== p) })}/>${p}</label>`)}</div>`}
+    ${answer && html`<div style="margin-top:.4rem"><label for=${id + "-note"} class="hint">${t("note")} – <span class="warn">${t("noPii")}</span></label>
+      <input id=${id + "-note"} type="text" maxlength="500" value=${answer.note || ""} onInput=${(e) => onChange({ ...answer, note: e.target.value })}/></div>`}
+  </fieldset>`;
+}
+
+function Reporter({ me, checklist, online }) {
+  const areas = me.areas || [];
+  const [areaId, setAreaId] = useState(areas[0] ? areas[0].id : "");
+  const [draft, setDraft] = useState(() => (areaId ? loadDraft(areaId) : null));
+  const [msg, setMsg] = useState(null);
+  const [outbox, setOutbox] = useState(readOutbox());
+  const [picture, setPicture] = useState(null);
+  const area = areas.find((a) => a.id === areaId);
+  useEffect(() => { if (areaId) setDraft(loadDraft(areaId)); }, [areaId]);
+  useEffect(() => { if (draft) saveDraft(draft); }, [draft]);
+  const refresh = useCallback(() => setOutbox(readOutbox()), []);
+  useEffect(() => {
+    if (!area) return;
+    api("aggregator", `/v1/areas/${area.id}/pictures/${shiftWeek(area.current_period, -1)}`)
+      .then((p) => setPicture(p.status === "published" ? p : null)).catch(() => setPicture(null));
+  }, [areaId]);
+  if (!area) return html`<main id="main"><div class="card">${t("noPicture")}</div></main>`;
+  const setAnswer = (code, a) => setDraft((d) => { const answers = { ...d.answers }; if (a) answers[code] = a; else delete answers[code]; return { ...d, answers }; });
+  const submit = async (ev) => {
+    ev.preventDefault();
+    if (!draft.nothing_to_report && Object.keys(draft.answers).length === 0) { setMsg({ kind: "bad", text: t("empty") }); return; }
+    const report = { ...draft, period: area.current_period, checklist: checklist.ref, answers: draft.nothing_to_report ? {} : draft.answers };
+    writeOutbox([...readOutbox(), { report, state: "queued", created: new Date().toISOString(), area_name: area.name }]);
+    const fresh = newDraft(area.id); saveDraft(fresh); setDraft(fresh); refresh();
+    setMsg({ kind: "info", text: t("saved") });
+    await flushOutbox(refresh);
+    const done = readOutbox().find((e) => e.report.report_id === report.report_id);
+    if (done && done.state === "accepted") setMsg({ kind: "ok", text: t("sent") });
+    if (done && done.state === "rejected") setMsg({ kind: "bad", text: `${t("rejected")}: ${done.error}` });
+  };
+  const mine = outbox.filter((e) => e.report.area_id === area.id).slice(-10).reverse();
+  return html`<main id="main">
+    ${!online && html`<${Msg} kind="info">${t("offline")}<//>`}
+    <form class="card" onSubmit=${submit} aria-labelledby="form-title">
+      <h2 id="form-title">${t("report")}: ${area.name} · ${area.current_period}</h2>
+      <div class="row"><div><label for="area">${t("area")}</label>
+        <select id="area" value=${areaId} onChange=${(e) => setAreaId(e.target.value)}>${areas.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</select></div></div>
+      <p><label><input type="checkbox" checked=${draft.nothing_to_report} onChange=${(e) => setDraft({ ...draft, nothing_to_report: e.target.checked })}/> ${t("nothing")}</label></p>
+      ${checklist.items.map((item) => html`<${ItemField} item=${item} answer=${draft.answers[item.code]} places=${area.places || []}
+          disabled=${draft.nothing_to_report} onChange=${(a) => setAnswer(item.code, a)}/>`)}
+      <label for="overall">${t("overall")} – <span class="warn">${t("noPii")}</span></label>
+      <textarea id="overall" maxlength="500" value=${draft.note} onInput=${(e) => setDraft({ ...draft, note: e.target.value })}></textarea>
+      <p><button class="primary" type="submit" id="submit">${t("submit")}</button></p>
+      ${msg && html`<${Msg} kind=${msg.kind}>${msg.text}<//>`}
+    </form>
+    <section class="card" aria-labelledby="mine-title"><h2 id="mine-title">${t("mine")}</h2>
+      <ul class="plain" id="outbox">${mine.map((e) => html`<li data-report=${e.report.report_id} data-state=${e.state}>
+        <strong>${e.report.period || ""}</strong> · ${e.area_name || e.report.area_id} ·
+        <span class=${"badge " + (e.state === "accepted" ? "ok" : e.state === "rejected" ? "bad" : "warn")}>${t(e.state)}</span>
+        ${e.answer && e.answer.late ? html` <span class="badge warn">${t("late")}</span>` : ""} ${e.error ? html`<span class="hint">${e.error}</span>` : ""}</li>`)}</ul>
+    </section>
+    <section class="card" aria-labelledby="fb-title"><h2 id="fb-title">${t("reporterFeedback")}</h2>
+      ${picture ? html`<${PictureSummary} picture=${picture}/>` : html`<p class="hint">${t("noPicture")}</p>`}</section>
+  </main>`;
+}
+
+function PictureSummary({ picture }) {
+  const items = Object.values(picture.items || {}).filter((i) => i.value > 0).sort((a, b) => (b.flag ? 1 : 0) - (a.flag ? 1 : 0));
+  return html`<p><strong>${picture.area_name || picture.area_id} ${picture.period}</strong> · ${t("version")} ${picture.version}</p>
+    <p>${(picture.first_analysis || {})[LANG] || ""}</p>
+    <table><thead><tr><th>${t("item")}</th><th>${t("value")}</th><th>${t("trend")}</th></tr></thead>
+    <tbody>${items.map((i) => html`<tr><td>${label(i)}</td><td>${i.value}</td><td>${i.flag ? html`<span class="badge bad">${i.flag}</span>` : i.trend || ""}</td></tr>`)}</tbody></table>`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dashboard
+function Dashboard({ me, checklist, liveTick }) {
+  const muni = (me.municipalities || [])[0];
+  const start = (me.areas && me.areas[0] && me.areas[0].current_period) || isoWeek(new Date());
+  const [period, setPeriod] = useState(shiftWeek(start, -1));  // the week just closed: the one to review
+  const [data, setData] = useState(null);
+  const [err, setErr] = useState("");
+  const [sel, setSel] = useState(null);
+  const load = useCallback(() => {
+    if (!muni) return;
+    api("aggregator", `/v1/municipalities/${muni}/pictures/${period}`).then((d) => { setData(d); setErr(""); }).catch((e) => setErr(e.message));
+  }, [muni, period]);
+  useEffect(load, [load, liveTick]);
+  const items = checklist.items;
+  return html`<main id="main">
+    <section class="card" aria-labelledby="dash-title">
+      <div class="row" style="align-items:center"><h2 id="dash-title" style="flex:2">${t("dashboard")} · ${muni} · ${period}</h2>
+        <div style="flex:0 0 auto"><button class="secondary" onClick=${() => setPeriod(shiftWeek(period, -1))}>← ${t("prev")}</button>
+        <button class="secondary" onClick=${() => setPeriod(shiftWeek(period, 1))}>${t("next")} →</button></div></div>
+      ${err && html`<${Msg} kind="bad">${err}<//>`}
+      <div class="legend" aria-hidden="true">${[0, 1, 2, 3].map((n) => html`<span><i class=${"lvl-" + n}></i>${n} ${t("levels")[n]}</span>`)}
+        <span><i class="lvl-none"></i>${t("legendNone")}</span></div>
+      <div class="heat"><table id="heatmap"><caption class="sr">${t("dashboard")}</caption>
+        <thead><tr><th scope="col">${t("area")}</th><th scope="col">${t("completeness")}</th><th scope="col">${t("status")}</th>
+          ${items.map((i) => html`<th scope="col" class="item" title=${label(i)}>${label(i)}</th>`)}</tr></thead>
+        <tbody>${(data ? data.areas : []).map((p) => {
+          const c = p.completeness || {}; const rate = Math.round((c.rate || 0) * 100);
+          return html`<tr data-area=${p.area_id}>
+            <th scope="row"><button class="secondary" style="padding:.2rem .5rem" onClick=${() => setSel(p.area_id)} aria-pressed=${sel === p.area_id}>${p.area_name || p.area_id}</button></th>
+            <td><span class=${"badge " + (rate >= 80 ? "ok" : rate >= 50 ? "warn" : "bad")} title=${`${c.received || 0} ${t("by")} ${c.expected || 0}`}>${c.received || 0}/${c.expected || 0}</span></td>
+            <td><span class=${"badge " + (p.status === "published" ? "ok" : "info")}>${p.status === "published" ? `${t("pub")} v${p.version}` : t("open")}</span></td>
+            ${items.map((i) => { const it = p.items && p.items[i.code]; const lv = p.reports ? cellLevel(it) : null;
+              return html`<td class=${"cell " + levelClass(lv)} title=${`${label(i)}: ${it ? it.value : t("noReport")}${it && it.flag ? " · " + it.flag : ""}`}>${lv == null ? "–" : it.value || ""}${it && it.flag ? "!" : ""}</td>`; })}
+          </tr>`; })}</tbody></table></div>
+    </section>
+    ${sel ? html`<${AreaDetail} key=${sel + period} areaId=${sel} period=${period} me=${me} checklist=${checklist} onPublished=${load} liveTick=${liveTick}/>` : html`<p class="hint">${t("choose")}</p>`}
+    <${Strategic} muni=${muni}/>
+  </main>`;
+}
+
+function AreaDetail({ areaId, period, me, checklist, onPublished, liveTick }) {
+  const [pic, setPic] = useState(null); const [series, setSeries] = useState([]); const [alerts, setAlerts] = useState([]);
+  const [measures, setMeasures] = useState([]); const [comment, setComment] = useState(""); const [msg, setMsg] = useState(null);
+  const load = () => {
+    api("aggregator", `/v1/areas/${areaId}/pictures/${period}`).then(setPic).catch(() => setPic(null));
+    api("aggregator", `/v1/areas/${areaId}/pictures?from=${shiftWeek(period, -11)}&to=${period}`).then((s) => setSeries(s.pictures || [])).catch(() => setSeries([]));
+    api("aggregator", `/v1/areas/${areaId}/alerts`).then((a) => setAlerts(Array.isArray(a) ? a : a.alerts || [])).catch(() => setAlerts([]));
+    api("analysis", `/v1/measures?area_id=${areaId}`).then((m) => setMeasures(Array.isArray(m) ? m : m.measures || [])).catch(() => setMeasures([]));
+  };
+  useEffect(load, [areaId, period, liveTick]);
+  const canPublish = (me.roles || []).some((r) => r === "key_function" || r === "admin");
+  const publish = async (ev) => {
+    ev.preventDefault();
+    try { await api("aggregator", `/v1/areas/${areaId}/pictures/${period}/publish`, { method: "POST", body: comment ? { comment } : {} });
+      setMsg({ kind: "ok", text: t("publishedOk") }); setComment(""); load(); onPublished(); } catch (e) { setMsg({ kind: "bad", text: e.message }); }
+  };
+  const flagged = pic ? Object.values(pic.items || {}).filter((i) => i.flag).map((i) => i.item) : [];
+  const chartItems = flagged.length ? flagged.slice(0, 5) : (pic ? Object.values(pic.items || {}).filter((i) => i.value > 0).map((i) => i.item).slice(0, 3) : []);
+  const open = alerts.filter((a) => !a.resolved_at && a.status !== "resolved");
+  return html`<div class="grid2">
+    <section class="card" aria-labelledby="area-title"><h2 id="area-title">${pic ? pic.area_name || areaId : areaId} · ${period}</h2>
+      ${pic && html`<p><span class=${"badge " + (pic.status === "published" ? "ok" : "info")}>${pic.status === "published" ? `${t("pub")} ${t("version")} ${pic.version}` : t("open")}</span>
+        · ${pic.reports} ${t("reports")} · ${(pic.completeness || {}).expected || 0} ${t("expected")} · ${(pic.completeness || {}).late || 0} ${t("late")}</p>
+        <h3>${t("firstAnalysis")}</h3><p id="first-analysis">${(pic.first_analysis || {})[LANG] || ""}</p>
+        ${(pic.comments || []).map((c) => html`<blockquote>${c.text || c.comment} <span class="hint">– ${c.author || c.by || ""}</span></blockquote>`)}`}
+      ${canPublish && html`<form onSubmit=${publish}><label for="comment">${t("comment")}</label>
+        <textarea id="comment" value=${comment} onInput=${(e) => setComment(e.target.value)}></textarea>
+        <p><button class="primary" type="submit" id="publish">${t("publish")}</button></p></form>`}
+      ${msg && html`<${Msg} kind=${msg.kind}>${msg.text}<//>`}
+    </section>
+    <section class="card"><h2>${t("trend")}</h2><${TrendChart} series=${series} items=${chartItems}/>
+      <h3>${t("alerts")}</h3>${open.length ? html`<ul class="plain">${open.map((a) => html`<li><span class="badge bad">${a.kind}</span> ${(a.message || {})[LANG] || label(checklist.items.find((i) => i.code === a.item) || { code: a.item })}</li>`)}</ul>` : html`<p class="hint">${t("noAlerts")}</p>`}
+      <h3>${t("measures")}</h3>${measures.length ? html`<ul class="plain">${measures.map((m) => html`<li><strong>${m.title}</strong> · ${m.status} · ${m.start}</li>`)}</ul>` : html`<p class="hint">${t("noMeasures")}</p>`}
+    </section></div>`;
+}
+
+function Strategic({ muni }) {
+  const [list, setList] = useState([]);
+  useEffect(() => { api("analysis", `/v1/analyses?municipality_id=${muni}`).then((d) => setList(Array.isArray(d) ? d : d.analyses || [])).catch(() => setList([])); }, [muni]);
+  const latest = list[0];
+  const openReport = async (id) => {
+    const res = await fetch(`/api/analysis/v1/analyses/${encodeURIComponent(id)}/report.html?lang=${LANG}`, { headers: { Authorization: `Bearer ${token()}` } });
+    const url = URL.createObjectURL(new Blob([await res.text()], { type: "text/html" })); window.open(url, "_blank", "noopener");
+  };
+  const problems = latest ? (latest.persistent_problems || []) : [];
+  return html`<section class="card" aria-labelledby="strat-title"><h2 id="strat-title">${t("strategic")}${latest ? ` · ${latest.period}` : ""}</h2>
+    ${latest ? html`<h3>${t("persistent")}</h3>${problems.length ? html`<ul class="plain">${problems.slice(0, 12).map((p) => html`<li><strong>${p.area_name || p.area_id}</strong>: ${p.label_sv && LANG === "sv" ? p.label_sv : p.label_en || p.item} (${p.k_of_n || `${p.flagged_count || ""}`})</li>`)}</ul>` : html`<p class="hint">${t("noPersistent")}</p>`}
+      <p><button class="secondary" onClick=${() => openReport(latest.id || latest.analysis_id)}>${t("openReport")}</button></p>` : html`<p class="hint">–</p>`}
+  </section>`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live updates from the notifier's stream (fetch, since EventSource cannot send a token)
+function useLive(enabled) {
+  const [tick, setTick] = useState(0); const [live, setLive] = useState(false);
+  useEffect(() => {
+    if (!enabled) return;
+    let stop = false; const ctrl = new AbortController();
+    (async () => {
+      while (!stop) {
+        try {
+          const res = await fetch("/api/notifier/v1/stream", { headers: { Authorization: `Bearer ${token()}`, Accept: "text/event-stream" }, signal: ctrl.signal });
+          if (!res.ok || !res.body) throw new Error(String(res.status));
+          setLive(true); const reader = res.body.getReader(); const dec = new TextDecoder(); let buf = "";
+          for (;;) { const { value, done } = await reader.read(); if (done) break; buf += dec.decode(value, { stream: true });
+            let i; while ((i = buf.indexOf("\n\n")) >= 0) { const block = buf.slice(0, i); buf = buf.slice(i + 2); if (/^data:/m.test(block)) setTick((x) => x + 1); } }
+        } catch { /* reconnect below */ }
+        setLive(false); if (!stop) await new Promise((r) => setTimeout(r, 5000));
+      }
+    })();
+    return () => { stop = true; ctrl.abort(); };
+  }, [enabled]);
+  return [tick, live];
+}
+
+// ---------------------------------------------------------------------------------------------
+function App() {
+  const [me, setMe] = useState(null); const [checklist, setChecklist] = useState(null);
+  const [route, setRoute] = useState(location.hash || "#report"); const [online, setOnline] = useState(navigator.onLine);
+  const [, force] = useState(0);
+  useEffect(() => { const h = () => setRoute(location.hash || "#report"); addEventListener("hashchange", h); return () => removeEventListener("hashchange", h); }, []);
+  useEffect(() => {
+    const on = () => { setOnline(true); flushOutbox(() => force((x) => x + 1)); }; const off = () => setOnline(false);
+    addEventListener("online", on); addEventListener("offline", off);
+    const timer = setInterval(() => navigator.onLine && flushOutbox(() => force((x) => x + 1)), 15000);
+    return () => { removeEventListener("online", on); removeEventListener("offline", off); clearInterval(timer); };
+  }, []);
+  useEffect(() => { if (token()) api("intake", "/v1/me").then(setMe).catch(() => {}); }, []);
+  useEffect(() => { if (me) api("intake", "/v1/checklists/current").then((c) => { setChecklist(c); localStorage.setItem("est.checklist", JSON.stringify(c)); })
+    .catch(() => { const c = localStorage.getItem("est.checklist"); if (c) setChecklist(JSON.parse(c)); }); }, [me]);
+  useEffect(() => { if (me) { localStorage.setItem("est.me", JSON.stringify(me)); flushOutbox(() => force((x) => x + 1)); } }, [me]);
+  useEffect(() => { if (!me && token() && !navigator.onLine) { const m = localStorage.getItem("est.me"); if (m) setMe(JSON.parse(m)); } }, []);
+  const isDash = (me && (me.roles || []).some((r) => r !== "reporter"));
+  const [tick, live] = useLive(!!me && isDash && route === "#dashboard");
+  const switchLang = () => { LANG = LANG === "sv" ? "en" : "sv"; localStorage.setItem("est.lang", LANG); document.documentElement.lang = LANG; force((x) => x + 1); };
+  const signOut = () => { localStorage.removeItem("est.token"); localStorage.removeItem("est.me"); setMe(null); };
+  document.documentElement.lang = LANG;
+  const header = html`<header class="top"><h1>${t("app")}</h1><nav aria-label="Meny">
+      ${me && (me.roles || []).includes("reporter") && html`<a href="#report" aria-current=${route === "#report" ? "page" : undefined}>${t("report")}</a>`}
+      ${me && isDash && html`<a href="#dashboard" aria-current=${route === "#dashboard" ? "page" : undefined}>${t("dashboard")}</a>`}
+      ${me && isDash && route === "#dashboard" && html`<span class="live badge ${live ? "ok" : "warn"}" aria-live="polite">${live ? t("live") : t("liveOff")}</span>`}
+      <button onClick=${switchLang} lang=${LANG === "sv" ? "en" : "sv"}>${t("lang")}</button>
+      ${me && html`<button onClick=${signOut}>${t("signout")}</button>`}</nav></header>`;
+  if (!me) return html`${header}<${SignIn} onIn=${(m) => { setMe(m); location.hash = (m.roles || []).includes("reporter") ? "#report" : "#dashboard"; }}/>`;
+  if (!checklist) return html`${header}<p class="loading">…</p>`;
+  const showReporter = route !== "#dashboard" && (me.roles || []).includes("reporter");
+  return html`${header}${showReporter ? html`<${Reporter} me=${me} checklist=${checklist} online=${online}/>` : html`<${Dashboard} me=${me} checklist=${checklist} liveTick=${tick}/>`}`;
+}
+
+if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
+const root = document.getElementById("root");
+root.textContent = "";
+render(html`<${App}/>`, root);
