@@ -39,9 +39,13 @@ class PoisonEvent(Exception):
 
 
 def make_broker(settings_nats_servers: Sequence[str]) -> NatsBroker:
-    """A FastStream NATS broker that reconnects forever and logs messages only at DEBUG."""
-    return NatsBroker(list(settings_nats_servers), log_level=logging.DEBUG, max_reconnect_attempts=-1,
-                      reconnect_time_wait=0.5, connect_timeout=2)
+    """A FastStream NATS broker that reconnects forever; its logs go through our JSON logging at WARNING
+    (per-message logs are DEBUG, which costs throughput and says nothing an operator needs)."""
+    framework_log = logging.getLogger("est.faststream")
+    if framework_log.level == logging.NOTSET:
+        framework_log.setLevel(logging.WARNING)
+    return NatsBroker(list(settings_nats_servers), logger=framework_log, log_level=logging.DEBUG,
+                      max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2)
 
 
 async def ensure_streams(js: JetStreamContext, streams: Sequence[StreamDef] = STREAMS, *,
