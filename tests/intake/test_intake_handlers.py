@@ -8,7 +8,7 @@ from typing import Any
 
 from est_intake import db
 from est_intake.domain import ReportIn, build_snapshot, principal_for
-from est_intake.handlers import IntakeMetrics, Submission, apply_org, submit_reports
+from est_intake.handlers import IntakeMetrics, Submission, apply_org, single_publisher, submit_reports
 from est_shared.bus import BusUnavailable
 from est_shared.db import make_engine, session_factory
 from est_shared.events import CloudEvent
@@ -39,17 +39,19 @@ async def test_nothing_is_recorded_when_the_bus_does_not_ack(tmp_path: Path) -> 
         published.append((subject, event))
 
     metrics = IntakeMetrics(CollectorRegistry())
+    ledger = db.ReportLedger(engine)
+    many = single_publisher(publish)
     sub = Submission(req=ReportIn.model_validate(report()), caller=anna, received_at=datetime.now(UTC))
-    [out] = await submit_reports([sub], sessions=sessions, snapshot=snap, publish=publish, metrics=metrics)
+    [out] = await submit_reports([sub], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
     assert out.status == 503 and out.headers == {"Retry-After": "5"}
     async with sessions() as s:
         assert await db.find_reports(s, [sub.req.report_id]) == {}
     down = False
-    [out] = await submit_reports([sub], sessions=sessions, snapshot=snap, publish=publish, metrics=metrics)
+    [out] = await submit_reports([sub], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
     assert out.status == 202
     [(subject, event)] = published
     assert subject == "est.report.submitted.vaxjo.araby" and event.id == sub.req.report_id
-    [again] = await submit_reports([sub], sessions=sessions, snapshot=snap, publish=publish, metrics=metrics)
+    [again] = await submit_reports([sub], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
     assert again.body == out.body and len(published) == 1  # answered from the store, not republished
     await engine.dispose()
 

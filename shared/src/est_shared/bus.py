@@ -136,15 +136,16 @@ async def process_message(msg: Any, *, service: str, handle: Handler, metrics: B
         metrics.events.labels(etype, "dead_lettered").inc()
         return
     except Exception as exc:  # transient until proven otherwise: retry with backoff, then give up loudly
+        # only the error's class goes to logs and headers: messages can quote event data (free text)
+        error = _error_name(exc)
         if delivered >= max_deliver:
             log.error("event failed %s times, dead-lettering", delivered,
-                      extra={"subject": raw.subject, "error": repr(exc)[:300]})
-            await _dead_letter(js, msg, service=service, reason="max_deliver", error=repr(exc)[:500],
-                               metrics=metrics)
+                      extra={"subject": raw.subject, "error": error})
+            await _dead_letter(js, msg, service=service, reason="max_deliver", error=error, metrics=metrics)
             metrics.events.labels(etype, "dead_lettered").inc()
             return
         log.warning("event failed, will retry", extra={"subject": raw.subject, "delivered": delivered,
-                                                        "error": repr(exc)[:300]})
+                                                        "error": error})
         metrics.events.labels(etype, "retried").inc()
         await msg.nack(delay=retry_delay(delivered))
         return
@@ -153,6 +154,12 @@ async def process_message(msg: Any, *, service: str, handle: Handler, metrics: B
             correlation_id.reset(token)
     metrics.events.labels(etype, "ok").inc()
     await msg.ack()
+
+
+def _error_name(exc: BaseException) -> str:
+    """The class of an error and of its cause, e.g. ``IntegrityError(UniqueViolationError)``."""
+    inner = getattr(exc, "orig", None) or exc.__cause__
+    return f"{type(exc).__name__}({type(inner).__name__})" if inner is not None else type(exc).__name__
 
 
 async def _dead_letter(js: JetStreamContext, msg: Any, *, service: str, reason: str, error: str,

@@ -97,7 +97,8 @@ class ForfeitureRecorded(EventData):
     items: list[dict[str, Any]] = Field(default_factory=list, description="beverage, volume_liters, containers")
     direct_forfeiture: bool = False
     guardian_contacted: bool = False
-    source: str | None = None
+    guardian_came: bool = False
+    source: str | None = Field(default=None, description="stated source as a category, never free text")
     social_services_notified: bool = False
 
 

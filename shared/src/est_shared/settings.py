@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from est_shared.periods import DEFAULT_TIMEZONE
@@ -30,7 +30,7 @@ class ServiceSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="HTTP bind address")
     stream_replicas: int = Field(default=1, description="JetStream replicas for the streams (3 in a cluster)")
     consumer_max_deliver: int = Field(default=8, description="deliveries before an event is dead-lettered")
-    pii_key: str | None = Field(default=None, description="key(s) for personal-data encryption")
+    pii_key: SecretStr | None = Field(default=None, description="key(s) for personal-data encryption")
 
     def sqlite_url(self, name: str) -> str:
         """The embedded default database of a service: a SQLite file in the data dir."""

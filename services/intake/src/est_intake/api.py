@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from est_shared.checklists import LEVELS, Checklist
-from est_shared.http import PROBLEM, Problem, require_role
+from est_shared.http import PROBLEM, Problem, problem_response, require_role
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.periods import current_period
 from est_shared.runtime import ServiceRuntime
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,7 +29,16 @@ from est_intake.domain import (
     parse_org_text,
     principal_for,
 )
-from est_intake.handlers import IntakeMetrics, Outcome, Publish, Submission, apply_org, problem, submit_reports
+from est_intake.handlers import (
+    IntakeMetrics,
+    JetStreamReports,
+    Outcome,
+    Publish,
+    Submission,
+    apply_org,
+    problem,
+    submit_reports,
+)
 
 MAX_BATCH = 500
 
@@ -53,6 +63,22 @@ class IntakeContext:
     wake: Callable[[], None]
     concurrency: int = 64
     max_batch: int = MAX_BATCH
+    ledger: db.ReportLedger | None = None
+    reports_bus: JetStreamReports | None = None
+
+    def __post_init__(self) -> None:
+        if self.ledger is None:
+            self.ledger = db.ReportLedger(self.sessions.kw["bind"])
+        if self.reports_bus is None:
+            timeout = float(getattr(self.runtime.settings, "publish_timeout", 5.0))
+            self.reports_bus = JetStreamReports(self.runtime, self.metrics, timeout=timeout)
+
+    async def submit(self, subs: list[Submission], via: str) -> list[Outcome]:
+        """Accept reports through the idempotency ledger and pipelined JetStream publishing."""
+        assert self.ledger is not None and self.reports_bus is not None
+        return await submit_reports(subs, ledger=self.ledger, snapshot=self.snapshot,
+                                    publish=self.reports_bus.publish_many, metrics=self.metrics, via=via,
+                                    original=self.reports_bus.original)
 
     @property
     def snapshot(self) -> OrgSnapshot:
@@ -90,6 +116,7 @@ class BatchResult(BaseModel):
     index: int
     report_id: str | None = None
     status: int
+    replayed: bool = Field(default=False, description="accepted earlier: an identical resend")
     body: dict[str, Any] | None = None
     problem: dict[str, Any] | None = None
 
@@ -120,7 +147,7 @@ def _batch_out(items: list[dict[str, Any]], outcomes: list[Outcome]) -> JSONResp
     for i, (item, o) in enumerate(zip(items, outcomes, strict=True)):
         rid = item.get("report_id") if isinstance(item, dict) else None
         results.append({"index": i, "report_id": rid if isinstance(rid, str) else None, "status": o.status,
-                        **({"body": o.body} if o.ok else {"problem": o.body})})
+                        "replayed": o.reason == "replayed", **({"body": o.body} if o.ok else {"problem": o.body})})
     accepted = sum(1 for o in outcomes if o.ok)
     headers = {"Retry-After": "5"} if any(o.status == 503 for o in outcomes) else None
     return JSONResponse({"results": results, "accepted": accepted, "rejected": len(outcomes) - accepted},
@@ -166,10 +193,81 @@ def _checklist_view(checklist: Checklist, snapshot: OrgSnapshot, principal: Prin
     }
 
 
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` inlined (for a hand-written OpenAPI request body)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_json_body(model: type[M], raw: bytes) -> M:
+    """Validate a JSON body against a model: 400 if it is not JSON, 422 naming the failing fields."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(["body", *(str(x) for x in e.get("loc", ()))]),
+                   "message": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise Problem(400, "Malformed JSON", "Begärans innehåll är inte giltig JSON. / "
+                          "The request body is not valid JSON.", errors=errors) from None
+        raise Problem(422, "Invalid request", "Några fält är ogiltiga; se errors. / "
+                      "Some fields are invalid; see errors.", errors=errors) from None
+
+
+JSON_TYPES = ("application/json", "application/cloudevents+json")
+
+
+def unsupported_media_type(ctype: str) -> Problem:
+    """415 for a body that is not JSON (a form, text, a file), with the media type named."""
+    return Problem(415, "Unsupported Media Type",
+                   f"Innehållet måste vara JSON (Content-Type: application/json), inte {ctype!r}. / "
+                   f"The body must be JSON (Content-Type: application/json), not {ctype!r}.",
+                   errors=[{"field": "Content-Type", "message": f"expected application/json, got {ctype}"}])
+
+
+class JsonBodyRoute(APIRoute):
+    """A route whose body is JSON: any other declared media type is 415 before the body is parsed.
+
+    A missing Content-Type is read as JSON (field apps and curl often omit it).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if "POST" not in self.methods:
+            return handler
+
+        async def check(request: Request) -> Response:
+            raw = request.headers.get("content-type")
+            if raw is not None:
+                ctype = raw.split(";", 1)[0].strip().lower()
+                if ctype not in JSON_TYPES and not ctype.endswith("+json"):
+                    exc = unsupported_media_type(ctype)
+                    return problem_response(exc.status, exc.title, exc.detail, errors=exc.errors,
+                                            instance=request.url.path)
+            return await handler(request)
+
+        return check
+
+
 def build_router(ctx: IntakeContext) -> APIRouter:
     """All intake routes."""
-    # field apps and curl often omit Content-Type: every body here is JSON, so read it as JSON anyway
-    router = APIRouter(strict_content_type=False)
+    # field apps and curl often omit Content-Type: every body here is JSON, so read it as JSON anyway;
+    # a body declared as something else (a form, text) is 415
+    router = APIRouter(strict_content_type=False, route_class=JsonBodyRoute)
 
     @router.get("/v1/me", tags=["field app"], summary="The caller, their roles and areas")
     async def me(principal: Caller) -> dict[str, Any]:
@@ -200,15 +298,21 @@ def build_router(ctx: IntakeContext) -> APIRouter:
                           f"Unknown checklist {checklist_id}@{version}.")
         return _checklist_view(checklist, snap, principal)
 
+    report_body = {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": inline_schema(ReportIn)}}}}
+
     @router.post("/v1/reports", tags=["field app"], status_code=202, response_model=AcceptedOut,
                  summary="Submit a checklist report (answered once JetStream has stored it)",
-                 responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {"description": "bus unavailable; retry"}})
-    async def post_report(report: ReportIn, principal: Caller) -> JSONResponse:
+                 openapi_extra=report_body,
+                 responses={400: {}, 401: {}, 403: {}, 409: {}, 415: {"description": "the body is not JSON"},
+                            422: {}, 503: {"description": "bus unavailable; retry"}})
+    async def post_report(request: Request) -> JSONResponse:
+        # parsed here rather than by FastAPI: one validation straight from the bytes (the hot path)
+        principal = await ctx.runtime.principal(request)
         require_role(principal, "reporter", "key_function")
+        report = parse_json_body(ReportIn, await request.body())
         sub = Submission(req=report, caller=principal, received_at=datetime.now(UTC))
-        [outcome] = await submit_reports([sub], sessions=ctx.sessions, snapshot=ctx.snapshot,
-                                         publish=ctx.publish, metrics=ctx.metrics, via="api",
-                                         concurrency=ctx.concurrency)
+        [outcome] = await ctx.submit([sub], "api")
         return _outcome_response(outcome)
 
     @router.post("/v1/reports:batch", tags=["field app"], response_model=BatchOut,
@@ -225,9 +329,7 @@ def build_router(ctx: IntakeContext) -> APIRouter:
             except ValidationError as exc:
                 outcomes[i] = _invalid_item(exc)
                 ctx.metrics.rejected.labels("schema").inc()
-        done = await submit_reports([s for _, s in subs], sessions=ctx.sessions, snapshot=ctx.snapshot,
-                                    publish=ctx.publish, metrics=ctx.metrics, via="batch",
-                                    concurrency=ctx.concurrency)
+        done = await ctx.submit([s for _, s in subs], "batch")
         for (i, _), o in zip(subs, done, strict=True):
             outcomes[i] = o
         return _batch_out(batch.reports, [o for o in outcomes if o is not None])
@@ -265,10 +367,9 @@ def build_router(ctx: IntakeContext) -> APIRouter:
             digest_caller = f"{item.reporter_id}@{item.submitted_at.isoformat()}"
             sub = Submission(req=req, caller=reporter, received_at=item.submitted_at.astimezone(UTC))
             sub.digest = content_hash(req, digest_caller)
+            sub.exact_time = True
             subs.append((i, sub))
-        done = await submit_reports([s for _, s in subs], sessions=ctx.sessions, snapshot=snap,
-                                    publish=ctx.publish, metrics=ctx.metrics, via="import",
-                                    concurrency=ctx.concurrency)
+        done = await ctx.submit([s for _, s in subs], "import")
         for (i, _), o in zip(subs, done, strict=True):
             outcomes[i] = o
         return _batch_out(batch.reports, [o for o in outcomes if o is not None])

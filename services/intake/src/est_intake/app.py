@@ -18,6 +18,7 @@ from est_intake import db
 from est_intake.api import IntakeContext, build_router
 from est_intake.consumers import register_consumers
 from est_intake.domain import load_org_file
+from est_intake.forfeitures import install_forfeitures
 from est_intake.handlers import IntakeMetrics, apply_org, org_event
 from est_intake.settings import IntakeSettings
 
@@ -68,6 +69,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime.app.include_router(build_router(ctx))
     runtime.app.state.intake = ctx
     register_consumers(runtime)
+    install_forfeitures(runtime, settings=settings, engine=engine, sessions=sessions, publish=publish)
 
     async def start() -> None:
         async with engine.begin() as conn:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from est_shared.checklists import DEFAULT_CHECKLIST, LEVELS
+from est_shared.checklists import DEFAULT_CHECKLIST, LEVELS, Checklist, ChecklistItem
 from est_shared.events import Answer, ReportSubmitted
 from est_shared.org import (
     Actor,
@@ -453,6 +453,18 @@ def resolve_period(text: str | None, area: Area, municipality: Municipality, at:
     return period
 
 
+_ITEMS: dict[str, tuple[Checklist, dict[str, ChecklistItem]]] = {}
+
+
+def _items_of(checklist: Checklist) -> dict[str, ChecklistItem]:
+    """The checklist's items by code (cached per checklist version; a version never changes)."""
+    cached = _ITEMS.get(checklist.ref)
+    if cached is None or cached[0] is not checklist:
+        cached = (checklist, {i.code: i for i in checklist.items})
+        _ITEMS[checklist.ref] = cached
+    return cached[1]
+
+
 def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, received_at: datetime,
                     known_reports: dict[str, str]) -> Accepted:
     """Check a report against the organisation and its checklist; raises ReportRejected.
@@ -486,8 +498,9 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
         errors.append({"field": "answers", "message": "give answers or set nothing_to_report (inga svar / "
                                                       "no answers)"})
     free_text: dict[str, str] = {"note": req.note}
+    items = _items_of(checklist)
     for code, ans in req.answers.items():
-        item = checklist.item(code)
+        item = items.get(code)
         where = f"answers.{code}"
         if item is None:
             errors.append({"field": where, "message": f"unknown item {code!r} in {checklist.ref}"})
@@ -540,3 +553,26 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
 def accepted_body(report_id: str, period: str, late: bool) -> dict[str, Any]:
     """The 202 answer of an accepted report."""
     return {"report_id": report_id, "period": period, "status": "accepted", "late": late}
+
+
+_SAME_FIELDS = ("report_id", "municipality_id", "area_id", "checklist", "answers", "nothing_to_report", "note",
+                "supersedes", "reporter_id")
+
+
+def same_report(stored: dict[str, Any], new: ReportSubmitted, *, period_given: bool, exact_time: bool) -> bool:
+    """Whether a stored report event (JSON data) has the content of a new submission of the same id.
+
+    The period counts only when the new submission named one (left out, it is "the current one",
+    which may have moved on); the receipt time only for imports, where it is given.
+    """
+    mine = new.model_dump(mode="json")
+    if any(stored.get(k) != mine.get(k) for k in _SAME_FIELDS):
+        return False
+    if period_given and stored.get("period") != mine["period"]:
+        return False
+    if exact_time:
+        try:
+            return datetime.fromisoformat(stored["received_at"]) == new.received_at
+        except (KeyError, TypeError, ValueError):
+            return False
+    return True

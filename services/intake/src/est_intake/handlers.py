@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from est_shared.bus import BusUnavailable
+from est_shared.bus import CLOUDEVENTS_JSON, BusUnavailable, encode
 from est_shared.db import add_to_outbox, transaction
-from est_shared.events import CloudEvent, OrgChanged, new_event
+from est_shared.events import CloudEvent, OrgChanged, ReportSubmitted, new_event
+from est_shared.observability import correlation_id
 from est_shared.org import OrgSnapshot, Principal
-from est_shared.subjects import ORG_CHANGED, report_submitted
+from est_shared.subjects import ORG_CHANGED, report_submitted, stream_for
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,6 +29,7 @@ from est_intake.domain import (
     accepted_body,
     build_snapshot,
     content_hash,
+    same_report,
     validate_report,
 )
 
@@ -39,7 +43,9 @@ RETRY_AFTER = "5"
 Publish = Callable[[str, CloudEvent[Any]], Awaitable[bool | None]]
 """Publishes an event and waits for the JetStream ack; returns True if JetStream reported a duplicate."""
 
-DUPLICATE_WAIT = 2.0  # seconds to wait for the concurrent request that published first to record its row
+ReportEvent = CloudEvent[ReportSubmitted]  # parametrised once, not per event
+
+DUPLICATE_WAIT = 2.0  # seconds to wait for another replica's row when the original event cannot be read
 
 
 class IntakeMetrics:
@@ -117,6 +123,7 @@ class Submission:
     caller: Principal
     received_at: datetime
     digest: str = ""
+    exact_time: bool = False  # imports: the submission time is part of the content
 
     def __post_init__(self) -> None:
         if not self.digest:
@@ -170,66 +177,110 @@ def _replay(row: dict[str, Any], digest: str, report_id: str) -> Outcome:
     return conflict(report_id)
 
 
-async def submit_reports(subs: list[Submission], *, sessions: async_sessionmaker[AsyncSession],
-                         snapshot: OrgSnapshot, publish: Publish, metrics: IntakeMetrics, via: str = "api",
-                         concurrency: int = 64) -> list[Outcome]:
+@dataclass
+class Acked:
+    """JetStream's acknowledgement of one publish: stored now, or a duplicate of the message at ``seq``."""
+
+    duplicate: bool = False
+    seq: int | None = None
+    stream: str | None = None
+
+
+PublishMany = Callable[[list[tuple[str, CloudEvent[Any]]]], Awaitable[list["Acked | None"]]]
+"""Publishes events pipelined and waits for every ack; ``None`` for an event JetStream did not acknowledge."""
+
+FetchOriginal = Callable[[str, int], Awaitable[bytes | None]]
+"""Reads the stored message at a stream sequence (the original of a duplicate), None if it cannot."""
+
+
+class JetStreamReports:
+    """Publishes report events to JetStream pipelined (``publish_async``, one wait for all acks)."""
+
+    def __init__(self, runtime: Any, metrics: IntakeMetrics, *, timeout: float = 5.0) -> None:
+        self.runtime, self.metrics, self.timeout = runtime, metrics, timeout
+
+    def _connected(self) -> bool:
+        try:
+            return bool(self.runtime.broker.connection.is_connected)
+        except Exception:
+            return False
+
+    async def publish_many(self, items: list[tuple[str, CloudEvent[Any]]]) -> list[Acked | None]:
+        """Publish all events, then wait (at most ``timeout``) for their acks."""
+        bus = self.runtime.metrics
+        if not items:
+            return []
+        if not self._connected():
+            bus.publish_failures.inc(len(items))
+            return [None] * len(items)
+        js = self.runtime.js
+        started = time.perf_counter()
+        futures: list[asyncio.Future[Any] | None] = []
+        for subject, event in items:
+            try:
+                futures.append(await js.publish_async(
+                    subject, encode(event), wait_stall=None, stream=stream_for(subject),
+                    headers={"Nats-Msg-Id": event.id, "Content-Type": CLOUDEVENTS_JSON}))
+            except Exception as exc:  # closed connection, stalled: no ack for this one
+                log.warning("publish failed", extra={"error": exc.__class__.__name__})
+                futures.append(None)
+        waiting = [f for f in futures if f is not None]
+        if waiting:
+            _, late = await asyncio.wait(waiting, timeout=self.timeout)
+            for f in late:
+                f.cancel()
+        elapsed = time.perf_counter() - started
+        out: list[Acked | None] = []
+        for (_, event), fut in zip(items, futures, strict=True):
+            if fut is None or fut.cancelled() or fut.exception() is not None:
+                bus.publish_failures.inc()
+                out.append(None)
+                continue
+            ack = fut.result()
+            self.metrics.publish_seconds.observe(elapsed)
+            bus.published.labels(event.type).inc()
+            out.append(Acked(duplicate=bool(ack.duplicate), seq=ack.seq, stream=ack.stream))
+        return out
+
+    async def original(self, stream: str, seq: int) -> bytes | None:
+        """The stored message at ``seq`` (the first publish of an id JetStream reported as duplicate)."""
+        try:
+            msg = await self.runtime.js.get_msg(stream, seq)
+        except Exception as exc:
+            log.warning("could not read the original of a duplicate", extra={"error": exc.__class__.__name__})
+            return None
+        return bytes(msg.data) if msg.data is not None else None
+
+
+def single_publisher(publish: Publish) -> PublishMany:
+    """Adapt a one-at-a-time publisher to PublishMany (tests and simple callers)."""
+
+    async def many(items: list[tuple[str, CloudEvent[Any]]]) -> list[Acked | None]:
+        async def one(subject: str, event: CloudEvent[Any]) -> Acked | None:
+            try:
+                return Acked(duplicate=bool(await publish(subject, event)))
+            except BusUnavailable:
+                return None
+
+        return list(await asyncio.gather(*(one(s, e) for s, e in items)))
+
+    return many
+
+
+async def submit_reports(subs: list[Submission], *, ledger: db.ReportLedger, snapshot: OrgSnapshot,
+                         publish: PublishMany, metrics: IntakeMetrics, via: str = "api",
+                         original: FetchOriginal | None = None) -> list[Outcome]:
     """Accept reports: replay or refuse known ids, validate, publish (awaiting acks), then record them.
 
-    Publishing comes first and the idempotency row second: a crash between them is healed by
-    JetStream de-duplication (the event id is the report id) and idempotent consumers.
+    Publishing comes first and the idempotency row second, and the answer only after both. A crash
+    between the ack and the row's commit is healed on the client's resend: JetStream answers the
+    resend as a duplicate of the stored message (the event id is the report id), no row exists,
+    and the stored event itself decides: same content → the row is recorded from it and the resend
+    gets the original's answer; other content → 409. Outside the duplicate window the resend is
+    stored a second time with the same event id, which idempotent consumers drop.
     Reports in one call that supersede an earlier one of the same call are published after it.
     """
-    results: list[Outcome | None] = [None] * len(subs)
-    lookup = [s.req.report_id for s in subs] + [s.req.supersedes for s in subs if s.req.supersedes]
-    async with sessions() as session:
-        existing = await db.find_reports(session, lookup)
-    known: dict[str, str] = {rid: row["area_id"] for rid, row in existing.items()}
-    first: dict[str, int] = {}
-    duplicates: list[int] = []
-    pending: list[int] = []
-    for i, s in enumerate(subs):
-        rid = s.req.report_id
-        if rid in existing:
-            results[i] = _replay(existing[rid], s.digest, rid)
-        elif rid in first:
-            duplicates.append(i)
-        else:
-            first[rid] = i
-            pending.append(i)
-    sem = asyncio.Semaphore(max(1, concurrency))
-    force = False
-    while pending:
-        wave: list[tuple[int, Accepted]] = []
-        deferred: list[int] = []
-        for i in pending:
-            s = subs[i]
-            sup = s.req.supersedes
-            target = first.get(sup) if sup else None
-            if (not force and sup and sup not in known and target is not None and target < i
-                    and results[target] is None):
-                deferred.append(i)
-                continue
-            try:
-                wave.append((i, validate_report(s.req, caller=s.caller, snapshot=snapshot,
-                                                received_at=s.received_at, known_reports=known)))
-            except ReportRejected as exc:
-                results[i] = rejected(exc)
-        if wave:
-            await _publish_wave(wave, subs, results, publish=publish, sessions=sessions, sem=sem)
-            for i, acc in wave:
-                if results[i] is not None and results[i].ok:  # type: ignore[union-attr]
-                    known[acc.data.report_id] = acc.data.area_id
-        force = not wave and len(deferred) == len(pending)
-        pending = deferred
-    for i in duplicates:
-        j = first[subs[i].req.report_id]
-        primary = results[j]
-        assert primary is not None
-        if subs[i].digest == subs[j].digest:
-            results[i] = primary if primary.status != 202 else Outcome(202, primary.body, "replayed")
-        else:
-            results[i] = conflict(subs[i].req.report_id)
-    out = [r for r in results if r is not None]
+    out = await _submit(subs, ledger=ledger, snapshot=snapshot, publish=publish, original=original)
     for r in out:
         if r.reason == "replayed":
             metrics.replayed.inc()
@@ -242,67 +293,161 @@ async def submit_reports(subs: list[Submission], *, sessions: async_sessionmaker
     return out
 
 
+async def _submit(subs: list[Submission], *, ledger: db.ReportLedger, snapshot: OrgSnapshot,
+                  publish: PublishMany, original: FetchOriginal | None) -> list[Outcome]:
+    results: list[Outcome | None] = [None] * len(subs)
+    lookup = [s.req.report_id for s in subs] + [s.req.supersedes for s in subs if s.req.supersedes]
+    existing = await ledger.find(lookup)
+    known: dict[str, str] = {rid: row["area_id"] for rid, row in existing.items()}
+    first: dict[str, int] = {}
+    duplicates: list[int] = []
+    waiting: list[tuple[int, asyncio.Future[Any]]] = []
+    pending: list[int] = []
+    claimed: dict[str, asyncio.Future[Any]] = {}
+    loop = asyncio.get_running_loop()
+    for i, s in enumerate(subs):
+        rid = s.req.report_id
+        if rid in existing:
+            results[i] = _replay(existing[rid], s.digest, rid)
+        elif rid in first:
+            duplicates.append(i)
+        elif rid in ledger.inflight:  # this process is accepting the same id right now: wait for it
+            waiting.append((i, ledger.inflight[rid]))
+        else:
+            first[rid] = i
+            pending.append(i)
+            claimed[rid] = ledger.inflight[rid] = loop.create_future()
+    try:
+        force = False
+        while pending:
+            wave: list[tuple[int, Accepted]] = []
+            deferred: list[int] = []
+            for i in pending:
+                s = subs[i]
+                sup = s.req.supersedes
+                target = first.get(sup) if sup else None
+                if (not force and sup and sup not in known and target is not None and target < i
+                        and results[target] is None):
+                    deferred.append(i)
+                    continue
+                try:
+                    wave.append((i, validate_report(s.req, caller=s.caller, snapshot=snapshot,
+                                                    received_at=s.received_at, known_reports=known)))
+                except ReportRejected as exc:
+                    results[i] = rejected(exc)
+            if wave:
+                await _publish_wave(wave, subs, results, publish=publish, ledger=ledger, original=original)
+                for i, acc in wave:
+                    if results[i] is not None and results[i].ok:  # type: ignore[union-attr]
+                        known[acc.data.report_id] = acc.data.area_id
+            force = not wave and len(deferred) == len(pending)
+            pending = deferred
+    finally:
+        for rid, fut in claimed.items():
+            ledger.inflight.pop(rid, None)
+            i = first[rid]
+            if not fut.done():
+                fut.set_result((subs[i].digest, results[i]))
+    for i in duplicates:
+        j = first[subs[i].req.report_id]
+        primary = results[j]
+        assert primary is not None
+        if subs[i].digest == subs[j].digest:
+            results[i] = primary if primary.status != 202 else Outcome(202, primary.body, "replayed")
+        else:
+            results[i] = conflict(subs[i].req.report_id)
+    retry: list[int] = []
+    for i, fut in waiting:
+        digest, primary = await fut
+        if primary is not None and primary.ok:
+            results[i] = Outcome(202, primary.body, "replayed") if digest == subs[i].digest \
+                else conflict(subs[i].req.report_id)
+        elif primary is not None and digest == subs[i].digest:
+            results[i] = primary  # the identical request was refused: so is this one
+        else:
+            retry.append(i)  # the first one did not get through: try this one on its own
+    if retry:
+        again = await _submit([subs[i] for i in retry], ledger=ledger, snapshot=snapshot, publish=publish,
+                              original=original)
+        for i, o in zip(retry, again, strict=True):
+            results[i] = o
+    return [r for r in results if r is not None]
+
+
 async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission], results: list[Outcome | None],
-                        *, publish: Publish, sessions: async_sessionmaker[AsyncSession],
-                        sem: asyncio.Semaphore) -> None:
-    """Publish accepted reports concurrently, then record those JetStream acknowledged."""
-
-    async def one(acc: Accepted) -> str:
+                        *, publish: PublishMany, ledger: db.ReportLedger, original: FetchOriginal | None) -> None:
+    """Publish accepted reports pipelined, then record those JetStream acknowledged (one commit)."""
+    items = []
+    for _, acc in wave:
         d = acc.data
-        event = new_event(type=REPORT_SUBMITTED, source=SOURCE, id=d.report_id, subject=d.area_id,
-                          time=d.received_at, data=d)
-        async with sem:
-            try:
-                duplicate = await publish(report_submitted(d.municipality_id, d.area_id), event)
-            except BusUnavailable:
-                return "failed"
-        return "duplicate" if duplicate else "stored"
-
-    acked = await asyncio.gather(*(one(acc) for _, acc in wave))
+        items.append((report_submitted(d.municipality_id, d.area_id),
+                      ReportEvent(id=d.report_id, source=SOURCE, type=REPORT_SUBMITTED, time=d.received_at,
+                                  subject=d.area_id, data=d, correlationid=correlation_id.get())))
+    acks = await publish(items)
     rows: list[tuple[int, dict[str, Any]]] = []
-    for (i, acc), state in zip(wave, acked, strict=True):
-        if state == "failed":
+    for (i, acc), ack in zip(wave, acks, strict=True):
+        d = acc.data
+        if ack is None:
             results[i] = unavailable()
             continue
-        if state == "duplicate":
-            # JetStream already held an event with this id: a concurrent request (or one that crashed
-            # before recording) published first. Its stored row decides; without one, we record ours.
-            found = await _await_row(sessions, acc.data.report_id)
-            if found is not None:
-                results[i] = _replay(found, subs[i].digest, acc.data.report_id)
+        received_at, period, late = d.received_at, d.period, d.late
+        if ack.duplicate:
+            # JetStream already holds an event with this id: another replica is accepting it right now,
+            # or an earlier attempt crashed after the ack and before its row. Its row decides; without
+            # one, the stored event does.
+            outcome, stored = await _settle_duplicate(acc, subs[i], ack, ledger=ledger, original=original)
+            if outcome is not None:
+                results[i] = outcome
                 continue
-        d = acc.data
-        body = accepted_body(d.report_id, d.period, d.late)
+            if stored is not None:
+                received_at, period, late = (datetime.fromisoformat(stored["received_at"]), stored["period"],
+                                             bool(stored["late"]))
+        body = accepted_body(d.report_id, period, late)
         results[i] = Outcome(202, body)
         rows.append((i, db.report_row(report_id=d.report_id, content_sha256=subs[i].digest, response=body,
-                                      municipality_id=d.municipality_id, area_id=d.area_id, period=d.period,
-                                      reporter_id=d.reporter_id, received_at=d.received_at)))
+                                      municipality_id=d.municipality_id, area_id=d.area_id, period=period,
+                                      reporter_id=d.reporter_id, received_at=received_at)))
     if not rows:
         return
     try:
-        async with transaction(sessions) as s:
-            await db.insert_reports(s, [r for _, r in rows])
+        taken = await ledger.record([r for _, r in rows])
+    except Exception:
+        log.exception("could not record accepted reports")
+        for i, _ in rows:  # published but not recorded: the resend heals it (see submit_reports)
+            results[i] = unavailable()
         return
-    except IntegrityError:
-        pass  # a concurrent request recorded one of them first: settle row by row
-    for i, row in rows:
-        try:
-            async with transaction(sessions) as s:
-                await db.insert_reports(s, [row])
-        except IntegrityError:
-            async with sessions() as s:
-                found = (await db.find_reports(s, [row["report_id"]])).get(row["report_id"])
-            if found is not None:
-                results[i] = _replay(found, row["content_sha256"], row["report_id"])
+    if taken:
+        found = await ledger.find(list(taken))
+        for i, row in rows:
+            if row["report_id"] in taken and row["report_id"] in found:
+                results[i] = _replay(found[row["report_id"]], row["content_sha256"], row["report_id"])
 
 
-async def _await_row(sessions: async_sessionmaker[AsyncSession], report_id: str) -> dict[str, Any] | None:
-    """The stored row of a report, waiting a little for a concurrent request to record it."""
+async def _settle_duplicate(acc: Accepted, sub: Submission, ack: Acked, *, ledger: db.ReportLedger,
+                            original: FetchOriginal | None) -> tuple[Outcome | None, dict[str, Any] | None]:
+    """For a duplicate ack: the answer from the stored row, or the stored event's data to record, or neither."""
+    rid = acc.data.report_id
+    found = (await ledger.find([rid])).get(rid)
+    if found is not None:
+        return _replay(found, sub.digest, rid), None
+    if original is not None and ack.stream and ack.seq:
+        raw = await original(ack.stream, ack.seq)
+        if raw is not None:
+            try:
+                stored = json.loads(raw)["data"]
+            except (ValueError, KeyError, TypeError):
+                stored = None
+            if isinstance(stored, dict) and stored.get("report_id") == rid:
+                if not same_report(stored, acc.data, period_given=sub.req.period is not None,
+                                   exact_time=sub.exact_time):
+                    return conflict(rid), None
+                return None, stored
+    # no way to read the original: wait a little for a concurrent replica's row, else record ours
     loop = asyncio.get_running_loop()
     until = loop.time() + DUPLICATE_WAIT
-    while True:
-        async with sessions() as s:
-            found = (await db.find_reports(s, [report_id])).get(report_id)
-        if found is not None or loop.time() >= until:
-            return found
+    while loop.time() < until:
         await asyncio.sleep(0.05)
+        found = (await ledger.find([rid])).get(rid)
+        if found is not None:
+            return _replay(found, sub.digest, rid), None
+    return None, None

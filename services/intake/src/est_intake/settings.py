@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from est_shared.settings import ServiceSettings, service_field
+from pydantic import Field, SecretStr
 
 
 class IntakeSettings(ServiceSettings):
@@ -25,6 +26,21 @@ class IntakeSettings(ServiceSettings):
         "intake", "publish_concurrency", 64, "publishes in flight at once for batches and imports")
     max_batch: int = service_field(  # type: ignore[assignment]
         "intake", "max_batch", 500, "most reports in one batch or import request")
+
+    pii_key: SecretStr | None = Field(  # type: ignore[assignment]
+        default=None, description="EST_PII_KEY: comma-separated keys for personal-data encryption, each 32 random "
+        "bytes in URL-safe base64 (python -m est_intake.pii new-key); the first encrypts, all decrypt (rotation). "
+        "Unset: a key file DATA_DIR/pii.key is generated (embedded default only)")
+    forfeiture_retention_days: int = service_field(  # type: ignore[assignment]
+        "intake", "forfeiture_retention_days", 365,
+        "days after occurred_at when a forfeiture protocol's personal data (name, personal identity number, "
+        "officer, source details) is deleted; default 12 months because the follow-up meeting with the young "
+        "person and the guardians and the notification of social services happen within months; the "
+        "non-personal facts and all aggregates stay")
+    forfeiture_upkeep_interval: float = service_field(  # type: ignore[assignment]
+        "intake", "forfeiture_upkeep_interval", 300.0,
+        "seconds between runs of the forfeiture job (retention deletion, publishing protocols a crash left "
+        "unpublished)")
 
     def db_url(self) -> str:
         """The database URL to use (the embedded SQLite file unless configured)."""

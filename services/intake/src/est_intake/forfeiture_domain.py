@@ -1,0 +1,361 @@
+"""Kronoberg forfeiture protocols as plain rules: the request, personal identity numbers, age and validation.
+
+Nothing here touches HTTP, the bus, the database or the keys. Error texts never repeat a personal
+identity number or a name: they name the field and the rule only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from est_shared.events import ForfeitureRecorded
+from est_shared.org import OrgSnapshot, Principal
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from est_intake.domain import REPORT_ID_PATTERN, find_personal_data
+
+AGE_LIMIT = 20
+FUTURE_SKEW = timedelta(minutes=10)
+RECORD_ROLES = ("police",)
+READ_ROLES = ("police", "social_services")
+PERSONAL_FIELDS = ("person_name", "personal_number", "officer", "source_details")
+"""Stored encrypted, never published, nulled when the retention period ends."""
+
+Beverage = Literal["starköl", "folköl", "cider_alkolask", "vin", "sprit", "hembrant", "other"]
+Source = Literal["home", "parent", "sibling", "friend", "adult_supplier", "systembolaget", "store", "restaurant",
+                 "internet", "stolen", "unknown", "other"]
+AgeBand = Literal["under_15", "15_17", "18_19"]
+
+SOURCE_LABELS: dict[str, dict[str, str]] = {
+    "home": {"sv": "tagit hemifrån", "en": "taken from home"},
+    "parent": {"sv": "fått av förälder", "en": "given by a parent"},
+    "sibling": {"sv": "fått av syskon", "en": "given by a sibling"},
+    "friend": {"sv": "fått av kompis", "en": "given by a friend"},
+    "adult_supplier": {"sv": "langat av vuxen", "en": "supplied by an adult (langning)"},
+    "systembolaget": {"sv": "köpt på Systembolaget", "en": "bought at Systembolaget"},
+    "store": {"sv": "köpt i butik", "en": "bought in a shop"},
+    "restaurant": {"sv": "köpt på krog", "en": "bought at a bar or restaurant"},
+    "internet": {"sv": "köpt på nätet", "en": "bought online"},
+    "stolen": {"sv": "stulet", "en": "stolen"},
+    "unknown": {"sv": "okänt eller vill inte uppge", "en": "unknown or not stated"},
+    "other": {"sv": "annat", "en": "other"},
+}
+
+
+# --- personal identity numbers -----------------------------------------------------------
+
+_PNR = re.compile(r"^(\d{6}|\d{8})([-+]?)(\d{4})$")
+
+PNR_REASONS: dict[str, dict[str, str]] = {
+    "format": {"sv": "personnumret ska ha formen ÅÅMMDD-NNNN, ÅÅÅÅMMDD-NNNN eller ÅÅÅÅMMDDNNNN",
+               "en": "the personal identity number must look like YYMMDD-NNNN, YYYYMMDD-NNNN or YYYYMMDDNNNN"},
+    "date": {"sv": "personnumret innehåller inget giltigt födelsedatum",
+             "en": "the personal identity number does not contain a valid date of birth"},
+    "check_digit": {"sv": "personnumrets kontrollsiffra stämmer inte",
+                    "en": "the check digit of the personal identity number is wrong"},
+    "unborn": {"sv": "födelsedatumet ligger efter händelsen",
+               "en": "the date of birth is after the event"},
+}
+
+
+class InvalidPersonalNumber(ValueError):
+    """A personal identity number that is malformed; ``reason`` is a key of PNR_REASONS (never the number)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PersonalNumber:
+    """A checked personnummer or samordningsnummer (day of birth + 60)."""
+
+    birth_date: date
+    serial: str = field(repr=False)
+    coordination: bool = False
+
+    def __repr__(self) -> str:
+        return "PersonalNumber(…)"
+
+    @property
+    def canonical(self) -> str:
+        """The 12-digit form with a hyphen, e.g. ``20090315-1234`` (``…75-…`` for a samordningsnummer)."""
+        day = self.birth_date.day + (60 if self.coordination else 0)
+        return f"{self.birth_date:%Y%m}{day:02d}-{self.serial}"
+
+
+def luhn_ok(ten_digits: str) -> bool:
+    """The Luhn check over YYMMDDNNNC (10 digits)."""
+    total = 0
+    for i, ch in enumerate(ten_digits[:9]):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return (10 - total % 10) % 10 == int(ten_digits[9])
+
+
+def parse_personal_number(text: str, *, on: date) -> PersonalNumber:
+    """Check and normalise a personal identity number; the century of a 10-digit one is resolved against ``on``.
+
+    10 digits: ``-`` (or none) means under 100 years old on ``on``, ``+`` means 100 or older.
+    12 digits: the century is written out (an optional ``-`` separator, no ``+``).
+    """
+    m = _PNR.match(text.strip())
+    if not m:
+        raise InvalidPersonalNumber("format")
+    head, sep, tail = m.groups()
+    if len(head) == 8 and sep == "+":
+        raise InvalidPersonalNumber("format")
+    if not luhn_ok(head[-6:] + tail):
+        raise InvalidPersonalNumber("check_digit")
+    month, raw_day = int(head[-4:-2]), int(head[-2:])
+    coordination = raw_day > 60
+    day = raw_day - 60 if coordination else raw_day
+    try:
+        if len(head) == 8:
+            born = date(int(head[:4]), month, day)
+        else:
+            yy = int(head[:2])
+            year = on.year - (on.year - yy) % 100
+            if (month, day) > (on.month, on.day):
+                year -= 100 if year == on.year else 0
+            if sep == "+":
+                year -= 100
+            born = date(year, month, day)
+    except ValueError:
+        raise InvalidPersonalNumber("date") from None
+    if born > on:
+        raise InvalidPersonalNumber("unborn")
+    return PersonalNumber(birth_date=born, serial=tail, coordination=coordination)
+
+
+def age_on(born: date, on: date) -> int:
+    """Completed years on a date (someone born on 29 February turns a year older on 1 March)."""
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def age_band(age: int) -> AgeBand | None:
+    """The band published in events and aggregates; None at 20 or over (outside the Kronoberg model)."""
+    if age < 15:
+        return "under_15"
+    if age < 18:
+        return "15_17"
+    if age < AGE_LIMIT:
+        return "18_19"
+    return None
+
+
+# --- the request -------------------------------------------------------------------------
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PersonIn(_In):
+    """The young person: personal data, stored encrypted, readable by police and social services only."""
+
+    name: str = Field(min_length=1, max_length=200, repr=False, description="full name", examples=["Kim Exempel"])
+    personal_number: str = Field(min_length=10, max_length=13, repr=False,
+                                 description="personnummer or samordningsnummer: YYMMDD-NNNN, YYYYMMDD-NNNN or "
+                                             "YYYYMMDDNNNN (+ instead of - for 100 or older in the short form)",
+                                 examples=["20100315-XXXX"])
+
+
+class ItemIn(_In):
+    """One kind of forfeited beverage."""
+
+    beverage: Beverage = Field(description="type of beverage", examples=["starköl"])
+    volume_liters: float = Field(gt=0, le=200, description="total volume in litres", examples=[1.5])
+    containers: StrictInt = Field(ge=1, le=1000, description="number of cans, bottles or other containers",
+                                  examples=[3])
+
+
+class ForfeitureIn(_In):
+    """A Kronoberg forfeiture protocol (förverkandeprotokoll) from a police officer's device."""
+
+    protocol_id: str = Field(pattern=REPORT_ID_PATTERN, max_length=100,
+                             description="client-generated id (a UUID), the idempotency key",
+                             examples=["5b8d6c7e-3f0a-4d8b-9a51-2f7c1e0d4b66"])
+    municipality_id: str = Field(min_length=1, max_length=100, examples=["vaxjo"])
+    area_id: str | None = Field(default=None, max_length=100, description="EST area, if the place lies in one",
+                                examples=["araby"])
+    place: str = Field(min_length=1, max_length=100, description="a place id of the area or a short place name; "
+                       "no addresses of homes", examples=["centrum"])
+    occurred_at: AwareDatetime = Field(description="when the alcohol was forfeited (with timezone)",
+                                       examples=["2026-05-29T22:40:00+02:00"])
+    officer: str | None = Field(default=None, max_length=200, repr=False,
+                                description="officer(s) who made the forfeiture (stored encrypted); the caller is "
+                                            "always recorded as recorded_by", examples=["inspektör 1234"])
+    unit: str | None = Field(default=None, max_length=100, description="police unit",
+                             examples=["Ingripande Växjö"])
+    person: PersonIn
+    items: list[ItemIn] = Field(min_length=1, max_length=50, description="the forfeited beverages")
+    direct_forfeiture: StrictBool = Field(default=False, description="poured out on the spot")
+    guardian_contacted: StrictBool = Field(default=False, description="guardians were contacted")
+    guardian_came: StrictBool = Field(default=False, description="guardians came to fetch the young person")
+    source: Source = Field(default="unknown", description="stated source of the alcohol (a category; see "
+                           "source_details for free text)", examples=["adult_supplier"])
+    source_details: str | None = Field(default=None, max_length=500, repr=False,
+                                       description="free text about the source; may name a supplier, so it is "
+                                                   "stored encrypted and never published")
+    social_services_notified: StrictBool = Field(default=False, description="social services were notified")
+
+
+def content_fingerprint(req: ForfeitureIn, person_id: str) -> str:
+    """SHA-256 of the canonical non-personal content and the caller (personal fields are compared decrypted)."""
+    body = req.model_dump(mode="json", exclude={"person", "officer", "source_details"})
+    body["_caller"] = person_id
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False).encode()).hexdigest()
+
+
+def personal_values(req: ForfeitureIn, pnr: str) -> dict[str, str | None]:
+    """The personal fields of a protocol as stored (before encryption), keyed like PERSONAL_FIELDS."""
+    return {"person_name": req.person.name, "personal_number": pnr, "officer": req.officer,
+            "source_details": req.source_details}
+
+
+# --- validation --------------------------------------------------------------------------
+
+class ForfeitureRejected(Exception):
+    """A protocol that cannot be accepted: HTTP status, metric reason and field errors (no personal data)."""
+
+    def __init__(self, status: int, reason: str, title: str, detail: str,
+                 errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.reason, self.title, self.detail, self.errors = status, reason, title, detail, errors
+
+
+def _invalid(reason: str, detail: str, errors: list[dict[str, Any]]) -> ForfeitureRejected:
+    return ForfeitureRejected(422, reason, "Invalid forfeiture protocol", detail, errors)
+
+
+def may_record(principal: Principal) -> bool:
+    """Only the police record protocols (an admin role does not imply it: personal data)."""
+    return any(r in principal.roles for r in RECORD_ROLES)
+
+
+def may_read(principal: Principal) -> bool:
+    """Only police and social services read protocols (an admin role does not imply it)."""
+    return any(r in principal.roles for r in READ_ROLES)
+
+
+@dataclass
+class ValidProtocol:
+    """A protocol that passed the rules: normalised personal number, age band, event data and warnings."""
+
+    req: ForfeitureIn
+    personal_number: str = field(repr=False)
+    age: int = field(repr=False)
+    age_band: AgeBand
+    data: ForfeitureRecorded
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+def _warning(code: str, sv: str, en: str) -> dict[str, str]:
+    return {"code": code, "message_sv": sv, "message_en": en}
+
+
+def validate_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnapshot, now: datetime,
+                      retention: timedelta) -> ValidProtocol:
+    """Check a protocol against the organisation and the Kronoberg rules; raises ForfeitureRejected."""
+    muni = snapshot.municipalities.get(req.municipality_id)
+    if muni is None or req.municipality_id not in caller.municipalities:
+        raise ForfeitureRejected(403, "forbidden", "Forbidden",
+                                 f"Du arbetar inte i kommunen {req.municipality_id!r}. / "
+                                 f"You do not work in municipality {req.municipality_id!r}.")
+    errors: list[dict[str, Any]] = []
+    if req.area_id is not None:
+        area = snapshot.areas.get(req.area_id)
+        if area is None or area.municipality_id != muni.id:
+            errors.append({"field": "area_id", "message": f"not an area of {muni.id}"})
+    occurred = req.occurred_at.astimezone(UTC)
+    if occurred > now + FUTURE_SKEW:
+        errors.append({"field": "occurred_at", "message": "in the future"})
+    elif occurred < now - retention:
+        errors.append({"field": "occurred_at", "message": "older than the retention period of personal data; "
+                                                          "record it as statistics instead"})
+    if req.guardian_came and not req.guardian_contacted:
+        errors.append({"field": "guardian_came", "message": "guardians came but were not contacted"})
+    for name, text in (("place", req.place), ("unit", req.unit or "")):
+        for reason in find_personal_data(text):
+            errors.append({"field": name, "reason": reason,
+                           "message": "must not contain personal data (identity number, phone, e-mail)"})
+    if errors:
+        raise _invalid("validation", "Protokollet är ogiltigt; se errors. / The protocol is invalid; see errors.",
+                       errors)
+    on = req.occurred_at.astimezone(ZoneInfo(muni.timezone)).date()
+    try:
+        pnr = parse_personal_number(req.person.personal_number, on=on)
+    except InvalidPersonalNumber as exc:
+        msg = PNR_REASONS[exc.reason]
+        raise _invalid("personal_number", f"Ogiltigt personnummer: {msg['sv']}. / "
+                       f"Invalid personal identity number: {msg['en']}.",
+                       [{"field": "person.personal_number", "reason": exc.reason,
+                         "message": f"{msg['sv']} / {msg['en']}", "message_sv": msg["sv"],
+                         "message_en": msg["en"]}]) from None
+    age = age_on(pnr.birth_date, on)
+    band = age_band(age)
+    if band is None:
+        raise _invalid("age", "Personen var 20 år eller äldre vid tillfället; förverkandeprotokoll enligt "
+                       "Kronobergsmodellen gäller den som är under 20 år. / The person was 20 or older at the "
+                       "time; Kronoberg forfeiture protocols are for people under 20.",
+                       [{"field": "person.personal_number", "reason": "age_20_or_over",
+                         "message": "20 år eller äldre vid tillfället / 20 or older at the time"}])
+    warnings: list[dict[str, str]] = []
+    if age < 18 and not req.guardian_contacted:
+        warnings.append(_warning("guardian_not_contacted", "Personen är under 18: vårdnadshavare ska kontaktas.",
+                                 "The person is under 18: guardians should be contacted."))
+    if age < 18 and not req.social_services_notified:
+        warnings.append(_warning("social_services_not_notified",
+                                 "Personen är under 18: anmäl till socialtjänsten om barnet kan behöva skydd.",
+                                 "The person is under 18: notify social services if the child may be at risk."))
+    data = ForfeitureRecorded(
+        protocol_id=req.protocol_id, municipality_id=muni.id, area_id=req.area_id, place=req.place,
+        occurred_at=occurred, age_band=band,
+        items=[{"beverage": i.beverage, "volume_liters": i.volume_liters, "containers": i.containers}
+               for i in req.items],
+        direct_forfeiture=req.direct_forfeiture, guardian_contacted=req.guardian_contacted, source=req.source,
+        social_services_notified=req.social_services_notified)
+    return ValidProtocol(req=req, personal_number=pnr.canonical, age=age, age_band=band, data=data,
+                         warnings=warnings)
+
+
+def accepted_body(protocol_id: str, band: str, warnings: list[dict[str, str]]) -> dict[str, Any]:
+    """The 202 answer of an accepted protocol (no personal data)."""
+    return {"protocol_id": protocol_id, "status": "accepted", "age_band": band, "warnings": warnings}
+
+
+def same_personal_data(stored: dict[str, str | None], req: ForfeitureIn, *, on: date) -> bool:
+    """Whether a request carries the same personal data as a stored (decrypted) protocol."""
+    try:
+        pnr = parse_personal_number(req.person.personal_number, on=on).canonical
+    except InvalidPersonalNumber:
+        return False
+    return stored == personal_values(req, pnr)
+
+
+def retention_cutoff(now: datetime, retention: timedelta) -> datetime:
+    """Protocols that occurred before this moment have their personal data deleted."""
+    return now - retention
+
+
+# --- purposes of reads -------------------------------------------------------------------
+
+MAX_PURPOSE = 200
+
+
+def purpose_problem(purpose: str | None) -> str | None:
+    """Why a stated purpose of a read is not acceptable (None: fine); never repeats the text."""
+    if purpose is None or len(purpose.strip()) < 3:
+        return "missing"
+    if len(purpose) > MAX_PURPOSE:
+        return "too_long"
+    if find_personal_data(purpose):
+        return "personal_data"
+    return None

@@ -1,0 +1,634 @@
+"""Kronoberg forfeiture protocols: use cases (record, read with access log, retention, key rotation) and routes.
+
+Recording: validate, store the protocol with its personal fields sealed (see ``pii``) and its event,
+publish ``se.est.forfeiture.recorded`` (no personal data) and answer 202 only after the JetStream
+ack. If the bus does not acknowledge, the stored row is removed again and the answer is 503
+(nothing half-done); a row left behind by a crash between storing and publishing is published by
+the upkeep job. Reading: police and social services only, a stated purpose, every attempt logged
+in the append-only access log in the same transaction as the read. Retention: the upkeep job nulls
+the personal fields once ``occurred_at`` is older than the retention period; the facts stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from est_shared.bus import BusUnavailable
+from est_shared.db import make_engine, session_factory, transaction
+from est_shared.events import CloudEvent, ForfeitureRecorded, new_event
+from est_shared.http import PROBLEM, Problem, require_role
+from est_shared.observability import correlation_id
+from est_shared.org import OrgSnapshot, Principal
+from est_shared.periods import DEFAULT_TIMEZONE
+from est_shared.runtime import ServiceRuntime
+from est_shared.subjects import forfeiture_recorded
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from est_intake import forfeiture_db as fdb
+from est_intake.forfeiture_domain import (
+    SOURCE_LABELS,
+    ForfeitureIn,
+    ForfeitureRejected,
+    accepted_body,
+    age_on,
+    content_fingerprint,
+    may_read,
+    may_record,
+    parse_personal_number,
+    personal_values,
+    purpose_problem,
+    retention_cutoff,
+    same_personal_data,
+    validate_protocol,
+)
+from est_intake.pii import PiiCipher, PiiDecryptError, load_cipher
+
+log = logging.getLogger("est.intake.forfeitures")
+
+SOURCE = "/est/intake"
+FORFEITURE_RECORDED = "se.est.forfeiture.recorded"
+PENDING_GRACE = timedelta(seconds=60)
+RETRY_AFTER = "5"
+
+Publish = Callable[[str, CloudEvent[Any]], Awaitable[bool | None]]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ForfeitureMetrics:
+    """Forfeiture metrics on the intake registry (labels never carry personal data)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.recorded = Counter("est_intake_forfeitures_total", "Forfeiture protocols posted, by outcome",
+                                ["outcome"], registry=registry)
+        self.reads = Counter("est_intake_forfeiture_reads_total", "Reads of forfeiture protocols, by outcome",
+                             ["outcome"], registry=registry)
+        self.deleted = Counter("est_intake_forfeiture_personal_data_deleted_total",
+                               "Protocols whose personal data was deleted after retention", registry=registry)
+        self.reencrypted = Counter("est_intake_forfeiture_reencrypted_total",
+                                   "Protocols re-encrypted under the primary key", registry=registry)
+        self.republished = Counter("est_intake_forfeiture_republished_total",
+                                   "Stored protocols whose event the upkeep job published", registry=registry)
+
+
+@dataclass
+class ForfeitureDeps:
+    """Collaborators of the forfeiture use cases; ``clock`` may be replaced (tests move it forward)."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    publish: Publish
+    metrics: ForfeitureMetrics
+    retention: timedelta
+    cipher: PiiCipher | None = None
+    clock: Clock = utc_now
+    pending_grace: timedelta = PENDING_GRACE
+
+    def sealer(self) -> PiiCipher:
+        if self.cipher is None:
+            raise RuntimeError("the personal-data key is not loaded yet")
+        return self.cipher
+
+
+@dataclass
+class Result:
+    """An HTTP answer of a use case: status, JSON body and headers."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _problem(status: int, title: str, detail: str, errors: list[dict[str, Any]] | None = None,
+             headers: dict[str, str] | None = None) -> Result:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return Result(status, body, headers or {})
+
+
+def _context(protocol_id: str, column: str) -> str:
+    return f"forfeiture:{protocol_id}:{column}"
+
+
+def seal(cipher: PiiCipher, protocol_id: str, values: dict[str, str | None]) -> dict[str, str | None]:
+    """Encrypt personal values, each bound to its protocol and column."""
+    return {k: cipher.encrypt(v, context=_context(protocol_id, k)) for k, v in values.items()}
+
+
+def unseal(cipher: PiiCipher, row: dict[str, Any]) -> dict[str, str | None]:
+    """Decrypt the personal columns of a stored protocol (PiiDecryptError if a key is missing)."""
+    return {k: cipher.decrypt(row[k], context=_context(row["protocol_id"], k)) for k in fdb.ENCRYPTED}
+
+
+def _timezone(snapshot: OrgSnapshot, municipality_id: str) -> str:
+    muni = snapshot.municipalities.get(municipality_id)
+    return muni.timezone if muni else DEFAULT_TIMEZONE
+
+
+# --- recording ---------------------------------------------------------------------------
+
+def _conflict(protocol_id: str, detail_sv: str = "har redan använts med annat innehåll",
+              detail_en: str = "was already used with other content") -> Result:
+    return _problem(409, "Conflict", f"protocol_id {protocol_id!r} {detail_sv}. / "
+                    f"protocol_id {protocol_id!r} {detail_en}.")
+
+
+def _unavailable() -> Result:
+    return _problem(503, "Service Unavailable", "Meddelandebussen svarar inte; inget sparades, försök igen. / "
+                    "The message bus is unavailable; nothing was stored, please retry.",
+                    headers={"Retry-After": RETRY_AFTER})
+
+
+async def record_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnapshot,
+                          deps: ForfeitureDeps) -> Result:
+    """Accept a protocol: replay or refuse a known id, validate, store sealed, publish, then answer."""
+    digest = content_fingerprint(req, caller.person_id)
+    async with deps.sessions() as s:
+        row = await fdb.find_protocol(s, req.protocol_id)
+    if row is not None:
+        return await _replay(row, req, digest, snapshot=snapshot, deps=deps)
+    now = deps.clock()
+    try:
+        valid = validate_protocol(req, caller=caller, snapshot=snapshot, now=now, retention=deps.retention)
+    except ForfeitureRejected as exc:
+        deps.metrics.recorded.labels(exc.reason).inc()
+        return _problem(exc.status, exc.title, exc.detail, exc.errors)
+    d = valid.data
+    event = new_event(type=FORFEITURE_RECORDED, source=SOURCE, id=f"forfeiture:{d.protocol_id}",
+                      subject=d.area_id or d.municipality_id, time=now, data=d)
+    body = accepted_body(d.protocol_id, valid.age_band, valid.warnings)
+    cipher = deps.sealer()
+    values = {
+        "protocol_id": d.protocol_id, "municipality_id": d.municipality_id, "area_id": d.area_id,
+        "place": d.place, "occurred_at": d.occurred_at, "age_band": d.age_band, "items": list(d.items),
+        "direct_forfeiture": d.direct_forfeiture, "guardian_contacted": d.guardian_contacted,
+        "guardian_came": req.guardian_came, "source": req.source,
+        "social_services_notified": d.social_services_notified, "unit": req.unit, "recorded_by": caller.person_id,
+        "received_at": now, "content_sha256": digest, "response": body, "event": event.model_dump_json(),
+        "published_at": None, "pii_key_id": cipher.primary_id,
+        **seal(cipher, d.protocol_id, personal_values(req, valid.personal_number)),
+    }
+    try:
+        async with transaction(deps.sessions) as s:
+            await fdb.insert_protocol(s, values)
+    except IntegrityError:  # a concurrent request with the same id stored first: its row decides
+        async with deps.sessions() as s:
+            row = await fdb.find_protocol(s, req.protocol_id)
+        if row is None:
+            raise
+        return await _replay(row, req, digest, snapshot=snapshot, deps=deps)
+    return await _publish(event, body, deps=deps, fresh=True)
+
+
+async def _publish(event: CloudEvent[ForfeitureRecorded], body: dict[str, Any], *, deps: ForfeitureDeps,
+                   fresh: bool) -> Result:
+    """Publish a stored protocol's event and wait for the ack; on failure undo a fresh row and answer 503."""
+    d = event.data
+    try:
+        await deps.publish(forfeiture_recorded(d.municipality_id), event)
+    except BusUnavailable:
+        if fresh:
+            async with transaction(deps.sessions) as s:
+                removed = await fdb.delete_unpublished(s, d.protocol_id)
+            if not removed:  # the upkeep job published it in the meantime: it is recorded
+                deps.metrics.recorded.labels("accepted").inc()
+                return Result(202, body)
+        deps.metrics.recorded.labels("unavailable").inc()
+        log.warning("forfeiture protocol not acknowledged by JetStream", extra={"protocol_id": d.protocol_id})
+        return _unavailable()
+    async with transaction(deps.sessions) as s:
+        await fdb.mark_published(s, d.protocol_id, utc_now())
+    deps.metrics.recorded.labels("accepted" if fresh else "replayed").inc()
+    if fresh:
+        log.info("forfeiture protocol recorded", extra={"protocol_id": d.protocol_id,
+                                                        "municipality_id": d.municipality_id,
+                                                        "age_band": d.age_band})
+    return Result(202, body)
+
+
+async def _replay(row: dict[str, Any], req: ForfeitureIn, digest: str, *, snapshot: OrgSnapshot,
+                  deps: ForfeitureDeps) -> Result:
+    """The same answer for an identical resend; 409 for the same id with other content."""
+    pid = row["protocol_id"]
+    if row["content_sha256"] != digest:
+        deps.metrics.recorded.labels("conflict").inc()
+        return _conflict(pid)
+    if row["personal_data_deleted_at"] is not None:
+        deps.metrics.recorded.labels("conflict").inc()
+        return _conflict(pid, "är redan registrerat och dess personuppgifter har gallrats",
+                         "is already recorded and its personal data has been deleted after retention")
+    try:
+        stored = unseal(deps.sealer(), row)
+    except PiiDecryptError as exc:
+        log.error("forfeiture protocol cannot be decrypted", extra={"protocol_id": pid, "key_id": exc.key_id})
+        return _problem(500, "Internal error", "Personuppgifterna kan inte dekrypteras (nyckel saknas). / "
+                        "The personal data cannot be decrypted (key missing).")
+    on = req.occurred_at.astimezone(ZoneInfo(_timezone(snapshot, row["municipality_id"]))).date()
+    if not same_personal_data(stored, req, on=on):
+        deps.metrics.recorded.labels("conflict").inc()
+        return _conflict(pid)
+    if row["published_at"] is None:  # stored, but the ack never came back (crash or bus down): publish again
+        event = CloudEvent[ForfeitureRecorded].model_validate_json(row["event"])
+        return await _publish(event, row["response"], deps=deps, fresh=False)
+    deps.metrics.recorded.labels("replayed").inc()
+    return Result(202, row["response"])
+
+
+# --- reading -----------------------------------------------------------------------------
+
+class ReadRefused(Exception):
+    """A refused read: HTTP status, the outcome written to the access log and a bilingual detail."""
+
+    def __init__(self, status: int, outcome: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.outcome, self.title, self.detail = status, outcome, title, detail
+
+
+_PURPOSE_DETAIL = {
+    "missing": "Ange syftet med läsningen i ?purpose= (minst 3 tecken); det loggas. / "
+               "State the purpose of the read in ?purpose= (at least 3 characters); it is logged.",
+    "too_long": "Syftet får vara högst 200 tecken. / The purpose may be at most 200 characters.",
+    "personal_data": "Syftet får inte innehålla personuppgifter (personnummer, telefon, e-post). / "
+                     "The purpose must not contain personal data (identity number, phone, e-mail).",
+}
+
+
+async def log_attempt(protocol_id: str, *, reader: Principal | None, purpose: str | None, outcome: str,
+                      deps: ForfeitureDeps) -> None:
+    """Append an access-log entry on its own (for attempts refused before any read)."""
+    async with transaction(deps.sessions) as s:
+        await _add_access(s, protocol_id, reader=reader, purpose=purpose, outcome=outcome, deps=deps)
+    deps.metrics.reads.labels(outcome).inc()
+
+
+async def _add_access(session: AsyncSession, protocol_id: str, *, reader: Principal | None, purpose: str | None,
+                      outcome: str, deps: ForfeitureDeps) -> None:
+    await fdb.add_access(session, at=deps.clock(), person_id=reader.person_id if reader else "-",
+                         actor_id=reader.actor_id if reader else None, roles=list(reader.roles) if reader else [],
+                         protocol_id=protocol_id, purpose=purpose, outcome=outcome,
+                         correlation_id=correlation_id.get())
+
+
+async def read_protocol(protocol_id: str, *, reader: Principal, purpose: str | None,
+                        snapshot: OrgSnapshot, deps: ForfeitureDeps) -> dict[str, Any]:
+    """A protocol with its personal data for police and social services; every attempt is logged first."""
+    refusal: ReadRefused | None = None
+    logged_purpose = purpose.strip()[:200] if purpose else None
+    if not may_read(reader):
+        refusal = ReadRefused(403, "forbidden_role", "Forbidden",
+                              "Förverkandeprotokoll kan bara läsas av polis och socialtjänst. / "
+                              "Forfeiture protocols can be read by police and social services only.")
+    elif (why := purpose_problem(purpose)) is not None:
+        refusal = ReadRefused(422, f"purpose_{why}", "Purpose required", _PURPOSE_DETAIL[why])
+        if why == "personal_data":
+            logged_purpose = None  # never store what looks like personal data in the log
+    view: dict[str, Any] | None = None
+    outcome = refusal.outcome if refusal else "granted"
+    async with transaction(deps.sessions) as s:
+        if refusal is None:
+            row = await fdb.find_protocol(s, protocol_id)
+            if row is None:
+                refusal = ReadRefused(404, "not_found", "Not Found", f"Protokollet {protocol_id!r} finns inte. / "
+                                      f"Protocol {protocol_id!r} does not exist.")
+            elif row["municipality_id"] not in reader.municipalities:
+                refusal = ReadRefused(403, "other_municipality", "Forbidden",
+                                      "Protokollet gäller en kommun du inte arbetar i. / "
+                                      "The protocol belongs to a municipality you do not work in.")
+            else:
+                try:
+                    personal = unseal(deps.sealer(), row)
+                except PiiDecryptError as exc:
+                    log.error("forfeiture protocol cannot be decrypted",
+                              extra={"protocol_id": protocol_id, "key_id": exc.key_id})
+                    refusal = ReadRefused(500, "key_missing", "Internal error",
+                                          "Personuppgifterna kan inte dekrypteras: nyckeln saknas i EST_PII_KEY. / "
+                                          "The personal data cannot be decrypted: its key is missing from "
+                                          "EST_PII_KEY.")
+                else:
+                    view = protocol_view(row, personal, snapshot=snapshot, retention=deps.retention)
+                    if row["personal_data_deleted_at"] is not None:
+                        outcome = "granted_personal_data_deleted"
+            if refusal is not None:
+                outcome = refusal.outcome
+        await _add_access(s, protocol_id, reader=reader, purpose=logged_purpose, outcome=outcome, deps=deps)
+    deps.metrics.reads.labels(outcome).inc()
+    if refusal is not None:
+        raise refusal
+    assert view is not None
+    return view
+
+
+def protocol_view(row: dict[str, Any], personal: dict[str, str | None], *, snapshot: OrgSnapshot,
+                  retention: timedelta) -> dict[str, Any]:
+    """The full protocol as police and social services see it."""
+    person = None
+    if personal["personal_number"] is not None:
+        on = row["occurred_at"].astimezone(ZoneInfo(_timezone(snapshot, row["municipality_id"]))).date()
+        born = parse_personal_number(personal["personal_number"], on=on).birth_date
+        person = {"name": personal["person_name"], "personal_number": personal["personal_number"],
+                  "age": age_on(born, on)}
+    deleted = row["personal_data_deleted_at"]
+    return {
+        "protocol_id": row["protocol_id"], "municipality_id": row["municipality_id"], "area_id": row["area_id"],
+        "place": row["place"], "occurred_at": row["occurred_at"].isoformat(),
+        "received_at": row["received_at"].isoformat(), "recorded_by": row["recorded_by"], "unit": row["unit"],
+        "officer": personal["officer"], "person": person, "age_band": row["age_band"], "items": row["items"],
+        "direct_forfeiture": row["direct_forfeiture"], "guardian_contacted": row["guardian_contacted"],
+        "guardian_came": row["guardian_came"], "source": row["source"],
+        "source_label": SOURCE_LABELS.get(row["source"], SOURCE_LABELS["other"]),
+        "source_details": personal["source_details"], "social_services_notified": row["social_services_notified"],
+        "personal_data_deleted_at": deleted.isoformat() if deleted else None,
+        "personal_data_deleted_after": (row["occurred_at"] + retention).isoformat(),
+    }
+
+
+# --- retention, crash recovery and key rotation ------------------------------------------
+
+async def delete_expired_personal_data(*, deps: ForfeitureDeps, batch: int = 500) -> list[str]:
+    """Null the personal fields of protocols past retention; logs counts and ids, never the data."""
+    now = deps.clock()
+    cutoff = retention_cutoff(now, deps.retention)
+    done: list[str] = []
+    while True:
+        async with transaction(deps.sessions) as s:
+            ids = await fdb.expired(s, cutoff, limit=batch)
+            n = await fdb.delete_personal_data(s, ids, now)
+        if not ids:
+            break
+        done.extend(ids)
+        deps.metrics.deleted.inc(n)
+    if done:
+        log.info("personal data of forfeiture protocols deleted after retention",
+                 extra={"count": len(done), "protocol_ids": ",".join(done[:1000]),
+                        "retention_days": deps.retention.days, "cutoff": cutoff.isoformat()})
+    return done
+
+
+async def publish_pending(*, deps: ForfeitureDeps) -> list[str]:
+    """Publish protocols stored but never acknowledged (a crash between storing and publishing)."""
+    async with deps.sessions() as s:
+        pending = await fdb.unpublished(s, deps.clock() - deps.pending_grace)
+    done = []
+    for pid, raw in pending:
+        event = CloudEvent[ForfeitureRecorded].model_validate_json(raw)
+        try:
+            await deps.publish(forfeiture_recorded(event.data.municipality_id), event)
+        except BusUnavailable:
+            break
+        async with transaction(deps.sessions) as s:
+            await fdb.mark_published(s, pid, utc_now())
+        deps.metrics.republished.inc()
+        done.append(pid)
+    if done:
+        log.info("stored forfeiture protocols published by the upkeep job",
+                 extra={"count": len(done), "protocol_ids": ",".join(done)})
+    return done
+
+
+async def upkeep_once(*, deps: ForfeitureDeps) -> dict[str, list[str]]:
+    """One run of the scheduled job: publish what a crash left unpublished, delete expired personal data."""
+    return {"published": await publish_pending(deps=deps),
+            "personal_data_deleted": await delete_expired_personal_data(deps=deps)}
+
+
+async def run_upkeep(*, deps: ForfeitureDeps, interval: float) -> None:
+    """The scheduled job (started with ``runtime.spawn``): ``upkeep_once`` every ``interval`` seconds."""
+    while True:
+        try:
+            await upkeep_once(deps=deps)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("forfeiture upkeep run failed; will retry")
+        await asyncio.sleep(interval)
+
+
+async def reencrypt_protocols(*, sessions: async_sessionmaker[AsyncSession], cipher: PiiCipher,
+                              metrics: ForfeitureMetrics | None = None, batch: int = 200) -> dict[str, Any]:
+    """Re-seal every protocol still under an older key with the primary key; returns counts per outcome."""
+    old = [k for k in cipher.key_ids if k != cipher.primary_id]
+    done = failed = 0
+    after = ""
+    while old:
+        async with sessions() as s:
+            rows = await fdb.sealed_with(s, old, after=after, limit=batch)
+        if not rows:
+            break
+        after = rows[-1]["protocol_id"]
+        async with transaction(sessions) as s:
+            for row in rows:
+                pid = row["protocol_id"]
+                try:
+                    values = {k: cipher.rotate(row[k], context=_context(pid, k)) for k in fdb.ENCRYPTED}
+                except PiiDecryptError:
+                    failed += 1
+                    log.error("forfeiture protocol could not be re-encrypted", extra={"protocol_id": pid})
+                    continue
+                if await fdb.reseal(s, pid, row["pii_key_id"], cipher.primary_id, values):
+                    done += 1
+    if metrics:
+        metrics.reencrypted.inc(done)
+    async with sessions() as s:
+        usage = await fdb.key_usage(s)
+    unknown = sorted(k for k in usage if k not in cipher.key_ids)
+    log.info("forfeiture protocols re-encrypted", extra={"count": done, "failed": failed,
+                                                          "primary_key_id": cipher.primary_id})
+    return {"reencrypted": done, "failed": failed, "primary_key_id": cipher.primary_id, "rows_by_key": usage,
+            "unknown_key_ids": unknown}
+
+
+async def reencrypt_database(settings: Any) -> dict[str, Any]:
+    """Re-encrypt from the command line (``python -m est_intake.pii reencrypt``), configured like the service."""
+    engine = make_engine(settings.db_url())
+    try:
+        async with engine.begin() as conn:
+            await fdb.create_tables(conn)
+        cipher = load_cipher(_secret(settings.pii_key), data_dir=settings.data_dir)
+        return await reencrypt_protocols(sessions=session_factory(engine), cipher=cipher)
+    finally:
+        await engine.dispose()
+
+
+def _secret(value: Any) -> str | None:
+    """The plain text of a setting that may be a SecretStr."""
+    if value is None:
+        return None
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+
+
+# --- HTTP --------------------------------------------------------------------------------
+
+class ForfeitureAcceptedOut(BaseModel):
+    """The answer once a protocol is stored and its (anonymous) event acknowledged by JetStream."""
+
+    protocol_id: str
+    status: str = Field(examples=["accepted"])
+    age_band: str = Field(examples=["15_17"], description="under_15, 15_17 or 18_19")
+    warnings: list[dict[str, str]] = Field(default_factory=list,
+                                           description="reminders (guardians, social services) with code and texts")
+
+
+class PersonOut(BaseModel):
+    """The young person (null once retention has deleted the personal data)."""
+
+    name: str | None
+    personal_number: str | None = Field(description="12 digits with a hyphen")
+    age: int | None = Field(description="age on the day of the forfeiture")
+
+
+class ForfeitureOut(BaseModel):
+    """A forfeiture protocol with its personal data (police and social services; the read is logged)."""
+
+    protocol_id: str
+    municipality_id: str
+    area_id: str | None
+    place: str | None
+    occurred_at: str
+    received_at: str
+    recorded_by: str = Field(description="person id of the officer who recorded it")
+    unit: str | None
+    officer: str | None
+    person: PersonOut | None
+    age_band: str
+    items: list[dict[str, Any]]
+    direct_forfeiture: bool
+    guardian_contacted: bool
+    guardian_came: bool
+    source: str
+    source_label: dict[str, str]
+    source_details: str | None
+    social_services_notified: bool
+    personal_data_deleted_at: str | None
+    personal_data_deleted_after: str = Field(description="when retention deletes the personal data")
+
+
+class AccessEntryOut(BaseModel):
+    """One access-log entry."""
+
+    seq: int
+    at: str
+    person_id: str = Field(description="who ('-' without a valid token)")
+    actor_id: str | None
+    roles: list[str]
+    protocol_id: str
+    purpose: str | None
+    outcome: str = Field(examples=["granted", "forbidden_role", "purpose_missing", "not_found", "unauthenticated"])
+    correlation_id: str | None
+
+
+class AccessLogOut(BaseModel):
+    """Access-log entries, newest first."""
+
+    entries: list[AccessEntryOut]
+
+
+def _answer(result: Result) -> JSONResponse:
+    if result.status < 300:
+        return JSONResponse(result.body, status_code=result.status)
+    return JSONResponse(result.body, status_code=result.status, media_type=PROBLEM, headers=result.headers)
+
+
+def build_forfeiture_router(deps: ForfeitureDeps, runtime: ServiceRuntime) -> APIRouter:
+    """Routes for protocols (police, social services) and their administration (admin)."""
+    router = APIRouter(strict_content_type=False)
+
+    async def police(request: Request) -> Principal:
+        principal = await runtime.principal(request)
+        if not may_record(principal):
+            deps.metrics.recorded.labels("forbidden").inc()
+            raise Problem(403, "Forbidden", "Förverkandeprotokoll registreras av polisen (rollen police). / "
+                          "Forfeiture protocols are recorded by the police (role police).")
+        return principal
+
+    async def caller(request: Request) -> Principal:
+        return await runtime.principal(request)
+
+    police_dep, caller_dep = Depends(police), Depends(caller)
+
+    @router.post("/v1/forfeitures", tags=["police"], status_code=202, response_model=ForfeitureAcceptedOut,
+                 summary="Record a Kronoberg forfeiture protocol (answered once JetStream has stored its event)",
+                 responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {"description": "bus unavailable; retry"}})
+    async def post_forfeiture(req: ForfeitureIn, principal: Principal = police_dep) -> JSONResponse:
+        return _answer(await record_protocol(req, caller=principal, snapshot=runtime.directory.snapshot, deps=deps))
+
+    @router.get("/v1/forfeitures/{protocol_id}", tags=["police", "social services"], response_model=ForfeitureOut,
+                summary="Read a protocol with its personal data (police and social services; every read is logged)",
+                responses={401: {}, 403: {}, 404: {}, 422: {"description": "purpose missing or invalid"}})
+    async def get_forfeiture(protocol_id: str, request: Request,
+                             purpose: Annotated[str | None, Query(
+                                 description="why you read it, e.g. 'uppföljningssamtal' (logged; required)")] = None,
+                             ) -> dict[str, Any]:
+        try:
+            principal = await runtime.principal(request)
+        except Problem:
+            await log_attempt(protocol_id, reader=None, purpose=None, outcome="unauthenticated", deps=deps)
+            raise
+        try:
+            return await read_protocol(protocol_id, reader=principal, purpose=purpose,
+                                       snapshot=runtime.directory.snapshot, deps=deps)
+        except ReadRefused as exc:
+            raise Problem(exc.status, exc.title, exc.detail) from None
+
+    @router.get("/v1/admin/forfeiture-access-log", tags=["admin"], response_model=AccessLogOut,
+                summary="Who read which forfeiture protocol, when, why, and with what outcome")
+    async def get_access_log(principal: Principal = caller_dep, protocol_id: str | None = None,
+                             person_id: str | None = None, since: datetime | None = None,
+                             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        require_role(principal, "admin")
+        if since is not None:
+            since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+        async with deps.sessions() as s:
+            entries = await fdb.access_entries(s, protocol_id=protocol_id, person_id=person_id, since=since,
+                                               limit=limit)
+        return {"entries": [{**e, "at": e["at"].isoformat()} for e in entries]}
+
+    @router.get("/v1/admin/forfeitures/encryption", tags=["admin"],
+                summary="Key ids in use: the primary key, the configured keys and protocols per key")
+    async def get_encryption(principal: Principal = caller_dep) -> dict[str, Any]:
+        require_role(principal, "admin")
+        cipher = deps.sealer()
+        async with deps.sessions() as s:
+            usage = await fdb.key_usage(s)
+        return {"primary_key_id": cipher.primary_id, "key_ids": cipher.key_ids, "rows_by_key": usage,
+                "retention_days": deps.retention.days}
+
+    @router.post("/v1/admin/forfeitures/reencrypt", tags=["admin"],
+                 summary="Re-encrypt personal data still sealed with an older key under the first key of EST_PII_KEY")
+    async def post_reencrypt(principal: Principal = caller_dep) -> dict[str, Any]:
+        require_role(principal, "admin")
+        return await reencrypt_protocols(sessions=deps.sessions, cipher=deps.sealer(), metrics=deps.metrics)
+
+    return router
+
+
+def install_forfeitures(runtime: ServiceRuntime, *, settings: Any, engine: AsyncEngine,
+                        sessions: async_sessionmaker[AsyncSession], publish: Publish) -> ForfeitureDeps:
+    """Wire forfeiture protocols into the intake: routes, tables and key at start, the upkeep job."""
+    deps = ForfeitureDeps(sessions=sessions, publish=publish, metrics=ForfeitureMetrics(runtime.registry),
+                          retention=timedelta(days=settings.forfeiture_retention_days))
+    runtime.app.include_router(build_forfeiture_router(deps, runtime))
+    app: FastAPI = runtime.app
+    app.state.forfeitures = deps
+
+    async def start() -> None:
+        deps.cipher = load_cipher(_secret(settings.pii_key), data_dir=settings.data_dir)
+        async with engine.begin() as conn:
+            await fdb.create_tables(conn)
+        runtime.spawn(run_upkeep(deps=deps, interval=settings.forfeiture_upkeep_interval), "forfeiture-upkeep")
+
+    runtime.on_start(start)
+    return deps
