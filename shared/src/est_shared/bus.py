@@ -106,6 +106,7 @@ def add_consumer(broker: NatsBroker, *, service: str, stream: StreamDef, subject
                  handle: Handler, metrics: BusMetrics, max_deliver: int = 8, batch_size: int = 32,
                  deliver_policy: DeliverPolicy = DeliverPolicy.ALL, ack_wait: float = 30.0) -> None:
     """Register a durable pull consumer whose handler gets validated CloudEvents."""
+    metrics.track_consumer(stream.name, durable)
 
     @broker.subscriber(
         subject, stream=JStream(stream.name, declare=False), durable=durable,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -132,6 +133,32 @@ def require_area(principal: Principal, area_id: str) -> None:
     if not principal.may_see_area(area_id):
         raise Problem(403, "Forbidden", f"You are not assigned to area {area_id!r}. / "
                       f"Du är inte tilldelad området {area_id!r}.")
+
+
+class HttpMetrics:
+    """ASGI middleware: request durations by method, route template and status class (bounded labels)."""
+
+    def __init__(self, app: ASGIApp, histogram: Any) -> None:
+        self.app, self.histogram = app, histogram
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.histogram.labels(scope["method"], route, f"{status // 100}xx").observe(time.perf_counter() - start)
 
 
 class CorrelationId:

@@ -8,7 +8,7 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 """The correlation id of the request or event being handled; logged with every line, copied into
@@ -69,3 +69,18 @@ class BusMetrics:
                                  ["type"], registry=registry)
         self.publish_failures = Counter(f"{p}_publish_failures_total", "Publishes that got no ack",
                                         registry=registry)
+        self.consumer_pending = Gauge(f"{p}_consumer_pending_messages", "Events in the stream not yet delivered "
+                                      "to the consumer (lag)", ["consumer"], registry=registry)
+        self.consumer_ack_pending = Gauge(f"{p}_consumer_ack_pending_messages", "Events delivered but not yet "
+                                          "acknowledged", ["consumer"], registry=registry)
+        self.consumer_redelivered = Gauge(f"{p}_consumer_redelivered_messages", "Events being redelivered",
+                                          ["consumer"], registry=registry)
+        self.http_duration = Histogram(f"{p}_http_request_duration_seconds", "HTTP request durations",
+                                       ["method", "route", "status"], registry=registry,
+                                       buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+        self.consumers: list[tuple[str, str]] = []
+
+    def track_consumer(self, stream: str, durable: str) -> None:
+        """Report the lag of a durable consumer in the consumer_* gauges."""
+        if (stream, durable) not in self.consumers:
+            self.consumers.append((stream, durable))

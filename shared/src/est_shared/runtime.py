@@ -23,7 +23,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from est_shared.bus import ensure_streams, latest_on_subject, make_broker, parse_event
-from est_shared.http import BodySizeLimit, CorrelationId, add_ops_routes, bearer_principal, install_problem_handlers
+from est_shared.http import (
+    BodySizeLimit,
+    CorrelationId,
+    HttpMetrics,
+    add_ops_routes,
+    bearer_principal,
+    install_problem_handlers,
+)
 from est_shared.observability import BusMetrics, setup_logging
 from est_shared.org import Directory, OrgSnapshot
 from est_shared.settings import ServiceSettings
@@ -55,6 +62,7 @@ class ServiceRuntime:
         self.app = FastAPI(title=title, description=description, version=version, lifespan=self._lifespan)
         self.app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
         self.app.add_middleware(CorrelationId)
+        self.app.add_middleware(HttpMetrics, histogram=self.metrics.http_duration)
         install_problem_handlers(self.app)
         add_ops_routes(self.app, registry=self.registry, ready=self.ready)
         self.principal = bearer_principal(lambda: self.directory)
@@ -128,6 +136,19 @@ class ServiceRuntime:
             event = parse_event(raw)
             await self.apply_org(OrgSnapshot.model_validate(event.data.snapshot))  # type: ignore[attr-defined]
 
+    async def _report_lag(self, interval: float = 10.0) -> None:
+        """Keep the consumer lag gauges current (JetStream consumer info)."""
+        while True:
+            for stream, durable in list(self.metrics.consumers):
+                try:
+                    info = await self.js.consumer_info(stream, durable)
+                except Exception:  # consumer not created yet, or NATS away: try again next round
+                    continue
+                self.metrics.consumer_pending.labels(durable).set(info.num_pending or 0)
+                self.metrics.consumer_ack_pending.labels(durable).set(info.num_ack_pending or 0)
+                self.metrics.consumer_redelivered.labels(durable).set(info.num_redelivered or 0)
+            await asyncio.sleep(interval)
+
     def _add_asyncapi_route(self) -> None:
         @self.app.get("/asyncapi.json", tags=["ops"], summary="AsyncAPI document of this service's events")
         async def asyncapi() -> dict[str, Any]:
@@ -146,6 +167,7 @@ class ServiceRuntime:
             for hook in self._on_start:  # before consuming: hooks create tables, start relays
                 await hook()
             await self.broker.start()
+            self.spawn(self._report_lag(), "consumer-lag")
             log.info("service started", extra={"service": self.name})
             yield
         finally:
