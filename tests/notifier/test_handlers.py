@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from est_notifier import handlers
-from est_notifier.db import Tables, make_tables
+from est_notifier.db import Tables, ensure_schema, make_tables
 from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, WebhookSender, flush_digests
 from est_notifier.domain import Caller
 from est_notifier.metrics import NotifierMetrics
@@ -28,7 +28,7 @@ async def _db(url: str) -> tuple[Any, Any, Tables]:
     engine = make_engine(url)
     tables = make_tables()
     async with engine.begin() as conn:
-        await conn.run_sync(tables.metadata.create_all)
+        await conn.run_sync(ensure_schema, tables)
     return engine, session_factory(engine), tables
 
 
@@ -118,12 +118,13 @@ async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Pa
 async def test_declared_subscriptions_are_upserted_idempotently(tmp_path: Path, org: Org) -> None:
     engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     owner = _caller(org).person_id
-    declared = [{"person_id": owner, "key": "drift", **_spec(org, {"type": "email", "to": "d@example.org"})}]
+    declared = [{"id": "drift", "owner": owner, **_spec(org, {"type": "email", "to": "d@example.org"})}]
     first = await handlers.upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=org.snapshot,
                                                          declared=declared)
     second = await handlers.upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=org.snapshot,
                                                           declared=declared)
-    assert first["created"] == 1 and second == {"created": 0, "updated": 1, "deleted": 0}
+    assert first["created"] == 1
+    assert second == {"created": 0, "updated": 0, "unchanged": 1, "deleted": 0, "invalid": 0}
     subs = await handlers.list_subscriptions(sessions=sessions, tables=tables, caller=_caller(org))
     assert len(subs) == 1 and subs[0]["source"] == "org"
     gone = await handlers.upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=org.snapshot,

@@ -118,7 +118,10 @@ class ServiceRuntime:
         self.directory.replace(snapshot)
         self.org_version.set(snapshot.version)
         for listener in self._org_listeners:
-            await listener(snapshot)
+            try:
+                await listener(snapshot)
+            except Exception:  # one listener's failure must not stop the others or the service
+                log.exception("organisation listener failed", extra={"org_version": snapshot.version})
 
     def _add_org_consumer(self) -> None:
         @self.broker.subscriber(ORG_CHANGED, stream=JStream(ORG.name, declare=False),

@@ -1,138 +1,21 @@
 """HTTP routes of the notifier: subscriptions and the delivery ledger."""
 
 
-from collections.abc import Awaitable, Callable
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from est_shared.http import Problem
 from est_shared.org import Principal
-from fastapi import APIRouter, Depends, FastAPI, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_notifier import handlers
 from est_notifier.db import Tables
-from est_notifier.domain import Caller, Forbidden, Invalid, NotFound, NotifierError, valid_webhook_url
-
-EventName = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published"]
-ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
-
-
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ScopeIn(_In):
-    municipality_id: str = Field(pattern=ID, description="Municipality id", examples=["vaxjo"])
-    area_ids: list[Annotated[str, Field(pattern=ID)]] | None = Field(
-        default=None, max_length=500, description="Areas; left out = every area of the municipality you may see",
-        examples=[["araby"]])
-
-
-class WebhookChannel(_In):
-    type: Literal["webhook"]
-    url: str = Field(max_length=2000, description="http(s) URL that receives the CloudEvent POSTs",
-                     examples=["https://example.org/est"])
-    secret: str = Field(min_length=1, max_length=500, description="HMAC-SHA256 key for X-EST-Signature",
-                        examples=["s3cret"])
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not valid_webhook_url(v):
-            raise ValueError("must be an http(s) URL with a host / måste vara en http(s)-URL med värd")
-        return v
-
-
-class WebhookChannelPatch(WebhookChannel):
-    secret: str | None = Field(default=None, min_length=1, max_length=500,  # type: ignore[assignment]
-                               description="New secret; left out keeps the old one")
-
-
-class EmailChannel(_In):
-    type: Literal["email"]
-    to: str = Field(max_length=320, pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$", description="Recipient address",
-                    examples=["a@example.org"])
-
-
-Channel = Annotated[WebhookChannel | EmailChannel, Field(discriminator="type")]
-ChannelPatch = Annotated[WebhookChannelPatch | EmailChannel, Field(discriminator="type")]
-
-
-class SubscriptionIn(_In):
-    name: str = Field(min_length=1, max_length=200, examples=["Växjöhem driftcentral"])
-    scope: ScopeIn
-    events: list[EventName] = Field(min_length=1, examples=[["picture.published", "alert.raised"]])
-    channel: Channel
-    digest: Literal["immediate", "period"] = Field(
-        default="immediate", description="immediate: one message per event; period: one per period close")
-    language: Literal["sv", "en"] = "sv"
-    min_severity: Literal["info", "warning", "critical"] | None = Field(
-        default=None, description="Alerts below this severity are not sent")
-
-
-class SubscriptionPatch(_In):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    scope: ScopeIn | None = None
-    events: list[EventName] | None = Field(default=None, min_length=1)
-    channel: ChannelPatch | None = None
-    digest: Literal["immediate", "period"] | None = None
-    language: Literal["sv", "en"] | None = None
-    min_severity: Literal["info", "warning", "critical"] | None = None
-    paused: bool | None = Field(default=None, description="true pauses, false resumes", examples=[True])
-
-
-class ScopeOut(BaseModel):
-    municipality_id: str
-    area_ids: list[str] = Field(description="Empty = every area of the municipality")
-
-
-class SubscriptionOut(BaseModel):
-    id: str
-    name: str
-    owner_id: str
-    scope: ScopeOut
-    events: list[str]
-    channel: dict[str, Any] = Field(description="The channel; a webhook secret is never shown (secret_set)")
-    digest: str
-    language: str
-    min_severity: str | None
-    paused: bool
-    paused_reason: str | None
-    source: str = Field(description="api, or org when declared in the organisation")
-    created_at: datetime
-    updated_at: datetime
-
-
-class AttemptOut(BaseModel):
-    attempt: int
-    at: datetime
-    status: str = Field(description="delivered | retry | failed | dead")
-    response_code: int | None
-    error: str | None
-    duration_ms: int | None
-    delivery_id: str
-    subscription_id: str
-    event_id: str
-    event_type: str
-    channel: str
-
-
-class DeliveryOut(BaseModel):
-    delivery_id: str = Field(description="Stable id; also X-EST-Delivery and Idempotency-Key")
-    subscription_id: str
-    event_id: str
-    event_type: str
-    channel: str
-    target: str
-    status: str = Field(description="pending | delivering | delivered | failed | dead")
-    attempts: int
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    finished_at: datetime | None
-    attempt_log: list[AttemptOut] = Field(description="One row per attempt")
+from est_notifier.domain import Caller, Conflict, Forbidden, Invalid, NotFound, NotifierError
+from est_notifier.schemas import DeliveryOut, SubscriptionIn, SubscriptionOut, SubscriptionPatch
+from est_notifier.stream import StreamHub
 
 
 def _problem(exc: NotifierError) -> Problem:
@@ -140,6 +23,8 @@ def _problem(exc: NotifierError) -> Problem:
         return Problem(404, "Not found", exc.detail)
     if isinstance(exc, Forbidden):
         return Problem(403, "Forbidden", exc.detail)
+    if isinstance(exc, Conflict):
+        return Problem(409, "Conflict", exc.detail)
     if isinstance(exc, Invalid):
         return Problem(422, "Invalid request", exc.detail,
                        errors=[{"field": exc.field, "message": exc.en, "type": "value_error"}])
@@ -152,7 +37,8 @@ def caller_of(p: Principal) -> Caller:
 
 
 def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
-               sessions: async_sessionmaker[AsyncSession], tables: Tables, snapshot: Callable[[], Any]) -> None:
+               sessions: async_sessionmaker[AsyncSession], tables: Tables, snapshot: Callable[[], Any],
+               hub: StreamHub | None = None, on_stream: Callable[[int], None] | None = None) -> None:
     """Mount the /v1 routes."""
     router = APIRouter(prefix="/v1", tags=["notifier"])
     Auth = Annotated[Principal, Depends(principal)]
@@ -215,4 +101,54 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
         except NotifierError as exc:
             raise _problem(exc) from exc
 
+    if hub is not None:
+        @router.get(
+            "/stream", response_class=StreamingResponse, summary="Live stream of pictures, alerts and analyses (SSE)",
+            description=STREAM_DOC,
+            responses={200: {"content": {"text/event-stream": {"example": STREAM_EXAMPLE}},
+                             "description": "server-sent events until the client disconnects"}})
+        async def stream(who: Auth, last_event_id: Annotated[str | None, Header(max_length=300)] = None,
+                         since: Annotated[datetime | None, Query(description="start at this time (ISO 8601) "
+                                                                 "instead of with new events")] = None,
+                         ) -> StreamingResponse:
+            if since is not None and since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)
+
+            def municipality_of(area_id: str) -> str | None:
+                area = snapshot().areas.get(area_id)
+                return area.municipality_id if area else None
+
+            async def body() -> AsyncIterator[bytes]:
+                if on_stream:
+                    on_stream(1)
+                try:
+                    async for chunk in hub.events(who, municipality_of=municipality_of,
+                                                  last_event_id=last_event_id, since=since):
+                        yield chunk
+                finally:
+                    if on_stream:
+                        on_stream(-1)
+
+            return StreamingResponse(body(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
     app.include_router(router)
+
+
+STREAM_DOC = """Server-sent events (`text/event-stream`) for dashboards: every picture (`se.est.picture.updated`,
+`se.est.picture.published`), alert (`se.est.alert.raised`, `se.est.alert.resolved`) and analysis
+(`se.est.analysis.published`) event in the caller's areas, rendered as the caller may see it. Each message has
+`id:` = the event id, `event:` = the event type and `data:` = the CloudEvent JSON. A `: heartbeat` comment
+comes after 15 s without events. Reconnect with `Last-Event-ID` (EventSource does this itself) to get what
+came after that event; a few events around the resume point may repeat, so de-duplicate by id. An unknown
+id gives an `event: stream.reset` and then new events. `?since=` starts at a time instead."""
+
+STREAM_EXAMPLE = """retry: 3000
+: connected
+
+id: picture:araby:2026-W48:v1
+event: se.est.picture.published
+data: {"specversion":"1.0","id":"picture:araby:2026-W48:v1","type":"se.est.picture.published",...}
+
+: heartbeat 2026-11-30T09:00:15+00:00
+"""

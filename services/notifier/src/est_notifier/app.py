@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from est_shared.db import make_engine, session_factory
 from est_shared.events import CloudEvent
-from est_shared.org import period_deadline
+from est_shared.org import OrgSnapshot, period_deadline
 from est_shared.periods import Period, PeriodError
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
@@ -18,11 +19,13 @@ from fastapi import FastAPI
 from est_notifier import handlers
 from est_notifier.api import add_routes
 from est_notifier.consumers import register
-from est_notifier.db import make_tables
+from est_notifier.db import ensure_schema, make_tables
 from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, Sender, WebhookSender, flush_digests
-from est_notifier.domain import parse_smtp_url
+from est_notifier.domain import ReminderTimes, parse_smtp_url
 from est_notifier.metrics import NotifierMetrics
+from est_notifier.reminders import Clock, ReminderLoop
 from est_notifier.settings import NotifierSettings
+from est_notifier.stream import StreamHub
 
 log = logging.getLogger("est.notifier")
 
@@ -36,7 +39,10 @@ retries, dead-lettering and a per-attempt delivery ledger."""
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     """Build the notifier app; nothing connects until its lifespan starts."""
     settings = settings or NotifierSettings()
-    engine = make_engine(settings.database_url or settings.sqlite_url("notifier"))
+    url = settings.database_url or settings.sqlite_url("notifier")
+    # SQLite has one writer: one pooled connection makes tasks queue in asyncio instead of sleeping in
+    # SQLite's busy handler (the fan-out and the delivery worker write at the same time)
+    engine = make_engine(url, pool_size=1, max_overflow=0) if url.startswith("sqlite") else make_engine(url)
     runtime = ServiceRuntime(name="notifier", title="EST Lägesbild notifier", description=DESCRIPTION,
                              settings=settings, engine=engine)
     sessions = session_factory(engine)
@@ -73,34 +79,89 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     async def handle(event: CloudEvent[Any]) -> None:
         if not state["tables_ready"]:
             raise RuntimeError("database not ready yet")  # nacked with backoff, redelivered later
+        if event.type == "se.est.picture.published" and settings.reminders_enabled:
+            await handlers.record_missing(event, sessions=sessions, tables=tables)
         channels = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="notifier.fanout",
-                                          sender=settings.mail_from, digest_due=digest_due)
+                                          sender=settings.mail_from, digest_due=digest_due,
+                                          snapshot=runtime.directory.snapshot)
         for channel in channels:
             metrics.created.labels(channel).inc()
         if channels:
             worker.wake()
 
-    register(runtime, settings=settings, handle=handle)
+    clock = Clock()
+    times = ReminderTimes(before=settings.reminder_before, after=settings.reminder_after,
+                          late_limit=settings.reminder_late_limit)
+
+    async def check_reminders(now: datetime) -> int:
+        if not state["tables_ready"]:
+            return 0
+        made = await handlers.send_due_reminders(
+            now, sessions=sessions, tables=tables, snapshot=runtime.directory.snapshot, sender=settings.mail_from,
+            times=times, on_reminder=lambda kind, outcome: metrics.reminders.labels(kind, outcome).inc())
+        if made:
+            metrics.created.labels("email").inc(len(made))
+            worker.wake()
+        return len(made)
+
+    reminders = ReminderLoop(clock=clock, check=check_reminders, interval=settings.reminder_interval)
+
+    async def handle_update(event: CloudEvent[Any]) -> None:
+        if not state["tables_ready"]:
+            raise RuntimeError("database not ready yet")
+        await handlers.record_missing(event, sessions=sessions, tables=tables)
+
+    register(runtime, settings=settings, handle=handle,
+             handle_update=handle_update if settings.reminders_enabled else None)
+    hub = StreamHub(js=lambda: runtime.js, heartbeat=settings.stream_heartbeat,
+                    resume_window=settings.stream_resume_window, resume_margin=settings.stream_resume_margin,
+                    on_event=metrics.stream_events.inc)
     add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables,
-               snapshot=lambda: runtime.directory.snapshot)
+               snapshot=lambda: runtime.directory.snapshot, hub=hub, on_stream=metrics.stream_clients.inc)
+
+    async def reconcile(snapshot: OrgSnapshot) -> None:
+        """Declared subscriptions and owners who left: applied for every newer organisation snapshot."""
+        if not state["tables_ready"]:
+            state["pending_org"] = snapshot  # the runtime loads the organisation before on_start hooks run
+            return
+        try:
+            result = await handlers.reconcile_org(
+                sessions=sessions, tables=tables, snapshot=snapshot, env=os.environ,
+                on_invalid=lambda reason: metrics.declared_invalid.labels(reason).inc())
+        except Exception:
+            log.exception("could not apply the organisation to subscriptions; retried at the next change")
+            return
+        for reason, n in result["ended"].items():
+            metrics.ended.labels(reason).inc(n)
+        log.info("organisation applied to subscriptions", extra={
+            "org_version": snapshot.version, **{k: v for k, v in result.items() if k != "ended"},
+            "ended": sum(result["ended"].values())})
+
+    runtime.on_org_changed(reconcile)
 
     async def start() -> None:
         async with engine.begin() as conn:
-            await conn.run_sync(tables.metadata.create_all)
+            await conn.run_sync(ensure_schema, tables)
         state["tables_ready"] = True
+        pending = state.pop("pending_org", None)
+        if pending is not None:
+            await reconcile(pending)
         client = httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=False)
         state["client"] = client
         senders["webhook"] = WebhookSender(client)
         state["worker"] = runtime.spawn(worker.run(), "notifier-delivery-worker")
+        if settings.reminders_enabled:
+            state["reminders"] = runtime.spawn(reminders.run(), "notifier-reminders")
 
     async def stop() -> None:
-        task = state.get("worker")
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except BaseException:
-                pass
+        for name in ("reminders", "worker"):
+            task = state.get(name)
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except BaseException:
+                    pass
         client = state.get("client")
         if client is not None:
             await client.aclose()
@@ -109,5 +170,5 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     runtime.on_stop(stop)
     app = runtime.app
     app.state.notifier = {"sessions": sessions, "tables": tables, "worker": worker, "metrics": metrics,
-                          "settings": settings}
+                          "settings": settings, "hub": hub, "clock": clock, "reminders": reminders}
     return app

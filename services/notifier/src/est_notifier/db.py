@@ -41,6 +41,8 @@ class Tables:
     attempts: Table
     digest_items: Table
     processed: Table
+    reminder_state: Table
+    reminders: Table
 
 
 def make_tables() -> Tables:
@@ -68,6 +70,8 @@ def make_tables() -> Tables:
         Column("created_seq", Float, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
         Column("deleted_at", DateTime(timezone=True)),
+        Column("ended_at", DateTime(timezone=True)),             # ended for good (owner left, scope lost)
+        Column("ended_reason", String(40)),                      # a key of domain.END_REASONS
     )
     deliveries = Table(
         "deliveries", md,
@@ -124,7 +128,42 @@ def make_tables() -> Tables:
         UniqueConstraint("subscription_id", "event_id", name="uq_digest_subscription_event"),
         UniqueConstraint("channel_target", "event_id", name="uq_digest_target_event"),
     )
-    return Tables(md, subscriptions, deliveries, attempts, digest_items, processed_events_table(md))
+    reminder_state = Table(
+        "reminder_state", md,                                    # latest completeness per area and period
+        Column("area_id", String(100), primary_key=True),
+        Column("period", String(20), primary_key=True),
+        Column("municipality_id", String(100), nullable=False),
+        Column("missing", JSON, nullable=False),                 # person ids who have not reported
+        Column("event_time", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    reminders = Table(
+        "reminders", md,                                         # one row per reminder ever sent
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("person_id", String(100), nullable=False),
+        Column("period", String(20), nullable=False),
+        Column("kind", String(10), nullable=False),              # before | after (the deadline)
+        Column("areas", JSON, nullable=False),
+        Column("delivery_id", String(36)),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("person_id", "period", "kind", name="uq_reminder_person_period_kind"),
+    )
+    return Tables(md, subscriptions, deliveries, attempts, digest_items, processed_events_table(md),
+                  reminder_state, reminders)
+
+
+def ensure_schema(conn: Any, tables: Tables) -> None:
+    """Create missing tables, and add nullable columns added since an older version (run_sync)."""
+    from sqlalchemy import inspect
+
+    tables.metadata.create_all(conn)
+    insp = inspect(conn)
+    for table in tables.metadata.sorted_tables:
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in have and col.nullable:
+                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN {col.name} '
+                                     f'{col.type.compile(dialect=conn.dialect)}')
 
 
 def utcnow() -> datetime:
@@ -171,7 +210,7 @@ async def candidate_subscriptions(s: AsyncSession, t: Tables, municipality_id: s
     """Live, unpaused subscriptions of a municipality (matching is finished in the domain)."""
     c = t.subscriptions.c
     q = select(t.subscriptions).where(c.municipality_id == municipality_id, c.deleted_at.is_(None),
-                                      c.paused.is_(False))
+                                      c.paused.is_(False), c.ended_at.is_(None))
     return [dict(r) for r in (await s.execute(q)).mappings()]
 
 
@@ -189,6 +228,22 @@ async def delivery_exists(s: AsyncSession, t: Tables, *, subscription_id: str, c
     found = await s.scalar(select(d.id).where(d.event_id == event_id, or_(
         d.subscription_id == subscription_id, d.channel_target == channel_target)).limit(1))
     return bool(found)
+
+
+async def already_sent(s: AsyncSession, t: Tables, event_id: str) -> tuple[set[str], set[str]]:
+    """Subscription ids and channel targets this event already went (or goes) to, in two queries."""
+    c, d = t.deliveries.c, t.digest_items.c
+    subs: set[str] = set()
+    targets: set[str] = set()
+    for sub_id, target in (await s.execute(select(c.subscription_id, c.channel_target)
+                                           .where(c.event_id == event_id))).all():
+        subs.add(sub_id)
+        targets.add(target)
+    for sub_id, target in (await s.execute(select(d.subscription_id, d.channel_target)
+                                           .where(d.event_id == event_id))).all():
+        subs.add(sub_id)
+        targets.add(target)
+    return subs, targets
 
 
 async def insert_delivery(s: AsyncSession, t: Tables, row: dict[str, Any]) -> None:

@@ -17,13 +17,14 @@ from typing import Any, Protocol
 import aiosmtplib
 import httpx
 from est_shared.db import transaction
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_notifier import db
 from est_notifier.db import Tables
 from est_notifier.domain import (
+    END_REASONS,
     Outcome,
     SmtpConfig,
     after_attempt,
@@ -34,6 +35,7 @@ from est_notifier.domain import (
     retry_after_seconds,
     sign,
 )
+from est_notifier.handlers import cancel_pending
 from est_notifier.metrics import NotifierMetrics
 from est_notifier.render import Rendered, build_email, render_digest, render_event
 
@@ -176,64 +178,107 @@ class DeliveryWorker:
         return float(value) if value is not None else None
 
     async def run_once(self) -> int:
-        """One round: flush due digests, claim due deliveries, attempt them concurrently."""
+        """One round: flush due digests, claim due deliveries, attempt them concurrently, record the ledger."""
         now = time.time()
         if self.digests is not None:
             await self.digests(now)
-        async with self.sessions() as s:
-            ids = await db.due_delivery_ids(s, self.tables, now=now, limit=self.batch)
-        claimed = []
-        for did in ids:
-            async with transaction(self.sessions) as s:
-                if await db.claim(s, self.tables, did, now=now, lease=self.lease, worker=self.worker_id):
-                    claimed.append(did)
+        token = f"{self.worker_id}/{uuid.uuid4().hex[:12]}"
+        claimed = await self._claim(now, token)
         if claimed:
-            await asyncio.gather(*(self._attempt(did) for did in claimed))
+            live = [d for d in claimed if not d["ended_reason"]]
+            for d in claimed:
+                if d["ended_reason"]:  # its subscription ended after the delivery was made: cancel, do not send
+                    async with transaction(self.sessions) as s:
+                        await cancel_pending(s, self.tables, subscription_id=d["subscription_id"],
+                                             delivery_ids=[d["id"]],
+                                             reason=f"cancelled: {END_REASONS.get(d['ended_reason'], ('',))[0]}")
+            results = await asyncio.gather(*(self._send(d) for d in live))
+            await self._record(list(zip(live, results, strict=True)), token)
         async with self.sessions() as s:
             self.metrics.backlog.set(await db.count_backlog(s, self.tables))
         return len(claimed)
 
-    async def _attempt(self, did: str) -> None:
-        async with self.sessions() as s:
-            d = await db.get_delivery(s, self.tables, did)
-        if d is None:
-            return
-        attempt = int(d["attempts"]) + 1
+    async def _claim(self, now: float, token: str) -> list[dict[str, Any]]:
+        """Take up to ``batch`` due deliveries in one UPDATE; only rows this UPDATE changed are ours."""
+        t = self.tables
+        c, sc = t.deliveries.c, t.subscriptions.c
+        async with transaction(self.sessions) as s:
+            ids = await db.due_delivery_ids(s, t, now=now, limit=self.batch)
+            if not ids:
+                return []
+            await s.execute(update(t.deliveries).where(c.id.in_(ids), or_(
+                (c.status == "pending") & (c.next_attempt_at <= now),
+                (c.status == "delivering") & (c.claimed_until < now),
+            )).values(status="delivering", claimed_until=now + self.lease, claimed_by=token))
+            rows = (await s.execute(
+                select(t.deliveries, sc.ended_reason).select_from(
+                    t.deliveries.outerjoin(t.subscriptions, (sc.id == c.subscription_id) & sc.ended_at.is_not(None)))
+                .where(c.id.in_(ids), c.claimed_by == token))).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def _send(self, d: dict[str, Any]) -> tuple[AttemptResult, int]:
         sender = self.senders[d["channel"]]
         started = time.monotonic()
         try:
-            result = await sender.send(d, attempt)
+            result = await sender.send(d, int(d["attempts"]) + 1)
         except Exception as exc:  # a sender bug must not lose the delivery: count it as transient
-            log.exception("sender raised", extra={"delivery_id": did})
+            log.exception("sender raised", extra={"delivery_id": d["id"]})
             result = AttemptResult("retry", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
-        duration_ms = int((time.monotonic() - started) * 1000)
+        return result, int((time.monotonic() - started) * 1000)
+
+    async def _record(self, done: list[tuple[dict[str, Any], tuple[AttemptResult, int]]], token: str) -> None:
+        """The ledger rows and new states of a round, in one transaction (one by one if that fails)."""
+        if not done:
+            return
+        try:
+            async with transaction(self.sessions) as s:
+                outcomes = [await self._record_one(s, d, result, ms, token) for d, (result, ms) in done]
+                await self._reset_dead_counts(s, [d["subscription_id"] for (d, _), o in zip(done, outcomes, strict=True)
+                                                  if o and o[0] == "delivered"])
+        except IntegrityError:
+            outcomes = []
+            for d, (result, ms) in done:
+                try:
+                    async with transaction(self.sessions) as s:
+                        outcomes.append(await self._record_one(s, d, result, ms, token))
+                        if outcomes[-1] and outcomes[-1][0] == "delivered":
+                            await self._reset_dead_counts(s, [d["subscription_id"]])
+                except IntegrityError:
+                    outcomes.append(None)
+        for (d, (result, _ms)), outcome in zip(done, outcomes, strict=True):
+            if outcome is not None:
+                self._count(d, result, *outcome)
+
+    async def _record_one(self, s: AsyncSession, d: dict[str, Any], result: AttemptResult, duration_ms: int,
+                          token: str) -> tuple[str, int, float] | None:
+        did, attempt = d["id"], int(d["attempts"]) + 1
         status = after_attempt(result.outcome, attempt, self.policy.max_attempts)
         now = time.time()
         delay = next_delay(attempt, base=self.policy.base, cap=self.policy.cap, retry_after=result.retry_after,
                            rng=self._rng) if status == "pending" else 0.0
-        ledger_status = {"pending": "retry"}.get(status, status)
         t = self.tables
-        try:
-            async with transaction(self.sessions) as s:
-                await s.execute(t.attempts.insert().values(
-                    delivery_id=did, subscription_id=d["subscription_id"], event_id=d["event_id"],
-                    event_type=d["event_type"], channel=d["channel"], attempt=attempt, at=db.utcnow(),
-                    status=ledger_status, response_code=result.code, error=result.error, duration_ms=duration_ms))
-                values: dict[str, Any] = {"status": status, "attempts": attempt, "claimed_until": None,
-                                          "claimed_by": None, "last_status_code": result.code,
-                                          "last_error": result.error, "next_attempt_at": now + delay}
-                if status != "pending":
-                    values["finished_at"] = db.utcnow()
-                res = await s.execute(update(t.deliveries).where(
-                    t.deliveries.c.id == did, t.deliveries.c.claimed_by == self.worker_id).values(**values))
-                if int(getattr(res, "rowcount", 0) or 0) != 1:
-                    raise _LeaseLost
-                await self._subscription_health(s, d["subscription_id"], status)
-        except (_LeaseLost, IntegrityError):
+        values: dict[str, Any] = {"status": status, "attempts": attempt, "claimed_until": None, "claimed_by": None,
+                                  "last_status_code": result.code, "last_error": result.error,
+                                  "next_attempt_at": now + delay}
+        if status != "pending":
+            values["finished_at"] = db.utcnow()
+        res = await s.execute(update(t.deliveries).where(t.deliveries.c.id == did, t.deliveries.c.claimed_by == token)
+                              .values(**values))
+        if int(getattr(res, "rowcount", 0) or 0) != 1:
             log.warning("delivery lease lost; another replica owns it now", extra={"delivery_id": did})
-            return
-        channel = d["channel"]
-        self.metrics.attempts.labels(channel, ledger_status).inc()
+            return None
+        await s.execute(t.attempts.insert().values(
+            delivery_id=did, subscription_id=d["subscription_id"], event_id=d["event_id"],
+            event_type=d["event_type"], channel=d["channel"], attempt=attempt, at=db.utcnow(),
+            status={"pending": "retry"}.get(status, status), response_code=result.code, error=result.error,
+            duration_ms=duration_ms))
+        if status == "dead":
+            await self._subscription_dead(s, d["subscription_id"])
+        return status, attempt, now
+
+    def _count(self, d: dict[str, Any], result: AttemptResult, status: str, attempt: int, now: float) -> None:
+        channel, did = d["channel"], d["id"]
+        self.metrics.attempts.labels(channel, {"pending": "retry"}.get(status, status)).inc()
         if status == "delivered":
             self.metrics.deliveries.labels(channel, "delivered").inc()
             event_time = db.aware(d["event_time"])
@@ -250,26 +295,26 @@ class DeliveryWorker:
                 "delivery_id": did, "subscription_id": d["subscription_id"], "event_id": d["event_id"],
                 "attempts": attempt, "code": result.code, "error": result.error})
 
-    async def _subscription_health(self, s: AsyncSession, sub_id: str, status: str) -> None:
-        """Dead endpoints get paused after several dead deliveries in a row; a success resets the count."""
-        c = self.tables.subscriptions.c
-        if status == "delivered":
-            await s.execute(update(self.tables.subscriptions).where(c.id == sub_id, c.consecutive_dead != 0)
+    async def _reset_dead_counts(self, s: AsyncSession, sub_ids: list[str]) -> None:
+        """A success resets the count of dead deliveries in a row."""
+        if sub_ids:
+            c = self.tables.subscriptions.c
+            await s.execute(update(self.tables.subscriptions).where(c.id.in_(set(sub_ids)), c.consecutive_dead != 0)
                             .values(consecutive_dead=0))
-        elif status == "dead":
-            await s.execute(update(self.tables.subscriptions).where(c.id == sub_id)
-                            .values(consecutive_dead=c.consecutive_dead + 1))
-            if self.pause_after_dead > 0:
-                dead = await s.scalar(select(c.consecutive_dead).where(c.id == sub_id))
-                if (dead or 0) >= self.pause_after_dead:
-                    await s.execute(update(self.tables.subscriptions).where(c.id == sub_id, c.paused.is_(False))
-                                    .values(paused=True, paused_reason="endpoint dead: paused automatically"))
+
+    async def _subscription_dead(self, s: AsyncSession, sub_id: str) -> None:
+        """Dead endpoints get paused after several dead deliveries in a row."""
+        c = self.tables.subscriptions.c
+        await s.execute(update(self.tables.subscriptions).where(c.id == sub_id)
+                        .values(consecutive_dead=c.consecutive_dead + 1))
+        if self.pause_after_dead > 0:
+            dead = await s.scalar(select(c.consecutive_dead).where(c.id == sub_id))
+            if (dead or 0) >= self.pause_after_dead:
+                res = await s.execute(update(self.tables.subscriptions).where(c.id == sub_id, c.paused.is_(False))
+                                      .values(paused=True, paused_reason="endpoint dead: paused automatically"))
+                if int(getattr(res, "rowcount", 0) or 0):
                     self.metrics.paused.inc()
                     log.error("subscription paused after dead deliveries", extra={"subscription_id": sub_id})
-
-
-class _LeaseLost(Exception):
-    pass
 
 
 # --- digests -------------------------------------------------------------------------------
@@ -293,7 +338,7 @@ async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sende
                     continue
                 await s.execute(update(tables.digest_items).where(d.id.in_([i["id"] for i in items]))
                                 .values(sent=True))
-                if sub is None or sub["deleted_at"] is not None:
+                if sub is None or sub["deleted_at"] is not None or sub.get("ended_at") is not None:
                     continue
                 event_id = f"digest:{window}:{items[0]['id']}"  # late stragglers of a closed window get their own
                 did = delivery_id(sub_id, event_id)

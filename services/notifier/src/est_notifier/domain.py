@@ -270,3 +270,157 @@ def resolve_scope(caller: Caller, municipality_id: str, area_ids: list[str] | No
     if not mine:
         raise Forbidden(f"You have no areas in {municipality_id}.", f"Du har inga områden i {municipality_id}.")
     return mine
+
+
+class Conflict(NotifierError):
+    """The request conflicts with the subscription's state (e.g. resuming an ended one)."""
+
+
+# --- who may keep a subscription ----------------------------------------------------------
+
+END_REASONS: dict[str, tuple[str, str]] = {
+    "owner_removed": ("subscription ended: owner removed from the organisation",
+                      "prenumerationen avslutad: ägaren är borttagen ur organisationen"),
+    "scope_lost": ("subscription ended: owner may no longer see its areas",
+                   "prenumerationen avslutad: ägaren får inte längre se dess områden"),
+    "municipality_removed": ("subscription ended: its municipality left the organisation",
+                             "prenumerationen avslutad: kommunen finns inte längre i organisationen"),
+}
+
+
+def end_reason(caller: Caller | None, municipality_id: str, area_ids: Iterable[str], *,
+               municipality_areas: dict[str, list[str]]) -> str | None:
+    """Why a stored subscription may no longer run (a key of END_REASONS), or None if it may.
+
+    An empty ``area_ids`` means every area of the municipality, which only an admin may hold.
+    """
+    if caller is None:
+        return "owner_removed"
+    if municipality_id not in municipality_areas:
+        return "municipality_removed"
+    if caller.admin:
+        return None
+    areas = list(area_ids)
+    if not areas or any(a not in caller.areas for a in areas):
+        return "scope_lost"
+    return None
+
+
+# --- per-recipient rendering ---------------------------------------------------------------
+
+PROTECTED_KINDS = frozenset({"police", "social_services"})
+SMALL_COUNT = 3
+MISSING_FIELD = "missing_reporters"
+
+
+@dataclass(frozen=True)
+class Audience:
+    """What a recipient may see: their areas, whether protected detail and missing reporters."""
+
+    areas: tuple[str, ...] = ()
+    admin: bool = False
+    sees_protected: bool = False
+    sees_missing: bool = False
+
+    def may_see_area(self, area_id: str) -> bool:
+        return self.admin or area_id in self.areas
+
+
+RESTRICTED = Audience()
+
+
+def audience(*, roles: Iterable[str], areas: Iterable[str], actor_kind: str | None) -> Audience:
+    """The audience of a person: police and social services (actor or role) see uncoarsened counts;
+    key functions and admins see who has not reported."""
+    roles = set(roles)
+    return Audience(areas=tuple(areas), admin="admin" in roles,
+                    sees_protected=bool(PROTECTED_KINDS & roles) or actor_kind in PROTECTED_KINDS,
+                    sees_missing=bool({"key_function", "admin"} & roles))
+
+
+def _without_field(value: object, name: str) -> object:
+    if isinstance(value, dict):
+        return {k: _without_field(v, name) for k, v in value.items() if k != name}
+    if isinstance(value, list):
+        return [_without_field(v, name) for v in value]
+    return value
+
+
+def _coarse(value: object, min_count: int) -> object:
+    """Counts (ints, not bools, not floats) 1 … min_count-1 become ``"<min_count"``, in nested dicts too."""
+    if isinstance(value, bool) or not isinstance(value, int | dict | list):
+        return value
+    if isinstance(value, int):
+        return f"<{min_count}" if 0 < value < min_count else value
+    if isinstance(value, dict):
+        return {k: _coarse(v, min_count) for k, v in value.items()}
+    return [_coarse(v, min_count) for v in value]
+
+
+def coarsen_kronoberg(agg: dict[str, object] | None, *, min_count: int = SMALL_COUNT) -> dict[str, object] | None:
+    """Kronoberg aggregates as a picture outside police/social services may show them.
+
+    Fewer than ``min_count`` interventions leave only ``"<3"``; otherwise every count below
+    ``min_count`` (by weekday, time of day, place, guardian contacted, …) is shown as ``"<3"``.
+    Litres and shares are not counts of people and stay.
+    """
+    if not agg:
+        return agg
+    n = agg.get("interventions")
+    if isinstance(n, str) or (isinstance(n, int) and not isinstance(n, bool) and n < min_count):
+        return {"interventions": n if isinstance(n, str) else f"<{min_count}", "coarsened": True}
+    out = {k: (v if k in ("coarsened", "litres_total", "share_under_18", "litres_by_beverage")
+               else _coarse(v, min_count)) for k, v in agg.items()}
+    out["coarsened"] = bool(agg.get("coarsened")) or out != agg
+    return out
+
+
+def render_for(kind: str, data: dict[str, object], who: Audience) -> dict[str, object]:
+    """The event data a recipient may see (a new dict; the input is not changed).
+
+    - ``missing_reporters`` anywhere is removed unless the recipient is a key function or admin;
+    - Kronoberg aggregates in pictures are coarsened unless the recipient is police/social services;
+    - entries of municipality-wide events about areas the recipient may not see are left out.
+    """
+    out: dict[str, object] = dict(data)
+    if kind.startswith("picture.") and isinstance(out.get("picture"), dict) and not who.sees_protected:
+        pic = dict(out["picture"])  # type: ignore[arg-type]
+        if pic.get("kronoberg"):
+            pic["kronoberg"] = coarsen_kronoberg(pic["kronoberg"])  # type: ignore[arg-type]
+        out["picture"] = pic
+    if kind == "analysis.published" and not who.admin:
+        for key, value in list(out.items()):
+            if isinstance(value, list):
+                out[key] = [v for v in value if not (isinstance(v, dict) and "area_id" in v
+                                                     and not who.may_see_area(str(v["area_id"])))]
+    if not who.sees_missing:
+        out = _without_field(out, MISSING_FIELD)  # type: ignore[assignment]
+    return out
+
+
+# --- reminders -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReminderTimes:
+    """When reminders go: ``before`` seconds before a deadline and ``after`` seconds after it;
+    one whose time passed more than ``late_limit`` seconds ago is skipped."""
+
+    before: float = 24 * 3600.0
+    after: float = 2 * 3600.0
+    late_limit: float = 3 * 86400.0
+
+
+def reminder_kind(now: datetime, deadline: datetime, times: ReminderTimes) -> str | None:
+    """``before``, ``after`` or None: which reminder of a period is due at ``now``."""
+    t, d = now.timestamp(), deadline.timestamp()
+    before_at, after_at = d - times.before, d + times.after
+    if before_at <= t < d and t - before_at <= times.late_limit:
+        return "before"
+    if after_at <= t <= after_at + times.late_limit:
+        return "after"
+    return None
+
+
+def reminder_event_id(kind: str, period: str, person_id: str) -> str:
+    """The ledger's event id of a reminder: one per person, period and kind."""
+    return f"reminder:{kind}:{period}:{person_id}"

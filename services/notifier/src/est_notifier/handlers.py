@@ -4,34 +4,52 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from est_shared.bus import encode
 from est_shared.db import mark_processed, transaction
 from est_shared.events import CloudEvent
+from est_shared.org import period_deadline
+from est_shared.periods import current_period
+from pydantic import ValidationError
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_notifier import db
 from est_notifier.db import Tables
 from est_notifier.domain import (
+    DELIVERY_NAMESPACE,
+    END_REASONS,
+    RESTRICTED,
+    Audience,
     Caller,
+    Conflict,
     Forbidden,
     Invalid,
     NotFound,
+    ReminderTimes,
     Scope,
     SubscriptionView,
+    audience,
     channel_target,
     delivery_id,
+    end_reason,
     event_kind,
     recipients,
+    reminder_event_id,
+    reminder_kind,
+    render_for,
     resolve_scope,
     sign,
     valid_webhook_url,
 )
-from est_notifier.render import build_email, render_event
+from est_notifier.render import build_email, render_event, render_reminder
+from est_notifier.schemas import DeclaredSubscription
 
 log = logging.getLogger("est.notifier")
 
@@ -51,6 +69,9 @@ def public_view(row: dict[str, Any]) -> dict[str, Any]:
         "events": list(row["events"]), "channel": channel, "digest": row["digest"],
         "language": row["language"], "min_severity": row["min_severity"], "paused": bool(row["paused"]),
         "paused_reason": row["paused_reason"], "source": row["source"],
+        "status": "ended" if row.get("ended_at") else "paused" if row["paused"] else "active",
+        "ended_at": db.aware(row.get("ended_at")),
+        "ended_reason": END_REASONS[row["ended_reason"]][0] if row.get("ended_reason") in END_REASONS else None,
         "created_at": db.aware(row["created_at"]), "updated_at": db.aware(row["updated_at"]),
     }
 
@@ -120,6 +141,9 @@ async def update_subscription(*, sessions: Sessions, tables: Tables, caller: Cal
     """Change fields of a subscription; ``paused`` pauses or resumes it."""
     async with transaction(sessions) as s:
         row = await _owned(s, tables, caller, sub_id)
+        if row.get("ended_at"):
+            raise Conflict("This subscription has ended; create a new one.",
+                           "Prenumerationen är avslutad; skapa en ny.")
         values: dict[str, Any] = {}
         for key in ("name", "digest", "language", "min_severity"):
             if key in changes:
@@ -161,45 +185,204 @@ async def delete_subscription(*, sessions: Sessions, tables: Tables, caller: Cal
                                                          "declared_key": None})
 
 
+def caller_for(snapshot: Any, person_id: str) -> Caller | None:
+    """The organisation's current view of a person as a Caller (None if they are not in it)."""
+    person = snapshot.people.get(person_id) if snapshot is not None else None
+    if person is None:
+        return None
+    return Caller(person_id=person.id, roles=tuple(person.roles), areas=tuple(person.areas),
+                  municipalities=tuple(person.municipalities))
+
+
+def audience_for(snapshot: Any, person_id: str) -> Audience:
+    """What the owner of a subscription may see now; the most restricted view if unknown."""
+    person = snapshot.people.get(person_id) if snapshot is not None else None
+    if person is None:
+        return RESTRICTED
+    actor = snapshot.actors.get(person.actor)
+    return audience(roles=person.roles, areas=person.areas, actor_kind=actor.kind if actor else None)
+
+
+async def end_subscription(s: AsyncSession, tables: Tables, row: dict[str, Any], reason: str) -> bool:
+    """End one subscription visibly (in the caller's transaction): status ended, a ledger row, and its
+    pending deliveries and digest entries cancelled with a ledger row each. False if already ended."""
+    c = tables.subscriptions.c
+    now = db.utcnow()
+    res = await s.execute(update(tables.subscriptions).where(c.id == row["id"], c.ended_at.is_(None))
+                          .values(ended_at=now, ended_reason=reason, updated_at=now))
+    if int(getattr(res, "rowcount", 0) or 0) != 1:
+        return False
+    text = END_REASONS[reason][0]
+    channel = row["channel"]
+    event_id = f"subscription-ended:{row['id']}:{int(now.timestamp() * 1000)}"
+    target = {"url": channel.get("url")} if channel.get("type") == "webhook" else {"to": [channel.get("to", "")]}
+    await s.execute(insert(tables.deliveries).values(
+        id=delivery_id(row["id"], event_id), subscription_id=row["id"], event_id=event_id,
+        event_type="se.est.notifier.subscription.ended", event_time=now, channel=channel.get("type", "webhook"),
+        channel_target=f"{row['channel_target']}#ended:{row['id']}", target=target, payload=b"", status="ended",
+        attempts=0, next_attempt_at=0.0, last_error=text, created_at=now, finished_at=now))
+    await cancel_pending(s, tables, subscription_id=row["id"], reason=f"cancelled: {text}")
+    d = tables.digest_items.c
+    await s.execute(update(tables.digest_items).where(d.subscription_id == row["id"], d.sent.is_(False))
+                    .values(sent=True))
+    return True
+
+
+async def cancel_pending(s: AsyncSession, tables: Tables, *, subscription_id: str, reason: str,
+                         delivery_ids: list[str] | None = None) -> int:
+    """Cancel a subscription's deliveries that have not gone out yet, each with a ledger row."""
+    c = tables.deliveries.c
+    q = select(c.id, c.attempts, c.event_id, c.event_type, c.channel).where(
+        c.subscription_id == subscription_id, c.status.in_(("pending", "delivering")))
+    if delivery_ids is not None:
+        q = q.where(c.id.in_(delivery_ids))
+    rows = (await s.execute(q)).all()
+    now = db.utcnow()
+    for did, attempts, event_id, event_type, channel in rows:
+        await s.execute(update(tables.deliveries).where(c.id == did).values(
+            status="cancelled", claimed_until=None, claimed_by=None, last_error=reason, finished_at=now))
+        await s.execute(tables.attempts.insert().values(
+            delivery_id=did, subscription_id=subscription_id, event_id=event_id, event_type=event_type,
+            channel=channel, attempt=int(attempts) + 1, at=now, status="cancelled", error=reason))
+    return len(rows)
+
+
+async def end_unauthorised_subscriptions(*, sessions: Sessions, tables: Tables, snapshot: Any) -> dict[str, int]:
+    """End every live subscription whose owner left the organisation or may no longer see its scope."""
+    known = _municipality_areas(snapshot)
+    c = tables.subscriptions.c
+    async with sessions() as s:
+        rows = [dict(r) for r in (await s.execute(select(tables.subscriptions).where(
+            c.deleted_at.is_(None), c.ended_at.is_(None)))).mappings()]
+    counts: dict[str, int] = {}
+    for row in rows:
+        reason = end_reason(caller_for(snapshot, row["owner_id"]), row["municipality_id"], row["area_ids"] or [],
+                            municipality_areas=known)
+        if reason is None:
+            continue
+        try:
+            async with transaction(sessions) as s:
+                if await end_subscription(s, tables, row, reason):
+                    counts[reason] = counts.get(reason, 0) + 1
+                    log.warning("subscription ended", extra={"subscription_id": row["id"], "reason": reason})
+        except IntegrityError:  # another replica ended it in the same instant
+            continue
+    return counts
+
+
+def declared_id(declaration_id: str) -> str:
+    """The subscription id of a declaration: the same on every replica and every apply."""
+    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"declared:{declaration_id}"))
+
+
 async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, snapshot: Any,
-                                        declared: Iterable[dict[str, Any]]) -> dict[str, int]:
+                                        declared: Iterable[dict[str, Any]], env: Mapping[str, str] | None = None,
+                                        on_invalid: Callable[[str], None] | None = None) -> dict[str, int]:
     """Make the subscriptions declared in the organisation exist exactly as declared (idempotent).
 
-    Each declared item has ``person_id`` (the owner, whose areas bound the scope), ``key`` (stable
-    within the person) and the fields of ``POST /v1/subscriptions``. Declared subscriptions no longer
-    listed are deleted. The organisation snapshot does not carry subscriptions yet; this is the hook
-    for when it does.
+    Each item is a ``DeclaredSubscription`` (id, owner, name, scope, events, channel, digest, language,
+    min_severity). Invalid items (bad fields, unknown owner, a scope the owner may not see, a missing
+    secret) are skipped with a log line and ``on_invalid(reason)`` (an existing one stays as it was, and
+    ends if its owner may no longer hold it); declared subscriptions no longer listed are deleted. A
+    declared subscription that had ended comes back when its owner may hold it again.
     """
-    counts = {"created": 0, "updated": 0, "deleted": 0}
+    env = env if env is not None else {}
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "invalid": 0}
+    known = _municipality_areas(snapshot)
+
+    def invalid(reason: str, item_id: str, detail: str) -> None:
+        counts["invalid"] += 1
+        log.warning("declared subscription skipped", extra={"declaration": item_id, "reason": reason,
+                                                            "detail": detail[:300]})
+        if on_invalid is not None:
+            on_invalid(reason)
+
     wanted: dict[str, dict[str, Any]] = {}
-    for item in declared:
-        wanted[f"org:{item['person_id']}:{item['key']}"] = item
-    async with sessions() as s:
-        existing = {r["declared_key"]: r for r in await db.list_subscriptions(s, tables, owner_id=None)
-                    if r["source"] == "org" and r["declared_key"]}
-    for key, item in wanted.items():
-        person = snapshot.people.get(item["person_id"])
-        if person is None:
+    listed: set[str] = set()  # still in the file, valid or not: an invalid entry does not delete its subscription
+    for raw in declared:
+        item_id = str(raw.get("id", "?")) if isinstance(raw, dict) else "?"
+        listed.add(f"org:{item_id}")
+        try:
+            item = DeclaredSubscription.model_validate(raw)
+        except ValidationError as exc:
+            invalid("schema", item_id, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                  for e in exc.errors()))
             continue
-        caller = Caller(person_id=person.id, roles=tuple(person.roles), areas=tuple(person.areas),
-                        municipalities=tuple(person.municipalities))
-        if key in existing:
-            await update_subscription(sessions=sessions, tables=tables, caller=caller, snapshot=snapshot,
-                                      sub_id=existing[key]["id"], changes={
-                                          k: item[k] for k in ("name", "scope", "events", "channel", "digest",
-                                                               "language", "min_severity") if k in item})
-            counts["updated"] += 1
-        else:
-            await create_subscription(sessions=sessions, tables=tables, caller=caller, snapshot=snapshot,
-                                      spec=item, source="org", declared_key=key)
-            counts["created"] += 1
+        key = f"org:{item.id}"
+        if key in wanted:
+            invalid("duplicate_id", item.id, "id used twice")
+            continue
+        caller = caller_for(snapshot, item.owner)
+        if caller is None:
+            invalid("unknown_owner", item.id, f"no person {item.owner}")
+            continue
+        try:
+            areas = resolve_scope(caller, item.scope.municipality_id, item.scope.area_ids, municipality_areas=known)
+        except (Invalid, Forbidden) as exc:
+            invalid("scope", item.id, exc.en)
+            continue
+        channel = item.channel.model_dump(exclude_none=True)
+        if channel["type"] == "webhook":
+            secret_env = channel.pop("secret_env", None)
+            if secret_env:
+                channel["secret"] = env.get(secret_env, "")
+            if not channel.get("secret"):
+                invalid("secret", item.id, "webhook without secret (or its secret_env is unset)")
+                continue
+        wanted[key] = {
+            "owner_id": caller.person_id, "name": item.name, "municipality_id": item.scope.municipality_id,
+            "area_ids": areas, "events": sorted(set(item.events)), "channel": channel,
+            "channel_target": channel_target(channel), "digest": item.digest, "language": item.language,
+            "min_severity": item.min_severity, "id": declared_id(item.id),
+        }
+    async with sessions() as s:
+        existing = {r["declared_key"]: r for r in (await s.execute(select(tables.subscriptions).where(
+            tables.subscriptions.c.source == "org", tables.subscriptions.c.declared_key.is_not(None),
+            tables.subscriptions.c.deleted_at.is_(None)))).mappings()}
+    for key, values in wanted.items():
+        old = existing.get(key)
+        sub_id = values.pop("id")
+        try:
+            async with transaction(sessions) as s:
+                if old is None:
+                    stale = await db.get_subscription(s, tables, sub_id, include_deleted=True)
+                    if stale is None:
+                        await db.insert_subscription(s, tables, {"id": sub_id, "source": "org", "declared_key": key,
+                                                                 **values})
+                    else:  # declared again after being removed from the file
+                        await db.update_subscription(s, tables, sub_id, {
+                            **values, "declared_key": key, "deleted_at": None, "ended_at": None,
+                            "ended_reason": None, "paused": False, "paused_reason": None, "consecutive_dead": 0})
+                    counts["created"] += 1
+                    continue
+                changed = {k: v for k, v in values.items() if old.get(k) != v}
+                if old.get("ended_at"):
+                    changed.update(ended_at=None, ended_reason=None)
+                if changed:
+                    await db.update_subscription(s, tables, old["id"], changed)
+                    counts["updated"] += 1
+                else:
+                    counts["unchanged"] += 1
+        except IntegrityError:  # another replica applied the same declaration first
+            counts["unchanged"] += 1
     for key, row in existing.items():
-        if key not in wanted:
+        if key not in wanted and key not in listed:
             async with transaction(sessions) as s:
                 await db.update_subscription(s, tables, row["id"], {"deleted_at": db.utcnow(), "paused": True,
                                                                     "declared_key": None})
             counts["deleted"] += 1
     return counts
+
+
+async def reconcile_org(*, sessions: Sessions, tables: Tables, snapshot: Any, env: Mapping[str, str] | None = None,
+                        on_invalid: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """After an organisation change: apply the declared subscriptions, then end every subscription
+    (declared or made through the API) whose owner may no longer hold it."""
+    declared = await upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=snapshot,
+                                                   declared=list(getattr(snapshot, "subscriptions", []) or []),
+                                                   env=env, on_invalid=on_invalid)
+    ended = await end_unauthorised_subscriptions(sessions=sessions, tables=tables, snapshot=snapshot)
+    return {"ended": ended, **declared}
 
 
 # --- fan-out -------------------------------------------------------------------------------
@@ -232,6 +415,20 @@ def digest_window(event: CloudEvent[Any]) -> str:
     return f"{data.picture.municipality_id if hasattr(data, 'picture') else data.municipality_id}:{period}"
 
 
+def personalise(event_json: dict[str, Any], kind: str, who: Audience) -> dict[str, Any] | None:
+    """The event as this recipient may see it, or None when it is the same as the original."""
+    data = event_json.get("data")
+    if not isinstance(data, dict):
+        return None
+    seen = render_for(kind, data, who)
+    return None if seen == data else {**event_json, "data": seen}
+
+
+def dump_event(doc: dict[str, Any]) -> bytes:
+    """Compact JSON bytes of a (personalised) CloudEvent."""
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def freeze_webhook(event_bytes: bytes, *, row: dict[str, Any], did: str) -> tuple[dict[str, Any], bytes]:
     """Target and exact bytes of a webhook delivery (the signature is part of what is frozen)."""
     channel = row["channel"]
@@ -240,20 +437,24 @@ def freeze_webhook(event_bytes: bytes, *, row: dict[str, Any], did: str) -> tupl
     return {"url": channel["url"], "headers": headers}, event_bytes
 
 
-def freeze_email(event: CloudEvent[Any], *, row: dict[str, Any], did: str, sender: str,
-                 now: datetime) -> tuple[dict[str, Any], bytes]:
+def freeze_email(event_type: str, event_id: str, data: dict[str, Any], *, row: dict[str, Any], did: str,
+                 sender: str, now: datetime) -> tuple[dict[str, Any], bytes]:
     """Target and exact bytes of an e-mail delivery."""
     to = row["channel"]["to"]
-    rendered = render_event(event.type, event.data.model_dump(mode="json"), row["language"])
-    body = build_email(rendered, sender=sender, to=to, delivery_id=did, event_id=event.id,
+    rendered = render_event(event_type, data, row["language"])
+    body = build_email(rendered, sender=sender, to=to, delivery_id=did, event_id=event_id,
                        language=row["language"], date=now)
     return {"from": sender, "to": [to]}, body
 
 
 async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables, consumer: str, sender: str,
-                  now: Callable[[], datetime] = db.utcnow, digest_due: Callable[[str, str], float] | None = None
-                  ) -> list[str]:
-    """Create one frozen delivery per matching subscription and channel target; returns their channels."""
+                  now: Callable[[], datetime] = db.utcnow, digest_due: Callable[[str, str], float] | None = None,
+                  snapshot: Any = None) -> list[str]:
+    """Create one frozen delivery per matching subscription and channel target; returns their channels.
+
+    Each delivery holds the event as its subscription's owner may see it (``domain.render_for``),
+    rendered once, now: retries send these bytes.
+    """
     scope = event_scope(event)
     async with transaction(sessions) as s:
         if not await mark_processed(s, tables.processed, consumer=consumer, event_id=event.id):
@@ -262,30 +463,39 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
             return []
         rows = await db.candidate_subscriptions(s, tables, scope.municipality_id)
         event_bytes = encode(event)
+        event_json: dict[str, Any] = json.loads(event_bytes)
         created: list[str] = []
-        for view in recipients([view_of(r) for r in rows], scope):
+        chosen = recipients([view_of(r) for r in rows], scope)
+        done_subs, done_targets = await db.already_sent(s, tables, event.id) if chosen else (set(), set())
+        new_deliveries: list[dict[str, Any]] = []
+        for view in chosen:
             row: dict[str, Any] = view.extra["row"]  # type: ignore[assignment]
-            if await db.delivery_exists(s, tables, subscription_id=row["id"], channel_target=row["channel_target"],
-                                        event_id=event.id):
+            if row["id"] in done_subs or row["channel_target"] in done_targets:
                 continue
+            seen = personalise(event_json, scope.kind, audience_for(snapshot, row["owner_id"]))
+            doc = seen or event_json
             if row["digest"] == "period" and digest_due is not None:
                 window = digest_window(event)
                 await s.execute(tables.digest_items.insert().values(
                     subscription_id=row["id"], event_id=event.id, channel_target=row["channel_target"],
                     digest_window=window, due_at=digest_due(scope.municipality_id, window.split(":", 1)[1]),
-                    event_type=event.type, event_time=event.time, data=json.loads(event_bytes), sent=False))
+                    event_type=event.type, event_time=event.time, data=doc, sent=False))
                 continue
             did = delivery_id(row["id"], event.id)
             if row["channel"]["type"] == "webhook":
-                target, payload = freeze_webhook(event_bytes, row=row, did=did)
+                target, payload = freeze_webhook(dump_event(seen) if seen else event_bytes, row=row, did=did)
             else:
-                target, payload = freeze_email(event, row=row, did=did, sender=sender, now=now())
-            await db.insert_delivery(s, tables, {
+                target, payload = freeze_email(event.type, event.id, doc["data"], row=row, did=did, sender=sender,
+                                               now=now())
+            new_deliveries.append({
                 "id": did, "subscription_id": row["id"], "event_id": event.id, "event_type": event.type,
                 "event_time": event.time, "channel": row["channel"]["type"], "channel_target": row["channel_target"],
-                "target": target, "payload": payload, "next_attempt_at": now().timestamp(),
+                "target": target, "payload": payload, "next_attempt_at": now().timestamp(), "status": "pending",
+                "attempts": 0, "created_at": db.utcnow(),
             })
             created.append(row["channel"]["type"])
+        if new_deliveries:
+            await s.execute(insert(tables.deliveries), new_deliveries)
     return created
 
 
@@ -326,3 +536,112 @@ async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscrip
             } for a in r["attempt_log"]],
         })
     return out
+
+
+# --- reminders -------------------------------------------------------------------------------
+
+REMINDERS_SUBSCRIPTION = "reminders"  # the ledger's subscription id of reminder deliveries
+
+
+async def record_missing(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables) -> bool:
+    """Keep the newest list of missing reporters per area and period (from picture.updated/published)."""
+    pic = getattr(event.data, "picture", None)
+    if pic is None:
+        return False
+    t = tables.reminder_state
+    c = t.c
+    values = {"municipality_id": pic.municipality_id, "missing": list(pic.completeness.missing_reporters),
+              "event_time": event.time, "updated_at": db.utcnow()}
+    for _ in range(3):
+        try:
+            async with transaction(sessions) as s:
+                old = await s.scalar(select(c.event_time).where(c.area_id == pic.area_id, c.period == pic.period))
+                if old is None:
+                    await s.execute(insert(t).values(area_id=pic.area_id, period=pic.period, **values))
+                    return True
+                if db.aware(old) > event.time:  # an older event arriving late changes nothing
+                    return False
+                await s.execute(update(t).where(c.area_id == pic.area_id, c.period == pic.period).values(**values))
+                return True
+        except IntegrityError:  # another replica inserted it first: read again
+            continue
+    return False
+
+
+async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Tables, snapshot: Any, sender: str,
+                             times: ReminderTimes, on_reminder: Callable[[str, str], None] | None = None
+                             ) -> list[str]:
+    """Queue the reminders due at ``now``: e-mail, in Swedish, to reporters of an area who have not
+    reported for a period, before and after its deadline; at most once per person, period and kind.
+
+    Who has not reported comes from the newest picture.updated/published of the area and period, or,
+    before any report arrived, is every reporter of the area. Returns the reminder delivery ids.
+    """
+    if snapshot is None or not snapshot.areas:
+        return []
+    st = tables.reminder_state.c
+    due: dict[tuple[str, str, str], dict[str, Any]] = {}  # (person, period, kind) -> areas, deadline
+    wanted_state: list[tuple[str, str]] = []
+    plans: list[tuple[Any, Any, str, datetime]] = []
+    for area in snapshot.areas.values():
+        mun = snapshot.municipalities.get(area.municipality_id)
+        if mun is None:
+            continue
+        current = current_period(area.cadence, now, mun.timezone)
+        for period in (current.prev(), current):
+            dl = period_deadline(mun, period)
+            kind = reminder_kind(now, dl, times)
+            if kind:
+                plans.append((area, period, kind, dl))
+                wanted_state.append((area.id, period.id))
+    if not plans:
+        return []
+    async with sessions() as s:
+        state = {(r.area_id, r.period): list(r.missing) for r in (await s.execute(
+            select(st.area_id, st.period, st.missing).where(st.area_id.in_({a for a, _ in wanted_state})))).all()}
+        rc = tables.reminders.c
+        sent = {(r.person_id, r.period, r.kind) for r in (await s.execute(
+            select(rc.person_id, rc.period, rc.kind).where(rc.period.in_({p.id for _, p, _, _ in plans})))).all()}
+    for area, period, kind, dl in plans:
+        reporters = {p.id for p in snapshot.reporters_for(area.id)}
+        missing = reporters if (area.id, period.id) not in state else reporters & set(state[(area.id, period.id)])
+        for person_id in sorted(missing):
+            key = (person_id, period.id, kind)
+            if key in sent:
+                continue
+            entry = due.setdefault(key, {"areas": [], "deadline": dl})
+            entry["areas"].append(area.name or area.id)
+    made: list[str] = []
+    for (person_id, period_id, kind), entry in sorted(due.items()):
+        person = snapshot.people[person_id]
+        event_id = reminder_event_id(kind, period_id, person_id)
+        did = delivery_id(REMINDERS_SUBSCRIPTION, event_id)
+        try:
+            async with transaction(sessions) as s:
+                await s.execute(tables.reminders.insert().values(
+                    person_id=person_id, period=period_id, kind=kind, areas=sorted(entry["areas"]),
+                    delivery_id=did if person.email else None, created_at=db.utcnow()))
+                if not person.email:
+                    log.warning("reminder not sent: the person has no e-mail address",
+                                extra={"person_id": person_id, "period": period_id, "kind": kind})
+                    if on_reminder:
+                        on_reminder(kind, "no_email")
+                    continue
+                mun_tz = entry["deadline"].tzinfo
+                rendered = render_reminder(kind=kind, person_name=person.name, period=period_id,
+                                           areas=sorted(entry["areas"]), deadline=entry["deadline"].astimezone(mun_tz))
+                body = build_email(rendered, sender=sender, to=person.email, delivery_id=did, event_id=event_id,
+                                   language="sv", date=now)
+                await db.insert_delivery(s, tables, {
+                    "id": did, "subscription_id": REMINDERS_SUBSCRIPTION, "event_id": event_id,
+                    "event_type": "se.est.notifier.reminder", "event_time": now, "channel": "email",
+                    "channel_target": f"email:{person.email.strip().lower()}", "target": {"from": sender,
+                                                                                          "to": [person.email]},
+                    "payload": body, "next_attempt_at": time.time(),
+                })
+        except IntegrityError:  # another replica queued it first (unique person, period, kind)
+            continue
+        made.append(did)
+        if on_reminder:
+            on_reminder(kind, "queued")
+    return made

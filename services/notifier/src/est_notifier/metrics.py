@@ -27,3 +27,16 @@ class NotifierMetrics:
                                  registry=registry)
         self.paused = Counter("est_notifier_subscriptions_paused_total",
                               "Subscriptions paused automatically after dead deliveries", registry=registry)
+        self.declared_invalid = Counter("est_notifier_declared_subscriptions_invalid_total",
+                                        "Declared subscriptions skipped as invalid, by reason", ["reason"],
+                                        registry=registry)
+        self.ended = Counter("est_notifier_subscriptions_ended_total",
+                             "Subscriptions ended because the owner left or lost the areas, by reason", ["reason"],
+                             registry=registry)
+        self.stream_clients = Gauge("est_notifier_stream_clients", "Open /v1/stream connections",
+                                    registry=registry)
+        self.stream_events = Counter("est_notifier_stream_events_total", "Events sent on /v1/stream",
+                                     registry=registry)
+        self.reminders = Counter("est_notifier_reminders_total",
+                                 "Reporting reminders, by kind (before/after the deadline) and outcome "
+                                 "(queued, no_email)", ["kind", "outcome"], registry=registry)

@@ -20,7 +20,11 @@ T = {
            "changes": "Ändringar", "nothing": "Inga punkter rapporterade.", "severity": "Allvarlighet",
            "footer": "Skickat av EST Lägesbild. Leverans-id: {id}",
            "trend_up": "uppåt", "trend_down": "nedåt", "trend_flat": "oförändrad", "trend_new": "ny",
-           "flag_rising": "ökande", "flag_high": "hög", "flag_new": "ny"},
+           "flag_rising": "ökande", "flag_high": "hög", "flag_new": "ny",
+           "kronoberg": "Kronobergsmodellen", "interventions": "Ingripanden", "litres_total": "Liter totalt",
+           "share_under_18": "Andel under 18", "guardian_contacted": "Vårdnadshavare kontaktad",
+           "direct_forfeiture": "Direktförverkande", "coarsened": "Antal under 3 visas som <3.",
+           "missing": "Har inte rapporterat", "reminder": "Påminnelse"},
     "en": {"picture": "Situational picture", "version": "version", "revision": "Revision", "item": "Item",
            "value": "Value", "trend": "Trend", "flag": "Flag", "analysis": "First analysis",
            "completeness": "Reporting", "received": "received", "expected": "expected",
@@ -29,7 +33,11 @@ T = {
            "changes": "Changes", "nothing": "No items reported.", "severity": "Severity",
            "footer": "Sent by EST Lägesbild. Delivery id: {id}",
            "trend_up": "up", "trend_down": "down", "trend_flat": "flat", "trend_new": "new",
-           "flag_rising": "rising", "flag_high": "high", "flag_new": "new"},
+           "flag_rising": "rising", "flag_high": "high", "flag_new": "new",
+           "kronoberg": "Kronoberg model", "interventions": "Interventions", "litres_total": "Litres in total",
+           "share_under_18": "Share under 18", "guardian_contacted": "Guardian contacted",
+           "direct_forfeiture": "Direct forfeiture", "coarsened": "Counts below 3 are shown as <3.",
+           "missing": "Not reported", "reminder": "Reminder"},
 }
 
 _env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
@@ -138,6 +146,17 @@ def _picture(data: dict[str, Any], lang: str) -> Rendered:
         Block(heading=t["completeness"], paragraphs=[
             f"{c.get('received', 0)} {t['received']} / {c.get('expected', 0)} {t['expected']}"]),
     ]
+    missing = c.get("missing_reporters")
+    if missing:  # only key functions and admins get this field (domain.render_for)
+        blocks[-1].paragraphs = [*(blocks[-1].paragraphs or []), f"{t['missing']}: {len(missing)}"]
+    k = pic.get("kronoberg")
+    if k:
+        rows_k = [[t[key], (str(k[key]).replace(".", ",") if lang == "sv" else str(k[key]))
+                   if key != "share_under_18" or isinstance(k[key], str) else f"{round(float(k[key]) * 100)} %"]
+                  for key in ("interventions", "litres_total", "share_under_18", "guardian_contacted",
+                              "direct_forfeiture") if key in k]
+        blocks.append(Block(heading=t["kronoberg"], table=[[t["item"], t["value"]], *rows_k],
+                            paragraphs=[t["coarsened"]] if k.get("coarsened") else None))
     analysis = _text(pic.get("first_analysis"), lang)
     if analysis:
         blocks.append(Block(heading=t["analysis"], paragraphs=[analysis]))
@@ -198,7 +217,35 @@ def build_email(r: Rendered, *, sender: str, to: str, delivery_id: str, event_id
     msg["Message-ID"] = f"<{delivery_id}@est-lagesbild>"
     msg["X-EST-Delivery"] = delivery_id
     msg["X-EST-Event"] = event_id
-    msg["Content-Language"] = _lang(language)
     msg.set_content(to_text(r, footer))
     msg.add_alternative(to_html(r, footer, language), subtype="html")
+    msg["Content-Language"] = _lang(language)  # after the body: set_content drops Content-* headers
     return msg.as_bytes(policy=SMTP)
+
+
+def render_reminder(*, kind: str, person_name: str, period: str, areas: list[str], deadline: Any,
+                    language: str = "sv") -> Rendered:
+    """A reminder to report for a period, before or after its deadline."""
+    when = deadline.strftime("%Y-%m-%d %H:%M")
+    places = ", ".join(areas)
+    if _lang(language) == "en":
+        if kind == "before":
+            subject = f"Reminder: report {period} for {places} by {when}"
+            lead = f"Hello {person_name}, your report for {period} ({places}) has not arrived yet. " \
+                   f"The deadline is {when}."
+        else:
+            subject = f"Reminder: your report for {period} ({places}) is missing"
+            lead = f"Hello {person_name}, the deadline for {period} ({places}) passed at {when} and your " \
+                   "report has not arrived. Late reports are still counted and update the picture."
+        tail = "A report with nothing to report also counts. You get this because you report for these areas."
+        return Rendered(subject, [Block(paragraphs=[lead, tail])])
+    if kind == "before":
+        subject = f"Påminnelse: rapportera {period} för {places} senast {when}"
+        lead = f"Hej {person_name}! Din rapport för {period} ({places}) har inte kommit in än. " \
+               f"Sista dag är {when}."
+    else:
+        subject = f"Påminnelse: din rapport för {period} ({places}) saknas"
+        lead = f"Hej {person_name}! Tiden för {period} ({places}) gick ut {when} och din rapport har inte " \
+               "kommit in. Sena rapporter räknas fortfarande och uppdaterar lägesbilden."
+    tail = "Även en rapport om att inget har hänt räknas. Du får detta för att du rapporterar för områdena."
+    return Rendered(subject, [Block(paragraphs=[lead, tail])])

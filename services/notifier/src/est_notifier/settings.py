@@ -50,3 +50,25 @@ class NotifierSettings(ServiceSettings):
         "notifier", "digest_grace_seconds", 3600.0, "seconds after a period's deadline before its digest goes out")  # type: ignore[assignment]
     consumer_ack_wait: float = service_field(
         "notifier", "consumer_ack_wait", 30.0, "JetStream ack wait of the fan-out consumers")  # type: ignore[assignment]
+    stream_heartbeat: float = service_field(
+        "notifier", "stream_heartbeat", 15.0, "seconds without events before /v1/stream sends a heartbeat")  # type: ignore[assignment]
+    stream_resume_window: float = service_field(
+        "notifier", "stream_resume_window", 7 * 86400.0,
+        "how far back /v1/stream looks for a Last-Event-ID it has not seen itself")  # type: ignore[assignment]
+    stream_resume_margin: float = service_field(
+        "notifier", "stream_resume_margin", 30.0,
+        "seconds before a resumed event at which the other streams restart (repeats are possible)")  # type: ignore[assignment]
+    durable_updates: str = service_field(
+        "notifier", "durable_updates", "notifier-picture-updates",
+        "durable consumer of se.est.picture.updated (for reminders)")  # type: ignore[assignment]
+    reminders_enabled: bool = service_field(
+        "notifier", "reminders_enabled", True, "send reminders to reporters who have not reported")  # type: ignore[assignment]
+    reminder_before: float = service_field(
+        "notifier", "reminder_before", 24 * 3600.0, "seconds before a period's deadline the first reminder goes")  # type: ignore[assignment]
+    reminder_after: float = service_field(
+        "notifier", "reminder_after", 2 * 3600.0, "seconds after a period's deadline the second reminder goes")  # type: ignore[assignment]
+    reminder_late_limit: float = service_field(
+        "notifier", "reminder_late_limit", 3 * 86400.0,
+        "a reminder not sent this long after its time is skipped (e.g. after downtime)")  # type: ignore[assignment]
+    reminder_interval: float = service_field(
+        "notifier", "reminder_interval", 60.0, "seconds between checks for due reminders")  # type: ignore[assignment]

@@ -1,0 +1,171 @@
+"""Pydantic models of the notifier's HTTP bodies and of subscriptions declared in the organisation file."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from est_notifier.domain import valid_webhook_url
+
+EventName = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published"]
+ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScopeIn(_In):
+    municipality_id: str = Field(pattern=ID, description="Municipality id", examples=["vaxjo"])
+    area_ids: list[Annotated[str, Field(pattern=ID)]] | None = Field(
+        default=None, max_length=500, description="Areas; left out = every area of the municipality you may see",
+        examples=[["araby"]])
+
+
+class WebhookChannel(_In):
+    type: Literal["webhook"]
+    url: str = Field(max_length=2000, description="http(s) URL that receives the CloudEvent POSTs",
+                     examples=["https://example.org/est"])
+    secret: str = Field(min_length=1, max_length=500, description="HMAC-SHA256 key for X-EST-Signature",
+                        examples=["s3cret"])
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not valid_webhook_url(v):
+            raise ValueError("must be an http(s) URL with a host / måste vara en http(s)-URL med värd")
+        return v
+
+
+class WebhookChannelPatch(WebhookChannel):
+    secret: str | None = Field(default=None, min_length=1, max_length=500,  # type: ignore[assignment]
+                               description="New secret; left out keeps the old one")
+
+
+class EmailChannel(_In):
+    type: Literal["email"]
+    to: str = Field(max_length=320, pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$", description="Recipient address",
+                    examples=["a@example.org"])
+
+
+Channel = Annotated[WebhookChannel | EmailChannel, Field(discriminator="type")]
+ChannelPatch = Annotated[WebhookChannelPatch | EmailChannel, Field(discriminator="type")]
+
+
+class SubscriptionIn(_In):
+    name: str = Field(min_length=1, max_length=200, examples=["Växjöhem driftcentral"])
+    scope: ScopeIn
+    events: list[EventName] = Field(min_length=1, examples=[["picture.published", "alert.raised"]])
+    channel: Channel
+    digest: Literal["immediate", "period"] = Field(
+        default="immediate", description="immediate: one message per event; period: one per period close")
+    language: Literal["sv", "en"] = "sv"
+    min_severity: Literal["info", "warning", "critical"] | None = Field(
+        default=None, description="Alerts below this severity are not sent")
+
+
+class SubscriptionPatch(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    scope: ScopeIn | None = None
+    events: list[EventName] | None = Field(default=None, min_length=1)
+    channel: ChannelPatch | None = None
+    digest: Literal["immediate", "period"] | None = None
+    language: Literal["sv", "en"] | None = None
+    min_severity: Literal["info", "warning", "critical"] | None = None
+    paused: bool | None = Field(default=None, description="true pauses, false resumes", examples=[True])
+
+
+class ScopeOut(BaseModel):
+    municipality_id: str
+    area_ids: list[str] = Field(description="Empty = every area of the municipality")
+
+
+class SubscriptionOut(BaseModel):
+    id: str
+    name: str
+    owner_id: str
+    scope: ScopeOut
+    events: list[str]
+    channel: dict[str, Any] = Field(description="The channel; a webhook secret is never shown (secret_set)")
+    digest: str
+    language: str
+    min_severity: str | None
+    paused: bool
+    paused_reason: str | None
+    status: str = Field(description="active | paused | ended (ended for good: the owner left the organisation "
+                        "or lost the areas; see ended_reason)")
+    ended_at: datetime | None = None
+    ended_reason: str | None = Field(default=None, examples=["subscription ended: owner removed from the organisation"])
+    source: str = Field(description="api, or org when declared in the organisation")
+    created_at: datetime
+    updated_at: datetime
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    at: datetime
+    status: str = Field(description="delivered | retry | failed | dead | cancelled")
+    response_code: int | None
+    error: str | None
+    duration_ms: int | None
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
+    channel: str
+
+
+class DeliveryOut(BaseModel):
+    delivery_id: str = Field(description="Stable id; also X-EST-Delivery and Idempotency-Key")
+    subscription_id: str
+    event_id: str
+    event_type: str
+    channel: str
+    target: str
+    status: str = Field(description="pending | delivering | delivered | failed | dead | cancelled (its "
+                        "subscription ended) | ended (the row recording that a subscription ended)")
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    attempt_log: list[AttemptOut] = Field(description="One row per attempt")
+
+
+class DeclaredChannelWebhook(_In):
+    type: Literal["webhook"]
+    url: str = Field(max_length=2000)
+    secret: str | None = Field(default=None, min_length=1, max_length=500,
+                               description="HMAC key in clear (demo files); prefer secret_env")
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$",
+                                   description="name of an environment variable of the notifier holding the key")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not valid_webhook_url(v):
+            raise ValueError("must be an http(s) URL with a host")
+        return v
+
+
+DeclaredChannel = Annotated[DeclaredChannelWebhook | EmailChannel, Field(discriminator="type")]
+
+
+class DeclaredSubscription(_In):
+    """One entry of the organisation file's top-level ``subscriptions:`` list.
+
+    Like the body of ``POST /v1/subscriptions`` plus ``id`` (stable, unique in the file) and ``owner``
+    (the person id whose areas bound the scope and who sees its ledger).
+    """
+
+    id: str = Field(pattern=ID, description="stable id of the declaration", examples=["vaxjohem-drift"])
+    owner: str = Field(pattern=ID, description="person id of the owner", examples=["anna"])
+    name: str = Field(min_length=1, max_length=200)
+    scope: ScopeIn
+    events: list[EventName] = Field(min_length=1)
+    channel: DeclaredChannel
+    digest: Literal["immediate", "period"] = "immediate"
+    language: Literal["sv", "en"] = "sv"
+    min_severity: Literal["info", "warning", "critical"] | None = None
