@@ -175,3 +175,20 @@ def test_auto_compile_waits_for_the_last_thursday_week() -> None:
     late = due_period(kind="tertial", tz="Europe/Stockholm", cadences=["weekly"],
                       now=datetime(2027, 1, 5, 12, tzinfo=UTC), grace_hours=24)
     assert late is not None and late.id == "2026-T3"
+
+
+@given(st.lists(st.booleans(), max_size=40), st.integers(1, 6), st.integers(1, 6), st.integers(0, 45),
+       st.integers(1, 3))
+def test_holds_and_episodes_from_a_start_index_agree_with_the_full_run(
+        flags: list[bool], k: int, n: int, start: int, resolve_after: int) -> None:
+    rule = Rule(min(k, n), max(k, n))
+    start = min(start, len(flags))
+    full = holds_series(flags, rule)
+    assert full == [sum(flags[max(0, i - rule.n + 1): i + 1]) >= rule.k for i in range(len(flags))]
+    assert holds_series(flags, rule, start) == full[start:]
+    eps = episodes(flags, rule, resolve_after)
+    # the full run is closed before index `start` when no episode is open across it: then a late start agrees
+    closed_before = all(e.opened >= start or (e.resolved is not None and e.resolved < start) for e in eps)
+    if closed_before:
+        late = episodes(flags, rule, resolve_after, start)
+        assert late == [e for e in eps if e.opened >= start]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import date
 from typing import Any, Literal
 
@@ -9,10 +11,11 @@ from est_shared.http import Problem, require_role
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.runtime import ServiceRuntime
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from est_analysis import handlers
+from est_analysis.browser import BrowserFailed, find_browser, html_to_pdf
 from est_analysis.domain import (
     AnalysisNotFound,
     InvalidMeasure,
@@ -22,6 +25,8 @@ from est_analysis.domain import (
 )
 from est_analysis.handlers import Context
 from est_analysis.report import render_report
+
+log = logging.getLogger("est.analysis")
 
 ANALYSIS_ROLES = ("key_function", "beredningsgrupp", "styrgrupp", "admin")
 MEASURE_WRITE_ROLES = ("styrgrupp", "admin")
@@ -121,6 +126,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
     """The service's routes, bound to the runtime's auth and the use-case context."""
     router = APIRouter()
     principal_dep = Depends(runtime.principal)
+    printing = asyncio.Semaphore(max(1, ctx.settings.browser_concurrency))
 
     async def _load_analysis(analysis_id: str, principal: Principal) -> dict[str, Any]:
         require_role(principal, *ANALYSIS_ROLES)
@@ -169,6 +175,36 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         """Charts are inline SVG; no JavaScript, no external assets; print-friendly."""
         body = await _load_analysis(analysis_id, principal)
         return HTMLResponse(render_report(body, lang=lang))
+
+    @router.get("/v1/analyses/{analysis_id}/report.pdf", tags=["analyses"], response_class=Response,
+                summary="The readable report as PDF (A4), printed by headless Chromium",
+                responses={200: {"content": {"application/pdf": {}}, "description": "the report as PDF"},
+                           501: {"description": "no browser configured (EST_ANALYSIS_BROWSER)"},
+                           503: {"description": "the browser failed or timed out; retry later"}})
+    async def get_report_pdf(analysis_id: str, lang: Literal["sv", "en"] = Query("sv", description="sv or en"),
+                             principal: Principal = principal_dep) -> Response:
+        """The same report as ``report.html``, printed to PDF by the browser in ``EST_ANALYSIS_BROWSER``."""
+        body = await _load_analysis(analysis_id, principal)
+        binary = find_browser(ctx.settings.browser)
+        if binary is None:
+            raise Problem(501, "PDF not available",
+                          "No browser is configured for PDF reports: install Chromium or set EST_ANALYSIS_BROWSER to "
+                          "its path; report.html has the same content. / Ingen webbläsare är inställd för "
+                          "PDF-rapporter: installera Chromium eller ange sökvägen i EST_ANALYSIS_BROWSER; "
+                          "report.html har samma innehåll.")
+        async with printing:
+            try:
+                pdf = await html_to_pdf(render_report(body, lang=lang, for_print=True), binary=binary,
+                                        timeout=ctx.settings.browser_timeout_seconds)
+            except (BrowserFailed, OSError) as exc:
+                log.warning("pdf rendering failed", extra={"analysis": analysis_id, "error": str(exc)})
+                raise Problem(503, "PDF rendering failed",
+                              "The browser could not print the report; try again later or use report.html. / "
+                              "Webbläsaren kunde inte skriva ut rapporten; försök igen senare eller använd "
+                              "report.html.", headers={"Retry-After": "30"}) from None
+        name = f"analys-{body['municipality_id']}-{body['period']}-r{body['revision']}.pdf"
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="{name}"'})
 
     @router.post("/v1/measures", status_code=201, tags=["measures"], summary="Record a measure (styrgrupp)")
     async def post_measure(req: MeasureIn, principal: Principal = principal_dep) -> dict[str, Any]:

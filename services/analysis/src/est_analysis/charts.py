@@ -88,10 +88,14 @@ def line_chart(periods: Sequence[str], series: Sequence[dict[str, Any]], *, widt
     return Markup("".join(out))
 
 
+def _clip(text: str, size: int) -> str:
+    return text if len(text) <= size else text[: size - 1].rstrip(" ,(") + "…"
+
+
 def heat_map(periods: Sequence[str], rows: Sequence[dict[str, Any]], *, width: int = 680,
              missing_label: str = "") -> Markup:
     """Items × periods; each cell coloured by the item's flag that period and labelled with its value."""
-    label_w, top, cell_h = 170, 22, 20
+    label_w, top, cell_h = 200, 22, 20
     cw = max(12.0, (width - label_w - 4) / max(1, len(periods)))
     height = top + cell_h * len(rows) + 6
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' role='img' "
@@ -104,7 +108,7 @@ def heat_map(periods: Sequence[str], rows: Sequence[dict[str, Any]], *, width: i
     for r, row in enumerate(rows):
         yy = top + cell_h * r
         out.append(f"<text x='{label_w - 8}' y='{yy + 14}' text-anchor='end' fill='#33404d' font-size='11'>"
-                   f"{escape(str(row['label'])[:26])}</text>")
+                   f"<title>{escape(str(row['label']))}</title>{escape(_clip(str(row['label']), 32))}</text>")
         for i, cell in enumerate(row["cells"]):
             xx = label_w + cw * i
             if cell["value"] is None:
@@ -138,7 +142,8 @@ def bars(rows: Sequence[tuple[str, float, str]], *, width: int = 680, vmax: floa
     for i, (label, v, colour) in enumerate(rows):
         yy = i * (bar_h + gap) + 2
         w = pw * v / top
-        out.append(f"<text x='{label_w - 8}' y='{yy + 13}' text-anchor='end' fill='#33404d'>{escape(label[:26])}</text>"
+        out.append(f"<text x='{label_w - 8}' y='{yy + 13}' text-anchor='end' fill='#33404d'>"
+                   f"{escape(_clip(label, 26))}</text>"
                    f"<rect x='{label_w}' y='{yy}' width='{pw}' height='{bar_h}' rx='4' fill='#eef2f6'/>"
                    f"<rect x='{label_w}' y='{yy}' width='{max(w, 0):.1f}' height='{bar_h}' rx='4' fill='{colour}'/>"
                    f"<text x='{label_w + max(w, 0) + 6:.1f}' y='{yy + 13}' fill='#33404d'>"

@@ -32,4 +32,5 @@ def register_consumers(runtime: ServiceRuntime, *, ctx: Context, ensure_schema: 
 
     add_consumer(runtime.broker, service="analysis", stream=PICTURES,
                  subject=picture_subject(ctx.settings.municipality_filter), durable=ctx.settings.durable,
-                 handle=handle, metrics=runtime.metrics, max_deliver=ctx.settings.consumer_max_deliver)
+                 handle=handle, metrics=runtime.metrics, max_deliver=ctx.settings.consumer_max_deliver,
+                 batch_size=ctx.settings.consumer_batch_size)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from est_shared.bus import encode
@@ -135,15 +135,38 @@ async def put_picture(session: AsyncSession, row: dict[str, Any], *, exists: boo
 
 
 async def area_pictures(session: AsyncSession, area_id: str, *, kind: str | None = None,
-                        until: date | None = None) -> list[dict[str, Any]]:
-    """An area's stored pictures, oldest first (optionally of one period kind, starting before ``until``)."""
+                        until: date | None = None, since: date | None = None) -> list[dict[str, Any]]:
+    """An area's stored pictures, oldest first (optionally of one period kind, starting in [since, until))."""
     q = select(pictures).where(pictures.c.area_id == area_id)
     if kind:
         q = q.where(pictures.c.kind == kind)
     if until:
         q = q.where(pictures.c.period_start < until)
+    if since:
+        q = q.where(pictures.c.period_start >= since)
     rows = (await session.execute(q.order_by(pictures.c.period_start))).mappings().all()
     return [dict(r) for r in rows]
+
+
+async def last_picture_period(session: AsyncSession, area_id: str, *, kind: str) -> str | None:
+    """The latest period id of an area's stored pictures of one kind, or None."""
+    return await session.scalar(select(pictures.c.period).where(pictures.c.area_id == area_id,
+                                                                pictures.c.kind == kind)
+                                .order_by(pictures.c.period_start.desc()).limit(1))
+
+
+async def pictures_around(session: AsyncSession, area_id: str, *, kind: str, start: date, as_of: date,
+                          limit: int) -> list[dict[str, Any]]:
+    """For a measure's effect: the ``limit`` latest pictures ending by ``start`` and the ``limit`` first ones
+    ending after it (and starting before ``as_of``), oldest first."""
+    days = timedelta(days=14 if kind == "biweek" else 7)
+    base = select(pictures).where(pictures.c.area_id == area_id, pictures.c.kind == kind)
+    before = (await session.execute(base.where(pictures.c.period_start <= start - days)
+                                    .order_by(pictures.c.period_start.desc()).limit(limit))).mappings().all()
+    after = (await session.execute(base.where(pictures.c.period_start > start - days,
+                                              pictures.c.period_start < as_of)
+                                   .order_by(pictures.c.period_start).limit(limit))).mappings().all()
+    return [dict(r) for r in reversed(before)] + [dict(r) for r in after]
 
 
 # --- problem states --------------------------------------------------------------------------

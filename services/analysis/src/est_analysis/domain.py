@@ -137,9 +137,17 @@ def holds(history: History, item: str, period: Period, rule: Rule) -> bool:
     return len(flagged_in_window(history, item, period, rule.n)) >= rule.k
 
 
-def holds_series(flags: Sequence[bool], rule: Rule) -> list[bool]:
-    """For consecutive periods' flags: whether k of n holds at each period (earlier history unflagged)."""
-    return [sum(flags[max(0, i - rule.n + 1): i + 1]) >= rule.k for i in range(len(flags))]
+def holds_series(flags: Sequence[bool], rule: Rule, start: int = 0) -> list[bool]:
+    """For consecutive periods' flags: whether k of n holds at each period from ``start`` on (earlier history
+    unflagged); a running window sum, linear in the number of periods."""
+    out: list[bool] = []
+    total = sum(flags[max(0, start - rule.n): start])  # the loop drops flags[i - n] before judging i
+    for i in range(start, len(flags)):
+        total += flags[i]
+        if i - rule.n >= 0:
+            total -= flags[i - rule.n]
+        out.append(total >= rule.k)
+    return out
 
 
 @dataclass(frozen=True)
@@ -150,12 +158,18 @@ class Episode:
     resolved: int | None = None
 
 
-def episodes(flags: Sequence[bool], rule: Rule, resolve_after: int) -> list[Episode]:
-    """Persistent-problem episodes over consecutive periods' flags, with resolution after a quiet run."""
+def episodes(flags: Sequence[bool], rule: Rule, resolve_after: int, start: int = 0) -> list[Episode]:
+    """Persistent-problem episodes over consecutive periods' flags, with resolution after a quiet run.
+
+    With ``start`` the machine begins (closed) at that index, reading the flags before it only as k-of-n
+    context. Its result equals the full run from the first index at which the full run is closed on: a run
+    started later is never open where the full one is closed (it opens only where k of n holds, and then
+    both are open with the same quiet count), so once both are closed they stay identical.
+    """
     out: list[Episode] = []
     opened: int | None = None
     quiet = 0
-    for i, h in enumerate(holds_series(flags, rule)):
+    for i, h in enumerate(holds_series(flags, rule, start), start):
         if opened is None:
             if h:
                 opened, quiet = i, 0

@@ -85,6 +85,22 @@ class Context:
 
 async def handle_picture_published(event: CloudEvent[PicturePublished], *, ctx: Context) -> str:
     """Project a published picture (latest version wins) and raise/resolve persistent-problem alerts."""
+    async with ctx.lock, transaction(ctx.sessions) as s:
+        outcome, queued = await apply_picture(s, event, ctx=ctx)
+        open_count = await db.open_problem_count(s)
+    ctx.metrics.pictures.labels(outcome).inc()
+    ctx.metrics.open_problems.set(open_count)
+    if queued:
+        ctx.wake()
+    return outcome
+
+
+async def apply_picture(s: AsyncSession, event: CloudEvent[PicturePublished], *, ctx: Context,
+                        emit: bool = True) -> tuple[str, int]:
+    """The projection step inside the caller's transaction: (outcome, alerts queued).
+
+    ``emit=False`` (rebuild) updates the problem states exactly as live but queues no alerts.
+    """
     pic = event.data.picture
     try:
         period = Period.parse(pic.period)
@@ -92,32 +108,24 @@ async def handle_picture_published(event: CloudEvent[PicturePublished], *, ctx: 
         raise PoisonEvent(f"picture with invalid period {pic.period!r}") from exc
     if period.kind not in ("week", "biweek"):
         raise PoisonEvent(f"picture period {pic.period!r} is not a reporting period")
-    queued = 0
-    async with ctx.lock, transaction(ctx.sessions) as s:
-        if not await mark_processed(s, db.processed, consumer=ctx.settings.durable, event_id=event.id):
-            outcome = "duplicate"
-        else:
-            current = await db.picture_version(s, pic.area_id, period.id)
-            if current is not None and current >= pic.version:
-                outcome = "stale"
-            else:
-                items = {code: {"value": it.value, "flag": it.flag, "trend": it.trend, "answer": it.answer,
-                                "label_sv": it.label_sv, "label_en": it.label_en}
-                         for code, it in pic.items.items()}
-                await db.put_picture(s, {
-                    "area_id": pic.area_id, "period": period.id, "municipality_id": pic.municipality_id,
-                    "area_name": pic.area_name, "kind": period.kind, "period_start": period.start,
-                    "version": pic.version, "items": items, "completeness": pic.completeness.model_dump(mode="json"),
-                    "event_id": event.id, "updated_at": utcnow()}, exists=current is not None)
-                queued = await reconcile_alerts(s, ctx=ctx, municipality_id=pic.municipality_id,
-                                                area_id=pic.area_id, area_name=pic.area_name, kind=period.kind)
-                outcome = "applied"
-        open_count = await db.open_problem_count(s)
-    ctx.metrics.pictures.labels(outcome).inc()
-    ctx.metrics.open_problems.set(open_count)
-    if queued:
-        ctx.wake()
-    return outcome
+    if not await mark_processed(s, db.processed, consumer=ctx.settings.durable, event_id=event.id):
+        return "duplicate", 0
+    current = await db.picture_version(s, pic.area_id, period.id)
+    if current is not None and current >= pic.version:
+        return "stale", 0
+    last_before = await db.last_picture_period(s, pic.area_id, kind=period.kind)
+    items = {code: {"value": it.value, "flag": it.flag, "trend": it.trend, "answer": it.answer,
+                    "label_sv": it.label_sv, "label_en": it.label_en}
+             for code, it in pic.items.items()}
+    await db.put_picture(s, {
+        "area_id": pic.area_id, "period": period.id, "municipality_id": pic.municipality_id,
+        "area_name": pic.area_name, "kind": period.kind, "period_start": period.start,
+        "version": pic.version, "items": items, "completeness": pic.completeness.model_dump(mode="json"),
+        "event_id": event.id, "updated_at": utcnow()}, exists=current is not None)
+    queued = await reconcile_alerts(s, ctx=ctx, municipality_id=pic.municipality_id, area_id=pic.area_id,
+                                    area_name=pic.area_name, kind=period.kind, changed=period,
+                                    last_before=Period.parse(last_before) if last_before else None, emit=emit)
+    return "applied", queued
 
 
 def _alert_message(item_sv: str, item_en: str, area: str, rule: Rule, flagged: list[str], *,
@@ -132,60 +140,115 @@ def _alert_message(item_sv: str, item_en: str, area: str, rule: Rule, flagged: l
                   f"periods ({periods})."}
 
 
-async def reconcile_alerts(session: AsyncSession, *, ctx: Context, municipality_id: str, area_id: str,
-                           area_name: str, kind: str) -> int:
-    """Compare the area's k-of-n episodes with the stored problem state; queue raised/resolved alerts."""
-    rows = await db.area_pictures(session, area_id, kind=kind)
-    if not rows:
-        return 0
+@dataclass
+class _Change:
+    """One problem-state change decided by reconciliation."""
+
+    item: str
+    action: str  # open | reopen | resolve
+    period: str
+    rule: Rule
+    flagged: list[str] = field(default_factory=list)
+
+
+def _n_max(ctx: Context) -> int:
+    return max([ctx.rule.n, *(int(o.get("n", ctx.rule.n)) for o in ctx.settings.persistent_overrides.values())])
+
+
+def _plan(rows: list[dict[str, Any]], states: dict[str, dict[str, Any]], *, ctx: Context, area_id: str,
+          first: Period | None = None, start: Period | None = None) -> tuple[list[_Change], dict[str, Any]]:
+    """Compare the k-of-n episodes over ``rows`` with the stored states (the machine starts at ``start``)."""
     history = {r["period"]: r["items"] for r in rows}
-    tl = timeline(Period.parse(rows[0]["period"]), Period.parse(rows[-1]["period"]))
-    states = await db.area_problem_states(session, area_id)
-    items = sorted({i for pts in history.values() for i in pts} | set(states))
-    queued = 0
-    name = area_name or area_id
-    for item in items:
+    tl = timeline(first or Period.parse(rows[0]["period"]), Period.parse(rows[-1]["period"]))
+    begin = 0 if start is None else max(0, min(len(tl), tl.index(start) if start in tl else 0))
+    changes: list[_Change] = []
+    for item in sorted({i for pts in history.values() for i in pts} | set(states)):
         rule = rule_for(item, ctx.rule, ctx.settings.persistent_overrides)
         flags = [is_flagged(history, p.id, item) for p in tl]
-        eps = episodes(flags, rule, ctx.settings.resolve_after)
+        eps = episodes(flags, rule, ctx.settings.resolve_after, begin)
         ongoing = eps[-1] if eps and eps[-1].resolved is None else None
         st = states.get(item)
-        sv, en = item_labels(history, item)
         if ongoing is not None:
             if st is not None and st["status"] == "open":
                 continue  # never twice for an ongoing problem
             opened = tl[ongoing.opened]
-            alert_id = f"persistent:{area_id}:{item}:{opened.id}"
-            state = {"area_id": area_id, "item": item, "municipality_id": municipality_id, "status": "open",
-                     "alert_id": alert_id, "opened_period": opened.id, "resolved_period": None}
-            await db.put_problem_state(session, state, exists=st is not None)
-            if st is not None and st["alert_id"] == alert_id:
-                continue  # a revision reopened the same episode: its alert was raised already
+            if st is not None and st["alert_id"] == f"persistent:{area_id}:{item}:{opened.id}":
+                changes.append(_Change(item, "reopen", opened.id, rule))  # a revision reopened the same episode
+                continue
             flagged = [tl[j].id for j in range(max(0, ongoing.opened - rule.n + 1), ongoing.opened + 1) if flags[j]]
-            data = AlertData(alert_id=alert_id, municipality_id=municipality_id, area_id=area_id, item=item,
-                             kind="persistent", period=opened.id,
-                             severity="critical" if len(flagged) >= rule.n else "warning",
-                             message=_alert_message(sv, en, name, rule, flagged, resolved=False))
+            changes.append(_Change(item, "open", opened.id, rule, flagged))
+        elif st is not None and st["status"] == "open":
+            last = eps[-1] if eps else None
+            resolved = tl[last.resolved] if last is not None and last.resolved is not None else tl[-1]
+            changes.append(_Change(item, "resolve", resolved.id, rule))
+    return changes, history
+
+
+async def reconcile_alerts(session: AsyncSession, *, ctx: Context, municipality_id: str, area_id: str,
+                           area_name: str, kind: str, changed: Period | None = None,
+                           last_before: Period | None = None, emit: bool = True) -> int:
+    """Compare the area's k-of-n episodes with the stored problem state; queue raised/resolved alerts.
+
+    A new latest picture (``changed`` after ``last_before``) is checked on a bounded window: from n-1 periods
+    before the earliest of the period after ``last_before`` and the opening period of each open problem. The
+    stored state says the machine was closed there, so the window gives the full history's answer; when it
+    finds a change (rare: once per episode) the full history decides. Revisions of older periods use the full
+    history directly. This keeps a picture's cost independent of the length of the history.
+    """
+    states = await db.area_problem_states(session, area_id)
+    changes: list[_Change] | None = None
+    history: dict[str, Any] = {}
+    if changed is not None and last_before is not None and changed > last_before:
+        start = min([last_before.next(), *(Period.parse(st["opened_period"]) for st in states.values()
+                                           if st["status"] == "open")])
+        first = start.shift(-(_n_max(ctx) - 1))
+        rows = await db.area_pictures(session, area_id, kind=kind, since=first.start)
+        if not rows:
+            return 0
+        changes, history = _plan(rows, states, ctx=ctx, area_id=area_id, first=first, start=start)
+        if not changes:
+            return 0
+    rows = await db.area_pictures(session, area_id, kind=kind)
+    if not rows:
+        return 0
+    changes, history = _plan(rows, states, ctx=ctx, area_id=area_id)
+    queued = 0
+    name = area_name or area_id
+    for ch in changes:
+        st = states.get(ch.item)
+        sv, en = item_labels(history, ch.item)
+        if ch.action in ("open", "reopen"):
+            alert_id = f"persistent:{area_id}:{ch.item}:{ch.period}"
+            await db.put_problem_state(session, {
+                "area_id": area_id, "item": ch.item, "municipality_id": municipality_id, "status": "open",
+                "alert_id": alert_id, "opened_period": ch.period, "resolved_period": None}, exists=st is not None)
+            if ch.action == "reopen" or not emit:
+                continue
+            data = AlertData(alert_id=alert_id, municipality_id=municipality_id, area_id=area_id, item=ch.item,
+                             kind="persistent", period=ch.period,
+                             severity="critical" if len(ch.flagged) >= ch.rule.n else "warning",
+                             message=_alert_message(sv, en, name, ch.rule, ch.flagged, resolved=False))
             ev = new_event(type="se.est.alert.raised", source=SOURCE, subject=area_id, id=alert_id, data=data)
             if await db.queue_event(session, subjects.alert_raised(municipality_id, area_id), ev):
                 queued += 1
                 ctx.metrics.alerts.labels("raised").inc()
-                log.info("persistent problem opened", extra={"area": area_id, "item": item, "period": opened.id})
-        elif st is not None and st["status"] == "open":
-            last = eps[-1] if eps else None
-            resolved = tl[last.resolved] if last is not None and last.resolved is not None else tl[-1]
-            await db.put_problem_state(session, {**st, "status": "resolved", "resolved_period": resolved.id},
+                log.info("persistent problem opened", extra={"area": area_id, "item": ch.item, "period": ch.period})
+        else:
+            assert st is not None
+            await db.put_problem_state(session, {**st, "status": "resolved", "resolved_period": ch.period},
                                        exists=True)
-            data = AlertData(alert_id=st["alert_id"], municipality_id=municipality_id, area_id=area_id, item=item,
-                             kind="persistent", period=resolved.id, severity="info",
-                             message=_alert_message(sv, en, name, rule, [], resolved=True))
+            if not emit:
+                continue
+            data = AlertData(alert_id=st["alert_id"], municipality_id=municipality_id, area_id=area_id, item=ch.item,
+                             kind="persistent", period=ch.period, severity="info",
+                             message=_alert_message(sv, en, name, ch.rule, [], resolved=True))
             ev = new_event(type="se.est.alert.resolved", source=SOURCE, subject=area_id,
                            id=f"{st['alert_id']}:resolved", data=data)
             if await db.queue_event(session, subjects.alert_resolved(municipality_id, area_id), ev):
                 queued += 1
                 ctx.metrics.alerts.labels("resolved").inc()
-                log.info("persistent problem resolved", extra={"area": area_id, "item": item,
-                                                               "period": resolved.id})
+                log.info("persistent problem resolved", extra={"area": area_id, "item": ch.item,
+                                                               "period": ch.period})
     return queued
 
 
@@ -233,11 +296,17 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
         all_problems: list[dict[str, Any]] = []
         measures_out: list[dict[str, Any]] = []
         problems_by_area = {}
+        n_max = _n_max(ctx)
+        measures_by_area: dict[str, list[dict[str, Any]]] = {}
+        for m in await db.list_measures(s, area_ids=_area_ids(snap, municipality_id)):
+            measures_by_area.setdefault(m["area_id"], []).append(m)
         for area_id in _area_ids(snap, municipality_id):
             area = snap.areas[area_id]
             kind = reporting_kind(area.cadence)
             rps = ap.reporting_periods(area.cadence)
-            rows = await db.area_pictures(s, area_id, kind=kind)
+            # only the periods k of n can see: n-1 before the first reporting period up to the last one
+            rows = await db.area_pictures(s, area_id, kind=kind, since=rps[0].shift(-(n_max - 1)).start,
+                                          until=rps[-1].end)
             history = {r["period"]: r["items"] for r in rows}
             problems = persistent_problems(history, rps, default=rule, overrides=overrides)
             problems_by_area[area_id] = problems
@@ -256,14 +325,16 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
                                "points": [asdict(pt) for pt in pts]})
             trends.sort(key=lambda t: (not t["persistent"], -t["flagged"], t["item"]))
             area_measures = []
-            for m in await db.list_measures(s, area_id=area_id):
+            for m in measures_by_area.get(area_id, []):
                 if not in_force(m["start"], m["end"], m["status"], ap):
                     continue
+                around = await db.pictures_around(s, area_id, kind=kind, start=m["start"], as_of=ap.end,
+                                                  limit=ctx.settings.effect_max_periods)
                 out = _measure_out(m)
                 actor = snap.actors.get(m["responsible_actor"])
                 out["responsible_actor_name"] = actor.name if actor else m["responsible_actor"]
                 series = {item: [(Period.parse(r["period"]), float((r["items"].get(item) or {}).get("value") or 0))
-                                 for r in rows] for item in m["items"]}
+                                 for r in around] for item in m["items"]}
                 out["effect"] = [asdict(measure_effect(item, series[item], m["start"],
                                                        max_periods=ctx.settings.effect_max_periods,
                                                        as_of=ap.end)) for item in m["items"]]
@@ -284,6 +355,7 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
         summary = summary_text(muni.name, ap.id, ranked, problems_by_area, len(measures_out))
         body = {
             "id": analysis_id, "municipality_id": municipality_id, "municipality_name": muni.name,
+            "timezone": muni.timezone,
             "period": ap.id, "kind": ap.kind, "revision": revision, "trigger": trigger,
             "compiled_at": _iso(now), "compiled_by": compiled_by,
             "period_start": ap.start.isoformat(), "period_end": (ap.end - timedelta(days=1)).isoformat(),

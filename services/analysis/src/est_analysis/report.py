@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from est_shared.periods import Period, PeriodError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from est_analysis import charts
@@ -33,6 +35,7 @@ TEXT: dict[str, dict[str, str]] = {
         "planned": "planerad", "active": "pågående", "completed": "avslutad", "cancelled": "avbruten",
         "key_persistent": "bestående problem", "key_areas": "områden med bestående problem",
         "key_measures": "åtgärder i kraft", "key_completeness": "rapporteringsgrad",
+        "weekly": "veckovis", "biweekly": "varannan vecka", "local_time": "svensk tid",
     },
     "en": {
         "title": "Strategic analysis", "quarter": "quarter", "tertial": "tertial", "summary": "Summary",
@@ -56,21 +59,63 @@ TEXT: dict[str, dict[str, str]] = {
         "planned": "planned", "active": "active", "completed": "completed", "cancelled": "cancelled",
         "key_persistent": "persistent problems", "key_areas": "areas with persistent problems",
         "key_measures": "measures in force", "key_completeness": "reporting completeness",
+        "weekly": "weekly", "biweekly": "every second week", "local_time": "Swedish time",
     },
 }
 
 
+def number(value: float | int | None, lang: str = "sv", digits: int = 1) -> str:
+    """A number for people: no decimals when whole, else ``digits`` decimals (decimal comma in Swedish)."""
+    if value is None:
+        return "–"
+    v = float(value)
+    text = f"{v:.0f}" if abs(v - round(v)) < 1e-9 else f"{v:.{digits}f}"
+    return text.replace(".", ",").replace("-", "−") if lang == "sv" else text
+
+
+def period_runs(ids: list[str]) -> list[str]:
+    """Consecutive periods folded into ranges: ``[W40, W41, W42, W45]`` -> ``["W40 – W42", "W45"]``."""
+    out: list[str] = []
+    run: list[str] = []
+    for pid in ids:
+        try:
+            follows = bool(run) and Period.parse(run[-1]).next().id == pid
+        except PeriodError:
+            follows = False
+        if run and not follows:
+            out.append(run[0] if len(run) == 1 else f"{run[0]} – {run[-1]}")
+            run = []
+        run.append(pid)
+    if run:
+        out.append(run[0] if len(run) == 1 else f"{run[0]} – {run[-1]}")
+    return out
+
+
+def local_time(iso: str, tz: str = "Europe/Stockholm") -> str:
+    """An ISO timestamp as ``YYYY-MM-DD HH:MM`` in the municipality's time zone."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        return datetime.fromisoformat(iso).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M")
+    except (ValueError, TypeError):
+        return iso[:16].replace("T", " ")
+
+
 @lru_cache(maxsize=1)
 def _env() -> Environment:
-    return Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
-                       autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    env = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
+                      autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = number
+    env.filters["runs"] = period_runs
+    env.filters["local_time"] = local_time
+    return env
 
 
 def _label(entry: dict[str, Any], lang: str) -> str:
     return str(entry.get(f"label_{lang}") or entry.get("label_sv") or entry.get("item"))
 
 
-def render_report(body: dict[str, Any], *, lang: str = "sv") -> str:
+def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = False) -> str:
     """The analysis as one HTML document in Swedish (default) or English."""
     lang = lang if lang in TEXT else "sv"
     t = TEXT[lang]
@@ -110,7 +155,7 @@ def render_report(body: dict[str, Any], *, lang: str = "sv") -> str:
     }
     rule = body.get("rule", {})
     return _env().get_template("report.html.j2").render(
-        a=body, t=t, lang=lang, areas=areas, need_chart=need_chart, key=key,
+        a=body, t=t, lang=lang, areas=areas, for_print=for_print, need_chart=need_chart, key=key,
         kofn_rule=t["kofn_rule"].format(k=rule.get("k"), n=rule.get("n"), r=rule.get("resolve_after")),
         need_rule=rule.get(f"need_score_{lang}", ""), flagged_rule=rule.get(f"flagged_{lang}", ""),
         thursday_rule=body.get("thursday_rule", {}).get(lang, ""), colours=charts.FLAG_COLOURS,

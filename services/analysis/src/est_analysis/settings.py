@@ -17,6 +17,11 @@ class AnalysisSettings(ServiceSettings):
     durable: str = service_field(
         "analysis", "durable", "analysis-pictures",
         "durable JetStream consumer name for published pictures (replicas share it)")  # type: ignore[assignment]
+    consumer_batch_size: int = service_field(
+        "analysis", "consumer_batch_size", 1,
+        "published pictures fetched per pull. A fetched batch is handled concurrently and may be applied out of "
+        "stream order, and k of n depends on the order in which an area's periods arrive (a later week first "
+        "leaves a temporary gap), so the default 1 applies pictures in stream order")  # type: ignore[assignment]
     municipality_filter: str = service_field(
         "analysis", "municipality_filter", "*",
         "municipality id whose pictures this instance consumes; '*' for all")  # type: ignore[assignment]
@@ -46,6 +51,16 @@ class AnalysisSettings(ServiceSettings):
         "analysis", "compile_grace_hours", 24.0,
         "wait this long after the last reporting week of a quarter/tertial ended (Thursday rule) before "
         "compiling it automatically, so its last pictures can be published")  # type: ignore[assignment]
+    browser: str = service_field(
+        "analysis", "browser", "auto",
+        "headless Chromium/Chrome binary for report.pdf: 'auto' searches PATH (chromium, chromium-browser, "
+        "google-chrome), a path or name uses that one, 'none' turns PDF off (501)")  # type: ignore[assignment]
+    browser_timeout_seconds: float = service_field(
+        "analysis", "browser_timeout_seconds", 60.0,
+        "a PDF rendering taking longer is stopped (503)")  # type: ignore[assignment]
+    browser_concurrency: int = service_field(
+        "analysis", "browser_concurrency", 2,
+        "at most this many browsers render PDFs at the same time")  # type: ignore[assignment]
     outbox_interval_seconds: float = service_field(
         "analysis", "outbox_interval_seconds", 0.5, "outbox relay polling interval")  # type: ignore[assignment]
 
