@@ -136,8 +136,11 @@ class ServiceRuntime:
     async def _load_org(self) -> None:
         raw = await latest_on_subject(self.js, ORG.name, ORG_CHANGED)
         if raw:
-            event = parse_event(raw)
-            await self.apply_org(OrgSnapshot.model_validate(event.data.snapshot))  # type: ignore[attr-defined]
+            try:
+                event = parse_event(raw)
+                await self.apply_org(OrgSnapshot.model_validate(event.data.snapshot))  # type: ignore[attr-defined]
+            except Exception:
+                log.exception("latest organisation snapshot unreadable; waiting for the next one")
 
     async def _report_lag(self, interval: float = 10.0) -> None:
         """Keep the consumer lag gauges current (JetStream consumer info)."""
