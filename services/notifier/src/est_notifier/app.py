@@ -134,7 +134,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         for reason, n in result["ended"].items():
             metrics.ended.labels(reason).inc(n)
         log.info("organisation applied to subscriptions", extra={
-            "org_version": snapshot.version, **{k: v for k, v in result.items() if k != "ended"},
+            "org_version": snapshot.version, **{f"declared_{k}": v for k, v in result.items() if k != "ended"},
             "ended": sum(result["ended"].values())})
 
     runtime.on_org_changed(reconcile)

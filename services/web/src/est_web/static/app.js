@@ -22,7 +22,7 @@ const TEXT = {
     pub: "publicerad", firstAnalysis: "Första analys", alerts: "Larm", noAlerts: "Inga aktiva larm.",
     trend: "Utveckling", persistent: "Kvarstående problem", noPersistent: "Inga kvarstående problem.",
     measures: "Åtgärder", noMeasures: "Inga beslutade åtgärder.", strategic: "Strategisk analys",
-    openReport: "Öppna rapporten", prev: "Föregående", next: "Nästa", live: "Live", liveOff: "Ej live",
+    openReport: "Öppna rapporten", noAnalysis: "Ingen strategisk analys är sammanställd ännu.", prev: "Föregående", next: "Nästa", live: "Live", liveOff: "Ej live",
     item: "Punkt", value: "Värde", choose: "Välj område i tabellen", missing: "Saknas",
     welcome: "Logga in med den åtkomstnyckel du fått av kommunens samordnare.", badToken: "Nyckeln gäller inte.",
     legendNone: "ingen rapport", by: "av", reporterFeedback: "Återkoppling: senaste publicerade lägesbild",
@@ -44,7 +44,7 @@ const TEXT = {
     pub: "published", firstAnalysis: "First analysis", alerts: "Alerts", noAlerts: "No active alerts.",
     trend: "Trend", persistent: "Persistent problems", noPersistent: "No persistent problems.",
     measures: "Measures", noMeasures: "No measures decided.", strategic: "Strategic analysis",
-    openReport: "Open the report", prev: "Previous", next: "Next", live: "Live", liveOff: "Not live",
+    openReport: "Open the report", noAnalysis: "No strategic analysis has been compiled yet.", prev: "Previous", next: "Next", live: "Live", liveOff: "Not live",
     item: "Item", value: "Value", choose: "Choose an area in the table", missing: "Missing",
     welcome: "Sign in with the access token your municipality's coordinator gave you.", badToken: "The token is not valid.",
     legendNone: "no report", by: "of", reporterFeedback: "Feedback: latest published picture",
@@ -195,17 +195,18 @@ function ItemField({ item, answer, places, onChange, disabled }) {
   </fieldset>`;
 }
 
-function Reporter({ me, checklist, online }) {
+function Reporter({ me, checklist, online, tick }) {
   const areas = me.areas || [];
   const [areaId, setAreaId] = useState(areas[0] ? areas[0].id : "");
   const [draft, setDraft] = useState(() => (areaId ? loadDraft(areaId) : null));
   const [msg, setMsg] = useState(null);
-  const [outbox, setOutbox] = useState(readOutbox());
+  const [, setVersion] = useState(0);
+  const outbox = readOutbox();  // read on every render: the sender updates it from anywhere
   const [picture, setPicture] = useState(null);
   const area = areas.find((a) => a.id === areaId);
   useEffect(() => { if (areaId) setDraft(loadDraft(areaId)); }, [areaId]);
   useEffect(() => { if (draft) saveDraft(draft); }, [draft]);
-  const refresh = useCallback(() => setOutbox(readOutbox()), []);
+  const refresh = useCallback(() => setVersion((v) => v + 1), []);
   useEffect(() => {
     if (!area) return;
     api("aggregator", `/v1/areas/${area.id}/pictures/${shiftWeek(area.current_period, -1)}`)
@@ -221,6 +222,8 @@ function Reporter({ me, checklist, online }) {
     const fresh = newDraft(area.id); saveDraft(fresh); setDraft(fresh); refresh();
     setMsg({ kind: "info", text: t("saved") });
     await flushOutbox(refresh);
+    await flushOutbox(refresh);  // if another send was under way, this one covers the new report
+    refresh();
     const done = readOutbox().find((e) => e.report.report_id === report.report_id);
     if (done && done.state === "accepted") setMsg({ kind: "ok", text: t("sent") });
     if (done && done.state === "rejected") setMsg({ kind: "bad", text: `${t("rejected")}: ${done.error}` });
@@ -347,7 +350,7 @@ function Strategic({ muni }) {
   const problems = latest ? (latest.persistent_problems || []) : [];
   return html`<section class="card" aria-labelledby="strat-title"><h2 id="strat-title">${t("strategic")}${latest ? ` · ${latest.period}` : ""}</h2>
     ${latest ? html`<h3>${t("persistent")}</h3>${problems.length ? html`<ul class="plain">${problems.slice(0, 12).map((p) => html`<li><strong>${p.area_name || p.area_id}</strong>: ${p.label_sv && LANG === "sv" ? p.label_sv : p.label_en || p.item} (${p.k_of_n || `${p.flagged_count || ""}`})</li>`)}</ul>` : html`<p class="hint">${t("noPersistent")}</p>`}
-      <p><button class="secondary" onClick=${() => openReport(latest.id || latest.analysis_id)}>${t("openReport")}</button></p>` : html`<p class="hint">–</p>`}
+      <p><button class="secondary" onClick=${() => openReport(latest.id || latest.analysis_id)}>${t("openReport")}</button></p>` : html`<p class="hint">${t("noAnalysis")}</p>`}
   </section>`;
 }
 
@@ -406,7 +409,7 @@ function App() {
   if (!me) return html`${header}<${SignIn} onIn=${(m) => { setMe(m); location.hash = (m.roles || []).includes("reporter") ? "#report" : "#dashboard"; }}/>`;
   if (!checklist) return html`${header}<p class="loading">…</p>`;
   const showReporter = route !== "#dashboard" && (me.roles || []).includes("reporter");
-  return html`${header}${showReporter ? html`<${Reporter} me=${me} checklist=${checklist} online=${online}/>` : html`<${Dashboard} me=${me} checklist=${checklist} liveTick=${tick}/>`}`;
+  return html`${header}${showReporter ? html`<${Reporter} me=${me} checklist=${checklist} online=${online} tick=${tick}/>` : html`<${Dashboard} me=${me} checklist=${checklist} liveTick=${tick}/>`}`;
 }
 
 if ("serviceWorker" in navigator) navigator.serviceWorker.register("/sw.js", { scope: "/" }).catch(() => {});
