@@ -15,6 +15,10 @@ app = typer.Typer(name="est", help="EST Lägesbild: local crime-prevention colla
                   no_args_is_help=True, add_completion=False)
 org_app = typer.Typer(help="The organisation (municipalities, areas, actors, people).", no_args_is_help=True)
 app.add_typer(org_app, name="org")
+aggregator_app = typer.Typer(help="The aggregator's projection.", no_args_is_help=True)
+analysis_app = typer.Typer(help="The analysis service's projection.", no_args_is_help=True)
+app.add_typer(aggregator_app, name="aggregator")
+app.add_typer(analysis_app, name="analysis")
 
 SERVICES = ("intake", "aggregator", "notifier", "analysis", "web")
 
@@ -90,6 +94,32 @@ def import_reports(
     typer.echo(json.dumps(result))
     if result["rejected"]:
         raise typer.Exit(1)
+
+
+@aggregator_app.command("rebuild")
+def aggregator_rebuild() -> None:
+    """Recompute every picture from the report stream (run with the aggregator stopped), with a progress bar."""
+    from est_aggregator.rebuild import run_cli
+
+    run_cli()
+
+
+@analysis_app.command("rebuild")
+def analysis_rebuild() -> None:
+    """Rebuild the picture projection and problem states from the picture stream (service stopped)."""
+    import asyncio
+
+    from est_analysis.app import Settings
+    from est_analysis.rebuild import rebuild
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]Rebuilding the analysis projection"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn()) as bar:
+        task = bar.add_task("rebuild", total=None)
+        result = asyncio.run(rebuild(Settings(), progress=lambda done, total: bar.update(
+            task, completed=done, total=total)))
+    typer.echo(f"{result.events} events replayed in {result.seconds:.1f} s: {result.pictures} pictures, "
+               f"{result.open_problems} open persistent problems")
 
 
 def main() -> None:
