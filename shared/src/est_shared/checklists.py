@@ -46,7 +46,18 @@ class Checklist(BaseModel):
         return f"{self.id}@{self.version}"
 
     def item(self, code: str) -> ChecklistItem | None:
-        return next((i for i in self.items if i.code == code), None)
+        cached = _BY_CODE.get(id(self))
+        if cached is None or cached[0] is not self:  # built once per checklist object (the model is frozen)
+            by_code: dict[str, ChecklistItem] = {}
+            for i in self.items:
+                by_code.setdefault(i.code, i)  # the first of a code, as a scan finds it
+            if len(_BY_CODE) >= 256:
+                _BY_CODE.clear()
+            cached = _BY_CODE[id(self)] = (self, by_code)
+        return cached[1].get(code)
+
+
+_BY_CODE: dict[int, tuple[Checklist, dict[str, ChecklistItem]]] = {}
 
 
 def _i(code: str, sv: str, en: str, answer: AnswerType) -> ChecklistItem:

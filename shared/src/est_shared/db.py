@@ -23,10 +23,11 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from est_shared.bus import BusUnavailable, encode, publish_raw
 from est_shared.events import CloudEvent
@@ -61,6 +62,13 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def lock_schema(conn: AsyncConnection) -> None:
+    """Serialise schema creation across replicas starting at once (a PostgreSQL advisory lock held to the
+    end of the transaction); two concurrent ``CREATE TABLE`` on an empty database otherwise collide."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('est:schema'))"))
 
 
 def processed_events_table(metadata: MetaData) -> Table:
@@ -179,5 +187,16 @@ class OutboxRelay:
                                       .where(self.table.c.published.is_(False))) or 0)
 
 
-__all__ = ["IntegrityError", "OutboxRelay", "add_to_outbox", "make_engine", "mark_processed",
-           "outbox_table", "processed_events_table", "session_factory", "transaction", "utcnow"]
+__all__ = [
+    "IntegrityError",
+    "OutboxRelay",
+    "add_to_outbox",
+    "lock_schema",
+    "make_engine",
+    "mark_processed",
+    "outbox_table",
+    "processed_events_table",
+    "session_factory",
+    "transaction",
+    "utcnow",
+]

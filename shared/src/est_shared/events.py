@@ -47,7 +47,7 @@ def new_event(
     correlation id of the request or event being handled."""
     from est_shared.observability import correlation_id
 
-    return CloudEvent[type_of(data)](  # type: ignore[misc]
+    return _envelope(type_of(data))(
         id=id or str(uuid.uuid4()), source=source, type=type, time=time or datetime.now(UTC),
         subject=subject, data=data, correlationid=correlationid or correlation_id.get(),
     )
@@ -55,6 +55,17 @@ def new_event(
 
 def type_of(data: BaseModel) -> type[BaseModel]:
     return type(data)
+
+
+_ENVELOPES: dict[type[BaseModel], type[CloudEvent[Any]]] = {}
+
+
+def _envelope(data_type: type[BaseModel]) -> type[CloudEvent[Any]]:
+    """``CloudEvent[data_type]``, parametrised once per data type (pydantic builds a class each time)."""
+    found = _ENVELOPES.get(data_type)
+    if found is None:
+        found = _ENVELOPES[data_type] = CloudEvent[data_type]  # type: ignore[valid-type]
+    return found
 
 
 # --- reports -----------------------------------------------------------------------------
@@ -100,6 +111,37 @@ class ForfeitureRecorded(EventData):
     guardian_came: bool = False
     source: str | None = Field(default=None, description="stated source as a category, never free text")
     social_services_notified: bool = False
+
+
+class ForfeitureNotificationDue(EventData):
+    """Social services must be notified of a forfeiture (a young person under 18, or the police asked).
+
+    Published by the intake on ``est.forfeiture.notification_due.<municipality>`` next to
+    ``se.est.forfeiture.recorded``. Everything in clear is non-personal; the person (name, personal
+    identity number, age, guardian facts) is in ``sealed_person``: one AES-256-GCM ciphertext of a JSON
+    object under the ``EST_PII_KEY`` key ``key_id``, bound (associated data) to the protocol id and the
+    purpose (``est_shared.sealed.purpose_context``). Only the notifier opens it, and only to deliver it
+    to a social-services subscription of the municipality.
+    """
+
+    protocol_id: str
+    municipality_id: str
+    area_id: str | None = None
+    place: str | None = None
+    occurred_at: datetime
+    age_band: Literal["under_15", "15_17", "18_19"]
+    reason: Literal["under_18", "requested_by_police"] = Field(
+        description="under_18: always; requested_by_police: an 18-19-year-old the officer asked to notify about")
+    items: list[dict[str, Any]] = Field(default_factory=list, description="beverage, volume_liters, containers")
+    direct_forfeiture: bool = False
+    source: str | None = Field(default=None, description="stated source as a category, never free text")
+    social_services_notified: bool = Field(default=False, description="the officer says social services were "
+                                           "already told by other means")
+    unit: str | None = Field(default=None, description="police unit (not a person)")
+    purpose: str = Field(default="social_services_notification", description="what the sealed data is for")
+    key_id: str = Field(description="id of the EST_PII_KEY key that sealed the person")
+    sealed_person: str = Field(description="v1.<key id>.<base64url>: the sealed JSON object with name, "
+                               "personal_number, age, guardian_contacted and guardian_came")
 
 
 # --- pictures ----------------------------------------------------------------------------
@@ -202,6 +244,7 @@ class OrgChanged(EventData):
 EVENT_TYPES: dict[str, type[EventData]] = {
     "se.est.report.submitted": ReportSubmitted,
     "se.est.forfeiture.recorded": ForfeitureRecorded,
+    "se.est.forfeiture.notification_due": ForfeitureNotificationDue,
     "se.est.picture.updated": PictureUpdated,
     "se.est.picture.published": PicturePublished,
     "se.est.alert.raised": AlertData,

@@ -135,11 +135,21 @@ def require_area(principal: Principal, area_id: str) -> None:
                       f"Du är inte tilldelad området {area_id!r}.")
 
 
+def _header(scope: Scope, name: bytes) -> bytes:
+    """The last value of a (lower-case) request header, b"" if absent (as ``dict(headers).get``)."""
+    found = b""
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            found = value
+    return found
+
+
 class HttpMetrics:
     """ASGI middleware: request durations by method, route template and status class (bounded labels)."""
 
     def __init__(self, app: ASGIApp, histogram: Any) -> None:
         self.app, self.histogram = app, histogram
+        self._children: dict[tuple[str, str, str], Any] = {}  # labels() resolved once per label set
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,7 +168,11 @@ class HttpMetrics:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            self.histogram.labels(scope["method"], route, f"{status // 100}xx").observe(time.perf_counter() - start)
+            key = (scope["method"], route, f"{status // 100}xx")
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self.histogram.labels(*key)
+            child.observe(time.perf_counter() - start)
 
 
 class CorrelationId:
@@ -171,7 +185,7 @@ class CorrelationId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = dict(scope.get("headers") or []).get(b"x-correlation-id", b"").decode("latin-1")
+        raw = _header(scope, b"x-correlation-id").decode("latin-1")
         cid = raw if 0 < len(raw) <= 100 and raw.replace("-", "").isalnum() else uuid.uuid4().hex
         token = correlation_id.set(cid)
 
@@ -197,8 +211,8 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        length = _header(scope, b"content-length")
+        if length and length.isdigit() and int(length) > self.max_bytes:
             await self._reject(scope, receive, send)
             return
         seen = 0

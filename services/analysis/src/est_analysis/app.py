@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from est_shared.db import OutboxRelay, make_engine, session_factory
+from est_shared.db import OutboxRelay, lock_schema, make_engine, session_factory
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -45,6 +45,7 @@ class SchemaGuard:
         async with self._lock:
             if not self._done:
                 async with self.engine.begin() as conn:
+                    await lock_schema(conn)
                     await conn.run_sync(db.metadata.create_all)
                 self._done = True
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import nats
 from est_shared.bus import PoisonEvent, parse_event
-from est_shared.db import make_engine, session_factory, transaction
+from est_shared.db import lock_schema, make_engine, session_factory, transaction
 from est_shared.org import OrgSnapshot
 from est_shared.subjects import PICTURES
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -62,6 +62,7 @@ async def rebuild(settings: AnalysisSettings, progress: Progress | None = None, 
     nc = await nats.connect(servers=settings.nats_servers, connect_timeout=5, max_reconnect_attempts=3)
     try:
         async with engine.begin() as conn:
+            await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
         js = nc.jetstream()
         sub = await js.pull_subscribe(
