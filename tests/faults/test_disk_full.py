@@ -73,11 +73,6 @@ async def test_intake_refuses_reports_it_cannot_store_with_503_and_accepts_them_
         system.stop()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "intake bug: on a full disk the report is published to JetStream (and counted by the aggregator) but not "
-    "recorded in the ledger; the 503 then says 'The message bus is unavailable; nothing was stored' although "
-    "the bus answered and the report was stored. The detail should name the storage failure and say the report "
-    "may have been received: resend it with the same report_id (handlers._publish_wave uses unavailable())"))
 @pytest.mark.timeout(90)
 async def test_disk_full_refusal_names_the_storage_and_does_not_claim_nothing_was_stored(tmp_path: Path) -> None:
     fifo_log(tmp_path / "intake.log")

@@ -73,7 +73,7 @@ async def test_bus_down_undoes_the_stored_row(deps: tuple[ForfeitureDeps, FakeBu
     assert r.status == 503 and r.headers == {"Retry-After": "5"}
     assert await stored(d, body["protocol_id"]) is None
     bus.mode = "ok"
-    assert (await record(body, d)).status == 202 and len(bus.events) == 1
+    assert (await record(body, d)).status == 202 and len(bus.events) == 2  # recorded + notification (under 18)
 
 
 async def test_a_crash_between_storing_and_the_ack_is_healed_by_the_upkeep_job(
@@ -90,10 +90,11 @@ async def test_a_crash_between_storing_and_the_ack_is_healed_by_the_upkeep_job(
     real = d.clock
     d.clock = lambda: real() + timedelta(minutes=2)
     assert (await upkeep_once(deps=d))["published"] == [body["protocol_id"]]
-    assert [e.id for _, e in bus.events] == [f"forfeiture:{body['protocol_id']}"]
+    assert [e.id for _, e in bus.events] == [f"forfeiture:{body['protocol_id']}",
+                                             f"forfeiture-notification:{body['protocol_id']}"]
     assert (await stored(d, body["protocol_id"]))["published_at"] is not None  # type: ignore[index]
     r = await record(body, d)
-    assert r.status == 202 and r.body["status"] == "accepted" and len(bus.events) == 1
+    assert r.status == 202 and r.body["status"] == "accepted" and len(bus.events) == 2
 
 
 async def test_an_identical_resend_after_a_crash_publishes_and_answers_202(
@@ -105,7 +106,7 @@ async def test_an_identical_resend_after_a_crash_publishes_and_answers_202(
         await record(body, d)
     bus.mode = "ok"
     r = await record(body, d)
-    assert r.status == 202 and len(bus.events) == 1
+    assert r.status == 202 and len(bus.events) == 2
     assert (await record({**body, "person": {**body["person"], "name": "X"}}, d)).status == 409
 
 
@@ -114,7 +115,8 @@ async def test_concurrent_identical_posts_store_one_protocol(deps: tuple[Forfeit
     body = protocol()
     results = await asyncio.gather(*(record(body, d) for _ in range(5)))
     assert {r.status for r in results} == {202}
-    assert len({e.id for _, e in bus.events}) == 1
+    assert {e.id for _, e in bus.events} == {f"forfeiture:{body['protocol_id']}",
+                                             f"forfeiture-notification:{body['protocol_id']}"}
 
 
 async def test_stored_row_holds_no_personal_data_in_clear(deps: tuple[ForfeitureDeps, FakeBus]) -> None:

@@ -132,6 +132,7 @@ def notifier_settings(nats_url: str, tmp_path: Path, org: Org, **overrides: Any)
         "durable_pictures": f"np-{tag}", "durable_alerts": f"nal-{tag}", "durable_analyses": f"nan-{tag}",
         "municipality_filter": org.m, "poll_interval": 0.1, "retry_base_delay": 0.05, "retry_max_delay": 0.2,
         "max_attempts": 3, "http_timeout": 2.0, "consumer_ack_wait": 5.0, "durable_updates": f"nup-{tag}",
+        "durable_notifications": f"nfn-{tag}",
         "reminders_enabled": False,
     }
     values.update(overrides)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from est_shared.checklists import LEVELS, Checklist
-from est_shared.http import PROBLEM, Problem, problem_response, require_role
+from est_shared.http import (
+    PROBLEM,
+    BodySizeLimit,
+    CorrelationId,
+    HttpMetrics,
+    Problem,
+    problem_response,
+    require_role,
+)
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.periods import current_period
 from est_shared.runtime import ServiceRuntime
@@ -18,6 +26,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request as StarletteRequest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from est_intake import db
 from est_intake.domain import (
@@ -83,6 +93,31 @@ class IntakeContext:
     @property
     def snapshot(self) -> OrgSnapshot:
         return self.runtime.directory.snapshot
+
+    _principals: dict[str, Principal] = field(default_factory=dict, repr=False)
+    _principals_of: OrgSnapshot | None = field(default=None, repr=False)
+
+    async def principal(self, authorization: str) -> Principal:
+        """The caller of an ``Authorization`` header (runtime.principal's answer, kept per organisation version)."""
+        snap = self.runtime.directory.snapshot
+        if snap is not self._principals_of:
+            self._principals, self._principals_of = {}, snap
+        found = self._principals.get(authorization)
+        if found is None:
+            found = await self.runtime.principal(_HeadersOnly(authorization))  # type: ignore[arg-type]
+            if len(self._principals) >= 10_000:
+                self._principals.clear()
+            self._principals[authorization] = found
+        return found
+
+
+class _HeadersOnly:
+    """What ``runtime.principal`` reads of a request: its Authorization header."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, authorization: str) -> None:
+        self.headers = {"authorization": authorization}
 
 
 class AcceptedOut(BaseModel):
@@ -307,12 +342,8 @@ def build_router(ctx: IntakeContext) -> APIRouter:
                  responses={400: {}, 401: {}, 403: {}, 409: {}, 415: {"description": "the body is not JSON"},
                             422: {}, 503: {"description": "bus unavailable; retry"}})
     async def post_report(request: Request) -> JSONResponse:
-        # parsed here rather than by FastAPI: one validation straight from the bytes (the hot path)
-        principal = await ctx.runtime.principal(request)
-        require_role(principal, "reporter", "key_function")
-        report = parse_json_body(ReportIn, await request.body())
-        sub = Submission(req=report, caller=principal, received_at=datetime.now(UTC))
-        [outcome] = await ctx.submit([sub], "api")
+        # served by ReportsFastPath ahead of routing; declared here for /docs (and used if called directly)
+        outcome = await accept_report(ctx, request.headers.get("authorization", ""), await request.body())
         return _outcome_response(outcome)
 
     @router.post("/v1/reports:batch", tags=["field app"], response_model=BatchOut,
@@ -426,5 +457,98 @@ def build_router(ctx: IntakeContext) -> APIRouter:
             raise Problem(404, "Not Found", f"Version {version} finns inte. / Version {version} does not exist.")
         return snap.model_dump(mode="json")
 
+    ctx.runtime.app.add_middleware(ReportsFastPath, ctx=ctx,  # type: ignore[arg-type]
+                                   route=next(r for r in router.routes if isinstance(r, APIRoute)
+                                              and r.path == REPORTS_PATH and "POST" in r.methods))
     return router
+
+
+REPORTS_PATH = "/v1/reports"
+
+
+async def accept_report(ctx: IntakeContext, authorization: str, raw: bytes) -> Outcome:
+    """POST /v1/reports: authenticate, authorise, validate the body and accept the report (raises Problem)."""
+    principal = await ctx.principal(authorization)
+    require_role(principal, "reporter", "key_function")
+    report = parse_json_body(ReportIn, raw)
+    [outcome] = await ctx.submit([Submission(req=report, caller=principal, received_at=datetime.now(UTC))], "api")
+    return outcome
+
+
+def _json_bytes(body: Any) -> bytes:
+    """JSON exactly as Starlette's JSONResponse renders it."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
+class ReportsFastPath:
+    """ASGI middleware answering ``POST /v1/reports`` itself, ahead of FastAPI routing (the field apps' hot path).
+
+    The answers are those of the declared FastAPI route (415 for a non-JSON body, then 401, 403, 400/422,
+    the outcome; problem+json with ``instance``); the shared edge middlewares (request metrics by route,
+    correlation id, body limit) wrap it as they wrap the app. Everything else goes on to the app.
+    """
+
+    def __init__(self, app: ASGIApp, *, ctx: IntakeContext, route: APIRoute) -> None:
+        self.app, self.ctx, self.route = app, ctx, route
+        runtime = ctx.runtime
+        max_body = int(getattr(runtime.settings, "max_body_bytes", 2_000_000))
+        # the same stack ServiceRuntime puts around the app, in the same order
+        self.fast: ASGIApp = HttpMetrics(CorrelationId(BodySizeLimit(self.endpoint, max_bytes=max_body)),
+                                         histogram=runtime.metrics.http_duration)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == REPORTS_PATH and scope["method"] == "POST":
+            await self.fast(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The route itself."""
+        scope["route"] = self.route
+        ctype: bytes | None = None
+        authorization = b""
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                ctype = value
+            elif key == b"authorization":
+                authorization = value
+        try:
+            if ctype is not None:
+                media = ctype.decode("latin-1").split(";", 1)[0].strip().lower()
+                if media not in JSON_TYPES and not media.endswith("+json"):
+                    raise unsupported_media_type(media)
+            raw = await _read_body(receive)
+            if raw is None:
+                return  # the client went away
+            outcome = await accept_report(self.ctx, authorization.decode("latin-1"), raw)
+        except Problem as exc:
+            response = problem_response(exc.status, exc.title, exc.detail, errors=exc.errors, headers=exc.headers,
+                                        instance=StarletteRequest(scope).url.path, **exc.extra)
+            await response(scope, receive, send)
+            return
+        body = _json_bytes(outcome.body)
+        headers = [(b"content-length", str(len(body)).encode()),
+                   (b"content-type", b"application/json" if outcome.ok else PROBLEM.encode())]
+        for k, v in outcome.headers.items():
+            headers.append((k.lower().encode("latin-1"), v.encode("latin-1")))
+        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None if the client disconnected."""
+    msg: Message = await receive()
+    if msg["type"] != "http.request":
+        return None
+    body: bytes = msg.get("body", b"")
+    if not msg.get("more_body", False):
+        return body
+    chunks = [body]
+    while True:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            return None
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body", False):
+            return b"".join(chunks)
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from est_shared.bus import BusUnavailable, latest_on_subject, parse_event, publish_event
-from est_shared.db import OutboxRelay, add_to_outbox, make_engine, session_factory, transaction
+from est_shared.db import OutboxRelay, add_to_outbox, lock_schema, make_engine, session_factory, transaction
 from est_shared.events import CloudEvent
 from est_shared.org import OrgSnapshot
 from est_shared.runtime import ServiceRuntime
@@ -73,6 +73,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     async def start() -> None:
         async with engine.begin() as conn:
+            await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
         r = OutboxRelay(sessions=sessions, table=db.outbox, js=runtime.js,
                         on_published=lambda subject: runtime.metrics.published.labels("outbox").inc())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,13 @@ from est_shared.org import OrgSnapshot
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+try:
+    from asyncpg.exceptions import UniqueViolationError
+
+    _UNIQUE_VIOLATIONS: tuple[type[BaseException], ...] = (UniqueViolationError,)
+except ImportError:  # an image without PostgreSQL support
+    _UNIQUE_VIOLATIONS = ()
 
 log = logging.getLogger("est.intake")
 
@@ -110,6 +118,75 @@ async def _find_on(conn: AsyncConnection, report_ids: list[str]) -> dict[str, di
     return out
 
 
+REPORT_COLUMNS = ("report_id", "content_sha256", "response", "municipality_id", "area_id", "period", "reporter_id",
+                  "received_at", "recorded_at")
+
+
+class LedgerSql:
+    """The ledger's two statements written out once for the engine's driver (no SQL compilation per call).
+
+    Values go through the column types' bind processors, so rows are stored exactly as SQLAlchemy
+    stores them (the other queries of this module read them back).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        dialect = engine.dialect
+        self.postgres = dialect.name == "postgresql"
+        cols = ", ".join(REPORT_COLUMNS)
+        self.processors = [reports.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in REPORT_COLUMNS]
+        if self.postgres:
+            self.insert_sql = f"INSERT INTO reports ({cols}) VALUES ({', '.join(f'${i + 1}' for i in range(9))})"
+            self.find_sql = ("SELECT report_id, content_sha256, response, area_id FROM reports "
+                             "WHERE report_id = ANY($1::varchar[])")
+        else:
+            self.insert_sql = f"INSERT INTO reports ({cols}) VALUES ({', '.join('?' * 9)})"
+        self._find_sql: dict[int, str] = {}
+        self.integrity: tuple[type[BaseException], ...] = (*_UNIQUE_VIOLATIONS, sqlite3.IntegrityError, IntegrityError)
+
+    def _select(self, n: int) -> str:
+        sql = self._find_sql.get(n)
+        if sql is None:
+            sql = self._find_sql[n] = ("SELECT report_id, content_sha256, response, area_id FROM reports "
+                                       f"WHERE report_id IN ({', '.join('?' * n)})")
+        return sql
+
+    async def find(self, drv: Any, report_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Stored rows by id (500 ids a statement)."""
+        out: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(report_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows = await (drv.fetch(self.find_sql, chunk) if self.postgres
+                          else drv.execute_fetchall(self._select(len(chunk)), chunk))
+            for rid, digest, response, area in rows:
+                out[rid] = {"content_sha256": digest, "response": json.loads(response), "area_id": area}
+        return out
+
+    def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        """A row as statement parameters, through the column types' bind processors."""
+        return tuple(v if proc is None or v is None else proc(v)
+                     for v, proc in zip((row[c] for c in REPORT_COLUMNS), self.processors, strict=True))
+
+    async def insert(self, drv: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert rows in one transaction (raises one of ``integrity`` if an id exists)."""
+        params = [self.values(r) for r in rows]
+        if self.postgres:
+            async with drv.transaction():
+                await drv.executemany(self.insert_sql, params)
+            return
+        try:
+            await drv.executemany(self.insert_sql, params)
+            await drv.commit()
+        except BaseException:
+            await drv.rollback()
+            raise
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The driver's own connection (aiosqlite or asyncpg) under a pooled SQLAlchemy connection."""
+    return (await conn.get_raw_connection()).driver_connection
+
+
 class ReportLedger:
     """The idempotency store of accepted reports, with concurrent requests coalesced.
 
@@ -118,10 +195,13 @@ class ReportLedger:
     returns only after that transaction has committed, so an answer is never given for a row that
     could still be lost. ``inflight`` maps report ids being accepted by this process right now to
     the future of their outcome, so an identical resend waits for the first instead of racing it.
+    Both loops keep one pooled connection while work keeps coming and talk to its driver directly
+    with pre-written statements (``LedgerSql``): this is the hot path of every report.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.sql = LedgerSql(engine)
         self.inflight: dict[str, asyncio.Future[Any]] = {}
         self._reads: list[tuple[list[str], asyncio.Future[dict[str, dict[str, Any]]]]] = []
         self._writes: list[tuple[list[dict[str, Any]], asyncio.Future[set[str]]]] = []
@@ -150,36 +230,47 @@ class ReportLedger:
 
     async def _read_loop(self) -> None:
         while self._reads:
-            batch, self._reads = self._reads, []
+            batch: list[tuple[list[str], asyncio.Future[dict[str, dict[str, Any]]]]] = []
             try:
                 async with self.engine.connect() as conn:
-                    found = await _find_on(conn, [rid for ids, _ in batch for rid in ids])
-            except Exception as exc:
+                    drv = await _driver(conn)
+                    while self._reads:
+                        batch, self._reads = self._reads, []
+                        found = await self.sql.find(drv, [rid for ids, _ in batch for rid in ids])
+                        for ids, fut in batch:
+                            if not fut.done():
+                                fut.set_result({rid: found[rid] for rid in ids if rid in found})
+                        batch = []
+            except Exception as exc:  # this batch fails; the next one gets a fresh connection
+                if not batch:
+                    batch, self._reads = self._reads, []
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
-                continue
-            for ids, fut in batch:
-                if not fut.done():
-                    fut.set_result({rid: found[rid] for rid in ids if rid in found})
 
     async def _write_loop(self) -> None:
         while self._writes:
-            batch, self._writes = self._writes, []
+            batch: list[tuple[list[dict[str, Any]], asyncio.Future[set[str]]]] = []
             try:
-                skipped = await self._insert([row for rows, _ in batch for row in rows])
+                async with self.engine.connect() as conn:
+                    drv = await _driver(conn)
+                    while self._writes:
+                        batch, self._writes = self._writes, []
+                        skipped = await self._insert(drv, [row for rows, _ in batch for row in rows])
+                        for rows, fut in batch:
+                            if not fut.done():
+                                fut.set_result({r["report_id"] for r in rows if id(r) in skipped})
+                        batch = []
             except Exception as exc:
+                if not batch:
+                    batch, self._writes = self._writes, []
                 log.warning("recording accepted reports failed", extra={"error": repr(exc)[:200],
                                                                         "rows": sum(len(r) for r, _ in batch)})
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
-                continue
-            for rows, fut in batch:
-                if not fut.done():
-                    fut.set_result({r["report_id"] for r in rows if id(r) in skipped})
 
-    async def _insert(self, rows: list[dict[str, Any]]) -> set[int]:
+    async def _insert(self, drv: Any, rows: list[dict[str, Any]]) -> set[int]:
         """Insert in one transaction; returns ``id()`` of the rows not inserted (their id was stored)."""
         first: dict[str, dict[str, Any]] = {}
         for r in rows:
@@ -188,17 +279,16 @@ class ReportLedger:
         skipped = {id(r) for r in rows if first[r["report_id"]] is not r}
         for attempt in range(5):
             try:
-                async with self.engine.begin() as conn:
-                    if attempt == 0:
-                        await conn.execute(insert(reports), unique)
-                        return skipped
-                    # a concurrent writer (another replica) stored some of them: insert the rest
-                    stored = set(await _find_on(conn, list(first)))
-                    rest = [r for r in unique if r["report_id"] not in stored]
-                    if rest:
-                        await conn.execute(insert(reports), rest)
-                    return skipped | {id(r) for r in unique if r["report_id"] in stored}
-            except IntegrityError:
+                if attempt == 0:
+                    await self.sql.insert(drv, unique)
+                    return skipped
+                # a concurrent writer (another replica) stored some of them: insert the rest
+                stored = set(await self.sql.find(drv, list(first)))
+                rest = [r for r in unique if r["report_id"] not in stored]
+                if rest:
+                    await self.sql.insert(drv, rest)
+                return skipped | {id(r) for r in unique if r["report_id"] in stored}
+            except self.sql.integrity:
                 if attempt == 4:
                     raise
         raise AssertionError("unreachable")

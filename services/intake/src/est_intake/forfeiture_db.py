@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from est_shared.db import lock_schema
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -97,6 +98,7 @@ async def create_tables(conn: AsyncConnection) -> None:
     dialect = conn.dialect.name
     if dialect == "postgresql":
         await conn.execute(text(_PG_APPEND_ONLY[0]))
+    await lock_schema(conn)
     await conn.run_sync(metadata.create_all)
     statements = _PG_APPEND_ONLY[1:] if dialect == "postgresql" else _SQLITE_APPEND_ONLY if dialect == "sqlite" \
         else []

@@ -31,6 +31,7 @@ Beverage = Literal["starköl", "folköl", "cider_alkolask", "vin", "sprit", "hem
 Source = Literal["home", "parent", "sibling", "friend", "adult_supplier", "systembolaget", "store", "restaurant",
                  "internet", "stolen", "unknown", "other"]
 AgeBand = Literal["under_15", "15_17", "18_19"]
+NotificationReason = Literal["under_18", "requested_by_police"]
 
 SOURCE_LABELS: dict[str, dict[str, str]] = {
     "home": {"sv": "tagit hemifrån", "en": "taken from home"},
@@ -204,11 +205,16 @@ class ForfeitureIn(_In):
                                        description="free text about the source; may name a supplier, so it is "
                                                    "stored encrypted and never published")
     social_services_notified: StrictBool = Field(default=False, description="social services were notified")
+    notify_social_services: StrictBool = Field(
+        default=False, description="also notify the municipality's social services through EST for an "
+        "18-19-year-old (for anyone under 18 the notification is always sent)")
 
 
 def content_fingerprint(req: ForfeitureIn, person_id: str) -> str:
     """SHA-256 of the canonical non-personal content and the caller (personal fields are compared decrypted)."""
     body = req.model_dump(mode="json", exclude={"person", "officer", "source_details"})
+    if not body.get("notify_social_services"):  # protocols stored before the field existed keep their digest
+        body.pop("notify_social_services", None)
     body["_caller"] = person_id
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
                                      ensure_ascii=False).encode()).hexdigest()
@@ -255,6 +261,7 @@ class ValidProtocol:
     age_band: AgeBand
     data: ForfeitureRecorded
     warnings: list[dict[str, str]] = field(default_factory=list)
+    notification: NotificationReason | None = None
 
 
 def _warning(code: str, sv: str, en: str) -> dict[str, str]:
@@ -323,7 +330,26 @@ def validate_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnap
         direct_forfeiture=req.direct_forfeiture, guardian_contacted=req.guardian_contacted, source=req.source,
         social_services_notified=req.social_services_notified)
     return ValidProtocol(req=req, personal_number=pnr.canonical, age=age, age_band=band, data=data,
-                         warnings=warnings)
+                         warnings=warnings, notification=notification_reason(age, req.notify_social_services))
+
+
+# --- notifying social services --------------------------------------------------------------
+
+def notification_reason(age: int, requested: bool) -> NotificationReason | None:
+    """Why social services are notified through EST, or None: always under 18 (the police must tell social
+    services when a child may be at risk), for an 18-19-year-old only when the officer asks."""
+    if age < 18:
+        return "under_18"
+    if requested:
+        return "requested_by_police"
+    return None
+
+
+def notification_person(*, name: str | None, personal_number: str, age: int, guardian_contacted: bool,
+                        guardian_came: bool) -> dict[str, Any]:
+    """The personal part of a notification, sealed as one value for the social-services recipient."""
+    return {"name": name, "personal_number": personal_number, "age": age,
+            "guardian_contacted": guardian_contacted, "guardian_came": guardian_came}
 
 
 def accepted_body(protocol_id: str, band: str, warnings: list[dict[str, str]]) -> dict[str, Any]:

@@ -7,11 +7,27 @@ ack. If the bus does not acknowledge, the stored row is removed again and the an
 the upkeep job. Reading: police and social services only, a stated purpose, every attempt logged
 in the append-only access log in the same transaction as the read. Retention: the upkeep job nulls
 the personal fields once ``occurred_at`` is older than the retention period; the facts stay.
+
+Notifying social services: for a person under 18 (or an 18-19-year-old when the officer sets
+``notify_social_services``) a second event, ``se.est.forfeiture.notification_due`` on
+``est.forfeiture.notification_due.<municipality>``, is published with the first, under the same rule:
+the row is stored, BOTH events must be acknowledged before the 202, and the upkeep job (or an identical
+resend) publishes both when a crash or the bus came in between. If the bus refuses before anything was
+acknowledged, the row is removed (503, nothing stored); if it refuses after the first ack, the row stays
+for the upkeep job (503, "stored, not yet fully published"), so a recorded protocol is never without its
+notification. The notification carries the person (name, personal number, age, guardian facts) as one
+AES-GCM value sealed for the purpose "social_services_notification" (``est_shared.sealed``); the stored
+row keeps only the template of that event, without the sealed value: a re-publish seals it again from
+the encrypted columns, which is a read of personal data and goes to the access log (``system:intake``).
+So no second copy of the personal data is kept at rest, and retention and key rotation of the columns
+cover it. Event ids are deterministic (``forfeiture-notification:<protocol id>``): JetStream and the
+notifier drop repeats even though each sealing uses a fresh nonce.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,12 +37,13 @@ from zoneinfo import ZoneInfo
 
 from est_shared.bus import BusUnavailable
 from est_shared.db import make_engine, session_factory, transaction
-from est_shared.events import CloudEvent, ForfeitureRecorded, new_event
+from est_shared.events import CloudEvent, ForfeitureNotificationDue, ForfeitureRecorded, new_event
 from est_shared.http import PROBLEM, Problem, require_role
 from est_shared.observability import correlation_id
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.periods import DEFAULT_TIMEZONE
 from est_shared.runtime import ServiceRuntime
+from est_shared.sealed import NOTIFICATION_PURPOSE, purpose_context, seal_json
 from est_shared.subjects import forfeiture_recorded
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
@@ -45,6 +62,7 @@ from est_intake.forfeiture_domain import (
     content_fingerprint,
     may_read,
     may_record,
+    notification_person,
     parse_personal_number,
     personal_values,
     purpose_problem,
@@ -58,6 +76,8 @@ log = logging.getLogger("est.intake.forfeitures")
 
 SOURCE = "/est/intake"
 FORFEITURE_RECORDED = "se.est.forfeiture.recorded"
+NOTIFICATION_DUE = "se.est.forfeiture.notification_due"
+SYSTEM_READER = "system:intake"
 PENDING_GRACE = timedelta(seconds=60)
 RETRY_AFTER = "5"
 
@@ -67,6 +87,11 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def notification_subject(municipality_id: str) -> str:
+    """Where notifications for social services go (captured by EST_REPORTS with the recorded events)."""
+    return f"est.forfeiture.notification_due.{municipality_id}"
 
 
 class ForfeitureMetrics:
@@ -83,6 +108,9 @@ class ForfeitureMetrics:
                                    "Protocols re-encrypted under the primary key", registry=registry)
         self.republished = Counter("est_intake_forfeiture_republished_total",
                                    "Stored protocols whose event the upkeep job published", registry=registry)
+        self.notifications = Counter("est_intake_forfeiture_notifications_total",
+                                     "Social-services notifications published, by reason (under_18, "
+                                     "requested_by_police)", ["reason"], registry=registry)
 
 
 @dataclass
@@ -96,6 +124,7 @@ class ForfeitureDeps:
     cipher: PiiCipher | None = None
     clock: Clock = utc_now
     pending_grace: timedelta = PENDING_GRACE
+    timezone_of: Callable[[str], str] | None = None
 
     def sealer(self) -> PiiCipher:
         if self.cipher is None:
@@ -172,13 +201,22 @@ async def record_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: Org
                       subject=d.area_id or d.municipality_id, time=now, data=d)
     body = accepted_body(d.protocol_id, valid.age_band, valid.warnings)
     cipher = deps.sealer()
+    events: list[CloudEvent[Any]] = [event]
+    stored_event = event.model_dump_json()
+    if valid.notification is not None:
+        template = notification_template(event, reason=valid.notification, guardian_came=req.guardian_came,
+                                         unit=req.unit, key_id=cipher.primary_id)
+        person = notification_person(name=req.person.name, personal_number=valid.personal_number, age=valid.age,
+                                     guardian_contacted=req.guardian_contacted, guardian_came=req.guardian_came)
+        events.append(seal_notification(template, person, cipher))
+        stored_event = stored_events_json(event, template)
     values = {
         "protocol_id": d.protocol_id, "municipality_id": d.municipality_id, "area_id": d.area_id,
         "place": d.place, "occurred_at": d.occurred_at, "age_band": d.age_band, "items": list(d.items),
         "direct_forfeiture": d.direct_forfeiture, "guardian_contacted": d.guardian_contacted,
         "guardian_came": req.guardian_came, "source": req.source,
         "social_services_notified": d.social_services_notified, "unit": req.unit, "recorded_by": caller.person_id,
-        "received_at": now, "content_sha256": digest, "response": body, "event": event.model_dump_json(),
+        "received_at": now, "content_sha256": digest, "response": body, "event": stored_event,
         "published_at": None, "pii_key_id": cipher.primary_id,
         **seal(cipher, d.protocol_id, personal_values(req, valid.personal_number)),
     }
@@ -191,33 +229,141 @@ async def record_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: Org
         if row is None:
             raise
         return await _replay(row, req, digest, snapshot=snapshot, deps=deps)
-    return await _publish(event, body, deps=deps, fresh=True)
+    return await _publish(events, body, deps=deps, fresh=True)
 
 
-async def _publish(event: CloudEvent[ForfeitureRecorded], body: dict[str, Any], *, deps: ForfeitureDeps,
-                   fresh: bool) -> Result:
-    """Publish a stored protocol's event and wait for the ack; on failure undo a fresh row and answer 503."""
+# --- the notification for social services ------------------------------------------------
+
+def notification_template(event: CloudEvent[ForfeitureRecorded], *, reason: str, guardian_came: bool,
+                          unit: str | None, key_id: str) -> CloudEvent[ForfeitureNotificationDue]:
+    """The notification event without its sealed person: what the stored row keeps (no personal data)."""
     d = event.data
+    data = ForfeitureNotificationDue(
+        protocol_id=d.protocol_id, municipality_id=d.municipality_id, area_id=d.area_id, place=d.place,
+        occurred_at=d.occurred_at, age_band=d.age_band, reason=reason,  # type: ignore[arg-type]
+        items=list(d.items), direct_forfeiture=d.direct_forfeiture, source=d.source,
+        social_services_notified=d.social_services_notified, unit=unit, purpose=NOTIFICATION_PURPOSE,
+        key_id=key_id, sealed_person="")
+    return new_event(type=NOTIFICATION_DUE, source=SOURCE, id=f"forfeiture-notification:{d.protocol_id}",
+                     subject=d.area_id or d.municipality_id, time=event.time, data=data,
+                     correlationid=event.correlationid)
+
+
+def seal_notification(template: CloudEvent[ForfeitureNotificationDue], person: dict[str, Any],
+                      cipher: PiiCipher) -> CloudEvent[ForfeitureNotificationDue]:
+    """The notification to publish: the person sealed under the primary key for the notification purpose."""
+    pid = template.data.protocol_id
+    data = template.data.model_copy(update={
+        "key_id": cipher.primary_id,
+        "sealed_person": seal_json(cipher, person, context=purpose_context(pid, NOTIFICATION_PURPOSE))})
+    return template.model_copy(update={"data": data})
+
+
+def stored_events_json(event: CloudEvent[ForfeitureRecorded],
+                       template: CloudEvent[ForfeitureNotificationDue] | None) -> str:
+    """The ``event`` column: the recorded event alone, or both events (the notification without its person)."""
+    if template is None:
+        return event.model_dump_json()
+    return json.dumps({"recorded": json.loads(event.model_dump_json()),
+                       "notification_due": json.loads(template.model_dump_json())}, ensure_ascii=False)
+
+
+def stored_events(text: str) -> tuple[CloudEvent[ForfeitureRecorded], CloudEvent[ForfeitureNotificationDue] | None]:
+    """The recorded event and the notification template (None) of an ``event`` column (old rows: one event)."""
+    doc = json.loads(text)
+    if "recorded" not in doc:
+        return CloudEvent[ForfeitureRecorded].model_validate(doc), None
+    return (CloudEvent[ForfeitureRecorded].model_validate(doc["recorded"]),
+            CloudEvent[ForfeitureNotificationDue].model_validate(doc["notification_due"]))
+
+
+def _person_of(row: dict[str, Any], personal: dict[str, str | None], *, deps: ForfeitureDeps) -> dict[str, Any]:
+    """The notification's person from a stored row and its decrypted columns."""
+    pnr = personal["personal_number"]
+    assert pnr is not None
+    tz = deps.timezone_of(row["municipality_id"]) if deps.timezone_of else DEFAULT_TIMEZONE
+    on = row["occurred_at"].astimezone(ZoneInfo(tz)).date()
+    born = parse_personal_number(pnr, on=on).birth_date
+    return notification_person(name=personal["person_name"], personal_number=pnr, age=age_on(born, on),
+                               guardian_contacted=bool(row["guardian_contacted"]),
+                               guardian_came=bool(row["guardian_came"]))
+
+
+async def _events_of_row(row: dict[str, Any], *, deps: ForfeitureDeps,
+                         personal: dict[str, str | None] | None = None) -> list[CloudEvent[Any]] | None:
+    """The events of a stored, unpublished protocol, the notification sealed again from the encrypted columns
+    (a read of personal data: logged as ``system:intake``); None if the columns cannot be decrypted."""
+    event, template = stored_events(row["event"])
+    if template is None:
+        return [event]
+    pid = row["protocol_id"]
+    if row["personal_data_deleted_at"] is not None:
+        log.warning("notification of a protocol whose personal data is deleted is not sent", extra={
+            "protocol_id": pid})
+        return [event]
+    cipher = deps.sealer()
     try:
-        await deps.publish(forfeiture_recorded(d.municipality_id), event)
+        personal = personal if personal is not None else unseal(cipher, row)
+    except PiiDecryptError as exc:
+        log.error("forfeiture protocol cannot be decrypted for its notification",
+                  extra={"protocol_id": pid, "key_id": exc.key_id})
+        return None
+    person = _person_of(row, personal, deps=deps)
+    async with transaction(deps.sessions) as s:
+        await fdb.add_access(s, at=deps.clock(), person_id=SYSTEM_READER, actor_id=None, roles=[],
+                             protocol_id=pid, purpose=NOTIFICATION_PURPOSE, outcome="sealed_for_notification",
+                             correlation_id=correlation_id.get())
+    return [event, seal_notification(template, person, cipher)]
+
+
+async def _publish(events: list[CloudEvent[Any]], body: dict[str, Any], *, deps: ForfeitureDeps,
+                   fresh: bool) -> Result:
+    """Publish a stored protocol's events in order and wait for each ack; then mark it published.
+
+    If the bus refuses before any ack, a fresh row is removed again (503, nothing stored). After a first
+    ack the row stays (503 too): the upkeep job or a resend publishes the rest, so a recorded protocol
+    never goes without its notification.
+    """
+    d = events[0].data
+    acked = 0
+    try:
+        for ev in events:
+            await deps.publish(_subject(ev), ev)
+            acked += 1
     except BusUnavailable:
-        if fresh:
+        if fresh and acked == 0:
             async with transaction(deps.sessions) as s:
                 removed = await fdb.delete_unpublished(s, d.protocol_id)
             if not removed:  # the upkeep job published it in the meantime: it is recorded
                 deps.metrics.recorded.labels("accepted").inc()
                 return Result(202, body)
         deps.metrics.recorded.labels("unavailable").inc()
-        log.warning("forfeiture protocol not acknowledged by JetStream", extra={"protocol_id": d.protocol_id})
-        return _unavailable()
+        log.warning("forfeiture protocol not acknowledged by JetStream", extra={"protocol_id": d.protocol_id,
+                                                                                "acknowledged": acked})
+        return _unavailable() if acked == 0 or not fresh else _partly_published()
     async with transaction(deps.sessions) as s:
         await fdb.mark_published(s, d.protocol_id, utc_now())
     deps.metrics.recorded.labels("accepted" if fresh else "replayed").inc()
     if fresh:
+        for ev in events[1:]:
+            deps.metrics.notifications.labels(ev.data.reason).inc()
         log.info("forfeiture protocol recorded", extra={"protocol_id": d.protocol_id,
                                                         "municipality_id": d.municipality_id,
-                                                        "age_band": d.age_band})
+                                                        "age_band": d.age_band,
+                                                        "social_services_notification": len(events) > 1})
     return Result(202, body)
+
+
+def _subject(event: CloudEvent[Any]) -> str:
+    m = event.data.municipality_id
+    return notification_subject(m) if event.type == NOTIFICATION_DUE else forfeiture_recorded(m)
+
+
+def _partly_published() -> Result:
+    return _problem(503, "Service Unavailable", "Protokollet är sparat men meddelandebussen svarar inte; det "
+                    "publiceras av systemet, eller skicka samma protokoll igen. / The protocol is stored but the "
+                    "message bus is unavailable; the system publishes it, or resend the same protocol.",
+                    headers={"Retry-After": RETRY_AFTER})
 
 
 async def _replay(row: dict[str, Any], req: ForfeitureIn, digest: str, *, snapshot: OrgSnapshot,
@@ -242,8 +388,9 @@ async def _replay(row: dict[str, Any], req: ForfeitureIn, digest: str, *, snapsh
         deps.metrics.recorded.labels("conflict").inc()
         return _conflict(pid)
     if row["published_at"] is None:  # stored, but the ack never came back (crash or bus down): publish again
-        event = CloudEvent[ForfeitureRecorded].model_validate_json(row["event"])
-        return await _publish(event, row["response"], deps=deps, fresh=False)
+        events = await _events_of_row(row, deps=deps, personal=stored)
+        assert events is not None  # the columns were just decrypted
+        return await _publish(events, row["response"], deps=deps, fresh=False)
     deps.metrics.recorded.labels("replayed").inc()
     return Result(202, row["response"])
 
@@ -379,19 +526,29 @@ async def delete_expired_personal_data(*, deps: ForfeitureDeps, batch: int = 500
 
 
 async def publish_pending(*, deps: ForfeitureDeps) -> list[str]:
-    """Publish protocols stored but never acknowledged (a crash between storing and publishing)."""
+    """Publish protocols stored but never acknowledged (a crash between storing and publishing), with their
+    notification for social services sealed again from the encrypted columns."""
     async with deps.sessions() as s:
         pending = await fdb.unpublished(s, deps.clock() - deps.pending_grace)
     done = []
-    for pid, raw in pending:
-        event = CloudEvent[ForfeitureRecorded].model_validate_json(raw)
+    for pid, _raw in pending:
+        async with deps.sessions() as s:
+            row = await fdb.find_protocol(s, pid)
+        if row is None or row["published_at"] is not None:
+            continue
+        events = await _events_of_row(row, deps=deps)
+        if events is None:
+            continue
         try:
-            await deps.publish(forfeiture_recorded(event.data.municipality_id), event)
+            for ev in events:
+                await deps.publish(_subject(ev), ev)
         except BusUnavailable:
             break
         async with transaction(deps.sessions) as s:
             await fdb.mark_published(s, pid, utc_now())
         deps.metrics.republished.inc()
+        for ev in events[1:]:
+            deps.metrics.notifications.labels(ev.data.reason).inc()
         done.append(pid)
     if done:
         log.info("stored forfeiture protocols published by the upkeep job",
@@ -619,7 +776,8 @@ def install_forfeitures(runtime: ServiceRuntime, *, settings: Any, engine: Async
                         sessions: async_sessionmaker[AsyncSession], publish: Publish) -> ForfeitureDeps:
     """Wire forfeiture protocols into the intake: routes, tables and key at start, the upkeep job."""
     deps = ForfeitureDeps(sessions=sessions, publish=publish, metrics=ForfeitureMetrics(runtime.registry),
-                          retention=timedelta(days=settings.forfeiture_retention_days))
+                          retention=timedelta(days=settings.forfeiture_retention_days),
+                          timezone_of=lambda m: _timezone(runtime.directory.snapshot, m))
     runtime.app.include_router(build_forfeiture_router(deps, runtime))
     app: FastAPI = runtime.app
     app.state.forfeitures = deps

@@ -166,6 +166,15 @@ def unavailable() -> Outcome:
                    reason="bus_unavailable", headers={"Retry-After": RETRY_AFTER})
 
 
+def not_recorded() -> Outcome:
+    """503: the bus took the report but the intake could not record its answer (e.g. a full disk)."""
+    return problem(503, "Service Unavailable", "Rapporten kan redan ha tagits emot men kunde inte bekräftas "
+                   "(intagets lagring fungerar inte). Skicka den igen med samma report_id; den räknas bara en gång. / "
+                   "The report may already have been received but could not be confirmed (the intake's storage "
+                   "failed). Send it again with the same report_id; it is counted once.",
+                   reason="storage_unavailable", headers={"Retry-After": RETRY_AFTER})
+
+
 def rejected(exc: ReportRejected) -> Outcome:
     """The outcome of a report refused by the rules."""
     return problem(exc.status, exc.title, exc.detail, exc.errors, reason=exc.reason)
@@ -414,7 +423,7 @@ async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission]
     except Exception:
         log.exception("could not record accepted reports")
         for i, _ in rows:  # published but not recorded: the resend heals it (see submit_reports)
-            results[i] = unavailable()
+            results[i] = not_recorded()
         return
     if taken:
         found = await ledger.find(list(taken))

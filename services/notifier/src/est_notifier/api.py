@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from est_notifier import handlers
 from est_notifier.db import Tables
 from est_notifier.domain import Caller, Conflict, Forbidden, Invalid, NotFound, NotifierError
-from est_notifier.schemas import DeliveryOut, SubscriptionIn, SubscriptionOut, SubscriptionPatch
+from est_notifier.schemas import DeliveryOut, PersonalReadOut, SubscriptionIn, SubscriptionOut, SubscriptionPatch
 from est_notifier.stream import StreamHub
 
 
@@ -98,6 +98,19 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
         try:
             return await handlers.ledger(sessions=sessions, tables=tables, caller=caller_of(who),
                                          subscription_id=subscription_id, event_id=event_id, limit=limit)
+        except NotifierError as exc:
+            raise _problem(exc) from exc
+
+    @router.get("/admin/personal-data-deliveries", response_model=list[PersonalReadOut],
+                summary="Every opening of sealed personal data (notifications to social services): which "
+                        "protocol, for which subscription and owner, when, with what outcome (admins)")
+    async def personal_reads(who: Auth, protocol_id: str | None = Query(default=None, max_length=100),
+                             subscription_id: str | None = Query(default=None, max_length=100),
+                             limit: int = Query(default=200, ge=1, le=1000)) -> list[dict[str, Any]]:
+        try:
+            return await handlers.personal_data_log(sessions=sessions, tables=tables, caller=caller_of(who),
+                                                    protocol_id=protocol_id, subscription_id=subscription_id,
+                                                    limit=limit)
         except NotifierError as exc:
             raise _problem(exc) from exc
 

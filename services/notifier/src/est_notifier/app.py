@@ -9,11 +9,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from est_shared.db import make_engine, session_factory
+from est_shared.db import lock_schema, make_engine, session_factory
 from est_shared.events import CloudEvent
 from est_shared.org import OrgSnapshot, period_deadline
 from est_shared.periods import Period, PeriodError
 from est_shared.runtime import ServiceRuntime
+from est_shared.sealed import PiiCipher, load_cipher
 from fastapi import FastAPI
 
 from est_notifier import handlers
@@ -23,6 +24,7 @@ from est_notifier.db import ensure_schema, make_tables
 from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, Sender, WebhookSender, flush_digests
 from est_notifier.domain import ReminderTimes, parse_smtp_url
 from est_notifier.metrics import NotifierMetrics
+from est_notifier.personal import PersonalDeliveries
 from est_notifier.reminders import Clock, ReminderLoop
 from est_notifier.settings import NotifierSettings
 from est_notifier.stream import StreamHub
@@ -33,7 +35,9 @@ Settings = NotifierSettings
 
 DESCRIPTION = """Subscriptions to situational pictures, alerts and strategic analyses, delivered as signed
 CloudEvents webhooks (`X-EST-Signature: sha256=…`, `X-EST-Delivery`, `Idempotency-Key`) or e-mail, with
-retries, dead-lettering and a per-attempt delivery ledger."""
+retries, dead-lettering and a per-attempt delivery ledger. Notifications of forfeitures concerning a young
+person (`forfeiture.notification_due`) reach only social services of the municipality, with the personal data
+opened at sending time and every opening logged (`/v1/admin/personal-data-deliveries`)."""
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
@@ -67,12 +71,19 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         return await flush_digests(now, sessions=sessions, tables=tables, sender_address=settings.mail_from,
                                    max_items=settings.digest_max_items, metrics=metrics)
 
+    def cipher() -> PiiCipher:
+        """The personal-data keys, read when a notification for social services is first sent."""
+        secret = settings.pii_key.get_secret_value() if settings.pii_key is not None else None
+        return load_cipher(secret, data_dir=settings.data_dir, log=log, create=False)
+
+    personal = PersonalDeliveries(sessions=sessions, tables=tables, load_cipher=cipher,
+                                  snapshot=lambda: runtime.directory.snapshot, sender=settings.mail_from)
     worker = DeliveryWorker(
         sessions=sessions, tables=tables, senders=senders, metrics=metrics,
         policy=RetryPolicy(base=settings.retry_base_delay, cap=settings.retry_max_delay,
                            max_attempts=settings.max_attempts),
         poll_interval=settings.poll_interval, lease=settings.lease_seconds, batch=settings.worker_batch,
-        pause_after_dead=settings.pause_after_dead, digests=digests,
+        pause_after_dead=settings.pause_after_dead, digests=digests, personal=personal,
     )
     state: dict[str, Any] = {"tables_ready": False}
 
@@ -141,6 +152,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     async def start() -> None:
         async with engine.begin() as conn:
+            await lock_schema(conn)
             await conn.run_sync(ensure_schema, tables)
         state["tables_ready"] = True
         pending = state.pop("pending_org", None)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from est_shared.bus import Handler, add_consumer
 from est_shared.runtime import ServiceRuntime
-from est_shared.subjects import ALERTS, ANALYSES, PICTURES
+from est_shared.subjects import ALERTS, ANALYSES, PICTURES, REPORTS
 
 from est_notifier.settings import NotifierSettings
 
 
 def register(runtime: ServiceRuntime, *, settings: NotifierSettings, handle: Handler,
              handle_update: Handler | None = None) -> None:
-    """One durable per stream: published pictures, raised/resolved alerts, published analyses; and one on
-    updated pictures for the reminders (who has not reported)."""
+    """One durable per stream: published pictures, raised/resolved alerts, published analyses, notifications
+    for social services (EST_REPORTS, sealed personal data); and one on updated pictures for the reminders."""
     m = settings.municipality_filter
     common = {"service": "notifier", "handle": handle, "metrics": runtime.metrics,
               "max_deliver": settings.consumer_max_deliver, "ack_wait": settings.consumer_ack_wait}
@@ -22,6 +22,8 @@ def register(runtime: ServiceRuntime, *, settings: NotifierSettings, handle: Han
                  durable=settings.durable_alerts, **common)  # type: ignore[arg-type]
     add_consumer(runtime.broker, stream=ANALYSES, subject=f"est.analysis.published.{m}",
                  durable=settings.durable_analyses, **common)  # type: ignore[arg-type]
+    add_consumer(runtime.broker, stream=REPORTS, subject=f"est.forfeiture.notification_due.{m}",
+                 durable=settings.durable_notifications, **common)  # type: ignore[arg-type]
     if handle_update is not None:
         add_consumer(runtime.broker, stream=PICTURES, subject=f"est.picture.updated.{m}.*",
                      durable=settings.durable_updates, **{**common, "handle": handle_update})  # type: ignore[arg-type]

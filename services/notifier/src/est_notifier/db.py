@@ -43,6 +43,7 @@ class Tables:
     processed: Table
     reminder_state: Table
     reminders: Table
+    personal_data_log: Table
 
 
 def make_tables() -> Tables:
@@ -148,8 +149,23 @@ def make_tables() -> Tables:
         Column("created_at", DateTime(timezone=True), nullable=False),
         UniqueConstraint("person_id", "period", "kind", name="uq_reminder_person_period_kind"),
     )
+    personal_data_log = Table(
+        "personal_data_log", md,                                 # append-only: every opening of sealed data
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("protocol_id", String(100), nullable=False, index=True),
+        Column("event_id", String(200), nullable=False),
+        Column("delivery_id", String(36), nullable=False, index=True),
+        Column("attempt", Integer, nullable=False),
+        Column("subscription_id", String(36), nullable=False),
+        Column("owner_id", String(100), nullable=False),         # the person the data was opened for
+        Column("channel", String(20), nullable=False),
+        Column("target", String(600), nullable=False),           # webhook URL or e-mail address
+        Column("purpose", String(100), nullable=False),
+        Column("outcome", String(20), nullable=False),           # delivered | retry | failed | dead
+    )
     return Tables(md, subscriptions, deliveries, attempts, digest_items, processed_events_table(md),
-                  reminder_state, reminders)
+                  reminder_state, reminders, personal_data_log)
 
 
 def ensure_schema(conn: Any, tables: Tables) -> None:
@@ -301,4 +317,26 @@ async def list_deliveries(s: AsyncSession, t: Tables, *, subscription_ids: list[
         by_id.setdefault(att["delivery_id"], []).append(dict(att))
     for r in rows:
         r["attempt_log"] = by_id.get(r["id"], [])
+    return rows
+
+
+# --- personal data -------------------------------------------------------------------------
+
+async def add_personal_read(s: AsyncSession, t: Tables, **values: Any) -> None:
+    """Append one row to the log of openings of sealed personal data (there is no update or delete)."""
+    await s.execute(insert(t.personal_data_log).values(at=utcnow(), **values))
+
+
+async def personal_reads(s: AsyncSession, t: Tables, *, protocol_id: str | None, subscription_id: str | None,
+                         limit: int) -> list[dict[str, Any]]:
+    """Openings of sealed personal data, newest first."""
+    c = t.personal_data_log.c
+    q = select(t.personal_data_log)
+    if protocol_id:
+        q = q.where(c.protocol_id == protocol_id)
+    if subscription_id:
+        q = q.where(c.subscription_id == subscription_id)
+    rows = [dict(r) for r in (await s.execute(q.order_by(c.id.desc()).limit(limit))).mappings()]
+    for r in rows:
+        r["at"] = aware(r["at"])
     return rows

@@ -37,6 +37,7 @@ from est_notifier.domain import (
 )
 from est_notifier.handlers import cancel_pending
 from est_notifier.metrics import NotifierMetrics
+from est_notifier.personal import NotOpened, PersonalDeliveries, is_personal
 from est_notifier.render import Rendered, build_email, render_digest, render_event
 
 log = logging.getLogger("est.notifier")
@@ -133,12 +134,14 @@ class DeliveryWorker:
     def __init__(self, *, sessions: Sessions, tables: Tables, senders: dict[str, Sender], policy: RetryPolicy,
                  metrics: NotifierMetrics, poll_interval: float = 1.0, lease: float = 120.0, batch: int = 20,
                  pause_after_dead: int = 3, worker_id: str | None = None,
-                 digests: Callable[[float], Awaitable[int]] | None = None) -> None:
+                 digests: Callable[[float], Awaitable[int]] | None = None,
+                 personal: PersonalDeliveries | None = None) -> None:
         self.sessions, self.tables, self.senders, self.policy = sessions, tables, senders, policy
         self.metrics, self.poll_interval, self.lease, self.batch = metrics, poll_interval, lease, batch
         self.pause_after_dead = pause_after_dead
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
         self.digests = digests
+        self.personal = personal
         self._wake = asyncio.Event()
         self._rng = random.Random()
 
@@ -216,41 +219,65 @@ class DeliveryWorker:
                 .where(c.id.in_(ids), c.claimed_by == token))).mappings().all()
         return [dict(r) for r in rows]
 
-    async def _send(self, d: dict[str, Any]) -> tuple[AttemptResult, int]:
+    async def _send(self, d: dict[str, Any]) -> tuple[AttemptResult, int, dict[str, Any] | None]:
+        """One attempt; a notification with personal data is opened and rendered just before (``personal``)
+        and the read it was comes back with the result, for the ledger."""
         sender = self.senders[d["channel"]]
         started = time.monotonic()
+        read: dict[str, Any] | None = None
+        if is_personal(d):
+            if self.personal is None:
+                return AttemptResult("failed", error="personal data cannot be delivered here"), 0, None
+            try:
+                prepared = await self.personal.prepare(d)
+            except NotOpened as exc:
+                log.warning("notification with personal data not opened", extra={
+                    "delivery_id": d["id"], "subscription_id": d["subscription_id"], "error": exc.error})
+                return AttemptResult(exc.outcome, error=exc.error), 0, None  # type: ignore[arg-type]
+            d, read = prepared.delivery, prepared.read
         try:
             result = await sender.send(d, int(d["attempts"]) + 1)
         except Exception as exc:  # a sender bug must not lose the delivery: count it as transient
-            log.exception("sender raised", extra={"delivery_id": d["id"]})
-            result = AttemptResult("retry", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
-        return result, int((time.monotonic() - started) * 1000)
+            if read is None:
+                log.exception("sender raised", extra={"delivery_id": d["id"]})
+            else:  # no traceback: its frames hold the opened personal data
+                log.error("sender raised", extra={"delivery_id": d["id"], "error": exc.__class__.__name__})
+            result = AttemptResult("retry", error=f"{exc.__class__.__name__}: {str(exc)[:200]}"
+                                   if read is None else exc.__class__.__name__)
+        return result, int((time.monotonic() - started) * 1000), read
 
-    async def _record(self, done: list[tuple[dict[str, Any], tuple[AttemptResult, int]]], token: str) -> None:
+    async def _record(self, done: list[tuple[dict[str, Any], tuple[AttemptResult, int, dict[str, Any] | None]]],
+                      token: str) -> None:
         """The ledger rows and new states of a round, in one transaction (one by one if that fails)."""
         if not done:
             return
         try:
             async with transaction(self.sessions) as s:
-                outcomes = [await self._record_one(s, d, result, ms, token) for d, (result, ms) in done]
+                outcomes = [await self._record_one(s, d, result, ms, token, read) for d, (result, ms, read) in done]
                 await self._reset_dead_counts(s, [d["subscription_id"] for (d, _), o in zip(done, outcomes, strict=True)
                                                   if o and o[0] == "delivered"])
         except IntegrityError:
             outcomes = []
-            for d, (result, ms) in done:
+            for d, (result, ms, read) in done:
                 try:
                     async with transaction(self.sessions) as s:
-                        outcomes.append(await self._record_one(s, d, result, ms, token))
+                        outcomes.append(await self._record_one(s, d, result, ms, token, read))
                         if outcomes[-1] and outcomes[-1][0] == "delivered":
                             await self._reset_dead_counts(s, [d["subscription_id"]])
                 except IntegrityError:
                     outcomes.append(None)
-        for (d, (result, _ms)), outcome in zip(done, outcomes, strict=True):
+        for (d, (result, _ms, read)), outcome in zip(done, outcomes, strict=True):
             if outcome is not None:
                 self._count(d, result, *outcome)
+                if read is not None:
+                    self.metrics.personal.labels(outcome[0] if outcome[0] != "pending" else "retry").inc()
+                    log.info("personal data opened for social services", extra={
+                        "protocol_id": read["protocol_id"], "delivery_id": read["delivery_id"],
+                        "subscription_id": read["subscription_id"], "owner_id": read["owner_id"],
+                        "outcome": outcome[0]})
 
     async def _record_one(self, s: AsyncSession, d: dict[str, Any], result: AttemptResult, duration_ms: int,
-                          token: str) -> tuple[str, int, float] | None:
+                          token: str, read: dict[str, Any] | None = None) -> tuple[str, int, float] | None:
         did, attempt = d["id"], int(d["attempts"]) + 1
         status = after_attempt(result.outcome, attempt, self.policy.max_attempts)
         now = time.time()
@@ -262,6 +289,8 @@ class DeliveryWorker:
                                   "next_attempt_at": now + delay}
         if status != "pending":
             values["finished_at"] = db.utcnow()
+            if is_personal(d):
+                values["payload"] = b""  # the sealed notification is not kept once the delivery is finished
         res = await s.execute(update(t.deliveries).where(t.deliveries.c.id == did, t.deliveries.c.claimed_by == token)
                               .values(**values))
         if int(getattr(res, "rowcount", 0) or 0) != 1:
@@ -272,6 +301,9 @@ class DeliveryWorker:
             event_type=d["event_type"], channel=d["channel"], attempt=attempt, at=db.utcnow(),
             status={"pending": "retry"}.get(status, status), response_code=result.code, error=result.error,
             duration_ms=duration_ms))
+        if read is not None:  # the opening of the sealed personal data, logged with the attempt it served
+            await db.add_personal_read(s, t, attempt=attempt, outcome={"pending": "retry"}.get(status, status),
+                                       **read)
         if status == "dead":
             await self._subscription_dead(s, d["subscription_id"])
         return status, attempt, now

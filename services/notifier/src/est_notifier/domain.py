@@ -13,9 +13,14 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-EventKind = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published"]
+EventKind = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published",
+                    "forfeiture.notification_due"]
 EVENT_KINDS: tuple[str, ...] = ("picture.published", "alert.raised", "alert.resolved", "analysis.published")
-TYPE_TO_KIND: dict[str, str] = {f"se.est.{k}": k for k in EVENT_KINDS}
+PERSONAL_KINDS: tuple[str, ...] = ("forfeiture.notification_due",)
+"""Kinds carrying sealed personal data: only a social-services person of the municipality may subscribe."""
+NOTIFICATION_TYPE = "se.est.forfeiture.notification_due"
+PERSONAL_ROLE = "social_services"
+TYPE_TO_KIND: dict[str, str] = {f"se.est.{k}": k for k in (*EVENT_KINDS, *PERSONAL_KINDS)}
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 DELIVERY_NAMESPACE = uuid.UUID("0b6f7c1e-5a43-4c57-9a51-3e1f4e0d7a10")
@@ -285,19 +290,41 @@ END_REASONS: dict[str, tuple[str, str]] = {
                    "prenumerationen avslutad: ägaren får inte längre se dess områden"),
     "municipality_removed": ("subscription ended: its municipality left the organisation",
                              "prenumerationen avslutad: kommunen finns inte längre i organisationen"),
+    "social_services_role_lost": ("subscription ended: owner is no longer social services of its municipality",
+                                  "prenumerationen avslutad: ägaren är inte längre socialtjänst i kommunen"),
 }
 
 
+def may_hold_personal(caller: Caller | None, municipality_id: str) -> bool:
+    """Whether a person may receive a municipality's notifications with personal data: the role
+    social_services and work in that municipality (an admin role does not imply it: personal data)."""
+    return caller is not None and PERSONAL_ROLE in caller.roles and municipality_id in caller.municipalities
+
+
+def check_personal(caller: Caller | None, municipality_id: str, events: Iterable[str]) -> None:
+    """Raise Forbidden if ``events`` holds a personal kind that ``caller`` (the owner) may not receive."""
+    personal = sorted(set(events) & set(PERSONAL_KINDS))
+    if personal and not may_hold_personal(caller, municipality_id):
+        raise Forbidden(
+            f"Only social services of {municipality_id} may subscribe to {', '.join(personal)} (personal data); "
+            "everyone else sees forfeitures as aggregates in the pictures.",
+            f"Bara socialtjänsten i {municipality_id} får prenumerera på {', '.join(personal)} (personuppgifter); "
+            "alla andra ser förverkanden som sammanställningar i lägesbilderna.")
+
+
 def end_reason(caller: Caller | None, municipality_id: str, area_ids: Iterable[str], *,
-               municipality_areas: dict[str, list[str]]) -> str | None:
+               municipality_areas: dict[str, list[str]], events: Iterable[str] = ()) -> str | None:
     """Why a stored subscription may no longer run (a key of END_REASONS), or None if it may.
 
-    An empty ``area_ids`` means every area of the municipality, which only an admin may hold.
+    An empty ``area_ids`` means every area of the municipality, which only an admin may hold. A
+    subscription to a personal kind ends when its owner stops being social services of the municipality.
     """
     if caller is None:
         return "owner_removed"
     if municipality_id not in municipality_areas:
         return "municipality_removed"
+    if set(events) & set(PERSONAL_KINDS) and not may_hold_personal(caller, municipality_id):
+        return "social_services_role_lost"
     if caller.admin:
         return None
     areas = list(area_ids)

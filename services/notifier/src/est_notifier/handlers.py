@@ -25,6 +25,8 @@ from est_notifier.db import Tables
 from est_notifier.domain import (
     DELIVERY_NAMESPACE,
     END_REASONS,
+    NOTIFICATION_TYPE,
+    PERSONAL_KINDS,
     RESTRICTED,
     Audience,
     Caller,
@@ -37,9 +39,11 @@ from est_notifier.domain import (
     SubscriptionView,
     audience,
     channel_target,
+    check_personal,
     delivery_id,
     end_reason,
     event_kind,
+    may_hold_personal,
     recipients,
     reminder_event_id,
     reminder_kind,
@@ -98,6 +102,7 @@ async def create_subscription(*, sessions: Sessions, tables: Tables, caller: Cal
     scope = spec["scope"]
     areas = resolve_scope(caller, scope["municipality_id"], scope.get("area_ids"),
                           municipality_areas=_municipality_areas(snapshot))
+    check_personal(caller, scope["municipality_id"], spec["events"])
     channel = _check_channel(dict(spec["channel"]))
     sub_id = str(uuid.uuid4())
     row = {
@@ -170,6 +175,10 @@ async def update_subscription(*, sessions: Sessions, tables: Tables, caller: Cal
             values["paused_reason"] = "paused by owner" if changes["paused"] else None
             if not changes["paused"]:
                 values["consecutive_dead"] = 0
+        events = values.get("events", row["events"])
+        if set(events) & set(PERSONAL_KINDS):  # the owner, not an admin editing it, must be social services
+            check_personal(caller_for(snapshot, row["owner_id"]), values.get("municipality_id",
+                                                                              row["municipality_id"]), events)
         if values:
             await db.update_subscription(s, tables, sub_id, values)
         stored = await db.get_subscription(s, tables, sub_id)
@@ -239,8 +248,9 @@ async def cancel_pending(s: AsyncSession, tables: Tables, *, subscription_id: st
     rows = (await s.execute(q)).all()
     now = db.utcnow()
     for did, attempts, event_id, event_type, channel in rows:
+        wipe = {"payload": b""} if event_type == NOTIFICATION_TYPE else {}  # no sealed personal data kept
         await s.execute(update(tables.deliveries).where(c.id == did).values(
-            status="cancelled", claimed_until=None, claimed_by=None, last_error=reason, finished_at=now))
+            status="cancelled", claimed_until=None, claimed_by=None, last_error=reason, finished_at=now, **wipe))
         await s.execute(tables.attempts.insert().values(
             delivery_id=did, subscription_id=subscription_id, event_id=event_id, event_type=event_type,
             channel=channel, attempt=int(attempts) + 1, at=now, status="cancelled", error=reason))
@@ -257,7 +267,7 @@ async def end_unauthorised_subscriptions(*, sessions: Sessions, tables: Tables, 
     counts: dict[str, int] = {}
     for row in rows:
         reason = end_reason(caller_for(snapshot, row["owner_id"]), row["municipality_id"], row["area_ids"] or [],
-                            municipality_areas=known)
+                            municipality_areas=known, events=row["events"] or [])
         if reason is None:
             continue
         try:
@@ -320,6 +330,11 @@ async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, s
             areas = resolve_scope(caller, item.scope.municipality_id, item.scope.area_ids, municipality_areas=known)
         except (Invalid, Forbidden) as exc:
             invalid("scope", item.id, exc.en)
+            continue
+        try:
+            check_personal(caller, item.scope.municipality_id, item.events)
+        except Forbidden as exc:
+            invalid("personal_data", item.id, exc.en)
             continue
         channel = item.channel.model_dump(exclude_none=True)
         if channel["type"] == "webhook":
@@ -397,7 +412,7 @@ def event_scope(event: CloudEvent[Any]) -> Scope | None:
         return Scope(kind, data.picture.municipality_id, data.picture.area_id)
     if kind.startswith("alert."):
         return Scope(kind, data.municipality_id, data.area_id, data.severity)
-    return Scope(kind, data.municipality_id, None)
+    return Scope(kind, data.municipality_id, None)  # analyses; notifications go to the whole municipality
 
 
 def view_of(row: dict[str, Any]) -> SubscriptionView:
@@ -453,7 +468,9 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
     """Create one frozen delivery per matching subscription and channel target; returns their channels.
 
     Each delivery holds the event as its subscription's owner may see it (``domain.render_for``),
-    rendered once, now: retries send these bytes.
+    rendered once, now: retries send these bytes. A notification with personal data is the exception
+    (``est_notifier.personal``): only owners who are social services of the municipality get one, it is
+    never held for a digest, and it is stored still sealed, to be opened and rendered when it is sent.
     """
     scope = event_scope(event)
     async with transaction(sessions) as s:
@@ -471,6 +488,21 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
         for view in chosen:
             row: dict[str, Any] = view.extra["row"]  # type: ignore[assignment]
             if row["id"] in done_subs or row["channel_target"] in done_targets:
+                continue
+            if scope.kind in PERSONAL_KINDS:
+                if not may_hold_personal(caller_for(snapshot, row["owner_id"]), scope.municipality_id):
+                    log.warning("personal notification not queued: owner is not social services of the "
+                                "municipality", extra={"subscription_id": row["id"], "event_id": event.id})
+                    continue
+                channel = row["channel"]
+                new_deliveries.append({
+                    "id": delivery_id(row["id"], event.id), "subscription_id": row["id"], "event_id": event.id,
+                    "event_type": event.type, "event_time": event.time, "channel": channel["type"],
+                    "channel_target": row["channel_target"],
+                    "target": {"url": channel["url"]} if channel["type"] == "webhook" else {"to": [channel["to"]]},
+                    "payload": event_bytes, "next_attempt_at": now().timestamp(), "status": "pending",
+                    "attempts": 0, "created_at": db.utcnow()})
+                created.append(channel["type"])
                 continue
             seen = personalise(event_json, scope.kind, audience_for(snapshot, row["owner_id"]))
             doc = seen or event_json
@@ -645,3 +677,16 @@ async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Table
         if on_reminder:
             on_reminder(kind, "queued")
     return made
+
+
+# --- personal data -----------------------------------------------------------------------------
+
+async def personal_data_log(*, sessions: Sessions, tables: Tables, caller: Caller, protocol_id: str | None,
+                            subscription_id: str | None, limit: int = 200) -> list[dict[str, Any]]:
+    """Who personal data of which protocol was opened for and delivered to (admins only)."""
+    if not caller.admin:
+        raise Forbidden("Only an admin may read the personal-data log.",
+                        "Bara en administratör får läsa loggen över personuppgifter.")
+    async with sessions() as s:
+        return await db.personal_reads(s, tables, protocol_id=protocol_id, subscription_id=subscription_id,
+                                       limit=limit)

@@ -40,3 +40,7 @@ class NotifierMetrics:
         self.reminders = Counter("est_notifier_reminders_total",
                                  "Reporting reminders, by kind (before/after the deadline) and outcome "
                                  "(queued, no_email)", ["kind", "outcome"], registry=registry)
+        self.personal = Counter("est_notifier_personal_data_deliveries_total",
+                                "Openings of sealed personal data to deliver a notification to social services, "
+                                "by outcome of the attempt (delivered, retry, failed, dead)", ["outcome"],
+                                registry=registry)

@@ -249,3 +249,66 @@ def render_reminder(*, kind: str, person_name: str, period: str, areas: list[str
                "kommit in. Sena rapporter räknas fortfarande och uppdaterar lägesbilden."
     tail = "Även en rapport om att inget har hänt räknas. Du får detta för att du rapporterar för områdena."
     return Rendered(subject, [Block(paragraphs=[lead, tail])])
+
+
+# --- the notification to social services (personal data: rendered only when it is sent) -------
+
+BEVERAGES_SV = {"starköl": "starköl", "folköl": "folköl", "cider_alkolask": "cider/alkoläsk", "vin": "vin",
+                "sprit": "sprit", "hembrant": "hembränt", "other": "annat"}
+DUTY_SV = ("Påminnelse: socialtjänsten ska skyndsamt bedöma om barnet eller den unga personen kan behöva skydd "
+           "eller stöd och dokumentera bedömningen, och erbjuda vårdnadshavare och den unga ett uppföljande "
+           "samtal. Uppgifterna är sekretessbelagda personuppgifter: spara dem bara i socialtjänstens "
+           "akt, vidarebefordra dem inte.")
+DUTY_EN = ("Reminder: social services must promptly assess whether the child or young person may need protection "
+           "or support, document the assessment, and offer the guardians and the young person a follow-up "
+           "meeting. This is confidential personal data: keep it only in the social-services file, do not "
+           "forward it.")
+
+
+def _yes(v: object, lang: str) -> str:
+    return ("ja" if v else "nej") if lang == "sv" else ("yes" if v else "no")
+
+
+def notification_notice(reason: str, language: str) -> dict[str, str]:
+    """Subject line and the reminder of the duty to act, for the webhook body as for the e-mail."""
+    if _lang(language) == "en":
+        title = ("Forfeiture of alcohol – young person under 18" if reason == "under_18"
+                 else "Forfeiture of alcohol – young person aged 18–19 (the police ask that you are told)")
+        return {"title": title, "duty": DUTY_EN}
+    title = ("Förverkande av alkohol – ung person under 18 år" if reason == "under_18"
+             else "Förverkande av alkohol – ung person 18–19 år (polisen begär underrättelse)")
+    return {"title": title, "duty": DUTY_SV}
+
+
+def render_forfeiture_notification(data: dict[str, Any], person: dict[str, Any], *, when: str,
+                                   language: str) -> Rendered:
+    """The e-mail to social services: protocol id, when and where, the young person, guardians, the duty."""
+    lang = _lang(language)
+    sv = lang == "sv"
+    notice = notification_notice(str(data.get("reason", "under_18")), lang)
+    where = ", ".join(str(x) for x in (data.get("place"), data.get("area_id"), data.get("municipality_id")) if x)
+    items = [f"{BEVERAGES_SV.get(str(i.get('beverage')), i.get('beverage')) if sv else i.get('beverage')}: "
+             f"{_num(i.get('volume_liters'))} l, {i.get('containers')} "
+             f"{'förpackningar' if sv else 'containers'}" for i in data.get("items", [])]
+    rows = [["Uppgift" if sv else "Field", "Värde" if sv else "Value"],
+            ["Protokoll-id" if sv else "Protocol id", str(data.get("protocol_id", ""))],
+            ["När" if sv else "When", when],
+            ["Var" if sv else "Where", where],
+            ["Namn" if sv else "Name", str(person.get("name") or "")],
+            ["Personnummer" if sv else "Personal identity number", str(person.get("personal_number") or "")],
+            ["Ålder" if sv else "Age", str(person.get("age", ""))],
+            ["Vårdnadshavare kontaktad" if sv else "Guardian contacted", _yes(person.get("guardian_contacted"), lang)],
+            ["Vårdnadshavare kom" if sv else "Guardian came", _yes(person.get("guardian_came"), lang)],
+            ["Hälldes ut på platsen" if sv else "Poured out on the spot", _yes(data.get("direct_forfeiture"), lang)],
+            ["Uppgiven källa" if sv else "Stated source", str(data.get("source") or "")],
+            ["Polisen har redan underrättat socialtjänsten" if sv else "Police already told social services",
+             _yes(data.get("social_services_notified"), lang)],
+            ["Polisens enhet" if sv else "Police unit", str(data.get("unit") or "")]]
+    lead = ("Polisen har förverkat alkohol från en ung person i er kommun. Protokollet kan läsas i EST "
+            "Lägesbild av socialtjänsten, med angivet syfte (läsningen loggas)." if sv else
+            "The police forfeited alcohol from a young person in your municipality. Social services can read the "
+            "protocol in EST Lägesbild, stating a purpose (the read is logged).")
+    return Rendered(notice["title"], [Block(paragraphs=[lead], table=rows),
+                                      Block(heading="Drycker" if sv else "Beverages", bullets=items or None),
+                                      Block(heading="Skyldighet att agera" if sv else "Duty to act",
+                                            paragraphs=[notice["duty"]])])

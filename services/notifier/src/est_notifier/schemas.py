@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from est_notifier.domain import valid_webhook_url
 
-EventName = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published"]
+EventName = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published",
+                    "forfeiture.notification_due"]
+"""``forfeiture.notification_due`` carries a young person's personal data: only someone with the role
+social_services in the subscription's municipality may subscribe to it (403 otherwise)."""
 ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
 
@@ -169,3 +172,20 @@ class DeclaredSubscription(_In):
     digest: Literal["immediate", "period"] = "immediate"
     language: Literal["sv", "en"] = "sv"
     min_severity: Literal["info", "warning", "critical"] | None = None
+
+
+class PersonalReadOut(BaseModel):
+    """One opening of sealed personal data to deliver a notification to social services."""
+
+    id: int
+    at: datetime
+    protocol_id: str
+    event_id: str
+    delivery_id: str
+    attempt: int
+    subscription_id: str
+    owner_id: str = Field(description="the person the data was delivered for")
+    channel: str
+    target: str
+    purpose: str = Field(examples=["social_services_notification"])
+    outcome: str = Field(description="outcome of the attempt: delivered | retry | failed | dead")

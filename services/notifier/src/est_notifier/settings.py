@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from est_shared.settings import ServiceSettings, service_field
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 
 class NotifierSettings(ServiceSettings):
@@ -72,3 +72,10 @@ class NotifierSettings(ServiceSettings):
         "a reminder not sent this long after its time is skipped (e.g. after downtime)")  # type: ignore[assignment]
     reminder_interval: float = service_field(
         "notifier", "reminder_interval", 60.0, "seconds between checks for due reminders")  # type: ignore[assignment]
+    durable_notifications: str = service_field(
+        "notifier", "durable_notifications", "notifier-forfeiture-notifications",
+        "durable consumer of se.est.forfeiture.notification_due on EST_REPORTS (social services)")  # type: ignore[assignment]
+    pii_key: SecretStr | None = Field(
+        default=None, description="EST_PII_KEY: the same keys as the intake's (comma-separated, the first "
+        "encrypts, all decrypt); the notifier only opens notifications sealed for social services. Unset: "
+        "DATA_DIR/pii.key made by the intake (embedded default); the notifier never creates a key")

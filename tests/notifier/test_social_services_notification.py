@@ -1,0 +1,250 @@
+"""Notifications to social services about a young person: intake and notifier on real NATS.
+
+Only a social-services person of the municipality may subscribe; the personal data crosses the bus sealed,
+is opened only to send it, the opening is logged, and nothing else (other subscribers, logs, metrics,
+stored payloads) ever sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import json
+import logging
+import uuid
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from est_intake.app import create_app as create_intake
+from est_intake.pii import generate_key
+from est_notifier.app import Settings, create_app
+from est_notifier.db import get_delivery
+from est_notifier.domain import verify
+from est_shared.natsserver import NatsServer
+from est_shared.observability import JsonFormatter
+from est_shared.testing import serve
+from fastapi import FastAPI, Request, Response
+
+from tests.intake.support import settings_for
+from tests.security.support import all_stream_messages, auth, born_years_ago, forfeiture_org, pnr, protocol
+
+NAME = "Tindra Hemligdotter"
+
+
+class Capture(logging.Handler):
+    """Every log record as the service would write it."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.fmt = JsonFormatter("notifier")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.fmt.format(record) + repr(record.args))
+
+
+def variants(number: str) -> list[str]:
+    digits = number.replace("-", "")
+    return [number, digits, digits[-10:], f"{digits[-10:-4]}-{digits[-4:]}"]
+
+
+async def until(check: Any, timeout: float = 15.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def notifier_settings(url: str, data_dir: Path, key: str) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(nats_url=url, data_dir=data_dir, log_level="DEBUG", pii_key=key, municipality_filter="vaxjo",
+                    durable_pictures=f"p-{tag}", durable_alerts=f"al-{tag}", durable_analyses=f"an-{tag}",
+                    durable_updates=f"up-{tag}", durable_notifications=f"nf-{tag}", reminders_enabled=False,
+                    poll_interval=0.1, retry_base_delay=0.05, retry_max_delay=0.2, max_attempts=3)
+
+
+async def test_under_18_reaches_only_social_services_with_personal_data_sealed_on_the_bus(
+        tmp_path: Path, fresh_nats: NatsServer) -> None:
+    key = generate_key()
+    minor = pnr(born_years_ago(15), serial="417")
+    young_adult = pnr(born_years_ago(19), serial="528")
+    secrets = [NAME, *variants(minor), *variants(young_adult)]
+    received: list[tuple[dict[str, str], bytes]] = []
+    others: list[bytes] = []
+    receiver = FastAPI()
+
+    @receiver.post("/soc")
+    async def soc(request: Request) -> Response:
+        received.append((dict(request.headers), await request.body()))
+        return Response(status_code=200)
+
+    @receiver.post("/other")
+    async def other(request: Request) -> Response:
+        others.append(await request.body())
+        return Response(status_code=200)
+
+    capture = Capture()
+    (tmp_path / "intake").mkdir()
+    intake_app = create_intake(settings_for(tmp_path / "intake", fresh_nats.url, forfeiture_org(), pii_key=key))
+    notifier_app = create_app(notifier_settings(fresh_nats.url, tmp_path / "notifier", key))
+    logging.getLogger().addHandler(capture)
+    try:
+        async with serve(receiver) as hooks, serve(intake_app) as ibase, serve(notifier_app) as nbase, \
+                httpx.AsyncClient(base_url=ibase, timeout=10) as intake, \
+                httpx.AsyncClient(base_url=nbase, timeout=10) as notifier:
+            runtime = notifier_app.state.runtime
+            await until(lambda: _ready(runtime))
+            spec = {"name": "Socialjouren", "scope": {"municipality_id": "vaxjo"},
+                    "events": ["forfeiture.notification_due"],
+                    "channel": {"type": "webhook", "url": f"{hooks}/soc", "secret": "soc-secret"}}
+            r = await notifier.post("/v1/subscriptions", json=spec, headers=auth("sara"))
+            assert r.status_code == 201, r.text
+            sub_id = r.json()["id"]
+            mail = {**spec, "name": "Socialjouren e-post", "channel": {"type": "email", "to": "soc@example.org"}}
+            assert (await notifier.post("/v1/subscriptions", json=mail, headers=auth("sara"))).status_code == 201
+            for who in ("petra", "bo", "admin", "anna"):  # police, key function, admin, reporter
+                r = await notifier.post("/v1/subscriptions", headers=auth(who), json={
+                    **spec, "channel": {"type": "webhook", "url": f"{hooks}/other", "secret": "x"}})
+                assert r.status_code == 403, (who, r.text)
+                assert "socialtjänsten" in r.json()["detail"]
+            r = await notifier.post("/v1/subscriptions", headers=auth("bo"), json={
+                "name": "Bo alla", "scope": {"municipality_id": "vaxjo"},
+                "events": ["picture.published", "alert.raised", "analysis.published"],
+                "channel": {"type": "webhook", "url": f"{hooks}/other", "secret": "x"}})
+            assert r.status_code == 201, r.text
+            r = await notifier.patch(f"/v1/subscriptions/{r.json()['id']}", headers=auth("bo"),
+                                     json={"events": ["picture.published", "forfeiture.notification_due"]})
+            assert r.status_code == 403
+
+            body = protocol(name=NAME, number=minor, guardian_came=False)
+            assert (await intake.post("/v1/forfeitures", json=body, headers=auth("petra"))).status_code == 202
+            await until(lambda: _len(received, 1))
+            headers, raw = received[0]
+            assert verify("soc-secret", raw, headers["x-est-signature"])
+            event = json.loads(raw)
+            assert event["type"] == "se.est.forfeiture.notification_due"
+            data = event["data"]
+            assert data["protocol_id"] == body["protocol_id"] and data["reason"] == "under_18"
+            assert data["person"] == {"name": NAME, "personal_number": minor, "age": 15, "guardian_contacted": True,
+                                      "guardian_came": False}
+            assert "sealed_person" not in data and "key_id" not in data
+            assert data["notice"]["title"] == "Förverkande av alkohol – ung person under 18 år"
+
+            outbox = tmp_path / "notifier" / "outbox"
+            emls = await until(lambda: _files(outbox))
+            msg = email.message_from_bytes(emls[0].read_bytes(), policy=policy.default)
+            text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+            assert msg["Subject"] == "Förverkande av alkohol – ung person under 18 år"
+            assert NAME in text and minor in text and body["protocol_id"] in text and "Skyldighet att agera" in text
+
+            log_rows = (await notifier.get("/v1/admin/personal-data-deliveries",
+                                           params={"protocol_id": body["protocol_id"]}, headers=auth("admin"))).json()
+            assert {(e["subscription_id"] == sub_id, e["owner_id"], e["outcome"], e["purpose"]) for e in log_rows} \
+                >= {(True, "sara", "delivered", "social_services_notification")}
+            assert len(log_rows) == 2 and {e["channel"] for e in log_rows} == {"webhook", "email"}
+            assert (await notifier.get("/v1/admin/personal-data-deliveries", headers=auth("sara"))).status_code == 403
+            ledger = (await notifier.get("/v1/deliveries", params={"subscription_id": sub_id},
+                                         headers=auth("sara"))).json()
+            assert [d["status"] for d in ledger] == ["delivered"]
+            state = notifier_app.state.notifier
+            async with state["sessions"]() as s:
+                stored = await get_delivery(s, state["tables"], ledger[0]["delivery_id"])
+            assert stored is not None and stored["payload"] == b""  # nothing kept once delivered
+
+            # 18-19: no notification unless the officer asks for one
+            adult = protocol(name=NAME, number=young_adult, guardian_contacted=False, guardian_came=False)
+            assert (await intake.post("/v1/forfeitures", json=adult, headers=auth("petra"))).status_code == 202
+            asked = protocol(name=NAME, number=young_adult, guardian_contacted=False, guardian_came=False,
+                             notify_social_services=True)
+            assert (await intake.post("/v1/forfeitures", json=asked, headers=auth("petra"))).status_code == 202
+            await until(lambda: _len(received, 2))
+            await asyncio.sleep(0.5)
+            assert len(received) == 2
+            second = json.loads(received[1][1])["data"]
+            assert second["protocol_id"] == asked["protocol_id"] and second["reason"] == "requested_by_police"
+            assert second["person"]["age"] == 19 and second["notice"]["title"].startswith("Förverkande av alkohol")
+            assert others == []
+
+            metrics = (await notifier.get("/metrics")).text
+            assert 'est_notifier_personal_data_deliveries_total{outcome="delivered"} 4.0' in metrics
+            messages = await all_stream_messages(fresh_nats.url)
+    finally:
+        logging.getLogger().removeHandler(capture)
+
+    notifications = [m for m in messages if m[1] == "est.forfeiture.notification_due.vaxjo"]
+    assert len(notifications) == 2
+    leaks = []
+    for stream, subject, data_bytes, hdrs in messages:
+        text = data_bytes.decode("utf-8", "replace") + repr(hdrs)
+        leaks += [f"{stream} {subject}: {s}" for s in secrets if s in text]
+    for line in capture.lines:
+        leaks += [f"log: {line[:100]}: {s}" for s in secrets if s in line]
+    leaks += [f"/metrics: {s}" for s in secrets if s in metrics]
+    assert any("personal data opened for social services" in line for line in capture.lines)
+    assert not leaks, "\n".join(leaks[:20])
+
+
+async def _ready(runtime: Any) -> bool:
+    return "sara" in runtime.directory.snapshot.people
+
+
+async def _len(items: list[Any], n: int) -> bool:
+    return len(items) >= n
+
+
+async def _files(directory: Path) -> list[Path]:
+    return await asyncio.to_thread(lambda: sorted(directory.glob("*.eml")) if directory.exists() else [])
+
+
+def test_only_social_services_of_the_municipality_may_hold_the_personal_kind() -> None:
+    from est_notifier.domain import Caller, Forbidden, check_personal, end_reason
+
+    soc = Caller("sara", ("social_services",), ("a1",), ("m1",))
+    police = Caller("petra", ("police",), ("a1",), ("m1",))
+    admin = Caller("adm", ("admin",), (), ("m1",))
+    check_personal(soc, "m1", ["forfeiture.notification_due"])
+    check_personal(police, "m1", ["picture.published"])
+    for who, muni in ((police, "m1"), (admin, "m1"), (soc, "m2"), (None, "m1")):
+        with pytest.raises(Forbidden):
+            check_personal(who, muni, ["picture.published", "forfeiture.notification_due"])
+    known = {"m1": ["a1"]}
+    assert end_reason(soc, "m1", ["a1"], municipality_areas=known, events=["forfeiture.notification_due"]) is None
+    lost = Caller("sara", ("reporter",), ("a1",), ("m1",))
+    assert end_reason(lost, "m1", ["a1"], municipality_areas=known,
+                      events=["forfeiture.notification_due"]) == "social_services_role_lost"
+    assert end_reason(lost, "m1", ["a1"], municipality_areas=known, events=["picture.published"]) is None
+
+
+async def test_declared_personal_subscriptions_of_others_are_skipped(tmp_path: Path) -> None:
+    from est_notifier.db import ensure_schema, make_tables
+    from est_notifier.handlers import upsert_declared_subscriptions
+    from est_shared.db import make_engine, session_factory
+    from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
+    tables = make_tables()
+    async with engine.begin() as conn:
+        await conn.run_sync(ensure_schema, tables)
+    snap = OrgSnapshot(version=1, municipalities={"m1": Municipality(id="m1", name="M", area_ids=["a1"])},
+                       areas={"a1": Area(id="a1", name="A", municipality_id="m1")},
+                       actors={"soc": Actor(id="soc", name="Soc", kind="social_services")},
+                       people={"sara": Person(id="sara", name="S", actor="soc", roles=["social_services"],
+                                              areas=["a1"], municipalities=["m1"]),
+                               "bo": Person(id="bo", name="B", actor="soc", roles=["key_function", "admin"],
+                                            areas=["a1"], municipalities=["m1"])})
+    item = {"name": "Jour", "scope": {"municipality_id": "m1"}, "events": ["forfeiture.notification_due"],
+            "channel": {"type": "email", "to": "jour@example.org"}}
+    reasons: list[str] = []
+    try:
+        counts = await upsert_declared_subscriptions(
+            sessions=session_factory(engine), tables=tables, snapshot=snap, on_invalid=reasons.append,
+            declared=[{"id": "s1", "owner": "sara", **item}, {"id": "b1", "owner": "bo", **item}])
+    finally:
+        await engine.dispose()
+    assert counts["created"] == 1 and reasons == ["personal_data"]
