@@ -85,7 +85,8 @@ def report(world: World, rid: str | None = None, answers: dict[str, Any] | None 
 def settings_for(world: World, nats_url: str, data_dir: Path, **over: Any) -> Settings:
     values: dict[str, Any] = dict(nats_url=nats_url, data_dir=data_dir, durable=f"agg-{world.muni}",
                                   report_subject=f"est.report.submitted.{world.muni}.>",
-                                  auto_publish_interval=0, outbox_interval=0.1, log_level="WARNING")
+                                  auto_publish_interval=0, outbox_interval=0.1, log_level="WARNING",
+                                  update_interval=0.1, revise_delay=0.3)
     values.update(over)
     return Settings(**values)
 

@@ -13,14 +13,13 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from est_cli.procs import ServiceProcess
 from est_shared.bus import encode, ensure_streams
 from est_shared.events import Answer, OrgChanged, ReportSubmitted, new_event
 from est_shared.natsserver import NatsServer
 from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_token
 from est_shared.periods import Period
 from est_shared.subjects import ORG_CHANGED, report_submitted
-
-from est_cli.procs import ServiceProcess
 
 AREAS = [f"area{i}" for i in range(5)]
 N_REPORTS = 10_000

@@ -98,6 +98,7 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
                           version: Annotated[int | None, Query(
                               ge=1, description="a published version, exactly as it was sent")] = None,
                           ) -> JSONResponse:
+        """The picture; counts of 1–2 stay for everyone (incidents, not persons); Kronoberg figures are coarsened."""
         require_area(who, area_id)
         try:
             body = await handlers.read_picture(deps=deps, org=org(), area_id=area_id, period_text=period,

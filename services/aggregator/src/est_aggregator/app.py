@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from est_shared.db import OutboxRelay, make_engine, session_factory
+from est_shared.db import OutboxRelay, lock_schema, make_engine, session_factory
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 
@@ -34,6 +34,41 @@ class Aggregator:
         self.clock: Callable[[], datetime] = system_clock
         self.relay: OutboxRelay | None = None
         self.ready = asyncio.Event()
+        self._dirty = asyncio.Event()
+        deps.wake_refresher = self._dirty.set
+
+    async def refresh_once(self) -> handlers.RefreshOutcome:
+        """One pass of the coalescing refresher (picture.updated for open pictures, revisions for published)."""
+        return await handlers.refresh_dirty(deps=self.deps, org=self.runtime.directory.snapshot,
+                                            revise_after=self.settings.revise_delay)
+
+    async def _refresh_loop(self) -> None:
+        """Run ``refresh_once`` when woken by a commit (or every interval, for other replicas' marks).
+
+        Passes start at least ``update_interval`` apart (so at most one update per picture per
+        interval), at once after a quiet spell (low latency), and at least four times their own
+        duration apart (the refresher never takes more than about a quarter of the process).
+        """
+        loop = asyncio.get_running_loop()
+        interval = self.settings.update_interval
+        last_start, gap = -1e9, interval
+        while True:
+            try:
+                await asyncio.wait_for(self._dirty.wait(), timeout=max(interval, self.settings.revise_delay / 4))
+            except TimeoutError:
+                pass
+            wait = last_start + gap - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._dirty.clear()
+            last_start = loop.time()
+            try:
+                await self.refresh_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("picture refresh failed; will retry")
+            gap = max(interval, 4 * (loop.time() - last_start))
 
     async def auto_publish_once(self) -> list[handlers.PublishResult]:
         """Publish the open pictures whose deadline (by ``clock``) has passed."""
@@ -66,6 +101,7 @@ class Aggregator:
         engine = self.runtime.engine
         assert engine is not None
         async with engine.begin() as conn:
+            await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
         metrics = self.runtime.metrics
         self.relay = OutboxRelay(sessions=self.deps.sessions, table=db.outbox, js=self.runtime.js,
@@ -77,6 +113,7 @@ class Aggregator:
         if self.settings.auto_publish_interval > 0:
             self.runtime.spawn(self._auto_publish_loop(), "auto-publish")
         self.runtime.spawn(self._gauge_loop(), "outbox-gauge")
+        self.runtime.spawn(self._refresh_loop(), "picture-refresh")
 
     async def stop(self) -> None:
         """Stop the relay (background loops are cancelled by the runtime)."""
@@ -97,9 +134,9 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
                          rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
                          serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates)
     aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings)
-    consumers.register(runtime, settings=settings, deps=deps, ready=aggregator.ready)
     runtime.on_start(aggregator.start)
     runtime.on_stop(aggregator.stop)
+    consumers.register(runtime, settings=settings, deps=deps, ready=aggregator.ready)  # starts after, stops first
     runtime.app.include_router(api.build_router(
         deps=deps, org=lambda: runtime.directory.snapshot, principal=runtime.principal,
         clock=lambda: aggregator.clock(), max_series_periods=settings.max_series_periods))

@@ -1,22 +1,32 @@
-"""Bus registrations of the aggregator: the durable report consumer (thin; the work is in handlers)."""
+"""Bus registrations of the aggregator: the durable report consumer (batched) and the forfeiture consumer.
+
+Thin: the work is in handlers."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from est_shared.bus import add_consumer
-from est_shared.events import CloudEvent
+from est_shared.events import CloudEvent, ReportSubmitted
 from est_shared.runtime import ServiceRuntime
 from est_shared.subjects import REPORTS
 
 from est_aggregator import handlers
+from est_aggregator.batching import BatchConsumer
 from est_aggregator.settings import AggregatorSettings
 
 
 def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: handlers.Deps,
              ready: asyncio.Event) -> None:
-    """Consume se.est.report.submitted idempotently (ack after commit, nack with backoff on failure)."""
+    """Consume se.est.report.submitted in batches, idempotently (ack after commit, nack with backoff on failure)."""
+
+    async def on_reports(events: Sequence[CloudEvent[Any]]) -> None:
+        await ready.wait()  # the tables exist only once the start hook ran
+        wanted = [e for e in events if e.type == "se.est.report.submitted"]
+        if wanted:
+            await handlers.handle_report_batch(wanted, deps=deps, org=runtime.directory.snapshot)
 
     async def on_report(event: CloudEvent[Any]) -> None:
         await ready.wait()  # the tables exist only once the start hook ran
@@ -30,9 +40,16 @@ def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: han
             return
         await handlers.handle_forfeiture_recorded(event, deps=deps, org=runtime.directory.snapshot)
 
-    add_consumer(runtime.broker, service="aggregator", stream=REPORTS, subject=settings.report_subject,
-                 durable=settings.durable, handle=on_report, metrics=runtime.metrics,
-                 max_deliver=settings.consumer_max_deliver)
+    reports = BatchConsumer(service="aggregator", stream=REPORTS, subject=settings.report_subject,
+                            durable=settings.durable, handle_batch=on_reports, handle_one=on_report,
+                            metrics=runtime.metrics, max_deliver=settings.consumer_max_deliver,
+                            batch_size=settings.batch_size, expected=ReportSubmitted)
+
+    async def start_reports() -> None:
+        await reports.start(runtime.js)
+
+    runtime.on_start(start_reports)
+    runtime.on_stop(reports.stop)
     if settings.forfeiture_subject:
         add_consumer(runtime.broker, service="aggregator", stream=REPORTS, subject=settings.forfeiture_subject,
                      durable=f"{settings.durable}-forfeitures", handle=on_forfeiture, metrics=runtime.metrics,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,18 @@ pictures = Table(
     Column("version", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True)),
+)
+
+# Pictures whose inputs changed since they were last emitted: the coalescing refresher's work list.
+# ``token`` changes with every mark, so the refresher clears a row only if nothing arrived meanwhile.
+picture_dirty = Table(
+    "picture_dirty", metadata,
+    Column("area_id", String(100), primary_key=True),
+    Column("period", String(20), primary_key=True),
+    Column("municipality_id", String(100), nullable=False),
+    Column("token", String(40), nullable=False),
+    Column("first_at", DateTime(timezone=True), nullable=False),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
 # Every published version, frozen as sent; the primary key stops two replicas publishing one version twice.
@@ -149,6 +161,97 @@ def _record(row: Any) -> ReportRecord:
         late=bool(row.late))
 
 
+CHUNK = 500  # ids per IN (...) list: far below every driver's bound-parameter limit
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+async def processed_ids(session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> set[str]:
+    """Which of these event ids the consumer has already applied."""
+    found: set[str] = set()
+    for part in _chunks(list(event_ids)):
+        found.update(await session.scalars(select(processed.c.event_id).where(
+            processed.c.consumer == consumer, processed.c.event_id.in_(part))))
+    return found
+
+
+async def mark_processed_many(session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> None:
+    """Record event ids as applied (one executemany; the caller has filtered known ids)."""
+    if event_ids:
+        now = utcnow()
+        await session.execute(insert(processed), [{"consumer": consumer, "event_id": e, "processed_at": now}
+                                                  for e in event_ids])
+
+
+async def existing_report_ids(session: AsyncSession, report_ids: Sequence[str]) -> set[str]:
+    """Which of these report ids are stored."""
+    found: set[str] = set()
+    for part in _chunks(list(report_ids)):
+        found.update(await session.scalars(select(reports.c.report_id).where(reports.c.report_id.in_(part))))
+    return found
+
+
+async def insert_reports(session: AsyncSession, rows: Sequence[tuple[str, ReportRecord]]) -> None:
+    """Store (event id, record) pairs with one executemany."""
+    if not rows:
+        return
+    now = utcnow()
+    await session.execute(insert(reports), [dict(
+        report_id=r.report_id, event_id=event_id, municipality_id=r.municipality_id, area_id=r.area_id,
+        period=r.period, checklist=r.checklist, answers=dict(r.answers), nothing_to_report=r.nothing_to_report,
+        supersedes=r.supersedes, reporter_id=r.reporter_id, actor_id=r.actor_id, received_at=r.received_at,
+        late=r.late, stored_at=now) for event_id, r in rows])
+
+
+async def report_places(session: AsyncSession, report_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+    """report id -> (area, period, municipality) of stored reports."""
+    out: dict[str, tuple[str, str, str]] = {}
+    for part in _chunks(list(report_ids)):
+        rows = await session.execute(select(reports.c.report_id, reports.c.area_id, reports.c.period,
+                                            reports.c.municipality_id).where(reports.c.report_id.in_(part)))
+        for rid, area, period, muni in rows:
+            out[rid] = (area, period, muni)
+    return out
+
+
+async def ensure_picture_rows(session: AsyncSession, keys: Sequence[tuple[str, str, str]]) -> None:
+    """Create missing picture state rows for (area, period, municipality) keys, sorted (stable lock order)."""
+    if not keys:
+        return
+    now = utcnow()
+    stmt = _insert(session, pictures).on_conflict_do_nothing(index_elements=["area_id", "period"])
+    await session.execute(stmt, [{"area_id": a, "period": p, "municipality_id": m, "status": "open", "version": 0,
+                                  "updated_at": now} for a, p, m in sorted(keys)])
+
+
+async def mark_dirty(session: AsyncSession, keys: Sequence[tuple[str, str, str]], token: str) -> None:
+    """Mark pictures changed: new rows keep ``first_at``; existing ones get the new token and ``changed_at``."""
+    if not keys:
+        return
+    now = utcnow()
+    stmt = _insert(session, picture_dirty)
+    stmt = stmt.on_conflict_do_update(index_elements=["area_id", "period"],
+                                      set_={"token": stmt.excluded.token, "changed_at": stmt.excluded.changed_at})
+    await session.execute(stmt, [{"area_id": a, "period": p, "municipality_id": m, "token": token, "first_at": now,
+                                  "changed_at": now} for a, p, m in sorted(keys)])
+
+
+async def dirty_rows(session: AsyncSession, limit: int = 1000) -> list[Any]:
+    """Pictures waiting for the refresher, oldest mark first."""
+    return list((await session.execute(select(picture_dirty).order_by(picture_dirty.c.first_at)
+                                       .limit(limit))).all())
+
+
+async def clear_dirty(session: AsyncSession, area_id: str, period: str, token: str) -> None:
+    """Clear a mark unless a newer one replaced it meanwhile."""
+    await session.execute(delete(picture_dirty).where(picture_dirty.c.area_id == area_id,
+                                                      picture_dirty.c.period == period,
+                                                      picture_dirty.c.token == token))
+
+
 async def report_exists(session: AsyncSession, report_id: str) -> bool:
     return bool(await session.scalar(select(reports.c.report_id).where(reports.c.report_id == report_id)))
 
@@ -168,9 +271,12 @@ async def get_report(session: AsyncSession, report_id: str) -> ReportRecord | No
 
 async def reports_for(session: AsyncSession, area_id: str, period_ids: Iterable[str]) -> list[ReportRecord]:
     """Stored reports of an area in any of the given period ids."""
-    rows = (await session.execute(select(reports).where(reports.c.area_id == area_id,
-                                                        reports.c.period.in_(list(period_ids)))
-                                  .order_by(reports.c.received_at, reports.c.report_id))).all()
+    c = reports.c
+    rows = (await session.execute(select(c.report_id, c.municipality_id, c.area_id, c.period, c.checklist, c.answers,
+                                         c.reporter_id, c.actor_id, c.received_at, c.nothing_to_report,
+                                         c.supersedes, c.late)
+                                  .where(c.area_id == area_id, c.period.in_(list(period_ids)))
+                                  .order_by(c.received_at, c.report_id))).all()
     return [_record(r) for r in rows]
 
 

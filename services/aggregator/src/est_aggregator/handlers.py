@@ -2,6 +2,11 @@
 
 Plain async functions with keyword-only collaborators; each write is one unit of work (state, the
 processed-event mark and the outbox rows commit together or not at all).
+
+Reports arrive in batches (``handle_report_batch``): one transaction stores them and marks their
+pictures dirty; the coalescing refresher (``refresh_dirty``, run every short interval) recomputes
+each dirty open picture once and emits one ``se.est.picture.updated``, and turns a dirty published
+picture into one revision covering all the late reports that arrived meanwhile.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -74,6 +80,7 @@ class Deps:
     serialise_writes: bool = True
     emit_updates: bool = True
     wake: Callable[[], None] = lambda: None
+    wake_refresher: Callable[[], None] = lambda: None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @asynccontextmanager
@@ -146,7 +153,7 @@ def record_of(data: ReportSubmitted) -> ReportRecord:
     """The stored form of a ReportSubmitted (the free-text note is not kept: it is not needed here)."""
     return ReportRecord(
         report_id=data.report_id, municipality_id=data.municipality_id, area_id=data.area_id, period=data.period,
-        checklist=data.checklist, answers={k: a.model_dump(mode="json", include={"value", "places"})
+        checklist=data.checklist, answers={k: {"value": a.value, "places": list(a.places)}
                                            for k, a in data.answers.items()},
         reporter_id=data.reporter_id, actor_id=data.actor_id, received_at=data.received_at,
         nothing_to_report=data.nothing_to_report, supersedes=data.supersedes, late=data.late)
@@ -295,68 +302,95 @@ async def _publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info
     return PublishResult(info.area_id, period.id, version, revision, changes, event_id)
 
 
-async def _refresh(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
-                   municipality_id: str, cause: str, now: datetime, effects: Effects) -> None:
-    """After a report: revise the picture if it was published, else tell listeners it changed."""
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch of report events did."""
+
+    stored: int
+    duplicates: int
+    dirty: int
+
+
+def _first_by(items: Sequence[Any], key: Callable[[Any], str]) -> list[Any]:
+    seen: set[str] = set()
+    out = []
+    for it in items:
+        k = key(it)
+        if k not in seen:
+            seen.add(k)
+            out.append(it)
+    return out
+
+
+async def _picture_key(s: AsyncSession, org: OrgSnapshot, area_id: str, period_text: str,
+                       municipality_id: str) -> tuple[str, str, str] | None:
+    """(area, reporting period id, municipality) of a stored report, or None if the period fits no picture."""
     info = await area_info(s, org, area_id, municipality_id)
     try:
         period = resolve_period(info, period_text)
     except InvalidPeriod:
         log.warning("report stored with a period that fits no picture", extra={"area": area_id})
-        return
-    await db.ensure_picture_row(s, area_id=area_id, period=period.id, municipality_id=info.municipality_id)
-    row = await db.lock_picture_row(s, area_id, period.id)
-    if row.status == "published":
-        await _publish_locked(s, deps=deps, org=org, info=info, period=period, current_version=row.version,
-                              by=None, mode="revision", now=now, effects=effects)
-        return
-    built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules)
-    effects.rates.append((info.municipality_id, area_id, built.picture.completeness.rate))
-    if deps.emit_updates:
-        event = new_event(type="se.est.picture.updated", subject=area_id, time=now,
-                          id=f"picture-updated:{area_id}:{period.id}:{cause}",
-                          data=PictureUpdated(picture=built.picture))
-        await add_to_outbox(s, db.outbox, picture_updated(info.municipality_id, area_id), event)
-        effects.outbox += 1
+        return None
+    return area_id, period.id, info.municipality_id
 
 
-async def handle_report_submitted(event: CloudEvent[Any], *, deps: Deps, org: OrgSnapshot,
-                                  now: datetime | None = None) -> bool:
-    """Store a report once (idempotent) and bring its picture up to date; False for a duplicate.
+async def _store_batch(s: AsyncSession, events: Sequence[CloudEvent[Any]], *, deps: Deps,
+                       org: OrgSnapshot) -> BatchOutcome:
+    fresh = _first_by(events, lambda e: e.id)
+    known = await db.processed_ids(s, deps.consumer, [e.id for e in fresh])
+    fresh = [e for e in fresh if e.id not in known]
+    await db.mark_processed_many(s, deps.consumer, [e.id for e in fresh])
+    pairs = _first_by([(e.id, record_of(e.data)) for e in fresh], lambda p: p[1].report_id)
+    stored = await db.existing_report_ids(s, [r.report_id for _, r in pairs])
+    new = [(eid, r) for eid, r in pairs if r.report_id not in stored]
+    await db.insert_reports(s, new)
+    targets = {(r.area_id, r.period, r.municipality_id) for _, r in new}
+    corrected = [r.supersedes for _, r in new if r.supersedes]
+    if corrected:  # a correction also changes the picture of the report it replaces
+        targets |= set((await db.report_places(s, corrected)).values())
+    keys = set()
+    for area_id, period_text, muni in targets:
+        key = await _picture_key(s, org, area_id, period_text, muni)
+        if key is not None:
+            keys.add(key)
+    await db.ensure_picture_rows(s, sorted(keys))
+    await db.mark_dirty(s, sorted(keys), token=uuid.uuid4().hex)
+    return BatchOutcome(stored=len(new), duplicates=len(events) - len(new), dirty=len(keys))
 
-    A report for a published picture revises it into version N+1 in the same transaction. A
-    correction also refreshes the picture of the report it supersedes when that lies elsewhere.
+
+async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, org: OrgSnapshot,
+                              attempts: int = 3) -> BatchOutcome:
+    """Store many reports in one transaction, idempotently, and mark their pictures dirty.
+
+    The processed-event marks, the reports and the dirty marks commit together. An event id or
+    report id seen before (in the batch or in the database) is a duplicate and changes nothing.
+    No picture is computed here: ``refresh_dirty`` does that, coalesced. A unique-key race with
+    another replica rolls the batch back and tries again (the second look sees the other's rows).
     """
-    data: ReportSubmitted = event.data
-    record = record_of(data)
-    now = now or utcnow()
-    effects = Effects()
-    async with deps.unit_of_work() as s:
-        if not await mark_processed(s, db.processed, consumer=deps.consumer, event_id=event.id):
-            duplicate = True
-        elif await db.report_exists(s, record.report_id):
-            duplicate = True
-        else:
-            duplicate = False
-            await db.insert_report(s, event_id=event.id, record=record)
-            targets = [(record.area_id, record.period, record.municipality_id)]
-            if record.supersedes:
-                old = await db.get_report(s, record.supersedes)
-                if old is not None and (old.area_id, old.period) != (record.area_id, record.period):
-                    targets.append((old.area_id, old.period, old.municipality_id))
-            for area_id, period_text, muni in targets:
-                await _refresh(s, deps=deps, org=org, area_id=area_id, period_text=period_text,
-                               municipality_id=muni, cause=event.id, now=now, effects=effects)
-    deps.metrics.reports.labels("duplicate" if duplicate else "stored").inc()
-    effects.apply(deps)
-    return not duplicate
+    for attempt in range(1, attempts + 1):
+        try:
+            async with deps.unit_of_work() as s:
+                outcome = await _store_batch(s, events, deps=deps, org=org)
+            break
+        except IntegrityError:
+            if attempt == attempts:
+                raise
+            deps.metrics.conflicts.inc()
+    deps.metrics.reports.labels("stored").inc(outcome.stored)
+    deps.metrics.reports.labels("duplicate").inc(outcome.duplicates)
+    if outcome.dirty:
+        deps.wake_refresher()
+    return outcome
 
 
-async def handle_forfeiture_recorded(event: CloudEvent[Any], *, deps: Deps, org: OrgSnapshot,
-                                     now: datetime | None = None) -> bool:
-    """Store a forfeiture protocol's aggregate facts once; a published picture of its area is revised."""
+async def handle_report_submitted(event: CloudEvent[Any], *, deps: Deps, org: OrgSnapshot) -> bool:
+    """Store one report (a batch of one); False for a duplicate."""
+    return (await handle_report_batch([event], deps=deps, org=org)).stored == 1
+
+
+async def handle_forfeiture_recorded(event: CloudEvent[Any], *, deps: Deps, org: OrgSnapshot) -> bool:
+    """Store a forfeiture protocol's aggregate facts once and mark the picture of its area and week dirty."""
     data: ForfeitureRecorded = event.data
-    effects = Effects()
     async with deps.unit_of_work() as s:
         if not await mark_processed(s, db.processed, consumer=f"{deps.consumer}:forfeitures", event_id=event.id):
             return False
@@ -367,17 +401,92 @@ async def handle_forfeiture_recorded(event: CloudEvent[Any], *, deps: Deps, org:
                 social_services_notified=data.social_services_notified):
             return False
         area = org.areas.get(data.area_id) if data.area_id else None
+        marked = False
         if area is not None:
             muni = org.municipalities.get(area.municipality_id)
             tz = muni.timezone if muni else "Europe/Stockholm"
             period = current_period(area.cadence, data.occurred_at, tz)
-            row = await db.picture_row(s, area.id, period.id)
-            if row is not None:
-                await _refresh(s, deps=deps, org=org, area_id=area.id, period_text=period.id,
-                               municipality_id=area.municipality_id, cause=event.id, now=now or utcnow(),
-                               effects=effects)
-    effects.apply(deps)
+            if await db.picture_row(s, area.id, period.id) is not None:
+                await db.mark_dirty(s, [(area.id, period.id, area.municipality_id)], token=uuid.uuid4().hex)
+                marked = True
+    if marked:
+        deps.wake_refresher()
     return True
+
+
+@dataclass
+class RefreshOutcome:
+    """What one pass of the refresher did."""
+
+    updated: int = 0
+    revised: int = 0
+    waiting: int = 0
+
+
+async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = None, revise_after: float = 2.0,
+                        limit: int = 1000) -> RefreshOutcome:
+    """One coalescing pass over the dirty pictures.
+
+    An open picture is recomputed once and one ``se.est.picture.updated`` goes out for it, whatever
+    number of reports arrived since the last pass (event id ``picture-updated:AREA:PERIOD:TOKEN``,
+    the token of the dirty mark: a replica repeating the pass adds nothing). A published picture
+    is revised once its first unhandled mark is ``revise_after`` seconds old: ONE version N+1
+    covering every late report that came meanwhile (no version when nothing visible changed).
+    A mark is cleared only if no newer report replaced its token meanwhile.
+    """
+    now = now or utcnow()
+    out = RefreshOutcome()
+    updates: list[tuple[Any, BuiltPicture | None]] = []
+    revisions: list[Any] = []
+    async with deps.sessions() as s:
+        for row in await db.dirty_rows(s, limit):
+            state = await db.picture_row(s, row.area_id, row.period)
+            if state is not None and state.status == "published":
+                if (now - as_utc(row.first_at)).total_seconds() >= revise_after:
+                    revisions.append(row)
+                else:
+                    out.waiting += 1
+                continue
+            built = None
+            if deps.emit_updates:
+                try:
+                    info = await area_info(s, org, row.area_id, row.municipality_id)
+                    built = await compute_picture(s, org=org, info=info, period=Period.parse(row.period),
+                                                  rules=deps.rules)
+                except (PeriodError, AreaNotFound):
+                    built = None
+            updates.append((row, built))
+    if updates:
+        effects = Effects()
+        async with deps.unit_of_work() as s:
+            for row, built in updates:
+                state = await db.picture_row(s, row.area_id, row.period)
+                if built is not None and (state is None or state.status == "open"):
+                    event = new_event(type="se.est.picture.updated", subject=row.area_id, time=now,
+                                      id=f"picture-updated:{row.area_id}:{row.period}:{row.token}",
+                                      data=PictureUpdated(picture=built.picture))
+                    await add_to_outbox(s, db.outbox, picture_updated(row.municipality_id, row.area_id), event)
+                    effects.outbox += 1
+                    effects.rates.append((row.municipality_id, row.area_id, built.picture.completeness.rate))
+                    out.updated += 1
+                await db.clear_dirty(s, row.area_id, row.period, row.token)
+        effects.apply(deps)
+    for row in revisions:
+        effects = Effects()
+        try:
+            async with deps.unit_of_work() as s:
+                locked = await db.lock_picture_row(s, row.area_id, row.period)
+                info = await area_info(s, org, row.area_id, row.municipality_id)
+                result = await _publish_locked(s, deps=deps, org=org, info=info, period=Period.parse(row.period),
+                                               current_version=locked.version, by=None, mode="revision", now=now,
+                                               effects=effects)
+                await db.clear_dirty(s, row.area_id, row.period, row.token)
+        except IntegrityError:  # another replica published this version first; the mark stays for a new look
+            deps.metrics.conflicts.inc()
+            continue
+        effects.apply(deps)
+        out.revised += 1 if result else 0
+    return out
 
 
 async def publish_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str, by: str | None,
@@ -448,7 +557,16 @@ async def auto_publish_due(*, deps: Deps, org: OrgSnapshot, now: datetime) -> li
 
 async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
                        version: int | None = None) -> dict[str, Any]:
-    """The picture: a published version as sent (``version``), the latest published one, or the live open one."""
+    """The picture: a published version as sent (``version``), the latest published one, or the live open one.
+
+    Small-count coarsening: the same picture is served to every caller who may see the area,
+    whether or not ``principal.sees_personal_data`` (police, social services). Counts of 1–2 in
+    the checklist's count items stay as they are for everyone: they count incidents (damage,
+    graffiti, gatherings), not persons, so they identify nobody. Only the Kronoberg figures are
+    coarsened (fewer than three forfeiture interventions show as ``"<3"``, places named fewer
+    than three times are left out; see ``domain.kronoberg_aggregates``), for every caller, since
+    they describe young people and a picture is treated as a public document.
+    """
     async with deps.sessions() as s:
         info = await area_info(s, org, area_id)
         period = resolve_period(info, period_text)

@@ -30,6 +30,15 @@ class AggregatorSettings(ServiceSettings):
         "aggregator", "emit_updates", True, "publish se.est.picture.updated when an open picture changes")
     outbox_interval: float = service_field(  # type: ignore[assignment]
         "aggregator", "outbox_interval", 0.5, "seconds between outbox relay runs when not woken")
+    batch_size: int = service_field(  # type: ignore[assignment]
+        "aggregator", "batch_size", 256, "most report events stored in one transaction")
+    update_interval: float = service_field(  # type: ignore[assignment]
+        "aggregator", "update_interval", 0.5,
+        "seconds between passes of the refresher: at most one se.est.picture.updated per picture per interval "
+        "(a pass starts at once when the refresher was idle longer than this)")
+    revise_delay: float = service_field(  # type: ignore[assignment]
+        "aggregator", "revise_delay", 2.0,
+        "seconds a published picture collects late reports before its ONE revision (version N+1) is published")
     max_series_periods: int = service_field(  # type: ignore[assignment]
         "aggregator", "max_series_periods", 160, "most periods one series request may span")
 

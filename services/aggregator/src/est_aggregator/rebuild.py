@@ -1,0 +1,174 @@
+"""Rebuild the aggregator's projection from the event history in the EST_REPORTS stream.
+
+``rebuild(settings, progress=callable)`` (``await rebuild_async(...)`` inside a running loop) does:
+
+1. clear what is derived from the stream: stored reports, forfeiture facts, the processed-event
+   marks, the dirty marks and the state rows of pictures that are still open;
+2. replay the stream from its first message with an ephemeral pull consumer (filtered like the
+   live consumers: ``report_subject`` and ``forfeiture_subject``), through the same handlers the
+   live consumers use (``handle_report_batch``, ``handle_forfeiture_recorded``): duplicates and
+   corrections come out exactly as live;
+3. drop the dirty marks of open pictures (an open picture is computed from the stored reports
+   on every read, so it is rebuilt once its reports are; no burst of picture.updated events).
+
+Kept, because they are history and not derived: published versions (``picture_versions`` and the
+published state rows), comments, alerts and the outbox. A published picture whose replayed reports
+differ from its last version keeps its dirty mark, so the running service publishes ONE revision
+for it (none when nothing changed). The processed marks are written under the live durable's
+consumer name, so events the durable delivers again after the rebuild change nothing.
+
+Run it while the aggregator is stopped (or its consumer paused): live writes during a rebuild
+would be erased by step 1. Command line: ``python -m est_aggregator.rebuild`` (the lead wires it
+as ``est aggregator rebuild``), with a rich progress bar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+from est_shared.bus import PoisonEvent, latest_on_subject, parse_event
+from est_shared.db import lock_schema, make_engine, session_factory
+from est_shared.org import OrgSnapshot
+from est_shared.subjects import ORG, ORG_CHANGED, REPORTS
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import CollectorRegistry
+from sqlalchemy import delete
+
+from est_aggregator import db, handlers
+from est_aggregator.domain import Rules
+from est_aggregator.metrics import AggregatorMetrics
+from est_aggregator.settings import AggregatorSettings
+
+log = logging.getLogger("est.aggregator")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What a rebuild replayed and stored."""
+
+    events: int
+    reports_stored: int
+    duplicates: int
+    forfeitures: int
+    poison: int
+    seconds: float
+
+
+async def _load_org(js: Any) -> OrgSnapshot:
+    raw = await latest_on_subject(js, ORG.name, ORG_CHANGED)
+    if not raw:
+        return OrgSnapshot()
+    return OrgSnapshot.model_validate(parse_event(raw).data.snapshot)  # type: ignore[attr-defined]
+
+
+async def _clear(deps: handlers.Deps) -> None:
+    async with deps.unit_of_work() as s:
+        for table in (db.reports, db.forfeitures, db.processed, db.picture_dirty):
+            await s.execute(delete(table))
+        await s.execute(delete(db.pictures).where(db.pictures.c.status == "open"))
+
+
+async def rebuild_async(settings: AggregatorSettings, progress: Progress | None = None, *,
+                        batch_size: int = 1000) -> RebuildResult:
+    """Rebuild the projection (see the module docstring); ``progress(done, total)`` is called as events replay."""
+    t0 = time.perf_counter()
+    engine = make_engine(settings.db_url())
+    nc = await nats.connect(settings.nats_servers, connect_timeout=5)
+    try:
+        async with engine.begin() as conn:
+            await lock_schema(conn)
+            await conn.run_sync(db.metadata.create_all)
+        deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(CollectorRegistry()),
+                             rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
+                             serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates)
+        js = nc.jetstream()
+        org = await _load_org(js)
+        await _clear(deps)
+        filters = [settings.report_subject] + ([settings.forfeiture_subject] if settings.forfeiture_subject else [])
+        name = f"rebuild-{uuid.uuid4().hex[:8]}"
+        config = ConsumerConfig(name=name, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
+                                filter_subjects=filters, inactive_threshold=120.0, mem_storage=True)
+        await js.add_consumer(REPORTS.name, config)
+        sub = await js.pull_subscribe_bind(name, stream=REPORTS.name)
+        total = (await js.consumer_info(REPORTS.name, name)).num_pending
+        done = stored = duplicates = forfeitures = poison = 0
+        if progress:
+            progress(0, total)
+        while done < total:
+            try:
+                msgs = await sub.fetch(batch_size, timeout=5.0)
+            except (nats.errors.TimeoutError, TimeoutError):
+                if (await js.consumer_info(REPORTS.name, name)).num_pending == 0:
+                    break
+                continue
+            reports = []
+            for m in msgs:
+                try:
+                    event = parse_event(m.data)
+                except PoisonEvent:
+                    poison += 1
+                    continue
+                if event.type == "se.est.report.submitted":
+                    reports.append(event)
+                elif event.type == "se.est.forfeiture.recorded":
+                    if await handlers.handle_forfeiture_recorded(event, deps=deps, org=org):
+                        forfeitures += 1
+            if reports:
+                outcome = await handlers.handle_report_batch(reports, deps=deps, org=org)
+                stored += outcome.stored
+                duplicates += outcome.duplicates
+            done += len(msgs)
+            if progress:
+                progress(done, total)
+        await sub.unsubscribe()
+        try:
+            await js.delete_consumer(REPORTS.name, name)
+        except Exception:
+            log.warning("could not delete the rebuild consumer (it expires by itself)")
+        async with deps.unit_of_work() as s:
+            open_keys = db.pictures.c.status == "open"
+            open_rows = (await s.execute(db.pictures.select().where(open_keys))).all()
+            for row in open_rows:
+                await s.execute(delete(db.picture_dirty).where(db.picture_dirty.c.area_id == row.area_id,
+                                                               db.picture_dirty.c.period == row.period))
+    finally:
+        await nc.close()
+        await engine.dispose()
+    return RebuildResult(events=done, reports_stored=stored, duplicates=duplicates, forfeitures=forfeitures,
+                         poison=poison, seconds=time.perf_counter() - t0)
+
+
+def rebuild(settings: AggregatorSettings, progress: Progress | None = None) -> RebuildResult:
+    """Rebuild the projection from the stream history (blocking; see the module docstring)."""
+    return asyncio.run(rebuild_async(settings, progress))
+
+
+def run_cli(settings: AggregatorSettings | None = None) -> RebuildResult:
+    """``est aggregator rebuild``: rebuild with a rich progress bar and print a summary."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console()
+    with Progress(TextColumn("[bold]Rebuilding pictures"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("rebuild", total=None)
+        result = rebuild(settings or AggregatorSettings(),
+                         progress=lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"{result.events} events replayed in {result.seconds:.1f} s: {result.reports_stored} reports "
+                  f"stored, {result.duplicates} duplicates ignored, {result.forfeitures} forfeitures, "
+                  f"{result.poison} undecodable skipped")
+    return result
+
+
+if __name__ == "__main__":
+    run_cli()
