@@ -192,3 +192,17 @@ def test_holds_and_episodes_from_a_start_index_agree_with_the_full_run(
     if closed_before:
         late = episodes(flags, rule, resolve_after, start)
         assert late == [e for e in eps if e.opened >= start]
+
+
+def test_rules_can_be_set_per_municipality_and_per_item() -> None:
+    from est_analysis.domain import Rule, rule_for, scoped_overrides
+
+    default = Rule(k=3, n=4)
+    ov = {"brand": {"k": 2, "n": 4}, "vaxjo": {"k": 2, "n": 3}, "vaxjo/klotter": {"k": 4, "n": 6}}
+    assert rule_for("klotter", default, ov, "vaxjo") == Rule(k=4, n=6)
+    assert rule_for("brand", default, ov, "vaxjo") == Rule(k=2, n=4)
+    assert rule_for("samling", default, ov, "vaxjo") == Rule(k=2, n=3)
+    assert rule_for("samling", default, ov, "kalmar") == default
+    assert rule_for("brand", default, ov, "kalmar") == Rule(k=2, n=4)
+    scoped = scoped_overrides(ov, "vaxjo", ["klotter", "brand", "samling"])
+    assert scoped == {"klotter": {"k": 4, "n": 6}, "brand": {"k": 2, "n": 4}, "samling": {"k": 2, "n": 3}}

@@ -71,12 +71,30 @@ class Rule:
             raise ValueError(f"k of n needs 1 <= k <= n (got k={self.k}, n={self.n})")
 
 
-def rule_for(item: str, default: Rule, overrides: Mapping[str, Mapping[str, int]] | None = None) -> Rule:
-    """The rule of an item: its override if configured, else the default."""
-    o = (overrides or {}).get(item)
+def rule_for(item: str, default: Rule, overrides: Mapping[str, Mapping[str, int]] | None = None,
+             municipality: str | None = None) -> Rule:
+    """The rule of an item: the most specific override configured, else the default.
+
+    Override keys, most specific first: ``"<municipality>/<item>"``, ``"<item>"``, ``"<municipality>"``
+    (a municipality's own default for all its items). Ids never collide: item codes and municipality ids
+    are different vocabularies, and a municipality id is never an item code in practice.
+    """
+    ov = overrides or {}
+    o = (municipality and ov.get(f"{municipality}/{item}")) or ov.get(item) or (municipality and ov.get(municipality))
     if not o:
         return default
     return Rule(k=int(o.get("k", default.k)), n=int(o.get("n", default.n)))
+
+
+def scoped_overrides(overrides: Mapping[str, Mapping[str, int]], municipality: str,
+                     items: list[str]) -> dict[str, Mapping[str, int]]:
+    """The per-item overrides that apply in one municipality, resolved by ``rule_for``'s precedence."""
+    out: dict[str, Mapping[str, int]] = {}
+    for item in items:
+        o = overrides.get(f"{municipality}/{item}") or overrides.get(item) or overrides.get(municipality)
+        if o:
+            out[item] = o
+    return out
 
 
 # --- periods --------------------------------------------------------------------------------

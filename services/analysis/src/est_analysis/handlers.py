@@ -42,6 +42,7 @@ from est_analysis.domain import (
     persistent_problems,
     rank_areas,
     rule_for,
+    scoped_overrides,
     summary_text,
     timeline,
     trend,
@@ -163,7 +164,8 @@ def _plan(rows: list[dict[str, Any]], states: dict[str, dict[str, Any]], *, ctx:
     begin = 0 if start is None else max(0, min(len(tl), tl.index(start) if start in tl else 0))
     changes: list[_Change] = []
     for item in sorted({i for pts in history.values() for i in pts} | set(states)):
-        rule = rule_for(item, ctx.rule, ctx.settings.persistent_overrides)
+        area = ctx.snapshot().areas.get(area_id)
+        rule = rule_for(item, ctx.rule, ctx.settings.persistent_overrides, area.municipality_id if area else None)
         flags = [is_flagged(history, p.id, item) for p in tl]
         eps = episodes(flags, rule, ctx.settings.resolve_after, begin)
         ongoing = eps[-1] if eps and eps[-1].resolved is None else None
@@ -289,7 +291,8 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
         raise UnknownMunicipality(municipality_id)
     ap = parse_analysis_period(period)
     rule = ctx.rule
-    overrides = ctx.settings.persistent_overrides
+    overrides = scoped_overrides(ctx.settings.persistent_overrides, municipality_id,
+                                 [i.code for c in snap.checklists.values() for i in c.items])
     async with transaction(ctx.sessions) as s:
         needs: list[AreaNeed] = []
         areas_out: list[dict[str, Any]] = []

@@ -33,7 +33,8 @@ class AnalysisSettings(ServiceSettings):
         "period; missing periods count as not flagged)")  # type: ignore[assignment]
     persistent_overrides: dict[str, dict[str, int]] = service_field(
         "analysis", "persistent_overrides", {},
-        'per-item k/n as a JSON map, e.g. {"brand": {"k": 2, "n": 4}}')  # type: ignore[assignment]
+        'k/n overrides as a JSON map; keys "<item>", "<municipality>" or "<municipality>/<item>" (most '
+        'specific wins), e.g. {"brand": {"k": 2, "n": 4}, "vaxjo": {"k": 2, "n": 3}}')  # type: ignore[assignment]
     resolve_after: int = service_field(
         "analysis", "resolve_after", 2,
         "a persistent problem is resolved after this many consecutive reporting periods in which "
