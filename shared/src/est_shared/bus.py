@@ -38,14 +38,20 @@ class PoisonEvent(Exception):
     """An event that can never be processed; it goes to the dead-letter subject."""
 
 
-def make_broker(settings_nats_servers: Sequence[str]) -> NatsBroker:
+def make_broker(settings_nats_servers: Sequence[str], *, registry: Any = None, service: str = "est") -> NatsBroker:
     """A FastStream NATS broker that reconnects forever; its logs go through our JSON logging at WARNING
     (per-message logs are DEBUG, which costs throughput and says nothing an operator needs)."""
     framework_log = logging.getLogger("est.faststream")
     if framework_log.level == logging.NOTSET:
         framework_log.setLevel(logging.WARNING)
+    middlewares = []
+    if registry is not None:  # FastStream's own technical metrics (received, processed, published, sizes)
+        from faststream.nats.prometheus import NatsPrometheusMiddleware
+
+        middlewares.append(NatsPrometheusMiddleware(registry=registry, app_name=service))
     return NatsBroker(list(settings_nats_servers), logger=framework_log, log_level=logging.DEBUG,
-                      max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2)
+                      max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2,
+                      middlewares=middlewares)
 
 
 async def ensure_streams(js: JetStreamContext, streams: Sequence[StreamDef] = STREAMS, *,

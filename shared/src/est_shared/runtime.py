@@ -54,7 +54,7 @@ class ServiceRuntime:
         self.directory = Directory()
         self.org_version = Gauge(f"est_{name}_org_version", "Organisation snapshot version in use",
                                  registry=self.registry)
-        self.broker = make_broker(settings.nats_servers)
+        self.broker = make_broker(settings.nats_servers, registry=self.registry, service=name)
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
         self._org_listeners: list[Callable[[OrgSnapshot], Awaitable[None]]] = []
