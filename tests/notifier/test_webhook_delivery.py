@@ -98,7 +98,7 @@ async def test_retry_cap_dead_letters_the_delivery(nats_url: str, tmp_path: Path
         assert len(rx.requests) == 3
         metrics = (await n.http.get("/metrics")).text
         assert 'est_notifier_dead_deliveries_total{channel="webhook"} 1.0' in metrics
-        assert "est_notifier_backlog_deliveries 0.0" in metrics
+        assert 'est_notifier_backlog_deliveries{channel="webhook"} 0.0' in metrics
 
 
 async def test_connection_refused_is_retried(nats_url: str, tmp_path: Path, org: Org) -> None:

@@ -7,7 +7,7 @@ import logging
 from datetime import date
 from typing import Any, Literal
 
-from est_shared.http import Problem, require_role
+from est_shared.http import Problem, require_area, require_role
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.runtime import ServiceRuntime
 from fastapi import APIRouter, Depends, Query
@@ -257,14 +257,17 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
                     raise Problem(403, "Forbidden", f"Unknown area {area_id!r}. / Okänt område {area_id!r}.")
             else:
                 _require_municipality(principal, area.municipality_id, snap)
+                require_area(principal, area_id)
             return await handlers.list_measures(ctx=ctx, area_id=area_id)
         if municipality_id:
             _require_municipality(principal, municipality_id, snap)
-            return await handlers.list_measures(ctx=ctx, municipality_id=municipality_id)
+            found = await handlers.list_measures(ctx=ctx, municipality_id=municipality_id)
+            return [m for m in found if principal.may_see_area(m["area_id"])]
         if "admin" in principal.roles:
             return await handlers.list_measures(ctx=ctx)
         munis = {m for m in snap.municipalities if _belongs(principal, m, snap)}
-        return [m for m in await handlers.list_measures(ctx=ctx) if m["municipality_id"] in munis]
+        return [m for m in await handlers.list_measures(ctx=ctx)
+                if m["municipality_id"] in munis and principal.may_see_area(m["area_id"])]
 
     @router.get("/v1/measures/{measure_id}", tags=["measures"], summary="One measure with its history")
     async def get_measure(measure_id: str, principal: Principal = principal_dep) -> dict[str, Any]:
@@ -274,6 +277,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         except MeasureNotFound:
             raise Problem(404, "Not found", f"No measure {measure_id!r}. / Ingen åtgärd {measure_id!r}.") from None
         _require_municipality(principal, m["municipality_id"], ctx.snapshot())
+        require_area(principal, m["area_id"])
         return m
 
     return router

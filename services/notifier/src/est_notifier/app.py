@@ -155,6 +155,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
             await lock_schema(conn)
             await conn.run_sync(ensure_schema, tables)
         state["tables_ready"] = True
+        await worker.refresh_metrics()  # backlog gauges from the database, before the first round
         pending = state.pop("pending_org", None)
         if pending is not None:
             await reconcile(pending)

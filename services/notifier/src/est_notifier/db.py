@@ -94,6 +94,7 @@ def make_tables() -> Tables:
         Column("last_error", Text),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("finished_at", DateTime(timezone=True)),
+        Column("period_close_at", Float),  # epoch seconds of the period's deadline: first published pictures only
         UniqueConstraint("subscription_id", "event_id", name="uq_delivery_subscription_event"),
         UniqueConstraint("channel_target", "event_id", name="uq_delivery_target_event"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
@@ -292,10 +293,14 @@ async def get_delivery(s: AsyncSession, t: Tables, delivery_id: str) -> dict[str
     return dict(row) if row else None
 
 
-async def count_backlog(s: AsyncSession, t: Tables) -> int:
+async def backlog(s: AsyncSession, t: Tables) -> tuple[dict[str, int], float | None]:
+    """Undelivered deliveries (pending, retrying, in flight) per channel, and when the oldest was created."""
     c = t.deliveries.c
-    return int(await s.scalar(select(func.count()).select_from(t.deliveries)
-                              .where(c.status.in_(("pending", "delivering")))) or 0)
+    undelivered = c.status.in_(("pending", "delivering"))
+    counts = {str(ch): int(n) for ch, n in (await s.execute(
+        select(c.channel, func.count()).where(undelivered).group_by(c.channel))).all()}
+    oldest = aware(await s.scalar(select(c.created_at).where(undelivered).order_by(c.created_at).limit(1)))
+    return counts, (oldest.timestamp() if oldest is not None else None)
 
 
 async def list_deliveries(s: AsyncSession, t: Tables, *, subscription_ids: list[str] | None,

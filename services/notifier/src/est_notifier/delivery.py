@@ -159,6 +159,10 @@ class DeliveryWorker:
                 raise
             except Exception:
                 log.exception("delivery worker round failed")
+                try:
+                    await self.refresh_metrics()
+                except Exception:
+                    log.warning("could not refresh the backlog metrics")
             if claimed:
                 continue
             wait = self.poll_interval
@@ -197,9 +201,14 @@ class DeliveryWorker:
                                              reason=f"cancelled: {END_REASONS.get(d['ended_reason'], ('',))[0]}")
             results = await asyncio.gather(*(self._send(d) for d in live))
             await self._record(list(zip(live, results, strict=True)), token)
-        async with self.sessions() as s:
-            self.metrics.backlog.set(await db.count_backlog(s, self.tables))
+        await self.refresh_metrics()
         return len(claimed)
+
+    async def refresh_metrics(self) -> None:
+        """Backlog per channel and the oldest undelivered delivery, read from the database (right after restarts)."""
+        async with self.sessions() as s:
+            counts, oldest = await db.backlog(s, self.tables)
+        self.metrics.set_backlog(counts, oldest)
 
     async def _claim(self, now: float, token: str) -> list[dict[str, Any]]:
         """Take up to ``batch`` due deliveries in one UPDATE; only rows this UPDATE changed are ours."""
@@ -316,6 +325,9 @@ class DeliveryWorker:
             event_time = db.aware(d["event_time"])
             if event_time is not None:
                 self.metrics.latency.labels(channel).observe(max(0.0, now - event_time.timestamp()))
+            close_at = d.get("period_close_at")
+            if close_at is not None:
+                self.metrics.close_to_delivery.labels(channel).observe(max(0.0, now - float(close_at)))
         elif status == "failed":
             self.metrics.deliveries.labels(channel, "failed").inc()
             log.warning("delivery failed without retry", extra={"delivery_id": did, "code": result.code,

@@ -14,7 +14,7 @@ from est_shared.bus import encode
 from est_shared.db import mark_processed, transaction
 from est_shared.events import CloudEvent
 from est_shared.org import period_deadline
-from est_shared.periods import current_period
+from est_shared.periods import Period, PeriodError, current_period
 from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -415,6 +415,20 @@ def event_scope(event: CloudEvent[Any]) -> Scope | None:
     return Scope(kind, data.municipality_id, None)  # analyses; notifications go to the whole municipality
 
 
+def period_close(event: CloudEvent[Any], snapshot: Any) -> float | None:
+    """The period's deadline (epoch seconds) of a first published picture; None for anything else or unknown."""
+    if event_kind(event.type) != "picture.published" or event.data.picture.version != 1 or snapshot is None:
+        return None
+    pic = event.data.picture
+    mun = snapshot.municipalities.get(pic.municipality_id)
+    if mun is None:
+        return None
+    try:
+        return period_deadline(mun, Period.parse(pic.period)).timestamp()
+    except (PeriodError, ValueError):
+        return None
+
+
 def view_of(row: dict[str, Any]) -> SubscriptionView:
     return SubscriptionView(
         id=row["id"], municipality_id=row["municipality_id"], area_ids=tuple(row["area_ids"] or ()),
@@ -479,6 +493,7 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
         if scope is None:
             return []
         rows = await db.candidate_subscriptions(s, tables, scope.municipality_id)
+        close_at = period_close(event, snapshot)
         event_bytes = encode(event)
         event_json: dict[str, Any] = json.loads(event_bytes)
         created: list[str] = []
@@ -501,7 +516,7 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
                     "channel_target": row["channel_target"],
                     "target": {"url": channel["url"]} if channel["type"] == "webhook" else {"to": [channel["to"]]},
                     "payload": event_bytes, "next_attempt_at": now().timestamp(), "status": "pending",
-                    "attempts": 0, "created_at": db.utcnow()})
+                    "attempts": 0, "created_at": db.utcnow(), "period_close_at": close_at})
                 created.append(channel["type"])
                 continue
             seen = personalise(event_json, scope.kind, audience_for(snapshot, row["owner_id"]))
@@ -523,7 +538,7 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
                 "id": did, "subscription_id": row["id"], "event_id": event.id, "event_type": event.type,
                 "event_time": event.time, "channel": row["channel"]["type"], "channel_target": row["channel_target"],
                 "target": target, "payload": payload, "next_attempt_at": now().timestamp(), "status": "pending",
-                "attempts": 0, "created_at": db.utcnow(),
+                "attempts": 0, "created_at": db.utcnow(), "period_close_at": close_at,
             })
             created.append(row["channel"]["type"])
         if new_deliveries:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+CHANNELS = ("webhook", "email")  # the only label values of ``channel``: bounded
+
+CLOSE_TO_DELIVERY_BUCKETS = (60, 300, 900, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 24 * 3600,
+                             2 * 24 * 3600, 3 * 24 * 3600, 5 * 24 * 3600, 7 * 24 * 3600)
 
 
 class NotifierMetrics:
@@ -19,8 +27,21 @@ class NotifierMetrics:
                                 ["channel", "result"], registry=registry)
         self.dead = Counter("est_notifier_dead_deliveries_total", "Deliveries dead-lettered after the retry cap",
                             ["channel"], registry=registry)
-        self.backlog = Gauge("est_notifier_backlog_deliveries", "Deliveries pending or in flight",
-                             registry=registry)
+        self.backlog = Gauge("est_notifier_backlog_deliveries",
+                             "Deliveries pending, retrying or in flight, by channel (read from the database)",
+                             ["channel"], registry=registry)
+        for channel in CHANNELS:
+            self.backlog.labels(channel).set(0)
+        self._oldest: float | None = None  # epoch seconds of the oldest undelivered delivery's creation
+        self.oldest_age = Gauge("est_notifier_oldest_undelivered_age_seconds",
+                                "Age of the oldest delivery still pending, retrying or in flight (0 when none)",
+                                registry=registry)
+        self.oldest_age.set_function(self._oldest_age)
+        self.close_to_delivery = Histogram(
+            "est_notifier_period_close_to_delivery_seconds",
+            "Time from the period's deadline to the successful delivery of its first published picture "
+            "(version 1), by channel; pictures delivered before the deadline count as 0",
+            ["channel"], buckets=CLOSE_TO_DELIVERY_BUCKETS, registry=registry)
         self.latency = Histogram("est_notifier_event_to_delivery_seconds",
                                  "Time from the event to its successful delivery", ["channel"],
                                  buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
@@ -44,3 +65,13 @@ class NotifierMetrics:
                                 "Openings of sealed personal data to deliver a notification to social services, "
                                 "by outcome of the attempt (delivered, retry, failed, dead)", ["outcome"],
                                 registry=registry)
+
+    def set_backlog(self, by_channel: Mapping[str, int], oldest: float | None) -> None:
+        """The backlog per channel and the creation time of the oldest undelivered delivery, from the database."""
+        for channel in CHANNELS:
+            self.backlog.labels(channel).set(by_channel.get(channel, 0))
+        self._oldest = oldest
+
+    def _oldest_age(self) -> float:
+        """Computed at scrape time, so the age grows between worker refreshes."""
+        return 0.0 if self._oldest is None else max(0.0, time.time() - self._oldest)
