@@ -21,7 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from est_cli.procs import ServiceProcess  # noqa: E402
+from est_cli.procs import ServiceProcess, free_port  # noqa: E402, F401
 from est_shared.bus import encode, ensure_streams  # noqa: E402
 from est_shared.events import Answer, ReportSubmitted, new_event  # noqa: E402
 from est_shared.natsserver import NatsServer  # noqa: E402

@@ -71,6 +71,7 @@ def start_system(data_dir: Path, org_file: Path | None, *, ports: dict[str, int]
         args.append("--demo")
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir / "est-up.out"
+    offset = log.stat().st_size if log.exists() else 0  # a restart appends: look only at this run's lines
     with open(log, "a") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
     system = System(proc, {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}, data_dir, log)
@@ -78,7 +79,7 @@ def start_system(data_dir: Path, org_file: Path | None, *, ports: dict[str, int]
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"est up exited with {proc.returncode}:\n{system.output()[-4000:]}")
-        if "Running. Press Ctrl-C to stop." in system.output():
+        if b"Running. Press Ctrl-C to stop." in log.read_bytes()[offset:]:
             return system
         time.sleep(0.2)
     system.stop(signal.SIGKILL)

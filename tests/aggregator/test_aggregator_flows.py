@@ -220,32 +220,3 @@ async def test_two_replicas_never_publish_one_version_twice(bus: Bus, nats_url: 
         assert len(versions) == len(set(versions)) and all(v > 1 for v in versions)
         evs = await Bus.take(tap, 1 + len(versions))
         assert sorted(e["data"]["picture"]["version"] for e in evs) == [1, *versions]
-
-
-async def test_forfeitures_show_as_coarsened_kronoberg_aggregates(world: World, bus: Bus, nats_url: str,
-                                                                  tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
-    from est_shared.bus import publish_event
-    from est_shared.events import ForfeitureRecorded, new_event
-
-    settings = settings_for(world, nats_url, tmp_path, forfeiture_subject=f"est.forfeiture.recorded.{world.muni}")
-    async with running(world, settings) as (base, _app), httpx.AsyncClient() as c:
-        await bus.send(report(world, "k0", {"berusning": 2}))
-        await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 1)
-        for i, band in enumerate(["15_17", "18_19", "under_15"]):
-            data = ForfeitureRecorded(protocol_id=f"{world.muni}-{i}", municipality_id=world.muni,
-                                      area_id=world.area, place="centrum", age_band=band,  # type: ignore[arg-type]
-                                      occurred_at=datetime(2026, 3, 6, 21, 30, tzinfo=UTC),
-                                      items=[{"beverage": "starköl", "volume_liters": 1.5, "containers": 3}],
-                                      guardian_contacted=band != "18_19")
-            ev = new_event(type="se.est.forfeiture.recorded", source="/test", data=data, id=data.protocol_id)
-            await publish_event(bus.js, f"est.forfeiture.recorded.{world.muni}", ev)
-            if i == 0:
-                pic = await picture_when(c, base, world, "2026-W10", lambda p: p.get("kronoberg") is not None)
-                assert pic["kronoberg"] == {"interventions": "<3", "coarsened": True}
-        pic = await picture_when(c, base, world, "2026-W10",
-                                 lambda p: (p.get("kronoberg") or {}).get("interventions") == 3)
-        k = pic["kronoberg"]
-        assert k["litres_by_beverage"] == {"starköl": 4.5} and k["share_under_18"] == 0.67
-        assert k["guardian_contacted"] == 2 and k["by_weekday"] == {"fri": 3} and k["places"] == {"centrum": 3}

@@ -98,11 +98,12 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
                           version: Annotated[int | None, Query(
                               ge=1, description="a published version, exactly as it was sent")] = None,
                           ) -> JSONResponse:
-        """The picture; counts of 1–2 stay for everyone (incidents, not persons); Kronoberg figures are coarsened."""
+        """The picture; checklist counts are exact for everyone (incidents, not persons); Kronoberg figures are
+        exact for police and social services and coarsened ("<3") for everyone else."""
         require_area(who, area_id)
         try:
             body = await handlers.read_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
-                                               version=version)
+                                               version=version, personal=who.sees_personal_data)
         except AggregatorError as exc:
             raise translate(exc) from exc
         return JSONResponse(body)
@@ -136,7 +137,8 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
                           f"Du ser inget område i {municipality_id}.")
         try:
             body = await handlers.read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
-                                                    period_text=period, area_ids=areas)
+                                                    period_text=period, area_ids=areas,
+                                                    personal=who.sees_personal_data)
         except AggregatorError as exc:
             raise translate(exc) from exc
         return JSONResponse(body)

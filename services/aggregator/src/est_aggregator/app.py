@@ -79,7 +79,8 @@ class Aggregator:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.auto_publish_once()
+                if await self.auto_publish_once() and self.settings.business_metrics_interval > 0:
+                    await self.business_metrics_once()  # a period just closed: the gauges move now
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -96,6 +97,21 @@ class Aggregator:
                 log.warning("could not read the outbox backlog")
             await asyncio.sleep(5.0)
 
+    async def business_metrics_once(self) -> dict[str, handlers.ReportingTally]:
+        """Refresh the reports expected / received / late gauges (latest closed period, by ``clock``)."""
+        return await handlers.refresh_business_metrics(deps=self.deps, org=self.runtime.directory.snapshot,
+                                                       now=self.clock())
+
+    async def _business_loop(self) -> None:
+        while True:
+            try:
+                await self.business_metrics_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("could not refresh the business gauges")
+            await asyncio.sleep(self.settings.business_metrics_interval)
+
     async def start(self) -> None:
         """Create the tables, start the outbox relay and the background loops."""
         engine = self.runtime.engine
@@ -103,6 +119,7 @@ class Aggregator:
         async with engine.begin() as conn:
             await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
+            await conn.run_sync(db.add_missing_columns)
         metrics = self.runtime.metrics
         self.relay = OutboxRelay(sessions=self.deps.sessions, table=db.outbox, js=self.runtime.js,
                                  interval=self.settings.outbox_interval,
@@ -113,6 +130,8 @@ class Aggregator:
         if self.settings.auto_publish_interval > 0:
             self.runtime.spawn(self._auto_publish_loop(), "auto-publish")
         self.runtime.spawn(self._gauge_loop(), "outbox-gauge")
+        if self.settings.business_metrics_interval > 0:
+            self.runtime.spawn(self._business_loop(), "business-gauges")
         self.runtime.spawn(self._refresh_loop(), "picture-refresh")
 
     async def stop(self) -> None:
@@ -132,7 +151,8 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
         settings=settings, engine=engine)
     deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(runtime.registry),
                          rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
-                         serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates)
+                         serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates,
+                         kronoberg_min_count=settings.kronoberg_min_count)
     aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings)
     runtime.on_start(aggregator.start)
     runtime.on_stop(aggregator.stop)

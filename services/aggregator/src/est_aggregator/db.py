@@ -144,8 +144,27 @@ forfeitures = Table(
     Column("items", JSON, nullable=False),
     Column("direct_forfeiture", Boolean, nullable=False, default=False),
     Column("guardian_contacted", Boolean, nullable=False, default=False),
+    Column("guardian_came", Boolean, default=False),
+    Column("source", String(60)),
     Column("social_services_notified", Boolean, nullable=False, default=False),
 )
+
+
+ADDED_COLUMNS = {"forfeitures": ("guardian_came", "source")}  # added after the first release
+
+
+def add_missing_columns(conn: Any) -> None:
+    """Add nullable columns that newer code has to tables an older version created (no Alembic yet)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    inspector = inspect(conn)
+    for name, columns in ADDED_COLUMNS.items():
+        have = {c["name"] for c in inspector.get_columns(name)}
+        for col in columns:
+            if col not in have:
+                ddl = CreateColumn(metadata.tables[name].c[col]).compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {ddl}")
 
 
 def _insert(session: AsyncSession, table: Table) -> Any:

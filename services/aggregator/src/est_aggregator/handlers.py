@@ -56,8 +56,13 @@ from est_aggregator.domain import (
     as_utc,
     build_picture,
     checklist_items,
+    coarsen_kronoberg,
+    completeness,
+    effective_reports,
     history_periods,
     kronoberg_aggregates,
+    kronoberg_view,
+    merge_kronoberg,
     period_ids,
     picture_changes,
     severity,
@@ -78,6 +83,7 @@ class Deps:
     rules: Rules = field(default_factory=Rules)
     consumer: str = "aggregator-reports"
     serialise_writes: bool = True
+    kronoberg_min_count: int = 3
     emit_updates: bool = True
     wake: Callable[[], None] = lambda: None
     wake_refresher: Callable[[], None] = lambda: None
@@ -103,6 +109,7 @@ class Effects:
     raised: list[str] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     rates: list[tuple[str, str, float]] = field(default_factory=list)
+    delays: list[tuple[str, float]] = field(default_factory=list)
 
     def apply(self, deps: Deps) -> None:
         """Count the effects once the transaction committed, and wake the relay."""
@@ -117,6 +124,8 @@ class Effects:
             m.alerts_resolved.labels(kind).inc()
         for muni, area, rate in self.rates:
             m.completeness.labels(muni, area).set(rate)
+        for mode, seconds in self.delays:
+            m.publish_delay.labels(mode).observe(max(0.0, seconds))
         if self.outbox:
             deps.wake()
 
@@ -225,6 +234,13 @@ def _extras(built: BuiltPicture, deadline: datetime | None) -> dict[str, Any]:
     return {"means": built.means, "deadline": deadline.isoformat() if deadline else None}
 
 
+def outgoing(picture: PictureData, deps: Deps) -> PictureData:
+    """The picture as it leaves the service in an event: Kronoberg figures always coarsened."""
+    if picture.kronoberg is None:
+        return picture
+    return picture.model_copy(update={"kronoberg": coarsen_kronoberg(picture.kronoberg, deps.kronoberg_min_count)})
+
+
 async def _raise_and_resolve(s: AsyncSession, *, info: AreaInfo, period: Period, picture: PictureData,
                              version: int, now: datetime, effects: Effects) -> None:
     """Edge-triggered alerts against the area's open alerts; older periods' revisions raise nothing."""
@@ -284,17 +300,21 @@ async def _publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info
         if mode == "revision" and not changes:
             return None
     event_id = f"picture:{info.area_id}:{period.id}:v{version}"
+    deadline = _deadline(org, info.municipality_id, period)
     event = new_event(type="se.est.picture.published", subject=info.area_id, id=event_id, time=now,
-                      data=PicturePublished(picture=built.picture, revision=revision, changes=changes,
-                                            published_by=by))
+                      data=PicturePublished(picture=outgoing(built.picture, deps), revision=revision,
+                                            changes=changes, published_by=by))
     sent = json.loads(encode(event))["data"]["picture"]  # frozen exactly as it goes on the wire
     await db.insert_version(s, area_id=info.area_id, period=period.id, version=version,
                             municipality_id=info.municipality_id, picture=json.dumps(sent, ensure_ascii=False),
-                            extras=_extras(built, _deadline(org, info.municipality_id, period)), revision=revision,
+                            extras={**_extras(built, deadline), "kronoberg_exact": built.picture.kronoberg},
+                            revision=revision,
                             changes=changes, published_by=by, published_at=now, event_id=event_id)
     await db.set_published(s, area_id=info.area_id, period=period.id, version=version, at=now)
     await add_to_outbox(s, db.outbox, picture_published(info.municipality_id, info.area_id), event)
     effects.outbox += 1
+    if version == 1 and deadline is not None:
+        effects.delays.append((mode, (as_utc(now) - as_utc(deadline)).total_seconds()))
     effects.published.append((info.area_id, version, mode))
     effects.rates.append((info.municipality_id, info.area_id, built.picture.completeness.rate))
     await _raise_and_resolve(s, info=info, period=period, picture=built.picture, version=version, now=now,
@@ -398,6 +418,7 @@ async def handle_forfeiture_recorded(event: CloudEvent[Any], *, deps: Deps, org:
                 s, protocol_id=data.protocol_id, municipality_id=data.municipality_id, area_id=data.area_id,
                 place=data.place, occurred_at=as_utc(data.occurred_at), age_band=data.age_band, items=list(data.items),
                 direct_forfeiture=data.direct_forfeiture, guardian_contacted=data.guardian_contacted,
+                guardian_came=data.guardian_came, source=data.source,
                 social_services_notified=data.social_services_notified):
             return False
         area = org.areas.get(data.area_id) if data.area_id else None
@@ -464,7 +485,7 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
                 if built is not None and (state is None or state.status == "open"):
                     event = new_event(type="se.est.picture.updated", subject=row.area_id, time=now,
                                       id=f"picture-updated:{row.area_id}:{row.period}:{row.token}",
-                                      data=PictureUpdated(picture=built.picture))
+                                      data=PictureUpdated(picture=outgoing(built.picture, deps)))
                     await add_to_outbox(s, db.outbox, picture_updated(row.municipality_id, row.area_id), event)
                     effects.outbox += 1
                     effects.rates.append((row.municipality_id, row.area_id, built.picture.completeness.rate))
@@ -553,20 +574,84 @@ async def auto_publish_due(*, deps: Deps, org: OrgSnapshot, now: datetime) -> li
     return done
 
 
+@dataclass(frozen=True)
+class ReportingTally:
+    """Expected against received reporters of a municipality in its latest closed period(s)."""
+
+    expected: int
+    received: int
+    late: int
+
+
+def latest_closed(muni: Any, cadence: str, now: datetime) -> Period:
+    """The latest period of a cadence whose deadline has passed at ``now``."""
+    p = current_period(cadence, now, muni.timezone)  # type: ignore[arg-type]
+    for _ in range(8):
+        if period_deadline(muni, p) <= now:
+            break
+        p = p.prev()
+    return p
+
+
+async def reporting_tallies(*, deps: Deps, org: OrgSnapshot, now: datetime) -> dict[str, ReportingTally]:
+    """Per municipality: expected reporters, expected ones heard from and late ones in each area's latest
+    closed period (the business gauges ``est_aggregator_reports_*``)."""
+    out: dict[str, ReportingTally] = {}
+    async with deps.sessions() as s:
+        for muni in org.municipalities.values():
+            expected = received = late = 0
+            for area in org.areas.values():
+                if area.municipality_id != muni.id:
+                    continue
+                period = latest_closed(muni, area.cadence, now)
+                stored = await db.reports_for(s, area.id, period_ids(period))
+                gone = await db.superseded_in_area(s, area.id) if any(r.supersedes for r in stored) else set()
+                comp = completeness(effective_reports(stored, gone),
+                                    [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(area.id)],
+                                    deadline=period_deadline(muni, period), all_reports=stored)
+                expected += comp.expected
+                received += comp.expected - len(comp.missing_reporters)
+                late += comp.late
+            out[muni.id] = ReportingTally(expected, received, late)
+    return out
+
+
+async def refresh_business_metrics(*, deps: Deps, org: OrgSnapshot, now: datetime) -> dict[str, ReportingTally]:
+    """Set the reports expected / received / late gauges from ``reporting_tallies``."""
+    tallies = await reporting_tallies(deps=deps, org=org, now=now)
+    m = deps.metrics
+    for muni, t in tallies.items():
+        m.expected.labels(muni).set(t.expected)
+        m.received.labels(muni).set(t.received)
+        m.late.labels(muni).set(t.late)
+    return tallies
+
+
 # --- reads ------------------------------------------------------------------------------------
 
 async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
-                       version: int | None = None) -> dict[str, Any]:
+                       version: int | None = None, personal: bool = False) -> dict[str, Any]:
     """The picture: a published version as sent (``version``), the latest published one, or the live open one.
 
-    Small-count coarsening: the same picture is served to every caller who may see the area,
-    whether or not ``principal.sees_personal_data`` (police, social services). Counts of 1–2 in
-    the checklist's count items stay as they are for everyone: they count incidents (damage,
-    graffiti, gatherings), not persons, so they identify nobody. Only the Kronoberg figures are
-    coarsened (fewer than three forfeiture interventions show as ``"<3"``, places named fewer
-    than three times are left out; see ``domain.kronoberg_aggregates``), for every caller, since
-    they describe young people and a picture is treated as a public document.
+    Small-count coarsening: counts of the checklist's count items stay as they are for everyone
+    (they count incidents, not persons). The Kronoberg figures describe young people: callers who
+    see personal data (``personal``: police, social services) get them exact; everyone else gets
+    them coarsened (``domain.coarsen_kronoberg``: counts below ``kronoberg_min_count`` as ``"<3"``).
     """
+    body = await _read_picture_exact(deps=deps, org=org, area_id=area_id, period_text=period_text, version=version)
+    return _view(body, deps=deps, personal=personal)
+
+
+def _view(body: dict[str, Any], *, deps: Deps, personal: bool) -> dict[str, Any]:
+    if "kronoberg" not in body:
+        return body
+    return {**body, "kronoberg": kronoberg_view(body.get("kronoberg"), personal=personal,
+                                                min_count=deps.kronoberg_min_count)}
+
+
+async def _read_picture_exact(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
+                              version: int | None = None) -> dict[str, Any]:
+    """``read_picture`` with exact Kronoberg figures (kept beside a published version, which is sent coarsened)."""
     async with deps.sessions() as s:
         info = await area_info(s, org, area_id)
         period = resolve_period(info, period_text)
@@ -574,12 +659,20 @@ async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_tex
             v = await db.get_version(s, area_id, period.id, version)
             if v is None:
                 raise VersionNotFound(f"{area_id} {period.id} v{version}")
-            return json.loads(v.picture)  # type: ignore[no-any-return]
+            sent = json.loads(v.picture)
+            if (v.extras or {}).get("kronoberg_exact") is not None:
+                sent["kronoberg"] = v.extras["kronoberg_exact"]
+            return sent  # type: ignore[no-any-return]
         row = await db.picture_row(s, area_id, period.id)
         if row is not None and row.status == "published":
             v = await db.get_version(s, area_id, period.id, row.version)
-            return {**json.loads(v.picture), **(v.extras or {}), "published_at": v.published_at.isoformat(),
+            extras = dict(v.extras or {})
+            body = {**json.loads(v.picture), **extras, "published_at": v.published_at.isoformat(),
                     "revision": bool(v.revision), "changes": list(v.changes or [])}
+            exact = body.pop("kronoberg_exact", None)
+            if exact is not None:
+                body["kronoberg"] = exact
+            return body
         built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules)
         return {**built.picture.model_dump(mode="json"),
                 **_extras(built, _deadline(org, info.municipality_id, period))}
@@ -628,14 +721,14 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
 
 
 async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: str, period_text: str,
-                            area_ids: Sequence[str]) -> dict[str, Any]:
+                            area_ids: Sequence[str], personal: bool = False) -> dict[str, Any]:
     """The common picture: the pictures of the given areas of a municipality, plus totals."""
     if municipality_id not in org.municipalities:
         raise MunicipalityNotFound(municipality_id)
     pictures: list[dict[str, Any]] = []
     for area_id in area_ids:
         try:
-            pictures.append(await read_picture(deps=deps, org=org, area_id=area_id, period_text=period_text))
+            pictures.append(await _read_picture_exact(deps=deps, org=org, area_id=area_id, period_text=period_text))
         except InvalidPeriod:
             continue  # e.g. a biweekly id asked of a weekly area
     items: dict[str, dict[str, Any]] = {}
@@ -651,8 +744,12 @@ async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: st
     comp = {k: sum(p.get("completeness", {}).get(k, 0) for p in pictures)
             for k in ("expected", "received", "on_time", "late", "nothing_to_report")}
     comp["rate"] = round(comp["received"] / comp["expected"], 4) if comp["expected"] else 0.0
-    return {"municipality_id": municipality_id, "period": period_text, "areas": pictures,
-            "totals": {"reports": sum(p.get("reports", 0) for p in pictures), "items": items, "completeness": comp}}
+    kronoberg = kronoberg_view(merge_kronoberg(p.get("kronoberg") for p in pictures), personal=personal,
+                               min_count=deps.kronoberg_min_count)
+    return {"municipality_id": municipality_id, "period": period_text,
+            "areas": [_view(p, deps=deps, personal=personal) for p in pictures],
+            "totals": {"reports": sum(p.get("reports", 0) for p in pictures), "items": items, "completeness": comp,
+                       "kronoberg": kronoberg}}
 
 
 async def read_alerts(*, deps: Deps, area_id: str) -> list[dict[str, Any]]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# From the deadline to publication: minutes (manual before the meeting) up to a week (late auto-publish).
+DELAY_BUCKETS = (0, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
 
 
 class AggregatorMetrics:
@@ -25,5 +28,18 @@ class AggregatorMetrics:
                                   ["municipality", "area"], registry=registry)
         self.outbox_pending = Gauge("est_aggregator_outbox_pending_events", "Outbox rows not yet published",
                                     registry=registry)
+        self.expected = Gauge("est_aggregator_reports_expected",
+                              "Reporters expected to report in the latest closed period, per municipality",
+                              ["municipality"], registry=registry)
+        self.received = Gauge("est_aggregator_reports_received",
+                              "Expected reporters heard from in the latest closed period, per municipality",
+                              ["municipality"], registry=registry)
+        self.late = Gauge("est_aggregator_reports_late",
+                          "Reporters whose reports for the latest closed period all came after the deadline",
+                          ["municipality"], registry=registry)
+        self.publish_delay = Histogram("est_aggregator_publish_delay_seconds",
+                                       "Time from a period's deadline to the first publication of a picture "
+                                       "(0 when published before the deadline), by mode (auto, manual)",
+                                       ["mode"], buckets=DELAY_BUCKETS, registry=registry)
         self.conflicts = Counter("est_aggregator_publish_conflicts_total",
                                  "Publications that lost a race to another writer", registry=registry)

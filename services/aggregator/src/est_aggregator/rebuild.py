@@ -88,9 +88,11 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
         async with engine.begin() as conn:
             await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
+            await conn.run_sync(db.add_missing_columns)
         deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(CollectorRegistry()),
                              rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
-                             serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates)
+                             serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates,
+                             kronoberg_min_count=settings.kronoberg_min_count)
         js = nc.jetstream()
         org = await _load_org(js)
         await _clear(deps)

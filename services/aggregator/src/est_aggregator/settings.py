@@ -39,6 +39,13 @@ class AggregatorSettings(ServiceSettings):
     revise_delay: float = service_field(  # type: ignore[assignment]
         "aggregator", "revise_delay", 2.0,
         "seconds a published picture collects late reports before its ONE revision (version N+1) is published")
+    kronoberg_min_count: int = service_field(  # type: ignore[assignment]
+        "aggregator", "kronoberg_min_count", 3,
+        "Kronoberg counts from 1 to this minus one are shown as \"<N\" to callers outside police and social "
+        "services and in every picture event (small counts could identify a young person)")
+    business_metrics_interval: float = service_field(  # type: ignore[assignment]
+        "aggregator", "business_metrics_interval", 30.0,
+        "seconds between refreshes of the reports expected/received/late gauges (0 = off)")
     max_series_periods: int = service_field(  # type: ignore[assignment]
         "aggregator", "max_series_periods", 160, "most periods one series request may span")
 

@@ -1,0 +1,204 @@
+"""Kronoberg aggregates in pictures (exact for police/social services, coarsened for others and in events)
+and the business metrics on /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from est_aggregator.domain import coarsen_kronoberg, kronoberg_aggregates, merge_kronoberg
+from est_shared.bus import publish_event
+from est_shared.events import ForfeitureRecorded, new_event
+from est_shared.org import Person, hash_token, period_deadline
+from est_shared.periods import Period
+
+from .conftest import Bus, World, eventually, picture_when, report, running, settings_for
+
+FRI_2230 = datetime(2026, 3, 6, 21, 30, tzinfo=UTC)  # fredag 22:30 Stockholm, ISO week 2026-W10
+
+
+def protocol(i: int, band: str = "15_17", *, at: datetime = FRI_2230, place: str | None = "centrum",
+             beverage: str = "starköl", litres: float = 1.5, containers: int = 3, **over: Any) -> dict[str, Any]:
+    return {"protocol_id": f"p{i}", "occurred_at": at, "age_band": band, "place": place,
+            "items": [{"beverage": beverage, "volume_liters": litres, "containers": containers}], **over}
+
+
+def test_kronoberg_aggregates_count_beverages_ages_guardians_sources_places_weekdays_and_times() -> None:
+    k = kronoberg_aggregates([
+        protocol(1, "under_15", guardian_contacted=True, guardian_came=True, source="förälder"),
+        protocol(2, "15_17", guardian_contacted=True, direct_forfeiture=True, source="langare"),
+        protocol(3, "18_19", beverage="vin", litres=0.75, containers=1, place=None, source="langare",
+                 at=datetime(2026, 3, 7, 13, 0, tzinfo=UTC)),
+    ])
+    assert k is not None
+    assert k["interventions"] == 3 and k["litres_by_beverage"] == {"starköl": 3.0, "vin": 0.75}
+    assert k["litres_total"] == 3.75 and k["containers"] == 7
+    assert k["containers_by_beverage"] == {"starköl": 6, "vin": 1}
+    assert k["age_bands"] == {"under_15": 1, "15_17": 1, "18_19": 1} and k["share_under_18"] == 0.67
+    assert (k["guardian_contacted"], k["guardian_came"], k["direct_forfeiture"]) == (2, 1, 1)
+    assert k["sources"] == {"förälder": 1, "langare": 2} and k["by_place"] == {"centrum": 2}
+    assert k["by_weekday"] == {"fre": 2, "lör": 1} and k["by_time_of_day"] == {"18-24": 2, "12-18": 1}
+    assert kronoberg_aggregates([]) is None
+
+
+def test_small_counts_are_coarsened_litres_rounded_and_shares_hidden_below_the_threshold() -> None:
+    exact = kronoberg_aggregates([protocol(i, "15_17" if i else "18_19", guardian_contacted=i == 0,
+                                           litres=1.4) for i in range(4)])
+    c = coarsen_kronoberg(exact)
+    assert c is not None and c["coarsened"] is True
+    assert c["interventions"] == 4 and c["guardian_contacted"] == "<3" and c["guardian_came"] == 0
+    assert c["age_bands"] == {"under_15": 0, "15_17": 3, "18_19": "<3"} and c["share_under_18"] == 0.75
+    assert c["litres_by_beverage"] == {"starköl": 6} and c["litres_total"] == 6
+    few = coarsen_kronoberg(kronoberg_aggregates([protocol(1), protocol(2)]))
+    assert few is not None and few["interventions"] == "<3" and few["by_weekday"] == {"fre": "<3"}
+    assert few["litres_total"] == "<3 interventions" and few["litres_by_beverage"] == "<3 interventions"
+    assert few["share_under_18"] == "<3 interventions"
+    five = coarsen_kronoberg(kronoberg_aggregates([protocol(1), protocol(2)]), 5)
+    assert five is not None and five["interventions"] == "<5"
+    assert coarsen_kronoberg(few) == few  # coarsening twice changes nothing
+
+
+def test_municipality_totals_merge_the_areas_exactly() -> None:
+    a = kronoberg_aggregates([protocol(1, "under_15")])
+    b = kronoberg_aggregates([protocol(2, "18_19", beverage="sprit", litres=0.5)])
+    m = merge_kronoberg([a, None, b])
+    assert m is not None and m["interventions"] == 2 and m["share_under_18"] == 0.5
+    assert m["litres_by_beverage"] == {"sprit": 0.5, "starköl": 1.5} and m["by_place"] == {"centrum": 2}
+    assert merge_kronoberg([None]) is None
+
+
+def _with_police(world: World) -> World:
+    pol = Person(id="pol", name="Polis", actor="polis", roles=["key_function"], areas=[world.area],
+                 token_sha256=hash_token(f"tok-pol-{world.muni}"))
+    org = world.org.model_copy(update={"people": {**world.org.people, "pol": pol}})
+    return World(world.muni, world.area, org)
+
+
+async def _forfeit(bus: Bus, world: World, i: int, band: str, **over: Any) -> None:
+    data = ForfeitureRecorded(protocol_id=f"{world.muni}-{i}", municipality_id=world.muni, area_id=world.area,
+                              place="centrum", age_band=band, occurred_at=FRI_2230,  # type: ignore[arg-type]
+                              items=[{"beverage": "starköl", "volume_liters": 1.5, "containers": 3}], **over)
+    ev = new_event(type="se.est.forfeiture.recorded", source="/test", data=data, id=data.protocol_id)
+    await publish_event(bus.js, f"est.forfeiture.recorded.{world.muni}", ev)
+
+
+async def test_police_see_exact_kronoberg_figures_others_and_events_see_them_coarsened(
+        world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    world = _with_police(world)
+    updated = await bus.tap(f"est.picture.updated.{world.muni}.>", "EST_PICTURES")
+    published = await bus.tap(f"est.picture.published.{world.muni}.>", "EST_PICTURES")
+    settings = settings_for(world, nats_url, tmp_path, forfeiture_subject=f"est.forfeiture.recorded.{world.muni}")
+    async with running(world, settings) as (base, _app), httpx.AsyncClient() as c:
+        await bus.send(report(world, f"{world.muni}-r", {"berusning": 2}))
+        await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 1)
+        await _forfeit(bus, world, 0, "15_17", guardian_contacted=True, guardian_came=True, source="langare")
+        k = (await picture_when(c, base, world, "2026-W10", lambda p: p.get("kronoberg") is not None,
+                                who="pol"))["kronoberg"]
+        assert k["interventions"] == 1 and k["litres_total"] == 1.5 and k["guardian_came"] == 1
+        assert k["sources"] == {"langare": 1} and k["coarsened"] is False
+        k = (await picture_when(c, base, world, "2026-W10", lambda p: True))["kronoberg"]
+        assert k["interventions"] == "<3" and k["litres_total"] == "<3 interventions"
+        assert k["share_under_18"] == "<3 interventions" and k["sources"] == {"langare": "<3"}
+        assert k["by_weekday"] == {"fre": "<3"} and k["by_time_of_day"] == {"18-24": "<3"}
+
+        r = await c.post(f"{base}/v1/areas/{world.area}/pictures/2026-W10/publish", headers=world.headers())
+        assert r.status_code == 200
+        [ev] = await Bus.take(published)
+        assert ev["data"]["picture"]["kronoberg"]["interventions"] == "<3"  # leaves coarsened, whoever gets it
+        # the published picture: exact for the police, coarsened for the key function, also by version
+        for params in ({}, {"version": 1}):
+            url = f"{base}/v1/areas/{world.area}/pictures/2026-W10"
+            pol = (await c.get(url, params=params, headers=world.headers("pol"))).json()
+            kf = (await c.get(url, params=params, headers=world.headers())).json()
+            assert pol["kronoberg"]["interventions"] == 1 and kf["kronoberg"]["interventions"] == "<3"
+            assert "kronoberg_exact" not in pol and "kronoberg_exact" not in kf
+        muni_url = f"{base}/v1/municipalities/{world.muni}/pictures/2026-W10"
+        pol_m = (await c.get(muni_url, headers=world.headers("pol"))).json()
+        kf_m = (await c.get(muni_url, headers=world.headers())).json()
+        assert pol_m["totals"]["kronoberg"]["interventions"] == 1
+        assert kf_m["totals"]["kronoberg"]["interventions"] == "<3"
+        assert kf_m["areas"][0]["kronoberg"]["interventions"] == "<3"
+    for ev in await Bus.take(updated, 5, timeout=1.0):
+        k = ev["data"]["picture"].get("kronoberg")
+        assert k is None or k["coarsened"] is True
+
+
+async def test_three_interventions_show_exact_totals_with_small_parts_coarsened(
+        world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    settings = settings_for(world, nats_url, tmp_path, forfeiture_subject=f"est.forfeiture.recorded.{world.muni}")
+    async with running(world, settings) as (base, _app), httpx.AsyncClient() as c:
+        await bus.send(report(world, f"{world.muni}-r", {"berusning": 2}))
+        await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 1)
+        for i, band in enumerate(["15_17", "18_19", "under_15"]):
+            await _forfeit(bus, world, i, band, guardian_contacted=band != "18_19")
+        pic = await picture_when(c, base, world, "2026-W10",
+                                 lambda p: (p.get("kronoberg") or {}).get("interventions") == 3)
+        k = pic["kronoberg"]
+        assert k["litres_by_beverage"] == {"starköl": 4} and k["share_under_18"] == 0.67
+        assert k["guardian_contacted"] == "<3" and k["by_weekday"] == {"fre": 3} and k["by_place"] == {"centrum": 3}
+        assert k["age_bands"] == {"under_15": "<3", "15_17": "<3", "18_19": "<3"} and k["containers"] == 9
+
+
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{want}}} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_metrics_show_reports_expected_received_late_and_the_publish_delay(
+        world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    period = "2026-W48"
+    deadline = period_deadline(world.org.municipalities[world.muni], Period.parse(period))
+    settings = settings_for(world, nats_url, tmp_path, business_metrics_interval=0)
+    async with running(world, settings) as (base, app), httpx.AsyncClient() as c:
+        agg = app.state.aggregator
+        agg.clock = lambda: deadline + timedelta(minutes=10)
+        await bus.send(report(world, f"{world.muni}-a", {"brand": 1}, period=period))  # anna, on time
+        late = report(world, f"{world.muni}-b", {"brand": 1}, period=period, reporter="bo")
+        late = late.model_copy(update={"data": late.data.model_copy(update={"late": True})})
+        await bus.send(late)
+        await picture_when(c, base, world, period, lambda p: p["reports"] == 2)
+        assert [r.version for r in await agg.auto_publish_once()] == [1]
+        tallies = await agg.business_metrics_once()
+        assert tallies[world.muni].expected == 3 and tallies[world.muni].received == 2
+        assert tallies[world.muni].late == 1
+        text = (await c.get(f"{base}/metrics")).text
+        assert _sample(text, "est_aggregator_reports_expected", municipality=world.muni) == 3
+        assert _sample(text, "est_aggregator_reports_received", municipality=world.muni) == 2
+        assert _sample(text, "est_aggregator_reports_late", municipality=world.muni) == 1
+        assert _sample(text, "est_aggregator_publish_delay_seconds_count", mode="auto") == 1
+        assert _sample(text, "est_aggregator_publish_delay_seconds_sum", mode="auto") == 600
+        assert _sample(text, "est_aggregator_publish_delay_seconds_bucket", le="300.0", mode="auto") == 0
+        assert _sample(text, "est_aggregator_publish_delay_seconds_bucket", le="900.0", mode="auto") == 1
+
+
+async def test_business_gauges_refresh_in_the_background(world: World, nats_url: str, tmp_path: Path) -> None:
+    settings = settings_for(world, nats_url, tmp_path, business_metrics_interval=0.1)
+    async with running(world, settings) as (base, _app), httpx.AsyncClient() as c:
+        async def shown() -> bool:
+            text = (await c.get(f"{base}/metrics")).text
+            return _sample(text, "est_aggregator_reports_expected", municipality=world.muni) == 3
+
+        await eventually(shown)
+        await asyncio.sleep(0)
+
+
+async def test_a_forfeiture_table_from_an_older_version_gets_the_new_columns(tmp_path: Path) -> None:
+    from est_aggregator import db
+    from est_shared.db import make_engine
+    from sqlalchemy import inspect, text
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/old.db")
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE forfeitures (protocol_id VARCHAR(100) PRIMARY KEY, "
+                                "municipality_id VARCHAR(100) NOT NULL)"))
+        await conn.run_sync(db.add_missing_columns)
+        await conn.run_sync(db.add_missing_columns)  # twice: nothing more to add
+        cols = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("forfeitures")})
+    await engine.dispose()
+    assert {"guardian_came", "source"} <= cols
