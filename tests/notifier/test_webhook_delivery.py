@@ -160,3 +160,34 @@ async def test_paused_subscription_gets_nothing_until_resumed(nats_url: str, tmp
         await publish(nats_url, picture_subject(org), picture_event(org, version=2))
         await eventually(lambda: _ok(rx.requests))
         assert json.loads(rx.requests[0][1])["data"]["picture"]["version"] == 2
+
+
+async def test_a_dead_endpoint_is_paused_and_its_owner_told_by_email(nats_url: str, tmp_path: Path, org: Org) -> None:
+    from est_shared.testing import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    settings = notifier_settings(nats_url, tmp_path, org, max_attempts=1, pause_after_dead=1)
+    async with running_notifier(settings, org) as n:
+        sub = await n.subscribe(channel={"type": "webhook", "url": url, "secret": "k"})
+        await publish(nats_url, picture_subject(org), picture_event(org))
+        await eventually(lambda: _finished(n, sub["id"], "dead"))
+
+        async def paused() -> bool:
+            r = await n.http.get(f"/v1/subscriptions/{sub['id']}", headers=org.auth("owner"))
+            return bool(r.json().get("paused"))
+
+        await eventually(paused)
+
+        def notice() -> list[Path]:
+            return [p for p in (tmp_path / "outbox").glob("*.eml") if "Pausad" in p.read_text(errors="replace")
+                    or b"Pausad" in p.read_bytes()]
+
+        async def told() -> list[Path]:
+            return notice()
+
+        mails = await eventually(told)
+        text = mails[0].read_text(errors="replace")
+        assert "olle@example.org" in text
+        assert url in text or "Subject:" in text
+        metrics = (await n.http.get("/metrics")).text
+        assert "est_notifier_subscriptions_paused_total 1.0" in metrics

@@ -78,12 +78,18 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
 
     personal = PersonalDeliveries(sessions=sessions, tables=tables, load_cipher=cipher,
                                   snapshot=lambda: runtime.directory.snapshot, sender=settings.mail_from)
+    async def tell_owner_paused(s: Any, sub_id: str, dead: int) -> None:
+        """Queue an e-mail to the owner of a subscription that was paused for a dead endpoint."""
+        await handlers.queue_paused_notice(s, tables=tables, snapshot=runtime.directory.snapshot,
+                                           sender=settings.mail_from, subscription_id=sub_id, dead=dead)
+
     worker = DeliveryWorker(
         sessions=sessions, tables=tables, senders=senders, metrics=metrics,
         policy=RetryPolicy(base=settings.retry_base_delay, cap=settings.retry_max_delay,
                            max_attempts=settings.max_attempts),
         poll_interval=settings.poll_interval, lease=settings.lease_seconds, batch=settings.worker_batch,
         pause_after_dead=settings.pause_after_dead, digests=digests, personal=personal,
+        on_paused=tell_owner_paused,
     )
     state: dict[str, Any] = {"tables_ready": False}
 

@@ -135,8 +135,10 @@ class DeliveryWorker:
                  metrics: NotifierMetrics, poll_interval: float = 1.0, lease: float = 120.0, batch: int = 20,
                  pause_after_dead: int = 3, worker_id: str | None = None,
                  digests: Callable[[float], Awaitable[int]] | None = None,
-                 personal: PersonalDeliveries | None = None) -> None:
+                 personal: PersonalDeliveries | None = None,
+                 on_paused: Callable[[AsyncSession, str, int], Awaitable[None]] | None = None) -> None:
         self.sessions, self.tables, self.senders, self.policy = sessions, tables, senders, policy
+        self.on_paused = on_paused
         self.metrics, self.poll_interval, self.lease, self.batch = metrics, poll_interval, lease, batch
         self.pause_after_dead = pause_after_dead
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:12]}"
@@ -144,6 +146,7 @@ class DeliveryWorker:
         self.personal = personal
         self._wake = asyncio.Event()
         self._rng = random.Random()
+        self._metrics_at = 0.0
 
     def wake(self) -> None:
         """New deliveries exist: run now instead of at the next poll."""
@@ -201,11 +204,16 @@ class DeliveryWorker:
                                              reason=f"cancelled: {END_REASONS.get(d['ended_reason'], ('',))[0]}")
             results = await asyncio.gather(*(self._send(d) for d in live))
             await self._record(list(zip(live, results, strict=True)), token)
-        await self.refresh_metrics()
+        await self.refresh_metrics(at_most_every=1.0 if claimed else 0.0)
         return len(claimed)
 
-    async def refresh_metrics(self) -> None:
-        """Backlog per channel and the oldest undelivered delivery, read from the database (right after restarts)."""
+    async def refresh_metrics(self, at_most_every: float = 0.0) -> None:
+        """Backlog per channel and the oldest undelivered delivery, read from the database (right after restarts);
+        while deliveries stream through, at most once a second (a full scan per round costs throughput)."""
+        now = time.monotonic()
+        if at_most_every and now - self._metrics_at < at_most_every:
+            return
+        self._metrics_at = now
         async with self.sessions() as s:
             counts, oldest = await db.backlog(s, self.tables)
         self.metrics.set_backlog(counts, oldest)
@@ -359,6 +367,8 @@ class DeliveryWorker:
                 if int(getattr(res, "rowcount", 0) or 0):
                     self.metrics.paused.inc()
                     log.error("subscription paused after dead deliveries", extra={"subscription_id": sub_id})
+                    if self.on_paused is not None:  # the owner is told, in the same transaction
+                        await self.on_paused(s, sub_id, int(dead or 0))
 
 
 # --- digests -------------------------------------------------------------------------------

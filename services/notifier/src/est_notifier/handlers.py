@@ -52,7 +52,7 @@ from est_notifier.domain import (
     sign,
     valid_webhook_url,
 )
-from est_notifier.render import build_email, render_event, render_reminder
+from est_notifier.render import build_email, render_event, render_paused_notice, render_reminder
 from est_notifier.schemas import DeclaredSubscription
 
 log = logging.getLogger("est.notifier")
@@ -692,6 +692,37 @@ async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Table
         if on_reminder:
             on_reminder(kind, "queued")
     return made
+
+
+NOTICES_SUBSCRIPTION = "notices"  # the ledger's subscription id of notices to subscription owners
+
+
+async def queue_paused_notice(s: AsyncSession, *, tables: Tables, snapshot: Any, sender: str, subscription_id: str,
+                              dead: int) -> str | None:
+    """An e-mail to the owner of a subscription paused for a dead endpoint; returns its delivery id."""
+    c = tables.subscriptions.c
+    row = (await s.execute(select(c.owner_id, c.name, c.channel, c.language).where(c.id == subscription_id))).first()
+    person = snapshot.people.get(row.owner_id) if row is not None and snapshot is not None else None
+    if row is None or person is None or not person.email:
+        log.warning("paused subscription's owner cannot be told (no e-mail)",
+                    extra={"subscription_id": subscription_id})
+        return None
+    channel = row.channel or {}
+    target = channel.get("url") or channel.get("to") or "?"
+    now = db.utcnow()
+    event_id = f"subscription-paused:{subscription_id}:{int(now.timestamp())}"
+    did = delivery_id(NOTICES_SUBSCRIPTION, event_id)
+    rendered = render_paused_notice(person_name=person.name, subscription_name=row.name, target=str(target),
+                                    dead=dead, language=row.language or "sv")
+    body = build_email(rendered, sender=sender, to=person.email, delivery_id=did, event_id=event_id,
+                       language=row.language or "sv", date=now)
+    await db.insert_delivery(s, tables, {
+        "id": did, "subscription_id": NOTICES_SUBSCRIPTION, "event_id": event_id,
+        "event_type": "se.est.notifier.subscription_paused", "event_time": now, "channel": "email",
+        "channel_target": f"email:{person.email.strip().lower()}", "target": {"from": sender, "to": [person.email]},
+        "payload": body, "next_attempt_at": time.time(),
+    })
+    return did
 
 
 # --- personal data -----------------------------------------------------------------------------

@@ -251,6 +251,26 @@ def render_reminder(*, kind: str, person_name: str, period: str, areas: list[str
     return Rendered(subject, [Block(paragraphs=[lead, tail])])
 
 
+def render_paused_notice(*, person_name: str, subscription_name: str, target: str, dead: int,
+                         language: str = "sv") -> Rendered:
+    """Tells a subscription's owner that deliveries kept failing and the subscription is paused."""
+    if _lang(language) == "en":
+        subject = f"Paused: notifications to {target} keep failing"
+        lead = (f"Hello {person_name}, the last {dead} deliveries of your subscription “{subscription_name}” to "
+                f"{target} failed after every retry, so the subscription is paused and nothing more is sent.")
+        tail = ("Check the endpoint (address, certificate, secret) and resume the subscription with PATCH "
+                "/v1/subscriptions/{id} {\"paused\": false}. The delivery ledger (GET /v1/deliveries) shows each "
+                "attempt with its response code.")
+        return Rendered(subject, [Block(paragraphs=[lead, tail])])
+    subject = f"Pausad: utskick till {target} misslyckas"
+    lead = (f"Hej {person_name}! De senaste {dead} utskicken i din prenumeration ”{subscription_name}” till "
+            f"{target} misslyckades trots alla nya försök, så prenumerationen är pausad och inget mer skickas.")
+    tail = ("Kontrollera mottagaren (adress, certifikat, hemlighet) och återuppta prenumerationen med PATCH "
+            "/v1/subscriptions/{id} {\"paused\": false}. Leveransloggen (GET /v1/deliveries) visar varje försök "
+            "med svarskod.")
+    return Rendered(subject, [Block(paragraphs=[lead, tail])])
+
+
 # --- the notification to social services (personal data: rendered only when it is sent) -------
 
 BEVERAGES_SV = {"starköl": "starköl", "folköl": "folköl", "cider_alkolask": "cider/alkoläsk", "vin": "vin",
