@@ -143,6 +143,20 @@ def test_report_reaches_signed_webhook_in_published_picture_and_survives_restart
                           params={"event_id": event["id"]})
         assert ledger.status_code == 200, ledger.text
 
+        # the report can be followed through the services by ids in their structured logs:
+        # intake (accepted) → aggregator (stored, then the picture version that holds it) → notifier (delivered)
+        def log_of(name: str) -> str:
+            return (system.data_dir / "logs" / f"{name}.log").read_text(errors="replace")
+
+        rid, did = report["report_id"], delivery["headers"]["x-est-delivery"]
+        assert any('"report accepted"' in line and rid in line for line in log_of("intake").splitlines())
+        assert any('"report stored"' in line and rid in line for line in log_of("aggregator").splitlines())
+        assert any('"picture published"' in line and event["id"] in line for line in log_of("aggregator").splitlines())
+        wait_for(lambda: any('"delivered"' in line and did in line and event["id"] in line
+                             for line in log_of("notifier").splitlines()), timeout=15)
+        for name in ("intake", "aggregator", "notifier"):  # ids only: no report content in the logs
+            assert "nytt på garaget" not in log_of(name)
+
     # stop cleanly, start again with the same data dir: nothing lost
     assert system.stop() == 0
     assert "Stopped cleanly" in system.output()

@@ -312,6 +312,8 @@ async def _publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info
                             changes=changes, published_by=by, published_at=now, event_id=event_id)
     await db.set_published(s, area_id=info.area_id, period=period.id, version=version, at=now)
     await add_to_outbox(s, db.outbox, picture_published(info.municipality_id, info.area_id), event)
+    log.info("picture published", extra={"event_id": event_id, "area": info.area_id, "period": period.id,
+                                         "version": version, "reports": built.picture.reports, "mode": mode})
     effects.outbox += 1
     if version == 1 and deadline is not None:
         effects.delays.append((mode, (as_utc(now) - as_utc(deadline)).total_seconds()))
@@ -329,6 +331,7 @@ class BatchOutcome:
     stored: int
     duplicates: int
     dirty: int
+    new: list[tuple[str, str, str, str | None]] = field(default_factory=list)  # report, area, period, correlation
 
 
 def _first_by(items: Sequence[Any], key: Callable[[Any], str]) -> list[Any]:
@@ -375,7 +378,9 @@ async def _store_batch(s: AsyncSession, events: Sequence[CloudEvent[Any]], *, de
             keys.add(key)
     await db.ensure_picture_rows(s, sorted(keys))
     await db.mark_dirty(s, sorted(keys), token=uuid.uuid4().hex)
-    return BatchOutcome(stored=len(new), duplicates=len(events) - len(new), dirty=len(keys))
+    correlation = {e.id: e.correlationid for e in fresh}
+    return BatchOutcome(stored=len(new), duplicates=len(events) - len(new), dirty=len(keys),
+                        new=[(r.report_id, r.area_id, r.period, correlation.get(eid)) for eid, r in new])
 
 
 async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, org: OrgSnapshot,
@@ -396,6 +401,9 @@ async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, 
             if attempt == attempts:
                 raise
             deps.metrics.conflicts.inc()
+    for report_id, area_id, period, cid in outcome.new:  # the trace: report → (area, period) → picture versions
+        log.info("report stored", extra={"report_id": report_id, "area": area_id, "period": period,
+                                         "correlation_id": cid or report_id})
     deps.metrics.reports.labels("stored").inc(outcome.stored)
     deps.metrics.reports.labels("duplicate").inc(outcome.duplicates)
     if outcome.dirty:

@@ -430,6 +430,10 @@ async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission]
         for i, row in rows:
             if row["report_id"] in taken and row["report_id"] in found:
                 results[i] = _replay(found[row["report_id"]], row["content_sha256"], row["report_id"])
+    for i, row in rows:  # the start of a report's trace through the services (ids only, never content)
+        if results[i].status == 202:
+            log.info("report accepted", extra={"report_id": row["report_id"], "area": row["area_id"],
+                                               "period": row["period"]})
 
 
 async def _settle_duplicate(acc: Accepted, sub: Submission, ack: Acked, *, ledger: db.ReportLedger,

@@ -330,6 +330,8 @@ class DeliveryWorker:
         self.metrics.attempts.labels(channel, {"pending": "retry"}.get(status, status)).inc()
         if status == "delivered":
             self.metrics.deliveries.labels(channel, "delivered").inc()
+            log.info("delivered", extra={"delivery_id": did, "event_id": d["event_id"], "channel": channel,
+                                         "subscription_id": d["subscription_id"], "attempt": attempt})
             event_time = db.aware(d["event_time"])
             if event_time is not None:
                 self.metrics.latency.labels(channel).observe(max(0.0, now - event_time.timestamp()))
