@@ -401,9 +401,11 @@ async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, 
             if attempt == attempts:
                 raise
             deps.metrics.conflicts.inc()
-    for report_id, area_id, period, cid in outcome.new:  # the trace: report → (area, period) → picture versions
-        log.info("report stored", extra={"report_id": report_id, "area": area_id, "period": period,
-                                         "correlation_id": cid or report_id})
+    if outcome.new:  # the trace: report → (area, period) → picture versions; one line per batch (cheap)
+        log.info("reports stored", extra={
+            "report_ids": ",".join(r for r, _, _, _ in outcome.new),
+            "pictures": ",".join(sorted({f"{a}:{p}" for _, a, p, _ in outcome.new})),
+            "correlation_ids": ",".join(sorted({c for _, _, _, c in outcome.new if c})) or None})
     deps.metrics.reports.labels("stored").inc(outcome.stored)
     deps.metrics.reports.labels("duplicate").inc(outcome.duplicates)
     if outcome.dirty:
