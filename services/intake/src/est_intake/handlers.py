@@ -430,10 +430,11 @@ async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission]
         for i, row in rows:
             if row["report_id"] in taken and row["report_id"] in found:
                 results[i] = _replay(found[row["report_id"]], row["content_sha256"], row["report_id"])
-    for i, row in rows:  # the start of a report's trace through the services (ids only, never content)
-        if results[i].status == 202:
-            log.info("report accepted", extra={"report_id": row["report_id"], "area": row["area_id"],
-                                               "period": row["period"]})
+    ok = [row for i, row in rows if results[i].status == 202]
+    if ok:  # the start of a report's trace through the services (ids only, never content); one line a wave
+        log.info("report accepted" if len(ok) == 1 else "reports accepted", extra={
+            "report_ids": ",".join(r["report_id"] for r in ok),
+            "pictures": ",".join(sorted({f"{r['area_id']}:{r['period']}" for r in ok}))})
 
 
 async def _settle_duplicate(acc: Accepted, sub: Submission, ack: Acked, *, ledger: db.ReportLedger,
