@@ -8,13 +8,13 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from est_shared.batching import BatchConsumer
 from est_shared.bus import add_consumer
 from est_shared.events import CloudEvent, ReportSubmitted
 from est_shared.runtime import ServiceRuntime
 from est_shared.subjects import REPORTS
 
 from est_aggregator import handlers
-from est_aggregator.batching import BatchConsumer
 from est_aggregator.settings import AggregatorSettings
 
 

@@ -16,7 +16,7 @@ Every message still ends explicitly, one by one:
   single-message semantics (ack, nack with backoff, dead-letter at ``max_deliver``), so one bad
   event never holds back or poisons the others.
 
-Candidate for ``est_shared.bus`` (the lead may move it there unchanged).
+Used by the aggregator's report consumer; any service that wants many events per transaction uses it.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import nats.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+
 from est_shared.bus import Handler, PoisonEvent, parse_event, process_message
 from est_shared.events import EVENT_TYPES, CloudEvent, EventData
 from est_shared.observability import BusMetrics
 from est_shared.subjects import StreamDef
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from pydantic import ValidationError
 
 log = logging.getLogger("est.bus")
 
@@ -129,6 +130,7 @@ class BatchConsumer:
         self.max_deliver, self.batch_size, self.expected = max_deliver, batch_size, expected
         self.config = ConsumerConfig(durable_name=durable, max_deliver=max_deliver, ack_wait=ack_wait,
                                      deliver_policy=deliver_policy, ack_policy=AckPolicy.EXPLICIT)
+        metrics.track_consumer(stream.name, durable)
         self._js: Any = None
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
