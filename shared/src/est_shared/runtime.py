@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import nats.errors
+import nats.js.errors
 from fastapi import FastAPI
 from faststream.nats import DeliverPolicy, JStream
 from faststream.nats.annotations import NatsMessage
@@ -168,8 +170,9 @@ class ServiceRuntime:
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         await self._connect()
         try:
-            await ensure_streams(self.js, replicas=self.settings.stream_replicas)
-            await self._load_org()
+            await self._retry("create the streams",
+                              lambda: ensure_streams(self.js, replicas=self.settings.stream_replicas))
+            await self._retry("read the organisation", self._load_org)
             for hook in self._on_start:  # before consuming: hooks create tables, start relays
                 await hook()
             await self.broker.start()
@@ -190,6 +193,22 @@ class ServiceRuntime:
             if self.engine is not None:
                 await self.engine.dispose()
             log.info("service stopped", extra={"service": self.name})
+
+    async def _retry(self, what: str, step: Callable[[], Awaitable[None]], timeout: float = 60.0) -> None:
+        """Run a start-up step against JetStream until it works: right after a cluster starts or loses a
+        node, its API answers with timeouts until the streams have leaders."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + timeout, 0.2
+        while True:
+            try:
+                await step()
+                return
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+                if loop.time() > deadline:
+                    raise
+                log.warning(f"JetStream not ready to {what} yet; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 3.0)
 
     async def _connect(self) -> None:
         delay = 0.2
