@@ -100,3 +100,61 @@ def wait_for(fn: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out; last value: {last!r}")
+
+
+class WebhookReceiver:
+    """A real HTTP webhook receiver on loopback (``/hook``), in a thread of its own; records every request.
+
+    ``delay`` makes it a slow endpoint: the request is recorded, the answer comes later (or never)."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        import asyncio
+        import threading
+
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        self.port = free_port()
+        self.received: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+
+        async def hook(request: Request) -> Response:
+            body = await request.body()
+            self.received.append({"headers": dict(request.headers), "body": body})
+            if delay:
+                await asyncio.sleep(delay)
+            return Response(status_code=204)
+
+        self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        import asyncio
+
+        from est_shared.testing import serve
+
+        async with serve(self.app, self.port):
+            while not self._stop.is_set():  # noqa: ASYNC110 - a threading.Event set from another thread
+                await asyncio.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def __enter__(self) -> WebhookReceiver:
+        self.thread.start()
+        wait_for(lambda: port_open(self.port), timeout=10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join(5)
+
+
+def port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

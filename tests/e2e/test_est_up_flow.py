@@ -2,71 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import signal
-import threading
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 from est_shared.periods import Period
-from est_shared.testing import free_port, serve
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from tests.support import System, start_system, wait_for
+from tests.support import System, WebhookReceiver, start_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SECRET = "s3cret-webhook"
-
-
-class Receiver:
-    """A real HTTP webhook receiver on loopback, in a thread of its own."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.received: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-
-        async def hook(request: Request) -> Response:
-            body = await request.body()
-            self.received.append({"headers": dict(request.headers), "body": body})
-            return Response(status_code=204)
-
-        self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
-
-    async def _serve(self) -> None:
-        async with serve(self.app, self.port):
-            while not self._stop.is_set():  # noqa: ASYNC110 - a threading.Event set from another thread
-                await asyncio.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        wait_for(lambda: _port_open(self.port), timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self.thread.join(5)
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -75,7 +26,7 @@ def _auth(token: str) -> dict[str, str]:
 
 def test_report_reaches_signed_webhook_in_published_picture_and_survives_restart(system: System) -> None:
     week = Period.week_containing(__import__("datetime").date.today()).id
-    with Receiver() as receiver, httpx.Client(timeout=15) as http:
+    with WebhookReceiver() as receiver, httpx.Client(timeout=15) as http:
         # every service is up and documents itself
         for name, url in system.urls.items():
             assert http.get(f"{url}/healthz").json() == {"status": "ok"}, name

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -23,13 +22,8 @@ import yaml
 from est_cli.procs import ServiceProcess
 from est_shared.natsserver import NatsServer
 from est_shared.periods import Period
-from est_shared.testing import free_port, serve
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from tests.support import e2e_org, wait_for
+from tests.support import WebhookReceiver, e2e_org
 
 AREAS = ("araby", "dalbo")
 SECRET = "s3cret-webhook"
@@ -169,41 +163,8 @@ async def wait_counted(aggregator_url: str, expected: dict[tuple[str, str], tupl
             await asyncio.sleep(0.5)
 
 
-class Receiver:
-    """A real HTTP webhook receiver on loopback, in a thread of its own (as in tests/e2e)."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.port = free_port()
-        self.received: list[dict[str, Any]] = []
-        self._stop = threading.Event()
-
-        async def hook(request: Request) -> Response:
-            body = await request.body()
-            self.received.append({"headers": dict(request.headers), "body": body})
-            if delay:  # a slow endpoint: the request is recorded, the answer comes later (or never)
-                await asyncio.sleep(delay)
-            return Response(status_code=204)
-
-        self.app = Starlette(routes=[Route("/hook", hook, methods=["POST"])])
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
-
-    async def _serve(self) -> None:
-        async with serve(self.app, self.port):
-            while not self._stop.is_set():  # noqa: ASYNC110 - a threading.Event set from another thread
-                await asyncio.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        wait_for(lambda: _port_open(self.port), timeout=10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self.thread.join(5)
+class Receiver(WebhookReceiver):
+    """The shared webhook receiver, plus reading the signed picture deliveries it got."""
 
     def published(self) -> dict[str, tuple[str, str, int]]:
         """Deliveries of se.est.picture.published with a valid signature: idempotency key -> (area, period, version).
@@ -278,11 +239,6 @@ def start_embedded(base: Path, services: tuple[str, ...] = ("intake", "aggregato
         system.stop()
         raise
     return system
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def tail(path: Path, n: int = 3000) -> str:
