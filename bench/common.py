@@ -92,6 +92,19 @@ class Env:
         self.nats.stop()
 
 
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    """Wait until a server answers at ``url``."""
+    until = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > until:
+                raise
+            time.sleep(0.1)
+
+
 def wrk(url: str, *, seconds: int, connections: int = 64, script: Path | None = None,
         env: dict[str, str] | None = None) -> tuple[float, int]:
     """Requests/s and non-2xx count from wrk."""

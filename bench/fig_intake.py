@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from bench.common import ROOT, Env, Row, free_port, publish_events, record, report_events, wrk
+from bench.common import ROOT, Env, Row, free_port, publish_events, record, report_events, wait_http, wrk
 
 
 def fig_intake(base: Path, quick: bool) -> None:
@@ -23,7 +23,7 @@ def fig_intake(base: Path, quick: bool) -> None:
         hello = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.hello:app", "--port", str(port),
                                   "--log-level", "warning", "--no-access-log"], cwd=ROOT,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        time.sleep(1.5)
+        wait_http(f"http://127.0.0.1:{port}/openapi.json")
         script = ROOT / "bench" / "report.lua"
         hello_rps, _ = wrk(f"http://127.0.0.1:{port}", seconds=seconds, script=script,
                            env={"BENCH_PATH": "/hello"})

@@ -1,11 +1,26 @@
-"""The baseline server of the benchmark: a hello-world JSON POST on the same stack as the services."""
+"""The baseline server of the benchmark: a hello-world JSON POST on the same stack as the services.
+
+Same stack means uvicorn + FastAPI + pydantic and the same garbage-collector settings the services
+apply after start-up (``est_shared.runtime.tune_gc``), so the ratio measures the services' own work.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from est_shared.runtime import tune_gc
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-app = FastAPI()
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    tune_gc()
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
 
 
 class Body(BaseModel):

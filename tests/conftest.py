@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 from est_shared.natsserver import NatsServer
 
+# apps started inside the test process must not freeze pytest's heap (est_shared.runtime.tune_gc);
+# services started as subprocesses inherit this too, except where a test sets it itself
+os.environ.setdefault("EST_GC_TUNING", "false")
+
 
 def _docker_available() -> bool:
     if os.environ.get("EST_TEST_NO_DOCKER"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -199,9 +200,24 @@ def reporting_kind(cadence: Cadence) -> PeriodKind:
     return "week" if cadence == "weekly" else "biweek"
 
 
+_CURRENT: dict[tuple[str, str], tuple[datetime, datetime, Period]] = {}
+
+
 def current_period(cadence: Cadence, now: datetime, tz: str = DEFAULT_TIMEZONE) -> Period:
-    """The reporting period an area is in at an instant."""
-    return Period.containing(reporting_kind(cadence), local_date(now, tz))
+    """The reporting period an area is in at an instant.
+
+    The last answer per cadence and timezone is kept with its bounds in UTC: every report asks this,
+    and converting an instant to local time is the expensive part.
+    """
+    aware = now.tzinfo is not None
+    if aware:
+        hit = _CURRENT.get((cadence, tz))
+        if hit is not None and hit[0] <= now < hit[1]:
+            return hit[2]
+    period = Period.containing(reporting_kind(cadence), local_date(now, tz))
+    if aware:
+        _CURRENT[(cadence, tz)] = (period.start_at(tz).astimezone(UTC), period.end_at(tz).astimezone(UTC), period)
+    return period
 
 
 def normalise(text: str, cadence: Cadence) -> Period:
@@ -215,7 +231,8 @@ def normalise(text: str, cadence: Cadence) -> Period:
     raise PeriodError(f"{text!r} is not a {cadence} reporting period")
 
 
+@lru_cache(maxsize=4096)
 def deadline(period: Period, *, weekday: int = 0, at: time = time(9, 0), tz: str = DEFAULT_TIMEZONE) -> datetime:
-    """The publishing deadline: the first ``weekday`` (0=Monday) at ``at`` local time after the period."""
+    """The publishing deadline: the first ``weekday`` (0=Monday) at ``at`` local time after the period (cached)."""
     day = period.end + timedelta(days=(weekday - period.end.weekday()) % 7)
     return datetime.combine(day, at, ZoneInfo(tz))

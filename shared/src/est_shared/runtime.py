@@ -10,6 +10,7 @@ connects before the app's lifespan starts.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -41,6 +42,23 @@ from est_shared.subjects import ORG, ORG_CHANGED
 log = logging.getLogger("est.runtime")
 
 Hook = Callable[[], Awaitable[None]]
+
+
+GC_THRESHOLD = (20_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Garbage-collector settings for a long-running service, applied once start-up is done.
+
+    The objects that exist after start-up (the app, schemas, the organisation) live as long as the
+    process: ``gc.freeze`` takes them out of every later collection, which otherwise walks them all
+    again and again. Reference counting frees almost everything a request makes, so the first
+    generation is collected after 20,000 net new container objects instead of 700: under load the
+    default collected hundreds of times a second and took a fifth of the intake's CPU.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 class ServiceRuntime:
@@ -177,6 +195,8 @@ class ServiceRuntime:
                 await hook()
             await self.broker.start()
             self.spawn(self._report_lag(), "consumer-lag")
+            if self.settings.gc_tuning:
+                tune_gc()
             log.info("service started", extra={"service": self.name})
             yield
         finally:

@@ -31,6 +31,8 @@ class ServiceSettings(BaseSettings):
     stream_replicas: int = Field(default=1, description="JetStream replicas for the streams (3 in a cluster)")
     consumer_max_deliver: int = Field(default=8, description="deliveries before an event is dead-lettered")
     pii_key: SecretStr | None = Field(default=None, description="key(s) for personal-data encryption")
+    gc_tuning: bool = Field(default=True, description="freeze the start-up heap and collect less often "
+                                                      "(est_shared.runtime.tune_gc)")
 
     def sqlite_url(self, name: str) -> str:
         """The embedded default database of a service: a SQLite file in the data dir."""

@@ -91,6 +91,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def stop() -> None:
         if "r" in relay:
             await relay["r"].stop()
+        if ctx.ledger is not None:
+            ctx.ledger.close()
 
     runtime.on_start(start)
     runtime.on_stop(stop)
