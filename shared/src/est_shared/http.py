@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-import time
 import itertools
+import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 

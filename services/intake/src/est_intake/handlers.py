@@ -205,7 +205,7 @@ FetchOriginal = Callable[[str, int], Awaitable[bytes | None]]
 class _Wave:
     """The acks one ``publish_many`` call is waiting for."""
 
-    __slots__ = ("acks", "left", "done")
+    __slots__ = ("acks", "done", "left")
 
     def __init__(self, n: int, done: asyncio.Future[None]) -> None:
         self.acks: list[Acked | None] = [None] * n
