@@ -15,10 +15,13 @@ from est_aggregator.domain import (
     completeness,
     effective_reports,
     item_totals,
+    period_totals,
     picture_changes,
 )
 from est_shared.checklists import EST_STANDARD_1
 from est_shared.periods import Period
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 P = Period.parse("2026-W48")
 T0 = datetime(2026, 11, 25, 10, tzinfo=UTC)
@@ -159,3 +162,38 @@ def test_alerts_are_edge_triggered() -> None:
     assert raise_ == {} and resolve == {}
     raise_, resolve = alert_transitions({"klotter": "flag:high"}, {"klotter": None})
     assert raise_ == {} and resolve == {"klotter": "flag:high"}
+
+
+_PLACES = st.lists(st.sampled_from(["centrum", "torget", "skolan"]), max_size=3, unique=True)
+_ANSWER = st.one_of(st.integers(0, 5), st.booleans()).flatmap(
+    lambda v: st.fixed_dictionaries({"value": st.just(v), "places": _PLACES}))
+_REPORTS = st.lists(st.dictionaries(st.sampled_from([i.code for i in EST_STANDARD_1.items] + ["unknown"]),
+                                    _ANSWER, max_size=6), max_size=25)
+
+
+def _reference_totals(it: Any, reports: list[ReportRecord]) -> tuple[float, float | None, int, list[tuple[str, int]]]:
+    """The rule written the plain way, one item at a time (the oracle of the one-pass implementation)."""
+    values = [float(r.answers[it.code]["value"]) for r in reports if it.code in r.answers]
+    named = [r for r in reports if it.code in r.answers and float(r.answers[it.code]["value"]) > 0]
+    counts: dict[str, int] = {}
+    for r in named:
+        for p in r.answers[it.code]["places"]:
+            counts[p] = counts.get(p, 0) + 1
+    places = sorted(counts.items(), key=lambda kv: -kv[1])  # stable: ties keep first-named order
+    if it.answer == "count":
+        return sum(values), None, len(named), places
+    if it.answer == "level":
+        return max(values, default=0.0), (round(sum(values) / len(values), 2) if values else None), len(named), places
+    return float(sum(1 for v in values if v > 0)), None, len(named), places
+
+
+@settings(max_examples=150, deadline=None)
+@given(_REPORTS)
+def test_period_totals_follow_the_rule_for_every_item(answer_sets: list[dict[str, Any]]) -> None:
+    """The one-pass totals (what pictures use) equal the rule item by item, places in the same order."""
+    reports = [rep(str(i), answers) for i, answers in enumerate(answer_sets)]
+    together = period_totals(EST_STANDARD_1.items, reports)
+    for it in EST_STANDARD_1.items:
+        t = together[it.code]
+        assert (t.value, t.mean, t.reports, list(t.places.items())) == _reference_totals(it, reports)
+        assert item_totals(it, reports) == t

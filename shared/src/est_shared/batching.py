@@ -160,20 +160,49 @@ class BatchConsumer:
                 log.warning("could not unsubscribe the pull consumer", extra={"durable": self.durable})
             self._sub = None
 
+    async def _fetch(self, sub: Any) -> list[Any]:
+        """The next batch, or [] when none came within a second or the fetch failed (after a pause)."""
+        try:
+            return list(await sub.fetch(self.batch_size, timeout=1.0))
+        except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises both kinds
+            return []
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # connection lost, server busy: the durable keeps our place
+            log.warning("fetch failed, will retry", extra={"durable": self.durable, "error": repr(exc)[:200]})
+            await asyncio.sleep(1.0)
+            return []
+
     async def _run(self, sub: Any) -> None:
-        while not self._stopping:
+        """Fetch the next batch while the current one is handled (the fetch's round trip is then free)."""
+        ahead: asyncio.Task[list[Any]] | None = None
+        try:
+            while not self._stopping:
+                msgs = await (ahead or self._fetch(sub))
+                ahead = None
+                if not msgs:
+                    continue
+                if not self._stopping:
+                    ahead = asyncio.create_task(self._fetch(sub), name=f"fetch:{self.durable}")
+                try:
+                    await process_batch(msgs, service=self.service, handle_batch=self.handle_batch,
+                                        handle_one=self.handle_one, metrics=self.metrics,
+                                        max_deliver=self.max_deliver, js=self._js, expected=self.expected)
+                except Exception:  # settling failed (e.g. the connection dropped): redelivery after ack_wait
+                    log.exception("could not settle a batch", extra={"durable": self.durable})
+                    await asyncio.sleep(1.0)
+        finally:
+            if ahead is not None:  # stopping: hand the batch fetched ahead back at once
+                await self._give_back(ahead)
+
+    async def _give_back(self, ahead: asyncio.Task[list[Any]]) -> None:
+        try:
+            msgs = await asyncio.wait_for(asyncio.shield(ahead), 2.0)
+        except BaseException:
+            ahead.cancel()
+            return
+        for msg in msgs:
             try:
-                msgs = await sub.fetch(self.batch_size, timeout=1.0)
-            except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises both kinds
-                continue
-            except Exception as exc:  # connection lost, server busy: the durable keeps our place
-                log.warning("fetch failed, will retry", extra={"durable": self.durable, "error": repr(exc)[:200]})
-                await asyncio.sleep(1.0)
-                continue
-            try:
-                await process_batch(msgs, service=self.service, handle_batch=self.handle_batch,
-                                    handle_one=self.handle_one, metrics=self.metrics,
-                                    max_deliver=self.max_deliver, js=self._js, expected=self.expected)
-            except Exception:  # settling failed (e.g. the connection dropped): redelivery after ack_wait
-                log.exception("could not settle a batch", extra={"durable": self.durable})
-                await asyncio.sleep(1.0)
+                await msg.nak()
+            except Exception:
+                return  # the connection is gone: they come back after ack_wait

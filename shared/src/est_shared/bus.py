@@ -7,6 +7,7 @@ or when the delivery count reaches its cap. Each outcome is counted in a metric.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -70,6 +71,34 @@ async def ensure_streams(js: JetStreamContext, streams: Sequence[StreamDef] = ST
 def encode(event: CloudEvent[Any]) -> bytes:
     """The wire form of an event: CloudEvents JSON."""
     return event.model_dump_json(exclude_none=True).encode()
+
+
+async def publish_pipelined(js: JetStreamContext, items: list[tuple[str, bytes, str]], *,
+                            timeout: float = 5.0) -> int:
+    """Publish (subject, payload, msg id) items on one connection without waiting between them.
+
+    Returns how many items, counted from the first, JetStream acknowledged: the caller treats the
+    rest as not sent (a resend of one that was stored is answered as a duplicate, by its msg id).
+    One connection keeps the order of the items in the stream.
+    """
+    futures = []
+    try:
+        for subject, payload, msg_id in items:
+            futures.append(await js.publish_async(subject, payload, stream=stream_for(subject), wait_stall=timeout,
+                                                  headers={"Nats-Msg-Id": msg_id, "Content-Type": CLOUDEVENTS_JSON}))
+    except Exception as exc:  # closed, stalled: the ones sent so far may still be acknowledged
+        log.warning("pipelined publish stopped", extra={"error": exc.__class__.__name__})
+    if not futures:
+        return 0
+    done, pending = await asyncio.wait(futures, timeout=timeout)
+    for f in pending:
+        f.cancel()
+    acked = 0
+    for f in futures:
+        if f not in done or f.cancelled() or f.exception() is not None:
+            break
+        acked += 1
+    return acked
 
 
 async def publish_raw(js: JetStreamContext, subject: str, payload: bytes, *, msg_id: str,

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from est_shared.bus import BusUnavailable, encode, publish_raw
+from est_shared.bus import encode, publish_pipelined
 from est_shared.events import CloudEvent
 
 log = logging.getLogger("est.db")
@@ -62,6 +62,24 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def checkpoint_loop(engine: AsyncEngine, interval: float = 1.0) -> None:
+    """Copy a SQLite WAL into the database file every ``interval`` seconds, off the event loop's thread.
+
+    For services whose hot path writes SQLite from the loop's thread with automatic checkpoints off
+    (a checkpoint at commit writes and syncs the database file: milliseconds the loop would stand
+    still). The PASSIVE checkpoint runs on a pooled connection's driver thread and waits for no one.
+    """
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("WAL checkpoint failed", extra={"error": exc.__class__.__name__})
 
 
 async def lock_schema(conn: AsyncConnection) -> None:
@@ -166,19 +184,24 @@ class OutboxRelay:
         async with self.sessions() as s:
             rows = (await s.execute(select(t.c.seq, t.c.event_id, t.c.subject, t.c.payload)
                                     .where(t.c.published.is_(False)).order_by(t.c.seq).limit(limit))).all()
-        done = 0
-        for seq, event_id, subject, payload in rows:
-            try:
-                await publish_raw(self.js, subject, payload, msg_id=event_id)
-            except BusUnavailable:
-                log.warning("outbox publish failed; will retry", extra={"subject": subject})
-                break
+        if not rows:
+            return 0
+        # pipelined: one wait for all acks, then one transaction marks the acknowledged prefix
+        acked = await publish_pipelined(self.js, [(subject, payload, event_id)
+                                                  for _seq, event_id, subject, payload in rows])
+        if acked < len(rows):
+            log.warning("outbox publish failed; will retry", extra={"subject": rows[acked][2]})
+        if acked:
+            at = utcnow()
+            seqs = [seq for seq, _e, _s, _p in rows[:acked]]
             async with self.sessions() as s, s.begin():
-                await s.execute(update(t).where(t.c.seq == seq).values(published=True, published_at=utcnow()))
-            done += 1
+                for i in range(0, len(seqs), 500):
+                    await s.execute(update(t).where(t.c.seq.in_(seqs[i:i + 500])).values(published=True,
+                                                                                         published_at=at))
             if self._on_published:
-                self._on_published(subject)
-        return done
+                for _seq, _e, subject, _p in rows[:acked]:
+                    self._on_published(subject)
+        return acked
 
     async def pending(self) -> int:
         from sqlalchemy import func

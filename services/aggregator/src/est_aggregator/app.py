@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from est_shared.db import OutboxRelay, lock_schema, make_engine, session_factory
+from est_shared.db import OutboxRelay, checkpoint_loop, lock_schema, make_engine, session_factory
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 
@@ -130,6 +130,8 @@ class Aggregator:
         if self.settings.auto_publish_interval > 0:
             self.runtime.spawn(self._auto_publish_loop(), "auto-publish")
         self.runtime.spawn(self._gauge_loop(), "outbox-gauge")
+        if self.deps.local is not None:
+            self.runtime.spawn(checkpoint_loop(engine), "wal-checkpoint")
         if self.settings.business_metrics_interval > 0:
             self.runtime.spawn(self._business_loop(), "business-gauges")
         self.runtime.spawn(self._refresh_loop(), "picture-refresh")
@@ -138,6 +140,8 @@ class Aggregator:
         """Stop the relay (background loops are cancelled by the runtime)."""
         if self.relay is not None:
             await self.relay.stop()
+        if self.deps.local is not None:
+            self.deps.local.dispose()
 
 
 def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
@@ -152,7 +156,8 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(runtime.registry),
                          rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
                          serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates,
-                         kronoberg_min_count=settings.kronoberg_min_count)
+                         kronoberg_min_count=settings.kronoberg_min_count,
+                             local=db.in_loop_sqlite(settings.db_url()))
     aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings)
     runtime.on_start(aggregator.start)
     runtime.on_stop(aggregator.stop)

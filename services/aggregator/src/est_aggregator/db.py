@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from bisect import insort
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from est_shared.db import outbox_table, processed_events_table, utcnow
@@ -18,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     insert,
     select,
@@ -27,7 +32,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from est_aggregator.domain import ReportRecord
+from est_aggregator.domain import ReportRecord, as_utc
 
 metadata = MetaData()
 processed = processed_events_table(metadata)
@@ -62,6 +67,8 @@ pictures = Table(
     Column("version", Integer, nullable=False, default=0),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("published_at", DateTime(timezone=True)),
+    Column("report_token", String(40), doc="changes with every batch that stores reports of the picture "
+                                           "(what keeps ReportCache honest across replicas)"),
 )
 
 # Pictures whose inputs changed since they were last emitted: the coalescing refresher's work list.
@@ -150,7 +157,8 @@ forfeitures = Table(
 )
 
 
-ADDED_COLUMNS = {"forfeitures": ("guardian_came", "source")}  # added after the first release
+# added after the first release
+ADDED_COLUMNS = {"forfeitures": ("guardian_came", "source"), "pictures": ("report_token",)}
 
 
 def add_missing_columns(conn: Any) -> None:
@@ -160,6 +168,8 @@ def add_missing_columns(conn: Any) -> None:
 
     inspector = inspect(conn)
     for name, columns in ADDED_COLUMNS.items():
+        if not inspector.has_table(name):  # create_all makes it whole
+            continue
         have = {c["name"] for c in inspector.get_columns(name)}
         for col in columns:
             if col not in have:
@@ -180,6 +190,58 @@ def _record(row: Any) -> ReportRecord:
         late=bool(row.late))
 
 
+class _RawSqlite:
+    """The hot statements of a report batch written out for the sqlite3 driver (the in-loop session).
+
+    Values go through the columns' own bind processors, so rows are stored exactly as SQLAlchemy
+    stores them and every other query of this module reads them back unchanged.
+    """
+
+    REPORT_COLUMNS = ("report_id", "event_id", "municipality_id", "area_id", "period", "checklist", "answers",
+                      "nothing_to_report", "supersedes", "reporter_id", "actor_id", "received_at", "late",
+                      "stored_at")
+
+    def __init__(self) -> None:
+        from sqlalchemy.dialects import sqlite
+
+        dialect = sqlite.dialect()
+        self.processors = [reports.c[c].type.dialect_impl(dialect).bind_processor(dialect)
+                           for c in self.REPORT_COLUMNS]
+        self.time = processed.c.processed_at.type.dialect_impl(dialect).bind_processor(dialect)
+        self.insert_reports = (f"INSERT INTO reports ({', '.join(self.REPORT_COLUMNS)}) "
+                               f"VALUES ({', '.join('?' * len(self.REPORT_COLUMNS))})")
+
+    @staticmethod
+    def driver(session: Any) -> Any:
+        return session.conn.connection.driver_connection
+
+    def report_params(self, rows: Sequence[tuple[str, ReportRecord]], now: datetime) -> list[tuple[Any, ...]]:
+        procs = self.processors
+        out = []
+        for event_id, r in rows:
+            values = (r.report_id, event_id, r.municipality_id, r.area_id, r.period, r.checklist, dict(r.answers),
+                      r.nothing_to_report, r.supersedes, r.reporter_id, r.actor_id, r.received_at, r.late, now)
+            out.append(tuple(v if p is None or v is None else p(v) for v, p in zip(values, procs, strict=True)))
+        return out
+
+
+_RAW: _RawSqlite | None = None
+
+
+def _raw(session: Any) -> _RawSqlite | None:
+    """The raw statements when ``session`` is an in-loop SQLite session, else None."""
+    global _RAW
+    if not isinstance(session, InLoopSession):
+        return None
+    if _RAW is None:
+        _RAW = _RawSqlite()
+    return _RAW
+
+
+def _in_list(n: int) -> str:
+    return ", ".join("?" * n)
+
+
 CHUNK = 500  # ids per IN (...) list: far below every driver's bound-parameter limit
 
 
@@ -191,6 +253,13 @@ def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]
 async def processed_ids(session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> set[str]:
     """Which of these event ids the consumer has already applied."""
     found: set[str] = set()
+    if (raw := _raw(session)) is not None:
+        drv = raw.driver(session)
+        for part in _chunks(list(event_ids)):
+            found.update(e for (e,) in drv.execute(
+                f"SELECT event_id FROM processed_events WHERE consumer = ? AND event_id IN ({_in_list(len(part))})",
+                [consumer, *part]))
+        return found
     for part in _chunks(list(event_ids)):
         found.update(await session.scalars(select(processed.c.event_id).where(
             processed.c.consumer == consumer, processed.c.event_id.in_(part))))
@@ -199,7 +268,11 @@ async def processed_ids(session: AsyncSession, consumer: str, event_ids: Sequenc
 
 async def mark_processed_many(session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> None:
     """Record event ids as applied (one executemany; the caller has filtered known ids)."""
-    if event_ids:
+    if event_ids and (raw := _raw(session)) is not None:
+        at = raw.time(utcnow()) if raw.time else utcnow()
+        raw.driver(session).executemany("INSERT INTO processed_events (consumer, event_id, processed_at) "
+                                        "VALUES (?, ?, ?)", [(consumer, e, at) for e in event_ids])
+    elif event_ids:
         now = utcnow()
         await session.execute(insert(processed), [{"consumer": consumer, "event_id": e, "processed_at": now}
                                                   for e in event_ids])
@@ -208,6 +281,12 @@ async def mark_processed_many(session: AsyncSession, consumer: str, event_ids: S
 async def existing_report_ids(session: AsyncSession, report_ids: Sequence[str]) -> set[str]:
     """Which of these report ids are stored."""
     found: set[str] = set()
+    if (raw := _raw(session)) is not None:
+        drv = raw.driver(session)
+        for part in _chunks(list(report_ids)):
+            found.update(r for (r,) in drv.execute(
+                f"SELECT report_id FROM reports WHERE report_id IN ({_in_list(len(part))})", list(part)))
+        return found
     for part in _chunks(list(report_ids)):
         found.update(await session.scalars(select(reports.c.report_id).where(reports.c.report_id.in_(part))))
     return found
@@ -218,6 +297,9 @@ async def insert_reports(session: AsyncSession, rows: Sequence[tuple[str, Report
     if not rows:
         return
     now = utcnow()
+    if (raw := _raw(session)) is not None:
+        raw.driver(session).executemany(raw.insert_reports, raw.report_params(rows, now))
+        return
     await session.execute(insert(reports), [dict(
         report_id=r.report_id, event_id=event_id, municipality_id=r.municipality_id, area_id=r.area_id,
         period=r.period, checklist=r.checklist, answers=dict(r.answers), nothing_to_report=r.nothing_to_report,
@@ -424,3 +506,209 @@ async def forfeitures_for(session: AsyncSession, area_id: str, start: datetime, 
     return list((await session.execute(select(forfeitures).where(
         forfeitures.c.area_id == area_id, forfeitures.c.occurred_at >= start,
         forfeitures.c.occurred_at < end))).all())
+
+
+# --- the in-loop SQLite unit of work (the consumer's hot path) ------------------------------
+
+class InLoopSession:
+    """The part of ``AsyncSession`` this module's functions use, over a synchronous connection.
+
+    With it, the functions above run their statements on the event loop's thread: no hand-over to
+    the driver's thread and back for each statement (a batch makes about ten), which left the
+    consumer waiting more than it worked.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def get_bind(self) -> Any:
+        return self.conn.engine
+
+    async def execute(self, statement: Any, params: Any = None) -> Any:
+        return self.conn.execute(statement, params) if params is not None else self.conn.execute(statement)
+
+    async def scalars(self, statement: Any) -> Any:
+        return self.conn.scalars(statement)
+
+    async def scalar(self, statement: Any) -> Any:
+        return self.conn.scalar(statement)
+
+
+class SqliteBusy(Exception):
+    """Another connection holds the SQLite write lock; try again shortly."""
+
+
+class InLoopSqlite:
+    """A synchronous SQLAlchemy engine on the same SQLite file, used on the event loop's thread.
+
+    Statements take well under a millisecond each, so running them inline costs the loop less than
+    it waits for a driver thread. A transaction starts with ``BEGIN IMMEDIATE`` (the write lock up
+    front) and never waits inside SQLite (``busy_timeout`` 0, which would block the loop that the
+    lock holder may need): a busy database raises ``SqliteBusy`` at once and the caller retries
+    after an ``asyncio.sleep``.
+    """
+
+    def __init__(self, path: str) -> None:
+        from sqlalchemy import create_engine, event
+
+        self.engine = create_engine(f"sqlite:///{path}", connect_args={"isolation_level": None},
+                                    pool_size=1, max_overflow=0)
+
+        @event.listens_for(self.engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=0")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA wal_autocheckpoint=0")  # est_shared.db.checkpoint_loop does it off the loop
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(self.engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN" if conn.info.get("est_reading") else "BEGIN IMMEDIATE")
+
+    @contextmanager
+    def reading(self) -> Iterator[InLoopSession]:
+        """A read transaction (a WAL snapshot: it takes no lock and waits for none)."""
+        with self.engine.connect() as conn:
+            conn.info["est_reading"] = True
+            try:
+                yield InLoopSession(conn)
+            finally:
+                conn.info.pop("est_reading", None)
+                conn.rollback()
+
+    @contextmanager
+    def transaction(self) -> Iterator[InLoopSession]:
+        """One transaction: commits on success, rolls back on any error; ``SqliteBusy`` if locked."""
+        import sqlite3
+
+        from sqlalchemy.exc import OperationalError
+
+        try:
+            with self.engine.begin() as conn:
+                yield InLoopSession(conn)
+        except OperationalError as exc:
+            if isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig):
+                raise SqliteBusy() from exc
+            raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def in_loop_sqlite(url: str) -> InLoopSqlite | None:
+    """An ``InLoopSqlite`` for a file-backed SQLite URL, else None."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1]
+    return InLoopSqlite(path) if path and path != ":memory:" and not path.startswith("file:") else None
+
+
+# --- the report cache -----------------------------------------------------------------------
+
+PictureKey = tuple[str, str]  # (area, picture period id)
+
+
+async def bump_report_tokens(session: AsyncSession, keys: Sequence[tuple[str, str, str]], token: str
+                             ) -> dict[PictureKey, str | None]:
+    """Give the pictures a new ``report_token``; returns the tokens they had (in the same transaction)."""
+    wanted = {(a, p) for a, p, _m in keys}
+    old: dict[PictureKey, str | None] = dict.fromkeys(wanted)
+    if not keys:
+        return old
+    rows = await session.execute(select(pictures.c.area_id, pictures.c.period, pictures.c.report_token).where(
+        pictures.c.area_id.in_(sorted({a for a, _ in wanted})), pictures.c.period.in_(sorted({p for _, p in wanted}))))
+    for a, p, t in rows:
+        if (a, p) in wanted:
+            old[(a, p)] = t
+    if keys:
+        await session.execute(update(pictures).where(pictures.c.area_id == bindparam("a"),
+                                                     pictures.c.period == bindparam("p"))
+                              .values(report_token=token), [{"a": a, "p": p} for a, p, _m in keys])
+    return old
+
+
+async def report_tokens(session: AsyncSession, area_id: str, periods: Iterable[str]) -> dict[str, str | None]:
+    """``report_token`` by picture period of an area (a period without a picture row is absent)."""
+    rows = await session.execute(select(pictures.c.period, pictures.c.report_token).where(
+        pictures.c.area_id == area_id, pictures.c.period.in_(list(periods))))
+    return {p: t for p, t in rows}
+
+
+def _order(r: ReportRecord) -> tuple[datetime, str]:
+    return (r.received_at, r.report_id)  # cached records hold aware UTC times
+
+
+class ReportCache:
+    """The stored reports of recently computed pictures, kept in memory (SQLite only).
+
+    A picture's entry holds its reports in ``reports_for``'s order and the picture row's
+    ``report_token`` it matches. Every batch that stores reports of a picture gives its row a new
+    token in the same transaction; this process then appends its own new reports to the entry
+    if the entry matched the token the batch replaced, and drops the entry otherwise (another
+    replica or process wrote in between). A look-up compares tokens, so an entry is used only
+    while it holds exactly what the database holds. At most ``max_pictures`` entries, least
+    recently used dropped first.
+    """
+
+    def __init__(self, max_pictures: int = 5000) -> None:
+        self.max_pictures = max_pictures
+        self.entries: OrderedDict[PictureKey, tuple[str, list[ReportRecord]]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    async def reports(self, session: AsyncSession, area_id: str, idmap: Mapping[str, Any]
+                      ) -> list[tuple[Any, ReportRecord]]:
+        """(picture period, report) pairs of the area for stored period ids ``idmap`` → picture period."""
+        wanted: dict[str, list[str]] = {}
+        for pid, period in idmap.items():
+            wanted.setdefault(period.id, []).append(pid)
+        tokens = await report_tokens(session, area_id, wanted)
+        by_id = {period.id: period for period in idmap.values()}
+        out: list[tuple[Any, ReportRecord]] = []
+        for pic, pids in wanted.items():
+            if pic not in tokens:  # no picture row: no report was ever stored for it
+                continue
+            token, key = tokens[pic], (area_id, pic)
+            entry = self.entries.get(key)
+            if entry is not None and token is not None and entry[0] == token:
+                self.entries.move_to_end(key)
+                self.hits += 1
+                records = entry[1]
+            else:
+                self.misses += 1
+                records = [replace(r, received_at=as_utc(r.received_at))
+                           for r in await reports_for(session, area_id, pids)]
+                if token is not None:
+                    self._put(key, token, records)
+            out.extend((by_id[pic], r) for r in records)
+        return out
+
+    def _put(self, key: PictureKey, token: str, records: list[ReportRecord]) -> None:
+        self.entries[key] = (token, records)
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.max_pictures:
+            self.entries.popitem(last=False)
+
+    def committed(self, old_tokens: Mapping[PictureKey, str | None], token: str,
+                  added: Mapping[PictureKey, Sequence[ReportRecord]]) -> None:
+        """After a batch committed: follow the token where the entry was current, else forget it."""
+        for key, old in old_tokens.items():
+            entry = self.entries.get(key)
+            if entry is None:
+                continue
+            if old is None or entry[0] != old:
+                del self.entries[key]
+                continue
+            records = entry[1]
+            for r in added.get(key, ()):
+                if r.received_at.tzinfo is not UTC:
+                    r = replace(r, received_at=as_utc(r.received_at))
+                if not records or _order(records[-1]) <= _order(r):
+                    records.append(r)  # the usual case: reports arrive in order
+                else:
+                    insort(records, r, key=_order)
+            self.entries[key] = (token, records)
+
+    def clear(self) -> None:
+        self.entries.clear()

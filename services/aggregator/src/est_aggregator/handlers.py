@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -87,7 +88,23 @@ class Deps:
     emit_updates: bool = True
     wake: Callable[[], None] = lambda: None
     wake_refresher: Callable[[], None] = lambda: None
+    local: db.InLoopSqlite | None = None  # SQLite: the report batches' statements run on the loop's thread
+    cache: db.ReportCache | None = None  # SQLite: reports of recent pictures in memory (see ReportCache)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        if self.local is not None and self.cache is None:
+            self.cache = db.ReportCache()
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session: in-loop on SQLite, else a pooled one."""
+        if self.local is not None:
+            with self.local.reading() as s:
+                yield s  # type: ignore[misc]
+        else:
+            async with self.sessions() as s:
+                yield s
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
@@ -208,15 +225,24 @@ def _items_for(org: OrgSnapshot, current: Sequence[ReportRecord]) -> list[Any]:
 
 
 async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, period: Period, rules: Rules,
-                          status: str = "open", version: int = 0) -> BuiltPicture:
-    """The picture of an area and period computed from the stored reports (and the last ``window`` periods)."""
+                          status: str = "open", version: int = 0, cache: db.ReportCache | None = None
+                          ) -> BuiltPicture:
+    """The picture of an area and period computed from the stored reports (and the last ``window`` periods).
+
+    With a ``cache``, the reports come from it where its entries are current (the same reports in
+    the same order as the database gives them).
+    """
     idmap: dict[str, Period] = {}
     for p in [*history_periods(period, rules.window), period]:
         for pid in period_ids(p):
             idmap[pid] = p
     by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
-    for r in await db.reports_for(s, info.area_id, idmap):
-        by_period[idmap[r.period]].append(r)
+    if cache is not None:
+        for p, r in await cache.reports(s, info.area_id, idmap):
+            by_period[p].append(r)
+    else:
+        for r in await db.reports_for(s, info.area_id, idmap):
+            by_period[idmap[r.period]].append(r)
     superseded = await db.superseded_in_area(s, info.area_id)
     expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(info.area_id)]
     muni = org.municipalities.get(info.municipality_id)
@@ -332,6 +358,9 @@ class BatchOutcome:
     duplicates: int
     dirty: int
     new: list[tuple[str, str, str, str | None]] = field(default_factory=list)  # report, area, period, correlation
+    token: str = ""
+    old_tokens: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    added: dict[tuple[str, str], list[ReportRecord]] = field(default_factory=dict)
 
 
 def _first_by(items: Sequence[Any], key: Callable[[Any], str]) -> list[Any]:
@@ -372,15 +401,25 @@ async def _store_batch(s: AsyncSession, events: Sequence[CloudEvent[Any]], *, de
     if corrected:  # a correction also changes the picture of the report it replaces
         targets |= set((await db.report_places(s, corrected)).values())
     keys = set()
-    for area_id, period_text, muni in targets:
-        key = await _picture_key(s, org, area_id, period_text, muni)
+    key_of: dict[tuple[str, str, str], tuple[str, str, str]] = {}
+    for target in targets:
+        key = await _picture_key(s, org, *target)
         if key is not None:
             keys.add(key)
+            key_of[target] = key
+    token = uuid.uuid4().hex
     await db.ensure_picture_rows(s, sorted(keys))
-    await db.mark_dirty(s, sorted(keys), token=uuid.uuid4().hex)
+    await db.mark_dirty(s, sorted(keys), token=token)
+    old_tokens = await db.bump_report_tokens(s, sorted(keys), token)
+    added: dict[tuple[str, str], list[ReportRecord]] = {}
+    for _, r in new:
+        key = key_of.get((r.area_id, r.period, r.municipality_id))
+        if key is not None:
+            added.setdefault((key[0], key[1]), []).append(r)
     correlation = {e.id: e.correlationid for e in fresh}
     return BatchOutcome(stored=len(new), duplicates=len(events) - len(new), dirty=len(keys),
-                        new=[(r.report_id, r.area_id, r.period, correlation.get(eid)) for eid, r in new])
+                        new=[(r.report_id, r.area_id, r.period, correlation.get(eid)) for eid, r in new],
+                        token=token, old_tokens=old_tokens, added=added)
 
 
 async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, org: OrgSnapshot,
@@ -392,14 +431,29 @@ async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, 
     No picture is computed here: ``refresh_dirty`` does that, coalesced. A unique-key race with
     another replica rolls the batch back and tries again (the second look sees the other's rows).
     """
-    for attempt in range(1, attempts + 1):
+    attempt, busy_until = 1, None
+    while True:
         try:
-            async with deps.unit_of_work() as s:
-                outcome = await _store_batch(s, events, deps=deps, org=org)
+            if deps.local is not None:
+                async with deps._lock:  # this process's other SQLite writers finish first
+                    with deps.local.transaction() as local:
+                        outcome = await _store_batch(local, events, deps=deps, org=org)  # type: ignore[arg-type]
+            else:
+                async with deps.unit_of_work() as s:
+                    outcome = await _store_batch(s, events, deps=deps, org=org)
+            if deps.cache is not None:
+                deps.cache.committed(outcome.old_tokens, outcome.token, outcome.added)
             break
-        except IntegrityError:
+        except db.SqliteBusy:  # another process (or the relay) writes: wait without blocking the loop
+            loop = asyncio.get_running_loop()
+            busy_until = busy_until or loop.time() + 30.0
+            if loop.time() > busy_until:
+                raise
+            await asyncio.sleep(0.005)
+        except (IntegrityError, sqlite3.IntegrityError):  # the in-loop path raises the driver's own
             if attempt == attempts:
                 raise
+            attempt += 1
             deps.metrics.conflicts.inc()
     if outcome.new:  # the trace: report → (area, period) → picture versions; one line per batch (cheap)
         log.info("reports stored", extra={
@@ -469,7 +523,7 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
     out = RefreshOutcome()
     updates: list[tuple[Any, BuiltPicture | None]] = []
     revisions: list[Any] = []
-    async with deps.sessions() as s:
+    async with deps.reading() as s:
         for row in await db.dirty_rows(s, limit):
             state = await db.picture_row(s, row.area_id, row.period)
             if state is not None and state.status == "published":
@@ -483,7 +537,7 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
                 try:
                     info = await area_info(s, org, row.area_id, row.municipality_id)
                     built = await compute_picture(s, org=org, info=info, period=Period.parse(row.period),
-                                                  rules=deps.rules)
+                                                  rules=deps.rules, cache=deps.cache)
                 except (PeriodError, AreaNotFound):
                     built = None
             updates.append((row, built))

@@ -34,9 +34,12 @@ from typing import Any
 
 import nats
 import nats.errors
+from est_shared.batching import parse_expected
 from est_shared.bus import PoisonEvent, latest_on_subject, parse_event
 from est_shared.db import lock_schema, make_engine, session_factory
+from est_shared.events import ReportSubmitted
 from est_shared.org import OrgSnapshot
+from est_shared.runtime import tune_gc
 from est_shared.subjects import ORG, ORG_CHANGED, REPORTS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
@@ -82,7 +85,10 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
                         batch_size: int = 1000) -> RebuildResult:
     """Rebuild the projection (see the module docstring); ``progress(done, total)`` is called as events replay."""
     t0 = time.perf_counter()
+    if settings.gc_tuning:
+        tune_gc()
     engine = make_engine(settings.db_url())
+    local = db.in_loop_sqlite(settings.db_url())
     nc = await nats.connect(settings.nats_servers, connect_timeout=5)
     try:
         async with engine.begin() as conn:
@@ -92,7 +98,9 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
         deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(CollectorRegistry()),
                              rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
                              serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates,
-                             kronoberg_min_count=settings.kronoberg_min_count)
+                             kronoberg_min_count=settings.kronoberg_min_count,
+                             local=local)
+        deps.cache = None  # a rebuild computes no picture: nothing to keep
         js = nc.jetstream()
         org = await _load_org(js)
         await _clear(deps)
@@ -116,7 +124,7 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
             reports = []
             for m in msgs:
                 try:
-                    event = parse_event(m.data)
+                    event = parse_expected(m.data, ReportSubmitted)
                 except PoisonEvent:
                     poison += 1
                     continue
@@ -146,6 +154,8 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
     finally:
         await nc.close()
         await engine.dispose()
+        if local is not None:
+            local.dispose()
     return RebuildResult(events=done, reports_stored=stored, duplicates=duplicates, forfeitures=forfeitures,
                          poison=poison, seconds=time.perf_counter() - t0)
 

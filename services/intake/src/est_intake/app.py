@@ -7,7 +7,15 @@ import time
 from typing import Any
 
 from est_shared.bus import BusUnavailable, latest_on_subject, parse_event, publish_event
-from est_shared.db import OutboxRelay, add_to_outbox, lock_schema, make_engine, session_factory, transaction
+from est_shared.db import (
+    OutboxRelay,
+    add_to_outbox,
+    checkpoint_loop,
+    lock_schema,
+    make_engine,
+    session_factory,
+    transaction,
+)
 from est_shared.events import CloudEvent
 from est_shared.org import OrgSnapshot
 from est_shared.runtime import ServiceRuntime
@@ -87,6 +95,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                                                                   "changed": applied.changed})
         await r.flush()
         r.start()
+        if ctx.ledger is not None and ctx.ledger.local is not None:
+            runtime.spawn(checkpoint_loop(engine), "wal-checkpoint")
 
     async def stop() -> None:
         if "r" in relay:

@@ -207,6 +207,7 @@ class InLoopSqlite:
             conn = sqlite3.connect(self.path, isolation_level=None)  # explicit BEGIN below
             conn.execute("PRAGMA busy_timeout=0")
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # est_shared.db.checkpoint_loop does it off the loop
             self.conn = conn
         return self.conn
 
