@@ -5,40 +5,22 @@ in the dashboard and publishes."""
 from __future__ import annotations
 
 import os
-import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-import yaml
 
-from tests.support import System, e2e_org, start_system, wait_for
+from tests.support import System, wait_for
 
-CHROMIUM = os.environ.get("EST_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 # screenshots go to the README's folder only when asked (EST_SAVE_SCREENSHOTS=1), else to a temp dir
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def chromium() -> str:
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI needs Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    return CHROMIUM
-
-
-@pytest.fixture
-def system(tmp_path: Path) -> System:  # type: ignore[misc]
-    org = tmp_path / "org.yaml"
-    org.write_text(yaml.safe_dump(e2e_org(), allow_unicode=True), encoding="utf-8")
-    s = start_system(tmp_path / "var", org)
-    yield s
-    s.stop()
 
 
 def _picture(system: System, token: str, area: str, period: str) -> dict:  # type: ignore[type-arg]
@@ -47,79 +29,63 @@ def _picture(system: System, token: str, area: str, period: str) -> dict:  # typ
     return r.json()  # type: ignore[no-any-return]
 
 
-def test_offline_report_arrives_once_and_key_function_publishes_it(system: System, chromium: str,
+def test_offline_report_arrives_once_and_key_function_publishes_it(system: System, sign_in: Callable[..., Page],
                                                                     tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     shots = SHOTS if os.environ.get("EST_SAVE_SCREENSHOTS") else tmp_path
 
-    web = system.urls["web"]
     me = httpx.get(f"{system.urls['intake']}/v1/me", headers={"Authorization": "Bearer t-anna"}).json()
     period = next(a["current_period"] for a in me["areas"] if a["id"] == "araby")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=ARGS)
-        try:
-            # service workers are blocked here: Chromium's offline emulation does not cover requests that
-            # pass a service worker, so the test would not be offline (the real device is)
-            ctx = browser.new_context(viewport={"width": 420, "height": 900}, service_workers="block")
-            page = ctx.new_page()
-            page.goto(f"{web}/app/")
-            page.fill("#token", "t-anna")
-            page.click("button[type=submit]")
-            page.wait_for_selector("#form-title")
-            assert "Araby" in page.inner_text("#form-title")
+    # service workers are blocked here: Chromium's offline emulation does not cover requests that
+    # pass a service worker, so the test would not be offline (the real device is)
+    page = sign_in("t-anna", "#form-title", viewport={"width": 420, "height": 900}, service_workers="block")
+    ctx = page.context
+    assert "Araby" in page.inner_text("#form-title")
 
-            # the network goes away; the reporter fills in the checklist and sends
-            ctx.set_offline(True)
-            page.check("input[name=i-klotter][value='2']")
-            page.click("fieldset.item:has(legend:text('Skadegörelse')) button[aria-label='+1']")
-            page.click("fieldset.item:has(legend:text('Skadegörelse')) button[aria-label='+1']")
-            page.check("fieldset.item:has(legend:text('Klotter')) .chips input >> nth=0")
-            page.click("#submit")
-            queued = page.wait_for_selector("#outbox li[data-state=queued]")
-            report_id = queued.get_attribute("data-report")
-            assert report_id
-            assert _picture(system, "t-lena", "araby", period)["reports"] == 0  # nothing reached the server
-            shots.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(shots / "reporter-form.png"), full_page=False)
+    # the network goes away; the reporter fills in the checklist and sends
+    ctx.set_offline(True)
+    page.check("input[name=i-klotter][value='2']")
+    page.click("fieldset.item:has(legend:text('Skadegörelse')) button[aria-label='+1']")
+    page.click("fieldset.item:has(legend:text('Skadegörelse')) button[aria-label='+1']")
+    page.check("fieldset.item:has(legend:text('Klotter')) .chips input >> nth=0")
+    page.click("#submit")
+    queued = page.wait_for_selector("#outbox li[data-state=queued]")
+    report_id = queued.get_attribute("data-report")
+    assert report_id
+    assert _picture(system, "t-lena", "araby", period)["reports"] == 0  # nothing reached the server
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "reporter-form.png"), full_page=False)
 
-            # the network comes back: the report is sent once, with the id made with the draft
-            ctx.set_offline(False)
-            page.evaluate("window.dispatchEvent(new Event('online'))")
-            try:
-                page.wait_for_selector(f"#outbox li[data-report='{report_id}'][data-state=accepted]", timeout=20000)
-            except Exception:
-                raise AssertionError(page.evaluate("localStorage.getItem('est.outbox')")) from None
-            page.reload()
-            page.wait_for_selector("#form-title")
-            page.evaluate("window.dispatchEvent(new Event('online'))")
-            pic = wait_for(lambda: (lambda p: p if p["reports"] >= 1 else None)(
-                _picture(system, "t-lena", "araby", period)))
-            assert pic["reports"] == 1
-            assert pic["items"]["klotter"]["value"] == 2
-            assert pic["items"]["skadegorelse"]["value"] == 2
-            page.wait_for_timeout(1000)
-            assert _picture(system, "t-lena", "araby", period)["reports"] == 1  # still once
+    # the network comes back: the report is sent once, with the id made with the draft
+    ctx.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    try:
+        page.wait_for_selector(f"#outbox li[data-report='{report_id}'][data-state=accepted]", timeout=20000)
+    except Exception:
+        raise AssertionError(page.evaluate("localStorage.getItem('est.outbox')")) from None
+    page.reload()
+    page.wait_for_selector("#form-title")
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    pic = wait_for(lambda: (lambda p: p if p["reports"] >= 1 else None)(
+        _picture(system, "t-lena", "araby", period)))
+    assert pic["reports"] == 1
+    assert pic["items"]["klotter"]["value"] == 2
+    assert pic["items"]["skadegorelse"]["value"] == 2
+    page.wait_for_timeout(1000)
+    assert _picture(system, "t-lena", "araby", period)["reports"] == 1  # still once
 
-            # a key function sees it in the dashboard and publishes with a comment
-            kf = browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
-            kf.goto(f"{web}/app/")
-            kf.fill("#token", "t-lena")
-            kf.click("button[type=submit]")
-            kf.wait_for_selector("#heatmap")
-            kf.click("text=Nästa →")
-            kf.wait_for_selector(f"text=Lägesbild · vaxjo · {period}")
-            kf.wait_for_selector("tr[data-area=araby] td.cell.lvl-2")
-            kf.click("tr[data-area=araby] th button")
-            kf.wait_for_selector("#first-analysis")
-            kf.fill("#comment", "Klottret vid centrum följs upp med fastighetsägaren.")
-            kf.click("#publish")
-            kf.wait_for_selector("text=Lägesbilden är publicerad.")
-            published = wait_for(lambda: (lambda p: p if p["status"] == "published" else None)(
-                _picture(system, "t-lena", "araby", period)))
-            assert published["version"] == 1
-            kf.wait_for_timeout(500)
-            kf.screenshot(path=str(shots / "dashboard.png"), full_page=True)
-            assert (shots / "dashboard.png").stat().st_size > 20_000  # a real page, not a blank one
-        finally:
-            browser.close()
+    # a key function sees it in the dashboard and publishes with a comment
+    kf = sign_in("t-lena", "#heatmap", viewport={"width": 1280, "height": 1000})
+    kf.click("text=Nästa →")
+    kf.wait_for_selector(f"text=Lägesbild · vaxjo · {period}")
+    kf.wait_for_selector("tr[data-area=araby] td.cell.lvl-2")
+    kf.click("tr[data-area=araby] th button")
+    kf.wait_for_selector("#first-analysis")
+    kf.fill("#comment", "Klottret vid centrum följs upp med fastighetsägaren.")
+    kf.click("#publish")
+    kf.wait_for_selector("text=Lägesbilden är publicerad.")
+    published = wait_for(lambda: (lambda p: p if p["status"] == "published" else None)(
+        _picture(system, "t-lena", "araby", period)))
+    assert published["version"] == 1
+    kf.wait_for_timeout(500)
+    kf.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+    assert (shots / "dashboard.png").stat().st_size > 20_000  # a real page, not a blank one

@@ -46,11 +46,12 @@ class Aggregator:
         """Run ``refresh_once`` when woken by a commit (or every interval, for other replicas' marks).
 
         Passes start at least ``update_interval`` apart (so at most one update per picture per
-        interval), at once after a quiet spell (low latency), and at least four times their own
-        duration apart (the refresher never takes more than about a quarter of the process).
+        interval), at once after a quiet spell (low latency), and at least their own duration divided
+        by ``refresh_share`` apart (the refresher never takes more than that share of the process).
         """
         loop = asyncio.get_running_loop()
         interval = self.settings.update_interval
+        share = min(1.0, max(0.05, self.settings.refresh_share))
         last_start, gap = -1e9, interval
         while True:
             try:
@@ -68,7 +69,7 @@ class Aggregator:
                 raise
             except Exception:
                 log.exception("picture refresh failed; will retry")
-            gap = max(interval, 4 * (loop.time() - last_start))
+            gap = max(interval, (loop.time() - last_start) / share)
 
     async def auto_publish_once(self) -> list[handlers.PublishResult]:
         """Publish the open pictures whose deadline (by ``clock``) has passed."""

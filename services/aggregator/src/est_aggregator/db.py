@@ -383,9 +383,7 @@ async def reports_for(session: AsyncSession, area_id: str, period_ids: Iterable[
 
 async def superseded_in_area(session: AsyncSession, area_id: str) -> set[str]:
     """Report ids some stored report of the area supersedes."""
-    rows = await session.scalars(select(reports.c.supersedes).where(reports.c.area_id == area_id,
-                                                                    reports.c.supersedes.is_not(None)))
-    return {r for r in rows if r}
+    return (await superseded_in_areas(session, [area_id]))[area_id]
 
 
 async def any_municipality_for_area(session: AsyncSession, area_id: str) -> str | None:
@@ -454,10 +452,7 @@ async def add_comment(session: AsyncSession, *, area_id: str, period: str, perso
 
 
 async def comments_for(session: AsyncSession, area_id: str, period: str) -> list[dict[str, Any]]:
-    rows = (await session.execute(select(comments).where(comments.c.area_id == area_id, comments.c.period == period)
-                                  .order_by(comments.c.id))).all()
-    return [{"by": r.person_id, "actor_id": r.actor_id, "text": r.text, "version": r.version,
-             "at": r.at.isoformat()} for r in rows]
+    return (await comments_of(session, [(area_id, period)]))[(area_id, period)]
 
 
 async def open_alerts(session: AsyncSession, area_id: str) -> dict[str, Any]:
@@ -506,6 +501,61 @@ async def forfeitures_for(session: AsyncSession, area_id: str, start: datetime, 
     return list((await session.execute(select(forfeitures).where(
         forfeitures.c.area_id == area_id, forfeitures.c.occurred_at >= start,
         forfeitures.c.occurred_at < end))).all())
+
+
+# --- many pictures at once (the refresher's pass) ------------------------------------------
+
+async def superseded_in_areas(session: AsyncSession, area_ids: Sequence[str]) -> dict[str, set[str]]:
+    """``superseded_in_area`` for many areas in one query."""
+    out: dict[str, set[str]] = {a: set() for a in area_ids}
+    for part in _chunks(sorted(set(area_ids))):
+        rows = await session.execute(select(reports.c.area_id, reports.c.supersedes).where(
+            reports.c.area_id.in_(part), reports.c.supersedes.is_not(None)))
+        for area, sup in rows:
+            if sup:
+                out.setdefault(area, set()).add(sup)
+    return out
+
+
+async def picture_rows_of(session: AsyncSession, area_ids: Sequence[str], periods: Sequence[str]
+                          ) -> dict[tuple[str, str], Any]:
+    """Picture rows of the given areas in the given periods, by (area, period)."""
+    out: dict[tuple[str, str], Any] = {}
+    areas, pids = sorted(set(area_ids)), sorted(set(periods))
+    for a_part in _chunks(areas, 200):
+        for p_part in _chunks(pids, 200):
+            for r in (await session.execute(select(pictures).where(pictures.c.area_id.in_(a_part),
+                                                                   pictures.c.period.in_(p_part)))).all():
+                out[(r.area_id, r.period)] = r
+    return out
+
+
+async def comments_of(session: AsyncSession, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[Any]]:
+    """``comments_for`` of many (area, period) keys in one query (in ``comments_for``'s order)."""
+    wanted = set(keys)
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in wanted}
+    if not wanted:
+        return out
+    rows = (await session.execute(select(comments).where(
+        comments.c.area_id.in_(sorted({a for a, _ in wanted})), comments.c.period.in_(sorted({p for _, p in wanted})))
+        .order_by(comments.c.id))).all()
+    for r in rows:
+        if (r.area_id, r.period) in wanted:
+            out[(r.area_id, r.period)].append({"by": r.person_id, "actor_id": r.actor_id, "text": r.text,
+                                               "version": r.version, "at": r.at.isoformat()})
+    return out
+
+
+async def forfeitures_of(session: AsyncSession, area_ids: Sequence[str], start: datetime, end: datetime
+                         ) -> dict[str, list[Any]]:
+    """Protocols of many areas that occurred in [start, end), by area (filter narrower ranges per picture)."""
+    out: dict[str, list[Any]] = {a: [] for a in area_ids}
+    for part in _chunks(sorted(set(area_ids))):
+        for r in (await session.execute(select(forfeitures).where(
+                forfeitures.c.area_id.in_(part), forfeitures.c.occurred_at >= start,
+                forfeitures.c.occurred_at < end))).all():
+            out.setdefault(r.area_id, []).append(r)
+    return out
 
 
 # --- the in-loop SQLite unit of work (the consumer's hot path) ------------------------------
@@ -657,13 +707,17 @@ class ReportCache:
         self.entries: OrderedDict[PictureKey, tuple[str, list[ReportRecord]]] = OrderedDict()
         self.hits = self.misses = 0
 
-    async def reports(self, session: AsyncSession, area_id: str, idmap: Mapping[str, Any]
-                      ) -> list[tuple[Any, ReportRecord]]:
-        """(picture period, report) pairs of the area for stored period ids ``idmap`` → picture period."""
+    async def reports(self, session: AsyncSession, area_id: str, idmap: Mapping[str, Any],
+                      tokens: Mapping[str, str | None] | None = None) -> list[tuple[Any, ReportRecord]]:
+        """(picture period, report) pairs of the area for stored period ids ``idmap`` → picture period.
+
+        ``tokens`` (picture period → report_token, as ``report_tokens`` gives them) when already read.
+        """
         wanted: dict[str, list[str]] = {}
         for pid, period in idmap.items():
             wanted.setdefault(period.id, []).append(pid)
-        tokens = await report_tokens(session, area_id, wanted)
+        if tokens is None:
+            tokens = await report_tokens(session, area_id, wanted)
         by_id = {period.id: period for period in idmap.values()}
         out: list[tuple[Any, ReportRecord]] = []
         for pic, pids in wanted.items():

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from est_shared.checklists import DEFAULT_CHECKLIST, ChecklistItem
@@ -121,6 +122,8 @@ class Assessment:
 
 def as_utc(moment: datetime) -> datetime:
     """An aware UTC datetime (SQLite hands back naive ones, which are UTC here)."""
+    if moment.tzinfo is UTC:
+        return moment
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -231,7 +234,9 @@ def completeness(effective: Sequence[ReportRecord], expected: Sequence[ExpectedR
     reporters: dict[str, str] = {}
     for r in effective:
         reporters.setdefault(r.reporter_id, r.actor_id)
-    on_time = {r.reporter_id for r in all_reports if r.reporter_id in reporters and not is_late(r, deadline)}
+    due = as_utc(deadline) if deadline is not None else None
+    on_time = {r.reporter_id for r in all_reports if r.reporter_id in reporters
+               and not (r.late or (due is not None and as_utc(r.received_at) > due))}  # is_late, deadline once
     by_reporter: dict[str, list[ReportRecord]] = {}
     for r in effective:
         by_reporter.setdefault(r.reporter_id, []).append(r)
@@ -363,9 +368,17 @@ def checklist_items(checklists: Sequence[Sequence[ChecklistItem]]) -> list[Check
     return list(seen.values())
 
 
+@lru_cache(maxsize=4096)
+def _history(period: Period, window: int) -> tuple[Period, ...]:
+    out = [period]
+    for _ in range(window):
+        out.append(out[-1].prev())
+    return tuple(reversed(out[1:]))
+
+
 def history_periods(period: Period, window: int) -> list[Period]:
     """The ``window`` periods before ``period``, oldest first."""
-    return [period.shift(-i) for i in range(window, 0, -1)]
+    return list(_history(period, window))
 
 
 def period_ids(period: Period) -> set[str]:

@@ -17,11 +17,12 @@ import logging
 import sqlite3
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from est_shared.bus import encode
 from est_shared.db import add_to_outbox, mark_processed, transaction, utcnow
@@ -70,6 +71,8 @@ from est_aggregator.domain import (
 )
 from est_aggregator.metrics import AggregatorMetrics
 
+T = TypeVar("T")
+
 log = logging.getLogger("est.aggregator")
 
 SOURCE = "/est/aggregator"
@@ -95,6 +98,23 @@ class Deps:
     def __post_init__(self) -> None:
         if self.local is not None and self.cache is None:
             self.cache = db.ReportCache()
+
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction: in-loop on SQLite (a busy database retried), else a unit of work."""
+        if self.local is None:
+            async with self.unit_of_work() as s:
+                return await work(s)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 30.0
+        while True:
+            try:
+                async with self._lock:
+                    with self.local.transaction() as local:
+                        return await work(local)  # type: ignore[arg-type]
+            except db.SqliteBusy:
+                if loop.time() > until:
+                    raise
+                await asyncio.sleep(0.005)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -224,36 +244,91 @@ def _items_for(org: OrgSnapshot, current: Sequence[ReportRecord]) -> list[Any]:
     return checklist_items(found)
 
 
+@lru_cache(maxsize=4096)
+def _window_of(period: Period, window: int) -> tuple[tuple[str, Period], ...]:
+    return tuple((pid, p) for p in [*history_periods(period, window), period] for pid in sorted(period_ids(p)))
+
+
+def _window(period: Period, rules: Rules) -> dict[str, Period]:
+    """Stored period ids of a picture and its history → the picture period they count for."""
+    return dict(_window_of(period, rules.window))
+
+
+def _tz(org: OrgSnapshot, municipality_id: str) -> str:
+    muni = org.municipalities.get(municipality_id)
+    return muni.timezone if muni else "Europe/Stockholm"
+
+
+@dataclass
+class PassInputs:
+    """What the pictures of one refresher pass need besides their reports, read with one query per kind."""
+
+    rows: dict[tuple[str, str], Any]  # picture rows by (area, period): status and report_token
+    superseded: dict[str, set[str]]
+    comments: dict[tuple[str, str], list[Any]]
+    forfeitures: dict[str, list[Any]]
+
+    _tokens: dict[str, dict[str, str | None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for (a, p), r in self.rows.items():
+            self._tokens.setdefault(a, {})[p] = r.report_token
+
+    def tokens(self, area_id: str) -> dict[str, str | None]:
+        """report_token by picture period of the area's rows."""
+        return self._tokens.get(area_id, {})
+
+
+async def pass_inputs(s: AsyncSession, *, org: OrgSnapshot, pictures: Sequence[tuple[AreaInfo, Period]],
+                      rules: Rules) -> PassInputs:
+    """Read what ``compute_picture`` needs for many pictures at once (reports excepted)."""
+    areas = sorted({info.area_id for info, _ in pictures})
+    periods = {p.id for _, period in pictures for p in set(_window(period, rules).values())}
+    spans = [(as_utc(period.start_at(_tz(org, info.municipality_id))),
+              as_utc(period.end_at(_tz(org, info.municipality_id)))) for info, period in pictures]
+    return PassInputs(
+        rows=await db.picture_rows_of(s, areas, sorted(periods)),
+        superseded=await db.superseded_in_areas(s, areas),
+        comments=await db.comments_of(s, [(info.area_id, period.id) for info, period in pictures]),
+        forfeitures=(await db.forfeitures_of(s, areas, min(a for a, _ in spans), max(b for _, b in spans))
+                     if spans else {}))
+
+
 async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, period: Period, rules: Rules,
-                          status: str = "open", version: int = 0, cache: db.ReportCache | None = None
-                          ) -> BuiltPicture:
+                          status: str = "open", version: int = 0, cache: db.ReportCache | None = None,
+                          inputs: PassInputs | None = None) -> BuiltPicture:
     """The picture of an area and period computed from the stored reports (and the last ``window`` periods).
 
     With a ``cache``, the reports come from it where its entries are current (the same reports in
-    the same order as the database gives them).
+    the same order as the database gives them); with ``inputs`` (``pass_inputs`` of many pictures),
+    nothing else is read here.
     """
-    idmap: dict[str, Period] = {}
-    for p in [*history_periods(period, rules.window), period]:
-        for pid in period_ids(p):
-            idmap[pid] = p
+    idmap = _window(period, rules)
     by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
     if cache is not None:
-        for p, r in await cache.reports(s, info.area_id, idmap):
+        tokens = inputs.tokens(info.area_id) if inputs is not None else None
+        for p, r in await cache.reports(s, info.area_id, idmap, tokens=tokens):
             by_period[p].append(r)
     else:
         for r in await db.reports_for(s, info.area_id, idmap):
             by_period[idmap[r.period]].append(r)
-    superseded = await db.superseded_in_area(s, info.area_id)
     expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(info.area_id)]
-    muni = org.municipalities.get(info.municipality_id)
-    tz = muni.timezone if muni else "Europe/Stockholm"
-    protocols = await db.forfeitures_for(s, info.area_id, as_utc(period.start_at(tz)), as_utc(period.end_at(tz)))
+    tz = _tz(org, info.municipality_id)
+    start, end = as_utc(period.start_at(tz)), as_utc(period.end_at(tz))
+    if inputs is not None:
+        superseded = inputs.superseded.get(info.area_id, set())
+        protocols = [r for r in inputs.forfeitures.get(info.area_id, []) if start <= as_utc(r.occurred_at) < end]
+        comments = inputs.comments.get((info.area_id, period.id), [])
+    else:
+        superseded = await db.superseded_in_area(s, info.area_id)
+        protocols = await db.forfeitures_for(s, info.area_id, start, end)
+        comments = await db.comments_for(s, info.area_id, period.id)
     return build_picture(
         kronoberg=kronoberg_aggregates([p._mapping for p in protocols], tz=tz),
         municipality_id=info.municipality_id, area_id=info.area_id, area_name=info.name, period=period,
         reports_by_period=by_period, superseded=superseded, items=_items_for(org, by_period.get(period, [])),
         expected=expected, deadline=_deadline(org, info.municipality_id, period), status=status, version=version,
-        comments=await db.comments_for(s, info.area_id, period.id), rules=rules)
+        comments=comments, rules=rules)
 
 
 def _extras(built: BuiltPicture, deadline: datetime | None) -> dict[str, Any]:
@@ -524,28 +599,42 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
     updates: list[tuple[Any, BuiltPicture | None]] = []
     revisions: list[Any] = []
     async with deps.reading() as s:
-        for row in await db.dirty_rows(s, limit):
-            state = await db.picture_row(s, row.area_id, row.period)
+        dirty = await db.dirty_rows(s, limit)
+        states = await db.picture_rows_of(s, [r.area_id for r in dirty], [r.period for r in dirty])
+        todo: list[tuple[Any, AreaInfo | None, Period | None]] = []
+        for row in dirty:
+            state = states.get((row.area_id, row.period))
             if state is not None and state.status == "published":
                 if (now - as_utc(row.first_at)).total_seconds() >= revise_after:
                     revisions.append(row)
                 else:
                     out.waiting += 1
                 continue
-            built = None
+            info: AreaInfo | None = None
+            period: Period | None = None
             if deps.emit_updates:
                 try:
                     info = await area_info(s, org, row.area_id, row.municipality_id)
-                    built = await compute_picture(s, org=org, info=info, period=Period.parse(row.period),
-                                                  rules=deps.rules, cache=deps.cache)
+                    period = Period.parse(row.period)
                 except (PeriodError, AreaNotFound):
-                    built = None
+                    info = None
+            todo.append((row, info, period))
+        wanted = [(info, period) for _, info, period in todo if info is not None and period is not None]
+        inputs = await pass_inputs(s, org=org, pictures=wanted, rules=deps.rules) if wanted else None
+        for row, info, period in todo:
+            built = None
+            if info is not None and period is not None:
+                built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules,
+                                              cache=deps.cache, inputs=inputs)
             updates.append((row, built))
     if updates:
         effects = Effects()
-        async with deps.unit_of_work() as s:
+
+        async def write(s: AsyncSession) -> None:
+            effects.outbox, effects.rates, out.updated = 0, [], 0  # a retried transaction starts over
+            now_states = await db.picture_rows_of(s, [r.area_id for r, _ in updates], [r.period for r, _ in updates])
             for row, built in updates:
-                state = await db.picture_row(s, row.area_id, row.period)
+                state = now_states.get((row.area_id, row.period))
                 if built is not None and (state is None or state.status == "open"):
                     event = new_event(type="se.est.picture.updated", subject=row.area_id, time=now,
                                       id=f"picture-updated:{row.area_id}:{row.period}:{row.token}",
@@ -555,6 +644,8 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
                     effects.rates.append((row.municipality_id, row.area_id, built.picture.completeness.rate))
                     out.updated += 1
                 await db.clear_dirty(s, row.area_id, row.period, row.token)
+
+        await deps.write(write)
         effects.apply(deps)
     for row in revisions:
         effects = Effects()

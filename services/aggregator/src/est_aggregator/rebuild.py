@@ -114,13 +114,17 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
         done = stored = duplicates = forfeitures = poison = 0
         if progress:
             progress(0, total)
+        ahead: asyncio.Task[list[Any]] | None = None
         while done < total:
             try:
-                msgs = await sub.fetch(batch_size, timeout=5.0)
+                msgs = await (ahead or sub.fetch(batch_size, timeout=5.0))
             except (nats.errors.TimeoutError, TimeoutError):
+                ahead = None
                 if (await js.consumer_info(REPORTS.name, name)).num_pending == 0:
                     break
                 continue
+            # the next batch travels while this one is stored
+            ahead = asyncio.create_task(sub.fetch(batch_size, timeout=5.0)) if done + len(msgs) < total else None
             reports = []
             for m in msgs:
                 try:
@@ -140,6 +144,9 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
             done += len(msgs)
             if progress:
                 progress(done, total)
+        if ahead is not None:
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
         await sub.unsubscribe()
         try:
             await js.delete_consumer(REPORTS.name, name)

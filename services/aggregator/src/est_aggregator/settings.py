@@ -36,6 +36,10 @@ class AggregatorSettings(ServiceSettings):
         "aggregator", "update_interval", 0.5,
         "seconds between passes of the refresher: at most one se.est.picture.updated per picture per interval "
         "(a pass starts at once when the refresher was idle longer than this)")
+    refresh_share: float = service_field(  # type: ignore[assignment]
+        "aggregator", "refresh_share", 0.5,
+        "most of the process's time the refresher takes while reports stream in: passes start at least "
+        "their own duration / share apart (0.5: a pass, then as long for consuming)")
     revise_delay: float = service_field(  # type: ignore[assignment]
         "aggregator", "revise_delay", 2.0,
         "seconds a published picture collects late reports before its ONE revision (version N+1) is published")

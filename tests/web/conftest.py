@@ -1,0 +1,68 @@
+"""Fixtures for the browser tests of the web front end: the whole system started with ``est up``,
+headless Chromium from Debian (``/usr/bin/chromium``) driven by Playwright, and signing in with a token."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from tests.support import System, e2e_org, start_system
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = os.environ.get("EST_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def chromium() -> str:
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    return CHROMIUM
+
+
+@pytest.fixture
+def system(tmp_path: Path) -> Iterator[System]:
+    org = tmp_path / "org.yaml"
+    org.write_text(yaml.safe_dump(e2e_org(), allow_unicode=True), encoding="utf-8")
+    s = start_system(tmp_path / "var", org)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def browser(chromium: str) -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def sign_in(browser: Browser, system: System) -> Callable[..., Page]:
+    """``sign_in(token, ready_selector, viewport=..., **context_options)``: a new browser context on the
+    app, signed in with ``token``, once ``ready_selector`` shows."""
+
+    def open_as(token: str, ready: str, *, viewport: dict[str, int], **context_options: Any) -> Page:
+        page = browser.new_context(viewport=viewport, **context_options).new_page()
+        page.goto(f"{system.urls['web']}/app/")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        page.wait_for_selector(ready)
+        return page
+
+    return open_as

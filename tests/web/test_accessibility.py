@@ -1,0 +1,108 @@
+"""Accessibility of the web front end (aim: WCAG 2.1 AA), checked with axe-core in headless Chromium:
+the reporter's checklist form and the key function's dashboard, each in a state that shows its
+conditional parts (answered items with places and notes, messages, badges, the picture grid with
+levels, an area's detail); and the reporter form used with the keyboard alone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.support import System
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+pytestmark = pytest.mark.e2e
+
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+PHONE = {"width": 420, "height": 900}
+DESKTOP = {"width": 1280, "height": 1000}
+
+
+def _axe_violations(page: Page) -> list[dict[str, Any]]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    options = {"runOnly": {"type": "tag", "values": WCAG_21_AA}, "resultTypes": ["violations"]}
+    return Axe().run(page, options=options).response["violations"]  # type: ignore[no-any-return]
+
+
+def _axe_script() -> str:
+    from axe_playwright_python.base import AXE_SCRIPT
+
+    return AXE_SCRIPT
+
+
+def _target(node: dict[str, Any]) -> str:
+    # a target is a list of selectors, one per frame; a selector in a shadow root is itself a list
+    return " ".join(t if isinstance(t, str) else " >>> ".join(t) for t in node["target"])
+
+
+def _describe(violations: list[dict[str, Any]], targets: int = 4) -> str:
+    lines = [f"{len(violations)} axe violation(s) of {', '.join(WCAG_21_AA)}:"]
+    for v in violations:
+        nodes = v["nodes"]
+        more = f" (+{len(nodes) - targets} more)" if len(nodes) > targets else ""
+        lines.append(f"- {v['id']} [{v['impact']}]: {v['help']} — "
+                     f"{'; '.join(_target(n) for n in nodes[:targets])}{more} ({v['helpUrl']})")
+    return "\n".join(lines)
+
+
+def assert_no_axe_violations(page: Page) -> None:
+    violations = _axe_violations(page)
+    assert not violations, _describe(violations)
+
+
+def test_reporter_form_has_no_wcag_21_aa_violations(system: System, sign_in: Callable[..., Page]) -> None:
+    page = sign_in("t-anna", "#form-title", viewport=PHONE)
+    # one report sent (a message and a badge in "my reports"), then a new answer that shows places and a note
+    page.check("input[name=i-klotter][value='2']")
+    page.click("#submit")
+    page.wait_for_selector("#outbox li[data-state=accepted]")
+    page.check("input[name=i-klotter][value='3']")
+    page.wait_for_selector("fieldset.item.answered .chips input")
+    assert_no_axe_violations(page)
+
+
+def test_dashboard_has_no_wcag_21_aa_violations(system: System, sign_in: Callable[..., Page]) -> None:
+    me = httpx.get(f"{system.urls['intake']}/v1/me", headers={"Authorization": "Bearer t-anna"}, timeout=10).json()
+    period = next(a["current_period"] for a in me["areas"] if a["id"] == "araby")
+    report = {"report_id": str(uuid.uuid4()), "area_id": "araby", "period": period,
+              "answers": {"klotter": {"value": 2, "places": ["centrum"]}, "skadegorelse": {"value": 3}}}
+    r = httpx.post(f"{system.urls['intake']}/v1/reports", json=report,
+                   headers={"Authorization": "Bearer t-anna"}, timeout=10)
+    assert r.status_code < 300, r.text
+
+    page = sign_in("t-lena", "#heatmap", viewport=DESKTOP)
+    page.click("text=Nästa →")  # the current period, where the report is
+    page.wait_for_selector("tr[data-area=araby] td.cell.lvl-2")
+    page.click("tr[data-area=araby] th button")
+    page.wait_for_selector("#first-analysis")
+    assert_no_axe_violations(page)
+
+
+def test_reporter_form_can_be_sent_with_the_keyboard(system: System, sign_in: Callable[..., Page]) -> None:
+    page = sign_in("t-anna", "#form-title", viewport=PHONE)
+    page.reload()  # start from the top of a freshly loaded page, nothing focused
+    page.wait_for_selector("#form-title")
+    page.evaluate(_axe_script())  # for axe.commons.text.accessibleText: the accessible name as axe sees it
+    path: list[str] = []
+    for _ in range(200):
+        page.keyboard.press("Tab")
+        el = page.evaluate("""() => { const e = document.activeElement; axe.setup();
+            try { return { tag: e.tagName.toLowerCase(), id: e.id, type: e.type || "",
+                           name: axe.commons.text.accessibleText(e).trim() }; } finally { axe.teardown(); } }""")
+        path.append(f"{el['tag']}#{el['id']}[{el['type']}] {el['name']!r}")
+        if el["tag"] in {"input", "select", "textarea", "button", "a"}:
+            assert el["name"], "a focusable control without an accessible name; Tab path:\n" + "\n".join(path)
+        if el["id"] == "submit":
+            break
+    else:
+        pytest.fail("Tab from the top never reached the submit button; Tab path:\n" + "\n".join(path))
+    assert path[0].startswith("a#") and "Hoppa till innehållet" in path[0], "the skip link comes first"
+    page.keyboard.press("Enter")  # nothing answered: the form says so, as an alert
+    assert "Fyll i minst en punkt" in page.locator("#main form [role=alert]").inner_text()
