@@ -485,7 +485,8 @@ async def _store_batch(s: AsyncSession, events: Sequence[CloudEvent[Any]], *, de
     token = uuid.uuid4().hex
     await db.ensure_picture_rows(s, sorted(keys))
     await db.mark_dirty(s, sorted(keys), token=token)
-    old_tokens = await db.bump_report_tokens(s, sorted(keys), token)
+    # the report cache exists only on SQLite (in-loop); on PostgreSQL nothing reads the tokens
+    old_tokens = await db.bump_report_tokens(s, sorted(keys), token) if deps.local is not None else {}
     added: dict[tuple[str, str], list[ReportRecord]] = {}
     for _, r in new:
         key = key_of.get((r.area_id, r.period, r.municipality_id))
