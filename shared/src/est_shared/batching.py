@@ -135,6 +135,7 @@ class BatchConsumer:
         self._task: asyncio.Task[None] | None = None
         self._sub: Any = None
         self._stopping = False
+        self.behind = False  # the last fetch came back full: more events are waiting (catching up)
 
     async def start(self, js: Any) -> None:
         """Bind (or create) the durable consumer and start consuming."""
@@ -180,6 +181,7 @@ class BatchConsumer:
             while not self._stopping:
                 msgs = await (ahead or self._fetch(sub))
                 ahead = None
+                self.behind = len(msgs) >= self.batch_size
                 if not msgs:
                     continue
                 if not self._stopping:

@@ -26,6 +26,9 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+CATCH_UP_SHARE = 0.1
+
+
 class Aggregator:
     """Process-level state reachable as ``app.state.aggregator``: deps, the outbox relay and a settable clock."""
 
@@ -47,7 +50,8 @@ class Aggregator:
 
         Passes start at least ``update_interval`` apart (so at most one update per picture per
         interval), at once after a quiet spell (low latency), and at least their own duration divided
-        by ``refresh_share`` apart (the refresher never takes more than that share of the process).
+        by ``refresh_share`` apart (the refresher never takes more than that share of the process;
+        a tenth while the report consumer works off a backlog).
         """
         loop = asyncio.get_running_loop()
         interval = self.settings.update_interval
@@ -69,7 +73,10 @@ class Aggregator:
                 raise
             except Exception:
                 log.exception("picture refresh failed; will retry")
-            gap = max(interval, (loop.time() - last_start) / share)
+            # while the consumer works off a backlog, pictures recomputed now are outdated at once:
+            # the refresher then keeps to a tenth of the time, and to its share once caught up
+            now_share = min(share, CATCH_UP_SHARE) if self.deps.catching_up() else share
+            gap = max(interval, (loop.time() - last_start) / now_share)
 
     async def auto_publish_once(self) -> list[handlers.PublishResult]:
         """Publish the open pictures whose deadline (by ``clock``) has passed."""

@@ -45,6 +45,8 @@ def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: han
                             metrics=runtime.metrics, max_deliver=settings.consumer_max_deliver,
                             batch_size=settings.batch_size, expected=ReportSubmitted)
 
+    deps.catching_up = lambda: reports.behind
+
     async def start_reports() -> None:
         await reports.start(runtime.js)
 

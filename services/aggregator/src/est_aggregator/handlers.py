@@ -91,6 +91,7 @@ class Deps:
     emit_updates: bool = True
     wake: Callable[[], None] = lambda: None
     wake_refresher: Callable[[], None] = lambda: None
+    catching_up: Callable[[], bool] = lambda: False  # the report consumer has a backlog
     local: db.InLoopSqlite | None = None  # SQLite: the report batches' statements run on the loop's thread
     cache: db.ReportCache | None = None  # SQLite: reports of recent pictures in memory (see ReportCache)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -201,7 +202,7 @@ def record_of(data: ReportSubmitted) -> ReportRecord:
         report_id=data.report_id, municipality_id=data.municipality_id, area_id=data.area_id, period=data.period,
         checklist=data.checklist, answers={k: {"value": a.value, "places": list(a.places)}
                                            for k, a in data.answers.items()},
-        reporter_id=data.reporter_id, actor_id=data.actor_id, received_at=data.received_at,
+        reporter_id=data.reporter_id, actor_id=data.actor_id, received_at=as_utc(data.received_at),
         nothing_to_report=data.nothing_to_report, supersedes=data.supersedes, late=data.late)
 
 
