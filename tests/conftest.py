@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from est_shared.natsserver import NatsServer
 
+from tests.support import fresh_databases
+
 # apps started inside the test process must not freeze pytest's heap (est_shared.runtime.tune_gc);
 # services started as subprocesses inherit this too, except where a test sets it itself
 os.environ.setdefault("EST_GC_TUNING", "false")
@@ -83,18 +85,5 @@ def postgres_admin_url() -> Iterator[str]:
 @pytest.fixture
 async def postgres_url(postgres_admin_url: str) -> AsyncIterator[str]:
     """A fresh database of the test's own, dropped afterwards."""
-    import asyncpg
-
-    name = f"est_test_{uuid.uuid4().hex[:12]}"
-    dsn = postgres_admin_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn + "/postgres")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield f"{postgres_admin_url}/{name}"
-    conn = await asyncpg.connect(dsn + "/postgres")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with fresh_databases(postgres_admin_url, {"db": f"est_test_{uuid.uuid4().hex[:12]}"}) as urls:
+        yield urls["db"]

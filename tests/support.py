@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,3 +161,26 @@ def port_open(port: int) -> bool:
 
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@asynccontextmanager
+async def fresh_databases(postgres_admin_url: str, names: dict[str, str]) -> AsyncIterator[dict[str, str]]:
+    """Create PostgreSQL databases (key -> database name), yield key -> URL, drop them afterwards."""
+    import asyncpg
+
+    dsn = postgres_admin_url.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
+    conn = await asyncpg.connect(dsn)
+    try:
+        for name in names.values():
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield {key: f"{postgres_admin_url}/{name}" for key, name in names.items()}
+    finally:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for name in names.values():
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 from est_cli.procs import ServiceProcess
@@ -19,15 +18,16 @@ from est_shared.subjects import REPORTS
 
 from tests.faults.support import (
     Receiver,
-    auth,
     make_reports,
     post_steadily,
+    publish_all,
     subscribe_webhook,
     tail,
     wait_counted,
     weeks,
     write_org,
 )
+from tests.support import fresh_databases
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -38,21 +38,9 @@ RATE = 20.0  # reports per second: 15 s of load
 @pytest.fixture
 async def databases(postgres_admin_url: str) -> AsyncIterator[dict[str, str]]:
     """One fresh PostgreSQL database per service (shared by that service's replicas), dropped afterwards."""
-    dsn = postgres_admin_url.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
     names = {svc: f"est_cluster_{svc}_{uuid.uuid4().hex[:8]}" for svc in ("aggregator", "notifier")}
-    conn = await asyncpg.connect(dsn)
-    try:
-        for name in names.values():
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield {svc: f"{postgres_admin_url}/{name}" for svc, name in names.items()}
-    conn = await asyncpg.connect(dsn)
-    try:
-        for name in names.values():
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with fresh_databases(postgres_admin_url, names) as urls:
+        yield urls
 
 
 async def _stream_counts(cluster: NatsCluster, stream: str, *, want: int, timeout: float) -> list[int | None]:
@@ -144,13 +132,7 @@ async def test_cluster_counts_every_accepted_report_once_and_delivers_every_vers
             assert sum(p["reports"] for p in pictures.values()) == len(load.accepted)
 
             # publish every picture on the surviving aggregator: one signed delivery per version
-            want: set[tuple[str, str, int]] = set()
-            async with httpx.AsyncClient(timeout=30) as http:
-                for area, period in expected:
-                    r = await http.post(f"{aggs[1].url}/v1/areas/{area}/pictures/{period}/publish",
-                                        headers=auth("t-lena"), json={"comment": "Klustertest."})
-                    assert r.status_code in (200, 201, 202), r.text
-                    want.add((area, period, r.json()["version"]))
+            want = await publish_all(aggs[1].url, expected, "Klustertest.")
             for _ in range(240):
                 if set(receiver.published().values()) >= want:
                     break

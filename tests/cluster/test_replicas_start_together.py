@@ -8,12 +8,12 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from est_cli.procs import ServiceProcess
 from est_shared.natsserver import NatsServer
 
 from tests.faults.support import tail
+from tests.support import fresh_databases
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -24,21 +24,10 @@ REPLICAS = 3
 
 @pytest.fixture
 async def databases(postgres_admin_url: str) -> AsyncIterator[dict[str, str]]:
-    dsn = postgres_admin_url.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
+    """One fresh PostgreSQL database per service (shared by that service's replicas), dropped afterwards."""
     names = {svc: f"est_together_{svc}_{uuid.uuid4().hex[:8]}" for svc in SERVICES}
-    conn = await asyncpg.connect(dsn)
-    try:
-        for name in names.values():
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield {svc: f"{postgres_admin_url}/{name}" for svc, name in names.items()}
-    conn = await asyncpg.connect(dsn)
-    try:
-        for name in names.values():
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with fresh_databases(postgres_admin_url, names) as urls:
+        yield urls
 
 
 @pytest.mark.timeout(150)

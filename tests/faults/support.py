@@ -183,6 +183,19 @@ class Receiver(WebhookReceiver):
         return out
 
 
+async def publish_all(aggregator_url: str, keys: Iterable[tuple[str, str]], comment: str
+                      ) -> set[tuple[str, str, int]]:
+    """Publish the pictures of (area, period) keys as the key function; returns (area, period, version)."""
+    published: set[tuple[str, str, int]] = set()
+    async with httpx.AsyncClient(timeout=30) as http:
+        for area, period in keys:
+            r = await http.post(f"{aggregator_url}/v1/areas/{area}/pictures/{period}/publish",
+                                headers=auth("t-lena"), json={"comment": comment})
+            assert r.status_code in (200, 201, 202), r.text
+            published.add((area, period, r.json()["version"]))
+    return published
+
+
 def subscribe_webhook(notifier_url: str, receiver: Receiver, timeout: float = 30.0) -> dict[str, Any]:
     """Subscribe the receiver to published pictures of both areas (as the key function, t-lena); retried until
     the notifier has learnt the organisation (and so the token) from est.org.changed. Blocking: use to_thread."""

@@ -19,6 +19,7 @@ from tests.faults.support import (
     auth,
     make_reports,
     post_steadily,
+    publish_all,
     start_embedded,
     subscribe_webhook,
     wait_counted,
@@ -64,13 +65,7 @@ async def test_notifier_killed_while_idle_and_mid_delivery_still_delivers_every_
         with Receiver(delay=3.0) as receiver:  # a slow endpoint: a kill lands in the middle of a delivery
             sub = await asyncio.to_thread(subscribe_webhook, notifier.url, receiver)
             notifier.kill()  # the pictures are published while the notifier is dead: the events wait
-            want: set[tuple[str, str, int]] = set()
-            async with httpx.AsyncClient(timeout=30) as http:
-                for area, period in expected:
-                    r = await http.post(f"{system['aggregator'].url}/v1/areas/{area}/pictures/{period}/publish",
-                                        headers=auth("t-lena"), json={"comment": "Feltest."})
-                    assert r.status_code in (200, 201, 202), r.text
-                    want.add((area, period, r.json()["version"]))
+            want = await publish_all(system["aggregator"].url, expected, "Feltest.")
             await asyncio.to_thread(notifier.start)
             deadline = time.monotonic() + 30
             while not receiver.received:  # the first delivery is in progress (the endpoint holds it 3 s)
