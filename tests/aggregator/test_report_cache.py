@@ -15,7 +15,7 @@ from typing import Any
 from est_aggregator import db, handlers
 from est_aggregator.domain import Rules
 from est_aggregator.metrics import AggregatorMetrics
-from est_shared.db import make_engine, session_factory
+from est_shared.db import in_loop_sqlite, make_engine, session_factory
 from est_shared.periods import Period
 from prometheus_client import CollectorRegistry
 
@@ -28,7 +28,7 @@ async def _replica(path: Path) -> tuple[handlers.Deps, Any]:
     async with engine.begin() as conn:
         await conn.run_sync(db.metadata.create_all)
     deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(CollectorRegistry()),
-                         rules=Rules(), local=db.in_loop_sqlite(url))
+                         rules=Rules(), local=in_loop_sqlite(url))
     assert deps.cache is not None
     return deps, engine
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Boolean,
@@ -26,6 +26,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -34,9 +35,22 @@ from est_shared.events import CloudEvent
 
 log = logging.getLogger("est.db")
 
+T = TypeVar("T")
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _on_connect(engine: Any, *pragmas: str) -> None:
+    """Set SQLite pragmas on every new connection of a (sync) engine."""
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        for pragma in pragmas:
+            cur.execute(f"PRAGMA {pragma}")
+        cur.close()
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -47,21 +61,101 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
+        _on_connect(engine.sync_engine, "journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL",
+                    "foreign_keys=ON")
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class SqliteBusy(Exception):
+    """Another connection holds the SQLite write lock; try again shortly."""
+
+
+@contextmanager
+def _busy_as_sqlite_busy() -> Iterator[None]:
+    """SQLite's "database is locked" (through SQLAlchemy or straight from the driver) as ``SqliteBusy``."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        yield
+    except (OperationalError, sqlite3.OperationalError) as exc:
+        orig = getattr(exc, "orig", exc)
+        if isinstance(orig, sqlite3.OperationalError) and ("locked" in str(orig) or "busy" in str(orig)):
+            raise SqliteBusy() from exc
+        raise
+
+
+class InLoopSqlite:
+    """A synchronous SQLAlchemy engine on a service's SQLite file, used on the event loop's thread.
+
+    For hot paths (the intake's idempotency ledger, the aggregator's report batches and picture
+    passes): their statements take well under a millisecond, less than handing each to a driver
+    thread and back, which also makes two threads take turns on the GIL. A write transaction starts
+    with ``BEGIN IMMEDIATE`` (the write lock up front) and never waits inside SQLite
+    (``busy_timeout`` 0: waiting there would block the loop that the lock holder may need): a busy
+    database raises ``SqliteBusy`` at once, and ``retry_busy`` tries again after an ``asyncio.sleep``.
+    Automatic WAL checkpoints are off on this connection (they write and sync the database file at a
+    commit); ``checkpoint_loop`` runs them on a pooled connection's thread instead.
+    """
+
+    def __init__(self, path: str) -> None:
+        from sqlalchemy import create_engine
+
+        self.engine = create_engine(f"sqlite:///{path}", connect_args={"isolation_level": None},
+                                    pool_size=1, max_overflow=0)
+
+        _on_connect(self.engine, "busy_timeout=0", "synchronous=NORMAL", "wal_autocheckpoint=0", "foreign_keys=ON")
+
+        @event.listens_for(self.engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN" if conn.info.get("est_reading") else "BEGIN IMMEDIATE")
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction (a WAL snapshot: it takes no lock and waits for none); ``SqliteBusy`` if locked."""
+        with _busy_as_sqlite_busy(), self.engine.connect() as conn:
+            conn.info["est_reading"] = True
+            try:
+                yield conn
+            finally:
+                conn.info.pop("est_reading", None)
+                conn.rollback()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction: commits on success, rolls back on any error; ``SqliteBusy`` if locked."""
+        with _busy_as_sqlite_busy(), self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def in_loop_sqlite(url: str) -> InLoopSqlite | None:
+    """An ``InLoopSqlite`` for a file-backed SQLite URL, else None."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split(":///", 1)[-1]
+    return InLoopSqlite(path) if path and path != ":memory:" and not path.startswith("file:") else None
+
+
+async def retry_busy(attempt: Callable[[], Awaitable[T]], seconds: float = 30.0) -> T:
+    """Run ``attempt`` until it does not raise ``SqliteBusy``, sleeping a little between; at most ``seconds``."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    while True:
+        try:
+            return await attempt()
+        except SqliteBusy:
+            if loop.time() > until:
+                raise
+            await asyncio.sleep(0.005)
 
 
 async def checkpoint_loop(engine: AsyncEngine, interval: float = 1.0) -> None:

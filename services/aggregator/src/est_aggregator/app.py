@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from est_shared.db import OutboxRelay, checkpoint_loop, lock_schema, make_engine, session_factory
+from est_shared.db import OutboxRelay, checkpoint_loop, in_loop_sqlite, lock_schema, make_engine, session_factory
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 
@@ -165,7 +165,7 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
                          rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
                          serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates,
                          kronoberg_min_count=settings.kronoberg_min_count,
-                             local=db.in_loop_sqlite(settings.db_url()))
+                             local=in_loop_sqlite(settings.db_url()))
     aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings)
     runtime.on_start(aggregator.start)
     runtime.on_stop(aggregator.stop)

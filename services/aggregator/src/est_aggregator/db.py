@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -582,77 +581,6 @@ class InLoopSession:
 
     async def scalar(self, statement: Any) -> Any:
         return self.conn.scalar(statement)
-
-
-class SqliteBusy(Exception):
-    """Another connection holds the SQLite write lock; try again shortly."""
-
-
-class InLoopSqlite:
-    """A synchronous SQLAlchemy engine on the same SQLite file, used on the event loop's thread.
-
-    Statements take well under a millisecond each, so running them inline costs the loop less than
-    it waits for a driver thread. A transaction starts with ``BEGIN IMMEDIATE`` (the write lock up
-    front) and never waits inside SQLite (``busy_timeout`` 0, which would block the loop that the
-    lock holder may need): a busy database raises ``SqliteBusy`` at once and the caller retries
-    after an ``asyncio.sleep``.
-    """
-
-    def __init__(self, path: str) -> None:
-        from sqlalchemy import create_engine, event
-
-        self.engine = create_engine(f"sqlite:///{path}", connect_args={"isolation_level": None},
-                                    pool_size=1, max_overflow=0)
-
-        @event.listens_for(self.engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA busy_timeout=0")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA wal_autocheckpoint=0")  # est_shared.db.checkpoint_loop does it off the loop
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @event.listens_for(self.engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN" if conn.info.get("est_reading") else "BEGIN IMMEDIATE")
-
-    @contextmanager
-    def reading(self) -> Iterator[InLoopSession]:
-        """A read transaction (a WAL snapshot: it takes no lock and waits for none)."""
-        with self.engine.connect() as conn:
-            conn.info["est_reading"] = True
-            try:
-                yield InLoopSession(conn)
-            finally:
-                conn.info.pop("est_reading", None)
-                conn.rollback()
-
-    @contextmanager
-    def transaction(self) -> Iterator[InLoopSession]:
-        """One transaction: commits on success, rolls back on any error; ``SqliteBusy`` if locked."""
-        import sqlite3
-
-        from sqlalchemy.exc import OperationalError
-
-        try:
-            with self.engine.begin() as conn:
-                yield InLoopSession(conn)
-        except OperationalError as exc:
-            if isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig):
-                raise SqliteBusy() from exc
-            raise
-
-    def dispose(self) -> None:
-        self.engine.dispose()
-
-
-def in_loop_sqlite(url: str) -> InLoopSqlite | None:
-    """An ``InLoopSqlite`` for a file-backed SQLite URL, else None."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split(":///", 1)[-1]
-    return InLoopSqlite(path) if path and path != ":memory:" and not path.startswith("file:") else None
 
 
 # --- the report cache -----------------------------------------------------------------------

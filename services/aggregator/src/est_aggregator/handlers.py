@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from est_shared.bus import encode
-from est_shared.db import add_to_outbox, mark_processed, transaction, utcnow
+from est_shared.db import InLoopSqlite, add_to_outbox, mark_processed, retry_busy, transaction, utcnow
 from est_shared.events import (
     AlertData,
     CloudEvent,
@@ -92,7 +92,7 @@ class Deps:
     wake: Callable[[], None] = lambda: None
     wake_refresher: Callable[[], None] = lambda: None
     catching_up: Callable[[], bool] = lambda: False  # the report consumer has a backlog
-    local: db.InLoopSqlite | None = None  # SQLite: the report batches' statements run on the loop's thread
+    local: InLoopSqlite | None = None  # SQLite: the report batches' statements run on the loop's thread
     cache: db.ReportCache | None = None  # SQLite: reports of recent pictures in memory (see ReportCache)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -102,27 +102,24 @@ class Deps:
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction: in-loop on SQLite (a busy database retried), else a unit of work."""
-        if self.local is None:
+        local = self.local
+        if local is None:
             async with self.unit_of_work() as s:
                 return await work(s)
-        loop = asyncio.get_running_loop()
-        until = loop.time() + 30.0
-        while True:
-            try:
-                async with self._lock:
-                    with self.local.transaction() as local:
-                        return await work(local)  # type: ignore[arg-type]
-            except db.SqliteBusy:
-                if loop.time() > until:
-                    raise
-                await asyncio.sleep(0.005)
+
+        async def attempt() -> T:
+            async with self._lock:  # this process's other SQLite writers finish first
+                with local.transaction() as conn:
+                    return await work(db.InLoopSession(conn))  # type: ignore[arg-type]
+
+        return await retry_busy(attempt)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """A read-only session: in-loop on SQLite, else a pooled one."""
         if self.local is not None:
-            with self.local.reading() as s:
-                yield s  # type: ignore[misc]
+            with self.local.reading() as conn:
+                yield db.InLoopSession(conn)  # type: ignore[misc]
         else:
             async with self.sessions() as s:
                 yield s
@@ -508,29 +505,15 @@ async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, 
     No picture is computed here: ``refresh_dirty`` does that, coalesced. A unique-key race with
     another replica rolls the batch back and tries again (the second look sees the other's rows).
     """
-    attempt, busy_until = 1, None
-    while True:
+    for attempt in range(1, attempts + 1):
         try:
-            if deps.local is not None:
-                async with deps._lock:  # this process's other SQLite writers finish first
-                    with deps.local.transaction() as local:
-                        outcome = await _store_batch(local, events, deps=deps, org=org)  # type: ignore[arg-type]
-            else:
-                async with deps.unit_of_work() as s:
-                    outcome = await _store_batch(s, events, deps=deps, org=org)
+            outcome = await deps.write(lambda s: _store_batch(s, events, deps=deps, org=org))
             if deps.cache is not None:
                 deps.cache.committed(outcome.old_tokens, outcome.token, outcome.added)
             break
-        except db.SqliteBusy:  # another process (or the relay) writes: wait without blocking the loop
-            loop = asyncio.get_running_loop()
-            busy_until = busy_until or loop.time() + 30.0
-            if loop.time() > busy_until:
-                raise
-            await asyncio.sleep(0.005)
         except (IntegrityError, sqlite3.IntegrityError):  # the in-loop path raises the driver's own
             if attempt == attempts:
                 raise
-            attempt += 1
             deps.metrics.conflicts.inc()
     if outcome.new:  # the trace: report → (area, period) → picture versions; one line per batch (cheap)
         log.info("reports stored", extra={

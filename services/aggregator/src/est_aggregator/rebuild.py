@@ -36,7 +36,7 @@ import nats
 import nats.errors
 from est_shared.batching import parse_expected
 from est_shared.bus import PoisonEvent, latest_on_subject, parse_event
-from est_shared.db import lock_schema, make_engine, session_factory
+from est_shared.db import in_loop_sqlite, lock_schema, make_engine, session_factory
 from est_shared.events import ReportSubmitted
 from est_shared.org import OrgSnapshot
 from est_shared.runtime import tune_gc
@@ -88,7 +88,7 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
     if settings.gc_tuning:
         tune_gc()
     engine = make_engine(settings.db_url())
-    local = db.in_loop_sqlite(settings.db_url())
+    local = in_loop_sqlite(settings.db_url())
     nc = await nats.connect(settings.nats_servers, connect_timeout=5)
     try:
         async with engine.begin() as conn:

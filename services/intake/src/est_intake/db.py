@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from est_shared.db import outbox_table, utcnow
+from est_shared.db import InLoopSqlite, in_loop_sqlite, outbox_table, retry_busy, utcnow
 from est_shared.org import OrgSnapshot
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -172,7 +172,7 @@ class LedgerSql:
     async def insert(self, drv: Any, rows: list[dict[str, Any]]) -> None:
         """Insert rows in one transaction (raises one of ``integrity`` if an id exists)."""
         params = [self.values(r) for r in rows]
-        if isinstance(drv, InLoopSqlite):
+        if isinstance(drv, LocalLedger):
             await drv.insert_many(self.insert_sql, params)
             return
         if self.postgres:
@@ -187,78 +187,29 @@ class LedgerSql:
             raise
 
 
-class InLoopSqlite:
-    """The ledger's own stdlib ``sqlite3`` connection, used on the event loop's thread.
+class LocalLedger:
+    """The ledger's statements on the service's ``InLoopSqlite`` (the event loop's thread, the raw driver)."""
 
-    Each ledger statement takes a fraction of a millisecond (one indexed ``IN`` lookup, or one
-    multi-row insert and a WAL commit without fsync), less than handing it to a driver thread and
-    back, which also makes two threads take turns on the GIL for every batch. The connection never
-    waits for a lock inside SQLite (``busy_timeout`` 0), which would block the loop that the
-    connection holding the lock may need: a busy database is retried after a short ``asyncio.sleep``
-    instead, for up to ``busy_seconds``.
-    """
-
-    def __init__(self, path: str, busy_seconds: float = 30.0) -> None:
-        self.path, self.busy_seconds = path, busy_seconds
-        self.conn: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None)  # explicit BEGIN below
-            conn.execute("PRAGMA busy_timeout=0")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA wal_autocheckpoint=0")  # est_shared.db.checkpoint_loop does it off the loop
-            self.conn = conn
-        return self.conn
-
-    async def _busy(self, waited: float) -> float:
-        if waited >= self.busy_seconds:
-            raise sqlite3.OperationalError("database is locked")
-        await asyncio.sleep(0.002)
-        return waited + 0.002
+    def __init__(self, local: InLoopSqlite) -> None:
+        self.local = local
 
     async def execute_fetchall(self, sql: str, params: Any) -> list[Any]:
-        waited = 0.0
-        while True:
-            try:
-                return self._connect().execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                waited = await self._busy(waited)
+        async def attempt() -> list[Any]:
+            with self.local.reading() as conn:
+                return list(conn.connection.driver_connection.execute(sql, params).fetchall())
+
+        return await retry_busy(attempt)
 
     async def insert_many(self, sql: str, params: list[Any]) -> None:
         """Insert in one transaction: all rows or none."""
-        waited = 0.0
-        conn = self._connect()
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                waited = await self._busy(waited)
-                continue
-            try:
-                conn.executemany(sql, params)
-                conn.execute("COMMIT")
-                return
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        async def attempt() -> None:
+            with self.local.transaction() as conn:
+                conn.connection.driver_connection.executemany(sql, params)
+
+        await retry_busy(attempt)
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-
-def _sqlite_file(engine: AsyncEngine) -> str | None:
-    """The database file of a file-backed SQLite engine, else None."""
-    if engine.dialect.name != "sqlite":
-        return None
-    path = engine.url.database
-    return path if path and path != ":memory:" and not path.startswith("file:") else None
+        self.local.dispose()
 
 
 async def _driver(conn: AsyncConnection) -> Any:
@@ -281,8 +232,8 @@ class ReportLedger:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sql = LedgerSql(engine)
-        sqlite_file = _sqlite_file(engine)
-        self.local = InLoopSqlite(sqlite_file) if sqlite_file else None
+        local = in_loop_sqlite(str(engine.url)) if engine.dialect.name == "sqlite" else None
+        self.local = LocalLedger(local) if local is not None else None
         self.inflight: dict[str, asyncio.Future[Any]] = {}
         self._reads: list[tuple[list[str], asyncio.Future[dict[str, dict[str, Any]]]]] = []
         self._writes: list[tuple[list[dict[str, Any]], asyncio.Future[set[str]]]] = []
