@@ -1,0 +1,77 @@
+"""The outbox relay: a flush goes out pipelined, in order, marked in one transaction; with NATS down nothing
+is marked, and everything goes out once NATS is back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import nats
+from est_shared.bus import ensure_streams
+from est_shared.db import OutboxRelay, add_to_outbox, make_engine, outbox_table, session_factory, transaction
+from est_shared.events import OrgChanged, new_event
+from est_shared.natsserver import NatsServer
+from est_shared.subjects import ORG, ORG_CHANGED
+from sqlalchemy import MetaData, func, select
+
+
+def _event(n: int) -> Any:
+    return new_event(type="se.est.org.changed", source="/test", id=f"relay-test-{n}", subject="org",
+                     data=OrgChanged(version=n, snapshot={}, changes=[f"change {n}"]))
+
+
+async def _stored(js: Any) -> list[str]:
+    info = await js.stream_info(ORG.name)
+    ids = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(ORG.name, seq)
+        ids.append(msg.headers["Nats-Msg-Id"])
+    return ids
+
+
+async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_path: Path,
+                                                                         fresh_nats: NatsServer) -> None:
+    metadata = MetaData()
+    table = outbox_table(metadata)
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/o.db")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    sessions = session_factory(engine)
+    nc = await nats.connect(fresh_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        relay = OutboxRelay(sessions=sessions, table=table, js=js)
+
+        async def pending() -> int:
+            async with sessions() as s:
+                return int(await s.scalar(select(func.count()).select_from(table).where(table.c.published.is_(False))))
+
+        async with transaction(sessions) as s:
+            for n in range(1, 4):
+                await add_to_outbox(s, table, ORG_CHANGED, _event(n))
+        assert await relay.flush() == 3
+        assert await pending() == 0
+        assert await relay.flush() == 0  # marked: not sent again
+        assert await _stored(js) == ["relay-test-1", "relay-test-2", "relay-test-3"]
+
+        fresh_nats.kill()
+        async with transaction(sessions) as s:
+            for n in range(4, 6):
+                await add_to_outbox(s, table, ORG_CHANGED, _event(n))
+        assert await relay.flush() == 0  # no ack: nothing marked
+        assert await pending() == 2
+
+        fresh_nats.start()
+        for _ in range(100):
+            if nc.is_connected:
+                break
+            await asyncio.sleep(0.1)
+        assert await relay.flush() == 2
+        assert await pending() == 0
+        ids = await _stored(js)
+        assert ids[-2:] == ["relay-test-4", "relay-test-5"] and len(ids) == len(set(ids)) == 5
+    finally:
+        await nc.close()
+        await engine.dispose()
