@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import nats
+import nats.errors
 from est_shared.bus import PoisonEvent, add_consumer, ensure_streams, make_broker, publish_event, publish_raw
 from est_shared.events import AlertData, CloudEvent, new_event
 from est_shared.observability import BusMetrics
@@ -123,3 +124,54 @@ async def test_an_event_failing_every_time_is_dead_lettered_after_max_deliver(na
         assert len(attempts) == 2
     finally:
         await broker.stop()
+
+
+async def test_a_stopped_batch_consumer_hands_back_the_batch_it_fetched_ahead(nats_url: str) -> None:
+    """Stopping mid-stream: the batch in hand is finished and acked, the one fetched ahead is nak'ed at once
+    (not left to wait out ack_wait), so a restart sees it immediately."""
+    from est_shared.batching import BatchConsumer
+
+    m = f"m{uuid.uuid4().hex[:6]}"
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    for _ in range(40):
+        await publish_event(js, f"est.alert.raised.{m}.a", _alert(m))
+    handled: list[int] = []
+    first_in_hand = asyncio.Event()
+
+    async def handle_batch(events: Any) -> None:
+        first_in_hand.set()
+        await asyncio.sleep(0.5)  # long enough for the next fetch to come back
+        handled.append(len(events))
+
+    async def handle_one(event: Any) -> None:
+        raise AssertionError("not expected")
+
+    metrics = BusMetrics(f"t{uuid.uuid4().hex[:6]}", CollectorRegistry())
+    consumer = BatchConsumer(service="test", stream=ALERTS, subject=f"est.alert.raised.{m}.>", durable=f"b-{m}",
+                             handle_batch=handle_batch, handle_one=handle_one, metrics=metrics, batch_size=10,
+                             ack_wait=30.0)
+    try:
+        await consumer.start(js)
+        await asyncio.wait_for(first_in_hand.wait(), 10)
+        await asyncio.sleep(0.1)
+        await consumer.stop()
+        assert handled == [10]
+        # a restart on the same durable gets all 30 others at once: the 10 fetched ahead were nak'ed;
+        # without that they would come back only after ack_wait (30 s)
+        sub = await js.pull_subscribe(f"est.alert.raised.{m}.>", durable=f"b-{m}", stream=ALERTS.name)
+        got: list[Any] = []
+        for _ in range(20):
+            try:
+                got += await sub.fetch(30 - len(got), timeout=0.5)
+            except (nats.errors.TimeoutError, TimeoutError):
+                pass
+            if len(got) >= 30:
+                break
+        assert len(got) == 30
+        assert sum(1 for msg in got if msg.metadata.num_delivered == 2) == 10  # the handed-back batch
+        for msg in got:
+            await msg.ack()
+    finally:
+        await nc.close()
