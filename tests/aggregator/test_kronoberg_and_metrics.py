@@ -202,3 +202,24 @@ async def test_a_forfeiture_table_from_an_older_version_gets_the_new_columns(tmp
         cols = await conn.run_sync(lambda c: {col["name"] for col in inspect(c).get_columns("forfeitures")})
     await engine.dispose()
     assert {"guardian_came", "source"} <= cols
+
+
+async def test_a_reports_table_from_an_older_version_gets_the_new_index(tmp_path: Path) -> None:
+    """The refresher's look-up of an area's corrections needs (area_id, supersedes); older files lack it."""
+    from est_aggregator import db
+    from est_shared.db import make_engine
+    from sqlalchemy import inspect
+
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/old.db")
+    async with engine.begin() as conn:
+        await conn.run_sync(db.metadata.create_all)
+        await conn.exec_driver_sql("DROP INDEX ix_reports_area_supersedes")
+        await conn.run_sync(db.add_missing_columns)
+        await conn.run_sync(db.add_missing_columns)  # twice: nothing more to add
+        names = await conn.run_sync(lambda c: {ix["name"] for ix in inspect(c).get_indexes("reports")})
+        plan = (await conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT area_id, supersedes FROM reports "
+            "WHERE area_id IN ('a', 'b') AND supersedes IS NOT NULL")).all()
+    await engine.dispose()
+    assert "ix_reports_area_supersedes" in names
+    assert "ix_reports_area_supersedes" in str(plan)

@@ -7,6 +7,7 @@ from typing import Any
 
 from est_aggregator.domain import (
     ExpectedReporter,
+    PeriodTally,
     ReportRecord,
     Rules,
     alert_transitions,
@@ -19,6 +20,7 @@ from est_aggregator.domain import (
     picture_changes,
 )
 from est_shared.checklists import EST_STANDARD_1
+from est_shared.events import ItemSummary
 from est_shared.periods import Period
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -197,3 +199,58 @@ def test_period_totals_follow_the_rule_for_every_item(answer_sets: list[dict[str
         t = together[it.code]
         assert (t.value, t.mean, t.reports, list(t.places.items())) == _reference_totals(it, reports)
         assert item_totals(it, reports) == t
+
+
+_TALLIED = st.lists(st.tuples(
+    st.dictionaries(st.sampled_from(["skadegorelse", "klotter", "tillhall", "unknown"]), _ANSWER, max_size=3),
+    st.sampled_from(["anna", "bo", "cy"]),  # reporter
+    st.sampled_from(["hem", "polisen"]),  # their actor then (a reporter may change employer)
+    st.booleans(),  # nothing to report
+    st.integers(-3, 3),  # hours from the deadline (after it: late)
+    st.one_of(st.none(), st.integers(0, 30)),  # supersedes report number (earlier, later or unknown)
+    st.integers(1, 4),  # reports in the same batch as this one
+), max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_TALLIED, st.sets(st.integers(0, 40), max_size=3))
+def test_a_tally_added_to_batch_by_batch_equals_one_built_from_all_reports(
+        steps: list[tuple[Any, ...]], gone_elsewhere: set[int]) -> None:
+    """What the refresher keeps (a tally only added to, built again when it no longer fits) gives the
+    same picture as the reports computed from scratch: corrections in any order, late reports,
+    reports superseded from another period ("gone_elsewhere"), reports stored out of the order of
+    their reception (the database gives them by reception; the tally gets them as they come)."""
+    expected = [ExpectedReporter("anna", "hem"), ExpectedReporter("dora", "polisen")]
+    reports = [rep(str(i), answers, reporter=who, actor=actor, nothing=nothing,
+                   received=DEADLINE + timedelta(hours=h), supersedes=None if sup is None else str(sup))
+               for i, (answers, who, actor, nothing, h, sup, _) in enumerate(steps)]
+
+    def picture(**kw: Any) -> str:
+        built = build_picture(municipality_id="m", area_id="a", area_name="A", period=P, superseded=kw.pop("gone"),
+                              items=EST_STANDARD_1.items, expected=expected, deadline=DEADLINE, **kw).picture
+        for summary in built.items.values():  # built unvalidated: it must be what validation would make
+            assert ItemSummary(**summary.model_dump()).model_dump_json() == summary.model_dump_json()
+        return built.model_dump_json()
+
+    kept: PeriodTally | None = None
+    done: list[ReportRecord] = []
+    i = 0
+    while i < len(reports):
+        batch = reports[i:i + steps[i][6]]
+        i += len(batch)
+        done += batch
+        if kept is not None:
+            for r in batch:
+                kept.add(r)
+        # the area's superseded ids as the database gives them after this batch
+        gone = {r.supersedes for r in done if r.supersedes} | {str(g) for g in gone_elsewhere if g < i}
+        stored = sorted(done, key=lambda r: (r.received_at, r.report_id))  # as reports_for gives them
+        if kept is None or not kept.fits(gone):
+            kept = PeriodTally.of(stored, gone, DEADLINE)
+        assert picture(tallies={P: kept}, reports_by_period={}, gone=gone) == \
+            picture(reports_by_period={P: stored}, gone=gone)
+        counted = effective_reports(stored, gone)
+        for it in EST_STANDARD_1.items:
+            t = kept.sums.totals(it)
+            assert (t.value, t.mean, t.reports, list(t.places.items())) == _reference_totals(it, counted)
+        assert kept.completeness(expected) == completeness(counted, expected, deadline=DEADLINE, all_reports=stored)

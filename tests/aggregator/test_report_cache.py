@@ -91,8 +91,9 @@ async def test_cached_pictures_equal_database_pictures_across_two_replicas(world
         entry = a.cache.entries.get((world.area, "2026-W10"))
         assert entry is not None
         if entry is not None:
-            assert [r.report_id for r in entry[1]] == [r.report_id for r in db_rows]
-            assert [replace(r, received_at=r.received_at.replace(tzinfo=None)) for r in entry[1]] == db_rows
+            assert [r.report_id for r in entry[1].records] == [r.report_id for r in db_rows]
+            assert [replace(r, received_at=r.received_at.replace(tzinfo=None)) for r in entry[1].records] == db_rows
+            assert entry[1].tally is not None and len(entry[1].tally.ids) == len(db_rows)
     finally:
         for deps, engine in ((a, engine_a), (b, engine_b)):
             assert deps.local is not None

@@ -225,6 +225,27 @@ async def add_to_outbox(session: AsyncSession, table: Table, subject: str, event
                                                created_at=utcnow(), published=False))
 
 
+_OUTBOX_INSERTS: dict[tuple[Table, str], Any] = {}
+
+
+async def add_many_to_outbox(session: AsyncSession, table: Table,
+                             items: list[tuple[str, CloudEvent[Any]]]) -> None:
+    """Queue (subject, event) pairs with one statement; an id already queued is skipped, as by ``add_to_outbox``."""
+    if not items:
+        return
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    dialect = session.get_bind().dialect.name
+    stmt = _OUTBOX_INSERTS.get((table, dialect))
+    if stmt is None:  # built once per table and dialect (building costs more than running it)
+        stmt = _OUTBOX_INSERTS[(table, dialect)] = (pg_insert if dialect == "postgresql" else sqlite_insert)(
+            table).on_conflict_do_nothing(index_elements=["event_id"])
+    now = utcnow()
+    await session.execute(stmt, [{"event_id": event.id, "subject": subject, "payload": encode(event),
+                                  "created_at": now, "published": False} for subject, event in items])
+
+
 @asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A unit of work: commits on success, rolls back on any error."""
@@ -236,8 +257,9 @@ class OutboxRelay:
     """Publishes outbox rows to JetStream in order; several replicas are safe (Nats-Msg-Id dedups)."""
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], table: Table, js: Any,
-                 interval: float = 0.5, on_published: Any = None) -> None:
+                 interval: float = 0.5, on_published: Any = None, local: InLoopSqlite | None = None) -> None:
         self.sessions, self.table, self.js, self.interval = sessions, table, js, interval
+        self.local = local  # SQLite: read and mark the rows on the loop's thread (no driver thread, no busy wait)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._on_published = on_published
@@ -275,9 +297,17 @@ class OutboxRelay:
     async def flush(self, limit: int = 500) -> int:
         """Publish pending rows; returns how many were published."""
         t = self.table
-        async with self.sessions() as s:
-            rows = (await s.execute(select(t.c.seq, t.c.event_id, t.c.subject, t.c.payload)
-                                    .where(t.c.published.is_(False)).order_by(t.c.seq).limit(limit))).all()
+        pending = (select(t.c.seq, t.c.event_id, t.c.subject, t.c.payload).where(t.c.published.is_(False))
+                   .order_by(t.c.seq).limit(limit))
+        if (local := self.local) is not None:
+            async def read() -> list[Any]:
+                with local.reading() as conn:
+                    return list(conn.execute(pending).all())
+
+            rows = await retry_busy(read)
+        else:
+            async with self.sessions() as s:
+                rows = list((await s.execute(pending)).all())
         if not rows:
             return 0
         # pipelined: one wait for all acks, then one transaction marks the acknowledged prefix
@@ -288,10 +318,19 @@ class OutboxRelay:
         if acked:
             at = utcnow()
             seqs = [seq for seq, _e, _s, _p in rows[:acked]]
-            async with self.sessions() as s, s.begin():
-                for i in range(0, len(seqs), 500):
-                    await s.execute(update(t).where(t.c.seq.in_(seqs[i:i + 500])).values(published=True,
-                                                                                         published_at=at))
+            marks = [update(t).where(t.c.seq.in_(seqs[i:i + 500])).values(published=True, published_at=at)
+                     for i in range(0, len(seqs), 500)]
+            if local is not None:
+                async def mark() -> None:
+                    with local.transaction() as conn:
+                        for statement in marks:
+                            conn.execute(statement)
+
+                await retry_busy(mark)
+            else:
+                async with self.sessions() as s, s.begin():
+                    for statement in marks:
+                        await s.execute(statement)
             if self._on_published:
                 for _seq, _e, subject, _p in rows[:acked]:
                     self._on_published(subject)
@@ -307,6 +346,7 @@ class OutboxRelay:
 __all__ = [
     "IntegrityError",
     "OutboxRelay",
+    "add_many_to_outbox",
     "add_to_outbox",
     "lock_schema",
     "make_engine",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -120,9 +120,9 @@ class Period:
         m = self.start.month - 1 + months
         return date(self.start.year + m // 12, m % 12 + 1, 1)
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """The period id, e.g. ``2026-W48``."""
+        """The period id, e.g. ``2026-W48`` (worked out once per instance: pictures ask it often)."""
         if self.kind in ("week", "biweek"):
             iso = self.start.isocalendar()
             return f"{iso.year}-{'W' if self.kind == 'week' else 'B'}{iso.week:02d}"

@@ -67,16 +67,20 @@ class Aggregator:
                 await asyncio.sleep(wait)
             self._dirty.clear()
             last_start = loop.time()
+            busy = None
             try:
-                await self.refresh_once()
+                busy = (await self.refresh_once()).busy
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("picture refresh failed; will retry")
+            if busy is None:
+                busy = loop.time() - last_start
+            self.deps.metrics.refresh_seconds.observe(busy)
             # while the consumer works off a backlog, pictures recomputed now are outdated at once:
             # the refresher then keeps to a tenth of the time, and to its share once caught up
             now_share = min(share, CATCH_UP_SHARE) if self.deps.catching_up() else share
-            gap = max(interval, (loop.time() - last_start) / now_share)
+            gap = max(interval, busy / now_share)
 
     async def auto_publish_once(self) -> list[handlers.PublishResult]:
         """Publish the open pictures whose deadline (by ``clock``) has passed."""
@@ -130,7 +134,7 @@ class Aggregator:
             await conn.run_sync(db.add_missing_columns)
         metrics = self.runtime.metrics
         self.relay = OutboxRelay(sessions=self.deps.sessions, table=db.outbox, js=self.runtime.js,
-                                 interval=self.settings.outbox_interval,
+                                 interval=self.settings.outbox_interval, local=self.deps.local,
                                  on_published=lambda subject: metrics.published.labels(subject.split(".")[1]).inc())
         self.deps.wake = self.relay.wake
         self.relay.start()

@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from est_aggregator.domain import ReportRecord, as_utc
+from est_aggregator.domain import PeriodTally, ReportRecord, as_utc
 
 metadata = MetaData()
 processed = processed_events_table(metadata)
@@ -54,6 +54,8 @@ reports = Table(
     Column("late", Boolean, nullable=False, default=False),
     Column("stored_at", DateTime(timezone=True), nullable=False),
     Index("ix_reports_area_period", "area_id", "period"),
+    # the corrections of an area without reading its other reports (every refresher pass asks)
+    Index("ix_reports_area_supersedes", "area_id", "supersedes"),
 )
 
 # One row per area and period once a report arrived or it was published: the lock row and its state.
@@ -158,10 +160,11 @@ forfeitures = Table(
 
 # added after the first release
 ADDED_COLUMNS = {"forfeitures": ("guardian_came", "source"), "pictures": ("report_token",)}
+ADDED_INDEXES = {"reports": ("ix_reports_area_supersedes",)}
 
 
 def add_missing_columns(conn: Any) -> None:
-    """Add nullable columns that newer code has to tables an older version created (no Alembic yet)."""
+    """Add nullable columns and indexes that newer code has to tables an older version created (no Alembic yet)."""
     from sqlalchemy import inspect
     from sqlalchemy.schema import CreateColumn
 
@@ -174,6 +177,12 @@ def add_missing_columns(conn: Any) -> None:
             if col not in have:
                 ddl = CreateColumn(metadata.tables[name].c[col]).compile(dialect=conn.dialect)
                 conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {ddl}")
+    for name, indexes in ADDED_INDEXES.items():
+        if inspector.has_table(name):
+            have = {ix["name"] for ix in inspector.get_indexes(name)}
+            for ix in metadata.tables[name].indexes:
+                if ix.name in indexes and ix.name not in have:
+                    ix.create(conn)
 
 
 def _insert(session: AsyncSession, table: Table) -> Any:
@@ -339,10 +348,53 @@ async def mark_dirty(session: AsyncSession, keys: Sequence[tuple[str, str, str]]
                                   "changed_at": now} for a, p, m in sorted(keys)])
 
 
+async def touch_pictures(session: AsyncSession, keys: Sequence[tuple[str, str, str]], token: str, *,
+                         tokens: bool) -> dict[PictureKey, str | None]:
+    """A batch's pictures: create missing rows, mark them dirty with ``token`` and, with ``tokens``,
+    give them ``report_token`` = ``token``; returns the report tokens they had (empty without ``tokens``).
+
+    In-loop SQLite: four statements written out for the driver (one look-up, three upserts).
+    """
+    keys = sorted(keys)  # a stable lock order
+    raw = _raw(session)
+    if raw is None or not keys:
+        await ensure_picture_rows(session, keys)
+        await mark_dirty(session, keys, token=token)
+        return await bump_report_tokens(session, keys, token) if tokens else {}
+    drv = raw.driver(session)
+    at = raw.time(utcnow()) if raw.time else utcnow()
+    old: dict[PictureKey, str | None] = {}
+    if tokens:
+        old = dict.fromkeys(((a, p) for a, p, _m in keys), None)
+        for part in _chunks(keys, CHUNK // 2):
+            where = " OR ".join(["(area_id = ? AND period = ?)"] * len(part))
+            params = [v for area, period, _m in part for v in (area, period)]
+            for area, period, t in drv.execute(f"SELECT area_id, period, report_token FROM pictures WHERE {where}",
+                                               params):
+                old[(area, period)] = t
+    drv.executemany("INSERT INTO pictures (area_id, period, municipality_id, status, version, updated_at, "
+                    "report_token) VALUES (?, ?, ?, 'open', 0, ?, ?) ON CONFLICT (area_id, period) DO "
+                    + ("UPDATE SET report_token = excluded.report_token" if tokens else "NOTHING"),
+                    [(a, p, m, at, token if tokens else None) for a, p, m in keys])
+    drv.executemany("INSERT INTO picture_dirty (area_id, period, municipality_id, token, first_at, changed_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (area_id, period) DO UPDATE SET token = excluded.token, "
+                    "changed_at = excluded.changed_at", [(a, p, m, token, at, at) for a, p, m in keys])
+    return old
+
+
 async def dirty_rows(session: AsyncSession, limit: int = 1000) -> list[Any]:
     """Pictures waiting for the refresher, oldest mark first."""
     return list((await session.execute(select(picture_dirty).order_by(picture_dirty.c.first_at)
                                        .limit(limit))).all())
+
+
+async def clear_dirty_many(session: AsyncSession, marks: Sequence[tuple[str, str, str]], seen_at: datetime) -> None:
+    """``clear_dirty`` of many (area, period, token) marks, two statements in all."""
+    if not marks:
+        return
+    await session.execute(_CLEAR_DIRTY, [{"a": a, "p": p, "t": t} for a, p, t in marks])
+    # what is left was marked after the pass read: it waits since then, not since the old first_at
+    await session.execute(_RESET_FIRST_AT, [{"a": a, "p": p, "s": seen_at} for a, p, _t in marks])
 
 
 async def clear_dirty(session: AsyncSession, area_id: str, period: str, token: str) -> None:
@@ -503,13 +555,31 @@ async def forfeitures_for(session: AsyncSession, area_id: str, start: datetime, 
 
 
 # --- many pictures at once (the refresher's pass) ------------------------------------------
+# Built once: a statement built per call costs more in SQLAlchemy than running it (a pass makes many).
+
+def _in(column: Any, name: str) -> Any:
+    return column.in_(bindparam(name, expanding=True))
+
+
+_SUPERSEDED = select(reports.c.area_id, reports.c.supersedes).where(_in(reports.c.area_id, "areas"),
+                                                                   reports.c.supersedes.is_not(None))
+_PICTURE_ROWS = select(pictures).where(_in(pictures.c.area_id, "areas"), _in(pictures.c.period, "periods"))
+_COMMENTS = select(comments).where(_in(comments.c.area_id, "areas"), _in(comments.c.period, "periods")
+                                   ).order_by(comments.c.id)
+_FORFEITURES = select(forfeitures).where(_in(forfeitures.c.area_id, "areas"),
+                                         forfeitures.c.occurred_at >= bindparam("start"),
+                                         forfeitures.c.occurred_at < bindparam("end"))
+_DIRTY_KEY = (picture_dirty.c.area_id == bindparam("a"), picture_dirty.c.period == bindparam("p"))
+_CLEAR_DIRTY = delete(picture_dirty).where(*_DIRTY_KEY, picture_dirty.c.token == bindparam("t"))
+_RESET_FIRST_AT = update(picture_dirty).where(*_DIRTY_KEY, picture_dirty.c.first_at < bindparam("s")).values(
+    first_at=bindparam("s"))
+
 
 async def superseded_in_areas(session: AsyncSession, area_ids: Sequence[str]) -> dict[str, set[str]]:
     """``superseded_in_area`` for many areas in one query."""
     out: dict[str, set[str]] = {a: set() for a in area_ids}
     for part in _chunks(sorted(set(area_ids))):
-        rows = await session.execute(select(reports.c.area_id, reports.c.supersedes).where(
-            reports.c.area_id.in_(part), reports.c.supersedes.is_not(None)))
+        rows = await session.execute(_SUPERSEDED, {"areas": list(part)})
         for area, sup in rows:
             if sup:
                 out.setdefault(area, set()).add(sup)
@@ -523,8 +593,7 @@ async def picture_rows_of(session: AsyncSession, area_ids: Sequence[str], period
     areas, pids = sorted(set(area_ids)), sorted(set(periods))
     for a_part in _chunks(areas, 200):
         for p_part in _chunks(pids, 200):
-            for r in (await session.execute(select(pictures).where(pictures.c.area_id.in_(a_part),
-                                                                   pictures.c.period.in_(p_part)))).all():
+            for r in (await session.execute(_PICTURE_ROWS, {"areas": list(a_part), "periods": list(p_part)})).all():
                 out[(r.area_id, r.period)] = r
     return out
 
@@ -535,9 +604,8 @@ async def comments_of(session: AsyncSession, keys: Sequence[tuple[str, str]]) ->
     out: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in wanted}
     if not wanted:
         return out
-    rows = (await session.execute(select(comments).where(
-        comments.c.area_id.in_(sorted({a for a, _ in wanted})), comments.c.period.in_(sorted({p for _, p in wanted})))
-        .order_by(comments.c.id))).all()
+    rows = (await session.execute(_COMMENTS, {"areas": sorted({a for a, _ in wanted}),
+                                              "periods": sorted({p for _, p in wanted})})).all()
     for r in rows:
         if (r.area_id, r.period) in wanted:
             out[(r.area_id, r.period)].append({"by": r.person_id, "actor_id": r.actor_id, "text": r.text,
@@ -550,9 +618,7 @@ async def forfeitures_of(session: AsyncSession, area_ids: Sequence[str], start: 
     """Protocols of many areas that occurred in [start, end), by area (filter narrower ranges per picture)."""
     out: dict[str, list[Any]] = {a: [] for a in area_ids}
     for part in _chunks(sorted(set(area_ids))):
-        for r in (await session.execute(select(forfeitures).where(
-                forfeitures.c.area_id.in_(part), forfeitures.c.occurred_at >= start,
-                forfeitures.c.occurred_at < end))).all():
+        for r in (await session.execute(_FORFEITURES, {"areas": list(part), "start": start, "end": end})).all():
             out.setdefault(r.area_id, []).append(r)
     return out
 
@@ -618,28 +684,39 @@ def _order(r: ReportRecord) -> tuple[datetime, str]:
     return (r.received_at, r.report_id)  # cached records hold aware UTC times
 
 
+class PeriodReports:
+    """The stored reports of one picture period of an area, in ``reports_for``'s order, and their tally."""
+
+    __slots__ = ("records", "tally")
+
+    def __init__(self, records: list[ReportRecord] | None = None) -> None:
+        self.records: list[ReportRecord] = records if records is not None else []
+        self.tally: PeriodTally | None = None  # set by the caller; kept while reports are only appended
+
+
 class ReportCache:
     """The stored reports of recently computed pictures, kept in memory (SQLite only).
 
-    A picture's entry holds its reports in ``reports_for``'s order and the picture row's
-    ``report_token`` it matches. Every batch that stores reports of a picture gives its row a new
-    token in the same transaction; this process then appends its own new reports to the entry
-    if the entry matched the token the batch replaced, and drops the entry otherwise (another
-    replica or process wrote in between). A look-up compares tokens, so an entry is used only
-    while it holds exactly what the database holds. At most ``max_pictures`` entries, least
-    recently used dropped first.
+    A picture's entry holds its reports in ``reports_for``'s order (with their ``PeriodTally``) and
+    the picture row's ``report_token`` it matches. Every batch that stores reports of a picture gives
+    its row a new token in the same transaction; this process then appends its own new reports to
+    the entry (and its tally) if the entry matched the token the batch replaced, and drops the entry
+    otherwise (another replica or process wrote in between). A look-up compares tokens, so an entry
+    is used only while it holds exactly what the database holds. At most ``max_pictures`` entries,
+    least recently used dropped first.
     """
 
     def __init__(self, max_pictures: int = 5000) -> None:
         self.max_pictures = max_pictures
-        self.entries: OrderedDict[PictureKey, tuple[str, list[ReportRecord]]] = OrderedDict()
+        self.entries: OrderedDict[PictureKey, tuple[str, PeriodReports]] = OrderedDict()
         self.hits = self.misses = 0
 
-    async def reports(self, session: AsyncSession, area_id: str, idmap: Mapping[str, Any],
-                      tokens: Mapping[str, str | None] | None = None) -> list[tuple[Any, ReportRecord]]:
-        """(picture period, report) pairs of the area for stored period ids ``idmap`` → picture period.
+    async def periods(self, session: AsyncSession, area_id: str, idmap: Mapping[str, Any],
+                      tokens: Mapping[str, str | None] | None = None) -> dict[Any, PeriodReports]:
+        """The area's reports per picture period, for stored period ids ``idmap`` → picture period.
 
         ``tokens`` (picture period → report_token, as ``report_tokens`` gives them) when already read.
+        Periods without a picture row (no report was ever stored for them) are left out.
         """
         wanted: dict[str, list[str]] = {}
         for pid, period in idmap.items():
@@ -647,27 +724,33 @@ class ReportCache:
         if tokens is None:
             tokens = await report_tokens(session, area_id, wanted)
         by_id = {period.id: period for period in idmap.values()}
-        out: list[tuple[Any, ReportRecord]] = []
+        out: dict[Any, PeriodReports] = {}
         for pic, pids in wanted.items():
-            if pic not in tokens:  # no picture row: no report was ever stored for it
+            if pic not in tokens:
                 continue
             token, key = tokens[pic], (area_id, pic)
             entry = self.entries.get(key)
             if entry is not None and token is not None and entry[0] == token:
                 self.entries.move_to_end(key)
                 self.hits += 1
-                records = entry[1]
+                group = entry[1]
             else:
                 self.misses += 1
-                records = [replace(r, received_at=as_utc(r.received_at))
-                           for r in await reports_for(session, area_id, pids)]
+                group = PeriodReports([replace(r, received_at=as_utc(r.received_at))
+                                       for r in await reports_for(session, area_id, pids)])
                 if token is not None:
-                    self._put(key, token, records)
-            out.extend((by_id[pic], r) for r in records)
+                    self._put(key, token, group)
+            out[by_id[pic]] = group
         return out
 
-    def _put(self, key: PictureKey, token: str, records: list[ReportRecord]) -> None:
-        self.entries[key] = (token, records)
+    async def reports(self, session: AsyncSession, area_id: str, idmap: Mapping[str, Any],
+                      tokens: Mapping[str, str | None] | None = None) -> list[tuple[Any, ReportRecord]]:
+        """(picture period, report) pairs of the area for stored period ids ``idmap`` → picture period."""
+        return [(period, r) for period, group in (await self.periods(session, area_id, idmap, tokens)).items()
+                for r in group.records]
+
+    def _put(self, key: PictureKey, token: str, group: PeriodReports) -> None:
+        self.entries[key] = (token, group)
         self.entries.move_to_end(key)
         while len(self.entries) > self.max_pictures:
             self.entries.popitem(last=False)
@@ -682,7 +765,8 @@ class ReportCache:
             if old is None or entry[0] != old:
                 del self.entries[key]
                 continue
-            records = entry[1]
+            group = entry[1]
+            records, tally = group.records, group.tally
             for r in added.get(key, ()):
                 if r.received_at.tzinfo is not UTC:
                     r = replace(r, received_at=as_utc(r.received_at))
@@ -690,7 +774,9 @@ class ReportCache:
                     records.append(r)  # the usual case: reports arrive in order
                 else:
                     insort(records, r, key=_order)
-            self.entries[key] = (token, records)
+                if tally is not None:
+                    tally.add(r)
+            self.entries[key] = (token, group)
 
     def clear(self) -> None:
         self.entries.clear()

@@ -147,6 +147,74 @@ def item_totals(item: ChecklistItem, reports: Sequence[ReportRecord]) -> ItemTot
     return period_totals([item], reports)[item.code]
 
 
+class ItemSums:
+    """Running sums of the answers given, per item code (what ``period_totals`` sums).
+
+    Reports are only ever added, in any order: each comes with its place in the reports' order
+    (``order``, any comparable key), which decides the order of equally named places. Values are
+    whole numbers (counts, levels, yes/no), so the sums do not depend on the order of adding.
+    Per code: [answers, sum of values, largest value, non-zero answers, place → [mentions, first order]].
+    """
+
+    __slots__ = ("added", "by_code")
+
+    def __init__(self) -> None:
+        self.by_code: dict[str, list[Any]] = {}
+        self.added = 0
+
+    def add(self, answers: Mapping[str, Mapping[str, Any] | None], order: Any = None) -> None:
+        """Add one report's answers (``order``: its place among the reports; default: after the ones added)."""
+        if order is None:
+            order = self.added
+        self.added += 1
+        by_code = self.by_code
+        for code, answer in answers.items():
+            if answer is None:
+                continue
+            v = _number(answer.get("value"))
+            acc = by_code.get(code)
+            if acc is None:
+                acc = by_code[code] = [0, 0, None, 0, None]
+            acc[0] += 1
+            acc[1] += v  # from int 0 on, as sum() adds
+            if acc[2] is None or v > acc[2]:
+                acc[2] = v
+            if v > 0:
+                acc[3] += 1
+                named = answer.get("places")
+                if named:
+                    places = acc[4] if acc[4] is not None else {}
+                    acc[4] = places
+                    for j, place in enumerate(named):
+                        key, first = str(place), (order, j)  # named first: the report's first, its first place
+                        seen = places.get(key)
+                        if seen is None:
+                            places[key] = [1, first]
+                        else:
+                            seen[0] += 1
+                            if first < seen[1]:
+                                seen[1] = first
+
+    def value(self, item: ChecklistItem) -> float:
+        """The item's value: count → total, level → max, boolean → yes answers."""
+        acc = self.by_code.get(item.code)
+        if item.answer == "count":
+            return acc[1] if acc is not None else 0
+        if item.answer == "level":
+            return acc[2] if acc is not None else 0.0
+        return float(acc[3]) if acc is not None else 0.0
+
+    def totals(self, item: ChecklistItem) -> ItemTotals:
+        """The item's totals (value, level mean, reports with a non-zero answer, places most named first,
+        equally named ones in the order of the reports that first named them)."""
+        acc = self.by_code.get(item.code)
+        mean = round(acc[1] / acc[0], 2) if item.answer == "level" and acc is not None else None
+        places: dict[str, int] = {}
+        if acc is not None and acc[4] is not None:
+            places = {k: v[0] for k, v in sorted(acc[4].items(), key=lambda kv: (-kv[1][0], kv[1][1]))}
+        return ItemTotals(value=self.value(item), mean=mean, reports=acc[3] if acc is not None else 0, places=places)
+
+
 def period_totals(items: Sequence[ChecklistItem], reports: Sequence[ReportRecord]) -> dict[str, ItemTotals]:
     """The totals of every item over reports, in one pass over the answers given.
 
@@ -155,34 +223,10 @@ def period_totals(items: Sequence[ChecklistItem], reports: Sequence[ReportRecord
     pass over the answers instead of one per checklist item: a picture's cost grows with the
     answers given, not with answers times items.
     """
-    wanted = {it.code for it in items}
-    values: dict[str, list[float]] = {code: [] for code in wanted}
-    places: dict[str, Counter[str]] = {code: Counter() for code in wanted}
-    nonzero = dict.fromkeys(wanted, 0)
+    sums = ItemSums()
     for r in reports:
-        for code, answer in r.answers.items():
-            if answer is None or code not in wanted:
-                continue
-            v = _number(answer.get("value"))
-            values[code].append(v)
-            if v > 0:
-                nonzero[code] += 1
-                for p in answer.get("places") or []:
-                    places[code][str(p)] += 1
-    out: dict[str, ItemTotals] = {}
-    for item in items:
-        vs = values[item.code]
-        mean: float | None = None
-        if item.answer == "count":
-            value = sum(vs)
-        elif item.answer == "level":
-            value = max(vs, default=0.0)
-            mean = round(sum(vs) / len(vs), 2) if vs else None
-        else:
-            value = float(sum(1 for v in vs if v > 0))
-        out[item.code] = ItemTotals(value=value, mean=mean, reports=nonzero[item.code],
-                                    places=dict(places[item.code].most_common()))
-    return out
+        sums.add(r.answers)
+    return {item.code: sums.totals(item) for item in items}
 
 
 def assess(answer: str, value: float, history: Sequence[float | None], rules: Rules = Rules()) -> Assessment:
@@ -241,6 +285,12 @@ def completeness(effective: Sequence[ReportRecord], expected: Sequence[ExpectedR
     for r in effective:
         by_reporter.setdefault(r.reporter_id, []).append(r)
     nothing = {pid for pid, rs in by_reporter.items() if all(r.nothing_to_report for r in rs)}
+    return _completeness(reporters, on_time, nothing, expected)
+
+
+def _completeness(reporters: Mapping[str, str], on_time: set[str], nothing: set[str],
+                  expected: Sequence[ExpectedReporter]) -> Completeness:
+    """Completeness from the reporters heard from (→ actor), those on time and those with nothing to report."""
     expected_ids = {e.person_id: e.actor_id for e in expected}
     heard = set(expected_ids) & set(reporters)
     per_actor: dict[str, dict[str, int]] = {}
@@ -267,6 +317,92 @@ def completeness(effective: Sequence[ReportRecord], expected: Sequence[ExpectedR
         per_actor=dict(sorted(per_actor.items())),
         missing_reporters=sorted(set(expected_ids) - set(reporters)),
     )
+
+
+class PeriodTally:
+    """One period's stored reports summed as they come: item sums, reporters, on time, nothing to report.
+
+    ``of`` builds it from the period's reports (in ``reports_for``'s order) and the area's superseded
+    report ids; ``add`` appends a later report in that order. It gives what ``build_picture`` would
+    compute from the same reports (``period_totals`` of the counting ones, ``completeness``), without
+    going over them all again: a picture that gets a few new reports costs as much as those reports.
+    Reports are never taken out: ``fits`` says when the tally no longer matches (a correction of a
+    report it counted) and it must be built again; so must a tally whose ``deadline`` is not the
+    picture's (on time is decided by it).
+    """
+
+    __slots__ = (
+        "checklists",
+        "count",
+        "deadline",
+        "excluded",
+        "first",
+        "gone",
+        "ids",
+        "nothing",
+        "on_time",
+        "replaces",
+        "reporters",
+        "sums",
+    )
+
+    def __init__(self, gone: Iterable[str] = (), deadline: datetime | None = None) -> None:
+        self.deadline = as_utc(deadline) if deadline is not None else None
+        self.gone = frozenset(gone)  # the area's superseded ids when built
+        self.ids: set[str] = set()
+        self.replaces: set[str] = set()  # report ids that reports of this period supersede
+        self.excluded: set[str] = set()  # reports of this period that do not count
+        self.count = 0  # reports that count
+        self.sums = ItemSums()
+        self.checklists: set[str] = set()  # of all the period's reports
+        self.reporters: dict[str, str] = {}  # heard from → actor of their first counting report
+        self.first: dict[str, Any] = {}  # reporter → order of that report
+        self.on_time: set[str] = set()  # reporters with any report on time (superseded ones included)
+        self.nothing: dict[str, bool] = {}  # reporter → all their counting reports say nothing to report
+
+    @classmethod
+    def of(cls, reports: Iterable[ReportRecord], superseded: Iterable[str] = (),
+           deadline: datetime | None = None) -> PeriodTally:
+        """The tally of a period's reports (superseded: ids that stored reports supersede)."""
+        reports = list(reports)
+        tally = cls(set(superseded) | {r.supersedes for r in reports if r.supersedes}, deadline)
+        for r in reports:
+            tally.add(r)
+        return tally
+
+    def add(self, r: ReportRecord) -> None:
+        """Count a report of the period, stored after the ones already here (received earlier or later)."""
+        rid = r.report_id
+        self.ids.add(rid)
+        self.checklists.add(r.checklist)
+        if r.supersedes:  # if it replaces a report counted here, ``fits`` says so: it cannot be taken out
+            self.replaces.add(r.supersedes)
+        due = self.deadline
+        if not (r.late or (due is not None and as_utc(r.received_at) > due)):
+            self.on_time.add(r.reporter_id)
+        if rid in self.gone or rid in self.replaces:
+            self.excluded.add(rid)
+            return
+        order = (as_utc(r.received_at), rid)  # ``reports_for``'s order: reports may be added out of it
+        self.count += 1
+        self.sums.add(r.answers, order)
+        who = r.reporter_id
+        if who not in self.first or order < self.first[who]:
+            self.first[who] = order
+            self.reporters[who] = r.actor_id
+        self.nothing[who] = self.nothing.get(who, True) and r.nothing_to_report
+
+    def fits(self, superseded: Iterable[str]) -> bool:
+        """Whether the tally counts exactly the reports that count given the area's superseded ids now."""
+        ids = self.ids
+        now_out = {g for g in superseded if g in ids} | (self.replaces & ids)
+        return now_out == self.excluded
+
+    def completeness(self, expected: Sequence[ExpectedReporter]) -> Completeness:
+        """``completeness`` of the period (by the deadline the tally was built with)."""
+        reporters = self.reporters
+        return _completeness(reporters, {p for p in self.on_time if p in reporters},
+                             {p for p, yes in self.nothing.items() if yes}, expected)
 
 
 def _fmt(v: float | None, lang: str) -> str:
@@ -402,32 +538,40 @@ def build_picture(*, municipality_id: str, area_id: str, area_name: str, period:
                   items: Sequence[ChecklistItem], expected: Sequence[ExpectedReporter],
                   deadline: datetime | None, status: str = "open", version: int = 0,
                   comments: Sequence[dict[str, Any]] = (), rules: Rules = Rules(),
-                  kronoberg: dict[str, Any] | None = None) -> BuiltPicture:
-    """Compute the picture of one area and period from the stored reports of it and its history."""
-    gone = set(superseded)
-    eff = {p: effective_reports(rs, gone) for p, rs in reports_by_period.items()}
-    current = eff.get(period, [])
-    past = history_periods(period, rules.window)
+                  kronoberg: dict[str, Any] | None = None,
+                  tallies: Mapping[Period, PeriodTally] | None = None) -> BuiltPicture:
+    """Compute the picture of one area and period from the stored reports of it and its history.
+
+    ``tallies`` (``PeriodTally`` per period, the picture's own built with ``deadline``) stand in for
+    ``reports_by_period`` when the caller keeps them.
+    """
+    if tallies is None:
+        gone = set(superseded)
+        tallies = {p: PeriodTally.of(rs, gone, deadline if p == period else None)
+                   for p, rs in reports_by_period.items()}
+    current = tallies.get(period) or PeriodTally(deadline=deadline)
+    past = [tallies.get(p) for p in history_periods(period, rules.window)]
     summaries: dict[str, ItemSummary] = {}
     means: dict[str, float] = {}
-    now_totals = period_totals(items, current)
-    past_totals = [period_totals(items, eff[p]) if eff.get(p) else None for p in past]
+    sums = current.sums
     for item in items:
-        totals = now_totals[item.code]
-        history = [t[item.code].value if t is not None else None for t in past_totals]
+        totals = sums.totals(item)
+        history = [t.sums.value(item) if t is not None and t.count else None for t in past]
         a = assess(item.answer, totals.value, history, rules)
-        summaries[item.code] = ItemSummary(
+        # built without validation (values computed here, of the declared types): a picture has many items
+        summaries[item.code] = ItemSummary.model_construct(
             item=item.code, answer=item.answer, label_sv=item.label_sv, label_en=item.label_en,
-            value=totals.value, reports=totals.reports, places=totals.places, previous=a.previous,
-            baseline=a.baseline, trend=a.trend, flag=a.flag)  # type: ignore[arg-type]
+            value=float(totals.value), reports=totals.reports, places=totals.places,
+            previous=None if a.previous is None else float(a.previous),
+            baseline=None if a.baseline is None else float(a.baseline), trend=a.trend, flag=a.flag)
         if totals.mean is not None:
             means[item.code] = totals.mean
-    comp = completeness(current, expected, deadline=deadline, all_reports=list(reports_by_period.get(period, [])))
+    comp = current.completeness(expected)
     analysis = first_analysis(summaries, comp, area_name=area_name or area_id, period=period.id,
-                              reports=len(current))
+                              reports=current.count)
     picture = PictureData(
         municipality_id=municipality_id, area_id=area_id, area_name=area_name, period=period.id,
-        status=status, version=version, reports=len(current), items=summaries,  # type: ignore[arg-type]
+        status=status, version=version, reports=current.count, items=summaries,  # type: ignore[arg-type]
         completeness=comp, first_analysis=analysis, comments=list(comments), kronoberg=kronoberg)
     return BuiltPicture(picture=picture, means=means)
 

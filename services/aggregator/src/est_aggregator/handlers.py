@@ -15,9 +15,10 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +26,15 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 from est_shared.bus import encode
-from est_shared.db import InLoopSqlite, add_to_outbox, mark_processed, retry_busy, transaction, utcnow
+from est_shared.db import (
+    InLoopSqlite,
+    add_many_to_outbox,
+    add_to_outbox,
+    mark_processed,
+    retry_busy,
+    transaction,
+    utcnow,
+)
 from est_shared.events import (
     AlertData,
     CloudEvent,
@@ -49,6 +58,7 @@ from est_aggregator.domain import (
     ExpectedReporter,
     InvalidPeriod,
     MunicipalityNotFound,
+    PeriodTally,
     ReportRecord,
     Rules,
     VersionConflict,
@@ -145,6 +155,7 @@ class Effects:
     resolved: list[str] = field(default_factory=list)
     rates: list[tuple[str, str, float]] = field(default_factory=list)
     delays: list[tuple[str, float]] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)  # seconds from the oldest change shown to the commit
 
     def apply(self, deps: Deps) -> None:
         """Count the effects once the transaction committed, and wake the relay."""
@@ -161,6 +172,8 @@ class Effects:
             m.completeness.labels(muni, area).set(rate)
         for mode, seconds in self.delays:
             m.publish_delay.labels(mode).observe(max(0.0, seconds))
+        for seconds in self.lags:
+            m.picture_lag.observe(max(0.0, seconds))
         if self.outbox:
             deps.wake()
 
@@ -233,8 +246,8 @@ def _deadline(org: OrgSnapshot, municipality_id: str, period: Period) -> datetim
     return period_deadline(muni, period) if muni else None
 
 
-def _items_for(org: OrgSnapshot, current: Sequence[ReportRecord]) -> list[Any]:
-    refs = sorted({r.checklist for r in current})
+def _items_for(org: OrgSnapshot, checklists: Iterable[str]) -> list[Any]:
+    refs = sorted(set(checklists))
     found = [cl.items for ref in refs if (cl := org.checklist(ref)) is not None]
     if not found:
         cl = org.checklist(org.current_checklist)
@@ -297,19 +310,18 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
                           inputs: PassInputs | None = None) -> BuiltPicture:
     """The picture of an area and period computed from the stored reports (and the last ``window`` periods).
 
-    With a ``cache``, the reports come from it where its entries are current (the same reports in
-    the same order as the database gives them); with ``inputs`` (``pass_inputs`` of many pictures),
-    nothing else is read here.
+    With a ``cache``, the reports and their tallies come from it where its entries are current (the
+    same reports in the same order as the database gives them; a tally that still fits is only
+    added to); with ``inputs`` (``pass_inputs`` of many pictures), nothing else is read here.
     """
     idmap = _window(period, rules)
-    by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
     if cache is not None:
         tokens = inputs.tokens(info.area_id) if inputs is not None else None
-        for p, r in await cache.reports(s, info.area_id, idmap, tokens=tokens):
-            by_period[p].append(r)
+        groups = await cache.periods(s, info.area_id, idmap, tokens=tokens)
     else:
+        groups = {}
         for r in await db.reports_for(s, info.area_id, idmap):
-            by_period[idmap[r.period]].append(r)
+            groups.setdefault(idmap[r.period], db.PeriodReports()).records.append(r)
     expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(info.area_id)]
     tz = _tz(org, info.municipality_id)
     start, end = as_utc(period.start_at(tz)), as_utc(period.end_at(tz))
@@ -321,12 +333,21 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
         superseded = await db.superseded_in_area(s, info.area_id)
         protocols = await db.forfeitures_for(s, info.area_id, start, end)
         comments = await db.comments_for(s, info.area_id, period.id)
+    deadline = _deadline(org, info.municipality_id, period)
+    due = as_utc(deadline) if deadline is not None else None
+    tallies: dict[Period, PeriodTally] = {}
+    for p, group in groups.items():
+        tally = group.tally
+        if tally is None or not tally.fits(superseded) or (p == period and tally.deadline != due):
+            tally = group.tally = PeriodTally.of(group.records, superseded, deadline if p == period else None)
+        tallies[p] = tally
+    current = tallies.get(period)
     return build_picture(
         kronoberg=kronoberg_aggregates([p._mapping for p in protocols], tz=tz),
         municipality_id=info.municipality_id, area_id=info.area_id, area_name=info.name, period=period,
-        reports_by_period=by_period, superseded=superseded, items=_items_for(org, by_period.get(period, [])),
-        expected=expected, deadline=_deadline(org, info.municipality_id, period), status=status, version=version,
-        comments=comments, rules=rules)
+        reports_by_period={}, superseded=superseded, tallies=tallies,
+        items=_items_for(org, current.checklists if current is not None else ()),
+        expected=expected, deadline=deadline, status=status, version=version, comments=comments, rules=rules)
 
 
 def _extras(built: BuiltPicture, deadline: datetime | None) -> dict[str, Any]:
@@ -481,10 +502,8 @@ async def _store_batch(s: AsyncSession, events: Sequence[CloudEvent[Any]], *, de
             keys.add(key)
             key_of[target] = key
     token = uuid.uuid4().hex
-    await db.ensure_picture_rows(s, sorted(keys))
-    await db.mark_dirty(s, sorted(keys), token=token)
     # the report cache exists only on SQLite (in-loop); on PostgreSQL nothing reads the tokens
-    old_tokens = await db.bump_report_tokens(s, sorted(keys), token) if deps.local is not None else {}
+    old_tokens = await db.touch_pictures(s, list(keys), token, tokens=deps.local is not None)
     added: dict[tuple[str, str], list[ReportRecord]] = {}
     for _, r in new:
         key = key_of.get((r.area_id, r.period, r.municipality_id))
@@ -522,6 +541,8 @@ async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, 
             "correlation_ids": ",".join(sorted({c for _, _, _, c in outcome.new if c})) or None})
     deps.metrics.reports.labels("stored").inc(outcome.stored)
     deps.metrics.reports.labels("duplicate").inc(outcome.duplicates)
+    if events:
+        deps.metrics.store_lag.observe(max(0.0, (utcnow() - as_utc(min(e.time for e in events))).total_seconds()))
     if outcome.dirty:
         deps.wake_refresher()
     return outcome
@@ -559,6 +580,48 @@ async def handle_forfeiture_recorded(event: CloudEvent[Any], *, deps: Deps, org:
     return True
 
 
+REFRESH_LOT = 10  # pictures computed and written together in a pass
+
+
+async def _refresh_lot(todo: Sequence[tuple[Any, AreaInfo | None, Period | None]], *, deps: Deps,
+                       org: OrgSnapshot, now: datetime) -> int:
+    """Recompute open dirty pictures, queue their picture.updated and clear their marks; returns how many went out."""
+    updates: list[tuple[Any, BuiltPicture | None]] = []
+    async with deps.reading() as s:
+        wanted = [(info, period) for _, info, period in todo if info is not None and period is not None]
+        inputs = await pass_inputs(s, org=org, pictures=wanted, rules=deps.rules) if wanted else None
+        for row, info, period in todo:
+            built = None
+            if info is not None and period is not None:
+                built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules,
+                                              cache=deps.cache, inputs=inputs)
+            updates.append((row, built))
+    effects = Effects()
+
+    async def write(s: AsyncSession) -> int:
+        effects.rates, effects.lags = [], []  # a retried transaction starts over
+        now_states = await db.picture_rows_of(s, [r.area_id for r, _ in updates], [r.period for r, _ in updates])
+        queued: list[tuple[str, CloudEvent[Any]]] = []
+        at = utcnow()
+        for row, built in updates:
+            state = now_states.get((row.area_id, row.period))
+            if built is not None and (state is None or state.status == "open"):
+                event = new_event(type="se.est.picture.updated", subject=row.area_id, time=now,
+                                  id=f"picture-updated:{row.area_id}:{row.period}:{row.token}",
+                                  data=PictureUpdated(picture=outgoing(built.picture, deps)))
+                queued.append((picture_updated(row.municipality_id, row.area_id), event))
+                effects.rates.append((row.municipality_id, row.area_id, built.picture.completeness.rate))
+                effects.lags.append((at - as_utc(row.first_at)).total_seconds())
+        await add_many_to_outbox(s, db.outbox, queued)
+        await db.clear_dirty_many(s, [(r.area_id, r.period, r.token) for r, _ in updates], seen_at=now)
+        effects.outbox = len(queued)
+        return len(queued)
+
+    updated = await deps.write(write)
+    effects.apply(deps)
+    return updated
+
+
 @dataclass
 class RefreshOutcome:
     """What one pass of the refresher did."""
@@ -566,6 +629,7 @@ class RefreshOutcome:
     updated: int = 0
     revised: int = 0
     waiting: int = 0
+    busy: float = 0.0  # seconds the pass itself ran (not the other tasks served between its lots)
 
 
 async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = None, revise_after: float = 2.0,
@@ -581,12 +645,12 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
     """
     now = now or utcnow()
     out = RefreshOutcome()
-    updates: list[tuple[Any, BuiltPicture | None]] = []
+    started = time.perf_counter()
     revisions: list[Any] = []
+    todo: list[tuple[Any, AreaInfo | None, Period | None]] = []
     async with deps.reading() as s:
         dirty = await db.dirty_rows(s, limit)
         states = await db.picture_rows_of(s, [r.area_id for r in dirty], [r.period for r in dirty])
-        todo: list[tuple[Any, AreaInfo | None, Period | None]] = []
         for row in dirty:
             state = states.get((row.area_id, row.period))
             if state is not None and state.status == "published":
@@ -604,34 +668,14 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
                 except (PeriodError, AreaNotFound):
                     info = None
             todo.append((row, info, period))
-        wanted = [(info, period) for _, info, period in todo if info is not None and period is not None]
-        inputs = await pass_inputs(s, org=org, pictures=wanted, rules=deps.rules) if wanted else None
-        for row, info, period in todo:
-            built = None
-            if info is not None and period is not None:
-                built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules,
-                                              cache=deps.cache, inputs=inputs)
-            updates.append((row, built))
-    if updates:
-        effects = Effects()
-
-        async def write(s: AsyncSession) -> None:
-            effects.outbox, effects.rates, out.updated = 0, [], 0  # a retried transaction starts over
-            now_states = await db.picture_rows_of(s, [r.area_id for r, _ in updates], [r.period for r, _ in updates])
-            for row, built in updates:
-                state = now_states.get((row.area_id, row.period))
-                if built is not None and (state is None or state.status == "open"):
-                    event = new_event(type="se.est.picture.updated", subject=row.area_id, time=now,
-                                      id=f"picture-updated:{row.area_id}:{row.period}:{row.token}",
-                                      data=PictureUpdated(picture=outgoing(built.picture, deps)))
-                    await add_to_outbox(s, db.outbox, picture_updated(row.municipality_id, row.area_id), event)
-                    effects.outbox += 1
-                    effects.rates.append((row.municipality_id, row.area_id, built.picture.completeness.rate))
-                    out.updated += 1
-                await db.clear_dirty(s, row.area_id, row.period, row.token)
-
-        await deps.write(write)
-        effects.apply(deps)
+    # a few pictures at a time, each lot written (and handed to the relay) at once: the first ones
+    # go out while the rest are computed, and the loop serves the consumer and the relay in between
+    for i in range(0, len(todo), REFRESH_LOT):
+        if i:
+            out.busy += time.perf_counter() - started
+            await asyncio.sleep(0)
+            started = time.perf_counter()
+        out.updated += await _refresh_lot(todo[i:i + REFRESH_LOT], deps=deps, org=org, now=now)
     for row in revisions:
         effects = Effects()
         try:
@@ -647,6 +691,7 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
             continue
         effects.apply(deps)
         out.revised += 1 if result else 0
+    out.busy += time.perf_counter() - started
     return out
 
 
@@ -848,11 +893,15 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
         superseded = await db.superseded_in_area(s, area_id)
         rows = await db.picture_rows_between(s, area_id, p0.id, p1.id)
     expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(area_id)]
+    # each period tallied once, by its own deadline; as history only its sums count
+    tallies = {p: PeriodTally.of(rs, superseded, _deadline(org, info.municipality_id, p))
+               for p, rs in by_period.items()}
     out = []
     for p in periods:
+        tally = tallies.get(p)
         built = build_picture(municipality_id=info.municipality_id, area_id=area_id, area_name=info.name, period=p,
-                              reports_by_period=by_period, superseded=superseded,
-                              items=_items_for(org, by_period.get(p, [])), expected=expected,
+                              reports_by_period={}, superseded=superseded, tallies=tallies,
+                              items=_items_for(org, tally.checklists if tally else ()), expected=expected,
                               deadline=_deadline(org, info.municipality_id, p), rules=deps.rules)
         row = rows.get(p.id)
         out.append(compact(built.picture, row.status if row else "open", row.version if row else 0))

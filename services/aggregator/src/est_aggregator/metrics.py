@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # From the deadline to publication: minutes (manual before the meeting) up to a week (late auto-publish).
+# Seconds from a report's acceptance to its batch's commit, and to the picture.updated that shows it.
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 DELAY_BUCKETS = (0, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400)
 
 
@@ -41,5 +43,15 @@ class AggregatorMetrics:
                                        "Time from a period's deadline to the first publication of a picture "
                                        "(0 when published before the deadline), by mode (auto, manual)",
                                        ["mode"], buckets=DELAY_BUCKETS, registry=registry)
+        self.store_lag = Histogram("est_aggregator_report_store_lag_seconds",
+                                   "From the intake's acceptance of the oldest report of a batch to the batch's "
+                                   "commit (how far the consumer is behind)", buckets=LAG_BUCKETS, registry=registry)
+        self.picture_lag = Histogram("est_aggregator_picture_update_lag_seconds",
+                                     "From the oldest change not yet shown in an open picture to the commit of "
+                                     "the se.est.picture.updated that shows it", buckets=LAG_BUCKETS,
+                                     registry=registry)
+        self.refresh_seconds = Histogram("est_aggregator_refresh_pass_seconds",
+                                         "Duration of one refresher pass (recompute and write the dirty pictures)",
+                                         buckets=LAG_BUCKETS, registry=registry)
         self.conflicts = Counter("est_aggregator_publish_conflicts_total",
                                  "Publications that lost a race to another writer", registry=registry)
