@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,4 +76,48 @@ async def test_apply_org_stores_versions_and_outbox_once(tmp_path: Path) -> None
         assert [r.event_id for r in rows] == ["org:v1"] and rows[0].subject == "est.org.changed"
         assert [v["version"] for v in await db.org_history(s)] == [1]
     assert [s.version for s in seen] == [1, 1]
+    await engine.dispose()
+
+
+async def test_concurrent_batches_sharing_ids_wait_for_each_other(tmp_path: Path) -> None:
+    engine, _ = await _sessions(tmp_path)
+    snap, _ = build_snapshot(make_org(), None)
+    anna = principal_for(snap, "anna")
+    assert anna is not None
+    publishing, gate = asyncio.Event(), asyncio.Event()
+    published: list[str] = []
+    attempts: list[str] = []
+
+    async def publish(subject: str, event: CloudEvent[Any]) -> None:
+        publishing.set()
+        await gate.wait()  # the first batch holds its ids until the second has seen them in flight
+        attempts.append(event.id)
+        if event.id == "r-down" and attempts.count("r-down") == 1:
+            raise BusUnavailable("down")  # only the first batch's attempt
+        published.append(event.id)
+
+    metrics = IntakeMetrics(CollectorRegistry())
+    ledger = db.ReportLedger(engine)
+    many = single_publisher(publish)
+    now = datetime.now(UTC)
+
+    def sub(rid: str, **kw: Any) -> Submission:
+        return Submission(req=ReportIn.model_validate(report(report_id=rid, **kw)), caller=anna, received_at=now)
+
+    same, other = report(report_id="r-same"), report(report_id="r-other")
+    first = asyncio.create_task(submit_reports(
+        [sub("r-same", answers=same["answers"]), sub("r-other", answers=other["answers"]), sub("r-down")],
+        ledger=ledger, snapshot=snap, publish=many, metrics=metrics))
+    await publishing.wait()
+    second = asyncio.create_task(submit_reports(
+        [sub("r-same", answers=same["answers"]), sub("r-other", note="other content"), sub("r-down", note="again")],
+        ledger=ledger, snapshot=snap, publish=many, metrics=metrics))
+    await asyncio.sleep(0.05)
+    assert set(ledger.inflight) == {"r-same", "r-other", "r-down"}
+    gate.set()
+    a, b = await first, await second
+    assert [o.status for o in a] == [202, 202, 503]  # the first did not get through: the other content retries
+    assert [(o.status, o.reason) for o in b] == [(202, "replayed"), (409, "conflict"), (202, None)]
+    assert b[0].body == a[0].body and sorted(published) == ["r-down", "r-other", "r-same"]
+    assert ledger.inflight == {}
     await engine.dispose()
