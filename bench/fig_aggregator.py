@@ -121,8 +121,10 @@ def fig_latency(base: Path, quick: bool, interval: str | None = None) -> None:
         unmatched = sum(1 for x in latencies if x == float("inf"))
         label = f"update_interval {interval} s" if interval else "default settings"
         print(f"  {posted} posted, {len(latencies)} accepted, {unmatched} never shown; p50 {p50:.0f} ms", flush=True)
+        # the target holds for the default; a coarser interval is shown beside it (reported only)
         record(Row(f"202 → picture.updated p99 at {rate} reports/s ({label})", p99, "ms", None, "",
-                   "< 100 ms", p99 < 100 and len(latencies) == posted))
+                   "< 100 ms" if interval is None else "(reported)",
+                   p99 < 100 and len(latencies) == posted if interval is None else None))
     finally:
         env.close()
 
@@ -155,6 +157,6 @@ FIGURES = {
     "aggregator": fig_aggregator,
     "aggregator-pg": lambda b, q: fig_aggregator(b, q, "postgresql"),
     "latency": fig_latency,
-    "latency-fast": lambda b, q: fig_latency(b, q, "0.05"),
+    "latency-coarse": lambda b, q: fig_latency(b, q, "0.5"),
     "rebuild": fig_rebuild,
 }

@@ -47,7 +47,7 @@ reports = Table(
     Column("checklist", String(100), nullable=False),
     Column("answers", JSON, nullable=False),
     Column("nothing_to_report", Boolean, nullable=False, default=False),
-    Column("supersedes", String(100), index=True),
+    Column("supersedes", String(100)),  # looked up per area: ix_reports_area_supersedes
     Column("reporter_id", String(100), nullable=False),
     Column("actor_id", String(100), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
@@ -224,12 +224,18 @@ class _RawSqlite:
         return session.conn.connection.driver_connection
 
     def report_params(self, rows: Sequence[tuple[str, ReportRecord]], now: datetime) -> list[tuple[Any, ...]]:
-        procs = self.processors
+        procs = [(i, p) for i, p in enumerate(self.processors[:-1]) if p is not None]
+        last = self.processors[-1]
+        stored_at = last(now) if last is not None else now  # the same for every row: processed once
         out = []
         for event_id, r in rows:
-            values = (r.report_id, event_id, r.municipality_id, r.area_id, r.period, r.checklist, dict(r.answers),
-                      r.nothing_to_report, r.supersedes, r.reporter_id, r.actor_id, r.received_at, r.late, now)
-            out.append(tuple(v if p is None or v is None else p(v) for v, p in zip(values, procs, strict=True)))
+            values = [r.report_id, event_id, r.municipality_id, r.area_id, r.period, r.checklist, dict(r.answers),
+                      r.nothing_to_report, r.supersedes, r.reporter_id, r.actor_id, r.received_at, r.late, stored_at]
+            for i, p in procs:
+                v = values[i]
+                if v is not None:
+                    values[i] = p(v)
+            out.append(tuple(values))
         return out
 
 

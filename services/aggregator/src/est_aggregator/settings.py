@@ -33,9 +33,10 @@ class AggregatorSettings(ServiceSettings):
     batch_size: int = service_field(  # type: ignore[assignment]
         "aggregator", "batch_size", 256, "most report events stored in one transaction")
     update_interval: float = service_field(  # type: ignore[assignment]
-        "aggregator", "update_interval", 0.5,
-        "seconds between passes of the refresher: at most one se.est.picture.updated per picture per interval "
-        "(a pass starts at once when the refresher was idle longer than this)")
+        "aggregator", "update_interval", 0.02,
+        "seconds between passes of the refresher: at most one se.est.picture.updated per picture per interval, "
+        "and never more than one per report (a pass starts at once when the refresher was idle longer than this; "
+        "raise it to send fewer updates of busy pictures)")
     refresh_share: float = service_field(  # type: ignore[assignment]
         "aggregator", "refresh_share", 0.5,
         "most of the process's time the refresher takes while reports stream in: passes start at least "
