@@ -3,9 +3,10 @@
 Latency (figure "latency"): intake and aggregator run as processes; an async httpx client posts
 reports at a fixed rate and a nats-py core subscription watches ``est.picture.updated.>``.
 PictureUpdated does not name the reports it includes, so a report counts as shown by the first
-picture.updated of its area that arrives after the report's 202 AND whose ``reports`` total is at
+picture.updated of its area that arrives after the report was sent AND whose ``reports`` total is at
 least the number of reports of that area accepted (202) up to and including this one. Latency is
-that event's arrival minus the 202. Reports never matched count as infinitely late.
+that event's arrival minus the 202 (0 when the picture came before the client had read its 202: the
+client shares one process with the watcher). Reports never matched count as infinitely late.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def fig_aggregator(base: Path, quick: bool, db: str = "sqlite") -> None:
 async def _latency_run(intake_url: str, nats_url: str, *, rate: int, seconds: int, areas: int = 50
                        ) -> tuple[list[float], int]:
     """Post reports at ``rate``/s for ``seconds``; latencies (s) of the matched ones and the number posted."""
-    accepted: list[tuple[str, float, int]] = []  # area, time of 202, accepted count of the area then
+    accepted: list[tuple[str, float, float, int]] = []  # area, sent, 202, accepted count of the area then
     count: dict[str, int] = defaultdict(int)
     updates: dict[str, list[tuple[float, int]]] = defaultdict(list)  # area -> (arrival, reports)
     nc = await nats.connect(nats_url)
@@ -80,11 +81,12 @@ async def _latency_run(intake_url: str, nats_url: str, *, rate: int, seconds: in
             area = f"a{i % areas}"
             body = json.dumps({"report_id": str(uuid.uuid4()), "area_id": area, "checklist": "est-standard@1",
                                "answers": {"skadegorelse": {"value": i % 4}, "klotter": {"value": i % 3}}}).encode()
+            sent = time.perf_counter()
             status, _ = await http.post("/v1/reports", body, headers)
             if status == 202:
                 t = time.perf_counter()
                 count[area] += 1
-                accepted.append((area, t, count[area]))
+                accepted.append((area, sent, t, count[area]))
 
         tasks = []
         start = time.perf_counter()
@@ -100,9 +102,9 @@ async def _latency_run(intake_url: str, nats_url: str, *, rate: int, seconds: in
     await asyncio.sleep(5)  # the last updates
     await nc.close()
     latencies = []
-    for area, t, k in accepted:
-        first = next((at for at, n in updates[area] if at >= t and n >= k), None)
-        latencies.append(first - t if first is not None else float("inf"))
+    for area, sent, t, k in accepted:
+        first = next((at for at, n in updates[area] if at >= sent and n >= k), None)
+        latencies.append(max(0.0, first - t) if first is not None else float("inf"))
     return latencies, total
 
 

@@ -75,3 +75,37 @@ async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_pat
     finally:
         await nc.close()
         await engine.dispose()
+
+
+async def test_published_rows_are_deleted_after_a_while_and_pending_ones_never(tmp_path: Path,
+                                                                           fresh_nats: NatsServer) -> None:
+    """Without pruning the outbox keeps every payload it ever sent (a picture event per report)."""
+    from datetime import timedelta
+
+    from est_shared.db import utcnow
+
+    metadata = MetaData()
+    table = outbox_table(metadata)
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/o.db")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    sessions = session_factory(engine)
+    nc = await nats.connect(fresh_nats.url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        relay = OutboxRelay(sessions=sessions, table=table, js=js, keep_published=3600)
+        async with transaction(sessions) as s:
+            for n in range(1, 4):
+                await add_to_outbox(s, table, ORG_CHANGED, _event(n))
+        assert await relay.flush() == 3
+        async with transaction(sessions) as s:
+            await add_to_outbox(s, table, ORG_CHANGED, _event(4))  # not published yet
+        assert await relay.prune() == 0  # published just now: kept for an hour
+        assert await relay.prune(now=utcnow() + timedelta(hours=2)) == 3
+        async with sessions() as s:
+            left = list(await s.scalars(select(table.c.event_id)))
+        assert left == ["relay-test-4"]  # the pending row stays, however old
+    finally:
+        await nc.close()
+        await engine.dispose()

@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    delete,
     event,
     insert,
     select,
@@ -53,6 +54,9 @@ def _on_connect(engine: Any, *pragmas: str) -> None:
         cur.close()
 
 
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes a SQLite WAL file is cut back to after it was reset
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; for SQLite: WAL journal, a busy timeout and foreign keys on."""
     if url.startswith("sqlite"):
@@ -62,7 +66,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         _on_connect(engine.sync_engine, "journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL",
-                    "foreign_keys=ON")
+                    "foreign_keys=ON", f"journal_size_limit={WAL_SIZE_LIMIT}")
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
@@ -110,7 +114,8 @@ class InLoopSqlite:
         self.engine = create_engine(f"sqlite:///{path}", connect_args={"isolation_level": None},
                                     pool_size=1, max_overflow=0)
 
-        _on_connect(self.engine, "busy_timeout=0", "synchronous=NORMAL", "wal_autocheckpoint=0", "foreign_keys=ON")
+        _on_connect(self.engine, "busy_timeout=0", "synchronous=NORMAL", "wal_autocheckpoint=0", "foreign_keys=ON",
+                    f"journal_size_limit={WAL_SIZE_LIMIT}")
 
         @event.listens_for(self.engine, "begin")
         def _begin(conn: Any) -> None:
@@ -158,18 +163,25 @@ async def retry_busy(attempt: Callable[[], Awaitable[T]], seconds: float = 30.0)
             await asyncio.sleep(0.005)
 
 
-async def checkpoint_loop(engine: AsyncEngine, interval: float = 1.0) -> None:
+async def checkpoint_loop(engine: AsyncEngine, interval: float = 1.0, restart_pages: int = 4096) -> None:
     """Copy a SQLite WAL into the database file every ``interval`` seconds, off the event loop's thread.
 
     For services whose hot path writes SQLite from the loop's thread with automatic checkpoints off
     (a checkpoint at commit writes and syncs the database file: milliseconds the loop would stand
     still). The PASSIVE checkpoint runs on a pooled connection's driver thread and waits for no one.
+    Under a steady stream of writes it never catches up, though (the loop appends while it copies),
+    and the WAL would grow without end (1.4 GB in a minute at 500 reports/s): once more than
+    ``restart_pages`` pages are in the log, a RESTART checkpoint copies the few left, holding writers
+    back meanwhile (the in-loop writers retry, see ``retry_busy``), so the next writer starts the log
+    from the beginning; ``journal_size_limit`` then trims the file.
     """
     while True:
         await asyncio.sleep(interval)
         try:
             async with engine.connect() as conn:
-                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+                _busy, log_pages, _done = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
+                if log_pages is not None and log_pages > restart_pages:
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -257,8 +269,11 @@ class OutboxRelay:
     """Publishes outbox rows to JetStream in order; several replicas are safe (Nats-Msg-Id dedups)."""
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], table: Table, js: Any,
-                 interval: float = 0.5, on_published: Any = None, local: InLoopSqlite | None = None) -> None:
+                 interval: float = 0.5, on_published: Any = None, local: InLoopSqlite | None = None,
+                 keep_published: float = 3600.0) -> None:
         self.sessions, self.table, self.js, self.interval = sessions, table, js, interval
+        self.keep_published = keep_published  # seconds a published row stays (to look at), then it is deleted
+        self._pruned_at = 0.0
         self.local = local  # SQLite: read and mark the rows on the loop's thread (no driver thread, no busy wait)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -281,9 +296,13 @@ class OutboxRelay:
             self._task = None
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 await self.flush()
+                if loop.time() - self._pruned_at > min(60.0, self.keep_published):
+                    self._pruned_at = loop.time()
+                    await self.prune()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -335,6 +354,22 @@ class OutboxRelay:
                 for _seq, _e, subject, _p in rows[:acked]:
                     self._on_published(subject)
         return acked
+
+    async def prune(self, now: datetime | None = None) -> int:
+        """Delete rows published more than ``keep_published`` seconds ago (the outbox would grow without end)."""
+        from datetime import timedelta
+
+        t = self.table
+        before = (now or utcnow()) - timedelta(seconds=self.keep_published)
+        statement = delete(t).where(t.c.published.is_(True), t.c.published_at < before)
+        if (local := self.local) is not None:
+            async def attempt() -> int:
+                with local.transaction() as conn:
+                    return int(conn.execute(statement).rowcount or 0)
+
+            return await retry_busy(attempt)
+        async with self.sessions() as s, s.begin():
+            return int((await s.execute(statement)).rowcount or 0)
 
     async def pending(self) -> int:
         from sqlalchemy import func
