@@ -234,10 +234,7 @@ async def mark_processed(session: AsyncSession, table: Table, *, consumer: str, 
 
 async def add_to_outbox(session: AsyncSession, table: Table, subject: str, event: CloudEvent[Any]) -> None:
     """Queue an event for publishing once the transaction commits (an id already queued is skipped)."""
-    if await session.scalar(select(table.c.seq).where(table.c.event_id == event.id)) is not None:
-        return
-    await session.execute(insert(table).values(event_id=event.id, subject=subject, payload=encode(event),
-                                               created_at=utcnow(), published=False))
+    await add_many_to_outbox(session, table, [(subject, event)])
 
 
 _OUTBOX_INSERTS: dict[tuple[Table, str], Any] = {}
@@ -245,7 +242,8 @@ _OUTBOX_INSERTS: dict[tuple[Table, str], Any] = {}
 
 async def add_many_to_outbox(session: AsyncSession, table: Table,
                              items: list[tuple[str, CloudEvent[Any]]]) -> None:
-    """Queue (subject, event) pairs with one statement; an id already queued is skipped, as by ``add_to_outbox``."""
+    """Queue (subject, event) pairs with one statement, to publish once the transaction commits; an event
+    id already queued is skipped (``ON CONFLICT DO NOTHING`` on the unique ``event_id``)."""
     if not items:
         return
     from sqlalchemy.dialects.postgresql import insert as pg_insert

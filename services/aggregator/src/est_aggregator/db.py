@@ -749,12 +749,6 @@ class ReportCache:
             out[by_id[pic]] = group
         return out
 
-    async def reports(self, session: AsyncSession, area_id: str, idmap: Mapping[str, Any],
-                      tokens: Mapping[str, str | None] | None = None) -> list[tuple[Any, ReportRecord]]:
-        """(picture period, report) pairs of the area for stored period ids ``idmap`` → picture period."""
-        return [(period, r) for period, group in (await self.periods(session, area_id, idmap, tokens)).items()
-                for r in group.records]
-
     def _put(self, key: PictureKey, token: str, group: PeriodReports) -> None:
         self.entries[key] = (token, group)
         self.entries.move_to_end(key)
