@@ -101,3 +101,44 @@ async def test_the_wal_stays_bounded_under_a_steady_stream_of_in_loop_writes(tmp
         local.dispose()
         await engine.dispose()
     assert biggest < 8 * 1024 * 1024, biggest  # 3,000 transactions without the reset: far more
+
+
+async def test_a_long_reader_holds_writers_back_only_briefly_during_a_restart_checkpoint(tmp_path: Path) -> None:
+    """RESTART waits for readers and keeps writers out meanwhile: with the pool's 30 s busy timeout a
+    long read elsewhere (a report query, a backup) would stop every in-loop write that long."""
+    from est_shared.db import checkpoint_loop, make_engine
+
+    _setup(tmp_path / "x.db").close()
+    local = in_loop_sqlite(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    assert local is not None
+
+    async def write(i: int) -> None:
+        async def attempt() -> None:
+            with local.transaction() as conn:
+                conn.execute(text("INSERT INTO t (id) VALUES (:i)"), {"i": i})
+
+        await retry_busy(attempt)
+
+    for i in range(20):  # a WAL above the RESTART threshold below
+        await write(i)
+    reader = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()  # holds its snapshot of the WAL
+    for i in range(20, 40):
+        await write(i)
+    checkpoints = asyncio.create_task(checkpoint_loop(engine, interval=0.01, restart_pages=1))
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.sleep(0.1)  # the RESTART is pending behind the reader
+        for i in range(40, 60):
+            t0 = loop.time()
+            await asyncio.wait_for(write(i), timeout=5)
+            assert loop.time() - t0 < 2.0
+    finally:
+        checkpoints.cancel()
+        await asyncio.gather(checkpoints, return_exceptions=True)
+        reader.rollback()
+        reader.close()
+        local.dispose()
+        await engine.dispose()

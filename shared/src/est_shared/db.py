@@ -58,6 +58,8 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes a SQLite WAL file is cut back to afte
 # Page cache of the in-loop connection (SQLite's default is 2 MB): the hot tables' indexes have random
 # keys (UUIDs), so with a million rows nearly every insert missed the cache and read pages back in.
 IN_LOOP_CACHE_KIB = 32 * 1024
+BUSY_TIMEOUT_MS = 30_000  # how long a pooled (driver-thread) SQLite connection waits for a lock
+RESTART_WAIT_MS = 200  # longest a RESTART checkpoint waits for other connections (writers wait with it)
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -68,7 +70,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
-        _on_connect(engine.sync_engine, "journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL",
+        _on_connect(engine.sync_engine, "journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "synchronous=NORMAL",
                     "foreign_keys=ON", f"journal_size_limit={WAL_SIZE_LIMIT}")
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
@@ -184,7 +186,13 @@ async def checkpoint_loop(engine: AsyncEngine, interval: float = 1.0, restart_pa
             async with engine.connect() as conn:
                 _busy, log_pages, _done = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
                 if log_pages is not None and log_pages > restart_pages:
-                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
+                    # RESTART holds writers back while it waits for readers: wait briefly, never the
+                    # pool's BUSY_TIMEOUT_MS (a long reader elsewhere); it is tried again next time
+                    await conn.exec_driver_sql(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
+                    try:
+                        await conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
+                    finally:
+                        await conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
