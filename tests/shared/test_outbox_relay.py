@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import pytest
 from est_shared.bus import ensure_streams
 from est_shared.db import OutboxRelay, add_to_outbox, make_engine, outbox_table, session_factory, transaction
 from est_shared.events import OrgChanged, new_event
 from est_shared.natsserver import NatsServer
 from est_shared.subjects import ORG, ORG_CHANGED
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import MetaData, Table, func, select
 
 
 def _event(n: int) -> Any:
@@ -30,14 +31,19 @@ async def _stored(js: Any) -> list[str]:
     return ids
 
 
-async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_path: Path,
-                                                                         fresh_nats: NatsServer) -> None:
+async def _outbox(tmp_path: Path) -> tuple[Table, Any, Any]:
+    """An outbox table in a fresh SQLite file: (table, engine, sessions)."""
     metadata = MetaData()
     table = outbox_table(metadata)
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/o.db")
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
-    sessions = session_factory(engine)
+    return table, engine, session_factory(engine)
+
+
+async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_path: Path,
+                                                                         fresh_nats: NatsServer) -> None:
+    table, engine, sessions = await _outbox(tmp_path)
     nc = await nats.connect(fresh_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
         js = nc.jetstream()
@@ -77,24 +83,22 @@ async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_pat
         await engine.dispose()
 
 
+@pytest.mark.parametrize("in_loop", [False, True], ids=["pooled", "in-loop"])
 async def test_published_rows_are_deleted_after_a_while_and_pending_ones_never(tmp_path: Path,
-                                                                           fresh_nats: NatsServer) -> None:
+                                                                           fresh_nats: NatsServer,
+                                                                           in_loop: bool) -> None:
     """Without pruning the outbox keeps every payload it ever sent (a picture event per report)."""
     from datetime import timedelta
 
-    from est_shared.db import utcnow
+    from est_shared.db import in_loop_sqlite, utcnow
 
-    metadata = MetaData()
-    table = outbox_table(metadata)
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/o.db")
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    sessions = session_factory(engine)
+    table, engine, sessions = await _outbox(tmp_path)
+    local = in_loop_sqlite(f"sqlite+aiosqlite:///{tmp_path}/o.db") if in_loop else None
     nc = await nats.connect(fresh_nats.url)
     try:
         js = nc.jetstream()
         await ensure_streams(js)
-        relay = OutboxRelay(sessions=sessions, table=table, js=js, keep_published=3600)
+        relay = OutboxRelay(sessions=sessions, table=table, js=js, keep_published=3600, local=local)
         async with transaction(sessions) as s:
             for n in range(1, 4):
                 await add_to_outbox(s, table, ORG_CHANGED, _event(n))
@@ -108,4 +112,6 @@ async def test_published_rows_are_deleted_after_a_while_and_pending_ones_never(t
         assert left == ["relay-test-4"]  # the pending row stays, however old
     finally:
         await nc.close()
+        if local is not None:
+            local.dispose()
         await engine.dispose()
