@@ -50,7 +50,10 @@ async def test_operations_metrics_backlog_age_and_close_to_delivery(nats_url: st
                 done = sample(text, "est_notifier_period_close_to_delivery_seconds_count", '{channel="email"}')
                 hooks = sample(text, "est_notifier_period_close_to_delivery_seconds_count", '{channel="webhook"}')
                 retried = sample(text, "est_notifier_delivery_attempts_total", '{channel="webhook",result="retry"}')
-                return text if done == 1.0 and hooks == 1.0 and retried == 1.0 else None
+                # the backlog gauges are read from the database after a round, a moment after the counters
+                backlog = (sample(text, "est_notifier_backlog_deliveries", '{channel="webhook"}'),
+                           sample(text, "est_notifier_backlog_deliveries", '{channel="email"}'))
+                return text if done == 1.0 and hooks == 1.0 and retried == 1.0 and backlog == (1.0, 0.0) else None
 
             metrics = await eventually(settled)
             waited = time.time() - close
