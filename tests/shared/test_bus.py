@@ -175,3 +175,52 @@ async def test_a_stopped_batch_consumer_hands_back_the_batch_it_fetched_ahead(na
             await msg.ack()
     finally:
         await nc.close()
+
+
+async def test_a_durable_with_a_small_ack_window_limits_the_fetch_instead_of_stalling(nats_url: str) -> None:
+    """A durable keeps the ``max_ack_pending`` it was created with. A batch size above half of it
+    would leave the fetch made ahead waiting out its timeout (one batch a second): the consumer
+    fetches half the window instead, and a new durable gets a window of twice the batch size."""
+    from est_shared.batching import BatchConsumer
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    m = f"m{uuid.uuid4().hex[:6]}"
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    subject = f"est.alert.raised.{m}.>"
+    await js.add_consumer(ALERTS.name, ConsumerConfig(durable_name=f"old-{m}", ack_policy=AckPolicy.EXPLICIT,
+                                                      filter_subject=subject, max_ack_pending=40))
+    for _ in range(400):
+        await publish_event(js, f"est.alert.raised.{m}.a", _alert(m))
+    handled: list[int] = []
+
+    async def handle_batch(events: Any) -> None:
+        handled.append(len(events))
+
+    async def handle_one(event: Any) -> None:
+        handled.append(1)
+
+    def consumer(durable: str) -> BatchConsumer:
+        return BatchConsumer(service="test", stream=ALERTS, subject=subject, durable=durable,
+                             handle_batch=handle_batch, handle_one=handle_one,
+                             metrics=BusMetrics(f"t{uuid.uuid4().hex[:6]}", CollectorRegistry()), batch_size=100)
+
+    old, new = consumer(f"old-{m}"), consumer(f"new-{m}")
+    try:
+        await old.start(js)
+        assert old.fetch_size == 20
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await _wait(lambda: sum(handled) == 400, timeout=20)
+        # 20 batches: at one a second (the stall) this would take 20 s
+        assert loop.time() - started < 5
+        assert max(handled) <= 20
+        await old.stop()
+        await new.start(js)
+        assert new.fetch_size == 100
+        assert (await js.consumer_info(ALERTS.name, f"new-{m}")).config.max_ack_pending == 1000
+    finally:
+        await old.stop()
+        await new.stop()
+        await nc.close()

@@ -128,8 +128,11 @@ class BatchConsumer:
         self.service, self.stream, self.subject, self.durable = service, stream, subject, durable
         self.handle_batch, self.handle_one, self.metrics = handle_batch, handle_one, metrics
         self.max_deliver, self.batch_size, self.expected = max_deliver, batch_size, expected
+        # room for the batch in hand and the one fetched ahead (JetStream's default, 1000, is the floor)
         self.config = ConsumerConfig(durable_name=durable, max_deliver=max_deliver, ack_wait=ack_wait,
-                                     deliver_policy=deliver_policy, ack_policy=AckPolicy.EXPLICIT)
+                                     deliver_policy=deliver_policy, ack_policy=AckPolicy.EXPLICIT,
+                                     max_ack_pending=max(1000, 2 * batch_size))
+        self.fetch_size = batch_size
         metrics.track_consumer(stream.name, durable)
         self._js: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -142,6 +145,7 @@ class BatchConsumer:
         self._js = js
         self._sub = await js.pull_subscribe(self.subject, durable=self.durable, stream=self.stream.name,
                                             config=self.config)
+        self.fetch_size = await self._fetch_size(js)
         self._task = asyncio.create_task(self._run(self._sub), name=f"consumer:{self.durable}")
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -161,10 +165,32 @@ class BatchConsumer:
                 log.warning("could not unsubscribe the pull consumer", extra={"durable": self.durable})
             self._sub = None
 
+    async def _fetch_size(self, js: Any) -> int:
+        """``batch_size``, or half the durable's ``max_ack_pending`` if that is smaller.
+
+        A durable keeps the configuration it was created with. Fetching more than half its window
+        would leave the fetch made ahead (while a batch is handled) waiting for acks until its
+        timeout: one batch a second instead of as fast as the events can be stored.
+        """
+        try:
+            window = (await js.consumer_info(self.stream.name, self.durable)).config.max_ack_pending
+        except Exception as exc:
+            log.warning("could not read the consumer's configuration", extra={"durable": self.durable,
+                                                                              "error": repr(exc)[:200]})
+            return min(self.batch_size, 500)
+        if window is None or window <= 0:  # unlimited
+            return self.batch_size
+        size = max(1, min(self.batch_size, window // 2))
+        if size < self.batch_size:
+            log.warning("batch size limited by the consumer's max_ack_pending",
+                        extra={"durable": self.durable, "batch_size": self.batch_size, "fetch_size": size,
+                               "max_ack_pending": window})
+        return size
+
     async def _fetch(self, sub: Any) -> list[Any]:
         """The next batch, or [] when none came within a second or the fetch failed (after a pause)."""
         try:
-            return list(await sub.fetch(self.batch_size, timeout=1.0))
+            return list(await sub.fetch(self.fetch_size, timeout=1.0))
         except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises both kinds
             return []
         except asyncio.CancelledError:
@@ -181,7 +207,7 @@ class BatchConsumer:
             while not self._stopping:
                 msgs = await (ahead or self._fetch(sub))
                 ahead = None
-                self.behind = len(msgs) >= self.batch_size
+                self.behind = len(msgs) >= self.fetch_size
                 if not msgs:
                     continue
                 if not self._stopping:
