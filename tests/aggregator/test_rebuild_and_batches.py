@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from est_aggregator.rebuild import rebuild_async
 
 from .conftest import Bus, World, eventually, picture_when, report, running, settings_for
@@ -124,3 +126,35 @@ async def test_the_rebuild_keeps_the_sqlite_log_bounded(world: World, bus: Bus, 
     # unbounded: ~80 MB for these reports; each checkpoint round leaves at most a few batches' pages
     print("largest", largest)
     assert 0 < largest < 40 * 2**20, largest
+
+
+async def test_the_replay_asks_again_after_its_pull_requests_expire(world: World, bus: Bus) -> None:
+    """The rebuild pulls with its own requests (``_Replay``). A request that expires before the
+    messages exist ends with a status; the replay asks again and gets every message once, in order;
+    with nothing left it gives back what it has, then TimeoutError."""
+    from est_aggregator.rebuild import _Replay
+    from est_shared.subjects import REPORTS
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    name = f"replay-{world.muni}"
+    await bus.js.add_consumer(REPORTS.name, ConsumerConfig(
+        name=name, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0,
+        filter_subjects=[f"est.report.submitted.{world.muni}.>"]))
+    replay = await _Replay(bus.nc, REPORTS.name, name, window=4, expires=0.2).start()
+
+    async def later() -> None:
+        await asyncio.sleep(0.6)  # after two requests have expired
+        for i in range(10):
+            await bus.send(report(world, f"late{i}"))
+
+    sender = asyncio.create_task(later())
+    try:
+        first = await replay.take(6, left=10, timeout=3.0)
+        rest = await replay.take(6, left=4, timeout=1.0)  # only 4 exist: it gives those after the timeout
+        with pytest.raises(TimeoutError):
+            await replay.take(1, left=1, timeout=0.5)
+    finally:
+        await sender
+        await replay.stop()
+    ids = [json.loads(m.data)["id"] for m in first + rest]
+    assert ids == [f"late{i}" for i in range(10)]

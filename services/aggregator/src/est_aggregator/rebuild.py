@@ -25,9 +25,11 @@ as ``est aggregator rebuild``), with a rich progress bar.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,75 @@ async def _clear(deps: handlers.Deps) -> None:
         await s.execute(delete(db.pictures).where(db.pictures.c.status == "open"))
 
 
+class _Replay:
+    """The rebuild consumer's messages, pulled through one subscription with a callback.
+
+    nats-py's ``fetch`` spends a task, a timer and a kernel random read on each message it returns,
+    a tenth of a million-report replay. Here pull requests (JetStream's ``CONSUMER.MSG.NEXT``, each
+    expiring after ``expires`` seconds) keep the batch asked for plus one ``window`` in flight, so
+    the next batch travels while this one is stored. A status message (a request expired) says how
+    many of its messages will not come (``Nats-Pending-Messages``); the rest are asked for again.
+    The consumer acknowledges nothing (``AckPolicy.NONE``): what arrives is simply taken in order.
+    """
+
+    def __init__(self, nc: Any, stream: str, consumer: str, *, window: int, expires: float = 5.0) -> None:
+        self.nc, self.window, self.expires = nc, window, expires
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.inbox = ""
+        self.buffer: deque[Any] = deque()
+        self.outstanding = 0  # asked for and neither arrived nor given up by the server
+        self.want = 0
+        self.arrived = asyncio.Event()
+        self.sub: Any = None
+
+    async def start(self) -> _Replay:
+        self.inbox = self.nc.new_inbox()
+        self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg, pending_msgs_limit=-1,
+                                           pending_bytes_limit=-1)
+        return self
+
+    async def stop(self) -> None:
+        await self.sub.unsubscribe()
+
+    async def _on_msg(self, msg: Any) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            self.buffer.append(msg)
+            self.outstanding = max(0, self.outstanding - 1)
+            if len(self.buffer) >= self.want:
+                self.arrived.set()
+            return
+        if status == "100":  # an idle heartbeat
+            return
+        missing = msg.headers.get("Nats-Pending-Messages")
+        self.outstanding = max(0, self.outstanding - int(missing)) if missing and missing.isdigit() else 0
+        self.arrived.set()
+
+    async def take(self, n: int, *, left: int, timeout: float) -> list[Any]:
+        """The next ``n`` messages of the ``left`` still to come, fewer if none came for ``timeout``
+        (then TimeoutError if there are none at all)."""
+        self.want = n
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.buffer) < n:
+            ask = min(left, n + self.window) - len(self.buffer) - self.outstanding
+            if ask > 0:
+                self.outstanding += ask
+                request = {"batch": ask, "expires": int(self.expires * 1e9)}
+                await self.nc.publish(self.subject, json.dumps(request).encode(), reply=self.inbox)
+            self.arrived.clear()
+            if len(self.buffer) >= n:
+                break
+            try:
+                await asyncio.wait_for(self.arrived.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                self.outstanding = 0  # a request lost on the way: asked again next time
+                break
+        if not self.buffer:
+            raise TimeoutError
+        return [self.buffer.popleft() for _ in range(min(n, len(self.buffer)))]
+
+
 async def rebuild_async(settings: AggregatorSettings, progress: Progress | None = None, *,
                         batch_size: int = 5000, checkpoint_interval: float = 1.0) -> RebuildResult:
     """Rebuild the projection (see the module docstring); ``progress(done, total)`` is called as events replay."""
@@ -92,7 +163,8 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
     nc = await nats.connect(settings.nats_servers, connect_timeout=5)
     # the in-loop writes leave checkpoints to this task, as in the service: without it the WAL held
     # every page each batch wrote (1.2 GB for 300,000 reports) and the replay slowed as it grew
-    checkpoints = asyncio.create_task(checkpoint_loop(engine, checkpoint_interval), name="wal-checkpoint") if local is not None else None
+    checkpoints = None if local is None else asyncio.create_task(checkpoint_loop(engine, checkpoint_interval),
+                                                                 name="wal-checkpoint")
     try:
         async with engine.begin() as conn:
             await lock_schema(conn)
@@ -112,22 +184,18 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
         config = ConsumerConfig(name=name, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
                                 filter_subjects=filters, inactive_threshold=120.0, mem_storage=True)
         await js.add_consumer(REPORTS.name, config)
-        sub = await js.pull_subscribe_bind(name, stream=REPORTS.name)
+        replay = await _Replay(nc, REPORTS.name, name, window=batch_size).start()
         total = (await js.consumer_info(REPORTS.name, name)).num_pending
         done = stored = duplicates = forfeitures = poison = 0
         if progress:
             progress(0, total)
-        ahead: asyncio.Task[list[Any]] | None = None
         while done < total:
             try:
-                msgs = await (ahead or sub.fetch(batch_size, timeout=5.0))
-            except (nats.errors.TimeoutError, TimeoutError):
-                ahead = None
+                msgs = await replay.take(min(batch_size, total - done), left=total - done, timeout=5.0)
+            except TimeoutError:
                 if (await js.consumer_info(REPORTS.name, name)).num_pending == 0:
                     break
                 continue
-            # the next batch travels while this one is stored
-            ahead = asyncio.create_task(sub.fetch(batch_size, timeout=5.0)) if done + len(msgs) < total else None
             reports = []
             for m in msgs:
                 try:
@@ -147,10 +215,7 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
             done += len(msgs)
             if progress:
                 progress(done, total)
-        if ahead is not None:
-            ahead.cancel()
-            await asyncio.gather(ahead, return_exceptions=True)
-        await sub.unsubscribe()
+        await replay.stop()
         try:
             await js.delete_consumer(REPORTS.name, name)
         except Exception:
