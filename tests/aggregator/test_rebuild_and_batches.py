@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from est_aggregator.rebuild import rebuild_async
 
 from .conftest import Bus, World, eventually, picture_when, report, running, settings_for
@@ -128,11 +127,11 @@ async def test_the_rebuild_keeps_the_sqlite_log_bounded(world: World, bus: Bus, 
     assert 0 < largest < 40 * 2**20, largest
 
 
-async def test_the_replay_asks_again_after_its_pull_requests_expire(world: World, bus: Bus) -> None:
-    """The rebuild pulls with its own requests (``_Replay``). A request that expires before the
-    messages exist ends with a status; the replay asks again and gets every message once, in order;
-    with nothing left it gives back what it has, then TimeoutError."""
-    from est_aggregator.rebuild import _Replay
+async def test_the_puller_asks_again_after_its_pull_requests_expire(world: World, bus: Bus) -> None:
+    """The rebuild and the batch consumer pull with their own requests (``Puller``). A request that
+    expires before the messages exist ends with a status; the puller asks again and gets every
+    message once, in order; with nothing left it gives back what it has, then nothing."""
+    from est_shared.batching import Puller
     from est_shared.subjects import REPORTS
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -140,21 +139,24 @@ async def test_the_replay_asks_again_after_its_pull_requests_expire(world: World
     await bus.js.add_consumer(REPORTS.name, ConsumerConfig(
         name=name, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=30.0,
         filter_subjects=[f"est.report.submitted.{world.muni}.>"]))
-    replay = await _Replay(bus.nc, REPORTS.name, name, window=4, expires=0.2).start()
+    puller = await Puller(bus.nc, REPORTS.name, name, window=4, expires=0.2).start()
 
     async def later() -> None:
         await asyncio.sleep(0.6)  # after two requests have expired
         for i in range(10):
-            await bus.send(report(world, f"late{i}"))
+            await bus.send(report(world, f"{world.muni}-pull{i}"))
 
     sender = asyncio.create_task(later())
     try:
-        first = await replay.take(6, left=10, timeout=3.0)
-        rest = await replay.take(6, left=4, timeout=1.0)  # only 4 exist: it gives those after the timeout
-        with pytest.raises(TimeoutError):
-            await replay.take(1, left=1, timeout=0.5)
+        first: list[Any] = []
+        while not first:  # each expired request ends a take with nothing
+            first = await puller.take(6, full=True, left=10, timeout=3.0)
+        rest = await puller.take(6, full=True, left=10 - len(first), timeout=1.0)
+        while len(first) + len(rest) < 10:
+            rest += await puller.take(6, full=True, left=10 - len(first) - len(rest), timeout=1.0)
+        assert await puller.take(1, timeout=0.5) == []  # nothing more: a request expires, nothing came
     finally:
         await sender
-        await replay.stop()
+        await puller.stop()
     ids = [json.loads(m.data)["id"] for m in first + rest]
-    assert ids == [f"late{i}" for i in range(10)]
+    assert ids == [f"{world.muni}-pull{i}" for i in range(10)]

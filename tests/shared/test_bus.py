@@ -153,7 +153,7 @@ async def test_a_stopped_batch_consumer_hands_back_the_batch_it_fetched_ahead(na
                              handle_batch=handle_batch, handle_one=handle_one, metrics=metrics, batch_size=10,
                              ack_wait=30.0)
     try:
-        await consumer.start(js)
+        await consumer.start(js, nc)
         await asyncio.wait_for(first_in_hand.wait(), 10)
         await asyncio.sleep(0.1)
         await consumer.stop()
@@ -208,7 +208,7 @@ async def test_a_durable_with_a_small_ack_window_limits_the_fetch_instead_of_sta
 
     old, new = consumer(f"old-{m}"), consumer(f"new-{m}")
     try:
-        await old.start(js)
+        await old.start(js, nc)
         assert old.fetch_size == 20
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -217,7 +217,7 @@ async def test_a_durable_with_a_small_ack_window_limits_the_fetch_instead_of_sta
         assert loop.time() - started < 5
         assert max(handled) <= 20
         await old.stop()
-        await new.start(js)
+        await new.start(js, nc)
         assert new.fetch_size == 100
         assert (await js.consumer_info(ALERTS.name, f"new-{m}")).config.max_ack_pending == 1000
     finally:

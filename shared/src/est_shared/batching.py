@@ -4,7 +4,9 @@ Why not FastStream's ``PullSub(batch=True)``: in 0.7.8 its fetch loop catches on
 ``nats.errors.TimeoutError``, but nats-py's ``_fetch_n`` also raises the builtin ``TimeoutError``
 when a short collection window runs out; the task then dies (the supervisor restarts it) and the
 partial batch it held stays unacknowledged until ``ack_wait`` (30 s) — seen as flaky 30 s stalls.
-It also waits to fill the batch, which adds latency. So this module runs a plain nats-py pull loop.
+It also waits to fill the batch, which adds latency. So this module runs its own pull loop
+(``Puller``): nats-py's own ``fetch`` spends a task, a timer and a kernel random read on every
+message it returns, which was a third of a replay's time.
 
 Every message still ends explicitly, one by one:
 
@@ -22,13 +24,16 @@ Used by the aggregator's report consumer; any service that wants many events per
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import json
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
@@ -61,6 +66,101 @@ def parse_expected(raw: bytes, expected: type[EventData] | None = None) -> Cloud
     return parse_event(raw)
 
 BatchHandler = Callable[[Sequence[CloudEvent[Any]]], Awaitable[Any]]
+
+
+class Puller:
+    """A JetStream pull consumer's messages, taken through one core subscription with a callback.
+
+    Pull requests (JetStream's ``CONSUMER.MSG.NEXT`` API, each expiring after ``expires`` seconds)
+    keep the batch asked for plus ``window`` more in flight: the next batch travels while this one
+    is handled, and arrives in ``buffer`` as it comes (no task or timer per message, as nats-py's
+    ``fetch`` has). A status message ends a request and says how many of its messages will not come
+    (``Nats-Pending-Messages``); they are asked for again. A request lost with a connection is given
+    up after ``take``'s timeout (so ``expires`` should be a little shorter than that timeout).
+    Messages still in ``buffer`` when the consumer stops are the caller's to hand back (nak) if it
+    acknowledges them.
+
+    ``outstanding`` is a count, not a list of requests: a status that comes after its request was
+    given up can make it too high or too low for a moment. Too low asks for more than needed (the
+    consumer's ``max_ack_pending`` still bounds what is delivered); too high waits until a take's
+    timeout resets it. Neither loses or repeats a message: the server delivers each one once.
+    """
+
+    def __init__(self, nc: Any, stream: str, consumer: str, *, window: int, expires: float = 1.0) -> None:
+        self.nc, self.window, self.expires = nc, window, expires
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.inbox = ""
+        self.buffer: deque[Any] = deque()
+        self.outstanding = 0  # asked for, and neither arrived nor given up by the server
+        self.want = 1
+        self.status: str | None = None  # the last status message since the current take began
+        self.arrived = asyncio.Event()
+        self.sub: Any = None
+
+    async def start(self) -> Puller:
+        self.inbox = self.nc.new_inbox()
+        self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg, pending_msgs_limit=-1,
+                                           pending_bytes_limit=-1)
+        return self
+
+    async def stop(self) -> list[Any]:
+        """Stop taking; returns the messages that arrived and were not taken."""
+        if self.sub is not None:
+            try:
+                await self.sub.unsubscribe()
+            except Exception:
+                log.warning("could not unsubscribe the pull inbox")
+            self.sub = None
+        left, self.buffer = list(self.buffer), deque()
+        return left
+
+    async def _on_msg(self, msg: Any) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            self.buffer.append(msg)
+            if self.outstanding > 0:
+                self.outstanding -= 1
+            if len(self.buffer) >= self.want:
+                self.arrived.set()
+            return
+        if status == "100":  # an idle heartbeat or flow control: not asked for here
+            return
+        missing = msg.headers.get("Nats-Pending-Messages")
+        self.outstanding = max(0, self.outstanding - int(missing)) if missing and missing.isdigit() else 0
+        self.status = status
+        self.arrived.set()
+
+    async def take(self, n: int, *, timeout: float, full: bool = False, left: int | None = None) -> list[Any]:
+        """Up to ``n`` messages: at once what has arrived, else the first to come within ``timeout``
+        (with ``full``, wait for all ``n``). ``left``: how many the consumer still has, if known.
+        Returns [] when none came: the timeout passed, or the server answered with a status (a request
+        expired, or an error: then the rest of the timeout is waited out, so a caller's loop never spins)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.want = n if full else 1
+        self.status = None
+        while len(self.buffer) < self.want:
+            target = n + self.window if left is None else min(left, n + self.window)
+            ask = target - len(self.buffer) - self.outstanding
+            if ask > 0:
+                self.outstanding += ask
+                request = {"batch": ask, "expires": int(self.expires * 1e9)}
+                await self.nc.publish(self.subject, json.dumps(request).encode(), reply=self.inbox)
+            self.arrived.clear()
+            if len(self.buffer) >= self.want:
+                break
+            try:
+                await asyncio.wait_for(self.arrived.wait(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                self.outstanding = 0  # a request lost with a connection: ask again next time
+                break
+            if self.status is not None:
+                if not self.buffer and self.status != "408":  # e.g. 409: not a plain expiry
+                    log.warning("pull request answered with a status", extra={"status": self.status})
+                    await asyncio.sleep(max(0.0, deadline - loop.time()))
+                break
+        return [self.buffer.popleft() for _ in range(min(n, len(self.buffer)))]
+
 
 
 class OneMessage:
@@ -136,20 +236,29 @@ class BatchConsumer:
         metrics.track_consumer(stream.name, durable)
         self._js: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._sub: Any = None
+        self._puller: Puller | None = None
         self._stopping = False
         self.behind = False  # the last fetch came back full: more events are waiting (catching up)
 
-    async def start(self, js: Any) -> None:
-        """Bind (or create) the durable consumer and start consuming."""
+    async def start(self, js: Any, nc: Any) -> None:
+        """Bind (or create) the durable consumer and start consuming (``nc``: the connection ``js`` is of)."""
         self._js = js
-        self._sub = await js.pull_subscribe(self.subject, durable=self.durable, stream=self.stream.name,
-                                            config=self.config)
+        try:
+            await js.consumer_info(self.stream.name, self.durable)
+        except nats.js.errors.NotFoundError:
+            await js.add_consumer(self.stream.name, dataclasses.replace(self.config, name=self.durable,
+                                                                        filter_subject=self.subject))
         self.fetch_size = await self._fetch_size(js)
-        self._task = asyncio.create_task(self._run(self._sub), name=f"consumer:{self.durable}")
+        # requests expire a little before a take gives up on them: their status then ends the wait
+        self._puller = await Puller(nc, self.stream.name, self.durable, window=self.fetch_size, expires=0.9).start()
+        self._task = asyncio.create_task(self._run(self._puller), name=f"consumer:{self.durable}")
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Finish the batch in hand (up to ``grace`` seconds), then stop; unsettled events are redelivered."""
+        """Finish the batch in hand (up to ``grace`` seconds), then stop; unsettled events are redelivered.
+
+        Events that arrived for the next batch are handed back (nak) at once, so a restart or
+        another replica gets them without waiting out ``ack_wait``.
+        """
         self._stopping = True
         if self._task is not None:
             try:
@@ -158,12 +267,14 @@ class BatchConsumer:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._sub is not None:  # else the broker's connection drain waits for it (30 s)
-            try:
-                await self._sub.unsubscribe()
-            except Exception:
-                log.warning("could not unsubscribe the pull consumer", extra={"durable": self.durable})
-            self._sub = None
+        if self._puller is not None:  # else the broker's connection drain waits for its inbox (30 s)
+            left = await self._puller.stop()
+            self._puller = None
+            for msg in left:
+                try:
+                    await msg.nak()
+                except Exception:
+                    break  # the connection is gone: they come back after ack_wait
 
     async def _fetch_size(self, js: Any) -> int:
         """``batch_size``, or half the durable's ``max_ack_pending`` if that is smaller.
@@ -187,12 +298,10 @@ class BatchConsumer:
                                "max_ack_pending": window})
         return size
 
-    async def _fetch(self, sub: Any) -> list[Any]:
+    async def _fetch(self, puller: Puller) -> list[Any]:
         """The next batch, or [] when none came within a second or the fetch failed (after a pause)."""
         try:
-            return list(await sub.fetch(self.fetch_size, timeout=1.0))
-        except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises both kinds
-            return []
+            return await puller.take(self.fetch_size, timeout=1.0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # connection lost, server busy: the durable keeps our place
@@ -200,37 +309,17 @@ class BatchConsumer:
             await asyncio.sleep(1.0)
             return []
 
-    async def _run(self, sub: Any) -> None:
-        """Fetch the next batch while the current one is handled (the fetch's round trip is then free)."""
-        ahead: asyncio.Task[list[Any]] | None = None
-        try:
-            while not self._stopping:
-                msgs = await (ahead or self._fetch(sub))
-                ahead = None
-                self.behind = len(msgs) >= self.fetch_size
-                if not msgs:
-                    continue
-                if not self._stopping:
-                    ahead = asyncio.create_task(self._fetch(sub), name=f"fetch:{self.durable}")
-                try:
-                    await process_batch(msgs, service=self.service, handle_batch=self.handle_batch,
-                                        handle_one=self.handle_one, metrics=self.metrics,
-                                        max_deliver=self.max_deliver, js=self._js, expected=self.expected)
-                except Exception:  # settling failed (e.g. the connection dropped): redelivery after ack_wait
-                    log.exception("could not settle a batch", extra={"durable": self.durable})
-                    await asyncio.sleep(1.0)
-        finally:
-            if ahead is not None:  # stopping: hand the batch fetched ahead back at once
-                await self._give_back(ahead)
-
-    async def _give_back(self, ahead: asyncio.Task[list[Any]]) -> None:
-        try:
-            msgs = await asyncio.wait_for(asyncio.shield(ahead), 2.0)
-        except BaseException:
-            ahead.cancel()
-            return
-        for msg in msgs:
+    async def _run(self, puller: Puller) -> None:
+        """Take the next batch and handle it; the one after travels meanwhile (the puller's window)."""
+        while not self._stopping:
+            msgs = await self._fetch(puller)
+            self.behind = len(msgs) >= self.fetch_size
+            if not msgs:
+                continue
             try:
-                await msg.nak()
-            except Exception:
-                return  # the connection is gone: they come back after ack_wait
+                await process_batch(msgs, service=self.service, handle_batch=self.handle_batch,
+                                    handle_one=self.handle_one, metrics=self.metrics,
+                                    max_deliver=self.max_deliver, js=self._js, expected=self.expected)
+            except Exception:  # settling failed (e.g. the connection dropped): redelivery after ack_wait
+                log.exception("could not settle a batch", extra={"durable": self.durable})
+                await asyncio.sleep(1.0)

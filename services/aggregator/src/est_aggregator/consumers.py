@@ -48,7 +48,7 @@ def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: han
     deps.catching_up = lambda: reports.behind
 
     async def start_reports() -> None:
-        await reports.start(runtime.js)
+        await reports.start(runtime.js, runtime.broker.connection)
 
     runtime.on_start(start_reports)
     runtime.on_stop(reports.stop)

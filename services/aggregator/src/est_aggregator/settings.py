@@ -32,7 +32,8 @@ class AggregatorSettings(ServiceSettings):
         "aggregator", "outbox_interval", 0.5, "seconds between outbox relay runs when not woken")
     batch_size: int = service_field(  # type: ignore[assignment]
         "aggregator", "batch_size", 1000,
-        "most report events stored in one transaction (the durable consumer is created with max_ack_pending twice this)")
+        "most report events stored in one transaction "
+        "(the durable consumer is created with max_ack_pending twice this)")
     update_interval: float = service_field(  # type: ignore[assignment]
         "aggregator", "update_interval", 0.02,
         "seconds between passes of the refresher: at most one se.est.picture.updated per picture per interval, "
