@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import ROWS, Row  # noqa: E402
+from est_shared.runtime import tune_gc  # noqa: E402
 
 
 def discover() -> dict[str, Callable[[Path, bool], None]]:
@@ -58,6 +59,10 @@ def main() -> int:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
     chosen = [f for f in (args.only.split(",") if args.only else figures) if f]
+    # the baselines run in this process: give it the services' collector settings (EST_GC_TUNING),
+    # else a baseline measured before the rebuild figure (which applies them) runs up to 2x slower
+    # than one measured after it, and the ratios depend on the order of the figures
+    tune_gc()
     machine = f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}"
     print(f"EST Lägesbild benchmark on {machine}", flush=True)
     with tempfile.TemporaryDirectory(prefix="est-bench-") as tmp:

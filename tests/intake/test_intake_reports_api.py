@@ -6,6 +6,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -247,3 +248,44 @@ async def test_concurrent_resends_and_body_limit(tmp_path: Path, fresh_nats: Nat
         big = {"reports": [report(note="x" * 400) for _ in range(200)]}
         r = await client.post("/v1/reports:batch", json=big, headers=auth("anna"))
         assert r.status_code == 413 and r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_batch_fast_path_answers_as_the_route_does(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    """A batch of valid reports from a reporter is answered ahead of routing (read once, from the
+    bytes into the reports); everything else goes to the route with the body as it came. Both give
+    the same answers: a body sent without Content-Length (chunked) always takes the route."""
+    async def chunked(body: bytes) -> Any:
+        yield body[:10]
+        yield body[10:]
+
+    async with running(settings_for(tmp_path, fresh_nats.url, make_org())) as (client, _app):
+        answers = []
+        for via in ("fast", "route"):
+            batch = [report(answers={"klotter": {"value": i}}) for i in range(3)]
+            body = json.dumps({"reports": batch}).encode()
+            if via == "fast":
+                r = await client.post("/v1/reports:batch", content=body, headers=auth("anna"))
+            else:
+                r = await client.post("/v1/reports:batch", content=chunked(body), headers=auth("anna"))
+            assert r.status_code == 200, r.text
+            out = r.json()
+            assert [x["report_id"] for x in out["results"]] == [b["report_id"] for b in batch]
+            for x in out["results"]:
+                x["report_id"] = x["body"]["report_id"] = "-"
+            answers.append(out)
+            again = await client.post("/v1/reports:batch", content=body, headers=auth("anna"))
+            assert [x["replayed"] for x in again.json()["results"]] == [True] * 3
+        assert answers[0] == answers[1] and answers[0]["accepted"] == 3
+        valid = json.dumps({"reports": [report()]}).encode()
+        # the route's own refusals: a wrong token, a caller who may not report, an invalid report
+        r = await client.post("/v1/reports:batch", content=valid, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+        r = await client.post("/v1/reports:batch", content=valid, headers=auth("lena"))
+        assert r.status_code == 403
+        mixed = {"reports": [report(), report(answers={"klotter": {"value": -1}})]}
+        r = await client.post("/v1/reports:batch", json=mixed, headers=auth("anna"))
+        assert [x["status"] for x in r.json()["results"]] == [202, 422]
+        r = await client.post("/v1/reports:batch", content=b'{"reports": [', headers=auth("anna"))
+        assert r.status_code == 400
+        metrics = (await client.get("/metrics")).text
+        assert 'route="/v1/reports:batch"' in metrics
