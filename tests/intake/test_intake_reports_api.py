@@ -289,3 +289,26 @@ async def test_the_batch_fast_path_answers_as_the_route_does(tmp_path: Path, fre
         assert r.status_code == 400
         metrics = (await client.get("/metrics")).text
         assert 'route="/v1/reports:batch"' in metrics
+
+
+async def test_the_unused_area_index_of_an_older_ledger_is_dropped(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    """Older versions indexed the ledger by area; nothing reads it that way, and every accepted report
+    paid an index insert for it (a fifth of the ledger's write cost). The intake drops it at start."""
+    import sqlite3
+
+    settings = settings_for(tmp_path, fresh_nats.url, make_org())
+    (tmp_path / "var").mkdir()
+    path = tmp_path / "var" / "intake.db"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE reports (report_id VARCHAR(128) PRIMARY KEY, content_sha256 VARCHAR(64) NOT NULL, "
+                    "response TEXT NOT NULL, municipality_id VARCHAR(100) NOT NULL, area_id VARCHAR(100) NOT NULL, "
+                    "period VARCHAR(20) NOT NULL, reporter_id VARCHAR(100) NOT NULL, received_at DATETIME NOT NULL, "
+                    "recorded_at DATETIME NOT NULL)")
+        old.execute("CREATE INDEX ix_reports_area_id ON reports (area_id)")
+    assert settings.db_url().endswith(str(path))
+    async with running(settings) as (client, _app):
+        r = await client.post("/v1/reports", json=report(), headers=auth("anna"))
+        assert r.status_code == 202, r.text
+    with sqlite3.connect(path) as db:
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(reports)")}
+        assert "ix_reports_area_id" not in indexes and len(db.execute("SELECT * FROM reports").fetchall()) == 1

@@ -83,6 +83,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         async with engine.begin() as conn:
             await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
+            await conn.run_sync(db.drop_unused_indexes)
         r = OutboxRelay(sessions=sessions, table=db.outbox, js=runtime.js,
                         on_published=lambda subject: runtime.metrics.published.labels("outbox").inc())
         relay["r"] = r
