@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ROWS, Row  # noqa: E402
 from est_shared.runtime import tune_gc  # noqa: E402
+
+from bench.common import ROWS, Row  # noqa: E402
 
 
 def discover() -> dict[str, Callable[[Path, bool], None]]:

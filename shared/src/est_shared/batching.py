@@ -162,7 +162,6 @@ class Puller:
         return [self.buffer.popleft() for _ in range(min(n, len(self.buffer)))]
 
 
-
 class OneMessage:
     """A raw nats-py message with the small interface ``process_message`` expects of a FastStream message."""
 
