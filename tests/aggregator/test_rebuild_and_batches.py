@@ -160,3 +160,31 @@ async def test_the_puller_asks_again_after_its_pull_requests_expire(world: World
         await puller.stop()
     ids = [json.loads(m.data)["id"] for m in first + rest]
     assert ids == [f"{world.muni}-pull{i}" for i in range(10)]
+
+
+async def test_the_puller_waits_out_an_error_status_instead_of_spinning(world: World, bus: Bus) -> None:
+    """A pull request answered with an error status (here: the consumer deleted under it) ends the
+    take with nothing, but only after the rest of its timeout: a caller that loops on ``take`` (the
+    batch consumer does) must not fire requests at the server as fast as it answers them."""
+    from est_shared.batching import Puller
+    from est_shared.subjects import REPORTS
+    from nats.js.api import AckPolicy, ConsumerConfig
+
+    name = f"gone-{world.muni}"
+    await bus.js.add_consumer(REPORTS.name, ConsumerConfig(
+        name=name, ack_policy=AckPolicy.EXPLICIT, inactive_threshold=30.0,
+        filter_subjects=[f"est.report.submitted.{world.muni}.>"]))
+    puller = await Puller(bus.nc, REPORTS.name, name, window=4, expires=5.0).start()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        take = asyncio.create_task(puller.take(4, timeout=1.5))
+        await asyncio.sleep(0.3)
+        await bus.js.delete_consumer(REPORTS.name, name)
+        assert await take == []
+        assert puller.status is not None and puller.status != "408"
+        assert loop.time() - started >= 1.4  # waited out, not returned at the status
+        assert puller.outstanding == 0  # the status gave the request up: the next take asks again
+        assert await puller.take(4, timeout=0.5) == []  # and gets nothing: the consumer is gone
+    finally:
+        await puller.stop()

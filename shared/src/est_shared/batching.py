@@ -243,11 +243,11 @@ class BatchConsumer:
         """Bind (or create) the durable consumer and start consuming (``nc``: the connection ``js`` is of)."""
         self._js = js
         try:
-            await js.consumer_info(self.stream.name, self.durable)
+            info = await js.consumer_info(self.stream.name, self.durable)
         except nats.js.errors.NotFoundError:
-            await js.add_consumer(self.stream.name, dataclasses.replace(self.config, name=self.durable,
-                                                                        filter_subject=self.subject))
-        self.fetch_size = await self._fetch_size(js)
+            info = await js.add_consumer(self.stream.name, dataclasses.replace(self.config, name=self.durable,
+                                                                               filter_subject=self.subject))
+        self.fetch_size = self._fetch_size(info.config.max_ack_pending)
         # requests expire a little before a take gives up on them: their status then ends the wait
         self._puller = await Puller(nc, self.stream.name, self.durable, window=self.fetch_size, expires=0.9).start()
         self._task = asyncio.create_task(self._run(self._puller), name=f"consumer:{self.durable}")
@@ -275,19 +275,13 @@ class BatchConsumer:
                 except Exception:
                     break  # the connection is gone: they come back after ack_wait
 
-    async def _fetch_size(self, js: Any) -> int:
-        """``batch_size``, or half the durable's ``max_ack_pending`` if that is smaller.
+    def _fetch_size(self, window: int | None) -> int:
+        """``batch_size``, or half the durable's ``max_ack_pending`` (``window``) if that is smaller.
 
         A durable keeps the configuration it was created with. Fetching more than half its window
-        would leave the fetch made ahead (while a batch is handled) waiting for acks until its
-        timeout: one batch a second instead of as fast as the events can be stored.
+        would leave the batch in flight (while one is handled) waiting for acks until its request
+        expires: one batch a second instead of as fast as the events can be stored.
         """
-        try:
-            window = (await js.consumer_info(self.stream.name, self.durable)).config.max_ack_pending
-        except Exception as exc:
-            log.warning("could not read the consumer's configuration", extra={"durable": self.durable,
-                                                                              "error": repr(exc)[:200]})
-            return min(self.batch_size, 500)
         if window is None or window <= 0:  # unlimited
             return self.batch_size
         size = max(1, min(self.batch_size, window // 2))
