@@ -17,6 +17,8 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from est_intake.domain import ACCEPTED_KEYS
+
 try:
     from asyncpg.exceptions import UniqueViolationError
 
@@ -103,12 +105,11 @@ def report_row(*, report_id: str, content_sha256: str, response: dict[str, Any],
             "reporter_id": reporter_id, "received_at": received_at, "recorded_at": recorded_at or utcnow()}
 
 
-_ACCEPTED_KEYS = ["report_id", "period", "status", "late"]
 
 
 def response_json(response: dict[str, Any]) -> str:
     """``json.dumps(response)``; an accepted answer (the common row) written out directly."""
-    if list(response) == _ACCEPTED_KEYS and response["status"] == "accepted" and type(response["late"]) is bool \
+    if list(response) == ACCEPTED_KEYS and response["status"] == "accepted" and type(response["late"]) is bool \
             and type(response["report_id"]) is str and type(response["period"]) is str:
         enc = json.encoder.encode_basestring_ascii  # what json.dumps writes a string with
         return (f'{{"report_id": {enc(response["report_id"])}, "period": {enc(response["period"])}, '

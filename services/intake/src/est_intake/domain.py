@@ -647,6 +647,10 @@ def _deadline(municipality: Municipality, period: Period) -> datetime:
     return hit[1]
 
 
+ACCEPTED_KEYS = ["report_id", "period", "status", "late"]
+"""The keys of ``accepted_body``, in its order (its writers outside json check a body against them)."""
+
+
 def accepted_body(report_id: str, period: str, late: bool) -> dict[str, Any]:
     """The 202 answer of an accepted report."""
     return {"report_id": report_id, "period": period, "status": "accepted", "late": late}
