@@ -534,21 +534,21 @@ class BuiltPicture:
 
 
 def build_picture(*, municipality_id: str, area_id: str, area_name: str, period: Period,
-                  reports_by_period: Mapping[Period, Sequence[ReportRecord]], superseded: Iterable[str],
-                  items: Sequence[ChecklistItem], expected: Sequence[ExpectedReporter],
-                  deadline: datetime | None, status: str = "open", version: int = 0,
+                  superseded: Iterable[str], items: Sequence[ChecklistItem], expected: Sequence[ExpectedReporter],
+                  deadline: datetime | None, reports_by_period: Mapping[Period, Sequence[ReportRecord]] | None = None,
+                  status: str = "open", version: int = 0,
                   comments: Sequence[dict[str, Any]] = (), rules: Rules = Rules(),
                   kronoberg: dict[str, Any] | None = None,
                   tallies: Mapping[Period, PeriodTally] | None = None) -> BuiltPicture:
     """Compute the picture of one area and period from the stored reports of it and its history.
 
-    ``tallies`` (``PeriodTally`` per period, the picture's own built with ``deadline``) stand in for
-    ``reports_by_period`` when the caller keeps them.
+    Give either ``reports_by_period`` or ``tallies`` (``PeriodTally`` per period, the picture's own
+    built with ``deadline``), which callers that keep them pass instead.
     """
     if tallies is None:
         gone = set(superseded)
         tallies = {p: PeriodTally.of(rs, gone, deadline if p == period else None)
-                   for p, rs in reports_by_period.items()}
+                   for p, rs in (reports_by_period or {}).items()}
     current = tallies.get(period) or PeriodTally(deadline=deadline)
     past = [tallies.get(p) for p in history_periods(period, rules.window)]
     summaries: dict[str, ItemSummary] = {}

@@ -345,7 +345,7 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
     return build_picture(
         kronoberg=kronoberg_aggregates([p._mapping for p in protocols], tz=tz),
         municipality_id=info.municipality_id, area_id=info.area_id, area_name=info.name, period=period,
-        reports_by_period={}, superseded=superseded, tallies=tallies,
+        superseded=superseded, tallies=tallies,
         items=_items_for(org, current.checklists if current is not None else ()),
         expected=expected, deadline=deadline, status=status, version=version, comments=comments, rules=rules)
 
@@ -900,7 +900,7 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
     for p in periods:
         tally = tallies.get(p)
         built = build_picture(municipality_id=info.municipality_id, area_id=area_id, area_name=info.name, period=p,
-                              reports_by_period={}, superseded=superseded, tallies=tallies,
+                              superseded=superseded, tallies=tallies,
                               items=_items_for(org, tally.checklists if tally else ()), expected=expected,
                               deadline=_deadline(org, info.municipality_id, p), rules=deps.rules)
         row = rows.get(p.id)
