@@ -11,7 +11,15 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from est_shared.db import InLoopSqlite, in_loop_sqlite, outbox_table, retry_busy, utcnow
+from est_shared.db import (
+    BUSY_TIMEOUT_MS,
+    WAL_SIZE_LIMIT,
+    InLoopSqlite,
+    in_loop_sqlite,
+    outbox_table,
+    retry_busy,
+    utcnow,
+)
 from est_shared.org import OrgSnapshot
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -39,18 +47,26 @@ org_versions = Table(
     Column("changes", Text, nullable=False, doc="JSON list of human-readable changes"),
 )
 
-reports = Table(
-    "reports", metadata,
-    Column("report_id", String(128), primary_key=True),
-    Column("content_sha256", String(64), nullable=False),
-    Column("response", Text, nullable=False, doc="the 202 body, JSON"),
-    Column("municipality_id", String(100), nullable=False),
-    Column("area_id", String(100), nullable=False),  # no index: nothing looks reports up by area here
-    Column("period", String(20), nullable=False),
-    Column("reporter_id", String(100), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
-)
+def _ledger_columns() -> list[Column[Any]]:
+    return [
+        Column("report_id", String(128), primary_key=True),
+        Column("content_sha256", String(64), nullable=False),
+        Column("response", Text, nullable=False, doc="the 202 body, JSON"),
+        Column("municipality_id", String(100), nullable=False),
+        Column("area_id", String(100), nullable=False),  # no index: nothing looks reports up by area here
+        Column("period", String(20), nullable=False),
+        Column("reporter_id", String(100), nullable=False),
+        Column("received_at", DateTime(timezone=True), nullable=False),
+        Column("recorded_at", DateTime(timezone=True), nullable=False),
+    ]
+
+
+reports = Table("reports", metadata, *_ledger_columns())
+"""The idempotency ledger: one row per accepted report id, with its fingerprint and answer."""
+
+reports_recent = Table("reports_recent", metadata, *_ledger_columns())
+"""SQLite only: the ledger's newest rows, moved into ``reports`` in bulk (see ``LocalLedger``); a report id
+is in one of the two. Empty on PostgreSQL."""
 
 outbox = outbox_table(metadata)
 
@@ -84,15 +100,16 @@ async def org_version(session: AsyncSession, version: int) -> OrgSnapshot | None
 
 
 async def find_reports(session: AsyncSession, report_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Stored reports by id: content hash, stored answer and area."""
+    """Stored reports by id: content hash, stored answer and area (from both ledger tables)."""
     out: dict[str, dict[str, Any]] = {}
     ids = list(dict.fromkeys(report_ids))
     for i in range(0, len(ids), 500):
-        rows = (await session.execute(
-            select(reports.c.report_id, reports.c.content_sha256, reports.c.response, reports.c.area_id)
-            .where(reports.c.report_id.in_(ids[i:i + 500])))).all()
-        for rid, digest, response, area in rows:
-            out[rid] = {"content_sha256": digest, "response": json.loads(response), "area_id": area}
+        for table in (reports_recent, reports):  # the older row wins if an id were in both
+            rows = (await session.execute(
+                select(table.c.report_id, table.c.content_sha256, table.c.response, table.c.area_id)
+                .where(table.c.report_id.in_(ids[i:i + 500])))).all()
+            for rid, digest, response, area in rows:
+                out[rid] = {"content_sha256": digest, "response": json.loads(response), "area_id": area}
     return out
 
 
@@ -105,8 +122,6 @@ def report_row(*, report_id: str, content_sha256: str, response: dict[str, Any],
             "reporter_id": reporter_id, "received_at": received_at, "recorded_at": recorded_at or utcnow()}
 
 
-
-
 def response_json(response: dict[str, Any]) -> str:
     """``json.dumps(response)``; an accepted answer (the common row) written out directly."""
     if list(response) == ACCEPTED_KEYS and response["status"] == "accepted" and type(response["late"]) is bool \
@@ -115,24 +130,6 @@ def response_json(response: dict[str, Any]) -> str:
         return (f'{{"report_id": {enc(response["report_id"])}, "period": {enc(response["period"])}, '
                 f'"status": "accepted", "late": {"true" if response["late"] else "false"}}}')
     return json.dumps(response)
-
-
-async def insert_reports(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Insert accepted-report rows (raises IntegrityError if one exists already)."""
-    if rows:
-        await session.execute(insert(reports), rows)
-
-
-async def _find_on(conn: AsyncConnection, report_ids: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    ids = list(dict.fromkeys(report_ids))
-    for i in range(0, len(ids), 500):
-        rows = (await conn.execute(
-            select(reports.c.report_id, reports.c.content_sha256, reports.c.response, reports.c.area_id)
-            .where(reports.c.report_id.in_(ids[i:i + 500])))).all()
-        for rid, digest, response, area in rows:
-            out[rid] = {"content_sha256": digest, "response": json.loads(response), "area_id": area}
-    return out
 
 
 DROPPED_INDEXES = ("ix_reports_area_id",)
@@ -156,7 +153,7 @@ class LedgerSql:
     stores them (the other queries of this module read them back).
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, insert_into: str = "reports") -> None:
         dialect = engine.dialect
         self.postgres = dialect.name == "postgresql"
         cols = ", ".join(REPORT_COLUMNS)
@@ -168,15 +165,17 @@ class LedgerSql:
             self.find_sql = ("SELECT report_id, content_sha256, response, area_id FROM reports "
                              "WHERE report_id = ANY($1::varchar[])")
         else:
-            self.insert_sql = f"INSERT INTO reports ({cols}) VALUES ({', '.join('?' * 9)})"
+            self.insert_sql = f"INSERT INTO {insert_into} ({cols}) VALUES ({', '.join('?' * 9)})"
         self._find_sql: dict[int, str] = {}
         self.integrity: tuple[type[BaseException], ...] = (*_UNIQUE_VIOLATIONS, sqlite3.IntegrityError, IntegrityError)
 
     def _select(self, n: int) -> str:
         sql = self._find_sql.get(n)
         if sql is None:
-            sql = self._find_sql[n] = ("SELECT report_id, content_sha256, response, area_id FROM reports "
-                                       f"WHERE report_id IN ({', '.join('?' * n)})")
+            # both tables (see reports_recent); the older row comes last and wins if an id were in both
+            sql = self._find_sql[n] = " UNION ALL ".join(
+                f"SELECT report_id, content_sha256, response, area_id FROM {table} "
+                f"WHERE report_id IN ({', '.join('?' * n)})" for table in ("reports_recent", "reports"))
         return sql
 
     async def find(self, drv: Any, report_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -186,7 +185,7 @@ class LedgerSql:
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
             rows = await (drv.fetch(self.find_sql, chunk) if self.postgres
-                          else drv.execute_fetchall(self._select(len(chunk)), chunk))
+                          else drv.execute_fetchall(self._select(len(chunk)), chunk + chunk))
             for rid, digest, response, area in rows:
                 out[rid] = {"content_sha256": digest, "response": json.loads(response), "area_id": area}
         return out
@@ -228,10 +227,28 @@ class LedgerSql:
 
 
 class LocalLedger:
-    """The ledger's statements on the service's ``InLoopSqlite`` (the event loop's thread, the raw driver)."""
+    """The ledger's statements on the service's ``InLoopSqlite`` (the event loop's thread, the raw driver).
 
-    def __init__(self, local: InLoopSqlite) -> None:
+    New rows go into the small ``reports_recent`` table and move into ``reports`` in bulk. The key is
+    the client's report id, in random order: an insert into a large key index dirties about one page
+    of it per row, and each dirty page is written to the WAL at the commit and again at the
+    checkpoint. Measured on 100,000 stored reports: 11 µs a row, against 5 µs into a table of at
+    most 20,000 rows; moving 20,000 rows at once, in key order, costs 4–6 µs a row and runs on a
+    worker thread, as two statements during which ``sqlite3`` does not hold the GIL (the loop's
+    writers wait for it as for any other writer, see ``retry_busy``). Lookups read both tables.
+    """
+
+    RECENT_LIMIT = 20_000
+
+    def __init__(self, local: InLoopSqlite, *, recent_limit: int = RECENT_LIMIT) -> None:
         self.local = local
+        self.recent_limit = recent_limit
+        self.recent: int | None = None  # rows in reports_recent, counted at the first insert
+        self.moves = 0  # bulk moves done (tests, logs)
+        self._moving: asyncio.Task[None] | None = None
+        self._retry_at = 0.0
+        self._executor: Any = None
+        self._conn: sqlite3.Connection | None = None
 
     async def execute_fetchall(self, sql: str, params: Any) -> list[Any]:
         async def attempt() -> list[Any]:
@@ -241,14 +258,69 @@ class LocalLedger:
         return await retry_busy(attempt)
 
     async def insert_many(self, sql: str, params: list[Any]) -> None:
-        """Insert in one transaction: all rows or none."""
+        """Insert in one transaction: all rows or none; start a bulk move once ``recent_limit`` rows wait."""
         async def attempt() -> None:
             with self.local.transaction() as conn:
                 conn.connection.driver_connection.executemany(sql, params)
 
         await retry_busy(attempt)
+        if self.recent is None:
+            [(self.recent,)] = await self.execute_fetchall("SELECT count(*) FROM reports_recent", ())
+        self.recent += len(params)
+        loop = asyncio.get_running_loop()
+        if self.recent >= self.recent_limit and (self._moving is None or self._moving.done()) \
+                and loop.time() >= self._retry_at:
+            self._moving = asyncio.create_task(self.move(), name="ledger-move")
+
+    async def move(self) -> int:
+        """Move every row of ``reports_recent`` into ``reports`` (one transaction, on the worker thread)."""
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-move")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            moved: int = await loop.run_in_executor(self._executor, self._move_rows)
+        except Exception as exc:  # e.g. a full disk: the rows stay in reports_recent, still found there
+            self._retry_at = loop.time() + 30.0
+            log.warning("could not move ledger rows", extra={"error": repr(exc)[:200]})
+            return 0
+        self.recent = max(0, (self.recent or 0) - moved)
+        self.moves += 1
+        log.info("ledger rows moved", extra={"rows": moved, "seconds": round(loop.time() - started, 3)})
+        return moved
+
+    def _move_rows(self) -> int:
+        if self._conn is None:
+            conn = sqlite3.connect(self.local.engine.url.database or "", isolation_level=None,
+                                   check_same_thread=False)
+            for pragma in (f"busy_timeout={BUSY_TIMEOUT_MS}", "synchronous=NORMAL", "wal_autocheckpoint=0",
+                           f"journal_size_limit={WAL_SIZE_LIMIT}", "cache_size=-8192"):
+                conn.execute(f"PRAGMA {pragma}")
+            self._conn = conn
+        cols = ", ".join(REPORT_COLUMNS)
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            # an id in both (not expected: lookups read both tables first) keeps its older row
+            self._conn.execute(f"INSERT OR IGNORE INTO reports ({cols}) "
+                               f"SELECT {cols} FROM reports_recent ORDER BY report_id")
+            moved = self._conn.execute("DELETE FROM reports_recent").rowcount
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return moved
 
     def close(self) -> None:
+        if self._moving is not None:
+            self._moving.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)  # a move under way finishes (or rolls back) first
+            self._executor = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
         self.local.dispose()
 
 
@@ -271,9 +343,9 @@ class ReportLedger:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.sql = LedgerSql(engine)
         local = in_loop_sqlite(str(engine.url)) if engine.dialect.name == "sqlite" else None
         self.local = LocalLedger(local) if local is not None else None
+        self.sql = LedgerSql(engine, insert_into="reports" if self.local is None else "reports_recent")
         self.inflight: dict[str, asyncio.Future[Any]] = {}
         self._reads: list[tuple[list[str], asyncio.Future[dict[str, dict[str, Any]]]]] = []
         self._writes: list[tuple[list[dict[str, Any]], asyncio.Future[set[str]]]] = []
