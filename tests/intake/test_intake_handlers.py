@@ -121,3 +121,67 @@ async def test_concurrent_batches_sharing_ids_wait_for_each_other(tmp_path: Path
     assert b[0].body == a[0].body and sorted(published) == ["r-down", "r-other", "r-same"]
     assert ledger.inflight == {}
     await engine.dispose()
+
+
+async def test_ledger_rows_moved_in_bulk_still_answer_replays_and_conflicts(tmp_path: Path) -> None:
+    """New ledger rows go into ``reports_recent`` and move into ``reports`` in bulk (see ``LocalLedger``):
+    a replay of a moved report gets its original answer, other content under its id 409, and after a
+    restart the ledger still counts the rows waiting to move."""
+    engine, sessions = await _sessions(tmp_path)
+    snap, _ = build_snapshot(make_org(), None)
+    anna = principal_for(snap, "anna")
+    assert anna is not None
+    published: list[str] = []
+
+    async def publish(subject: str, event: CloudEvent[Any]) -> None:
+        published.append(event.id)
+
+    metrics = IntakeMetrics(CollectorRegistry())
+    ledger = db.ReportLedger(engine)
+    assert ledger.local is not None
+    ledger.local.recent_limit = 50
+    many = single_publisher(publish)
+    now = datetime.now(UTC)
+    subs = [Submission(req=ReportIn.model_validate(report(report_id=f"mv-{i}")), caller=anna, received_at=now)
+            for i in range(120)]
+    first: list[Any] = []
+    for i in range(0, 120, 20):
+        first += await submit_reports(subs[i:i + 20], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
+    for _ in range(100):
+        if ledger.local._moving is None or ledger.local._moving.done():
+            break
+        await asyncio.sleep(0.02)
+    assert ledger.local.moves >= 1 and all(o.status == 202 for o in first)
+
+    def counts() -> tuple[int, int]:
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "intake.db") as conn:
+            return (conn.execute("SELECT count(*) FROM reports").fetchone()[0],
+                    conn.execute("SELECT count(*) FROM reports_recent").fetchone()[0])
+
+    moved, waiting = counts()
+    assert moved + waiting == 120 and moved >= 50 and ledger.local.recent == waiting
+    again = await submit_reports(subs, ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
+    assert [(o.status, o.reason, o.body) for o in again] == [(202, "replayed", o.body) for o in first]
+    other = Submission(req=ReportIn.model_validate(report(report_id="mv-0", note="annat")), caller=anna,
+                       received_at=now)
+    [clash] = await submit_reports([other], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
+    assert clash.status == 409 and len(published) == 120
+    async with sessions() as s:
+        assert set(await db.find_reports(s, ["mv-0", "mv-119"])) == {"mv-0", "mv-119"}
+    ledger.close()
+    # a restart: the rows still waiting are counted before the next insert decides on a move
+    ledger = db.ReportLedger(engine)
+    assert ledger.local is not None
+    ledger.local.recent_limit = waiting + 1
+    extra = Submission(req=ReportIn.model_validate(report(report_id="mv-new")), caller=anna, received_at=now)
+    [ok] = await submit_reports([extra], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
+    assert ok.status == 202
+    for _ in range(100):
+        if ledger.local.moves:
+            break
+        await asyncio.sleep(0.02)
+    assert ledger.local.moves == 1 and counts() == (121, 0)
+    ledger.close()
+    await engine.dispose()

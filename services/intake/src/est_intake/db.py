@@ -263,9 +263,9 @@ class LocalLedger:
             with self.local.transaction() as conn:
                 conn.connection.driver_connection.executemany(sql, params)
 
-        await retry_busy(attempt)
-        if self.recent is None:
+        if self.recent is None:  # before this insert: it is counted below
             [(self.recent,)] = await self.execute_fetchall("SELECT count(*) FROM reports_recent", ())
+        await retry_busy(attempt)
         self.recent += len(params)
         loop = asyncio.get_running_loop()
         if self.recent >= self.recent_limit and (self._moving is None or self._moving.done()) \
