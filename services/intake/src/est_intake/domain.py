@@ -546,39 +546,38 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
     if not req.answers and not req.nothing_to_report:
         errors.append({"field": "answers", "message": "give answers or set nothing_to_report (inga svar / "
                                                       "no answers)"})
-    free_text: dict[str, str] = {"note": req.note}
+    free_text: dict[str, str] = {"note": req.note} if req.note else {}
     for code, ans in req.answers.items():
         item = items.get(code)
-        where_ = f"answers.{code}"
         if item is None:
-            errors.append({"field": where_, "message": f"unknown item {code!r} in {checklist.ref}"})
+            errors.append({"field": f"answers.{code}", "message": f"unknown item {code!r} in {checklist.ref}"})
             continue
         v = ans.value
         if item.answer == "boolean":
             if not isinstance(v, bool):
-                errors.append({"field": f"{where_}.value", "message": "expected true or false"})
+                errors.append({"field": f"answers.{code}.value", "message": "expected true or false"})
         elif isinstance(v, bool):
-            errors.append({"field": f"{where_}.value", "message": f"expected an integer ({item.answer}), "
-                                                                  "not true/false"})
+            errors.append({"field": f"answers.{code}.value", "message": f"expected an integer ({item.answer}), "
+                                                                        "not true/false"})
         elif item.answer == "count" and v < 0:
-            errors.append({"field": f"{where_}.value", "message": "a count is an integer ≥ 0"})
+            errors.append({"field": f"answers.{code}.value", "message": "a count is an integer ≥ 0"})
         elif item.answer == "level" and v not in LEVELS:
-            errors.append({"field": f"{where_}.value", "message": "a level is 0, 1, 2 or 3"})
+            errors.append({"field": f"answers.{code}.value", "message": "a level is 0, 1, 2 or 3"})
         if ans.places:
             bad_places = [p for p in ans.places if p not in area.places]
             if bad_places:
-                errors.append({"field": f"{where_}.places",
+                errors.append({"field": f"answers.{code}.places",
                                "message": f"not places of area {area.id}: {', '.join(bad_places)}"})
             if len(set(ans.places)) != len(ans.places):
-                errors.append({"field": f"{where_}.places", "message": "a place is listed twice"})
+                errors.append({"field": f"answers.{code}.places", "message": "a place is listed twice"})
         if ans.note:
-            free_text[f"{where_}.note"] = ans.note
+            free_text[f"answers.{code}.note"] = ans.note
     if req.nothing_to_report and any(a.value not in (0, False) for a in req.answers.values()):
         errors.append({"field": "nothing_to_report", "message": "nothing_to_report with non-zero answers"})
     if errors:
         raise _invalid("validation", "Rapporten är ogiltig; se errors. / The report is invalid; see errors.",
                        errors)
-    pii = personal_data_errors(free_text)
+    pii = personal_data_errors(free_text) if free_text else None  # an empty text holds no personal data
     if pii:
         fields = ", ".join(dict.fromkeys(e["field"] for e in pii))
         raise _invalid("personal_data", f"Fritext får inte identifiera personer ({fields}). / "
@@ -597,14 +596,19 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
                            f"för området {area.id}. / supersedes {req.supersedes!r} is not an earlier accepted "
                            f"report of area {area.id}.", [{"field": "supersedes", "message": "unknown report"}])
     # ReportSubmitted's fields in its order; every value is of the field's type already (ReportIn is strict)
-    data: dict[str, Any] = {
-        "report_id": req.report_id, "municipality_id": municipality.id, "area_id": area.id, "period": period_id,
-        "checklist": checklist.ref,
-        "answers": req.answers,
-        "nothing_to_report": req.nothing_to_report, "note": req.note}
-    if req.supersedes is not None:
-        data["supersedes"] = req.supersedes
-    data.update(reporter_id=caller.person_id, actor_id=caller.actor_id, received_at=received_at, late=late)
+    if req.supersedes is None:
+        data: dict[str, Any] = {
+            "report_id": req.report_id, "municipality_id": municipality.id, "area_id": area.id,
+            "period": period_id, "checklist": checklist.ref, "answers": req.answers,
+            "nothing_to_report": req.nothing_to_report, "note": req.note, "reporter_id": caller.person_id,
+            "actor_id": caller.actor_id, "received_at": received_at, "late": late}
+    else:
+        data = {
+            "report_id": req.report_id, "municipality_id": municipality.id, "area_id": area.id,
+            "period": period_id, "checklist": checklist.ref, "answers": req.answers,
+            "nothing_to_report": req.nothing_to_report, "note": req.note, "supersedes": req.supersedes,
+            "reporter_id": caller.person_id, "actor_id": caller.actor_id, "received_at": received_at,
+            "late": late}
     return Accepted(fields=data, municipality_id=municipality.id, period=period, late=late)
 
 
