@@ -115,20 +115,28 @@ async def find_reports(session: AsyncSession, report_ids: list[str]) -> dict[str
 
 def report_row(*, report_id: str, content_sha256: str, response: dict[str, Any], municipality_id: str,
                area_id: str, period: str, reporter_id: str, received_at: datetime,
-               recorded_at: datetime | None = None) -> dict[str, Any]:
-    """A row for the reports table."""
-    return {"report_id": report_id, "content_sha256": content_sha256, "response": response_json(response),
+               recorded_at: datetime | None = None, response_text: str | None = None) -> dict[str, Any]:
+    """A row for the reports table (``response_text``: the response as ``response_json`` writes it, if known)."""
+    return {"report_id": report_id, "content_sha256": content_sha256,
+            "response": response_json(response) if response_text is None else response_text,
             "municipality_id": municipality_id, "area_id": area_id, "period": period,
             "reporter_id": reporter_id, "received_at": received_at, "recorded_at": recorded_at or utcnow()}
+
+
+_ascii = json.encoder.encode_basestring_ascii  # what json.dumps writes a string with
+
+
+def accepted_json(report_id: str, period: str, late: bool) -> str:
+    """``json.dumps(accepted_body(report_id, period, late))``, written out directly (every accepted report's row)."""
+    return (f'{{"report_id": {_ascii(report_id)}, "period": {_ascii(period)}, '
+            f'"status": "accepted", "late": {"true" if late else "false"}}}')
 
 
 def response_json(response: dict[str, Any]) -> str:
     """``json.dumps(response)``; an accepted answer (the common row) written out directly."""
     if list(response) == ACCEPTED_KEYS and response["status"] == "accepted" and type(response["late"]) is bool \
             and type(response["report_id"]) is str and type(response["period"]) is str:
-        enc = json.encoder.encode_basestring_ascii  # what json.dumps writes a string with
-        return (f'{{"report_id": {enc(response["report_id"])}, "period": {enc(response["period"])}, '
-                f'"status": "accepted", "late": {"true" if response["late"] else "false"}}}')
+        return accepted_json(response["report_id"], response["period"], response["late"])
     return json.dumps(response)
 
 

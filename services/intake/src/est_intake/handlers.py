@@ -634,7 +634,7 @@ async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission]
         rows.append((i, db.report_row(report_id=rid, content_sha256=subs[i].digest, response=body,
                                       municipality_id=d["municipality_id"], area_id=d["area_id"], period=period,
                                       reporter_id=d["reporter_id"], received_at=received_at,
-                                      recorded_at=recorded_at)))
+                                      recorded_at=recorded_at, response_text=db.accepted_json(rid, period, late))))
     if not rows:
         return
     try:
@@ -649,6 +649,8 @@ async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission]
         for i, row in rows:
             if row["report_id"] in taken and row["report_id"] in found:
                 results[i] = _replay(found[row["report_id"]], row["content_sha256"], row["report_id"])
+    if not log.isEnabledFor(logging.INFO):
+        return
     ok = [row for i, row in rows if results[i].status == 202]
     if ok:  # the start of a report's trace through the services (ids only, never content); one line a wave
         log.info("report accepted" if len(ok) == 1 else "reports accepted", extra={
