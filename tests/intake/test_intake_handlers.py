@@ -140,6 +140,7 @@ async def test_ledger_rows_moved_in_bulk_still_answer_replays_and_conflicts(tmp_
     ledger = db.ReportLedger(engine)
     assert ledger.local is not None
     ledger.local.recent_limit = 50
+    ledger.local.MOVE_CHUNK = 20  # several chunks a move
     many = single_publisher(publish)
     now = datetime.now(UTC)
     subs = [Submission(req=ReportIn.model_validate(report(report_id=f"mv-{i}")), caller=anna, received_at=now)

@@ -241,12 +241,14 @@ class LocalLedger:
     the client's report id, in random order: an insert into a large key index dirties about one page
     of it per row, and each dirty page is written to the WAL at the commit and again at the
     checkpoint. Measured on 100,000 stored reports: 11 µs a row, against 5 µs into a table of at
-    most 20,000 rows; moving 20,000 rows at once, in key order, costs 4–6 µs a row and runs on a
-    worker thread, as two statements during which ``sqlite3`` does not hold the GIL (the loop's
-    writers wait for it as for any other writer, see ``retry_busy``). Lookups read both tables.
+    most 20,000 rows; moving them in key order costs 4–6 µs a row. The move runs on a worker thread,
+    in chunks of ``MOVE_CHUNK`` rows, a transaction of two statements each, during which ``sqlite3``
+    does not hold the GIL; the loop's writers wait for one chunk at most (as for any other writer,
+    see ``retry_busy``). Lookups read both tables.
     """
 
     RECENT_LIMIT = 20_000
+    MOVE_CHUNK = 5_000
 
     def __init__(self, local: InLoopSqlite, *, recent_limit: int = RECENT_LIMIT) -> None:
         self.local = local
@@ -308,16 +310,25 @@ class LocalLedger:
                 conn.execute(f"PRAGMA {pragma}")
             self._conn = conn
         cols = ", ".join(REPORT_COLUMNS)
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            # an id in both (not expected: lookups read both tables first) keeps its older row
-            self._conn.execute(f"INSERT OR IGNORE INTO reports ({cols}) "
-                               f"SELECT {cols} FROM reports_recent ORDER BY report_id")
-            moved = self._conn.execute("DELETE FROM reports_recent").rowcount
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
+        conn = self._conn
+        [(waiting,)] = conn.execute("SELECT count(*) FROM reports_recent").fetchall()
+        moved = 0
+        # in chunks of the lowest ids, a transaction each: the loop's writers wait for one chunk at most
+        for _ in range(waiting // self.MOVE_CHUNK + 2):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # an id in both (not expected: lookups read both tables first) keeps its older row
+                conn.execute(f"INSERT OR IGNORE INTO reports ({cols}) SELECT {cols} FROM reports_recent "
+                             f"ORDER BY report_id LIMIT {self.MOVE_CHUNK}")
+                n = conn.execute(f"DELETE FROM reports_recent WHERE report_id IN (SELECT report_id FROM "
+                                 f"reports_recent ORDER BY report_id LIMIT {self.MOVE_CHUNK})").rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            moved += n
+            if n < self.MOVE_CHUNK or moved >= waiting:
+                break
         return moved
 
     def close(self) -> None:
