@@ -124,3 +124,40 @@ async def test_stream_sends_visible_events_with_ids_heartbeats_and_resumes(nats_
             return "est_notifier_stream_clients 0.0" in (await n.http.get("/metrics")).text
 
         await eventually(closed, timeout=5)
+
+
+async def test_an_event_right_after_connected_or_reset_is_not_missed(nats_url: str, tmp_path: Path,
+                                                                     org: Org) -> None:
+    """"connected" (and a reset) come only once the stream's consumers exist: a new-events consumer
+    starts where the stream is when it is made, so an event published in between was lost (seen as
+    a flaky test under load). Made deterministic here by slowing the consumers' creation."""
+    settings = notifier_settings(nats_url, tmp_path, org, stream_heartbeat=5.0)
+    async with running_notifier(settings, org) as n:
+        hub = n.app.state.notifier["hub"]
+        real = hub.js
+
+        class SlowJetStream:
+            def __init__(self, js: Any) -> None:
+                self._js = js
+
+            async def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+                await asyncio.sleep(0.5)
+                return await self._js.subscribe(*args, **kwargs)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._js, name)
+
+        hub.js = lambda: SlowJetStream(real())
+        async with stream(n.base, org.tokens["owner"]) as (_resp, sse):
+            assert (await sse.next())[":"] == "connected"
+            event = alert_event(org)
+            await publish(nats_url, alert_subject(org), event)
+            (got,) = await sse.events(1, timeout=5)
+            assert got["id"] == event.id
+        async with stream(n.base, org.tokens["owner"], **{"Last-Event-ID": "gone"}) as (_resp, sse):
+            (reset,) = await sse.events(1, timeout=15)
+            assert reset["event"] == "stream.reset"
+            event = alert_event(org)
+            await publish(nats_url, alert_subject(org), event)
+            (got,) = await sse.events(1, timeout=5)
+            assert got["id"] == event.id

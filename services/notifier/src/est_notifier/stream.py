@@ -145,16 +145,15 @@ class StreamHub:
                      last_event_id: str | None, since: datetime | None) -> AsyncIterator[bytes]:
         """The SSE byte stream of one connection; ends when the client goes away (cancellation)."""
         who: Audience = audience(roles=p.roles, areas=p.areas, actor_kind=p.actor_kind)
-        yield b"retry: 3000\n: connected\n\n"
         resume: Position | None = None
+        reset: bytes | None = None
         if last_event_id:
             resume = await self.locate(last_event_id)
             if resume is None:
                 reason = {"reason": "unknown Last-Event-ID; continuing with new events",
                           "reason_sv": "okänt Last-Event-ID; fortsätter med nya händelser",
                           "last_event_id": last_event_id}
-                yield sse(f"reset:{int(time.time() * 1000)}", "stream.reset",
-                          json.dumps(reason, ensure_ascii=False))
+                reset = sse(f"reset:{int(time.time() * 1000)}", "stream.reset", json.dumps(reason, ensure_ascii=False))
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.queue_size)
         subs: list[Any] = []
         js = self.js()
@@ -174,6 +173,11 @@ class StreamHub:
 
                 subs.append(await js.subscribe(filters[0], stream=stream, cb=cb, ordered_consumer=True,
                                                config=cfg))
+            # only once the consumers exist: a new-events consumer starts where the stream is when it is
+            # made, so an event the client causes after "connected" (or after the reset) reaches it
+            yield b"retry: 3000\n: connected\n\n"
+            if reset is not None:
+                yield reset
             while True:
                 try:
                     item = await asyncio.wait_for(queue.get(), timeout=self.heartbeat)
