@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -249,6 +250,7 @@ class LocalLedger:
 
     RECENT_LIMIT = 20_000
     MOVE_CHUNK = 5_000
+    MOVE_PAUSE = 0.02  # seconds between chunks
 
     def __init__(self, local: InLoopSqlite, *, recent_limit: int = RECENT_LIMIT) -> None:
         self.local = local
@@ -329,6 +331,7 @@ class LocalLedger:
             moved += n
             if n < self.MOVE_CHUNK or moved >= waiting:
                 break
+            time.sleep(self.MOVE_PAUSE)  # the loop's writers retry every 5 ms: let them in between chunks
         return moved
 
     def close(self) -> None:
