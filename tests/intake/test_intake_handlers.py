@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -155,8 +156,6 @@ async def test_ledger_rows_moved_in_bulk_still_answer_replays_and_conflicts(tmp_
     assert ledger.local.moves >= 1 and all(o.status == 202 for o in first)
 
     def counts() -> tuple[int, int]:
-        import sqlite3
-
         with sqlite3.connect(tmp_path / "intake.db") as conn:
             return (conn.execute("SELECT count(*) FROM reports").fetchone()[0],
                     conn.execute("SELECT count(*) FROM reports_recent").fetchone()[0])
@@ -184,5 +183,60 @@ async def test_ledger_rows_moved_in_bulk_still_answer_replays_and_conflicts(tmp_
             break
         await asyncio.sleep(0.02)
     assert ledger.local.moves == 1 and counts() == (121, 0)
+    ledger.close()
+    await engine.dispose()
+
+
+async def test_a_failed_ledger_move_keeps_the_rows_answering_and_waits_before_the_next(tmp_path: Path) -> None:
+    """A move that fails (a full disk, say) leaves the rows in ``reports_recent``, where replays still
+    find them, and no new move starts before ``MOVE_RETRY`` has passed; then one does, and succeeds."""
+    engine, _ = await _sessions(tmp_path)
+    snap, _ = build_snapshot(make_org(), None)
+    anna = principal_for(snap, "anna")
+    assert anna is not None
+
+    async def publish(subject: str, event: CloudEvent[Any]) -> None:
+        return None
+
+    metrics = IntakeMetrics(CollectorRegistry())
+    ledger = db.ReportLedger(engine)
+    local = ledger.local
+    assert local is not None
+    local.recent_limit = 10
+    tries: list[int] = []
+    real = local._move_rows
+
+    def failing() -> int:
+        tries.append(1)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    local._move_rows = failing  # type: ignore[method-assign]
+    many = single_publisher(publish)
+    now = datetime.now(UTC)
+
+    def subs(prefix: str, n: int) -> list[Submission]:
+        return [Submission(req=ReportIn.model_validate(report(report_id=f"{prefix}-{i}")), caller=anna,
+                           received_at=now) for i in range(n)]
+
+    async def settled() -> None:
+        for _ in range(100):
+            if local._moving is None or local._moving.done():
+                return
+            await asyncio.sleep(0.02)
+
+    first = subs("fail", 12)
+    answers = await submit_reports(first, ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
+    await settled()
+    assert len(tries) == 1 and local.moves == 0 and local.recent == 12
+    await submit_reports(subs("more", 3), ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
+    await settled()
+    assert len(tries) == 1  # within MOVE_RETRY: no second attempt
+    again = await submit_reports(first, ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
+    assert [(o.status, o.reason, o.body) for o in again] == [(202, "replayed", o.body) for o in answers]
+    local._move_rows = real  # type: ignore[method-assign]
+    local._retry_at = 0.0  # MOVE_RETRY has passed
+    await submit_reports(subs("last", 1), ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
+    await settled()
+    assert local.moves == 1 and local.recent == 0
     ledger.close()
     await engine.dispose()

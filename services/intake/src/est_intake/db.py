@@ -251,13 +251,14 @@ class LocalLedger:
     RECENT_LIMIT = 20_000
     MOVE_CHUNK = 5_000
     MOVE_PAUSE = 0.02  # seconds between chunks
+    MOVE_RETRY = 30.0  # seconds before a move is tried again after one failed
 
     def __init__(self, local: InLoopSqlite, *, recent_limit: int = RECENT_LIMIT) -> None:
         self.local = local
         self.recent_limit = recent_limit
         self.recent: int | None = None  # rows in reports_recent, counted at the first insert
         self.moves = 0  # bulk moves done (tests, logs)
-        self._moving: asyncio.Task[None] | None = None
+        self._moving: asyncio.Task[int] | None = None
         self._retry_at = 0.0
         self._executor: Any = None
         self._conn: sqlite3.Connection | None = None
@@ -285,7 +286,8 @@ class LocalLedger:
             self._moving = asyncio.create_task(self.move(), name="ledger-move")
 
     async def move(self) -> int:
-        """Move every row of ``reports_recent`` into ``reports`` (one transaction, on the worker thread)."""
+        """Move the rows of ``reports_recent`` into ``reports`` (on the worker thread, in chunks); a failure
+        leaves them where they are (still found there) and the next move waits ``MOVE_RETRY`` seconds."""
         if self._executor is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -295,7 +297,7 @@ class LocalLedger:
         try:
             moved: int = await loop.run_in_executor(self._executor, self._move_rows)
         except Exception as exc:  # e.g. a full disk: the rows stay in reports_recent, still found there
-            self._retry_at = loop.time() + 30.0
+            self._retry_at = loop.time() + self.MOVE_RETRY
             log.warning("could not move ledger rows", extra={"error": repr(exc)[:200]})
             return 0
         self.recent = max(0, (self.recent or 0) - moved)
