@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from bisect import insort
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from est_shared.db import outbox_table, processed_events_table, utcnow
@@ -31,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from est_aggregator.domain import PeriodTally, ReportRecord, as_utc
+from est_aggregator.domain import PeriodTally, ReportRecord
 
 metadata = MetaData()
 processed = processed_events_table(metadata)
@@ -686,30 +684,29 @@ async def report_tokens(session: AsyncSession, area_id: str, periods: Iterable[s
     return {p: t for p, t in rows}
 
 
-def _order(r: ReportRecord) -> tuple[datetime, str]:
-    return (r.received_at, r.report_id)  # cached records hold aware UTC times
-
-
 class PeriodReports:
-    """The stored reports of one picture period of an area, in ``reports_for``'s order, and their tally."""
+    """One picture period of an area: its stored reports (in ``reports_for``'s order) until they are
+    tallied, then only their tally."""
 
     __slots__ = ("records", "tally")
 
     def __init__(self, records: list[ReportRecord] | None = None) -> None:
-        self.records: list[ReportRecord] = records if records is not None else []
-        self.tally: PeriodTally | None = None  # set by the caller; kept while reports are only appended
+        self.records: list[ReportRecord] | None = records if records is not None else []
+        self.tally: PeriodTally | None = None  # set by the caller; kept while reports are only added
 
 
 class ReportCache:
-    """The stored reports of recently computed pictures, kept in memory (SQLite only).
+    """The tallies of recently computed pictures' periods, kept in memory (SQLite only).
 
-    A picture's entry holds its reports in ``reports_for``'s order (with their ``PeriodTally``) and
-    the picture row's ``report_token`` it matches. Every batch that stores reports of a picture gives
-    its row a new token in the same transaction; this process then appends its own new reports to
-    the entry (and its tally) if the entry matched the token the batch replaced, and drops the entry
-    otherwise (another replica or process wrote in between). A look-up compares tokens, so an entry
-    is used only while it holds exactly what the database holds. At most ``max_pictures`` entries,
-    least recently used dropped first.
+    An entry holds a period's ``PeriodTally`` (only: its reports are read once, tallied and let go,
+    so a busy period keeps no object per report for the garbage collector to walk) and the picture
+    row's ``report_token`` it matches. Every batch that stores reports of a picture gives its row a
+    new token in the same transaction; this process then adds its own new reports to the entry's
+    tally if the entry matched the token the batch replaced, and drops the entry otherwise (another
+    replica or process wrote in between). A look-up compares tokens, so an entry is used only while
+    it counts exactly what the database holds. A tally that no longer fits (a correction of a report
+    it counted) is built again from the database by ``compute_picture``. At most ``max_pictures``
+    entries, least recently used dropped first.
     """
 
     def __init__(self, max_pictures: int = 5000) -> None:
@@ -722,7 +719,8 @@ class ReportCache:
         """The area's reports per picture period, for stored period ids ``idmap`` → picture period.
 
         ``tokens`` (picture period → report_token, as ``report_tokens`` gives them) when already read.
-        Periods without a picture row (no report was ever stored for them) are left out.
+        Periods without a picture row (no report was ever stored for them) are left out. A current
+        entry comes with its tally and no records; a new one with its records and no tally yet.
         """
         wanted: dict[str, list[str]] = {}
         for pid, period in idmap.items():
@@ -736,14 +734,13 @@ class ReportCache:
                 continue
             token, key = tokens[pic], (area_id, pic)
             entry = self.entries.get(key)
-            if entry is not None and token is not None and entry[0] == token:
+            if entry is not None and token is not None and entry[0] == token and entry[1].tally is not None:
                 self.entries.move_to_end(key)
                 self.hits += 1
                 group = entry[1]
             else:
                 self.misses += 1
-                group = PeriodReports([replace(r, received_at=as_utc(r.received_at))
-                                       for r in await reports_for(session, area_id, pids)])
+                group = PeriodReports(await reports_for(session, area_id, pids))
                 if token is not None:
                     self._put(key, token, group)
             out[by_id[pic]] = group
@@ -762,21 +759,13 @@ class ReportCache:
             entry = self.entries.get(key)
             if entry is None:
                 continue
-            if old is None or entry[0] != old:
+            tally = entry[1].tally
+            if old is None or entry[0] != old or tally is None:  # not tallied yet: read again when needed
                 del self.entries[key]
                 continue
-            group = entry[1]
-            records, tally = group.records, group.tally
             for r in added.get(key, ()):
-                if r.received_at.tzinfo is not UTC:
-                    r = replace(r, received_at=as_utc(r.received_at))
-                if not records or _order(records[-1]) <= _order(r):
-                    records.append(r)  # the usual case: reports arrive in order
-                else:
-                    insort(records, r, key=_order)
-                if tally is not None:
-                    tally.add(r)
-            self.entries[key] = (token, group)
+                tally.add(r)
+            self.entries[key] = (token, entry[1])
 
     def clear(self) -> None:
         self.entries.clear()

@@ -319,9 +319,10 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
         tokens = inputs.tokens(info.area_id) if inputs is not None else None
         groups = await cache.periods(s, info.area_id, idmap, tokens=tokens)
     else:
-        groups = {}
+        by_period: dict[Period, list[ReportRecord]] = {}
         for r in await db.reports_for(s, info.area_id, idmap):
-            groups.setdefault(idmap[r.period], db.PeriodReports()).records.append(r)
+            by_period.setdefault(idmap[r.period], []).append(r)
+        groups = {p: db.PeriodReports(rs) for p, rs in by_period.items()}
     expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(info.area_id)]
     tz = _tz(org, info.municipality_id)
     start, end = as_utc(period.start_at(tz)), as_utc(period.end_at(tz))
@@ -339,7 +340,11 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
     for p, group in groups.items():
         tally = group.tally
         if tally is None or not tally.fits(superseded) or (p == period and tally.deadline != due):
-            tally = group.tally = PeriodTally.of(group.records, superseded, deadline if p == period else None)
+            records = group.records
+            if records is None:  # the cache kept only the tally: the period's reports are read again
+                records = await db.reports_for(s, info.area_id, [pid for pid, q in idmap.items() if q == p])
+            tally = group.tally = PeriodTally.of(records, superseded, deadline if p == period else None)
+            group.records = None  # the tally is what is kept (and added to); the reports are let go
         tallies[p] = tally
     current = tallies.get(period)
     return build_picture(
