@@ -4,17 +4,28 @@ is marked, and everything goes out once NATS is back."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 from est_shared.bus import ensure_streams
-from est_shared.db import OutboxRelay, add_to_outbox, make_engine, outbox_table, session_factory, transaction
+from est_shared.db import (
+    OutboxRelay,
+    add_to_outbox,
+    make_engine,
+    outbox_table,
+    session_factory,
+    transaction,
+    utcnow,
+)
 from est_shared.events import OrgChanged, new_event
 from est_shared.natsserver import NatsServer
 from est_shared.subjects import ORG, ORG_CHANGED
-from sqlalchemy import MetaData, Table, func, select
+from sqlalchemy import MetaData, Table, func, select, update
 
 
 def _event(n: int) -> Any:
@@ -83,22 +94,31 @@ async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_pat
         await engine.dispose()
 
 
+@asynccontextmanager
+async def _relay(tmp_path: Path, nats_url: str, in_loop: bool) -> AsyncIterator[tuple[OutboxRelay, Table, Any]]:
+    """A relay (keeping published rows an hour) on a fresh outbox: (relay, table, sessions)."""
+    from est_shared.db import in_loop_sqlite
+
+    table, engine, sessions = await _outbox(tmp_path)
+    local = in_loop_sqlite(f"sqlite+aiosqlite:///{tmp_path}/o.db") if in_loop else None
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        yield OutboxRelay(sessions=sessions, table=table, js=js, keep_published=3600, local=local), table, sessions
+    finally:
+        await nc.close()
+        if local is not None:
+            local.dispose()
+        await engine.dispose()
+
+
 @pytest.mark.parametrize("in_loop", [False, True], ids=["pooled", "in-loop"])
 async def test_published_rows_are_deleted_after_a_while_and_pending_ones_never(tmp_path: Path,
                                                                            fresh_nats: NatsServer,
                                                                            in_loop: bool) -> None:
     """Without pruning the outbox keeps every payload it ever sent (a picture event per report)."""
-    from datetime import timedelta
-
-    from est_shared.db import in_loop_sqlite, utcnow
-
-    table, engine, sessions = await _outbox(tmp_path)
-    local = in_loop_sqlite(f"sqlite+aiosqlite:///{tmp_path}/o.db") if in_loop else None
-    nc = await nats.connect(fresh_nats.url)
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js)
-        relay = OutboxRelay(sessions=sessions, table=table, js=js, keep_published=3600, local=local)
+    async with _relay(tmp_path, fresh_nats.url, in_loop) as (relay, table, sessions):
         async with transaction(sessions) as s:
             for n in range(1, 4):
                 await add_to_outbox(s, table, ORG_CHANGED, _event(n))
@@ -110,8 +130,28 @@ async def test_published_rows_are_deleted_after_a_while_and_pending_ones_never(t
         async with sessions() as s:
             left = list(await s.scalars(select(table.c.event_id)))
         assert left == ["relay-test-4"]  # the pending row stays, however old
-    finally:
-        await nc.close()
-        if local is not None:
-            local.dispose()
-        await engine.dispose()
+
+
+@pytest.mark.parametrize("in_loop", [False, True], ids=["pooled", "in-loop"])
+async def test_pruning_goes_oldest_first_in_chunks_and_keeps_what_has_not_expired(tmp_path: Path,
+                                                                                  fresh_nats: NatsServer,
+                                                                                  in_loop: bool) -> None:
+    """Pruning takes the oldest published rows a chunk at a time: across chunk boundaries every expired
+    row goes, and nothing published later than the cut-off, nor anything pending, is touched."""
+    async with _relay(tmp_path, fresh_nats.url, in_loop) as (relay, table, sessions):
+        async with transaction(sessions) as s:
+            for n in range(1, 26):
+                await add_to_outbox(s, table, ORG_CHANGED, _event(n))
+        assert await relay.flush() == 25
+        now = utcnow()
+        async with transaction(sessions) as s:  # the first 12 went out two hours ago, the rest just now
+            await s.execute(update(table).where(table.c.seq <= 12).values(published_at=now - timedelta(hours=2)))
+            await add_to_outbox(s, table, ORG_CHANGED, _event(26))  # pending
+        assert await relay.prune(now=now, chunk=5) == 12  # chunks of 5, 5, then 2 of 5: done
+        assert await relay.prune(now=now, chunk=5) == 0
+        async with sessions() as s:
+            left = list(await s.scalars(select(table.c.event_id).order_by(table.c.seq)))
+        assert left == [f"relay-test-{n}" for n in range(13, 27)]
+        assert await relay.prune(now=now + timedelta(hours=2), chunk=5) == 13  # all published ones, 3 steps
+        async with sessions() as s:
+            assert list(await s.scalars(select(table.c.event_id))) == ["relay-test-26"]
