@@ -181,6 +181,44 @@ async def test_a_stopped_batch_consumer_hands_back_the_batch_it_fetched_ahead(na
         await nc.close()
 
 
+async def test_a_lingering_batch_consumer_gathers_a_trickle_and_never_waits_with_a_full_batch(nats_url: str) -> None:
+    """With ``linger``, events trickling in one at a time make one batch (one transaction), not one each;
+    a batch that is full is handled at once, without waiting out the linger."""
+    from est_shared.batching import BatchConsumer
+
+    m = f"m{uuid.uuid4().hex[:6]}"
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    handled: list[tuple[int, float]] = []
+    loop = asyncio.get_running_loop()
+
+    async def handle_batch(events: Any) -> None:
+        handled.append((len(events), loop.time()))
+
+    async def handle_one(event: Any) -> None:
+        raise AssertionError("not expected")
+
+    consumer = BatchConsumer(service="test", stream=ALERTS, subject=f"est.alert.raised.{m}.>", durable=f"l-{m}",
+                             handle_batch=handle_batch, handle_one=handle_one,
+                             metrics=BusMetrics(f"t{uuid.uuid4().hex[:6]}", CollectorRegistry()), batch_size=10,
+                             linger=1.0)
+    try:
+        await consumer.start(js, nc)
+        for _ in range(4):  # a trickle: one every 50 ms, well within the linger
+            await publish_event(js, f"est.alert.raised.{m}.a", _alert(m))
+            await asyncio.sleep(0.05)
+        await _wait(lambda: sum(n for n, _ in handled) == 4)
+        assert [n for n, _ in handled] == [4]
+        first = loop.time()
+        await asyncio.gather(*(publish_event(js, f"est.alert.raised.{m}.a", _alert(m)) for _ in range(10)))
+        await _wait(lambda: sum(n for n, _ in handled) == 14)
+        assert handled[-1][1] - first < 0.5  # full: no wait for the linger (1 s)
+    finally:
+        await consumer.stop()
+        await nc.close()
+
+
 async def test_a_durable_with_a_small_ack_window_limits_the_fetch_instead_of_stalling(nats_url: str) -> None:
     """A durable keeps the ``max_ack_pending`` it was created with. A batch size above half of it
     would leave the fetch made ahead waiting out its timeout (one batch a second): the consumer

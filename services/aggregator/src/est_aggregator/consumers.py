@@ -43,7 +43,7 @@ def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: han
     reports = BatchConsumer(service="aggregator", stream=REPORTS, subject=settings.report_subject,
                             durable=settings.durable, handle_batch=on_reports, handle_one=on_report,
                             metrics=runtime.metrics, max_deliver=settings.consumer_max_deliver,
-                            batch_size=settings.batch_size, expected=ReportSubmitted)
+                            batch_size=settings.batch_size, linger=settings.batch_linger, expected=ReportSubmitted)
 
     deps.catching_up = lambda: reports.behind
 

@@ -34,6 +34,10 @@ class AggregatorSettings(ServiceSettings):
         "aggregator", "batch_size", 1000,
         "most report events stored in one transaction "
         "(the durable consumer is created with max_ack_pending twice this)")
+    batch_linger: float = service_field(  # type: ignore[assignment]
+        "aggregator", "batch_linger", 0.005,
+        "seconds a batch of report events that is not full waits for more before it is stored "
+        "(fewer, larger transactions under a steady trickle; adds at most this to the latency; 0 = store at once)")
     update_interval: float = service_field(  # type: ignore[assignment]
         "aggregator", "update_interval", 0.02,
         "seconds between passes of the refresher: at most one se.est.picture.updated per picture per interval, "
