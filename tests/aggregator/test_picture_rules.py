@@ -15,6 +15,7 @@ from est_aggregator.domain import (
     build_picture,
     completeness,
     effective_reports,
+    item_summary,
     item_totals,
     period_totals,
     picture_changes,
@@ -254,3 +255,21 @@ def test_a_tally_added_to_batch_by_batch_equals_one_built_from_all_reports(
             t = kept.sums.totals(it)
             assert (t.value, t.mean, t.reports, list(t.places.items())) == _reference_totals(it, counted)
         assert kept.completeness(expected) == completeness(counted, expected, deadline=DEADLINE, all_reports=stored)
+
+
+def test_item_summary_is_what_model_construct_builds() -> None:
+    """``item_summary`` sets what ``model_construct`` sets, without its per-field loop; it holds only for
+    a model without aliases, extra fields, private attributes or a post-init hook (checked here, so a
+    change of ``ItemSummary`` or of pydantic shows up as a failing test, not as a wrong picture)."""
+    assert not ItemSummary.__private_attributes__ and not ItemSummary.__pydantic_post_init__
+    assert ItemSummary.model_config.get("extra") in (None, "ignore", "forbid")
+    assert all(f.alias is None and f.validation_alias is None for f in ItemSummary.model_fields.values())
+    values = {"item": "klotter", "answer": "level", "label_sv": "Klotter", "label_en": "Graffiti", "value": 2.0,
+              "reports": 3, "places": {"torget": 2, "skolan": 1}, "previous": 1.0, "baseline": None, "trend": "up",
+              "flag": "high"}
+    assert list(values) == list(ItemSummary.model_fields)  # every field, in order
+    fast, slow = item_summary(dict(values)), ItemSummary.model_construct(**values)
+    assert fast == slow == ItemSummary.model_validate(values)
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_fields_set == slow.model_fields_set and fast.__pydantic_extra__ == slow.__pydantic_extra__
+    assert fast.model_copy(update={"value": 3.0}).value == 3.0 and fast.value == 2.0
