@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -78,9 +79,26 @@ class BusMetrics:
         self.http_duration = Histogram(f"{p}_http_request_duration_seconds", "HTTP request durations",
                                        ["method", "route", "status"], registry=registry,
                                        buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+        self.loop_lag = Histogram(f"{p}_event_loop_lag_seconds", "How late a short timer on the event loop "
+                                  "fired: time the loop was busy with other work (every request and event waits "
+                                  "as long)", registry=registry,
+                                  buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
         self.consumers: list[tuple[str, str]] = []
 
     def track_consumer(self, stream: str, durable: str) -> None:
         """Report the lag of a durable consumer in the consumer_* gauges."""
         if (stream, durable) not in self.consumers:
             self.consumers.append((stream, durable))
+
+
+async def watch_loop(histogram: Histogram, interval: float = 0.25) -> None:
+    """Observe, every ``interval`` seconds, how late a timer fires on the running loop (its lag).
+
+    A lag of tens of milliseconds means one step somewhere held the loop that long (a long
+    synchronous query, a large JSON, a garbage collection): every request and event waited with it.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        start = loop.time()
+        await asyncio.sleep(interval)
+        histogram.observe(max(0.0, loop.time() - start - interval))

@@ -34,7 +34,7 @@ from est_shared.http import (
     bearer_principal,
     install_problem_handlers,
 )
-from est_shared.observability import BusMetrics, setup_logging
+from est_shared.observability import BusMetrics, setup_logging, watch_loop
 from est_shared.org import Directory, OrgSnapshot
 from est_shared.settings import ServiceSettings
 from est_shared.subjects import ORG, ORG_CHANGED
@@ -195,6 +195,7 @@ class ServiceRuntime:
                 await hook()
             await self.broker.start()
             self.spawn(self._report_lag(), "consumer-lag")
+            self.spawn(watch_loop(self.metrics.loop_lag), "loop-lag")
             if self.settings.gc_tuning:
                 tune_gc()
             log.info("service started", extra={"service": self.name})
