@@ -690,8 +690,8 @@ class PeriodReports:
 
     __slots__ = ("records", "tally")
 
-    def __init__(self, records: list[ReportRecord] | None = None) -> None:
-        self.records: list[ReportRecord] | None = records if records is not None else []
+    def __init__(self, records: list[ReportRecord]) -> None:
+        self.records: list[ReportRecord] | None = records  # None once tallied
         self.tally: PeriodTally | None = None  # set by the caller; kept while reports are only added
 
 

@@ -103,7 +103,7 @@ class Deps:
     wake_refresher: Callable[[], None] = lambda: None
     catching_up: Callable[[], bool] = lambda: False  # the report consumer has a backlog
     local: InLoopSqlite | None = None  # SQLite: the report batches' statements run on the loop's thread
-    cache: db.ReportCache | None = None  # SQLite: reports of recent pictures in memory (see ReportCache)
+    cache: db.ReportCache | None = None  # SQLite: tallies of recent pictures' periods in memory (see ReportCache)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
