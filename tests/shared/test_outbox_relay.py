@@ -42,11 +42,16 @@ async def _stored(js: Any) -> list[str]:
     return ids
 
 
-async def _outbox(tmp_path: Path) -> tuple[Table, Any, Any]:
-    """An outbox table in a fresh SQLite file: (table, engine, sessions)."""
+def _sqlite(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/o.db"
+
+
+async def _outbox(url: str) -> tuple[Table, Any, Any]:
+    """An outbox table in a fresh database (a new SQLite file, or a new PostgreSQL database): (table, engine,
+    sessions)."""
     metadata = MetaData()
     table = outbox_table(metadata)
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/o.db")
+    engine = make_engine(url)
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     return table, engine, session_factory(engine)
@@ -54,7 +59,7 @@ async def _outbox(tmp_path: Path) -> tuple[Table, Any, Any]:
 
 async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_path: Path,
                                                                          fresh_nats: NatsServer) -> None:
-    table, engine, sessions = await _outbox(tmp_path)
+    table, engine, sessions = await _outbox(_sqlite(tmp_path))
     nc = await nats.connect(fresh_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     try:
         js = nc.jetstream()
@@ -95,12 +100,13 @@ async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_pat
 
 
 @asynccontextmanager
-async def _relay(tmp_path: Path, nats_url: str, in_loop: bool) -> AsyncIterator[tuple[OutboxRelay, Table, Any]]:
-    """A relay (keeping published rows an hour) on a fresh outbox: (relay, table, sessions)."""
+async def _relay(url: str, nats_url: str, in_loop: bool) -> AsyncIterator[tuple[OutboxRelay, Table, Any]]:
+    """A relay (keeping published rows an hour) on a fresh outbox: (relay, table, sessions); ``in_loop``:
+    SQLite's in-loop connection reads and writes the rows."""
     from est_shared.db import in_loop_sqlite
 
-    table, engine, sessions = await _outbox(tmp_path)
-    local = in_loop_sqlite(f"sqlite+aiosqlite:///{tmp_path}/o.db") if in_loop else None
+    table, engine, sessions = await _outbox(url)
+    local = in_loop_sqlite(url) if in_loop else None
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
@@ -118,7 +124,7 @@ async def test_published_rows_are_deleted_after_a_while_and_pending_ones_never(t
                                                                            fresh_nats: NatsServer,
                                                                            in_loop: bool) -> None:
     """Without pruning the outbox keeps every payload it ever sent (a picture event per report)."""
-    async with _relay(tmp_path, fresh_nats.url, in_loop) as (relay, table, sessions):
+    async with _relay(_sqlite(tmp_path), fresh_nats.url, in_loop) as (relay, table, sessions):
         async with transaction(sessions) as s:
             for n in range(1, 4):
                 await add_to_outbox(s, table, ORG_CHANGED, _event(n))
@@ -132,26 +138,38 @@ async def test_published_rows_are_deleted_after_a_while_and_pending_ones_never(t
         assert left == ["relay-test-4"]  # the pending row stays, however old
 
 
+async def _prune_in_chunks(relay: OutboxRelay, table: Table, sessions: Any) -> None:
+    """Across chunk boundaries every expired row goes; nothing published later than the cut-off, nor
+    anything pending, is touched."""
+    async with transaction(sessions) as s:
+        for n in range(1, 26):
+            await add_to_outbox(s, table, ORG_CHANGED, _event(n))
+    assert await relay.flush() == 25
+    now = utcnow()
+    async with transaction(sessions) as s:  # the first 12 went out two hours ago, the rest just now
+        await s.execute(update(table).where(table.c.seq <= 12).values(published_at=now - timedelta(hours=2)))
+        await add_to_outbox(s, table, ORG_CHANGED, _event(26))  # pending
+    assert await relay.prune(now=now, chunk=5) == 12  # chunks of 5, 5, then 2 of 5: done
+    assert await relay.prune(now=now, chunk=5) == 0
+    async with sessions() as s:
+        left = list(await s.scalars(select(table.c.event_id).order_by(table.c.seq)))
+    assert left == [f"relay-test-{n}" for n in range(13, 27)]
+    assert await relay.prune(now=now + timedelta(hours=2), chunk=5) == 13  # all published ones, 3 steps
+    async with sessions() as s:
+        assert list(await s.scalars(select(table.c.event_id))) == ["relay-test-26"]
+
+
 @pytest.mark.parametrize("in_loop", [False, True], ids=["pooled", "in-loop"])
 async def test_pruning_goes_oldest_first_in_chunks_and_keeps_what_has_not_expired(tmp_path: Path,
                                                                                   fresh_nats: NatsServer,
                                                                                   in_loop: bool) -> None:
-    """Pruning takes the oldest published rows a chunk at a time: across chunk boundaries every expired
-    row goes, and nothing published later than the cut-off, nor anything pending, is touched."""
-    async with _relay(tmp_path, fresh_nats.url, in_loop) as (relay, table, sessions):
-        async with transaction(sessions) as s:
-            for n in range(1, 26):
-                await add_to_outbox(s, table, ORG_CHANGED, _event(n))
-        assert await relay.flush() == 25
-        now = utcnow()
-        async with transaction(sessions) as s:  # the first 12 went out two hours ago, the rest just now
-            await s.execute(update(table).where(table.c.seq <= 12).values(published_at=now - timedelta(hours=2)))
-            await add_to_outbox(s, table, ORG_CHANGED, _event(26))  # pending
-        assert await relay.prune(now=now, chunk=5) == 12  # chunks of 5, 5, then 2 of 5: done
-        assert await relay.prune(now=now, chunk=5) == 0
-        async with sessions() as s:
-            left = list(await s.scalars(select(table.c.event_id).order_by(table.c.seq)))
-        assert left == [f"relay-test-{n}" for n in range(13, 27)]
-        assert await relay.prune(now=now + timedelta(hours=2), chunk=5) == 13  # all published ones, 3 steps
-        async with sessions() as s:
-            assert list(await s.scalars(select(table.c.event_id))) == ["relay-test-26"]
+    """Pruning takes the oldest published rows a chunk at a time (SQLite, both connections)."""
+    async with _relay(_sqlite(tmp_path), fresh_nats.url, in_loop) as (relay, table, sessions):
+        await _prune_in_chunks(relay, table, sessions)
+
+
+@pytest.mark.postgres
+async def test_pruning_in_chunks_on_postgresql(postgres_url: str, fresh_nats: NatsServer) -> None:
+    """The same on PostgreSQL (its ``DELETE … IN (SELECT … LIMIT)`` is the one replicas run)."""
+    async with _relay(postgres_url, fresh_nats.url, False) as (relay, table, sessions):
+        await _prune_in_chunks(relay, table, sessions)

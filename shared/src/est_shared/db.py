@@ -381,17 +381,18 @@ class OutboxRelay:
         oldest = (select(t.c.seq, t.c.published_at).where(t.c.published.is_(True)).order_by(t.c.seq)
                   .limit(chunk).subquery())
         statement = delete(t).where(t.c.seq.in_(select(oldest.c.seq).where(oldest.c.published_at < before)))
+        local = self.local
+
+        async def step() -> int:
+            if local is not None:
+                with local.transaction() as conn:
+                    return int(conn.execute(statement).rowcount or 0)
+            async with self.sessions() as s, s.begin():
+                return int((await s.execute(statement)).rowcount or 0)
+
         total = 0
         while True:
-            if (local := self.local) is not None:
-                async def attempt() -> int:
-                    with local.transaction() as conn:
-                        return int(conn.execute(statement).rowcount or 0)
-
-                deleted = await retry_busy(attempt)
-            else:
-                async with self.sessions() as s, s.begin():
-                    deleted = int((await s.execute(statement)).rowcount or 0)
+            deleted = await (retry_busy(step) if local is not None else step())
             total += deleted
             if deleted < chunk:
                 return total
