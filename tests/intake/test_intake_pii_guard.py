@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from est_intake.domain import find_personal_data, personal_data_errors
+from est_shared.freetext import find_personal_data, personal_data_errors
 
 
 @pytest.mark.parametrize("text, reason", [

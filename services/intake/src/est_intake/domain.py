@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from est_shared.checklists import DEFAULT_CHECKLIST, LEVELS, Checklist, ChecklistItem
 from est_shared.events import ReportSubmitted
+from est_shared.freetext import personal_data_errors
 from est_shared.org import (
     Actor,
     ActorKind,
@@ -306,59 +306,6 @@ def principal_for(snapshot: OrgSnapshot, person_id: str) -> Principal | None:
     return Principal(person_id=person.id, name=person.name, actor_id=person.actor,
                      actor_kind=actor.kind if actor else "other", roles=list(person.roles),
                      areas=list(person.areas), municipalities=list(person.municipalities))
-
-
-# --- personal-data guard -----------------------------------------------------------------
-
-_PNR = re.compile(r"(?<![\d+])(?:19|20)?\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]|6[1-9]|[78]\d|9[01])"
-                  r"[-+ ]?\d{4}(?!\d)")
-_PHONE_INTL = re.compile(r"(?<![\w+])(?:\+|00)\s?46[\s-]*(?:\(0\)[\s-]*)?\d(?:[\s-]?\d){6,9}(?!\d)")
-_PHONE_NATIONAL = re.compile(r"(?<![\w+])0\d{1,3}(?:[\s/-]?\d){5,8}(?!\d)")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-
-PII_REASONS: dict[str, dict[str, str]] = {
-    "personal_identity_number": {
-        "sv": "texten ser ut att innehålla ett personnummer; skriv inte namn eller personnummer",
-        "en": "the text looks like it contains a personal identity number; do not write names or ID numbers",
-    },
-    "phone_number": {
-        "sv": "texten ser ut att innehålla ett telefonnummer; skriv inte uppgifter som identifierar personer",
-        "en": "the text looks like it contains a phone number; do not write details that identify people",
-    },
-    "email_address": {
-        "sv": "texten ser ut att innehålla en e-postadress; skriv inte uppgifter som identifierar personer",
-        "en": "the text looks like it contains an e-mail address; do not write details that identify people",
-    },
-}
-
-
-def find_personal_data(text: str) -> list[str]:
-    """Reasons why a free text looks like it identifies a person (empty list: looks fine)."""
-    if not text:
-        return []
-    reasons = []
-    if _PNR.search(text):
-        reasons.append("personal_identity_number")
-    if _EMAIL.search(text):
-        reasons.append("email_address")
-    for m in (*_PHONE_INTL.finditer(text), *_PHONE_NATIONAL.finditer(text)):
-        digits = sum(c.isdigit() for c in m.group())
-        national = not m.group().lstrip().startswith(("+", "00"))
-        if (8 <= digits <= 10) if national else (9 <= digits <= 13):
-            reasons.append("phone_number")
-            break
-    return reasons
-
-
-def personal_data_errors(fields: dict[str, str]) -> list[dict[str, str]]:
-    """Validation errors for free-text fields that look like personal data."""
-    out = []
-    for name, text in fields.items():
-        for reason in find_personal_data(text):
-            msg = PII_REASONS[reason]
-            out.append({"field": name, "reason": reason, "message": f"{msg['sv']} / {msg['en']}",
-                        "message_sv": msg["sv"], "message_en": msg["en"]})
-    return out
 
 
 # --- reports -----------------------------------------------------------------------------

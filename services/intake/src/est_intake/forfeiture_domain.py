@@ -15,10 +15,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from est_shared.events import ForfeitureRecorded
+from est_shared.freetext import find_personal_data
 from est_shared.org import OrgSnapshot, Principal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from est_intake.domain import REPORT_ID_PATTERN, find_personal_data
+from est_intake.domain import REPORT_ID_PATTERN
 
 AGE_LIMIT = 20
 FUTURE_SKEW = timedelta(minutes=10)
