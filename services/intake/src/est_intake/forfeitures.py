@@ -4,9 +4,14 @@ Recording: validate, store the protocol with its personal fields sealed (see ``p
 publish ``se.est.forfeiture.recorded`` (no personal data) and answer 202 only after the JetStream
 ack. If the bus does not acknowledge, the stored row is removed again and the answer is 503
 (nothing half-done); a row left behind by a crash between storing and publishing is published by
-the upkeep job. Reading: police and social services only, a stated purpose, every attempt logged
-in the append-only access log in the same transaction as the read. Retention: the upkeep job nulls
-the personal fields once ``occurred_at`` is older than the retention period; the facts stay.
+the upkeep job. Reading: police and social services only, a stated purpose, every attempt with a valid
+token logged in the append-only access log in the same transaction as the read; attempts without one
+within a small budget per client address and minute (``AnonymousBudget``), so the log cannot be filled
+by anyone. The log keeps UUIDs and purposes only after the checks of ``forfeiture_domain`` (a marker
+instead of personal data), and shows beside each read the reader's latest credential change (a new
+token or read role set by an organisation version; ``record_credential_changes``). Retention: the
+upkeep job nulls the personal fields once ``occurred_at`` is older than the retention period; the facts
+stay.
 
 Notifying social services: for a person under 18 (or an 18-19-year-old when the officer sets
 ``notify_social_services``) a second event, ``se.est.forfeiture.notification_due`` on
@@ -435,6 +440,7 @@ _PURPOSE_DETAIL = {
     "personal_data": "Syftet får inte innehålla personuppgifter (personnummer, telefon, e-post). / "
                      "The purpose must not contain personal data (identity number, phone, e-mail).",
 }
+
 
 def _malformed() -> ReadRefused:
     return ReadRefused(422, "malformed_id", "Invalid protocol id",
