@@ -449,8 +449,8 @@ class AnonymousBudget:
     fill the append-only log: one row per client address and minute, ``per_minute`` rows in all."""
 
     per_minute: int = ANONYMOUS_ROWS_PER_MINUTE
-    _minute: datetime | None = None
-    _seen: set[str] = field(default_factory=set)
+    _minute: datetime | None = field(default=None, init=False)
+    _seen: set[str] = field(default_factory=set, init=False)
 
     def admit(self, address: str, now: datetime) -> bool:
         """Whether this attempt is logged (True at most once per address and minute)."""
