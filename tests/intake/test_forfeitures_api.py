@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,8 @@ async def test_reads_need_police_or_social_services_and_a_purpose_and_every_atte
         tmp_path: Path, fresh_nats: NatsServer) -> None:
     body = protocol()
     async with running(_settings(tmp_path, fresh_nats.url)) as (client, app):
+        now = app.state.forfeitures.clock()
+        app.state.forfeitures.clock = lambda: now  # both attempts without a token fall in one minute
         assert (await client.post("/v1/forfeitures", json=body, headers=auth("petra"))).status_code == 202
         url = f"/v1/forfeitures/{body['protocol_id']}"
         r = await client.get(url, params={"purpose": "uppföljningssamtal"}, headers=auth("sara"))
@@ -94,14 +98,17 @@ async def test_reads_need_police_or_social_services_and_a_purpose_and_every_atte
         attempts = [
             (auth("anna"), {"purpose": "nyfiken"}, 403), (auth("bo"), {"purpose": "x" * 10}, 403),
             (auth("admin"), {"purpose": "kontroll"}, 403), (auth("sara"), {}, 422),
-            (auth("sara"), {"purpose": "samtal 070-123 45 67"}, 422), (auth("olle"), {"purpose": "utredning"}, 403),
+            (auth("sara"), {"purpose": "samtal 070-123 45 67"}, 422), (auth("olle"), {"purpose": "utredning"}, 404),
             ({}, {"purpose": "x"}, 401), ({"Authorization": "Bearer nope"}, {}, 401),
         ]
         for headers, params, status in attempts:
             r = await client.get(url, params=params, headers=headers)
             assert r.status_code == status, (headers, params, r.text)
-        r = await client.get("/v1/forfeitures/no-such", params={"purpose": "uppföljning"}, headers=auth("petra"))
+        r = await client.get(f"/v1/forfeitures/{uuid.uuid4()}", params={"purpose": "uppföljning"},
+                             headers=auth("petra"))
         assert r.status_code == 404
+        r = await client.get("/v1/forfeitures/no-such", params={"purpose": "uppföljning"}, headers=auth("petra"))
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "protocol_id" and "no-such" not in r.text
 
         log = await client.get("/v1/admin/forfeiture-access-log", headers=auth("admin"))
         assert log.status_code == 200
@@ -109,15 +116,17 @@ async def test_reads_need_police_or_social_services_and_a_purpose_and_every_atte
         assert [(e["person_id"], e["outcome"]) for e in reversed(entries)] == [
             ("sara", "granted"), ("petra", "granted"), ("anna", "forbidden_role"), ("bo", "forbidden_role"),
             ("admin", "forbidden_role"), ("sara", "purpose_missing"), ("sara", "purpose_personal_data"),
-            ("olle", "other_municipality"), ("-", "unauthenticated"), ("-", "unauthenticated"),
-            ("petra", "not_found")]
+            ("olle", "other_municipality"), ("-", "unauthenticated"), ("petra", "not_found"),
+            ("petra", "malformed_id")]
         first = entries[-1]
         assert first["purpose"] == "uppföljningssamtal" and first["protocol_id"] == body["protocol_id"]
         assert first["roles"] == ["social_services"] and first["actor_id"] == "soc" and first["at"]
-        assert not any("070" in (e["purpose"] or "") for e in entries)
+        assert [e["purpose"] for e in entries if e["outcome"] == "purpose_personal_data"] == [
+            "[refused: personal data]"]
+        assert entries[0]["protocol_id"] == "[malformed id]"
         only = await client.get("/v1/admin/forfeiture-access-log", params={"person_id": "petra", "limit": 1},
                                 headers=auth("admin"))
-        assert [e["outcome"] for e in only.json()["entries"]] == ["not_found"]
+        assert [e["outcome"] for e in only.json()["entries"]] == ["malformed_id"]
         assert (await client.get("/v1/admin/forfeiture-access-log", headers=auth("petra"))).status_code == 403
 
         sessions = app.state.forfeitures.sessions
@@ -276,3 +285,40 @@ async def test_forfeitures_on_postgresql(tmp_path: Path, fresh_nats: NatsServer,
         r = await client.get(f"/v1/forfeitures/{body['protocol_id']}", params={"purpose": "statistik"},
                              headers=auth("petra"))
         assert r.json()["person"] is None and r.json()["items"][1]["beverage"] == "sprit"
+
+
+async def _post_hostile_bodies(client: Any) -> None:
+    """Bodies a hostile or broken device might send: each gets a 422 naming the field, never a 5xx."""
+    body = protocol()
+    raw = json.dumps(body)
+    as_json = {**auth("petra"), "Content-Type": "application/json"}
+    for number in ("1e308", "1e999", "NaN", "Infinity", "-1", "1e-320"):
+        r = await client.post("/v1/forfeitures", headers=as_json,
+                              content=raw.replace('"volume_liters": 1.5', f'"volume_liters": {number}'))
+        assert r.status_code == 422 and "volume_liters" in r.text, (number, r.text)
+    r = await client.post("/v1/forfeitures", headers=as_json,
+                          content=raw.replace('"containers": 3', f'"containers": {10 ** 400}'))
+    assert r.status_code == 422 and "containers" in r.text and "0000000000" not in r.text
+    many = {**body, "items": [body["items"][0]] * 20_000}
+    r = await client.post("/v1/forfeitures", json=many, headers=auth("petra"))
+    assert r.status_code == 422 and len(r.content) < 2000
+    for change, field in (({"place": "centrum\x00"}, "place"), ({"unit": "Växjö\r\nBcc: x@example.org"}, "unit"),
+                          ({"source_details": "\x00"}, "source_details"),
+                          ({"person": {**body["person"], "name": "Kim\x00"}}, "person.name")):
+        r = await client.post("/v1/forfeitures", json={**body, **change}, headers=auth("petra"))
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == field, r.text
+    r = await client.get(f"/v1/forfeitures/{body['protocol_id']}", params={"purpose": "samtal\x00"},
+                         headers=auth("petra"))
+    assert r.status_code == 422
+
+
+async def test_hostile_protocol_bodies_get_422_not_5xx(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    async with running(_settings(tmp_path, fresh_nats.url)) as (client, _app):
+        await _post_hostile_bodies(client)
+
+
+@pytest.mark.postgres
+async def test_hostile_protocol_bodies_get_422_not_5xx_on_postgresql(tmp_path: Path, fresh_nats: NatsServer,
+                                                                       postgres_url: str) -> None:
+    async with running(_settings(tmp_path, fresh_nats.url, database_url=postgres_url)) as (client, _app):
+        await _post_hostile_bodies(client)

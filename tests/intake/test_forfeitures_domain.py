@@ -7,17 +7,23 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from est_intake.domain import build_snapshot, principal_for
 from est_intake.forfeiture_domain import (
+    MALFORMED_ID,
+    AnonymousBudget,
     ForfeitureIn,
     ForfeitureRejected,
     InvalidPersonalNumber,
     age_band,
     age_on,
     content_fingerprint,
+    credential_changes,
+    logged_purpose,
     luhn_ok,
     parse_personal_number,
+    protocol_id_of,
     purpose_problem,
     validate_protocol,
 )
+from pydantic import ValidationError
 
 from tests.security.support import born_years_ago, forfeiture_org, pnr, protocol
 
@@ -157,6 +163,105 @@ def test_request_repr_hides_personal_fields() -> None:
 @pytest.mark.parametrize("purpose, problem", [
     (None, "missing"), ("", "missing"), ("ab", "missing"), ("x" * 201, "too_long"),
     ("samtal med 20090315-1234", "personal_data"), ("uppföljningssamtal", None), ("orosanmälan", None),
+    ("samtal\nrad två", "control_character"), ("samtal\x00", "control_character"),
+    ("Testa Testsson 20100515-2382", "personal_data"),
 ])
 def test_purpose_of_a_read(purpose: str | None, problem: str | None) -> None:
     assert purpose_problem(purpose) == problem
+
+
+@pytest.mark.parametrize("purpose, logged", [
+    (None, None), ("  uppföljning ", "uppföljning"), ("x" * 5000, "x" * 200),
+    ("Testa Testsson 20100515-2382", "[refused: personal data]"),
+    ("ring 070-123 45 67" + "x" * 300, "[refused: personal data]"),
+    ("samtal\r\nX-Injected: 1", "[refused: control character]"),
+])
+def test_the_access_log_keeps_a_purpose_capped_or_as_a_marker(purpose: str | None, logged: str | None) -> None:
+    assert logged_purpose(purpose) == logged
+
+
+def test_protocol_ids_are_uuids_in_lower_case() -> None:
+    pid = "5B8D6C7E-3F0A-4D8B-9A51-2F7C1E0D4B66"
+    assert protocol_id_of(pid) == pid.lower() and protocol_id_of(pid.lower()) == pid.lower()
+    for bad in ("no-such", "Testa Testsson 20100515-2382", f"{pid}x", f"{{{pid}}}", pid.replace("-", ""),
+                "x" * 12_000, "5b8d6c7e-3f0a-4d8b-9a51-2f7c1e0d4b6g", ""):
+        assert protocol_id_of(bad) is None
+    assert MALFORMED_ID == "[malformed id]"
+    body = protocol(protocol_id=pid)
+    assert ForfeitureIn.model_validate(body).protocol_id == pid.lower()
+    for bad in ("p-1", "vaxjo:2026:0001", "x" * 100):
+        with pytest.raises(ValidationError):
+            ForfeitureIn.model_validate(protocol(protocol_id=bad))
+
+
+@pytest.mark.parametrize("item", [
+    {"volume_liters": 1e308}, {"volume_liters": float("inf")}, {"volume_liters": float("nan")},
+    {"volume_liters": 1e-320}, {"volume_liters": 0}, {"volume_liters": 200.5},
+    {"containers": 10 ** 400}, {"containers": 1001}, {"containers": 0}, {"containers": 2.0},
+])
+def test_absurd_volumes_and_counts_are_refused(item: dict) -> None:
+    body = protocol()
+    body["items"] = [{**body["items"][0], **item}]
+    with pytest.raises(ValidationError) as exc:
+        ForfeitureIn.model_validate(body)
+    assert {e["loc"][-1] for e in exc.value.errors()} <= {"volume_liters", "containers"}
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"place": "centrum\x00"}, "place"), ({"unit": "Ingripande\r\nBcc: x"}, "unit"),
+    ({"officer": "insp\x004711"}, "officer"), ({"source_details": "köpt\x00"}, "source_details"),
+    ({"person": {"name": "Kim\nTestsson"}}, "person.name"),
+])
+def test_control_characters_in_protocol_texts_are_refused(change: dict, field: str) -> None:
+    body = protocol()
+    if "person" in change:
+        change = {"person": {**body["person"], **change["person"]}}
+    with pytest.raises(ForfeitureRejected) as exc:
+        _validate({**body, **change})
+    assert exc.value.status == 422
+    assert [(e["field"], e["reason"]) for e in exc.value.errors or []] == [(field, "control_character")]
+
+
+def test_source_details_may_hold_line_breaks_and_personal_fields_may_name_people() -> None:
+    v = _validate(protocol(source_details="köpt av en äldre kille\nvid Maxi, 070-123 45 67", officer="insp 4711"))
+    assert v.age_band == "15_17"
+
+
+def test_an_unknown_municipality_and_one_the_caller_does_not_work_in_answer_alike() -> None:
+    answers = []
+    for muni in ("ljungby", "no-such-kommun", "20100515-2382"):
+        with pytest.raises(ForfeitureRejected) as exc:
+            _validate(protocol(muni, None))
+        answers.append((exc.value.status, exc.value.detail, exc.value.errors))
+    assert answers[0][0] == 403 and answers.count(answers[0]) == 3 and "2382" not in str(answers)
+
+
+def test_anonymous_budget_admits_one_row_per_address_and_minute_and_a_few_in_all() -> None:
+    budget = AnonymousBudget(per_minute=3)
+    t = datetime(2026, 5, 29, 22, 40, 5, tzinfo=UTC)
+    assert [budget.admit("10.0.0.1", t + timedelta(seconds=s)) for s in range(5)] == [True] + [False] * 4
+    assert [budget.admit(f"10.0.0.{i}", t) for i in range(2, 6)] == [True, True, False, False]
+    assert budget.admit("10.0.0.1", t + timedelta(minutes=1)) is True
+
+
+def _people(**changes: dict) -> dict:
+    """An organisation document with people changed by id."""
+    org = forfeiture_org()
+    for person in org["people"]:
+        person.update(changes.get(person["id"], {}))
+    return org
+
+
+def test_credential_changes_name_new_tokens_and_read_roles_of_police_and_social_services_only() -> None:
+    before, _ = build_snapshot(forfeiture_org(), None)
+    org = _people(petra={"token": "new-petra"}, anna={"token": "new-anna"},
+                  admin={"roles": ["admin", "police"], "areas": ["vaxjo"]}, sara={"name": "Sara Ny"})
+    org["people"].append({"id": "ghost", "name": "Ny", "actor": "polisen", "roles": ["police"], "areas": ["vaxjo"],
+                          "token": "tok-ghost"})
+    org["people"].append({"id": "tokenless", "name": "Utan", "actor": "soc", "roles": ["social_services"],
+                          "areas": ["vaxjo"]})
+    after, _ = build_snapshot(org, before)
+    got = [(c.person_id, c.kind, c.roles) for c in credential_changes(before, after)]
+    assert got == [("admin", "read_role_granted", ("police",)), ("ghost", "person_added", ("police",)),
+                   ("petra", "token_changed", ("police",))]
+    assert credential_changes(after, after) == []

@@ -111,6 +111,10 @@ async def test_no_personal_data_leaks_anywhere(tmp_path: Path, fresh_nats: NatsS
                                     (auth("sara"), {"purpose": f"samtal om {minor}"}), (auth("sara"), {}),
                                     ({}, {"purpose": "x"})):
                 assert (await call("GET", url, params=params, headers=headers)).status_code >= 400
+            for path, headers, params in ((f"/v1/forfeitures/{NAME} {minor}", {}, {"purpose": "x"}),
+                                          (f"/v1/forfeitures/{minor}", auth("sara"), {"purpose": "uppföljning"}),
+                                          (url, auth("anna"), {"purpose": f"{NAME} {minor}"})):
+                assert (await call("GET", path, params=params, headers=headers)).status_code >= 400
 
             assert (await call("POST", "/v1/reports", json=report(note="lugnt i kväll"),
                                headers=auth("anna"))).status_code == 202

@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from est_intake.db import org_versions
+
 metadata = MetaData()
 
 protocols = Table(
@@ -74,34 +76,50 @@ access_log = Table(
     Column("correlation_id", String(100)),
 )
 
-ENCRYPTED = ("person_name", "personal_number", "officer", "source_details")
+credential_changes = Table(
+    "forfeiture_credential_changes", metadata,
+    Column("org_version", Integer, primary_key=True, autoincrement=False),
+    Column("person_id", String(100), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, doc="when the organisation version was applied"),
+    Column("applied_by", String(200), nullable=False, doc="who applied it (person id or file)"),
+    Column("kind", String(40), nullable=False, doc="person_added | token_changed | read_role_granted"),
+    Column("roles", String(200), nullable=False, doc="the person's read roles in that version"),
+)
+"""A new token (or a read role) of a police or social-services person: shown beside their later reads."""
 
-_SQLITE_APPEND_ONLY = [
-    "CREATE TRIGGER IF NOT EXISTS forfeiture_access_log_no_update BEFORE UPDATE ON forfeiture_access_log "
-    "BEGIN SELECT RAISE(ABORT, 'forfeiture_access_log is append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS forfeiture_access_log_no_delete BEFORE DELETE ON forfeiture_access_log "
-    "BEGIN SELECT RAISE(ABORT, 'forfeiture_access_log is append-only'); END",
-]
+ENCRYPTED = ("person_name", "personal_number", "officer", "source_details")
+APPEND_ONLY = ("forfeiture_access_log", "forfeiture_credential_changes")
+
+
+def _sqlite_append_only(table: str) -> list[str]:
+    return [f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END" for verb in ("UPDATE", "DELETE")]
+
+
+def _pg_append_only(table: str) -> list[str]:
+    return [f"CREATE OR REPLACE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION est_forfeiture_access_log_append_only()",
+            f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION est_forfeiture_access_log_append_only()"]
+
+
+_PG_LOCK = "SELECT pg_advisory_xact_lock(7316002451)"  # replicas starting together: one creates, the others wait
 _PG_APPEND_ONLY = [
-    "SELECT pg_advisory_xact_lock(7316002451)",  # replicas starting together: one creates, the others wait
     "CREATE OR REPLACE FUNCTION est_forfeiture_access_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-    "$$ BEGIN RAISE EXCEPTION 'forfeiture_access_log is append-only'; END $$",
-    "CREATE OR REPLACE TRIGGER forfeiture_access_log_no_change BEFORE UPDATE OR DELETE ON forfeiture_access_log "
-    "FOR EACH ROW EXECUTE FUNCTION est_forfeiture_access_log_append_only()",
-    "CREATE OR REPLACE TRIGGER forfeiture_access_log_no_truncate BEFORE TRUNCATE ON forfeiture_access_log "
-    "FOR EACH STATEMENT EXECUTE FUNCTION est_forfeiture_access_log_append_only()",
+    "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$",
+    *(stmt for table in APPEND_ONLY for stmt in _pg_append_only(table)),
 ]
+_SQLITE_APPEND_ONLY = [stmt for table in APPEND_ONLY for stmt in _sqlite_append_only(table)]
 
 
 async def create_tables(conn: AsyncConnection) -> None:
     """Create the tables and make the access log append-only in the database itself (triggers)."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        await conn.execute(text(_PG_APPEND_ONLY[0]))
+        await conn.execute(text(_PG_LOCK))
     await lock_schema(conn)
     await conn.run_sync(metadata.create_all)
-    statements = _PG_APPEND_ONLY[1:] if dialect == "postgresql" else _SQLITE_APPEND_ONLY if dialect == "sqlite" \
-        else []
+    statements = _PG_APPEND_ONLY if dialect == "postgresql" else _SQLITE_APPEND_ONLY if dialect == "sqlite" else []
     for stmt in statements:
         await conn.execute(text(stmt))
 
@@ -227,3 +245,49 @@ async def access_entries(session: AsyncSession, *, protocol_id: str | None = Non
         d["roles"] = [x for x in (d["roles"] or "").split(",") if x]
         out.append(d)
     return out
+
+
+async def org_change(session: AsyncSession, version: int) -> dict[str, Any] | None:
+    """An organisation version with its predecessor, as the credential record needs them: ``snapshot`` and
+    ``previous`` (JSON), ``applied_at``, ``applied_by``; None if the version or its predecessor is not stored."""
+    ov = org_versions.c
+    row = (await session.execute(select(ov.snapshot, ov.applied_at, ov.applied_by)
+                                 .where(ov.version == version))).first()
+    previous = await session.scalar(select(ov.snapshot).where(ov.version < version)
+                                    .order_by(ov.version.desc()).limit(1))
+    if row is None or previous is None:
+        return None
+    return {"snapshot": row.snapshot, "previous": previous, "applied_at": as_utc(row.applied_at),
+            "applied_by": row.applied_by}
+
+
+async def add_credential_changes(session: AsyncSession, org_version: int, at: datetime, applied_by: str,
+                                 changes: list[dict[str, Any]]) -> int:
+    """Record the credential changes of one organisation version once (replicas may all try); returns how
+    many were new."""
+    have = set(await session.scalars(select(credential_changes.c.person_id)
+                                     .where(credential_changes.c.org_version == org_version)))
+    new = [c for c in changes if c["person_id"] not in have]
+    if new:
+        await session.execute(insert(credential_changes), [
+            {"org_version": org_version, "at": at, "applied_by": applied_by[:200], "person_id": c["person_id"],
+             "kind": c["kind"], "roles": ",".join(c["roles"])} for c in new])
+    return len(new)
+
+
+def _credential(row: Any) -> dict[str, Any]:
+    return {"org_version": row.org_version, "person_id": row.person_id, "at": as_utc(row.at),
+            "applied_by": row.applied_by, "kind": row.kind, "roles": [r for r in row.roles.split(",") if r]}
+
+
+async def credential_history(session: AsyncSession, *, person_ids: list[str] | None = None,
+                             since: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    """Credential changes, newest first, of some people (all if None) since a moment."""
+    q = select(credential_changes)
+    if person_ids is not None:
+        q = q.where(credential_changes.c.person_id.in_(person_ids))
+    if since:
+        q = q.where(credential_changes.c.at >= since)
+    rows = await session.execute(q.order_by(credential_changes.c.at.desc(),
+                                            credential_changes.c.org_version.desc()).limit(limit))
+    return [_credential(r) for r in rows]

@@ -15,11 +15,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from est_shared.events import ForfeitureRecorded
-from est_shared.freetext import find_personal_data
+from est_shared.freetext import find_personal_data, free_text_errors, has_control_characters
 from est_shared.org import OrgSnapshot, Principal
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt
-
-from est_intake.domain import REPORT_ID_PATTERN
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 AGE_LIMIT = 20
 FUTURE_SKEW = timedelta(minutes=10)
@@ -48,6 +46,20 @@ SOURCE_LABELS: dict[str, dict[str, str]] = {
     "unknown": {"sv": "okänt eller vill inte uppge", "en": "unknown or not stated"},
     "other": {"sv": "annat", "en": "other"},
 }
+
+
+# --- protocol ids ------------------------------------------------------------------------
+
+PROTOCOL_ID_PATTERN = r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+"""A protocol id is a UUID in its hyphenated form (either case; stored and answered in lower case)."""
+_PROTOCOL_ID = re.compile(PROTOCOL_ID_PATTERN)
+MALFORMED_ID = "[malformed id]"
+"""What the access log holds instead of a protocol id that is not a UUID (the text is never kept)."""
+
+
+def protocol_id_of(text: str) -> str | None:
+    """The canonical (lower-case) protocol id, or None when the text is not a UUID."""
+    return text.lower() if len(text) == 36 and _PROTOCOL_ID.match(text) else None
 
 
 # --- personal identity numbers -----------------------------------------------------------
@@ -172,7 +184,8 @@ class ItemIn(_In):
     """One kind of forfeited beverage."""
 
     beverage: Beverage = Field(description="type of beverage", examples=["starköl"])
-    volume_liters: float = Field(gt=0, le=200, description="total volume in litres", examples=[1.5])
+    volume_liters: float = Field(ge=0.01, le=200, allow_inf_nan=False,
+                                 description="total volume in litres (0.01 to 200)", examples=[1.5])
     containers: StrictInt = Field(ge=1, le=1000, description="number of cans, bottles or other containers",
                                   examples=[3])
 
@@ -180,8 +193,8 @@ class ItemIn(_In):
 class ForfeitureIn(_In):
     """A Kronoberg forfeiture protocol (förverkandeprotokoll) from a police officer's device."""
 
-    protocol_id: str = Field(pattern=REPORT_ID_PATTERN, max_length=100,
-                             description="client-generated id (a UUID), the idempotency key",
+    protocol_id: str = Field(max_length=36, pattern=PROTOCOL_ID_PATTERN,
+                             description="client-generated UUID, the idempotency key (answered in lower case)",
                              examples=["5b8d6c7e-3f0a-4d8b-9a51-2f7c1e0d4b66"])
     municipality_id: str = Field(min_length=1, max_length=100, examples=["vaxjo"])
     area_id: str | None = Field(default=None, max_length=100, description="EST area, if the place lies in one",
@@ -209,6 +222,11 @@ class ForfeitureIn(_In):
     notify_social_services: StrictBool = Field(
         default=False, description="also notify the municipality's social services through EST for an "
         "18-19-year-old (for anyone under 18 the notification is always sent)")
+
+    @field_validator("protocol_id")
+    @classmethod
+    def _lower_case_id(cls, value: str) -> str:
+        return value.lower()  # one UUID, one protocol, whatever case the device writes it in
 
 
 def content_fingerprint(req: ForfeitureIn, person_id: str) -> str:
@@ -269,14 +287,32 @@ def _warning(code: str, sv: str, en: str) -> dict[str, str]:
     return {"code": code, "message_sv": sv, "message_en": en}
 
 
+def check_municipality(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnapshot) -> None:
+    """403 unless the caller works in the protocol's municipality; checked before the id is looked up, so
+    an id used in another municipality answers like any other (the id text is never echoed)."""
+    if req.municipality_id not in snapshot.municipalities or req.municipality_id not in caller.municipalities:
+        raise ForfeitureRejected(403, "forbidden", "Forbidden",
+                                 "Du arbetar inte i den kommun som protokollet anger. / "
+                                 "You do not work in the municipality the protocol names.",
+                                 [{"field": "municipality_id", "message": "not a municipality you work in"}])
+
+
+def text_errors(req: ForfeitureIn) -> list[dict[str, Any]]:
+    """Control characters anywhere; personal data in the texts that are published (place, unit).
+
+    The personal fields are stored encrypted and may name people, but must still be text a form can hold.
+    """
+    errors = free_text_errors({"place": req.place, "unit": req.unit})
+    personal = free_text_errors({"person.name": req.person.name, "officer": req.officer,
+                                 "source_details": req.source_details}, multiline={"source_details"})
+    return errors + [e for e in personal if e["reason"] == "control_character"]
+
+
 def validate_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnapshot, now: datetime,
                       retention: timedelta) -> ValidProtocol:
     """Check a protocol against the organisation and the Kronoberg rules; raises ForfeitureRejected."""
-    muni = snapshot.municipalities.get(req.municipality_id)
-    if muni is None or req.municipality_id not in caller.municipalities:
-        raise ForfeitureRejected(403, "forbidden", "Forbidden",
-                                 f"Du arbetar inte i kommunen {req.municipality_id!r}. / "
-                                 f"You do not work in municipality {req.municipality_id!r}.")
+    check_municipality(req, caller=caller, snapshot=snapshot)
+    muni = snapshot.municipalities[req.municipality_id]
     errors: list[dict[str, Any]] = []
     if req.area_id is not None:
         area = snapshot.areas.get(req.area_id)
@@ -290,10 +326,7 @@ def validate_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnap
                                                           "record it as statistics instead"})
     if req.guardian_came and not req.guardian_contacted:
         errors.append({"field": "guardian_came", "message": "guardians came but were not contacted"})
-    for name, text in (("place", req.place), ("unit", req.unit or "")):
-        for reason in find_personal_data(text):
-            errors.append({"field": name, "reason": reason,
-                           "message": "must not contain personal data (identity number, phone, e-mail)"})
+    errors += text_errors(req)
     if errors:
         raise _invalid("validation", "Protokollet är ogiltigt; se errors. / The protocol is invalid; see errors.",
                        errors)
@@ -372,17 +405,94 @@ def retention_cutoff(now: datetime, retention: timedelta) -> datetime:
     return now - retention
 
 
-# --- purposes of reads -------------------------------------------------------------------
+# --- purposes of reads and what the access log keeps ---------------------------------------
 
 MAX_PURPOSE = 200
+PURPOSE_MARKERS = {"personal_data": "[refused: personal data]", "control_character": "[refused: control character]"}
+"""What the access log holds instead of a purpose that was refused for its content (the text is never kept)."""
 
 
 def purpose_problem(purpose: str | None) -> str | None:
     """Why a stated purpose of a read is not acceptable (None: fine); never repeats the text."""
     if purpose is None or len(purpose.strip()) < 3:
         return "missing"
-    if len(purpose) > MAX_PURPOSE:
-        return "too_long"
+    if has_control_characters(purpose):
+        return "control_character"
     if find_personal_data(purpose):
         return "personal_data"
+    if len(purpose) > MAX_PURPOSE:
+        return "too_long"
     return None
+
+
+def logged_purpose(purpose: str | None) -> str | None:
+    """The purpose as the access log keeps it, whoever asked: a marker for text that must not be kept,
+    otherwise at most MAX_PURPOSE characters."""
+    if purpose is None:
+        return None
+    why = purpose_problem(purpose)
+    if why in PURPOSE_MARKERS:
+        return PURPOSE_MARKERS[why]
+    return purpose.strip()[:MAX_PURPOSE]
+
+
+# --- attempts without a valid token ------------------------------------------------------
+
+ANONYMOUS_ROWS_PER_MINUTE = 10
+"""At most this many access-log rows per minute (and one per client address) for attempts without a valid
+token; the metric counts every attempt."""
+
+
+@dataclass
+class AnonymousBudget:
+    """Decides which attempts without a valid token get an access-log row, so that nobody without a token can
+    fill the append-only log: one row per client address and minute, ``per_minute`` rows in all."""
+
+    per_minute: int = ANONYMOUS_ROWS_PER_MINUTE
+    _minute: datetime | None = field(default=None, init=False)
+    _seen: set[str] = field(default_factory=set, init=False)
+
+    def admit(self, address: str, now: datetime) -> bool:
+        """Whether this attempt is logged (True at most once per address and minute)."""
+        minute = now.replace(second=0, microsecond=0)
+        if minute != self._minute:
+            self._minute, self._seen = minute, set()
+        if address in self._seen or len(self._seen) >= self.per_minute:
+            return False
+        self._seen.add(address)
+        return True
+
+
+# --- credential changes of the people who read protocols ----------------------------------
+
+CredentialChangeKind = Literal["person_added", "token_changed", "read_role_granted"]
+
+
+@dataclass(frozen=True)
+class CredentialChange:
+    """A person who may read protocols got a new way in with an organisation version."""
+
+    person_id: str
+    kind: CredentialChangeKind
+    roles: tuple[str, ...]
+
+
+def credential_changes(previous: OrgSnapshot, current: OrgSnapshot) -> list[CredentialChange]:
+    """Police and social-services people of ``current`` whose token is new since ``previous``, or who gained a
+    read role: the changes through which an administrator could read protocols under their name."""
+    out = []
+    for pid, person in sorted(current.people.items()):
+        roles = tuple(r for r in person.roles if r in READ_ROLES)
+        if not roles or person.token_sha256 is None:
+            continue
+        before = previous.people.get(pid)
+        kind: CredentialChangeKind | None = None
+        if before is None:
+            kind = "person_added"
+        elif before.token_sha256 != person.token_sha256:
+            kind = "token_changed"
+        elif not any(r in READ_ROLES for r in before.roles):
+            kind = "read_role_granted"
+        if kind is not None:
+            out.append(CredentialChange(person_id=pid, kind=kind, roles=roles))
+    return out

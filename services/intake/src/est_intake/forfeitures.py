@@ -4,9 +4,14 @@ Recording: validate, store the protocol with its personal fields sealed (see ``p
 publish ``se.est.forfeiture.recorded`` (no personal data) and answer 202 only after the JetStream
 ack. If the bus does not acknowledge, the stored row is removed again and the answer is 503
 (nothing half-done); a row left behind by a crash between storing and publishing is published by
-the upkeep job. Reading: police and social services only, a stated purpose, every attempt logged
-in the append-only access log in the same transaction as the read. Retention: the upkeep job nulls
-the personal fields once ``occurred_at`` is older than the retention period; the facts stay.
+the upkeep job. Reading: police and social services only, a stated purpose, every attempt with a valid
+token logged in the append-only access log in the same transaction as the read; attempts without one
+within a small budget per client address and minute (``AnonymousBudget``), so the log cannot be filled
+by anyone. The log keeps UUIDs and purposes only after the checks of ``forfeiture_domain`` (a marker
+instead of personal data), and shows beside each read the reader's latest credential change (a new
+token or read role set by an organisation version; ``record_credential_changes``). Retention: the
+upkeep job nulls the personal fields once ``occurred_at`` is older than the retention period; the facts
+stay.
 
 Notifying social services: for a person under 18 (or an 18-19-year-old when the officer sets
 ``notify_social_services``) a second event, ``se.est.forfeiture.notification_due`` on
@@ -38,7 +43,7 @@ from zoneinfo import ZoneInfo
 from est_shared.bus import BusUnavailable
 from est_shared.db import make_engine, session_factory, transaction
 from est_shared.events import CloudEvent, ForfeitureNotificationDue, ForfeitureRecorded, new_event
-from est_shared.http import PROBLEM, Problem, require_role
+from est_shared.http import PROBLEM, Problem, problem_response, require_role
 from est_shared.observability import correlation_id
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.periods import DEFAULT_TIMEZONE
@@ -54,17 +59,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from est_intake import forfeiture_db as fdb
 from est_intake.forfeiture_domain import (
+    MALFORMED_ID,
+    MAX_PURPOSE,
     SOURCE_LABELS,
+    AnonymousBudget,
     ForfeitureIn,
     ForfeitureRejected,
     accepted_body,
     age_on,
+    check_municipality,
     content_fingerprint,
+    credential_changes,
+    logged_purpose,
     may_read,
     may_record,
     notification_person,
     parse_personal_number,
     personal_values,
+    protocol_id_of,
     purpose_problem,
     retention_cutoff,
     same_personal_data,
@@ -111,6 +123,12 @@ class ForfeitureMetrics:
         self.notifications = Counter("est_intake_forfeiture_notifications_total",
                                      "Social-services notifications published, by reason (under_18, "
                                      "requested_by_police)", ["reason"], registry=registry)
+        self.unlogged = Counter("est_intake_forfeiture_unlogged_attempts_total",
+                                "Reads without a valid token beyond the access-log budget (counted, not logged)",
+                                registry=registry)
+        self.credential_changes = Counter("est_intake_forfeiture_credential_changes_total",
+                                          "New tokens or read roles of police and social-services people, by kind",
+                                          ["kind"], registry=registry)
 
 
 @dataclass
@@ -125,6 +143,7 @@ class ForfeitureDeps:
     clock: Clock = utc_now
     pending_grace: timedelta = PENDING_GRACE
     timezone_of: Callable[[str], str] | None = None
+    anonymous: AnonymousBudget = field(default_factory=AnonymousBudget)
 
     def sealer(self) -> PiiCipher:
         if self.cipher is None:
@@ -184,7 +203,13 @@ def _unavailable() -> Result:
 
 async def record_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnapshot,
                           deps: ForfeitureDeps) -> Result:
-    """Accept a protocol: replay or refuse a known id, validate, store sealed, publish, then answer."""
+    """Accept a protocol: refuse a municipality the caller does not work in, replay or refuse a known id,
+    validate, store sealed, publish, then answer."""
+    try:
+        check_municipality(req, caller=caller, snapshot=snapshot)
+    except ForfeitureRejected as exc:
+        deps.metrics.recorded.labels(exc.reason).inc()
+        return _problem(exc.status, exc.title, exc.detail, exc.errors)
     digest = content_fingerprint(req, caller.person_id)
     async with deps.sessions() as s:
         row = await fdb.find_protocol(s, req.protocol_id)
@@ -398,20 +423,35 @@ async def _replay(row: dict[str, Any], req: ForfeitureIn, digest: str, *, snapsh
 # --- reading -----------------------------------------------------------------------------
 
 class ReadRefused(Exception):
-    """A refused read: HTTP status, the outcome written to the access log and a bilingual detail."""
+    """A refused read: HTTP status, the outcome written to the access log, a bilingual detail, field errors."""
 
-    def __init__(self, status: int, outcome: str, title: str, detail: str) -> None:
+    def __init__(self, status: int, outcome: str, title: str, detail: str,
+                 errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.outcome, self.title, self.detail = status, outcome, title, detail
+        self.status, self.outcome, self.title, self.detail, self.errors = status, outcome, title, detail, errors
 
 
 _PURPOSE_DETAIL = {
     "missing": "Ange syftet med läsningen i ?purpose= (minst 3 tecken); det loggas. / "
                "State the purpose of the read in ?purpose= (at least 3 characters); it is logged.",
-    "too_long": "Syftet får vara högst 200 tecken. / The purpose may be at most 200 characters.",
+    "too_long": f"Syftet får vara högst {MAX_PURPOSE} tecken. / The purpose may be at most {MAX_PURPOSE} characters.",
+    "control_character": "Syftet får inte innehålla kontrolltecken (t.ex. radbrytning). / "
+                         "The purpose must not contain control characters (such as a line break).",
     "personal_data": "Syftet får inte innehålla personuppgifter (personnummer, telefon, e-post). / "
                      "The purpose must not contain personal data (identity number, phone, e-mail).",
 }
+
+
+def _malformed() -> ReadRefused:
+    return ReadRefused(422, "malformed_id", "Invalid protocol id",
+                       "Protokollets id ska vara ett UUID. / The protocol id must be a UUID.",
+                       [{"field": "protocol_id", "message": "must be a UUID (8-4-4-4-12 hexadecimal digits)"}])
+
+
+def _not_found(outcome: str = "not_found") -> ReadRefused:
+    """One answer for an id that does not exist and one of another municipality (only the log tells them apart)."""
+    return ReadRefused(404, outcome, "Not Found", "Det finns inget sådant protokoll i dina kommuner. / "
+                       "There is no such protocol in your municipalities.")
 
 
 async def log_attempt(protocol_id: str, *, reader: Principal | None, purpose: str | None, outcome: str,
@@ -422,6 +462,17 @@ async def log_attempt(protocol_id: str, *, reader: Principal | None, purpose: st
     deps.metrics.reads.labels(outcome).inc()
 
 
+async def log_unauthenticated(protocol_id: str, *, client: str, deps: ForfeitureDeps) -> None:
+    """A read without a valid token: logged within the anonymous budget (one row per client address and
+    minute, a few per minute in all), counted always, so nobody without a token can fill the log."""
+    if deps.anonymous.admit(client, deps.clock()):
+        await log_attempt(protocol_id_of(protocol_id) or MALFORMED_ID, reader=None, purpose=None,
+                          outcome="unauthenticated", deps=deps)
+    else:
+        deps.metrics.reads.labels("unauthenticated").inc()
+        deps.metrics.unlogged.inc()
+
+
 async def _add_access(session: AsyncSession, protocol_id: str, *, reader: Principal | None, purpose: str | None,
                       outcome: str, deps: ForfeitureDeps) -> None:
     await fdb.add_access(session, at=deps.clock(), person_id=reader.person_id if reader else "-",
@@ -430,37 +481,44 @@ async def _add_access(session: AsyncSession, protocol_id: str, *, reader: Princi
                          correlation_id=correlation_id.get())
 
 
+def _refusal_before_lookup(pid: str | None, *, reader: Principal, purpose: str | None) -> ReadRefused | None:
+    """What refuses a read before the database is asked: role, id form, purpose."""
+    if not may_read(reader):
+        return ReadRefused(403, "forbidden_role", "Forbidden",
+                           "Förverkandeprotokoll kan bara läsas av polis och socialtjänst. / "
+                           "Forfeiture protocols can be read by police and social services only.")
+    if pid is None:
+        return _malformed()
+    if (why := purpose_problem(purpose)) is not None:
+        return ReadRefused(422, f"purpose_{why}", "Purpose required", _PURPOSE_DETAIL[why],
+                           [{"field": "purpose", "reason": why, "message": _PURPOSE_DETAIL[why]}])
+    return None
+
+
 async def read_protocol(protocol_id: str, *, reader: Principal, purpose: str | None,
                         snapshot: OrgSnapshot, deps: ForfeitureDeps) -> dict[str, Any]:
-    """A protocol with its personal data for police and social services; every attempt is logged first."""
-    refusal: ReadRefused | None = None
-    logged_purpose = purpose.strip()[:200] if purpose else None
-    if not may_read(reader):
-        refusal = ReadRefused(403, "forbidden_role", "Forbidden",
-                              "Förverkandeprotokoll kan bara läsas av polis och socialtjänst. / "
-                              "Forfeiture protocols can be read by police and social services only.")
-    elif (why := purpose_problem(purpose)) is not None:
-        refusal = ReadRefused(422, f"purpose_{why}", "Purpose required", _PURPOSE_DETAIL[why])
-        if why == "personal_data":
-            logged_purpose = None  # never store what looks like personal data in the log
+    """A protocol with its personal data for police and social services; every attempt is logged first.
+
+    The log keeps a UUID or ``[malformed id]``, never other id text, and the purpose as ``logged_purpose``
+    has it (a marker instead of personal data), whoever asked.
+    """
+    pid = protocol_id_of(protocol_id)
+    refusal = _refusal_before_lookup(pid, reader=reader, purpose=purpose)
     view: dict[str, Any] | None = None
-    outcome = refusal.outcome if refusal else "granted"
+    outcome = "granted"
     async with transaction(deps.sessions) as s:
-        if refusal is None:
-            row = await fdb.find_protocol(s, protocol_id)
+        if refusal is None and pid is not None:
+            row = await fdb.find_protocol(s, pid)
             if row is None:
-                refusal = ReadRefused(404, "not_found", "Not Found", f"Protokollet {protocol_id!r} finns inte. / "
-                                      f"Protocol {protocol_id!r} does not exist.")
+                refusal = _not_found()
             elif row["municipality_id"] not in reader.municipalities:
-                refusal = ReadRefused(403, "other_municipality", "Forbidden",
-                                      "Protokollet gäller en kommun du inte arbetar i. / "
-                                      "The protocol belongs to a municipality you do not work in.")
+                refusal = _not_found("other_municipality")
             else:
                 try:
                     personal = unseal(deps.sealer(), row)
                 except PiiDecryptError as exc:
                     log.error("forfeiture protocol cannot be decrypted",
-                              extra={"protocol_id": protocol_id, "key_id": exc.key_id})
+                              extra={"protocol_id": pid, "key_id": exc.key_id})
                     refusal = ReadRefused(500, "key_missing", "Internal error",
                                           "Personuppgifterna kan inte dekrypteras: nyckeln saknas i EST_PII_KEY. / "
                                           "The personal data cannot be decrypted: its key is missing from "
@@ -469,9 +527,10 @@ async def read_protocol(protocol_id: str, *, reader: Principal, purpose: str | N
                     view = protocol_view(row, personal, snapshot=snapshot, retention=deps.retention)
                     if row["personal_data_deleted_at"] is not None:
                         outcome = "granted_personal_data_deleted"
-            if refusal is not None:
-                outcome = refusal.outcome
-        await _add_access(s, protocol_id, reader=reader, purpose=logged_purpose, outcome=outcome, deps=deps)
+        if refusal is not None:
+            outcome = refusal.outcome
+        await _add_access(s, pid or MALFORMED_ID, reader=reader, purpose=logged_purpose(purpose), outcome=outcome,
+                          deps=deps)
     deps.metrics.reads.labels(outcome).inc()
     if refusal is not None:
         raise refusal
@@ -627,6 +686,64 @@ def _secret(value: Any) -> str | None:
     return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
 
+# --- credential changes -------------------------------------------------------------------
+
+async def record_credential_changes(snapshot: OrgSnapshot, *, deps: ForfeitureDeps) -> int:
+    """The organisation listener: note every police or social-services person who got a new token or a read
+    role with this version, once (every replica hears the version; the table's key keeps one row)."""
+    async with deps.sessions() as s:
+        stored = await fdb.org_change(s, snapshot.version)
+    if stored is None:  # the first version, or one adopted from the stream without its predecessor
+        return 0
+    changes = credential_changes(OrgSnapshot.model_validate_json(stored["previous"]),
+                                 OrgSnapshot.model_validate_json(stored["snapshot"]))
+    if not changes:
+        return 0
+    rows = [{"person_id": c.person_id, "kind": c.kind, "roles": list(c.roles)} for c in changes]
+    try:
+        async with transaction(deps.sessions) as s:
+            added = await fdb.add_credential_changes(s, snapshot.version, stored["applied_at"],
+                                                     stored["applied_by"], rows)
+    except IntegrityError:  # another replica recorded this version at the same moment
+        return 0
+    if added:
+        for c in changes:
+            deps.metrics.credential_changes.labels(c.kind).inc()
+        log.warning("credential of a person who may read forfeiture protocols changed", extra={
+            "org_version": snapshot.version, "applied_by": stored["applied_by"],
+            "person_ids": ",".join(c.person_id for c in changes), "kinds": ",".join(c.kind for c in changes)})
+    return added
+
+
+def _latest_before(changes: list[dict[str, Any]], at: datetime) -> dict[str, Any] | None:
+    """The newest of a person's changes (newest first) made at or before ``at``."""
+    return next((c for c in changes if c["at"] <= at), None)
+
+
+def _credential_out(c: dict[str, Any]) -> dict[str, Any]:
+    return {**c, "at": c["at"].isoformat()}
+
+
+async def access_log_view(*, protocol_id: str | None, person_id: str | None, since: datetime | None, limit: int,
+                          deps: ForfeitureDeps) -> dict[str, Any]:
+    """Access-log entries, each with the reader's latest credential change before it, and the changes."""
+    async with deps.sessions() as s:
+        entries = await fdb.access_entries(s, protocol_id=protocol_id, person_id=person_id, since=since,
+                                           limit=limit)
+        readers = sorted({e["person_id"] for e in entries} | ({person_id} if person_id else set()))
+        history = await fdb.credential_history(s, person_ids=readers)
+        shown = [person_id] if person_id else readers if protocol_id else None
+        listed = await fdb.credential_history(s, person_ids=shown, since=since, limit=limit)
+    by_person: dict[str, list[dict[str, Any]]] = {}
+    for c in history:
+        by_person.setdefault(c["person_id"], []).append(c)
+    out = []
+    for e in entries:
+        change = _latest_before(by_person.get(e["person_id"], []), e["at"])
+        out.append({**e, "at": e["at"].isoformat(), "credential_change": _credential_out(change) if change else None})
+    return {"entries": out, "credential_changes": [_credential_out(c) for c in listed]}
+
+
 # --- HTTP --------------------------------------------------------------------------------
 
 class ForfeitureAcceptedOut(BaseModel):
@@ -673,6 +790,17 @@ class ForfeitureOut(BaseModel):
     personal_data_deleted_after: str = Field(description="when retention deletes the personal data")
 
 
+class CredentialChangeOut(BaseModel):
+    """A new token or read role of a police or social-services person, with the organisation version."""
+
+    org_version: int
+    person_id: str
+    at: str = Field(description="when the organisation version was applied")
+    applied_by: str = Field(description="who applied it: an administrator's person id, or file:<name>")
+    kind: str = Field(examples=["token_changed"], description="person_added, token_changed or read_role_granted")
+    roles: list[str]
+
+
 class AccessEntryOut(BaseModel):
     """One access-log entry."""
 
@@ -681,16 +809,22 @@ class AccessEntryOut(BaseModel):
     person_id: str = Field(description="who ('-' without a valid token)")
     actor_id: str | None
     roles: list[str]
-    protocol_id: str
-    purpose: str | None
-    outcome: str = Field(examples=["granted", "forbidden_role", "purpose_missing", "not_found", "unauthenticated"])
+    protocol_id: str = Field(description="the protocol (a UUID), or '[malformed id]'")
+    purpose: str | None = Field(description="the stated purpose, or a marker such as '[refused: personal data]'")
+    outcome: str = Field(examples=["granted", "forbidden_role", "purpose_missing", "not_found", "other_municipality",
+                                   "malformed_id", "unauthenticated"])
     correlation_id: str | None
+    credential_change: CredentialChangeOut | None = Field(
+        description="the latest change of this person's token or read role before the read: a read with a token "
+                    "an administrator has just set is shown as such")
 
 
 class AccessLogOut(BaseModel):
-    """Access-log entries, newest first."""
+    """Access-log entries and credential changes, newest first."""
 
     entries: list[AccessEntryOut]
+    credential_changes: list[CredentialChangeOut] = Field(
+        description="new tokens and read roles of police and social-services people (same filters)")
 
 
 def _answer(result: Result) -> JSONResponse:
@@ -724,21 +858,24 @@ def build_forfeiture_router(deps: ForfeitureDeps, runtime: ServiceRuntime) -> AP
 
     @router.get("/v1/forfeitures/{protocol_id}", tags=["police", "social services"], response_model=ForfeitureOut,
                 summary="Read a protocol with its personal data (police and social services; every read is logged)",
-                responses={401: {}, 403: {}, 404: {}, 422: {"description": "purpose missing or invalid"}})
+                responses={401: {}, 403: {}, 404: {"description": "no such protocol in your municipalities"},
+                           422: {"description": "the id is not a UUID, or the purpose is missing or invalid"}})
     async def get_forfeiture(protocol_id: str, request: Request,
                              purpose: Annotated[str | None, Query(
                                  description="why you read it, e.g. 'uppföljningssamtal' (logged; required)")] = None,
-                             ) -> dict[str, Any]:
+                             ) -> dict[str, Any] | JSONResponse:
+        pid = protocol_id_of(protocol_id)
+        instance = f"/v1/forfeitures/{pid}" if pid else None  # an id that is not a UUID is never echoed
         try:
             principal = await runtime.principal(request)
-        except Problem:
-            await log_attempt(protocol_id, reader=None, purpose=None, outcome="unauthenticated", deps=deps)
-            raise
+        except Problem as exc:
+            await log_unauthenticated(protocol_id, client=request.client.host if request.client else "-", deps=deps)
+            return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers, instance=instance)
         try:
             return await read_protocol(protocol_id, reader=principal, purpose=purpose,
                                        snapshot=runtime.directory.snapshot, deps=deps)
         except ReadRefused as exc:
-            raise Problem(exc.status, exc.title, exc.detail) from None
+            return problem_response(exc.status, exc.title, exc.detail, errors=exc.errors, instance=instance)
 
     @router.get("/v1/admin/forfeiture-access-log", tags=["admin"], response_model=AccessLogOut,
                 summary="Who read which forfeiture protocol, when, why, and with what outcome")
@@ -748,10 +885,8 @@ def build_forfeiture_router(deps: ForfeitureDeps, runtime: ServiceRuntime) -> AP
         require_role(principal, "admin")
         if since is not None:
             since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
-        async with deps.sessions() as s:
-            entries = await fdb.access_entries(s, protocol_id=protocol_id, person_id=person_id, since=since,
-                                               limit=limit)
-        return {"entries": [{**e, "at": e["at"].isoformat()} for e in entries]}
+        return await access_log_view(protocol_id=protocol_id, person_id=person_id, since=since, limit=limit,
+                                     deps=deps)
 
     @router.get("/v1/admin/forfeitures/encryption", tags=["admin"],
                 summary="Key ids in use: the primary key, the configured keys and protocols per key")
@@ -788,5 +923,9 @@ def install_forfeitures(runtime: ServiceRuntime, *, settings: Any, engine: Async
             await fdb.create_tables(conn)
         runtime.spawn(run_upkeep(deps=deps, interval=settings.forfeiture_upkeep_interval), "forfeiture-upkeep")
 
+    async def org_changed(snapshot: OrgSnapshot) -> None:
+        await record_credential_changes(snapshot, deps=deps)
+
     runtime.on_start(start)
+    runtime.on_org_changed(org_changed)
     return deps
