@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import nats
+from est_cli.importer import import_namespace, report_uuid
 from est_intake.app import create_app
 from est_shared.natsserver import NatsServer
 from est_shared.periods import current_period
@@ -172,7 +173,7 @@ async def test_est_import_csv_and_jsonl_twice(tmp_path: Path, nats_url: str) -> 
 
         async with httpx.AsyncClient(base_url=base) as client:
             r = await client.post("/v1/admin/import", headers=auth("admin"), json={"reports": [
-                {"report_id": "imp-c1", "area_id": "aimp", "period": week.id, "reporter_id": "anna",
+                {"report_id": report_uuid("imp-c1", import_namespace()), "area_id": "aimp", "period": week.id, "reporter_id": "anna",
                  "submitted_at": at, "answers": {"klotter": {"value": 2}, "skadegorelse": {"value": 1}},
                  "note": "lugnt"}]})
             assert r.json()["results"][0]["replayed"] is True
