@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import yaml
 from est_intake.app import create_app
 from est_intake.settings import IntakeSettings
@@ -65,6 +67,16 @@ def report(area: str = "araby", **kw: Any) -> dict[str, Any]:
                                         "skadegorelse": {"value": 1}}}
     body.update(kw)
     return body
+
+
+async def last_event(url: str, subject: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """The newest event on a subject of EST_REPORTS: (headers, CloudEvent JSON)."""
+    nc = await nats.connect(url)
+    try:
+        msg = await nc.jetstream().get_last_msg("EST_REPORTS", subject)
+        return dict(msg.headers or {}), json.loads(msg.data)
+    finally:
+        await nc.close()
 
 
 def settings_for(tmp_path: Path, nats_url: str, org: dict[str, Any] | None = None, **kw: Any) -> IntakeSettings:

@@ -260,7 +260,7 @@ def _checklist_view(checklist: Checklist, snapshot: OrgSnapshot, principal: Prin
     return {
         "ref": checklist.ref, "id": checklist.id, "version": checklist.version,
         "name_sv": checklist.name_sv, "name_en": checklist.name_en,
-        "items": [i.model_dump() for i in checklist.items],
+        "items": [i.model_dump(exclude_none=True) for i in checklist.items],  # max_count: count items only
         "answer_types": {
             "count": {"sv": "antal (heltal ≥ 0)", "en": "count (integer ≥ 0)"},
             "level": {"sv": "nivå 0-3", "en": "level 0-3"},
