@@ -33,6 +33,8 @@ from est_intake import db
 from est_intake.domain import (
     ACCEPTED_KEYS,
     MAX_SHOWN,
+    UUID_HINT,
+    UUID_PATTERN,
     ImportReportIn,
     OrgInvalid,
     OrgSyntaxError,
@@ -191,9 +193,16 @@ def _field(loc: Any, *prefix: str) -> str:
     return ".".join(p if len(p) <= MAX_SHOWN else p[:MAX_SHOWN] + "…" for p in parts)
 
 
+def _message(error: Any) -> str:
+    """A validation error's message; an id that is not a UUID is told so, not shown the pattern."""
+    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == UUID_PATTERN:
+        return UUID_HINT
+    return str(error.get("msg", ""))
+
+
 def _invalid_item(exc: ValidationError) -> Outcome:
-    errors = [{"field": _field(e.get("loc")), "message": str(e.get("msg", "")),
-               "type": str(e.get("type", ""))} for e in exc.errors()]
+    errors = [{"field": _field(e.get("loc")), "message": _message(e), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
     return problem(422, "Invalid report", "Några fält är ogiltiga; se errors. / Some fields are invalid; see errors.",
                    errors, reason="schema")
 
@@ -299,8 +308,8 @@ def parse_json_body(model: type[M], raw: bytes) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        errors = [{"field": _field(e.get("loc"), "body"), "message": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        errors = [{"field": _field(e.get("loc"), "body"), "message": _message(e), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
         if any(e["type"] == "json_invalid" for e in errors):
             raise Problem(400, "Malformed JSON", "Begärans innehåll är inte giltig JSON. / "
                           "The request body is not valid JSON.", errors=errors) from None

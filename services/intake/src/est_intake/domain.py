@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -33,7 +32,6 @@ from est_shared.org import (
 )
 from est_shared.periods import DEFAULT_TIMEZONE, Period, PeriodError, current_period, normalise
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -319,18 +317,10 @@ def principal_for(snapshot: OrgSnapshot, person_id: str) -> Principal | None:
 
 # --- reports -----------------------------------------------------------------------------
 
-_UUID = re.compile(UUID_PATTERN)
-
-
-def _uuid_text(v: str) -> str:
-    if not _UUID.match(v):
-        raise ValueError("expected a UUID such as 8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a11")
-    return v
-
-
-ReportId = Annotated[str, Field(max_length=36, json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN}),
-                     AfterValidator(_uuid_text)]
+ReportId = Annotated[str, Field(max_length=36, pattern=UUID_PATTERN, json_schema_extra={"format": "uuid"})]
 """A report's id: a UUID the client makes (short ids would collide between reporters)."""
+UUID_HINT = "expected a UUID such as 8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a11"
+"""What to say of an id that does not match ``UUID_PATTERN`` (the edges put it in place of the pattern)."""
 
 
 class AnswerIn(BaseModel):
@@ -338,20 +328,13 @@ class AnswerIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    value: StrictBool | StrictInt = Field(description="count (integer ≥ 0), level (0-3) or true/false",
-                                          examples=[2])
+    # no checklist allows a value beyond MAX_COUNT_CEILING: refused while parsing, before anything reads it
+    value: StrictBool | Annotated[StrictInt, Field(ge=-MAX_COUNT_CEILING, le=MAX_COUNT_CEILING)] = Field(
+        description="count (integer ≥ 0, at most the item's max_count), level (0-3) or true/false", examples=[2])
     places: list[Annotated[str, Field(max_length=MAX_PLACE)]] = Field(
         default_factory=list, max_length=100, description="place ids of the area", examples=[["centrum"]])
     note: str = Field(default="", max_length=MAX_NOTE, description="short note; no names or ID numbers",
                       examples=["nytt på garaget"])
-
-    @field_validator("value")
-    @classmethod
-    def _not_absurd(cls, v: bool | int) -> bool | int:
-        """No checklist allows a value beyond ``MAX_COUNT_CEILING``: refuse it before anything reads it."""
-        if type(v) is int and not -MAX_COUNT_CEILING <= v <= MAX_COUNT_CEILING:
-            raise ValueError(f"at most {MAX_COUNT_CEILING} in any checklist")
-        return v
 
 
 class ReportIn(BaseModel):
