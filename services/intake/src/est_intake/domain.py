@@ -52,6 +52,7 @@ MAX_NOTE = 500
 MAX_PLACE = 200
 MAX_SHOWN = 40  # characters of an unknown item code quoted back in an error
 EARLIEST_YEAR = 2000  # reports and imports before it are typing errors (year 1 does not even have a deadline)
+EARLIEST = date(EARLIEST_YEAR, 1, 1)
 REPORTER_ROLES = ("reporter", "key_function")  # admin is implied by Principal.has_role
 
 
@@ -477,9 +478,6 @@ def resolve_period(text: str | None, area: Area, municipality: Municipality, at:
                        f"The period {period.id} is before {EARLIEST_YEAR}.",
                        [{"field": "period", "message": f"periods start in {EARLIEST_YEAR} at the earliest"}])
     return period
-
-
-EARLIEST = date(EARLIEST_YEAR, 1, 1)
 
 
 _ITEMS: dict[str, tuple[Checklist, dict[str, ChecklistItem]]] = {}
