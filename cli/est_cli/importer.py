@@ -4,25 +4,41 @@ Rows go to ``POST /v1/admin/import`` in chunks of 500 with a progress bar. Every
 listed at the end (row number, report id, problem) and written to ``FILE.errors.jsonl``. Running
 the same file twice is safe: identical rows are answered from the intake's idempotency store and
 count as accepted (already).
+
+The intake takes only UUIDs as report ids. A file's own ids (``1``, ``imp-1``, an export's row
+numbers) are sent as UUIDv5 of the id under the import's namespace, itself UUIDv5 of
+``IMPORT_NAMESPACE`` and a name (``--namespace``, default ``DEFAULT_NAMESPACE``): the same id
+always gets the same UUID, so a second run is still idempotent and ``supersedes`` still finds the
+row it corrects. Ids that are UUIDs already are sent as they are.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from est_intake.domain import UUID_PATTERN
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 CHUNK = 500
+IMPORT_NAMESPACE = uuid.UUID("6d1f4c2e-8b3a-5e07-9c45-e57e57a1a9b0")
+"""The root of every import namespace (fixed: changing it would give every imported row a new id)."""
+DEFAULT_NAMESPACE = "est-import"
+_UUID = re.compile(UUID_PATTERN)
 FIXED = ("report_id", "area_id", "period", "reporter_id", "submitted_at", "checklist", "nothing_to_report",
          "note", "answers", "supersedes")
 TRUE = ("true", "ja", "yes", "1")
 FALSE = ("false", "nej", "no", "0")
+
+
+Rows = list[tuple[int, dict[str, Any] | None, str | None]]
 
 
 class RowError(ValueError):
@@ -56,10 +72,10 @@ def _csv_report(row: dict[str, Any]) -> dict[str, Any]:
     return rep
 
 
-def read_rows(path: Path) -> list[tuple[int, dict[str, Any] | None, str | None]]:
+def read_rows(path: Path) -> Rows:
     """(row number, report or None, why it could not be read). Row numbers are file lines (CSV: header is 1)."""
     text = path.read_text(encoding="utf-8-sig")
-    out: list[tuple[int, dict[str, Any] | None, str | None]] = []
+    out: Rows = []
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -84,6 +100,32 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any] | None, str | None]]
     return out
 
 
+def import_namespace(name: str = DEFAULT_NAMESPACE) -> uuid.UUID:
+    """The namespace of an import's ids: one per source whose own ids may overlap another's."""
+    return uuid.uuid5(IMPORT_NAMESPACE, name)
+
+
+def report_uuid(row_id: str, namespace: uuid.UUID) -> str:
+    """The UUID a file's own report id is sent as (a UUID stays as it is)."""
+    return row_id if _UUID.match(row_id) else str(uuid.uuid5(namespace, row_id))
+
+
+def with_uuids(rows: Rows, namespace: uuid.UUID) -> tuple[Rows, dict[str, str]]:
+    """Rows whose ``report_id`` and ``supersedes`` are UUIDs, and each sent UUID's id in the file."""
+    out: Rows = []
+    shown: dict[str, str] = {}
+    for n, rep, why in rows:
+        if rep is not None:
+            rep = dict(rep)
+            for key in ("report_id", "supersedes"):
+                value = rep.get(key)
+                if isinstance(value, str) and value:
+                    rep[key] = report_uuid(value, namespace)
+                    shown[rep[key]] = value
+        out.append((n, rep, why))
+    return out, shown
+
+
 def read_reports(path: Path) -> list[dict[str, Any]]:
     """The readable reports of a file (rows that cannot be read are left out)."""
     return [rep for _, rep, _ in read_rows(path) if rep is not None]
@@ -96,9 +138,6 @@ def _problem_text(problem: Any) -> str:
     errors = problem.get("errors") or []
     fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors if isinstance(e, dict))
     return f"{text} ({fields})" if fields else text
-
-
-Rows = list[tuple[int, dict[str, Any] | None, str | None]]
 
 
 def post_import(rows: Rows | list[dict[str, Any]], *, url: str, token: str, label: str = "Importing",
@@ -157,11 +196,13 @@ def errors_path(path: Path) -> Path:
     return path.with_name(path.name + ".errors.jsonl")
 
 
-def import_file(path: Path, *, url: str, token: str) -> dict[str, Any]:
+def import_file(path: Path, *, url: str, token: str, namespace: str | None = None) -> dict[str, Any]:
     """Import a file, print the per-row error report and write it to ``FILE.errors.jsonl``."""
-    rows = read_rows(path)
+    rows, shown = with_uuids(read_rows(path), import_namespace(namespace or DEFAULT_NAMESPACE))
     console = Console(stderr=True)
     result = post_import(rows, url=url, token=token, label=f"Importing {path.name}", console=console)
+    for e in result["errors"]:  # the ids as the file has them
+        e["report_id"] = shown.get(e["report_id"], e["report_id"])
     out = errors_path(path)
     with out.open("w", encoding="utf-8") as f:
         for e in result["errors"]:

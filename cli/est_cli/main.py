@@ -86,11 +86,14 @@ def import_reports(
     file: Annotated[Path, typer.Argument(help="reports as CSV or JSON Lines", exists=True, dir_okay=False)],
     url: Annotated[str, typer.Option(envvar="EST_INTAKE_URL", help="intake base URL")] = "http://127.0.0.1:8000",
     token: Annotated[str | None, typer.Option(help="an admin token (or EST_TOKEN)")] = None,
+    namespace: Annotated[str | None, typer.Option(
+        help="name of the source of the file's own report ids, which are sent as UUIDv5 under it (default "
+             "est-import); give each source whose ids may overlap another's its own")] = None,
 ) -> None:
     """Import historical reports through the same validation as the API, with a progress bar."""
     from est_cli.importer import import_file
 
-    result = import_file(file, url=url, token=_token(token))
+    result = import_file(file, url=url, token=_token(token), namespace=namespace)
     typer.echo(json.dumps(result))
     if result["rejected"]:
         raise typer.Exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import yaml
 from est_intake.app import create_app
 from est_intake.settings import IntakeSettings
@@ -50,6 +52,14 @@ def make_org(muni: str = "vaxjo", area: str = "araby", other: str = "braas") -> 
     }
 
 
+TEST_IDS = uuid.UUID("9f1c2b3a-4d5e-5f60-8a7b-1c2d3e4f5a6b")
+
+
+def rid(name: str) -> str:
+    """A report id (a UUID) of its own for a name, the same every time: for tests that name their reports."""
+    return str(uuid.uuid5(TEST_IDS, name))
+
+
 def report(area: str = "araby", **kw: Any) -> dict[str, Any]:
     """A valid report body with a fresh id."""
     body: dict[str, Any] = {"report_id": str(uuid.uuid4()), "area_id": area,
@@ -57,6 +67,16 @@ def report(area: str = "araby", **kw: Any) -> dict[str, Any]:
                                         "skadegorelse": {"value": 1}}}
     body.update(kw)
     return body
+
+
+async def last_event(url: str, subject: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """The newest event on a subject of EST_REPORTS: (headers, CloudEvent JSON)."""
+    nc = await nats.connect(url)
+    try:
+        msg = await nc.jetstream().get_last_msg("EST_REPORTS", subject)
+        return dict(msg.headers or {}), json.loads(msg.data)
+    finally:
+        await nc.close()
 
 
 def settings_for(tmp_path: Path, nats_url: str, org: dict[str, Any] | None = None, **kw: Any) -> IntakeSettings:

@@ -12,6 +12,7 @@ from est_intake.db import LedgerSql, accepted_json, response_json
 from est_intake.domain import (
     Accepted,
     AnswerIn,
+    KnownReport,
     ReportIn,
     build_snapshot,
     content_hash,
@@ -30,6 +31,7 @@ from est_intake.handlers import (
     unavailable,
 )
 from est_shared.bus import encode, parse_event
+from est_shared.checklists import MAX_COUNT_CEILING
 from est_shared.db import make_engine
 from est_shared.events import Answer, ReportSubmitted
 from fastapi.responses import JSONResponse
@@ -40,7 +42,8 @@ from tests.intake.support import make_org, report
 
 texts = st.text(max_size=20)  # any code point: quotes, backslashes, control characters, non-ASCII, surrogates
 safe_texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)  # what can be UTF-8 encoded
-values = st.one_of(st.booleans(), st.integers(min_value=-(2**70), max_value=2**70))
+values = st.one_of(st.booleans(), st.integers(min_value=-MAX_COUNT_CEILING, max_value=MAX_COUNT_CEILING))
+uuids = st.uuids(version=4).map(str)
 answers = st.dictionaries(safe_texts, st.fixed_dictionaries(
     {"value": values}, optional={"places": st.lists(safe_texts, max_size=3), "note": safe_texts}), max_size=4)
 zones = st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-3, minutes=-30))])
@@ -55,12 +58,12 @@ def _reference_hash(req: ReportIn, person_id: str) -> str:
 
 
 @settings(max_examples=300, deadline=None)
-@given(answers=answers, note=safe_texts, period=st.none() | safe_texts, supersedes=st.none() | safe_texts,
-       nothing=st.booleans(), caller=safe_texts, area=safe_texts.filter(bool))
+@given(answers=answers, note=safe_texts, period=st.none() | safe_texts, supersedes=st.none() | uuids,
+       nothing=st.booleans(), caller=safe_texts, area=safe_texts.filter(bool), rid=uuids)
 def test_content_hash_is_the_canonical_dump_of_the_report(answers: dict[str, Any], note: str, period: str | None,
                                                          supersedes: str | None, nothing: bool, caller: str,
-                                                         area: str) -> None:
-    req = ReportIn.model_validate({"report_id": "r-1", "area_id": area, "answers": answers, "note": note[:500],
+                                                         area: str, rid: str) -> None:
+    req = ReportIn.model_validate({"report_id": rid, "area_id": area, "answers": answers, "note": note[:500],
                                    "period": period, "supersedes": supersedes, "nothing_to_report": nothing})
     assert content_hash(req, caller) == _reference_hash(req, caller)
 
@@ -108,7 +111,7 @@ def test_an_accepted_reports_event_carries_its_answers_places_notes_and_correcti
     now = datetime.now(UTC)
     first = ReportIn.model_validate(report(note="Trappan \"B\" – åter klotter\n"))
     fix = ReportIn.model_validate(report(supersedes=first.report_id, nothing_to_report=False))
-    for req, known in ((first, {}), (fix, {first.report_id: "araby"})):
+    for req, known in ((first, {}), (fix, {first.report_id: KnownReport("araby", "vaxjo", "anna")})):
         acc = validate_report(req, caller=anna, snapshot=snap, received_at=now, known_reports=known)
         event = parse_event(report_event(acc, "corr-1").payload)
         assert event.data == acc.data  # type: ignore[comparison-overlap]
@@ -146,7 +149,8 @@ def test_the_batch_answer_is_rendered_as_json_response_rendered_it(rid: str | No
     results = []
     for i, (item, o) in enumerate(zip(items, outcomes, strict=True)):
         r = item.get("report_id") if isinstance(item, dict) else None
-        results.append({"index": i, "report_id": r if isinstance(r, str) else None, "status": o.status,
+        results.append({"index": i, "report_id": r if isinstance(r, str) and len(r) <= 128 else None,
+                        "status": o.status,
                         "replayed": o.reason == "replayed", **({"body": o.body} if o.ok else {"problem": o.body})})
     before = JSONResponse({"results": results, "accepted": 3, "rejected": 2}, headers={"Retry-After": "5"})
     now = _batch_out(items, outcomes)

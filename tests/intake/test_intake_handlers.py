@@ -17,7 +17,7 @@ from est_shared.events import CloudEvent
 from est_shared.org import OrgSnapshot
 from prometheus_client import CollectorRegistry
 
-from tests.intake.support import make_org, report
+from tests.intake.support import make_org, report, rid
 
 
 async def _sessions(tmp_path: Path):  # type: ignore[no-untyped-def]
@@ -93,7 +93,7 @@ async def test_concurrent_batches_sharing_ids_wait_for_each_other(tmp_path: Path
         publishing.set()
         await gate.wait()  # the first batch holds its ids until the second has seen them in flight
         attempts.append(event.id)
-        if event.id == "r-down" and attempts.count("r-down") == 1:
+        if event.id == rid("r-down") and attempts.count(rid("r-down")) == 1:
             raise BusUnavailable("down")  # only the first batch's attempt
         published.append(event.id)
 
@@ -102,10 +102,11 @@ async def test_concurrent_batches_sharing_ids_wait_for_each_other(tmp_path: Path
     many = single_publisher(publish)
     now = datetime.now(UTC)
 
-    def sub(rid: str, **kw: Any) -> Submission:
-        return Submission(req=ReportIn.model_validate(report(report_id=rid, **kw)), caller=anna, received_at=now)
+    def sub(name: str, **kw: Any) -> Submission:
+        return Submission(req=ReportIn.model_validate(report(report_id=rid(name), **kw)), caller=anna,
+                          received_at=now)
 
-    same, other = report(report_id="r-same"), report(report_id="r-other")
+    same, other = report(report_id=rid("r-same")), report(report_id=rid("r-other"))
     first = asyncio.create_task(submit_reports(
         [sub("r-same", answers=same["answers"]), sub("r-other", answers=other["answers"]), sub("r-down")],
         ledger=ledger, snapshot=snap, publish=many, metrics=metrics))
@@ -114,12 +115,12 @@ async def test_concurrent_batches_sharing_ids_wait_for_each_other(tmp_path: Path
         [sub("r-same", answers=same["answers"]), sub("r-other", note="other content"), sub("r-down", note="again")],
         ledger=ledger, snapshot=snap, publish=many, metrics=metrics))
     await asyncio.sleep(0.05)
-    assert set(ledger.inflight) == {"r-same", "r-other", "r-down"}
+    assert set(ledger.inflight) == {rid("r-same"), rid("r-other"), rid("r-down")}
     gate.set()
     a, b = await first, await second
     assert [o.status for o in a] == [202, 202, 503]  # the first did not get through: the other content retries
     assert [(o.status, o.reason) for o in b] == [(202, "replayed"), (409, "conflict"), (202, None)]
-    assert b[0].body == a[0].body and sorted(published) == ["r-down", "r-other", "r-same"]
+    assert b[0].body == a[0].body and sorted(published) == sorted(rid(n) for n in ("r-down", "r-other", "r-same"))
     assert ledger.inflight == {}
     await engine.dispose()
 
@@ -144,7 +145,8 @@ async def test_ledger_rows_moved_in_bulk_still_answer_replays_and_conflicts(tmp_
     ledger.local.MOVE_CHUNK = 20  # several chunks a move
     many = single_publisher(publish)
     now = datetime.now(UTC)
-    subs = [Submission(req=ReportIn.model_validate(report(report_id=f"mv-{i}")), caller=anna, received_at=now)
+    subs = [Submission(req=ReportIn.model_validate(report(report_id=rid(f"mv-{i}"))), caller=anna,
+                       received_at=now)
             for i in range(120)]
     first: list[Any] = []
     for i in range(0, 120, 20):
@@ -164,18 +166,19 @@ async def test_ledger_rows_moved_in_bulk_still_answer_replays_and_conflicts(tmp_
     assert moved + waiting == 120 and moved >= 50 and ledger.local.recent == waiting
     again = await submit_reports(subs, ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
     assert [(o.status, o.reason, o.body) for o in again] == [(202, "replayed", o.body) for o in first]
-    other = Submission(req=ReportIn.model_validate(report(report_id="mv-0", note="annat")), caller=anna,
+    other = Submission(req=ReportIn.model_validate(report(report_id=rid("mv-0"), note="annat")), caller=anna,
                        received_at=now)
     [clash] = await submit_reports([other], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
     assert clash.status == 409 and len(published) == 120
     async with sessions() as s:
-        assert set(await db.find_reports(s, ["mv-0", "mv-119"])) == {"mv-0", "mv-119"}
+        assert set(await db.find_reports(s, [rid("mv-0"), rid("mv-119")])) == {rid("mv-0"), rid("mv-119")}
     ledger.close()
     # a restart: the rows still waiting are counted before the next insert decides on a move
     ledger = db.ReportLedger(engine)
     assert ledger.local is not None
     ledger.local.recent_limit = waiting + 1
-    extra = Submission(req=ReportIn.model_validate(report(report_id="mv-new")), caller=anna, received_at=now)
+    extra = Submission(req=ReportIn.model_validate(report(report_id=rid("mv-new"))), caller=anna,
+                       received_at=now)
     [ok] = await submit_reports([extra], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
     assert ok.status == 202
     for _ in range(100):
@@ -215,7 +218,7 @@ async def test_a_failed_ledger_move_keeps_the_rows_answering_and_waits_before_th
     now = datetime.now(UTC)
 
     def subs(prefix: str, n: int) -> list[Submission]:
-        return [Submission(req=ReportIn.model_validate(report(report_id=f"{prefix}-{i}")), caller=anna,
+        return [Submission(req=ReportIn.model_validate(report(report_id=rid(f"{prefix}-{i}"))), caller=anna,
                            received_at=now) for i in range(n)]
 
     async def settled() -> None:

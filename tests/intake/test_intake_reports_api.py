@@ -8,22 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from est_shared.natsserver import NatsServer
 from est_shared.periods import Period, current_period
 
-from tests.intake.support import auth, make_org, report, running, settings_for
-
-
-async def last_event(url: str, subject: str) -> tuple[dict, dict]:
-    """The newest event on a subject of EST_REPORTS: (headers, CloudEvent JSON)."""
-    nc = await nats.connect(url)
-    try:
-        msg = await nc.jetstream().get_last_msg("EST_REPORTS", subject)
-        return dict(msg.headers or {}), json.loads(msg.data)
-    finally:
-        await nc.close()
+from tests.intake.support import auth, last_event, make_org, report, running, settings_for
 
 
 def this_week() -> Period:

@@ -3,13 +3,17 @@
 No national checklist exists, so each municipality may define its own; ``id@version`` is never
 reused. The default ``est-standard@1`` is built from items named in municipal EST descriptions
 (DOMAIN.md). Level scale: 0 inget, 1 enstaka, 2 återkommande, 3 omfattande.
+
+A count is bounded per item and report (``max_count``, default ``DEFAULT_MAX_COUNT``): no one
+observes ten thousand acts of vandalism in one area in a week, and a count without bound lets one
+report swamp (or break) every sum it enters.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 AnswerType = Literal["count", "level", "boolean"]
 
@@ -20,6 +24,11 @@ LEVELS = {
     3: {"sv": "omfattande", "en": "extensive"},
 }
 
+DEFAULT_MAX_COUNT = 10_000
+"""The largest count one report may give for a count item, unless the item says otherwise."""
+MAX_COUNT_CEILING = 1_000_000
+"""The largest ``max_count`` a checklist may set; any answer value beyond it is refused unread."""
+
 
 class ChecklistItem(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -28,6 +37,20 @@ class ChecklistItem(BaseModel):
     label_sv: str
     label_en: str
     answer: AnswerType
+    max_count: int | None = Field(default=None, ge=1, le=MAX_COUNT_CEILING,
+                                  description=f"count items: the largest count one report may give "
+                                              f"(default {DEFAULT_MAX_COUNT}); none for levels and yes/no")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_bound(cls, data: Any) -> Any:
+        """A count item without ``max_count`` gets the default; other items take none."""
+        if isinstance(data, dict):
+            if data.get("answer") == "count" and data.get("max_count") is None:
+                return {**data, "max_count": DEFAULT_MAX_COUNT}
+            if data.get("answer") != "count" and data.get("max_count") is not None:
+                raise ValueError("max_count applies to count items only")
+        return data
 
 
 class Checklist(BaseModel):

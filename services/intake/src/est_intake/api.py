@@ -32,10 +32,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from est_intake import db
 from est_intake.domain import (
     ACCEPTED_KEYS,
+    MAX_SHOWN,
+    UUID_HINT,
+    UUID_PATTERN,
     ImportReportIn,
     OrgInvalid,
     OrgSyntaxError,
     ReportIn,
+    ReportRejected,
+    check_import_time,
     content_hash,
     parse_org_text,
     principal_for,
@@ -48,6 +53,7 @@ from est_intake.handlers import (
     Submission,
     apply_org,
     problem,
+    rejected,
     submit_reports,
 )
 
@@ -149,7 +155,8 @@ class ImportIn(BaseModel):
     """Up to 500 historical reports, each with ``reporter_id`` and ``submitted_at``."""
 
     reports: list[dict[str, Any]] = Field(description="reports with reporter_id and submitted_at",
-                                          examples=[[{"report_id": "imp-1", "area_id": "araby",
+                                          examples=[[{"report_id": "0b2f7c1e-5d3a-5e8f-9a41-6c2d8e7f1a30",
+                                                      "area_id": "araby",
                                                       "period": "2026-W10", "answers": {"klotter": {"value": 1}},
                                                       "reporter_id": "anna",
                                                       "submitted_at": "2026-03-06T10:00:00+01:00"}]])
@@ -180,9 +187,22 @@ def _outcome_response(o: Outcome) -> JSONResponse:
     return JSONResponse(o.body, status_code=o.status, media_type=PROBLEM, headers=o.headers)
 
 
+def _field(loc: Any, *prefix: str) -> str:
+    """A validation error's location as a field name; a long part (a dict key someone sent) is cut short."""
+    parts = [*prefix, *(str(x) for x in loc or ())]
+    return ".".join(p if len(p) <= MAX_SHOWN else p[:MAX_SHOWN] + "…" for p in parts)
+
+
+def _message(error: Any) -> str:
+    """A validation error's message; an id that is not a UUID is told so, not shown the pattern."""
+    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == UUID_PATTERN:
+        return UUID_HINT
+    return str(error.get("msg", ""))
+
+
 def _invalid_item(exc: ValidationError) -> Outcome:
-    errors = [{"field": ".".join(str(x) for x in e.get("loc", ())), "message": str(e.get("msg", "")),
-               "type": str(e.get("type", ""))} for e in exc.errors()]
+    errors = [{"field": _field(e.get("loc")), "message": _message(e), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
     return problem(422, "Invalid report", "Några fält är ogiltiga; se errors. / Some fields are invalid; see errors.",
                    errors, reason="schema")
 
@@ -212,7 +232,8 @@ def _batch_out(items: list[dict[str, Any]], outcomes: list[Outcome]) -> Response
     unavailable = False
     for i, (item, o) in enumerate(zip(items, outcomes, strict=True)):
         rid = item.get("report_id") if isinstance(item, dict) else None
-        parts.append(_result_json(i, rid if isinstance(rid, str) else None, o))
+        # an id is echoed so the device can match its results; not a long string sent in its place
+        parts.append(_result_json(i, rid if isinstance(rid, str) and len(rid) <= 128 else None, o))
         if o.status == 202:
             accepted += 1
         elif o.status == 503:
@@ -248,7 +269,7 @@ def _checklist_view(checklist: Checklist, snapshot: OrgSnapshot, principal: Prin
     return {
         "ref": checklist.ref, "id": checklist.id, "version": checklist.version,
         "name_sv": checklist.name_sv, "name_en": checklist.name_en,
-        "items": [i.model_dump() for i in checklist.items],
+        "items": [i.model_dump(exclude_none=True) for i in checklist.items],  # max_count: count items only
         "answer_types": {
             "count": {"sv": "antal (heltal ≥ 0)", "en": "count (integer ≥ 0)"},
             "level": {"sv": "nivå 0-3", "en": "level 0-3"},
@@ -287,8 +308,8 @@ def parse_json_body(model: type[M], raw: bytes) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        errors = [{"field": ".".join(["body", *(str(x) for x in e.get("loc", ()))]),
-                   "message": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+        errors = [{"field": _field(e.get("loc"), "body"), "message": _message(e), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
         if any(e["type"] == "json_invalid" for e in errors):
             raise Problem(400, "Malformed JSON", "Begärans innehåll är inte giltig JSON. / "
                           "The request body is not valid JSON.", errors=errors) from None
@@ -379,10 +400,15 @@ def build_router(ctx: IntakeContext) -> APIRouter:
         outcome = await accept_report(ctx, request.headers.get("authorization", ""), await request.body())
         return _outcome_response(outcome)
 
+    # the batch and import bodies are read as the single report's is (parse_json_body): a body that is
+    # not JSON, or holds a number beyond what JSON readers take, is a 400 in Swedish and English
     @router.post("/v1/reports:batch", tags=["field app"], response_model=BatchOut,
-                 summary="Submit up to 500 reports (offline devices); a result per report")
-    async def post_batch(batch: BatchIn, principal: Caller) -> Response:
+                 summary="Submit up to 500 reports (offline devices); a result per report",
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": inline_schema(BatchIn)}}}})
+    async def post_batch(request: Request, principal: Caller) -> Response:
         require_role(principal, "reporter", "key_function")
+        batch = parse_json_body(BatchIn, await request.body())
         _check_batch_size(len(batch.reports), ctx.max_batch)
         now = datetime.now(UTC)
         outcomes: list[Outcome | None] = [None] * len(batch.reports)
@@ -400,9 +426,12 @@ def build_router(ctx: IntakeContext) -> APIRouter:
         return _batch_out(batch.reports, [o for o in outcomes if o is not None])
 
     @router.post("/v1/admin/import", tags=["admin"], response_model=BatchOut,
-                 summary="Import up to 500 historical reports on reporters' behalf, through the same validation")
-    async def post_import(batch: ImportIn, principal: Caller) -> Response:
+                 summary="Import up to 500 historical reports on reporters' behalf, through the same validation",
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": inline_schema(ImportIn)}}}})
+    async def post_import(request: Request, principal: Caller) -> Response:
         require_role(principal, "admin")
+        batch = parse_json_body(ImportIn, await request.body())
         _check_batch_size(len(batch.reports), ctx.max_batch)
         snap = ctx.snapshot
         now = datetime.now(UTC)
@@ -422,11 +451,11 @@ def build_router(ctx: IntakeContext) -> APIRouter:
                                       [{"field": "reporter_id", "message": "unknown person"}], reason="reporter")
                 ctx.metrics.rejected.labels("reporter").inc()
                 continue
-            if item.submitted_at > now:
-                outcomes[i] = problem(422, "Invalid report", "submitted_at ligger i framtiden. / "
-                                      "submitted_at is in the future.",
-                                      [{"field": "submitted_at", "message": "in the future"}], reason="future")
-                ctx.metrics.rejected.labels("future").inc()
+            try:
+                check_import_time(item.submitted_at, now)
+            except ReportRejected as exc:
+                outcomes[i] = rejected(exc)
+                ctx.metrics.rejected.labels(exc.reason).inc()
                 continue
             req = ReportIn.model_validate(item.model_dump(exclude={"reporter_id", "submitted_at"}))
             digest_caller = f"{item.reporter_id}@{item.submitted_at.isoformat()}"

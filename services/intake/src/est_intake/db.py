@@ -101,17 +101,28 @@ async def org_version(session: AsyncSession, version: int) -> OrgSnapshot | None
 
 
 async def find_reports(session: AsyncSession, report_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Stored reports by id: content hash, stored answer and area (from both ledger tables)."""
+    """Stored reports by id (from both ledger tables): what ``ReportLedger.find`` answers."""
     out: dict[str, dict[str, Any]] = {}
     ids = list(dict.fromkeys(report_ids))
     for i in range(0, len(ids), 500):
         for table in (reports_recent, reports):  # the older row wins if an id were in both
             rows = (await session.execute(
-                select(table.c.report_id, table.c.content_sha256, table.c.response, table.c.area_id)
-                .where(table.c.report_id.in_(ids[i:i + 500])))).all()
-            for rid, digest, response, area in rows:
-                out[rid] = {"content_sha256": digest, "response": json.loads(response), "area_id": area}
+                select(*(table.c[c] for c in FOUND_COLUMNS)).where(table.c.report_id.in_(ids[i:i + 500])))).all()
+            for row in rows:
+                out[row[0]] = found_row(row)
     return out
+
+
+FOUND_COLUMNS = ("report_id", "content_sha256", "response", "area_id", "municipality_id", "reporter_id")
+"""What a lookup reads of a stored report: its fingerprint and answer, and whose report of which area it is
+(a correction is judged by the original's sender and municipality)."""
+
+
+def found_row(row: Any) -> dict[str, Any]:
+    """A looked-up row (``FOUND_COLUMNS`` in order) as the ledger answers it."""
+    _, digest, response, area, municipality, reporter = row
+    return {"content_sha256": digest, "response": json.loads(response), "area_id": area,
+            "municipality_id": municipality, "reporter_id": reporter}
 
 
 def report_row(*, report_id: str, content_sha256: str, response: dict[str, Any], municipality_id: str,
@@ -171,7 +182,7 @@ class LedgerSql:
         self._processed: dict[tuple[int, Any, Any], Any] = {}
         if self.postgres:
             self.insert_sql = f"INSERT INTO reports ({cols}) VALUES ({', '.join(f'${i + 1}' for i in range(9))})"
-            self.find_sql = ("SELECT report_id, content_sha256, response, area_id FROM reports "
+            self.find_sql = (f"SELECT {', '.join(FOUND_COLUMNS)} FROM reports "
                              "WHERE report_id = ANY($1::varchar[])")
         else:
             self.insert_sql = f"INSERT INTO {insert_into} ({cols}) VALUES ({', '.join('?' * 9)})"
@@ -183,7 +194,7 @@ class LedgerSql:
         if sql is None:
             # both tables (see reports_recent); the older row comes last and wins if an id were in both
             sql = self._find_sql[n] = " UNION ALL ".join(
-                f"SELECT report_id, content_sha256, response, area_id FROM {table} "
+                f"SELECT {', '.join(FOUND_COLUMNS)} FROM {table} "
                 f"WHERE report_id IN ({', '.join('?' * n)})" for table in ("reports_recent", "reports"))
         return sql
 
@@ -195,8 +206,8 @@ class LedgerSql:
             chunk = ids[i:i + 500]
             rows = await (drv.fetch(self.find_sql, chunk) if self.postgres
                           else drv.execute_fetchall(self._select(len(chunk)), chunk + chunk))
-            for rid, digest, response, area in rows:
-                out[rid] = {"content_sha256": digest, "response": json.loads(response), "area_id": area}
+            for row in rows:
+                out[row[0]] = found_row(row)
         return out
 
     def values(self, row: dict[str, Any]) -> tuple[Any, ...]:
@@ -377,7 +388,7 @@ class ReportLedger:
         self._writer: asyncio.Task[None] | None = None
 
     async def find(self, report_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Stored rows by id: content hash, stored answer and area."""
+        """Stored rows by id: content hash, stored answer, area, municipality and sender."""
         if not report_ids:
             return {}
         fut: asyncio.Future[dict[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from est_shared.checklists import DEFAULT_CHECKLIST, LEVELS, Checklist, ChecklistItem
+from est_shared.checklists import DEFAULT_CHECKLIST, LEVELS, MAX_COUNT_CEILING, Checklist, ChecklistItem
 from est_shared.events import ReportSubmitted
-from est_shared.freetext import personal_data_errors
+from est_shared.freetext import free_text_errors, has_control_characters
 from est_shared.org import (
     Actor,
     ActorKind,
@@ -42,9 +43,16 @@ from pydantic import (
 )
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+"""A UUID in its 36-character form (RFC 9562: versions 1-8, the RFC variant), in either case."""
 REPORT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+"""The free id shape forfeiture protocols still take; report ids are UUIDs (``UUID_PATTERN``)."""
 MAX_ANSWERS = 50
 MAX_NOTE = 500
+MAX_PLACE = 200
+MAX_SHOWN = 40  # characters of an unknown item code quoted back in an error
+EARLIEST_YEAR = 2000  # reports and imports before it are typing errors (year 1 does not even have a deadline)
+EARLIEST = date(EARLIEST_YEAR, 1, 1)
 REPORTER_ROLES = ("reporter", "key_function")  # admin is implied by Principal.has_role
 
 
@@ -310,15 +318,22 @@ def principal_for(snapshot: OrgSnapshot, person_id: str) -> Principal | None:
 
 # --- reports -----------------------------------------------------------------------------
 
+ReportId = Annotated[str, Field(max_length=36, pattern=UUID_PATTERN, json_schema_extra={"format": "uuid"})]
+"""A report's id: a UUID the client makes (short ids would collide between reporters)."""
+UUID_HINT = "expected a UUID such as 8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a11"
+"""What to say of an id that does not match ``UUID_PATTERN`` (the edges put it in place of the pattern)."""
+
+
 class AnswerIn(BaseModel):
     """One answer: the value as the checklist item says, optional places of the area and a short note."""
 
     model_config = ConfigDict(extra="forbid")
 
-    value: StrictBool | StrictInt = Field(description="count (integer ≥ 0), level (0-3) or true/false",
-                                          examples=[2])
-    places: list[str] = Field(default_factory=list, max_length=100, description="place ids of the area",
-                              examples=[["centrum"]])
+    # no checklist allows a value beyond MAX_COUNT_CEILING: refused while parsing, before anything reads it
+    value: StrictBool | Annotated[StrictInt, Field(ge=-MAX_COUNT_CEILING, le=MAX_COUNT_CEILING)] = Field(
+        description="count (integer ≥ 0, at most the item's max_count), level (0-3) or true/false", examples=[2])
+    places: list[Annotated[str, Field(max_length=MAX_PLACE)]] = Field(
+        default_factory=list, max_length=100, description="place ids of the area", examples=[["centrum"]])
     note: str = Field(default="", max_length=MAX_NOTE, description="short note; no names or ID numbers",
                       examples=["nytt på garaget"])
 
@@ -328,18 +343,20 @@ class ReportIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    report_id: str = Field(pattern=REPORT_ID_PATTERN, description="client-generated id (a UUID), the idempotency key",
-                           examples=["8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a11"])
+    report_id: ReportId = Field(description="client-generated UUID, the idempotency key",
+                                examples=["8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a11"])
     area_id: str = Field(min_length=1, max_length=100, examples=["araby"])
     period: str | None = Field(default=None, max_length=20,
                                description="reporting period; left out: the area's current period",
                                examples=["2026-W48"])
     checklist: str = Field(default=DEFAULT_CHECKLIST.ref, max_length=60, examples=["est-standard@1"])
-    answers: dict[str, AnswerIn] = Field(default_factory=dict, description=f"item code -> answer, at most "
-                                         f"{MAX_ANSWERS}", examples=[{"klotter": {"value": 2, "places": ["centrum"]}}])
+    answers: dict[str, AnswerIn] = Field(default_factory=dict, max_length=MAX_ANSWERS,
+                                         description=f"item code -> answer, at most {MAX_ANSWERS}",
+                                         examples=[{"klotter": {"value": 2, "places": ["centrum"]}}])
     nothing_to_report: StrictBool = Field(default=False, description="explicitly nothing to report")
     note: str = Field(default="", max_length=MAX_NOTE, description="short note; no names or ID numbers")
-    supersedes: str | None = Field(default=None, max_length=128, description="report_id this one corrects")
+    supersedes: ReportId | None = Field(default=None, description="report_id of the earlier report this one "
+                                        "corrects (the sender's own, or a key function's municipality's)")
 
 
 class ImportReportIn(ReportIn):
@@ -357,6 +374,17 @@ class ReportRejected(Exception):
                  errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(detail)
         self.status, self.reason, self.title, self.detail, self.errors = status, reason, title, detail, errors
+
+
+def check_import_time(submitted_at: datetime, now: datetime) -> None:
+    """An imported report's submission time lies between ``EARLIEST_YEAR`` and now; raises ReportRejected."""
+    if submitted_at > now:
+        raise _invalid("future", "submitted_at ligger i framtiden. / submitted_at is in the future.",
+                       [{"field": "submitted_at", "message": "in the future"}])
+    if submitted_at.year < EARLIEST_YEAR:
+        raise _invalid("submitted_at", f"submitted_at ligger före {EARLIEST_YEAR}. / "
+                       f"submitted_at is before {EARLIEST_YEAR}.",
+                       [{"field": "submitted_at", "message": f"{EARLIEST_YEAR} at the earliest"}])
 
 
 def content_hash(req: ReportIn, person_id: str) -> str:
@@ -432,6 +460,9 @@ def resolve_period(text: str | None, area: Area, municipality: Municipality, at:
     now_period = current_period(area.cadence, at, municipality.timezone)
     if text is None:
         return now_period
+    if has_control_characters(text):
+        raise _invalid("period", "Perioden innehåller ett kontrolltecken. / The period holds a control character.",
+                       [{"field": "period", "message": "a control character is not allowed here"}])
     try:
         period = normalise(text, area.cadence)
     except PeriodError as exc:
@@ -442,6 +473,10 @@ def resolve_period(text: str | None, area: Area, municipality: Municipality, at:
                        f"Perioden {period.id} har inte börjat ännu (nu: {now_period.id}). / "
                        f"The period {period.id} has not started yet (now: {now_period.id}).",
                        [{"field": "period", "message": f"{period.id} is in the future"}])
+    if period.start < EARLIEST:
+        raise _invalid("period", f"Perioden {period.id} ligger före {EARLIEST_YEAR}. / "
+                       f"The period {period.id} is before {EARLIEST_YEAR}.",
+                       [{"field": "period", "message": f"periods start in {EARLIEST_YEAR} at the earliest"}])
     return period
 
 
@@ -457,6 +492,15 @@ def _items_of(checklist: Checklist) -> dict[str, ChecklistItem]:
     return cached[1]
 
 
+@dataclass(frozen=True, slots=True)
+class KnownReport:
+    """An earlier accepted report as the ledger knows it: what a correction of it is judged by."""
+
+    area_id: str
+    municipality_id: str
+    reporter_id: str
+
+
 class Lookups:
     """What ``validate_report`` found for the earlier reports of one call (one organisation snapshot).
 
@@ -466,7 +510,7 @@ class Lookups:
     """
 
     def __init__(self) -> None:
-        self.where: dict[tuple[int, str, str], _Where] = {}
+        self.where: dict[tuple[int, str, str, bool], _Where] = {}
         self.when: dict[tuple[str, str | None, datetime], tuple[Period, str, bool]] = {}
 
 
@@ -474,22 +518,24 @@ _Where = tuple[Area, Municipality, Checklist, dict[str, ChecklistItem]]
 
 
 def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, received_at: datetime,
-                    known_reports: dict[str, str], lookups: Lookups | None = None) -> Accepted:
+                    known_reports: Mapping[str, KnownReport], lookups: Lookups | None = None) -> Accepted:
     """Check a report against the organisation and its checklist; raises ReportRejected.
 
-    ``known_reports`` maps earlier accepted report ids (that ``supersedes`` may name) to their area;
+    ``known_reports`` holds earlier accepted reports that ``supersedes`` may name; a correction is
+    judged by who sent the original, not by the corrector's areas (see ``check_correction``).
     ``lookups`` (one per snapshot and call; it keys callers by ``id``) spares repeated look-ups in a batch.
     """
-    key = (id(caller), req.area_id, req.checklist)
+    correction = req.supersedes is not None
+    if correction:
+        check_correction(req, caller, known_reports)
+    key = (id(caller), req.area_id, req.checklist, correction)
     where = lookups.where.get(key) if lookups is not None else None
     if where is None:
-        where = _where(req, caller, snapshot)
+        where = _where(req, caller, snapshot, assigned=not correction)
         if lookups is not None:
             lookups.where[key] = where
     area, municipality, checklist, items = where
     errors: list[dict[str, Any]] = []
-    if len(req.answers) > MAX_ANSWERS:
-        errors.append({"field": "answers", "message": f"at most {MAX_ANSWERS} answers"})
     if not req.answers and not req.nothing_to_report:
         errors.append({"field": "answers", "message": "give answers or set nothing_to_report (inga svar / "
                                                       "no answers)"})
@@ -497,7 +543,8 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
     for code, ans in req.answers.items():
         item = items.get(code)
         if item is None:
-            errors.append({"field": f"answers.{code}", "message": f"unknown item {code!r} in {checklist.ref}"})
+            shown = code if len(code) <= MAX_SHOWN else code[:MAX_SHOWN] + "…"
+            errors.append({"field": f"answers.{shown}", "message": f"unknown item {shown!r} in {checklist.ref}"})
             continue
         v = ans.value
         if item.answer == "boolean":
@@ -506,8 +553,12 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
         elif isinstance(v, bool):
             errors.append({"field": f"answers.{code}.value", "message": f"expected an integer ({item.answer}), "
                                                                         "not true/false"})
-        elif item.answer == "count" and v < 0:
-            errors.append({"field": f"answers.{code}.value", "message": "a count is an integer ≥ 0"})
+        elif item.answer == "count":
+            if v < 0:
+                errors.append({"field": f"answers.{code}.value", "message": "a count is an integer ≥ 0"})
+            elif item.max_count is not None and v > item.max_count:
+                errors.append({"field": f"answers.{code}.value",
+                               "message": f"at most {item.max_count} in one report ({code} in {checklist.ref})"})
         elif item.answer == "level" and v not in LEVELS:
             errors.append({"field": f"answers.{code}.value", "message": "a level is 0, 1, 2 or 3"})
         if ans.places:
@@ -524,11 +575,8 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
     if errors:
         raise _invalid("validation", "Rapporten är ogiltig; se errors. / The report is invalid; see errors.",
                        errors)
-    pii = personal_data_errors(free_text) if free_text else None  # an empty text holds no personal data
-    if pii:
-        fields = ", ".join(dict.fromkeys(e["field"] for e in pii))
-        raise _invalid("personal_data", f"Fritext får inte identifiera personer ({fields}). / "
-                       f"Free text must not identify people ({fields}).", pii)
+    if free_text:  # an empty text holds nothing to refuse
+        _check_free_text(free_text)
     when_key = (area.id, req.period, received_at)
     when = lookups.when.get(when_key) if lookups is not None else None
     if when is None:
@@ -537,11 +585,6 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
         if lookups is not None:
             lookups.when[when_key] = when
     period, period_id, late = when
-    if req.supersedes is not None:
-        if req.supersedes == req.report_id or known_reports.get(req.supersedes) != area.id:
-            raise _invalid("supersedes", f"supersedes {req.supersedes!r} är inte en tidigare godtagen rapport "
-                           f"för området {area.id}. / supersedes {req.supersedes!r} is not an earlier accepted "
-                           f"report of area {area.id}.", [{"field": "supersedes", "message": "unknown report"}])
     # ReportSubmitted's fields in its order; every value is of the field's type already (ReportIn is strict)
     if req.supersedes is None:
         data: dict[str, Any] = {
@@ -559,12 +602,72 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
     return Accepted(fields=data, municipality_id=municipality.id, period=period, late=late)
 
 
-def _where(req: ReportIn, caller: Principal, snapshot: OrgSnapshot) -> _Where:
-    """The caller's right to report, the report's area, municipality and checklist; raises ReportRejected."""
+def _check_free_text(texts: dict[str, str]) -> None:
+    """Refuse notes with control characters (line breaks and tabs may stay) or personal data."""
+    bad = free_text_errors(texts, multiline=set(texts))
+    if not bad:
+        return
+    fields = ", ".join(dict.fromkeys(e["field"] for e in bad))
+    if any(e["reason"] == "control_character" for e in bad):
+        raise _invalid("control_character", f"Fritext innehåller otillåtna tecken ({fields}). / "
+                       f"Free text holds characters that are not allowed ({fields}).", bad)
+    raise _invalid("personal_data", f"Fritext får inte identifiera personer ({fields}). / "
+                   f"Free text must not identify people ({fields}).", bad)
+
+
+def may_correct(caller: Principal, original: KnownReport) -> bool:
+    """Whether a caller may correct a report: its sender, a key function of its municipality, or an admin."""
+    return (original.reporter_id == caller.person_id or "admin" in caller.roles
+            or ("key_function" in caller.roles and original.municipality_id in caller.municipalities))
+
+
+def check_correction(req: ReportIn, caller: Principal, known_reports: Mapping[str, KnownReport]) -> None:
+    """A correction names an earlier report the caller may correct, of the same area; raises ReportRejected.
+
+    Someone who may not correct the report learns nothing about it: an unknown id and another
+    reporter's id get the same 403 (only an admin, who may see every report, is told it is unknown).
+    """
+    _may_report(caller)
+    sup = req.supersedes
+    if sup == req.report_id:
+        raise _invalid("supersedes", "En rapport kan inte rätta sig själv. / A report cannot correct itself.",
+                       [{"field": "supersedes", "message": "the report's own id"}])
+    original = known_reports.get(sup) if sup is not None else None
+    if original is None and "admin" in caller.roles:
+        raise _invalid("supersedes", f"supersedes {sup!r} är inte en tidigare godtagen rapport. / "
+                       f"supersedes {sup!r} is not an earlier accepted report.",
+                       [{"field": "supersedes", "message": "unknown report"}])
+    if original is None or not may_correct(caller, original):
+        raise ReportRejected(403, "correction_forbidden", "Forbidden",
+                             "Du kan bara rätta dina egna rapporter (som nyckelfunktion även andras i din kommun). / "
+                             "You can only correct your own reports (as a key function, also others' in your "
+                             "municipality).",
+                             [{"field": "supersedes", "message": "not a report you may correct"}])
+    if original.area_id != req.area_id:
+        raise _invalid("supersedes", f"Rapporten som rättas gäller området {original.area_id}, inte {req.area_id}. "
+                       f"/ The corrected report is about area {original.area_id}, not {req.area_id}.",
+                       [{"field": "area_id", "message": f"the corrected report's area is {original.area_id}"}])
+
+
+def _may_report(caller: Principal) -> None:
     if not caller.has_role(*REPORTER_ROLES):
         raise ReportRejected(403, "forbidden", "Forbidden",
                              "Rapporter kräver rollen reporter eller key_function. / "
                              "Reports need the role reporter or key_function.")
+
+
+def _where(req: ReportIn, caller: Principal, snapshot: OrgSnapshot, *, assigned: bool) -> _Where:
+    """The caller's right to report, the report's area, municipality and checklist; raises ReportRejected.
+
+    ``assigned``: the caller must be assigned to the area (not so for a correction, which
+    ``check_correction`` has judged by the original).
+    """
+    _may_report(caller)
+    bad = [{"field": name, "message": "a control character is not allowed here"}
+           for name, text in (("area_id", req.area_id), ("checklist", req.checklist)) if has_control_characters(text)]
+    if bad:
+        raise _invalid("control_character", "Ett id innehåller ett kontrolltecken; se errors. / "
+                       "An id holds a control character; see errors.", bad)
     area = snapshot.areas.get(req.area_id)
     if area is None:
         if "admin" not in caller.roles:  # do not reveal to others which areas exist
@@ -573,7 +676,7 @@ def _where(req: ReportIn, caller: Principal, snapshot: OrgSnapshot) -> _Where:
                                  f"You are not assigned to area {req.area_id!r}.")
         raise _invalid("unknown_area", f"Okänt område {req.area_id!r}. / Unknown area {req.area_id!r}.",
                        [{"field": "area_id", "message": "unknown area"}])
-    if not caller.may_see_area(area.id):
+    if assigned and not caller.may_see_area(area.id):
         raise ReportRejected(403, "forbidden", "Forbidden",
                              f"Du är inte tilldelad området {area.id!r}. / You are not assigned to area {area.id!r}.")
     municipality = snapshot.municipalities[area.municipality_id]

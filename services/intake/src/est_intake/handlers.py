@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from est_intake import db
 from est_intake.domain import (
     Accepted,
+    KnownReport,
     Lookups,
     ReportIn,
     ReportRejected,
@@ -519,7 +520,8 @@ async def _submit(subs: list[Submission], *, ledger: db.ReportLedger, snapshot: 
     results: list[Outcome | None] = [None] * len(subs)
     lookup = [s.req.report_id for s in subs] + [s.req.supersedes for s in subs if s.req.supersedes]
     existing = await ledger.find(lookup)
-    known: dict[str, str] = {rid: row["area_id"] for rid, row in existing.items()}
+    known = {rid: KnownReport(row["area_id"], row["municipality_id"], row["reporter_id"])
+             for rid, row in existing.items()}
     first: dict[str, int] = {}
     duplicates: list[int] = []
     waiting: list[tuple[int, asyncio.Future[Any]]] = []
@@ -562,7 +564,8 @@ async def _submit(subs: list[Submission], *, ledger: db.ReportLedger, snapshot: 
                 await _publish_wave(wave, subs, results, publish=publish, ledger=ledger, original=original)
                 for i, acc in wave:
                     if results[i] is not None and results[i].ok:  # type: ignore[union-attr]
-                        known[acc.report_id] = acc.area_id
+                        known[acc.report_id] = KnownReport(acc.area_id, acc.municipality_id,
+                                                           acc.fields["reporter_id"])
             force = not wave and len(deferred) == len(pending)
             pending = deferred
     finally:
