@@ -19,8 +19,8 @@ owner what answered. So:
   to a public address at subscription time and to 127.0.0.1 later, DNS rebinding, is refused then).
   The URL's host stays in the ``Host`` header and in TLS (SNI and certificate check).
 
-The client follows no redirects and ignores proxy environment variables (a proxy would resolve the
-name itself, past the check).
+The client follows no redirects and ignores proxy environment variables and ``.netrc`` (a proxy would
+resolve the name itself, past the check); it trusts the CAs of ``SSL_CERT_FILE`` when set, else certifi's.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ class Egress:
     allow: AllowList = field(default_factory=AllowList)
     resolver: Resolver = system_resolver
     resolve_timeout: float = 5.0
-    _own: tuple[IPAddress, ...] | None = field(default=None, init=False, repr=False)
+    _own: tuple[frozenset[str], tuple[IPAddress, ...]] | None = field(default=None, init=False, repr=False)
 
     async def vet(self, url: str) -> None:
         """Check a subscription's target; raises TargetRefused. A name that does not resolve now is let
@@ -247,7 +247,7 @@ class Egress:
         except InvalidHost:
             raise TargetRefused("invalid_host") from None
         by_name = self.allow.allows_host(host)
-        own = await self.own_addresses()
+        own_names, own = await self.own_host()
         if literal is not None:
             self._judge([literal], by_name, own)
             return [str(literal)]
@@ -259,7 +259,7 @@ class Egress:
             addresses = [ip_address(a.split("%", 1)[0]) for a in found]
         except (OSError, TimeoutError, ValueError):
             addresses = []
-        if not addresses and (is_local_name(name) or name in _own_names()):
+        if not addresses and (is_local_name(name) or name in own_names):
             addresses = list(LOCAL_NAME_ADDRESSES)  # this machine, whether or not a resolver knows the name
         if not addresses:
             if strict:
@@ -276,18 +276,19 @@ class Egress:
             if reason is not None:
                 raise TargetRefused(reason)
 
-    async def own_addresses(self) -> tuple[IPAddress, ...]:
-        """The addresses the machine's own host name resolves to (looked up once): a webhook to them would
-        reach this machine's services on a public or container address."""
+    async def own_host(self) -> tuple[frozenset[str], tuple[IPAddress, ...]]:
+        """The machine's own host names and their addresses (looked up once, off the event loop): a webhook
+        to them would reach this machine's services on a public or container address."""
         if self._own is None:
+            names = await asyncio.to_thread(_own_names)
             found: set[IPAddress] = set()
-            for name in _own_names():
+            for name in names:
                 try:
                     found.update(ip_address(a.split("%", 1)[0]) for a in
                                  await asyncio.wait_for(system_resolver(name, 0), self.resolve_timeout))
                 except (OSError, TimeoutError, ValueError):
                     continue
-            self._own = tuple(sorted(found, key=lambda a: (a.version, int(a))))
+            self._own = (names, tuple(sorted(found, key=lambda a: (a.version, int(a)))))
         return self._own
 
     def client(self, *, timeout: float) -> httpx.AsyncClient:
@@ -296,13 +297,14 @@ class Egress:
                                  trust_env=False)
 
 
-def _own_names() -> set[str]:
+def _own_names() -> frozenset[str]:
+    """The machine's host name and fully qualified name (``getfqdn`` may ask DNS: run it in a thread)."""
     names = {normalise_name(socket.gethostname())}
     try:
         names.add(normalise_name(socket.getfqdn()))
     except OSError:
         pass
-    return {n for n in names if n}
+    return frozenset(n for n in names if n)
 
 
 def url_host(url: str) -> str:
@@ -358,6 +360,6 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, egress: Egress, *, limits: httpx.Limits = LIMITS) -> None:
         super().__init__(trust_env=False, limits=limits)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False), max_connections=limits.max_connections,
+            ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,  # SSL_CERT_FILE counts
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
             network_backend=GuardedBackend(egress))
