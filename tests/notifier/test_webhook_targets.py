@@ -245,17 +245,20 @@ async def test_a_subscription_made_before_the_rules_is_refused_at_sending(nats_u
         assert (await _subscription(n, sub_id))["status"] == "paused"
 
 
-async def test_a_stored_url_with_user_info_is_refused_at_sending_and_no_basic_auth_leaves(
-        nats_url: str, tmp_path: Path, org: Org) -> None:
+@pytest.mark.parametrize("spoil", [lambda u: u.replace("http://", "http://user:pw@"),
+                                   lambda u: u + "\r\nX-Injected: 1"], ids=["user-info", "CR/LF"])
+async def test_a_stored_url_of_a_refused_form_is_refused_at_sending_not_retried(
+        nats_url: str, tmp_path: Path, org: Org, spoil: Any) -> None:
+    """Basic auth from user-info never leaves, and a URL with CR/LF is not retried forever."""
     async with receiver() as rx, running_notifier(notifier_settings(nats_url, tmp_path, org), org) as n:
         state = n.app.state.notifier
         owner = next(p for p in org.snapshot.people if p.startswith("owner"))
-        url = rx.url.replace("http://", "http://user:pw@")
+        url = spoil(rx.url)
         sub_id = await store_subscription(state["sessions"], state["tables"], owner_id=owner, municipality_id=org.m,
                                           area_ids=[org.a1], channel={"type": "webhook", "url": url, "secret": "k"})
         await publish(nats_url, picture_subject(org), picture_event(org))
         row = await eventually(lambda: _ledger_row(n, sub_id, "refused"))
-        assert row["attempt_log"][0]["error"].startswith("refused: ")
+        _assert_refused_not_probed(row, "form")
         assert rx.requests == []
 
 

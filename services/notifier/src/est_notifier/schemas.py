@@ -187,4 +187,4 @@ class PersonalReadOut(BaseModel):
     channel: str
     target: str
     purpose: str = Field(examples=["social_services_notification"])
-    outcome: str = Field(description="outcome of the attempt: delivered | retry | failed | dead")
+    outcome: str = Field(description="outcome of the attempt: delivered | retry | failed | refused | dead")
