@@ -179,7 +179,8 @@ def fig_notifier(base: Path, quick: bool) -> None:
         raw = asyncio.run(baseline(receiver, events))
         httpx.delete(f"{receiver}/count", timeout=10)
         notifier = env.service("notifier", EST_NOTIFIER_REMINDERS_ENABLED="false",
-                               EST_NOTIFIER_WORKER_BATCH=str(CONCURRENCY))
+                               EST_NOTIFIER_WORKER_BATCH=str(CONCURRENCY),
+                               EST_NOTIFIER_WEBHOOK_ALLOW="127.0.0.1/32")  # the receiver is on loopback
         snap = snapshot(receiver)
         total = n * SUBSCRIPTIONS
         # the organisation first (declared subscriptions), then the events

@@ -66,6 +66,7 @@ def start_system(data_dir: Path, org_file: Path | None, *, ports: dict[str, int]
     ports = ports or {s: free_port() for s in SERVICES}
     env = dict(os.environ, **{f"EST_{s.upper()}_PORT": str(p) for s, p in ports.items()}, **(extra_env or {}))
     env.pop("EST_NATS_URL", None)
+    env.setdefault("EST_NOTIFIER_WEBHOOK_ALLOW", "127.0.0.1/32")  # the tests' webhook receivers are on loopback
     env["EST_GC_TUNING"] = "true"  # `est up` runs as users run it (the suite turns tuning off in-process)
     args = [sys.executable, "-m", "est_cli.main", "up", "--data-dir", str(data_dir)]
     if org_file:

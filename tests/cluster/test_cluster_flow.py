@@ -17,6 +17,7 @@ from est_shared.natsserver import NatsCluster
 from est_shared.subjects import REPORTS
 
 from tests.faults.support import (
+    LOOPBACK_RECEIVERS,
     Receiver,
     make_reports,
     post_steadily,
@@ -80,7 +81,8 @@ async def test_cluster_counts_every_accepted_report_once_and_delivers_every_vers
     aggs = [proc("aggregator", i, EST_AGGREGATOR_DATABASE_URL=databases["aggregator"],
                  EST_AGGREGATOR_AUTO_PUBLISH_INTERVAL="0") for i in range(2)]
     nots = [proc("notifier", i, EST_NOTIFIER_DATABASE_URL=databases["notifier"],
-                 EST_NOTIFIER_REMINDERS_ENABLED="false", EST_NOTIFIER_LEASE_SECONDS="20") for i in range(2)]
+                 EST_NOTIFIER_REMINDERS_ENABLED="false", EST_NOTIFIER_LEASE_SECONDS="20",
+                 EST_NOTIFIER_WEBHOOK_ALLOW=LOOPBACK_RECEIVERS) for i in range(2)]
     everything = [intake, *aggs, *nots]
     try:
         # the first replica of each service creates its tables, then the second joins

@@ -27,6 +27,7 @@ from tests.support import WebhookReceiver, e2e_org
 
 AREAS = ("araby", "dalbo")
 SECRET = "s3cret-webhook"
+LOOPBACK_RECEIVERS = "127.0.0.1/32"  # EST_NOTIFIER_WEBHOOK_ALLOW: the receivers here listen on loopback
 
 
 def auth(token: str) -> dict[str, str]:
@@ -240,7 +241,8 @@ def start_embedded(base: Path, services: tuple[str, ...] = ("intake", "aggregato
     nats = NatsServer(base / "nats", log_file=base / "nats.log").start()
     common = {"EST_NATS_URL": nats.url, "EST_DATA_DIR": str(base / "var"), "EST_LOG_LEVEL": "WARNING",
               "EST_INTAKE_ORG_FILE": str(write_org(base / "org.yaml")),
-              "EST_AGGREGATOR_AUTO_PUBLISH_INTERVAL": "0", "EST_NOTIFIER_REMINDERS_ENABLED": "false"}
+              "EST_AGGREGATOR_AUTO_PUBLISH_INTERVAL": "0", "EST_NOTIFIER_REMINDERS_ENABLED": "false",
+              "EST_NOTIFIER_WEBHOOK_ALLOW": LOOPBACK_RECEIVERS}
     procs = {s: ServiceProcess(s, {**common, **(env or {}).get(s, {})}, base / f"{s}.log") for s in services}
     system = Embedded(base, nats, procs)
     try:

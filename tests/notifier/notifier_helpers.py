@@ -12,8 +12,13 @@ from typing import Any
 
 import httpx
 import nats
+from est_notifier import db
 from est_notifier.app import Settings, create_app
+from est_notifier.db import Tables
+from est_notifier.domain import channel_target
+from est_notifier.egress import Resolver
 from est_shared.bus import publish_event
+from est_shared.db import transaction
 from est_shared.events import (
     AlertData,
     CloudEvent,
@@ -27,6 +32,7 @@ from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_
 from est_shared.subjects import alert_raised, picture_published
 from est_shared.testing import serve
 from fastapi import FastAPI, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 
 @dataclass
@@ -124,8 +130,13 @@ async def receiver(script: list[int] | None = None, headers: dict[str, str] | No
         yield r
 
 
+LOOPBACK_RECEIVERS = "127.0.0.1/32"
+"""EST_NOTIFIER_WEBHOOK_ALLOW of tests whose receivers listen on loopback (refused by default)."""
+
+
 def notifier_settings(nats_url: str, tmp_path: Path, org: Org, **overrides: Any) -> Settings:
-    """Settings isolated for one test: own durables, own municipality filter, tiny retry delays."""
+    """Settings isolated for one test: own durables, own municipality filter, tiny retry delays, webhooks
+    allowed to loopback receivers (``webhook_allow=""`` for the default policy)."""
     tag = uuid.uuid4().hex[:8]
     values: dict[str, Any] = {
         "nats_url": nats_url, "data_dir": tmp_path, "log_level": "WARNING",
@@ -134,6 +145,7 @@ def notifier_settings(nats_url: str, tmp_path: Path, org: Org, **overrides: Any)
         "max_attempts": 3, "http_timeout": 2.0, "consumer_ack_wait": 5.0, "durable_updates": f"nup-{tag}",
         "durable_notifications": f"nfn-{tag}",
         "reminders_enabled": False,
+        "webhook_allow": LOOPBACK_RECEIVERS,
     }
     values.update(overrides)
     return Settings(**values)
@@ -164,11 +176,29 @@ class Running:
 
 
 @asynccontextmanager
-async def running_notifier(settings: Settings, org: Org) -> AsyncIterator[Running]:
-    app = create_app(settings)
+async def running_notifier(settings: Settings, org: Org, *, resolver: Resolver | None = None
+                           ) -> AsyncIterator[Running]:
+    """The notifier app served on a free port with the organisation applied (``resolver``: names of webhook
+    hosts looked up by this function instead of the system)."""
+    app = create_app(settings, resolver=resolver)
     async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=10) as http:
         await app.state.runtime.apply_org(org.snapshot)
         yield Running(app, base, http, org)
+
+
+async def store_subscription(sessions: async_sessionmaker[AsyncSession], tables: Tables, *, owner_id: str,
+                             municipality_id: str, area_ids: list[str], channel: dict[str, str],
+                             events: list[str] | None = None, name: str = "stored") -> str:
+    """A subscription written to the database as one made before today's rules were (a reporter's webhook, a
+    webhook to loopback or with user-info in its URL); returns its id."""
+    sub_id = str(uuid.uuid4())
+    async with transaction(sessions) as s:
+        await db.insert_subscription(s, tables, {
+            "id": sub_id, "owner_id": owner_id, "name": name, "municipality_id": municipality_id,
+            "area_ids": area_ids, "events": events or ["picture.published"], "channel": channel,
+            "channel_target": channel_target(channel), "digest": "immediate", "language": "sv",
+            "min_severity": None, "source": "api", "declared_key": None})
+    return sub_id
 
 
 async def publish(nats_url: str, subject: str, event: CloudEvent[Any]) -> None:

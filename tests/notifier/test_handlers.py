@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import email
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from email.policy import default
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from est_notifier import handlers
 from est_notifier.db import Tables, ensure_schema, make_tables
 from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, WebhookSender, flush_digests
 from est_notifier.domain import Caller
+from est_notifier.egress import AllowList, Egress
 from est_notifier.metrics import NotifierMetrics
 from est_shared.db import make_engine, session_factory
-from notifier_helpers import Org, alert_event, picture_event, receiver
+from notifier_helpers import LOOPBACK_RECEIVERS, Org, alert_event, picture_event, receiver
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
@@ -45,6 +47,16 @@ def _spec(org: Org, channel: dict[str, str], **over: Any) -> dict[str, Any]:
     return spec
 
 
+@asynccontextmanager
+async def _webhooks() -> AsyncIterator[WebhookSender]:
+    """A webhook sender allowed to the loopback receivers."""
+    sender = WebhookSender(egress=Egress(AllowList.parse(LOOPBACK_RECEIVERS)), timeout=5.0)
+    try:
+        yield sender
+    finally:
+        await sender.aclose()
+
+
 async def _count(sessions: Any, table: Any) -> int:
     async with sessions() as s:
         return int(await s.scalar(select(func.count()).select_from(table)) or 0)
@@ -68,13 +80,13 @@ async def test_fan_out_is_idempotent_per_event(tmp_path: Path, org: Org) -> None
 
 async def test_two_workers_never_attempt_the_same_delivery_twice(tmp_path: Path, org: Org) -> None:
     engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    async with receiver() as rx, httpx.AsyncClient() as client:
+    async with receiver() as rx, _webhooks() as webhooks:
         for i in range(5):
             await handlers.create_subscription(
                 sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                 spec=_spec(org, {"type": "webhook", "url": f"{rx.url}?n={i}", "secret": "k"}))
         await handlers.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c", sender="a@b.se")
-        workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": WebhookSender(client)},
+        workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": webhooks},
                                   policy=RetryPolicy(0.01, 0.05, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]
         claimed = await asyncio.gather(*(w.run_once() for w in workers), *(w.run_once() for w in workers))
@@ -137,7 +149,7 @@ async def test_declared_subscriptions_are_upserted_idempotently(tmp_path: Path, 
 @pytest.mark.postgres
 async def test_delivery_flow_on_postgresql(postgres_url: str, tmp_path: Path, org: Org) -> None:
     engine, sessions, tables = await _db(postgres_url)
-    async with receiver([503]) as rx, httpx.AsyncClient() as client:
+    async with receiver([503]) as rx, _webhooks() as webhooks:
         sub = await handlers.create_subscription(
             sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
             spec=_spec(org, {"type": "webhook", "url": rx.url, "secret": "k"}))
@@ -148,7 +160,7 @@ async def test_delivery_flow_on_postgresql(postgres_url: str, tmp_path: Path, or
         assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c",
                                       sender="a@b.se") == ["webhook"]
         assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se") == []
-        workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": WebhookSender(client)},
+        workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": webhooks},
                                   policy=RetryPolicy(0.01, 0.02, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]
         for _ in range(20):

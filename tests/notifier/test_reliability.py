@@ -22,6 +22,7 @@ from est_shared.subjects import ORG_CHANGED
 from est_shared.testing import free_port, serve
 from fastapi import FastAPI, Request, Response
 from notifier_helpers import (
+    LOOPBACK_RECEIVERS,
     Org,
     eventually,
     notifier_settings,
@@ -133,7 +134,7 @@ async def test_sigkill_mid_run_loses_and_duplicates_nothing(fresh_nats: NatsServ
                "EST_NOTIFIER_MUNICIPALITY_FILTER": org.m, "EST_NOTIFIER_POLL_INTERVAL": "0.1",
                "EST_NOTIFIER_RETRY_BASE_DELAY": "0.1", "EST_NOTIFIER_RETRY_MAX_DELAY": "0.5",
                "EST_NOTIFIER_LEASE_SECONDS": "2", "EST_NOTIFIER_REMINDERS_ENABLED": "false",
-               "EST_NOTIFIER_CONSUMER_ACK_WAIT": "3"}
+               "EST_NOTIFIER_CONSUMER_ACK_WAIT": "3", "EST_NOTIFIER_WEBHOOK_ALLOW": LOOPBACK_RECEIVERS}
         proc = ServiceProcess("notifier", env, tmp_path / "notifier.log")
         await asyncio.to_thread(proc.start)
         try:

@@ -14,7 +14,7 @@ from est_notifier.domain import Audience, audience, coarsen_kronoberg, render_fo
 from est_shared.db import make_engine, session_factory
 from est_shared.events import AnalysisPublished, Completeness, PictureData, PicturePublished, new_event
 from est_shared.org import Actor, Person, hash_token
-from notifier_helpers import Org, picture_event
+from notifier_helpers import Org, picture_event, store_subscription
 from sqlalchemy import select
 
 KRONOBERG = {"interventions": 7, "litres_by_beverage": {"beer": 3.3}, "litres_total": 3.3, "share_under_18": 0.57,
@@ -76,17 +76,20 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
         "people": {**org.snapshot.people, cop.id: cop}})
     owners = {"key": next(p for p in snapshot.people if p.startswith("owner")), "police": cop.id,
               "reporter": next(p for p in snapshot.people if p.startswith("other"))}
-    subs = {}
+    subs: dict[str, dict[str, Any]] = {}
     for name, person_id in owners.items():
         caller = handlers.caller_for(snapshot, person_id)
         assert caller is not None
-        area = org.a2 if name == "reporter" else org.a1
+        channel = {"type": "webhook", "url": f"https://example.org/{name}", "secret": name}
+        events = ["picture.published", "analysis.published"]
+        if name == "reporter":  # reporters may no longer make webhooks; one made before is rendered for its owner
+            subs[name] = {"id": await store_subscription(sessions, tables, owner_id=person_id, municipality_id=org.m,
+                                                         area_ids=[org.a2], channel=channel, events=events)}
+            continue
         subs[name] = await handlers.create_subscription(
             sessions=sessions, tables=tables, caller=caller, snapshot=snapshot, spec={
-                "name": name, "scope": {"municipality_id": org.m, "area_ids": [area]},
-                "events": ["picture.published", "analysis.published"],
-                "channel": {"type": "webhook", "url": f"https://example.org/{name}", "secret": name},
-                "digest": "immediate", "language": "sv"})
+                "name": name, "scope": {"municipality_id": org.m, "area_ids": [org.a1]}, "events": events,
+                "channel": channel, "digest": "immediate", "language": "sv"})
     mail = await handlers.create_subscription(
         sessions=sessions, tables=tables, caller=handlers.caller_for(snapshot, owners["key"]),  # type: ignore[arg-type]
         snapshot=snapshot, spec={"name": "mail", "scope": {"municipality_id": org.m, "area_ids": [org.a1]},

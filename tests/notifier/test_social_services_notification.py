@@ -66,7 +66,8 @@ def notifier_settings(url: str, data_dir: Path, key: str) -> Settings:
     return Settings(nats_url=url, data_dir=data_dir, log_level="DEBUG", pii_key=key, municipality_filter="vaxjo",
                     durable_pictures=f"p-{tag}", durable_alerts=f"al-{tag}", durable_analyses=f"an-{tag}",
                     durable_updates=f"up-{tag}", durable_notifications=f"nf-{tag}", reminders_enabled=False,
-                    poll_interval=0.1, retry_base_delay=0.05, retry_max_delay=0.2, max_attempts=3)
+                    poll_interval=0.1, retry_base_delay=0.05, retry_max_delay=0.2, max_attempts=3,
+                    webhook_allow="127.0.0.1/32")
 
 
 async def test_under_18_reaches_only_social_services_with_personal_data_sealed_on_the_bus(

@@ -53,8 +53,9 @@ async def test_subscriptions_are_private_to_their_owner(nats_url: str, tmp_path:
         sub = r.json()
         assert r.headers["location"] == f"/v1/subscriptions/{sub['id']}"
         assert sub["channel"] == {"type": "webhook", "url": "https://example.org/est", "secret_set": True}
-        # default scope = the caller's areas of the municipality
-        r = await http.post("/v1/subscriptions", json=_body(org, scope={"municipality_id": org.m}),
+        # default scope = the caller's areas of the municipality (a reporter subscribes by e-mail)
+        r = await http.post("/v1/subscriptions", json=_body(org, scope={"municipality_id": org.m},
+                                                          channel={"type": "email", "to": "ada@example.org"}),
                             headers=org.auth("other"))
         assert r.status_code == 201 and r.json()["scope"]["area_ids"] == [org.a2]
         other_id = r.json()["id"]

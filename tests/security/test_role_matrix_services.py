@@ -99,6 +99,7 @@ IN_B = ("key_function", "police", "social_services", "beredningsgrupp", "styrgru
 IN_N = ("key_function_other", "admin")
 ANALYSTS = ("key_function", "beredningsgrupp", "styrgrupp", "admin")
 OWNER = ("key_function", "admin")  # the notifier's setup subscription belongs to the key function
+WEBHOOKS = ("key_function", "police", "social_services", "admin")  # est_notifier.domain.WEBHOOK_ROLES, in M
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,11 @@ ROWS: list[Row] = [
     Row("aggregator", "GET", ALERTS, "alerts of B", IN_B, {"area_id": "B"}),
     Row("aggregator", "GET", ALERTS, "alerts of C", IN_N, {"area_id": "C"}),
     # notifier
-    Row("notifier", "POST", SUBS, "subscribe to A", IN_M, body="sub_a"),
-    Row("notifier", "POST", SUBS, "subscribe to B", IN_B, body="sub_b"),
+    Row("notifier", "POST", SUBS, "subscribe to A by webhook (not reporters, beredningsgrupp, styrgrupp)",
+        WEBHOOKS, body="sub_a"),
+    Row("notifier", "POST", SUBS, "subscribe to A by e-mail", IN_M, body="sub_a_email"),
+    Row("notifier", "POST", SUBS, "subscribe to B by webhook", WEBHOOKS, body="sub_b"),
+    Row("notifier", "POST", SUBS, "subscribe to B by e-mail", IN_B, body="sub_b_email"),
     Row("notifier", "POST", SUBS, "subscribe to C", IN_N, body="sub_c"),
     Row("notifier", "POST", SUBS, "subscribe to personal data (social services only, not even admin)",
         ("social_services",), body="sub_personal"),
@@ -203,9 +207,10 @@ def _webhook() -> dict[str, str]:
     return {"type": "webhook", "url": "https://example.org/est-hook", "secret": "s3cret"}
 
 
-def _sub(muni: str, area: str, events: list[str] | None = None) -> dict[str, Any]:
+def _sub(muni: str, area: str, events: list[str] | None = None, channel: dict[str, str] | None = None
+         ) -> dict[str, Any]:
     return {"name": f"matrix {uuid.uuid4().hex[:6]}", "scope": {"municipality_id": IDS[muni], "area_ids": [IDS[area]]},
-            "events": events or ["picture.published"], "channel": _webhook()}
+            "events": events or ["picture.published"], "channel": channel or _webhook()}
 
 
 def _measure(area: str) -> dict[str, Any]:
@@ -217,6 +222,8 @@ BODIES: dict[str, Any] = {
     "publish": lambda: {"comment": "matrix"},
     "sub_a": lambda: _sub("M", "A"),
     "sub_b": lambda: _sub("M", "B"),
+    "sub_a_email": lambda: _sub("M", "A", channel={"type": "email", "to": "matrix@example.org"}),
+    "sub_b_email": lambda: _sub("M", "B", channel={"type": "email", "to": "matrix@example.org"}),
     "sub_c": lambda: _sub("N", "C"),
     "sub_personal": lambda: _sub("M", "A", ["forfeiture.notification_due"]),
     "pause": lambda: {"paused": True},

@@ -38,8 +38,9 @@ def caller_of(p: Principal) -> Caller:
 
 def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
                sessions: async_sessionmaker[AsyncSession], tables: Tables, snapshot: Callable[[], Any],
-               hub: StreamHub | None = None, on_stream: Callable[[int], None] | None = None) -> None:
-    """Mount the /v1 routes."""
+               hub: StreamHub | None = None, on_stream: Callable[[int], None] | None = None,
+               check_target: handlers.CheckTarget | None = None) -> None:
+    """Mount the /v1 routes (``check_target``: the egress policy of webhook URLs)."""
     router = APIRouter(prefix="/v1", tags=["notifier"])
     Auth = Annotated[Principal, Depends(principal)]
 
@@ -48,7 +49,8 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
     async def create(body: SubscriptionIn, who: Auth, response: Response) -> dict[str, Any]:
         try:
             out = await handlers.create_subscription(sessions=sessions, tables=tables, caller=caller_of(who),
-                                                     snapshot=snapshot(), spec=body.model_dump())
+                                                     snapshot=snapshot(), spec=body.model_dump(),
+                                                     check_target=check_target)
         except NotifierError as exc:
             raise _problem(exc) from exc
         response.headers["Location"] = f"/v1/subscriptions/{out['id']}"
@@ -77,7 +79,8 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
                               errors=[{"field": key, "message": "may not be null", "type": "value_error"}])
         try:
             return await handlers.update_subscription(sessions=sessions, tables=tables, caller=caller_of(who),
-                                                      snapshot=snapshot(), sub_id=sub_id, changes=changes)
+                                                      snapshot=snapshot(), sub_id=sub_id, changes=changes,
+                                                      check_target=check_target)
         except NotifierError as exc:
             raise _problem(exc) from exc
 

@@ -8,7 +8,6 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from est_shared.db import lock_schema, make_engine, session_factory
 from est_shared.events import CloudEvent
 from est_shared.org import OrgSnapshot, period_deadline
@@ -23,6 +22,7 @@ from est_notifier.consumers import register
 from est_notifier.db import ensure_schema, make_tables
 from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, Sender, WebhookSender, flush_digests
 from est_notifier.domain import ReminderTimes, parse_smtp_url
+from est_notifier.egress import Egress, Resolver, TargetRefused, system_resolver
 from est_notifier.metrics import NotifierMetrics
 from est_notifier.personal import PersonalDeliveries
 from est_notifier.reminders import Clock, ReminderLoop
@@ -40,8 +40,9 @@ person (`forfeiture.notification_due`) reach only social services of the municip
 opened at sending time and every opening logged (`/v1/admin/personal-data-deliveries`)."""
 
 
-def create_app(settings: NotifierSettings | None = None) -> FastAPI:
-    """Build the notifier app; nothing connects until its lifespan starts."""
+def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver | None = None) -> FastAPI:
+    """Build the notifier app; nothing connects until its lifespan starts. ``resolver`` replaces the
+    system's name resolution of webhook hosts (tests of DNS rebinding)."""
     settings = settings or NotifierSettings()
     url = settings.database_url or settings.sqlite_url("notifier")
     # SQLite has one writer: one pooled connection makes tasks queue in asyncio instead of sleeping in
@@ -55,6 +56,16 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     smtp = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
     senders: dict[str, Sender] = {
         "email": EmailSender(smtp=smtp, outbox=settings.data_dir / "outbox", timeout=settings.smtp_timeout)}
+    egress = Egress(settings.webhook_allow_list, resolver=resolver or system_resolver,
+                    resolve_timeout=min(5.0, settings.http_timeout))
+
+    async def check_target(url: str) -> None:
+        """A subscription's webhook target against the egress policy; each refusal counted."""
+        try:
+            await egress.vet(url)
+        except TargetRefused as exc:
+            metrics.refused.labels("subscribe", exc.reason).inc()
+            raise
 
     def digest_due(municipality_id: str, period: str) -> float:
         """When a digest window closes: the period's deadline plus grace (now + grace if unknown)."""
@@ -134,7 +145,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
                     resume_window=settings.stream_resume_window, resume_margin=settings.stream_resume_margin,
                     on_event=metrics.stream_events.inc)
     add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables,
-               snapshot=lambda: runtime.directory.snapshot, hub=hub, on_stream=metrics.stream_clients.inc)
+               snapshot=lambda: runtime.directory.snapshot, hub=hub, on_stream=metrics.stream_clients.inc,
+               check_target=check_target)
 
     async def reconcile(snapshot: OrgSnapshot) -> None:
         """Declared subscriptions and owners who left: applied for every newer organisation snapshot."""
@@ -144,7 +156,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         try:
             result = await handlers.reconcile_org(
                 sessions=sessions, tables=tables, snapshot=snapshot, env=os.environ,
-                on_invalid=lambda reason: metrics.declared_invalid.labels(reason).inc())
+                on_invalid=lambda reason: metrics.declared_invalid.labels(reason).inc(), check_target=check_target)
         except Exception:
             log.exception("could not apply the organisation to subscriptions; retried at the next change")
             return
@@ -165,9 +177,9 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         pending = state.pop("pending_org", None)
         if pending is not None:
             await reconcile(pending)
-        client = httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=False)
-        state["client"] = client
-        senders["webhook"] = WebhookSender(client)
+        webhooks = WebhookSender(egress=egress, timeout=settings.http_timeout)
+        state["webhooks"] = webhooks
+        senders["webhook"] = webhooks
         state["worker"] = runtime.spawn(worker.run(), "notifier-delivery-worker")
         if settings.reminders_enabled:
             state["reminders"] = runtime.spawn(reminders.run(), "notifier-reminders")
@@ -181,13 +193,14 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
                     await task
                 except BaseException:
                     pass
-        client = state.get("client")
-        if client is not None:
-            await client.aclose()
+        webhooks = state.get("webhooks")
+        if webhooks is not None:
+            await webhooks.aclose()
 
     runtime.on_start(start)
     runtime.on_stop(stop)
     app = runtime.app
     app.state.notifier = {"sessions": sessions, "tables": tables, "worker": worker, "metrics": metrics,
-                          "settings": settings, "hub": hub, "clock": clock, "reminders": reminders}
+                          "settings": settings, "hub": hub, "clock": clock, "reminders": reminders,
+                          "egress": egress}
     return app

@@ -35,6 +35,7 @@ from est_notifier.domain import (
     retry_after_seconds,
     sign,
 )
+from est_notifier.egress import REASONS, Egress, TargetRefused, url_host
 from est_notifier.handlers import cancel_pending
 from est_notifier.metrics import NotifierMetrics
 from est_notifier.personal import NotOpened, PersonalDeliveries, is_personal
@@ -47,12 +48,13 @@ Sessions = async_sessionmaker[AsyncSession]
 
 @dataclass(frozen=True)
 class AttemptResult:
-    """What one attempt came to."""
+    """What one attempt came to (``reason``: why a refused target was refused, a key of egress.REASONS)."""
 
     outcome: Outcome
     code: int | None = None
     error: str | None = None
     retry_after: float | None = None
+    reason: str | None = None
 
 
 class Sender(Protocol):
@@ -60,10 +62,14 @@ class Sender(Protocol):
 
 
 class WebhookSender:
-    """POSTs the frozen CloudEvent bytes with the frozen signature and id headers."""
+    """POSTs the frozen CloudEvent bytes with the frozen signature and id headers, only where the egress
+    policy allows (``est_notifier.egress``: every connection checked and pinned, no redirects)."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
+    def __init__(self, *, egress: Egress, timeout: float) -> None:
+        self.client = egress.client(timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     async def send(self, delivery: dict[str, Any], attempt: int) -> AttemptResult:
         target = delivery["target"]
@@ -71,7 +77,11 @@ class WebhookSender:
         headers["X-EST-Attempt"] = str(attempt)
         headers["User-Agent"] = "est-lagesbild-notifier/0.1"
         try:
+            url_host(target["url"])  # a stored URL of a form no longer accepted (user-info, CR/LF) is not sent
             resp = await self.client.post(target["url"], content=delivery["payload"], headers=headers)
+        except TargetRefused as exc:  # nothing was sent: the ledger must not tell what listens there
+            return AttemptResult("refused", error=f"refused: {REASONS[exc.reason][0]} (EST_NOTIFIER_WEBHOOK_ALLOW)",
+                                 reason=exc.reason)
         except httpx.TimeoutException as exc:
             return AttemptResult("retry", error=f"timeout: {exc.__class__.__name__}")
         except (httpx.TransportError, OSError) as exc:
@@ -323,6 +333,8 @@ class DeliveryWorker:
                                        **read)
         if status == "dead":
             await self._subscription_dead(s, d["subscription_id"])
+        elif status == "refused":
+            await self._subscription_refused(s, d["subscription_id"], result.reason or "url")
         return status, attempt, now
 
     def _count(self, d: dict[str, Any], result: AttemptResult, status: str, attempt: int, now: float) -> None:
@@ -342,6 +354,11 @@ class DeliveryWorker:
             self.metrics.deliveries.labels(channel, "failed").inc()
             log.warning("delivery failed without retry", extra={"delivery_id": did, "code": result.code,
                                                                  "error": result.error})
+        elif status == "refused":
+            self.metrics.deliveries.labels(channel, "refused").inc()
+            self.metrics.refused.labels("send", result.reason or "url").inc()
+            log.warning("webhook target refused; nothing sent", extra={
+                "delivery_id": did, "subscription_id": d["subscription_id"], "reason": result.reason})
         elif status == "dead":
             self.metrics.deliveries.labels(channel, "dead").inc()
             self.metrics.dead.labels(channel).inc()
@@ -355,6 +372,13 @@ class DeliveryWorker:
             c = self.tables.subscriptions.c
             await s.execute(update(self.tables.subscriptions).where(c.id.in_(set(sub_ids)), c.consecutive_dead != 0)
                             .values(consecutive_dead=0))
+
+    async def _subscription_refused(self, s: AsyncSession, sub_id: str, reason: str) -> None:
+        """A refused target stays refused until its owner changes it: the subscription is paused, so that
+        further events do not each make a refused delivery (resuming checks the target again)."""
+        c = self.tables.subscriptions.c
+        await s.execute(update(self.tables.subscriptions).where(c.id == sub_id, c.paused.is_(False))
+                        .values(paused=True, paused_reason=f"webhook target refused ({reason}): paused automatically"))
 
     async def _subscription_dead(self, s: AsyncSession, sub_id: str) -> None:
         """Dead endpoints get paused after several dead deliveries in a row."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 from urllib.parse import unquote, urlsplit
+
+from est_shared.freetext import has_control_characters
 
 EventKind = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published",
                     "forfeiture.notification_due"]
@@ -25,7 +28,8 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 DELIVERY_NAMESPACE = uuid.UUID("0b6f7c1e-5a43-4c57-9a51-3e1f4e0d7a10")
 
-Outcome = Literal["delivered", "retry", "failed"]
+Outcome = Literal["delivered", "retry", "failed", "refused"]
+"""``refused``: the webhook target is not allowed (``est_notifier.egress``); nothing was sent and no retry helps."""
 
 
 class NotifierError(Exception):
@@ -134,10 +138,43 @@ def verify(secret: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, body), signature)
 
 
+WEBHOOK_URL_MAX = 2000
+HOST_MAX = 253
+
+
+def webhook_url_problem(url: str) -> tuple[str, str] | None:
+    """Why a webhook URL is refused whatever it points at, as (English, Swedish); None if its form is fine.
+
+    An http(s) URL of at most 2,000 characters, with a host and a valid port, without a user name or
+    password (httpx would send them as Basic auth to whoever the host is), and without control characters,
+    spaces or backslashes (CR/LF would split the request; parsers disagree about backslashes). Where the
+    host points is the egress policy's question (``est_notifier.egress``).
+    """
+    if len(url) > WEBHOOK_URL_MAX:
+        return (f"the URL is longer than {WEBHOOK_URL_MAX} characters",
+                f"adressen är längre än {WEBHOOK_URL_MAX} tecken")
+    if has_control_characters(url) or "\\" in url or any(
+            c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp") for c in url):
+        return ("the URL contains a control character, a space or a backslash",
+                "adressen innehåller ett kontrolltecken, ett mellanslag eller ett omvänt snedstreck")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "the URL or its port is malformed", "adressen eller dess port är felaktig"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "the URL must start with http:// or https://", "adressen måste börja med http:// eller https://"
+    if "@" in parts.netloc:
+        return ("the URL may not hold a user name or password; the signature authenticates the notifier",
+                "adressen får inte innehålla användarnamn eller lösenord; signaturen autentiserar notifiern")
+    if not parts.hostname or len(parts.hostname) > HOST_MAX or "%" in parts.netloc or port == 0:
+        return "the URL has no valid host", "adressen saknar en giltig värd"
+    return None
+
+
 def valid_webhook_url(url: str) -> bool:
-    """http(s) URL with a host."""
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    """An http(s) URL with a host, in a form a webhook may have (``webhook_url_problem``)."""
+    return webhook_url_problem(url) is None
 
 
 # --- retry policy ------------------------------------------------------------------------
@@ -193,11 +230,9 @@ def next_delay(attempt: int, *, base: float, cap: float, retry_after: float | No
 
 
 def after_attempt(outcome: Outcome, attempt: int, max_attempts: int) -> str:
-    """Delivery status after an attempt: delivered, failed, pending (retry later) or dead (cap reached)."""
-    if outcome == "delivered":
-        return "delivered"
-    if outcome == "failed":
-        return "failed"
+    """Delivery status after an attempt: delivered, failed, refused, pending (retry later) or dead (cap reached)."""
+    if outcome in ("delivered", "failed", "refused"):
+        return outcome
     return "dead" if attempt >= max_attempts else "pending"
 
 
@@ -292,7 +327,30 @@ END_REASONS: dict[str, tuple[str, str]] = {
                              "prenumerationen avslutad: kommunen finns inte längre i organisationen"),
     "social_services_role_lost": ("subscription ended: owner is no longer social services of its municipality",
                                   "prenumerationen avslutad: ägaren är inte längre socialtjänst i kommunen"),
+    "webhook_role_lost": ("subscription ended: owner may not use webhooks (key functions, police, social services "
+                          "and admins may)", "prenumerationen avslutad: ägaren får inte använda webhooks "
+                          "(nyckelfunktioner, polis, socialtjänst och administratörer får)"),
 }
+
+WEBHOOK_ROLES: tuple[str, ...] = ("key_function", "police", "social_services", "admin")
+"""Who may have notifications sent to a webhook: the people who run an actor's integrations. A webhook is a
+request the notifier makes on its owner's behalf to an address the owner chooses, so reporters, beredningsgrupp
+and styrgrupp (who read pictures and analyses) subscribe by e-mail or follow the live stream."""
+
+
+def may_use_webhooks(caller: Caller | None) -> bool:
+    """Whether a person may own a webhook subscription (one of ``WEBHOOK_ROLES``)."""
+    return caller is not None and bool(set(WEBHOOK_ROLES) & set(caller.roles))
+
+
+def check_webhook_role(caller: Caller | None, channel_type: str) -> None:
+    """Raise Forbidden if ``caller`` (the owner) may not have a subscription on a webhook channel."""
+    if channel_type == "webhook" and not may_use_webhooks(caller):
+        raise Forbidden(
+            "Only key functions, police, social services and admins may subscribe with a webhook; "
+            "subscribe by e-mail instead.",
+            "Bara nyckelfunktioner, polis, socialtjänst och administratörer får prenumerera med webhook; "
+            "prenumerera med e-post i stället.")
 
 
 def may_hold_personal(caller: Caller | None, municipality_id: str) -> bool:
@@ -313,11 +371,13 @@ def check_personal(caller: Caller | None, municipality_id: str, events: Iterable
 
 
 def end_reason(caller: Caller | None, municipality_id: str, area_ids: Iterable[str], *,
-               municipality_areas: dict[str, list[str]], events: Iterable[str] = ()) -> str | None:
+               municipality_areas: dict[str, list[str]], events: Iterable[str] = (),
+               channel_type: str = "") -> str | None:
     """Why a stored subscription may no longer run (a key of END_REASONS), or None if it may.
 
     An empty ``area_ids`` means every area of the municipality, which only an admin may hold. A
-    subscription to a personal kind ends when its owner stops being social services of the municipality.
+    subscription to a personal kind ends when its owner stops being social services of the municipality,
+    a webhook subscription when its owner holds none of ``WEBHOOK_ROLES``.
     """
     if caller is None:
         return "owner_removed"
@@ -325,6 +385,8 @@ def end_reason(caller: Caller | None, municipality_id: str, area_ids: Iterable[s
         return "municipality_removed"
     if set(events) & set(PERSONAL_KINDS) and not may_hold_personal(caller, municipality_id):
         return "social_services_role_lost"
+    if channel_type == "webhook" and not may_use_webhooks(caller):
+        return "webhook_role_lost"
     if caller.admin:
         return None
     areas = list(area_ids)

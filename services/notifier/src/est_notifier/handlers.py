@@ -6,7 +6,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,7 @@ from est_notifier.domain import (
     audience,
     channel_target,
     check_personal,
+    check_webhook_role,
     delivery_id,
     end_reason,
     event_kind,
@@ -80,11 +81,23 @@ def public_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _check_channel(channel: dict[str, Any]) -> dict[str, Any]:
+CheckTarget = Callable[[str], Awaitable[None]]
+"""Checks a webhook URL against the egress policy (``est_notifier.egress``); raises Invalid if refused."""
+
+
+def _check_channel(channel: dict[str, Any], owner: Caller | None) -> dict[str, Any]:
+    """The owner may use the channel, and a webhook's URL has a form the notifier sends to."""
+    check_webhook_role(owner, str(channel.get("type", "")))
     if channel.get("type") == "webhook" and not valid_webhook_url(str(channel.get("url", ""))):
         raise Invalid("The webhook URL must be http(s) with a host.",
                       "Webhookens URL måste vara http(s) med en värd.", field="channel.url")
     return channel
+
+
+async def _check_target(channel: dict[str, Any] | None, check_target: CheckTarget | None) -> None:
+    """A webhook's target against the egress policy (it may resolve a name: never inside a transaction)."""
+    if channel is not None and channel.get("type") == "webhook" and check_target is not None:
+        await check_target(str(channel.get("url", "")))
 
 
 def _municipality_areas(snapshot: Any) -> dict[str, list[str]]:
@@ -97,13 +110,16 @@ def _municipality_areas(snapshot: Any) -> dict[str, list[str]]:
 
 async def create_subscription(*, sessions: Sessions, tables: Tables, caller: Caller, snapshot: Any,
                               spec: dict[str, Any], source: str = "api",
-                              declared_key: str | None = None) -> dict[str, Any]:
-    """Store a new subscription after checking its scope against the caller's areas."""
+                              declared_key: str | None = None, check_target: CheckTarget | None = None
+                              ) -> dict[str, Any]:
+    """Store a new subscription after checking its scope against the caller's areas, its channel against
+    the caller's roles and a webhook's target against the egress policy (``check_target``)."""
     scope = spec["scope"]
     areas = resolve_scope(caller, scope["municipality_id"], scope.get("area_ids"),
                           municipality_areas=_municipality_areas(snapshot))
     check_personal(caller, scope["municipality_id"], spec["events"])
-    channel = _check_channel(dict(spec["channel"]))
+    channel = _check_channel(dict(spec["channel"]), caller)
+    await _check_target(channel, check_target)
     sub_id = str(uuid.uuid4())
     row = {
         "id": sub_id, "owner_id": caller.person_id, "name": spec["name"],
@@ -142,8 +158,13 @@ async def list_subscriptions(*, sessions: Sessions, tables: Tables, caller: Call
 
 
 async def update_subscription(*, sessions: Sessions, tables: Tables, caller: Caller, snapshot: Any, sub_id: str,
-                              changes: dict[str, Any]) -> dict[str, Any]:
-    """Change fields of a subscription; ``paused`` pauses or resumes it."""
+                              changes: dict[str, Any], check_target: CheckTarget | None = None) -> dict[str, Any]:
+    """Change fields of a subscription; ``paused`` pauses or resumes it. A new channel, and a webhook
+    resumed, are checked again (the owner's roles, the egress policy)."""
+    if "channel" in changes or changes.get("paused") is False:
+        async with sessions() as s:
+            current = await _owned(s, tables, caller, sub_id)
+        await _check_target(changes["channel"] if "channel" in changes else current["channel"], check_target)
     async with transaction(sessions) as s:
         row = await _owned(s, tables, caller, sub_id)
         if row.get("ended_at"):
@@ -161,7 +182,7 @@ async def update_subscription(*, sessions: Sessions, tables: Tables, caller: Cal
             values["area_ids"] = resolve_scope(caller, scope["municipality_id"], scope.get("area_ids"),
                                                municipality_areas=_municipality_areas(snapshot))
         if "channel" in changes:
-            channel = _check_channel(dict(changes["channel"]))
+            channel = _check_channel(dict(changes["channel"]), caller_for(snapshot, row["owner_id"]))
             if channel.get("type") == "webhook" and not channel.get("secret"):
                 old = row["channel"]
                 if old.get("type") != "webhook" or not old.get("secret"):
@@ -171,6 +192,8 @@ async def update_subscription(*, sessions: Sessions, tables: Tables, caller: Cal
             values["channel"] = channel
             values["channel_target"] = channel_target(channel)
         if "paused" in changes:
+            if not changes["paused"] and "channel" not in changes:  # e.g. paused because its target was refused
+                _check_channel(dict(row["channel"]), caller_for(snapshot, row["owner_id"]))
             values["paused"] = bool(changes["paused"])
             values["paused_reason"] = "paused by owner" if changes["paused"] else None
             if not changes["paused"]:
@@ -267,7 +290,8 @@ async def end_unauthorised_subscriptions(*, sessions: Sessions, tables: Tables, 
     counts: dict[str, int] = {}
     for row in rows:
         reason = end_reason(caller_for(snapshot, row["owner_id"]), row["municipality_id"], row["area_ids"] or [],
-                            municipality_areas=known, events=row["events"] or [])
+                            municipality_areas=known, events=row["events"] or [],
+                            channel_type=(row["channel"] or {}).get("type", ""))
         if reason is None:
             continue
         try:
@@ -287,14 +311,17 @@ def declared_id(declaration_id: str) -> str:
 
 async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, snapshot: Any,
                                         declared: Iterable[dict[str, Any]], env: Mapping[str, str] | None = None,
-                                        on_invalid: Callable[[str], None] | None = None) -> dict[str, int]:
+                                        on_invalid: Callable[[str], None] | None = None,
+                                        check_target: CheckTarget | None = None) -> dict[str, int]:
     """Make the subscriptions declared in the organisation exist exactly as declared (idempotent).
 
     Each item is a ``DeclaredSubscription`` (id, owner, name, scope, events, channel, digest, language,
     min_severity). Invalid items (bad fields, unknown owner, a scope the owner may not see, a missing
-    secret) are skipped with a log line and ``on_invalid(reason)`` (an existing one stays as it was, and
-    ends if its owner may no longer hold it); declared subscriptions no longer listed are deleted. A
-    declared subscription that had ended comes back when its owner may hold it again.
+    secret, a webhook of an owner who may not use webhooks or to a target the egress policy refuses) are
+    skipped with a log line and ``on_invalid(reason)`` (an existing one stays as it was, and ends if its
+    owner may no longer hold it; one whose target is refused is refused when sending); declared
+    subscriptions no longer listed are deleted. A declared subscription that had ended comes back when its
+    owner may hold it again.
     """
     env = env if env is not None else {}
     counts = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "invalid": 0}
@@ -337,6 +364,15 @@ async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, s
             invalid("personal_data", item.id, exc.en)
             continue
         channel = item.channel.model_dump(exclude_none=True)
+        try:
+            _check_channel(channel, caller)
+            await _check_target(channel, check_target)
+        except Forbidden as exc:
+            invalid("webhook_role", item.id, exc.en)
+            continue
+        except Invalid as exc:
+            invalid("webhook_target", item.id, exc.en)
+            continue
         if channel["type"] == "webhook":
             secret_env = channel.pop("secret_env", None)
             if secret_env:
@@ -390,12 +426,13 @@ async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, s
 
 
 async def reconcile_org(*, sessions: Sessions, tables: Tables, snapshot: Any, env: Mapping[str, str] | None = None,
-                        on_invalid: Callable[[str], None] | None = None) -> dict[str, Any]:
+                        on_invalid: Callable[[str], None] | None = None,
+                        check_target: CheckTarget | None = None) -> dict[str, Any]:
     """After an organisation change: apply the declared subscriptions, then end every subscription
     (declared or made through the API) whose owner may no longer hold it."""
     declared = await upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=snapshot,
                                                    declared=list(getattr(snapshot, "subscriptions", []) or []),
-                                                   env=env, on_invalid=on_invalid)
+                                                   env=env, on_invalid=on_invalid, check_target=check_target)
     ended = await end_unauthorised_subscriptions(sessions=sessions, tables=tables, snapshot=snapshot)
     return {"ended": ended, **declared}
 

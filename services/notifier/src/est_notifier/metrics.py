@@ -20,10 +20,10 @@ class NotifierMetrics:
         self.created = Counter("est_notifier_fanout_deliveries_total", "Deliveries created by fan-out",
                                ["channel"], registry=registry)
         self.deliveries = Counter("est_notifier_deliveries_total",
-                                  "Deliveries finished, by channel and outcome (delivered, failed, dead)",
+                                  "Deliveries finished, by channel and outcome (delivered, failed, refused, dead)",
                                   ["channel", "outcome"], registry=registry)
         self.attempts = Counter("est_notifier_delivery_attempts_total",
-                                "Delivery attempts, by channel and result (delivered, retry, failed, dead)",
+                                "Delivery attempts, by channel and result (delivered, retry, failed, refused, dead)",
                                 ["channel", "result"], registry=registry)
         self.dead = Counter("est_notifier_dead_deliveries_total", "Deliveries dead-lettered after the retry cap",
                             ["channel"], registry=registry)
@@ -48,6 +48,10 @@ class NotifierMetrics:
                                  registry=registry)
         self.paused = Counter("est_notifier_subscriptions_paused_total",
                               "Subscriptions paused automatically after dead deliveries", registry=registry)
+        self.refused = Counter("est_notifier_webhook_targets_refused_total",
+                               "Webhook targets refused by the egress policy, by stage (subscribe, send) and reason "
+                               "(loopback, private, link_local, metadata, multicast, unspecified, reserved, "
+                               "invalid_host, url)", ["stage", "reason"], registry=registry)
         self.declared_invalid = Counter("est_notifier_declared_subscriptions_invalid_total",
                                         "Declared subscriptions skipped as invalid, by reason", ["reason"],
                                         registry=registry)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from est_notifier.domain import valid_webhook_url
+from est_notifier.domain import WEBHOOK_URL_MAX, webhook_url_problem
 
 EventName = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published",
                     "forfeiture.notification_due"]
@@ -27,19 +27,23 @@ class ScopeIn(_In):
         examples=[["araby"]])
 
 
+def _webhook_url(v: str) -> str:
+    problem = webhook_url_problem(v)
+    if problem is not None:
+        raise ValueError(f"{problem[0]} / {problem[1]}")
+    return v
+
+
+WebhookUrl = Annotated[str, Field(max_length=WEBHOOK_URL_MAX), AfterValidator(_webhook_url)]
+
+
 class WebhookChannel(_In):
     type: Literal["webhook"]
-    url: str = Field(max_length=2000, description="http(s) URL that receives the CloudEvent POSTs",
-                     examples=["https://example.org/est"])
+    url: WebhookUrl = Field(description="http(s) URL that receives the CloudEvent POSTs: a public internet "
+                            "address (internal ones only where EST_NOTIFIER_WEBHOOK_ALLOW allows them), without "
+                            "user name or password", examples=["https://example.org/est"])
     secret: str = Field(min_length=1, max_length=500, description="HMAC-SHA256 key for X-EST-Signature",
                         examples=["s3cret"])
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not valid_webhook_url(v):
-            raise ValueError("must be an http(s) URL with a host / måste vara en http(s)-URL med värd")
-        return v
 
 
 class WebhookChannelPatch(WebhookChannel):
@@ -109,7 +113,8 @@ class SubscriptionOut(BaseModel):
 class AttemptOut(BaseModel):
     attempt: int
     at: datetime
-    status: str = Field(description="delivered | retry | failed | dead | cancelled")
+    status: str = Field(description="delivered | retry | failed | refused (the webhook target is not allowed: "
+                        "nothing was sent) | dead | cancelled")
     response_code: int | None
     error: str | None
     duration_ms: int | None
@@ -127,8 +132,9 @@ class DeliveryOut(BaseModel):
     event_type: str
     channel: str
     target: str
-    status: str = Field(description="pending | delivering | delivered | failed | dead | cancelled (its "
-                        "subscription ended) | ended (the row recording that a subscription ended)")
+    status: str = Field(description="pending | delivering | delivered | failed | refused (the egress policy "
+                        "refused the webhook target; nothing was sent and the subscription is paused) | dead | "
+                        "cancelled (its subscription ended) | ended (the row recording that a subscription ended)")
     attempts: int
     last_status_code: int | None
     last_error: str | None
@@ -139,18 +145,11 @@ class DeliveryOut(BaseModel):
 
 class DeclaredChannelWebhook(_In):
     type: Literal["webhook"]
-    url: str = Field(max_length=2000)
+    url: WebhookUrl
     secret: str | None = Field(default=None, min_length=1, max_length=500,
                                description="HMAC key in clear (demo files); prefer secret_env")
     secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$",
                                    description="name of an environment variable of the notifier holding the key")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not valid_webhook_url(v):
-            raise ValueError("must be an http(s) URL with a host")
-        return v
 
 
 DeclaredChannel = Annotated[DeclaredChannelWebhook | EmailChannel, Field(discriminator="type")]
@@ -188,4 +187,4 @@ class PersonalReadOut(BaseModel):
     channel: str
     target: str
     purpose: str = Field(examples=["social_services_notification"])
-    outcome: str = Field(description="outcome of the attempt: delivered | retry | failed | dead")
+    outcome: str = Field(description="outcome of the attempt: delivered | retry | failed | refused | dead")

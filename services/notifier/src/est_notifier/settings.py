@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from est_shared.settings import ServiceSettings, service_field
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+
+from est_notifier.egress import AllowList
 
 
 class NotifierSettings(ServiceSettings):
@@ -34,6 +36,11 @@ class NotifierSettings(ServiceSettings):
         "notifier", "retry_max_delay", 3600.0, "upper bound of one retry delay (also caps Retry-After)")  # type: ignore[assignment]
     max_attempts: int = service_field(
         "notifier", "max_attempts", 8, "attempts before a delivery is dead-lettered")  # type: ignore[assignment]
+    webhook_allow: str = service_field(
+        "notifier", "webhook_allow", "",
+        "comma-separated CIDR ranges and host names webhooks may reach although they are loopback, private, "
+        "link-local or otherwise internal (e.g. 127.0.0.1/32,10.20.0.0/16,hooks.intern.example); "
+        "empty = public internet addresses only")  # type: ignore[assignment]
     http_timeout: float = service_field(
         "notifier", "http_timeout", 10.0, "seconds a webhook endpoint may take to answer")  # type: ignore[assignment]
     smtp_timeout: float = service_field(
@@ -79,3 +86,14 @@ class NotifierSettings(ServiceSettings):
         default=None, description="EST_PII_KEY: the same keys as the intake's (comma-separated, the first "
         "encrypts, all decrypt); the notifier only opens notifications sealed for social services. Unset: "
         "DATA_DIR/pii.key made by the intake (embedded default); the notifier never creates a key")
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _allow_list(cls, v: str) -> str:
+        AllowList.parse(v)  # a typo fails at start-up, not silently at the first webhook
+        return v
+
+    @property
+    def webhook_allow_list(self) -> AllowList:
+        """EST_NOTIFIER_WEBHOOK_ALLOW, parsed."""
+        return AllowList.parse(self.webhook_allow)
