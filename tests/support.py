@@ -195,13 +195,21 @@ async def open_raw(port: int, source: str = "127.0.0.1") -> tuple[Any, Any]:
 
 
 async def read_to_close(reader: Any, timeout: float = 10) -> bytes:
-    """Everything a server sends until it closes the connection (b"" if it only resets it)."""
+    """Everything a server sends until it closes or resets the connection (what came before a reset counts)."""
     import asyncio
 
+    got = b""
+
+    async def read() -> None:
+        nonlocal got
+        while chunk := await reader.read(65536):
+            got += chunk
+
     try:
-        return await asyncio.wait_for(reader.read(), timeout)
-    except ConnectionResetError:
-        return b""
+        await asyncio.wait_for(read(), timeout)
+    except ConnectionError:  # reset, or a broken pipe from our own writes
+        pass
+    return got
 
 
 async def raw_exchange(port: int, request: bytes, *, source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:

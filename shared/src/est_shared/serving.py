@@ -16,7 +16,12 @@ installed, as it is here), or how many connections one client address keeps open
   counted: their connections carry many clients. uvicorn believes their ``X-Forwarded-For`` and
   ``X-Forwarded-Proto`` (``forwarded_allow_ips``), and only theirs.
 
-Requests uvicorn's parser refuses get problem+json like every other error. ``est run`` and the test
+A connection closed after an answer while its request was not all read (a 413 before a large body,
+a 431) is closed the way a browser can read that answer: the answer goes out, then the write side
+closes and what the client still sends is read and dropped, until the client closes (at most
+``LINGER_SECONDS`` and ``LINGER_BYTES``). Closed at once, the kernel would answer the unread bytes
+with a reset, which can destroy the answer before the client reads it. Requests uvicorn's parser
+refuses get problem+json like every other error. ``est run`` and the test
 helper ``est_shared.testing.serve`` take their uvicorn options from ``server_options``.
 """
 
@@ -39,6 +44,8 @@ from est_shared.settings import ServiceSettings
 
 MAX_HEAD_BYTES = 64 * 1024
 """The largest request head (request line and headers) accepted; tokens and paths need far less."""
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,56 @@ TOO_MANY = problem_bytes(429, "Too many connections", "För många öppna anslut
 NOT_HTTP = problem_bytes(400, "Invalid request", "Begäran är inte giltig HTTP. / The request is not valid HTTP.")
 
 
+class _LingeringTransport:
+    """The connection's transport, whose ``close`` lingers when the request was not all read (module docstring)."""
+
+    def __init__(self, raw: asyncio.Transport, protocol: _Bounded) -> None:
+        self.raw, self.protocol = raw, protocol
+        self.lingering = False
+        self.dropped = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self.raw.is_closing()
+
+    def write(self, data: bytes) -> None:
+        if not self.lingering:  # the write side is closed: nothing more goes out
+            self.raw.write(data)
+
+    def close(self) -> None:
+        cycle = self.protocol.cycle
+        if cycle is not None and cycle.more_body:  # answered before its body was all read
+            self.linger()
+        else:
+            self.hard_close()
+
+    def linger(self) -> None:
+        if self.lingering or self.raw.is_closing():
+            return
+        if not self.raw.can_write_eof():  # TLS cannot half-close
+            self.raw.close()
+            return
+        self.lingering = True
+        self.raw.write_eof()  # after what is still buffered: the answer
+        self.raw.resume_reading()  # uvicorn may have paused reading a large body
+        self._timer = self.protocol.loop.call_later(LINGER_SECONDS, self.hard_close)
+
+    def drop(self, data: bytes) -> None:
+        """Read and forget what comes while lingering."""
+        self.dropped += len(data)
+        if self.dropped > LINGER_BYTES:
+            self.hard_close()
+
+    def hard_close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.raw.close()
+
+
 class _Bounded:
     """The bounds, mixed into one of uvicorn's HTTP/1.1 protocols (``edge_protocol``).
 
@@ -109,6 +166,7 @@ class _Bounded:
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_size = 0
         self._head_overflow = False
@@ -125,6 +183,7 @@ class _Bounded:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self.transport.hard_close()  # type: ignore[attr-defined]
         if self._counted is not None:
             left = self.open_by_client[self._counted] - 1
             if left > 0:
@@ -174,7 +233,14 @@ class _Bounded:
         self._stop_head_timer()
         if not self.transport.is_closing():
             self.transport.write(answer)
-            self.transport.close()
+            self.transport.linger()  # type: ignore[attr-defined]
+
+    def _lingering(self, data: bytes) -> bool:
+        """True (and the data dropped) once the connection lingers before its close."""
+        if self.transport.lingering:  # type: ignore[attr-defined]
+            self.transport.drop(data)  # type: ignore[attr-defined]
+            return True
+        return False
 
 
 def edge_protocol(limits: ServerLimits, http: str = "auto") -> type[asyncio.Protocol]:
@@ -201,6 +267,10 @@ def server_options(limits: ServerLimits, http: str = "auto") -> dict[str, Any]:
 class _HttpToolsHooks(_Bounded, HttpToolsProtocol):
     """httptools tells where a head begins and ends through its callbacks."""
 
+    def data_received(self, data: bytes) -> None:
+        if not self._lingering(data):
+            super().data_received(data)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_begun()
@@ -225,6 +295,8 @@ class _H11Hooks(_Bounded, H11Protocol):
     """h11 bounds the head's size itself; its state says whether a head is still awaited."""
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering(data):
+            return
         waiting = self.conn.their_state is h11.IDLE
         super().data_received(data)
         if self.transport.is_closing():
