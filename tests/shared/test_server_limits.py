@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from est_cli.procs import ServiceProcess
+from est_shared.http import BodySizeLimit
 from est_shared.serving import ServerLimits
 from est_shared.testing import serve
 from starlette.applications import Starlette
@@ -169,3 +170,22 @@ def test_est_run_bounds_header_time_and_connections_from_its_settings(tmp_path: 
         asyncio.run(probe())
     finally:
         web.stop()
+
+
+async def test_an_early_answer_closes_gently_while_the_client_is_still_sending_its_body() -> None:
+    # closed at once with unread bytes, a connection is reset: the kernel may then drop the answer
+    # (still unsent, or unread by a client that discards on reset); the server closes its side first
+    app = BodySizeLimit(APP, max_bytes=1000)  # answers 413 from Content-Length, before the body
+    async with serve(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        reader, writer = await open_raw(port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n" + b"x" * 2_000_000)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 413")
+        await asyncio.sleep(0.2)  # the server has closed its side by now
+        writer.write(b"x" * 100_000)  # the client, not reading yet, goes on sending
+        await writer.drain()
+        rest = await asyncio.wait_for(reader.read(), 5)  # the answer's body, then an orderly end: no reset
+        assert rest.startswith(b'{"type":"about:blank","title":"Request body too large"')
+        writer.close()
