@@ -10,7 +10,8 @@ installed, as it is here), or how many connections one client address keeps open
 - the request head (request line and headers) must be complete within ``header_timeout`` seconds
   of the connection, or of the first byte of a later request on it; otherwise the connection is
   closed, with 408 if part of a head came and silently if nothing did (a browser's spare socket);
-- a head larger than ``max_head_bytes`` gets 431 and the connection is closed;
+- a head larger than ``max_head_bytes`` gets 431 and the connection is closed (with h11, h11's own
+  bound on an incomplete head answers 400);
 - a client address that already has ``connections_per_client`` open connections gets 429 on the
   next one, which is closed at once. Trusted proxies (an ingress, the web gateway) are not
   counted: their connections carry many clients. uvicorn believes their ``X-Forwarded-For`` and
@@ -21,8 +22,8 @@ a 431) is closed the way a browser can read that answer: the answer goes out, th
 closes and what the client still sends is read and dropped, until the client closes (at most
 ``LINGER_SECONDS`` and ``LINGER_BYTES``). Closed at once, the kernel would answer the unread bytes
 with a reset, which can destroy the answer before the client reads it. Requests uvicorn's parser
-refuses get problem+json like every other error. ``est run`` and the test
-helper ``est_shared.testing.serve`` take their uvicorn options from ``server_options``.
+refuses get problem+json like every other error. ``est run`` and the test helper
+``est_shared.testing.serve`` take their uvicorn options from ``server_options``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import asyncio
 import ipaddress
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar
@@ -65,7 +67,7 @@ class ServerLimits:
                    connections_per_client=settings.http_connections_per_client, trusted_proxies=proxies)
 
 
-def _trusted(proxies: tuple[str, ...]) -> Any:
+def _trusted(proxies: tuple[str, ...]) -> Callable[[str], bool]:
     """A predicate: is this client address one of the trusted proxies (addresses or networks, ``*`` = all)?"""
     if "*" in proxies:
         return lambda host: True
@@ -158,7 +160,7 @@ class _Bounded:
 
     limits: ClassVar[ServerLimits]
     open_by_client: ClassVar[Counter[str]]
-    is_trusted: ClassVar[Any]
+    is_trusted: ClassVar[Callable[[str], bool]]
     transport: asyncio.Transport
     client: tuple[str, int] | None
     cycle: Any
