@@ -185,3 +185,54 @@ async def fresh_databases(postgres_admin_url: str, names: dict[str, str]) -> Asy
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+async def open_raw(port: int, source: str = "127.0.0.1") -> tuple[Any, Any]:
+    """A raw TCP client (asyncio streams) to a loopback port, from ``source``: any 127.x address is
+    this machine, and counts as a client address of its own."""
+    import asyncio
+
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+
+
+async def read_to_close(reader: Any, timeout: float = 10) -> bytes:
+    """Everything a server sends until it closes or resets the connection (what came before a reset counts)."""
+    import asyncio
+
+    got = b""
+
+    async def read() -> None:
+        nonlocal got
+        while chunk := await reader.read(65536):
+            got += chunk
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except ConnectionError:  # reset, or a broken pipe from our own writes
+        pass
+    return got
+
+
+async def raw_exchange(port: int, request: bytes, *, source: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    """Send bytes exactly as given (no client library to tidy them up), with ``Connection: close``
+    expected in them or forced by the server; return the status, the headers (lower-case) and the body."""
+    reader, writer = await open_raw(port, source)
+    try:
+        writer.write(request)
+        raw = await read_to_close(reader)
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines[0].startswith("HTTP/") else 0
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        out, rest = b"", body
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            out, rest = out + rest[:n], rest[n + 2:]
+        body = out
+    return status, headers, body

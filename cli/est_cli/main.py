@@ -45,12 +45,13 @@ def run_service(
         typer.echo(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}", err=True)
         raise typer.Exit(2)
     import uvicorn
+    from est_shared.serving import ServerLimits, server_options
 
     module = importlib.import_module(f"est_{service}.app")
     settings = module.Settings()
     application = module.create_app(settings)
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=10)
+                lifespan="on", timeout_graceful_shutdown=10, **server_options(ServerLimits.of(settings)))
 
 
 def _token(token: str | None) -> str:

@@ -52,17 +52,40 @@ def browser(chromium: str) -> Iterator[Browser]:
             b.close()
 
 
+# every Content-Security-Policy violation of a document, kept across reloads (the console keeps them too)
+_RECORD_CSP = """document.addEventListener("securitypolicyviolation", (e) => console.error(
+    `CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`));"""
+
+
+def csp_violations(page: Page) -> list[str]:
+    """The CSP violations and script errors a page signed in with ``sign_in`` has reported so far."""
+    return page.csp_log  # type: ignore[attr-defined, no-any-return]
+
+
 @pytest.fixture
-def sign_in(browser: Browser, system: System) -> Callable[..., Page]:
+def sign_in(browser: Browser, system: System) -> Iterator[Callable[..., Page]]:
     """``sign_in(token, ready_selector, viewport=..., **context_options)``: a new browser context on the
-    app, signed in with ``token``, once ``ready_selector`` shows."""
+    app, signed in with ``token``, once ``ready_selector`` shows. Every page it opened must end the test
+    without a Content-Security-Policy violation or an uncaught script error (the app runs under its
+    strict policy)."""
+    pages: list[Page] = []
 
     def open_as(token: str, ready: str, *, viewport: dict[str, int], **context_options: Any) -> Page:
-        page = browser.new_context(viewport=viewport, **context_options).new_page()
+        context = browser.new_context(viewport=viewport, **context_options)
+        context.add_init_script(_RECORD_CSP)
+        page = context.new_page()
+        log: list[str] = []
+        page.csp_log = log  # type: ignore[attr-defined]
+        page.on("console", lambda m: log.append(m.text) if m.type == "error" and (
+            "CSP violation" in m.text or "Content Security Policy" in m.text) else None)
+        page.on("pageerror", lambda e: log.append(f"uncaught: {e}"))
+        pages.append(page)
         page.goto(f"{system.urls['web']}/app/")
         page.fill("#token", token)
         page.click("button[type=submit]")
         page.wait_for_selector(ready)
         return page
 
-    return open_as
+    yield open_as
+    reported = [line for page in pages for line in csp_violations(page)]
+    assert not reported, "the app broke its Content-Security-Policy:\n" + "\n".join(reported)

@@ -89,3 +89,32 @@ def test_offline_report_arrives_once_and_key_function_publishes_it(system: Syste
     kf.wait_for_timeout(500)
     kf.screenshot(path=str(shots / "dashboard.png"), full_page=True)
     assert (shots / "dashboard.png").stat().st_size > 20_000  # a real page, not a blank one
+
+
+def test_the_strategic_report_is_saved_as_a_file_never_opened_with_the_apps_origin(
+        system: System, sign_in: Callable[..., Page]) -> None:
+    r = httpx.post(f"{system.urls['analysis']}/v1/analyses", json={"municipality_id": "vaxjo", "period": "2026-T3"},
+                   headers={"Authorization": "Bearer t-lena"}, timeout=30)
+    assert r.status_code == 201, r.text
+    analysis_id = r.json()["id"]
+
+    page = sign_in("t-lena", "#report-html", viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    with page.expect_download() as download:
+        page.click("#report-html")
+    saved = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "<html" in saved and "Växjö" in saved, "the file is the report"
+    assert download.value.suggested_filename == f"analys-{analysis_id.replace(':', '-')}-sv.html"
+    assert page.context.pages == [page], "no page was opened for it"
+    assert page.evaluate("location.pathname") == "/app/"
+
+    # even opened by address with a token (say, by a proxy that adds one), the report is only a download
+    tab = page.context.browser.new_context(  # type: ignore[union-attr]
+        accept_downloads=True, extra_http_headers={"Authorization": "Bearer t-lena"}).new_page()
+    url = f"{system.urls['web']}/api/analysis/v1/analyses/{analysis_id}/report.html"
+    with tab.expect_download() as direct:
+        try:
+            tab.goto(url)
+        except Exception as exc:  # Chromium aborts the navigation and downloads instead
+            assert "ERR_ABORTED" in str(exc) or "Download is starting" in str(exc), exc
+    assert "<html" in Path(direct.value.path()).read_text(encoding="utf-8")
+    assert tab.url in ("about:blank", ""), "the report was never shown as a page"

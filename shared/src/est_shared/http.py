@@ -1,13 +1,16 @@
-"""HTTP edge plumbing shared by the services: problem+json errors, ops routes, bearer auth, body limit."""
+"""HTTP edge plumbing shared by the services: problem+json errors, ops routes, bearer auth, request guard,
+correlation ids, body limit."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from est_shared.freetext import find_personal_data
 from est_shared.observability import correlation_id
 from est_shared.org import Directory, Principal
 
@@ -176,29 +180,51 @@ class HttpMetrics:
             child.observe(time.perf_counter() - start)
 
 
-_ID_PREFIX = os.urandom(8).hex()
+# hex digits written as the letters a-p: a fresh id never looks like a number (a phone number, a
+# personal identity number), so the next service takes it as it is (accepted_correlation_id)
+_AS_LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
+_ID_PREFIX = os.urandom(8).hex().translate(_AS_LETTERS)
 _ID_COUNTER = itertools.count(1)
 
 
 def _new_prefix() -> None:
     global _ID_PREFIX
-    _ID_PREFIX = os.urandom(8).hex()
+    _ID_PREFIX = os.urandom(8).hex().translate(_AS_LETTERS)
 
 
 os.register_at_fork(after_in_child=_new_prefix)
 
 
 def new_correlation_id() -> str:
-    """A fresh correlation id: 32 hex digits, a random per-process prefix and a counter.
+    """A fresh correlation id: 32 letters a-p (hex digits as letters), a random per-process prefix and a counter.
 
     Unique, not secret: ``uuid4`` reads the kernel's random source on every call, which costs more
     than the rest of a request's bookkeeping.
     """
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
+    return _ID_PREFIX + f"{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}".translate(_AS_LETTERS)
+
+
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+_DIGIT = re.compile(r"\d")
+
+
+def accepted_correlation_id(raw: str) -> str | None:
+    """A client's correlation id if it is safe to log and echo: 8-64 of ``A-Za-z0-9._-``, nothing personal."""
+    if _CORRELATION_ID.fullmatch(raw) is None:
+        return None
+    # without "@" no e-mail address fits the alphabet, and identity and phone numbers have 8 digits or more
+    if len(_DIGIT.findall(raw)) >= 8 and find_personal_data(raw):
+        return None
+    return raw
 
 
 class CorrelationId:
-    """ASGI middleware: take ``X-Correlation-ID`` from the request (or make one), log with it, echo it."""
+    """ASGI middleware: take ``X-Correlation-ID`` from the request (or make one), log with it, echo it.
+
+    The client's value is written to every log line, to events and to the access log, so only a
+    plain token is taken (``accepted_correlation_id``); anything else (line breaks, kilobytes, what
+    looks like a personal identity number) is replaced by a fresh id, which is the one echoed.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -207,8 +233,8 @@ class CorrelationId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = _header(scope, b"x-correlation-id").decode("latin-1")
-        cid = raw if 0 < len(raw) <= 100 and raw.replace("-", "").isalnum() else new_correlation_id()
+        raw = _header(scope, b"x-correlation-id")
+        cid = (raw and accepted_correlation_id(raw.decode("latin-1"))) or new_correlation_id()
         token = correlation_id.set(cid)
 
         async def send_with_id(message: Message) -> None:
@@ -221,6 +247,84 @@ class CorrelationId:
             await self.app(scope, receive, send_with_id)
         finally:
             correlation_id.reset(token)
+
+
+MAX_PATH_BYTES = 2048
+MAX_QUERY_BYTES = 4096
+_ESCAPE_BROKEN = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_HEADER_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # a tab is allowed inside a header value
+_REASONS = {
+    "too_long": "är för lång / is too long",
+    "percent_encoding": "har en ogiltig %-kodning / has an invalid percent-encoding",
+    "utf8": "är inte giltig UTF-8 / is not valid UTF-8",
+    "control_character": "innehåller ett kontrolltecken (t.ex. NUL) / contains a control character (such as NUL)",
+}
+
+
+def _url_part_fault(raw: bytes, *, query: bool) -> str | None:
+    """Why a raw path or query string cannot be handled, or None."""
+    if _ESCAPE_BROKEN.search(raw):
+        return "percent_encoding"
+    decoded = unquote_to_bytes(raw.replace(b"+", b" ") if query else raw) if b"%" in raw else raw
+    if _CONTROL.search(decoded):
+        return "control_character"
+    try:
+        decoded.decode("utf-8")
+    except UnicodeDecodeError:
+        return "utf8"
+    return None
+
+
+_PLAIN_URL = re.compile(rb"[\x21-\x24\x26-\x7e]*")  # printable ASCII without "%": nothing to decode or refuse
+
+
+def request_faults(scope: Scope) -> list[dict[str, str]]:
+    """What in a request's path, query string or header values no route should ever see (empty: nothing)."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    query: bytes = scope.get("query_string") or b""
+    headers = scope.get("headers") or ()
+    plain_url = (len(raw_path) <= MAX_PATH_BYTES and len(query) <= MAX_QUERY_BYTES
+                 and _PLAIN_URL.fullmatch(raw_path) is not None and _PLAIN_URL.fullmatch(query) is not None)
+    if plain_url and not _HEADER_CONTROL.search(b"\t".join([value for _, value in headers])):
+        return []  # the usual request: two scans and one over the header values
+    faults = []
+    if len(raw_path) > MAX_PATH_BYTES:
+        faults.append({"field": "path", "reason": "too_long"})
+    elif reason := _url_part_fault(raw_path, query=False):
+        faults.append({"field": "path", "reason": reason})
+    if len(query) > MAX_QUERY_BYTES:
+        faults.append({"field": "query", "reason": "too_long"})
+    elif query and (reason := _url_part_fault(query, query=True)):
+        faults.append({"field": "query", "reason": reason})
+    for name, value in headers:
+        if _HEADER_CONTROL.search(value):
+            faults.append({"field": f"header:{name.decode('latin-1')}", "reason": "control_character"})
+    return faults
+
+
+class RequestGuard:
+    """ASGI middleware: 400 (414 for a path or query too long) problem+json at the edge for a request whose
+    path, query string or header values hold control characters (NUL, CR, LF…), broken percent-encoding or
+    invalid UTF-8, before any route, database or log line sees them. The answer never quotes the request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not (faults := request_faults(scope)):
+            await self.app(scope, receive, send)
+            return
+        too_long = all(f["reason"] == "too_long" for f in faults)
+        errors = [{**f, "message": f"{f['field']} {_REASONS[f['reason']]}"} for f in faults]
+        if too_long:
+            resp = problem_response(414, "URI too long", "Sökvägen eller frågesträngen är för lång. / "
+                                    "The path or query string is too long.", errors=errors)
+        else:
+            resp = problem_response(400, "Invalid request", "Begäran innehåller tecken som inte kan hanteras; se "
+                                    "errors. / The request holds characters that cannot be handled; see errors.",
+                                    errors=errors)
+        await resp(scope, receive, send)
 
 
 class BodySizeLimit:
@@ -254,11 +358,14 @@ class BodySizeLimit:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        resp = problem_response(413, "Request body too large",
-                                f"The body exceeds {self.max_bytes} bytes. / Innehållet är större än "
-                                f"{self.max_bytes} byte.")
-        await resp(scope, receive, send)
+        await body_too_large(self.max_bytes)(scope, receive, send)
 
 
 class _TooLarge(Exception):
     pass
+
+
+def body_too_large(max_bytes: int) -> JSONResponse:
+    """The 413 answer for a body over ``max_bytes``; it closes the connection, so the rest is never read."""
+    return problem_response(413, "Request body too large", f"Innehållet är större än {max_bytes} byte. / "
+                            f"The body exceeds {max_bytes} bytes.", headers={"Connection": "close"})

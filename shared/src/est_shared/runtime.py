@@ -30,6 +30,7 @@ from est_shared.http import (
     BodySizeLimit,
     CorrelationId,
     HttpMetrics,
+    RequestGuard,
     add_ops_routes,
     bearer_principal,
     install_problem_handlers,
@@ -83,6 +84,7 @@ class ServiceRuntime:
         self.app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
         self.app.add_middleware(CorrelationId)
         self.app.add_middleware(HttpMetrics, histogram=self.metrics.http_duration)
+        self.app.add_middleware(RequestGuard)  # outermost: nothing inside sees a request it refuses
         install_problem_handlers(self.app)
         add_ops_routes(self.app, registry=self.registry, ready=self.ready)
         self.principal = bearer_principal(lambda: self.directory)

@@ -33,6 +33,14 @@ class ServiceSettings(BaseSettings):
     pii_key: SecretStr | None = Field(default=None, description="key(s) for personal-data encryption")
     gc_tuning: bool = Field(default=True, description="freeze the start-up heap and collect less often "
                                                       "(est_shared.runtime.tune_gc)")
+    http_header_timeout: float = Field(default=10.0, gt=0, description="seconds a client has to send a complete "
+                                       "request head (line and headers); then the connection is closed (408)")
+    http_connections_per_client: int = Field(default=100, ge=0, description="most open connections from one client "
+                                             "address (0: no limit); more are refused with 429")
+    http_trusted_proxies: str = Field(default="127.0.0.1,::1", description="comma-separated addresses of proxies in "
+                                      "front (an ingress, the web gateway): their connections carry many clients, "
+                                      "so the per-client limit does not apply to them, and their X-Forwarded-For "
+                                      "and X-Forwarded-Proto are believed")
 
     def sqlite_url(self, name: str) -> str:
         """The embedded default database of a service: a SQLite file in the data dir."""

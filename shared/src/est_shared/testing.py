@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from est_shared.serving import ServerLimits, server_options
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -18,11 +20,12 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Run ``app`` with uvicorn (lifespan included) and yield its base URL."""
+async def serve(app: Any, port: int | None = None, *, limits: ServerLimits | None = None,
+                http: str = "auto") -> AsyncIterator[str]:
+    """Run ``app`` with uvicorn (lifespan included) as ``est run`` does, and yield its base URL."""
     port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+                                           lifespan="on", **server_options(limits or ServerLimits(), http)))
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -22,7 +22,7 @@ const TEXT = {
     pub: "publicerad", firstAnalysis: "Första analys", alerts: "Larm", noAlerts: "Inga aktiva larm.",
     trend: "Utveckling", persistent: "Kvarstående problem", noPersistent: "Inga kvarstående problem.",
     measures: "Åtgärder", noMeasures: "Inga beslutade åtgärder.", strategic: "Strategisk analys",
-    openReport: "Öppna rapporten", noAnalysis: "Ingen strategisk analys är sammanställd ännu.", prev: "Föregående", next: "Nästa", live: "Live", liveOff: "Ej live",
+    downloadReport: "Ladda ner rapporten", downloadPdf: "Ladda ner som PDF", noAnalysis: "Ingen strategisk analys är sammanställd ännu.", prev: "Föregående", next: "Nästa", live: "Live", liveOff: "Ej live",
     item: "Punkt", value: "Värde", choose: "Välj område i tabellen", missing: "Saknas",
     welcome: "Logga in med den åtkomstnyckel du fått av kommunens samordnare.", badToken: "Nyckeln gäller inte.",
     legendNone: "ingen rapport", by: "av", reporterFeedback: "Återkoppling: senaste publicerade lägesbild",
@@ -44,7 +44,7 @@ const TEXT = {
     pub: "published", firstAnalysis: "First analysis", alerts: "Alerts", noAlerts: "No active alerts.",
     trend: "Trend", persistent: "Persistent problems", noPersistent: "No persistent problems.",
     measures: "Measures", noMeasures: "No measures decided.", strategic: "Strategic analysis",
-    openReport: "Open the report", noAnalysis: "No strategic analysis has been compiled yet.", prev: "Previous", next: "Next", live: "Live", liveOff: "Not live",
+    downloadReport: "Download the report", downloadPdf: "Download as PDF", noAnalysis: "No strategic analysis has been compiled yet.", prev: "Previous", next: "Next", live: "Live", liveOff: "Not live",
     item: "Item", value: "Value", choose: "Choose an area in the table", missing: "Missing",
     welcome: "Sign in with the access token your municipality's coordinator gave you.", badToken: "The token is not valid.",
     legendNone: "no report", by: "of", reporterFeedback: "Feedback: latest published picture",
@@ -67,6 +67,20 @@ async function api(service, path, { method = "GET", body } = {}) {
   try { data = text ? JSON.parse(text) : null; } catch { data = { detail: text }; }
   if (!res.ok) { const e = new Error((data && (data.detail || data.title)) || res.statusText); e.status = res.status; e.data = data; throw e; }
   return data;
+}
+
+// A file from the API (it needs the token, so it cannot be a plain link), saved as a download
+async function saveFile(service, path, filename) {
+  const res = await fetch(`/api/${service}${path}`, { headers: { Authorization: `Bearer ${token()}` } });
+  if (!res.ok) {
+    let detail = res.statusText;
+    try { const d = await res.json(); detail = d.detail || d.title || detail; } catch { /* not JSON */ }
+    throw new Error(detail);
+  }
+  const url = URL.createObjectURL(new Blob([await res.blob()], { type: "application/octet-stream" }));
+  const a = document.createElement("a"); a.href = url; a.download = filename;
+  document.body.append(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,15 +356,17 @@ function AreaDetail({ areaId, period, me, checklist, onPublished, liveTick }) {
 function Strategic({ muni }) {
   const [list, setList] = useState([]);
   useEffect(() => { api("analysis", `/v1/analyses?municipality_id=${muni}`).then((d) => setList(Array.isArray(d) ? d : d.analyses || [])).catch(() => setList([])); }, [muni]);
+  const [err, setErr] = useState("");
   const latest = list[0];
-  const openReport = async (id) => {
-    const res = await fetch(`/api/analysis/v1/analyses/${encodeURIComponent(id)}/report.html?lang=${LANG}`, { headers: { Authorization: `Bearer ${token()}` } });
-    const url = URL.createObjectURL(new Blob([await res.text()], { type: "text/html" })); window.open(url, "_blank", "noopener");
-  };
+  // the report is saved as a file, never opened as a page of this origin (where its content could act as the app)
+  const download = (id, kind) => saveFile("analysis", `/v1/analyses/${encodeURIComponent(id)}/report.${kind}?lang=${LANG}`,
+    `analys-${id.replace(/[^A-Za-z0-9-]+/g, "-")}-${LANG}.${kind}`).then(() => setErr(""), (e) => setErr(e.message));
   const problems = latest ? (latest.persistent_problems || []) : [];
   return html`<section class="card" aria-labelledby="strat-title"><h2 id="strat-title">${t("strategic")}${latest ? ` · ${latest.period}` : ""}</h2>
     ${latest ? html`<h3>${t("persistent")}</h3>${problems.length ? html`<ul class="plain">${problems.slice(0, 12).map((p) => html`<li><strong>${p.area_name || p.area_id}</strong>: ${p.label_sv && LANG === "sv" ? p.label_sv : p.label_en || p.item} (${p.k_of_n || `${p.flagged_count || ""}`})</li>`)}</ul>` : html`<p class="hint">${t("noPersistent")}</p>`}
-      <p><button class="secondary" onClick=${() => openReport(latest.id || latest.analysis_id)}>${t("openReport")}</button></p>` : html`<p class="hint">${t("noAnalysis")}</p>`}
+      <p><button class="secondary" id="report-html" onClick=${() => download(latest.id || latest.analysis_id, "html")}>${t("downloadReport")}</button>
+        <button class="secondary" id="report-pdf" onClick=${() => download(latest.id || latest.analysis_id, "pdf")}>${t("downloadPdf")}</button></p>
+      ${err && html`<${Msg} kind="bad">${err}<//>`}` : html`<p class="hint">${t("noAnalysis")}</p>`}
   </section>`;
 }
 
