@@ -75,3 +75,17 @@ async def test_hostile_paths_queries_and_headers_get_4xx_at_a_service_and_at_the
             forwarded = [line for line in metrics.splitlines() if line.startswith("est_web_forwarded_requests_total")]
             assert forwarded == ['est_web_forwarded_requests_total{service="intake",status_class="2xx"} 1.0'], \
                 "the gateway forwarded only the clean request"
+
+
+async def test_the_intakes_report_fast_path_is_guarded_like_every_route(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    """``POST /v1/reports`` and its batch are answered ahead of FastAPI routing; the guard still comes first."""
+    intake = create_intake(settings_for(tmp_path, fresh_nats.url, make_org()))
+    async with serve(intake) as intake_url:
+        for path in ("/v1/reports?x=%00", "/v1/reports:batch?x=a%0Ab", "/v1/reports?x=%zz"):
+            body = b'{"reports": []}' if "batch" in path else b"{}"
+            head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKENS['anna']}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            got, headers, answer = await raw_exchange(_port(intake_url), head.encode() + body)
+            assert got == 400, (path, answer[:200])
+            assert headers["content-type"].startswith("application/problem+json")
+            assert json.loads(answer)["errors"][0]["field"] == "query"

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,11 +38,20 @@ class Problem(Exception):
         self.errors, self.headers, self.extra = errors, headers, extra
 
 
+MAX_INSTANCE = 256
+
+
+def safe_instance(path: str) -> bool:
+    """Whether a request path may be echoed as a problem's ``instance``: short, and nothing in it that looks
+    like personal data (a path can carry what a caller typed, e.g. a name and personal identity number)."""
+    return len(path) <= MAX_INSTANCE and not find_personal_data(unquote(path))
+
+
 def problem_response(status: int, title: str, detail: str = "", *, errors: list[dict[str, Any]] | None = None,
                      headers: dict[str, str] | None = None, instance: str | None = None,
                      **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail or title}
-    if instance:
+    if instance and safe_instance(instance):
         body["instance"] = instance
     if errors:
         body["errors"] = errors

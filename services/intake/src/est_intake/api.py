@@ -15,6 +15,7 @@ from est_shared.http import (
     CorrelationId,
     HttpMetrics,
     Problem,
+    RequestGuard,
     problem_response,
     require_role,
 )
@@ -558,10 +559,11 @@ class ReportsFastPath:
         runtime = ctx.runtime
         self.max_body = max_body = int(getattr(runtime.settings, "max_body_bytes", 2_000_000))
         # the same stack ServiceRuntime puts around the app, in the same order
-        self.fast: ASGIApp = HttpMetrics(CorrelationId(BodySizeLimit(self.endpoint, max_bytes=max_body)),
-                                         histogram=runtime.metrics.http_duration)
-        self.fast_batch: ASGIApp = HttpMetrics(CorrelationId(BodySizeLimit(self.batch_endpoint, max_bytes=max_body)),
-                                               histogram=runtime.metrics.http_duration)
+        self.fast: ASGIApp = RequestGuard(HttpMetrics(CorrelationId(BodySizeLimit(self.endpoint, max_bytes=max_body)),
+                                                      histogram=runtime.metrics.http_duration))
+        self.fast_batch: ASGIApp = RequestGuard(HttpMetrics(
+            CorrelationId(BodySizeLimit(self.batch_endpoint, max_bytes=max_body)),
+            histogram=runtime.metrics.http_duration))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
