@@ -2,7 +2,8 @@
 
 The app runs for real (uvicorn in a thread, a NATS server of the test's own, SQLite); schemathesis
 generates valid and invalid requests for every operation and sends them with a reporter's token, an
-admin's token and an invalid one. Forfeiture routes are fuzzed by their own tests.
+admin's token and an invalid one; the organisation apply comes last. Every other route of every service,
+forfeitures included, is fuzzed by ``tests/security/test_fuzz_services.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 from tests.intake.support import TOKENS, make_org, settings_for
 
 EXAMPLES = 25
-SKIP_PREFIXES = ("/v1/forfeitures", "/v1/admin/forfeiture")  # the forfeiture helper owns these
+SKIP_PREFIXES = ("/v1/forfeitures", "/v1/admin/forfeiture")  # fuzzed in tests/security/test_fuzz_services.py
 
 
 @pytest.fixture
