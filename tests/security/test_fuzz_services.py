@@ -4,8 +4,8 @@ The intake (forfeiture routes included), the aggregator, the notifier and the an
 this test's event loop (uvicorn, one NATS server of the test's own, SQLite), with an organisation of
 reporters, key functions, police, social services, a steering group and an administrator. schemathesis
 generates valid and invalid requests for every documented operation and sends them, in a worker thread,
-with each of those people's tokens and with an invalid one. The intake's organisation apply is left to
-``tests/intake/test_intake_fuzz.py``: a random valid organisation would replace the one the tokens come from.
+with each of those people's tokens and with an invalid one. Of the intake, only the forfeiture routes: the
+others are fuzzed by ``tests/intake/test_intake_fuzz.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ EXAMPLES = 15
 CALLERS = {"reporter": TOKENS["anna"], "key_function": TOKENS["bo"], "styrgrupp": TOKENS["lena"],
            "police": TOKENS["petra"], "social_services": TOKENS["sara"], "admin": TOKENS["admin"],
            "invalid": "not-a-token"}
-SKIP = {"intake": {("PUT", "/v1/admin/org")}}
+ONLY = {"intake": ("/v1/forfeitures", "/v1/admin/forfeiture")}  # the rest: tests/intake/test_intake_fuzz.py
 
 
 def _fuzz(name: str, base: str) -> tuple[int, list[str]]:
@@ -51,7 +51,7 @@ def _fuzz(name: str, base: str) -> tuple[int, list[str]]:
     tested = 0
     for result in schema.get_all_operations():
         op = result.ok()
-        if (op.method.upper(), op.path) in SKIP.get(name, set()):
+        if name in ONLY and not op.path.startswith(ONLY[name]):
             continue
         tested += 1
         strategy = st.one_of(op.as_strategy(schemathesis.GenerationMode.POSITIVE),
@@ -97,7 +97,7 @@ async def test_no_service_answers_5xx_to_anything_its_openapi_admits(tmp_path: P
             await app.state.runtime.apply_org(snapshot)
         for name, base in bases.items():
             results[name] = await asyncio.to_thread(_fuzz, name, base)
-    minimum = {"intake": 10, "aggregator": 5, "notifier": 5, "analysis": 8}
+    minimum = {"intake": 4, "aggregator": 5, "notifier": 5, "analysis": 8}
     for name, (tested, _) in results.items():
         assert tested >= minimum[name], f"{name}: only {tested} operations in its OpenAPI"
     failures = [f for _, found in results.values() for f in found]
