@@ -99,6 +99,7 @@ async def test_declared_subscription_delivers_and_ends_when_owner_leaves(nats_ur
         sub_id = handlers.declared_id("drift")
         # an API subscription of another person, whose areas will shrink
         other = await n.subscribe("other", scope={"municipality_id": org.m, "area_ids": [org.a2]},
+                                  events=["picture.published", "alert.raised"],
                                   channel={"type": "email", "to": "ada@example.org"})
         await publish(nats_url, picture_subject(org), picture_event(org, version=1))
         await eventually(lambda: _async(len(rx.requests) == 1))

@@ -57,10 +57,13 @@ async def test_fan_out_is_idempotent_per_event(tmp_path: Path, org: Org) -> None
     await handlers.create_subscription(sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                                        spec=_spec(org, {"type": "email", "to": "a@example.org"}))
     event = picture_event(org)
-    first = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se")
-    again = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se")
+    first = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
+                                   snapshot=org.snapshot)
+    again = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
+                                   snapshot=org.snapshot)
     # another consumer name (e.g. a rebuilt durable) still creates nothing new: unique per subscription+event
-    other = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c2", sender="a@b.se")
+    other = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c2", sender="a@b.se",
+                                   snapshot=org.snapshot)
     assert sorted(first) == ["email", "webhook"] and again == [] and other == []
     assert await _count(sessions, tables.deliveries) == 2
     await engine.dispose()
@@ -73,7 +76,8 @@ async def test_two_workers_never_attempt_the_same_delivery_twice(tmp_path: Path,
             await handlers.create_subscription(
                 sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                 spec=_spec(org, {"type": "webhook", "url": f"{rx.url}?n={i}", "secret": "k"}))
-        await handlers.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c", sender="a@b.se")
+        await handlers.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
+                               snapshot=org.snapshot)
         workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": WebhookSender(client)},
                                   policy=RetryPolicy(0.01, 0.05, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]
@@ -94,14 +98,14 @@ async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Pa
     events = [picture_event(org), alert_event(org), alert_event(org), alert_event(org)]
     for e in [*events, events[0]]:
         made = await handlers.fan_out(e, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                                      digest_due=lambda m, p: due)
+                                      digest_due=lambda m, p: due, snapshot=org.snapshot)
         assert made == []
     assert await flush_digests(time.time(), sessions=sessions, tables=tables, sender_address="a@b.se",
-                               max_items=3) == 0
+                               max_items=3, snapshot=org.snapshot) == 0
     assert await flush_digests(due + 1, sessions=sessions, tables=tables, sender_address="a@b.se",
-                               max_items=3) == 1
+                               max_items=3, snapshot=org.snapshot) == 1
     assert await flush_digests(due + 2, sessions=sessions, tables=tables, sender_address="a@b.se",
-                               max_items=3) == 0
+                               max_items=3, snapshot=org.snapshot) == 0
     worker = DeliveryWorker(sessions=sessions, tables=tables,
                             senders={"email": EmailSender(smtp=None, outbox=tmp_path / "outbox")},
                             policy=RetryPolicy(0.01, 0.05, 3), metrics=NotifierMetrics(CollectorRegistry()))
@@ -146,8 +150,9 @@ async def test_delivery_flow_on_postgresql(postgres_url: str, tmp_path: Path, or
             spec=_spec(org, {"type": "webhook", "url": rx.url, "secret": "k2"}))
         event = picture_event(org)
         assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c",
-                                      sender="a@b.se") == ["webhook"]
-        assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se") == []
+                                      sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
+        assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
+                                      snapshot=org.snapshot) == []
         workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": WebhookSender(client)},
                                   policy=RetryPolicy(0.01, 0.02, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]

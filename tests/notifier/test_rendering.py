@@ -76,15 +76,20 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
         "people": {**org.snapshot.people, cop.id: cop}})
     owners = {"key": next(p for p in snapshot.people if p.startswith("owner")), "police": cop.id,
               "reporter": next(p for p in snapshot.people if p.startswith("other"))}
+    steering = Person(id=f"sg{org.m}", name="Styr", actor="kommun", roles=["styrgrupp"], areas=[org.a2],
+                      municipalities=[org.m])
+    snapshot = snapshot.model_copy(update={"people": {**snapshot.people, steering.id: steering}})
+    owners["steering"] = steering.id
     subs = {}
     for name, person_id in owners.items():
         caller = handlers.caller_for(snapshot, person_id)
         assert caller is not None
-        area = org.a2 if name == "reporter" else org.a1
+        area = org.a2 if name in ("reporter", "steering") else org.a1
+        analyses = ["analysis.published"] if name in ("key", "steering") else []  # receipt.RECEIPT
         subs[name] = await handlers.create_subscription(
             sessions=sessions, tables=tables, caller=caller, snapshot=snapshot, spec={
                 "name": name, "scope": {"municipality_id": org.m, "area_ids": [area]},
-                "events": ["picture.published", "analysis.published"],
+                "events": ["picture.published", *analyses],
                 "channel": {"type": "webhook", "url": f"https://example.org/{name}", "secret": name},
                 "digest": "immediate", "language": "sv"})
     mail = await handlers.create_subscription(
@@ -124,7 +129,8 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
     assert "missing_reporters" not in reporter_pic["completeness"]
     assert reporter_pic["kronoberg"]["by_weekday"]["sat"] == "<3"
     assert (subs["reporter"]["id"], pic_id) not in by  # not their area
-    assert [p["area_id"] for p in body("reporter", analysis.id)["data"]["persistent_problems"]] == [org.a2]
+    assert [p["area_id"] for p in body("steering", analysis.id)["data"]["persistent_problems"]] == [org.a2]
+    assert (subs["reporter"]["id"], analysis.id) not in by and (subs["police"]["id"], analysis.id) not in by
     assert [p["area_id"] for p in body("key", analysis.id)["data"]["persistent_problems"]] == [org.a1]
     assert body("key", pic_id)["id"] == pic_id  # the envelope stays the event's
     # the e-mail shows the coarsened Kronoberg aggregates

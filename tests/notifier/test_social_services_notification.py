@@ -1,8 +1,9 @@
 """Notifications to social services about a young person: intake and notifier on real NATS.
 
 Only a social-services person of the municipality may subscribe; the personal data crosses the bus sealed,
-is opened only to send it, the opening is logged, and nothing else (other subscribers, logs, metrics,
-stored payloads) ever sees it.
+is opened only to send it over https (or a plain-http target the operator allows), the opening is logged,
+and nothing else (other subscribers, logs, metrics, stored payloads, the e-mail) ever sees it: the e-mail
+only says that a protocol needs action and links to where it is read after sign-in.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import email
 import json
 import logging
+import stat
 import uuid
 from email import policy
 from pathlib import Path
@@ -61,12 +63,27 @@ async def until(check: Any, timeout: float = 15.0) -> Any:
         await asyncio.sleep(0.05)
 
 
-def notifier_settings(url: str, data_dir: Path, key: str) -> Settings:
+PUBLIC = "https://est.vaxjo.example"
+
+
+def notifier_settings(url: str, data_dir: Path, key: str, **over: Any) -> Settings:
     tag = uuid.uuid4().hex[:8]
-    return Settings(nats_url=url, data_dir=data_dir, log_level="DEBUG", pii_key=key, municipality_filter="vaxjo",
-                    durable_pictures=f"p-{tag}", durable_alerts=f"al-{tag}", durable_analyses=f"an-{tag}",
-                    durable_updates=f"up-{tag}", durable_notifications=f"nf-{tag}", reminders_enabled=False,
-                    poll_interval=0.1, retry_base_delay=0.05, retry_max_delay=0.2, max_attempts=3)
+    values: dict[str, Any] = {
+        "nats_url": url, "data_dir": data_dir, "log_level": "DEBUG", "pii_key": key, "municipality_filter": "vaxjo",
+        "durable_pictures": f"p-{tag}", "durable_alerts": f"al-{tag}", "durable_analyses": f"an-{tag}",
+        "durable_updates": f"up-{tag}", "durable_notifications": f"nf-{tag}", "reminders_enabled": False,
+        "poll_interval": 0.1, "retry_base_delay": 0.05, "retry_max_delay": 0.2, "max_attempts": 3,
+        "public_url": PUBLIC, "webhook_allow": "127.0.0.1/32"}  # the test's receivers are plain http on loopback
+    values.update(over)
+    return Settings(**values)
+
+
+def read_as_recipient(raw: bytes) -> tuple[Any, str, str]:
+    """The message, its plain-text part and its HTML part, decoded as a mail client shows them."""
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    html = msg.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    return msg, text, html
 
 
 async def test_under_18_reaches_only_social_services_with_personal_data_sealed_on_the_bus(
@@ -138,16 +155,22 @@ async def test_under_18_reaches_only_social_services_with_personal_data_sealed_o
 
             outbox = tmp_path / "notifier" / "outbox"
             emls = await until(lambda: _files(outbox))
-            msg = email.message_from_bytes(emls[0].read_bytes(), policy=policy.default)
-            text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+            raw = emls[0].read_bytes()
+            msg, text, html = read_as_recipient(raw)
             assert msg["Subject"] == "Förverkande av alkohol – ung person under 18 år"
-            assert NAME in text and minor in text and body["protocol_id"] in text and "Skyldighet att agera" in text
+            link = f"{PUBLIC}/app/#forfeitures/{body['protocol_id']}"
+            for part in (text, html):
+                assert link in part and "Skyldighet att agera" in part and "Växjö kommun" in part
+                assert not [s for s in secrets if s in part], "personal data in the e-mail"
+            assert f'href="{link}"' in html
+            assert not [s for s in secrets if s in raw.decode("utf-8", "replace")]
+            assert stat.S_IMODE(emls[0].stat().st_mode) == 0o600 and stat.S_IMODE(outbox.stat().st_mode) == 0o700
 
             log_rows = (await notifier.get("/v1/admin/personal-data-deliveries",
                                            params={"protocol_id": body["protocol_id"]}, headers=auth("admin"))).json()
-            assert {(e["subscription_id"] == sub_id, e["owner_id"], e["outcome"], e["purpose"]) for e in log_rows} \
-                >= {(True, "sara", "delivered", "social_services_notification")}
-            assert len(log_rows) == 2 and {e["channel"] for e in log_rows} == {"webhook", "email"}
+            assert [(e["subscription_id"] == sub_id, e["owner_id"], e["outcome"], e["purpose"], e["channel"])
+                    for e in log_rows] == [(True, "sara", "delivered", "social_services_notification", "webhook")]
+            # the e-mail opened nothing: only the webhook's opening is logged
             assert (await notifier.get("/v1/admin/personal-data-deliveries", headers=auth("sara"))).status_code == 403
             ledger = (await notifier.get("/v1/deliveries", params={"subscription_id": sub_id},
                                          headers=auth("sara"))).json()
@@ -172,7 +195,7 @@ async def test_under_18_reaches_only_social_services_with_personal_data_sealed_o
             assert others == []
 
             metrics = (await notifier.get("/metrics")).text
-            assert 'est_notifier_personal_data_deliveries_total{outcome="delivered"} 4.0' in metrics
+            assert 'est_notifier_personal_data_deliveries_total{outcome="delivered"} 2.0' in metrics
             messages = await all_stream_messages(fresh_nats.url)
     finally:
         logging.getLogger().removeHandler(capture)
@@ -203,16 +226,17 @@ async def _files(directory: Path) -> list[Path]:
 
 
 def test_only_social_services_of_the_municipality_may_hold_the_personal_kind() -> None:
-    from est_notifier.domain import Caller, Forbidden, check_personal, end_reason
+    from est_notifier.domain import Caller, Forbidden, end_reason
+    from est_notifier.receipt import check_receipt
 
     soc = Caller("sara", ("social_services",), ("a1",), ("m1",))
     police = Caller("petra", ("police",), ("a1",), ("m1",))
     admin = Caller("adm", ("admin",), (), ("m1",))
-    check_personal(soc, "m1", ["forfeiture.notification_due"])
-    check_personal(police, "m1", ["picture.published"])
+    check_receipt(soc, "m1", ["a1"], ["forfeiture.notification_due"])
+    check_receipt(police, "m1", ["a1"], ["picture.published"])
     for who, muni in ((police, "m1"), (admin, "m1"), (soc, "m2"), (None, "m1")):
-        with pytest.raises(Forbidden):
-            check_personal(who, muni, ["picture.published", "forfeiture.notification_due"])
+        with pytest.raises(Forbidden, match="Only social services of"):
+            check_receipt(who, muni, ["a1"], ["picture.published", "forfeiture.notification_due"])
     known = {"m1": ["a1"]}
     assert end_reason(soc, "m1", ["a1"], municipality_areas=known, events=["forfeiture.notification_due"]) is None
     lost = Caller("sara", ("reporter",), ("a1",), ("m1",))

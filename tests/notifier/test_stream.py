@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-from est_shared.events import Completeness, PictureUpdated, new_event
+from est_shared.events import PictureUpdated, new_event
 from est_shared.subjects import picture_updated
 from notifier_helpers import (
     Org,
@@ -22,49 +19,9 @@ from notifier_helpers import (
     picture_subject,
     publish,
     running_notifier,
+    stream,
+    updated_event,
 )
-
-
-class SSE:
-    """Reads SSE messages (dicts of field -> value; comments under ':') from a streaming response."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.lines = response.aiter_lines()
-
-    async def next(self, timeout: float = 10.0) -> dict[str, str]:
-        msg: dict[str, str] = {}
-        async with asyncio.timeout(timeout):
-            async for line in self.lines:
-                if line == "":
-                    if msg:
-                        return msg
-                    continue
-                field, _, value = line.partition(":")
-                msg[field or ":"] = value.removeprefix(" ")
-        raise AssertionError("stream ended")
-
-    async def events(self, n: int, timeout: float = 10.0) -> list[dict[str, str]]:
-        out: list[dict[str, str]] = []
-        while len(out) < n:
-            msg = await self.next(timeout)
-            if "id" in msg:
-                out.append(msg)
-        return out
-
-
-@asynccontextmanager
-async def stream(base: str, token: str, **headers: str) -> AsyncIterator[tuple[httpx.Response, SSE]]:
-    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(10, read=30)) as http, http.stream(
-            "GET", "/v1/stream", headers={"Authorization": f"Bearer {token}", **headers}) as r:
-        yield r, SSE(r)
-
-
-def updated_event(org: Org, n: int) -> Any:
-    pic = picture_event(org).data.picture.model_copy(update={
-        "status": "open", "version": 0,
-        "completeness": Completeness(expected=2, received=1, missing_reporters=["anna"])})
-    return new_event(type="se.est.picture.updated", source="/est/aggregator", data=PictureUpdated(picture=pic),
-                     subject=org.a1, id=f"picture-updated:{org.a1}:2026-W48:{n}")
 
 
 async def test_stream_sends_visible_events_with_ids_heartbeats_and_resumes(nats_url: str, tmp_path: Path,
