@@ -14,7 +14,9 @@ from typing import Any
 import httpx
 import nats
 from est_notifier.app import Settings, create_app
+from est_notifier.db import Tables, ensure_schema, make_tables
 from est_shared.bus import publish_event
+from est_shared.db import make_engine, session_factory
 from est_shared.events import (
     AlertData,
     AnalysisPublished,
@@ -32,6 +34,7 @@ from est_shared.sealed import PiiCipher, purpose_context, seal_json
 from est_shared.subjects import alert_raised, picture_published
 from est_shared.testing import serve
 from fastapi import FastAPI, Request, Response
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 @dataclass
@@ -148,6 +151,15 @@ async def receiver(script: list[int] | None = None, headers: dict[str, str] | No
     async with serve(r.app()) as base:
         r.url = f"{base}/hook"
         yield r
+
+
+async def notifier_db(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession], Tables]:
+    """The notifier's tables in the database at ``url``: (engine, sessions, tables); dispose the engine after."""
+    engine = make_engine(url)
+    tables = make_tables()
+    async with engine.begin() as conn:
+        await conn.run_sync(ensure_schema, tables)
+    return engine, session_factory(engine), tables
 
 
 def notifier_settings(nats_url: str, tmp_path: Path, org: Org, **overrides: Any) -> Settings:

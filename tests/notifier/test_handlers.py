@@ -12,24 +12,14 @@ from typing import Any
 import httpx
 import pytest
 from est_notifier import handlers
-from est_notifier.db import Tables, ensure_schema, make_tables
 from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, WebhookSender, flush_digests
 from est_notifier.domain import Caller
 from est_notifier.metrics import NotifierMetrics
-from est_shared.db import make_engine, session_factory
-from notifier_helpers import Org, alert_event, picture_event, receiver
+from notifier_helpers import Org, alert_event, notifier_db, picture_event, receiver
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 OWNER = "owner"
-
-
-async def _db(url: str) -> tuple[Any, Any, Tables]:
-    engine = make_engine(url)
-    tables = make_tables()
-    async with engine.begin() as conn:
-        await conn.run_sync(ensure_schema, tables)
-    return engine, session_factory(engine), tables
 
 
 def _caller(org: Org, who: str = "owner") -> Caller:
@@ -51,7 +41,7 @@ async def _count(sessions: Any, table: Any) -> int:
 
 
 async def test_fan_out_is_idempotent_per_event(tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     await handlers.create_subscription(sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                                        spec=_spec(org, {"type": "webhook", "url": "http://h/x", "secret": "k"}))
     await handlers.create_subscription(sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
@@ -70,7 +60,7 @@ async def test_fan_out_is_idempotent_per_event(tmp_path: Path, org: Org) -> None
 
 
 async def test_two_workers_never_attempt_the_same_delivery_twice(tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     async with receiver() as rx, httpx.AsyncClient() as client:
         for i in range(5):
             await handlers.create_subscription(
@@ -90,7 +80,7 @@ async def test_two_workers_never_attempt_the_same_delivery_twice(tmp_path: Path,
 
 
 async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     await handlers.create_subscription(
         sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
         spec=_spec(org, {"type": "email", "to": "digest@example.org"}, digest="period", language="en"))
@@ -120,7 +110,7 @@ async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Pa
 
 
 async def test_declared_subscriptions_are_upserted_idempotently(tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     owner = _caller(org).person_id
     declared = [{"id": "drift", "owner": owner, **_spec(org, {"type": "email", "to": "d@example.org"})}]
     first = await handlers.upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=org.snapshot,
@@ -140,7 +130,7 @@ async def test_declared_subscriptions_are_upserted_idempotently(tmp_path: Path, 
 
 @pytest.mark.postgres
 async def test_delivery_flow_on_postgresql(postgres_url: str, tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(postgres_url)
+    engine, sessions, tables = await notifier_db(postgres_url)
     async with receiver([503]) as rx, httpx.AsyncClient() as client:
         sub = await handlers.create_subscription(
             sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,

@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from est_notifier import handlers
-from est_notifier.db import ensure_schema, make_tables
 from est_notifier.delivery import flush_digests
 from est_notifier.receipt import RECEIPT, may_receive
-from est_shared.db import make_engine, session_factory
 from est_shared.org import OrgSnapshot
 from est_shared.subjects import analysis_published
 from notifier_helpers import (
@@ -20,6 +18,7 @@ from notifier_helpers import (
     alert_subject,
     analysis_event,
     eventually,
+    notifier_db,
     notifier_settings,
     picture_event,
     publish,
@@ -108,11 +107,7 @@ async def test_a_subscription_of_a_removed_owner_is_withheld_before_the_organisa
 
 
 async def test_a_digest_leaves_out_what_its_owner_may_no_longer_receive(tmp_path: Path, org: Org) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    tables = make_tables()
-    async with engine.begin() as conn:
-        await conn.run_sync(ensure_schema, tables)
-    sessions = session_factory(engine)
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     owner = handlers.caller_for(org.snapshot, _owner_id(org))
     assert owner is not None
     sub = await handlers.create_subscription(
@@ -151,15 +146,12 @@ async def test_a_person_who_leaves_the_organisation_gets_stream_closed(nats_url:
 
 async def test_a_declared_subscription_to_a_kind_its_owner_may_not_receive_is_skipped(tmp_path: Path,
                                                                                       org: Org) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    tables = make_tables()
-    async with engine.begin() as conn:
-        await conn.run_sync(ensure_schema, tables)
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     reasons: list[str] = []
     item = {"name": "Analyser", "scope": {"municipality_id": org.m, "area_ids": [org.a2]},
             "channel": {"type": "email", "to": "ada@example.org"}}
     counts = await handlers.upsert_declared_subscriptions(
-        sessions=session_factory(engine), tables=tables, snapshot=org.snapshot, on_invalid=reasons.append,
+        sessions=sessions, tables=tables, snapshot=org.snapshot, on_invalid=reasons.append,
         declared=[{"id": "r1", "owner": _owner_id(org, "other"), "events": ["analysis.published"], **item},
                   {"id": "r2", "owner": _owner_id(org, "other"), "events": ["picture.published"], **item}])
     await engine.dispose()

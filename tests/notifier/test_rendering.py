@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from est_notifier import handlers
-from est_notifier.db import ensure_schema, make_tables
 from est_notifier.domain import Audience, audience, coarsen_kronoberg, render_for, verify
-from est_shared.db import make_engine, session_factory
 from est_shared.events import AnalysisPublished, Completeness, PictureData, PicturePublished, new_event
 from est_shared.org import Actor, Person, hash_token
-from notifier_helpers import Org, picture_event
+from notifier_helpers import Org, notifier_db, picture_event
 from sqlalchemy import select
 
 KRONOBERG = {"interventions": 7, "litres_by_beverage": {"beer": 3.3}, "litres_total": 3.3, "share_under_18": 0.57,
@@ -64,11 +62,7 @@ def _kronoberg_picture(org: Org) -> Any:
 
 
 async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org: Org) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    tables = make_tables()
-    async with engine.begin() as conn:
-        await conn.run_sync(ensure_schema, tables)
-    sessions = session_factory(engine)
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     cop = Person(id=f"cop{org.m}", name="Polis", actor="polisen", roles=["police"], areas=[org.a1],
                  municipalities=[org.m], token_sha256=hash_token(f"cop{org.m}"))
     snapshot = org.snapshot.model_copy(update={

@@ -29,6 +29,7 @@ from est_shared.natsserver import NatsServer
 from est_shared.observability import JsonFormatter
 from est_shared.testing import serve
 from fastapi import FastAPI, Request, Response
+from notifier_helpers import notifier_db
 
 from tests.intake.support import settings_for
 from tests.security.support import all_stream_messages, auth, born_years_ago, forfeiture_org, pnr, protocol
@@ -246,15 +247,10 @@ def test_only_social_services_of_the_municipality_may_hold_the_personal_kind() -
 
 
 async def test_declared_personal_subscriptions_of_others_are_skipped(tmp_path: Path) -> None:
-    from est_notifier.db import ensure_schema, make_tables
     from est_notifier.handlers import upsert_declared_subscriptions
-    from est_shared.db import make_engine, session_factory
     from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person
 
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
-    tables = make_tables()
-    async with engine.begin() as conn:
-        await conn.run_sync(ensure_schema, tables)
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
     snap = OrgSnapshot(version=1, municipalities={"m1": Municipality(id="m1", name="M", area_ids=["a1"])},
                        areas={"a1": Area(id="a1", name="A", municipality_id="m1")},
                        actors={"soc": Actor(id="soc", name="Soc", kind="social_services")},
@@ -267,7 +263,7 @@ async def test_declared_personal_subscriptions_of_others_are_skipped(tmp_path: P
     reasons: list[str] = []
     try:
         counts = await upsert_declared_subscriptions(
-            sessions=session_factory(engine), tables=tables, snapshot=snap, on_invalid=reasons.append,
+            sessions=sessions, tables=tables, snapshot=snap, on_invalid=reasons.append,
             declared=[{"id": "s1", "owner": "sara", **item}, {"id": "b1", "owner": "bo", **item}])
     finally:
         await engine.dispose()
