@@ -165,6 +165,10 @@ class StreamHub:
                              headers_only=True)
         sub = await js.subscribe(">", stream=stream, cb=cb, ordered_consumer=True, config=cfg)
         try:
+            with contextlib.suppress(Exception):
+                ci = await sub.consumer_info()
+                if ci.num_pending == 0 and not ci.delivered.consumer_seq:
+                    return None  # nothing stored since ``since`` (common with a short replay window): no wait
             await asyncio.wait_for(done.wait(), timeout=10)
         except TimeoutError:
             log.warning("resume scan timed out", extra={"stream": stream})
