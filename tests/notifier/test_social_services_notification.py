@@ -23,13 +23,16 @@ import pytest
 from est_intake.app import create_app as create_intake
 from est_intake.pii import generate_key
 from est_notifier.app import Settings, create_app
-from est_notifier.db import get_delivery
+from est_notifier.db import get_delivery, insert_subscription
 from est_notifier.domain import verify
+from est_shared.bus import encode
 from est_shared.natsserver import NatsServer
 from est_shared.observability import JsonFormatter
+from est_shared.org import Actor, Person, hash_token
 from est_shared.testing import serve
 from fastapi import FastAPI, Request, Response
-from notifier_helpers import notifier_db
+from notifier_helpers import Org, notification_event, notifier_db, running_notifier
+from notifier_helpers import notifier_settings as helper_settings
 
 from tests.intake.support import settings_for
 from tests.security.support import all_stream_messages, auth, born_years_ago, forfeiture_org, pnr, protocol
@@ -268,3 +271,69 @@ async def test_declared_personal_subscriptions_of_others_are_skipped(tmp_path: P
     finally:
         await engine.dispose()
     assert counts["created"] == 1 and reasons == ["personal_data"]
+
+
+def _with_social_services(org: Org) -> tuple[Org, str]:
+    """The test organisation plus Sara of social services in its municipality (and her token)."""
+    sara = Person(id=f"sara{org.m}", name="Sara Social", actor="soc", roles=["social_services"], areas=[org.a1],
+                  municipalities=[org.m], token_sha256=hash_token(f"tok-sara-{org.m}"))
+    snap = org.snapshot.model_copy(update={
+        "actors": {**org.snapshot.actors, "soc": Actor(id="soc", name="Socialtjänsten", kind="social_services")},
+        "people": {**org.snapshot.people, sara.id: sara}})
+    return Org(org.m, org.a1, org.a2, snap, {**org.tokens, "sara": f"tok-sara-{org.m}"}), sara.id
+
+
+async def test_personal_data_goes_to_a_webhook_only_over_https_unless_the_operator_allows_the_target(
+        nats_url: str, tmp_path: Path, org: Org) -> None:
+    org, _sara = _with_social_services(org)
+    settings = helper_settings(nats_url, tmp_path, org, webhook_allow="hooks.internal, 10.0.0.0/8")
+    async with running_notifier(settings, org) as n:
+        def spec(url: str, events: list[str] | None = None) -> dict[str, Any]:
+            return {"name": "Socialjouren", "scope": {"municipality_id": org.m},
+                    "events": events or ["forfeiture.notification_due"],
+                    "channel": {"type": "webhook", "url": url, "secret": "s"}}
+
+        r = await n.http.post("/v1/subscriptions", json=spec("http://example.org/soc"), headers=org.auth("sara"))
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["field"] == "channel.url" and "bara över https" in r.json()["detail"]
+        for url in ("https://example.org/soc", "http://hooks.internal/soc", "http://10.1.2.3/soc"):
+            r = await n.http.post("/v1/subscriptions", json=spec(url), headers=org.auth("sara"))
+            assert r.status_code == 201, (url, r.text)
+        made = r.json()["id"]
+        r = await n.http.patch(f"/v1/subscriptions/{made}", headers=org.auth("sara"),
+                               json={"channel": {"type": "webhook", "url": "http://example.org/soc"}})
+        assert r.status_code == 422, r.text
+        r = await n.http.post("/v1/subscriptions", json=spec("http://example.org/pics", ["picture.published"]),
+                              headers=org.auth("sara"))
+        assert r.status_code == 201, r.text  # no personal data: the https rule is not this one's
+
+
+async def test_a_stored_plain_http_webhook_for_personal_data_is_never_opened(tmp_path: Path, org: Org) -> None:
+    from est_notifier.personal import NotOpened, PersonalDeliveries
+    from est_shared.sealed import PiiCipher, parse_keys
+
+    org, sara = _with_social_services(org)
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    cipher = PiiCipher(parse_keys(generate_key()))
+    opened: list[bool] = []
+
+    def load() -> PiiCipher:
+        opened.append(True)
+        return cipher
+
+    event = notification_event(org, cipher, {"name": NAME, "personal_number": "20100101-0017"})
+    channel = {"type": "webhook", "url": "http://example.org/soc", "secret": "s"}
+    async with sessions() as s, s.begin():  # as a version before the https rule stored it
+        await insert_subscription(s, tables, {
+            "id": "old-sub", "owner_id": sara, "name": "jour", "municipality_id": org.m, "area_ids": [],
+            "events": ["forfeiture.notification_due"], "channel": channel, "channel_target": "webhook:old",
+            "digest": "immediate", "language": "sv", "min_severity": None, "source": "api", "declared_key": None})
+    deliveries = PersonalDeliveries(sessions=sessions, tables=tables, load_cipher=load, snapshot=lambda: org.snapshot,
+                                    sender="est@example.org", webhook_allow=("10.0.0.0/8",))
+    delivery = {"id": "d1", "subscription_id": "old-sub", "event_id": event.id, "event_type": event.type,
+                "payload": encode(event), "channel": "webhook"}
+    with pytest.raises(NotOpened) as refused:
+        await deliveries.prepare(delivery)
+    await engine.dispose()
+    assert refused.value.outcome == "failed" and "https" in refused.value.error
+    assert opened == []  # the key was not even loaded

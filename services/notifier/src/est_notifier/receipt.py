@@ -120,11 +120,13 @@ def plain_http_allowed(url: str, allow: Iterable[str]) -> bool:
         if not entry:
             continue
         try:
-            if address is not None and address in ip_network(entry, strict=False):
-                return True
+            network = ip_network(entry, strict=False)
         except ValueError:  # a host name
             if host == entry.rstrip("."):
                 return True
+            continue
+        if address is not None and address.version == network.version and address in network:
+            return True
     return False
 
 
