@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from email.message import Message
 from email.policy import default
@@ -38,18 +40,27 @@ class Collector:
         return "250 Message accepted"
 
 
+@contextmanager
+def smtp_server() -> Iterator[tuple[Collector, str]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port: its collector and its ``smtp://`` URL."""
+    handler = Collector()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()
+
+
 def _parts(msg: Message) -> dict[str, str]:
     return {part.get_content_type(): part.get_content() for part in msg.walk()  # type: ignore[attr-defined]
             if part.get_content_type() in ("text/plain", "text/html")}
 
 
 async def test_picture_email_reaches_a_real_smtp_server(nats_url: str, tmp_path: Path, org: Org) -> None:
-    handler = Collector()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        settings = notifier_settings(nats_url, tmp_path, org, smtp_url=f"smtp://127.0.0.1:{port}")
+    with smtp_server() as (handler, url):
+        settings = notifier_settings(nats_url, tmp_path, org, smtp_url=url)
         async with running_notifier(settings, org) as n:
             sub = await n.subscribe(channel={"type": "email", "to": "drift@example.org"}, language="sv")
             event = picture_event(org)
@@ -74,8 +85,6 @@ async def test_picture_email_reaches_a_real_smtp_server(nats_url: str, tmp_path:
                 return bool(rows) and rows[0]["status"] == "delivered" and rows[0]["channel"] == "email"
 
             await eventually(delivered)
-    finally:
-        controller.stop()
 
 
 async def test_without_smtp_the_mail_goes_to_the_eml_outbox_in_english(nats_url: str, tmp_path: Path,
@@ -105,12 +114,8 @@ HOSTILE = "Araby\r\nBcc: evil@example.org"
 
 async def test_an_area_name_with_a_line_break_does_not_break_its_e_mails(nats_url: str, tmp_path: Path,
                                                                          org: Org) -> None:
-    handler = Collector()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        settings = notifier_settings(nats_url, tmp_path, org, smtp_url=f"smtp://127.0.0.1:{port}")
+    with smtp_server() as (handler, url):
+        settings = notifier_settings(nats_url, tmp_path, org, smtp_url=url)
         async with running_notifier(settings, org) as n:
             sub = await n.subscribe(channel={"type": "email", "to": "drift@example.org"}, events=["picture.published"])
             base = picture_event(org)
@@ -129,8 +134,6 @@ async def test_an_area_name_with_a_line_break_does_not_break_its_e_mails(nats_ur
         msg = email.message_from_bytes(raw, policy=default)
         assert msg["Subject"] == "Lägesbild Araby Bcc: evil@example.org 2026-W48 (version 1)"
         assert msg["Bcc"] is None and len(handler.messages) == 1
-    finally:
-        controller.stop()
 
 
 async def test_a_reminder_for_an_area_named_with_a_line_break_is_still_sent(tmp_path: Path, org: Org) -> None:
