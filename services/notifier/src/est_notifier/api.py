@@ -189,7 +189,7 @@ came after that event; a few events around the resume point may repeat, so de-du
 id, or one older than the replay window, gives an `event: stream.reset` and then new events. `?since=` starts at
 a time instead, at most `EST_NOTIFIER_STREAM_MAX_REPLAY` seconds back (422 otherwise). One person may hold
 `EST_NOTIFIER_STREAM_MAX_PER_PERSON` streams at once (429 for one more). Every event passes the same rule as
-webhooks and e-mail (see the README's role matrix: e.g. analyses only for key functions, beredningsgrupp,
+webhooks and e-mail (the README's "Who receives what": e.g. analyses only for key functions, beredningsgrupp,
 styrgrupp and admins); a person who leaves the organisation gets `event: stream.closed`."""
 
 STREAM_EXAMPLE = """retry: 3000
