@@ -728,7 +728,8 @@ async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Table
         sent = {(r.person_id, r.period, r.kind) for r in (await s.execute(
             select(rc.person_id, rc.period, rc.kind).where(rc.period.in_({p.id for _, p, _, _ in plans})))).all()}
     for area, period, kind, dl in plans:
-        reporters = {p.id for p in snapshot.reporters_for(area.id)}
+        reporters = {p.id for p in snapshot.reporters_for(area.id)
+                     if may_receive(caller_for(snapshot, p.id), "reminder", area.municipality_id, area.id)}
         missing = reporters if (area.id, period.id) not in state else reporters & set(state[(area.id, period.id)])
         for person_id in sorted(missing):
             key = (person_id, period.id, kind)
