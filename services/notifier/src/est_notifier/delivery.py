@@ -400,6 +400,9 @@ async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sende
                     await s.execute(insert(tables.deliveries).values(**withheld_delivery(
                         sub, event_id=event_id, event_type="se.est.notification.digest", event_time=db.utcnow(),
                         kind=", ".join(refused))))
+                    if metrics is not None:
+                        for kind in refused:
+                            metrics.withheld.labels(kind).inc()
                 if not items:
                     continue
                 event_id += ":part" if refused else ""

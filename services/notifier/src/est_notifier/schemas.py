@@ -128,7 +128,8 @@ class DeliveryOut(BaseModel):
     channel: str
     target: str
     status: str = Field(description="pending | delivering | delivered | failed | dead | cancelled (its "
-                        "subscription ended) | ended (the row recording that a subscription ended)")
+                        "subscription ended) | ended (the row recording that a subscription ended) | withheld "
+                        "(not sent: the owner may not receive this kind now)")
     attempts: int
     last_status_code: int | None
     last_error: str | None
