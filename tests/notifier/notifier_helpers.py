@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +15,29 @@ import httpx
 import nats
 from est_notifier import db
 from est_notifier.app import Settings, create_app
-from est_notifier.db import Tables
+from est_notifier.db import Tables, ensure_schema, make_tables
 from est_notifier.domain import channel_target
 from est_notifier.egress import Resolver
 from est_shared.bus import publish_event
-from est_shared.db import transaction
+from est_shared.db import make_engine, session_factory, transaction
 from est_shared.events import (
     AlertData,
+    AnalysisPublished,
     CloudEvent,
     Completeness,
+    ForfeitureNotificationDue,
     ItemSummary,
     PictureData,
     PicturePublished,
+    PictureUpdated,
     new_event,
 )
 from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_token
+from est_shared.sealed import PiiCipher, purpose_context, seal_json
 from est_shared.subjects import alert_raised, picture_published
 from est_shared.testing import serve
 from fastapi import FastAPI, Request, Response
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 
 @dataclass
@@ -92,12 +97,33 @@ def picture_event(org: Org, area: str | None = None, *, period: str = "2026-W48"
                      subject=area, id=event_id or f"picture:{area}:{period}:v{version}")
 
 
-def alert_event(org: Org, *, severity: str = "warning", kind: str = "raised") -> CloudEvent[Any]:
+def alert_event(org: Org, *, severity: str = "warning", kind: str = "raised",
+                period: str = "2026-W48") -> CloudEvent[Any]:
     data = AlertData(alert_id=f"al-{uuid.uuid4().hex[:6]}", municipality_id=org.m, area_id=org.a1, item="klotter",
-                     kind="flag:high", period="2026-W48", severity=severity,  # type: ignore[arg-type]
+                     kind="flag:high", period=period, severity=severity,  # type: ignore[arg-type]
                      message={"sv": "Klotter på hög nivå i Araby.", "en": "Graffiti at a high level in Araby."})
     return new_event(type=f"se.est.alert.{kind}", source="/est/aggregator", data=data, subject=org.a1,
                      id=f"alert:{data.alert_id}:{kind}")
+
+
+def analysis_event(org: Org, *, period: str = "2026-T3") -> CloudEvent[Any]:
+    """A strategic analysis of the municipality, with a municipality-wide summary."""
+    data = AnalysisPublished(analysis_id=f"an-{uuid.uuid4().hex[:6]}", municipality_id=org.m, period=period,
+                             summary={"sv": "Klotter kvarstår i Araby.", "en": "Graffiti persists in Araby."},
+                             persistent_problems=[{"area_id": org.a1, "item": "klotter"}], report_path="/r")
+    return new_event(type="se.est.analysis.published", source="/est/analysis", data=data, subject=org.m,
+                     id=f"analysis:{data.analysis_id}")
+
+
+def notification_event(org: Org, cipher: PiiCipher, person: dict[str, Any]) -> CloudEvent[Any]:
+    """A forfeiture notification for social services, the person sealed as the intake seals it."""
+    protocol_id = str(uuid.uuid4())
+    data = ForfeitureNotificationDue(
+        protocol_id=protocol_id, municipality_id=org.m, area_id=org.a1, place="centrum",
+        occurred_at=datetime.now(UTC), age_band="15_17", reason="under_18", key_id=cipher.primary_id,
+        sealed_person=seal_json(cipher, person, context=purpose_context(protocol_id)))
+    return new_event(type="se.est.forfeiture.notification_due", source="/est/intake", data=data, subject=org.m,
+                     id=f"notification:{protocol_id}")
 
 
 @dataclass
@@ -132,6 +158,15 @@ async def receiver(script: list[int] | None = None, headers: dict[str, str] | No
 
 LOOPBACK_RECEIVERS = "127.0.0.1/32"
 """EST_NOTIFIER_WEBHOOK_ALLOW of tests whose receivers listen on loopback (refused by default)."""
+
+
+async def notifier_db(url: str) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession], Tables]:
+    """The notifier's tables in the database at ``url``: (engine, sessions, tables); dispose the engine after."""
+    engine = make_engine(url)
+    tables = make_tables()
+    async with engine.begin() as conn:
+        await conn.run_sync(ensure_schema, tables)
+    return engine, session_factory(engine), tables
 
 
 def notifier_settings(nats_url: str, tmp_path: Path, org: Org, **overrides: Any) -> Settings:
@@ -227,3 +262,49 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0,
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+class SSE:
+    """Reads SSE messages (dicts of field -> value; comments under ':') from a streaming response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.lines = response.aiter_lines()
+
+    async def next(self, timeout: float = 10.0) -> dict[str, str]:
+        msg: dict[str, str] = {}
+        async with asyncio.timeout(timeout):
+            async for line in self.lines:
+                if line == "":
+                    if msg:
+                        return msg
+                    continue
+                field, _, value = line.partition(":")
+                msg[field or ":"] = value.removeprefix(" ")
+        raise AssertionError("stream ended")
+
+    async def events(self, n: int, timeout: float = 10.0) -> list[dict[str, str]]:
+        out: list[dict[str, str]] = []
+        while len(out) < n:
+            msg = await self.next(timeout)
+            if "id" in msg:
+                out.append(msg)
+        return out
+
+
+@asynccontextmanager
+async def stream(base: str, token: str, params: dict[str, str] | None = None,
+                 **headers: str) -> AsyncIterator[tuple[httpx.Response, SSE]]:
+    """``GET /v1/stream`` as ``token``, open until the block ends."""
+    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(10, read=30)) as http, http.stream(
+            "GET", "/v1/stream", params=params, headers={"Authorization": f"Bearer {token}", **headers}) as r:
+        yield r, SSE(r)
+
+
+def updated_event(org: Org, n: int, area: str | None = None, *, period: str = "2026-W48") -> Any:
+    """An open picture of ``area`` (default a1) with one missing reporter."""
+    area = area or org.a1
+    pic = picture_event(org, area, period=period).data.picture.model_copy(update={
+        "status": "open", "version": 0,
+        "completeness": Completeness(expected=2, received=1, missing_reporters=["anna"])})
+    return new_event(type="se.est.picture.updated", source="/est/aggregator", data=PictureUpdated(picture=pic),
+                     subject=area, id=f"picture-updated:{area}:{period}:{n}")

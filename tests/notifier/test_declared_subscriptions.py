@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from est_notifier import handlers
-from est_notifier.db import ensure_schema, make_tables
 from est_notifier.domain import Caller
-from est_shared.db import make_engine, session_factory
 from est_shared.org import OrgSnapshot
 from notifier_helpers import (
     Org,
     eventually,
+    notifier_db,
     notifier_settings,
     picture_event,
     picture_subject,
@@ -46,11 +45,7 @@ def _with(org: Org, version: int, *, subscriptions: list[dict[str, Any]] | None 
 
 
 async def test_declared_subscriptions_validate_update_and_skip_invalid(tmp_path: Path, org: Org) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    tables = make_tables()
-    async with engine.begin() as conn:
-        await conn.run_sync(ensure_schema, tables)
-    sessions = session_factory(engine)
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     skipped: list[str] = []
     good = _declared(org, "https://example.org/hook")
     bad = [
@@ -99,6 +94,7 @@ async def test_declared_subscription_delivers_and_ends_when_owner_leaves(nats_ur
         sub_id = handlers.declared_id("drift")
         # an API subscription of another person, whose areas will shrink
         other = await n.subscribe("other", scope={"municipality_id": org.m, "area_ids": [org.a2]},
+                                  events=["picture.published", "alert.raised"],
                                   channel={"type": "email", "to": "ada@example.org"})
         await publish(nats_url, picture_subject(org), picture_event(org, version=1))
         await eventually(lambda: _async(len(rx.requests) == 1))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import email
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from email.message import Message
 from email.policy import default
 from pathlib import Path
@@ -10,12 +13,14 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from est_notifier.domain import delivery_id
+from est_shared.events import PicturePublished, new_event
 from est_shared.testing import free_port
 from notifier_helpers import (
     Org,
     alert_event,
     alert_subject,
     eventually,
+    notifier_db,
     notifier_settings,
     picture_event,
     picture_subject,
@@ -35,18 +40,27 @@ class Collector:
         return "250 Message accepted"
 
 
+@contextmanager
+def smtp_server() -> Iterator[tuple[Collector, str]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port: its collector and its ``smtp://`` URL."""
+    handler = Collector()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()
+
+
 def _parts(msg: Message) -> dict[str, str]:
     return {part.get_content_type(): part.get_content() for part in msg.walk()  # type: ignore[attr-defined]
             if part.get_content_type() in ("text/plain", "text/html")}
 
 
 async def test_picture_email_reaches_a_real_smtp_server(nats_url: str, tmp_path: Path, org: Org) -> None:
-    handler = Collector()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        settings = notifier_settings(nats_url, tmp_path, org, smtp_url=f"smtp://127.0.0.1:{port}")
+    with smtp_server() as (handler, url):
+        settings = notifier_settings(nats_url, tmp_path, org, smtp_url=url)
         async with running_notifier(settings, org) as n:
             sub = await n.subscribe(channel={"type": "email", "to": "drift@example.org"}, language="sv")
             event = picture_event(org)
@@ -71,8 +85,6 @@ async def test_picture_email_reaches_a_real_smtp_server(nats_url: str, tmp_path:
                 return bool(rows) and rows[0]["status"] == "delivered" and rows[0]["channel"] == "email"
 
             await eventually(delivered)
-    finally:
-        controller.stop()
 
 
 async def test_without_smtp_the_mail_goes_to_the_eml_outbox_in_english(nats_url: str, tmp_path: Path,
@@ -94,3 +106,57 @@ async def test_without_smtp_the_mail_goes_to_the_eml_outbox_in_english(nats_url:
         parts = _parts(msg)
         assert "Graffiti at a high level in Araby." in parts["text/plain"]
         assert "Graffiti at a high level in Araby." in parts["text/html"]
+
+
+HOSTILE = "Araby\r\nBcc: evil@example.org"
+"""An area name as an organisation snapshot of an older version may hold it (new files refuse it)."""
+
+
+async def test_an_area_name_with_a_line_break_does_not_break_its_e_mails(nats_url: str, tmp_path: Path,
+                                                                         org: Org) -> None:
+    with smtp_server() as (handler, url):
+        settings = notifier_settings(nats_url, tmp_path, org, smtp_url=url)
+        async with running_notifier(settings, org) as n:
+            sub = await n.subscribe(channel={"type": "email", "to": "drift@example.org"}, events=["picture.published"])
+            base = picture_event(org)
+            hostile = base.data.picture.model_copy(update={"area_name": HOSTILE})
+            event = new_event(type=base.type, source=base.source, subject=base.subject, id=base.id,
+                              data=PicturePublished(picture=hostile))
+            await publish(nats_url, picture_subject(org), event)
+
+            async def delivered() -> bool:
+                rows = await n.ledger(subscription_id=sub["id"])
+                return bool(rows) and rows[0]["status"] == "delivered"
+
+            await eventually(delivered)
+        (_sender, rcpts, raw) = handler.messages[0]
+        assert rcpts == ["drift@example.org"]
+        msg = email.message_from_bytes(raw, policy=default)
+        assert msg["Subject"] == "Lägesbild Araby Bcc: evil@example.org 2026-W48 (version 1)"
+        assert msg["Bcc"] is None and len(handler.messages) == 1
+
+
+async def test_a_reminder_for_an_area_named_with_a_line_break_is_still_sent(tmp_path: Path, org: Org) -> None:
+    from est_notifier import handlers
+    from est_notifier.db import get_delivery
+    from est_notifier.domain import ReminderTimes
+    from est_shared.org import Area, Person, period_deadline
+    from est_shared.periods import Period
+
+    anna = Person(id=f"anna{org.m}", name="Anna\r\nAndersson", actor="vaxjohem", email="anna@example.org",
+                  roles=["reporter"], areas=[org.a1], municipalities=[org.m])
+    snapshot = org.snapshot.model_copy(update={
+        "areas": {**org.snapshot.areas, org.a1: Area(id=org.a1, name=HOSTILE, municipality_id=org.m)},
+        "people": {**org.snapshot.people, anna.id: anna}})
+    deadline = period_deadline(snapshot.municipalities[org.m], Period.parse("2026-W48"))
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    (made,) = await handlers.send_due_reminders(deadline - timedelta(hours=1), sessions=sessions, tables=tables,
+                                                snapshot=snapshot, sender="est@example.org", times=ReminderTimes())
+    async with sessions() as s:
+        row = await get_delivery(s, tables, made)
+    await engine.dispose()
+    assert row is not None
+    msg = email.message_from_bytes(row["payload"], policy=default)
+    assert msg["Subject"] == "Påminnelse: rapportera 2026-W48 för Araby Bcc: evil@example.org senast " \
+                             f"{deadline.strftime('%Y-%m-%d %H:%M')}"
+    assert msg["Bcc"] is None and msg["To"] == "anna@example.org"

@@ -13,25 +13,15 @@ from typing import Any
 
 import pytest
 from est_notifier import handlers
-from est_notifier.db import Tables, ensure_schema, make_tables
 from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, WebhookSender, flush_digests
 from est_notifier.domain import Caller
 from est_notifier.egress import AllowList, Egress
 from est_notifier.metrics import NotifierMetrics
-from est_shared.db import make_engine, session_factory
-from notifier_helpers import LOOPBACK_RECEIVERS, Org, alert_event, picture_event, receiver
+from notifier_helpers import LOOPBACK_RECEIVERS, Org, alert_event, notifier_db, picture_event, receiver
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 OWNER = "owner"
-
-
-async def _db(url: str) -> tuple[Any, Any, Tables]:
-    engine = make_engine(url)
-    tables = make_tables()
-    async with engine.begin() as conn:
-        await conn.run_sync(ensure_schema, tables)
-    return engine, session_factory(engine), tables
 
 
 def _caller(org: Org, who: str = "owner") -> Caller:
@@ -63,29 +53,33 @@ async def _count(sessions: Any, table: Any) -> int:
 
 
 async def test_fan_out_is_idempotent_per_event(tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     await handlers.create_subscription(sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                                        spec=_spec(org, {"type": "webhook", "url": "http://h/x", "secret": "k"}))
     await handlers.create_subscription(sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                                        spec=_spec(org, {"type": "email", "to": "a@example.org"}))
     event = picture_event(org)
-    first = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se")
-    again = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se")
+    first = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
+                                   snapshot=org.snapshot)
+    again = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
+                                   snapshot=org.snapshot)
     # another consumer name (e.g. a rebuilt durable) still creates nothing new: unique per subscription+event
-    other = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c2", sender="a@b.se")
+    other = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c2", sender="a@b.se",
+                                   snapshot=org.snapshot)
     assert sorted(first) == ["email", "webhook"] and again == [] and other == []
     assert await _count(sessions, tables.deliveries) == 2
     await engine.dispose()
 
 
 async def test_two_workers_never_attempt_the_same_delivery_twice(tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     async with receiver() as rx, _webhooks() as webhooks:
         for i in range(5):
             await handlers.create_subscription(
                 sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                 spec=_spec(org, {"type": "webhook", "url": f"{rx.url}?n={i}", "secret": "k"}))
-        await handlers.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c", sender="a@b.se")
+        await handlers.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
+                               snapshot=org.snapshot)
         workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": webhooks},
                                   policy=RetryPolicy(0.01, 0.05, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]
@@ -98,7 +92,7 @@ async def test_two_workers_never_attempt_the_same_delivery_twice(tmp_path: Path,
 
 
 async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     await handlers.create_subscription(
         sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
         spec=_spec(org, {"type": "email", "to": "digest@example.org"}, digest="period", language="en"))
@@ -106,14 +100,14 @@ async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Pa
     events = [picture_event(org), alert_event(org), alert_event(org), alert_event(org)]
     for e in [*events, events[0]]:
         made = await handlers.fan_out(e, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                                      digest_due=lambda m, p: due)
+                                      digest_due=lambda m, p: due, snapshot=org.snapshot)
         assert made == []
     assert await flush_digests(time.time(), sessions=sessions, tables=tables, sender_address="a@b.se",
-                               max_items=3) == 0
+                               max_items=3, snapshot=org.snapshot) == 0
     assert await flush_digests(due + 1, sessions=sessions, tables=tables, sender_address="a@b.se",
-                               max_items=3) == 1
+                               max_items=3, snapshot=org.snapshot) == 1
     assert await flush_digests(due + 2, sessions=sessions, tables=tables, sender_address="a@b.se",
-                               max_items=3) == 0
+                               max_items=3, snapshot=org.snapshot) == 0
     worker = DeliveryWorker(sessions=sessions, tables=tables,
                             senders={"email": EmailSender(smtp=None, outbox=tmp_path / "outbox")},
                             policy=RetryPolicy(0.01, 0.05, 3), metrics=NotifierMetrics(CollectorRegistry()))
@@ -128,7 +122,7 @@ async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Pa
 
 
 async def test_declared_subscriptions_are_upserted_idempotently(tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     owner = _caller(org).person_id
     declared = [{"id": "drift", "owner": owner, **_spec(org, {"type": "email", "to": "d@example.org"})}]
     first = await handlers.upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=org.snapshot,
@@ -148,7 +142,7 @@ async def test_declared_subscriptions_are_upserted_idempotently(tmp_path: Path, 
 
 @pytest.mark.postgres
 async def test_delivery_flow_on_postgresql(postgres_url: str, tmp_path: Path, org: Org) -> None:
-    engine, sessions, tables = await _db(postgres_url)
+    engine, sessions, tables = await notifier_db(postgres_url)
     async with receiver([503]) as rx, _webhooks() as webhooks:
         sub = await handlers.create_subscription(
             sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
@@ -158,8 +152,9 @@ async def test_delivery_flow_on_postgresql(postgres_url: str, tmp_path: Path, or
             spec=_spec(org, {"type": "webhook", "url": rx.url, "secret": "k2"}))
         event = picture_event(org)
         assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c",
-                                      sender="a@b.se") == ["webhook"]
-        assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se") == []
+                                      sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
+        assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
+                                      snapshot=org.snapshot) == []
         workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": webhooks},
                                   policy=RetryPolicy(0.01, 0.02, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]

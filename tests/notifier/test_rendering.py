@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from est_notifier import handlers
-from est_notifier.db import ensure_schema, make_tables
 from est_notifier.domain import Audience, audience, coarsen_kronoberg, render_for, verify
-from est_shared.db import make_engine, session_factory
 from est_shared.events import AnalysisPublished, Completeness, PictureData, PicturePublished, new_event
 from est_shared.org import Actor, Person, hash_token
-from notifier_helpers import Org, picture_event, store_subscription
+from notifier_helpers import Org, notifier_db, picture_event, store_subscription
 from sqlalchemy import select
 
 KRONOBERG = {"interventions": 7, "litres_by_beverage": {"beer": 3.3}, "litres_total": 3.3, "share_under_18": 0.57,
@@ -64,11 +62,7 @@ def _kronoberg_picture(org: Org) -> Any:
 
 
 async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org: Org) -> None:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    tables = make_tables()
-    async with engine.begin() as conn:
-        await conn.run_sync(ensure_schema, tables)
-    sessions = session_factory(engine)
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     cop = Person(id=f"cop{org.m}", name="Polis", actor="polisen", roles=["police"], areas=[org.a1],
                  municipalities=[org.m], token_sha256=hash_token(f"cop{org.m}"))
     snapshot = org.snapshot.model_copy(update={
@@ -76,19 +70,25 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
         "people": {**org.snapshot.people, cop.id: cop}})
     owners = {"key": next(p for p in snapshot.people if p.startswith("owner")), "police": cop.id,
               "reporter": next(p for p in snapshot.people if p.startswith("other"))}
+    steering = Person(id=f"sg{org.m}", name="Styr", actor="kommun", roles=["styrgrupp"], areas=[org.a2],
+                      municipalities=[org.m])
+    snapshot = snapshot.model_copy(update={"people": {**snapshot.people, steering.id: steering}})
+    owners["steering"] = steering.id
     subs: dict[str, dict[str, Any]] = {}
     for name, person_id in owners.items():
         caller = handlers.caller_for(snapshot, person_id)
         assert caller is not None
+        area = org.a2 if name in ("reporter", "steering") else org.a1
+        analyses = ["analysis.published"] if name in ("key", "steering") else []  # receipt.RECEIPT
         channel = {"type": "webhook", "url": f"https://example.org/{name}", "secret": name}
-        events = ["picture.published", "analysis.published"]
-        if name == "reporter":  # reporters may no longer make webhooks; one made before is rendered for its owner
+        events = ["picture.published", *analyses]
+        if name in ("reporter", "steering"):  # they may not make webhooks; one made before is rendered for its owner
             subs[name] = {"id": await store_subscription(sessions, tables, owner_id=person_id, municipality_id=org.m,
-                                                         area_ids=[org.a2], channel=channel, events=events)}
+                                                         area_ids=[area], channel=channel, events=events)}
             continue
         subs[name] = await handlers.create_subscription(
             sessions=sessions, tables=tables, caller=caller, snapshot=snapshot, spec={
-                "name": name, "scope": {"municipality_id": org.m, "area_ids": [org.a1]}, "events": events,
+                "name": name, "scope": {"municipality_id": org.m, "area_ids": [area]}, "events": events,
                 "channel": channel, "digest": "immediate", "language": "sv"})
     mail = await handlers.create_subscription(
         sessions=sessions, tables=tables, caller=handlers.caller_for(snapshot, owners["key"]),  # type: ignore[arg-type]
@@ -127,7 +127,8 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
     assert "missing_reporters" not in reporter_pic["completeness"]
     assert reporter_pic["kronoberg"]["by_weekday"]["sat"] == "<3"
     assert (subs["reporter"]["id"], pic_id) not in by  # not their area
-    assert [p["area_id"] for p in body("reporter", analysis.id)["data"]["persistent_problems"]] == [org.a2]
+    assert [p["area_id"] for p in body("steering", analysis.id)["data"]["persistent_problems"]] == [org.a2]
+    assert (subs["reporter"]["id"], analysis.id) not in by and (subs["police"]["id"], analysis.id) not in by
     assert [p["area_id"] for p in body("key", analysis.id)["data"]["persistent_problems"]] == [org.a1]
     assert body("key", pic_id)["id"] == pic_id  # the envelope stays the event's
     # the e-mail shows the coarsened Kronoberg aggregates

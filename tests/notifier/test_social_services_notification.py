@@ -1,8 +1,9 @@
 """Notifications to social services about a young person: intake and notifier on real NATS.
 
 Only a social-services person of the municipality may subscribe; the personal data crosses the bus sealed,
-is opened only to send it, the opening is logged, and nothing else (other subscribers, logs, metrics,
-stored payloads) ever sees it.
+is opened only to send it over https (or a plain-http target the operator allows), the opening is logged,
+and nothing else (other subscribers, logs, metrics, stored payloads, the e-mail) ever sees it: the e-mail
+only says that a protocol needs action and links to where it is read after sign-in.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import email
 import json
 import logging
+import stat
 import uuid
 from email import policy
 from pathlib import Path
@@ -21,12 +23,17 @@ import pytest
 from est_intake.app import create_app as create_intake
 from est_intake.pii import generate_key
 from est_notifier.app import Settings, create_app
-from est_notifier.db import get_delivery
+from est_notifier.db import get_delivery, insert_subscription
 from est_notifier.domain import verify
+from est_notifier.egress import AllowList
+from est_shared.bus import encode
 from est_shared.natsserver import NatsServer
 from est_shared.observability import JsonFormatter
+from est_shared.org import Actor, Person, hash_token
 from est_shared.testing import serve
 from fastapi import FastAPI, Request, Response
+from notifier_helpers import Org, notification_event, notifier_db, running_notifier
+from notifier_helpers import notifier_settings as helper_settings
 
 from tests.intake.support import settings_for
 from tests.security.support import all_stream_messages, auth, born_years_ago, forfeiture_org, pnr, protocol
@@ -61,13 +68,27 @@ async def until(check: Any, timeout: float = 15.0) -> Any:
         await asyncio.sleep(0.05)
 
 
-def notifier_settings(url: str, data_dir: Path, key: str) -> Settings:
+PUBLIC = "https://est.vaxjo.example"
+
+
+def notifier_settings(url: str, data_dir: Path, key: str, **over: Any) -> Settings:
     tag = uuid.uuid4().hex[:8]
-    return Settings(nats_url=url, data_dir=data_dir, log_level="DEBUG", pii_key=key, municipality_filter="vaxjo",
-                    durable_pictures=f"p-{tag}", durable_alerts=f"al-{tag}", durable_analyses=f"an-{tag}",
-                    durable_updates=f"up-{tag}", durable_notifications=f"nf-{tag}", reminders_enabled=False,
-                    poll_interval=0.1, retry_base_delay=0.05, retry_max_delay=0.2, max_attempts=3,
-                    webhook_allow="127.0.0.1/32")
+    values: dict[str, Any] = {
+        "nats_url": url, "data_dir": data_dir, "log_level": "DEBUG", "pii_key": key, "municipality_filter": "vaxjo",
+        "durable_pictures": f"p-{tag}", "durable_alerts": f"al-{tag}", "durable_analyses": f"an-{tag}",
+        "durable_updates": f"up-{tag}", "durable_notifications": f"nf-{tag}", "reminders_enabled": False,
+        "poll_interval": 0.1, "retry_base_delay": 0.05, "retry_max_delay": 0.2, "max_attempts": 3,
+        "public_url": PUBLIC, "webhook_allow": "127.0.0.1/32"}  # the test's receivers are plain http on loopback
+    values.update(over)
+    return Settings(**values)
+
+
+def read_as_recipient(raw: bytes) -> tuple[Any, str, str]:
+    """The message, its plain-text part and its HTML part, decoded as a mail client shows them."""
+    msg = email.message_from_bytes(raw, policy=policy.default)
+    text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    html = msg.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    return msg, text, html
 
 
 async def test_under_18_reaches_only_social_services_with_personal_data_sealed_on_the_bus(
@@ -139,16 +160,22 @@ async def test_under_18_reaches_only_social_services_with_personal_data_sealed_o
 
             outbox = tmp_path / "notifier" / "outbox"
             emls = await until(lambda: _files(outbox))
-            msg = email.message_from_bytes(emls[0].read_bytes(), policy=policy.default)
-            text = msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+            raw = emls[0].read_bytes()
+            msg, text, html = read_as_recipient(raw)
             assert msg["Subject"] == "Förverkande av alkohol – ung person under 18 år"
-            assert NAME in text and minor in text and body["protocol_id"] in text and "Skyldighet att agera" in text
+            link = f"{PUBLIC}/app/#forfeitures/{body['protocol_id']}"
+            for part in (text, html):
+                assert link in part and "Skyldighet att agera" in part and "Växjö kommun" in part
+                assert not [s for s in secrets if s in part], "personal data in the e-mail"
+            assert f'href="{link}"' in html
+            assert not [s for s in secrets if s in raw.decode("utf-8", "replace")]
+            assert stat.S_IMODE(emls[0].stat().st_mode) == 0o600 and stat.S_IMODE(outbox.stat().st_mode) == 0o700
 
             log_rows = (await notifier.get("/v1/admin/personal-data-deliveries",
                                            params={"protocol_id": body["protocol_id"]}, headers=auth("admin"))).json()
-            assert {(e["subscription_id"] == sub_id, e["owner_id"], e["outcome"], e["purpose"]) for e in log_rows} \
-                >= {(True, "sara", "delivered", "social_services_notification")}
-            assert len(log_rows) == 2 and {e["channel"] for e in log_rows} == {"webhook", "email"}
+            assert [(e["subscription_id"] == sub_id, e["owner_id"], e["outcome"], e["purpose"], e["channel"])
+                    for e in log_rows] == [(True, "sara", "delivered", "social_services_notification", "webhook")]
+            # the e-mail opened nothing: only the webhook's opening is logged
             assert (await notifier.get("/v1/admin/personal-data-deliveries", headers=auth("sara"))).status_code == 403
             ledger = (await notifier.get("/v1/deliveries", params={"subscription_id": sub_id},
                                          headers=auth("sara"))).json()
@@ -173,7 +200,7 @@ async def test_under_18_reaches_only_social_services_with_personal_data_sealed_o
             assert others == []
 
             metrics = (await notifier.get("/metrics")).text
-            assert 'est_notifier_personal_data_deliveries_total{outcome="delivered"} 4.0' in metrics
+            assert 'est_notifier_personal_data_deliveries_total{outcome="delivered"} 2.0' in metrics
             messages = await all_stream_messages(fresh_nats.url)
     finally:
         logging.getLogger().removeHandler(capture)
@@ -204,16 +231,17 @@ async def _files(directory: Path) -> list[Path]:
 
 
 def test_only_social_services_of_the_municipality_may_hold_the_personal_kind() -> None:
-    from est_notifier.domain import Caller, Forbidden, check_personal, end_reason
+    from est_notifier.domain import Caller, Forbidden, end_reason
+    from est_notifier.receipt import check_receipt
 
     soc = Caller("sara", ("social_services",), ("a1",), ("m1",))
     police = Caller("petra", ("police",), ("a1",), ("m1",))
     admin = Caller("adm", ("admin",), (), ("m1",))
-    check_personal(soc, "m1", ["forfeiture.notification_due"])
-    check_personal(police, "m1", ["picture.published"])
+    check_receipt(soc, "m1", ["a1"], ["forfeiture.notification_due"])
+    check_receipt(police, "m1", ["a1"], ["picture.published"])
     for who, muni in ((police, "m1"), (admin, "m1"), (soc, "m2"), (None, "m1")):
-        with pytest.raises(Forbidden):
-            check_personal(who, muni, ["picture.published", "forfeiture.notification_due"])
+        with pytest.raises(Forbidden, match="Only social services of"):
+            check_receipt(who, muni, ["a1"], ["picture.published", "forfeiture.notification_due"])
     known = {"m1": ["a1"]}
     assert end_reason(soc, "m1", ["a1"], municipality_areas=known, events=["forfeiture.notification_due"]) is None
     lost = Caller("sara", ("reporter",), ("a1",), ("m1",))
@@ -223,15 +251,10 @@ def test_only_social_services_of_the_municipality_may_hold_the_personal_kind() -
 
 
 async def test_declared_personal_subscriptions_of_others_are_skipped(tmp_path: Path) -> None:
-    from est_notifier.db import ensure_schema, make_tables
     from est_notifier.handlers import upsert_declared_subscriptions
-    from est_shared.db import make_engine, session_factory
     from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person
 
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
-    tables = make_tables()
-    async with engine.begin() as conn:
-        await conn.run_sync(ensure_schema, tables)
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
     snap = OrgSnapshot(version=1, municipalities={"m1": Municipality(id="m1", name="M", area_ids=["a1"])},
                        areas={"a1": Area(id="a1", name="A", municipality_id="m1")},
                        actors={"soc": Actor(id="soc", name="Soc", kind="social_services")},
@@ -244,8 +267,74 @@ async def test_declared_personal_subscriptions_of_others_are_skipped(tmp_path: P
     reasons: list[str] = []
     try:
         counts = await upsert_declared_subscriptions(
-            sessions=session_factory(engine), tables=tables, snapshot=snap, on_invalid=reasons.append,
+            sessions=sessions, tables=tables, snapshot=snap, on_invalid=reasons.append,
             declared=[{"id": "s1", "owner": "sara", **item}, {"id": "b1", "owner": "bo", **item}])
     finally:
         await engine.dispose()
     assert counts["created"] == 1 and reasons == ["personal_data"]
+
+
+def _with_social_services(org: Org) -> tuple[Org, str]:
+    """The test organisation plus Sara of social services in its municipality (and her token)."""
+    sara = Person(id=f"sara{org.m}", name="Sara Social", actor="soc", roles=["social_services"], areas=[org.a1],
+                  municipalities=[org.m], token_sha256=hash_token(f"tok-sara-{org.m}"))
+    snap = org.snapshot.model_copy(update={
+        "actors": {**org.snapshot.actors, "soc": Actor(id="soc", name="Socialtjänsten", kind="social_services")},
+        "people": {**org.snapshot.people, sara.id: sara}})
+    return Org(org.m, org.a1, org.a2, snap, {**org.tokens, "sara": f"tok-sara-{org.m}"}), sara.id
+
+
+async def test_personal_data_goes_to_a_webhook_only_over_https_unless_the_operator_allows_the_target(
+        nats_url: str, tmp_path: Path, org: Org) -> None:
+    org, _sara = _with_social_services(org)
+    settings = helper_settings(nats_url, tmp_path, org, webhook_allow="hooks.internal, 10.0.0.0/8")
+    async with running_notifier(settings, org) as n:
+        def spec(url: str, events: list[str] | None = None) -> dict[str, Any]:
+            return {"name": "Socialjouren", "scope": {"municipality_id": org.m},
+                    "events": events or ["forfeiture.notification_due"],
+                    "channel": {"type": "webhook", "url": url, "secret": "s"}}
+
+        r = await n.http.post("/v1/subscriptions", json=spec("http://example.org/soc"), headers=org.auth("sara"))
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["field"] == "channel.url" and "bara över https" in r.json()["detail"]
+        for url in ("https://example.org/soc", "http://hooks.internal/soc", "http://10.1.2.3/soc"):
+            r = await n.http.post("/v1/subscriptions", json=spec(url), headers=org.auth("sara"))
+            assert r.status_code == 201, (url, r.text)
+        made = r.json()["id"]
+        r = await n.http.patch(f"/v1/subscriptions/{made}", headers=org.auth("sara"),
+                               json={"channel": {"type": "webhook", "url": "http://example.org/soc"}})
+        assert r.status_code == 422, r.text
+        r = await n.http.post("/v1/subscriptions", json=spec("http://example.org/pics", ["picture.published"]),
+                              headers=org.auth("sara"))
+        assert r.status_code == 201, r.text  # no personal data: the https rule is not this one's
+
+
+async def test_a_stored_plain_http_webhook_for_personal_data_is_never_opened(tmp_path: Path, org: Org) -> None:
+    from est_notifier.personal import NotOpened, PersonalDeliveries
+    from est_shared.sealed import PiiCipher, parse_keys
+
+    org, sara = _with_social_services(org)
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    cipher = PiiCipher(parse_keys(generate_key()))
+    opened: list[bool] = []
+
+    def load() -> PiiCipher:
+        opened.append(True)
+        return cipher
+
+    event = notification_event(org, cipher, {"name": NAME, "personal_number": "20100101-0017"})
+    channel = {"type": "webhook", "url": "http://example.org/soc", "secret": "s"}
+    async with sessions() as s, s.begin():  # as a version before the https rule stored it
+        await insert_subscription(s, tables, {
+            "id": "old-sub", "owner_id": sara, "name": "jour", "municipality_id": org.m, "area_ids": [],
+            "events": ["forfeiture.notification_due"], "channel": channel, "channel_target": "webhook:old",
+            "digest": "immediate", "language": "sv", "min_severity": None, "source": "api", "declared_key": None})
+    deliveries = PersonalDeliveries(sessions=sessions, tables=tables, load_cipher=load, snapshot=lambda: org.snapshot,
+                                    sender="est@example.org", webhook_allow=AllowList.parse("10.0.0.0/8"))
+    delivery = {"id": "d1", "subscription_id": "old-sub", "event_id": event.id, "event_type": event.type,
+                "payload": encode(event), "channel": "webhook"}
+    with pytest.raises(NotOpened) as refused:
+        await deliveries.prepare(delivery)
+    await engine.dispose()
+    assert refused.value.outcome == "failed" and "https" in refused.value.error
+    assert opened == []  # the key was not even loaded

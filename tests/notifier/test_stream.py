@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
-from est_shared.events import Completeness, PictureUpdated, new_event
+from est_shared.events import PictureUpdated, new_event
 from est_shared.subjects import picture_updated
 from notifier_helpers import (
     Org,
@@ -22,49 +20,9 @@ from notifier_helpers import (
     picture_subject,
     publish,
     running_notifier,
+    stream,
+    updated_event,
 )
-
-
-class SSE:
-    """Reads SSE messages (dicts of field -> value; comments under ':') from a streaming response."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.lines = response.aiter_lines()
-
-    async def next(self, timeout: float = 10.0) -> dict[str, str]:
-        msg: dict[str, str] = {}
-        async with asyncio.timeout(timeout):
-            async for line in self.lines:
-                if line == "":
-                    if msg:
-                        return msg
-                    continue
-                field, _, value = line.partition(":")
-                msg[field or ":"] = value.removeprefix(" ")
-        raise AssertionError("stream ended")
-
-    async def events(self, n: int, timeout: float = 10.0) -> list[dict[str, str]]:
-        out: list[dict[str, str]] = []
-        while len(out) < n:
-            msg = await self.next(timeout)
-            if "id" in msg:
-                out.append(msg)
-        return out
-
-
-@asynccontextmanager
-async def stream(base: str, token: str, **headers: str) -> AsyncIterator[tuple[httpx.Response, SSE]]:
-    async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(10, read=30)) as http, http.stream(
-            "GET", "/v1/stream", headers={"Authorization": f"Bearer {token}", **headers}) as r:
-        yield r, SSE(r)
-
-
-def updated_event(org: Org, n: int) -> Any:
-    pic = picture_event(org).data.picture.model_copy(update={
-        "status": "open", "version": 0,
-        "completeness": Completeness(expected=2, received=1, missing_reporters=["anna"])})
-    return new_event(type="se.est.picture.updated", source="/est/aggregator", data=PictureUpdated(picture=pic),
-                     subject=org.a1, id=f"picture-updated:{org.a1}:2026-W48:{n}")
 
 
 async def test_stream_sends_visible_events_with_ids_heartbeats_and_resumes(nats_url: str, tmp_path: Path,
@@ -161,3 +119,64 @@ async def test_an_event_right_after_connected_or_reset_is_not_missed(nats_url: s
             await publish(nats_url, alert_subject(org), event)
             (got,) = await sse.events(1, timeout=5)
             assert got["id"] == event.id
+
+
+async def test_a_replay_from_further_back_than_the_window_is_refused(nats_url: str, tmp_path: Path,
+                                                                    org: Org) -> None:
+    settings = notifier_settings(nats_url, tmp_path, org, stream_max_replay=3600.0)
+    async with running_notifier(settings, org) as n:
+        for since in ("2000-01-01", (datetime.now(UTC) - timedelta(hours=2)).isoformat()):
+            async with stream(n.base, org.tokens["owner"], params={"since": since}) as (resp, _sse):
+                await resp.aread()
+                assert resp.status_code == 422, resp.text
+                assert resp.headers["content-type"] == "application/problem+json"
+                problem = resp.json()
+                assert problem["errors"][0]["field"] == "query.since"
+                assert problem["detail"].startswith("since får gå högst 1 timmar tillbaka")
+        event = alert_event(org)
+        await publish(nats_url, alert_subject(org), event)
+        since = (datetime.now(UTC) - timedelta(minutes=30)).isoformat()
+        async with stream(n.base, org.tokens["owner"], params={"since": since}) as (resp, sse):
+            assert resp.status_code == 200
+            (got,) = await sse.events(1)  # inside the window: replayed
+            assert got["id"] == event.id
+        assert 'est_notifier_stream_refused_total{reason="replay_window"} 2.0' in (await n.http.get("/metrics")).text
+
+
+async def test_a_resume_from_an_event_older_than_the_window_resets(nats_url: str, tmp_path: Path, org: Org) -> None:
+    settings = notifier_settings(nats_url, tmp_path, org, stream_max_replay=1.0)
+    async with running_notifier(settings, org) as n:
+        old, later = alert_event(org), alert_event(org)
+        async with stream(n.base, org.tokens["owner"]) as (_resp, sse):
+            assert (await sse.next())[":"] == "connected"
+            await publish(nats_url, alert_subject(org), old)
+            assert (await sse.events(1))[0]["id"] == old.id  # streamed: the notifier knows where it is
+        await publish(nats_url, alert_subject(org), later)
+        await asyncio.sleep(1.5)  # both are now older than the replay window
+        async with stream(n.base, org.tokens["owner"], **{"Last-Event-ID": old.id}) as (_resp, sse):
+            (reset,) = await sse.events(1)
+            assert reset["event"] == "stream.reset" and "too old" in reset["data"]  # not a replay of ``later``
+
+
+async def test_one_person_may_hold_only_so_many_streams_at_once(nats_url: str, tmp_path: Path, org: Org) -> None:
+    settings = notifier_settings(nats_url, tmp_path, org, stream_max_per_person=2)
+    async with running_notifier(settings, org) as n:
+        token = org.tokens["owner"]
+        async with stream(n.base, token) as (first, a), stream(n.base, token) as (second, b):
+            assert first.status_code == second.status_code == 200
+            assert (await a.next())[":"] == (await b.next())[":"] == "connected"
+            async with stream(n.base, token) as (third, _c):
+                await third.aread()
+                assert third.status_code == 429, third.text
+                assert third.headers["content-type"] == "application/problem+json"
+                assert third.headers["retry-after"] == "30" and "2 öppna strömmar" in third.json()["detail"]
+            async with stream(n.base, org.tokens["admin"]) as (other, _d):  # another person is not held back
+                assert other.status_code == 200
+
+        async def slot_free() -> bool:  # closing one gives its slot back
+            async with stream(n.base, token) as (again, sse):
+                return again.status_code == 200 and (await sse.next())[":"] == "connected"
+
+        await eventually(slot_free, timeout=5)
+        assert 'est_notifier_stream_refused_total{reason="too_many_streams"} 1.0' in (
+            await n.http.get("/metrics")).text

@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_notifier import handlers
 from est_notifier.db import Tables
-from est_notifier.domain import Caller, Conflict, Forbidden, Invalid, NotFound, NotifierError
+from est_notifier.domain import Conflict, Forbidden, Invalid, NotFound, NotifierError
+from est_notifier.egress import NO_ALLOW, AllowList
 from est_notifier.schemas import DeliveryOut, PersonalReadOut, SubscriptionIn, SubscriptionOut, SubscriptionPatch
-from est_notifier.stream import StreamHub
+from est_notifier.stream import StreamHub, caller_of
 
 
 def _problem(exc: NotifierError) -> Problem:
@@ -31,16 +32,30 @@ def _problem(exc: NotifierError) -> Problem:
     return Problem(400, "Bad request", exc.detail)
 
 
-def caller_of(p: Principal) -> Caller:
-    return Caller(person_id=p.person_id, roles=tuple(p.roles), areas=tuple(p.areas),
-                  municipalities=tuple(p.municipalities))
+class LeasedStream(StreamingResponse):
+    """A streaming response that gives back its stream slot when it ends, however it ends (also when the
+    client is gone before the first byte, when the body never starts)."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release: Callable[[], None] | None = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
 
 
 def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
                sessions: async_sessionmaker[AsyncSession], tables: Tables, snapshot: Callable[[], Any],
                hub: StreamHub | None = None, on_stream: Callable[[int], None] | None = None,
-               check_target: handlers.CheckTarget | None = None) -> None:
-    """Mount the /v1 routes (``check_target``: the egress policy of webhook URLs)."""
+               on_stream_refused: Callable[[str], None] | None = None, check_target: handlers.CheckTarget | None = None,
+               webhook_allow: AllowList = NO_ALLOW) -> None:
+    """Mount the /v1 routes (``check_target``: the egress policy of webhook URLs; ``webhook_allow``: the
+    operator's allowed internal targets, which personal data may reach over plain http)."""
     router = APIRouter(prefix="/v1", tags=["notifier"])
     Auth = Annotated[Principal, Depends(principal)]
 
@@ -50,7 +65,7 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
         try:
             out = await handlers.create_subscription(sessions=sessions, tables=tables, caller=caller_of(who),
                                                      snapshot=snapshot(), spec=body.model_dump(),
-                                                     check_target=check_target)
+                                                     check_target=check_target, webhook_allow=webhook_allow)
         except NotifierError as exc:
             raise _problem(exc) from exc
         response.headers["Location"] = f"/v1/subscriptions/{out['id']}"
@@ -80,7 +95,7 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
         try:
             return await handlers.update_subscription(sessions=sessions, tables=tables, caller=caller_of(who),
                                                       snapshot=snapshot(), sub_id=sub_id, changes=changes,
-                                                      check_target=check_target)
+                                                      check_target=check_target, webhook_allow=webhook_allow)
         except NotifierError as exc:
             raise _problem(exc) from exc
 
@@ -129,6 +144,22 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
                          ) -> StreamingResponse:
             if since is not None and since.tzinfo is None:
                 since = since.replace(tzinfo=UTC)
+            if since is not None and since < (oldest := hub.oldest_start()):
+                if on_stream_refused:
+                    on_stream_refused("replay_window")
+                hours, earliest = f"{hub.max_replay / 3600:g}", oldest.isoformat(timespec="seconds")
+                raise Problem(422, "Replay window exceeded",
+                              f"since får gå högst {hours} timmar tillbaka (tidigast {earliest}); hämta äldre "
+                              f"händelser ur läsgränssnitten. / since may reach back at most {hours} hours (earliest "
+                              f"{earliest}); read older events from the read APIs.",
+                              errors=[{"field": "query.since", "type": "value_error",
+                                       "message": f"at most {hours} hours back"}])
+            if not hub.acquire(who.person_id):
+                if on_stream_refused:
+                    on_stream_refused("too_many_streams")
+                raise Problem(429, "Too many streams",
+                              f"Du har redan {hub.max_per_person} öppna strömmar; stäng en först. / You already have "
+                              f"{hub.max_per_person} open streams; close one first.", headers={"Retry-After": "30"})
 
             def municipality_of(area_id: str) -> str | None:
                 area = snapshot().areas.get(area_id)
@@ -138,15 +169,16 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
                 if on_stream:
                     on_stream(1)
                 try:
-                    async for chunk in hub.events(who, municipality_of=municipality_of,
-                                                  last_event_id=last_event_id, since=since):
+                    async for chunk in hub.events(who, municipality_of=municipality_of, last_event_id=last_event_id,
+                                                  since=since,
+                                                  current=lambda: handlers.caller_for(snapshot(), who.person_id)):
                         yield chunk
                 finally:
                     if on_stream:
                         on_stream(-1)
 
-            return StreamingResponse(body(), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return LeasedStream(body(), release=lambda: hub.release(who.person_id), media_type="text/event-stream",
+                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     app.include_router(router)
 
@@ -157,7 +189,11 @@ STREAM_DOC = """Server-sent events (`text/event-stream`) for dashboards: every p
 `id:` = the event id, `event:` = the event type and `data:` = the CloudEvent JSON. A `: heartbeat` comment
 comes after 15 s without events. Reconnect with `Last-Event-ID` (EventSource does this itself) to get what
 came after that event; a few events around the resume point may repeat, so de-duplicate by id. An unknown
-id gives an `event: stream.reset` and then new events. `?since=` starts at a time instead."""
+id, or one older than the replay window, gives an `event: stream.reset` and then new events. `?since=` starts at
+a time instead, at most `EST_NOTIFIER_STREAM_MAX_REPLAY` seconds back (422 otherwise). One person may hold
+`EST_NOTIFIER_STREAM_MAX_PER_PERSON` streams at once (429 for one more). Every event passes the same rule as
+webhooks and e-mail (the README's "Who receives what": e.g. analyses only for key functions, beredningsgrupp,
+styrgrupp and admins); a person who leaves the organisation gets `event: stream.closed`."""
 
 STREAM_EXAMPLE = """retry: 3000
 : connected

@@ -16,7 +16,7 @@ from est_shared.runtime import ServiceRuntime
 from est_shared.sealed import PiiCipher, load_cipher
 from fastapi import FastAPI
 
-from est_notifier import handlers
+from est_notifier import handlers, outbox
 from est_notifier.api import add_routes
 from est_notifier.consumers import register
 from est_notifier.db import ensure_schema, make_tables
@@ -54,9 +54,10 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
     tables = make_tables()
     metrics = NotifierMetrics(runtime.registry)
     smtp = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
-    senders: dict[str, Sender] = {
-        "email": EmailSender(smtp=smtp, outbox=settings.data_dir / "outbox", timeout=settings.smtp_timeout)}
-    egress = Egress(settings.webhook_allow_list, resolver=resolver or system_resolver,
+    mail_dir = settings.data_dir / "outbox"
+    senders: dict[str, Sender] = {"email": EmailSender(smtp=smtp, outbox=mail_dir, timeout=settings.smtp_timeout)}
+    webhook_allow = settings.webhook_allow_list
+    egress = Egress(webhook_allow, resolver=resolver or system_resolver,
                     resolve_timeout=min(5.0, settings.http_timeout))
 
     async def check_target(url: str) -> None:
@@ -80,7 +81,8 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
 
     async def digests(now: float) -> int:
         return await flush_digests(now, sessions=sessions, tables=tables, sender_address=settings.mail_from,
-                                   max_items=settings.digest_max_items, metrics=metrics)
+                                   max_items=settings.digest_max_items, snapshot=runtime.directory.snapshot,
+                                   metrics=metrics)
 
     def cipher() -> PiiCipher:
         """The personal-data keys, read when a notification for social services is first sent."""
@@ -88,7 +90,8 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
         return load_cipher(secret, data_dir=settings.data_dir, log=log, create=False)
 
     personal = PersonalDeliveries(sessions=sessions, tables=tables, load_cipher=cipher,
-                                  snapshot=lambda: runtime.directory.snapshot, sender=settings.mail_from)
+                                  snapshot=lambda: runtime.directory.snapshot, sender=settings.mail_from,
+                                  public_url=settings.public_url, webhook_allow=webhook_allow)
     async def tell_owner_paused(s: Any, sub_id: str, dead: int) -> None:
         """Queue an e-mail to the owner of a subscription that was paused for a dead endpoint."""
         await handlers.queue_paused_notice(s, tables=tables, snapshot=runtime.directory.snapshot,
@@ -111,7 +114,8 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
             await handlers.record_missing(event, sessions=sessions, tables=tables)
         channels = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="notifier.fanout",
                                           sender=settings.mail_from, digest_due=digest_due,
-                                          snapshot=runtime.directory.snapshot)
+                                          snapshot=runtime.directory.snapshot,
+                                          on_withheld=lambda kind: metrics.withheld.labels(kind).inc())
         for channel in channels:
             metrics.created.labels(channel).inc()
         if channels:
@@ -143,10 +147,12 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
              handle_update=handle_update if settings.reminders_enabled else None)
     hub = StreamHub(js=lambda: runtime.js, heartbeat=settings.stream_heartbeat,
                     resume_window=settings.stream_resume_window, resume_margin=settings.stream_resume_margin,
+                    max_replay=settings.stream_max_replay, max_per_person=settings.stream_max_per_person,
                     on_event=metrics.stream_events.inc)
     add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables,
                snapshot=lambda: runtime.directory.snapshot, hub=hub, on_stream=metrics.stream_clients.inc,
-               check_target=check_target)
+               check_target=check_target, on_stream_refused=lambda reason: metrics.stream_refused.labels(reason).inc(),
+               webhook_allow=webhook_allow)
 
     async def reconcile(snapshot: OrgSnapshot) -> None:
         """Declared subscriptions and owners who left: applied for every newer organisation snapshot."""
@@ -155,11 +161,17 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
             return
         try:
             result = await handlers.reconcile_org(
-                sessions=sessions, tables=tables, snapshot=snapshot, env=os.environ,
+                sessions=sessions, tables=tables, snapshot=snapshot, env=os.environ, webhook_allow=webhook_allow,
                 on_invalid=lambda reason: metrics.declared_invalid.labels(reason).inc(), check_target=check_target)
+            told = await handlers.notify_credential_changes(sessions=sessions, tables=tables, snapshot=snapshot,
+                                                            sender=settings.mail_from)
         except Exception:
             log.exception("could not apply the organisation to subscriptions; retried at the next change")
             return
+        if told:
+            metrics.credential_notices.inc(len(told))
+            metrics.created.labels("email").inc(len(told))
+            worker.wake()
         for reason, n in result["ended"].items():
             metrics.ended.labels(reason).inc(n)
         log.info("organisation applied to subscriptions", extra={
@@ -181,11 +193,14 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
         state["webhooks"] = webhooks
         senders["webhook"] = webhooks
         state["worker"] = runtime.spawn(worker.run(), "notifier-delivery-worker")
+        state["outbox"] = runtime.spawn(outbox.retention_loop(
+            mail_dir, older_than_days=settings.outbox_retention_days, on_pruned=metrics.outbox_pruned.inc),
+            "notifier-outbox-retention")
         if settings.reminders_enabled:
             state["reminders"] = runtime.spawn(reminders.run(), "notifier-reminders")
 
     async def stop() -> None:
-        for name in ("reminders", "worker"):
+        for name in ("reminders", "worker", "outbox"):
             task = state.get(name)
             if task is not None:
                 task.cancel()

@@ -44,6 +44,7 @@ class Tables:
     reminder_state: Table
     reminders: Table
     personal_data_log: Table
+    credentials: Table
 
 
 def make_tables() -> Tables:
@@ -165,8 +166,15 @@ def make_tables() -> Tables:
         Column("purpose", String(100), nullable=False),
         Column("outcome", String(20), nullable=False),           # delivered | retry | failed | dead
     )
+    credentials = Table(
+        "credential_fingerprints", md,                           # police and social services: to tell them
+        Column("person_id", String(100), primary_key=True),      # when their sign-in credential changes
+        Column("fingerprint", String(16), nullable=False),       # a shortened hash of the token hash ("" = none)
+        Column("org_version", Integer, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
     return Tables(md, subscriptions, deliveries, attempts, digest_items, processed_events_table(md),
-                  reminder_state, reminders, personal_data_log)
+                  reminder_state, reminders, personal_data_log, credentials)
 
 
 def ensure_schema(conn: Any, tables: Tables) -> None:

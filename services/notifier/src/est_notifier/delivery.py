@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import time
 import uuid
@@ -17,11 +16,11 @@ from typing import Any, Protocol
 import aiosmtplib
 import httpx
 from est_shared.db import transaction
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_notifier import db
+from est_notifier import db, outbox
 from est_notifier.db import Tables
 from est_notifier.domain import (
     END_REASONS,
@@ -36,7 +35,7 @@ from est_notifier.domain import (
     sign,
 )
 from est_notifier.egress import REASONS, Egress, TargetRefused, url_host
-from est_notifier.handlers import cancel_pending
+from est_notifier.handlers import cancel_pending, receivable_digest_items, withheld_delivery
 from est_notifier.metrics import NotifierMetrics
 from est_notifier.personal import NotOpened, PersonalDeliveries, is_personal
 from est_notifier.render import Rendered, build_email, render_digest, render_event
@@ -121,11 +120,7 @@ class EmailSender:
         return AttemptResult("delivered", code=250)
 
     def _write(self, delivery: dict[str, Any]) -> AttemptResult:
-        self.outbox.mkdir(parents=True, exist_ok=True)
-        final = self.outbox / f"{delivery['id']}.eml"
-        tmp = self.outbox / f".{delivery['id']}.{uuid.uuid4().hex}.tmp"
-        tmp.write_bytes(delivery["payload"])
-        os.replace(tmp, final)  # atomic: a retry rewrites the same bytes under the same name
+        outbox.write(self.outbox, f"{delivery['id']}.eml", delivery["payload"])  # 0600, atomic
         return AttemptResult("delivered")
 
 
@@ -400,8 +395,11 @@ class DeliveryWorker:
 # --- digests -------------------------------------------------------------------------------
 
 async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sender_address: str, max_items: int,
-                        metrics: NotifierMetrics | None = None) -> int:
-    """Turn every digest window that has closed into one delivery per subscription; returns how many."""
+                        snapshot: Any, metrics: NotifierMetrics | None = None) -> int:
+    """Turn every digest window that has closed into one delivery per subscription; returns how many.
+
+    Each entry is checked again against what the owner may receive now (``snapshot``): entries of kinds
+    they lost are left out, with a ``withheld`` ledger row naming them."""
     d = tables.digest_items.c
     async with sessions() as s:
         groups = (await s.execute(select(d.subscription_id, d.digest_window).where(
@@ -421,6 +419,17 @@ async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sende
                 if sub is None or sub["deleted_at"] is not None or sub.get("ended_at") is not None:
                     continue
                 event_id = f"digest:{window}:{items[0]['id']}"  # late stragglers of a closed window get their own
+                items, refused = receivable_digest_items(items, snapshot, sub["owner_id"])
+                if refused:
+                    await s.execute(insert(tables.deliveries).values(**withheld_delivery(
+                        sub, event_id=event_id, event_type="se.est.notification.digest", event_time=db.utcnow(),
+                        kind=", ".join(refused))))
+                    if metrics is not None:
+                        for kind in refused:
+                            metrics.withheld.labels(kind).inc()
+                if not items:
+                    continue
+                event_id += ":part" if refused else ""
                 did = delivery_id(sub_id, event_id)
                 shown, more = items[:max_items], max(0, len(items) - max_items)
                 if sub["channel"]["type"] == "webhook":

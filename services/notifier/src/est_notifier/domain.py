@@ -319,6 +319,8 @@ class Conflict(NotifierError):
 # --- who may keep a subscription ----------------------------------------------------------
 
 END_REASONS: dict[str, tuple[str, str]] = {
+    "role_lost": ("subscription ended: the owner's roles no longer receive one of its event kinds",
+                  "prenumerationen avslutad: ägarens roller får inte längre ta emot en av dess händelsetyper"),
     "owner_removed": ("subscription ended: owner removed from the organisation",
                       "prenumerationen avslutad: ägaren är borttagen ur organisationen"),
     "scope_lost": ("subscription ended: owner may no longer see its areas",

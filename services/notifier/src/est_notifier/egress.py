@@ -197,6 +197,10 @@ class AllowList:
                    if a.version == net.version)
 
 
+NO_ALLOW = AllowList()
+"""The default: nothing internal is allowed."""
+
+
 def address_refusal(addr: IPAddress, allow: AllowList, *, own: Iterable[IPAddress] = ()) -> str | None:
     """Why a connection to ``addr`` is refused (a key of REASONS), or None if it may go there.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -9,12 +10,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from est_shared.bus import encode
 from est_shared.db import mark_processed, transaction
 from est_shared.events import CloudEvent
 from est_shared.org import period_deadline
-from est_shared.periods import Period, PeriodError, current_period
+from est_shared.periods import DEFAULT_TIMEZONE, Period, PeriodError, current_period
 from pydantic import ValidationError
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -39,12 +41,11 @@ from est_notifier.domain import (
     SubscriptionView,
     audience,
     channel_target,
-    check_personal,
     check_webhook_role,
     delivery_id,
     end_reason,
     event_kind,
-    may_hold_personal,
+    matches,
     recipients,
     reminder_event_id,
     reminder_kind,
@@ -53,7 +54,16 @@ from est_notifier.domain import (
     sign,
     valid_webhook_url,
 )
-from est_notifier.render import build_email, render_event, render_paused_notice, render_reminder
+from est_notifier.egress import NO_ALLOW, AllowList
+from est_notifier.receipt import check_personal_channel, check_receipt, may_receive, message_scope, refused_kinds
+from est_notifier.render import (
+    Rendered,
+    build_email,
+    render_credential_changed,
+    render_event,
+    render_paused_notice,
+    render_reminder,
+)
 from est_notifier.schemas import DeclaredSubscription
 
 log = logging.getLogger("est.notifier")
@@ -109,16 +119,18 @@ def _municipality_areas(snapshot: Any) -> dict[str, list[str]]:
 
 
 async def create_subscription(*, sessions: Sessions, tables: Tables, caller: Caller, snapshot: Any,
-                              spec: dict[str, Any], source: str = "api",
-                              declared_key: str | None = None, check_target: CheckTarget | None = None
+                              spec: dict[str, Any], source: str = "api", declared_key: str | None = None,
+                              check_target: CheckTarget | None = None, webhook_allow: AllowList = NO_ALLOW
                               ) -> dict[str, Any]:
-    """Store a new subscription after checking its scope against the caller's areas, its channel against
-    the caller's roles and a webhook's target against the egress policy (``check_target``)."""
+    """Store a new subscription after checking its scope against the caller's areas, its kinds against what
+    the caller may receive (``receipt``), its channel against the caller's roles, a webhook's target against
+    the egress policy (``check_target``) and that personal data would travel only over https."""
     scope = spec["scope"]
     areas = resolve_scope(caller, scope["municipality_id"], scope.get("area_ids"),
                           municipality_areas=_municipality_areas(snapshot))
-    check_personal(caller, scope["municipality_id"], spec["events"])
+    check_receipt(caller, scope["municipality_id"], areas, spec["events"])
     channel = _check_channel(dict(spec["channel"]), caller)
+    check_personal_channel(channel, spec["events"], webhook_allow)
     await _check_target(channel, check_target)
     sub_id = str(uuid.uuid4())
     row = {
@@ -158,7 +170,8 @@ async def list_subscriptions(*, sessions: Sessions, tables: Tables, caller: Call
 
 
 async def update_subscription(*, sessions: Sessions, tables: Tables, caller: Caller, snapshot: Any, sub_id: str,
-                              changes: dict[str, Any], check_target: CheckTarget | None = None) -> dict[str, Any]:
+                              changes: dict[str, Any], check_target: CheckTarget | None = None,
+                              webhook_allow: AllowList = NO_ALLOW) -> dict[str, Any]:
     """Change fields of a subscription; ``paused`` pauses or resumes it. A new channel, and a webhook
     resumed, are checked again (the owner's roles, the egress policy)."""
     if "channel" in changes or changes.get("paused") is False:
@@ -198,10 +211,12 @@ async def update_subscription(*, sessions: Sessions, tables: Tables, caller: Cal
             values["paused_reason"] = "paused by owner" if changes["paused"] else None
             if not changes["paused"]:
                 values["consecutive_dead"] = 0
-        events = values.get("events", row["events"])
-        if set(events) & set(PERSONAL_KINDS):  # the owner, not an admin editing it, must be social services
-            check_personal(caller_for(snapshot, row["owner_id"]), values.get("municipality_id",
-                                                                              row["municipality_id"]), events)
+        if {"events", "scope"} & set(values) or values.get("paused") is False:
+            # what the owner (not an admin editing it) may receive decides, as at fan-out time
+            check_receipt(caller_for(snapshot, row["owner_id"]), values.get("municipality_id", row["municipality_id"]),
+                          values.get("area_ids", row["area_ids"]) or [], values.get("events", row["events"]))
+        check_personal_channel(values.get("channel", row["channel"]), values.get("events", row["events"]),
+                               webhook_allow)
         if values:
             await db.update_subscription(s, tables, sub_id, values)
         stored = await db.get_subscription(s, tables, sub_id)
@@ -235,6 +250,11 @@ def audience_for(snapshot: Any, person_id: str) -> Audience:
     return audience(roles=person.roles, areas=person.areas, actor_kind=actor.kind if actor else None)
 
 
+def ledger_target(channel: dict[str, Any]) -> dict[str, Any]:
+    """Where a ledger row that sends nothing says it would have gone: the URL or the address."""
+    return {"url": channel.get("url")} if channel.get("type") == "webhook" else {"to": [channel.get("to", "")]}
+
+
 async def end_subscription(s: AsyncSession, tables: Tables, row: dict[str, Any], reason: str) -> bool:
     """End one subscription visibly (in the caller's transaction): status ended, a ledger row, and its
     pending deliveries and digest entries cancelled with a ledger row each. False if already ended."""
@@ -247,11 +267,11 @@ async def end_subscription(s: AsyncSession, tables: Tables, row: dict[str, Any],
     text = END_REASONS[reason][0]
     channel = row["channel"]
     event_id = f"subscription-ended:{row['id']}:{int(now.timestamp() * 1000)}"
-    target = {"url": channel.get("url")} if channel.get("type") == "webhook" else {"to": [channel.get("to", "")]}
     await s.execute(insert(tables.deliveries).values(
         id=delivery_id(row["id"], event_id), subscription_id=row["id"], event_id=event_id,
         event_type="se.est.notifier.subscription.ended", event_time=now, channel=channel.get("type", "webhook"),
-        channel_target=f"{row['channel_target']}#ended:{row['id']}", target=target, payload=b"", status="ended",
+        channel_target=f"{row['channel_target']}#ended:{row['id']}", target=ledger_target(channel), payload=b"",
+        status="ended",
         attempts=0, next_attempt_at=0.0, last_error=text, created_at=now, finished_at=now))
     await cancel_pending(s, tables, subscription_id=row["id"], reason=f"cancelled: {text}")
     d = tables.digest_items.c
@@ -281,7 +301,8 @@ async def cancel_pending(s: AsyncSession, tables: Tables, *, subscription_id: st
 
 
 async def end_unauthorised_subscriptions(*, sessions: Sessions, tables: Tables, snapshot: Any) -> dict[str, int]:
-    """End every live subscription whose owner left the organisation or may no longer see its scope."""
+    """End every live subscription whose owner left the organisation, may no longer see its scope or no
+    longer receives one of its kinds."""
     known = _municipality_areas(snapshot)
     c = tables.subscriptions.c
     async with sessions() as s:
@@ -292,6 +313,9 @@ async def end_unauthorised_subscriptions(*, sessions: Sessions, tables: Tables, 
         reason = end_reason(caller_for(snapshot, row["owner_id"]), row["municipality_id"], row["area_ids"] or [],
                             municipality_areas=known, events=row["events"] or [],
                             channel_type=(row["channel"] or {}).get("type", ""))
+        if reason is None and refused_kinds(caller_for(snapshot, row["owner_id"]), row["municipality_id"],
+                                            row["area_ids"] or [], row["events"] or []):
+            reason = "role_lost"  # the owner's roles no longer receive one of its kinds (receipt.RECEIPT)
         if reason is None:
             continue
         try:
@@ -312,7 +336,8 @@ def declared_id(declaration_id: str) -> str:
 async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, snapshot: Any,
                                         declared: Iterable[dict[str, Any]], env: Mapping[str, str] | None = None,
                                         on_invalid: Callable[[str], None] | None = None,
-                                        check_target: CheckTarget | None = None) -> dict[str, int]:
+                                        check_target: CheckTarget | None = None,
+                                        webhook_allow: AllowList = NO_ALLOW) -> dict[str, int]:
     """Make the subscriptions declared in the organisation exist exactly as declared (idempotent).
 
     Each item is a ``DeclaredSubscription`` (id, owner, name, scope, events, channel, digest, language,
@@ -358,10 +383,10 @@ async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, s
         except (Invalid, Forbidden) as exc:
             invalid("scope", item.id, exc.en)
             continue
-        try:
-            check_personal(caller, item.scope.municipality_id, item.events)
-        except Forbidden as exc:
-            invalid("personal_data", item.id, exc.en)
+        refused = refused_kinds(caller, item.scope.municipality_id, areas, item.events)
+        if refused:
+            invalid("personal_data" if set(refused) & set(PERSONAL_KINDS) else "role", item.id,
+                    f"the owner's roles do not receive {', '.join(refused)}")
             continue
         channel = item.channel.model_dump(exclude_none=True)
         try:
@@ -380,6 +405,11 @@ async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, s
             if not channel.get("secret"):
                 invalid("secret", item.id, "webhook without secret (or its secret_env is unset)")
                 continue
+        try:
+            check_personal_channel(channel, item.events, webhook_allow)
+        except Invalid as exc:
+            invalid("personal_data_http", item.id, exc.en)
+            continue
         wanted[key] = {
             "owner_id": caller.person_id, "name": item.name, "municipality_id": item.scope.municipality_id,
             "area_ids": areas, "events": sorted(set(item.events)), "channel": channel,
@@ -427,12 +457,14 @@ async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, s
 
 async def reconcile_org(*, sessions: Sessions, tables: Tables, snapshot: Any, env: Mapping[str, str] | None = None,
                         on_invalid: Callable[[str], None] | None = None,
-                        check_target: CheckTarget | None = None) -> dict[str, Any]:
+                        check_target: CheckTarget | None = None, webhook_allow: AllowList = NO_ALLOW
+                        ) -> dict[str, Any]:
     """After an organisation change: apply the declared subscriptions, then end every subscription
     (declared or made through the API) whose owner may no longer hold it."""
     declared = await upsert_declared_subscriptions(sessions=sessions, tables=tables, snapshot=snapshot,
                                                    declared=list(getattr(snapshot, "subscriptions", []) or []),
-                                                   env=env, on_invalid=on_invalid, check_target=check_target)
+                                                   env=env, on_invalid=on_invalid, check_target=check_target,
+                                                   webhook_allow=webhook_allow)
     ended = await end_unauthorised_subscriptions(sessions=sessions, tables=tables, snapshot=snapshot)
     return {"ended": ended, **declared}
 
@@ -513,15 +545,50 @@ def freeze_email(event_type: str, event_id: str, data: dict[str, Any], *, row: d
     return {"from": sender, "to": [to]}, body
 
 
+def withheld_delivery(row: dict[str, Any], *, event_id: str, event_type: str, event_time: datetime,
+                      kind: str) -> dict[str, Any]:
+    """The ledger row saying that an event was not sent to a subscription whose owner may not receive it now
+    (nothing is sent; the row makes it visible to the owner and admins)."""
+    now = db.utcnow()
+    return {
+        "id": delivery_id(row["id"], event_id), "subscription_id": row["id"], "event_id": event_id,
+        "event_type": event_type, "event_time": event_time, "channel": row["channel"].get("type", "webhook"),
+        "channel_target": f"{row['channel_target']}#withheld:{row['id']}", "target": ledger_target(row["channel"]),
+        "payload": b"",
+        "status": "withheld", "attempts": 0, "next_attempt_at": 0.0, "created_at": now, "finished_at": now,
+        "last_error": f"not sent: the owner may not receive {kind} (roles, areas or membership) / "
+                      f"inte skickat: ägaren får inte ta emot {kind} (roller, områden eller medlemskap)",
+    }
+
+
+def receivable_digest_items(items: list[dict[str, Any]], snapshot: Any,
+                            owner_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The digest entries the owner may receive now, rendered as they may see them, and the kinds withheld."""
+    owner, who = caller_for(snapshot, owner_id), audience_for(snapshot, owner_id)
+    kept, withheld = [], []
+    for item in items:
+        kind = event_kind(item["event_type"]) or item["event_type"]
+        doc = item["data"]
+        data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+        if may_receive(owner, kind, *message_scope(kind, data)):
+            kept.append({**item, "data": {**doc, "data": render_for(kind, data, who)}})
+        else:
+            withheld.append(kind)
+    return kept, sorted(set(withheld))
+
+
 async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables, consumer: str, sender: str,
-                  now: Callable[[], datetime] = db.utcnow, digest_due: Callable[[str, str], float] | None = None,
-                  snapshot: Any = None) -> list[str]:
+                  snapshot: Any, now: Callable[[], datetime] = db.utcnow,
+                  digest_due: Callable[[str, str], float] | None = None,
+                  on_withheld: Callable[[str], None] | None = None) -> list[str]:
     """Create one frozen delivery per matching subscription and channel target; returns their channels.
 
-    Each delivery holds the event as its subscription's owner may see it (``domain.render_for``),
-    rendered once, now: retries send these bytes. A notification with personal data is the exception
-    (``est_notifier.personal``): only owners who are social services of the municipality get one, it is
-    never held for a digest, and it is stored still sealed, to be opened and rendered when it is sent.
+    Only subscriptions whose owner may receive the event now (``receipt.may_receive`` against ``snapshot``)
+    take part; a matching one whose owner may not gets a ``withheld`` ledger row instead (and
+    ``on_withheld(kind)``). Each delivery holds the event as its subscription's owner may see it
+    (``domain.render_for``), rendered once, now: retries send these bytes. A notification with personal
+    data is the exception (``est_notifier.personal``): it is never held for a digest, and it is stored
+    still sealed, to be opened and rendered when it is sent.
     """
     scope = event_scope(event)
     async with transaction(sessions) as s:
@@ -534,18 +601,31 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
         event_bytes = encode(event)
         event_json: dict[str, Any] = json.loads(event_bytes)
         created: list[str] = []
-        chosen = recipients([view_of(r) for r in rows], scope)
-        done_subs, done_targets = await db.already_sent(s, tables, event.id) if chosen else (set(), set())
+        allowed, refused = [], []
+        for r in rows:
+            view = view_of(r)
+            if not matches(view, scope):
+                continue
+            owner = caller_for(snapshot, r["owner_id"])
+            (allowed if may_receive(owner, scope.kind, scope.municipality_id, scope.area_id) else refused).append(view)
+        chosen = recipients(allowed, scope)
+        done_subs, done_targets = await db.already_sent(s, tables, event.id) if rows else (set(), set())
         new_deliveries: list[dict[str, Any]] = []
+        withheld: list[dict[str, Any]] = []
+        for view in refused:
+            kept: dict[str, Any] = view.extra["row"]  # type: ignore[assignment]
+            if kept["id"] not in done_subs:
+                withheld.append(withheld_delivery(kept, event_id=event.id, event_type=event.type,
+                                                  event_time=event.time, kind=scope.kind))
+                log.warning("event withheld: the subscription's owner may not receive it", extra={
+                    "subscription_id": kept["id"], "event_id": event.id, "kind": scope.kind})
+                if on_withheld is not None:
+                    on_withheld(scope.kind)
         for view in chosen:
             row: dict[str, Any] = view.extra["row"]  # type: ignore[assignment]
             if row["id"] in done_subs or row["channel_target"] in done_targets:
                 continue
             if scope.kind in PERSONAL_KINDS:
-                if not may_hold_personal(caller_for(snapshot, row["owner_id"]), scope.municipality_id):
-                    log.warning("personal notification not queued: owner is not social services of the "
-                                "municipality", extra={"subscription_id": row["id"], "event_id": event.id})
-                    continue
                 channel = row["channel"]
                 new_deliveries.append({
                     "id": delivery_id(row["id"], event.id), "subscription_id": row["id"], "event_id": event.id,
@@ -578,8 +658,9 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
                 "attempts": 0, "created_at": db.utcnow(), "period_close_at": close_at,
             })
             created.append(row["channel"]["type"])
-        if new_deliveries:
-            await s.execute(insert(tables.deliveries), new_deliveries)
+        for batch in (new_deliveries, withheld):  # one statement per shape of row
+            if batch:
+                await s.execute(insert(tables.deliveries), batch)
     return created
 
 
@@ -687,7 +768,8 @@ async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Table
         sent = {(r.person_id, r.period, r.kind) for r in (await s.execute(
             select(rc.person_id, rc.period, rc.kind).where(rc.period.in_({p.id for _, p, _, _ in plans})))).all()}
     for area, period, kind, dl in plans:
-        reporters = {p.id for p in snapshot.reporters_for(area.id)}
+        reporters = {p.id for p in snapshot.reporters_for(area.id)
+                     if may_receive(caller_for(snapshot, p.id), "reminder", area.municipality_id, area.id)}
         missing = reporters if (area.id, period.id) not in state else reporters & set(state[(area.id, period.id)])
         for person_id in sorted(missing):
             key = (person_id, period.id, kind)
@@ -731,7 +813,22 @@ async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Table
     return made
 
 
-NOTICES_SUBSCRIPTION = "notices"  # the ledger's subscription id of notices to subscription owners
+NOTICES_SUBSCRIPTION = "notices"  # the ledger's subscription id of notices to people (owners, credential holders)
+
+
+async def queue_notice(s: AsyncSession, *, tables: Tables, rendered: Rendered, to: str, sender: str, event_id: str,
+                       event_type: str, language: str, now: datetime) -> str:
+    """Queue an e-mail to one person under the ledger's notices; returns its delivery id (the same for the same
+    ``event_id``: a second queueing of it fails on the ledger's unique id)."""
+    did = delivery_id(NOTICES_SUBSCRIPTION, event_id)
+    body = build_email(rendered, sender=sender, to=to, delivery_id=did, event_id=event_id, language=language,
+                       date=now)
+    await db.insert_delivery(s, tables, {
+        "id": did, "subscription_id": NOTICES_SUBSCRIPTION, "event_id": event_id, "event_type": event_type,
+        "event_time": now, "channel": "email", "channel_target": f"email:{to.strip().lower()}",
+        "target": {"from": sender, "to": [to]}, "payload": body, "next_attempt_at": time.time(),
+    })
+    return did
 
 
 async def queue_paused_notice(s: AsyncSession, *, tables: Tables, snapshot: Any, sender: str, subscription_id: str,
@@ -747,19 +844,70 @@ async def queue_paused_notice(s: AsyncSession, *, tables: Tables, snapshot: Any,
     channel = row.channel or {}
     target = channel.get("url") or channel.get("to") or "?"
     now = db.utcnow()
-    event_id = f"subscription-paused:{subscription_id}:{int(now.timestamp())}"
-    did = delivery_id(NOTICES_SUBSCRIPTION, event_id)
     rendered = render_paused_notice(person_name=person.name, subscription_name=row.name, target=str(target),
                                     dead=dead, language=row.language or "sv")
-    body = build_email(rendered, sender=sender, to=person.email, delivery_id=did, event_id=event_id,
-                       language=row.language or "sv", date=now)
-    await db.insert_delivery(s, tables, {
-        "id": did, "subscription_id": NOTICES_SUBSCRIPTION, "event_id": event_id,
-        "event_type": "se.est.notifier.subscription_paused", "event_time": now, "channel": "email",
-        "channel_target": f"email:{person.email.strip().lower()}", "target": {"from": sender, "to": [person.email]},
-        "payload": body, "next_attempt_at": time.time(),
-    })
-    return did
+    return await queue_notice(s, tables=tables, rendered=rendered, to=person.email, sender=sender,
+                              event_id=f"subscription-paused:{subscription_id}:{int(now.timestamp())}",
+                              event_type="se.est.notifier.subscription_paused", language=row.language or "sv",
+                              now=now)
+
+
+def credential_fingerprint(token_sha256: str | None) -> str:
+    """A shortened hash of a person's token hash: enough to see that it changed ("" without a token)."""
+    return hashlib.sha256(f"est-credential|{token_sha256}".encode()).hexdigest()[:16] if token_sha256 else ""
+
+
+async def notify_credential_changes(*, sessions: Sessions, tables: Tables, snapshot: Any, sender: str,
+                                    now: datetime | None = None) -> list[str]:
+    """E-mail each person who may receive ``credential.changed`` (police, social services: they can read
+    protocols) whose token hash in ``snapshot`` differs from the one the notifier last saw, and remember the
+    new one; the first sight of a person is only remembered. The mail says when, and to contact their
+    administrator if they did not expect it; it never holds the token. Safe across replicas and restarts
+    (the comparison is with the database, not with the previous snapshot in memory). Returns the delivery ids.
+    """
+    if snapshot is None or not snapshot.version:
+        return []
+    people = [p for p in snapshot.people.values()
+              if may_receive(caller_for(snapshot, p.id), "credential.changed", "")]
+    if not people:
+        return []
+    c = tables.credentials.c
+    async with sessions() as s:
+        known = {r.person_id: (r.fingerprint, r.org_version) for r in (await s.execute(
+            select(c.person_id, c.fingerprint, c.org_version).where(c.person_id.in_([p.id for p in people])))).all()}
+    at = now or db.utcnow()
+    made: list[str] = []
+    for person in people:
+        fingerprint, old = credential_fingerprint(person.token_sha256), known.get(person.id)
+        if old is not None and (old[0] == fingerprint or old[1] >= snapshot.version):
+            continue
+        try:
+            async with transaction(sessions) as s:
+                if old is None:
+                    await s.execute(insert(tables.credentials).values(
+                        person_id=person.id, fingerprint=fingerprint, org_version=snapshot.version, updated_at=at))
+                    continue
+                res = await s.execute(update(tables.credentials).where(
+                    c.person_id == person.id, c.fingerprint == old[0], c.org_version == old[1]).values(
+                    fingerprint=fingerprint, org_version=snapshot.version, updated_at=at))
+                if int(getattr(res, "rowcount", 0) or 0) != 1:
+                    continue  # another replica took this change
+                if not person.email:
+                    log.warning("changed credential cannot be told: the person has no e-mail address",
+                                extra={"person_id": person.id, "org_version": snapshot.version})
+                    continue
+                mun = snapshot.municipalities.get(person.municipalities[0]) if person.municipalities else None
+                tz = ZoneInfo(mun.timezone if mun else DEFAULT_TIMEZONE)
+                when = at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+                made.append(await queue_notice(
+                    s, tables=tables, rendered=render_credential_changed(person_name=person.name, when=when),
+                    to=person.email, sender=sender, event_id=f"credential-changed:{person.id}:{snapshot.version}",
+                    event_type="se.est.notifier.credential_changed", language="sv", now=at))
+                log.info("credential change told to its holder",
+                         extra={"person_id": person.id, "org_version": snapshot.version})
+        except IntegrityError:  # another replica recorded this person first
+            continue
+    return made
 
 
 # --- personal data -----------------------------------------------------------------------------

@@ -65,6 +65,18 @@ class NotifierMetrics:
         self.reminders = Counter("est_notifier_reminders_total",
                                  "Reporting reminders, by kind (before/after the deadline) and outcome "
                                  "(queued, no_email)", ["kind", "outcome"], registry=registry)
+        self.withheld = Counter("est_notifier_withheld_total",
+                                "Events not sent to a subscription (or digest) because its owner may not receive "
+                                "their kind now, by kind", ["kind"], registry=registry)
+        self.stream_refused = Counter("est_notifier_stream_refused_total",
+                                      "/v1/stream requests refused, by reason (replay_window, too_many_streams)",
+                                      ["reason"], registry=registry)
+        self.outbox_pruned = Counter("est_notifier_outbox_files_deleted_total",
+                                     "Outbox .eml files deleted after EST_NOTIFIER_OUTBOX_RETENTION_DAYS",
+                                     registry=registry)
+        self.credential_notices = Counter("est_notifier_credential_notices_total",
+                                          "E-mails telling police and social services that their sign-in "
+                                          "credential changed", registry=registry)
         self.personal = Counter("est_notifier_personal_data_deliveries_total",
                                 "Openings of sealed personal data to deliver a notification to social services, "
                                 "by outcome of the attempt (delivered, retry, failed, dead)", ["outcome"],

@@ -9,6 +9,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from est_shared.checklists import LEVELS
+from est_shared.freetext import has_control_characters
 from jinja2 import Environment, select_autoescape
 
 T = {
@@ -56,6 +57,7 @@ _HTML = _env.from_string("""<!doctype html>
   </table>
   {% endif %}
   {% if block.bullets %}<ul>{% for b in block.bullets or [] %}<li>{{ b }}</li>{% endfor %}</ul>{% endif %}
+  {% if block.link %}<p><a href="{{ block.link }}">{{ block.link }}</a></p>{% endif %}
 {% endfor %}
 <p style="color: #666; font-size: small">{{ footer }}</p>
 </body></html>
@@ -64,12 +66,13 @@ _HTML = _env.from_string("""<!doctype html>
 
 @dataclass
 class Block:
-    """A section of a message: heading, paragraphs, an optional table (header row first) and bullets."""
+    """A section of a message: heading, paragraphs, an optional table (header row first), bullets and a link."""
 
     heading: str = ""
     paragraphs: list[str] | None = None
     table: list[list[str]] | None = None
     bullets: list[str] | None = None
+    link: str | None = None
 
 
 @dataclass
@@ -196,6 +199,8 @@ def to_text(r: Rendered, footer: str) -> str:
             lines.append(f"- {bullet}")
         if b.bullets:
             lines.append("")
+        if b.link:
+            lines += [b.link, ""]
     lines.append(footer)
     return "\n".join(lines) + "\n"
 
@@ -205,18 +210,26 @@ def to_html(r: Rendered, footer: str, language: str) -> str:
     return _HTML.render(lang=_lang(language), subject=r.subject, blocks=r.blocks, footer=footer)
 
 
+def one_line(text: str) -> str:
+    """A header value without CR, LF or another control character (each becomes a space): names from an
+    organisation snapshot of an older version may hold them, and the mail library refuses such a header."""
+    if not has_control_characters(text):
+        return text
+    return " ".join("".join(" " if has_control_characters(c) else c for c in text).split())
+
+
 def build_email(r: Rendered, *, sender: str, to: str, delivery_id: str, event_id: str, language: str,
                 date: Any) -> bytes:
     """The exact bytes of a multipart (text + HTML) message; frozen when the delivery is created."""
     footer = T[_lang(language)]["footer"].format(id=delivery_id)
     msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = r.subject
+    msg["From"] = one_line(sender)
+    msg["To"] = one_line(to)
+    msg["Subject"] = one_line(r.subject)
     msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = f"<{delivery_id}@est-lagesbild>"
-    msg["X-EST-Delivery"] = delivery_id
-    msg["X-EST-Event"] = event_id
+    msg["Message-ID"] = f"<{one_line(delivery_id)}@est-lagesbild>"
+    msg["X-EST-Delivery"] = one_line(delivery_id)
+    msg["X-EST-Event"] = one_line(event_id)
     msg.set_content(to_text(r, footer))
     msg.add_alternative(to_html(r, footer, language), subtype="html")
     msg["Content-Language"] = _lang(language)  # after the body: set_content drops Content-* headers
@@ -273,8 +286,6 @@ def render_paused_notice(*, person_name: str, subscription_name: str, target: st
 
 # --- the notification to social services (personal data: rendered only when it is sent) -------
 
-BEVERAGES_SV = {"starköl": "starköl", "folköl": "folköl", "cider_alkolask": "cider/alkoläsk", "vin": "vin",
-                "sprit": "sprit", "hembrant": "hembränt", "other": "annat"}
 DUTY_SV = ("Påminnelse: socialtjänsten ska skyndsamt bedöma om barnet eller den unga personen kan behöva skydd "
            "eller stöd och dokumentera bedömningen, och erbjuda vårdnadshavare och den unga ett uppföljande "
            "samtal. Uppgifterna är sekretessbelagda personuppgifter: spara dem bara i socialtjänstens "
@@ -283,10 +294,6 @@ DUTY_EN = ("Reminder: social services must promptly assess whether the child or 
            "or support, document the assessment, and offer the guardians and the young person a follow-up "
            "meeting. This is confidential personal data: keep it only in the social-services file, do not "
            "forward it.")
-
-
-def _yes(v: object, lang: str) -> str:
-    return ("ja" if v else "nej") if lang == "sv" else ("yes" if v else "no")
 
 
 def notification_notice(reason: str, language: str) -> dict[str, str]:
@@ -300,35 +307,38 @@ def notification_notice(reason: str, language: str) -> dict[str, str]:
     return {"title": title, "duty": DUTY_SV}
 
 
-def render_forfeiture_notification(data: dict[str, Any], person: dict[str, Any], *, when: str,
+def render_forfeiture_notification(data: dict[str, Any], *, municipality: str, day: str, link: str,
                                    language: str) -> Rendered:
-    """The e-mail to social services: protocol id, when and where, the young person, guardians, the duty."""
+    """The e-mail to social services: that a protocol about a young person in their municipality needs action,
+    and where it is read after sign-in (and the read logged). No personal data: an e-mail passes servers
+    and mailboxes outside the system's control, so the name, personal identity number, age, guardian
+    facts and even the place stay behind the sign-in."""
     lang = _lang(language)
     sv = lang == "sv"
     notice = notification_notice(str(data.get("reason", "under_18")), lang)
-    where = ", ".join(str(x) for x in (data.get("place"), data.get("area_id"), data.get("municipality_id")) if x)
-    items = [f"{BEVERAGES_SV.get(str(i.get('beverage')), i.get('beverage')) if sv else i.get('beverage')}: "
-             f"{_num(i.get('volume_liters'))} l, {i.get('containers')} "
-             f"{'förpackningar' if sv else 'containers'}" for i in data.get("items", [])]
     rows = [["Uppgift" if sv else "Field", "Värde" if sv else "Value"],
             ["Protokoll-id" if sv else "Protocol id", str(data.get("protocol_id", ""))],
-            ["När" if sv else "When", when],
-            ["Var" if sv else "Where", where],
-            ["Namn" if sv else "Name", str(person.get("name") or "")],
-            ["Personnummer" if sv else "Personal identity number", str(person.get("personal_number") or "")],
-            ["Ålder" if sv else "Age", str(person.get("age", ""))],
-            ["Vårdnadshavare kontaktad" if sv else "Guardian contacted", _yes(person.get("guardian_contacted"), lang)],
-            ["Vårdnadshavare kom" if sv else "Guardian came", _yes(person.get("guardian_came"), lang)],
-            ["Hälldes ut på platsen" if sv else "Poured out on the spot", _yes(data.get("direct_forfeiture"), lang)],
-            ["Uppgiven källa" if sv else "Stated source", str(data.get("source") or "")],
-            ["Polisen har redan underrättat socialtjänsten" if sv else "Police already told social services",
-             _yes(data.get("social_services_notified"), lang)],
-            ["Polisens enhet" if sv else "Police unit", str(data.get("unit") or "")]]
-    lead = ("Polisen har förverkat alkohol från en ung person i er kommun. Protokollet kan läsas i EST "
-            "Lägesbild av socialtjänsten, med angivet syfte (läsningen loggas)." if sv else
-            "The police forfeited alcohol from a young person in your municipality. Social services can read the "
-            "protocol in EST Lägesbild, stating a purpose (the read is logged).")
+            ["Kommun" if sv else "Municipality", municipality],
+            ["Datum" if sv else "Date", day]]
+    lead = (f"Polisen har upprättat ett förverkandeprotokoll som gäller en ung person i {municipality}. Det behöver "
+            "socialtjänstens åtgärd. Av sekretesskäl står inga personuppgifter i detta e-postmeddelande: läs "
+            "protokollet efter inloggning i EST Lägesbild, med angivet syfte (läsningen loggas)." if sv else
+            f"The police drew up a forfeiture protocol concerning a young person in {municipality}. It needs action by "
+            "social services. For confidentiality this e-mail holds no personal data: read the protocol after "
+            "signing in to EST Lägesbild, stating a purpose (the read is logged).")
     return Rendered(notice["title"], [Block(paragraphs=[lead], table=rows),
-                                      Block(heading="Drycker" if sv else "Beverages", bullets=items or None),
+                                      Block(heading="Läs protokollet" if sv else "Read the protocol", link=link),
                                       Block(heading="Skyldighet att agera" if sv else "Duty to act",
                                             paragraphs=[notice["duty"]])])
+
+
+def render_credential_changed(*, person_name: str, when: str) -> Rendered:
+    """Tells a person who can read protocols that their sign-in credential changed (never the credential)."""
+    sv = (f"Hej {person_name}! Din inloggningsuppgift (personlig API-token) i EST Lägesbild ändrades {when}. "
+          "Om du inte väntade dig det, kontakta din administratör genast: någon annan kan ha fått tillgång till "
+          "uppgifter som bara polis och socialtjänst får läsa. Uppgiften står inte i detta meddelande.")
+    en = (f"Hello {person_name}, your sign-in credential (personal API token) in EST Lägesbild was changed {when}. "
+          "If you did not expect this, contact your administrator at once: someone else may have gained access to "
+          "data only the police and social services may read. The credential is not in this message.")
+    return Rendered("Din inloggningsuppgift i EST Lägesbild har ändrats / Your sign-in credential was changed",
+                    [Block(paragraphs=[sv]), Block(paragraphs=[en])])

@@ -134,7 +134,8 @@ class DeliveryOut(BaseModel):
     target: str
     status: str = Field(description="pending | delivering | delivered | failed | refused (the egress policy "
                         "refused the webhook target; nothing was sent and the subscription is paused) | dead | "
-                        "cancelled (its subscription ended) | ended (the row recording that a subscription ended)")
+                        "cancelled (its subscription ended) | ended (the row recording that a subscription ended) | "
+                        "withheld (not sent: the owner may not receive this kind now)")
     attempts: int
     last_status_code: int | None
     last_error: str | None

@@ -65,6 +65,19 @@ class NotifierSettings(ServiceSettings):
     stream_resume_margin: float = service_field(
         "notifier", "stream_resume_margin", 30.0,
         "seconds before a resumed event at which the other streams restart (repeats are possible)")  # type: ignore[assignment]
+    stream_max_replay: float = service_field(
+        "notifier", "stream_max_replay", 86400.0,
+        "how far back (seconds) /v1/stream replays: ?since= older is refused (422), an older Last-Event-ID "
+        "gives stream.reset")  # type: ignore[assignment]
+    stream_max_per_person: int = service_field(
+        "notifier", "stream_max_per_person", 5, "open /v1/stream connections one person may hold per replica "
+        "(429 for one more)")  # type: ignore[assignment]
+    outbox_retention_days: float = service_field(
+        "notifier", "outbox_retention_days", 30.0, "days an .eml file stays in DATA_DIR/outbox/ (without SMTP) "
+        "before the retention job deletes it")  # type: ignore[assignment]
+    public_url: str = service_field(
+        "notifier", "public_url", "http://127.0.0.1:8080", "base URL of the web front end, for links in e-mails "
+        "(the notification to social services links to {public_url}/app/#forfeitures/<protocol id>)")  # type: ignore[assignment]
     durable_updates: str = service_field(
         "notifier", "durable_updates", "notifier-picture-updates",
         "durable consumer of se.est.picture.updated (for reminders)")  # type: ignore[assignment]

@@ -6,12 +6,23 @@ Each connection reads the PICTURES, ALERTS and ANALYSES streams through ephemera
 ``data:`` the CloudEvent JSON on one line. A comment line is sent after ``heartbeat`` seconds without
 an event so proxies keep the connection open.
 
+Who gets what: every event passes ``receipt.may_receive`` with the person's roles, areas and
+municipalities as the organisation has them now (the same rule as webhooks, e-mail and digests), and the
+consumers read only the subjects the person may receive at connection time. A person who leaves the
+organisation gets ``stream.closed`` and the connection ends.
+
 Resuming: a client that reconnects with ``Last-Event-ID`` (browsers do this by themselves) gets the
 events after that one. The id is looked up in an in-memory index of recently streamed events, or
 else by scanning the message headers (``Nats-Msg-Id``) of the last ``resume_window`` seconds. Its
 own stream resumes at the next sequence; the other two at its time minus ``resume_margin`` (order
 across streams is not defined), so a few events around the resume point may come again: clients
-de-duplicate by id. An unknown id gives a ``stream.reset`` event and then live events.
+de-duplicate by id. An unknown id, or one older than ``max_replay`` seconds, gives a ``stream.reset``
+event and then live events.
+
+Caps: ``?since=`` may reach back at most ``max_replay`` seconds (the route answers 422 otherwise), and
+one person holds at most ``max_per_person`` open streams on this replica (429 for one more): a replay
+is read into memory as fast as the client takes it, so both bound what one caller can make a replica
+hold.
 """
 
 from __future__ import annotations
@@ -31,7 +42,8 @@ from est_shared.org import Principal
 from est_shared.subjects import ALERTS, ANALYSES, PICTURES
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from est_notifier.domain import Audience, audience, render_for
+from est_notifier.domain import Audience, Caller, audience, render_for
+from est_notifier.receipt import may_receive, message_scope
 
 log = logging.getLogger("est.notifier")
 
@@ -49,28 +61,25 @@ class Position:
 
 
 def subject_filters(p: Principal, municipality_of: Callable[[str], str | None]) -> dict[str, list[str]]:
-    """Per stream, the subjects a caller may read (admins: everything)."""
+    """Per stream, the subjects a caller may receive (``may_receive``; admins: everything)."""
     if "admin" in p.roles:
         return {PICTURES.name: ["est.picture.updated.>", "est.picture.published.>"],
                 ALERTS.name: ["est.alert.>"], ANALYSES.name: ["est.analysis.published.>"]}
+    who = caller_of(p)
     pairs = sorted({(m, a) for a in p.areas if (m := municipality_of(a))})
     munis = sorted({m for m, _ in pairs} | set(p.municipalities))
     return {
-        PICTURES.name: [f"est.picture.{k}.{m}.{a}" for m, a in pairs for k in ("updated", "published")],
-        ALERTS.name: [f"est.alert.*.{m}.{a}" for m, a in pairs],
-        ANALYSES.name: [f"est.analysis.published.{m}" for m in munis],
+        PICTURES.name: [f"est.picture.{k}.{m}.{a}" for m, a in pairs for k in ("updated", "published")
+                        if may_receive(who, f"picture.{k}", m, a)],
+        ALERTS.name: [f"est.alert.*.{m}.{a}" for m, a in pairs if may_receive(who, "alert.raised", m, a)],
+        ANALYSES.name: [f"est.analysis.published.{m}" for m in munis if may_receive(who, "analysis.published", m)],
     }
 
 
-def visible(doc: dict[str, Any], p: Principal) -> bool:
-    """Whether the caller may see an event at all (areas; municipality for analyses)."""
-    if "admin" in p.roles:
-        return True
-    data = doc.get("data") or {}
-    area = (data.get("picture") or {}).get("area_id") if "picture" in data else data.get("area_id")
-    if area is not None:
-        return str(area) in p.areas
-    return str(data.get("municipality_id")) in p.municipalities
+def caller_of(p: Principal) -> Caller:
+    """The parts of an authenticated caller that decide what they may receive."""
+    return Caller(person_id=p.person_id, roles=tuple(p.roles), areas=tuple(p.areas),
+                  municipalities=tuple(p.municipalities))
 
 
 def kind_of(event_type: str) -> str:
@@ -87,11 +96,34 @@ class StreamHub:
 
     def __init__(self, *, js: Callable[[], Any], heartbeat: float = 15.0, index_size: int = 50_000,
                  resume_window: float = 7 * 86400, resume_margin: float = 30.0, queue_size: int = 10_000,
+                 max_replay: float = 86400.0, max_per_person: int = 5,
                  on_event: Callable[[], None] | None = None) -> None:
         self.js, self.heartbeat, self.index_size = js, heartbeat, index_size
         self.resume_window, self.resume_margin, self.queue_size = resume_window, resume_margin, queue_size
+        self.max_replay, self.max_per_person = max_replay, max_per_person
         self.on_event = on_event
         self._index: OrderedDict[str, Position] = OrderedDict()
+        self._open: dict[str, int] = {}
+
+    def oldest_start(self) -> datetime:
+        """The earliest time a stream may start reading at (``?since=`` or a resumed event)."""
+        return datetime.now(UTC) - timedelta(seconds=self.max_replay)
+
+    def acquire(self, person_id: str) -> bool:
+        """Count one more open stream of a person; False (nothing counted) when they hold the most already."""
+        held = self._open.get(person_id, 0)
+        if held >= self.max_per_person:
+            return False
+        self._open[person_id] = held + 1
+        return True
+
+    def release(self, person_id: str) -> None:
+        """One stream of a person closed."""
+        held = self._open.get(person_id, 0) - 1
+        if held > 0:
+            self._open[person_id] = held
+        else:
+            self._open.pop(person_id, None)
 
     def remember(self, event_id: str, pos: Position) -> None:
         self._index[event_id] = pos
@@ -103,7 +135,7 @@ class StreamHub:
         """Where an event id is: from the index, else by scanning recent headers of each stream."""
         if event_id in self._index:
             return self._index[event_id]
-        since = datetime.now(UTC) - timedelta(seconds=self.resume_window)
+        since = datetime.now(UTC) - timedelta(seconds=min(self.resume_window, self.max_replay))
         for stream in STREAMS:
             found = await self._scan(stream, event_id, since)
             if found is not None:
@@ -133,6 +165,10 @@ class StreamHub:
                              headers_only=True)
         sub = await js.subscribe(">", stream=stream, cb=cb, ordered_consumer=True, config=cfg)
         try:
+            with contextlib.suppress(Exception):
+                ci = await sub.consumer_info()
+                if ci.num_pending == 0 and not ci.delivered.consumer_seq:
+                    return None  # nothing stored since ``since`` (common with a short replay window): no wait
             await asyncio.wait_for(done.wait(), timeout=10)
         except TimeoutError:
             log.warning("resume scan timed out", extra={"stream": stream})
@@ -142,16 +178,25 @@ class StreamHub:
         return found[0] if found else None
 
     async def events(self, p: Principal, *, municipality_of: Callable[[str], str | None],
-                     last_event_id: str | None, since: datetime | None) -> AsyncIterator[bytes]:
-        """The SSE byte stream of one connection; ends when the client goes away (cancellation)."""
+                     last_event_id: str | None, since: datetime | None,
+                     current: Callable[[], Caller | None] | None = None) -> AsyncIterator[bytes]:
+        """The SSE byte stream of one connection; ends when the client goes away (cancellation).
+
+        ``current`` gives the person as the organisation has them now (None once they left it): every
+        event is checked against it; without it, against ``p`` as it was at connection time.
+        """
         who: Audience = audience(roles=p.roles, areas=p.areas, actor_kind=p.actor_kind)
+        at_connect = caller_of(p)
+        now_who = current or (lambda: at_connect)
         resume: Position | None = None
         reset: bytes | None = None
         if last_event_id:
             resume = await self.locate(last_event_id)
+            if resume is not None and resume.at < self.oldest_start():
+                resume = None  # older than the replay cap: as if unknown
             if resume is None:
-                reason = {"reason": "unknown Last-Event-ID; continuing with new events",
-                          "reason_sv": "okänt Last-Event-ID; fortsätter med nya händelser",
+                reason = {"reason": "unknown or too old Last-Event-ID; continuing with new events",
+                          "reason_sv": "okänt eller för gammalt Last-Event-ID; fortsätter med nya händelser",
                           "last_event_id": last_event_id}
                 reset = sse(f"reset:{int(time.time() * 1000)}", "stream.reset", json.dumps(reason, ensure_ascii=False))
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.queue_size)
@@ -182,6 +227,14 @@ class StreamHub:
                 try:
                     item = await asyncio.wait_for(queue.get(), timeout=self.heartbeat)
                 except TimeoutError:
+                    item = None
+                person = now_who()
+                if person is None:
+                    yield sse(f"closed:{int(time.time() * 1000)}", "stream.closed",
+                              '{"reason":"you are no longer in the organisation",'
+                              '"reason_sv":"du finns inte längre i organisationen"}')
+                    return
+                if item is None:
                     yield f": heartbeat {datetime.now(UTC).isoformat(timespec='seconds')}\n\n".encode()
                     continue
                 if item is OVERFLOW:
@@ -189,7 +242,7 @@ class StreamHub:
                               '{"reason":"client too slow; reconnect with Last-Event-ID"}')
                     return
                 stream, msg = item
-                out = self._render(stream, msg, p, who)
+                out = self._render(stream, msg, person, who)
                 if out is not None:
                     yield out
         finally:
@@ -206,19 +259,20 @@ class StreamHub:
                                   opt_start_time=start.astimezone(UTC))
         return ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
 
-    def _render(self, stream: str, msg: Any, p: Principal, who: Audience) -> bytes | None:
+    def _render(self, stream: str, msg: Any, person: Caller, who: Audience) -> bytes | None:
         try:
             doc = json.loads(msg.data)
             event_id, event_type = str(doc["id"]), str(doc["type"])
-        except (ValueError, KeyError, TypeError):
+            data = doc["data"]
+            kind = kind_of(event_type)
+            municipality_id, area_id = message_scope(kind, data)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
         md = msg.metadata
         self.remember(event_id, Position(stream, md.sequence.stream, md.timestamp))
-        if not visible(doc, p):
+        if not may_receive(person, kind, municipality_id, area_id):
             return None
-        data = doc.get("data")
-        if isinstance(data, dict):
-            doc["data"] = render_for(kind_of(event_type), data, who)
+        doc["data"] = render_for(kind, data, who)
         if self.on_event is not None:
             self.on_event()
         return sse(event_id, event_type, json.dumps(doc, ensure_ascii=False, separators=(",", ":")))
