@@ -122,7 +122,12 @@ class Bus:
 
     @staticmethod
     async def take(sub: Any, n: int = 1, timeout: float = 8.0) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+        return [json.loads(m.data) for m in await Bus.take_messages(sub, n, timeout)]
+
+    @staticmethod
+    async def take_messages(sub: Any, n: int = 1, timeout: float = 8.0) -> list[Any]:
+        """Up to ``n`` messages (with their headers) within ``timeout``, acknowledged."""
+        out: list[Any] = []
         deadline = asyncio.get_running_loop().time() + timeout
         while len(out) < n:
             left = deadline - asyncio.get_running_loop().time()
@@ -134,7 +139,7 @@ class Bus:
                 continue
             for m in msgs:
                 await m.ack()
-                out.append(json.loads(m.data))
+                out.append(m)
         return out
 
 

@@ -21,6 +21,7 @@ from est_aggregator.domain import (
     AreaNotFound,
     InvalidPeriod,
     MunicipalityNotFound,
+    PictureUnavailable,
     VersionConflict,
     VersionNotFound,
 )
@@ -79,6 +80,10 @@ def translate(exc: AggregatorError) -> Problem:
     if isinstance(exc, InvalidPeriod):
         return Problem(422, "Invalid period", f"{exc} / Ogiltig period.",
                        errors=[{"field": "period", "message": str(exc), "type": "period"}])
+    if isinstance(exc, PictureUnavailable):
+        return Problem(503, "Picture unavailable", "Lägesbilden kan inte beräknas just nu; felet är loggat och "
+                       "försöks igen. / The picture cannot be computed right now; the error is logged and it is "
+                       "tried again.", headers={"Retry-After": "30"})
     if isinstance(exc, VersionConflict):
         return Problem(409, "Publication conflict", "Another publication of this picture happened at the same "
                        "time; try again. / En annan publicering pågick samtidigt; försök igen.")
