@@ -22,6 +22,7 @@ from est_aggregator.domain import (
     InvalidPeriod,
     MunicipalityNotFound,
     PictureUnavailable,
+    TextRefused,
     VersionConflict,
     VersionNotFound,
 )
@@ -80,6 +81,10 @@ def translate(exc: AggregatorError) -> Problem:
     if isinstance(exc, InvalidPeriod):
         return Problem(422, "Invalid period", f"{exc} / Ogiltig period.",
                        errors=[{"field": "period", "message": str(exc), "type": "period"}])
+    if isinstance(exc, TextRefused):
+        return Problem(422, "Invalid text", f"Fritext får inte innehålla personuppgifter eller kontrolltecken ({exc}). "
+                       f"/ Free text must not contain personal data or control characters ({exc}).",
+                       errors=exc.errors)
     if isinstance(exc, PictureUnavailable):
         return Problem(503, "Picture unavailable", "Lägesbilden kan inte beräknas just nu; felet är loggat och "
                        "försöks igen. / The picture cannot be computed right now; the error is logged and it is "
@@ -101,7 +106,7 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
                 summary="The situational picture of an area and period")
     async def get_picture(area_id: str, period: str, who: Who,
                           version: Annotated[int | None, Query(
-                              ge=1, description="a published version, exactly as it was sent")] = None,
+                              ge=1, le=2**31 - 1, description="a published version, exactly as it was sent")] = None,
                           ) -> JSONResponse:
         """The picture; checklist counts are exact for everyone (incidents, not persons); Kronoberg figures are
         exact for police and social services and coarsened ("<3") for everyone else."""

@@ -38,6 +38,7 @@ from typing import Any
 
 from est_shared.checklists import DEFAULT_CHECKLIST, LEVELS, Checklist, ChecklistItem
 from est_shared.events import Completeness, ItemSummary, PictureData, ReportSubmitted
+from est_shared.freetext import has_control_characters
 from est_shared.periods import Period
 
 EPS = 1e-9
@@ -65,6 +66,25 @@ class VersionConflict(AggregatorError):
 
 class InvalidPeriod(AggregatorError):
     """A period id that is malformed or does not fit the area's cadence."""
+
+
+class TextRefused(AggregatorError):
+    """Free text that looks like personal data or holds control characters (``errors`` name each field)."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(", ".join(dict.fromkeys(e["field"] for e in errors)))
+        self.errors = errors
+
+
+FIRST_YEAR, LAST_YEAR = 1900, 2999  # the years a picture's period may fall in (its history and deadline too)
+
+
+def check_period_years(period: Period) -> Period:
+    """The period, if it falls in ``FIRST_YEAR`` … ``LAST_YEAR``; else InvalidPeriod (dates run out near years
+    1 and 9999, and a picture reaches periods back and a deadline forward)."""
+    if not FIRST_YEAR <= period.start.year <= LAST_YEAR:
+        raise InvalidPeriod(f"{period.id} is not between {FIRST_YEAR} and {LAST_YEAR}")
+    return period
 
 
 class PictureUnavailable(AggregatorError):
@@ -150,7 +170,8 @@ MAX_PLACES = 100  # per answer
 MAX_PLACE = 200  # characters of a place id
 MAX_ID = 100  # characters of an id (the width of the id columns)
 MAX_PERIOD = 20
-_ID_FIELDS = ("report_id", "municipality_id", "area_id", "checklist", "reporter_id", "actor_id", "supersedes")
+_ID_FIELDS = ("report_id", "municipality_id", "area_id", "period", "checklist", "reporter_id", "actor_id",
+              "supersedes")
 _TOP_LEVEL = max(LEVELS)
 
 
@@ -172,9 +193,11 @@ def report_faults(data: ReportSubmitted, checklist: Checklist | None, *, max_cou
     Each fault is ``field: reason`` with no text of the report in it (it ends up in logs and
     dead-letter headers): an item is named only when it is the checklist's own code.
     """
-    faults = [f"{name}: too_long" for name in _ID_FIELDS if len(getattr(data, name) or "") > MAX_ID]
-    if len(data.period) > MAX_PERIOD:
-        faults.append("period: too_long")
+    faults = []
+    for name in _ID_FIELDS:
+        value, limit = getattr(data, name), MAX_PERIOD if name == "period" else MAX_ID
+        if value and not stored_id(value, limit):
+            faults.append(f"{name}: {'too_long' if len(value) > limit else 'control_character'}")
     if len(data.answers) > MAX_ANSWERS:
         return [*faults, "answers: too_many"]
     for code, answer in data.answers.items():
@@ -188,9 +211,14 @@ def report_faults(data: ReportSubmitted, checklist: Checklist | None, *, max_cou
             faults.append(f"{where}.value: {why}")
         if len(answer.places) > MAX_PLACES:
             faults.append(f"{where}.places: too_many")
-        elif any(len(place) > MAX_PLACE for place in answer.places):
-            faults.append(f"{where}.places: too_long")
+        elif answer.places and not all(stored_id(place, MAX_PLACE) for place in answer.places):
+            faults.append(f"{where}.places: not_a_place")
     return faults
+
+
+def stored_id(text: str, limit: int = MAX_ID) -> bool:
+    """Whether an id could be one the aggregator stores: it fits its column and holds no control character."""
+    return len(text) <= limit and not has_control_characters(text)
 
 
 def _number(value: Any) -> float | None:

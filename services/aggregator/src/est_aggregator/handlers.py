@@ -46,6 +46,7 @@ from est_shared.events import (
     ReportSubmitted,
 )
 from est_shared.events import new_event as _new_event
+from est_shared.freetext import free_text_errors
 from est_shared.org import OrgSnapshot, period_deadline
 from est_shared.periods import Period, PeriodError, current_period, normalise
 from est_shared.subjects import alert_raised, alert_resolved, picture_published, picture_updated
@@ -63,12 +64,14 @@ from est_aggregator.domain import (
     PictureUnavailable,
     ReportRecord,
     Rules,
+    TextRefused,
     VersionConflict,
     VersionNotFound,
     alert_message,
     alert_transitions,
     as_utc,
     build_picture,
+    check_period_years,
     checklist_items,
     coarsen_kronoberg,
     completeness,
@@ -81,6 +84,7 @@ from est_aggregator.domain import (
     picture_changes,
     report_faults,
     severity,
+    stored_id,
 )
 from est_aggregator.metrics import AggregatorMetrics
 
@@ -251,6 +255,8 @@ async def area_info(s: AsyncSession, org: OrgSnapshot, area_id: str, fallback_mu
     area = org.areas.get(area_id)
     if area is not None:
         return AreaInfo(area_id, area.municipality_id, area.name, area.cadence, True)
+    if not stored_id(area_id):  # no report can hold it (and PostgreSQL refuses a NUL in a query)
+        raise AreaNotFound(area_id)
     muni = fallback_municipality or await db.any_municipality_for_area(s, area_id)
     if muni is None:
         raise AreaNotFound(area_id)
@@ -259,15 +265,19 @@ async def area_info(s: AsyncSession, org: OrgSnapshot, area_id: str, fallback_mu
 
 def resolve_period(info: AreaInfo, text: str) -> Period:
     """The reporting period of an area for a period id (a week id maps to its biweekly pair)."""
+    p = parse_period(text, info.cadence)
+    if p.kind not in ("week", "biweek"):
+        raise InvalidPeriod(f"{text!r} is not a weekly or biweekly reporting period")
+    return p
+
+
+def parse_period(text: str, cadence: str | None = None) -> Period:
+    """A period id (for an area's cadence, if given) within the years a picture may have; else InvalidPeriod."""
     try:
-        if info.cadence is None:
-            p = Period.parse(text)
-            if p.kind not in ("week", "biweek"):
-                raise PeriodError(f"{text!r} is not a weekly or biweekly reporting period")
-            return p
-        return normalise(text, info.cadence)  # type: ignore[arg-type]
-    except PeriodError as exc:
-        raise InvalidPeriod(str(exc)) from exc
+        p = Period.parse(text) if cadence is None else normalise(text, cadence)  # type: ignore[arg-type]
+    except ValueError as exc:  # PeriodError, or a year no date has (0000)
+        raise InvalidPeriod(str(exc) if isinstance(exc, PeriodError) else f"not a period id: {text!r}") from exc
+    return check_period_years(p)
 
 
 def _deadline(org: OrgSnapshot, municipality_id: str, period: Period) -> datetime | None:
@@ -805,7 +815,14 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
 async def publish_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str, by: str | None,
                           actor_id: str = "", comment: str | None = None, now: datetime | None = None,
                           mode: str = "manual") -> PublishResult:
-    """Publish a picture now (version 1, or N+1 when already published), with an optional comment."""
+    """Publish a picture now (version 1, or N+1 when already published), with an optional comment.
+
+    The comment goes to every actor the picture is sent to: one that looks like personal data or
+    holds control characters is refused (``TextRefused``) and nothing is published.
+    """
+    refused = free_text_errors({"body.comment": comment}, multiline={"body.comment"})
+    if refused:
+        raise TextRefused(refused)
     for _attempt in range(3):
         effects = Effects()
         try:
@@ -1032,10 +1049,7 @@ async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: st
     """The common picture: the pictures of the given areas of a municipality, plus totals."""
     if municipality_id not in org.municipalities:
         raise MunicipalityNotFound(municipality_id)
-    try:
-        Period.parse(period_text)
-    except PeriodError as exc:
-        raise InvalidPeriod(str(exc)) from exc
+    parse_period(period_text)
     pictures: list[dict[str, Any]] = []
     unavailable: list[str] = []
     for area_id in area_ids:
@@ -1068,5 +1082,7 @@ async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: st
 
 async def read_alerts(*, deps: Deps, area_id: str) -> list[dict[str, Any]]:
     """Alert history of an area (open and resolved)."""
+    if not stored_id(area_id):
+        return []
     async with deps.sessions() as s:
         return await db.list_alerts(s, area_id)
