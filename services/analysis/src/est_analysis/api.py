@@ -17,10 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from est_analysis import handlers
 from est_analysis.browser import BrowserFailed, find_browser, html_to_pdf
 from est_analysis.domain import (
+    ITEM_CODE,
     AnalysisNotFound,
     InvalidMeasure,
     MeasureNotFound,
     NotAnAnalysisPeriod,
+    TextRefused,
     UnknownMunicipality,
 )
 from est_analysis.handlers import Context
@@ -47,12 +49,13 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hours: float | None = Field(default=None, ge=0, description="working hours", examples=[120])
-    money_sek: float | None = Field(default=None, ge=0, description="money in SEK", examples=[45000])
+    hours: float | None = Field(default=None, ge=0, le=1e7, allow_inf_nan=False, description="working hours",
+                                examples=[120])
+    money_sek: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False, description="money in SEK",
+                                    examples=[45000])
 
 
 Status = Literal["planned", "active", "completed", "cancelled"]
-ITEM_CODE = r"^[a-z][a-z0-9_]{0,39}$"
 NULLABLE = ("end", "hours", "money_sek")
 
 
@@ -117,7 +120,11 @@ def _check_items(items: list[str] | None) -> None:
                       errors=[{"field": "body.items", "message": f"invalid codes: {bad}"}])
 
 
-def _invalid(exc: InvalidMeasure) -> Problem:
+def _invalid(exc: InvalidMeasure | TextRefused) -> Problem:
+    if isinstance(exc, TextRefused):
+        return Problem(422, "Invalid text", f"Fritext får inte innehålla personuppgifter eller kontrolltecken "
+                       f"({exc}). / Free text must not contain personal data or control characters ({exc}).",
+                       errors=exc.errors)
     return Problem(422, "Invalid measure", f"{exc.message_en} / {exc.message_sv}",
                    errors=[{"field": f"body.{exc.field_name}", "message": exc.message_en}])
 
@@ -221,7 +228,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         values.update(hours=req.resources.hours, money_sek=req.resources.money_sek)
         try:
             return await handlers.create_measure(ctx=ctx, principal=principal, values=values)
-        except InvalidMeasure as exc:
+        except (InvalidMeasure, TextRefused) as exc:
             raise _invalid(exc) from None
 
     @router.patch("/v1/measures/{measure_id}", tags=["measures"], summary="Re-decide a measure (styrgrupp)")
@@ -241,7 +248,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         try:
             return await handlers.update_measure(ctx=ctx, principal=principal, measure_id=measure_id,
                                                  changes=changes, reason=req.reason)
-        except InvalidMeasure as exc:
+        except (InvalidMeasure, TextRefused) as exc:
             raise _invalid(exc) from None
 
     @router.get("/v1/measures", tags=["measures"], summary="Measures of an area or municipality")
