@@ -15,6 +15,7 @@ import pytest
 from analysis_support import auth, org, picture_event, unique, wait_for
 from est_analysis import db
 from est_analysis.domain import picture_faults, picture_value
+from est_analysis.rebuild import rebuild
 from est_shared.bus import publish_event, publish_raw
 from est_shared.db import transaction
 from est_shared.periods import Period
@@ -107,6 +108,10 @@ async def test_picture_events_with_absurd_values_are_dead_lettered_and_the_analy
             assert [pt["value"] for pt in problem["trend"][:8]] == [3, 3, 3, 3, 3, 3, None, 2]
             html = await c.get(f"/v1/analyses/{r.json()['id']}/report.html", headers=auth("styr", m))
             assert html.status_code == 200 and "20100515" not in html.text
+            settings = app.state.analysis.settings
+        # the rebuild replays the same stream and skips the same events
+        result = await rebuild(settings)
+        assert (result.applied, result.skipped, result.pictures) == (7, len(poison), 7)
     finally:
         await nc.close()
 
