@@ -24,6 +24,7 @@ from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_
 from est_shared.periods import Period
 from est_shared.subjects import report_submitted
 from est_shared.testing import serve
+from nats.js.api import ConsumerConfig
 
 _versions = itertools.count(int(time.time()))
 
@@ -118,11 +119,18 @@ class Bus:
             await publish_event(self.js, subject, event)
 
     async def tap(self, subject: str, stream: str) -> Any:
-        return await self.js.pull_subscribe(subject, stream=stream)
+        # the server removes an ephemeral consumer nobody fetched from for its inactive threshold (5 s by
+        # default): a test that taps first and reads after a slow phase would find it gone
+        return await self.js.pull_subscribe(subject, stream=stream, config=ConsumerConfig(inactive_threshold=120))
 
     @staticmethod
     async def take(sub: Any, n: int = 1, timeout: float = 8.0) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+        return [json.loads(m.data) for m in await Bus.take_messages(sub, n, timeout)]
+
+    @staticmethod
+    async def take_messages(sub: Any, n: int = 1, timeout: float = 8.0) -> list[Any]:
+        """Up to ``n`` messages (with their headers) within ``timeout``, acknowledged."""
+        out: list[Any] = []
         deadline = asyncio.get_running_loop().time() + timeout
         while len(out) < n:
             left = deadline - asyncio.get_running_loop().time()
@@ -130,11 +138,11 @@ class Bus:
                 break
             try:
                 msgs = await sub.fetch(n - len(out), timeout=min(left, 1.0))
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when the time runs out
                 continue
             for m in msgs:
                 await m.ack()
-                out.append(json.loads(m.data))
+                out.append(m)
         return out
 
 

@@ -13,7 +13,8 @@ Every message still ends explicitly, one by one:
 * undecodable / unknown events are dead-lettered right away (``est_shared.bus.process_message``
   with the shared poison path), the rest of the batch goes on;
 * the batch handler runs once for the others; on success every message is acked (after the
-  handler's commit);
+  handler's commit), except those the handler returns as refused (event id → reason, e.g. a
+  value it cannot tally): they are dead-lettered as poison with that reason;
 * if the batch handler raises, each message is handled again on its own with the shared
   single-message semantics (ack, nack with backoff, dead-letter at ``max_deliver``), so one bad
   event never holds back or poisons the others.
@@ -29,7 +30,7 @@ import functools
 import json
 import logging
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import nats.errors
@@ -37,7 +38,7 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
-from est_shared.bus import Handler, PoisonEvent, parse_event, process_message
+from est_shared.bus import Handler, PoisonEvent, _dead_letter, parse_event, process_message
 from est_shared.events import EVENT_TYPES, CloudEvent, EventData
 from est_shared.observability import BusMetrics
 from est_shared.subjects import StreamDef
@@ -65,7 +66,8 @@ def parse_expected(raw: bytes, expected: type[EventData] | None = None) -> Cloud
             pass
     return parse_event(raw)
 
-BatchHandler = Callable[[Sequence[CloudEvent[Any]]], Awaitable[Any]]
+# returns the events it refused as poison (event id → reason, no event text in it), or None
+BatchHandler = Callable[[Sequence[CloudEvent[Any]]], Awaitable[Mapping[str, str] | None]]
 
 
 class Puller:
@@ -217,7 +219,7 @@ async def process_batch(raws: Sequence[Any], *, service: str, handle_batch: Batc
         return
     try:
         with metrics.handle_seconds.time():
-            await handle_batch([event for _, event in good])
+            refused = await handle_batch([event for _, event in good]) or {}
     except Exception as exc:
         log.warning("batch failed, settling its events one by one",
                     extra={"events": len(good), "error": repr(exc)[:300]})
@@ -225,10 +227,15 @@ async def process_batch(raws: Sequence[Any], *, service: str, handle_batch: Batc
             await process_message(OneMessage(raw), service=service, handle=handle_one, metrics=metrics,
                                   max_deliver=max_deliver, js=js)
         return
-    for etype, n in Counter(event.type for _, event in good).items():
+    for etype, n in Counter(event.type for _, event in good if event.id not in refused).items():
         metrics.events.labels(etype, "ok").inc(n)
-    for raw, _event in good:
-        await raw.ack()
+    for raw, event in good:
+        why = refused.get(event.id)
+        if why is None:
+            await raw.ack()
+            continue
+        await _dead_letter(js, OneMessage(raw), service=service, reason="poison", error=why, metrics=metrics)
+        metrics.events.labels(event.type, "dead_lettered").inc()
 
 
 class BatchConsumer:

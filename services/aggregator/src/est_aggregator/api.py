@@ -21,6 +21,8 @@ from est_aggregator.domain import (
     AreaNotFound,
     InvalidPeriod,
     MunicipalityNotFound,
+    PictureUnavailable,
+    TextRefused,
     VersionConflict,
     VersionNotFound,
 )
@@ -69,19 +71,27 @@ class SeriesResponse(BaseModel):
 
 
 def translate(exc: AggregatorError) -> Problem:
-    """Named domain errors → problem+json answers (Swedish and English detail)."""
+    """Named domain errors → problem+json answers (detail in Swedish, then English)."""
     if isinstance(exc, AreaNotFound):
-        return Problem(404, "Area not found", f"No area {exc}. / Området {exc} finns inte.")
+        return Problem(404, "Area not found", f"Området {exc} finns inte. / No area {exc}.")
     if isinstance(exc, MunicipalityNotFound):
-        return Problem(404, "Municipality not found", f"No municipality {exc}. / Kommunen {exc} finns inte.")
+        return Problem(404, "Municipality not found", f"Kommunen {exc} finns inte. / No municipality {exc}.")
     if isinstance(exc, VersionNotFound):
-        return Problem(404, "Version not found", f"No published version {exc}. / Ingen publicerad version {exc}.")
+        return Problem(404, "Version not found", f"Ingen publicerad version {exc}. / No published version {exc}.")
     if isinstance(exc, InvalidPeriod):
-        return Problem(422, "Invalid period", f"{exc} / Ogiltig period.",
+        return Problem(422, "Invalid period", f"Ogiltig period. / {exc}",
                        errors=[{"field": "period", "message": str(exc), "type": "period"}])
+    if isinstance(exc, TextRefused):
+        return Problem(422, "Invalid text", f"Fritext får inte innehålla personuppgifter eller kontrolltecken ({exc}). "
+                       f"/ Free text must not contain personal data or control characters ({exc}).",
+                       errors=exc.errors)
+    if isinstance(exc, PictureUnavailable):
+        return Problem(503, "Picture unavailable", "Lägesbilden kan inte beräknas just nu; felet är loggat och "
+                       "försöks igen. / The picture cannot be computed right now; the error is logged and it is "
+                       "tried again.", headers={"Retry-After": "30"})
     if isinstance(exc, VersionConflict):
-        return Problem(409, "Publication conflict", "Another publication of this picture happened at the same "
-                       "time; try again. / En annan publicering pågick samtidigt; försök igen.")
+        return Problem(409, "Publication conflict", "En annan publicering pågick samtidigt; försök igen. / "
+                       "Another publication of this picture happened at the same time; try again.")
     return Problem(400, "Bad request", str(exc))
 
 
@@ -96,7 +106,7 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
                 summary="The situational picture of an area and period")
     async def get_picture(area_id: str, period: str, who: Who,
                           version: Annotated[int | None, Query(
-                              ge=1, description="a published version, exactly as it was sent")] = None,
+                              ge=1, le=2**31 - 1, description="a published version, exactly as it was sent")] = None,
                           ) -> JSONResponse:
         """The picture; checklist counts are exact for everyone (incidents, not persons); Kronoberg figures are
         exact for police and social services and coarsened ("<3") for everyone else."""
@@ -133,8 +143,8 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
         areas = sorted(a.id for a in snapshot.areas.values()
                        if a.municipality_id == municipality_id and who.may_see_area(a.id))
         if not areas:
-            raise Problem(403, "Forbidden", f"You see no area of {municipality_id}. / "
-                          f"Du ser inget område i {municipality_id}.")
+            raise Problem(403, "Forbidden", f"Du ser inget område i {municipality_id}. / "
+                          f"You see no area of {municipality_id}.")
         try:
             body = await handlers.read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
                                                     period_text=period, area_ids=areas,

@@ -5,7 +5,7 @@ Thin: the work is in handlers."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from est_shared.batching import BatchConsumer
@@ -20,13 +20,16 @@ from est_aggregator.settings import AggregatorSettings
 
 def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: handlers.Deps,
              ready: asyncio.Event) -> None:
-    """Consume se.est.report.submitted in batches, idempotently (ack after commit, nack with backoff on failure)."""
+    """Consume se.est.report.submitted in batches, idempotently (ack after commit, nack with backoff on failure,
+    dead-letter what cannot be tallied)."""
 
-    async def on_reports(events: Sequence[CloudEvent[Any]]) -> None:
+    async def on_reports(events: Sequence[CloudEvent[Any]]) -> Mapping[str, str] | None:
         await ready.wait()  # the tables exist only once the start hook ran
         wanted = [e for e in events if e.type == "se.est.report.submitted"]
-        if wanted:
-            await handlers.handle_report_batch(wanted, deps=deps, org=runtime.directory.snapshot)
+        if not wanted:
+            return None
+        outcome = await handlers.handle_report_batch(wanted, deps=deps, org=runtime.directory.snapshot)
+        return outcome.refused  # dead-lettered by the consumer, the rest acknowledged
 
     async def on_report(event: CloudEvent[Any]) -> None:
         await ready.wait()  # the tables exist only once the start hook ran

@@ -19,6 +19,12 @@ Rules in short (each function's docstring has the detail):
 * Completeness: expected reporters are the people with role reporter assigned to the area;
   a reporter is late when all their reports for the period came after the deadline (or the
   intake marked them late); the rate is expected reporters heard from / expected.
+* Only what can be tallied is stored (``report_faults``): as the report's checklist says, a count
+  is an integer 0 … ``MAX_COUNT`` (10,000 per item and report), a level an integer 0–3, a yes/no
+  answer a boolean (with a checklist unknown here: any of them within those bounds); an item the
+  checklist does not have, more than ``MAX_ANSWERS`` answers, more than ``MAX_PLACES`` places
+  or an id longer than its column refuses the whole report. A stored value outside those bounds
+  (a report kept before this rule) is left out of the sums, so it can never break a picture.
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from est_shared.checklists import DEFAULT_CHECKLIST, ChecklistItem
-from est_shared.events import Completeness, ItemSummary, PictureData
+from est_shared.checklists import DEFAULT_CHECKLIST, LEVELS, Checklist, ChecklistItem
+from est_shared.events import Completeness, ItemSummary, PictureData, ReportSubmitted
+from est_shared.freetext import has_control_characters
 from est_shared.periods import Period
 
 EPS = 1e-9
@@ -59,6 +66,29 @@ class VersionConflict(AggregatorError):
 
 class InvalidPeriod(AggregatorError):
     """A period id that is malformed or does not fit the area's cadence."""
+
+
+class TextRefused(AggregatorError):
+    """Free text that looks like personal data or holds control characters (``errors`` name each field)."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(", ".join(dict.fromkeys(e["field"] for e in errors)))
+        self.errors = errors
+
+
+FIRST_YEAR, LAST_YEAR = 1900, 2999  # the years a picture's period may fall in (its history and deadline too)
+
+
+def check_period_years(period: Period) -> Period:
+    """The period, if it falls in ``FIRST_YEAR`` … ``LAST_YEAR``; else InvalidPeriod (dates run out near years
+    1 and 9999, and a picture reaches periods back and a deadline forward)."""
+    if not FIRST_YEAR <= period.start.year <= LAST_YEAR:
+        raise InvalidPeriod(f"{period.id} is not between {FIRST_YEAR} and {LAST_YEAR}")
+    return period
+
+
+class PictureUnavailable(AggregatorError):
+    """The picture cannot be computed from what is stored (counted and logged where it happens)."""
 
 
 @dataclass(frozen=True)
@@ -134,12 +164,70 @@ def effective_reports(reports: Iterable[ReportRecord], superseded: Iterable[str]
     return [r for r in reports if r.report_id not in gone]
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool):
+MAX_COUNT = 10_000  # a count per item and report (the contract's bound)
+MAX_ANSWERS = 100
+MAX_PLACES = 100  # per answer
+MAX_PLACE = 200  # characters of a place id
+MAX_ID = 100  # characters of an id (the width of the id columns)
+MAX_PERIOD = 20
+_ID_FIELDS = ("report_id", "municipality_id", "area_id", "period", "checklist", "reporter_id", "actor_id",
+              "supersedes")
+_TOP_LEVEL = max(LEVELS)
+
+
+def _value_fault(answer: str | None, value: Any, max_count: int) -> str | None:
+    """Why an answer's value cannot be tallied as ``answer`` (None: the checklist is unknown here)."""
+    if value.__class__ is bool:
+        return None if answer in ("boolean", None) else f"not_a_{answer}"
+    if value.__class__ is not int:
+        return "not_a_number"
+    if answer == "boolean":
+        return "not_a_boolean"
+    top = _TOP_LEVEL if answer == "level" else max_count
+    return None if 0 <= value <= top else f"{answer or 'value'}_out_of_range"
+
+
+def report_faults(data: ReportSubmitted, checklist: Checklist | None, *, max_count: int = MAX_COUNT) -> list[str]:
+    """Why a report cannot be tallied (see the module docstring); empty when it can.
+
+    Each fault is ``field: reason`` with no text of the report in it (it ends up in logs and
+    dead-letter headers): an item is named only when it is the checklist's own code.
+    """
+    faults = []
+    for name in _ID_FIELDS:
+        value, limit = getattr(data, name), MAX_PERIOD if name == "period" else MAX_ID
+        if value and not stored_id(value, limit):
+            faults.append(f"{name}: {'too_long' if len(value) > limit else 'control_character'}")
+    if len(data.answers) > MAX_ANSWERS:
+        return [*faults, "answers: too_many"]
+    for code, answer in data.answers.items():
+        item = checklist.item(code) if checklist is not None else None
+        if checklist is not None and item is None:
+            faults.append("answers: unknown_item")
+            continue
+        where = f"answers.{code}" if item is not None else "answers.<item>"
+        why = _value_fault(item.answer if item is not None else None, answer.value, max_count)
+        if why is not None:
+            faults.append(f"{where}.value: {why}")
+        if len(answer.places) > MAX_PLACES:
+            faults.append(f"{where}.places: too_many")
+        elif answer.places and not all(stored_id(place, MAX_PLACE) for place in answer.places):
+            faults.append(f"{where}.places: not_a_place")
+    return faults
+
+
+def stored_id(text: str, limit: int = MAX_ID) -> bool:
+    """Whether an id could be one the aggregator stores: it fits its column and holds no control character."""
+    return len(text) <= limit and not has_control_characters(text)
+
+
+def _number(value: Any) -> float | None:
+    """An answer's value to sum (yes = 1), or None when it cannot be tallied (see ``report_faults``)."""
+    if value.__class__ is bool:
         return 1.0 if value else 0.0
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and 0 <= value <= MAX_COUNT:  # NaN fails the comparison
         return float(value)
-    return 0.0
+    return None
 
 
 def item_totals(item: ChecklistItem, reports: Sequence[ReportRecord]) -> ItemTotals:
@@ -172,6 +260,8 @@ class ItemSums:
             if answer is None:
                 continue
             v = _number(answer.get("value"))
+            if v is None:  # only in reports stored before ingest refused what cannot be tallied
+                continue
             acc = by_code.get(code)
             if acc is None:
                 acc = by_code[code] = [0, 0, None, 0, None]

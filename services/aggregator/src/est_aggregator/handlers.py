@@ -12,6 +12,7 @@ picture into one revision covering all the late reports that arrived meanwhile.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -25,7 +26,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from est_shared.bus import encode
+from est_shared.bus import PoisonEvent, encode, retry_delay
 from est_shared.db import (
     InLoopSqlite,
     add_many_to_outbox,
@@ -45,10 +46,11 @@ from est_shared.events import (
     ReportSubmitted,
 )
 from est_shared.events import new_event as _new_event
+from est_shared.freetext import free_text_errors
 from est_shared.org import OrgSnapshot, period_deadline
 from est_shared.periods import Period, PeriodError, current_period, normalise
 from est_shared.subjects import alert_raised, alert_resolved, picture_published, picture_updated
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_aggregator import db
@@ -59,14 +61,17 @@ from est_aggregator.domain import (
     InvalidPeriod,
     MunicipalityNotFound,
     PeriodTally,
+    PictureUnavailable,
     ReportRecord,
     Rules,
+    TextRefused,
     VersionConflict,
     VersionNotFound,
     alert_message,
     alert_transitions,
     as_utc,
     build_picture,
+    check_period_years,
     checklist_items,
     coarsen_kronoberg,
     completeness,
@@ -77,7 +82,9 @@ from est_aggregator.domain import (
     merge_kronoberg,
     period_ids,
     picture_changes,
+    report_faults,
     severity,
+    stored_id,
 )
 from est_aggregator.metrics import AggregatorMetrics
 
@@ -86,6 +93,31 @@ T = TypeVar("T")
 log = logging.getLogger("est.aggregator")
 
 SOURCE = "/est/aggregator"
+
+
+@dataclass
+class FailingPictures:
+    """Pictures whose computation failed: each is tried again after a growing delay, the others go on.
+
+    Kept per process (a replica that fails on its own retries on its own); a success forgets it.
+    """
+
+    entries: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)  # failures, next try (monotonic)
+
+    def due(self, key: tuple[str, str], now: float) -> bool:
+        """Whether the picture may be computed at ``now``."""
+        entry = self.entries.get(key)
+        return entry is None or entry[1] <= now
+
+    def failed(self, key: tuple[str, str], now: float) -> tuple[int, float]:
+        """Count a failure; returns (failures so far, seconds until the next try)."""
+        failures = self.entries.get(key, (0, 0.0))[0] + 1
+        delay = retry_delay(failures)
+        self.entries[key] = (failures, now + delay)
+        return failures, delay
+
+    def recovered(self, key: tuple[str, str]) -> None:
+        self.entries.pop(key, None)
 
 
 @dataclass
@@ -104,6 +136,7 @@ class Deps:
     catching_up: Callable[[], bool] = lambda: False  # the report consumer has a backlog
     local: InLoopSqlite | None = None  # SQLite: the report batches' statements run on the loop's thread
     cache: db.ReportCache | None = None  # SQLite: tallies of recent pictures' periods in memory (see ReportCache)
+    failing: FailingPictures = field(default_factory=FailingPictures)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -222,6 +255,8 @@ async def area_info(s: AsyncSession, org: OrgSnapshot, area_id: str, fallback_mu
     area = org.areas.get(area_id)
     if area is not None:
         return AreaInfo(area_id, area.municipality_id, area.name, area.cadence, True)
+    if not stored_id(area_id):  # no report can hold it (and PostgreSQL refuses a NUL in a query)
+        raise AreaNotFound(area_id)
     muni = fallback_municipality or await db.any_municipality_for_area(s, area_id)
     if muni is None:
         raise AreaNotFound(area_id)
@@ -230,15 +265,19 @@ async def area_info(s: AsyncSession, org: OrgSnapshot, area_id: str, fallback_mu
 
 def resolve_period(info: AreaInfo, text: str) -> Period:
     """The reporting period of an area for a period id (a week id maps to its biweekly pair)."""
+    p = parse_period(text, info.cadence)
+    if p.kind not in ("week", "biweek"):
+        raise InvalidPeriod(f"{text!r} is not a weekly or biweekly reporting period")
+    return p
+
+
+def parse_period(text: str, cadence: str | None = None) -> Period:
+    """A period id (for an area's cadence, if given) within the years a picture may have; else InvalidPeriod."""
     try:
-        if info.cadence is None:
-            p = Period.parse(text)
-            if p.kind not in ("week", "biweek"):
-                raise PeriodError(f"{text!r} is not a weekly or biweekly reporting period")
-            return p
-        return normalise(text, info.cadence)  # type: ignore[arg-type]
-    except PeriodError as exc:
-        raise InvalidPeriod(str(exc)) from exc
+        p = Period.parse(text) if cadence is None else normalise(text, cadence)  # type: ignore[arg-type]
+    except ValueError as exc:  # PeriodError, or a year no date has (0000)
+        raise InvalidPeriod(str(exc) if isinstance(exc, PeriodError) else f"not a period id: {text!r}") from exc
+    return check_period_years(p)
 
 
 def _deadline(org: OrgSnapshot, municipality_id: str, period: Period) -> datetime | None:
@@ -460,6 +499,17 @@ class BatchOutcome:
     token: str = ""
     old_tokens: dict[tuple[str, str], str | None] = field(default_factory=dict)
     added: dict[tuple[str, str], list[ReportRecord]] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # event id → why it cannot be tallied
+
+
+def refused_reports(events: Sequence[CloudEvent[Any]], org: OrgSnapshot) -> dict[str, str]:
+    """Event id → why the report cannot be tallied (``domain.report_faults``), for each one that cannot."""
+    out: dict[str, str] = {}
+    for e in events:
+        faults = report_faults(e.data, org.checklist(e.data.checklist))
+        if faults:
+            out[e.id] = "; ".join(faults)[:400]
+    return out
 
 
 def _first_by(items: Sequence[Any], key: Callable[[Any], str]) -> list[Any]:
@@ -528,7 +578,15 @@ async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, 
     report id seen before (in the batch or in the database) is a duplicate and changes nothing.
     No picture is computed here: ``refresh_dirty`` does that, coalesced. A unique-key race with
     another replica rolls the batch back and tries again (the second look sees the other's rows).
+    A report that cannot be tallied (``refused_reports``) is not stored; the outcome names it in
+    ``refused`` for the caller to dead-letter, and the rest of the batch is stored as usual.
     """
+    refused = refused_reports(events, org)
+    if refused:
+        deps.metrics.reports.labels("refused").inc(len(refused))
+        events = [e for e in events if e.id not in refused]
+        if not events:
+            return BatchOutcome(stored=0, duplicates=0, dirty=0, refused=refused)
     for attempt in range(1, attempts + 1):
         try:
             outcome = await deps.write(lambda s: _store_batch(s, events, deps=deps, org=org))
@@ -550,12 +608,17 @@ async def handle_report_batch(events: Sequence[CloudEvent[Any]], *, deps: Deps, 
         deps.metrics.store_lag.observe(max(0.0, (utcnow() - as_utc(min(e.time for e in events))).total_seconds()))
     if outcome.dirty:
         deps.wake_refresher()
+    if refused:
+        outcome = dataclasses.replace(outcome, refused=refused)
     return outcome
 
 
 async def handle_report_submitted(event: CloudEvent[Any], *, deps: Deps, org: OrgSnapshot) -> bool:
-    """Store one report (a batch of one); False for a duplicate."""
-    return (await handle_report_batch([event], deps=deps, org=org)).stored == 1
+    """Store one report (a batch of one); False for a duplicate; PoisonEvent if it cannot be tallied."""
+    outcome = await handle_report_batch([event], deps=deps, org=org)
+    if outcome.refused:
+        raise PoisonEvent(outcome.refused[event.id])
+    return outcome.stored == 1
 
 
 async def handle_forfeiture_recorded(event: CloudEvent[Any], *, deps: Deps, org: OrgSnapshot) -> bool:
@@ -585,40 +648,78 @@ async def handle_forfeiture_recorded(event: CloudEvent[Any], *, deps: Deps, org:
     return True
 
 
+def _picture_failed(deps: Deps, stage: str, area_id: str, period: str, exc: Exception) -> None:
+    """Count, log and back off a picture whose computation failed (only the error's class is logged:
+    a message can quote stored data)."""
+    failures, delay = deps.failing.failed((area_id, period), time.monotonic())
+    deps.metrics.picture_failures.labels(stage).inc()
+    deps.metrics.pictures_failing.set(len(deps.failing.entries))
+    log.error("picture could not be computed; the other pictures go on and this one is tried again later",
+              extra={"area": area_id, "period": period, "stage": stage, "error": type(exc).__name__,
+                     "failures": failures, "retry_in": round(delay, 1)})
+    log.debug("picture failure", exc_info=exc)
+
+
+def _picture_ok(deps: Deps, area_id: str, period: str) -> None:
+    if (area_id, period) in deps.failing.entries:
+        deps.failing.recovered((area_id, period))
+        deps.metrics.pictures_failing.set(len(deps.failing.entries))
+        log.info("picture computed again after failures", extra={"area": area_id, "period": period})
+
+
+async def _after_failure(s: AsyncSession, exc: Exception) -> None:
+    """Make a shared read session usable again after a failed statement (PostgreSQL aborts its transaction)."""
+    if isinstance(exc, DBAPIError) and isinstance(s, AsyncSession):
+        await s.rollback()
+
+
 REFRESH_LOT = 10  # pictures computed and written together in a pass
 
 
 async def _refresh_lot(todo: Sequence[tuple[Any, AreaInfo | None, Period | None]], *, deps: Deps,
                        org: OrgSnapshot, now: datetime) -> int:
-    """Recompute open dirty pictures, queue their picture.updated and clear their marks; returns how many went out."""
-    updates: list[tuple[Any, BuiltPicture | None]] = []
+    """Recompute open dirty pictures, queue their picture.updated and clear their marks; returns how many went out.
+
+    A picture whose computation fails keeps its mark and is left for a later pass (``FailingPictures``);
+    the others of the lot go out as usual.
+    """
+    updates: list[tuple[Any, BuiltPicture | None, CloudEvent[Any] | None]] = []
     async with deps.reading() as s:
         wanted = [(info, period) for _, info, period in todo if info is not None and period is not None]
         inputs = await pass_inputs(s, org=org, pictures=wanted, rules=deps.rules) if wanted else None
         for row, info, period in todo:
-            built = None
+            built = event = None
             if info is not None and period is not None:
-                built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules,
-                                              cache=deps.cache, inputs=inputs)
-            updates.append((row, built))
+                try:
+                    built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules,
+                                                  cache=deps.cache, inputs=inputs)
+                    event = new_event(type="se.est.picture.updated", subject=row.area_id, time=now,
+                                      id=f"picture-updated:{row.area_id}:{row.period}:{row.token}",
+                                      data=PictureUpdated(picture=outgoing(built.picture, deps)))
+                except Exception as exc:  # this picture only: its mark stays for a later try
+                    _picture_failed(deps, "refresh", row.area_id, row.period, exc)
+                    await _after_failure(s, exc)
+                    continue
+                _picture_ok(deps, row.area_id, row.period)
+            updates.append((row, built, event))
+    if not updates:
+        return 0
     effects = Effects()
 
     async def write(s: AsyncSession) -> int:
         effects.rates, effects.lags = [], []  # a retried transaction starts over
-        now_states = await db.picture_rows_of(s, [r.area_id for r, _ in updates], [r.period for r, _ in updates])
+        now_states = await db.picture_rows_of(s, [r.area_id for r, _, _ in updates],
+                                              [r.period for r, _, _ in updates])
         queued: list[tuple[str, CloudEvent[Any]]] = []
         at = utcnow()
-        for row, built in updates:
+        for row, built, event in updates:
             state = now_states.get((row.area_id, row.period))
-            if built is not None and (state is None or state.status == "open"):
-                event = new_event(type="se.est.picture.updated", subject=row.area_id, time=now,
-                                  id=f"picture-updated:{row.area_id}:{row.period}:{row.token}",
-                                  data=PictureUpdated(picture=outgoing(built.picture, deps)))
+            if built is not None and event is not None and (state is None or state.status == "open"):
                 queued.append((picture_updated(row.municipality_id, row.area_id), event))
                 effects.rates.append((row.municipality_id, row.area_id, built.picture.completeness.rate))
                 effects.lags.append((at - as_utc(row.first_at)).total_seconds())
         await add_many_to_outbox(s, db.outbox, queued)
-        await db.clear_dirty_many(s, [(r.area_id, r.period, r.token) for r, _ in updates], seen_at=now)
+        await db.clear_dirty_many(s, [(r.area_id, r.period, r.token) for r, _, _ in updates], seen_at=now)
         effects.outbox = len(queued)
         return len(queued)
 
@@ -634,6 +735,7 @@ class RefreshOutcome:
     updated: int = 0
     revised: int = 0
     waiting: int = 0
+    deferred: int = 0  # pictures left out of this pass: their last computation failed (see FailingPictures)
     busy: float = 0.0  # seconds the pass itself ran (not the other tasks served between its lots)
 
 
@@ -646,17 +748,23 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
     the token of the dirty mark: a replica repeating the pass adds nothing). A published picture
     is revised once its first unhandled mark is ``revise_after`` seconds old: ONE version N+1
     covering every late report that came meanwhile (no version when nothing visible changed).
-    A mark is cleared only if no newer report replaced its token meanwhile.
+    A mark is cleared only if no newer report replaced its token meanwhile. A picture whose
+    computation fails is counted, logged and tried again after a growing delay
+    (``FailingPictures``); it never holds up the other pictures of the pass.
     """
     now = now or utcnow()
     out = RefreshOutcome()
     started = time.perf_counter()
+    clock = time.monotonic()
     revisions: list[Any] = []
     todo: list[tuple[Any, AreaInfo | None, Period | None]] = []
     async with deps.reading() as s:
         dirty = await db.dirty_rows(s, limit)
         states = await db.picture_rows_of(s, [r.area_id for r in dirty], [r.period for r in dirty])
         for row in dirty:
+            if not deps.failing.due((row.area_id, row.period), clock):
+                out.deferred += 1
+                continue
             state = states.get((row.area_id, row.period))
             if state is not None and state.status == "published":
                 if (now - as_utc(row.first_at)).total_seconds() >= revise_after:
@@ -694,6 +802,10 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
         except IntegrityError:  # another replica published this version first; the mark stays for a new look
             deps.metrics.conflicts.inc()
             continue
+        except Exception as exc:  # this picture only: rolled back, its mark stays for a later try
+            _picture_failed(deps, "revision", row.area_id, row.period, exc)
+            continue
+        _picture_ok(deps, row.area_id, row.period)
         effects.apply(deps)
         out.revised += 1 if result else 0
     out.busy += time.perf_counter() - started
@@ -703,7 +815,14 @@ async def refresh_dirty(*, deps: Deps, org: OrgSnapshot, now: datetime | None = 
 async def publish_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str, by: str | None,
                           actor_id: str = "", comment: str | None = None, now: datetime | None = None,
                           mode: str = "manual") -> PublishResult:
-    """Publish a picture now (version 1, or N+1 when already published), with an optional comment."""
+    """Publish a picture now (version 1, or N+1 when already published), with an optional comment.
+
+    The comment goes to every actor the picture is sent to: one that looks like personal data or
+    holds control characters is refused (``TextRefused``) and nothing is published.
+    """
+    refused = free_text_errors({"body.comment": comment}, multiline={"body.comment"})
+    if refused:
+        raise TextRefused(refused)
     for _attempt in range(3):
         effects = Effects()
         try:
@@ -738,6 +857,8 @@ async def auto_publish_due(*, deps: Deps, org: OrgSnapshot, now: datetime) -> li
         muni = org.municipalities.get(area.municipality_id) if area else None
         if area is None or muni is None:
             continue  # no deadline known yet: wait for the organisation
+        if not deps.failing.due((row.area_id, row.period), time.monotonic()):
+            continue  # its last computation failed: tried again after its delay
         try:
             period = Period.parse(row.period)
         except PeriodError:
@@ -756,6 +877,9 @@ async def auto_publish_due(*, deps: Deps, org: OrgSnapshot, now: datetime) -> li
                                                require_reports=True)
         except IntegrityError:
             deps.metrics.conflicts.inc()
+            continue
+        except Exception as exc:  # this picture only: the others still publish at their deadline
+            _picture_failed(deps, "auto_publish", row.area_id, row.period, exc)
             continue
         effects.apply(deps)
         if result:
@@ -863,7 +987,13 @@ async def _read_picture_exact(*, deps: Deps, org: OrgSnapshot, area_id: str, per
             if exact is not None:
                 body["kronoberg"] = exact
             return body
-        built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules)
+        try:
+            built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules)
+        except Exception as exc:  # stored data this code cannot compute: named, counted and logged
+            deps.metrics.picture_failures.labels("read").inc()
+            log.error("picture could not be computed for a read",
+                      extra={"area": area_id, "period": period.id, "error": type(exc).__name__})
+            raise PictureUnavailable(f"{area_id} {period.id}") from exc
         return {**built.picture.model_dump(mode="json"),
                 **_extras(built, _deadline(org, info.municipality_id, period))}
 
@@ -919,12 +1049,16 @@ async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: st
     """The common picture: the pictures of the given areas of a municipality, plus totals."""
     if municipality_id not in org.municipalities:
         raise MunicipalityNotFound(municipality_id)
+    parse_period(period_text)
     pictures: list[dict[str, Any]] = []
+    unavailable: list[str] = []
     for area_id in area_ids:
         try:
             pictures.append(await _read_picture_exact(deps=deps, org=org, area_id=area_id, period_text=period_text))
         except InvalidPeriod:
             continue  # e.g. a biweekly id asked of a weekly area
+        except PictureUnavailable:
+            unavailable.append(area_id)  # one area's picture never takes the common picture down
     items: dict[str, dict[str, Any]] = {}
     for pic in pictures:
         for code, it in pic.get("items", {}).items():
@@ -941,12 +1075,14 @@ async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: st
     kronoberg = kronoberg_view(merge_kronoberg(p.get("kronoberg") for p in pictures), personal=personal,
                                min_count=deps.kronoberg_min_count)
     return {"municipality_id": municipality_id, "period": period_text,
-            "areas": [_view(p, deps=deps, personal=personal) for p in pictures],
+            "areas": [_view(p, deps=deps, personal=personal) for p in pictures], "unavailable": unavailable,
             "totals": {"reports": sum(p.get("reports", 0) for p in pictures), "items": items, "completeness": comp,
                        "kronoberg": kronoberg}}
 
 
 async def read_alerts(*, deps: Deps, area_id: str) -> list[dict[str, Any]]:
     """Alert history of an area (open and resolved)."""
+    if not stored_id(area_id):
+        return []
     async with deps.sessions() as s:
         return await db.list_alerts(s, area_id)

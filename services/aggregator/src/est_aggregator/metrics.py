@@ -53,5 +53,12 @@ class AggregatorMetrics:
         self.refresh_seconds = Histogram("est_aggregator_refresh_pass_seconds",
                                          "Duration of one refresher pass (recompute and write the dirty pictures)",
                                          buckets=LAG_BUCKETS, registry=registry)
+        self.picture_failures = Counter("est_aggregator_picture_failures_total",
+                                        "Pictures whose computation failed, by stage (refresh, revision, auto_publish, "
+                                        "read); the picture is tried again with backoff and the others go on",
+                                        ["stage"], registry=registry)
+        self.pictures_failing = Gauge("est_aggregator_pictures_failing",
+                                      "Pictures the refresher is holding back after a failed computation "
+                                      "(tried again with backoff)", registry=registry)
         self.conflicts = Counter("est_aggregator_publish_conflicts_total",
                                  "Publications that lost a race to another writer", registry=registry)

@@ -7,7 +7,8 @@
 2. replay the stream from its first message with an ephemeral pull consumer (filtered like the
    live consumers: ``report_subject`` and ``forfeiture_subject``), through the same handlers the
    live consumers use (``handle_report_batch``, ``handle_forfeiture_recorded``): duplicates and
-   corrections come out exactly as live;
+   corrections come out exactly as live, and events the live consumer dead-letters (undecodable,
+   or reports that cannot be tallied) are skipped and counted in ``poison``;
 3. drop the dirty marks of open pictures (an open picture is computed from the stored reports
    on every read, so it is rebuilt once its reports are; no burst of picture.updated events).
 
@@ -131,6 +132,7 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
                     event = parse_expected(m.data, ReportSubmitted)
                 except PoisonEvent:
                     poison += 1
+                    log.warning("rebuild skipped an undecodable event")
                     continue
                 if event.type == "se.est.report.submitted":
                     reports.append(event)
@@ -141,6 +143,9 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
                 outcome = await handlers.handle_report_batch(reports, deps=deps, org=org)
                 stored += outcome.stored
                 duplicates += outcome.duplicates
+                poison += len(outcome.refused)
+                for why in outcome.refused.values():  # the live consumer dead-lettered them (or would now)
+                    log.warning("rebuild skipped a report that cannot be tallied", extra={"faults": why})
             done += len(msgs)
             if progress:
                 progress(done, total)
@@ -185,7 +190,7 @@ def run_cli(settings: AggregatorSettings | None = None) -> RebuildResult:
                          progress=lambda done, total: bar.update(task, completed=done, total=total))
     console.print(f"{result.events} events replayed in {result.seconds:.1f} s: {result.reports_stored} reports "
                   f"stored, {result.duplicates} duplicates ignored, {result.forfeitures} forfeitures, "
-                  f"{result.poison} undecodable skipped")
+                  f"{result.poison} undecodable or untallyable skipped")
     return result
 
 

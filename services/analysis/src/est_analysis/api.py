@@ -17,10 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from est_analysis import handlers
 from est_analysis.browser import BrowserFailed, find_browser, html_to_pdf
 from est_analysis.domain import (
+    ITEM_CODE,
     AnalysisNotFound,
     InvalidMeasure,
     MeasureNotFound,
     NotAnAnalysisPeriod,
+    TextRefused,
     UnknownMunicipality,
 )
 from est_analysis.handlers import Context
@@ -47,12 +49,13 @@ class Resources(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hours: float | None = Field(default=None, ge=0, description="working hours", examples=[120])
-    money_sek: float | None = Field(default=None, ge=0, description="money in SEK", examples=[45000])
+    hours: float | None = Field(default=None, ge=0, le=1e7, allow_inf_nan=False, description="working hours",
+                                examples=[120])
+    money_sek: float | None = Field(default=None, ge=0, le=1e12, allow_inf_nan=False, description="money in SEK",
+                                    examples=[45000])
 
 
 Status = Literal["planned", "active", "completed", "cancelled"]
-ITEM_CODE = r"^[a-z][a-z0-9_]{0,39}$"
 NULLABLE = ("end", "hours", "money_sek")
 
 
@@ -103,8 +106,8 @@ def _belongs(principal: Principal, municipality_id: str, snap: OrgSnapshot) -> b
 
 def _require_municipality(principal: Principal, municipality_id: str, snap: OrgSnapshot) -> None:
     if not _belongs(principal, municipality_id, snap):
-        raise Problem(403, "Forbidden", f"You do not work in municipality {municipality_id!r}. / "
-                      f"Du arbetar inte i kommunen {municipality_id!r}.")
+        raise Problem(403, "Forbidden", f"Du arbetar inte i kommunen {municipality_id!r}. / "
+                      f"You do not work in municipality {municipality_id!r}.")
 
 
 def _check_items(items: list[str] | None) -> None:
@@ -112,13 +115,17 @@ def _check_items(items: list[str] | None) -> None:
 
     bad = [i for i in items or [] if not re.match(ITEM_CODE, i)]
     if bad:
-        raise Problem(422, "Invalid request", "Item codes are lower-case identifiers. / "
-                      "Punktkoder är identifierare med gemener.",
+        raise Problem(422, "Invalid request", "Punktkoder är identifierare med gemener. / "
+                      "Item codes are lower-case identifiers.",
                       errors=[{"field": "body.items", "message": f"invalid codes: {bad}"}])
 
 
-def _invalid(exc: InvalidMeasure) -> Problem:
-    return Problem(422, "Invalid measure", f"{exc.message_en} / {exc.message_sv}",
+def _invalid(exc: InvalidMeasure | TextRefused) -> Problem:
+    if isinstance(exc, TextRefused):
+        return Problem(422, "Invalid text", f"Fritext får inte innehålla personuppgifter eller kontrolltecken "
+                       f"({exc}). / Free text must not contain personal data or control characters ({exc}).",
+                       errors=exc.errors)
+    return Problem(422, "Invalid measure", f"{exc.message_sv} / {exc.message_en}",
                    errors=[{"field": f"body.{exc.field_name}", "message": exc.message_en}])
 
 
@@ -133,7 +140,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         try:
             body = await handlers.get_analysis(ctx=ctx, analysis_id=analysis_id)
         except AnalysisNotFound:
-            raise Problem(404, "Not found", f"No analysis {analysis_id!r}. / Ingen analys {analysis_id!r}.") from None
+            raise Problem(404, "Not found", f"Ingen analys {analysis_id!r}. / No analysis {analysis_id!r}.") from None
         _require_municipality(principal, body["municipality_id"], ctx.snapshot())
         return body
 
@@ -148,11 +155,11 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
             return await handlers.compile_analysis(ctx=ctx, municipality_id=req.municipality_id, period=req.period,
                                                    trigger="manual", compiled_by=principal.person_id)
         except UnknownMunicipality:
-            raise Problem(404, "Unknown municipality", f"No municipality {req.municipality_id!r}. / "
-                          f"Ingen kommun {req.municipality_id!r}.") from None
+            raise Problem(404, "Unknown municipality", f"Ingen kommun {req.municipality_id!r}. / "
+                          f"No municipality {req.municipality_id!r}.") from None
         except NotAnAnalysisPeriod as exc:
-            raise Problem(422, "Invalid request", "period must be a quarter or tertial, e.g. 2026-T3. / "
-                          "period måste vara ett kvartal eller tertial, t.ex. 2026-T3.",
+            raise Problem(422, "Invalid request", "period måste vara ett kvartal eller tertial (1900–2999), "
+                          "t.ex. 2026-T3. / period must be a quarter or tertial (1900-2999), e.g. 2026-T3.",
                           errors=[{"field": "body.period", "message": str(exc)}]) from None
 
     @router.get("/v1/analyses", tags=["analyses"], summary="A municipality's analyses, newest first")
@@ -188,10 +195,10 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         binary = find_browser(ctx.settings.browser)
         if binary is None:
             raise Problem(501, "PDF not available",
-                          "No browser is configured for PDF reports: install Chromium or set EST_ANALYSIS_BROWSER to "
-                          "its path; report.html has the same content. / Ingen webbläsare är inställd för "
-                          "PDF-rapporter: installera Chromium eller ange sökvägen i EST_ANALYSIS_BROWSER; "
-                          "report.html har samma innehåll.")
+                          "Ingen webbläsare är inställd för PDF-rapporter: installera Chromium eller ange "
+                          "sökvägen i EST_ANALYSIS_BROWSER; report.html har samma innehåll. / No browser is "
+                          "configured for PDF reports: install Chromium or set EST_ANALYSIS_BROWSER to its path; "
+                          "report.html has the same content.")
         async with printing:
             try:
                 pdf = await html_to_pdf(render_report(body, lang=lang, for_print=True), binary=binary,
@@ -199,8 +206,8 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
             except (BrowserFailed, OSError) as exc:
                 log.warning("pdf rendering failed", extra={"analysis": analysis_id, "error": str(exc)})
                 raise Problem(503, "PDF rendering failed",
-                              "The browser could not print the report; try again later or use report.html. / "
                               "Webbläsaren kunde inte skriva ut rapporten; försök igen senare eller använd "
+                              "report.html. / The browser could not print the report; try again later or use "
                               "report.html.", headers={"Retry-After": "30"}) from None
         name = f"analys-{body['municipality_id']}-{body['period']}-r{body['revision']}.pdf"
         return Response(pdf, media_type="application/pdf",
@@ -214,14 +221,14 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         snap = ctx.snapshot()
         area = snap.areas.get(req.area_id)
         if area is None:
-            raise Problem(422, "Invalid measure", f"Unknown area {req.area_id!r}. / Okänt område {req.area_id!r}.",
+            raise Problem(422, "Invalid measure", f"Okänt område {req.area_id!r}. / Unknown area {req.area_id!r}.",
                           errors=[{"field": "body.area_id", "message": "unknown area"}])
         _require_municipality(principal, area.municipality_id, snap)
         values = req.model_dump(exclude={"resources"})
         values.update(hours=req.resources.hours, money_sek=req.resources.money_sek)
         try:
             return await handlers.create_measure(ctx=ctx, principal=principal, values=values)
-        except InvalidMeasure as exc:
+        except (InvalidMeasure, TextRefused) as exc:
             raise _invalid(exc) from None
 
     @router.patch("/v1/measures/{measure_id}", tags=["measures"], summary="Re-decide a measure (styrgrupp)")
@@ -232,7 +239,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         try:
             current = await handlers.get_measure(ctx=ctx, measure_id=measure_id)
         except MeasureNotFound:
-            raise Problem(404, "Not found", f"No measure {measure_id!r}. / Ingen åtgärd {measure_id!r}.") from None
+            raise Problem(404, "Not found", f"Ingen åtgärd {measure_id!r}. / No measure {measure_id!r}.") from None
         _require_municipality(principal, current["municipality_id"], ctx.snapshot())
         changes = req.model_dump(exclude_unset=True, exclude={"reason", "resources"})
         if req.resources is not None:
@@ -241,7 +248,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         try:
             return await handlers.update_measure(ctx=ctx, principal=principal, measure_id=measure_id,
                                                  changes=changes, reason=req.reason)
-        except InvalidMeasure as exc:
+        except (InvalidMeasure, TextRefused) as exc:
             raise _invalid(exc) from None
 
     @router.get("/v1/measures", tags=["measures"], summary="Measures of an area or municipality")
@@ -254,7 +261,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
             area = snap.areas.get(area_id)
             if area is None:
                 if "admin" not in principal.roles:
-                    raise Problem(403, "Forbidden", f"Unknown area {area_id!r}. / Okänt område {area_id!r}.")
+                    raise Problem(403, "Forbidden", f"Okänt område {area_id!r}. / Unknown area {area_id!r}.")
             else:
                 _require_municipality(principal, area.municipality_id, snap)
                 require_area(principal, area_id)
@@ -275,7 +282,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         try:
             m = await handlers.get_measure(ctx=ctx, measure_id=measure_id)
         except MeasureNotFound:
-            raise Problem(404, "Not found", f"No measure {measure_id!r}. / Ingen åtgärd {measure_id!r}.") from None
+            raise Problem(404, "Not found", f"Ingen åtgärd {measure_id!r}. / No measure {measure_id!r}.") from None
         _require_municipality(principal, m["municipality_id"], ctx.snapshot())
         require_area(principal, m["area_id"])
         return m

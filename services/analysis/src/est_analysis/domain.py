@@ -15,16 +15,34 @@ Definitions (documented in the API and the report):
 - *Measure effect*: per targeted item, the mean value over the m reporting periods before the start vs
   the m periods from the start on (the period holding the start date counts as "after"), with
   m = min(periods available on each side, max 8); periods without a picture are skipped.
+- *What a picture may carry* (``picture_faults``): a weekly or biweekly period of the years 1900–2999,
+  ids and names that fit their columns without control characters, at most ``MAX_ITEMS`` items with
+  checklist codes, each value a finite number 0 … ``MAX_VALUE``, completeness counts 0 … ``MAX_COUNT``.
+  A picture event with anything else is refused whole (the consumer dead-letters it); a stored value
+  outside those bounds (kept before the rule) counts as no value (``picture_value``).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
+from est_shared.events import PictureData
+from est_shared.freetext import has_control_characters
 from est_shared.periods import AnalysisKind, Period, PeriodError
+
+ITEM_CODE = r"^[a-z][a-z0-9_]{0,39}$"
+MAX_ITEMS = 200  # items in one picture
+MAX_VALUE = 1e9  # an item's value: a count summed over a period's reports, a level or yes answers
+MAX_COUNT = 1_000_000  # completeness counts (reporters)
+MAX_VERSION = 2**31 - 1
+MAX_ID, MAX_NAME, MAX_LABEL = 100, 200, 300
+FIRST_YEAR, LAST_YEAR = 1900, 2999
+_ITEM_CODE = re.compile(ITEM_CODE)
 
 FLAG_WEIGHT = {"high": 2, "rising": 1, "new": 1}
 PERSISTENT_WEIGHT = 10
@@ -49,6 +67,14 @@ class AnalysisNotFound(AnalysisError):
 
 class MeasureNotFound(AnalysisError):
     """No measure with that id."""
+
+
+class TextRefused(AnalysisError):
+    """Free text that looks like personal data or holds control characters (``errors`` name each field)."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__(", ".join(dict.fromkeys(e["field"] for e in errors)))
+        self.errors = errors
 
 
 class InvalidMeasure(AnalysisError):
@@ -97,6 +123,71 @@ def scoped_overrides(overrides: Mapping[str, Mapping[str, int]], municipality: s
     return out
 
 
+# --- what a picture may carry --------------------------------------------------------------
+
+def _text_fault(text: str, limit: int) -> str | None:
+    if len(text) > limit:
+        return "too_long"
+    return "control_character" if has_control_characters(text) else None
+
+
+def stored_id(text: str, limit: int = MAX_ID) -> bool:
+    """Whether an id could be one this service stores: it fits its column and holds no control character."""
+    return _text_fault(text, limit) is None
+
+
+def _number_ok(value: float, top: float) -> bool:
+    return math.isfinite(value) and 0 <= value <= top
+
+
+def picture_faults(pic: PictureData) -> list[str]:
+    """Why a picture cannot be analysed (see the module docstring); empty when it can.
+
+    Each fault is ``field: reason`` with no text of the picture in it (it ends up in logs and
+    dead-letter headers): an item is named only by a code that is a checklist code.
+    """
+    faults = [f"{name}: {why}" for name, text, limit in (
+        ("municipality_id", pic.municipality_id, MAX_ID), ("area_id", pic.area_id, MAX_ID),
+        ("area_name", pic.area_name, MAX_NAME)) if (why := _text_fault(text, limit))]
+    try:
+        period = Period.parse(pic.period)
+    except ValueError:  # PeriodError, or a year no date has (0000)
+        faults.append("period: not_a_period")
+    else:
+        if period.kind not in ("week", "biweek"):
+            faults.append("period: not_a_reporting_period")
+        elif not FIRST_YEAR <= period.start.year <= LAST_YEAR:
+            faults.append("period: out_of_range")
+    if not 1 <= pic.version <= MAX_VERSION:
+        faults.append("version: out_of_range")
+    if len(pic.items) > MAX_ITEMS:
+        return [*faults, "items: too_many"]
+    for code, it in pic.items.items():
+        if not _ITEM_CODE.match(code) or code != it.item:
+            faults.append("items: not_an_item_code")
+            continue
+        if not _number_ok(it.value, MAX_VALUE):
+            faults.append(f"items.{code}.value: out_of_range")
+        if any(_text_fault(label, MAX_LABEL) for label in (it.label_sv, it.label_en)):
+            faults.append(f"items.{code}.label: not_a_label")
+    c = pic.completeness
+    for name in ("expected", "received", "on_time", "late", "nothing_to_report"):
+        if not 0 <= getattr(c, name) <= MAX_COUNT:
+            faults.append(f"completeness.{name}: out_of_range")
+    if not _number_ok(c.rate, MAX_COUNT):
+        faults.append("completeness.rate: out_of_range")
+    return faults
+
+
+def picture_value(point: Point | None) -> float | None:
+    """A stored item's value, or None when there is none or it is no finite number 0 … ``MAX_VALUE``
+    (stored before ``picture_faults`` refused such pictures): it then counts as no value."""
+    value = point.get("value") if point else None
+    if value.__class__ is bool or not isinstance(value, int | float):
+        return None
+    return float(value) if _number_ok(value, MAX_VALUE) else None
+
+
 # --- periods --------------------------------------------------------------------------------
 
 def analysis_period_of(reporting_period: Period, kind: AnalysisKind) -> Period:
@@ -108,10 +199,13 @@ def parse_analysis_period(text: str) -> Period:
     """Parse a quarter or tertial id; raises NotAnAnalysisPeriod otherwise."""
     try:
         p = Period.parse(text)
-    except PeriodError as exc:
-        raise NotAnAnalysisPeriod(str(exc)) from exc
+    except ValueError as exc:  # PeriodError, or a year no date has (0000)
+        raise NotAnAnalysisPeriod(str(exc) if isinstance(exc, PeriodError) else f"not a period id: {text!r}"
+                                  ) from exc
     if p.kind not in ("quarter", "tertial"):
         raise NotAnAnalysisPeriod(f"{text!r} is not a quarter (2026-Q4) or tertial (2026-T3)")
+    if not FIRST_YEAR <= p.start.year <= LAST_YEAR:  # its history reaches back, its end forward
+        raise NotAnAnalysisPeriod(f"{text!r} is not between {FIRST_YEAR} and {LAST_YEAR}")
     return p
 
 
@@ -242,9 +336,10 @@ def trend(history: History, item: str, periods: Sequence[Period]) -> list[TrendP
         point = history.get(p.id, {}).get(item)
         if p.id not in history:
             out.append(TrendPoint(p.id, None, None))
+        elif point is None or point.get("value") is None:
+            out.append(TrendPoint(p.id, 0.0, point.get("flag") if point else None))
         else:
-            out.append(TrendPoint(p.id, float(point["value"]) if point and point.get("value") is not None else 0.0,
-                                  point.get("flag") if point else None))
+            out.append(TrendPoint(p.id, picture_value(point), point.get("flag")))
     return out
 
 
@@ -300,8 +395,9 @@ def flag_counts(history: History, periods: Sequence[Period]) -> tuple[int, int, 
                 high += 1
             elif flag:
                 other += 1
-            if point.get("value") is not None:
-                top = max(top, float(point["value"]))
+            value = picture_value(point)
+            if value is not None:
+                top = max(top, value)
     return high, other, top
 
 
@@ -366,7 +462,12 @@ def in_force(start: date, end: date | None, status: str, period: Period) -> bool
 
 
 def check_measure_dates(start: date, end: date | None) -> None:
-    """A measure cannot end before it starts."""
+    """A measure falls in the years 1900–2999 and cannot end before it starts."""
+    for name, day in (("start", start), ("end", end)):
+        if day is not None and not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise InvalidMeasure(f"{name} must be between {FIRST_YEAR} and {LAST_YEAR}",
+                                 f"{'startdatum' if name == 'start' else 'slutdatum'} måste ligga mellan "
+                                 f"{FIRST_YEAR} och {LAST_YEAR}", name)
     if end is not None and end < start:
         raise InvalidMeasure("end must not be before start", "slutdatum får inte ligga före startdatum", "end")
 

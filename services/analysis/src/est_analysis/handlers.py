@@ -16,8 +16,9 @@ from est_shared import subjects
 from est_shared.bus import PoisonEvent
 from est_shared.db import mark_processed, transaction
 from est_shared.events import AlertData, AnalysisPublished, CloudEvent, PicturePublished, new_event
+from est_shared.freetext import free_text_errors
 from est_shared.org import OrgSnapshot, Principal
-from est_shared.periods import THURSDAY_RULE_EN, THURSDAY_RULE_SV, Period, PeriodError, local_date, reporting_kind
+from est_shared.periods import THURSDAY_RULE_EN, THURSDAY_RULE_SV, Period, local_date, reporting_kind
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +30,7 @@ from est_analysis.domain import (
     InvalidMeasure,
     MeasureNotFound,
     Rule,
+    TextRefused,
     UnknownMunicipality,
     check_measure_dates,
     completeness_summary,
@@ -40,9 +42,12 @@ from est_analysis.domain import (
     measure_effect,
     parse_analysis_period,
     persistent_problems,
+    picture_faults,
+    picture_value,
     rank_areas,
     rule_for,
     scoped_overrides,
+    stored_id,
     summary_text,
     timeline,
     trend,
@@ -53,6 +58,7 @@ from est_analysis.settings import AnalysisSettings
 log = logging.getLogger("est.analysis")
 
 SOURCE = "/est/analysis"
+ANALYSIS_ID = 200  # characters of an analysis id (its column)
 NEED_SCORE_SV = ("Behovspoäng = 10 per bestående problem + 2 per punkt-period flaggad 'hög' + 1 per annan "
                  "flaggad punkt-period (ökande/ny) under perioden.")
 NEED_SCORE_EN = ("Need score = 10 per persistent problem + 2 per item-period flagged 'high' + 1 per other "
@@ -103,12 +109,10 @@ async def apply_picture(s: AsyncSession, event: CloudEvent[PicturePublished], *,
     ``emit=False`` (rebuild) updates the problem states exactly as live but queues no alerts.
     """
     pic = event.data.picture
-    try:
-        period = Period.parse(pic.period)
-    except PeriodError as exc:
-        raise PoisonEvent(f"picture with invalid period {pic.period!r}") from exc
-    if period.kind not in ("week", "biweek"):
-        raise PoisonEvent(f"picture period {pic.period!r} is not a reporting period")
+    faults = picture_faults(pic)
+    if faults:  # the reasons only: the picture's own text never goes to logs or dead-letter headers
+        raise PoisonEvent("; ".join(faults)[:400])
+    period = Period.parse(pic.period)
     if not await mark_processed(s, db.processed, consumer=ctx.settings.durable, event_id=event.id):
         return "duplicate", 0
     current = await db.picture_version(s, pic.area_id, period.id)
@@ -121,12 +125,23 @@ async def apply_picture(s: AsyncSession, event: CloudEvent[PicturePublished], *,
     await db.put_picture(s, {
         "area_id": pic.area_id, "period": period.id, "municipality_id": pic.municipality_id,
         "area_name": pic.area_name, "kind": period.kind, "period_start": period.start,
-        "version": pic.version, "items": items, "completeness": pic.completeness.model_dump(mode="json"),
+        "version": pic.version, "items": items,
+        "completeness": pic.completeness.model_dump(mode="json", include=COMPLETENESS_COUNTS),
         "event_id": event.id, "updated_at": utcnow()}, exists=current is not None)
     queued = await reconcile_alerts(s, ctx=ctx, municipality_id=pic.municipality_id, area_id=pic.area_id,
                                     area_name=pic.area_name, kind=period.kind, changed=period,
                                     last_before=Period.parse(last_before) if last_before else None, emit=emit)
     return "applied", queued
+
+
+# what the analysis reads of a picture's completeness (not who is missing: it names no person)
+COMPLETENESS_COUNTS = {"expected", "received", "on_time", "late", "nothing_to_report", "rate"}
+
+
+def _value_or_zero(point: dict[str, Any] | None) -> float | None:
+    """An item's value for a measure's effect: 0 when the picture does not have the item, None when its
+    stored value is unusable (that period is then skipped)."""
+    return 0.0 if not point or point.get("value") is None else picture_value(point)
 
 
 def _alert_message(item_sv: str, item_en: str, area: str, rule: Rule, flagged: list[str], *,
@@ -336,8 +351,8 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
                 out = _measure_out(m)
                 actor = snap.actors.get(m["responsible_actor"])
                 out["responsible_actor_name"] = actor.name if actor else m["responsible_actor"]
-                series = {item: [(Period.parse(r["period"]), float((r["items"].get(item) or {}).get("value") or 0))
-                                 for r in around] for item in m["items"]}
+                series = {item: [(Period.parse(r["period"]), v) for r in around
+                                 if (v := _value_or_zero(r["items"].get(item))) is not None] for item in m["items"]}
                 out["effect"] = [asdict(measure_effect(item, series[item], m["start"],
                                                        max_periods=ctx.settings.effect_max_periods,
                                                        as_of=ap.end)) for item in m["items"]]
@@ -399,6 +414,8 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
 
 async def get_analysis(*, ctx: Context, analysis_id: str) -> dict[str, Any]:
     """A stored analysis body; ``{municipality}:{period}`` gives the latest revision."""
+    if not stored_id(analysis_id, ANALYSIS_ID):  # no analysis has it (and PostgreSQL refuses a NUL in a query)
+        raise AnalysisNotFound(analysis_id)
     async with ctx.sessions() as s:
         row = await db.get_analysis(s, analysis_id)
     if row is None:
@@ -408,6 +425,8 @@ async def get_analysis(*, ctx: Context, analysis_id: str) -> dict[str, Any]:
 
 async def list_analyses(*, ctx: Context, municipality_id: str) -> list[dict[str, Any]]:
     """Short descriptions of a municipality's analyses, newest first."""
+    if not stored_id(municipality_id):
+        return []
     async with ctx.sessions() as s:
         rows = await db.list_analyses(s, municipality_id)
     return [{"id": r["id"], "municipality_id": r["municipality_id"], "period": r["period"],
@@ -457,10 +476,22 @@ async def auto_compile_due(*, ctx: Context) -> list[str]:
 
 MEASURE_FIELDS = ("title", "description", "items", "responsible_actor", "decided_by", "start", "end", "hours",
                   "money_sek", "status")
+# the free texts of a measure (read by the styrgrupp, the beredningsgrupp and in every report): may hold line breaks?
+MEASURE_TEXTS = {"title": False, "description": True, "decided_by": False, "reason": True}
+
+
+def _check_texts(values: dict[str, Any]) -> None:
+    """Refuse free text that looks like personal data or holds control characters (``TextRefused``)."""
+    texts = {f"body.{k}": v for k in MEASURE_TEXTS if isinstance(v := values.get(k), str)}
+    errors = free_text_errors(texts, multiline={f"body.{k}" for k, lines in MEASURE_TEXTS.items() if lines})
+    if errors:
+        raise TextRefused(errors)
 
 
 def _validate_measure(snap: OrgSnapshot, values: dict[str, Any]) -> None:
     check_measure_dates(values["start"], values.get("end"))
+    if not stored_id(values["responsible_actor"]):
+        raise InvalidMeasure("not an actor id", "inget aktörs-id", "responsible_actor")
     if snap.actors and values["responsible_actor"] not in snap.actors:
         raise InvalidMeasure(f"unknown actor {values['responsible_actor']!r}",
                              f"okänd aktör {values['responsible_actor']!r}", "responsible_actor")
@@ -474,7 +505,8 @@ def _validate_measure(snap: OrgSnapshot, values: dict[str, Any]) -> None:
 
 
 async def create_measure(*, ctx: Context, principal: Principal, values: dict[str, Any]) -> dict[str, Any]:
-    """Record a measure decided by the styrgrupp."""
+    """Record a measure decided by the styrgrupp (its free texts checked first: nothing is stored if refused)."""
+    _check_texts(values)
     snap = ctx.snapshot()
     area = snap.areas.get(values["area_id"])
     if area is None:
@@ -503,7 +535,9 @@ def _jsonable(v: Any) -> Any:
 
 async def update_measure(*, ctx: Context, principal: Principal, measure_id: str, changes: dict[str, Any],
                          reason: str) -> dict[str, Any]:
-    """Re-decide a measure: apply changed fields and record who, when, what and why in its history."""
+    """Re-decide a measure: apply changed fields and record who, when, what and why in its history
+    (its free texts and the reason checked first: nothing is stored if refused)."""
+    _check_texts({**changes, "reason": reason})
     async with transaction(ctx.sessions) as s:
         row = await db.get_measure(s, measure_id)
         if row is None:
@@ -528,6 +562,8 @@ async def update_measure(*, ctx: Context, principal: Principal, measure_id: str,
 
 async def get_measure(*, ctx: Context, measure_id: str) -> dict[str, Any]:
     """A measure by id."""
+    if not stored_id(measure_id):
+        raise MeasureNotFound(measure_id)
     async with ctx.sessions() as s:
         row = await db.get_measure(s, measure_id)
     if row is None:
@@ -538,6 +574,8 @@ async def get_measure(*, ctx: Context, measure_id: str) -> dict[str, Any]:
 async def list_measures(*, ctx: Context, area_id: str | None = None, municipality_id: str | None = None,
                         area_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """Measures of an area or municipality."""
+    if not all(stored_id(x) for x in (area_id or "", municipality_id or "", *(area_ids or ()))):
+        return []
     async with ctx.sessions() as s:
         rows = await db.list_measures(s, area_id=area_id, municipality_id=municipality_id, area_ids=area_ids)
     return [_measure_out(r) for r in rows]
