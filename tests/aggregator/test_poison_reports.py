@@ -263,3 +263,22 @@ def test_a_stored_value_that_cannot_be_tallied_is_left_out_of_the_sums() -> None
     totals = sums.totals(items["skadegorelse"])
     assert (totals.value, totals.reports, totals.places) == (2, 1, {"centrum": 1})
     assert sums.totals(items["klotter"]).value == 1.0
+
+
+def test_a_count_is_bounded_by_its_checklist_items_own_bound() -> None:
+    """A checklist item may allow more than the default 10,000; the aggregator reads that bound, not its own."""
+    from est_aggregator.domain import report_faults
+    from est_shared.checklists import Checklist, ChecklistItem
+    from est_shared.events import Answer, ReportSubmitted
+
+    big = Checklist(id="stor", version=1, name_sv="Stor", name_en="Big", items=[
+        ChecklistItem(code="nedskrapning_kg", label_sv="Skräp (kg)", label_en="Litter (kg)", answer="count",
+                      max_count=50_000)])
+
+    def report(value: int) -> ReportSubmitted:
+        return ReportSubmitted(report_id="r", municipality_id="m", area_id="a", period="2026-W48",
+                               checklist=big.ref, answers={"nedskrapning_kg": Answer(value=value)},
+                               reporter_id="p", actor_id="x", received_at="2026-11-30T08:00:00Z")
+
+    assert report_faults(report(40_000), big) == []
+    assert report_faults(report(50_001), big) == ["answers.nedskrapning_kg.value: count_out_of_range"]

@@ -20,7 +20,8 @@ Rules in short (each function's docstring has the detail):
   a reporter is late when all their reports for the period came after the deadline (or the
   intake marked them late); the rate is expected reporters heard from / expected.
 * Only what can be tallied is stored (``report_faults``): as the report's checklist says, a count
-  is an integer 0 … ``MAX_COUNT`` (10,000 per item and report), a level an integer 0–3, a yes/no
+  is an integer 0 … the item's ``max_count`` (10,000 per item and report unless the checklist sets
+  its own), a level an integer 0–3, a yes/no
   answer a boolean (with a checklist unknown here: any of them within those bounds); an item the
   checklist does not have, more than ``MAX_ANSWERS`` answers, more than ``MAX_PLACES`` places
   or an id longer than its column refuses the whole report. A stored value outside those bounds
@@ -36,7 +37,14 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from est_shared.checklists import DEFAULT_CHECKLIST, LEVELS, Checklist, ChecklistItem
+from est_shared.checklists import (
+    DEFAULT_CHECKLIST,
+    DEFAULT_MAX_COUNT,
+    LEVELS,
+    MAX_COUNT_CEILING,
+    Checklist,
+    ChecklistItem,
+)
 from est_shared.events import Completeness, ItemSummary, PictureData, ReportSubmitted
 from est_shared.freetext import has_control_characters
 from est_shared.periods import Period
@@ -164,7 +172,7 @@ def effective_reports(reports: Iterable[ReportRecord], superseded: Iterable[str]
     return [r for r in reports if r.report_id not in gone]
 
 
-MAX_COUNT = 10_000  # a count per item and report (the contract's bound)
+MAX_COUNT = DEFAULT_MAX_COUNT  # a count per item and report, unless the checklist item sets its own bound
 MAX_ANSWERS = 100
 MAX_PLACES = 100  # per answer
 MAX_PLACE = 200  # characters of a place id
@@ -206,7 +214,8 @@ def report_faults(data: ReportSubmitted, checklist: Checklist | None, *, max_cou
             faults.append("answers: unknown_item")
             continue
         where = f"answers.{code}" if item is not None else "answers.<item>"
-        why = _value_fault(item.answer if item is not None else None, answer.value, max_count)
+        bound = item.max_count if item is not None and item.max_count else max_count  # the checklist's own
+        why = _value_fault(item.answer if item is not None else None, answer.value, bound)
         if why is not None:
             faults.append(f"{where}.value: {why}")
         if len(answer.places) > MAX_PLACES:
@@ -225,7 +234,7 @@ def _number(value: Any) -> float | None:
     """An answer's value to sum (yes = 1), or None when it cannot be tallied (see ``report_faults``)."""
     if value.__class__ is bool:
         return 1.0 if value else 0.0
-    if isinstance(value, int | float) and 0 <= value <= MAX_COUNT:  # NaN fails the comparison
+    if isinstance(value, int | float) and 0 <= value <= MAX_COUNT_CEILING:  # NaN fails the comparison
         return float(value)
     return None
 
