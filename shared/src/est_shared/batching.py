@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from est_shared.bus import Handler, PoisonEvent, _dead_letter, parse_event, process_message
 from est_shared.events import EVENT_TYPES, CloudEvent, EventData
-from est_shared.observability import BusMetrics
+from est_shared.observability import BusMetrics, error_name
 from est_shared.subjects import StreamDef
 
 log = logging.getLogger("est.bus")
@@ -222,7 +222,7 @@ async def process_batch(raws: Sequence[Any], *, service: str, handle_batch: Batc
             refused = await handle_batch([event for _, event in good]) or {}
     except Exception as exc:
         log.warning("batch failed, settling its events one by one",
-                    extra={"events": len(good), "error": repr(exc)[:300]})
+                    extra={"events": len(good), "error": error_name(exc)})
         for raw, _event in good:
             await process_message(OneMessage(raw), service=service, handle=handle_one, metrics=metrics,
                                   max_deliver=max_deliver, js=js)
@@ -327,7 +327,7 @@ class BatchConsumer:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # connection lost, server busy: the durable keeps our place
-            log.warning("fetch failed, will retry", extra={"durable": self.durable, "error": repr(exc)[:200]})
+            log.warning("fetch failed, will retry", extra={"durable": self.durable, "error": error_name(exc)})
             await asyncio.sleep(1.0)
             return []
 

@@ -23,7 +23,7 @@ from nats.js.api import PubAck, StorageType, StreamConfig
 from pydantic import ValidationError
 
 from est_shared.events import EVENT_TYPES, CloudEvent, EventData
-from est_shared.observability import BusMetrics, correlation_id
+from est_shared.observability import BusMetrics, correlation_id, error_name
 from est_shared.subjects import STREAMS, StreamDef, dead_letter, stream_for
 
 log = logging.getLogger("est.bus")
@@ -173,7 +173,7 @@ async def process_message(msg: Any, *, service: str, handle: Handler, metrics: B
         return
     except Exception as exc:  # transient until proven otherwise: retry with backoff, then give up loudly
         # only the error's class goes to logs and headers: messages can quote event data (free text)
-        error = _error_name(exc)
+        error = error_name(exc)
         if delivered >= max_deliver:
             log.error("event failed %s times, dead-lettering", delivered,
                       extra={"subject": raw.subject, "error": error})
@@ -190,12 +190,6 @@ async def process_message(msg: Any, *, service: str, handle: Handler, metrics: B
             correlation_id.reset(token)
     metrics.events.labels(etype, "ok").inc()
     await msg.ack()
-
-
-def _error_name(exc: BaseException) -> str:
-    """The class of an error and of its cause, e.g. ``IntegrityError(UniqueViolationError)``."""
-    inner = getattr(exc, "orig", None) or exc.__cause__
-    return f"{type(exc).__name__}({type(inner).__name__})" if inner is not None else type(exc).__name__
 
 
 async def _dead_letter(js: JetStreamContext, msg: Any, *, service: str, reason: str, error: str,

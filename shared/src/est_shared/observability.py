@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import sys
+import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -39,9 +40,40 @@ class JsonFormatter(logging.Formatter):
         for k, v in record.__dict__.items():
             if k not in self._skip and not k.startswith("_"):
                 out[k] = v if isinstance(v, str | int | float | bool | type(None)) else str(v)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            out["exc"] = safe_traceback(record.exc_info[1])
         return json.dumps(out, ensure_ascii=False)
+
+
+def error_name(exc: BaseException) -> str:
+    """The class of an error and of its cause, e.g. ``IntegrityError(UniqueViolationError)``: what logs,
+    headers and ledgers say of an error, since its message can quote data (a driver quotes the statement's
+    parameters, a validation error the value it refused)."""
+    inner = getattr(exc, "orig", None) or exc.__cause__
+    return f"{type(exc).__name__}({type(inner).__name__})" if inner is not None else type(exc).__name__
+
+
+def safe_traceback(exc: BaseException) -> str:
+    """A traceback without the exceptions' messages: where it happened (file, line, function, the source
+    line) and which error classes, chained causes included, but none of the values an error quotes."""
+    lines: list[str] = []
+    seen: set[int] = set()
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    for i, err in enumerate(reversed(chain)):
+        if i:
+            lines.append("The above error led to:")
+        lines.append("Traceback (most recent call last):")
+        for frame in traceback.extract_tb(err.__traceback__):
+            lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+            if frame.line:
+                lines.append(f"    {frame.line}")
+        lines.append(f"{type(err).__module__}.{type(err).__qualname__} (message withheld: it may quote data)")
+    return "\n".join(lines)
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:

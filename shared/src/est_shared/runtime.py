@@ -35,7 +35,7 @@ from est_shared.http import (
     bearer_principal,
     install_problem_handlers,
 )
-from est_shared.observability import BusMetrics, setup_logging, watch_loop
+from est_shared.observability import BusMetrics, error_name, setup_logging, watch_loop
 from est_shared.org import Directory, OrgSnapshot
 from est_shared.settings import ServiceSettings
 from est_shared.subjects import ORG, ORG_CHANGED
@@ -240,6 +240,6 @@ class ServiceRuntime:
                 await self.broker.connect()
                 return
             except Exception as exc:
-                log.warning("NATS not reachable yet, retrying", extra={"error": repr(exc)[:200]})
+                log.warning("NATS not reachable yet, retrying", extra={"error": error_name(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any, Literal
 
 from est_shared.http import Problem, require_area, require_role
+from est_shared.observability import error_name
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.runtime import ServiceRuntime
 from fastapi import APIRouter, Depends, Query
@@ -204,7 +205,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
                 pdf = await html_to_pdf(render_report(body, lang=lang, for_print=True), binary=binary,
                                         timeout=ctx.settings.browser_timeout_seconds)
             except (BrowserFailed, OSError) as exc:
-                log.warning("pdf rendering failed", extra={"analysis": analysis_id, "error": str(exc)})
+                log.warning("pdf rendering failed", extra={"analysis": analysis_id, "error": error_name(exc)})
                 raise Problem(503, "PDF rendering failed",
                               "Webbläsaren kunde inte skriva ut rapporten; försök igen senare eller använd "
                               "report.html. / The browser could not print the report; try again later or use "

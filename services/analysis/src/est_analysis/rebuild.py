@@ -19,6 +19,7 @@ from typing import Any
 import nats
 from est_shared.bus import PoisonEvent, parse_event
 from est_shared.db import lock_schema, make_engine, session_factory, transaction
+from est_shared.observability import error_name
 from est_shared.org import OrgSnapshot
 from est_shared.subjects import PICTURES
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -105,7 +106,7 @@ async def _replay(s: Any, raw: bytes, *, ctx: Context, result: RebuildResult) ->
             return
         outcome, _ = await apply_picture(s, event, ctx=ctx, emit=False)  # type: ignore[arg-type]
     except PoisonEvent as exc:
-        log.warning("rebuild skipped an invalid event", extra={"error": str(exc)[:200]})
+        log.warning("rebuild skipped an invalid event", extra={"error": error_name(exc)})
         result.skipped += 1
         return
     setattr(result, outcome, getattr(result, outcome) + 1)

@@ -21,6 +21,7 @@ from est_shared.db import (
     retry_busy,
     utcnow,
 )
+from est_shared.observability import error_name
 from est_shared.org import OrgSnapshot
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -309,7 +310,7 @@ class LocalLedger:
             moved: int = await loop.run_in_executor(self._executor, self._move_rows)
         except Exception as exc:  # e.g. a full disk: the rows stay in reports_recent, still found there
             self._retry_at = loop.time() + self.MOVE_RETRY
-            log.warning("could not move ledger rows", extra={"error": repr(exc)[:200]})
+            log.warning("could not move ledger rows", extra={"error": error_name(exc)})
             return 0
         self.recent = max(0, (self.recent or 0) - moved)
         self.moves += 1
@@ -456,7 +457,7 @@ class ReportLedger:
             except Exception as exc:
                 if not batch:
                     batch, self._writes = self._writes, []
-                log.warning("recording accepted reports failed", extra={"error": repr(exc)[:200],
+                log.warning("recording accepted reports failed", extra={"error": error_name(exc),
                                                                         "rows": sum(len(r) for r, _ in batch)})
                 for _, fut in batch:
                     if not fut.done():
