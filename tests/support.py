@@ -157,6 +157,23 @@ class WebhookReceiver:
         self.thread.join(5)
 
 
+def child_processes(parent: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is ``parent`` (from /proc: only this test's own)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
+        if ppid == str(parent):
+            found.append((int(entry.name), args))
+    return found
+
+
 def port_open(port: int) -> bool:
     import socket
 
