@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from est_notifier import handlers
+from est_notifier.domain import WEBHOOK_URL_MAX
 from est_notifier.egress import AllowList, address_refusal, literal_address
 from est_notifier.settings import NotifierSettings
 from est_shared.natsserver import NatsServer
@@ -22,6 +23,7 @@ from notifier_helpers import (
     Running,
     eventually,
     make_org,
+    notifier_db,
     notifier_settings,
     picture_event,
     picture_subject,
@@ -87,7 +89,7 @@ MALFORMED = {
     "javascript": "javascript:alert(1)",
     "no host": "https:///hook",
     "port out of range": "http://example.org:70000/hook",
-    "longer than 2,000 characters": "https://example.org/" + "a" * 2000,
+    "longer than 590 characters": "https://example.org/" + "a" * 571,
 }
 
 
@@ -396,3 +398,26 @@ async def test_a_declared_webhook_of_a_reporter_is_skipped_and_a_stored_one_ends
         assert 'est_notifier_declared_subscriptions_invalid_total{reason="webhook_role"} 1.0' in metrics
         assert 'est_notifier_declared_subscriptions_invalid_total{reason="webhook_target"} 1.0' in metrics
         assert 'est_notifier_subscriptions_ended_total{reason="webhook_role_lost"} 1.0' in metrics
+
+
+@pytest.mark.postgres
+async def test_the_longest_webhook_url_allowed_is_stored_and_delivered_on_postgresql(postgres_url: str) -> None:
+    """The URL bound fits the delivery ledger's target column: no 5xx from PostgreSQL at the bound."""
+    org = make_org()
+    engine, sessions, tables = await notifier_db(postgres_url)
+    try:
+        url = f"https://{PUBLIC}/" + "a" * (WEBHOOK_URL_MAX - len(f"https://{PUBLIC}/"))
+        assert len(url) == WEBHOOK_URL_MAX
+        owner = next(p for p in org.snapshot.people.values() if "key_function" in p.roles)
+        caller = handlers.caller_for(org.snapshot, owner.id)
+        assert caller is not None
+        sub = await handlers.create_subscription(
+            sessions=sessions, tables=tables, caller=caller, snapshot=org.snapshot, spec={
+                "name": "lång", "scope": {"municipality_id": org.m, "area_ids": [org.a1]},
+                "events": ["picture.published"], "channel": {"type": "webhook", "url": url, "secret": "s"},
+                "digest": "immediate", "language": "sv"})
+        assert await handlers.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c",
+                                      sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
+        assert sub["channel"]["url"] == url
+    finally:
+        await engine.dispose()

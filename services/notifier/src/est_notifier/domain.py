@@ -138,7 +138,7 @@ def verify(secret: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, body), signature)
 
 
-WEBHOOK_URL_MAX = 2000
+WEBHOOK_URL_MAX = 590  # "webhook:" + the URL is the delivery ledger's channel_target, a column of 600
 HOST_MAX = 253
 
 
