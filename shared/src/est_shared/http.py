@@ -39,6 +39,25 @@ class Problem(Exception):
 
 
 MAX_INSTANCE = 256
+WITHHELD_DETAIL = ("Begäran kunde inte utföras. Felbeskrivningen visas inte eftersom den skulle upprepa något som "
+                   "ser ut som en personuppgift. / The request could not be carried out. The description is not shown "
+                   "because it would repeat something that looks like personal data.")
+WITHHELD_MESSAGE = "värdet visas inte (det ser ut som en personuppgift) / value not shown (it looks like personal data)"
+
+
+def _withheld(text: str, instead: str) -> str:
+    """``text``, unless it would echo something that looks like personal data (an id a caller typed)."""
+    return instead if find_personal_data(text) else text
+
+
+def _safe_error(error: dict[str, Any]) -> dict[str, Any]:
+    """A field error whose message and field name echo nothing that looks like personal data."""
+    out = dict(error)
+    for key in ("message", "field"):
+        value = out.get(key)
+        if isinstance(value, str) and find_personal_data(value):
+            out[key] = WITHHELD_MESSAGE if key == "message" else "(withheld)"
+    return out
 
 
 def safe_instance(path: str) -> bool:
@@ -50,11 +69,12 @@ def safe_instance(path: str) -> bool:
 def problem_response(status: int, title: str, detail: str = "", *, errors: list[dict[str, Any]] | None = None,
                      headers: dict[str, str] | None = None, instance: str | None = None,
                      **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail or title}
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status,
+                            "detail": _withheld(detail or title, WITHHELD_DETAIL)}
     if instance and safe_instance(instance):
         body["instance"] = instance
     if errors:
-        body["errors"] = errors
+        body["errors"] = [_safe_error(e) for e in errors]
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
