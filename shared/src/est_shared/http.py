@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -98,7 +98,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def add_ops_routes(app: FastAPI, *, registry: CollectorRegistry,
-                   ready: Callable[[], Awaitable[dict[str, bool | str]]]) -> None:
+                   ready: Callable[[], Awaitable[Mapping[str, bool | str]]]) -> None:
     """``/healthz`` (alive), ``/readyz`` (dependencies ok) and ``/metrics`` (Prometheus), no token needed.
 
     A check is True (ok), False (unavailable: 503) or a text saying how it is degraded: the service still
