@@ -6,10 +6,13 @@ est_intake_org_file_skipped, /readyz degraded) until it is applied on purpose (`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from est_intake import db
 from est_intake.handlers import StartupFile, apply_org, unchanged_startup_file
@@ -156,3 +159,23 @@ async def test_the_demo_organisation_is_not_applied_again_when_est_up_demo_resta
         await org.apply(_without(demo, "sara"))  # changed through the API
         path = write_demo_org(tmp_path / "demo-org.yaml")  # the next start
         assert await org.unchanged(StartupFile.of(path.read_bytes(), path.name))
+
+
+@pytest.mark.postgres
+async def test_intake_replicas_started_together_with_one_start_up_file_make_one_version(
+        tmp_path: Path, fresh_nats: NatsServer, postgres_url: str) -> None:
+    """Three replicas on one database, started at once with the same file: one applies it, the others find it
+    in effect; a restart of all three changes nothing."""
+    replicas = []
+    for i in range(3):
+        (tmp_path / str(i)).mkdir()
+        replicas.append(settings_for(tmp_path / str(i), fresh_nats.url, make_org(), database_url=postgres_url))
+    for _ in range(2):
+        async with contextlib.AsyncExitStack() as stack:
+            started = await asyncio.gather(*(stack.enter_async_context(running(s)) for s in replicas))
+            for client, _app in started:
+                assert (await client.get("/v1/me", headers=auth("anna"))).status_code == 200
+                assert (await client.get("/readyz")).json()["status"] == "ok"
+            client = started[0][0]
+            h = (await client.get("/v1/admin/org/history", headers=auth("admin"))).json()["versions"]
+            assert [v["version"] for v in h] == [1]
