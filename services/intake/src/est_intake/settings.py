@@ -20,9 +20,9 @@ class IntakeSettings(ServiceSettings):
         "intake", "org_file", None, "organisation file (YAML) applied at start-up when its content changed "
         "since it was last applied, and never over a version made since by other means (README)")
     max_org_body_bytes: int = service_field(  # type: ignore[assignment]
-        "intake", "max_org_body_bytes", 32 * 1024 * 1024,
-        "largest organisation file PUT /v1/admin/org accepts, in bytes (413 above); the other routes keep "
-        "max_body_bytes")
+        "intake", "max_org_body_bytes", 20_000_000,
+        "largest organisation file PUT /v1/admin/org accepts, in bytes (413 above; the web gateway's limit for "
+        "the path, EST_WEB_BODY_LIMITS, is the same by default); the other routes keep max_body_bytes")
     org_snapshots_kept: int = Field(  # type: ignore[assignment]
         default=10, ge=2, validation_alias=AliasChoices("EST_INTAKE_ORG_SNAPSHOTS_KEPT", "org_snapshots_kept"),
         description="organisation versions whose snapshot stays in the EST_ORG_SNAPSHOTS object store (older "
