@@ -20,6 +20,7 @@ import httpx
 import nats
 from est_cli.importer import DEFAULT_NAMESPACE, IMPORT_NAMESPACE, import_namespace, report_uuid
 from est_intake.app import create_app
+from est_shared.natsserver import NatsServer
 from est_shared.periods import Period, current_period
 from est_shared.testing import serve
 
@@ -30,7 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @asynccontextmanager
 async def intake(tmp_path: Path, nats_url: str, area: str = "aimp") -> AsyncIterator[str]:
-    """A running intake with the test organisation (municipality m<area>, area <area>); yields its URL."""
+    """A running intake with the test organisation (municipality m<area>, area <area>); yields its URL.
+
+    Give it a NATS server of the test's own: on a shared one, the organisation versions other tests' intakes
+    made are newer than this one's start-up file, which is then (rightly) not applied over them."""
     app = create_app(settings_for(tmp_path, nats_url, make_org(muni=f"m{area}", area=area, other=f"b{area}")))
     async with serve(app) as base:
         yield base
@@ -80,7 +84,7 @@ async def stored_ids(url: str, subject: str) -> list[str]:
         await nc.close()
 
 
-async def test_est_import_csv_and_jsonl_twice(tmp_path: Path, nats_url: str) -> None:
+async def test_est_import_csv_and_jsonl_twice(tmp_path: Path, fresh_nats: NatsServer) -> None:
     week, at = week_ago(6)
     csv_file = write_csv(tmp_path / "history.csv",
                          ["report_id", "area_id", "period", "reporter_id", "submitted_at", "klotter", "skadegorelse",
@@ -98,7 +102,7 @@ async def test_est_import_csv_and_jsonl_twice(tmp_path: Path, nats_url: str) -> 
                          "nothing_to_report": True})]
     jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    async with intake(tmp_path, nats_url) as base:
+    async with intake(tmp_path, fresh_nats.url) as base:
         code, result, err = await est_import(base, csv_file)
         assert code == 1, err
         assert result["rows"] == 5 and result["accepted"] == 2 and result["already"] == 0
@@ -126,7 +130,7 @@ async def test_est_import_csv_and_jsonl_twice(tmp_path: Path, nats_url: str) -> 
             assert r.json()["results"][0]["replayed"] is True  # the row went in as UUIDv5 of its own id
 
 
-async def test_a_files_own_ids_are_sent_as_uuids_of_its_namespace(tmp_path: Path, nats_url: str) -> None:
+async def test_a_files_own_ids_are_sent_as_uuids_of_its_namespace(tmp_path: Path, fresh_nats: NatsServer) -> None:
     """Row ids like ``1`` would collide between reporters and sources: each is sent as UUIDv5 of the id
     under the import's namespace, a correction's ``supersedes`` too; a UUID in the file stays as it is."""
     week, at = week_ago(5)
@@ -140,12 +144,12 @@ async def test_a_files_own_ids_are_sent_as_uuids_of_its_namespace(tmp_path: Path
     other = write_csv(tmp_path / "other.csv", header, [["1", "ans", week.id, "anna", at, "9", ""]])
     ns = import_namespace(DEFAULT_NAMESPACE)
     assert ns == uuid.uuid5(IMPORT_NAMESPACE, "est-import")
-    async with intake(tmp_path, nats_url, "ans") as base:
+    async with intake(tmp_path, fresh_nats.url, "ans") as base:
         code, result, err = await est_import(base, first)
         assert code == 0 and result["accepted"] == 4, err
         subject = "est.report.submitted.mans.ans"
         sent = [str(uuid.uuid5(ns, n)) for n in ("1", "2", "3")] + [own]
-        assert sorted(await stored_ids(nats_url, subject)) == sorted(sent)
+        assert sorted(await stored_ids(fresh_nats.url, subject)) == sorted(sent)
         code, again, _ = await est_import(base, first)
         assert code == 0 and again["already"] == 4  # the same UUIDs again: idempotent
 
@@ -156,12 +160,12 @@ async def test_a_files_own_ids_are_sent_as_uuids_of_its_namespace(tmp_path: Path
         # ... under a namespace of its own, reports of their own
         code, own_ns, err = await est_import(base, other, "--namespace", "embrace-mimp")
         assert code == 0 and own_ns["accepted"] == 1, err
-        stored = await stored_ids(nats_url, subject)
+        stored = await stored_ids(fresh_nats.url, subject)
         assert stored[-1] == str(uuid.uuid5(uuid.uuid5(IMPORT_NAMESPACE, "embrace-mimp"), "1"))
 
 
 async def test_est_import_refuses_counts_beyond_the_bound_and_names_the_field(tmp_path: Path,
-                                                                              nats_url: str) -> None:
+                                                                              fresh_nats: NatsServer) -> None:
     week, at = week_ago(4)
     huge = "1" + "0" * 400  # 10**400, a 401-digit count
     rows = write_csv(tmp_path / "counts.csv",
@@ -173,7 +177,7 @@ async def test_est_import_refuses_counts_beyond_the_bound_and_names_the_field(tm
     jsonl = tmp_path / "counts.jsonl"
     jsonl.write_text(json.dumps({"report_id": "e", "area_id": "aimp", "period": week.id, "reporter_id": "anna",
                                  "submitted_at": at, "answers": {"skadegorelse": {"value": 10**400}}}) + "\n")
-    async with intake(tmp_path, nats_url) as base:
+    async with intake(tmp_path, fresh_nats.url) as base:
         code, result, err = await est_import(base, rows)
         assert code == 1 and result["accepted"] == 1 and result["rejected"] == 3, err
         written = errors_of(rows)

@@ -18,11 +18,11 @@ def _est(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "est_cli.main", *args], capture_output=True, text=True, timeout=60)
 
 
-def test_org_apply_changes_a_running_system_and_is_idempotent(tmp_path: Path, nats_server: NatsServer) -> None:
+def test_org_apply_changes_a_running_system_and_is_idempotent(tmp_path: Path, fresh_nats: NatsServer) -> None:
     org = e2e_org()
     first = tmp_path / "org.yaml"
     first.write_text(yaml.safe_dump(org, allow_unicode=True))
-    intake = ServiceProcess("intake", {"EST_NATS_URL": nats_server.url, "EST_DATA_DIR": str(tmp_path / "data"),
+    intake = ServiceProcess("intake", {"EST_NATS_URL": fresh_nats.url, "EST_DATA_DIR": str(tmp_path / "data"),
                                        "EST_INTAKE_ORG_FILE": str(first)}, tmp_path / "intake.log").start()
     try:
         assert httpx.get(f"{intake.url}/v1/me", headers={"Authorization": "Bearer t-anna"}).status_code == 200

@@ -132,7 +132,8 @@ def test_alert_rules_cover_lag_dead_letters_failing_deliveries_missing_reports_a
     rules = {r["alert"]: r for r in alert_rules()}
     for name in ("EstConsumerLagHigh", "EstConsumerStuck", "EstEventsDeadLettered", "EstDeadLettersGrowing",
                  "EstDeliveriesFailing", "EstDeliveriesDead", "EstReportsMissing", "EstAreaReportsMissing",
-                 "EstServiceDown", "EstServiceReplicaDown", "EstNatsNodeDown"):
+                 "EstServiceDown", "EstServiceReplicaDown", "EstNatsNodeDown", "EstOutboxEventsSetAside",
+                 "EstOrgVersionBehind", "EstOrgFileSkipped"):
         assert name in rules, name
         assert rules[name]["labels"]["severity"] in {"critical", "warning", "info"}
         assert rules[name]["annotations"]["summary"]

@@ -229,3 +229,25 @@ async def test_notifier_reads_an_ordered_consumer_for_its_live_stream(auth_nats:
     assert not [e for e in errors if "permissions violation" in e.lower()]
     await notifier.close()
     await agg.close()
+
+
+async def test_only_the_intake_writes_organisation_snapshots_and_every_service_reads_them(
+        auth_nats: AuthNats, streams: None) -> None:
+    """The organisation's snapshots (the EST_ORG_SNAPSHOTS object store) need the intake's publish right on
+    $O.EST_ORG_SNAPSHOTS.>; the other services read them through the JetStream API and their inbox."""
+    from est_shared.bus import ORG_SNAPSHOTS, BusUnavailable, get_object, put_object
+
+    snapshot = b'{"version": 1}' + b" " * 300_000  # more than one chunk
+    intake = await connect(auth_nats.url("intake"))
+    await put_object(intake.jetstream(), ORG_SNAPSHOTS, "v1.deploy-check", snapshot)
+    await intake.close()
+    for user in ("aggregator", "notifier", "analysis"):
+        errors: list[str] = []
+        nc = await connect(auth_nats.url(user), errors)
+        assert await get_object(nc.jetstream(), ORG_SNAPSHOTS, "v1.deploy-check") == snapshot
+        assert not [e for e in errors if "permissions violation" in e.lower()], (user, errors)
+        with pytest.raises(BusUnavailable):
+            await put_object(nc.jetstream(), ORG_SNAPSHOTS, f"v2.{user}", b"{}")
+        await asyncio.sleep(0.1)
+        assert any("permissions violation" in e.lower() for e in errors), (user, errors)
+        await nc.close()

@@ -49,10 +49,10 @@ async def post(client: httpx.AsyncClient, body: dict[str, Any], name: str) -> ht
     return await client.post("/v1/reports", json=body, headers=who(name))
 
 
-async def test_a_reporter_cannot_correct_another_reporters_report(tmp_path: Path, nats_url: str) -> None:
+async def test_a_reporter_cannot_correct_another_reporters_report(tmp_path: Path, fresh_nats: NatsServer) -> None:
     """Cilla sends ``supersedes=<Anna's report>`` with nothing in it, which would take Araby's total
     from 9 to 0: a 403 on every way in, and no event is published."""
-    async with running(settings_for(tmp_path, nats_url, org())) as (client, _app):
+    async with running(settings_for(tmp_path, fresh_nats.url, org())) as (client, _app):
         annas = report(answers={"skadegorelse": {"value": 9}})
         assert (await post(client, annas, "anna")).status_code == 202
         hostile = report(answers={}, nothing_to_report=True, supersedes=annas["report_id"])
@@ -67,7 +67,7 @@ async def test_a_reporter_cannot_correct_another_reporters_report(tmp_path: Path
         imported = {**hostile, "reporter_id": "cilla", "submitted_at": datetime.now(UTC).isoformat()}
         i = await client.post("/v1/admin/import", json={"reports": [imported]}, headers=auth("admin"))
         assert i.json()["results"][0]["status"] == 403  # an import is judged as its reporter's own
-        _, event = await last_event(nats_url, SUBJECT)
+        _, event = await last_event(fresh_nats.url, SUBJECT)
         assert event["id"] == annas["report_id"]  # nothing after Anna's report reached the bus
 
         # an id that does not exist gets the very same answer: the 403 tells nothing about the original
@@ -84,9 +84,9 @@ async def test_a_reporter_cannot_correct_another_reporters_report(tmp_path: Path
 
 
 async def test_a_reporter_moved_to_another_area_can_still_correct_her_own_report(tmp_path: Path,
-                                                                                 nats_url: str) -> None:
+                                                                                 fresh_nats: NatsServer) -> None:
     doc = org()
-    async with running(settings_for(tmp_path, nats_url, doc)) as (client, _app):
+    async with running(settings_for(tmp_path, fresh_nats.url, doc)) as (client, _app):
         annas = report(answers={"skadegorelse": {"value": 3}})
         assert (await post(client, annas, "anna")).status_code == 202
         moved = copy.deepcopy(doc)
@@ -98,7 +98,7 @@ async def test_a_reporter_moved_to_another_area_can_still_correct_her_own_report
         fix = report(answers={"skadegorelse": {"value": 2}}, supersedes=annas["report_id"])
         r = await post(client, fix, "anna")
         assert r.status_code == 202, r.text
-        _, event = await last_event(nats_url, SUBJECT)
+        _, event = await last_event(fresh_nats.url, SUBJECT)
         assert event["data"]["supersedes"] == annas["report_id"] and event["data"]["reporter_id"] == "anna"
         elsewhere = report("braas", answers={"tillhall": {"value": True}}, supersedes=annas["report_id"])
         r = await post(client, elsewhere, "anna")
@@ -106,15 +106,15 @@ async def test_a_reporter_moved_to_another_area_can_still_correct_her_own_report
 
 
 async def test_a_key_function_corrects_the_reports_of_her_own_municipality_only(tmp_path: Path,
-                                                                                nats_url: str) -> None:
-    async with running(settings_for(tmp_path, nats_url, org())) as (client, _app):
+                                                                                fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, org())) as (client, _app):
         annas = report(answers={"skadegorelse": {"value": 9}})
         assert (await post(client, annas, "anna")).status_code == 202
         by_kim = report(answers={"skadegorelse": {"value": 0}}, supersedes=annas["report_id"])
         assert (await post(client, by_kim, "kim")).status_code == 403  # key function of Alvesta
         by_bo = report(answers={"skadegorelse": {"value": 1}}, supersedes=annas["report_id"])
         assert (await post(client, by_bo, "bo")).status_code == 202  # key function of Växjö
-        _, event = await last_event(nats_url, SUBJECT)
+        _, event = await last_event(fresh_nats.url, SUBJECT)
         assert event["data"]["reporter_id"] == "bo" and event["data"]["supersedes"] == annas["report_id"]
         by_admin = report(answers={"skadegorelse": {"value": 2}}, supersedes=by_bo["report_id"])
         assert (await post(client, by_admin, "admin")).status_code == 202
@@ -126,8 +126,8 @@ async def test_a_key_function_corrects_the_reports_of_her_own_municipality_only(
 
 
 async def test_a_correction_in_the_same_batch_as_its_original_is_judged_alike(tmp_path: Path,
-                                                                              nats_url: str) -> None:
-    async with running(settings_for(tmp_path, nats_url, org())) as (client, _app):
+                                                                              fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, org())) as (client, _app):
         first = report(answers={"skadegorelse": {"value": 4}})
         fix = report(answers={"skadegorelse": {"value": 5}}, supersedes=first["report_id"])
         r = await client.post("/v1/reports:batch", json={"reports": [first, fix]}, headers=who("anna"))
@@ -140,10 +140,10 @@ async def test_a_correction_in_the_same_batch_as_its_original_is_judged_alike(tm
 
 
 async def test_a_report_accepted_before_the_upgrade_is_corrected_only_by_its_sender(tmp_path: Path,
-                                                                                    nats_url: str) -> None:
+                                                                                    fresh_nats: NatsServer) -> None:
     """The ledger has kept each report's sender and municipality since its first version: a database
     made by that version (its table as it created it, with a row in it) is judged the same way."""
-    settings = settings_for(tmp_path, nats_url, org())
+    settings = settings_for(tmp_path, fresh_nats.url, org())
     (tmp_path / "var").mkdir()
     old_id, at = str(uuid.uuid4()), (datetime.now(UTC) - timedelta(days=1)).isoformat(" ")
     with sqlite3.connect(tmp_path / "var" / "intake.db") as old:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,7 @@ from est_intake.handlers import IntakeMetrics, Submission, apply_org, single_pub
 from est_shared.bus import BusUnavailable
 from est_shared.db import make_engine, session_factory
 from est_shared.events import CloudEvent
-from est_shared.org import OrgSnapshot
+from est_shared.org import OrgSnapshot, SnapshotBlob
 from prometheus_client import CollectorRegistry
 
 from tests.intake.support import make_org, report, rid
@@ -63,18 +64,28 @@ async def test_apply_org_stores_versions_and_outbox_once(tmp_path: Path) -> None
     seen: list[OrgSnapshot] = []
     wakes: list[int] = []
 
+    stored: list[SnapshotBlob] = []
+
     async def on_applied(snap: OrgSnapshot) -> None:
         seen.append(snap)
 
+    async def store(snap: OrgSnapshot) -> SnapshotBlob:
+        stored.append(SnapshotBlob.of(snap))
+        return stored[-1]
+
     first = await apply_org(make_org(), sessions=sessions, applied_by="t", on_applied=on_applied,
-                            wake=lambda: wakes.append(1))
+                            wake=lambda: wakes.append(1), store=store)
     again = await apply_org(make_org(), sessions=sessions, applied_by="t", on_applied=on_applied,
-                            wake=lambda: wakes.append(1))
+                            wake=lambda: wakes.append(1), store=store)
     assert first.changed and first.snapshot.version == 1
     assert not again.changed and again.snapshot.version == 1 and len(wakes) == 1
+    assert [b.version for b in stored] == [1]  # the snapshot is stored once, for the new version only
     async with sessions() as s:
         rows = (await s.execute(db.outbox.select())).all()
         assert [r.event_id for r in rows] == ["org:v1"] and rows[0].subject == "est.org.changed"
+        data = json.loads(rows[0].payload)["data"]  # the event names the stored object, without the snapshot
+        assert data["snapshot_object"] == stored[0].name and data["snapshot_sha256"] == stored[0].sha256
+        assert "snapshot" not in data
         assert [v["version"] for v in await db.org_history(s)] == [1]
     assert [s.version for s in seen] == [1, 1]
     await engine.dispose()

@@ -7,26 +7,11 @@ import copy
 import json
 from pathlib import Path
 
-import nats
 import yaml
 from est_shared.natsserver import NatsServer
 
+from tests.intake.org_support import BILLION_LAUGHS, announced_snapshot, large_org, org_events
 from tests.intake.support import auth, make_org, running, settings_for
-
-
-async def org_events(url: str) -> list[tuple[str, dict]]:
-    """All org events on the stream: (Nats-Msg-Id, CloudEvent)."""
-    nc = await nats.connect(url)
-    out = []
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info("EST_ORG")
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            m = await js.get_msg("EST_ORG", seq)
-            out.append(((m.headers or {}).get("Nats-Msg-Id", ""), json.loads(m.data)))
-    finally:
-        await nc.close()
-    return out
 
 
 async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
@@ -43,7 +28,7 @@ async def test_admin_org_apply_revokes_token_at_once(tmp_path: Path, fresh_nats:
         assert (await client.get("/v1/me", headers=auth("anna"))).status_code == 200
 
         async def has_v1() -> bool:
-            return [i for i, _ in await org_events(fresh_nats.url)] == ["org:v1"]
+            return [i for i, _, _ in await org_events(fresh_nats.url)] == ["org:v1"]
         await wait_for(has_v1)
 
         doc = make_org()
@@ -61,11 +46,11 @@ async def test_admin_org_apply_revokes_token_at_once(tmp_path: Path, fresh_nats:
         assert same.json() == {"version": 2, "changed": False, "changes": []}
 
         async def has_v2() -> bool:
-            return [i for i, _ in await org_events(fresh_nats.url)] == ["org:v1", "org:v2"]
+            return [i for i, _, _ in await org_events(fresh_nats.url)] == ["org:v1", "org:v2"]
         await wait_for(has_v2)
-        _, event = (await org_events(fresh_nats.url))[-1]
+        _, event, _ = (await org_events(fresh_nats.url))[-1]
         assert event["type"] == "se.est.org.changed" and event["data"]["version"] == 2
-        assert "anna" not in event["data"]["snapshot"]["people"]
+        assert "anna" not in (await announced_snapshot(fresh_nats.url, event["data"])).people
         assert event["data"]["changes"] == ["person anna removed"]
         assert "tok-" not in json.dumps(event)
 
@@ -87,11 +72,12 @@ async def test_admin_org_apply_revokes_token_at_once(tmp_path: Path, fresh_nats:
                                                                     "Content-Type": "application/json"})
         assert r.status_code == 400
 
-    # restart on the same database with the org file restored: version 3, and the stream gets it
+    # restart on the same database with the same start-up file: the change made through the API stays
     async with running(settings) as (client, _app):
-        assert (await client.get("/v1/me", headers=auth("anna"))).status_code == 200
+        assert (await client.get("/v1/me", headers=auth("anna"))).status_code == 401
         h = (await client.get("/v1/admin/org/history", headers=auth("admin"))).json()["versions"]
-        assert h[0]["version"] == 3 and h[0]["changes"] == ["person anna added"]
+        assert h[0]["version"] == 2 and h[0]["changes"] == ["person anna removed"]
+        assert (await client.get("/readyz")).json()["status"] == "ok"
 
 
 async def test_latest_version_republished_to_a_new_bus(tmp_path: Path, fresh_nats: NatsServer) -> None:
@@ -104,6 +90,8 @@ async def test_latest_version_republished_to_a_new_bus(tmp_path: Path, fresh_nat
             assert (await client.get("/v1/me", headers=auth("anna"))).status_code == 200
             events = await org_events(other.url)
             assert events and events[-1][1]["data"]["version"] == 1
+            # the snapshot the event names was written to the new bus too
+            assert "anna" in (await announced_snapshot(other.url, events[-1][1]["data"])).people
     finally:
         other.kill()
 
@@ -129,3 +117,47 @@ async def test_me_and_checklists(tmp_path: Path, fresh_nats: NatsServer) -> None
         assert (await client.get("/v1/checklists/est-standard@7", headers=auth("anna"))).status_code == 404
         docs = (await client.get("/openapi.json")).json()
         assert "/v1/reports" in docs["paths"] and "/v1/reports:batch" in docs["paths"]
+
+
+async def test_hostile_organisation_bodies_get_400_or_422_never_500(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    """Deep nesting, alias bombs, huge values, control characters: refused with a problem naming the cause,
+    before anything is applied. The route has a body limit of its own, larger than the service's."""
+    settings = settings_for(tmp_path, fresh_nats.url, make_org(), max_body_bytes=100_000,
+                            max_org_body_bytes=3_000_000)
+    ytype = {**auth("admin"), "Content-Type": "application/yaml"}
+    jtype = {**auth("admin"), "Content-Type": "application/json"}
+    async with running(settings) as (client, _app):
+        refused = [
+            (b'{"subscriptions": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", jtype, 400, "nested deeper"),
+            (("subscriptions:\n" + "".join("  " * i + "- \n" for i in range(1, 40))).encode(), ytype, 400,
+             "nested deeper"),
+            (BILLION_LAUGHS.encode(), ytype, 400, "alias"),
+            (b"actors:\n  - id: a\n    name: " + b"x" * 20_000 + b"\n", ytype, 400, "longer than"),
+            (b"people: !!python/object/apply:os.system [echo]\n", ytype, 400, "tag"),
+        ]
+        for body, headers, status, words in refused:
+            r = await client.put("/v1/admin/org", content=body, headers=headers)
+            assert r.status_code == status, (words, r.status_code, r.text[:300])
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert words in json.dumps(r.json()["errors"]), r.json()
+        doc = make_org()
+        doc["municipalities"][0]["areas"][0]["name"] = "Araby\r\nX-Injected: 1"
+        doc["actors"][0]["name"] = "Ring 0470-12 34 56"
+        r = await client.put("/v1/admin/org", json=doc, headers=auth("admin"))
+        assert r.status_code == 422
+        assert {(e["field"], e["reason"]) for e in r.json()["errors"]} >= {
+            ("municipalities.0.areas.0.name", "control_character"), ("actors.0.name", "phone_number")}
+        assert "0470" not in r.text
+
+        big = large_org(people=1_000, areas=40, municipalities=2)  # over the service-wide limit, under the route's
+        text = yaml.safe_dump(big, allow_unicode=True)
+        assert settings.max_body_bytes < len(text.encode()) < settings.max_org_body_bytes
+        r = await client.put("/v1/admin/org", content=text, headers=ytype)
+        assert r.status_code == 200 and r.json()["version"] == 2, r.text[:300]
+        too_large = await client.put("/v1/admin/org", content=b"#" * 3_100_000, headers=ytype)
+        assert too_large.status_code == 413
+        report = await client.post("/v1/reports", content=b" " * 150_000,
+                                   headers={"Authorization": "Bearer tok-admin", "Content-Type": "application/json"})
+        assert report.status_code == 413  # the service-wide limit stays for every other route
+        h = (await client.get("/v1/admin/org/history", headers={"Authorization": "Bearer tok-admin"})).json()
+        assert [v["version"] for v in h["versions"]] == [2, 1]  # none of the refused bodies made a version

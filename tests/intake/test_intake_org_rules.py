@@ -6,9 +6,17 @@ import copy
 from pathlib import Path
 
 import pytest
-from est_intake.domain import OrgInvalid, OrgSyntaxError, build_snapshot, load_org_file, parse_org_text
+from est_intake.domain import (
+    OrgInvalid,
+    OrgSyntaxError,
+    build_snapshot,
+    load_org_file,
+    parse_org_json,
+    parse_org_text,
+)
 from est_shared.org import hash_token
 
+from tests.intake.org_support import BILLION_LAUGHS
 from tests.intake.support import make_org
 
 YAML = """
@@ -112,3 +120,111 @@ def test_not_yaml_is_a_syntax_error() -> None:
         parse_org_text("municipalities: [unclosed")
     with pytest.raises(OrgInvalid):
         parse_org_text("- just\n- a list\n")
+
+
+# --- hostile organisation documents ------------------------------------------------------------------------
+
+FEATURES = """
+municipalities:
+  - id: m
+    name: "Kommun: med kolon"
+    deadline_time: 10:30
+    flag: yes
+    none: ~
+    count: 0x1f
+    ratio: 1.5e3
+    day: 2026-12-01
+    text: |
+      två
+      rader
+    folded: >
+      en
+      rad
+    'quoted key': 'it''s'
+"""
+
+
+@pytest.mark.parametrize("text", [YAML, FEATURES], ids=["contract", "yaml-1.1-features"])
+def test_the_yaml_reader_gives_what_pyyaml_safe_load_gives(text: str) -> None:
+    """The organisation's YAML reader builds values from the parser's events, without recursion: for an
+    ordinary file it is PyYAML's safe_load, value for value (YAML 1.1 times, booleans, dates included)."""
+    import yaml
+
+    assert parse_org_text(text) == yaml.safe_load(text)
+
+
+def test_a_large_organisation_file_reads_as_pyyaml_reads_it() -> None:
+    import yaml
+
+    from tests.intake.org_support import large_org
+
+    doc = large_org(people=2_000, areas=200)
+    assert parse_org_text(yaml.dump(doc, Dumper=yaml.CSafeDumper, allow_unicode=True)) == doc
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    (BILLION_LAUGHS, "alias"),                                                  # "billion laughs": 9^9 values
+    ("people: &p []\nactors: *p\n", "alias"),                           # any alias, however small
+    ("subscriptions:\n" + "".join("  " * i + "- \n" for i in range(1, 40)), "nested deeper"),
+    ("subscriptions: " + "[" * 50 + "]" * 50 + "\n", "nested deeper"),
+    ("subscriptions: " + "[" * 200_000 + "]" * 200_000 + "\n", "YAML"),  # the parser's own limit
+    ("actors:\n  - id: a\n    name: " + "x" * 20_000 + "\n", "longer than"),
+    ("people: !!python/object/apply:os.system [echo]\n", "tag"),
+    ("actors: !!set {a: null}\n", "tag"),
+    ("? [a, b]\n: c\n", "plain value"),
+    ("people: []\n---\npeople: []\n", "one document"),
+], ids=["billion-laughs", "alias", "deep-block", "deep-flow", "very-deep-flow", "huge-scalar", "python-tag",
+        "set-tag", "complex-key", "two-documents"])
+def test_hostile_yaml_is_a_syntax_error_not_a_crash(text: str, words: str) -> None:
+    with pytest.raises(OrgSyntaxError) as info:
+        parse_org_text(text)
+    assert words.lower() in str(info.value).lower()
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    (b'{"subscriptions": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested deeper"),
+    (b'{"subscriptions": ' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper"),
+    (b'{"actors": [{"id": "a", "name": "' + b"x" * 20_000 + b'"}]}', "longer than"),
+    (b'{"people": [', "not valid JSON"),
+    (b'{"n": ' + b"9" * 10_000 + b"}", "not valid JSON"),
+], ids=["very-deep", "deep", "huge-scalar", "broken", "huge-number"])
+def test_hostile_json_is_a_syntax_error_not_a_crash(raw: bytes, words: str) -> None:
+    with pytest.raises(OrgSyntaxError) as info:
+        parse_org_json(raw)
+    assert words.lower() in str(info.value).lower()
+
+
+@pytest.mark.parametrize(("mutate", "field", "reason"), [
+    (lambda d: d["municipalities"][0].update(name="Växjö\r\nBcc: x@example.org"), "municipalities.0.name",
+     "control_character"),
+    (lambda d: d["municipalities"][0]["areas"][0].update(name="Araby\x00"), "municipalities.0.areas.0.name",
+     "control_character"),
+    (lambda d: d["municipalities"][0]["areas"][0]["places"].append("torg\nplats"),
+     "municipalities.0.areas.0.places.3", "control_character"),
+    (lambda d: d["municipalities"][0]["areas"][0]["places"].append("hos 19800101-1234"),
+     "municipalities.0.areas.0.places.3", "personal_identity_number"),
+    (lambda d: d["municipalities"][0]["areas"][1].update(name="Ring 070-123 45 67"),
+     "municipalities.0.areas.1.name", "phone_number"),
+    (lambda d: d["actors"][0].update(name="Kontakt anna@example.org"), "actors.0.name", "email_address"),
+    (lambda d: d["people"][0].update(name="Anna\nAndersson"), "people.0.name", "control_character"),
+    (lambda d: d["people"][0].update(email="anna\x00@example.org"), "people.0.email", "control_character"),
+], ids=["crlf-municipality", "nul-area", "lf-place", "pnr-place", "phone-area", "email-actor", "lf-person",
+        "nul-email"])
+def test_organisation_texts_with_control_characters_or_personal_data_are_refused_naming_the_field(
+        mutate, field: str, reason: str) -> None:  # type: ignore[no-untyped-def]
+    doc = make_org()
+    mutate(doc)
+    with pytest.raises(OrgInvalid) as info:
+        build_snapshot(doc, None)
+    assert (field, reason) in {(e["field"], e.get("reason")) for e in info.value.errors}, info.value.errors
+    assert "19800101" not in str(info.value) and "070-123" not in str(info.value)  # never quoted back
+
+
+def test_person_names_are_names_and_long_texts_are_refused_by_field() -> None:
+    doc = make_org()
+    doc["people"][0]["name"] = "Anna-Karin Öberg Andersson"  # a name is not refused as personal data
+    build_snapshot(doc, None)
+    doc["actors"][0]["name"] = "A" * 201
+    with pytest.raises(OrgInvalid) as info:
+        build_snapshot(doc, None)
+    assert [e["field"] for e in info.value.errors] == ["actors.0.name"]

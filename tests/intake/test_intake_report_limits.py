@@ -16,6 +16,7 @@ import httpx
 import pytest
 from est_intake.domain import ReportIn, ReportRejected, build_snapshot, principal_for, validate_report
 from est_shared.checklists import DEFAULT_MAX_COUNT, EST_STANDARD_1, Checklist, ChecklistItem
+from est_shared.natsserver import NatsServer
 from pydantic import ValidationError
 
 from tests.intake.support import auth, last_event, make_org, report, running, settings_for
@@ -87,14 +88,14 @@ async def refused_everywhere(client: httpx.AsyncClient, nats_url: str, body: dic
     assert event["id"] == ok["report_id"]  # the refused ones never reached the bus before it
 
 
-async def test_a_count_above_its_items_bound_is_refused_on_every_way_in(tmp_path: Path, nats_url: str) -> None:
-    async with running(settings_for(tmp_path, nats_url, make_org())) as (client, _app):
+async def test_a_count_above_its_items_bound_is_refused_on_every_way_in(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, make_org())) as (client, _app):
         for value in (DEFAULT_MAX_COUNT + 1, 10**400):
-            await refused_everywhere(client, nats_url, report(answers={"skadegorelse": {"value": value}}),
+            await refused_everywhere(client, fresh_nats.url, report(answers={"skadegorelse": {"value": value}}),
                                      "answers.skadegorelse.value")
-        await refused_everywhere(client, nats_url, report(answers={"klotter": {"value": 10**400}}),
+        await refused_everywhere(client, fresh_nats.url, report(answers={"klotter": {"value": 10**400}}),
                                  "answers.klotter.value")
-        await refused_everywhere(client, nats_url, report(answers={"skadegorelse": {"value": -(10**400)}}),
+        await refused_everywhere(client, fresh_nats.url, report(answers={"skadegorelse": {"value": -(10**400)}}),
                                  "answers.skadegorelse.value")
         status, problem = await ways_in(client)["single"](report(answers={"skadegorelse": {"value": 10_001}}))
         assert "at most 10000" in json.dumps(problem)
@@ -132,8 +133,8 @@ def test_a_checklist_item_sets_its_own_count_bound() -> None:
     assert stored == EST_STANDARD_1  # a checklist stored before the bound existed reads with the default
 
 
-async def test_report_ids_that_are_not_uuids_are_refused(tmp_path: Path, nats_url: str) -> None:
-    async with running(settings_for(tmp_path, nats_url, make_org())) as (client, _app):
+async def test_report_ids_that_are_not_uuids_are_refused(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, make_org())) as (client, _app):
         for bad in ("not-a-uuid", "imp-1", "r1", "00000000-0000-0000-0000-000000000000",
                     "8c0e2f8e6a5b4f0e9d520b7b1c2f9a11", "{8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a11}", "x" * 100_000):
             for way, send in ways_in(client).items():
@@ -152,20 +153,20 @@ async def test_report_ids_that_are_not_uuids_are_refused(tmp_path: Path, nats_ur
         assert batch.json()["results"][0]["report_id"] is None and len(batch.content) < 2_000  # not echoed
 
 
-async def test_control_characters_are_refused_in_notes_and_ids(tmp_path: Path, nats_url: str,
+async def test_control_characters_are_refused_in_notes_and_ids(tmp_path: Path, fresh_nats: NatsServer,
                                                                database_url: str) -> None:
     """PostgreSQL cannot store NUL in text and SQLite can: the intake refuses it on both alike."""
-    settings = settings_for(tmp_path, nats_url, make_org(), database_url=database_url)
+    settings = settings_for(tmp_path, fresh_nats.url, make_org(), database_url=database_url)
     async with running(settings) as (client, _app):
-        await refused_everywhere(client, nats_url, report(note="lugnt\x00"), "note")
-        await refused_everywhere(client, nats_url, report(answers={"klotter": {"value": 1, "note": "a\x1bb"}}),
+        await refused_everywhere(client, fresh_nats.url, report(note="lugnt\x00"), "note")
+        await refused_everywhere(client, fresh_nats.url, report(answers={"klotter": {"value": 1, "note": "a\x1bb"}}),
                                  "answers.klotter.note")
-        await refused_everywhere(client, nats_url, report(area="araby\x00"), "area_id")
-        await refused_everywhere(client, nats_url, report(checklist="est-standard@1\x00"), "checklist")
-        await refused_everywhere(client, nats_url, report(period="2026-W01\x00"), "period")
-        await refused_everywhere(client, nats_url, report(supersedes="8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a1\x00"),
+        await refused_everywhere(client, fresh_nats.url, report(area="araby\x00"), "area_id")
+        await refused_everywhere(client, fresh_nats.url, report(checklist="est-standard@1\x00"), "checklist")
+        await refused_everywhere(client, fresh_nats.url, report(period="2026-W01\x00"), "period")
+        await refused_everywhere(client, fresh_nats.url, report(supersedes="8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a1\x00"),
                                  "supersedes")
-        await refused_everywhere(client, nats_url, report(report_id="8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a1\x00"),
+        await refused_everywhere(client, fresh_nats.url, report(report_id="8c0e2f8e-6a5b-4f0e-9d52-0b7b1c2f9a1\x00"),
                                  "report_id")
         status, problem = await ways_in(client)["single"](report(note="lugnt\x00"))
         assert problem["errors"][0]["reason"] == "control_character" and "otillåtna tecken" in problem["detail"]
@@ -173,12 +174,13 @@ async def test_control_characters_are_refused_in_notes_and_ids(tmp_path: Path, n
         for way, send in ways_in(client).items():
             status, body = await send({**lines, "report_id": report()["report_id"]})
             assert status == 202, (way, body)  # line breaks and tabs may stay in a note
-        _, event = await last_event(nats_url, SUBJECT)
+        _, event = await last_event(fresh_nats.url, SUBJECT)
         assert event["data"]["note"] == "Trapphus B:\n\tklotter\r\nigen"
 
 
-async def test_huge_places_codes_and_lists_are_refused_without_being_echoed(tmp_path: Path, nats_url: str) -> None:
-    async with running(settings_for(tmp_path, nats_url, make_org())) as (client, _app):
+async def test_huge_places_codes_and_lists_are_refused_without_being_echoed(tmp_path: Path,
+                                                                            fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, make_org())) as (client, _app):
         long = "x" * 100_000
         cases = [(report(answers={"klotter": {"value": 1, "places": [long]}}), "answers.klotter.places.0"),
                  (report(answers={"klotter": {"value": 1, "places": ["centrum"] * 101}}), "answers.klotter.places"),
@@ -192,10 +194,10 @@ async def test_huge_places_codes_and_lists_are_refused_without_being_echoed(tmp_
                 assert len(json.dumps(problem)) < 5_000, (way, field)
 
 
-async def test_periods_and_import_times_before_2000_are_refused(tmp_path: Path, nats_url: str) -> None:
-    async with running(settings_for(tmp_path, nats_url, make_org())) as (client, _app):
-        await refused_everywhere(client, nats_url, report(period="0001-W01"), "period")
-        await refused_everywhere(client, nats_url, report(period="1999-W52"), "period")
+async def test_periods_and_import_times_before_2000_are_refused(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, make_org())) as (client, _app):
+        await refused_everywhere(client, fresh_nats.url, report(period="0001-W01"), "period")
+        await refused_everywhere(client, fresh_nats.url, report(period="1999-W52"), "period")
         ancient = {**report(), "reporter_id": "anna", "submitted_at": "0001-01-01T00:00:00+00:00"}
         r = await client.post("/v1/admin/import", json={"reports": [ancient]}, headers=auth("admin"))
         assert r.status_code == 200, r.text  # was a 500: the period of year 1 has no deadline
@@ -208,8 +210,8 @@ async def test_periods_and_import_times_before_2000_are_refused(tmp_path: Path, 
 
 
 async def test_batch_and_import_bodies_json_cannot_read_get_a_400_in_swedish_and_english(
-        tmp_path: Path, nats_url: str) -> None:
-    async with running(settings_for(tmp_path, nats_url, make_org())) as (client, _app):
+        tmp_path: Path, fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, make_org())) as (client, _app):
         digits = "9" * 5_000  # beyond what a JSON reader turns into a number
         one = f'{{"report_id": "{report()["report_id"]}", "area_id": "araby", ' \
               f'"answers": {{"skadegorelse": {{"value": {digits}}}}}}}'

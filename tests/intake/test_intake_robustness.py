@@ -85,9 +85,10 @@ async def test_bus_down_mid_load_every_202_stored_once(tmp_path: Path, fresh_nat
     assert set(counts.values()) == {1}, [k for k, v in counts.items() if v != 1]
 
 
-async def test_non_json_bodies_get_415(tmp_path: Path, nats_url: str) -> None:
+async def test_non_json_bodies_get_415(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    # a bus of its own: a start-up file never overrides versions another test's intake made on a shared one
     org = make_org(muni="m415", area="a415", other="b415")
-    async with running(settings_for(tmp_path, nats_url, org)) as (client, _app):
+    async with running(settings_for(tmp_path, fresh_nats.url, org)) as (client, _app):
         form = await client.post("/v1/reports", data={"report_id": "x", "area_id": "a415"}, headers=auth("anna"))
         assert form.status_code == 415, form.text
         assert form.headers["content-type"].startswith("application/problem+json")

@@ -1,5 +1,6 @@
 """The outbox relay: a flush goes out pipelined, in order, marked in one transaction; with NATS down nothing
-is marked, and everything goes out once NATS is back."""
+is marked, and everything goes out once NATS is back; an event JetStream can never take is set aside, loudly,
+and the events behind it go out."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 
 import nats
 import pytest
-from est_shared.bus import ensure_streams
+from est_shared.bus import encode, ensure_streams
 from est_shared.db import (
+    OutboxMetrics,
     OutboxRelay,
     add_to_outbox,
     make_engine,
@@ -25,12 +27,15 @@ from est_shared.db import (
 from est_shared.events import OrgChanged, new_event
 from est_shared.natsserver import NatsServer
 from est_shared.subjects import ORG, ORG_CHANGED
-from sqlalchemy import MetaData, Table, func, select, update
+from prometheus_client import CollectorRegistry
+from sqlalchemy import MetaData, Table, func, insert, select, update
 
 
-def _event(n: int) -> Any:
+def _event(n: int, size: int = 0) -> Any:
+    """An org event; ``size`` pads it to about that many bytes (an old inline snapshot of a large organisation)."""
     return new_event(type="se.est.org.changed", source="/test", id=f"relay-test-{n}", subject="org",
-                     data=OrgChanged(version=n, snapshot={}, changes=[f"change {n}"]))
+                     data=OrgChanged(version=n, snapshot={"pad": "x" * size} if size else {},
+                                     changes=[f"change {n}"]))
 
 
 async def _stored(js: Any) -> list[str]:
@@ -84,6 +89,7 @@ async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_pat
                 await add_to_outbox(s, table, ORG_CHANGED, _event(n))
         assert await relay.flush() == 0  # no ack: nothing marked
         assert await pending() == 2
+        assert relay.failed == 0 and await relay.count_failed() == 0  # NATS away is no reason to set rows aside
 
         fresh_nats.start()
         for _ in range(100):
@@ -173,3 +179,77 @@ async def test_pruning_in_chunks_on_postgresql(postgres_url: str, fresh_nats: Na
     """The same on PostgreSQL (its ``DELETE … IN (SELECT … LIMIT)`` is the one replicas run)."""
     async with _relay(postgres_url, fresh_nats.url, False) as (relay, table, sessions):
         await _prune_in_chunks(relay, table, sessions)
+
+
+async def test_an_event_the_bus_can_never_take_is_set_aside_and_the_events_behind_it_go_out(
+        tmp_path: Path, fresh_nats: NatsServer) -> None:
+    """Over the server's payload limit (1 MiB), on a subject no stream captures, or no valid subject at all: each
+    is marked failed with its error's class, counted, never sent again, and does not hold up the others."""
+    await _set_aside(_sqlite(tmp_path), fresh_nats.url)
+
+
+@pytest.mark.postgres
+async def test_events_are_set_aside_on_postgresql_too(postgres_url: str, fresh_nats: NatsServer) -> None:
+    await _set_aside(postgres_url, fresh_nats.url)
+
+
+async def _set_aside(url: str, nats_url: str) -> None:
+    registry = CollectorRegistry()
+    metrics = OutboxMetrics("test", registry)
+    async with _relay(url, nats_url, False) as (plain, table, sessions):
+        relay = OutboxRelay(sessions=sessions, table=table, js=plain.js, metrics=metrics)
+        async with transaction(sessions) as s:
+            await add_to_outbox(s, table, ORG_CHANGED, _event(1))
+            await add_to_outbox(s, table, ORG_CHANGED, _event(2, size=1_100_000))  # over the 1 MiB limit
+            await add_to_outbox(s, table, "est.nowhere.at.all", _event(3))
+            await add_to_outbox(s, table, "est.org.two words", _event(4))
+            await add_to_outbox(s, table, ORG_CHANGED, _event(5))
+        assert await relay.flush() == 2
+        assert await _stored(plain.js) == ["relay-test-1", "relay-test-5"]
+        async with sessions() as s:
+            rows = {r.event_id: r for r in (await s.execute(select(table))).all()}
+        assert rows["relay-test-2"].error == "MaxPayloadError" and rows["relay-test-2"].failed_at is not None
+        assert rows["relay-test-3"].error == rows["relay-test-4"].error == "NoStreamForSubject"
+        assert not any(rows[f"relay-test-{n}"].published for n in (2, 3, 4))
+        assert relay.failed == 3 and await relay.count_failed() == 3
+        assert registry.get_sample_value("est_test_outbox_failed_events") == 3
+        assert registry.get_sample_value("est_test_outbox_failed_total", {"error": "MaxPayloadError"}) == 1
+        assert registry.get_sample_value("est_test_outbox_failed_total", {"error": "NoStreamForSubject"}) == 2
+
+        async with transaction(sessions) as s:  # later events keep going out; the failed ones are not retried
+            await add_to_outbox(s, table, ORG_CHANGED, _event(6))
+        assert await relay.flush() == 1 and await relay.flush() == 0
+        assert await _stored(plain.js) == ["relay-test-1", "relay-test-5", "relay-test-6"]
+        assert await relay.pending() == 0
+
+        async with transaction(sessions) as s:  # an operator retries one after fixing its cause
+            await s.execute(update(table).where(table.c.event_id == "relay-test-3")
+                            .values(subject=ORG_CHANGED, failed_at=None, error=None))
+        assert await relay.flush() == 1 and await relay.count_failed() == 2
+        assert registry.get_sample_value("est_test_outbox_failed_events") == 2
+
+
+async def test_an_outbox_table_of_an_older_version_gets_the_columns_for_failed_events(
+        tmp_path: Path, fresh_nats: NatsServer) -> None:
+    url = _sqlite(tmp_path)
+    engine = make_engine(url)
+    async with engine.begin() as conn:  # the outbox as the first release created it, with a row waiting
+        await conn.exec_driver_sql(
+            "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id VARCHAR(200) NOT NULL UNIQUE, "
+            "subject VARCHAR(300) NOT NULL, payload BLOB NOT NULL, created_at DATETIME NOT NULL, "
+            "published BOOLEAN NOT NULL, published_at DATETIME)")
+    table = outbox_table(MetaData())
+    sessions = session_factory(engine)
+    async with transaction(sessions) as s:
+        await s.execute(insert(table).values(event_id="relay-test-1", subject=ORG_CHANGED,
+                                                         payload=encode(_event(1)), created_at=utcnow(),
+                                                         published=False))
+    nc = await nats.connect(fresh_nats.url)
+    try:
+        await ensure_streams(nc.jetstream())
+        relay = OutboxRelay(sessions=sessions, table=table, js=nc.jetstream())
+        assert await relay.flush() == 1
+        assert await _stored(nc.jetstream()) == ["relay-test-1"]
+    finally:
+        await nc.close()
+        await engine.dispose()

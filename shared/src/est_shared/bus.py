@@ -1,16 +1,25 @@
-"""JetStream plumbing: broker, streams, publishing with ``Nats-Msg-Id``, and durable consumers.
+"""JetStream plumbing: broker, streams, publishing with ``Nats-Msg-Id``, durable consumers, and the
+object store that holds the organisation's snapshots.
 
 Every consumer ends every message explicitly: ack on success, nack with a delay on a transient
 error, dead-letter (publish to ``est.dlq.<service>.<subject>`` then terminate) on a poison event
 or when the delivery count reaches its cap. Each outcome is counted in a metric.
+
+An organisation snapshot can be larger than a NATS message may be (1 MiB by default; about 4,000
+people make one): the intake writes each version to the ``EST_ORG_SNAPSHOTS`` object store, which
+chunks it, and ``est.org.changed`` names the object with its SHA-256 digest (``load_org_snapshot``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -19,12 +28,14 @@ from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.js import JetStreamContext
-from nats.js.api import PubAck, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, PubAck, StorageType, StreamConfig
+from nats.js.object_store import ObjectStore
 from pydantic import ValidationError
 
-from est_shared.events import EVENT_TYPES, CloudEvent, EventData
+from est_shared.events import EVENT_TYPES, CloudEvent, EventData, OrgChanged
 from est_shared.observability import BusMetrics, correlation_id, error_name
-from est_shared.subjects import STREAMS, StreamDef, dead_letter, stream_for
+from est_shared.org import OrgSnapshot
+from est_shared.subjects import ORG, ORG_CHANGED, STREAMS, StreamDef, dead_letter, stream_for
 
 log = logging.getLogger("est.bus")
 
@@ -55,17 +66,81 @@ def make_broker(settings_nats_servers: Sequence[str], *, registry: Any = None, s
                       middlewares=middlewares)
 
 
+ORG_SNAPSHOTS = "EST_ORG_SNAPSHOTS"
+"""The object store bucket of the organisation's snapshots (one object per version, see ``org_object_name``)."""
+
+OBJECT_STORES: tuple[str, ...] = (ORG_SNAPSHOTS,)
+
+
 async def ensure_streams(js: JetStreamContext, streams: Sequence[StreamDef] = STREAMS, *,
-                         replicas: int = 1) -> None:
-    """Create or update the streams (idempotent)."""
-    for s in streams:
-        cfg = StreamConfig(name=s.name, subjects=list(s.subjects), storage=StorageType.FILE,
-                           num_replicas=replicas, max_age=s.max_age_seconds or None,
-                           duplicate_window=s.duplicate_window_seconds)
+                         replicas: int = 1, object_stores: Sequence[str] = OBJECT_STORES) -> None:
+    """Create or update the streams and the object store buckets (idempotent)."""
+    configs = [StreamConfig(name=s.name, subjects=list(s.subjects), storage=StorageType.FILE,
+                            num_replicas=replicas, max_age=s.max_age_seconds or None,
+                            duplicate_window=s.duplicate_window_seconds) for s in streams]
+    # a bucket is a stream as nats-py's create_object_store makes it (so its ObjectStore reads it)
+    configs += [StreamConfig(name=f"OBJ_{bucket}", subjects=[f"$O.{bucket}.C.>", f"$O.{bucket}.M.>"],
+                             storage=StorageType.FILE, num_replicas=replicas, discard=DiscardPolicy.NEW,
+                             allow_rollup_hdrs=True, allow_direct=True, max_consumers=-1)
+                for bucket in object_stores]
+    for cfg in configs:
         try:
             await js.add_stream(cfg)
         except nats.js.errors.BadRequestError:
             await js.update_stream(cfg)
+
+
+def object_store(js: JetStreamContext, bucket: str) -> ObjectStore:
+    """A bucket made by ``ensure_streams`` (no round trip: ``js.object_store`` asks for the stream's info)."""
+    return ObjectStore(name=bucket, stream=f"OBJ_{bucket}", js=js)
+
+
+async def put_object(js: JetStreamContext, bucket: str, name: str, data: bytes) -> None:
+    """Store ``data`` as object ``name`` (chunked: any size); an object already there with the same digest is
+    kept as it is. Raises ``BusUnavailable`` when JetStream does not take it."""
+    store = object_store(js, bucket)
+    digest = "SHA-256=" + _b64(hashlib.sha256(data).digest())
+    try:
+        try:
+            info = await store.get_info(name)
+            if info.digest == digest and info.size == len(data):
+                return
+        except nats.js.errors.ObjectNotFoundError:
+            pass
+        await store.put(name, data)
+    except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+        raise BusUnavailable(f"object {name} not stored: {exc.__class__.__name__}") from exc
+
+
+async def get_object(js: JetStreamContext, bucket: str, name: str) -> bytes | None:
+    """The content of an object, or None if there is no such object (yet). Raises ``BusUnavailable``."""
+    try:
+        result = await object_store(js, bucket).get(name)
+    except (nats.js.errors.ObjectNotFoundError, nats.js.errors.NotFoundError):
+        return None
+    except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+        raise BusUnavailable(f"object {name} not read: {exc.__class__.__name__}") from exc
+    return bytes(result.data or b"")
+
+
+async def object_names(js: JetStreamContext, bucket: str) -> list[str]:
+    """The names of the objects in a bucket (deleted ones left out)."""
+    try:
+        return [info.name for info in await object_store(js, bucket).list(ignore_deletes=True) if info.name]
+    except nats.js.errors.NotFoundError:  # an empty bucket
+        return []
+
+
+async def delete_object(js: JetStreamContext, bucket: str, name: str) -> None:
+    """Delete an object (its chunks are purged); one already gone is fine."""
+    try:
+        await object_store(js, bucket).delete(name)
+    except nats.js.errors.ObjectNotFoundError:
+        pass
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode()
 
 
 def encode(event: CloudEvent[Any]) -> bytes:
@@ -73,32 +148,84 @@ def encode(event: CloudEvent[Any]) -> bytes:
     return event.model_dump_json(exclude_none=True).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What became of one publish: acknowledged, or not with the error's class, ``permanent`` when sending
+    the same message again can never succeed (too large, a subject no stream takes or no subject at all,
+    refused by the stream as a bad request) rather than later (NATS away, no ack in time)."""
+
+    ok: bool
+    error: str | None = None
+    permanent: bool = False
+
+
+ACKED = Published(True)
+_NOT_SENT = Published(False, "NotSent")
+_SUBJECT = re.compile(r"[^\s.*>]+(?:\.[^\s.*>]+)*")
+
+
+def permanent_error(exc: BaseException) -> bool:
+    """Whether a publish error is one that no retry of the same message can get past."""
+    return isinstance(exc, nats.errors.MaxPayloadError | nats.errors.BadSubjectError
+                      | nats.js.errors.BadRequestError | NoStreamForSubject)
+
+
+class NoStreamForSubject(Exception):
+    """No stream of ours captures the subject, or it is no valid subject to publish on."""
+
+
+def _checked(js: JetStreamContext, subject: str, payload: bytes) -> str:
+    """The stream that takes a publish; raises the permanent error the publish would end in."""
+    if not _SUBJECT.fullmatch(subject) or any(c < " " or c == "\x7f" for c in subject):
+        raise NoStreamForSubject("not a valid subject to publish on")
+    try:
+        stream = stream_for(subject)
+    except KeyError:
+        raise NoStreamForSubject("no stream captures the subject") from None
+    limit = getattr(getattr(js, "_nc", None), "max_payload", None)
+    if isinstance(limit, int) and limit > 0 and len(payload) > limit:
+        raise nats.errors.MaxPayloadError()
+    return stream
+
+
 async def publish_pipelined(js: JetStreamContext, items: list[tuple[str, bytes, str]], *,
-                            timeout: float = 5.0) -> int:
+                            timeout: float = 5.0) -> list[Published]:
     """Publish (subject, payload, msg id) items on one connection without waiting between them.
 
-    Returns how many items, counted from the first, JetStream acknowledged: the caller treats the
-    rest as not sent (a resend of one that was stored is answered as a duplicate, by its msg id).
-    One connection keeps the order of the items in the stream.
+    Returns what became of each item. An item refused for good (``Published.permanent``) does not
+    stop the items after it; a transient failure (closed connection, a stall) leaves it and every
+    later one not sent. The caller treats an item without an ack as not sent (a resend of one that
+    was stored is answered as a duplicate, by its msg id). One connection keeps the order in the stream.
     """
-    futures = []
-    try:
-        for subject, payload, msg_id in items:
-            futures.append(await js.publish_async(subject, payload, stream=stream_for(subject), wait_stall=timeout,
+    results: list[Published | asyncio.Future[Any]] = []
+    for subject, payload, msg_id in items:
+        try:
+            stream = _checked(js, subject, payload)
+            results.append(await js.publish_async(subject, payload, stream=stream, wait_stall=timeout,
                                                   headers={"Nats-Msg-Id": msg_id, "Content-Type": CLOUDEVENTS_JSON}))
-    except Exception as exc:  # closed, stalled: the ones sent so far may still be acknowledged
-        log.warning("pipelined publish stopped", extra={"error": exc.__class__.__name__})
-    if not futures:
-        return 0
-    done, pending = await asyncio.wait(futures, timeout=timeout)
-    for f in pending:
-        f.cancel()
-    acked = 0
-    for f in futures:
-        if f not in done or f.cancelled() or f.exception() is not None:
+        except Exception as exc:
+            if permanent_error(exc):
+                results.append(Published(False, error_name(exc), permanent=True))
+                continue
+            # closed, stalled: the ones sent so far may still be acknowledged
+            log.warning("pipelined publish stopped", extra={"error": exc.__class__.__name__})
+            results.extend([_NOT_SENT] * (len(items) - len(results)))
             break
-        acked += 1
-    return acked
+    futures = [f for f in results if isinstance(f, asyncio.Future)]
+    if futures:
+        _done, pending = await asyncio.wait(futures, timeout=timeout)
+        for f in pending:
+            f.cancel()
+    return [r if isinstance(r, Published) else _settled(r) for r in results]
+
+
+def _settled(future: asyncio.Future[Any]) -> Published:
+    if future.cancelled():
+        return Published(False, "TimeoutError")
+    exc = future.exception()
+    if exc is None:
+        return ACKED
+    return Published(False, error_name(exc), permanent=permanent_error(exc))
 
 
 async def publish_raw(js: JetStreamContext, subject: str, payload: bytes, *, msg_id: str,
@@ -216,3 +343,46 @@ async def latest_on_subject(js: JetStreamContext, stream: str, subject: str) -> 
     except nats.js.errors.NotFoundError:
         return None
     return m.data
+
+
+# --- the organisation on the bus -----------------------------------------------------------
+
+class SnapshotMissing(Exception):
+    """The snapshot an ``est.org.changed`` names is not (yet) in the object store, or not as announced."""
+
+
+async def load_org_snapshot(js: JetStreamContext, data: OrgChanged) -> OrgSnapshot:
+    """The snapshot an ``est.org.changed`` announces: inline (events written before the object store), or the
+    object it names, checked against its digest and version. Raises ``SnapshotMissing`` (try again later),
+    ``BusUnavailable``, or ``PoisonEvent`` for an event that names no snapshot at all."""
+    if data.snapshot is not None:
+        return OrgSnapshot.model_validate(data.snapshot)
+    if not data.snapshot_object or not data.snapshot_sha256:
+        raise PoisonEvent(f"organisation version {data.version} names no snapshot")
+    blob = await get_object(js, ORG_SNAPSHOTS, data.snapshot_object)
+    if blob is None:
+        raise SnapshotMissing(f"organisation snapshot {data.snapshot_object} not in {ORG_SNAPSHOTS}")
+    if hashlib.sha256(blob).hexdigest() != data.snapshot_sha256:
+        raise SnapshotMissing(f"organisation snapshot {data.snapshot_object} does not match its digest")
+    # parsing tens of megabytes of JSON takes a while: in a thread, so the loop goes on serving meanwhile
+    snapshot = await asyncio.to_thread(OrgSnapshot.model_validate_json, blob)
+    if snapshot.version != data.version:
+        raise SnapshotMissing(f"organisation snapshot {data.snapshot_object} holds version {snapshot.version}")
+    return snapshot
+
+
+async def latest_org_change(js: JetStreamContext) -> OrgChanged | None:
+    """The newest ``est.org.changed`` on the ORG stream, or None; raises ``PoisonEvent`` if it is unreadable."""
+    raw = await latest_on_subject(js, ORG.name, ORG_CHANGED)
+    if not raw:
+        return None
+    data = parse_event(raw).data
+    if not isinstance(data, OrgChanged):
+        raise PoisonEvent(f"not an organisation event on {ORG_CHANGED}")
+    return data
+
+
+async def latest_org_snapshot(js: JetStreamContext) -> OrgSnapshot | None:
+    """The organisation as the ORG stream's newest event announces it (None before the first)."""
+    data = await latest_org_change(js)
+    return await load_org_snapshot(js, data) if data is not None else None

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import (
     Boolean,
     Column,
@@ -227,7 +228,28 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False, default=utcnow),
         Column("published", Boolean, nullable=False, default=False, index=True),
         Column("published_at", DateTime(timezone=True)),
+        Column("failed_at", DateTime(timezone=True), doc="set aside: JetStream can never take this event"),
+        Column("error", String(200), doc="why it was set aside: the error's class"),
     )
+
+
+OUTBOX_ADDED_COLUMNS = ("failed_at", "error")
+"""Outbox columns newer than the first release (added to an existing table by ``add_outbox_columns``)."""
+
+
+def add_outbox_columns(conn: Connection, table: Table) -> None:
+    """Add the outbox columns an older version did not create (nullable, so existing rows stay pending)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    inspector = inspect(conn)
+    if not inspector.has_table(table.name):
+        return
+    have = {c["name"] for c in inspector.get_columns(table.name)}
+    for name in OUTBOX_ADDED_COLUMNS:
+        if name not in have:
+            ddl = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
 
 
 async def mark_processed(session: AsyncSession, table: Table, *, consumer: str, event_id: str) -> bool:
@@ -274,12 +296,31 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
         yield session
 
 
+class OutboxMetrics:
+    """What an outbox relay counts: events set aside because JetStream can never take them."""
+
+    def __init__(self, service: str, registry: CollectorRegistry) -> None:
+        self.failed = Counter(f"est_{service}_outbox_failed_total", "Outbox events set aside because they can "
+                              "never be published (too large, no stream for the subject, …), by error",
+                              ["error"], registry=registry)
+        self.failed_rows = Gauge(f"est_{service}_outbox_failed_events", "Outbox events set aside and still "
+                                 "there (an operator retries or deletes them)", registry=registry)
+
+
 class OutboxRelay:
-    """Publishes outbox rows to JetStream in order; several replicas are safe (Nats-Msg-Id dedups)."""
+    """Publishes outbox rows to JetStream in order; several replicas are safe (Nats-Msg-Id dedups).
+
+    A row JetStream can never take (``est_shared.bus.Published.permanent``: larger than the server's
+    payload limit, a subject no stream captures, refused as a bad request) is set aside: marked with
+    ``failed_at`` and its error's class, logged, counted, never tried again by itself, and the rows behind
+    it go on. A transient failure (NATS away, no ack in time) stops the run at that row, to keep the order.
+    ``failed`` is the number of rows set aside (recounted from the table now and then, so an operator's
+    retry, ``UPDATE outbox SET failed_at = NULL, error = NULL …``, or deletion shows).
+    """
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], table: Table, js: Any,
                  interval: float = 0.5, on_published: Any = None, local: InLoopSqlite | None = None,
-                 keep_published: float = 3600.0) -> None:
+                 keep_published: float = 3600.0, metrics: OutboxMetrics | None = None) -> None:
         self.sessions, self.table, self.js, self.interval = sessions, table, js, interval
         self.keep_published = keep_published  # seconds a published row stays (to look at), then it is deleted
         self._pruned_at = 0.0
@@ -287,6 +328,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._on_published = on_published
+        self.metrics = metrics
+        self.failed = 0
+        self._prepared = False
 
     def wake(self) -> None:
         """Ask for a prompt run (after a commit that queued events)."""
@@ -304,6 +348,17 @@ class OutboxRelay:
                 pass
             self._task = None
 
+    async def prepare(self) -> None:
+        """Add the columns an older version's table lacks, and count the rows set aside (once per relay)."""
+        if self._prepared:
+            return
+        engine = self.sessions.kw["bind"]
+        async with engine.begin() as conn:
+            await lock_schema(conn)
+            await conn.run_sync(add_outbox_columns, self.table)
+        self._prepared = True
+        await self.count_failed()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -312,6 +367,7 @@ class OutboxRelay:
                 if loop.time() - self._pruned_at > min(60.0, self.keep_published):
                     self._pruned_at = loop.time()
                     await self.prune()
+                    await self.count_failed()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -324,9 +380,10 @@ class OutboxRelay:
 
     async def flush(self, limit: int = 500) -> int:
         """Publish pending rows; returns how many were published."""
+        await self.prepare()
         t = self.table
-        pending = (select(t.c.seq, t.c.event_id, t.c.subject, t.c.payload).where(t.c.published.is_(False))
-                   .order_by(t.c.seq).limit(limit))
+        pending = (select(t.c.seq, t.c.event_id, t.c.subject, t.c.payload)
+                   .where(t.c.published.is_(False), t.c.failed_at.is_(None)).order_by(t.c.seq).limit(limit))
         if (local := self.local) is not None:
             async def read() -> list[Any]:
                 with local.reading() as conn:
@@ -338,31 +395,51 @@ class OutboxRelay:
                 rows = list((await s.execute(pending)).all())
         if not rows:
             return 0
-        # pipelined: one wait for all acks, then one transaction marks the acknowledged prefix
-        acked = await publish_pipelined(self.js, [(subject, payload, event_id)
-                                                  for _seq, event_id, subject, payload in rows])
-        if acked < len(rows):
-            log.warning("outbox publish failed; will retry", extra={"subject": rows[acked][2]})
-        if acked:
-            at = utcnow()
-            seqs = [seq for seq, _e, _s, _p in rows[:acked]]
-            marks = [update(t).where(t.c.seq.in_(seqs[i:i + 500])).values(published=True, published_at=at)
-                     for i in range(0, len(seqs), 500)]
-            if local is not None:
-                async def mark() -> None:
-                    with local.transaction() as conn:
-                        for statement in marks:
-                            conn.execute(statement)
-
-                await retry_busy(mark)
-            else:
-                async with self.sessions() as s, s.begin():
+        # pipelined: one wait for all acks, then one transaction marks what was acknowledged or set aside
+        outcomes = await publish_pipelined(self.js, [(subject, payload, event_id)
+                                                     for _seq, event_id, subject, payload in rows])
+        acked: list[Any] = []
+        failed: list[tuple[Any, str]] = []
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if outcome.ok:
+                acked.append(row)
+            elif outcome.permanent:
+                failed.append((row, outcome.error or "Error"))
+            else:  # this row and those behind it wait for the next run, in order
+                log.warning("outbox publish failed; will retry", extra={"subject": row[2], "error": outcome.error})
+                break
+        if not acked and not failed:
+            return 0
+        at = utcnow()
+        seqs = [seq for seq, _e, _s, _p in acked]
+        marks = [update(t).where(t.c.seq.in_(seqs[i:i + 500])).values(published=True, published_at=at)
+                 for i in range(0, len(seqs), 500)]
+        marks += [update(t).where(t.c.seq == row[0]).values(failed_at=at, error=error[:200]) for row, error in failed]
+        if local is not None:
+            async def mark() -> None:
+                with local.transaction() as conn:
                     for statement in marks:
-                        await s.execute(statement)
-            if self._on_published:
-                for _seq, _e, subject, _p in rows[:acked]:
-                    self._on_published(subject)
-        return acked
+                        conn.execute(statement)
+
+            await retry_busy(mark)
+        else:
+            async with self.sessions() as s, s.begin():
+                for statement in marks:
+                    await s.execute(statement)
+        for (_seq, event_id, subject, payload), error in failed:
+            # ids and sizes only: the payload may hold free text
+            log.error("outbox event can never be published; set aside, the events behind it go on", extra={
+                "event_id": event_id, "subject": subject, "error": error, "bytes": len(payload)})
+            if self.metrics is not None:
+                self.metrics.failed.labels(error.split("(", 1)[0]).inc()
+        if failed:
+            self.failed += len(failed)
+            if self.metrics is not None:
+                self.metrics.failed_rows.set(self.failed)
+        if self._on_published:
+            for _seq, _e, subject, _p in acked:
+                self._on_published(subject)
+        return len(acked)
 
     async def prune(self, now: datetime | None = None, chunk: int = 500) -> int:
         """Delete rows published more than ``keep_published`` seconds ago (the outbox would grow without end).
@@ -399,14 +476,28 @@ class OutboxRelay:
             await asyncio.sleep(0)
 
     async def pending(self) -> int:
+        """Rows waiting to be published (the ones set aside not counted)."""
         from sqlalchemy import func
+        t = self.table
         async with self.sessions() as s:
-            return int(await s.scalar(select(func.count()).select_from(self.table)
-                                      .where(self.table.c.published.is_(False))) or 0)
+            return int(await s.scalar(select(func.count()).select_from(t)
+                                      .where(t.c.published.is_(False), t.c.failed_at.is_(None))) or 0)
+
+    async def count_failed(self) -> int:
+        """Count the rows set aside (and keep ``failed`` and its gauge current)."""
+        from sqlalchemy import func
+        t = self.table
+        async with self.sessions() as s:
+            self.failed = int(await s.scalar(select(func.count()).select_from(t)
+                                             .where(t.c.published.is_(False), t.c.failed_at.is_not(None))) or 0)
+        if self.metrics is not None:
+            self.metrics.failed_rows.set(self.failed)
+        return self.failed
 
 
 __all__ = [
     "IntegrityError",
+    "OutboxMetrics",
     "OutboxRelay",
     "add_many_to_outbox",
     "add_to_outbox",

@@ -234,11 +234,28 @@ class AnalysisPublished(EventData):
 
 
 class OrgChanged(EventData):
-    """The organisation changed; carries the whole new snapshot (see est_shared.org)."""
+    """The organisation changed: its new version and where to read the whole snapshot.
 
-    version: int
-    snapshot: dict[str, Any]
-    changes: list[str] = Field(default_factory=list)
+    The snapshot (``est_shared.org.OrgSnapshot`` as JSON) is the object ``snapshot_object`` of the
+    JetStream object store ``EST_ORG_SNAPSHOTS``, ``snapshot_bytes`` long with the SHA-256 hex digest
+    ``snapshot_sha256``: a large organisation does not fit into one message. Events written before the
+    object store carry the snapshot inline in ``snapshot``; readers accept both.
+    """
+
+    version: int = Field(description="organisation version, 1, 2, …", examples=[7])
+    snapshot: dict[str, Any] | None = Field(default=None, description="the snapshot inline (older events only)")
+    snapshot_object: str | None = Field(default=None, description="object name in EST_ORG_SNAPSHOTS",
+                                        examples=["v7.3a1f0c9e2b7d4f1a8c6e5d4b3a291807"])
+    snapshot_sha256: str | None = Field(default=None, description="SHA-256 hex digest of the object's bytes")
+    snapshot_bytes: int | None = Field(default=None, description="size of the object in bytes")
+    changes: list[str] = Field(default_factory=list, description="what changed, at most the first "
+                               "MAX_ORG_CHANGES (the full list is in the intake's history)",
+                               examples=[["person anna removed"]])
+    changes_total: int | None = Field(default=None, description="how many changes there were in all")
+
+
+MAX_ORG_CHANGES = 100
+"""Most changes an ``OrgChanged`` lists; a reorganisation can change thousands of things."""
 
 
 EVENT_TYPES: dict[str, type[EventData]] = {

@@ -8,7 +8,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -118,19 +118,27 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 
 def add_ops_routes(app: FastAPI, *, registry: CollectorRegistry,
-                   ready: Callable[[], Awaitable[dict[str, bool]]]) -> None:
-    """``/healthz`` (alive), ``/readyz`` (dependencies ok) and ``/metrics`` (Prometheus), no token needed."""
+                   ready: Callable[[], Awaitable[Mapping[str, bool | str]]]) -> None:
+    """``/healthz`` (alive), ``/readyz`` (dependencies ok) and ``/metrics`` (Prometheus), no token needed.
+
+    A check is True (ok), False (unavailable: 503) or a text saying how it is degraded: the service still
+    serves (200, ``"status": "degraded"``, the check ``"degraded"`` and the text under ``degraded``).
+    """
 
     @app.get("/healthz", tags=["ops"], summary="Liveness")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: connected to NATS and the database")
+    @app.get("/readyz", tags=["ops"], summary="Readiness: connected to NATS and the database (or degraded)")
     async def readyz() -> JSONResponse:
         checks = await ready()
-        ok = all(checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
-                            status_code=200 if ok else 503)
+        degraded = {k: v for k, v in checks.items() if isinstance(v, str)}
+        down = any(v is False for v in checks.values())
+        body: dict[str, Any] = {"status": "unavailable" if down else "degraded" if degraded else "ok",
+                                "checks": {k: "degraded" if k in degraded else v for k, v in checks.items()}}
+        if degraded:
+            body["degraded"] = degraded
+        return JSONResponse(body, status_code=503 if down else 200)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:

@@ -1,4 +1,4 @@
-"""The organisation as every service sees it: the snapshot carried by ``est.org.changed``.
+"""The organisation as every service sees it: the snapshot ``est.org.changed`` announces.
 
 The intake owns the organisation (it applies organisation files and stores history); the other
 services keep the latest snapshot from the ORG stream to authenticate callers and to know areas,
@@ -8,6 +8,7 @@ places, cadences and expected reporters. Tokens travel only as SHA-256 hashes.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any, Literal
 
@@ -95,6 +96,31 @@ class OrgSnapshot(_Frozen):
     def reporters_for(self, area_id: str) -> list[Person]:
         """People expected to report for an area."""
         return [p for p in self.people.values() if "reporter" in p.roles and area_id in p.areas]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotBlob:
+    """A snapshot in its stored form (JSON bytes) with the object name and digest ``est.org.changed`` carries."""
+
+    version: int
+    data: bytes
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        """The object's name: the version and (part of) the digest, so one name always means one content."""
+        return f"v{self.version}.{self.sha256[:32]}"
+
+    @classmethod
+    def of(cls, snapshot: OrgSnapshot) -> SnapshotBlob:
+        data = snapshot.model_dump_json().encode()
+        return cls(version=snapshot.version, data=data, sha256=hashlib.sha256(data).hexdigest())
+
+
+def snapshot_version(name: str) -> int | None:
+    """The version in an object name made by ``SnapshotBlob.name`` (None for another name)."""
+    head = name.split(".", 1)[0]
+    return int(head[1:]) if head.startswith("v") and head[1:].isdigit() else None
 
 
 class Principal(_Frozen):

@@ -1,19 +1,27 @@
 """The part of every service's composition root that is the same everywhere.
 
 ``ServiceRuntime`` builds the FastAPI app (problem+json errors, ``/healthz``, ``/readyz``,
-``/metrics``, ``/docs``, ``/asyncapi.json``), the FastStream NATS broker, the metrics registry and
-the organisation directory fed from ``est.org.changed``. Each service's ``create_app(settings)``
-makes one, adds its routes, consumers and background tasks, and returns ``runtime.app``. Nothing
-connects before the app's lifespan starts.
+``/metrics``, ``/docs``, ``/asyncapi.json``), the FastStream NATS broker, the metrics registry,
+outbox relays, and the organisation directory fed from ``est.org.changed``. Each service's
+``create_app(settings)`` makes one, adds its routes, consumers and background tasks, and returns
+``runtime.app``. Nothing connects before the app's lifespan starts.
+
+The organisation: ``est.org.changed`` only announces a version (the snapshot is an object in
+``EST_ORG_SNAPSHOTS``, see ``est_shared.bus.load_org_snapshot``). The subscriber notes the newest
+announced version; one task loads and applies it, retrying while the object is not readable yet, and
+every ``org_poll_interval`` seconds also asks the stream for its newest event, in case a delivery was
+missed. Applying a version ends the event streams whose caller it no longer lets in as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -22,10 +30,22 @@ from fastapi import FastAPI
 from faststream.nats import DeliverPolicy, JStream
 from faststream.nats.annotations import NatsMessage
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from est_shared.bus import ensure_streams, latest_on_subject, make_broker, parse_event
+from est_shared.bus import (
+    BusUnavailable,
+    PoisonEvent,
+    SnapshotMissing,
+    ensure_streams,
+    latest_org_change,
+    load_org_snapshot,
+    make_broker,
+    parse_event,
+)
+from est_shared.db import OutboxMetrics, OutboxRelay
+from est_shared.events import OrgChanged
 from est_shared.http import (
     BodySizeLimit,
     CorrelationId,
@@ -36,13 +56,15 @@ from est_shared.http import (
     install_problem_handlers,
 )
 from est_shared.observability import BusMetrics, error_name, setup_logging, watch_loop
-from est_shared.org import Directory, OrgSnapshot
+from est_shared.org import Directory, OrgSnapshot, Principal
 from est_shared.settings import ServiceSettings
 from est_shared.subjects import ORG, ORG_CHANGED
 
 log = logging.getLogger("est.runtime")
 
 Hook = Callable[[], Awaitable[None]]
+Check = Callable[[], bool | str]
+"""A readiness check: True (ok), False (unavailable) or a text saying how the service is degraded."""
 
 
 GC_THRESHOLD = (20_000, 10, 10)
@@ -67,7 +89,7 @@ class ServiceRuntime:
 
     def __init__(self, *, name: str, title: str, description: str, settings: ServiceSettings,
                  engine: AsyncEngine | None = None, max_body_bytes: int = 2_000_000,
-                 version: str = "0.1.0") -> None:
+                 body_limits: Mapping[tuple[str, str], int] | None = None, version: str = "0.1.0") -> None:
         self.name, self.settings, self.engine = name, settings, engine
         setup_logging(name, settings.log_level)
         self.registry = CollectorRegistry()
@@ -79,9 +101,16 @@ class ServiceRuntime:
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
         self._org_listeners: list[Callable[[OrgSnapshot], Awaitable[None]]] = []
+        self._checks: dict[str, Check] = {}
+        self._outbox_metrics: OutboxMetrics | None = None
+        self._announced: OrgChanged | None = None
+        self._org_wake = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         self.app = FastAPI(title=title, description=description, version=version, lifespan=self._lifespan)
-        self.app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+        self.streams = OpenStreams()
+        self.app.add_middleware(RevocableStreams, streams=self.streams,  # type: ignore[arg-type]
+                                directory=lambda: self.directory)
+        self.app.add_middleware(_BodyLimits, max_bytes=max_body_bytes, routes=dict(body_limits or {}))  # type: ignore[arg-type]
         self.app.add_middleware(CorrelationId)
         self.app.add_middleware(HttpMetrics, histogram=self.metrics.http_duration)
         self.app.add_middleware(RequestGuard)  # outermost: nothing inside sees a request it refuses
@@ -117,9 +146,30 @@ class ServiceRuntime:
         """The JetStream context (after start)."""
         return self.broker.config.connection_state.stream
 
+    def outbox_relay(self, *, sessions: async_sessionmaker[AsyncSession], table: Table, **kwargs: Any) -> OutboxRelay:
+        """An outbox relay on this runtime's JetStream connection (call it after start), counted in the
+        ``outbox_failed`` metrics and in ``/readyz``: degraded while rows are set aside."""
+        if self._outbox_metrics is None:
+            self._outbox_metrics = OutboxMetrics(self.name, self.registry)
+        relay = OutboxRelay(sessions=sessions, table=table, js=self.js, metrics=self._outbox_metrics, **kwargs)
+
+        def check() -> bool | str:
+            if not relay.failed:
+                return True
+            return (f"{relay.failed} händelser i utkorgen kan aldrig publiceras och har lagts åt sidan (se "
+                    f"est_{self.name}_outbox_failed_events och loggen) / {relay.failed} outbox events can never "
+                    f"be published and were set aside (see est_{self.name}_outbox_failed_events and the log)")
+
+        self.add_check(f"outbox_{table.name}" if table.name != "outbox" else "outbox", check)
+        return relay
+
     # --- readiness -----------------------------------------------------------------------
-    async def ready(self) -> dict[str, bool]:
-        checks = {"nats": False, "database": self.engine is None}
+    def add_check(self, name: str, check: Check) -> None:
+        """Add a readiness check to ``/readyz`` (False: unavailable, 503; a text: degraded, still 200)."""
+        self._checks[name] = check
+
+    async def ready(self) -> dict[str, bool | str]:
+        checks: dict[str, bool | str] = {"nats": False, "database": self.engine is None}
         try:
             checks["nats"] = bool(self.broker.connection.is_connected)
         except Exception:
@@ -131,6 +181,12 @@ class ServiceRuntime:
                 checks["database"] = True
             except Exception:
                 checks["database"] = False
+        for name, check in self._checks.items():
+            try:
+                checks[name] = check()
+            except Exception:
+                log.exception("readiness check failed", extra={"check": name})
+                checks[name] = False
         return checks
 
     # --- organisation --------------------------------------------------------------------
@@ -139,30 +195,92 @@ class ServiceRuntime:
             return
         self.directory.replace(snapshot)
         self.org_version.set(snapshot.version)
+        closed = self.streams.revalidate(self.directory)
+        if closed:
+            log.info("event streams closed: their callers' access changed",
+                     extra={"org_version": snapshot.version, "streams": closed})
         for listener in self._org_listeners:
             try:
                 await listener(snapshot)
             except Exception:  # one listener's failure must not stop the others or the service
                 log.exception("organisation listener failed", extra={"org_version": snapshot.version})
 
+    def _announce(self, data: OrgChanged) -> None:
+        """Note a version announced on the bus; the follower (``_follow_org``) loads and applies the newest."""
+        known = max(self.directory.snapshot.version, self._announced.version if self._announced else 0)
+        if data.version > known:
+            self._announced = data
+            self._org_wake.set()
+
     def _add_org_consumer(self) -> None:
         @self.broker.subscriber(ORG_CHANGED, stream=JStream(ORG.name, declare=False),
                                 deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, title=f"{self.name}:org")
         async def _org_changed(msg: NatsMessage) -> None:
             try:
-                event = parse_event(msg.body)
-                await self.apply_org(OrgSnapshot.model_validate(event.data.snapshot))  # type: ignore[attr-defined]
-            except Exception:
-                log.exception("could not apply organisation snapshot")
+                data = parse_event(msg.body).data
+            except PoisonEvent as exc:
+                log.error("unreadable organisation event; waiting for the next one", extra={"error": str(exc)})
+                return
+            if isinstance(data, OrgChanged):
+                self._announce(data)
 
     async def _load_org(self) -> None:
-        raw = await latest_on_subject(self.js, ORG.name, ORG_CHANGED)
-        if raw:
+        """At start: the newest version on the stream, applied if its snapshot can be read now (else the
+        follower keeps trying)."""
+        try:
+            data = await latest_org_change(self.js)
+        except PoisonEvent as exc:
+            log.error("latest organisation event unreadable; waiting for the next one", extra={"error": str(exc)})
+            return
+        if data is None:
+            return
+        self._announce(data)
+        try:
+            await self.apply_org(await load_org_snapshot(self.js, data))
+        except (SnapshotMissing, BusUnavailable, PoisonEvent) as exc:
+            log.warning("organisation snapshot not readable at start; retrying in the background",
+                        extra={"org_version": data.version, "error": str(exc)})
+
+    async def _follow_org(self) -> None:
+        """Apply the newest announced organisation version; retry with backoff while its snapshot cannot be read."""
+        loop = asyncio.get_running_loop()
+        poll = self.settings.org_poll_interval
+        next_poll = loop.time() + poll
+        delay = 0.2
+        while True:
+            wanted = self._announced
+            wait = max(0.0, next_poll - loop.time())
+            if wanted is not None and wanted.version > self.directory.snapshot.version:
+                try:
+                    await self.apply_org(await load_org_snapshot(self.js, wanted))
+                    delay = 0.2
+                    continue
+                except PoisonEvent as exc:
+                    log.error("organisation event names no snapshot; waiting for the next one",
+                              extra={"org_version": wanted.version, "error": str(exc)})
+                    if self._announced is wanted:
+                        self._announced = None
+                except (SnapshotMissing, BusUnavailable, TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+                    log.warning("organisation version not loaded yet; retrying",
+                                extra={"org_version": wanted.version, "error": str(exc)[:300]})
+                    wait, delay = delay, min(delay * 2, 5.0)
+                except Exception:  # e.g. a snapshot that does not validate: try again later, loudly
+                    log.exception("could not apply organisation version", extra={"org_version": wanted.version})
+                    wait, delay = delay, min(delay * 2, 5.0)
             try:
-                event = parse_event(raw)
-                await self.apply_org(OrgSnapshot.model_validate(event.data.snapshot))  # type: ignore[attr-defined]
-            except Exception:
-                log.exception("latest organisation snapshot unreadable; waiting for the next one")
+                await asyncio.wait_for(self._org_wake.wait(), wait)
+            except TimeoutError:
+                pass
+            self._org_wake.clear()
+            if loop.time() >= next_poll:
+                next_poll = loop.time() + poll
+                try:
+                    data = await latest_org_change(self.js)
+                except Exception as exc:  # NATS away: the next round asks again
+                    log.debug("could not read the latest organisation event", extra={"error": error_name(exc)})
+                    continue
+                if data is not None:
+                    self._announce(data)
 
     async def _report_lag(self, interval: float = 10.0) -> None:
         """Keep the consumer lag gauges current (JetStream consumer info)."""
@@ -196,6 +314,7 @@ class ServiceRuntime:
             for hook in self._on_start:  # before consuming: hooks create tables, start relays
                 await hook()
             await self.broker.start()
+            self.spawn(self._follow_org(), "org-follower")
             self.spawn(self._report_lag(), "consumer-lag")
             self.spawn(watch_loop(self.metrics.loop_lag), "loop-lag")
             if self.settings.gc_tuning:
@@ -243,3 +362,107 @@ class ServiceRuntime:
                 log.warning("NATS not reachable yet, retrying", extra={"error": error_name(exc)})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+
+class _BodyLimits:
+    """``BodySizeLimit`` with a limit of their own for some routes, keyed (method, path)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, routes: dict[tuple[str, str], int]) -> None:
+        self.default = BodySizeLimit(app, max_bytes=max_bytes)
+        self.routes = {key: BodySizeLimit(app, max_bytes=limit) for key, limit in routes.items()}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
+        await (limit or self.default)(scope, receive, send)
+
+
+STREAM_CLOSED = "stream.closed"
+_CLOSED_DATA = json.dumps({"reason": "credentials_changed",
+                           "reason_sv": "din behörighet har ändrats; anslut igen",
+                           "reason_en": "your access has changed; connect again"}, ensure_ascii=False)
+
+
+@dataclass(eq=False)
+class _OpenStream:
+    token: str
+    inner: asyncio.Future[None]
+    principal: Principal | None = None
+    finished: bool = False
+    revoked: bool = False
+
+
+class OpenStreams:
+    """The event streams open on a service, with the principal each was opened for."""
+
+    def __init__(self) -> None:
+        self.open: set[_OpenStream] = set()
+
+    def revalidate(self, directory: Directory) -> int:
+        """End the streams whose token now means another principal or none; returns how many."""
+        closed = 0
+        for stream in list(self.open):
+            if not stream.finished and directory.authenticate(stream.token) != stream.principal:
+                stream.revoked = True
+                stream.inner.cancel()
+                closed += 1
+        return closed
+
+
+class RevocableStreams:
+    """ASGI middleware: ends an event stream (``text/event-stream``) when its caller's bearer token no longer
+    lets in the same principal: the person was removed, their token changed, or their roles or areas did
+    (a stream is filtered by what the caller may see when it opens). The stream ends cleanly with an
+    ``event: stream.closed``; a reconnect is answered by the current organisation (401 for a revoked token).
+
+    A GET with a bearer token runs in a task of its own, which ``OpenStreams.revalidate`` cancels; other
+    requests pass straight through.
+    """
+
+    def __init__(self, app: ASGIApp, streams: OpenStreams, directory: Callable[[], Directory]) -> None:
+        self.app, self.streams, self.directory = app, streams, directory
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _bearer(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if not token:
+            await self.app(scope, receive, send)
+            return
+        stream: _OpenStream | None = None
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and stream is not None and _is_event_stream(message):
+                stream.principal = self.directory().authenticate(token)
+                if stream.principal is not None:
+                    self.streams.open.add(stream)
+            elif message["type"] == "http.response.body" and not message.get("more_body", False) \
+                    and stream is not None:
+                stream.finished = True
+            await send(message)
+
+        inner = asyncio.ensure_future(self.app(scope, receive, watched))
+        stream = _OpenStream(token=token, inner=inner)
+        try:
+            await inner
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not stream.revoked or (current is not None and current.cancelling()):
+                raise  # the request itself is being cancelled (client gone, shutdown)
+            if not stream.finished:
+                body = f"event: {STREAM_CLOSED}\ndata: {_CLOSED_DATA}\n\n".encode()
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+        finally:
+            self.streams.open.discard(stream)
+
+
+def _bearer(scope: Scope) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() or None if scheme.lower() == "bearer" else None
+    return None
+
+
+def _is_event_stream(message: Message) -> bool:
+    for key, value in message.get("headers") or ():
+        if key.lower() == b"content-type":
+            return bool(value.split(b";", 1)[0].strip().lower() == b"text/event-stream")
+    return False

@@ -30,6 +30,8 @@ class ServiceSettings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="HTTP bind address")
     stream_replicas: int = Field(default=1, description="JetStream replicas for the streams (3 in a cluster)")
     consumer_max_deliver: int = Field(default=8, description="deliveries before an event is dead-lettered")
+    org_poll_interval: float = Field(default=15.0, gt=0, description="seconds between looks at the newest "
+                                     "organisation version on the stream (besides the pushed est.org.changed)")
     pii_key: SecretStr | None = Field(default=None, description="key(s) for personal-data encryption")
     gc_tuning: bool = Field(default=True, description="freeze the start-up heap and collect less often "
                                                       "(est_shared.runtime.tune_gc)")

@@ -133,8 +133,8 @@ class Aggregator:
             await conn.run_sync(db.metadata.create_all)
             await conn.run_sync(db.add_missing_columns)
         metrics = self.runtime.metrics
-        self.relay = OutboxRelay(sessions=self.deps.sessions, table=db.outbox, js=self.runtime.js,
-                                 interval=self.settings.outbox_interval, local=self.deps.local,
+        self.relay = self.runtime.outbox_relay(sessions=self.deps.sessions, table=db.outbox,
+                                               interval=self.settings.outbox_interval, local=self.deps.local,
                                  on_published=lambda subject: metrics.published.labels(subject.split(".")[1]).inc())
         self.deps.wake = self.relay.wake
         self.relay.start()

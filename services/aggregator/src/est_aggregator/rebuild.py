@@ -36,12 +36,12 @@ from typing import Any
 import nats
 import nats.errors
 from est_shared.batching import Puller, parse_expected
-from est_shared.bus import PoisonEvent, latest_on_subject, parse_event
+from est_shared.bus import PoisonEvent, latest_org_snapshot
 from est_shared.db import checkpoint_loop, in_loop_sqlite, lock_schema, make_engine, session_factory
 from est_shared.events import ReportSubmitted
 from est_shared.org import OrgSnapshot
 from est_shared.runtime import tune_gc
-from est_shared.subjects import ORG, ORG_CHANGED, REPORTS
+from est_shared.subjects import REPORTS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
 from sqlalchemy import delete
@@ -69,10 +69,7 @@ class RebuildResult:
 
 
 async def _load_org(js: Any) -> OrgSnapshot:
-    raw = await latest_on_subject(js, ORG.name, ORG_CHANGED)
-    if not raw:
-        return OrgSnapshot()
-    return OrgSnapshot.model_validate(parse_event(raw).data.snapshot)  # type: ignore[attr-defined]
+    return await latest_org_snapshot(js) or OrgSnapshot()
 
 
 async def _clear(deps: handlers.Deps) -> None:

@@ -78,8 +78,8 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
 
     async def start() -> None:
         await schema.ensure()
-        relay = OutboxRelay(sessions=sessions, table=db.outbox, js=runtime.js,
-                            interval=settings.outbox_interval_seconds, on_published=_published)
+        relay = runtime.outbox_relay(sessions=sessions, table=db.outbox,
+                                     interval=settings.outbox_interval_seconds, on_published=_published)
         relay.start()
         relays.append(relay)
         ctx.wake = relay.wake

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
+from est_shared.bus import BusUnavailable
 from est_shared.checklists import LEVELS, Checklist
 from est_shared.http import (
     PROBLEM,
@@ -43,14 +45,18 @@ from est_intake.domain import (
     ReportRejected,
     check_import_time,
     content_hash,
+    parse_org_json,
     parse_org_text,
     principal_for,
 )
 from est_intake.handlers import (
+    RETRY_AFTER,
     IntakeMetrics,
     JetStreamReports,
+    OrgApplied,
     Outcome,
     Publish,
+    StoreSnapshot,
     Submission,
     apply_org,
     problem,
@@ -59,6 +65,7 @@ from est_intake.handlers import (
 )
 
 MAX_BATCH = 500
+ORG_PATH = "/v1/admin/org"
 
 
 async def current_principal(request: Request) -> Principal:
@@ -83,6 +90,8 @@ class IntakeContext:
     max_batch: int = MAX_BATCH
     ledger: db.ReportLedger | None = None
     reports_bus: JetStreamReports | None = None
+    store_snapshot: StoreSnapshot | None = None
+    on_org_put: Callable[[bytes, OrgApplied, async_sessionmaker[AsyncSession]], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
         if self.ledger is None:
@@ -469,28 +478,25 @@ def build_router(ctx: IntakeContext) -> APIRouter:
             outcomes[i] = o
         return _batch_out(batch.reports, [o for o in outcomes if o is not None])
 
-    @router.put("/v1/admin/org", tags=["admin"],
+    @router.put(ORG_PATH, tags=["admin"],
                 summary="Apply an organisation file (YAML or JSON; declarative, idempotent)",
                 openapi_extra={"requestBody": {"required": True, "content": {
                     "application/yaml": {"schema": {"type": "string"}},
                     "application/json": {"schema": {"type": "object"}}}}})
     async def put_org(request: Request, principal: Caller) -> dict[str, Any]:
         require_role(principal, "admin")
+        assert ctx.store_snapshot is not None
         raw = await request.body()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
+            # reading a large organisation takes seconds: in a thread, so reports keep being accepted meanwhile
             if ctype == "application/json" or ctype.endswith("+json"):
-                try:
-                    doc = json.loads(raw or b"{}")
-                except ValueError as exc:
-                    raise Problem(400, "Malformed JSON", "Begärans innehåll är inte giltig JSON. / "
-                                  "The request body is not valid JSON.") from exc
-                if not isinstance(doc, dict):
-                    raise OrgInvalid([{"field": "", "message": "the organisation must be a JSON object"}])
+                doc = await asyncio.to_thread(parse_org_json, raw)
             else:
-                doc = parse_org_text(raw.decode("utf-8", errors="replace"))
+                doc = await asyncio.to_thread(parse_org_text, raw.decode("utf-8", errors="replace"))
             applied = await apply_org(doc, sessions=ctx.sessions, applied_by=principal.person_id,
-                                      on_applied=ctx.runtime.apply_org, wake=ctx.wake, metrics=ctx.metrics)
+                                      on_applied=ctx.runtime.apply_org, wake=ctx.wake, store=ctx.store_snapshot,
+                                      metrics=ctx.metrics)
         except OrgSyntaxError as exc:
             raise Problem(400, "Malformed organisation file", f"Filen kan inte läsas. / The file cannot be read: "
                           f"{exc}", errors=exc.errors) from exc
@@ -498,6 +504,12 @@ def build_router(ctx: IntakeContext) -> APIRouter:
             ctx.metrics.org_applies.labels("invalid").inc()
             raise Problem(422, "Invalid organisation", "Organisationen är ogiltig; se errors. / "
                           "The organisation is invalid; see errors.", errors=exc.errors) from exc
+        except BusUnavailable as exc:
+            raise Problem(503, "Service Unavailable", "Meddelandebussen svarar inte; organisationen sparades inte, "
+                          "försök igen. / The message bus is unavailable; the organisation was not stored, please "
+                          "retry.", headers={"Retry-After": RETRY_AFTER}) from exc
+        if ctx.on_org_put is not None:
+            await ctx.on_org_put(raw, applied, ctx.sessions)
         return {"version": applied.snapshot.version, "changed": applied.changed, "changes": applied.changes}
 
     @router.get("/v1/admin/org", tags=["admin"], summary="The current organisation snapshot (tokens hashed)")

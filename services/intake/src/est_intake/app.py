@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from est_shared.bus import BusUnavailable, latest_on_subject, parse_event, publish_event
+from est_shared.bus import (
+    ORG_SNAPSHOTS,
+    BusUnavailable,
+    PoisonEvent,
+    SnapshotMissing,
+    delete_object,
+    latest_org_change,
+    load_org_snapshot,
+    object_names,
+    publish_event,
+    put_object,
+)
 from est_shared.db import (
     OutboxRelay,
     add_to_outbox,
@@ -16,18 +30,27 @@ from est_shared.db import (
     session_factory,
     transaction,
 )
-from est_shared.events import CloudEvent
-from est_shared.org import OrgSnapshot
+from est_shared.events import CloudEvent, OrgChanged
+from est_shared.org import OrgSnapshot, SnapshotBlob, snapshot_version
 from est_shared.runtime import ServiceRuntime
-from est_shared.subjects import ORG, ORG_CHANGED
+from est_shared.subjects import ORG_CHANGED
 from fastapi import FastAPI
+from prometheus_client import Gauge
 
 from est_intake import db
-from est_intake.api import IntakeContext, build_router
+from est_intake.api import ORG_PATH, IntakeContext, build_router
 from est_intake.consumers import register_consumers
-from est_intake.domain import load_org_file
+from est_intake.domain import parse_org_text
 from est_intake.forfeitures import install_forfeitures
-from est_intake.handlers import IntakeMetrics, apply_org, org_event
+from est_intake.handlers import (
+    IntakeMetrics,
+    OrgApplied,
+    StartupFile,
+    StoreSnapshot,
+    apply_org,
+    org_event,
+    unchanged_startup_file,
+)
 from est_intake.settings import IntakeSettings
 
 Settings = IntakeSettings
@@ -46,9 +69,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     engine = make_engine(settings.db_url())
     sessions = session_factory(engine)
     runtime = ServiceRuntime(name="intake", title="EST Lägesbild – intake", description=DESCRIPTION,
-                             settings=settings, engine=engine, max_body_bytes=settings.max_body_bytes)
+                             settings=settings, engine=engine, max_body_bytes=settings.max_body_bytes,
+                             body_limits={("PUT", ORG_PATH): settings.max_org_body_bytes})
     metrics = IntakeMetrics(runtime.registry)
     relay: dict[str, OutboxRelay] = {}
+    startup_file = StartupFileState(runtime)
 
     def wake() -> None:
         if "r" in relay:
@@ -72,8 +97,16 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         runtime.metrics.published.labels(event.type).inc()
         return bool(getattr(ack, "duplicate", False))
 
+    async def store(snapshot: OrgSnapshot) -> SnapshotBlob:
+        """Write a version's snapshot to the object store (before its event can exist), then drop old ones."""
+        blob = await asyncio.to_thread(SnapshotBlob.of, snapshot)
+        await put_object(runtime.js, ORG_SNAPSHOTS, blob.name, blob.data)
+        await _prune_snapshots(runtime, newest=blob.version, keep=settings.org_snapshots_kept)
+        return blob
+
     ctx = IntakeContext(runtime=runtime, sessions=sessions, metrics=metrics, publish=publish, wake=wake,
-                        concurrency=settings.publish_concurrency, max_batch=settings.max_batch)
+                        concurrency=settings.publish_concurrency, max_batch=settings.max_batch,
+                        store_snapshot=store, on_org_put=startup_file.applied_by_hand)
     runtime.app.include_router(build_router(ctx))
     runtime.app.state.intake = ctx
     register_consumers(runtime)
@@ -84,16 +117,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
             await conn.run_sync(db.drop_unused_indexes)
-        r = OutboxRelay(sessions=sessions, table=db.outbox, js=runtime.js,
-                        on_published=lambda subject: runtime.metrics.published.labels("outbox").inc())
+        r = runtime.outbox_relay(sessions=sessions, table=db.outbox,
+                                 on_published=lambda subject: runtime.metrics.published.labels("outbox").inc())
         relay["r"] = r
-        await _reconcile_org(runtime, sessions)
+        await _reconcile_org(runtime, sessions, store)
         if settings.org_file:
-            applied = await apply_org(load_org_file(settings.org_file), sessions=sessions,
-                                      applied_by=f"file:{settings.org_file.name}", on_applied=runtime.apply_org,
-                                      wake=wake, metrics=metrics)
-            log.info("organisation file applied at start", extra={"version": applied.snapshot.version,
-                                                                  "changed": applied.changed})
+            await startup_file.apply(settings.org_file, sessions=sessions, wake=wake, store=store, metrics=metrics)
         await r.flush()
         r.start()
         if ctx.ledger is not None and ctx.ledger.local is not None:
@@ -110,27 +139,100 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     return runtime.app
 
 
-async def _reconcile_org(runtime: ServiceRuntime, sessions: Any) -> None:
-    """Load the stored organisation; make sure the stream has the latest version (and the DB the stream's)."""
+class StartupFileState:
+    """The start-up organisation file (see the rule in ``est_intake.domain``): applied or skipped at start, and
+    whether it waits to be applied by hand (``est_intake_org_file_skipped``, ``/readyz`` degraded)."""
+
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+        self.skipped: StartupFile | None = None
+        self.gauge = Gauge("est_intake_org_file_skipped", "1 while the start-up organisation file is not applied "
+                           "because the organisation was changed since a start-up file last took effect (apply "
+                           "it with est org apply FILE)", registry=runtime.registry)
+        runtime.add_check("org_file", self.check)
+
+    def check(self) -> bool | str:
+        if self.skipped is None:
+            return True
+        name = self.skipped.name
+        return (f"organisationsfilen {name} tillämpades inte vid start: organisationen har ändrats sedan en "
+                f"startfil sist tillämpades; kör `est org apply {name}` om den ska gälla / the organisation file "
+                f"{name} was not applied at start: the organisation was changed since a start-up file last took "
+                f"effect; run `est org apply {name}` to apply it")
+
+    async def apply(self, path: Path, *, sessions: Any, wake: Any, store: Any, metrics: IntakeMetrics) -> None:
+        """Apply the start-up file as the rule says."""
+        raw = await asyncio.to_thread(path.read_bytes)
+        startup = StartupFile.of(raw, path.name)
+        if await unchanged_startup_file(startup, sessions=sessions):
+            log.info("organisation file unchanged since it last took effect; not applied again",
+                     extra={"file": path.name})
+            return
+        doc = await asyncio.to_thread(parse_org_text, raw.decode("utf-8"))
+        applied = await apply_org(doc, sessions=sessions, applied_by=f"file:{path.name}",
+                                  on_applied=self.runtime.apply_org, wake=wake, store=store, metrics=metrics,
+                                  startup=startup)
+        if applied.outcome == "skipped":
+            self.skipped = startup
+            self.gauge.set(1)
+        log.info("organisation file at start", extra={"file": path.name, "outcome": applied.outcome,
+                                                      "version": applied.snapshot.version})
+
+    async def applied_by_hand(self, raw: bytes, applied: OrgApplied, sessions: Any) -> None:
+        """After ``PUT /v1/admin/org``: the skipped start-up file sent as it is (``est org apply FILE``) now took
+        effect, so it no longer waits."""
+        if self.skipped is None or StartupFile.of(raw, self.skipped.name).sha256 != self.skipped.sha256:
+            return
+        async with transaction(sessions) as s:
+            await db.record_startup_file(s, sha256=self.skipped.sha256, file_name=self.skipped.name,
+                                         version=applied.snapshot.version, outcome="applied")
+        self.skipped = None
+        self.gauge.set(0)
+
+
+async def _prune_snapshots(runtime: ServiceRuntime, *, newest: int, keep: int) -> None:
+    """Delete the snapshot objects of all but the ``keep`` newest versions (the database keeps every version)."""
+    try:
+        for name in await object_names(runtime.js, ORG_SNAPSHOTS):
+            version = snapshot_version(name)
+            if version is not None and version <= newest - keep:
+                await delete_object(runtime.js, ORG_SNAPSHOTS, name)
+    except Exception as exc:  # tried again at the next version
+        log.warning("could not delete old organisation snapshots", extra={"error": exc.__class__.__name__})
+
+
+async def _announced_snapshot(runtime: ServiceRuntime, data: OrgChanged, attempts: int = 20) -> OrgSnapshot:
+    """The snapshot of an announced version; its object is written before its event, so a short wait covers a
+    replica that is writing it; after that, the start fails loudly."""
+    for attempt in range(attempts):
+        try:
+            return await load_org_snapshot(runtime.js, data)
+        except (SnapshotMissing, BusUnavailable) as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("organisation snapshot on the bus not readable yet", extra={"error": str(exc)[:300]})
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+async def _reconcile_org(runtime: ServiceRuntime, sessions: Any, store: StoreSnapshot) -> None:
+    """Load the stored organisation; make sure the bus has the latest version (and the DB the bus's)."""
     async with sessions() as s:
         stored = await db.latest_org(s)
-    stream_version = 0
-    stream_snapshot: OrgSnapshot | None = None
-    raw = await latest_on_subject(runtime.js, ORG.name, ORG_CHANGED)
-    if raw:
-        try:
-            event = parse_event(raw)
-            stream_snapshot = OrgSnapshot.model_validate(event.data.snapshot)  # type: ignore[attr-defined]
-            stream_version = stream_snapshot.version
-        except Exception:
-            log.exception("latest organisation event on the stream is unreadable")
-    if stream_snapshot is not None and (stored is None or stream_version > stored.version):
+    data: OrgChanged | None = None
+    try:
+        data = await latest_org_change(runtime.js)
+    except PoisonEvent:
+        log.exception("latest organisation event on the stream is unreadable")
+    stream_version = data.version if data is not None else 0
+    if data is not None and (stored is None or data.version > stored.version):
         # the bus knows a newer organisation than our database (restored or new database): adopt it, so
         # that the next version we store continues the numbering the other services follow
+        adopted = await _announced_snapshot(runtime, data)
         async with transaction(sessions) as s:
-            await db.add_org_version(s, stream_snapshot, applied_by="recovered-from-stream",
+            await db.add_org_version(s, adopted, applied_by="recovered-from-stream",
                                      changes=["recovered from est.org.changed"])
-        stored = stream_snapshot
+        stored = adopted
     if stored is None:
         return
     await runtime.apply_org(stored)
@@ -138,7 +240,8 @@ async def _reconcile_org(runtime: ServiceRuntime, sessions: Any) -> None:
         async with sessions() as s:
             history = await db.org_history(s, limit=1)
         changes = history[0]["changes"] if history else []
-        event = org_event(stored, changes, history[0]["applied_at"] if history else None)  # type: ignore[arg-type]
+        blob = await store(stored)
+        event = org_event(blob, changes, history[0]["applied_at"] if history else datetime.now(UTC))
         try:
             await publish_event(runtime.js, ORG_CHANGED, event)
         except BusUnavailable:

@@ -38,6 +38,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    StringConstraints,
     ValidationError,
     field_validator,
 )
@@ -70,22 +71,30 @@ class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+MAX_NAME = 200
+MAX_PLACE = 100
+MAX_PLACES = 500
+MAX_PERSON_AREAS = 10_000
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Place = Annotated[str, StringConstraints(max_length=MAX_PLACE)]
+
+
 class AreaDoc(_Doc):
     """An area in the organisation file."""
 
     id: str = Field(pattern=ID_PATTERN)
-    name: str = Field(min_length=1)
+    name: Name
     cadence: Literal["weekly", "biweekly"] = "weekly"
-    places: list[str] = Field(default_factory=list)
+    places: list[Place] = Field(default_factory=list, max_length=MAX_PLACES)
 
 
 class MunicipalityDoc(_Doc):
     """A municipality in the organisation file."""
 
     id: str = Field(pattern=ID_PATTERN)
-    name: str = Field(min_length=1)
+    name: Name
     analysis_period: Literal["tertial", "quarter"] = "tertial"
-    timezone: str = DEFAULT_TIMEZONE
+    timezone: str = Field(default=DEFAULT_TIMEZONE, max_length=64)
     deadline_weekday: int = Field(default=0, ge=0, le=6)
     deadline_time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     areas: list[AreaDoc] = Field(default_factory=list)
@@ -112,7 +121,7 @@ class ActorDoc(_Doc):
     """An actor (organisation) in the organisation file."""
 
     id: str = Field(pattern=ID_PATTERN)
-    name: str = Field(min_length=1)
+    name: Name
     kind: ActorKind = "other"
 
 
@@ -120,12 +129,13 @@ class PersonDoc(_Doc):
     """A person in the organisation file."""
 
     id: str = Field(pattern=ID_PATTERN)
-    name: str = Field(min_length=1)
-    actor: str
-    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    roles: list[Role] = Field(default_factory=list)
-    areas: list[str] = Field(default_factory=list)
-    token: str | None = Field(default=None, min_length=1)
+    name: Name
+    actor: str = Field(max_length=100)
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    roles: list[Role] = Field(default_factory=list, max_length=20)
+    areas: list[Annotated[str, StringConstraints(max_length=100)]] = Field(default_factory=list,
+                                                                          max_length=MAX_PERSON_AREAS)
+    token: str | None = Field(default=None, min_length=1, max_length=512)
     token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
 
 
@@ -140,7 +150,13 @@ class OrgDoc(_Doc):
 
 
 class OrgSyntaxError(OrgInvalid):
-    """The organisation text is not YAML/JSON at all (answered 400, not 422)."""
+    """The organisation text is not YAML/JSON at all, or not one we read (answered 400, not 422)."""
+
+
+MAX_DEPTH = 16
+"""Deepest nesting an organisation document may have (its own shape needs six levels)."""
+MAX_SCALAR = 10_000
+"""Longest single value, in characters, in an organisation document."""
 
 
 def load_org_file(path: str | Path) -> dict[str, Any]:
@@ -148,21 +164,128 @@ def load_org_file(path: str | Path) -> dict[str, Any]:
     return parse_org_text(Path(path).read_text(encoding="utf-8"))
 
 
+def _refused(sv: str, en: str, where: str = "") -> OrgSyntaxError:
+    return OrgSyntaxError([{"field": where, "message": f"{sv} / {en}"}])
+
+
 def parse_org_text(text: str) -> dict[str, Any]:
-    """Parse YAML or JSON text of an organisation file into a mapping; OrgInvalid if it is not one."""
+    """Parse YAML or JSON text of an organisation file into a mapping; OrgInvalid if it is not one.
+
+    Read from the parser's events without recursion (the nesting is counted, at most ``MAX_DEPTH``),
+    with PyYAML's safe rules for every value. Refused as syntax (400): more than one document, YAML
+    aliases (``*name``: an alias bomb, "billion laughs", would expand into more values than memory holds),
+    tags on mappings or lists, mappings or lists as keys, and values longer than ``MAX_SCALAR``.
+    """
     try:
-        doc = yaml.safe_load(text)
+        doc = _yaml_document(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise OrgSyntaxError([{"field": "", "message": f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"}]) \
             from exc
+    return _mapping(doc)
+
+
+def parse_org_json(raw: bytes) -> dict[str, Any]:
+    """Parse a JSON organisation document into a mapping, with the limits of ``parse_org_text``."""
+    try:
+        doc = json.loads(raw or b"{}")
+    except RecursionError:
+        raise _too_deep("") from None
+    except ValueError as exc:
+        raise OrgSyntaxError([{"field": "", "message": f"not valid JSON: {exc}"}]) from exc
+    stack: list[tuple[Any, int, str]] = [(doc, 0, "")]
+    while stack:  # depth and value sizes, without recursion
+        node, depth, where = stack.pop()
+        if isinstance(node, dict | list):
+            if depth >= MAX_DEPTH:
+                raise _too_deep(where)
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                if isinstance(key, str) and len(key) > MAX_SCALAR:
+                    raise _too_long(where)
+                stack.append((value, depth + 1, f"{where}.{key}" if where else str(key)))
+        elif isinstance(node, str) and len(node) > MAX_SCALAR:
+            raise _too_long(where)
+    return _mapping(doc)
+
+
+def _mapping(doc: Any) -> dict[str, Any]:
     if doc is None:
-        doc = {}
+        return {}
     if not isinstance(doc, dict):
         raise OrgInvalid([{"field": "", "message": "the organisation file must be a mapping "
                                                    "(municipalities, actors, people)"}])
     return doc
+
+
+def _too_deep(where: str) -> OrgSyntaxError:
+    return _refused(f"nästlat djupare än {MAX_DEPTH} nivåer", f"nested deeper than {MAX_DEPTH} levels", where)
+
+
+def _too_long(where: str) -> OrgSyntaxError:
+    return _refused(f"ett värde är längre än {MAX_SCALAR} tecken", f"a value is longer than {MAX_SCALAR} "
+                    "characters", where)
+
+
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where it is installed
+_MAP, _SEQ, _STR = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:str"
+_NO_KEY = object()
+
+
+def _yaml_document(text: str) -> Any:
+    """The one document of a YAML text as plain values (see ``parse_org_text``); raises YAMLError or
+    OrgSyntaxError."""
+    loader = _YAML_LOADER("")  # for its resolver and safe constructors, not its (recursive) composer
+    constructors = loader.yaml_constructors
+    frames: list[list[Any]] = []  # [container, pending mapping key or _NO_KEY]
+    root: Any = None
+    documents = 0
+    for ev in yaml.parse(text, Loader=_YAML_LOADER):
+        kind = type(ev)
+        if kind is yaml.ScalarEvent:
+            if len(ev.value) > MAX_SCALAR:
+                raise _too_long("")
+            tag = ev.tag if ev.tag not in (None, "!") else loader.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+            if tag == _STR:
+                value = ev.value
+            else:
+                construct = constructors.get(tag) or constructors[None]
+                value = construct(loader, yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style))
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            if ev.tag not in (None, "!", _MAP if kind is yaml.MappingStartEvent else _SEQ):
+                raise _refused(f"taggen {ev.tag} är inte tillåten", f"the tag {ev.tag} is not allowed")
+            if len(frames) >= MAX_DEPTH:
+                raise _too_deep("")
+            frames.append([{} if kind is yaml.MappingStartEvent else [], _NO_KEY])
+            continue
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            value = frames.pop()[0]
+        elif kind is yaml.AliasEvent:
+            raise _refused("YAML-alias (*namn) är inte tillåtna i en organisationsfil; skriv ut värdet",
+                           "YAML aliases (*name) are not allowed in an organisation file; write the value out")
+        elif kind is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _refused("filen får bara innehålla ett dokument", "the file may hold one document only")
+            continue
+        else:
+            continue
+        if not frames:
+            root = value
+            continue
+        frame = frames[-1]
+        container = frame[0]
+        if type(container) is list:
+            container.append(value)
+        elif frame[1] is _NO_KEY:
+            if isinstance(value, dict | list):
+                raise _refused("en nyckel måste vara ett enkelt värde", "a key must be a plain value")
+            frame[1] = value
+        else:
+            container[frame[1]] = value
+            frame[1] = _NO_KEY
+    return root
 
 
 def _pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -173,13 +296,38 @@ def _pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
+def _text_errors(org: OrgDoc) -> list[dict[str, str]]:
+    """Control characters in every text, and personal data in the names and places that reach pictures.
+
+    Municipality, area, place and actor names are printed in pictures, e-mails and reports that may
+    become public documents; person names are names (only control characters are refused there).
+    """
+    shown: dict[str, str] = {}
+    for i, m in enumerate(org.municipalities):
+        shown[f"municipalities.{i}.name"] = m.name
+        for j, a in enumerate(m.areas):
+            shown[f"municipalities.{i}.areas.{j}.name"] = a.name
+            for k, p in enumerate(a.places):
+                shown[f"municipalities.{i}.areas.{j}.places.{k}"] = p
+    for i, act in enumerate(org.actors):
+        shown[f"actors.{i}.name"] = act.name
+    errors = free_text_errors(shown)
+    for i, person in enumerate(org.people):
+        for name, text in (("name", person.name), ("email", person.email), ("token", person.token)):
+            if text and has_control_characters(text):
+                errors.append({"field": f"people.{i}.{name}", "reason": "control_character",
+                               "message": "texten innehåller ett kontrolltecken (t.ex. NUL eller radbrytning) / "
+                                          "the text contains a control character (such as NUL or a line break)"})
+    return errors
+
+
 def validate_org(doc: dict[str, Any]) -> OrgDoc:
-    """Check an organisation mapping: shapes, unique ids across the org, and every reference."""
+    """Check an organisation mapping: shapes, texts, unique ids across the org, and every reference."""
     try:
         org = OrgDoc.model_validate(doc)
     except ValidationError as exc:
         raise OrgInvalid(_pydantic_errors(exc)) from exc
-    errors: list[dict[str, str]] = []
+    errors: list[dict[str, str]] = _text_errors(org)
     seen: dict[str, str] = {}
 
     def claim(id_: str, what: str, where: str) -> None:
@@ -193,8 +341,8 @@ def validate_org(doc: dict[str, Any]) -> OrgDoc:
         claim(m.id, "municipality", f"municipalities.{i}.id")
         for j, a in enumerate(m.areas):
             claim(a.id, "area", f"municipalities.{i}.areas.{j}.id")
-            dup = {p for p in a.places if a.places.count(p) > 1}
-            if dup:
+            if len(set(a.places)) != len(a.places):
+                dup = {p for p in a.places if a.places.count(p) > 1}
                 errors.append({"field": f"municipalities.{i}.areas.{j}.places",
                                "message": f"places listed twice: {', '.join(sorted(dup))}"})
             for k, p in enumerate(a.places):
@@ -270,13 +418,14 @@ def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None) -> tuple[O
         people[p.id] = Person(id=p.id, name=p.name, actor=p.actor, email=p.email, roles=_unique(list(p.roles)),
                               areas=_unique(resolved), municipalities=sorted(set(munis)),
                               token_sha256=person_token_hash(p))
-    candidate = OrgSnapshot(version=prev.version, municipalities=municipalities, areas=areas, actors=actors,
+    candidate = OrgSnapshot(version=prev.version + 1, municipalities=municipalities, areas=areas, actors=actors,
                             people=people, checklists=prev.checklists, current_checklist=prev.current_checklist,
                             subscriptions=list(org.subscriptions or []))
-    if prev.version > 0 and candidate.model_dump(mode="json") == prev.model_dump(mode="json"):
-        return prev, []
+    # the diff compares everything the file sets (checklists come from ``previous``): no change, same content
     changes = diff_snapshots(prev if prev.version > 0 else None, candidate)
-    return candidate.model_copy(update={"version": prev.version + 1}), changes
+    if prev.version > 0 and not changes:
+        return prev, []
+    return candidate, changes
 
 
 def diff_snapshots(old: OrgSnapshot | None, new: OrgSnapshot) -> list[str]:
@@ -303,6 +452,28 @@ def diff_snapshots(old: OrgSnapshot | None, new: OrgSnapshot) -> list[str]:
     if (old.subscriptions if old else []) != new.subscriptions:
         out.append(f"declared subscriptions changed ({len(new.subscriptions)} now)")
     return out
+
+
+# --- the start-up organisation file ------------------------------------------------------
+#
+# A start-up organisation file (``EST_INTAKE_ORG_FILE``, ``est up --org FILE``, the demo) is applied
+# at start only when its content (SHA-256 of its bytes) differs from the start-up file content that
+# last took effect, and then only if no organisation version was made since by other means (``PUT
+# /v1/admin/org``, ``est org apply``, a different file of another replica, recovery from the bus).
+# Otherwise the file is skipped; when it was skipped because of newer versions, the intake says so
+# (log, ``est_intake_org_file_skipped``, ``/readyz`` degraded) and how to apply it on purpose:
+# ``est org apply FILE``. A file that describes the organisation as it is takes effect without a new
+# version. A restart (a crash, ``est up`` again, the supervisor) so never undoes changes made since.
+
+StartupOutcome = Literal["applied", "unchanged", "current", "skipped"]
+"""applied: a new version; unchanged: the same content as last time, not read; current: the file describes
+the organisation as it is; skipped: newer versions were made since the last start-up file took effect."""
+
+
+def startup_file_may_apply(*, latest_version: int, last_file_version: int) -> bool:
+    """Whether a changed start-up file may make a new version: no version is newer than the one the last
+    start-up file made or found (0 when none took effect yet)."""
+    return latest_version <= last_file_version
 
 
 def principal_for(snapshot: OrgSnapshot, person_id: str) -> Principal | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from est_shared.settings import ServiceSettings, service_field
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 
 
 class IntakeSettings(ServiceSettings):
@@ -17,7 +17,16 @@ class IntakeSettings(ServiceSettings):
         "SQLAlchemy URL of the intake database; empty means DATA_DIR/intake.db (SQLite)")
     port: int = service_field("intake", "port", 8000, "HTTP port")  # type: ignore[assignment]
     org_file: Path | None = service_field(  # type: ignore[assignment]
-        "intake", "org_file", None, "organisation file (YAML) applied at start-up (idempotent)")
+        "intake", "org_file", None, "organisation file (YAML) applied at start-up when its content changed "
+        "since it was last applied, and never over a version made since by other means (README)")
+    max_org_body_bytes: int = service_field(  # type: ignore[assignment]
+        "intake", "max_org_body_bytes", 20_000_000,
+        "largest organisation file PUT /v1/admin/org accepts, in bytes (413 above; the web gateway's limit for "
+        "the path, EST_WEB_BODY_LIMITS, is the same by default); the other routes keep max_body_bytes")
+    org_snapshots_kept: int = Field(  # type: ignore[assignment]
+        default=10, ge=2, validation_alias=AliasChoices("EST_INTAKE_ORG_SNAPSHOTS_KEPT", "org_snapshots_kept"),
+        description="organisation versions whose snapshot stays in the EST_ORG_SNAPSHOTS object store (older "
+        "ones are deleted; the intake's history keeps every version)")
     max_body_bytes: int = service_field(  # type: ignore[assignment]
         "intake", "max_body_bytes", 2_000_000, "largest accepted request body in bytes (413 above)")
     publish_timeout: float = service_field(  # type: ignore[assignment]
