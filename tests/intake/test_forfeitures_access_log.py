@@ -61,8 +61,8 @@ async def test_personal_data_in_the_purpose_or_the_id_never_reaches_the_access_l
         refused = [
             (url, auth("anna"), NAME_AND_NUMBER, 403, "forbidden_role"),  # refused for the role: purpose checked too
             (url, auth("sara"), NAME_AND_NUMBER, 422, "purpose_personal_data"),
-            (url, auth("sara"), "uppföljning\r\nX-Injected: ja", 422, "purpose_control_character"),
-            (url, auth("sara"), "a\x00b-uppföljning", 422, "purpose_control_character"),
+            (url, auth("sara"), "uppföljning\r\nX-Injected: ja", 400, "refused at the edge: nothing logged"),
+            (url, auth("sara"), "a\x00b-uppföljning", 400, "refused at the edge: nothing logged"),
             (f"/v1/forfeitures/{NAME_AND_NUMBER}", {}, None, 401, "unauthenticated"),
             (f"/v1/forfeitures/{NAME_AND_NUMBER}", auth("sara"), "uppföljning", 422, "malformed_id"),
             (f"/v1/forfeitures/{NAME_AND_NUMBER}", auth("anna"), "uppföljning", 403, "forbidden_role"),
@@ -72,6 +72,8 @@ async def test_personal_data_in_the_purpose_or_the_id_never_reaches_the_access_l
             assert r.status_code == status, (path, purpose, r.text)
             assert "20100515" not in r.text and "Testsson" not in r.text
         r = await client.get(url, params={"purpose": "x" * 5000}, headers=auth("sara"))
+        assert r.status_code == 414  # a query past the edge's bound never reaches the route or the log
+        r = await client.get(url, params={"purpose": "x" * 3000}, headers=auth("sara"))
         assert r.status_code == 422 and r.json()["errors"][0]["reason"] == "too_long"
         entries = (await _log(client))["entries"]
         raw = json.dumps(entries)
@@ -80,8 +82,6 @@ async def test_personal_data_in_the_purpose_or_the_id_never_reaches_the_access_l
         assert logged == [
             ("forbidden_role", pid, "[refused: personal data]"),
             ("purpose_personal_data", pid, "[refused: personal data]"),
-            ("purpose_control_character", pid, "[refused: control character]"),
-            ("purpose_control_character", pid, "[refused: control character]"),
             ("unauthenticated", "[malformed id]", None),
             ("malformed_id", "[malformed id]", "uppföljning"),
             ("forbidden_role", "[malformed id]", "uppföljning"),
@@ -92,10 +92,12 @@ async def test_personal_data_in_the_purpose_or_the_id_never_reaches_the_access_l
 async def test_three_hundred_requests_without_a_valid_token_add_few_rows_and_real_reads_are_still_logged(
         tmp_path: Path, fresh_nats: NatsServer) -> None:
     async with recorded(tmp_path, fresh_nats.url) as (client, app, url):
+        r = await client.get(f"/v1/forfeitures/{'x' * 12_000}", params={"purpose": "uppföljning"})
+        assert r.status_code == 414  # a 12 KB id does not even reach the route (the edge's path bound)
         before = await _rows(app)
         for i in range(300):
             headers = {} if i % 2 else {"Authorization": f"Bearer guess-{i}"}
-            r = await client.get(f"/v1/forfeitures/{'x' * 12_000}{i}", params={"purpose": "p" * 2000},
+            r = await client.get(f"/v1/forfeitures/{'x' * 1_500}{i}", params={"purpose": "p" * 2000},
                                  headers=headers)
             assert r.status_code == 401 and "xxxx" not in r.text
         added = await _rows(app) - before
@@ -106,7 +108,7 @@ async def test_three_hundred_requests_without_a_valid_token_add_few_rows_and_rea
 
         assert (await client.get(url, params={"purpose": "uppföljning"}, headers=auth("sara"))).status_code == 200
         for _ in range(3):  # refused reads with a valid token are logged one by one
-            r = await client.get(f"/v1/forfeitures/{'x' * 12_000}", params={"purpose": "uppföljning"},
+            r = await client.get(f"/v1/forfeitures/{'x' * 1_500}", params={"purpose": "uppföljning"},
                                  headers=auth("petra"))
             assert r.status_code == 422
         entries = (await _log(client, limit=4))["entries"]
