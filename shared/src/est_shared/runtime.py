@@ -19,6 +19,7 @@ import asyncio
 import gc
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -377,9 +378,15 @@ class _BodyLimits:
 
 
 STREAM_CLOSED = "stream.closed"
-_CLOSED_DATA = json.dumps({"reason": "credentials_changed",
-                           "reason_sv": "din behörighet har ändrats; anslut igen",
-                           "reason_en": "your access has changed; connect again"}, ensure_ascii=False)
+_CLOSED_DATA = {
+    "access_changed": json.dumps({"reason": "access_changed",
+                                  "reason_sv": "din behörighet har ändrats; anslut igen",
+                                  "reason_en": "your access has changed; connect again"}, ensure_ascii=False),
+    "signed_out": json.dumps({"reason": "signed_out",
+                              "reason_sv": "du finns inte längre i organisationen eller din inloggning har ändrats",
+                              "reason_en": "you are no longer in the organisation or your sign-in has changed"},
+                             ensure_ascii=False),
+}
 
 
 @dataclass(eq=False)
@@ -388,7 +395,7 @@ class _OpenStream:
     inner: asyncio.Future[None]
     principal: Principal | None = None
     finished: bool = False
-    revoked: bool = False
+    revoked: str | None = None  # why it was ended: a key of _CLOSED_DATA
 
 
 class OpenStreams:
@@ -401,8 +408,9 @@ class OpenStreams:
         """End the streams whose token now means another principal or none; returns how many."""
         closed = 0
         for stream in list(self.open):
-            if not stream.finished and directory.authenticate(stream.token) != stream.principal:
-                stream.revoked = True
+            now = None if stream.finished else directory.authenticate(stream.token)
+            if not stream.finished and now != stream.principal:
+                stream.revoked = "signed_out" if now is None else "access_changed"
                 stream.inner.cancel()
                 closed += 1
         return closed
@@ -447,7 +455,8 @@ class RevocableStreams:
             if not stream.revoked or (current is not None and current.cancelling()):
                 raise  # the request itself is being cancelled (client gone, shutdown)
             if not stream.finished:
-                body = f"event: {STREAM_CLOSED}\ndata: {_CLOSED_DATA}\n\n".encode()
+                body = (f"id: closed:{int(time.time() * 1000)}\nevent: {STREAM_CLOSED}\n"
+                        f"data: {_CLOSED_DATA[stream.revoked]}\n\n").encode()
                 await send({"type": "http.response.body", "body": body, "more_body": False})
         finally:
             self.streams.open.discard(stream)
