@@ -89,3 +89,22 @@ async def test_subscriptions_are_private_to_their_owner(nats_url: str, tmp_path:
         assert (await http.get(f"/v1/subscriptions/{sub['id']}", headers=org.auth("owner"))).status_code == 404
         assert (await http.get("/readyz")).status_code == 200
         assert (await http.get("/docs")).status_code == 200
+
+
+async def test_a_subscription_name_with_personal_data_or_control_characters_is_refused(
+        nats_url: str, tmp_path: Path, org: Org) -> None:
+    """A subscription's name is seen by others (the delivery ledger, the paused notice): the free-text guard."""
+    async with running_notifier(notifier_settings(nats_url, tmp_path, org), org) as n:
+        created = await n.http.post("/v1/subscriptions", json=_body(org), headers=org.auth("owner"))
+        assert created.status_code == 201, created.text
+        for bad, field in ((_body(org, name="Ring Kim på 070-123 45 67"), "body.name"),
+                           (_body(org, name="Kim 20100515-2382"), "body.name"),
+                           (_body(org, name="Drift\r\nBcc: x@example.org"), "body.name"),
+                           (_body(org, channel={"type": "email", "to": "a\x00b@example.org"}), "body.channel.email.to")):
+            r = await n.http.post("/v1/subscriptions", json=bad, headers=org.auth("owner"))
+            assert r.status_code == 422, (bad, r.text)
+            assert [e["field"] for e in r.json()["errors"]] == [field], r.text
+            assert "070-123" not in r.text and "20100515" not in r.text and "Bcc" not in r.text
+        r = await n.http.patch(f"/v1/subscriptions/{created.json()['id']}", json={"name": "Kim 20100515-2382"},
+                               headers=org.auth("owner"))
+        assert r.status_code == 422 and "20100515" not in r.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from est_shared.freetext import free_text_errors, has_control_characters
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from est_notifier.domain import WEBHOOK_URL_MAX, webhook_url_problem
@@ -25,6 +26,24 @@ class ScopeIn(_In):
     area_ids: list[Annotated[str, Field(pattern=ID)]] | None = Field(
         default=None, max_length=500, description="Areas; left out = every area of the municipality you may see",
         examples=[["araby"]])
+
+
+def _safe_name(v: str) -> str:
+    """A subscription's name is shown to others (the ledger, e-mails to the owner's colleagues): no personal data,
+    no control characters."""
+    errors = free_text_errors({"name": v})
+    if errors:
+        raise ValueError(errors[0]["message"])
+    return v
+
+
+def _plain_address(v: str) -> str:
+    if has_control_characters(v):
+        raise ValueError("adressen innehåller ett kontrolltecken / the address contains a control character")
+    return v
+
+
+SafeName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_safe_name)]
 
 
 def _webhook_url(v: str) -> str:
@@ -53,8 +72,9 @@ class WebhookChannelPatch(WebhookChannel):
 
 class EmailChannel(_In):
     type: Literal["email"]
-    to: str = Field(max_length=320, pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$", description="Recipient address",
-                    examples=["a@example.org"])
+    to: Annotated[str, AfterValidator(_plain_address)] = Field(
+        max_length=320, pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$", description="Recipient address",
+        examples=["a@example.org"])
 
 
 Channel = Annotated[WebhookChannel | EmailChannel, Field(discriminator="type")]
@@ -62,7 +82,7 @@ ChannelPatch = Annotated[WebhookChannelPatch | EmailChannel, Field(discriminator
 
 
 class SubscriptionIn(_In):
-    name: str = Field(min_length=1, max_length=200, examples=["Växjöhem driftcentral"])
+    name: SafeName = Field(examples=["Växjöhem driftcentral"])
     scope: ScopeIn
     events: list[EventName] = Field(min_length=1, examples=[["picture.published", "alert.raised"]])
     channel: Channel
@@ -74,7 +94,7 @@ class SubscriptionIn(_In):
 
 
 class SubscriptionPatch(_In):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: SafeName | None = None
     scope: ScopeIn | None = None
     events: list[EventName] | None = Field(default=None, min_length=1)
     channel: ChannelPatch | None = None
@@ -165,7 +185,7 @@ class DeclaredSubscription(_In):
 
     id: str = Field(pattern=ID, description="stable id of the declaration", examples=["vaxjohem-drift"])
     owner: str = Field(pattern=ID, description="person id of the owner", examples=["anna"])
-    name: str = Field(min_length=1, max_length=200)
+    name: SafeName
     scope: ScopeIn
     events: list[EventName] = Field(min_length=1)
     channel: DeclaredChannel
