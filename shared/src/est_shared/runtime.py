@@ -45,7 +45,7 @@ from est_shared.bus import (
     make_broker,
     parse_event,
 )
-from est_shared.db import OutboxMetrics, OutboxRelay
+from est_shared.db import Gate, OutboxMetrics, OutboxRelay
 from est_shared.events import OrgChanged
 from est_shared.http import (
     BodySizeLimit,
@@ -103,15 +103,22 @@ class ServiceRuntime:
         self._on_stop: list[Hook] = []
         self._org_listeners: list[Callable[[OrgSnapshot], Awaitable[None]]] = []
         self._checks: dict[str, Check] = {}
+        self.relays: list[OutboxRelay] = []
+        self.tables = Gate("tabellerna", "the tables")
+        """Opens once the service's tables exist: consumers wait for it, routes that need the database answer
+        503 until then (``runtime.tables.require()``). The start hooks create them, so it opens after them,
+        unless a service makes its tables later itself (``tables_after_start = False``, then ``tables.open()``)."""
+        self.tables_after_start = True
+        self.add_check("tables", lambda: self.tables.is_open)
         self._outbox_metrics: OutboxMetrics | None = None
         self._announced: OrgChanged | None = None
         self._org_wake = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         self.app = FastAPI(title=title, description=description, version=version, lifespan=self._lifespan)
         self.streams = OpenStreams()
-        self.app.add_middleware(RevocableStreams, streams=self.streams,  # type: ignore[arg-type]
+        self.app.add_middleware(RevocableStreams, streams=self.streams,
                                 directory=lambda: self.directory)
-        self.app.add_middleware(_BodyLimits, max_bytes=max_body_bytes, routes=dict(body_limits or {}))  # type: ignore[arg-type]
+        self.app.add_middleware(_BodyLimits, max_bytes=max_body_bytes, routes=dict(body_limits or {}))
         self.app.add_middleware(CorrelationId)
         self.app.add_middleware(HttpMetrics, histogram=self.metrics.http_duration)
         self.app.add_middleware(RequestGuard)  # outermost: nothing inside sees a request it refuses
@@ -162,7 +169,13 @@ class ServiceRuntime:
                     f"be published and were set aside (see est_{self.name}_outbox_failed_events and the log)")
 
         self.add_check(f"outbox_{table.name}" if table.name != "outbox" else "outbox", check)
+        self.relays.append(relay)
         return relay
+
+    def wake_outbox(self) -> None:
+        """Tell every outbox relay of this service that new rows are waiting (after a commit that added some)."""
+        for relay in self.relays:
+            relay.wake()
 
     # --- readiness -----------------------------------------------------------------------
     def add_check(self, name: str, check: Check) -> None:
@@ -302,7 +315,7 @@ class ServiceRuntime:
             from faststream.specification import AsyncAPI
 
             spec = AsyncAPI(self.broker, title=f"EST {self.name} events", version="0.1.0")
-            return spec.to_specification().to_jsonable()  # type: ignore[no-any-return]
+            return spec.to_specification().to_jsonable()
 
     # --- lifespan ------------------------------------------------------------------------
     @asynccontextmanager
@@ -314,6 +327,8 @@ class ServiceRuntime:
             await self._retry("read the organisation", self._load_org)
             for hook in self._on_start:  # before consuming: hooks create tables, start relays
                 await hook()
+            if self.tables_after_start:
+                self.tables.open()
             await self.broker.start()
             self.spawn(self._follow_org(), "org-follower")
             self.spawn(self._report_lag(), "consumer-lag")
@@ -328,6 +343,8 @@ class ServiceRuntime:
                     await hook()
                 except Exception:
                     log.exception("stop hook failed")
+            for relay in self.relays:  # before the broker: a relay publishes on its connection
+                await relay.stop()
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
