@@ -61,7 +61,7 @@ def parse_expected(raw: bytes, expected: type[EventData] | None = None) -> Cloud
         try:
             event = _envelope(expected).model_validate_json(raw)
             if EVENT_TYPES.get(event.type) is expected:
-                return event  # type: ignore[no-any-return]
+                return event
         except ValidationError:
             pass
     return parse_event(raw)
@@ -192,7 +192,7 @@ class OneMessage:
 
     @property
     def body(self) -> bytes:
-        return self.raw_message.data  # type: ignore[no-any-return]
+        return self.raw_message.data
 
     async def ack(self) -> None:
         await self.raw_message.ack()

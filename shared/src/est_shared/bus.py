@@ -62,8 +62,9 @@ def make_broker(settings_nats_servers: Sequence[str], *, registry: Any = None, s
 
         middlewares.append(NatsPrometheusMiddleware(registry=registry, app_name=service))
     return NatsBroker(list(settings_nats_servers), logger=framework_log, log_level=logging.DEBUG,
-                      max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2,
-                      middlewares=middlewares)
+                      max_reconnect_attempts=-1, connect_timeout=2, middlewares=middlewares,
+                      # FastStream types it int; nats-py waits this many seconds, a float, between attempts
+                      reconnect_time_wait=0.5)  # type: ignore[arg-type]
 
 
 ORG_SNAPSHOTS = "EST_ORG_SNAPSHOTS"
