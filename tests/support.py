@@ -1,13 +1,16 @@
-"""Helpers for tests that run services as real processes (``est run SERVICE``)."""
+"""Helpers shared by the whole suite: polling (``eventually``, ``wait_for``), a webhook receiver, raw sockets,
+the whole system or single services as real processes (``est up``, ``est run SERVICE``)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +93,27 @@ def start_system(data_dir: Path, org_file: Path | None, *, ports: dict[str, int]
     raise AssertionError(f"est up did not start in {timeout}s:\n{system.output()[-4000:]}")
 
 
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until ``check()`` (a function or a coroutine function) gives something truthy; return it.
+
+    The one poll-until of the async tests; fails with the last value seen after ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while True:
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s; last value: {last!r}")
+        await asyncio.sleep(interval)
+
+
 def wait_for(fn: Any, timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Poll until fn() returns a truthy value; return it."""
+    """Poll until ``fn()`` returns a truthy value; return it (the one poll-until of blocking tests)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:

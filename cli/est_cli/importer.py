@@ -143,9 +143,10 @@ def _problem_text(problem: Any) -> str:
 def post_import(rows: Rows | list[dict[str, Any]], *, url: str, token: str, label: str = "Importing",
                 console: Console | None = None) -> dict[str, Any]:
     """POST readable rows (or plain reports, numbered from 1) in chunks of 500; counts and per-row errors."""
-    if rows and isinstance(rows[0], dict):
-        rows = [(n, rep, None) for n, rep in enumerate(rows, start=1)]  # type: ignore[misc]
-    rows = list(rows)  # type: ignore[arg-type]
+    numbered: list[tuple[int, dict[str, Any] | None, str | None]] = (
+        [(n, rep, None) for n, rep in enumerate(rows, start=1) if isinstance(rep, dict)]
+        if rows and isinstance(rows[0], dict) else [row for row in rows if isinstance(row, tuple)])
+    rows = numbered
     accepted = already = 0
     errors: list[dict[str, Any]] = [{"row": n, "report_id": None, "status": None, "problem": why}
                                     for n, rep, why in rows if rep is None]

@@ -11,7 +11,7 @@ import pytest
 from est_shared.org import period_deadline
 from est_shared.periods import Period
 
-from .conftest import Bus, World, eventually, make_world, picture_when, report, running, settings_for
+from tests.aggregator.support import Bus, World, eventually, make_world, picture_when, report, running, settings_for
 
 
 async def test_reports_roll_up_duplicates_count_once_and_corrections_replace(

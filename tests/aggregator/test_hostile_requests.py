@@ -10,7 +10,7 @@ import httpx
 import pytest
 from est_aggregator import db
 
-from .conftest import Bus, World, picture_when, report, running, settings_for
+from tests.aggregator.support import Bus, World, picture_when, report, running, settings_for
 
 PERSONAL = "Testa Testsson 20100515-2382 ring 070-123 45 67"
 

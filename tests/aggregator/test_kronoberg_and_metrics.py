@@ -15,7 +15,7 @@ from est_shared.events import ForfeitureRecorded, new_event
 from est_shared.org import Person, hash_token, period_deadline
 from est_shared.periods import Period
 
-from .conftest import Bus, World, eventually, picture_when, report, running, settings_for
+from tests.aggregator.support import Bus, World, eventually, picture_when, report, running, settings_for
 
 FRI_2230 = datetime(2026, 3, 6, 21, 30, tzinfo=UTC)  # fredag 22:30 Stockholm, ISO week 2026-W10
 

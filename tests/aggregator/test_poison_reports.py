@@ -21,7 +21,7 @@ from est_shared.checklists import EST_STANDARD_1
 from est_shared.events import Answer, ReportSubmitted
 from est_shared.subjects import report_submitted
 
-from .conftest import Bus, World, eventually, make_world, picture_when, report, running, settings_for
+from tests.aggregator.support import Bus, World, eventually, make_world, picture_when, report, running, settings_for
 
 PERSONAL = "Testa Testsson 20100515-2382 ring 070-123 45 67"
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from est_aggregator.rebuild import rebuild_async
 
-from .conftest import Bus, World, eventually, picture_when, report, running, settings_for
+from tests.aggregator.support import Bus, World, eventually, picture_when, report, running, settings_for
 
 PERIODS = ["2026-W08", "2026-W09", "2026-W10"]
 

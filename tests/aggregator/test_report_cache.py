@@ -18,7 +18,7 @@ from est_shared.db import in_loop_sqlite, make_engine, session_factory
 from est_shared.periods import Period
 from prometheus_client import CollectorRegistry
 
-from tests.aggregator.conftest import World, report
+from tests.aggregator.support import World, report
 
 
 async def _replica(path: Path) -> tuple[handlers.Deps, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,8 +10,6 @@ from typing import Any
 import pytest
 from est_analysis.app import Settings, create_app
 from est_shared.testing import serve
-
-sys.path.insert(0, str(Path(__file__).parent))  # lets test modules import analysis_support
 
 
 @pytest.fixture

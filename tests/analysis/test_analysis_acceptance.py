@@ -11,7 +11,12 @@ from typing import Any
 
 import httpx
 import nats
-from analysis_support import (
+from est_analysis import db
+from est_shared.bus import publish_event
+from est_shared.periods import Period
+from est_shared.subjects import picture_published
+
+from tests.analysis.support import (
     MEASURE_WEEK,
     PERSISTENT_WEEKS,
     T3_2026,
@@ -19,12 +24,8 @@ from analysis_support import (
     auth,
     org,
     unique,
-    wait_for,
 )
-from est_analysis import db
-from est_shared.bus import publish_event
-from est_shared.periods import Period
-from est_shared.subjects import picture_published
+from tests.support import eventually
 
 
 async def test_persistent_graffiti_and_measure_effect_show_in_tertial_and_quarter_analysis(
@@ -58,7 +59,7 @@ async def test_persistent_graffiti_and_measure_effect_show_in_tertial_and_quarte
                 async with app.state.analysis.sessions() as s:
                     return len(await db.area_pictures(s, a)) + len(await db.area_pictures(s, b)) == len(events)
 
-            await wait_for(all_consumed, timeout=20)
+            await eventually(all_consumed, timeout=20)
 
             # --- the tertial (the municipality's own analysis period) ---
             r = await c.post("/v1/analyses", json={"municipality_id": m, "period": "2026-T3"}, headers=auth("styr", m))
@@ -108,7 +109,7 @@ async def test_persistent_graffiti_and_measure_effect_show_in_tertial_and_quarte
             assert html.index(f"Område {a}") < html.index(f"Område {b}")
 
             # --- and the persistent problem was raised once, on the bus, when k of n first held ---
-            raised = await wait_for(lambda: _raised(alerts, a))
+            raised = await eventually(lambda: _raised(alerts, a))
             assert [x["id"] for x in raised] == [f"persistent:{a}:klotter:{PERSISTENT_WEEKS[2]}"]
     finally:
         await nc.close()

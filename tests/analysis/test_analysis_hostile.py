@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from analysis_support import auth, org, picture_event, unique, wait_for
 from est_analysis import db
 from est_analysis.domain import picture_faults, picture_value
 from est_analysis.rebuild import rebuild
@@ -20,6 +19,9 @@ from est_shared.bus import publish_event, publish_raw
 from est_shared.db import transaction
 from est_shared.periods import Period
 from est_shared.subjects import picture_published
+
+from tests.analysis.support import auth, org, picture_event, unique
+from tests.support import eventually
 
 T3_WEEKS = [p.id for p in Period.parse("2026-T3").reporting_periods("weekly")]  # 2026-W36 … 2026-W53
 PERSONAL = "Testa Testsson 20100515-2382 ring 070-123 45 67"
@@ -84,7 +86,7 @@ async def test_picture_events_with_absurd_values_are_dead_lettered_and_the_analy
                     pass
                 return len(dead) >= len(poison)
 
-            await wait_for(all_dead, timeout=20)
+            await eventually(all_dead, timeout=20)
             errors = sorted(msg.headers["EST-DLQ-Error"] for msg in dead)
             assert {msg.headers["EST-DLQ-Reason"] for msg in dead} == {"poison"}
             assert "items.klotter.value: out_of_range" in errors and "items: too_many" in errors
@@ -96,7 +98,7 @@ async def test_picture_events_with_absurd_values_are_dead_lettered_and_the_analy
             async def applied() -> bool:
                 text = (await c.get("/metrics")).text
                 return 'est_analysis_pictures_consumed_total{outcome="applied"} 7.0' in text
-            await wait_for(applied)
+            await eventually(applied)
             metrics = (await c.get("/metrics")).text
             assert f'est_analysis_dead_lettered_total{{reason="poison"}} {float(len(poison))}' in metrics
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from analysis_support import acceptance_history, org, picture_event, unique, wait_for
 from est_analysis import db
 from est_analysis.rebuild import rebuild
 from est_analysis.settings import AnalysisSettings
@@ -14,6 +13,9 @@ from est_shared.bus import publish_event
 from est_shared.db import make_engine, session_factory
 from est_shared.subjects import picture_published
 from prometheus_client import generate_latest
+
+from tests.analysis.support import acceptance_history, org, picture_event, unique
+from tests.support import eventually
 
 
 async def _tables(url: str) -> dict[str, Any]:
@@ -58,7 +60,7 @@ async def test_rebuild_from_the_stream_equals_the_live_projection(service: Any, 
                             if line.startswith("est_analysis_pictures_consumed_total{"))
                 return total >= len(events)
 
-            await wait_for(consumed, timeout=20)
+            await eventually(consumed, timeout=20)
         settings = AnalysisSettings(nats_url=nats_url, data_dir=live_dir, durable=f"analysis-{m}",
                                     municipality_filter=m)
         live = await _tables(settings.db_url())

@@ -17,7 +17,12 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from analysis_support import (
+from est_analysis import db
+from est_shared.bus import publish_event
+from est_shared.subjects import picture_published
+
+from tests.analysis.browser import colour_stats, dump_dom, require_chromium, screenshot
+from tests.analysis.support import (
     auth,
     org,
     picture_event,
@@ -25,12 +30,8 @@ from analysis_support import (
     realistic_measures,
     realistic_org,
     unique,
-    wait_for,
 )
-from browser_support import colour_stats, dump_dom, require_chromium, screenshot
-from est_analysis import db
-from est_shared.bus import publish_event
-from est_shared.subjects import picture_published
+from tests.support import eventually
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -52,7 +53,7 @@ async def _realistic_analysis(c: httpx.AsyncClient, app: Any, js: Any, m: str) -
                 n += len(await db.area_pictures(s, area))
             return n == len(events)
 
-    await wait_for(consumed, timeout=30)
+    await eventually(consumed, timeout=30)
     r = await c.post("/v1/analyses", json={"municipality_id": m, "period": "2026-T3"}, headers=auth("styr", m))
     assert r.status_code == 201, r.text
     return dict(r.json())

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from analysis_support import auth, org, picture_event, unique, wait_for
 from est_analysis import db
 from est_analysis.handlers import Context, compile_analysis, handle_picture_published
 from est_analysis.metrics import AnalysisMetrics
@@ -21,6 +20,9 @@ from est_shared.db import make_engine, session_factory
 from est_shared.periods import Period
 from est_shared.subjects import picture_published
 from prometheus_client import CollectorRegistry
+
+from tests.analysis.support import auth, org, picture_event, unique
+from tests.support import eventually
 
 T3_WEEKS = [p.id for p in Period.parse("2026-T3").reporting_periods("weekly")]  # 2026-W36 … 2026-W53
 
@@ -50,13 +52,13 @@ async def test_persistent_problem_is_raised_once_resolved_and_analysed(service: 
                 await publish_event(js, picture_published(m, a), ev)
                 await publish_event(js, picture_published(m, a), ev)  # a resend: same id, counted once
             await publish_event(js, picture_published(m, b), picture_event(m, b, T3_WEEKS[0], {"klotter": (1, "new")}))
-            raised = await wait_for(lambda: _of(alerts, "se.est.alert.raised"))
+            raised = await eventually(lambda: _of(alerts, "se.est.alert.raised"))
             assert raised[0]["id"].startswith(f"persistent:{a}:klotter:")
             assert raised[0]["data"]["kind"] == "persistent"
             assert raised[0]["nats_subject"] == f"est.alert.raised.{m}.{a}"
             for week in T3_WEEKS[4:8]:
                 await publish_event(js, picture_published(m, a), picture_event(m, a, week, {"klotter": (0, None)}))
-            resolved = await wait_for(lambda: _of(alerts, "se.est.alert.resolved"))
+            resolved = await eventually(lambda: _of(alerts, "se.est.alert.resolved"))
             assert resolved[0]["data"]["alert_id"] == raised[0]["id"]
             await asyncio.sleep(0.5)
             assert len(_sync_of(alerts, "se.est.alert.raised")) == 1
@@ -104,7 +106,7 @@ async def test_persistent_problem_is_raised_once_resolved_and_analysed(service: 
                 assert 'est_analysis_pictures_consumed_total{outcome="applied"} 9.0' in metrics
                 assert "est_analysis_analyses_compiled_total" in metrics
 
-            ap = await wait_for(lambda: _of(published, "se.est.analysis.published"))
+            ap = await eventually(lambda: _of(published, "se.est.analysis.published"))
             assert ap[0]["data"]["report_path"] == f"/v1/analyses/{body['id']}/report.html"
             assert ap[0]["data"]["persistent_problems"][0]["item"] == "klotter"
     finally:
@@ -165,7 +167,7 @@ async def test_measures_are_decided_re_decided_and_followed_up(service: Any, nat
                     async with app.state.analysis.sessions() as s:
                         return len(await db.area_pictures(s, a)) == 8
 
-                await wait_for(pictures_in)
+                await eventually(pictures_in)
                 r = await c.post("/v1/analyses", json={"municipality_id": m, "period": "2026-T3"},
                                  headers=auth("styr", m))
                 [effect] = r.json()["measures"][0]["effect"]
@@ -191,7 +193,7 @@ async def test_auto_compile_once_when_the_tertial_has_ended(service: Any) -> Non
 
             assert await listing() == []
             ctx.clock = lambda: datetime(2027, 1, 5, 12, tzinfo=UTC)
-            done = await wait_for(listing)
+            done = await eventually(listing)
             await asyncio.sleep(0.3)
             done = await listing()
             assert [(x["period"], x["trigger"]) for x in done] == [("2026-T3", "auto")]

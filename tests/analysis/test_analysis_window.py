@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from analysis_support import org, picture_event, unique
 from est_analysis import db
 from est_analysis.handlers import Context, _plan, handle_picture_published
 from est_analysis.metrics import AnalysisMetrics
@@ -13,6 +12,8 @@ from est_analysis.settings import AnalysisSettings
 from est_shared.db import make_engine, session_factory
 from est_shared.periods import Period
 from prometheus_client import CollectorRegistry
+
+from tests.analysis.support import org, picture_event, unique
 
 
 async def test_windowed_reconciliation_matches_the_full_history(tmp_path: Path) -> None:

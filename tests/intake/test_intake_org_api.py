@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from pathlib import Path
@@ -12,14 +11,7 @@ from est_shared.natsserver import NatsServer
 
 from tests.intake.org_support import BILLION_LAUGHS, announced_snapshot, large_org, org_events
 from tests.intake.support import auth, make_org, running, settings_for
-
-
-async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(int(timeout / 0.05)):
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
+from tests.support import eventually
 
 
 async def test_admin_org_apply_revokes_token_at_once(tmp_path: Path, fresh_nats: NatsServer) -> None:
@@ -29,7 +21,7 @@ async def test_admin_org_apply_revokes_token_at_once(tmp_path: Path, fresh_nats:
 
         async def has_v1() -> bool:
             return [i for i, _, _ in await org_events(fresh_nats.url)] == ["org:v1"]
-        await wait_for(has_v1)
+        await eventually(has_v1)
 
         doc = make_org()
         doc["people"] = [p for p in doc["people"] if p["id"] != "anna"]
@@ -47,7 +39,7 @@ async def test_admin_org_apply_revokes_token_at_once(tmp_path: Path, fresh_nats:
 
         async def has_v2() -> bool:
             return [i for i, _, _ in await org_events(fresh_nats.url)] == ["org:v1", "org:v2"]
-        await wait_for(has_v2)
+        await eventually(has_v2)
         _, event, _ = (await org_events(fresh_nats.url))[-1]
         assert event["type"] == "se.est.org.changed" and event["data"]["version"] == 2
         assert "anna" not in (await announced_snapshot(fresh_nats.url, event["data"])).people

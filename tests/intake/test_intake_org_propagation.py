@@ -3,7 +3,6 @@ holds up nothing: it is set aside, loudly, and the organisation changes behind i
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,17 +21,10 @@ from est_shared.testing import serve
 
 from tests.intake.org_support import announced_snapshot, large_org, org_events
 from tests.intake.support import auth, make_org, running, settings_for
+from tests.support import eventually
 
 YAML = {"Content-Type": "application/yaml"}
 ADMIN = {"Authorization": "Bearer tok-admin"}
-
-
-async def _until(predicate, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    """Wait until an async predicate holds (polling), or fail."""
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 def _aggregator(nats_url: str, data_dir: Path) -> AggregatorSettings:
@@ -61,7 +53,7 @@ async def test_an_organisation_of_20000_people_and_2000_areas_reaches_the_aggreg
 
         async def announced() -> bool:  # the outbox relay publishes right after the commit
             return (await org_events(fresh_nats.url))[-1][1]["data"]["version"] == version
-        await _until(announced, timeout=30)
+        await eventually(announced, timeout=30)
         _msg_id, event, size = (await org_events(fresh_nats.url))[-1]
         assert size < 64_000  # the announcement, not the snapshot
         assert event["data"]["snapshot_bytes"] > 1024 * 1024 and "snapshot" not in event["data"]
@@ -72,7 +64,7 @@ async def test_an_organisation_of_20000_people_and_2000_areas_reaches_the_aggreg
 
         async def admitted() -> bool:
             return (await agg.get(picture, headers={"Authorization": "Bearer tok-3"})).status_code != 401
-        await _until(admitted, timeout=60)
+        await eventually(admitted, timeout=60)
 
         big["people"] = [p for p in big["people"] if p["id"] != "p3"]
         r = await intake.put("/v1/admin/org", json=big, headers=ADMIN, timeout=300)
@@ -82,7 +74,7 @@ async def test_an_organisation_of_20000_people_and_2000_areas_reaches_the_aggreg
 
         async def refused() -> bool:
             return (await agg.get(picture, headers={"Authorization": "Bearer tok-3"})).status_code == 401
-        await _until(refused, timeout=30)
+        await eventually(refused, timeout=30)
         assert time.monotonic() - removed_at < 15
         assert (await agg.get(picture, headers={"Authorization": "Bearer tok-23"})).status_code != 401
 
@@ -104,11 +96,11 @@ async def test_an_outbox_event_the_bus_can_never_take_leaves_readyz_degraded_and
 
         async def v2_out() -> bool:
             return [i for i, _, _ in await org_events(fresh_nats.url)] == ["org:v1", "org:v2"]
-        await _until(v2_out, timeout=10)
+        await eventually(v2_out, timeout=10)
 
         async def degraded() -> bool:  # the relay marks the rows just after the acks came
             return (await client.get("/readyz")).json()["status"] == "degraded"
-        await _until(degraded, timeout=10)
+        await eventually(degraded, timeout=10)
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text  # degraded, still serving: reports are accepted
         body = ready.json()

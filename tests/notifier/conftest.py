@@ -1,17 +1,13 @@
-"""Fixtures of the notifier tests (helpers live in notifier_helpers.py beside this file)."""
+"""Fixtures of the notifier tests (helpers live in tests/notifier/support.py beside this file)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from est_shared.natsserver import NatsServer
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from notifier_helpers import Org, make_org
+from tests.notifier.support import Org, make_org
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from est_intake.app import create_app as create_intake
 from est_notifier.app import Settings, create_app
 from est_shared.natsserver import NatsServer
 from est_shared.testing import serve
-from notifier_helpers import eventually
 
 from tests.intake.support import settings_for
 from tests.security.support import TOKENS, auth, forfeiture_org
+from tests.support import eventually
 
 EMAILS = {"petra": "petra.polis@example.org", "sara": "sara.social@example.org", "olle": "olle@example.org",
           "anna": "anna@example.org", "bo": "bo@example.org"}

@@ -8,9 +8,10 @@ from typing import Any
 from est_notifier import handlers
 from est_notifier.domain import Caller
 from est_shared.org import OrgSnapshot
-from notifier_helpers import (
+from sqlalchemy import select
+
+from tests.notifier.support import (
     Org,
-    eventually,
     notifier_db,
     notifier_settings,
     picture_event,
@@ -19,7 +20,7 @@ from notifier_helpers import (
     receiver,
     running_notifier,
 )
-from sqlalchemy import select
+from tests.support import eventually
 
 
 def _person(org: Org, who: str) -> str:

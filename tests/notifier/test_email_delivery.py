@@ -15,11 +15,11 @@ from aiosmtpd.controller import Controller
 from est_notifier.domain import delivery_id
 from est_shared.events import PicturePublished, new_event
 from est_shared.testing import free_port
-from notifier_helpers import (
+
+from tests.notifier.support import (
     Org,
     alert_event,
     alert_subject,
-    eventually,
     notifier_db,
     notifier_settings,
     picture_event,
@@ -27,6 +27,7 @@ from notifier_helpers import (
     publish,
     running_notifier,
 )
+from tests.support import eventually
 
 
 class Collector:

@@ -17,9 +17,10 @@ from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, Webh
 from est_notifier.domain import Caller
 from est_notifier.egress import AllowList, Egress
 from est_notifier.metrics import NotifierMetrics
-from notifier_helpers import LOOPBACK_RECEIVERS, Org, alert_event, notifier_db, picture_event, receiver
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
+
+from tests.notifier.support import LOOPBACK_RECEIVERS, Org, alert_event, notifier_db, picture_event, receiver
 
 OWNER = "owner"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from est_shared.org import period_deadline
 from est_shared.periods import Period
 from est_shared.testing import free_port
-from notifier_helpers import (
+
+from tests.notifier.support import (
     Org,
-    eventually,
     notifier_settings,
     picture_event,
     picture_subject,
@@ -19,6 +19,7 @@ from notifier_helpers import (
     receiver,
     running_notifier,
 )
+from tests.support import eventually
 
 
 def sample(text: str, name: str, labels: str = "") -> float | None:
@@ -91,7 +92,8 @@ async def test_operations_metrics_backlog_age_and_close_to_delivery(nats_url: st
 
 def test_period_close_only_for_first_published_picture_of_a_known_municipality(org: Org) -> None:
     from est_notifier.handlers import period_close
-    from notifier_helpers import alert_event
+
+    from tests.notifier.support import alert_event
 
     mun = org.snapshot.municipalities[org.m]
     expected = period_deadline(mun, Period.parse("2026-W40")).timestamp()

@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 from est_notifier import outbox
 from est_notifier.delivery import EmailSender
-from notifier_helpers import (
+
+from tests.notifier.support import (
     Org,
-    eventually,
     notifier_settings,
     picture_event,
     picture_subject,
     publish,
     running_notifier,
 )
+from tests.support import eventually
 
 
 def mode(path: Path) -> int:

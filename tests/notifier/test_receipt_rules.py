@@ -12,12 +12,12 @@ from est_notifier.delivery import flush_digests
 from est_notifier.receipt import RECEIPT, may_receive
 from est_shared.org import OrgSnapshot
 from est_shared.subjects import analysis_published
-from notifier_helpers import (
+
+from tests.notifier.support import (
     Org,
     alert_event,
     alert_subject,
     analysis_event,
-    eventually,
     notifier_db,
     notifier_settings,
     picture_event,
@@ -25,6 +25,7 @@ from notifier_helpers import (
     running_notifier,
     stream,
 )
+from tests.support import eventually
 
 
 def _owner_id(org: Org, who: str = "owner") -> str:

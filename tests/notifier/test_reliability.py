@@ -21,16 +21,17 @@ from est_shared.natsserver import NatsServer
 from est_shared.subjects import ORG_CHANGED
 from est_shared.testing import free_port, serve
 from fastapi import FastAPI, Request, Response
-from notifier_helpers import (
+
+from tests.notifier.support import (
     LOOPBACK_RECEIVERS,
     Org,
-    eventually,
     notifier_settings,
     picture_event,
     picture_subject,
     publish,
     running_notifier,
 )
+from tests.support import eventually
 
 
 class FlakyReceiver:

@@ -13,7 +13,9 @@ from est_shared.events import Completeness, PictureUpdated, new_event
 from est_shared.org import Person, period_deadline
 from est_shared.periods import Period
 from est_shared.subjects import picture_updated
-from notifier_helpers import Org, eventually, notifier_settings, picture_event, publish, running_notifier
+
+from tests.notifier.support import Org, notifier_settings, picture_event, publish, running_notifier
+from tests.support import eventually
 
 PERIOD = "2026-W48"
 

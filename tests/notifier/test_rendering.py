@@ -12,8 +12,9 @@ from est_notifier import handlers
 from est_notifier.domain import Audience, audience, coarsen_kronoberg, render_for, verify
 from est_shared.events import AnalysisPublished, Completeness, PictureData, PicturePublished, new_event
 from est_shared.org import Actor, Person, hash_token
-from notifier_helpers import Org, notifier_db, picture_event, store_subscription
 from sqlalchemy import select
+
+from tests.notifier.support import Org, notifier_db, picture_event, store_subscription
 
 KRONOBERG = {"interventions": 7, "litres_by_beverage": {"beer": 3.3}, "litres_total": 3.3, "share_under_18": 0.57,
              "guardian_contacted": 2, "direct_forfeiture": 5, "by_weekday": {"fri": 5, "sat": 1, "sun": 1},

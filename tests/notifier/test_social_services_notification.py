@@ -32,11 +32,12 @@ from est_shared.observability import JsonFormatter
 from est_shared.org import Actor, Person, hash_token
 from est_shared.testing import serve
 from fastapi import FastAPI, Request, Response
-from notifier_helpers import Org, notification_event, notifier_db, running_notifier
-from notifier_helpers import notifier_settings as helper_settings
 
 from tests.intake.support import settings_for
+from tests.notifier.support import Org, notification_event, notifier_db, running_notifier
+from tests.notifier.support import notifier_settings as helper_settings
 from tests.security.support import all_stream_messages, auth, born_years_ago, forfeiture_org, pnr, protocol
+from tests.support import eventually
 
 NAME = "Tindra Hemligdotter"
 
@@ -56,16 +57,6 @@ class Capture(logging.Handler):
 def variants(number: str) -> list[str]:
     digits = number.replace("-", "")
     return [number, digits, digits[-10:], f"{digits[-10:-4]}-{digits[-4:]}"]
-
-
-async def until(check: Any, timeout: float = 15.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 PUBLIC = "https://est.vaxjo.example"
@@ -121,7 +112,7 @@ async def test_under_18_reaches_only_social_services_with_personal_data_sealed_o
                 httpx.AsyncClient(base_url=ibase, timeout=10) as intake, \
                 httpx.AsyncClient(base_url=nbase, timeout=10) as notifier:
             runtime = notifier_app.state.runtime
-            await until(lambda: _ready(runtime))
+            await eventually(lambda: _ready(runtime))
             spec = {"name": "Socialjouren", "scope": {"municipality_id": "vaxjo"},
                     "events": ["forfeiture.notification_due"],
                     "channel": {"type": "webhook", "url": f"{hooks}/soc", "secret": "soc-secret"}}
@@ -146,7 +137,7 @@ async def test_under_18_reaches_only_social_services_with_personal_data_sealed_o
 
             body = protocol(name=NAME, number=minor, guardian_came=False)
             assert (await intake.post("/v1/forfeitures", json=body, headers=auth("petra"))).status_code == 202
-            await until(lambda: _len(received, 1))
+            await eventually(lambda: _len(received, 1))
             headers, raw = received[0]
             assert verify("soc-secret", raw, headers["x-est-signature"])
             event = json.loads(raw)
@@ -159,7 +150,7 @@ async def test_under_18_reaches_only_social_services_with_personal_data_sealed_o
             assert data["notice"]["title"] == "Förverkande av alkohol – ung person under 18 år"
 
             outbox = tmp_path / "notifier" / "outbox"
-            emls = await until(lambda: _files(outbox))
+            emls = await eventually(lambda: _files(outbox))
             raw = emls[0].read_bytes()
             msg, text, html = read_as_recipient(raw)
             assert msg["Subject"] == "Förverkande av alkohol – ung person under 18 år"
@@ -191,7 +182,7 @@ async def test_under_18_reaches_only_social_services_with_personal_data_sealed_o
             asked = protocol(name=NAME, number=young_adult, guardian_contacted=False, guardian_came=False,
                              notify_social_services=True)
             assert (await intake.post("/v1/forfeitures", json=asked, headers=auth("petra"))).status_code == 202
-            await until(lambda: _len(received, 2))
+            await eventually(lambda: _len(received, 2))
             await asyncio.sleep(0.5)
             assert len(received) == 2
             second = json.loads(received[1][1])["data"]

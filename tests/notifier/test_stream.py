@@ -10,11 +10,11 @@ from typing import Any
 
 from est_shared.events import PictureUpdated, new_event
 from est_shared.subjects import picture_updated
-from notifier_helpers import (
+
+from tests.notifier.support import (
     Org,
     alert_event,
     alert_subject,
-    eventually,
     notifier_settings,
     picture_event,
     picture_subject,
@@ -23,6 +23,7 @@ from notifier_helpers import (
     stream,
     updated_event,
 )
+from tests.support import eventually
 
 
 async def test_stream_sends_visible_events_with_ids_heartbeats_and_resumes(nats_url: str, tmp_path: Path,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notifier_helpers import Org, notifier_settings, running_notifier
+from tests.notifier.support import Org, notifier_settings, running_notifier
 
 
 def _body(org: Org, **over: object) -> dict[str, object]:
@@ -100,7 +100,8 @@ async def test_a_subscription_name_with_personal_data_or_control_characters_is_r
         for bad, field in ((_body(org, name="Ring Kim på 070-123 45 67"), "body.name"),
                            (_body(org, name="Kim 20100515-2382"), "body.name"),
                            (_body(org, name="Drift\r\nBcc: x@example.org"), "body.name"),
-                           (_body(org, channel={"type": "email", "to": "a\x00b@example.org"}), "body.channel.email.to")):
+                           (_body(org, channel={"type": "email", "to": "a\x00b@example.org"}),
+                            "body.channel.email.to")):
             r = await n.http.post("/v1/subscriptions", json=bad, headers=org.auth("owner"))
             assert r.status_code == 422, (bad, r.text)
             assert [e["field"] for e in r.json()["errors"]] == [field], r.text

@@ -9,9 +9,9 @@ from pathlib import Path
 import nats
 from est_notifier.domain import delivery_id, verify
 from est_shared.bus import encode, publish_raw
-from notifier_helpers import (
+
+from tests.notifier.support import (
     Org,
-    eventually,
     notifier_settings,
     picture_event,
     picture_subject,
@@ -19,6 +19,7 @@ from notifier_helpers import (
     receiver,
     running_notifier,
 )
+from tests.support import eventually
 
 
 async def test_published_picture_reaches_webhook_with_valid_signature(nats_url: str, tmp_path: Path,

@@ -18,10 +18,11 @@ from est_notifier.egress import AllowList, address_refusal, literal_address
 from est_notifier.settings import NotifierSettings
 from est_shared.natsserver import NatsServer
 from est_shared.org import Person, hash_token
-from notifier_helpers import (
+from pydantic import ValidationError
+
+from tests.notifier.support import (
     Org,
     Running,
-    eventually,
     make_org,
     notifier_db,
     notifier_settings,
@@ -32,7 +33,7 @@ from notifier_helpers import (
     running_notifier,
     store_subscription,
 )
-from pydantic import ValidationError
+from tests.support import eventually
 
 PUBLIC = "93.184.215.14"  # a public internet address; no test connects to it
 

@@ -32,11 +32,11 @@ from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_
 from est_shared.periods import current_period
 from est_shared.sealed import PiiCipher, generate_key, parse_keys
 from est_shared.subjects import alert_raised, alert_resolved, analysis_published, picture_published, picture_updated
-from notifier_helpers import (
+
+from tests.notifier.support import (
     Org,
     alert_event,
     analysis_event,
-    eventually,
     notification_event,
     notifier_settings,
     picture_event,
@@ -46,6 +46,7 @@ from notifier_helpers import (
     stream,
     updated_event,
 )
+from tests.support import eventually
 
 SUBSCRIBED = ("webhook", "email", "digest")  # digest: an e-mail subscription with digest "period"
 OLD = "2020-W10"  # a period long closed: its digest is due at once

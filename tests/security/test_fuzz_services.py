@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from tests.intake.support import settings_for
 from tests.security.support import TOKENS, forfeiture_org
 
-EXAMPLES = 15
+EXAMPLES = 8
 CALLERS = {"reporter": TOKENS["anna"], "key_function": TOKENS["bo"], "styrgrupp": TOKENS["lena"],
            "police": TOKENS["petra"], "social_services": TOKENS["sara"], "admin": TOKENS["admin"],
            "invalid": "not-a-token"}

@@ -17,7 +17,7 @@ import httpx
 from est_intake.app import create_app
 from est_intake.pii import generate_key
 from est_shared.bus import PoisonEvent, add_consumer, make_broker
-from est_shared.events import CloudEvent
+from est_shared.events import CloudEvent, ForfeitureRecorded
 from est_shared.natsserver import NatsServer
 from est_shared.observability import BusMetrics, JsonFormatter
 from est_shared.subjects import REPORTS
@@ -135,8 +135,8 @@ async def test_no_personal_data_leaks_anywhere(tmp_path: Path, fresh_nats: NatsS
                 raise RuntimeError(f"broken handler for {event.model_dump_json()}")
 
             add_consumer(dead_letter_broker, service="leaktest", stream=REPORTS, subject="est.forfeiture.recorded.>",
-                         durable="leaktest", handle=refuse, metrics=BusMetrics("leaktest", CollectorRegistry()),
-                         max_deliver=1)
+                         durable="leaktest", data=ForfeitureRecorded, types=["se.est.forfeiture.recorded"],
+                         handle=refuse, metrics=BusMetrics("leaktest", CollectorRegistry()), max_deliver=1)
             await dead_letter_broker.start()
             for _ in range(200):
                 if sum(1 for m in await all_stream_messages(fresh_nats.url) if m[0] == "EST_DLQ") >= 2:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import yaml
 from est_shared.periods import current_period
 
 from tests.faults.support import Embedded, auth, start_embedded
+from tests.support import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -38,15 +39,6 @@ def _calls(system: Embedded) -> dict[str, str]:
 async def _statuses(http: httpx.AsyncClient, calls: dict[str, str], token: str) -> dict[str, int]:
     answers = await asyncio.gather(*(http.get(url, headers=auth(token)) for url in calls.values()))
     return {name: r.status_code for name, r in zip(calls, answers, strict=True)}
-
-
-async def _until(check: Callable[[], Awaitable[bool]], timeout: float) -> float:
-    """Poll until ``check`` holds; how long it took."""
-    started = time.monotonic()
-    while not await check():
-        assert time.monotonic() - started < timeout, "not reached in time"
-        await asyncio.sleep(0.1)
-    return time.monotonic() - started
 
 
 class LiveStream:
@@ -74,7 +66,7 @@ class LiveStream:
 async def _revoke(system: Embedded, change: Callable[[dict[str, Any]], None], new_token: str | None) -> None:
     calls = _calls(system)
     async with httpx.AsyncClient(timeout=15) as http:
-        await _until(lambda: _all(http, calls, "t-lena", 200), timeout=30)  # every service knows Lena
+        await eventually(lambda: _all(http, calls, "t-lena", 200), timeout=30)  # every service knows Lena
         stream = LiveStream(http, f"{system['notifier'].url}/v1/stream", "t-lena")
         await asyncio.wait_for(stream.connected.wait(), 15)
         assert stream.status == 200
@@ -84,15 +76,17 @@ async def _revoke(system: Embedded, change: Callable[[dict[str, Any]], None], ne
         r = await http.put(f"{system['intake'].url}/v1/admin/org", headers={**auth("t-admin"),
                            "Content-Type": "application/yaml"}, content=yaml.safe_dump(doc, allow_unicode=True))
         assert r.status_code == 200, r.text
-        took = await _until(lambda: _all(http, calls, "t-lena", 401), timeout=WITHIN)
+        started = time.monotonic()
+        await eventually(lambda: _all(http, calls, "t-lena", 401), timeout=WITHIN, interval=0.1)
+        took = time.monotonic() - started
         assert took < WITHIN
-        await _until(lambda: _ended(stream), timeout=WITHIN)
+        await eventually(lambda: _ended(stream), timeout=WITHIN)
         assert await stream.task is None  # ended by the server, cleanly (no protocol error)
         assert "event: stream.closed" in stream.lines, stream.lines[-5:]
         again = await http.get(f"{system['notifier'].url}/v1/stream", headers=auth("t-lena"))
         assert again.status_code == 401  # reconnecting with the old token
         if new_token:
-            await _until(lambda: _all(http, calls, new_token, 200), timeout=WITHIN)
+            await eventually(lambda: _all(http, calls, new_token, 200), timeout=WITHIN)
 
 
 async def _all(http: httpx.AsyncClient, calls: dict[str, str], token: str, status: int) -> bool:

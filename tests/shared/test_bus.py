@@ -22,10 +22,11 @@ def _alert(m: str) -> CloudEvent[Any]:
 
 
 async def _run(nats_url: str, m: str, handle: Any, max_deliver: int = 3) -> tuple[Any, BusMetrics, Any]:
-    broker = make_broker([nats_url])
     metrics = BusMetrics(f"t{uuid.uuid4().hex[:6]}", CollectorRegistry())
+    broker = make_broker([nats_url], service="test", metrics=metrics)
     add_consumer(broker, service="test", stream=ALERTS, subject=f"est.alert.raised.{m}.>", durable=f"d-{m}",
-                 handle=handle, metrics=metrics, max_deliver=max_deliver)
+                 data=AlertData, types=["se.est.alert.raised"], handle=handle, metrics=metrics,
+                 max_deliver=max_deliver)
     await broker.connect()
     await ensure_streams(broker.config.connection_state.stream)
     await broker.start()

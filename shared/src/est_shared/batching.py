@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import logging
 from collections import Counter, deque
@@ -39,16 +38,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from est_shared.bus import Handler, PoisonEvent, _dead_letter, parse_event, process_message
-from est_shared.events import EVENT_TYPES, CloudEvent, EventData
+from est_shared.events import EVENT_TYPES, CloudEvent, EventData, envelope_of
 from est_shared.observability import BusMetrics, error_name
 from est_shared.subjects import StreamDef
 
 log = logging.getLogger("est.bus")
-
-
-@functools.cache
-def _envelope(model: type[EventData]) -> Any:
-    return CloudEvent[model]  # type: ignore[valid-type]
 
 
 def parse_expected(raw: bytes, expected: type[EventData] | None = None) -> CloudEvent[Any]:
@@ -59,9 +53,9 @@ def parse_expected(raw: bytes, expected: type[EventData] | None = None) -> Cloud
     """
     if expected is not None:
         try:
-            event = _envelope(expected).model_validate_json(raw)
+            event = envelope_of(expected).model_validate_json(raw)
             if EVENT_TYPES.get(event.type) is expected:
-                return event  # type: ignore[no-any-return]
+                return event
         except ValidationError:
             pass
     return parse_event(raw)
@@ -192,7 +186,7 @@ class OneMessage:
 
     @property
     def body(self) -> bytes:
-        return self.raw_message.data  # type: ignore[no-any-return]
+        return self.raw_message.data
 
     async def ack(self) -> None:
         await self.raw_message.ack()

@@ -18,13 +18,13 @@ import hashlib
 import logging
 import random
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
 import nats.js.errors
-from faststream import AckPolicy
+from faststream import AckPolicy, BaseMiddleware
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.js import JetStreamContext
@@ -32,7 +32,7 @@ from nats.js.api import DiscardPolicy, PubAck, StorageType, StreamConfig
 from nats.js.object_store import ObjectStore
 from pydantic import ValidationError
 
-from est_shared.events import EVENT_TYPES, CloudEvent, EventData, OrgChanged
+from est_shared.events import EVENT_TYPES, CloudEvent, EventData, OrgChanged, envelope_of
 from est_shared.observability import BusMetrics, correlation_id, error_name
 from est_shared.org import OrgSnapshot
 from est_shared.subjects import ORG, ORG_CHANGED, STREAMS, StreamDef, dead_letter, stream_for
@@ -50,20 +50,51 @@ class PoisonEvent(Exception):
     """An event that can never be processed; it goes to the dead-letter subject."""
 
 
-def make_broker(settings_nats_servers: Sequence[str], *, registry: Any = None, service: str = "est") -> NatsBroker:
+def make_broker(settings_nats_servers: Sequence[str], *, registry: Any = None, service: str = "est",
+                metrics: BusMetrics | None = None) -> NatsBroker:
     """A FastStream NATS broker that reconnects forever; its logs go through our JSON logging at WARNING
-    (per-message logs are DEBUG, which costs throughput and says nothing an operator needs)."""
+    (per-message logs are DEBUG, which costs throughput and says nothing an operator needs). With
+    ``metrics``, an event whose payload its subscriber's model refuses is dead-lettered (``PoisonGuard``)."""
     framework_log = logging.getLogger("est.faststream")
     if framework_log.level == logging.NOTSET:
         framework_log.setLevel(logging.WARNING)
-    middlewares = []
+    middlewares: list[Any] = []
     if registry is not None:  # FastStream's own technical metrics (received, processed, published, sizes)
         from faststream.nats.prometheus import NatsPrometheusMiddleware
 
         middlewares.append(NatsPrometheusMiddleware(registry=registry, app_name=service))
-    return NatsBroker(list(settings_nats_servers), logger=framework_log, log_level=logging.DEBUG,
-                      max_reconnect_attempts=-1, reconnect_time_wait=0.5, connect_timeout=2,
-                      middlewares=middlewares)
+    holder: list[NatsBroker] = []
+    if metrics is not None:
+        middlewares.append(poison_guard(service=service, metrics=metrics,
+                                        js=lambda: holder[0].config.connection_state.stream))
+    broker = NatsBroker(list(settings_nats_servers), logger=framework_log, log_level=logging.DEBUG,
+                        max_reconnect_attempts=-1, connect_timeout=2, middlewares=middlewares,
+                        # FastStream types it int; nats-py waits this many seconds, a float, between attempts
+                        reconnect_time_wait=0.5)  # type: ignore[arg-type]
+    holder.append(broker)
+    return broker
+
+
+def poison_guard(*, service: str, metrics: BusMetrics, js: Callable[[], JetStreamContext]) -> type[BaseMiddleware]:
+    """A broker middleware: a message whose body its typed subscriber cannot read as its event (not JSON, not
+    a CloudEvent, data of another shape) never reaches the handler and is dead-lettered as poison at once.
+
+    FastStream validates a typed handler's arguments inside the middleware chain. Without this, such a
+    message would stay unacknowledged and come back until ``max_deliver``, then vanish. Every typed handler
+    settles its message itself (``process_message``), so nothing else escapes to here.
+    """
+
+    class PoisonGuard(BaseMiddleware):
+        async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+            try:
+                return await call_next(msg)
+            except Exception as exc:
+                await _dead_letter(js(), msg, service=service, reason="poison", error=f"unreadable: {error_name(exc)}",
+                                   metrics=metrics)
+                metrics.events.labels("unknown", "dead_lettered").inc()
+                return None
+
+    return PoisonGuard
 
 
 ORG_SNAPSHOTS = "EST_ORG_SNAPSHOTS"
@@ -265,32 +296,48 @@ def retry_delay(delivered: int) -> float:
 
 
 def add_consumer(broker: NatsBroker, *, service: str, stream: StreamDef, subject: str, durable: str,
-                 handle: Handler, metrics: BusMetrics, max_deliver: int = 8, batch_size: int = 32,
-                 deliver_policy: DeliverPolicy = DeliverPolicy.ALL, ack_wait: float = 30.0) -> None:
-    """Register a durable pull consumer whose handler gets validated CloudEvents."""
-    metrics.track_consumer(stream.name, durable)
+                 data: type[EventData], handle: Handler, metrics: BusMetrics, types: Collection[str] = (),
+                 max_deliver: int = 8, batch_size: int = 32, deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
+                 ack_wait: float = 30.0, description: str | None = None) -> None:
+    """Register a durable pull consumer of events whose data is ``data`` (of the event ``types``, if given).
 
-    @broker.subscriber(
+    The subscriber is typed (``CloudEvent[data]``), so FastStream validates each message and documents the
+    channel with its real schema in AsyncAPI. Each message is settled by ``process_message``: ack, nack
+    with backoff, or dead-letter; one its model refuses is dead-lettered by ``PoisonGuard``.
+    """
+    metrics.track_consumer(stream.name, durable)
+    expected = frozenset(types)
+
+    async def on_event(event: CloudEvent[Any], msg: NatsMessage) -> None:
+        await process_message(msg, service=service, handle=handle, metrics=metrics, max_deliver=max_deliver,
+                              js=broker.config.connection_state.stream, event=event, expected=expected)
+
+    on_event.__annotations__ = {"event": envelope_of(data), "msg": NatsMessage, "return": None}
+    broker.subscriber(
         subject, stream=JStream(stream.name, declare=False), durable=durable,
         pull_sub=PullSub(batch_size=batch_size, timeout=1.0),
         config=ConsumerConfig(max_deliver=max_deliver, ack_wait=ack_wait, deliver_policy=deliver_policy),
         ack_policy=AckPolicy.MANUAL, title=f"{service}:{durable}",
-    )
-    async def _on_message(msg: NatsMessage) -> None:
-        await process_message(msg, service=service, handle=handle, metrics=metrics, max_deliver=max_deliver,
-                              js=broker.config.connection_state.stream)
+        description=description or f"{', '.join(sorted(expected)) or data.__name__} ({stream.name}, durable "
+                                   f"{durable})",
+    )(on_event)
 
 
 async def process_message(msg: Any, *, service: str, handle: Handler, metrics: BusMetrics, max_deliver: int,
-                          js: JetStreamContext) -> None:
-    """Decode, handle and settle one message: ack, nack with delay, or dead-letter."""
+                          js: JetStreamContext, event: CloudEvent[Any] | None = None,
+                          expected: Collection[str] = ()) -> None:
+    """Decode (unless a typed subscriber did), handle and settle one message: ack, nack with delay, or
+    dead-letter. An event of a type not ``expected`` is poison."""
     raw = msg.raw_message
     delivered = raw.metadata.num_delivered if raw.metadata else 1
     etype = "unknown"
     token = None
     try:
-        event = parse_event(msg.body)
+        if event is None:
+            event = parse_event(msg.body)
         etype = event.type
+        if expected and etype not in expected:
+            raise PoisonEvent(f"unexpected event type {etype!r}")
         token = correlation_id.set(event.correlationid or event.id)
         with metrics.handle_seconds.time():
             await handle(event)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,11 +28,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from est_shared.bus import encode, publish_pipelined
+from est_shared.clock import utcnow
+from est_shared.errors import Unavailable
 from est_shared.events import CloudEvent
 
 log = logging.getLogger("est.db")
@@ -40,8 +42,37 @@ log = logging.getLogger("est.db")
 T = TypeVar("T")
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+class Gate:
+    """Something that opens once (the tables exist): consumers ``wait()`` for it, routes ``require()`` it
+    (503 until it is open, with ``Retry-After``), ``/readyz`` reports it."""
+
+    def __init__(self, what_sv: str, what_en: str) -> None:
+        self.what_sv, self.what_en = what_sv, what_en
+        self._open = False
+        self._event: asyncio.Event | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def open(self) -> None:
+        self._open = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._open:
+            return
+        if self._event is None:
+            self._event = asyncio.Event()
+        await self._event.wait()
+
+    def require(self) -> None:
+        """Raise ``Unavailable`` (503, retry in 5 s) until the gate is open."""
+        if not self._open:
+            raise Unavailable(f"Tjänsten startar: {self.what_sv} är inte klara än; försök igen om en stund.",
+                              f"The service is starting: {self.what_en} are not ready yet; try again shortly.",
+                              retry_after=5, reason="starting")
 
 
 def _on_connect(engine: Any, *pragmas: str) -> None:
@@ -185,7 +216,8 @@ async def checkpoint_loop(engine: AsyncEngine, interval: float = 1.0, restart_pa
         await asyncio.sleep(interval)
         try:
             async with engine.connect() as conn:
-                _busy, log_pages, _done = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
+                row: Any = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
+                log_pages = row[1]  # (busy, pages in the log, pages checkpointed)
                 if log_pages is not None and log_pages > restart_pages:
                     # RESTART holds writers back while it waits for readers: wait briefly, never the
                     # pool's BUSY_TIMEOUT_MS (a long reader elsewhere); it is tried again next time
@@ -465,7 +497,8 @@ class OutboxRelay:
                 with local.transaction() as conn:
                     return int(conn.execute(statement).rowcount or 0)
             async with self.sessions() as s, s.begin():
-                return int((await s.execute(statement)).rowcount or 0)
+                result: CursorResult[Any] = await s.execute(statement)  # type: ignore[assignment]
+                return int(result.rowcount or 0)
 
         total = 0
         while True:

@@ -47,7 +47,7 @@ def new_event(
     correlation id of the request or event being handled."""
     from est_shared.observability import correlation_id
 
-    return _envelope(type_of(data))(
+    return envelope_of(type_of(data))(
         id=id or str(uuid.uuid4()), source=source, type=type, time=time or datetime.now(UTC),
         subject=subject, data=data, correlationid=correlationid or correlation_id.get(),
     )
@@ -60,7 +60,7 @@ def type_of(data: BaseModel) -> type[BaseModel]:
 _ENVELOPES: dict[type[BaseModel], type[CloudEvent[Any]]] = {}
 
 
-def _envelope(data_type: type[BaseModel]) -> type[CloudEvent[Any]]:
+def envelope_of(data_type: type[BaseModel]) -> type[CloudEvent[Any]]:
     """``CloudEvent[data_type]``, parametrised once per data type (pydantic builds a class each time)."""
     found = _ENVELOPES.get(data_type)
     if found is None:

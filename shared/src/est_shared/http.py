@@ -19,9 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from est_shared.errors import DomainError, Forbidden, Kind
 from est_shared.freetext import find_personal_data
 from est_shared.observability import correlation_id
-from est_shared.org import Directory, Principal
+from est_shared.org import ROLE_NAMES, Directory, Principal
 
 log = logging.getLogger("est.http")
 
@@ -87,8 +88,29 @@ def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+STATUS: dict[Kind, int] = {"malformed": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404,
+                           "conflict": 409, "too_large": 413, "invalid": 422, "unavailable": 503}
+"""The one map from a domain error's kind to an HTTP status."""
+
+
+def domain_problem(exc: DomainError, *, instance: str | None = None) -> JSONResponse:
+    """The problem+json answer of a domain error (also for edges that answer ahead of routing)."""
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    if exc.kind == "unauthorized":
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return problem_response(STATUS[exc.kind], exc.title, exc.detail, errors=exc.errors, headers=headers,
+                            instance=instance, **exc.extra)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Every error leaves as application/problem+json; unexpected ones as 500 without internals."""
+    """Every error leaves as application/problem+json (domain errors by their kind, see ``STATUS``);
+    unexpected ones as 500 without internals."""
+
+    async def _domain(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)
+        return domain_problem(exc, instance=request.url.path)
+
+    app.add_exception_handler(DomainError, _domain)
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -99,11 +121,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _clean_errors(exc)
         if any(e["type"] == "json_invalid" for e in errors):
-            return problem_response(400, "Malformed JSON", "The request body is not valid JSON. / "
-                                    "Begärans innehåll är inte giltig JSON.", errors=errors,
+            return problem_response(400, "Malformed JSON", "Begärans innehåll är inte giltig JSON. / "
+                                    "The request body is not valid JSON.", errors=errors,
                                     instance=request.url.path)
-        return problem_response(422, "Invalid request", "Some fields are invalid; see errors. / "
-                                "Några fält är ogiltiga; se errors.", errors=errors, instance=request.url.path)
+        return problem_response(422, "Invalid request", "Några fält är ogiltiga; se errors. / "
+                                "Some fields are invalid; see errors.", errors=errors, instance=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -152,29 +174,37 @@ def bearer_principal(directory: Callable[[], Directory]) -> Callable[[Request], 
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Problem(401, "Unauthorized", "A bearer token is required. / En bearer-token krävs.",
+            raise Problem(401, "Unauthorized", "Inloggning krävs (Authorization: Bearer <token>). / "
+                          "A bearer token is required.",
                           headers={"WWW-Authenticate": "Bearer"})
         principal = directory().authenticate(token.strip())
         if principal is None:
-            raise Problem(401, "Unauthorized", "The token is not valid. / Token är ogiltig.",
+            raise Problem(401, "Unauthorized", "Token är ogiltig. / The token is not valid.",
                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         return principal
 
     return dependency
 
 
+def role_list(roles: tuple[str, ...] | list[str], lang: str) -> str:
+    """Roles as people say them: "nyckelfunktion eller styrgrupp" / "key function or steering group"."""
+    names = [ROLE_NAMES.get(r, {}).get(lang, r) for r in roles]
+    word = " eller " if lang == "sv" else " or "
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + word + names[-1]
+
+
 def require_role(principal: Principal, *roles: str) -> None:
     """403 unless the caller has one of the roles (admins have all)."""
     if not principal.has_role(*roles):
-        raise Problem(403, "Forbidden", f"This needs one of the roles {', '.join(roles)}. / "
-                      f"Detta kräver någon av rollerna {', '.join(roles)}.")
+        raise Forbidden(f"Detta kräver rollen {role_list(roles, 'sv')}.",
+                        f"This needs the role {role_list(roles, 'en')}.", reason="role")
 
 
 def require_area(principal: Principal, area_id: str) -> None:
     """403 unless the caller works in the area."""
     if not principal.may_see_area(area_id):
-        raise Problem(403, "Forbidden", f"You are not assigned to area {area_id!r}. / "
-                      f"Du är inte tilldelad området {area_id!r}.")
+        raise Forbidden(f"Du är inte tilldelad området {area_id}.", f"You are not assigned to area {area_id}.",
+                        reason="area")
 
 
 def _header(scope: Scope, name: bytes) -> bytes:

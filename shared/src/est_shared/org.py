@@ -18,6 +18,16 @@ from est_shared.checklists import BUILTIN_CHECKLISTS, DEFAULT_CHECKLIST, Checkli
 from est_shared.periods import DEFAULT_TIMEZONE, Period, deadline
 
 Role = Literal["reporter", "key_function", "beredningsgrupp", "styrgrupp", "police", "social_services", "admin"]
+ROLE_NAMES: dict[str, dict[str, str]] = {
+    "reporter": {"sv": "rapportör", "en": "reporter"},
+    "key_function": {"sv": "nyckelfunktion", "en": "key function"},
+    "beredningsgrupp": {"sv": "beredningsgrupp", "en": "preparation group"},
+    "styrgrupp": {"sv": "styrgrupp", "en": "steering group"},
+    "police": {"sv": "polis", "en": "police"},
+    "social_services": {"sv": "socialtjänst", "en": "social services"},
+    "admin": {"sv": "administratör", "en": "administrator"},
+}
+"""What people call each role, in Swedish and English (answers and pages name roles, never codes)."""
 ActorKind = Literal[
     "municipality", "police", "property_company", "security_company", "rescue_service",
     "social_services", "association", "other",

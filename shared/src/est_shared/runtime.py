@@ -20,7 +20,7 @@ import gc
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +28,7 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 from fastapi import FastAPI
-from faststream.nats import DeliverPolicy, JStream
-from faststream.nats.annotations import NatsMessage
+from faststream.nats import DeliverPolicy, JStream, NatsBroker
 from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -43,10 +42,9 @@ from est_shared.bus import (
     latest_org_change,
     load_org_snapshot,
     make_broker,
-    parse_event,
 )
-from est_shared.db import OutboxMetrics, OutboxRelay
-from est_shared.events import OrgChanged
+from est_shared.db import Gate, OutboxMetrics, OutboxRelay
+from est_shared.events import CloudEvent, EventData, OrgChanged, envelope_of
 from est_shared.http import (
     BodySizeLimit,
     CorrelationId,
@@ -98,20 +96,28 @@ class ServiceRuntime:
         self.directory = Directory()
         self.org_version = Gauge(f"est_{name}_org_version", "Organisation snapshot version in use",
                                  registry=self.registry)
-        self.broker = make_broker(settings.nats_servers, registry=self.registry, service=name)
+        self.broker = make_broker(settings.nats_servers, registry=self.registry, service=name, metrics=self.metrics)
+        self._documented = NatsBroker()  # never started: channels consumed by our own pullers, for AsyncAPI
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
         self._org_listeners: list[Callable[[OrgSnapshot], Awaitable[None]]] = []
         self._checks: dict[str, Check] = {}
+        self.relays: list[OutboxRelay] = []
+        self.tables = Gate("tabellerna", "the tables")
+        """Opens once the service's tables exist: consumers wait for it, routes that need the database answer
+        503 until then (``runtime.tables.require()``). The start hooks create them, so it opens after them,
+        unless a service makes its tables later itself (``tables_after_start = False``, then ``tables.open()``)."""
+        self.tables_after_start = True
+        self.add_check("tables", lambda: self.tables.is_open)
         self._outbox_metrics: OutboxMetrics | None = None
         self._announced: OrgChanged | None = None
         self._org_wake = asyncio.Event()
         self.tasks: list[asyncio.Task[Any]] = []
         self.app = FastAPI(title=title, description=description, version=version, lifespan=self._lifespan)
         self.streams = OpenStreams()
-        self.app.add_middleware(RevocableStreams, streams=self.streams,  # type: ignore[arg-type]
+        self.app.add_middleware(RevocableStreams, streams=self.streams,
                                 directory=lambda: self.directory)
-        self.app.add_middleware(_BodyLimits, max_bytes=max_body_bytes, routes=dict(body_limits or {}))  # type: ignore[arg-type]
+        self.app.add_middleware(_BodyLimits, max_bytes=max_body_bytes, routes=dict(body_limits or {}))
         self.app.add_middleware(CorrelationId)
         self.app.add_middleware(HttpMetrics, histogram=self.metrics.http_duration)
         self.app.add_middleware(RequestGuard)  # outermost: nothing inside sees a request it refuses
@@ -162,7 +168,13 @@ class ServiceRuntime:
                     f"be published and were set aside (see est_{self.name}_outbox_failed_events and the log)")
 
         self.add_check(f"outbox_{table.name}" if table.name != "outbox" else "outbox", check)
+        self.relays.append(relay)
         return relay
+
+    def wake_outbox(self) -> None:
+        """Tell every outbox relay of this service that new rows are waiting (after a commit that added some)."""
+        for relay in self.relays:
+            relay.wake()
 
     # --- readiness -----------------------------------------------------------------------
     def add_check(self, name: str, check: Check) -> None:
@@ -214,16 +226,47 @@ class ServiceRuntime:
             self._org_wake.set()
 
     def _add_org_consumer(self) -> None:
-        @self.broker.subscriber(ORG_CHANGED, stream=JStream(ORG.name, declare=False),
-                                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, title=f"{self.name}:org")
-        async def _org_changed(msg: NatsMessage) -> None:
-            try:
-                data = parse_event(msg.body).data
-            except PoisonEvent as exc:
-                log.error("unreadable organisation event; waiting for the next one", extra={"error": str(exc)})
-                return
-            if isinstance(data, OrgChanged):
-                self._announce(data)
+        async def _org_changed(event: CloudEvent[OrgChanged]) -> None:
+            self._announce(event.data)
+
+        _org_changed.__annotations__ = {"event": envelope_of(OrgChanged), "return": None}
+        self.broker.subscriber(ORG_CHANGED, stream=JStream(ORG.name, declare=False),
+                               deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, title=f"{self.name}:org",
+                               description="se.est.org.changed: a new organisation version, its snapshot in the "
+                                           "object store EST_ORG_SNAPSHOTS (every service follows the newest)",
+                               )(_org_changed)
+
+    # --- the event contract (AsyncAPI) ---------------------------------------------------------
+    def declare_published(self, subject: str, data: type[EventData], *, types: Sequence[str], description: str
+                          ) -> None:
+        """Document a channel this service publishes on (through its outbox or its own publisher) with the
+        CloudEvents envelope and the schema of ``data``."""
+        self.broker.publisher(subject, schema=envelope_of(data), title=f"{self.name}:{', '.join(types)}",
+                              description=f"{', '.join(types)}: {description}")
+
+    def declare_consumed(self, subject: str, data: type[EventData], *, types: Sequence[str], description: str
+                         ) -> None:
+        """Document a channel this service consumes with a puller of its own (not a FastStream subscriber)."""
+
+        async def documented(event: CloudEvent[Any]) -> None:  # never called: the document's broker never starts
+            del event
+
+        documented.__annotations__ = {"event": envelope_of(data), "return": None}
+        self._documented.subscriber(subject, title=f"{self.name}:{', '.join(types)}",
+                                    description=f"{', '.join(types)}: {description}")(documented)
+
+    def asyncapi(self) -> dict[str, Any]:
+        """The AsyncAPI 3 document of every channel this service consumes and publishes."""
+        from faststream.specification import AsyncAPI
+
+        title = f"EST Lägesbild – {self.name} events"
+        main = AsyncAPI(self.broker, title=title, version="0.1.0").to_specification().to_jsonable()
+        extra = AsyncAPI(self._documented, title=title, version="0.1.0").to_specification().to_jsonable()
+        for key in ("channels", "operations"):
+            main.setdefault(key, {}).update(extra.get(key, {}))
+        for key, values in extra.get("components", {}).items():
+            main.setdefault("components", {}).setdefault(key, {}).update(values)
+        return dict(main)
 
     async def _load_org(self) -> None:
         """At start: the newest version on the stream, applied if its snapshot can be read now (else the
@@ -299,10 +342,7 @@ class ServiceRuntime:
     def _add_asyncapi_route(self) -> None:
         @self.app.get("/asyncapi.json", tags=["ops"], summary="AsyncAPI document of this service's events")
         async def asyncapi() -> dict[str, Any]:
-            from faststream.specification import AsyncAPI
-
-            spec = AsyncAPI(self.broker, title=f"EST {self.name} events", version="0.1.0")
-            return spec.to_specification().to_jsonable()  # type: ignore[no-any-return]
+            return self.asyncapi()
 
     # --- lifespan ------------------------------------------------------------------------
     @asynccontextmanager
@@ -314,6 +354,8 @@ class ServiceRuntime:
             await self._retry("read the organisation", self._load_org)
             for hook in self._on_start:  # before consuming: hooks create tables, start relays
                 await hook()
+            if self.tables_after_start:
+                self.tables.open()
             await self.broker.start()
             self.spawn(self._follow_org(), "org-follower")
             self.spawn(self._report_lag(), "consumer-lag")
@@ -328,6 +370,8 @@ class ServiceRuntime:
                     await hook()
                 except Exception:
                     log.exception("stop hook failed")
+            for relay in self.relays:  # before the broker: a relay publishes on its connection
+                await relay.stop()
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)

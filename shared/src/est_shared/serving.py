@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import h11
 import httptools
@@ -166,16 +166,16 @@ class _Bounded:
     cycle: Any
     loop: asyncio.AbstractEventLoop
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
-        self.transport = _LingeringTransport(transport, self)  # type: ignore[assignment]
+        self.transport = _LingeringTransport(cast(asyncio.Transport, transport), self)  # type: ignore[assignment]
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_size = 0
         self._head_overflow = False
         self._counted: str | None = None
         host = self.client[0] if self.client else None
         cap = self.limits.connections_per_client
-        if cap and host is not None and not self.is_trusted(host):
+        if cap and host is not None and not type(self).is_trusted(host):
             if self.open_by_client[host] >= cap:
                 self._refuse(TOO_MANY)
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -10,8 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from est_shared.periods import DEFAULT_TIMEZONE
 
 
-def service_field(service: str, name: str, default: object, description: str = "") -> object:
-    """A field read from ``EST_<SERVICE>_<NAME>`` (also settable by its field name in code)."""
+def service_field(service: str, name: str, default: Any, description: str = "") -> Any:
+    """A field read from ``EST_<SERVICE>_<NAME>`` (also settable by its field name in code).
+
+    Typed ``Any`` as pydantic's own ``Field`` is, so that ``port: int = service_field(...)`` type-checks."""
     env = f"EST_{service.upper()}_{name.upper()}"
     return Field(default=default, validation_alias=AliasChoices(env, name), description=description)
 

@@ -1,6 +1,5 @@
-"""Bus registrations of the aggregator: the durable report consumer (batched) and the forfeiture consumer.
-
-Thin: the work is in handlers."""
+"""Bus registrations of the aggregator: the durable report consumer (batched, on its own puller), the
+forfeiture consumer, and the channels it publishes on (declared for AsyncAPI). Thin: the work is in handlers."""
 
 from __future__ import annotations
 
@@ -10,18 +9,41 @@ from typing import Any
 
 from est_shared.batching import BatchConsumer
 from est_shared.bus import add_consumer
-from est_shared.events import CloudEvent, ReportSubmitted
+from est_shared.events import (
+    AlertData,
+    CloudEvent,
+    EventData,
+    ForfeitureRecorded,
+    PicturePublished,
+    PictureUpdated,
+    ReportSubmitted,
+)
 from est_shared.runtime import ServiceRuntime
 from est_shared.subjects import REPORTS
 
 from est_aggregator import handlers
 from est_aggregator.settings import AggregatorSettings
 
+PUBLISHED: list[tuple[str, type[EventData], list[str], str]] = [
+    ("est.picture.updated.{municipality}.{area}", PictureUpdated, ["se.est.picture.updated"],
+     "an open picture changed (at most one per picture per EST_AGGREGATOR_UPDATE_INTERVAL)"),
+    ("est.picture.published.{municipality}.{area}", PicturePublished, ["se.est.picture.published"],
+     "a picture was published (version 1) or revised by a late or corrected report (version 2, 3, …)"),
+    ("est.alert.raised.{municipality}.{area}", AlertData, ["se.est.alert.raised"],
+     "an item's flag became high or rising in an area"),
+    ("est.alert.resolved.{municipality}.{area}", AlertData, ["se.est.alert.resolved"], "that alert ended"),
+]
+
 
 def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: handlers.Deps,
              ready: asyncio.Event) -> None:
     """Consume se.est.report.submitted in batches, idempotently (ack after commit, nack with backoff on failure,
     dead-letter what cannot be tallied)."""
+    runtime.declare_consumed(settings.report_subject, ReportSubmitted, types=["se.est.report.submitted"],
+                             description=f"checklist reports, taken in batches of up to {settings.batch_size} "
+                                         f"(EST_REPORTS, durable {settings.durable}, its own pull requests)")
+    for subject, data, types, description in PUBLISHED:
+        runtime.declare_published(subject, data, types=types, description=description)
 
     async def on_reports(events: Sequence[CloudEvent[Any]]) -> Mapping[str, str] | None:
         await ready.wait()  # the tables exist only once the start hook ran
@@ -57,5 +79,6 @@ def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: han
     runtime.on_stop(reports.stop)
     if settings.forfeiture_subject:
         add_consumer(runtime.broker, service="aggregator", stream=REPORTS, subject=settings.forfeiture_subject,
-                     durable=f"{settings.durable}-forfeitures", handle=on_forfeiture, metrics=runtime.metrics,
+                     durable=f"{settings.durable}-forfeitures", data=ForfeitureRecorded,
+                     types=["se.est.forfeiture.recorded"], handle=on_forfeiture, metrics=runtime.metrics,
                      max_deliver=settings.consumer_max_deliver)

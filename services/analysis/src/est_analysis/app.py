@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from est_analysis import db
 from est_analysis.api import build_router
-from est_analysis.consumers import register_consumers
+from est_analysis.consumers import register as register_bus
 from est_analysis.handlers import Context, auto_compile_due, refresh_open_gauge
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
@@ -93,7 +93,7 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
 
     runtime.on_start(start)
     runtime.on_stop(stop)
-    register_consumers(runtime, ctx=ctx, ensure_schema=schema.ensure)
+    register_bus(runtime, ctx=ctx, ensure_schema=schema.ensure)
     runtime.app.include_router(build_router(runtime=runtime, ctx=ctx))
     runtime.app.state.analysis = ctx
     return runtime.app

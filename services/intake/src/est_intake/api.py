@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from est_shared.bus import BusUnavailable
 from est_shared.checklists import LEVELS, Checklist
+from est_shared.errors import DomainError
 from est_shared.http import (
     PROBLEM,
     BodySizeLimit,
@@ -18,6 +19,7 @@ from est_shared.http import (
     HttpMetrics,
     Problem,
     RequestGuard,
+    domain_problem,
     problem_response,
     require_role,
 )
@@ -626,7 +628,7 @@ class ReportsFastPath:
             principal = await self.ctx.principal(authorization)
             require_role(principal, "reporter", "key_function")
             reports = _VALID_BATCH.validate_json(raw).reports
-        except (Problem, ValidationError):
+        except (Problem, DomainError, ValidationError):
             return None
         return (principal, reports) if len(reports) <= self.ctx.max_batch else None
 
@@ -661,6 +663,9 @@ class ReportsFastPath:
             response = problem_response(exc.status, exc.title, exc.detail, errors=exc.errors, headers=exc.headers,
                                         instance=StarletteRequest(scope).url.path, **exc.extra)
             await response(scope, receive, send)
+            return
+        except DomainError as exc:
+            await domain_problem(exc, instance=StarletteRequest(scope).url.path)(scope, receive, send)
             return
         body = _json_bytes(outcome.body)
         headers = [(b"content-length", str(len(body)).encode()),

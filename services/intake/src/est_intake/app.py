@@ -39,7 +39,7 @@ from prometheus_client import Gauge
 
 from est_intake import db
 from est_intake.api import ORG_PATH, IntakeContext, build_router
-from est_intake.consumers import register_consumers
+from est_intake.consumers import register as register_bus
 from est_intake.domain import parse_org_text
 from est_intake.forfeitures import install_forfeitures
 from est_intake.handlers import (
@@ -109,7 +109,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                         store_snapshot=store, on_org_put=startup_file.applied_by_hand)
     runtime.app.include_router(build_router(ctx))
     runtime.app.state.intake = ctx
-    register_consumers(runtime)
+    register_bus(runtime)
     install_forfeitures(runtime, settings=settings, engine=engine, sessions=sessions, publish=publish)
 
     async def start() -> None:

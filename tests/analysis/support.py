@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from est_shared.events import CloudEvent, Completeness, ItemSummary, PictureData, PicturePublished, new_event
@@ -60,18 +58,6 @@ def picture_event(m: str, a: str, period: str, items: dict[str, tuple[float, str
 
 def auth(person: str, m: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {person}-{m}"}
-
-
-async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.1) -> Any:
-    """Poll until ``check`` returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
 
 
 
