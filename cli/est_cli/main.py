@@ -44,7 +44,7 @@ def run_service(
         typer.echo(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}", err=True)
         raise typer.Exit(2)
     import uvicorn
-    from est_shared.serving import ServerLimits, server_options
+    from est_shared.adapters.serving import ServerLimits, server_options
 
     module = importlib.import_module(f"est_{service}.app")
     settings = module.Settings()

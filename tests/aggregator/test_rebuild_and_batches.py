@@ -131,7 +131,7 @@ async def test_the_puller_asks_again_after_its_pull_requests_expire(world: World
     """The rebuild and the batch consumer pull with their own requests (``Puller``). A request that
     expires before the messages exist ends with a status; the puller asks again and gets every
     message once, in order; with nothing left it gives back what it has, then nothing."""
-    from est_shared.batching import Puller
+    from est_shared.adapters.jetstream_pull import Puller
     from est_shared.subjects import REPORTS
     from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
@@ -166,7 +166,7 @@ async def test_the_puller_waits_out_an_error_status_instead_of_spinning(world: W
     """A pull request answered with an error status (here: the consumer deleted under it) ends the
     take with nothing, but only after the rest of its timeout: a caller that loops on ``take`` (the
     batch consumer does) must not fire requests at the server as fast as it answers them."""
-    from est_shared.batching import Puller
+    from est_shared.adapters.jetstream_pull import Puller
     from est_shared.subjects import REPORTS
     from nats.js.api import AckPolicy, ConsumerConfig
 

@@ -14,7 +14,8 @@ from typing import Any
 from est_aggregator import db, handlers
 from est_aggregator.domain import Rules
 from est_aggregator.metrics import AggregatorMetrics
-from est_shared.db import in_loop_sqlite, make_engine, session_factory
+from est_shared.adapters.sqlite import in_loop_sqlite
+from est_shared.db import make_engine, session_factory
 from est_shared.periods import Period
 from prometheus_client import CollectorRegistry
 

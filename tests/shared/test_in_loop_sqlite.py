@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from est_shared.db import SqliteBusy, in_loop_sqlite, retry_busy
+from est_shared.adapters.sqlite import SqliteBusy, in_loop_sqlite, retry_busy
 from sqlalchemy import text
 
 
@@ -74,7 +74,8 @@ def test_only_file_backed_sqlite_gets_an_in_loop_connection() -> None:
 async def test_the_wal_stays_bounded_under_a_steady_stream_of_in_loop_writes(tmp_path: Path) -> None:
     """The background PASSIVE checkpoint alone never catches up with a writer that never pauses: the WAL
     grew to 1.4 GB in a minute. With the RESTART step it is reset again and again, and no write is lost."""
-    from est_shared.db import checkpoint_loop, make_engine
+    from est_shared.adapters.sqlite import checkpoint_loop
+    from est_shared.db import make_engine
 
     _setup(tmp_path / "x.db").close()
     local = in_loop_sqlite(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
@@ -106,7 +107,8 @@ async def test_the_wal_stays_bounded_under_a_steady_stream_of_in_loop_writes(tmp
 async def test_a_long_reader_holds_writers_back_only_briefly_during_a_restart_checkpoint(tmp_path: Path) -> None:
     """RESTART waits for readers and keeps writers out meanwhile: with the pool's 30 s busy timeout a
     long read elsewhere (a report query, a backup) would stop every in-loop write that long."""
-    from est_shared.db import checkpoint_loop, make_engine
+    from est_shared.adapters.sqlite import checkpoint_loop
+    from est_shared.db import make_engine
 
     _setup(tmp_path / "x.db").close()
     local = in_loop_sqlite(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")

@@ -109,7 +109,7 @@ async def test_relay_publishes_in_order_and_keeps_what_nats_did_not_take(tmp_pat
 async def _relay(url: str, nats_url: str, in_loop: bool) -> AsyncIterator[tuple[OutboxRelay, Table, Any]]:
     """A relay (keeping published rows an hour) on a fresh outbox: (relay, table, sessions); ``in_loop``:
     SQLite's in-loop connection reads and writes the rows."""
-    from est_shared.db import in_loop_sqlite
+    from est_shared.adapters.sqlite import in_loop_sqlite
 
     table, engine, sessions = await _outbox(url)
     local = in_loop_sqlite(url) if in_loop else None

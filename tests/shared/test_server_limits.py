@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 from est_cli.procs import ServiceProcess
+from est_shared.adapters.serving import ServerLimits
 from est_shared.http import BodySizeLimit
-from est_shared.serving import ServerLimits
 from est_shared.testing import serve
 from starlette.applications import Starlette
 from starlette.requests import Request

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from est_shared.serving import ServerLimits
+from est_shared.adapters.serving import ServerLimits
 from est_shared.testing import free_port, serve
 from est_web.app import create_app
 from est_web.headers import API_CSP, APP_CSP, REPORT_CSP

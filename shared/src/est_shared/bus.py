@@ -32,6 +32,7 @@ from nats.js.api import DiscardPolicy, PubAck, StorageType, StreamConfig
 from nats.js.object_store import ObjectStore
 from pydantic import ValidationError
 
+from est_shared.adapters.nats import max_payload
 from est_shared.events import EVENT_TYPES, CloudEvent, EventData, OrgChanged, envelope_of
 from est_shared.observability import BusMetrics, correlation_id, error_name
 from est_shared.org import OrgSnapshot
@@ -213,8 +214,8 @@ def _checked(js: JetStreamContext, subject: str, payload: bytes) -> str:
         stream = stream_for(subject)
     except KeyError:
         raise NoStreamForSubject("no stream captures the subject") from None
-    limit = getattr(getattr(js, "_nc", None), "max_payload", None)
-    if isinstance(limit, int) and limit > 0 and len(payload) > limit:
+    limit = max_payload(js)
+    if limit and len(payload) > limit:
         raise nats.errors.MaxPayloadError()
     return stream
 

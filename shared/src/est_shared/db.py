@@ -1,12 +1,15 @@
 """Database plumbing: async engines (SQLite by default, PostgreSQL in production), the processed-event
-table for idempotent consumers and the transactional outbox with its relay."""
+table for idempotent consumers, the transactional outbox with its relay, and the tables gate.
+
+What speaks to a driver directly (SQLite pragmas, the in-loop connection, raw DDL) is in ``est_shared.adapters``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,16 +25,16 @@ from sqlalchemy import (
     String,
     Table,
     delete,
-    event,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from est_shared.adapters.schema import add_missing_columns, lock_schema
+from est_shared.adapters.sqlite import InLoopSqlite, retry_busy, sqlite_file_pragmas
 from est_shared.bus import encode, publish_pipelined
 from est_shared.clock import utcnow
 from est_shared.errors import Unavailable
@@ -75,25 +78,6 @@ class Gate:
                               retry_after=5, reason="starting")
 
 
-def _on_connect(engine: Any, *pragmas: str) -> None:
-    """Set SQLite pragmas on every new connection of a (sync) engine."""
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        for pragma in pragmas:
-            cur.execute(f"PRAGMA {pragma}")
-        cur.close()
-
-
-WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes a SQLite WAL file is cut back to after it was reset
-# Page cache of the in-loop connection (SQLite's default is 2 MB): the hot tables' indexes have random
-# keys (UUIDs), so with a million rows nearly every insert missed the cache and read pages back in.
-IN_LOOP_CACHE_KIB = 32 * 1024
-BUSY_TIMEOUT_MS = 30_000  # how long a pooled (driver-thread) SQLite connection waits for a lock
-RESTART_WAIT_MS = 200  # longest a RESTART checkpoint waits for other connections (writers wait with it)
-
-
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine; for SQLite: WAL journal, a busy timeout and foreign keys on."""
     if url.startswith("sqlite"):
@@ -101,142 +85,13 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-
-        _on_connect(engine.sync_engine, "journal_mode=WAL", f"busy_timeout={BUSY_TIMEOUT_MS}", "synchronous=NORMAL",
-                    "foreign_keys=ON", f"journal_size_limit={WAL_SIZE_LIMIT}")
+        sqlite_file_pragmas(engine.sync_engine)
         return engine
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-class SqliteBusy(Exception):
-    """Another connection holds the SQLite write lock; try again shortly."""
-
-
-@contextmanager
-def _busy_as_sqlite_busy() -> Iterator[None]:
-    """SQLite's "database is locked" (through SQLAlchemy or straight from the driver) as ``SqliteBusy``."""
-    import sqlite3
-
-    from sqlalchemy.exc import OperationalError
-
-    try:
-        yield
-    except (OperationalError, sqlite3.OperationalError) as exc:
-        orig = getattr(exc, "orig", exc)
-        if isinstance(orig, sqlite3.OperationalError) and ("locked" in str(orig) or "busy" in str(orig)):
-            raise SqliteBusy() from exc
-        raise
-
-
-class InLoopSqlite:
-    """A synchronous SQLAlchemy engine on a service's SQLite file, used on the event loop's thread.
-
-    For hot paths (the intake's idempotency ledger, the aggregator's report batches and picture
-    passes): their statements take well under a millisecond, less than handing each to a driver
-    thread and back, which also makes two threads take turns on the GIL. A write transaction starts
-    with ``BEGIN IMMEDIATE`` (the write lock up front) and never waits inside SQLite
-    (``busy_timeout`` 0: waiting there would block the loop that the lock holder may need): a busy
-    database raises ``SqliteBusy`` at once, and ``retry_busy`` tries again after an ``asyncio.sleep``.
-    Automatic WAL checkpoints are off on this connection (they write and sync the database file at a
-    commit); ``checkpoint_loop`` runs them on a pooled connection's thread instead.
-    """
-
-    def __init__(self, path: str) -> None:
-        from sqlalchemy import create_engine
-
-        self.engine = create_engine(f"sqlite:///{path}", connect_args={"isolation_level": None},
-                                    pool_size=1, max_overflow=0)
-
-        _on_connect(self.engine, "busy_timeout=0", "synchronous=NORMAL", "wal_autocheckpoint=0", "foreign_keys=ON",
-                    f"journal_size_limit={WAL_SIZE_LIMIT}", f"cache_size=-{IN_LOOP_CACHE_KIB}")
-
-        @event.listens_for(self.engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN" if conn.info.get("est_reading") else "BEGIN IMMEDIATE")
-
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A read transaction (a WAL snapshot: it takes no lock and waits for none); ``SqliteBusy`` if locked."""
-        with _busy_as_sqlite_busy(), self.engine.connect() as conn:
-            conn.info["est_reading"] = True
-            try:
-                yield conn
-            finally:
-                conn.info.pop("est_reading", None)
-                conn.rollback()
-
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """One write transaction: commits on success, rolls back on any error; ``SqliteBusy`` if locked."""
-        with _busy_as_sqlite_busy(), self.engine.begin() as conn:
-            yield conn
-
-    def dispose(self) -> None:
-        self.engine.dispose()
-
-
-def in_loop_sqlite(url: str) -> InLoopSqlite | None:
-    """An ``InLoopSqlite`` for a file-backed SQLite URL, else None."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split(":///", 1)[-1]
-    return InLoopSqlite(path) if path and path != ":memory:" and not path.startswith("file:") else None
-
-
-async def retry_busy(attempt: Callable[[], Awaitable[T]], seconds: float = 30.0) -> T:
-    """Run ``attempt`` until it does not raise ``SqliteBusy``, sleeping a little between; at most ``seconds``."""
-    loop = asyncio.get_running_loop()
-    until = loop.time() + seconds
-    while True:
-        try:
-            return await attempt()
-        except SqliteBusy:
-            if loop.time() > until:
-                raise
-            await asyncio.sleep(0.005)
-
-
-async def checkpoint_loop(engine: AsyncEngine, interval: float = 1.0, restart_pages: int = 4096) -> None:
-    """Copy a SQLite WAL into the database file every ``interval`` seconds, off the event loop's thread.
-
-    For services whose hot path writes SQLite from the loop's thread with automatic checkpoints off
-    (a checkpoint at commit writes and syncs the database file: milliseconds the loop would stand
-    still). The PASSIVE checkpoint runs on a pooled connection's driver thread and waits for no one.
-    Under a steady stream of writes it never catches up, though (the loop appends while it copies),
-    and the WAL would grow without end (1.4 GB in a minute at 500 reports/s): once more than
-    ``restart_pages`` pages are in the log, a RESTART checkpoint copies the few left, holding writers
-    back meanwhile (the in-loop writers retry, see ``retry_busy``), so the next writer starts the log
-    from the beginning; ``journal_size_limit`` then trims the file.
-    """
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            async with engine.connect() as conn:
-                row: Any = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
-                log_pages = row[1]  # (busy, pages in the log, pages checkpointed)
-                if log_pages is not None and log_pages > restart_pages:
-                    # RESTART holds writers back while it waits for readers: wait briefly, never the
-                    # pool's BUSY_TIMEOUT_MS (a long reader elsewhere); it is tried again next time
-                    await conn.exec_driver_sql(f"PRAGMA busy_timeout={RESTART_WAIT_MS}")
-                    try:
-                        await conn.exec_driver_sql("PRAGMA wal_checkpoint(RESTART)")
-                    finally:
-                        await conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("WAL checkpoint failed", extra={"error": exc.__class__.__name__})
-
-
-async def lock_schema(conn: AsyncConnection) -> None:
-    """Serialise schema creation across replicas starting at once (a PostgreSQL advisory lock held to the
-    end of the transaction); two concurrent ``CREATE TABLE`` on an empty database otherwise collide."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('est:schema'))"))
 
 
 def processed_events_table(metadata: MetaData) -> Table:
@@ -271,17 +126,7 @@ OUTBOX_ADDED_COLUMNS = ("failed_at", "error")
 
 def add_outbox_columns(conn: Connection, table: Table) -> None:
     """Add the outbox columns an older version did not create (nullable, so existing rows stay pending)."""
-    from sqlalchemy import inspect
-    from sqlalchemy.schema import CreateColumn
-
-    inspector = inspect(conn)
-    if not inspector.has_table(table.name):
-        return
-    have = {c["name"] for c in inspector.get_columns(table.name)}
-    for name in OUTBOX_ADDED_COLUMNS:
-        if name not in have:
-            ddl = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+    add_missing_columns(conn, table, OUTBOX_ADDED_COLUMNS)
 
 
 async def mark_processed(session: AsyncSession, table: Table, *, consumer: str, event_id: str) -> bool:
@@ -534,7 +379,6 @@ __all__ = [
     "OutboxRelay",
     "add_many_to_outbox",
     "add_to_outbox",
-    "lock_schema",
     "make_engine",
     "mark_processed",
     "outbox_table",

@@ -30,10 +30,11 @@ import nats.js.errors
 from fastapi import FastAPI
 from faststream.nats import DeliverPolicy, JStream, NatsBroker
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import Table, text
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from est_shared.adapters.schema import ping
 from est_shared.bus import (
     BusUnavailable,
     PoisonEvent,
@@ -189,8 +190,7 @@ class ServiceRuntime:
             checks["nats"] = False
         if self.engine is not None:
             try:
-                async with self.engine.connect() as conn:
-                    await conn.execute(text("SELECT 1"))
+                await ping(self.engine)
                 checks["database"] = True
             except Exception:
                 checks["database"] = False

@@ -10,7 +10,7 @@ from typing import Any
 
 import uvicorn
 
-from est_shared.serving import ServerLimits, server_options
+from est_shared.adapters.serving import ServerLimits, server_options
 
 
 def free_port() -> int:

@@ -7,7 +7,9 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from est_shared.db import OutboxRelay, checkpoint_loop, in_loop_sqlite, lock_schema, make_engine, session_factory
+from est_shared.adapters.schema import lock_schema
+from est_shared.adapters.sqlite import checkpoint_loop, in_loop_sqlite
+from est_shared.db import OutboxRelay, make_engine, session_factory
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 

@@ -26,16 +26,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from est_shared.adapters.sqlite import InLoopSqlite, retry_busy
 from est_shared.bus import PoisonEvent, encode, retry_delay
-from est_shared.db import (
-    InLoopSqlite,
-    add_many_to_outbox,
-    add_to_outbox,
-    mark_processed,
-    retry_busy,
-    transaction,
-    utcnow,
-)
+from est_shared.db import add_many_to_outbox, add_to_outbox, mark_processed, transaction, utcnow
 from est_shared.events import (
     AlertData,
     CloudEvent,

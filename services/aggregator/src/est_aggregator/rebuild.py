@@ -35,9 +35,12 @@ from typing import Any
 
 import nats
 import nats.errors
-from est_shared.batching import Puller, parse_expected
+from est_shared.adapters.jetstream_pull import Puller
+from est_shared.adapters.schema import lock_schema
+from est_shared.adapters.sqlite import checkpoint_loop, in_loop_sqlite
+from est_shared.batching import parse_expected
 from est_shared.bus import PoisonEvent, latest_org_snapshot
-from est_shared.db import checkpoint_loop, in_loop_sqlite, lock_schema, make_engine, session_factory
+from est_shared.db import make_engine, session_factory
 from est_shared.events import ReportSubmitted
 from est_shared.org import OrgSnapshot
 from est_shared.runtime import tune_gc

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from est_shared.db import OutboxRelay, lock_schema, make_engine, session_factory
+from est_shared.adapters.schema import lock_schema
+from est_shared.db import OutboxRelay, make_engine, session_factory
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats
+from est_shared.adapters.schema import lock_schema
 from est_shared.bus import PoisonEvent, parse_event
-from est_shared.db import lock_schema, make_engine, session_factory, transaction
+from est_shared.db import make_engine, session_factory, transaction
 from est_shared.observability import error_name
 from est_shared.org import OrgSnapshot
 from est_shared.subjects import PICTURES

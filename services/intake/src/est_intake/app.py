@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from est_shared.adapters.schema import lock_schema
+from est_shared.adapters.sqlite import checkpoint_loop
 from est_shared.bus import (
     ORG_SNAPSHOTS,
     BusUnavailable,
@@ -21,15 +23,7 @@ from est_shared.bus import (
     publish_event,
     put_object,
 )
-from est_shared.db import (
-    OutboxRelay,
-    add_to_outbox,
-    checkpoint_loop,
-    lock_schema,
-    make_engine,
-    session_factory,
-    transaction,
-)
+from est_shared.db import OutboxRelay, add_to_outbox, make_engine, session_factory, transaction
 from est_shared.events import CloudEvent, OrgChanged
 from est_shared.org import OrgSnapshot, SnapshotBlob, snapshot_version
 from est_shared.runtime import ServiceRuntime

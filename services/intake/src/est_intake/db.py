@@ -12,15 +12,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from est_shared.db import (
-    BUSY_TIMEOUT_MS,
-    WAL_SIZE_LIMIT,
-    InLoopSqlite,
-    in_loop_sqlite,
-    outbox_table,
-    retry_busy,
-    utcnow,
-)
+from est_shared.adapters.sqlite import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, InLoopSqlite, in_loop_sqlite, retry_busy
+from est_shared.db import outbox_table, utcnow
 from est_shared.observability import error_name
 from est_shared.org import OrgSnapshot
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, func, insert, select

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from est_shared.db import lock_schema
+from est_shared.adapters.schema import lock_schema
 from sqlalchemy import (
     JSON,
     Boolean,

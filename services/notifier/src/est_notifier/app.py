@@ -8,7 +8,8 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from est_shared.db import lock_schema, make_engine, session_factory
+from est_shared.adapters.schema import lock_schema
+from est_shared.db import make_engine, session_factory
 from est_shared.events import CloudEvent
 from est_shared.org import OrgSnapshot, period_deadline
 from est_shared.periods import Period, PeriodError
