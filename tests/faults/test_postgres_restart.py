@@ -116,7 +116,7 @@ async def test_aggregator_on_postgres_recovers_from_a_database_restart(
 
             await asyncio.to_thread(server.start)
             up = await _readyz(http, agg.url, 200, timeout=30)
-            assert up["checks"] == {"nats": True, "database": True, "outbox": True}, up
+            assert up["checks"] == {"nats": True, "database": True, "tables": True, "outbox": True}, up
             everything = {**first.accepted, **second.accepted}
             assert len(everything) == 40
             pictures = await wait_counted(agg.url, totals_of(everything.values()), timeout=60)
