@@ -113,7 +113,7 @@ def analysis_rebuild() -> None:
     import asyncio
 
     from est_analysis.app import Settings
-    from est_analysis.rebuild import rebuild
+    from est_analysis.strategic.rebuild import rebuild
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("[bold]Rebuilding the analysis projection"), BarColumn(), MofNCompleteColumn(),

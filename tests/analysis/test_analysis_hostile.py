@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from est_analysis import db
-from est_analysis.domain import picture_faults, picture_value
-from est_analysis.rebuild import rebuild
+from est_analysis.strategic import db
+from est_analysis.strategic.domain import picture_faults, picture_value
+from est_analysis.strategic.rebuild import rebuild
 from est_shared.bus import publish_event, publish_raw
 from est_shared.db import transaction
 from est_shared.periods import Period

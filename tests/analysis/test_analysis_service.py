@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from est_analysis import db
-from est_analysis.handlers import Context, compile_analysis, handle_picture_published
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
+from est_analysis.strategic import db
+from est_analysis.strategic.handlers import Context, compile_analysis, handle_picture_published
 from est_shared.bus import publish_event
 from est_shared.db import make_engine, session_factory
 from est_shared.periods import Period

@@ -11,12 +11,12 @@ from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from est_analysis import db
-from est_analysis.api import build_router
 from est_analysis.consumers import register as register_bus
-from est_analysis.handlers import Context, auto_compile_due, refresh_open_gauge
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
+from est_analysis.strategic import db
+from est_analysis.strategic.api import build_router
+from est_analysis.strategic.handlers import Context, auto_compile_due, refresh_open_gauge
 
 log = logging.getLogger("est.analysis")
 

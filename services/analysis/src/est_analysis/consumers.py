@@ -11,7 +11,7 @@ from est_shared.events import AlertData, AnalysisPublished, CloudEvent, PictureP
 from est_shared.runtime import ServiceRuntime
 from est_shared.subjects import PICTURES
 
-from est_analysis.handlers import Context, handle_picture_published
+from est_analysis.strategic.handlers import Context, handle_picture_published
 
 log = logging.getLogger("est.analysis")
 

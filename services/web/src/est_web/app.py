@@ -3,7 +3,7 @@
 The browser talks to one origin: ``/app/`` is the single-page app (Preact + htm, no build step,
 a service worker for offline use), ``/api/<service>/v1/<path>`` is forwarded to that service with
 the caller's own bearer token (the gateway holds no credentials and adds none; see
-``est_web.gateway`` for what is forwarded and how). Server-sent events from the notifier's
+``est_web.adapters.gateway`` for what is forwarded and how). Server-sent events from the notifier's
 ``/v1/stream`` are streamed through unbuffered. Every answer carries the headers of
 ``est_web.headers``. In production an ingress can do the same routing and serve ``static/``
 directly, with the same rules and headers.
@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter
 
-from est_web.gateway import Gateway
+from est_web.adapters.gateway import Gateway
 from est_web.headers import SecurityHeaders
 from est_web.settings import WebSettings
 

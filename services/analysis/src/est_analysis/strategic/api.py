@@ -15,9 +15,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from est_analysis import handlers
-from est_analysis.browser import BrowserFailed, find_browser, html_to_pdf
-from est_analysis.domain import (
+from est_analysis.adapters.browser import BrowserFailed, find_browser, html_to_pdf
+from est_analysis.documents.report import render_report
+from est_analysis.strategic import handlers
+from est_analysis.strategic.domain import (
     ITEM_CODE,
     AnalysisNotFound,
     InvalidMeasure,
@@ -26,8 +27,7 @@ from est_analysis.domain import (
     TextRefused,
     UnknownMunicipality,
 )
-from est_analysis.handlers import Context
-from est_analysis.report import render_report
+from est_analysis.strategic.handlers import Context
 
 log = logging.getLogger("est.analysis")
 

@@ -2,8 +2,8 @@
 
 Run it with the service stopped (``est`` wires it as a CLI command): it replays every published picture of the
 configured municipality filter, in stream order, through the same step the live consumer runs
-(:func:`est_analysis.handlers.apply_picture`), so the result equals what the live service built. Alerts are
-not queued again (they went out when the pictures first arrived). Analyses, measures and the outbox are kept.
+(:func:`est_analysis.strategic.handlers.apply_picture`), so the result equals what the live service built.
+Alerts are not queued again (they went out when the pictures first arrived). Analyses, measures and the outbox are kept.
 Everything happens in one transaction: a failed rebuild leaves the old projection as it was.
 """
 
@@ -27,11 +27,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
 from sqlalchemy import delete
 
-from est_analysis import db
 from est_analysis.consumers import picture_subject
-from est_analysis.handlers import Context, apply_picture
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
+from est_analysis.strategic import db
+from est_analysis.strategic.handlers import Context, apply_picture
 
 log = logging.getLogger("est.analysis")
 

@@ -23,8 +23,10 @@ from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_analysis import db
-from est_analysis.domain import (
+from est_analysis.metrics import AnalysisMetrics
+from est_analysis.settings import AnalysisSettings
+from est_analysis.strategic import db
+from est_analysis.strategic.domain import (
     AnalysisNotFound,
     AreaNeed,
     InvalidMeasure,
@@ -52,8 +54,6 @@ from est_analysis.domain import (
     timeline,
     trend,
 )
-from est_analysis.metrics import AnalysisMetrics
-from est_analysis.settings import AnalysisSettings
 
 log = logging.getLogger("est.analysis")
 

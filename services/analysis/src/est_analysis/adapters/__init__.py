@@ -1,0 +1,1 @@
+"""What speaks a driver or a program directly: the headless browser that prints PDFs."""
