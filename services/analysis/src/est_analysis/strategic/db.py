@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from est_shared.bus import encode
+from est_shared.clock import utcnow
 from est_shared.db import outbox_table, processed_events_table
 from est_shared.events import CloudEvent
 from sqlalchemy import (
@@ -99,10 +100,6 @@ measures = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("revision", Integer, nullable=False, default=1),
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- outbox ----------------------------------------------------------------------------------

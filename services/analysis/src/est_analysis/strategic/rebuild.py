@@ -14,24 +14,25 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import nats
 from est_shared.adapters.schema import lock_schema
 from est_shared.bus import PoisonEvent, parse_event
 from est_shared.db import make_engine, session_factory, transaction
+from est_shared.events import CloudEvent, PicturePublished
 from est_shared.observability import error_name
 from est_shared.org import OrgSnapshot
 from est_shared.subjects import PICTURES
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
 from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from est_analysis.consumers import picture_subject
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
 from est_analysis.strategic import db
-from est_analysis.strategic.handlers import Context, apply_picture
+from est_analysis.strategic.handlers import Context, apply_picture, picture_subject
 
 log = logging.getLogger("est.analysis")
 
@@ -72,7 +73,7 @@ async def rebuild(settings: AnalysisSettings, progress: Progress | None = None, 
             config=ConsumerConfig(name=f"analysis-rebuild-{uuid.uuid4().hex[:8]}", deliver_policy=DeliverPolicy.ALL,
                                   ack_policy=AckPolicy.ALL, ack_wait=300, inactive_threshold=120,
                                   max_ack_pending=-1))
-        total = int((await sub.consumer_info()).num_pending)
+        total = (await sub.consumer_info()).num_pending or 0
         if progress:
             progress(0, total)
         async with transaction(sessions) as s:
@@ -99,13 +100,13 @@ async def rebuild(settings: AnalysisSettings, progress: Progress | None = None, 
     return result
 
 
-async def _replay(s: Any, raw: bytes, *, ctx: Context, result: RebuildResult) -> None:
+async def _replay(s: AsyncSession, raw: bytes, *, ctx: Context, result: RebuildResult) -> None:
     try:
         event = parse_event(raw)
-        if event.type != "se.est.picture.published":
+        if event.type != "se.est.picture.published" or not isinstance(event.data, PicturePublished):
             result.skipped += 1
             return
-        outcome, _ = await apply_picture(s, event, ctx=ctx, emit=False)  # type: ignore[arg-type]
+        outcome, _ = await apply_picture(s, cast(CloudEvent[PicturePublished], event), ctx=ctx, emit=False)
     except PoisonEvent as exc:
         log.warning("rebuild skipped an invalid event", extra={"error": error_name(exc)})
         result.skipped += 1
