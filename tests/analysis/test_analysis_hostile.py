@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import nats
 import pytest
+from est_analysis.app import rebuild
 from est_analysis.strategic import db
 from est_analysis.strategic.domain import picture_faults, picture_value
-from est_analysis.strategic.rebuild import rebuild
 from est_shared.bus import publish_event, publish_raw
 from est_shared.clock import utcnow
 from est_shared.db import transaction

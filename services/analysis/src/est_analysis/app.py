@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from est_shared.adapters.schema import lock_schema
 from est_shared.db import make_engine, session_factory
+from est_shared.org import OrgSnapshot
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from est_analysis.adapters.browser import ChromiumPrinter
+from est_analysis.adapters.history import StreamHistory
 from est_analysis.consumers import register as register_bus
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
 from est_analysis.strategic import db
 from est_analysis.strategic.api import build_router
-from est_analysis.strategic.handlers import Context, auto_compile_due, refresh_open_gauge
+from est_analysis.strategic.handlers import Context, auto_compile_due, picture_subject, refresh_open_gauge
+from est_analysis.strategic.rebuild import Progress, RebuildResult, rebuild_projection
 
 log = logging.getLogger("est.analysis")
 
@@ -59,10 +63,7 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
             await asyncio.sleep(settings.compile_interval_seconds)
 
     async def start() -> None:
-        # the tables gate opens after this hook: the consumer waits for it
-        async with engine.begin() as conn:
-            await lock_schema(conn)
-            await conn.run_sync(db.metadata.create_all)
+        await db.create_tables(engine)  # the tables gate opens after this hook: the consumer waits for it
         runtime.outbox_relay(sessions=sessions, table=db.outbox, interval=settings.outbox_interval_seconds,
                              on_published=_published).start()
         await refresh_open_gauge(ctx=ctx)
@@ -74,3 +75,24 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
     runtime.app.include_router(build_router(runtime=runtime, ctx=ctx))
     runtime.app.state.analysis = ctx
     return runtime.app
+
+
+async def rebuild(settings: AnalysisSettings, progress: Progress | None = None, *, batch: int = 500,
+                  fetch_timeout: float = 5.0) -> RebuildResult:
+    """Rebuild pictures and problem states from the stream, with the service stopped
+    (``est_analysis.strategic.rebuild``); ``progress(done, total)`` after each batch."""
+    started = time.perf_counter()
+    engine = make_engine(settings.db_url())
+    ctx = Context(sessions=session_factory(engine), settings=settings, metrics=AnalysisMetrics(CollectorRegistry()),
+                  snapshot=OrgSnapshot)
+    try:
+        async with StreamHistory(settings.nats_servers, picture_subject(settings.municipality_filter), batch=batch,
+                                 fetch_timeout=fetch_timeout) as history:
+            await db.create_tables(engine)
+            result = await rebuild_projection(history, ctx=ctx, progress=progress)
+    finally:
+        await engine.dispose()
+    result.seconds = time.perf_counter() - started
+    log.info("analysis projection rebuilt", extra={"events": result.events, "pictures": result.pictures,
+                                                   "seconds": round(result.seconds, 2)})
+    return result
