@@ -148,7 +148,7 @@ def fig_analysis(base: Path, quick: bool) -> None:
                    "", "≤ 3 (at most linear in history; the window is bounded)", hist <= 3.0))
         record(Row("analysis: history consumed (pictures with k-of-n)", len(messages) / consumed, "pictures/s",
                    None, "", "(reported)", None))
-        from est_analysis.rebuild import rebuild
+        from est_analysis.app import rebuild
         from est_analysis.settings import AnalysisSettings
 
         fresh = env.dir / "rebuilt"

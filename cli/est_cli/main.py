@@ -112,8 +112,7 @@ def analysis_rebuild() -> None:
     """Rebuild the picture projection and problem states from the picture stream (service stopped)."""
     import asyncio
 
-    from est_analysis.app import Settings
-    from est_analysis.rebuild import rebuild
+    from est_analysis.app import Settings, rebuild
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("[bold]Rebuilding the analysis projection"), BarColumn(), MofNCompleteColumn(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from est_analysis.domain import (
+from est_analysis.strategic.domain import (
     AreaNeed,
     Episode,
     Rule,
@@ -19,7 +19,7 @@ from est_analysis.domain import (
     rank_areas,
     rule_for,
 )
-from est_analysis.handlers import due_period
+from est_analysis.strategic.handlers import due_period
 from est_shared.periods import Period
 from hypothesis import given
 from hypothesis import strategies as st
@@ -195,7 +195,7 @@ def test_holds_and_episodes_from_a_start_index_agree_with_the_full_run(
 
 
 def test_rules_can_be_set_per_municipality_and_per_item() -> None:
-    from est_analysis.domain import Rule, rule_for, scoped_overrides
+    from est_analysis.strategic.domain import Rule, rule_for, scoped_overrides
 
     default = Rule(k=3, n=4)
     ov = {"brand": {"k": 2, "n": 4}, "vaxjo": {"k": 2, "n": 3}, "vaxjo/klotter": {"k": 4, "n": 6}}

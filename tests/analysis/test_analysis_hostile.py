@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from est_analysis import db
-from est_analysis.domain import picture_faults, picture_value
-from est_analysis.rebuild import rebuild
+from est_analysis.app import rebuild
+from est_analysis.strategic import db
+from est_analysis.strategic.domain import picture_faults, picture_value
 from est_shared.bus import publish_event, publish_raw
+from est_shared.clock import utcnow
 from est_shared.db import transaction
 from est_shared.periods import Period
 from est_shared.subjects import picture_published
@@ -135,7 +136,7 @@ async def test_absurd_values_stored_before_the_check_count_as_no_value_in_the_an
                     "items": {"klotter": {"value": value, "flag": "high", "trend": "up", "answer": "level",
                                           "label_sv": "Klotter", "label_en": "Graffiti"}},
                     "completeness": {"expected": 3, "received": 3, "on_time": 3, "late": 0}, "updated_at":
-                        db.utcnow()}, exists=False)
+                        utcnow()}, exists=False)
         r = await c.post("/v1/measures", headers=auth("styr", m), json={
             "title": "Klottersanering", "area_id": a, "items": ["klotter"], "responsible_actor": f"actor-{m}",
             "decided_by": "Styrgruppen", "start": Period.parse(T3_WEEKS[3]).start.isoformat(), "status": "active"})

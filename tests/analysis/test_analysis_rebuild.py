@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import nats
-from est_analysis import db
-from est_analysis.rebuild import rebuild
+from est_analysis.app import rebuild
 from est_analysis.settings import AnalysisSettings
+from est_analysis.strategic import db
 from est_shared.bus import publish_event
 from est_shared.db import make_engine, session_factory
 from est_shared.subjects import picture_published

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from est_analysis import db
+from est_analysis.strategic import db
 from est_shared.bus import publish_event
 from est_shared.subjects import picture_published
 

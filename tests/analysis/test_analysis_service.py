@@ -11,11 +11,12 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from est_analysis import db
-from est_analysis.handlers import Context, compile_analysis, handle_picture_published
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
+from est_analysis.strategic import db
+from est_analysis.strategic.handlers import Context, compile_analysis, handle_picture_published
 from est_shared.bus import publish_event
+from est_shared.clock import SettableClock
 from est_shared.db import make_engine, session_factory
 from est_shared.periods import Period
 from est_shared.subjects import picture_published
@@ -183,7 +184,7 @@ async def test_auto_compile_once_when_the_tertial_has_ended(service: Any) -> Non
     m, a = unique("m"), unique("a")
     async with service(m, auto_compile=True, compile_interval_seconds=0.05) as (base, app):
         ctx: Context = app.state.analysis
-        ctx.clock = lambda: datetime(2027, 1, 2, 12, tzinfo=UTC)  # T3 ended, but its week 53 has not
+        ctx.clock = SettableClock(datetime(2027, 1, 2, 12, tzinfo=UTC))  # T3 ended, but its week 53 has not
         await app.state.runtime.apply_org(org(m, [a]))
         await asyncio.sleep(0.3)
         async with httpx.AsyncClient(base_url=base, timeout=10) as c:
@@ -192,7 +193,7 @@ async def test_auto_compile_once_when_the_tertial_has_ended(service: Any) -> Non
                 return list(r.json())
 
             assert await listing() == []
-            ctx.clock = lambda: datetime(2027, 1, 5, 12, tzinfo=UTC)
+            ctx.clock.set(datetime(2027, 1, 5, 12, tzinfo=UTC))
             done = await eventually(listing)
             await asyncio.sleep(0.3)
             done = await listing()

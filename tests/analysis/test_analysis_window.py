@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from est_analysis import db
-from est_analysis.handlers import Context, _plan, handle_picture_published
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
+from est_analysis.strategic import db
+from est_analysis.strategic.handlers import Context, _plan, handle_picture_published
 from est_shared.db import make_engine, session_factory
 from est_shared.periods import Period
 from prometheus_client import CollectorRegistry

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
-from est_shared.adapters.schema import lock_schema
-from est_shared.db import OutboxRelay, make_engine, session_factory
+from est_shared.db import make_engine, session_factory
+from est_shared.org import OrgSnapshot
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
+from prometheus_client import CollectorRegistry
 
-from est_analysis import db
-from est_analysis.api import build_router
+from est_analysis.adapters.browser import ChromiumPrinter
+from est_analysis.adapters.history import StreamHistory
 from est_analysis.consumers import register as register_bus
-from est_analysis.handlers import Context, auto_compile_due, refresh_open_gauge
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
+from est_analysis.strategic import db
+from est_analysis.strategic.api import build_router
+from est_analysis.strategic.handlers import Context, auto_compile_due, picture_subject, refresh_open_gauge
+from est_analysis.strategic.rebuild import Progress, RebuildResult, rebuild_projection
 
 log = logging.getLogger("est.analysis")
 
@@ -32,25 +36,6 @@ DESCRIPTION = """Strategic analyses for the beredningsgrupp and styrgrupp (EST c
 """
 
 
-class SchemaGuard:
-    """Creates the tables once, before the first use (the consumer may start before the start hooks)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._done = False
-        self._lock = asyncio.Lock()
-
-    async def ensure(self) -> None:
-        if self._done:
-            return
-        async with self._lock:
-            if not self._done:
-                async with self.engine.begin() as conn:
-                    await lock_schema(conn)
-                    await conn.run_sync(db.metadata.create_all)
-                self._done = True
-
-
 def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
     """Build the analysis service; nothing connects until the app's lifespan starts."""
     settings = settings or AnalysisSettings()
@@ -59,10 +44,10 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
     runtime = ServiceRuntime(name="analysis", title="EST Lägesbild — analysis", description=DESCRIPTION,
                              settings=settings, engine=engine)
     metrics = AnalysisMetrics(runtime.registry)
+    printer = ChromiumPrinter(settings.browser, timeout=settings.browser_timeout_seconds,
+                              concurrency=settings.browser_concurrency)
     ctx = Context(sessions=sessions, settings=settings, metrics=metrics,
-                  snapshot=lambda: runtime.directory.snapshot)
-    schema = SchemaGuard(engine)
-    relays: list[OutboxRelay] = []
+                  snapshot=lambda: runtime.directory.snapshot, wake=runtime.wake_outbox, printer=printer)
 
     def _published(subject: str) -> None:
         runtime.metrics.published.labels(".".join(subject.split(".")[:3])).inc()
@@ -78,23 +63,36 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
             await asyncio.sleep(settings.compile_interval_seconds)
 
     async def start() -> None:
-        await schema.ensure()
-        relay = runtime.outbox_relay(sessions=sessions, table=db.outbox,
-                                     interval=settings.outbox_interval_seconds, on_published=_published)
-        relay.start()
-        relays.append(relay)
-        ctx.wake = relay.wake
+        await db.create_tables(engine)  # the tables gate opens after this hook: the consumer waits for it
+        runtime.outbox_relay(sessions=sessions, table=db.outbox, interval=settings.outbox_interval_seconds,
+                             on_published=_published).start()
         await refresh_open_gauge(ctx=ctx)
         if settings.auto_compile:
             runtime.spawn(auto_loop(), "analysis-auto-compile")
 
-    async def stop() -> None:
-        for relay in relays:
-            await relay.stop()
-
     runtime.on_start(start)
-    runtime.on_stop(stop)
-    register_bus(runtime, ctx=ctx, ensure_schema=schema.ensure)
+    register_bus(runtime, ctx=ctx)
     runtime.app.include_router(build_router(runtime=runtime, ctx=ctx))
     runtime.app.state.analysis = ctx
     return runtime.app
+
+
+async def rebuild(settings: AnalysisSettings, progress: Progress | None = None, *, batch: int = 500,
+                  fetch_timeout: float = 5.0) -> RebuildResult:
+    """Rebuild pictures and problem states from the stream, with the service stopped
+    (``est_analysis.strategic.rebuild``); ``progress(done, total)`` after each batch."""
+    started = time.perf_counter()
+    engine = make_engine(settings.db_url())
+    ctx = Context(sessions=session_factory(engine), settings=settings, metrics=AnalysisMetrics(CollectorRegistry()),
+                  snapshot=OrgSnapshot)
+    try:
+        async with StreamHistory(settings.nats_servers, picture_subject(settings.municipality_filter), batch=batch,
+                                 fetch_timeout=fetch_timeout) as history:
+            await db.create_tables(engine)
+            result = await rebuild_projection(history, ctx=ctx, progress=progress)
+    finally:
+        await engine.dispose()
+    result.seconds = time.perf_counter() - started
+    log.info("analysis projection rebuilt", extra={"events": result.events, "pictures": result.pictures,
+                                                   "seconds": round(result.seconds, 2)})
+    return result

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from est_shared.bus import add_consumer
@@ -11,17 +9,10 @@ from est_shared.events import AlertData, AnalysisPublished, CloudEvent, PictureP
 from est_shared.runtime import ServiceRuntime
 from est_shared.subjects import PICTURES
 
-from est_analysis.handlers import Context, handle_picture_published
-
-log = logging.getLogger("est.analysis")
+from est_analysis.strategic.handlers import Context, handle_picture_published, picture_subject
 
 
-def picture_subject(municipality_filter: str) -> str:
-    """The subject filter for published pictures of one municipality, or of all ('*')."""
-    return f"est.picture.published.{municipality_filter or '*'}.>"
-
-
-def register(runtime: ServiceRuntime, *, ctx: Context, ensure_schema: Callable[[], Awaitable[None]]) -> None:
+def register(runtime: ServiceRuntime, *, ctx: Context) -> None:
     """A durable pull consumer on EST_PICTURES for ``se.est.picture.published`` (revisions too), and the
     channels the analysis publishes on (declared for AsyncAPI)."""
     runtime.declare_published("est.alert.raised.{municipality}.{area}", AlertData, types=["se.est.alert.raised"],
@@ -33,7 +24,7 @@ def register(runtime: ServiceRuntime, *, ctx: Context, ensure_schema: Callable[[
                               description="a quarterly, tertial or yearly strategic analysis was compiled")
 
     async def handle(event: CloudEvent[Any]) -> None:
-        await ensure_schema()
+        await runtime.tables.wait()
         await handle_picture_published(event, ctx=ctx)
 
     add_consumer(runtime.broker, service="analysis", stream=PICTURES,

@@ -1,9 +1,10 @@
-"""Composition root of the web front end: static app shell plus a same-origin gateway.
+"""Composition root of the web front end (the only place that reads settings and builds the gateway):
+static app shell plus a same-origin gateway.
 
 The browser talks to one origin: ``/app/`` is the single-page app (Preact + htm, no build step,
 a service worker for offline use), ``/api/<service>/v1/<path>`` is forwarded to that service with
 the caller's own bearer token (the gateway holds no credentials and adds none; see
-``est_web.gateway`` for what is forwarded and how). Server-sent events from the notifier's
+``est_web.adapters.gateway`` for what is forwarded and how). Server-sent events from the notifier's
 ``/v1/stream`` are streamed through unbuffered. Every answer carries the headers of
 ``est_web.headers``. In production an ingress can do the same routing and serve ``static/``
 directly, with the same rules and headers.
@@ -13,22 +14,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import httpx
 from est_shared.http import CorrelationId, RequestGuard, add_ops_routes, install_problem_handlers
 from est_shared.observability import setup_logging
-from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter
 
-from est_web.gateway import Gateway
+from est_web.adapters.gateway import Gateway
+from est_web.api import STATIC, build_router
 from est_web.headers import SecurityHeaders
 from est_web.settings import WebSettings
 
 Settings = WebSettings
-STATIC = Path(__file__).parent / "static"
 
 
 def create_app(settings: WebSettings | None = None) -> FastAPI:
@@ -71,26 +70,6 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         return out
 
     add_ops_routes(app, registry=registry, ready=ready)
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/app/")
-
-    @app.get("/app/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
-
-    @app.get("/sw.js", include_in_schema=False)
-    async def service_worker() -> FileResponse:
-        # served from the root so it may control /app/ and cache the API reads it needs
-        return FileResponse(STATIC / "sw.js", media_type="text/javascript",
-                            headers={"Cache-Control": "no-cache", "Service-Worker-Allowed": "/"})
-
+    app.include_router(build_router(gateway=gateway))
     app.mount("/app", StaticFiles(directory=STATIC), name="static")
-
-    @app.api_route("/api/{service}/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                   include_in_schema=False)
-    async def forward(service: str, path: str, request: Request) -> Response:
-        return await gateway.forward(service, request)
-
     return app

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time as _time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -14,17 +14,32 @@ from zoneinfo import ZoneInfo
 
 from est_shared import subjects
 from est_shared.bus import PoisonEvent
+from est_shared.clock import Clock, SystemClock, utcnow
 from est_shared.db import mark_processed, transaction
+from est_shared.errors import Unavailable
 from est_shared.events import AlertData, AnalysisPublished, CloudEvent, PicturePublished, new_event
 from est_shared.freetext import free_text_errors
+from est_shared.observability import error_name
 from est_shared.org import OrgSnapshot, Principal
-from est_shared.periods import THURSDAY_RULE_EN, THURSDAY_RULE_SV, Period, local_date, reporting_kind
+from est_shared.periods import (
+    THURSDAY_RULE_EN,
+    THURSDAY_RULE_SV,
+    AnalysisKind,
+    Cadence,
+    Period,
+    local_date,
+    reporting_kind,
+)
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_analysis import db
-from est_analysis.domain import (
+from est_analysis.documents.printing import NoPrinter, Printer, PrintFailed, PrintingOff
+from est_analysis.documents.report import render_report
+from est_analysis.metrics import AnalysisMetrics
+from est_analysis.settings import AnalysisSettings
+from est_analysis.strategic import db
+from est_analysis.strategic.domain import (
     AnalysisNotFound,
     AreaNeed,
     InvalidMeasure,
@@ -52,8 +67,6 @@ from est_analysis.domain import (
     timeline,
     trend,
 )
-from est_analysis.metrics import AnalysisMetrics
-from est_analysis.settings import AnalysisSettings
 
 log = logging.getLogger("est.analysis")
 
@@ -65,10 +78,6 @@ NEED_SCORE_EN = ("Need score = 10 per persistent problem + 2 per item-period fla
                  "flagged item-period (rising/new) in the period.")
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class Context:
     """The collaborators every use case needs, built once by the composition root."""
@@ -78,7 +87,8 @@ class Context:
     metrics: AnalysisMetrics
     snapshot: Callable[[], OrgSnapshot]
     wake: Callable[[], None] = lambda: None
-    clock: Callable[[], datetime] = field(default=utcnow)
+    clock: Clock = field(default_factory=SystemClock)
+    printer: Printer = field(default_factory=NoPrinter)
     # one picture at a time per process: a fetched batch is handled concurrently, and k of n reads the
     # area's whole history; serialising keeps SQLite free of write conflicts (replicas rely on constraints)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -89,6 +99,11 @@ class Context:
 
 
 # --- pictures and persistent-problem alerts ---------------------------------------------------
+
+def picture_subject(municipality_filter: str) -> str:
+    """The subject filter for published pictures of one municipality, or of all ('*')."""
+    return f"est.picture.published.{municipality_filter or '*'}.>"
+
 
 async def handle_picture_published(event: CloudEvent[PicturePublished], *, ctx: Context) -> str:
     """Project a published picture (latest version wins) and raise/resolve persistent-problem alerts."""
@@ -369,7 +384,7 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
         ranked = rank_areas(needs)
         revision = await db.next_revision(s, municipality_id, ap.id)
         analysis_id = f"{municipality_id}:{ap.id}:r{revision}"
-        now = ctx.clock()
+        now = ctx.clock.now()
         summary = summary_text(muni.name, ap.id, ranked, problems_by_area, len(measures_out))
         body = {
             "id": analysis_id, "municipality_id": municipality_id, "municipality_name": muni.name,
@@ -436,11 +451,36 @@ async def list_analyses(*, ctx: Context, municipality_id: str) -> list[dict[str,
              "report_path": r["body"].get("report_path")} for r in rows]
 
 
-def due_period(*, kind: str, tz: str, cadences: list[str], now: datetime, grace_hours: float) -> Period | None:
+class PdfFailed(Unavailable):
+    """The printer did not produce the report's PDF; the same request may work later."""
+
+    title = "PDF rendering failed"
+
+    def __init__(self) -> None:
+        super().__init__("Webbläsaren kunde inte skriva ut rapporten; försök igen senare eller använd report.html.",
+                         "The browser could not print the report; try again later or use report.html.",
+                         retry_after=30, reason="pdf")
+
+
+async def report_pdf(body: dict[str, Any], *, ctx: Context, lang: str, analysis_id: str) -> bytes:
+    """The analysis's readable report printed to PDF; ``PrintingOff`` when no printer is configured,
+    ``PdfFailed`` when it did not print (only the error's class is logged: it may quote the document)."""
+    if not ctx.printer.available():
+        raise PrintingOff
+    try:
+        return await ctx.printer.pdf(render_report(body, lang=lang, for_print=True))
+    except (PrintFailed, OSError) as exc:
+        log.warning("pdf rendering failed", extra={"analysis": analysis_id, "error": error_name(exc)})
+        raise PdfFailed from None
+
+
+def due_period(*, kind: AnalysisKind, tz: str, cadences: Sequence[Cadence], now: datetime,
+               grace_hours: float) -> Period | None:
     """The just-ended quarter/tertial if its last reporting period (Thursday rule) ended ``grace`` ago."""
     today = local_date(now, tz)
-    target = Period.containing(kind, today).prev()  # type: ignore[arg-type]
-    ends = [rps[-1].end for c in (cadences or ["weekly"]) if (rps := target.reporting_periods(c))]  # type: ignore[arg-type]
+    target = Period.containing(kind, today).prev()
+    defaults: Sequence[Cadence] = ("weekly",)
+    ends = [rps[-1].end for c in (cadences or defaults) if (rps := target.reporting_periods(c))]
     last_end = max(ends) if ends else target.end
     due_at = datetime.combine(last_end, time(0), ZoneInfo(tz)) + timedelta(hours=grace_hours)
     return target if now >= due_at else None
@@ -449,7 +489,7 @@ def due_period(*, kind: str, tz: str, cadences: list[str], now: datetime, grace_
 async def auto_compile_due(*, ctx: Context) -> list[str]:
     """Compile each municipality's just-ended quarter/tertial once (in its timezone); returns new ids."""
     snap = ctx.snapshot()
-    now = ctx.clock()
+    now = ctx.clock.now()
     done: list[str] = []
     flt = ctx.settings.municipality_filter
     for muni in snap.municipalities.values():

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
+from est_shared.errors import Invalid, NotFound
 from est_shared.events import PictureData
 from est_shared.freetext import has_control_characters
 from est_shared.periods import AnalysisKind, Period, PeriodError
@@ -49,39 +50,61 @@ PERSISTENT_WEIGHT = 10
 MEASURE_STATUSES = ("planned", "active", "completed", "cancelled")
 
 
-class AnalysisError(Exception):
-    """Base of the named domain errors of this service."""
-
-
-class UnknownMunicipality(AnalysisError):
+class UnknownMunicipality(NotFound):
     """The municipality is not in the organisation."""
 
+    title = "Unknown municipality"
 
-class NotAnAnalysisPeriod(AnalysisError):
-    """The period is not a quarter or tertial."""
+    def __init__(self, municipality_id: str) -> None:
+        super().__init__(f"Ingen kommun {municipality_id!r}.", f"No municipality {municipality_id!r}.",
+                         reason="unknown_municipality")
 
 
-class AnalysisNotFound(AnalysisError):
+class NotAnAnalysisPeriod(Invalid):
+    """The period is not a quarter or tertial of the years 1900–2999 (``why`` says what it is instead)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"period måste vara ett kvartal eller tertial ({FIRST_YEAR}–{LAST_YEAR}), t.ex. 2026-T3.",
+                         f"period must be a quarter or tertial ({FIRST_YEAR}-{LAST_YEAR}), e.g. 2026-T3.",
+                         errors=[{"field": "body.period", "message": why}], reason="period")
+
+
+class AnalysisNotFound(NotFound):
     """No analysis with that id."""
 
+    def __init__(self, analysis_id: str) -> None:
+        super().__init__(f"Ingen analys {analysis_id!r}.", f"No analysis {analysis_id!r}.")
 
-class MeasureNotFound(AnalysisError):
+
+class MeasureNotFound(NotFound):
     """No measure with that id."""
 
+    def __init__(self, measure_id: str) -> None:
+        super().__init__(f"Ingen åtgärd {measure_id!r}.", f"No measure {measure_id!r}.")
 
-class TextRefused(AnalysisError):
+
+class TextRefused(Invalid):
     """Free text that looks like personal data or holds control characters (``errors`` name each field)."""
 
+    title = "Invalid text"
+
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        super().__init__(", ".join(dict.fromkeys(e["field"] for e in errors)))
-        self.errors = errors
+        fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+        super().__init__(f"Fritext får inte innehålla personuppgifter eller kontrolltecken ({fields}).",
+                         f"Free text must not contain personal data or control characters ({fields}).",
+                         errors=list(errors), reason="text")
 
 
-class InvalidMeasure(AnalysisError):
-    """A measure that breaks a rule (dates, area, actor, items)."""
+class InvalidMeasure(Invalid):
+    """A measure that breaks a rule (dates, area, actor, items); ``field_name`` is the field of the request
+    body, ``message`` what its entry in ``errors`` says (the English reason unless given)."""
 
-    def __init__(self, message_en: str, message_sv: str, field_name: str = "") -> None:
-        super().__init__(message_en)
+    title = "Invalid measure"
+
+    def __init__(self, message_en: str, message_sv: str, field_name: str = "", *, message: str | None = None
+                 ) -> None:
+        super().__init__(message_sv, message_en, reason="measure",
+                         errors=[{"field": f"body.{field_name}", "message": message or message_en}])
         self.message_en, self.message_sv, self.field_name = message_en, message_sv, field_name
 
 

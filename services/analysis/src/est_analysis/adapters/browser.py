@@ -1,4 +1,9 @@
-"""Headless Chromium as a print engine: the readable report as PDF (no Python package needed)."""
+"""Headless Chromium as a print engine: the readable report as PDF (no Python package needed).
+
+``ChromiumPrinter`` is the ``est_analysis.documents.printing.Printer`` of the service: it looks the binary up
+for every document (an operator may install or remove a browser while the service runs) and lets at most
+``concurrency`` browsers run at once, since each one is a whole Chromium process.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from est_analysis.documents.printing import PrintFailed, PrintingOff
+
 log = logging.getLogger("est.analysis")
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 OFF = ("", "none", "off", "false", "disabled")
 
 
-class BrowserUnavailable(Exception):
-    """No browser is configured or found for rendering PDFs."""
-
-
-class BrowserFailed(Exception):
+class BrowserFailed(PrintFailed):
     """The browser ran but did not produce a PDF (crash, timeout)."""
 
 
@@ -71,3 +74,21 @@ async def html_to_pdf(html: str, *, binary: str, timeout: float = 60.0) -> bytes
     if not data.startswith(b"%PDF"):
         raise BrowserFailed("browser produced no PDF")
     return data
+
+
+class ChromiumPrinter:
+    """Prints with the browser ``setting`` names (``EST_ANALYSIS_BROWSER``), within ``timeout`` seconds."""
+
+    def __init__(self, setting: str, *, timeout: float, concurrency: int) -> None:
+        self.setting, self.timeout = setting, timeout
+        self._printing = asyncio.Semaphore(max(1, concurrency))
+
+    def available(self) -> bool:
+        return find_browser(self.setting) is not None
+
+    async def pdf(self, html: str) -> bytes:
+        binary = find_browser(self.setting)
+        if binary is None:
+            raise PrintingOff
+        async with self._printing:
+            return await html_to_pdf(html, binary=binary, timeout=self.timeout)

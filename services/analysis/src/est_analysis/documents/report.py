@@ -10,7 +10,7 @@ from typing import Any
 from est_shared.periods import Period, PeriodError
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from est_analysis import charts
+from est_analysis.documents import charts
 
 TEXT: dict[str, dict[str, str]] = {
     "sv": {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
+from est_shared.adapters.schema import lock_schema
 from est_shared.bus import encode
+from est_shared.clock import utcnow
 from est_shared.db import outbox_table, processed_events_table
 from est_shared.events import CloudEvent
 from sqlalchemy import (
@@ -24,7 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 metadata = MetaData()
 processed = processed_events_table(metadata)
@@ -101,8 +103,11 @@ measures = Table(
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+async def create_tables(engine: AsyncEngine) -> None:
+    """Create the tables that do not exist yet (one process at a time: the schema lock)."""
+    async with engine.begin() as conn:
+        await lock_schema(conn)
+        await conn.run_sync(metadata.create_all)
 
 
 # --- outbox ----------------------------------------------------------------------------------

@@ -1,38 +1,32 @@
-"""HTTP routes of the analysis service: strategic analyses, their readable reports, and measures."""
+"""HTTP routes of the analysis service: strategic analyses, their readable reports, and measures.
+
+The routes check roles and municipalities and shape requests; the handlers decide. A refusal is a domain
+error (``est_shared.errors``), answered as problem+json by the runtime's one handler.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
+import re
 from datetime import date
 from typing import Any, Literal
 
+from est_shared.errors import Forbidden, Invalid
 from est_shared.http import Problem, require_area, require_role
-from est_shared.observability import error_name
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.runtime import ServiceRuntime
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from est_analysis import handlers
-from est_analysis.browser import BrowserFailed, find_browser, html_to_pdf
-from est_analysis.domain import (
-    ITEM_CODE,
-    AnalysisNotFound,
-    InvalidMeasure,
-    MeasureNotFound,
-    NotAnAnalysisPeriod,
-    TextRefused,
-    UnknownMunicipality,
-)
-from est_analysis.handlers import Context
-from est_analysis.report import render_report
-
-log = logging.getLogger("est.analysis")
+from est_analysis.documents.printing import PrintingOff
+from est_analysis.documents.report import render_report
+from est_analysis.strategic import handlers
+from est_analysis.strategic.domain import ITEM_CODE, InvalidMeasure
+from est_analysis.strategic.handlers import Context
 
 ANALYSIS_ROLES = ("key_function", "beredningsgrupp", "styrgrupp", "admin")
 MEASURE_WRITE_ROLES = ("styrgrupp", "admin")
+_ITEM_CODE = re.compile(ITEM_CODE)
 
 
 class AnalysisRequest(BaseModel):
@@ -107,41 +101,25 @@ def _belongs(principal: Principal, municipality_id: str, snap: OrgSnapshot) -> b
 
 def _require_municipality(principal: Principal, municipality_id: str, snap: OrgSnapshot) -> None:
     if not _belongs(principal, municipality_id, snap):
-        raise Problem(403, "Forbidden", f"Du arbetar inte i kommunen {municipality_id!r}. / "
-                      f"You do not work in municipality {municipality_id!r}.")
+        raise Forbidden(f"Du arbetar inte i kommunen {municipality_id!r}.",
+                        f"You do not work in municipality {municipality_id!r}.", reason="municipality")
 
 
 def _check_items(items: list[str] | None) -> None:
-    import re
-
-    bad = [i for i in items or [] if not re.match(ITEM_CODE, i)]
+    bad = [i for i in items or [] if not _ITEM_CODE.match(i)]
     if bad:
-        raise Problem(422, "Invalid request", "Punktkoder är identifierare med gemener. / "
-                      "Item codes are lower-case identifiers.",
-                      errors=[{"field": "body.items", "message": f"invalid codes: {bad}"}])
-
-
-def _invalid(exc: InvalidMeasure | TextRefused) -> Problem:
-    if isinstance(exc, TextRefused):
-        return Problem(422, "Invalid text", f"Fritext får inte innehålla personuppgifter eller kontrolltecken "
-                       f"({exc}). / Free text must not contain personal data or control characters ({exc}).",
-                       errors=exc.errors)
-    return Problem(422, "Invalid measure", f"{exc.message_sv} / {exc.message_en}",
-                   errors=[{"field": f"body.{exc.field_name}", "message": exc.message_en}])
+        raise Invalid("Punktkoder är identifierare med gemener.", "Item codes are lower-case identifiers.",
+                      errors=[{"field": "body.items", "message": f"invalid codes: {bad}"}], reason="items")
 
 
 def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
     """The service's routes, bound to the runtime's auth and the use-case context."""
     router = APIRouter()
     principal_dep = Depends(runtime.principal)
-    printing = asyncio.Semaphore(max(1, ctx.settings.browser_concurrency))
 
     async def _load_analysis(analysis_id: str, principal: Principal) -> dict[str, Any]:
         require_role(principal, *ANALYSIS_ROLES)
-        try:
-            body = await handlers.get_analysis(ctx=ctx, analysis_id=analysis_id)
-        except AnalysisNotFound:
-            raise Problem(404, "Not found", f"Ingen analys {analysis_id!r}. / No analysis {analysis_id!r}.") from None
+        body = await handlers.get_analysis(ctx=ctx, analysis_id=analysis_id)
         _require_municipality(principal, body["municipality_id"], ctx.snapshot())
         return body
 
@@ -152,16 +130,8 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         require_role(principal, *ANALYSIS_ROLES)
         snap = ctx.snapshot()
         _require_municipality(principal, req.municipality_id, snap)
-        try:
-            return await handlers.compile_analysis(ctx=ctx, municipality_id=req.municipality_id, period=req.period,
-                                                   trigger="manual", compiled_by=principal.person_id)
-        except UnknownMunicipality:
-            raise Problem(404, "Unknown municipality", f"Ingen kommun {req.municipality_id!r}. / "
-                          f"No municipality {req.municipality_id!r}.") from None
-        except NotAnAnalysisPeriod as exc:
-            raise Problem(422, "Invalid request", "period måste vara ett kvartal eller tertial (1900–2999), "
-                          "t.ex. 2026-T3. / period must be a quarter or tertial (1900-2999), e.g. 2026-T3.",
-                          errors=[{"field": "body.period", "message": str(exc)}]) from None
+        return await handlers.compile_analysis(ctx=ctx, municipality_id=req.municipality_id, period=req.period,
+                                               trigger="manual", compiled_by=principal.person_id)
 
     @router.get("/v1/analyses", tags=["analyses"], summary="A municipality's analyses, newest first")
     async def list_analyses(municipality_id: str = Query(description="municipality id", examples=["vaxjo"]),
@@ -193,23 +163,15 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
                              principal: Principal = principal_dep) -> Response:
         """The same report as ``report.html``, printed to PDF by the browser in ``EST_ANALYSIS_BROWSER``."""
         body = await _load_analysis(analysis_id, principal)
-        binary = find_browser(ctx.settings.browser)
-        if binary is None:
+        try:
+            pdf = await handlers.report_pdf(body, ctx=ctx, lang=lang, analysis_id=analysis_id)
+        except PrintingOff:
+            # a switched-off feature, not a refusal: no domain error kind answers 501
             raise Problem(501, "PDF not available",
                           "Ingen webbläsare är inställd för PDF-rapporter: installera Chromium eller ange "
                           "sökvägen i EST_ANALYSIS_BROWSER; report.html har samma innehåll. / No browser is "
                           "configured for PDF reports: install Chromium or set EST_ANALYSIS_BROWSER to its path; "
-                          "report.html has the same content.")
-        async with printing:
-            try:
-                pdf = await html_to_pdf(render_report(body, lang=lang, for_print=True), binary=binary,
-                                        timeout=ctx.settings.browser_timeout_seconds)
-            except (BrowserFailed, OSError) as exc:
-                log.warning("pdf rendering failed", extra={"analysis": analysis_id, "error": error_name(exc)})
-                raise Problem(503, "PDF rendering failed",
-                              "Webbläsaren kunde inte skriva ut rapporten; försök igen senare eller använd "
-                              "report.html. / The browser could not print the report; try again later or use "
-                              "report.html.", headers={"Retry-After": "30"}) from None
+                          "report.html has the same content.") from None
         name = f"analys-{body['municipality_id']}-{body['period']}-r{body['revision']}.pdf"
         return Response(pdf, media_type="application/pdf",
                         headers={"Content-Disposition": f'inline; filename="{name}"'})
@@ -222,35 +184,26 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         snap = ctx.snapshot()
         area = snap.areas.get(req.area_id)
         if area is None:
-            raise Problem(422, "Invalid measure", f"Okänt område {req.area_id!r}. / Unknown area {req.area_id!r}.",
-                          errors=[{"field": "body.area_id", "message": "unknown area"}])
+            raise InvalidMeasure(f"Unknown area {req.area_id!r}.", f"Okänt område {req.area_id!r}.", "area_id",
+                                 message="unknown area")
         _require_municipality(principal, area.municipality_id, snap)
         values = req.model_dump(exclude={"resources"})
         values.update(hours=req.resources.hours, money_sek=req.resources.money_sek)
-        try:
-            return await handlers.create_measure(ctx=ctx, principal=principal, values=values)
-        except (InvalidMeasure, TextRefused) as exc:
-            raise _invalid(exc) from None
+        return await handlers.create_measure(ctx=ctx, principal=principal, values=values)
 
     @router.patch("/v1/measures/{measure_id}", tags=["measures"], summary="Re-decide a measure (styrgrupp)")
     async def patch_measure(measure_id: str, req: MeasurePatch, principal: Principal = principal_dep) -> dict[str, Any]:
         """Changes the given fields and records who, when, what and why in the measure's history."""
         require_role(principal, *MEASURE_WRITE_ROLES)
         _check_items(req.items)
-        try:
-            current = await handlers.get_measure(ctx=ctx, measure_id=measure_id)
-        except MeasureNotFound:
-            raise Problem(404, "Not found", f"Ingen åtgärd {measure_id!r}. / No measure {measure_id!r}.") from None
+        current = await handlers.get_measure(ctx=ctx, measure_id=measure_id)
         _require_municipality(principal, current["municipality_id"], ctx.snapshot())
         changes = req.model_dump(exclude_unset=True, exclude={"reason", "resources"})
         if req.resources is not None:
             changes.update(req.resources.model_dump(exclude_unset=True))
         changes = {k: v for k, v in changes.items() if v is not None or k in NULLABLE}
-        try:
-            return await handlers.update_measure(ctx=ctx, principal=principal, measure_id=measure_id,
-                                                 changes=changes, reason=req.reason)
-        except (InvalidMeasure, TextRefused) as exc:
-            raise _invalid(exc) from None
+        return await handlers.update_measure(ctx=ctx, principal=principal, measure_id=measure_id,
+                                             changes=changes, reason=req.reason)
 
     @router.get("/v1/measures", tags=["measures"], summary="Measures of an area or municipality")
     async def list_measures(area_id: str | None = Query(None, examples=["araby"]),
@@ -262,7 +215,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
             area = snap.areas.get(area_id)
             if area is None:
                 if "admin" not in principal.roles:
-                    raise Problem(403, "Forbidden", f"Okänt område {area_id!r}. / Unknown area {area_id!r}.")
+                    raise Forbidden(f"Okänt område {area_id!r}.", f"Unknown area {area_id!r}.", reason="area")
             else:
                 _require_municipality(principal, area.municipality_id, snap)
                 require_area(principal, area_id)
@@ -280,10 +233,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
     @router.get("/v1/measures/{measure_id}", tags=["measures"], summary="One measure with its history")
     async def get_measure(measure_id: str, principal: Principal = principal_dep) -> dict[str, Any]:
         """The measure, its re-decisions and resources."""
-        try:
-            m = await handlers.get_measure(ctx=ctx, measure_id=measure_id)
-        except MeasureNotFound:
-            raise Problem(404, "Not found", f"Ingen åtgärd {measure_id!r}. / No measure {measure_id!r}.") from None
+        m = await handlers.get_measure(ctx=ctx, measure_id=measure_id)
         _require_municipality(principal, m["municipality_id"], ctx.snapshot())
         require_area(principal, m["area_id"])
         return m

@@ -1,0 +1,1 @@
+"""Strategic analyses: persistent problems (k of n), quarter/tertial analyses, measures and re-decisions."""
