@@ -20,7 +20,7 @@ def test_import_linter_contracts_hold() -> None:
 
 
 def test_domain_modules_import_no_framework() -> None:
-    domains = list(ROOT.glob("services/*/src/*/domain.py")) + list(ROOT.glob("services/*/src/*/domain/*.py"))
+    domains = list(ROOT.glob("services/*/src/**/domain.py")) + list(ROOT.glob("services/*/src/**/domain/*.py"))
     assert domains, "every service has a domain module"
     for path in domains:
         tree = ast.parse(path.read_text())
