@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from est_notifier import handlers
-from est_notifier.domain import Caller
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import Caller
 from est_shared.org import OrgSnapshot
 from sqlalchemy import select
 

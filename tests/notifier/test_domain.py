@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from est_notifier.domain import (
+from est_notifier.subscriptions.domain import (
     Caller,
     Forbidden,
     Invalid,

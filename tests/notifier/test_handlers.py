@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from est_notifier import handlers
-from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, WebhookSender, flush_digests
-from est_notifier.domain import Caller
-from est_notifier.egress import AllowList, Egress
+from est_notifier.adapters.webhook import AllowList, Egress
+from est_notifier.deliveries.worker import DeliveryWorker, EmailSender, RetryPolicy, WebhookSender, flush_digests
 from est_notifier.metrics import NotifierMetrics
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import Caller
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 

@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from est_notifier import handlers
-from est_notifier.delivery import flush_digests
-from est_notifier.receipt import RECEIPT, may_receive
+from est_notifier.deliveries.worker import flush_digests
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.receipt import RECEIPT, may_receive
 from est_shared.org import OrgSnapshot
 from est_shared.subjects import analysis_published
 
@@ -40,7 +40,7 @@ def _demoted(org: Org, version: int, who: str = "owner", roles: tuple[str, ...] 
 
 
 def test_the_table_names_every_role_and_admins_never_get_personal_data() -> None:
-    from est_notifier.domain import Caller
+    from est_notifier.subscriptions.domain import Caller
 
     assert set().union(*(r.roles for r in RECEIPT.values())) <= {
         "reporter", "key_function", "beredningsgrupp", "styrgrupp", "police", "social_services", "admin"}

@@ -8,8 +8,8 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
-from est_notifier import handlers
-from est_notifier.domain import Audience, audience, coarsen_kronoberg, render_for, verify
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import Audience, audience, coarsen_kronoberg, render_for, verify
 from est_shared.events import AnalysisPublished, Completeness, PictureData, PicturePublished, new_event
 from est_shared.org import Actor, Person, hash_token
 from sqlalchemy import select

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from est_notifier import handlers
-from est_notifier.domain import WEBHOOK_URL_MAX
-from est_notifier.egress import AllowList, address_refusal, literal_address
+from est_notifier.adapters.webhook import AllowList, address_refusal, literal_address
 from est_notifier.settings import NotifierSettings
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import WEBHOOK_URL_MAX
 from est_shared.natsserver import NatsServer
 from est_shared.org import Person, hash_token
 from pydantic import ValidationError

@@ -17,18 +17,26 @@ from est_shared.runtime import ServiceRuntime
 from est_shared.sealed import PiiCipher, load_cipher
 from fastapi import FastAPI
 
-from est_notifier import handlers, outbox
-from est_notifier.api import add_routes
+from est_notifier.adapters import outbox
+from est_notifier.adapters.webhook import Egress, Resolver, TargetRefused, system_resolver
 from est_notifier.consumers import register
-from est_notifier.db import ensure_schema, make_tables
-from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, Sender, WebhookSender, flush_digests
-from est_notifier.domain import ReminderTimes, parse_smtp_url
-from est_notifier.egress import Egress, Resolver, TargetRefused, system_resolver
+from est_notifier.deliveries.db import ensure_schema, make_tables
+from est_notifier.deliveries.personal import PersonalDeliveries
+from est_notifier.deliveries.reminders import Clock, ReminderLoop
+from est_notifier.deliveries.worker import (
+    DeliveryWorker,
+    EmailSender,
+    RetryPolicy,
+    Sender,
+    WebhookSender,
+    flush_digests,
+)
 from est_notifier.metrics import NotifierMetrics
-from est_notifier.personal import PersonalDeliveries
-from est_notifier.reminders import Clock, ReminderLoop
 from est_notifier.settings import NotifierSettings
-from est_notifier.stream import StreamHub
+from est_notifier.stream.handlers import StreamHub
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.api import add_routes
+from est_notifier.subscriptions.domain import ReminderTimes, parse_smtp_url
 
 log = logging.getLogger("est.notifier")
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from est_shared.freetext import free_text_errors, has_control_characters
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from est_notifier.domain import WEBHOOK_URL_MAX, webhook_url_problem
+from est_notifier.subscriptions.domain import WEBHOOK_URL_MAX, webhook_url_problem
 
 EventName = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published",
                     "forfeiture.notification_due"]

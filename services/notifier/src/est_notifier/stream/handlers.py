@@ -42,8 +42,8 @@ from est_shared.org import Principal
 from est_shared.subjects import ALERTS, ANALYSES, PICTURES
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from est_notifier.domain import Audience, Caller, audience, render_for
-from est_notifier.receipt import may_receive, message_scope
+from est_notifier.subscriptions.domain import Audience, Caller, audience, render_for
+from est_notifier.subscriptions.receipt import may_receive, message_scope
 
 log = logging.getLogger("est.notifier")
 

@@ -11,12 +11,18 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_notifier import handlers
-from est_notifier.db import Tables
-from est_notifier.domain import Conflict, Forbidden, Invalid, NotFound, NotifierError
-from est_notifier.egress import NO_ALLOW, AllowList
-from est_notifier.schemas import DeliveryOut, PersonalReadOut, SubscriptionIn, SubscriptionOut, SubscriptionPatch
-from est_notifier.stream import StreamHub, caller_of
+from est_notifier.adapters.webhook import NO_ALLOW, AllowList
+from est_notifier.deliveries.db import Tables
+from est_notifier.stream.handlers import StreamHub, caller_of
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import Conflict, Forbidden, Invalid, NotFound, NotifierError
+from est_notifier.subscriptions.schemas import (
+    DeliveryOut,
+    PersonalReadOut,
+    SubscriptionIn,
+    SubscriptionOut,
+    SubscriptionPatch,
+)
 
 
 def _problem(exc: NotifierError) -> Problem:

@@ -35,13 +35,13 @@ from est_shared.periods import DEFAULT_TIMEZONE
 from est_shared.sealed import NOTIFICATION_PURPOSE, PiiCipher, PiiDecryptError, PiiKeyError, open_json, purpose_context
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_notifier import db
-from est_notifier.db import Tables
-from est_notifier.domain import NOTIFICATION_TYPE, PERSONAL_KINDS, Invalid, may_hold_personal, sign
-from est_notifier.egress import NO_ALLOW, AllowList
-from est_notifier.handlers import caller_for
-from est_notifier.receipt import check_personal_channel
-from est_notifier.render import build_email, notification_notice, render_forfeiture_notification
+from est_notifier.adapters.webhook import NO_ALLOW, AllowList
+from est_notifier.deliveries import db
+from est_notifier.deliveries.db import Tables
+from est_notifier.messages.render import build_email, notification_notice, render_forfeiture_notification
+from est_notifier.subscriptions.domain import NOTIFICATION_TYPE, PERSONAL_KINDS, Invalid, may_hold_personal, sign
+from est_notifier.subscriptions.handlers import caller_for
+from est_notifier.subscriptions.receipt import check_personal_channel
 
 log = logging.getLogger("est.notifier")
 

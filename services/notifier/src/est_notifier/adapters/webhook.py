@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from est_notifier.domain import Invalid, webhook_url_problem
+from est_notifier.subscriptions.domain import Invalid, webhook_url_problem
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network

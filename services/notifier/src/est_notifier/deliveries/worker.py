@@ -20,9 +20,14 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_notifier import db, outbox
-from est_notifier.db import Tables
-from est_notifier.domain import (
+from est_notifier.adapters import outbox
+from est_notifier.adapters.webhook import REASONS, Egress, TargetRefused, url_host
+from est_notifier.deliveries import db
+from est_notifier.deliveries.db import Tables
+from est_notifier.deliveries.personal import NotOpened, PersonalDeliveries, is_personal
+from est_notifier.messages.render import Rendered, build_email, render_digest, render_event
+from est_notifier.metrics import NotifierMetrics
+from est_notifier.subscriptions.domain import (
     END_REASONS,
     Outcome,
     SmtpConfig,
@@ -34,11 +39,7 @@ from est_notifier.domain import (
     retry_after_seconds,
     sign,
 )
-from est_notifier.egress import REASONS, Egress, TargetRefused, url_host
-from est_notifier.handlers import cancel_pending, receivable_digest_items, withheld_delivery
-from est_notifier.metrics import NotifierMetrics
-from est_notifier.personal import NotOpened, PersonalDeliveries, is_personal
-from est_notifier.render import Rendered, build_email, render_digest, render_event
+from est_notifier.subscriptions.handlers import cancel_pending, receivable_digest_items, withheld_delivery
 
 log = logging.getLogger("est.notifier")
 

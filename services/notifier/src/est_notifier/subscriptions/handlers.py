@@ -22,9 +22,18 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_notifier import db
-from est_notifier.db import Tables
-from est_notifier.domain import (
+from est_notifier.adapters.webhook import NO_ALLOW, AllowList
+from est_notifier.deliveries import db
+from est_notifier.deliveries.db import Tables
+from est_notifier.messages.render import (
+    Rendered,
+    build_email,
+    render_credential_changed,
+    render_event,
+    render_paused_notice,
+    render_reminder,
+)
+from est_notifier.subscriptions.domain import (
     DELIVERY_NAMESPACE,
     END_REASONS,
     NOTIFICATION_TYPE,
@@ -54,17 +63,14 @@ from est_notifier.domain import (
     sign,
     valid_webhook_url,
 )
-from est_notifier.egress import NO_ALLOW, AllowList
-from est_notifier.receipt import check_personal_channel, check_receipt, may_receive, message_scope, refused_kinds
-from est_notifier.render import (
-    Rendered,
-    build_email,
-    render_credential_changed,
-    render_event,
-    render_paused_notice,
-    render_reminder,
+from est_notifier.subscriptions.receipt import (
+    check_personal_channel,
+    check_receipt,
+    may_receive,
+    message_scope,
+    refused_kinds,
 )
-from est_notifier.schemas import DeclaredSubscription
+from est_notifier.subscriptions.schemas import DeclaredSubscription
 
 log = logging.getLogger("est.notifier")
 

@@ -28,8 +28,8 @@ from ipaddress import ip_address
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from est_notifier.domain import PERSONAL_KINDS, PERSONAL_ROLE, Caller, Forbidden, Invalid, check_personal
-from est_notifier.egress import AllowList
+from est_notifier.adapters.webhook import AllowList
+from est_notifier.subscriptions.domain import PERSONAL_KINDS, PERSONAL_ROLE, Caller, Forbidden, Invalid, check_personal
 
 ROLES = ("reporter", "key_function", "beredningsgrupp", "styrgrupp", "police", "social_services", "admin")
 CHANNELS = ("stream", "webhook", "email", "digest")
