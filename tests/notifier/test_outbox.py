@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from est_notifier.adapters import outbox
-from est_notifier.deliveries.worker import EmailSender
+from est_notifier.adapters.smtp import EmailSender
 
 from tests.notifier.support import (
     Org,

@@ -22,10 +22,11 @@ import httpx
 import pytest
 from est_intake.app import create_app as create_intake
 from est_intake.pii import generate_key
-from est_notifier.adapters.webhook import AllowList
 from est_notifier.app import Settings, create_app
-from est_notifier.deliveries.db import get_delivery, insert_subscription
-from est_notifier.subscriptions.domain import verify
+from est_notifier.deliveries.db import get_delivery
+from est_notifier.deliveries.domain import verify
+from est_notifier.subscriptions.db import insert_subscription
+from est_notifier.subscriptions.egress import AllowList
 from est_shared.bus import encode
 from est_shared.natsserver import NatsServer
 from est_shared.observability import JsonFormatter
@@ -222,8 +223,9 @@ async def _files(directory: Path) -> list[Path]:
 
 
 def test_only_social_services_of_the_municipality_may_hold_the_personal_kind() -> None:
-    from est_notifier.subscriptions.domain import Caller, Forbidden, end_reason
+    from est_notifier.subscriptions.domain import Caller, end_reason
     from est_notifier.subscriptions.receipt import check_receipt
+    from est_shared.errors import Forbidden
 
     soc = Caller("sara", ("social_services",), ("a1",), ("m1",))
     police = Caller("petra", ("police",), ("a1",), ("m1",))

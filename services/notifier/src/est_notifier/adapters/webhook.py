@@ -1,23 +1,10 @@
-"""Where webhooks may go: the egress policy, and an HTTP client that connects only to addresses it checked.
+"""The webhook transport: an HTTP client that connects only to addresses the egress policy checked.
 
-A webhook makes the notifier send a request to an address its owner chooses. Without a policy the
-notifier would reach what only it can reach: itself (the intake, aggregator, web and NATS monitor
-ports), the internal network and the cloud provider's metadata service, and the ledger would tell the
-owner what answered. So:
-
-- a target whose address is loopback, private (RFC 1918, shared 100.64/10, IPv6 ULA), link-local,
-  multicast, unspecified, a cloud metadata address or otherwise not a public internet address is
-  refused, in every spelling of the address (``127.1``, ``0x7f000001``, ``2130706433``, ``0177.0.0.1``,
-  ``[::ffff:127.0.0.1]``, IPv4 inside NAT64 and 6to4 addresses), as is ``localhost`` and any name that
-  resolves to such an address, or to an address of the notifier's own host name;
-- a name is refused if any of its addresses is refused (a name with one public and one internal
-  address would otherwise reach the internal one on some attempts);
-- ``EST_NOTIFIER_WEBHOOK_ALLOW`` lists CIDR ranges and host names an operator allows although they are
-  internal (a receiver in the same data centre, a test on one machine);
-- the check is made when a subscription is created or changed and again for every connection the
-  client opens, and the connection goes to exactly the address that was checked (a name that resolved
-  to a public address at subscription time and to 127.0.0.1 later, DNS rebinding, is refused then).
-  The URL's host stays in the ``Host`` header and in TLS (SNI and certificate check).
+The policy itself (which addresses are refused, the operator's allow list) is plain rules in
+``est_notifier.subscriptions.egress``. Here a name is resolved, every address judged, and the connection
+goes to exactly an address that was checked (DNS pinning): a name that resolved to a public address at
+subscription time and to 127.0.0.1 later (DNS rebinding) is refused then. The URL's host stays in the
+``Host`` header and in TLS (SNI and certificate check).
 
 The client follows no redirects and ignores proxy environment variables and ``.netrc`` (a proxy would
 resolve the name itself, past the check); it trusts the CAs of ``SSL_CERT_FILE`` when set, else certifi's.
@@ -26,196 +13,34 @@ resolve the name itself, past the check); it trusts the CAs of ``SSL_CERT_FILE``
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
-from est_notifier.subscriptions.domain import Invalid, webhook_url_problem
+from est_notifier.deliveries.domain import AttemptResult, classify_status, retry_after_seconds
+from est_notifier.subscriptions.domain import webhook_url_problem
+from est_notifier.subscriptions.egress import (
+    HOST_NAME,
+    REASONS,
+    AllowList,
+    InvalidHost,
+    IPAddress,
+    TargetRefused,
+    address_refusal,
+    is_local_name,
+    literal_address,
+    normalise_name,
+)
 
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 """``(host, port) -> addresses``: how names are looked up (the system's resolver unless a test gives one)."""
-
-REASONS: dict[str, tuple[str, str]] = {
-    "loopback": ("the address points at the notifier's own machine (loopback)",
-                 "adressen pekar på notifierns egen maskin (loopback)"),
-    "private": ("the address points into the internal network (a private range)",
-                "adressen pekar in i det interna nätet (ett privat adressområde)"),
-    "link_local": ("the address is link-local", "adressen är länklokal"),
-    "metadata": ("the address is a cloud provider's metadata service", "adressen är molnleverantörens metadatatjänst"),
-    "multicast": ("the address is a multicast address", "adressen är en multicastadress"),
-    "unspecified": ("the address is unspecified (0.0.0.0 or ::)", "adressen är ospecificerad (0.0.0.0 eller ::)"),
-    "reserved": ("the address is not a public internet address (a reserved range)",
-                 "adressen är ingen publik internetadress (ett reserverat område)"),
-    "invalid_host": ("the host is neither a valid name nor a valid address",
-                     "värden är varken ett giltigt namn eller en giltig adress"),
-    "url": ("the URL's form is not allowed", "adressens form är inte tillåten"),
-}
-"""Why a target is refused: what the owner is told (never whether anything listens there)."""
-
-METADATA: tuple[IPNetwork, ...] = tuple(ip_network(n) for n in (
-    "169.254.169.254/32",  # AWS, GCP, Azure, OpenStack, DigitalOcean …
-    "fd00:ec2::254/128",   # AWS over IPv6
-    "100.100.100.200/32",  # Alibaba Cloud
-    "168.63.129.16/32",    # Azure's wire server: a public address that only answers inside Azure
-))
-PRIVATE: tuple[IPNetwork, ...] = tuple(ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fec0::/10"))
-THIS_NETWORK = ip_network("0.0.0.0/8")
-NAT64 = (ip_network("64:ff9b::/96"), ip_network("64:ff9b:1::/48"))
 LOCAL_NAME_ADDRESSES: tuple[IPAddress, ...] = (IPv4Address("127.0.0.1"), IPv6Address("::1"))
-_NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+))*", re.IGNORECASE)
-_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-_HOST_NAME = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}")
-
-
-class TargetRefused(Invalid):
-    """A webhook target the egress policy does not allow (422 at subscription time, ``refused`` at sending)."""
-
-    def __init__(self, reason: str, *, allowable: bool | None = None) -> None:
-        en, sv = REASONS[reason]
-        if allowable if allowable is not None else reason not in ("invalid_host", "url"):
-            en += ". An operator can allow it with EST_NOTIFIER_WEBHOOK_ALLOW"
-            sv += ". En driftansvarig kan tillåta det med EST_NOTIFIER_WEBHOOK_ALLOW"
-        super().__init__(f"The webhook target is refused: {en}.", f"Webhookens mål nekas: {sv}.",
-                         field="channel.url")
-        self.reason = reason
-
-
-class InvalidHost(ValueError):
-    """A host that looks like a numeric address but is none (``08.0.0.1``, ``1.2.3.4.5``)."""
-
-
-# --- the policy (plain rules) -----------------------------------------------------------------
-
-def normalise_name(host: str) -> str:
-    """A host name as compared: lower case, without brackets and the root's trailing dot."""
-    return host.strip("[]").rstrip(".").lower()
-
-
-def is_local_name(name: str) -> bool:
-    """``localhost`` and its subdomains always mean this machine (RFC 6761), whatever a resolver says."""
-    return name == "localhost" or name.endswith(".localhost")
-
-
-def literal_address(host: str) -> IPAddress | None:
-    """The address a host names literally, in any spelling ``getaddrinfo`` accepts; None for a name.
-
-    IPv4 also in the old BSD forms (``127.1``, ``0x7f000001``, ``2130706433``, octal ``0177.0.0.1``);
-    raises InvalidHost for an all-numeric host that is no address.
-    """
-    name = normalise_name(host)
-    try:
-        return ip_address(name)
-    except ValueError:
-        pass
-    if _NUMERIC_HOST.fullmatch(name):
-        try:
-            return IPv4Address(socket.inet_aton(name))
-        except OSError:
-            raise InvalidHost(name) from None
-    return None
-
-
-def embedded_ipv4(addr: IPAddress) -> IPv4Address | None:
-    """The IPv4 address inside an IPv4-mapped, NAT64 or 6to4 IPv6 address (what it reaches in the end)."""
-    if isinstance(addr, IPv4Address):
-        return None
-    if addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    if addr.sixtofour is not None:
-        return addr.sixtofour
-    if any(addr in net for net in NAT64):
-        return IPv4Address(int(addr) & 0xFFFFFFFF)
-    if 1 < int(addr) <= 0xFFFFFFFF:  # IPv4-compatible ::a.b.c.d (deprecated, still routable by some stacks)
-        return IPv4Address(int(addr))
-    return None
-
-
-def _category(addr: IPAddress) -> str | None:
-    if any(addr in net for net in METADATA):
-        return "metadata"
-    if addr.is_unspecified or addr in THIS_NETWORK:
-        return "unspecified"
-    if addr.is_loopback:
-        return "loopback"
-    if addr.is_link_local:
-        return "link_local"
-    if addr.is_multicast:
-        return "multicast"
-    if any(addr in net for net in PRIVATE):
-        return "private"
-    if addr.is_reserved or not addr.is_global:
-        return "reserved"
-    return None
-
-
-@dataclass(frozen=True)
-class AllowList:
-    """What an operator allows although it is internal: CIDR ranges and exact host names."""
-
-    networks: tuple[IPNetwork, ...] = ()
-    hosts: frozenset[str] = frozenset()
-
-    @classmethod
-    def parse(cls, text: str) -> AllowList:
-        """``127.0.0.1/32,10.20.0.0/16,hooks.intern.example``; a single address is its own /32 or /128.
-
-        Raises ValueError naming the entry that is neither a range nor a host name.
-        """
-        networks: list[IPNetwork] = []
-        hosts: set[str] = set()
-        for raw in text.split(","):
-            item = raw.strip()
-            if not item:
-                continue
-            try:
-                networks.append(ip_network(item.strip("[]"), strict=False))
-                continue
-            except ValueError:
-                pass
-            name = normalise_name(item)
-            if not _HOST_NAME.fullmatch(name) or _NUMERIC_HOST.fullmatch(name):
-                raise ValueError(f"EST_NOTIFIER_WEBHOOK_ALLOW: {item!r} is neither a CIDR range nor a host name")
-            hosts.add(name)
-        return cls(networks=tuple(networks), hosts=frozenset(hosts))
-
-    def allows_host(self, host: str) -> bool:
-        return normalise_name(host) in self.hosts
-
-    def allows_address(self, addr: IPAddress) -> bool:
-        inner = embedded_ipv4(addr)
-        return any(a in net for a in (addr, inner) if a is not None for net in self.networks
-                   if a.version == net.version)
-
-
-NO_ALLOW = AllowList()
-"""The default: nothing internal is allowed."""
-
-
-def address_refusal(addr: IPAddress, allow: AllowList, *, own: Iterable[IPAddress] = ()) -> str | None:
-    """Why a connection to ``addr`` is refused (a key of REASONS), or None if it may go there.
-
-    An IPv6 address that carries an IPv4 address is judged by both; ``own`` are the addresses of the
-    notifier's own host name, refused like loopback.
-    """
-    if allow.allows_address(addr):
-        return None
-    inner = embedded_ipv4(addr)
-    if addr in own or (inner is not None and inner in own):
-        return "loopback"
-    for a in (inner, addr):  # named after what it reaches in the end
-        if a is not None and (reason := _category(a)) is not None:
-            return reason
-    return None
 
 
 # --- resolving and connecting ----------------------------------------------------------------
@@ -256,7 +81,7 @@ class Egress:
             self._judge([literal], by_name, own)
             return [str(literal)]
         name = normalise_name(host)
-        if not _HOST_NAME.fullmatch(name):
+        if not HOST_NAME.fullmatch(name):
             raise TargetRefused("invalid_host")
         try:
             found = await asyncio.wait_for(self.resolver(name, port), self.resolve_timeout)
@@ -367,3 +192,38 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,  # SSL_CERT_FILE counts
             max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
             network_backend=GuardedBackend(egress))
+
+
+# --- sending -----------------------------------------------------------------------------------
+
+class WebhookSender:
+    """POSTs the frozen CloudEvent bytes with the frozen signature and id headers, only where the egress
+    policy allows ( every connection checked and pinned, no redirects)."""
+
+    def __init__(self, *, egress: Egress, timeout: float) -> None:
+        self.client = egress.client(timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def send(self, delivery: dict[str, Any], attempt: int) -> AttemptResult:
+        target = delivery["target"]
+        headers = dict(target["headers"])
+        headers["X-EST-Attempt"] = str(attempt)
+        headers["User-Agent"] = "est-lagesbild-notifier/0.1"
+        try:
+            url_host(target["url"])  # a stored URL of a form no longer accepted (user-info, CR/LF) is not sent
+            resp = await self.client.post(target["url"], content=delivery["payload"], headers=headers)
+        except TargetRefused as exc:  # nothing was sent: the ledger must not tell what listens there
+            return AttemptResult("refused", error=f"refused: {REASONS[exc.reason][0]} (EST_NOTIFIER_WEBHOOK_ALLOW)",
+                                 reason=exc.reason)
+        except httpx.TimeoutException as exc:
+            return AttemptResult("retry", error=f"timeout: {exc.__class__.__name__}")
+        except (httpx.TransportError, OSError) as exc:
+            return AttemptResult("retry", error=f"connection: {exc.__class__.__name__}: {str(exc)[:200]}")
+        except httpx.HTTPError as exc:  # invalid URL and the like: no retry helps
+            return AttemptResult("failed", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
+        outcome = classify_status(resp.status_code)
+        retry_after = retry_after_seconds(resp.headers.get("retry-after")) if outcome == "retry" else None
+        error = None if outcome == "delivered" else f"HTTP {resp.status_code}"
+        return AttemptResult(outcome, code=resp.status_code, error=error, retry_after=retry_after)
