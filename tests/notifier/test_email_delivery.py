@@ -152,7 +152,7 @@ async def test_a_reminder_for_an_area_named_with_a_line_break_is_still_sent(tmp_
     deadline = period_deadline(snapshot.municipalities[org.m], Period.parse("2026-W48"))
     engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
     (made,) = await reminders.send_due_reminders(deadline - timedelta(hours=1), sessions=sessions, tables=tables,
-                                                snapshot=snapshot, sender="est@example.org", times=ReminderTimes())
+                                                 snapshot=snapshot, sender="est@example.org", times=ReminderTimes())
     async with sessions() as s:
         row = await get_delivery(s, tables, made)
     await engine.dispose()

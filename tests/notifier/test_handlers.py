@@ -65,12 +65,12 @@ async def test_fan_out_is_idempotent_per_event(tmp_path: Path, org: Org) -> None
                                        spec=_spec(org, {"type": "email", "to": "a@example.org"}))
     event = picture_event(org)
     first = await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
-                                   snapshot=org.snapshot)
+                                     snapshot=org.snapshot)
     again = await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
-                                   snapshot=org.snapshot)
+                                     snapshot=org.snapshot)
     # another consumer name (e.g. a rebuilt durable) still creates nothing new: unique per subscription+event
     other = await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c2", sender="a@b.se",
-                                   snapshot=org.snapshot)
+                                     snapshot=org.snapshot)
     assert sorted(first) == ["email", "webhook"] and again == [] and other == []
     assert await _count(sessions, tables.deliveries) == 2
     await engine.dispose()
@@ -84,7 +84,7 @@ async def test_two_workers_never_attempt_the_same_delivery_twice(tmp_path: Path,
                 sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                 spec=_spec(org, {"type": "webhook", "url": f"{rx.url}?n={i}", "secret": "k"}))
         await deliveries.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                               snapshot=org.snapshot)
+                                 snapshot=org.snapshot)
         workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": webhooks},
                                   policy=RetryPolicy(0.01, 0.05, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]
@@ -105,7 +105,7 @@ async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Pa
     events = [picture_event(org), alert_event(org), alert_event(org), alert_event(org)]
     for e in [*events, events[0]]:
         made = await deliveries.fan_out(e, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                                      digest_due=lambda m, p: due, snapshot=org.snapshot)
+                                        digest_due=lambda m, p: due, snapshot=org.snapshot)
         assert made == []
     assert await flush_digests(time.time(), sessions=sessions, tables=tables, sender_address="a@b.se",
                                max_items=3, snapshot=org.snapshot) == 0
@@ -157,16 +157,16 @@ async def test_delivery_flow_on_postgresql(postgres_url: str, tmp_path: Path, or
             spec=_spec(org, {"type": "webhook", "url": rx.url, "secret": "k2"}))
         event = picture_event(org)
         assert await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c",
-                                      sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
+                                        sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
         assert await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                                      snapshot=org.snapshot) == []
+                                        snapshot=org.snapshot) == []
         workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": webhooks},
                                   policy=RetryPolicy(0.01, 0.02, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]
         for _ in range(20):
             await asyncio.gather(*(w.run_once() for w in workers))
             rows = await deliveries.ledger(sessions=sessions, tables=tables, caller=_caller(org),
-                                         subscription_id=sub["id"], event_id=event.id)
+                                           subscription_id=sub["id"], event_id=event.id)
             if rows and rows[0]["status"] == "delivered":
                 break
             await asyncio.sleep(0.03)

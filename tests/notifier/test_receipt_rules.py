@@ -121,12 +121,12 @@ async def test_a_digest_leaves_out_what_its_owner_may_no_longer_receive(tmp_path
     due = time.time() + 60
     for event in (picture_event(org), analysis_event(org)):
         assert await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                                      snapshot=org.snapshot, digest_due=lambda m, p: due) == []
+                                        snapshot=org.snapshot, digest_due=lambda m, p: due) == []
     demoted = _demoted(org, 2)  # a key function no more, before the digest closed
     assert await flush_digests(due + 1, sessions=sessions, tables=tables, sender_address="a@b.se", max_items=10,
                                snapshot=demoted) == 1  # the picture's week; the analysis's tertial has nothing left
     rows = await deliveries.ledger(sessions=sessions, tables=tables, caller=owner, subscription_id=sub["id"],
-                                 event_id=None)
+                                   event_id=None)
     await engine.dispose()
     assert sorted(r["status"] for r in rows) == ["pending", "withheld"]
     (withheld,) = [r for r in rows if r["status"] == "withheld"]

@@ -99,7 +99,7 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
                                  "events": ["picture.published"], "channel": {"type": "email", "to": "k@example.org"},
                                  "digest": "immediate", "language": "sv"})
     await deliveries.fan_out(_kronoberg_picture(org), sessions=sessions, tables=tables, consumer="c",
-                           sender="est@example.org", snapshot=snapshot)
+                             sender="est@example.org", snapshot=snapshot)
     a2 = _kronoberg_picture(org).data.picture.model_copy(update={"area_id": org.a2})
     await deliveries.fan_out(new_event(type="se.est.picture.published", source="/est/aggregator", id="pic-a2",
                                      data=PicturePublished(picture=a2)),
@@ -110,7 +110,7 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
                                                     {"area_id": org.a1, "item": "klotter"},
                                                     {"area_id": org.a2, "item": "brand"}]))
     await deliveries.fan_out(analysis, sessions=sessions, tables=tables, consumer="c", sender="est@example.org",
-                           snapshot=snapshot)
+                             snapshot=snapshot)
     async with sessions() as s:
         rows = (await s.execute(select(tables.deliveries))).mappings().all()
     by = {(r["subscription_id"], r["event_id"]): r for r in rows}

@@ -419,7 +419,7 @@ async def test_the_longest_webhook_url_allowed_is_stored_and_delivered_on_postgr
                 "events": ["picture.published"], "channel": {"type": "webhook", "url": url, "secret": "s"},
                 "digest": "immediate", "language": "sv"})
         assert await deliveries.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c",
-                                      sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
+                                        sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
         assert sub["channel"]["url"] == url
     finally:
         await engine.dispose()
