@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import nats
-from est_notifier.domain import sign
+from est_notifier.deliveries.domain import sign
 from est_shared.bus import encode, ensure_streams, publish_event
 from est_shared.events import (
     Completeness,

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import nats
-from est_notifier import db
+from est_notifier.adapters.webhook import Resolver
 from est_notifier.app import Settings, create_app
-from est_notifier.db import Tables, ensure_schema, make_tables
-from est_notifier.domain import channel_target
-from est_notifier.egress import Resolver
+from est_notifier.subscriptions import db
+from est_notifier.subscriptions.domain import channel_target
+from est_notifier.tables import Tables, ensure_schema, make_tables
 from est_shared.bus import publish_event
 from est_shared.db import make_engine, session_factory, transaction
 from est_shared.events import (

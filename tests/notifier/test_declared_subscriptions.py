@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from est_notifier import handlers
-from est_notifier.domain import Caller
+from est_notifier.deliveries.domain import delivery_id
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import Caller
 from est_shared.org import OrgSnapshot
 from sqlalchemy import select
 
@@ -99,7 +100,7 @@ async def test_declared_subscription_delivers_and_ends_when_owner_leaves(nats_ur
                                   channel={"type": "email", "to": "ada@example.org"})
         await publish(nats_url, picture_subject(org), picture_event(org, version=1))
         await eventually(lambda: _async(len(rx.requests) == 1))
-        assert rx.requests[0][0]["x-est-delivery"] == handlers.delivery_id(sub_id, f"picture:{org.a1}:2026-W48:v1")
+        assert rx.requests[0][0]["x-est-delivery"] == delivery_id(sub_id, f"picture:{org.a1}:2026-W48:v1")
 
         # the receiver starts failing: the next delivery waits for a retry 30 s away
         rx.script.extend([503] * 10)

@@ -9,28 +9,29 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from est_notifier.domain import (
-    Caller,
-    Forbidden,
-    Invalid,
-    Scope,
-    SubscriptionView,
+from est_notifier.adapters.smtp import parse_smtp_url
+from est_notifier.deliveries.domain import (
     after_attempt,
     backoff_delay,
-    channel_target,
     classify_smtp,
     classify_status,
     delivery_id,
-    matches,
     next_delay,
-    parse_smtp_url,
-    recipients,
-    resolve_scope,
     retry_after_seconds,
     sign,
-    valid_webhook_url,
     verify,
 )
+from est_notifier.subscriptions.domain import (
+    Caller,
+    Scope,
+    SubscriptionView,
+    channel_target,
+    matches,
+    recipients,
+    resolve_scope,
+    valid_webhook_url,
+)
+from est_shared.errors import Forbidden, Invalid
 
 
 def test_signature_is_hex_hmac_sha256_of_raw_body() -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from est_notifier.domain import delivery_id
+from est_notifier.deliveries import reminders
+from est_notifier.deliveries.domain import delivery_id
 from est_shared.events import PicturePublished, new_event
 from est_shared.testing import free_port
 
@@ -138,9 +139,8 @@ async def test_an_area_name_with_a_line_break_does_not_break_its_e_mails(nats_ur
 
 
 async def test_a_reminder_for_an_area_named_with_a_line_break_is_still_sent(tmp_path: Path, org: Org) -> None:
-    from est_notifier import handlers
-    from est_notifier.db import get_delivery
-    from est_notifier.domain import ReminderTimes
+    from est_notifier.deliveries.db import get_delivery
+    from est_notifier.deliveries.domain import ReminderTimes
     from est_shared.org import Area, Person, period_deadline
     from est_shared.periods import Period
 
@@ -151,8 +151,8 @@ async def test_a_reminder_for_an_area_named_with_a_line_break_is_still_sent(tmp_
         "people": {**org.snapshot.people, anna.id: anna}})
     deadline = period_deadline(snapshot.municipalities[org.m], Period.parse("2026-W48"))
     engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    (made,) = await handlers.send_due_reminders(deadline - timedelta(hours=1), sessions=sessions, tables=tables,
-                                                snapshot=snapshot, sender="est@example.org", times=ReminderTimes())
+    (made,) = await reminders.send_due_reminders(deadline - timedelta(hours=1), sessions=sessions, tables=tables,
+                                                 snapshot=snapshot, sender="est@example.org", times=ReminderTimes())
     async with sessions() as s:
         row = await get_delivery(s, tables, made)
     await engine.dispose()

@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from est_notifier import handlers
-from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, WebhookSender, flush_digests
-from est_notifier.domain import Caller
-from est_notifier.egress import AllowList, Egress
+from est_notifier.adapters.smtp import EmailSender
+from est_notifier.adapters.webhook import Egress, WebhookSender
+from est_notifier.deliveries import handlers as deliveries
+from est_notifier.deliveries.handlers import flush_digests
+from est_notifier.deliveries.worker import DeliveryWorker, RetryPolicy
 from est_notifier.metrics import NotifierMetrics
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import Caller
+from est_notifier.subscriptions.egress import AllowList
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
@@ -60,13 +64,13 @@ async def test_fan_out_is_idempotent_per_event(tmp_path: Path, org: Org) -> None
     await handlers.create_subscription(sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                                        spec=_spec(org, {"type": "email", "to": "a@example.org"}))
     event = picture_event(org)
-    first = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
-                                   snapshot=org.snapshot)
-    again = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
-                                   snapshot=org.snapshot)
+    first = await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
+                                     snapshot=org.snapshot)
+    again = await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c1", sender="a@b.se",
+                                     snapshot=org.snapshot)
     # another consumer name (e.g. a rebuilt durable) still creates nothing new: unique per subscription+event
-    other = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c2", sender="a@b.se",
-                                   snapshot=org.snapshot)
+    other = await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c2", sender="a@b.se",
+                                     snapshot=org.snapshot)
     assert sorted(first) == ["email", "webhook"] and again == [] and other == []
     assert await _count(sessions, tables.deliveries) == 2
     await engine.dispose()
@@ -79,8 +83,8 @@ async def test_two_workers_never_attempt_the_same_delivery_twice(tmp_path: Path,
             await handlers.create_subscription(
                 sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
                 spec=_spec(org, {"type": "webhook", "url": f"{rx.url}?n={i}", "secret": "k"}))
-        await handlers.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                               snapshot=org.snapshot)
+        await deliveries.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
+                                 snapshot=org.snapshot)
         workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": webhooks},
                                   policy=RetryPolicy(0.01, 0.05, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]
@@ -100,8 +104,8 @@ async def test_period_digest_lists_each_event_once_with_a_more_line(tmp_path: Pa
     due = time.time() + 60
     events = [picture_event(org), alert_event(org), alert_event(org), alert_event(org)]
     for e in [*events, events[0]]:
-        made = await handlers.fan_out(e, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                                      digest_due=lambda m, p: due, snapshot=org.snapshot)
+        made = await deliveries.fan_out(e, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
+                                        digest_due=lambda m, p: due, snapshot=org.snapshot)
         assert made == []
     assert await flush_digests(time.time(), sessions=sessions, tables=tables, sender_address="a@b.se",
                                max_items=3, snapshot=org.snapshot) == 0
@@ -152,17 +156,17 @@ async def test_delivery_flow_on_postgresql(postgres_url: str, tmp_path: Path, or
             sessions=sessions, tables=tables, caller=_caller(org), snapshot=org.snapshot,
             spec=_spec(org, {"type": "webhook", "url": rx.url, "secret": "k2"}))
         event = picture_event(org)
-        assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c",
-                                      sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
-        assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                                      snapshot=org.snapshot) == []
+        assert await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c",
+                                        sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
+        assert await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
+                                        snapshot=org.snapshot) == []
         workers = [DeliveryWorker(sessions=sessions, tables=tables, senders={"webhook": webhooks},
                                   policy=RetryPolicy(0.01, 0.02, 3), metrics=NotifierMetrics(CollectorRegistry()))
                    for _ in range(2)]
         for _ in range(20):
             await asyncio.gather(*(w.run_once() for w in workers))
-            rows = await handlers.ledger(sessions=sessions, tables=tables, caller=_caller(org),
-                                         subscription_id=sub["id"], event_id=event.id)
+            rows = await deliveries.ledger(sessions=sessions, tables=tables, caller=_caller(org),
+                                           subscription_id=sub["id"], event_id=event.id)
             if rows and rows[0]["status"] == "delivered":
                 break
             await asyncio.sleep(0.03)

@@ -91,7 +91,7 @@ async def test_operations_metrics_backlog_age_and_close_to_delivery(nats_url: st
 
 
 def test_period_close_only_for_first_published_picture_of_a_known_municipality(org: Org) -> None:
-    from est_notifier.handlers import period_close
+    from est_notifier.deliveries.handlers import period_close
 
     from tests.notifier.support import alert_event
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from est_notifier import outbox
-from est_notifier.delivery import EmailSender
+from est_notifier.adapters import outbox
+from est_notifier.adapters.smtp import EmailSender
 
 from tests.notifier.support import (
     Org,

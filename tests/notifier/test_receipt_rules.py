@@ -7,9 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from est_notifier import handlers
-from est_notifier.delivery import flush_digests
-from est_notifier.receipt import RECEIPT, may_receive
+from est_notifier.deliveries import handlers as deliveries
+from est_notifier.deliveries.handlers import flush_digests
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import caller_for
+from est_notifier.subscriptions.receipt import RECEIPT, may_receive
 from est_shared.org import OrgSnapshot
 from est_shared.subjects import analysis_published
 
@@ -40,7 +42,7 @@ def _demoted(org: Org, version: int, who: str = "owner", roles: tuple[str, ...] 
 
 
 def test_the_table_names_every_role_and_admins_never_get_personal_data() -> None:
-    from est_notifier.domain import Caller
+    from est_notifier.subscriptions.domain import Caller
 
     assert set().union(*(r.roles for r in RECEIPT.values())) <= {
         "reporter", "key_function", "beredningsgrupp", "styrgrupp", "police", "social_services", "admin"}
@@ -109,7 +111,7 @@ async def test_a_subscription_of_a_removed_owner_is_withheld_before_the_organisa
 
 async def test_a_digest_leaves_out_what_its_owner_may_no_longer_receive(tmp_path: Path, org: Org) -> None:
     engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
-    owner = handlers.caller_for(org.snapshot, _owner_id(org))
+    owner = caller_for(org.snapshot, _owner_id(org))
     assert owner is not None
     sub = await handlers.create_subscription(
         sessions=sessions, tables=tables, caller=owner, snapshot=org.snapshot, spec={
@@ -118,13 +120,13 @@ async def test_a_digest_leaves_out_what_its_owner_may_no_longer_receive(tmp_path
             "digest": "period", "language": "sv"})
     due = time.time() + 60
     for event in (picture_event(org), analysis_event(org)):
-        assert await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
-                                      snapshot=org.snapshot, digest_due=lambda m, p: due) == []
+        assert await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="c", sender="a@b.se",
+                                        snapshot=org.snapshot, digest_due=lambda m, p: due) == []
     demoted = _demoted(org, 2)  # a key function no more, before the digest closed
     assert await flush_digests(due + 1, sessions=sessions, tables=tables, sender_address="a@b.se", max_items=10,
                                snapshot=demoted) == 1  # the picture's week; the analysis's tertial has nothing left
-    rows = await handlers.ledger(sessions=sessions, tables=tables, caller=owner, subscription_id=sub["id"],
-                                 event_id=None)
+    rows = await deliveries.ledger(sessions=sessions, tables=tables, caller=owner, subscription_id=sub["id"],
+                                   event_id=None)
     await engine.dispose()
     assert sorted(r["status"] for r in rows) == ["pending", "withheld"]
     (withheld,) = [r for r in rows if r["status"] == "withheld"]

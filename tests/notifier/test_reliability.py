@@ -13,8 +13,8 @@ import httpx
 import nats
 from aiosmtpd.controller import Controller
 from est_cli.procs import ServiceProcess
-from est_notifier.domain import delivery_id, verify
-from est_notifier.handlers import declared_id
+from est_notifier.deliveries.domain import delivery_id, verify
+from est_notifier.subscriptions.handlers import declared_id
 from est_shared.bus import ensure_streams, publish_event
 from est_shared.events import OrgChanged, new_event
 from est_shared.natsserver import NatsServer

@@ -8,7 +8,7 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
-from est_notifier.domain import ReminderTimes, reminder_kind
+from est_notifier.deliveries.domain import ReminderTimes, reminder_kind
 from est_shared.events import Completeness, PictureUpdated, new_event
 from est_shared.org import Person, period_deadline
 from est_shared.periods import Period

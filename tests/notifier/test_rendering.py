@@ -8,8 +8,10 @@ from email.policy import default
 from pathlib import Path
 from typing import Any
 
-from est_notifier import handlers
-from est_notifier.domain import Audience, audience, coarsen_kronoberg, render_for, verify
+from est_notifier.deliveries import handlers as deliveries
+from est_notifier.deliveries.domain import verify
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import Audience, audience, caller_for, coarsen_kronoberg, render_for
 from est_shared.events import AnalysisPublished, Completeness, PictureData, PicturePublished, new_event
 from est_shared.org import Actor, Person, hash_token
 from sqlalchemy import select
@@ -77,7 +79,7 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
     owners["steering"] = steering.id
     subs: dict[str, dict[str, Any]] = {}
     for name, person_id in owners.items():
-        caller = handlers.caller_for(snapshot, person_id)
+        caller = caller_for(snapshot, person_id)
         assert caller is not None
         area = org.a2 if name in ("reporter", "steering") else org.a1
         analyses = ["analysis.published"] if name in ("key", "steering") else []  # receipt.RECEIPT
@@ -92,14 +94,14 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
                 "name": name, "scope": {"municipality_id": org.m, "area_ids": [area]}, "events": events,
                 "channel": channel, "digest": "immediate", "language": "sv"})
     mail = await handlers.create_subscription(
-        sessions=sessions, tables=tables, caller=handlers.caller_for(snapshot, owners["key"]),  # type: ignore[arg-type]
+        sessions=sessions, tables=tables, caller=caller_for(snapshot, owners["key"]),  # type: ignore[arg-type]
         snapshot=snapshot, spec={"name": "mail", "scope": {"municipality_id": org.m, "area_ids": [org.a1]},
                                  "events": ["picture.published"], "channel": {"type": "email", "to": "k@example.org"},
                                  "digest": "immediate", "language": "sv"})
-    await handlers.fan_out(_kronoberg_picture(org), sessions=sessions, tables=tables, consumer="c",
-                           sender="est@example.org", snapshot=snapshot)
+    await deliveries.fan_out(_kronoberg_picture(org), sessions=sessions, tables=tables, consumer="c",
+                             sender="est@example.org", snapshot=snapshot)
     a2 = _kronoberg_picture(org).data.picture.model_copy(update={"area_id": org.a2})
-    await handlers.fan_out(new_event(type="se.est.picture.published", source="/est/aggregator", id="pic-a2",
+    await deliveries.fan_out(new_event(type="se.est.picture.published", source="/est/aggregator", id="pic-a2",
                                      data=PicturePublished(picture=a2)),
                            sessions=sessions, tables=tables, consumer="c", sender="est@example.org", snapshot=snapshot)
     analysis = new_event(type="se.est.analysis.published", source="/est/analysis", id=f"an-{org.m}",
@@ -107,8 +109,8 @@ async def test_each_recipient_gets_its_own_frozen_rendering(tmp_path: Path, org:
                                                 report_path="/r", persistent_problems=[
                                                     {"area_id": org.a1, "item": "klotter"},
                                                     {"area_id": org.a2, "item": "brand"}]))
-    await handlers.fan_out(analysis, sessions=sessions, tables=tables, consumer="c", sender="est@example.org",
-                           snapshot=snapshot)
+    await deliveries.fan_out(analysis, sessions=sessions, tables=tables, consumer="c", sender="est@example.org",
+                             snapshot=snapshot)
     async with sessions() as s:
         rows = (await s.execute(select(tables.deliveries))).mappings().all()
     by = {(r["subscription_id"], r["event_id"]): r for r in rows}

@@ -23,9 +23,10 @@ import pytest
 from est_intake.app import create_app as create_intake
 from est_intake.pii import generate_key
 from est_notifier.app import Settings, create_app
-from est_notifier.db import get_delivery, insert_subscription
-from est_notifier.domain import verify
-from est_notifier.egress import AllowList
+from est_notifier.deliveries.db import get_delivery
+from est_notifier.deliveries.domain import verify
+from est_notifier.subscriptions.db import insert_subscription
+from est_notifier.subscriptions.egress import AllowList
 from est_shared.bus import encode
 from est_shared.natsserver import NatsServer
 from est_shared.observability import JsonFormatter
@@ -222,8 +223,9 @@ async def _files(directory: Path) -> list[Path]:
 
 
 def test_only_social_services_of_the_municipality_may_hold_the_personal_kind() -> None:
-    from est_notifier.domain import Caller, Forbidden, end_reason
-    from est_notifier.receipt import check_receipt
+    from est_notifier.subscriptions.domain import Caller, end_reason
+    from est_notifier.subscriptions.receipt import check_receipt
+    from est_shared.errors import Forbidden
 
     soc = Caller("sara", ("social_services",), ("a1",), ("m1",))
     police = Caller("petra", ("police",), ("a1",), ("m1",))
@@ -242,7 +244,7 @@ def test_only_social_services_of_the_municipality_may_hold_the_personal_kind() -
 
 
 async def test_declared_personal_subscriptions_of_others_are_skipped(tmp_path: Path) -> None:
-    from est_notifier.handlers import upsert_declared_subscriptions
+    from est_notifier.subscriptions.handlers import upsert_declared_subscriptions
     from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person
 
     engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
@@ -301,7 +303,7 @@ async def test_personal_data_goes_to_a_webhook_only_over_https_unless_the_operat
 
 
 async def test_a_stored_plain_http_webhook_for_personal_data_is_never_opened(tmp_path: Path, org: Org) -> None:
-    from est_notifier.personal import NotOpened, PersonalDeliveries
+    from est_notifier.deliveries.personal import NotOpened, PersonalDeliveries
     from est_shared.sealed import PiiCipher, parse_keys
 
     org, sara = _with_social_services(org)

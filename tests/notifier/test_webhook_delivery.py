@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import nats
-from est_notifier.domain import delivery_id, verify
+from est_notifier.deliveries.domain import delivery_id, verify
 from est_shared.bus import encode, publish_raw
 
 from tests.notifier.support import (

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from est_notifier import handlers
-from est_notifier.domain import WEBHOOK_URL_MAX
-from est_notifier.egress import AllowList, address_refusal, literal_address
+from est_notifier.deliveries import handlers as deliveries
 from est_notifier.settings import NotifierSettings
+from est_notifier.subscriptions import handlers
+from est_notifier.subscriptions.domain import WEBHOOK_URL_MAX, caller_for
+from est_notifier.subscriptions.egress import AllowList, address_refusal, literal_address
 from est_shared.natsserver import NatsServer
 from est_shared.org import Person, hash_token
 from pydantic import ValidationError
@@ -410,15 +411,15 @@ async def test_the_longest_webhook_url_allowed_is_stored_and_delivered_on_postgr
         url = f"https://{PUBLIC}/" + "a" * (WEBHOOK_URL_MAX - len(f"https://{PUBLIC}/"))
         assert len(url) == WEBHOOK_URL_MAX
         owner = next(p for p in org.snapshot.people.values() if "key_function" in p.roles)
-        caller = handlers.caller_for(org.snapshot, owner.id)
+        caller = caller_for(org.snapshot, owner.id)
         assert caller is not None
         sub = await handlers.create_subscription(
             sessions=sessions, tables=tables, caller=caller, snapshot=org.snapshot, spec={
                 "name": "lång", "scope": {"municipality_id": org.m, "area_ids": [org.a1]},
                 "events": ["picture.published"], "channel": {"type": "webhook", "url": url, "secret": "s"},
                 "digest": "immediate", "language": "sv"})
-        assert await handlers.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c",
-                                      sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
+        assert await deliveries.fan_out(picture_event(org), sessions=sessions, tables=tables, consumer="c",
+                                        sender="a@b.se", snapshot=org.snapshot) == ["webhook"]
         assert sub["channel"]["url"] == url
     finally:
         await engine.dispose()

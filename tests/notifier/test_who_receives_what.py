@@ -23,11 +23,11 @@ from itertools import product
 from pathlib import Path
 from typing import Any, get_args
 
-from est_notifier import db
-from est_notifier.domain import WEBHOOK_ROLES, channel_target, delivery_id
-from est_notifier.handlers import caller_for
-from est_notifier.receipt import RECEIPT, ROLES, may_receive
-from est_notifier.schemas import EventName
+from est_notifier.deliveries.domain import delivery_id
+from est_notifier.subscriptions import db
+from est_notifier.subscriptions.domain import WEBHOOK_ROLES, caller_for, channel_target
+from est_notifier.subscriptions.receipt import RECEIPT, ROLES, may_receive
+from est_notifier.subscriptions.schemas import EventName
 from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_token, period_deadline
 from est_shared.periods import current_period
 from est_shared.sealed import PiiCipher, generate_key, parse_keys

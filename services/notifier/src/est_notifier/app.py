@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from est_shared.adapters.schema import lock_schema
+from est_shared.clock import SettableClock
 from est_shared.db import make_engine, session_factory
 from est_shared.events import CloudEvent
 from est_shared.org import OrgSnapshot, period_deadline
@@ -17,18 +18,24 @@ from est_shared.runtime import ServiceRuntime
 from est_shared.sealed import PiiCipher, load_cipher
 from fastapi import FastAPI
 
-from est_notifier import handlers, outbox
-from est_notifier.api import add_routes
+from est_notifier.adapters import outbox
+from est_notifier.adapters.smtp import EmailSender, parse_smtp_url
+from est_notifier.adapters.webhook import Egress, Resolver, WebhookSender, system_resolver
 from est_notifier.consumers import register
-from est_notifier.db import ensure_schema, make_tables
-from est_notifier.delivery import DeliveryWorker, EmailSender, RetryPolicy, Sender, WebhookSender, flush_digests
-from est_notifier.domain import ReminderTimes, parse_smtp_url
-from est_notifier.egress import Egress, Resolver, TargetRefused, system_resolver
+from est_notifier.deliveries import api as deliveries_api
+from est_notifier.deliveries import handlers as deliveries
+from est_notifier.deliveries import notices, reminders
+from est_notifier.deliveries.domain import ReminderTimes
+from est_notifier.deliveries.personal import PersonalDeliveries
+from est_notifier.deliveries.worker import DeliveryWorker, RetryPolicy, Sender
 from est_notifier.metrics import NotifierMetrics
-from est_notifier.personal import PersonalDeliveries
-from est_notifier.reminders import Clock, ReminderLoop
 from est_notifier.settings import NotifierSettings
-from est_notifier.stream import StreamHub
+from est_notifier.stream import api as stream_api
+from est_notifier.stream.handlers import StreamHub
+from est_notifier.subscriptions import api as subscriptions_api
+from est_notifier.subscriptions import handlers as subscriptions
+from est_notifier.subscriptions.egress import TargetRefused
+from est_notifier.tables import ensure_schema, make_tables
 
 log = logging.getLogger("est.notifier")
 
@@ -81,7 +88,7 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
         return time.time() + settings.digest_grace_seconds
 
     async def digests(now: float) -> int:
-        return await flush_digests(now, sessions=sessions, tables=tables, sender_address=settings.mail_from,
+        return await deliveries.flush_digests(now, sessions=sessions, tables=tables, sender_address=settings.mail_from,
                                    max_items=settings.digest_max_items, snapshot=runtime.directory.snapshot,
                                    metrics=metrics)
 
@@ -95,7 +102,7 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
                                   public_url=settings.public_url, webhook_allow=webhook_allow)
     async def tell_owner_paused(s: Any, sub_id: str, dead: int) -> None:
         """Queue an e-mail to the owner of a subscription that was paused for a dead endpoint."""
-        await handlers.queue_paused_notice(s, tables=tables, snapshot=runtime.directory.snapshot,
+        await notices.queue_paused_notice(s, tables=tables, snapshot=runtime.directory.snapshot,
                                            sender=settings.mail_from, subscription_id=sub_id, dead=dead)
 
     worker = DeliveryWorker(
@@ -106,14 +113,15 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
         pause_after_dead=settings.pause_after_dead, digests=digests, personal=personal,
         on_paused=tell_owner_paused,
     )
-    state: dict[str, Any] = {"tables_ready": False}
+    state: dict[str, Any] = {}
+    runtime.tables_after_start = False  # opened by start() as soon as the tables exist, before it reconciles
 
     async def handle(event: CloudEvent[Any]) -> None:
-        if not state["tables_ready"]:
+        if not runtime.tables.is_open:
             raise RuntimeError("database not ready yet")  # nacked with backoff, redelivered later
         if event.type == "se.est.picture.published" and settings.reminders_enabled:
-            await handlers.record_missing(event, sessions=sessions, tables=tables)
-        channels = await handlers.fan_out(event, sessions=sessions, tables=tables, consumer="notifier.fanout",
+            await reminders.record_missing(event, sessions=sessions, tables=tables)
+        channels = await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="notifier.fanout",
                                           sender=settings.mail_from, digest_due=digest_due,
                                           snapshot=runtime.directory.snapshot,
                                           on_withheld=lambda kind: metrics.withheld.labels(kind).inc())
@@ -122,14 +130,14 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
         if channels:
             worker.wake()
 
-    clock = Clock()
+    clock = SettableClock()
     times = ReminderTimes(before=settings.reminder_before, after=settings.reminder_after,
                           late_limit=settings.reminder_late_limit)
 
     async def check_reminders(now: datetime) -> int:
-        if not state["tables_ready"]:
+        if not runtime.tables.is_open:
             return 0
-        made = await handlers.send_due_reminders(
+        made = await reminders.send_due_reminders(
             now, sessions=sessions, tables=tables, snapshot=runtime.directory.snapshot, sender=settings.mail_from,
             times=times, on_reminder=lambda kind, outcome: metrics.reminders.labels(kind, outcome).inc())
         if made:
@@ -137,12 +145,12 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
             worker.wake()
         return len(made)
 
-    reminders = ReminderLoop(clock=clock, check=check_reminders, interval=settings.reminder_interval)
+    reminder_loop = reminders.ReminderLoop(clock=clock, check=check_reminders, interval=settings.reminder_interval)
 
     async def handle_update(event: CloudEvent[Any]) -> None:
-        if not state["tables_ready"]:
+        if not runtime.tables.is_open:
             raise RuntimeError("database not ready yet")
-        await handlers.record_missing(event, sessions=sessions, tables=tables)
+        await reminders.record_missing(event, sessions=sessions, tables=tables)
 
     register(runtime, settings=settings, handle=handle,
              handle_update=handle_update if settings.reminders_enabled else None)
@@ -150,21 +158,24 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
                     resume_window=settings.stream_resume_window, resume_margin=settings.stream_resume_margin,
                     max_replay=settings.stream_max_replay, max_per_person=settings.stream_max_per_person,
                     on_event=metrics.stream_events.inc)
-    add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables,
-               snapshot=lambda: runtime.directory.snapshot, hub=hub, on_stream=metrics.stream_clients.inc,
-               check_target=check_target, on_stream_refused=lambda reason: metrics.stream_refused.labels(reason).inc(),
-               webhook_allow=webhook_allow)
+    subscriptions_api.add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables,
+                                 snapshot=lambda: runtime.directory.snapshot, check_target=check_target,
+                                 webhook_allow=webhook_allow)
+    deliveries_api.add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables)
+    stream_api.add_routes(runtime.app, principal=runtime.principal, snapshot=lambda: runtime.directory.snapshot,
+                          hub=hub, on_stream=metrics.stream_clients.inc,
+                          on_stream_refused=lambda reason: metrics.stream_refused.labels(reason).inc())
 
     async def reconcile(snapshot: OrgSnapshot) -> None:
         """Declared subscriptions and owners who left: applied for every newer organisation snapshot."""
-        if not state["tables_ready"]:
+        if not runtime.tables.is_open:
             state["pending_org"] = snapshot  # the runtime loads the organisation before on_start hooks run
             return
         try:
-            result = await handlers.reconcile_org(
+            result = await subscriptions.reconcile_org(
                 sessions=sessions, tables=tables, snapshot=snapshot, env=os.environ, webhook_allow=webhook_allow,
                 on_invalid=lambda reason: metrics.declared_invalid.labels(reason).inc(), check_target=check_target)
-            told = await handlers.notify_credential_changes(sessions=sessions, tables=tables, snapshot=snapshot,
+            told = await notices.notify_credential_changes(sessions=sessions, tables=tables, snapshot=snapshot,
                                                             sender=settings.mail_from)
         except Exception:
             log.exception("could not apply the organisation to subscriptions; retried at the next change")
@@ -185,7 +196,7 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
         async with engine.begin() as conn:
             await lock_schema(conn)
             await conn.run_sync(ensure_schema, tables)
-        state["tables_ready"] = True
+        runtime.tables.open()
         await worker.refresh_metrics()  # backlog gauges from the database, before the first round
         pending = state.pop("pending_org", None)
         if pending is not None:
@@ -198,7 +209,7 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
             mail_dir, older_than_days=settings.outbox_retention_days, on_pruned=metrics.outbox_pruned.inc),
             "notifier-outbox-retention")
         if settings.reminders_enabled:
-            state["reminders"] = runtime.spawn(reminders.run(), "notifier-reminders")
+            state["reminders"] = runtime.spawn(reminder_loop.run(), "notifier-reminders")
 
     async def stop() -> None:
         for name in ("reminders", "worker", "outbox"):
@@ -217,6 +228,6 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
     runtime.on_stop(stop)
     app = runtime.app
     app.state.notifier = {"sessions": sessions, "tables": tables, "worker": worker, "metrics": metrics,
-                          "settings": settings, "hub": hub, "clock": clock, "reminders": reminders,
+                          "settings": settings, "hub": hub, "clock": clock, "reminders": reminder_loop,
                           "egress": egress}
     return app

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from est_shared.bus import Handler, add_consumer
-from est_shared.events import AlertData, AnalysisPublished, ForfeitureNotificationDue, PicturePublished, PictureUpdated
+from est_shared.events import (
+    AlertData,
+    AnalysisPublished,
+    EventData,
+    ForfeitureNotificationDue,
+    PicturePublished,
+    PictureUpdated,
+)
 from est_shared.runtime import ServiceRuntime
-from est_shared.subjects import ALERTS, ANALYSES, PICTURES, REPORTS
+from est_shared.subjects import ALERTS, ANALYSES, PICTURES, REPORTS, StreamDef
 
 from est_notifier.settings import NotifierSettings
 
@@ -15,20 +22,21 @@ def register(runtime: ServiceRuntime, *, settings: NotifierSettings, handle: Han
     """One durable per stream: published pictures, raised/resolved alerts, published analyses, notifications
     for social services (EST_REPORTS, sealed personal data); and one on updated pictures for the reminders."""
     m = settings.municipality_filter
-    common = {"service": "notifier", "handle": handle, "metrics": runtime.metrics,
-              "max_deliver": settings.consumer_max_deliver, "ack_wait": settings.consumer_ack_wait}
-    add_consumer(runtime.broker, stream=PICTURES, subject=f"est.picture.published.{m}.*",
-                 durable=settings.durable_pictures, data=PicturePublished, types=["se.est.picture.published"],
-                 **common)  # type: ignore[arg-type]
-    add_consumer(runtime.broker, stream=ALERTS, subject=f"est.alert.*.{m}.*", durable=settings.durable_alerts,
-                 data=AlertData, types=["se.est.alert.raised", "se.est.alert.resolved"], **common)  # type: ignore[arg-type]
-    add_consumer(runtime.broker, stream=ANALYSES, subject=f"est.analysis.published.{m}",
-                 durable=settings.durable_analyses, data=AnalysisPublished, types=["se.est.analysis.published"],
-                 **common)  # type: ignore[arg-type]
-    add_consumer(runtime.broker, stream=REPORTS, subject=f"est.forfeiture.notification_due.{m}",
-                 durable=settings.durable_notifications, data=ForfeitureNotificationDue,
-                 types=["se.est.forfeiture.notification_due"], **common)  # type: ignore[arg-type]
+
+    def consume(stream: StreamDef, subject: str, durable: str, data: type[EventData], types: list[str],
+                handler: Handler = handle) -> None:
+        add_consumer(runtime.broker, service="notifier", stream=stream, subject=subject, durable=durable, data=data,
+                     types=types, handle=handler, metrics=runtime.metrics, max_deliver=settings.consumer_max_deliver,
+                     ack_wait=settings.consumer_ack_wait)
+
+    consume(PICTURES, f"est.picture.published.{m}.*", settings.durable_pictures, PicturePublished,
+            ["se.est.picture.published"])
+    consume(ALERTS, f"est.alert.*.{m}.*", settings.durable_alerts, AlertData,
+            ["se.est.alert.raised", "se.est.alert.resolved"])
+    consume(ANALYSES, f"est.analysis.published.{m}", settings.durable_analyses, AnalysisPublished,
+            ["se.est.analysis.published"])
+    consume(REPORTS, f"est.forfeiture.notification_due.{m}", settings.durable_notifications,
+            ForfeitureNotificationDue, ["se.est.forfeiture.notification_due"])
     if handle_update is not None:
-        add_consumer(runtime.broker, stream=PICTURES, subject=f"est.picture.updated.{m}.*",
-                     durable=settings.durable_updates, data=PictureUpdated, types=["se.est.picture.updated"],
-                     **{**common, "handle": handle_update})  # type: ignore[arg-type]
+        consume(PICTURES, f"est.picture.updated.{m}.*", settings.durable_updates, PictureUpdated,
+                ["se.est.picture.updated"], handle_update)

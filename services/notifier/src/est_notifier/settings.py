@@ -5,7 +5,7 @@ from __future__ import annotations
 from est_shared.settings import ServiceSettings, service_field
 from pydantic import Field, SecretStr, field_validator
 
-from est_notifier.egress import AllowList
+from est_notifier.subscriptions.egress import AllowList
 
 
 class NotifierSettings(ServiceSettings):

@@ -1,20 +1,17 @@
-"""Notifier rules as plain functions: matching, delivery ids, signatures, retry policy, SMTP URLs."""
+"""Subscription rules as plain functions: matching, the form of a webhook URL, scope authorisation, who may
+keep a subscription and what a recipient may see of an event."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import random
 import unicodedata
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Literal
-from urllib.parse import unquote, urlsplit
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
+from est_shared.errors import Forbidden, Invalid
 from est_shared.freetext import has_control_characters
+from est_shared.org import Principal
 
 EventKind = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published",
                     "forfeiture.notification_due"]
@@ -25,38 +22,14 @@ NOTIFICATION_TYPE = "se.est.forfeiture.notification_due"
 PERSONAL_ROLE = "social_services"
 TYPE_TO_KIND: dict[str, str] = {f"se.est.{k}": k for k in (*EVENT_KINDS, *PERSONAL_KINDS)}
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
-DELIVERY_NAMESPACE = uuid.UUID("0b6f7c1e-5a43-4c57-9a51-3e1f4e0d7a10")
-
-Outcome = Literal["delivered", "retry", "failed", "refused"]
-"""``refused``: the webhook target is not allowed (``est_notifier.egress``); nothing was sent and no retry helps."""
 
 
-class NotifierError(Exception):
-    """Base of the notifier's named errors (translated to problem+json at the edge)."""
+class InvalidField(Invalid):
+    """A request well-formed but not acceptable (unknown area, …), naming the field that breaks the rule as the
+    API's own validation errors do."""
 
-    def __init__(self, en: str, sv: str) -> None:
-        super().__init__(en)
-        self.en, self.sv = en, sv
-
-    @property
-    def detail(self) -> str:
-        return f"{self.en} / {self.sv}"
-
-
-class NotFound(NotifierError):
-    """The subscription does not exist."""
-
-
-class Forbidden(NotifierError):
-    """The caller may not do this."""
-
-
-class Invalid(NotifierError):
-    """The request is well-formed but not acceptable (unknown area, …)."""
-
-    def __init__(self, en: str, sv: str, *, field: str = "") -> None:
-        super().__init__(en, sv)
+    def __init__(self, sv: str, en: str, *, field: str) -> None:
+        super().__init__(sv, en, errors=[{"field": field, "message": en, "type": "value_error"}])
         self.field = field
 
 
@@ -84,7 +57,7 @@ class SubscriptionView:
     paused: bool = False
     min_severity: str | None = None
     created_at: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict, compare=False)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def event_kind(event_type: str) -> str | None:
@@ -121,22 +94,7 @@ def channel_target(channel: dict[str, str]) -> str:
     return f"email:{channel['to'].strip().lower()}"
 
 
-def delivery_id(subscription_id: str, event_id: str) -> str:
-    """Deterministic delivery id: the same subscription and event always give the same id."""
-    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{subscription_id}|{event_id}"))
-
-
-# --- signatures --------------------------------------------------------------------------
-
-def sign(secret: str, body: bytes) -> str:
-    """``sha256=<hex HMAC-SHA256 of body with secret>`` for the X-EST-Signature header."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify(secret: str, body: bytes, signature: str) -> bool:
-    """Constant-time check of a signature header (what a receiver does)."""
-    return hmac.compare_digest(sign(secret, body), signature)
-
+# --- the form of a webhook URL ------------------------------------------------------------
 
 WEBHOOK_URL_MAX = 590  # "webhook:" + the URL is the delivery ledger's channel_target, a column of 600
 HOST_MAX = 253
@@ -148,7 +106,7 @@ def webhook_url_problem(url: str) -> tuple[str, str] | None:
     An http(s) URL of at most 2,000 characters, with a host and a valid port, without a user name or
     password (httpx would send them as Basic auth to whoever the host is), and without control characters,
     spaces or backslashes (CR/LF would split the request; parsers disagree about backslashes). Where the
-    host points is the egress policy's question (``est_notifier.egress``).
+    host points is the egress policy's question (``est_notifier.subscriptions.egress``).
     """
     if len(url) > WEBHOOK_URL_MAX:
         return (f"the URL is longer than {WEBHOOK_URL_MAX} characters",
@@ -177,94 +135,6 @@ def valid_webhook_url(url: str) -> bool:
     return webhook_url_problem(url) is None
 
 
-# --- retry policy ------------------------------------------------------------------------
-
-def classify_status(status: int) -> Outcome:
-    """2xx delivered; 5xx, 408, 409, 425, 429 retried; any other answer failed for good."""
-    if 200 <= status < 300:
-        return "delivered"
-    if status >= 500 or status in RETRYABLE_STATUS:
-        return "retry"
-    return "failed"
-
-
-def classify_smtp(code: int) -> Outcome:
-    """SMTP reply codes: 2xx delivered, 4xx transient (retry), 5xx permanent."""
-    if 200 <= code < 300:
-        return "delivered"
-    if 400 <= code < 500:
-        return "retry"
-    return "failed"
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Delay after failed attempt ``attempt`` (1-based): base·2^(n-1) capped, with ±20 % jitter."""
-    r = rng or random
-    raw = min(cap, base * 2 ** max(0, attempt - 1))
-    return min(cap, raw * r.uniform(0.8, 1.2))
-
-
-def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def next_delay(attempt: int, *, base: float, cap: float, retry_after: float | None,
-               rng: random.Random | None = None) -> float:
-    """The wait before the next attempt: the backoff, or longer if the receiver asked (capped)."""
-    delay = backoff_delay(attempt, base=base, cap=cap, rng=rng)
-    if retry_after is not None:
-        delay = max(delay, min(cap, retry_after))
-    return delay
-
-
-def after_attempt(outcome: Outcome, attempt: int, max_attempts: int) -> str:
-    """Delivery status after an attempt: delivered, failed, refused, pending (retry later) or dead (cap reached)."""
-    if outcome in ("delivered", "failed", "refused"):
-        return outcome
-    return "dead" if attempt >= max_attempts else "pending"
-
-
-# --- SMTP --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    """Where and how to send e-mail."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = None
-    use_tls: bool = False
-    start_tls: bool = False
-
-
-def parse_smtp_url(url: str) -> SmtpConfig:
-    """``smtp://user:pass@host:port`` (plain), ``smtp+starttls://…`` or ``smtps://…`` (implicit TLS)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("smtp", "smtp+starttls", "smtps") or not parts.hostname:
-        raise ValueError(f"unsupported SMTP URL scheme {scheme!r}: use smtp, smtp+starttls or smtps")
-    default_port = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}[scheme]
-    return SmtpConfig(
-        host=parts.hostname, port=parts.port or default_port,
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        use_tls=scheme == "smtps", start_tls=scheme == "smtp+starttls",
-    )
-
-
 # --- scope authorisation -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -283,37 +153,47 @@ class Caller:
 
 def resolve_scope(caller: Caller, municipality_id: str, area_ids: list[str] | None, *,
                   municipality_areas: dict[str, list[str]]) -> list[str]:
-    """The area ids to store for a requested scope (empty = every area); raises Invalid or Forbidden.
+    """The area ids to store for a requested scope (empty = every area); raises InvalidField or Forbidden.
 
     ``municipality_areas`` maps each known municipality to its areas (from the organisation).
     Without ``area_ids`` a caller gets every area of the municipality they may see.
     """
     if municipality_id not in municipality_areas:
-        raise Invalid(f"Unknown municipality {municipality_id!r}.", f"Okänd kommun {municipality_id!r}.",
-                      field="scope.municipality_id")
+        raise InvalidField(f"Okänd kommun {municipality_id!r}.", f"Unknown municipality {municipality_id!r}.",
+                           field="scope.municipality_id")
     known = municipality_areas[municipality_id]
     if area_ids:
         unknown = [a for a in area_ids if a not in known]
         if unknown:
-            raise Invalid(f"Areas not in {municipality_id}: {', '.join(unknown)}.",
-                          f"Områden som inte hör till {municipality_id}: {', '.join(unknown)}.",
-                          field="scope.area_ids")
+            raise InvalidField(f"Områden som inte hör till {municipality_id}: {', '.join(unknown)}.",
+                               f"Areas not in {municipality_id}: {', '.join(unknown)}.", field="scope.area_ids")
         if not caller.admin:
             outside = [a for a in area_ids if a not in caller.areas]
             if outside:
-                raise Forbidden(f"You may not subscribe to areas {', '.join(outside)}.",
-                                f"Du får inte prenumerera på områdena {', '.join(outside)}.")
+                raise Forbidden(f"Du får inte prenumerera på områdena {', '.join(outside)}.",
+                                f"You may not subscribe to areas {', '.join(outside)}.")
         return sorted(set(area_ids))
     if caller.admin:
         return []
     mine = sorted(a for a in known if a in caller.areas)
     if not mine:
-        raise Forbidden(f"You have no areas in {municipality_id}.", f"Du har inga områden i {municipality_id}.")
+        raise Forbidden(f"Du har inga områden i {municipality_id}.", f"You have no areas in {municipality_id}.")
     return mine
 
 
-class Conflict(NotifierError):
-    """The request conflicts with the subscription's state (e.g. resuming an ended one)."""
+def caller_for(snapshot: Any, person_id: str) -> Caller | None:
+    """The organisation's current view of a person as a Caller (None if they are not in it)."""
+    person = snapshot.people.get(person_id) if snapshot is not None else None
+    if person is None:
+        return None
+    return Caller(person_id=person.id, roles=tuple(person.roles), areas=tuple(person.areas),
+                  municipalities=tuple(person.municipalities))
+
+
+def caller_of(p: Principal) -> Caller:
+    """The parts of an authenticated caller that decide what they may receive."""
+    return Caller(person_id=p.person_id, roles=tuple(p.roles), areas=tuple(p.areas),
+                  municipalities=tuple(p.municipalities))
 
 
 # --- who may keep a subscription ----------------------------------------------------------
@@ -333,7 +213,6 @@ END_REASONS: dict[str, tuple[str, str]] = {
                           "and admins may)", "prenumerationen avslutad: ägaren får inte använda webhooks "
                           "(nyckelfunktioner, polis, socialtjänst och administratörer får)"),
 }
-
 WEBHOOK_ROLES: tuple[str, ...] = ("key_function", "police", "social_services", "admin")
 """Who may have notifications sent to a webhook: the people who run an actor's integrations. A webhook is a
 request the notifier makes on its owner's behalf to an address the owner chooses, so reporters, beredningsgrupp
@@ -349,10 +228,10 @@ def check_webhook_role(caller: Caller | None, channel_type: str) -> None:
     """Raise Forbidden if ``caller`` (the owner) may not have a subscription on a webhook channel."""
     if channel_type == "webhook" and not may_use_webhooks(caller):
         raise Forbidden(
-            "Only key functions, police, social services and admins may subscribe with a webhook; "
-            "subscribe by e-mail instead.",
             "Bara nyckelfunktioner, polis, socialtjänst och administratörer får prenumerera med webhook; "
-            "prenumerera med e-post i stället.")
+            "prenumerera med e-post i stället.",
+            "Only key functions, police, social services and admins may subscribe with a webhook; "
+            "subscribe by e-mail instead.")
 
 
 def may_hold_personal(caller: Caller | None, municipality_id: str) -> bool:
@@ -366,10 +245,10 @@ def check_personal(caller: Caller | None, municipality_id: str, events: Iterable
     personal = sorted(set(events) & set(PERSONAL_KINDS))
     if personal and not may_hold_personal(caller, municipality_id):
         raise Forbidden(
-            f"Only social services of {municipality_id} may subscribe to {', '.join(personal)} (personal data); "
-            "everyone else sees forfeitures as aggregates in the pictures.",
             f"Bara socialtjänsten i {municipality_id} får prenumerera på {', '.join(personal)} (personuppgifter); "
-            "alla andra ser förverkanden som sammanställningar i lägesbilderna.")
+            "alla andra ser förverkanden som sammanställningar i lägesbilderna.",
+            f"Only social services of {municipality_id} may subscribe to {', '.join(personal)} (personal data); "
+            "everyone else sees forfeitures as aggregates in the pictures.")
 
 
 def end_reason(caller: Caller | None, municipality_id: str, area_ids: Iterable[str], *,
@@ -474,10 +353,11 @@ def render_for(kind: str, data: dict[str, object], who: Audience) -> dict[str, o
     - entries of municipality-wide events about areas the recipient may not see are left out.
     """
     out: dict[str, object] = dict(data)
-    if kind.startswith("picture.") and isinstance(out.get("picture"), dict) and not who.sees_protected:
-        pic = dict(out["picture"])  # type: ignore[arg-type]
+    picture = out.get("picture")
+    if kind.startswith("picture.") and isinstance(picture, dict) and not who.sees_protected:
+        pic = dict(picture)
         if pic.get("kronoberg"):
-            pic["kronoberg"] = coarsen_kronoberg(pic["kronoberg"])  # type: ignore[arg-type]
+            pic["kronoberg"] = coarsen_kronoberg(pic["kronoberg"])
         out["picture"] = pic
     if kind == "analysis.published" and not who.admin:
         for key, value in list(out.items()):
@@ -489,29 +369,10 @@ def render_for(kind: str, data: dict[str, object], who: Audience) -> dict[str, o
     return out
 
 
-# --- reminders -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ReminderTimes:
-    """When reminders go: ``before`` seconds before a deadline and ``after`` seconds after it;
-    one whose time passed more than ``late_limit`` seconds ago is skipped."""
-
-    before: float = 24 * 3600.0
-    after: float = 2 * 3600.0
-    late_limit: float = 3 * 86400.0
-
-
-def reminder_kind(now: datetime, deadline: datetime, times: ReminderTimes) -> str | None:
-    """``before``, ``after`` or None: which reminder of a period is due at ``now``."""
-    t, d = now.timestamp(), deadline.timestamp()
-    before_at, after_at = d - times.before, d + times.after
-    if before_at <= t < d and t - before_at <= times.late_limit:
-        return "before"
-    if after_at <= t <= after_at + times.late_limit:
-        return "after"
-    return None
-
-
-def reminder_event_id(kind: str, period: str, person_id: str) -> str:
-    """The ledger's event id of a reminder: one per person, period and kind."""
-    return f"reminder:{kind}:{period}:{person_id}"
+def audience_for(snapshot: Any, person_id: str) -> Audience:
+    """What the owner of a subscription may see now; the most restricted view if unknown."""
+    person = snapshot.people.get(person_id) if snapshot is not None else None
+    if person is None:
+        return RESTRICTED
+    actor = snapshot.actors.get(person.actor)
+    return audience(roles=person.roles, areas=person.areas, actor_kind=actor.kind if actor else None)

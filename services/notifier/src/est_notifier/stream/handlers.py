@@ -2,11 +2,11 @@
 
 Each connection reads the PICTURES, ALERTS and ANALYSES streams through ephemeral ordered consumers
 (filtered to the caller's municipalities and areas), renders every event as the caller may see it
-(``domain.render_for``) and writes it as one SSE message: ``id:`` the event id, ``event:`` its type,
+(``subscriptions.domain.render_for``) and writes it as one SSE message: ``id:`` the event id, ``event:`` its type,
 ``data:`` the CloudEvent JSON on one line. A comment line is sent after ``heartbeat`` seconds without
 an event so proxies keep the connection open.
 
-Who gets what: every event passes ``receipt.may_receive`` with the person's roles, areas and
+Who gets what: every event passes ``subscriptions.receipt.may_receive``, with the person's roles, areas and
 municipalities as the organisation has them now (the same rule as webhooks, e-mail and digests), and the
 consumers read only the subjects the person may receive at connection time. A person who leaves the
 organisation gets ``stream.closed`` and the connection ends.
@@ -19,8 +19,8 @@ across streams is not defined), so a few events around the resume point may come
 de-duplicate by id. An unknown id, or one older than ``max_replay`` seconds, gives a ``stream.reset``
 event and then live events.
 
-Caps: ``?since=`` may reach back at most ``max_replay`` seconds (the route answers 422 otherwise), and
-one person holds at most ``max_per_person`` open streams on this replica (429 for one more): a replay
+Caps: ``?since=`` may reach back at most ``max_replay`` seconds (the route refuses an older start), and
+one person holds at most ``max_per_person`` open streams on this replica (one more is refused): a replay
 is read into memory as fast as the client takes it, so both bound what one caller can make a replica
 hold.
 """
@@ -42,8 +42,8 @@ from est_shared.org import Principal
 from est_shared.subjects import ALERTS, ANALYSES, PICTURES
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from est_notifier.domain import Audience, Caller, audience, render_for
-from est_notifier.receipt import may_receive, message_scope
+from est_notifier.subscriptions.domain import Audience, Caller, audience, caller_of, render_for
+from est_notifier.subscriptions.receipt import may_receive, message_scope
 
 log = logging.getLogger("est.notifier")
 
@@ -74,12 +74,6 @@ def subject_filters(p: Principal, municipality_of: Callable[[str], str | None]) 
         ALERTS.name: [f"est.alert.*.{m}.{a}" for m, a in pairs if may_receive(who, "alert.raised", m, a)],
         ANALYSES.name: [f"est.analysis.published.{m}" for m in munis if may_receive(who, "analysis.published", m)],
     }
-
-
-def caller_of(p: Principal) -> Caller:
-    """The parts of an authenticated caller that decide what they may receive."""
-    return Caller(person_id=p.person_id, roles=tuple(p.roles), areas=tuple(p.areas),
-                  municipalities=tuple(p.municipalities))
 
 
 def kind_of(event_type: str) -> str:

@@ -1,8 +1,8 @@
 """Who receives what: one rule per kind of message and role, the same on every channel (plain rules).
 
 The live stream, webhooks, e-mail and digests all ask ``may_receive`` with the person's roles, areas and
-municipalities as the organisation has them now: when a subscription is made or changed (403 naming the
-kind), when a declared one is applied, at fan-out (a subscription whose owner may no longer receive an
+municipalities as the organisation has them now: when a subscription is made or changed (refused naming
+the kind), when a declared one is applied, at fan-out (a subscription whose owner may no longer receive an
 event gets a ``withheld`` ledger row instead of a delivery), when a digest closes, and for every event
 of the stream. The rules follow the read APIs, so nothing reaches a person by notification that they
 could not read themselves:
@@ -28,8 +28,10 @@ from ipaddress import ip_address
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from est_notifier.domain import PERSONAL_KINDS, PERSONAL_ROLE, Caller, Forbidden, Invalid, check_personal
-from est_notifier.egress import AllowList
+from est_shared.errors import Forbidden
+
+from est_notifier.subscriptions.domain import PERSONAL_KINDS, PERSONAL_ROLE, Caller, InvalidField, check_personal
+from est_notifier.subscriptions.egress import AllowList
 
 ROLES = ("reporter", "key_function", "beredningsgrupp", "styrgrupp", "police", "social_services", "admin")
 CHANNELS = ("stream", "webhook", "email", "digest")
@@ -94,8 +96,8 @@ def check_receipt(who: Caller | None, municipality_id: str, area_ids: Iterable[s
     if refused:
         roles = ", ".join(who.roles) if who is not None and who.roles else "-"
         goes = "; ".join(f"{k}: {', '.join(sorted(RECEIPT[k].roles)) if k in RECEIPT else '-'}" for k in refused)
-        raise Forbidden(f"Your roles ({roles}) do not receive {', '.join(refused)} here (who does: {goes}).",
-                        f"Dina roller ({roles}) får inte ta emot {', '.join(refused)} här (vilka som får: {goes}).")
+        raise Forbidden(f"Dina roller ({roles}) får inte ta emot {', '.join(refused)} här (vilka som får: {goes}).",
+                        f"Your roles ({roles}) do not receive {', '.join(refused)} here (who does: {goes}).")
 
 
 def message_scope(kind: str, data: dict[str, Any]) -> tuple[str, str | None]:
@@ -124,13 +126,13 @@ def plain_http_allowed(url: str, allow: AllowList) -> bool:
 
 
 def check_personal_channel(channel: dict[str, Any], events: Iterable[str], allow: AllowList) -> None:
-    """Raise Invalid (field channel.url) if a subscription to personal data would send it over plain http to a
+    """Raise InvalidField (field channel.url) if a subscription to personal data would send it over plain http to a
     target the operator has not allowed."""
     if channel.get("type") != "webhook" or not set(events) & set(PERSONAL_KINDS):
         return
     url = str(channel.get("url", ""))
     if urlsplit(url).scheme.lower() != "https" and not plain_http_allowed(url, allow):
-        raise Invalid("Notifications with personal data go only over https; plain http only to a target the "
-                      "operator allows (EST_NOTIFIER_WEBHOOK_ALLOW).",
-                      "Meddelanden med personuppgifter skickas bara över https; okrypterad http bara till ett mål "
-                      "som driftansvarig tillåter (EST_NOTIFIER_WEBHOOK_ALLOW).", field="channel.url")
+        raise InvalidField("Meddelanden med personuppgifter skickas bara över https; okrypterad http bara till ett mål "
+                      "som driftansvarig tillåter (EST_NOTIFIER_WEBHOOK_ALLOW).",
+                      "Notifications with personal data go only over https; plain http only to a target the "
+                      "operator allows (EST_NOTIFIER_WEBHOOK_ALLOW).", field="channel.url")

@@ -1,127 +1,38 @@
-"""Sending deliveries: webhook and e-mail senders, and the worker that claims, attempts and retries."""
+"""The delivery worker: claims due deliveries (safe across replicas), attempts them through the senders, records
+the ledger and retries."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-import aiosmtplib
-import httpx
+from est_shared.clock import utcnow
 from est_shared.db import transaction
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from est_notifier import db, outbox
-from est_notifier.db import Tables
-from est_notifier.domain import (
-    END_REASONS,
-    Outcome,
-    SmtpConfig,
-    after_attempt,
-    classify_smtp,
-    classify_status,
-    delivery_id,
-    next_delay,
-    retry_after_seconds,
-    sign,
-)
-from est_notifier.egress import REASONS, Egress, TargetRefused, url_host
-from est_notifier.handlers import cancel_pending, receivable_digest_items, withheld_delivery
+from est_notifier.deliveries import db
+from est_notifier.deliveries.domain import AttemptResult, after_attempt, next_delay
+from est_notifier.deliveries.handlers import cancel_pending
+from est_notifier.deliveries.personal import NotOpened, PersonalDeliveries, is_personal
 from est_notifier.metrics import NotifierMetrics
-from est_notifier.personal import NotOpened, PersonalDeliveries, is_personal
-from est_notifier.render import Rendered, build_email, render_digest, render_event
+from est_notifier.subscriptions.domain import END_REASONS
+from est_notifier.tables import Sessions, Tables, aware
 
 log = logging.getLogger("est.notifier")
 
-Sessions = async_sessionmaker[AsyncSession]
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    """What one attempt came to (``reason``: why a refused target was refused, a key of egress.REASONS)."""
-
-    outcome: Outcome
-    code: int | None = None
-    error: str | None = None
-    retry_after: float | None = None
-    reason: str | None = None
-
 
 class Sender(Protocol):
+    """The port of a channel: one attempt at one delivery (the implementations are in ``est_notifier.adapters``)."""
+
     async def send(self, delivery: dict[str, Any], attempt: int) -> AttemptResult: ...
-
-
-class WebhookSender:
-    """POSTs the frozen CloudEvent bytes with the frozen signature and id headers, only where the egress
-    policy allows (``est_notifier.egress``: every connection checked and pinned, no redirects)."""
-
-    def __init__(self, *, egress: Egress, timeout: float) -> None:
-        self.client = egress.client(timeout=timeout)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-    async def send(self, delivery: dict[str, Any], attempt: int) -> AttemptResult:
-        target = delivery["target"]
-        headers = dict(target["headers"])
-        headers["X-EST-Attempt"] = str(attempt)
-        headers["User-Agent"] = "est-lagesbild-notifier/0.1"
-        try:
-            url_host(target["url"])  # a stored URL of a form no longer accepted (user-info, CR/LF) is not sent
-            resp = await self.client.post(target["url"], content=delivery["payload"], headers=headers)
-        except TargetRefused as exc:  # nothing was sent: the ledger must not tell what listens there
-            return AttemptResult("refused", error=f"refused: {REASONS[exc.reason][0]} (EST_NOTIFIER_WEBHOOK_ALLOW)",
-                                 reason=exc.reason)
-        except httpx.TimeoutException as exc:
-            return AttemptResult("retry", error=f"timeout: {exc.__class__.__name__}")
-        except (httpx.TransportError, OSError) as exc:
-            return AttemptResult("retry", error=f"connection: {exc.__class__.__name__}: {str(exc)[:200]}")
-        except httpx.HTTPError as exc:  # invalid URL and the like: no retry helps
-            return AttemptResult("failed", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
-        outcome = classify_status(resp.status_code)
-        retry_after = retry_after_seconds(resp.headers.get("retry-after")) if outcome == "retry" else None
-        error = None if outcome == "delivered" else f"HTTP {resp.status_code}"
-        return AttemptResult(outcome, code=resp.status_code, error=error, retry_after=retry_after)
-
-
-class EmailSender:
-    """Sends the frozen message over SMTP, or writes it to the outbox directory without SMTP."""
-
-    def __init__(self, *, smtp: SmtpConfig | None, outbox: Path, timeout: float = 30.0) -> None:
-        self.smtp, self.outbox, self.timeout = smtp, outbox, timeout
-
-    async def send(self, delivery: dict[str, Any], attempt: int) -> AttemptResult:
-        if self.smtp is None:
-            return await asyncio.to_thread(self._write, delivery)
-        target, cfg = delivery["target"], self.smtp
-        try:
-            await aiosmtplib.send(
-                delivery["payload"], sender=target["from"], recipients=list(target["to"]), hostname=cfg.host,
-                port=cfg.port, username=cfg.username, password=cfg.password, use_tls=cfg.use_tls,
-                start_tls=cfg.start_tls, timeout=self.timeout,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients] or [550]
-            code = min(codes)
-            return AttemptResult(classify_smtp(code), code=code, error="recipients refused")
-        except aiosmtplib.SMTPResponseException as exc:
-            return AttemptResult(classify_smtp(exc.code), code=exc.code, error=f"SMTP {exc.code}: {exc.message[:200]}")
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            return AttemptResult("retry", error=f"{exc.__class__.__name__}: {str(exc)[:200]}")
-        return AttemptResult("delivered", code=250)
-
-    def _write(self, delivery: dict[str, Any]) -> AttemptResult:
-        outbox.write(self.outbox, f"{delivery['id']}.eml", delivery["payload"])  # 0600, atomic
-        return AttemptResult("delivered")
 
 
 @dataclass(frozen=True)
@@ -310,7 +221,7 @@ class DeliveryWorker:
                                   "last_status_code": result.code, "last_error": result.error,
                                   "next_attempt_at": now + delay}
         if status != "pending":
-            values["finished_at"] = db.utcnow()
+            values["finished_at"] = utcnow()
             if is_personal(d):
                 values["payload"] = b""  # the sealed notification is not kept once the delivery is finished
         res = await s.execute(update(t.deliveries).where(t.deliveries.c.id == did, t.deliveries.c.claimed_by == token)
@@ -320,7 +231,7 @@ class DeliveryWorker:
             return None
         await s.execute(t.attempts.insert().values(
             delivery_id=did, subscription_id=d["subscription_id"], event_id=d["event_id"],
-            event_type=d["event_type"], channel=d["channel"], attempt=attempt, at=db.utcnow(),
+            event_type=d["event_type"], channel=d["channel"], attempt=attempt, at=utcnow(),
             status={"pending": "retry"}.get(status, status), response_code=result.code, error=result.error,
             duration_ms=duration_ms))
         if read is not None:  # the opening of the sealed personal data, logged with the attempt it served
@@ -339,7 +250,7 @@ class DeliveryWorker:
             self.metrics.deliveries.labels(channel, "delivered").inc()
             log.info("delivered", extra={"delivery_id": did, "event_id": d["event_id"], "channel": channel,
                                          "subscription_id": d["subscription_id"], "attempt": attempt})
-            event_time = db.aware(d["event_time"])
+            event_time = aware(d["event_time"])
             if event_time is not None:
                 self.metrics.latency.labels(channel).observe(max(0.0, now - event_time.timestamp()))
             close_at = d.get("period_close_at")
@@ -390,75 +301,3 @@ class DeliveryWorker:
                     log.error("subscription paused after dead deliveries", extra={"subscription_id": sub_id})
                     if self.on_paused is not None:  # the owner is told, in the same transaction
                         await self.on_paused(s, sub_id, int(dead or 0))
-
-
-# --- digests -------------------------------------------------------------------------------
-
-async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sender_address: str, max_items: int,
-                        snapshot: Any, metrics: NotifierMetrics | None = None) -> int:
-    """Turn every digest window that has closed into one delivery per subscription; returns how many.
-
-    Each entry is checked again against what the owner may receive now (``snapshot``): entries of kinds
-    they lost are left out, with a ``withheld`` ledger row naming them."""
-    d = tables.digest_items.c
-    async with sessions() as s:
-        groups = (await s.execute(select(d.subscription_id, d.digest_window).where(
-            d.sent.is_(False), d.due_at <= now).distinct())).all()
-    made = 0
-    for sub_id, window in groups:
-        try:
-            async with transaction(sessions) as s:
-                sub = await db.get_subscription(s, tables, sub_id, include_deleted=True)
-                items = [dict(r) for r in (await s.execute(select(tables.digest_items).where(
-                    d.subscription_id == sub_id, d.digest_window == window, d.sent.is_(False))
-                    .order_by(d.event_time, d.id))).mappings()]
-                if not items:
-                    continue
-                await s.execute(update(tables.digest_items).where(d.id.in_([i["id"] for i in items]))
-                                .values(sent=True))
-                if sub is None or sub["deleted_at"] is not None or sub.get("ended_at") is not None:
-                    continue
-                event_id = f"digest:{window}:{items[0]['id']}"  # late stragglers of a closed window get their own
-                items, refused = receivable_digest_items(items, snapshot, sub["owner_id"])
-                if refused:
-                    await s.execute(insert(tables.deliveries).values(**withheld_delivery(
-                        sub, event_id=event_id, event_type="se.est.notification.digest", event_time=db.utcnow(),
-                        kind=", ".join(refused))))
-                    if metrics is not None:
-                        for kind in refused:
-                            metrics.withheld.labels(kind).inc()
-                if not items:
-                    continue
-                event_id += ":part" if refused else ""
-                did = delivery_id(sub_id, event_id)
-                shown, more = items[:max_items], max(0, len(items) - max_items)
-                if sub["channel"]["type"] == "webhook":
-                    body = json.dumps({
-                        "specversion": "1.0", "id": event_id + f":{sub_id}", "source": "/est/notifier",
-                        "type": "se.est.notification.digest", "time": db.utcnow().isoformat(),
-                        "subject": window, "datacontenttype": "application/json",
-                        "data": {"window": window, "events": [i["data"] for i in shown], "more": more},
-                    }, ensure_ascii=False, separators=(",", ":")).encode()
-                    target = {"url": sub["channel"]["url"], "headers": {
-                        "Content-Type": "application/cloudevents+json",
-                        "X-EST-Signature": sign(sub["channel"]["secret"], body),
-                        "X-EST-Delivery": did, "Idempotency-Key": did}}
-                else:
-                    entries: list[Rendered] = [render_event(i["event_type"], i["data"].get("data", {}),
-                                                            sub["language"]) for i in shown]
-                    rendered = render_digest(window.split(":", 1)[-1], entries, more, sub["language"])
-                    body = build_email(rendered, sender=sender_address, to=sub["channel"]["to"], delivery_id=did,
-                                       event_id=event_id, language=sub["language"], date=db.utcnow())
-                    target = {"from": sender_address, "to": [sub["channel"]["to"]]}
-                await db.insert_delivery(s, tables, {
-                    "id": did, "subscription_id": sub_id, "event_id": event_id,
-                    "event_type": "se.est.notification.digest", "event_time": db.aware(shown[0]["event_time"]),
-                    "channel": sub["channel"]["type"], "channel_target": f"{sub['channel_target']}#{sub_id}",
-                    "target": target, "payload": body, "next_attempt_at": min(now, time.time()),
-                })
-                made += 1
-                if metrics is not None:
-                    metrics.created.labels(sub["channel"]["type"]).inc()
-        except IntegrityError:  # another replica made this digest first
-            continue
-    return made

@@ -31,17 +31,19 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from est_shared.clock import utcnow
+from est_shared.errors import Invalid
 from est_shared.periods import DEFAULT_TIMEZONE
 from est_shared.sealed import NOTIFICATION_PURPOSE, PiiCipher, PiiDecryptError, PiiKeyError, open_json, purpose_context
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_notifier import db
-from est_notifier.db import Tables
-from est_notifier.domain import NOTIFICATION_TYPE, PERSONAL_KINDS, Invalid, may_hold_personal, sign
-from est_notifier.egress import NO_ALLOW, AllowList
-from est_notifier.handlers import caller_for
-from est_notifier.receipt import check_personal_channel
-from est_notifier.render import build_email, notification_notice, render_forfeiture_notification
+from est_notifier.deliveries.domain import sign
+from est_notifier.messages.render import build_email, notification_notice, render_forfeiture_notification
+from est_notifier.subscriptions import db as subscription_db
+from est_notifier.subscriptions.domain import NOTIFICATION_TYPE, PERSONAL_KINDS, caller_for, may_hold_personal
+from est_notifier.subscriptions.egress import NO_ALLOW, AllowList
+from est_notifier.subscriptions.receipt import check_personal_channel
+from est_notifier.tables import Tables
 
 log = logging.getLogger("est.notifier")
 
@@ -95,7 +97,7 @@ class PersonalDeliveries:
     async def prepare(self, d: dict[str, Any]) -> Prepared:
         """The delivery with its personal data opened and rendered for the subscription; NotOpened if not."""
         async with self.sessions() as s:
-            sub = await db.get_subscription(s, self.tables, d["subscription_id"], include_deleted=True)
+            sub = await subscription_db.get_subscription(s, self.tables, d["subscription_id"], include_deleted=True)
         if sub is None or sub["deleted_at"] is not None or sub.get("ended_at") is not None:
             raise NotOpened("failed", "subscription gone; personal data not opened")
         try:
@@ -120,7 +122,7 @@ class PersonalDeliveries:
                                                       day=self._when(clear)[:10], link=self.link(pid),
                                                       language=sub["language"])
             out["payload"] = build_email(rendered, sender=self.sender, to=channel["to"], delivery_id=did,
-                                         event_id=d["event_id"], language=sub["language"], date=db.utcnow())
+                                         event_id=d["event_id"], language=sub["language"], date=utcnow())
             out["target"] = {"from": self.sender, "to": [channel["to"]]}
             return Prepared(out, None)
         try:

@@ -1,4 +1,4 @@
-"""Pydantic models of the notifier's HTTP bodies and of subscriptions declared in the organisation file."""
+"""Pydantic models of subscriptions' HTTP bodies and of subscriptions declared in the organisation file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from est_shared.freetext import free_text_errors, has_control_characters
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from est_notifier.domain import WEBHOOK_URL_MAX, webhook_url_problem
+from est_notifier.subscriptions.domain import WEBHOOK_URL_MAX, webhook_url_problem
 
 EventName = Literal["picture.published", "alert.raised", "alert.resolved", "analysis.published",
                     "forfeiture.notification_due"]
@@ -130,40 +130,6 @@ class SubscriptionOut(BaseModel):
     updated_at: datetime
 
 
-class AttemptOut(BaseModel):
-    attempt: int
-    at: datetime
-    status: str = Field(description="delivered | retry | failed | refused (the webhook target is not allowed: "
-                        "nothing was sent) | dead | cancelled")
-    response_code: int | None
-    error: str | None
-    duration_ms: int | None
-    delivery_id: str
-    subscription_id: str
-    event_id: str
-    event_type: str
-    channel: str
-
-
-class DeliveryOut(BaseModel):
-    delivery_id: str = Field(description="Stable id; also X-EST-Delivery and Idempotency-Key")
-    subscription_id: str
-    event_id: str
-    event_type: str
-    channel: str
-    target: str
-    status: str = Field(description="pending | delivering | delivered | failed | refused (the egress policy "
-                        "refused the webhook target; nothing was sent and the subscription is paused) | dead | "
-                        "cancelled (its subscription ended) | ended (the row recording that a subscription ended) | "
-                        "withheld (not sent: the owner may not receive this kind now)")
-    attempts: int
-    last_status_code: int | None
-    last_error: str | None
-    created_at: datetime
-    finished_at: datetime | None
-    attempt_log: list[AttemptOut] = Field(description="One row per attempt")
-
-
 class DeclaredChannelWebhook(_In):
     type: Literal["webhook"]
     url: WebhookUrl
@@ -192,20 +158,3 @@ class DeclaredSubscription(_In):
     digest: Literal["immediate", "period"] = "immediate"
     language: Literal["sv", "en"] = "sv"
     min_severity: Literal["info", "warning", "critical"] | None = None
-
-
-class PersonalReadOut(BaseModel):
-    """One opening of sealed personal data to deliver a notification to social services."""
-
-    id: int
-    at: datetime
-    protocol_id: str
-    event_id: str
-    delivery_id: str
-    attempt: int
-    subscription_id: str
-    owner_id: str = Field(description="the person the data was delivered for")
-    channel: str
-    target: str
-    purpose: str = Field(examples=["social_services_notification"])
-    outcome: str = Field(description="outcome of the attempt: delivered | retry | failed | refused | dead")

@@ -1,0 +1,1 @@
+"""What speaks a wire protocol or a driver directly: the webhook transport, the SMTP sender, the mail outbox."""

@@ -1,0 +1,1 @@
+"""What goes out: the delivery ledger, fan-out, retries, digests, reminders and notices, personal data."""

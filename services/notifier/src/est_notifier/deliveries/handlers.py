@@ -1,0 +1,416 @@
+"""Use cases of the delivery ledger as plain async functions: fan-out, digests, cancelling, the ledger's queries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from est_shared.bus import encode
+from est_shared.clock import utcnow
+from est_shared.db import mark_processed, transaction
+from est_shared.errors import Forbidden, NotFound
+from est_shared.events import CloudEvent
+from est_shared.org import period_deadline
+from est_shared.periods import Period, PeriodError
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from est_notifier.deliveries import db
+from est_notifier.deliveries.domain import delivery_id, sign
+from est_notifier.messages.render import Rendered, build_email, render_digest, render_event
+from est_notifier.metrics import NotifierMetrics
+from est_notifier.subscriptions import db as subscription_db
+from est_notifier.subscriptions.domain import (
+    END_REASONS,
+    NOTIFICATION_TYPE,
+    PERSONAL_KINDS,
+    Audience,
+    Caller,
+    Scope,
+    SubscriptionView,
+    audience_for,
+    caller_for,
+    event_kind,
+    matches,
+    recipients,
+    render_for,
+)
+from est_notifier.subscriptions.receipt import may_receive, message_scope
+from est_notifier.tables import Sessions, Tables, aware
+
+log = logging.getLogger("est.notifier")
+
+
+# --- the ledger's rows ----------------------------------------------------------------------
+
+def ledger_target(channel: dict[str, Any]) -> dict[str, Any]:
+    """Where a ledger row that sends nothing says it would have gone: the URL or the address."""
+    return {"url": channel.get("url")} if channel.get("type") == "webhook" else {"to": [channel.get("to", "")]}
+
+
+async def end_subscription(s: AsyncSession, tables: Tables, row: dict[str, Any], reason: str) -> bool:
+    """End one subscription visibly (in the caller's transaction): status ended, a ledger row, and its
+    pending deliveries and digest entries cancelled with a ledger row each. False if already ended."""
+    c = tables.subscriptions.c
+    now = utcnow()
+    res = await s.execute(update(tables.subscriptions).where(c.id == row["id"], c.ended_at.is_(None))
+                          .values(ended_at=now, ended_reason=reason, updated_at=now))
+    if int(getattr(res, "rowcount", 0) or 0) != 1:
+        return False
+    text = END_REASONS[reason][0]
+    channel = row["channel"]
+    event_id = f"subscription-ended:{row['id']}:{int(now.timestamp() * 1000)}"
+    await s.execute(insert(tables.deliveries).values(
+        id=delivery_id(row["id"], event_id), subscription_id=row["id"], event_id=event_id,
+        event_type="se.est.notifier.subscription.ended", event_time=now, channel=channel.get("type", "webhook"),
+        channel_target=f"{row['channel_target']}#ended:{row['id']}", target=ledger_target(channel), payload=b"",
+        status="ended",
+        attempts=0, next_attempt_at=0.0, last_error=text, created_at=now, finished_at=now))
+    await cancel_pending(s, tables, subscription_id=row["id"], reason=f"cancelled: {text}")
+    d = tables.digest_items.c
+    await s.execute(update(tables.digest_items).where(d.subscription_id == row["id"], d.sent.is_(False))
+                    .values(sent=True))
+    return True
+
+
+async def cancel_pending(s: AsyncSession, tables: Tables, *, subscription_id: str, reason: str,
+                         delivery_ids: list[str] | None = None) -> int:
+    """Cancel a subscription's deliveries that have not gone out yet, each with a ledger row."""
+    c = tables.deliveries.c
+    q = select(c.id, c.attempts, c.event_id, c.event_type, c.channel).where(
+        c.subscription_id == subscription_id, c.status.in_(("pending", "delivering")))
+    if delivery_ids is not None:
+        q = q.where(c.id.in_(delivery_ids))
+    rows = (await s.execute(q)).all()
+    now = utcnow()
+    for did, attempts, event_id, event_type, channel in rows:
+        wipe = {"payload": b""} if event_type == NOTIFICATION_TYPE else {}  # no sealed personal data kept
+        await s.execute(update(tables.deliveries).where(c.id == did).values(
+            status="cancelled", claimed_until=None, claimed_by=None, last_error=reason, finished_at=now, **wipe))
+        await s.execute(tables.attempts.insert().values(
+            delivery_id=did, subscription_id=subscription_id, event_id=event_id, event_type=event_type,
+            channel=channel, attempt=int(attempts) + 1, at=now, status="cancelled", error=reason))
+    return len(rows)
+
+
+def withheld_delivery(row: dict[str, Any], *, event_id: str, event_type: str, event_time: datetime,
+                      kind: str) -> dict[str, Any]:
+    """The ledger row saying that an event was not sent to a subscription whose owner may not receive it now
+    (nothing is sent; the row makes it visible to the owner and admins)."""
+    now = utcnow()
+    return {
+        "id": delivery_id(row["id"], event_id), "subscription_id": row["id"], "event_id": event_id,
+        "event_type": event_type, "event_time": event_time, "channel": row["channel"].get("type", "webhook"),
+        "channel_target": f"{row['channel_target']}#withheld:{row['id']}", "target": ledger_target(row["channel"]),
+        "payload": b"",
+        "status": "withheld", "attempts": 0, "next_attempt_at": 0.0, "created_at": now, "finished_at": now,
+        "last_error": f"not sent: the owner may not receive {kind} (roles, areas or membership) / "
+                      f"inte skickat: ägaren får inte ta emot {kind} (roller, områden eller medlemskap)",
+    }
+
+
+# --- fan-out -------------------------------------------------------------------------------
+
+def event_scope(event: CloudEvent[Any]) -> Scope | None:
+    """Municipality, area and severity of a deliverable event; None for other types."""
+    kind = event_kind(event.type)
+    if kind is None:
+        return None
+    data = event.data
+    if kind == "picture.published":
+        return Scope(kind, data.picture.municipality_id, data.picture.area_id)
+    if kind.startswith("alert."):
+        return Scope(kind, data.municipality_id, data.area_id, data.severity)
+    return Scope(kind, data.municipality_id, None)  # analyses; notifications go to the whole municipality
+
+
+def period_close(event: CloudEvent[Any], snapshot: Any) -> float | None:
+    """The period's deadline (epoch seconds) of a first published picture; None for anything else or unknown."""
+    if event_kind(event.type) != "picture.published" or event.data.picture.version != 1 or snapshot is None:
+        return None
+    pic = event.data.picture
+    mun = snapshot.municipalities.get(pic.municipality_id)
+    if mun is None:
+        return None
+    try:
+        return period_deadline(mun, Period.parse(pic.period)).timestamp()
+    except (PeriodError, ValueError):
+        return None
+
+
+def view_of(row: dict[str, Any]) -> SubscriptionView:
+    return SubscriptionView(
+        id=row["id"], municipality_id=row["municipality_id"], area_ids=tuple(row["area_ids"] or ()),
+        events=tuple(row["events"]), channel_target=row["channel_target"], paused=bool(row["paused"]),
+        min_severity=row["min_severity"], created_at=float(row["created_seq"]), extra={"row": row},
+    )
+
+
+def digest_window(event: CloudEvent[Any]) -> str:
+    """The period a digest entry closes with: the event's own period."""
+    data = event.data
+    period = data.picture.period if hasattr(data, "picture") else getattr(data, "period", "")
+    return f"{data.picture.municipality_id if hasattr(data, 'picture') else data.municipality_id}:{period}"
+
+
+def personalise(event_json: dict[str, Any], kind: str, who: Audience) -> dict[str, Any] | None:
+    """The event as this recipient may see it, or None when it is the same as the original."""
+    data = event_json.get("data")
+    if not isinstance(data, dict):
+        return None
+    seen = render_for(kind, data, who)
+    return None if seen == data else {**event_json, "data": seen}
+
+
+def dump_event(doc: dict[str, Any]) -> bytes:
+    """Compact JSON bytes of a (personalised) CloudEvent."""
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def freeze_webhook(event_bytes: bytes, *, row: dict[str, Any], did: str) -> tuple[dict[str, Any], bytes]:
+    """Target and exact bytes of a webhook delivery (the signature is part of what is frozen)."""
+    channel = row["channel"]
+    headers = {"Content-Type": "application/cloudevents+json", "X-EST-Signature": sign(channel["secret"], event_bytes),
+               "X-EST-Delivery": did, "Idempotency-Key": did}
+    return {"url": channel["url"], "headers": headers}, event_bytes
+
+
+def freeze_email(event_type: str, event_id: str, data: dict[str, Any], *, row: dict[str, Any], did: str,
+                 sender: str, now: datetime) -> tuple[dict[str, Any], bytes]:
+    """Target and exact bytes of an e-mail delivery."""
+    to = row["channel"]["to"]
+    rendered = render_event(event_type, data, row["language"])
+    body = build_email(rendered, sender=sender, to=to, delivery_id=did, event_id=event_id,
+                       language=row["language"], date=now)
+    return {"from": sender, "to": [to]}, body
+
+
+async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables, consumer: str, sender: str,
+                  snapshot: Any, now: Callable[[], datetime] = utcnow,
+                  digest_due: Callable[[str, str], float] | None = None,
+                  on_withheld: Callable[[str], None] | None = None) -> list[str]:
+    """Create one frozen delivery per matching subscription and channel target; returns their channels.
+
+    Only subscriptions whose owner may receive the event now (``subscriptions.receipt.may_receive``, ``snapshot``)
+    take part; a matching one whose owner may not gets a ``withheld`` ledger row instead (and
+    ``on_withheld(kind)``). Each delivery holds the event as its subscription's owner may see it
+    (``subscriptions.domain.render_for``), rendered once, now: retries send these bytes. A notification with personal
+    data is the exception (``est_notifier.deliveries.personal``): it is never held for a digest, and it is stored
+    still sealed, to be opened and rendered when it is sent.
+    """
+    scope = event_scope(event)
+    async with transaction(sessions) as s:
+        if not await mark_processed(s, tables.processed, consumer=consumer, event_id=event.id):
+            return []
+        if scope is None:
+            return []
+        rows = await subscription_db.candidate_subscriptions(s, tables, scope.municipality_id)
+        close_at = period_close(event, snapshot)
+        event_bytes = encode(event)
+        event_json: dict[str, Any] = json.loads(event_bytes)
+        created: list[str] = []
+        allowed: list[SubscriptionView] = []
+        refused: list[SubscriptionView] = []
+        for r in rows:
+            view = view_of(r)
+            if not matches(view, scope):
+                continue
+            owner = caller_for(snapshot, r["owner_id"])
+            (allowed if may_receive(owner, scope.kind, scope.municipality_id, scope.area_id) else refused).append(view)
+        chosen = recipients(allowed, scope)
+        done_subs, done_targets = await db.already_sent(s, tables, event.id) if rows else (set(), set())
+        new_deliveries: list[dict[str, Any]] = []
+        withheld: list[dict[str, Any]] = []
+        for view in refused:
+            kept: dict[str, Any] = view.extra["row"]
+            if kept["id"] not in done_subs:
+                withheld.append(withheld_delivery(kept, event_id=event.id, event_type=event.type,
+                                                  event_time=event.time, kind=scope.kind))
+                log.warning("event withheld: the subscription's owner may not receive it", extra={
+                    "subscription_id": kept["id"], "event_id": event.id, "kind": scope.kind})
+                if on_withheld is not None:
+                    on_withheld(scope.kind)
+        for view in chosen:
+            row: dict[str, Any] = view.extra["row"]
+            if row["id"] in done_subs or row["channel_target"] in done_targets:
+                continue
+            if scope.kind in PERSONAL_KINDS:
+                channel = row["channel"]
+                new_deliveries.append({
+                    "id": delivery_id(row["id"], event.id), "subscription_id": row["id"], "event_id": event.id,
+                    "event_type": event.type, "event_time": event.time, "channel": channel["type"],
+                    "channel_target": row["channel_target"],
+                    "target": {"url": channel["url"]} if channel["type"] == "webhook" else {"to": [channel["to"]]},
+                    "payload": event_bytes, "next_attempt_at": now().timestamp(), "status": "pending",
+                    "attempts": 0, "created_at": utcnow(), "period_close_at": close_at})
+                created.append(channel["type"])
+                continue
+            seen = personalise(event_json, scope.kind, audience_for(snapshot, row["owner_id"]))
+            doc = seen or event_json
+            if row["digest"] == "period" and digest_due is not None:
+                window = digest_window(event)
+                await s.execute(tables.digest_items.insert().values(
+                    subscription_id=row["id"], event_id=event.id, channel_target=row["channel_target"],
+                    digest_window=window, due_at=digest_due(scope.municipality_id, window.split(":", 1)[1]),
+                    event_type=event.type, event_time=event.time, data=doc, sent=False))
+                continue
+            did = delivery_id(row["id"], event.id)
+            if row["channel"]["type"] == "webhook":
+                target, payload = freeze_webhook(dump_event(seen) if seen else event_bytes, row=row, did=did)
+            else:
+                target, payload = freeze_email(event.type, event.id, doc["data"], row=row, did=did, sender=sender,
+                                               now=now())
+            new_deliveries.append({
+                "id": did, "subscription_id": row["id"], "event_id": event.id, "event_type": event.type,
+                "event_time": event.time, "channel": row["channel"]["type"], "channel_target": row["channel_target"],
+                "target": target, "payload": payload, "next_attempt_at": now().timestamp(), "status": "pending",
+                "attempts": 0, "created_at": utcnow(), "period_close_at": close_at,
+            })
+            created.append(row["channel"]["type"])
+        for batch in (new_deliveries, withheld):  # one statement per shape of row
+            if batch:
+                await s.execute(insert(tables.deliveries), batch)
+    return created
+
+
+# --- digests -------------------------------------------------------------------------------
+
+def receivable_digest_items(items: list[dict[str, Any]], snapshot: Any,
+                            owner_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The digest entries the owner may receive now, rendered as they may see them, and the kinds withheld."""
+    owner, who = caller_for(snapshot, owner_id), audience_for(snapshot, owner_id)
+    kept, withheld = [], []
+    for item in items:
+        kind = event_kind(item["event_type"]) or item["event_type"]
+        doc = item["data"]
+        data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+        if may_receive(owner, kind, *message_scope(kind, data)):
+            kept.append({**item, "data": {**doc, "data": render_for(kind, data, who)}})
+        else:
+            withheld.append(kind)
+    return kept, sorted(set(withheld))
+
+
+async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sender_address: str, max_items: int,
+                        snapshot: Any, metrics: NotifierMetrics | None = None) -> int:
+    """Turn every digest window that has closed into one delivery per subscription; returns how many.
+
+    Each entry is checked again against what the owner may receive now (``snapshot``): entries of kinds
+    they lost are left out, with a ``withheld`` ledger row naming them."""
+    d = tables.digest_items.c
+    async with sessions() as s:
+        groups = (await s.execute(select(d.subscription_id, d.digest_window).where(
+            d.sent.is_(False), d.due_at <= now).distinct())).all()
+    made = 0
+    for sub_id, window in groups:
+        try:
+            async with transaction(sessions) as s:
+                sub = await subscription_db.get_subscription(s, tables, sub_id, include_deleted=True)
+                items = [dict(r) for r in (await s.execute(select(tables.digest_items).where(
+                    d.subscription_id == sub_id, d.digest_window == window, d.sent.is_(False))
+                    .order_by(d.event_time, d.id))).mappings()]
+                if not items:
+                    continue
+                await s.execute(update(tables.digest_items).where(d.id.in_([i["id"] for i in items]))
+                                .values(sent=True))
+                if sub is None or sub["deleted_at"] is not None or sub.get("ended_at") is not None:
+                    continue
+                event_id = f"digest:{window}:{items[0]['id']}"  # late stragglers of a closed window get their own
+                items, refused = receivable_digest_items(items, snapshot, sub["owner_id"])
+                if refused:
+                    await s.execute(insert(tables.deliveries).values(**withheld_delivery(
+                        sub, event_id=event_id, event_type="se.est.notification.digest", event_time=utcnow(),
+                        kind=", ".join(refused))))
+                    if metrics is not None:
+                        for kind in refused:
+                            metrics.withheld.labels(kind).inc()
+                if not items:
+                    continue
+                event_id += ":part" if refused else ""
+                did = delivery_id(sub_id, event_id)
+                shown, more = items[:max_items], max(0, len(items) - max_items)
+                if sub["channel"]["type"] == "webhook":
+                    body = json.dumps({
+                        "specversion": "1.0", "id": event_id + f":{sub_id}", "source": "/est/notifier",
+                        "type": "se.est.notification.digest", "time": utcnow().isoformat(),
+                        "subject": window, "datacontenttype": "application/json",
+                        "data": {"window": window, "events": [i["data"] for i in shown], "more": more},
+                    }, ensure_ascii=False, separators=(",", ":")).encode()
+                    target = {"url": sub["channel"]["url"], "headers": {
+                        "Content-Type": "application/cloudevents+json",
+                        "X-EST-Signature": sign(sub["channel"]["secret"], body),
+                        "X-EST-Delivery": did, "Idempotency-Key": did}}
+                else:
+                    entries: list[Rendered] = [render_event(i["event_type"], i["data"].get("data", {}),
+                                                            sub["language"]) for i in shown]
+                    rendered = render_digest(window.split(":", 1)[-1], entries, more, sub["language"])
+                    body = build_email(rendered, sender=sender_address, to=sub["channel"]["to"], delivery_id=did,
+                                       event_id=event_id, language=sub["language"], date=utcnow())
+                    target = {"from": sender_address, "to": [sub["channel"]["to"]]}
+                await db.insert_delivery(s, tables, {
+                    "id": did, "subscription_id": sub_id, "event_id": event_id,
+                    "event_type": "se.est.notification.digest", "event_time": aware(shown[0]["event_time"]),
+                    "channel": sub["channel"]["type"], "channel_target": f"{sub['channel_target']}#{sub_id}",
+                    "target": target, "payload": body, "next_attempt_at": min(now, time.time()),
+                })
+                made += 1
+                if metrics is not None:
+                    metrics.created.labels(sub["channel"]["type"]).inc()
+        except IntegrityError:  # another replica made this digest first
+            continue
+    return made
+
+
+# --- queries -------------------------------------------------------------------------------
+
+async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscription_id: str | None,
+                 event_id: str | None, limit: int = 200) -> list[dict[str, Any]]:
+    """Deliveries with their attempts, for the owner of the subscription or an admin."""
+    async with sessions() as s:
+        if subscription_id:
+            row = await subscription_db.get_subscription(s, tables, subscription_id, include_deleted=True)
+            if row is None:
+                raise NotFound(f"Ingen prenumeration {subscription_id}.", f"No subscription {subscription_id}.")
+            if not caller.admin and row["owner_id"] != caller.person_id:
+                raise Forbidden("Prenumerationen tillhör någon annan.",
+                                "This subscription belongs to someone else.")
+            ids: list[str] | None = [subscription_id]
+        elif caller.admin:
+            ids = None
+        else:
+            ids = [r["id"] for r in await subscription_db.list_subscriptions(s, tables, owner_id=caller.person_id)]
+        rows = await db.list_deliveries(s, tables, subscription_ids=ids, event_id=event_id, limit=limit)
+    out = []
+    for r in rows:
+        target = r["target"]
+        out.append({
+            "delivery_id": r["id"], "subscription_id": r["subscription_id"], "event_id": r["event_id"],
+            "event_type": r["event_type"], "channel": r["channel"],
+            "target": target.get("url") if r["channel"] == "webhook" else ", ".join(target.get("to", [])),
+            "status": r["status"], "attempts": r["attempts"], "last_status_code": r["last_status_code"],
+            "last_error": r["last_error"], "created_at": aware(r["created_at"]),
+            "finished_at": aware(r["finished_at"]),
+            "attempt_log": [{
+                "attempt": a["attempt"], "at": aware(a["at"]), "status": a["status"],
+                "response_code": a["response_code"], "error": a["error"], "duration_ms": a["duration_ms"],
+                "delivery_id": a["delivery_id"], "subscription_id": a["subscription_id"],
+                "event_id": a["event_id"], "event_type": a["event_type"], "channel": a["channel"],
+            } for a in r["attempt_log"]],
+        })
+    return out
+
+
+async def personal_data_log(*, sessions: Sessions, tables: Tables, caller: Caller, protocol_id: str | None,
+                            subscription_id: str | None, limit: int = 200) -> list[dict[str, Any]]:
+    """Who personal data of which protocol was opened for and delivered to (admins only)."""
+    if not caller.admin:
+        raise Forbidden("Bara en administratör får läsa loggen över personuppgifter.",
+                        "Only an admin may read the personal-data log.")
+    async with sessions() as s:
+        return await db.personal_reads(s, tables, protocol_id=protocol_id, subscription_id=subscription_id,
+                                       limit=limit)

@@ -1,0 +1,58 @@
+"""Pydantic models of the ledger's and the personal-data log's HTTP answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    at: datetime
+    status: str = Field(description="delivered | retry | failed | refused (the webhook target is not allowed: "
+                        "nothing was sent) | dead | cancelled")
+    response_code: int | None
+    error: str | None
+    duration_ms: int | None
+    delivery_id: str
+    subscription_id: str
+    event_id: str
+    event_type: str
+    channel: str
+
+
+class DeliveryOut(BaseModel):
+    delivery_id: str = Field(description="Stable id; also X-EST-Delivery and Idempotency-Key")
+    subscription_id: str
+    event_id: str
+    event_type: str
+    channel: str
+    target: str
+    status: str = Field(description="pending | delivering | delivered | failed | refused (the egress policy "
+                        "refused the webhook target; nothing was sent and the subscription is paused) | dead | "
+                        "cancelled (its subscription ended) | ended (the row recording that a subscription ended) | "
+                        "withheld (not sent: the owner may not receive this kind now)")
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    attempt_log: list[AttemptOut] = Field(description="One row per attempt")
+
+
+class PersonalReadOut(BaseModel):
+    """One opening of sealed personal data to deliver a notification to social services."""
+
+    id: int
+    at: datetime
+    protocol_id: str
+    event_id: str
+    delivery_id: str
+    attempt: int
+    subscription_id: str
+    owner_id: str = Field(description="the person the data was delivered for")
+    channel: str
+    target: str
+    purpose: str = Field(examples=["social_services_notification"])
+    outcome: str = Field(description="outcome of the attempt: delivered | retry | failed | refused | dead")

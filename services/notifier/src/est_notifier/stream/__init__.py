@@ -1,0 +1,1 @@
+"""The live stream for dashboards: ``GET /v1/stream`` as server-sent events."""
