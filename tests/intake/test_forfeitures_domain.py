@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from est_intake.domain import build_snapshot, principal_for
-from est_intake.forfeiture_domain import (
+from est_intake.forfeitures.domain import (
     MALFORMED_ID,
     AnonymousBudget,
     ForfeitureIn,
@@ -23,6 +22,7 @@ from est_intake.forfeiture_domain import (
     purpose_problem,
     validate_protocol,
 )
+from est_intake.org.domain import build_snapshot, principal_for
 from pydantic import ValidationError
 
 from tests.security.support import born_years_ago, forfeiture_org, pnr, protocol

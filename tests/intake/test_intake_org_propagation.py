@@ -11,7 +11,7 @@ import httpx
 import yaml
 from est_aggregator.app import create_app as aggregator_app
 from est_aggregator.settings import AggregatorSettings
-from est_intake import db
+from est_intake.org import db
 from est_shared.db import add_to_outbox, transaction
 from est_shared.events import OrgChanged, new_event
 from est_shared.natsserver import NatsServer

@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from est_intake.domain import ReportIn, ReportRejected, build_snapshot, principal_for, validate_report
+from est_intake.org.domain import build_snapshot, principal_for
+from est_intake.reports.domain import ReportIn, ReportRejected, validate_report
 from est_shared.checklists import DEFAULT_MAX_COUNT, EST_STANDARD_1, Checklist, ChecklistItem
 from est_shared.natsserver import NatsServer
 from pydantic import ValidationError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +29,29 @@ from est_shared.org import OrgSnapshot, SnapshotBlob, snapshot_version
 from est_shared.runtime import ServiceRuntime
 from est_shared.subjects import ORG_CHANGED
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from prometheus_client import Gauge
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from est_intake import db
-from est_intake.api import ORG_PATH, IntakeContext, build_router
+from est_intake.adapters.fastpath import ReportsFastPath
 from est_intake.consumers import register as register_bus
-from est_intake.domain import parse_org_text
-from est_intake.forfeitures import install_forfeitures
-from est_intake.handlers import (
-    IntakeMetrics,
-    OrgApplied,
-    StartupFile,
-    StoreSnapshot,
-    apply_org,
-    org_event,
-    unchanged_startup_file,
+from est_intake.forfeitures import db as fdb
+from est_intake.forfeitures.api import build_forfeiture_router
+from est_intake.forfeitures.handlers import (
+    ForfeitureDeps,
+    Publish,
+    _secret,
+    _timezone,
+    record_credential_changes,
+    run_upkeep,
 )
+from est_intake.forfeitures.pii import load_cipher
+from est_intake.metrics import ForfeitureMetrics, IntakeMetrics
+from est_intake.org import db
+from est_intake.org.domain import parse_org_text
+from est_intake.org.handlers import OrgApplied, StartupFile, StoreSnapshot, apply_org, org_event, unchanged_startup_file
+from est_intake.reports import db as reports_db
+from est_intake.reports.api import BATCH_PATH, ORG_PATH, REPORTS_PATH, IntakeContext, build_router
 from est_intake.settings import IntakeSettings
 
 Settings = IntakeSettings
@@ -101,7 +108,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     ctx = IntakeContext(runtime=runtime, sessions=sessions, metrics=metrics, publish=publish, wake=wake,
                         concurrency=settings.publish_concurrency, max_batch=settings.max_batch,
                         store_snapshot=store, on_org_put=startup_file.applied_by_hand)
-    runtime.app.include_router(build_router(ctx))
+    router = build_router(ctx)
+    runtime.app.include_router(router)
+    posts = {r.path: r for r in router.routes if isinstance(r, APIRoute) and "POST" in r.methods}
+    runtime.app.add_middleware(ReportsFastPath, ctx=ctx, route=posts[REPORTS_PATH],  # type: ignore[arg-type]
+                               batch_route=posts[BATCH_PATH])
     runtime.app.state.intake = ctx
     register_bus(runtime)
     install_forfeitures(runtime, settings=settings, engine=engine, sessions=sessions, publish=publish)
@@ -110,7 +121,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         async with engine.begin() as conn:
             await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
-            await conn.run_sync(db.drop_unused_indexes)
+            await conn.run_sync(reports_db.metadata.create_all)
+            await conn.run_sync(reports_db.drop_unused_indexes)
         r = runtime.outbox_relay(sessions=sessions, table=db.outbox,
                                  on_published=lambda subject: runtime.metrics.published.labels("outbox").inc())
         relay["r"] = r
@@ -241,3 +253,28 @@ async def _reconcile_org(runtime: ServiceRuntime, sessions: Any, store: StoreSna
         except BusUnavailable:
             async with transaction(sessions) as s:  # leave it to the outbox relay
                 await add_to_outbox(s, db.outbox, ORG_CHANGED, event.model_copy(update={"id": f"{event.id}:r"}))
+
+
+
+def install_forfeitures(runtime: ServiceRuntime, *, settings: Any, engine: AsyncEngine,
+                        sessions: async_sessionmaker[AsyncSession], publish: Publish) -> ForfeitureDeps:
+    """Wire forfeiture protocols into the intake: routes, tables and key at start, the upkeep job."""
+    deps = ForfeitureDeps(sessions=sessions, publish=publish, metrics=ForfeitureMetrics(runtime.registry),
+                          retention=timedelta(days=settings.forfeiture_retention_days),
+                          timezone_of=lambda m: _timezone(runtime.directory.snapshot, m))
+    runtime.app.include_router(build_forfeiture_router(deps, runtime))
+    app: FastAPI = runtime.app
+    app.state.forfeitures = deps
+
+    async def start() -> None:
+        deps.cipher = load_cipher(_secret(settings.pii_key), data_dir=settings.data_dir)
+        async with engine.begin() as conn:
+            await fdb.create_tables(conn)
+        runtime.spawn(run_upkeep(deps=deps, interval=settings.forfeiture_upkeep_interval), "forfeiture-upkeep")
+
+    async def org_changed(snapshot: OrgSnapshot) -> None:
+        await record_credential_changes(snapshot, deps=deps)
+
+    runtime.on_start(start)
+    runtime.on_org_changed(org_changed)
+    return deps

@@ -1,10 +1,10 @@
 """Field-by-field encryption of personal data at rest (AES-256-GCM), keys from ``EST_PII_KEY``.
 
 Key format: ``EST_PII_KEY`` is a comma-separated list of keys, each 32 random bytes in URL-safe
-base64 (44 characters, e.g. from ``python -m est_intake.pii new-key`` or ``Fernet.generate_key()``).
+base64 (44 characters, e.g. from ``python -m est_intake.forfeitures.pii new-key`` or ``Fernet.generate_key()``).
 The FIRST key encrypts; ALL keys decrypt. To rotate: put a new key first (``EST_PII_KEY=NEW,OLD``),
 restart, re-encrypt the stored rows (``POST /v1/admin/forfeitures/reencrypt`` or
-``python -m est_intake.pii reencrypt``), then drop the old key.
+``python -m est_intake.forfeitures.pii reencrypt``), then drop the old key.
 
 A ciphertext is ``v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>``. The key id is a hash of the
 key (it names the key, it reveals nothing about it), so decrypting never tries keys blindly and
@@ -53,7 +53,8 @@ def load_cipher(pii_key: str | None, *, data_dir: Path) -> PiiCipher:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m est_intake.pii new-key | reencrypt``: make a key, or re-encrypt stored rows under the first key."""
+    """``python -m est_intake.forfeitures.pii new-key | reencrypt``: make a key, or re-encrypt stored rows under the
+    first key."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args == ["new-key"]:
         print(generate_key())
@@ -62,12 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         import asyncio
         import json
 
-        from est_intake.forfeitures import reencrypt_database
+        from est_intake.forfeitures.handlers import reencrypt_database
         from est_intake.settings import IntakeSettings
 
         print(json.dumps(asyncio.run(reencrypt_database(IntakeSettings()))))
         return 0
-    print("usage: python -m est_intake.pii new-key | reencrypt", file=sys.stderr)
+    print("usage: python -m est_intake.forfeitures.pii new-key | reencrypt", file=sys.stderr)
     return 2
 
 

@@ -4,79 +4,53 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Any
 
 from est_shared.bus import BusUnavailable
 from est_shared.checklists import LEVELS, Checklist
-from est_shared.errors import DomainError
 from est_shared.http import (
     PROBLEM,
-    BodySizeLimit,
-    CorrelationId,
-    HttpMetrics,
     Problem,
-    RequestGuard,
-    domain_problem,
-    problem_response,
     require_role,
 )
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.periods import current_period
 from est_shared.runtime import ServiceRuntime
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.requests import Request as StarletteRequest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from est_intake import db
-from est_intake.domain import (
+from est_intake.adapters.jetstream import JetStreamReports
+from est_intake.adapters.ledger import ReportLedger
+from est_intake.http import (
+    Caller,
+    JsonBodyRoute,
+    _field,
+    _message,
+    inline_schema,
+    parse_json_body,
+)
+from est_intake.metrics import IntakeMetrics
+from est_intake.org import db as org_db
+from est_intake.org.domain import OrgInvalid, OrgSyntaxError, parse_org_json, parse_org_text, principal_for
+from est_intake.org.handlers import OrgApplied, StoreSnapshot, apply_org
+from est_intake.reports.domain import (
     ACCEPTED_KEYS,
-    MAX_SHOWN,
-    UUID_HINT,
-    UUID_PATTERN,
     ImportReportIn,
-    OrgInvalid,
-    OrgSyntaxError,
     ReportIn,
     ReportRejected,
     check_import_time,
     content_hash,
-    parse_org_json,
-    parse_org_text,
-    principal_for,
 )
-from est_intake.handlers import (
-    RETRY_AFTER,
-    IntakeMetrics,
-    JetStreamReports,
-    OrgApplied,
-    Outcome,
-    Publish,
-    StoreSnapshot,
-    Submission,
-    apply_org,
-    problem,
-    rejected,
-    submit_reports,
-)
+from est_intake.reports.handlers import RETRY_AFTER, Outcome, Publish, Submission, problem, rejected, submit_reports
 
 MAX_BATCH = 500
 ORG_PATH = "/v1/admin/org"
 
-
-async def current_principal(request: Request) -> Principal:
-    """The authenticated caller (bearer token against the intake's own directory), else 401."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    return await runtime.principal(request)
-
-
-Caller = Annotated[Principal, Depends(current_principal)]
 
 
 @dataclass
@@ -90,14 +64,14 @@ class IntakeContext:
     wake: Callable[[], None]
     concurrency: int = 64
     max_batch: int = MAX_BATCH
-    ledger: db.ReportLedger | None = None
+    ledger: ReportLedger | None = None
     reports_bus: JetStreamReports | None = None
     store_snapshot: StoreSnapshot | None = None
     on_org_put: Callable[[bytes, OrgApplied, async_sessionmaker[AsyncSession]], Awaitable[None]] | None = None
 
     def __post_init__(self) -> None:
         if self.ledger is None:
-            self.ledger = db.ReportLedger(self.sessions.kw["bind"])
+            self.ledger = ReportLedger(self.sessions.kw["bind"])
         if self.reports_bus is None:
             timeout = float(getattr(self.runtime.settings, "publish_timeout", 5.0))
             self.reports_bus = JetStreamReports(self.runtime, self.metrics, timeout=timeout)
@@ -128,6 +102,7 @@ class IntakeContext:
                 self._principals.clear()
             self._principals[authorization] = found
         return found
+
 
 
 class _HeadersOnly:
@@ -198,18 +173,6 @@ def _outcome_response(o: Outcome) -> JSONResponse:
         return JSONResponse(o.body, status_code=202)
     return JSONResponse(o.body, status_code=o.status, media_type=PROBLEM, headers=o.headers)
 
-
-def _field(loc: Any, *prefix: str) -> str:
-    """A validation error's location as a field name; a long part (a dict key someone sent) is cut short."""
-    parts = [*prefix, *(str(x) for x in loc or ())]
-    return ".".join(p if len(p) <= MAX_SHOWN else p[:MAX_SHOWN] + "…" for p in parts)
-
-
-def _message(error: Any) -> str:
-    """A validation error's message; an id that is not a UUID is told so, not shown the pattern."""
-    if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == UUID_PATTERN:
-        return UUID_HINT
-    return str(error.get("msg", ""))
 
 
 def _invalid_item(exc: ValidationError) -> Outcome:
@@ -293,75 +256,6 @@ def _checklist_view(checklist: Checklist, snapshot: OrgSnapshot, principal: Prin
         "areas": _caller_areas(snapshot, principal),
     }
 
-
-def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """A model's JSON schema with its ``$defs`` inlined (for a hand-written OpenAPI request body)."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return walk(defs[ref.removeprefix("#/$defs/")])
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return walk(schema)  # type: ignore[no-any-return]
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def parse_json_body(model: type[M], raw: bytes) -> M:
-    """Validate a JSON body against a model: 400 if it is not JSON, 422 naming the failing fields."""
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as exc:
-        errors = [{"field": _field(e.get("loc"), "body"), "message": _message(e), "type": str(e.get("type", ""))}
-                  for e in exc.errors()]
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise Problem(400, "Malformed JSON", "Begärans innehåll är inte giltig JSON. / "
-                          "The request body is not valid JSON.", errors=errors) from None
-        raise Problem(422, "Invalid request", "Några fält är ogiltiga; se errors. / "
-                      "Some fields are invalid; see errors.", errors=errors) from None
-
-
-JSON_TYPES = ("application/json", "application/cloudevents+json")
-
-
-def unsupported_media_type(ctype: str) -> Problem:
-    """415 for a body that is not JSON (a form, text, a file), with the media type named."""
-    return Problem(415, "Unsupported Media Type",
-                   f"Innehållet måste vara JSON (Content-Type: application/json), inte {ctype!r}. / "
-                   f"The body must be JSON (Content-Type: application/json), not {ctype!r}.",
-                   errors=[{"field": "Content-Type", "message": f"expected application/json, got {ctype}"}])
-
-
-class JsonBodyRoute(APIRoute):
-    """A route whose body is JSON: any other declared media type is 415 before the body is parsed.
-
-    A missing Content-Type is read as JSON (field apps and curl often omit it).
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-        if "POST" not in self.methods:
-            return handler
-
-        async def check(request: Request) -> Response:
-            raw = request.headers.get("content-type")
-            if raw is not None:
-                ctype = raw.split(";", 1)[0].strip().lower()
-                if ctype not in JSON_TYPES and not ctype.endswith("+json"):
-                    exc = unsupported_media_type(ctype)
-                    return problem_response(exc.status, exc.title, exc.detail, errors=exc.errors,
-                                            instance=request.url.path)
-            return await handler(request)
-
-        return check
 
 
 def build_router(ctx: IntakeContext) -> APIRouter:
@@ -523,21 +417,18 @@ def build_router(ctx: IntakeContext) -> APIRouter:
     async def get_org_history(principal: Caller, limit: int = 100) -> dict[str, Any]:
         require_role(principal, "admin")
         async with ctx.sessions() as s:
-            versions = await db.org_history(s, limit=max(1, min(limit, 1000)))
+            versions = await org_db.org_history(s, limit=max(1, min(limit, 1000)))
         return {"versions": [{**v, "applied_at": v["applied_at"].isoformat()} for v in versions]}
 
     @router.get("/v1/admin/org/history/{version}", tags=["admin"], summary="One stored organisation version")
     async def get_org_version(version: int, principal: Caller) -> dict[str, Any]:
         require_role(principal, "admin")
         async with ctx.sessions() as s:
-            snap = await db.org_version(s, version)
+            snap = await org_db.org_version(s, version)
         if snap is None:
             raise Problem(404, "Not Found", f"Version {version} finns inte. / Version {version} does not exist.")
         return snap.model_dump(mode="json")
 
-    posts = {r.path: r for r in router.routes if isinstance(r, APIRoute) and "POST" in r.methods}
-    ctx.runtime.app.add_middleware(ReportsFastPath, ctx=ctx, route=posts[REPORTS_PATH],  # type: ignore[arg-type]
-                                   batch_route=posts[BATCH_PATH])
     return router
 
 
@@ -552,158 +443,3 @@ async def accept_report(ctx: IntakeContext, authorization: str, raw: bytes) -> O
     report = parse_json_body(ReportIn, raw)
     [outcome] = await ctx.submit([Submission(req=report, caller=principal, received_at=datetime.now(UTC))], "api")
     return outcome
-
-
-def _json_bytes(body: Any) -> bytes:
-    """JSON exactly as Starlette's JSONResponse renders it."""
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
-
-
-class ReportsFastPath:
-    """ASGI middleware answering ``POST /v1/reports`` itself, ahead of FastAPI routing (the field apps' hot path),
-    and ``POST /v1/reports:batch`` when every report in it is valid (see ``batch``).
-
-    The answers are those of the declared FastAPI route (415 for a non-JSON body, then 401, 403, 400/422,
-    the outcome; problem+json with ``instance``); the shared edge middlewares (request metrics by route,
-    correlation id, body limit) wrap it as they wrap the app. Everything else goes on to the app.
-    """
-
-    def __init__(self, app: ASGIApp, *, ctx: IntakeContext, route: APIRoute, batch_route: APIRoute) -> None:
-        self.app, self.ctx, self.route, self.batch_route = app, ctx, route, batch_route
-        runtime = ctx.runtime
-        self.max_body = max_body = int(getattr(runtime.settings, "max_body_bytes", 2_000_000))
-        # the same stack ServiceRuntime puts around the app, in the same order
-        self.fast: ASGIApp = RequestGuard(HttpMetrics(CorrelationId(BodySizeLimit(self.endpoint, max_bytes=max_body)),
-                                                      histogram=runtime.metrics.http_duration))
-        self.fast_batch: ASGIApp = RequestGuard(HttpMetrics(
-            CorrelationId(BodySizeLimit(self.batch_endpoint, max_bytes=max_body)),
-            histogram=runtime.metrics.http_duration))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            if scope["path"] == REPORTS_PATH:
-                await self.fast(scope, receive, send)
-                return
-            if scope["path"] == BATCH_PATH:
-                await self.batch(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    async def batch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``POST /v1/reports:batch`` when every report in it is valid and a reporter sends it.
-
-        The body is read once, from the bytes into the report models (the route reads it as JSON,
-        then as a list of dicts, then as reports: a fifth of a batch report's cost). Anything else
-        (another media type, no Content-Length or too large a body, a caller the route would refuse,
-        an invalid report, too many reports) goes to the route itself with the body as it came, so
-        every error answer is the route's own.
-        """
-        ctype: bytes | None = None
-        authorization = b""
-        length = -1
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                ctype = value
-            elif key == b"authorization":
-                authorization = value
-            elif key == b"content-length" and value.isdigit():
-                length = int(value)
-        media = ctype.decode("latin-1").split(";", 1)[0].strip().lower() if ctype is not None else "application/json"
-        if not 0 <= length <= self.max_body or not (media in JSON_TYPES or media.endswith("+json")):
-            await self.app(scope, receive, send)
-            return
-        raw = await _read_body(receive)
-        if raw is None:
-            return  # the client went away
-        replay = _replay(raw, receive)
-        plan = await self._batch_plan(authorization.decode("latin-1"), raw)
-        if plan is None:
-            await self.app(scope, replay, send)
-            return
-        scope["est.batch"] = plan
-        await self.fast_batch(scope, replay, send)
-
-    async def _batch_plan(self, authorization: str, raw: bytes) -> tuple[Principal, list[ReportIn]] | None:
-        try:
-            principal = await self.ctx.principal(authorization)
-            require_role(principal, "reporter", "key_function")
-            reports = _VALID_BATCH.validate_json(raw).reports
-        except (Problem, DomainError, ValidationError):
-            return None
-        return (principal, reports) if len(reports) <= self.ctx.max_batch else None
-
-    async def batch_endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The batch route's answer for a planned batch (see ``batch``)."""
-        scope["route"] = self.batch_route
-        principal, reports = scope.pop("est.batch")
-        now = datetime.now(UTC)
-        done = await self.ctx.submit([Submission(req=r, caller=principal, received_at=now) for r in reports], "batch")
-        await _batch_out([{"report_id": r.report_id} for r in reports], done)(scope, receive, send)
-
-    async def endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The route itself."""
-        scope["route"] = self.route
-        ctype: bytes | None = None
-        authorization = b""
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                ctype = value
-            elif key == b"authorization":
-                authorization = value
-        try:
-            if ctype is not None:
-                media = ctype.decode("latin-1").split(";", 1)[0].strip().lower()
-                if media not in JSON_TYPES and not media.endswith("+json"):
-                    raise unsupported_media_type(media)
-            raw = await _read_body(receive)
-            if raw is None:
-                return  # the client went away
-            outcome = await accept_report(self.ctx, authorization.decode("latin-1"), raw)
-        except Problem as exc:
-            response = problem_response(exc.status, exc.title, exc.detail, errors=exc.errors, headers=exc.headers,
-                                        instance=StarletteRequest(scope).url.path, **exc.extra)
-            await response(scope, receive, send)
-            return
-        except DomainError as exc:
-            await domain_problem(exc, instance=StarletteRequest(scope).url.path)(scope, receive, send)
-            return
-        body = _json_bytes(outcome.body)
-        headers = [(b"content-length", str(len(body)).encode()),
-                   (b"content-type", b"application/json" if outcome.ok else PROBLEM.encode())]
-        for k, v in outcome.headers.items():
-            headers.append((k.lower().encode("latin-1"), v.encode("latin-1")))
-        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` for an app after the body was read: the body once, then the connection's own messages."""
-    sent = False
-
-    async def again() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return again
-
-
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None if the client disconnected."""
-    msg: Message = await receive()
-    if msg["type"] != "http.request":
-        return None
-    body: bytes = msg.get("body", b"")
-    if not msg.get("more_body", False):
-        return body
-    chunks = [body]
-    while True:
-        msg = await receive()
-        if msg["type"] != "http.request":
-            return None
-        chunks.append(msg.get("body", b""))
-        if not msg.get("more_body", False):
-            return b"".join(chunks)
-
