@@ -10,7 +10,7 @@ from typing import Any
 from est_intake.adapters.jetstream import JetStreamReports
 from est_intake.adapters.ledger import LedgerSql
 from est_intake.org.domain import build_snapshot, principal_for
-from est_intake.reports.api import _batch_out
+from est_intake.reports.api import batch_out
 from est_intake.reports.db import accepted_json, response_json
 from est_intake.reports.domain import Accepted, AnswerIn, KnownReport, ReportIn, content_hash, validate_report
 from est_intake.reports.handlers import (
@@ -146,10 +146,10 @@ def test_the_batch_answer_is_rendered_as_json_response_rendered_it(rid: str | No
                         "status": o.status,
                         "replayed": o.reason == "replayed", **({"body": o.body} if o.ok else {"problem": o.body})})
     before = JSONResponse({"results": results, "accepted": 3, "rejected": 2}, headers={"Retry-After": "5"})
-    now = _batch_out(items, outcomes)
+    now = batch_out(items, outcomes)
     assert now.body == before.body
     assert now.headers["content-type"] == before.headers["content-type"] and now.headers["retry-after"] == "5"
-    assert "retry-after" not in _batch_out(items[:1], outcomes[:1]).headers
+    assert "retry-after" not in batch_out(items[:1], outcomes[:1]).headers
 
 
 @given(rid=texts, period=texts, late=st.booleans())

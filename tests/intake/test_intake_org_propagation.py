@@ -84,7 +84,7 @@ async def test_an_outbox_event_the_bus_can_never_take_leaves_readyz_degraded_and
     """The reported failure: an event over the payload limit (here an inline snapshot of the old form) used to
     be retried forever and every organisation change behind it waited with it."""
     async with running(settings_for(tmp_path, fresh_nats.url, make_org())) as (client, app):
-        ctx = app.state.intake
+        ctx = app.state.org
         oversized = new_event(type="se.est.org.changed", source="/est/intake", id="org:too-large", subject="org",
                               data=OrgChanged(version=99, snapshot={"pad": "x" * 1_200_000}))
         async with transaction(ctx.sessions) as s:

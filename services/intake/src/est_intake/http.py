@@ -27,18 +27,17 @@ async def current_principal(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(current_principal)]
 
 
-def _field(loc: Any, *prefix: str) -> str:
+def field_name(loc: Any, *prefix: str) -> str:
     """A validation error's location as a field name; a long part (a dict key someone sent) is cut short."""
     parts = [*prefix, *(str(x) for x in loc or ())]
     return ".".join(p if len(p) <= MAX_SHOWN else p[:MAX_SHOWN] + "…" for p in parts)
 
 
-def _message(error: Any) -> str:
+def error_message(error: Any) -> str:
     """A validation error's message; an id that is not a UUID is told so, not shown the pattern."""
     if error.get("type") == "string_pattern_mismatch" and (error.get("ctx") or {}).get("pattern") == UUID_PATTERN:
         return UUID_HINT
     return str(error.get("msg", ""))
-
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -56,7 +55,7 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
             return [walk(v) for v in node]
         return node
 
-    return walk(schema)  # type: ignore[no-any-return]
+    return walk(schema)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -67,8 +66,8 @@ def parse_json_body(model: type[M], raw: bytes) -> M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        errors = [{"field": _field(e.get("loc"), "body"), "message": _message(e), "type": str(e.get("type", ""))}
-                  for e in exc.errors()]
+        errors = [{"field": field_name(e.get("loc"), "body"), "message": error_message(e),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
         if any(e["type"] == "json_invalid" for e in errors):
             raise Problem(400, "Malformed JSON", "Begärans innehåll är inte giltig JSON. / "
                           "The request body is not valid JSON.", errors=errors) from None
@@ -95,7 +94,7 @@ class JsonBodyRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if "POST" not in self.methods:
+        if not self.methods or "POST" not in self.methods:
             return handler
 
         async def check(request: Request) -> Response:

@@ -24,8 +24,6 @@ class IntakeMetrics:
                                    ["outcome"], registry=registry)
 
 
-
-
 class ForfeitureMetrics:
     """Forfeiture metrics on the intake registry (labels never carry personal data)."""
 

@@ -25,7 +25,7 @@ from starlette.requests import Request as StarletteRequest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from est_intake.http import JSON_TYPES, unsupported_media_type
-from est_intake.reports.api import _VALID_BATCH, BATCH_PATH, REPORTS_PATH, IntakeContext, _batch_out, accept_report
+from est_intake.reports.api import BATCH_PATH, REPORTS_PATH, VALID_BATCH, ReportsContext, accept_report, batch_out
 from est_intake.reports.domain import ReportIn
 from est_intake.reports.handlers import Submission
 
@@ -44,10 +44,11 @@ class ReportsFastPath:
     correlation id, body limit) wrap it as they wrap the app. Everything else goes on to the app.
     """
 
-    def __init__(self, app: ASGIApp, *, ctx: IntakeContext, route: APIRoute, batch_route: APIRoute) -> None:
+    def __init__(self, app: ASGIApp, *, ctx: ReportsContext, route: APIRoute, batch_route: APIRoute,
+                 max_body: int) -> None:
         self.app, self.ctx, self.route, self.batch_route = app, ctx, route, batch_route
         runtime = ctx.runtime
-        self.max_body = max_body = int(getattr(runtime.settings, "max_body_bytes", 2_000_000))
+        self.max_body = max_body
         # the same stack ServiceRuntime puts around the app, in the same order
         self.fast: ASGIApp = RequestGuard(HttpMetrics(CorrelationId(BodySizeLimit(self.endpoint, max_bytes=max_body)),
                                                       histogram=runtime.metrics.http_duration))
@@ -103,7 +104,7 @@ class ReportsFastPath:
         try:
             principal = await self.ctx.principal(authorization)
             require_role(principal, "reporter", "key_function")
-            reports = _VALID_BATCH.validate_json(raw).reports
+            reports = VALID_BATCH.validate_json(raw).reports
         except (Problem, DomainError, ValidationError):
             return None
         return (principal, reports) if len(reports) <= self.ctx.max_batch else None
@@ -114,7 +115,7 @@ class ReportsFastPath:
         principal, reports = scope.pop("est.batch")
         now = datetime.now(UTC)
         done = await self.ctx.submit([Submission(req=r, caller=principal, received_at=now) for r in reports], "batch")
-        await _batch_out([{"report_id": r.report_id} for r in reports], done)(scope, receive, send)
+        await batch_out([{"report_id": r.report_id} for r in reports], done)(scope, receive, send)
 
     async def endpoint(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The route itself."""

@@ -18,6 +18,12 @@ from est_intake.reports.handlers import STORED, Acked, AnyEvent, EncodedEvent
 log = logging.getLogger("est.intake")
 
 
+def _settle(done: asyncio.Future[None]) -> None:
+    """End a wave's wait (its timeout): the acks that did not come stay None."""
+    if not done.done():
+        done.set_result(None)
+
+
 class _Wave:
     """The acks one ``publish_many`` call is waiting for."""
 
@@ -144,7 +150,7 @@ class JetStreamReports:
             if wave.left <= 0 and not wave.done.done():
                 wave.done.set_result(None)
         if wave.left > 0:
-            timer = loop.call_later(self.timeout, lambda: wave.done.done() or wave.done.set_result(None))
+            timer = loop.call_later(self.timeout, _settle, wave.done)
             try:
                 await wave.done
             finally:

@@ -13,6 +13,7 @@ from typing import Any
 
 from est_shared.adapters.sqlite import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, InLoopSqlite, in_loop_sqlite, retry_busy
 from est_shared.observability import error_name
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -108,6 +109,13 @@ class LedgerSql:
             raise
 
 
+def _sqlite3(conn: Connection) -> sqlite3.Connection:
+    """The ``sqlite3`` connection under an in-loop SQLAlchemy connection (statements go to it directly)."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
+
+
 class LocalLedger:
     """The ledger's statements on the service's ``InLoopSqlite`` (the event loop's thread, the raw driver).
 
@@ -139,7 +147,7 @@ class LocalLedger:
     async def execute_fetchall(self, sql: str, params: Any) -> list[Any]:
         async def attempt() -> list[Any]:
             with self.local.reading() as conn:
-                return list(conn.connection.driver_connection.execute(sql, params).fetchall())
+                return list(_sqlite3(conn).execute(sql, params).fetchall())
 
         return await retry_busy(attempt)
 
@@ -147,7 +155,7 @@ class LocalLedger:
         """Insert in one transaction: all rows or none; start a bulk move once ``recent_limit`` rows wait."""
         async def attempt() -> None:
             with self.local.transaction() as conn:
-                conn.connection.driver_connection.executemany(sql, params)
+                _sqlite3(conn).executemany(sql, params)
 
         if self.recent is None:  # before this insert: it is counted below
             [(self.recent,)] = await self.execute_fetchall("SELECT count(*) FROM reports_recent", ())

@@ -1,14 +1,14 @@
-"""Kronoberg forfeiture protocols: use cases (record, read with access log, retention, key rotation) and routes.
+"""Kronoberg forfeiture protocols: the use cases (record, read with access log, retention, key rotation).
 
-Recording: validate, store the protocol with its personal fields sealed (see ``pii``) and its event,
-publish ``se.est.forfeiture.recorded`` (no personal data) and answer 202 only after the JetStream
-ack. If the bus does not acknowledge, the stored row is removed again and the answer is 503
+Recording: validate, store the protocol with its personal fields sealed (see ``est_intake.forfeitures.pii``)
+and its event, publish ``se.est.forfeiture.recorded`` (no personal data) and answer 202 only after the
+JetStream ack. If the bus does not acknowledge, the stored row is removed again and the answer is 503
 (nothing half-done); a row left behind by a crash between storing and publishing is published by
 the upkeep job. Reading: police and social services only, a stated purpose, every attempt with a valid
 token logged in the append-only access log in the same transaction as the read; attempts without one
 within a small budget per client address and minute (``AnonymousBudget``), so the log cannot be filled
-by anyone. The log keeps UUIDs and purposes only after the checks of ``forfeiture_domain`` (a marker
-instead of personal data), and shows beside each read the reader's latest credential change (a new
+by anyone. The log keeps UUIDs and purposes only after the checks of ``est_intake.forfeitures.domain`` (a
+marker instead of personal data), and shows beside each read the reader's latest credential change (a new
 token or read role set by an organisation version; ``record_credential_changes``). Retention: the
 upkeep job nulls the personal fields once ``occurred_at`` is older than the retention period; the facts
 stay.
@@ -36,21 +36,24 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from est_shared.bus import BusUnavailable
-from est_shared.db import make_engine, session_factory, transaction
+from est_shared.clock import utcnow
+from est_shared.db import transaction
 from est_shared.events import CloudEvent, ForfeitureNotificationDue, ForfeitureRecorded, new_event
+from est_shared.http import STATUS
 from est_shared.observability import correlation_id
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.periods import DEFAULT_TIMEZONE
-from est_shared.sealed import NOTIFICATION_PURPOSE, purpose_context, seal_json
+from est_shared.sealed import NOTIFICATION_PURPOSE, PiiCipher, PiiDecryptError, purpose_context, seal_json
 from est_shared.subjects import forfeiture_recorded
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from est_intake.errors import ForfeitureRejected
 from est_intake.forfeitures import db as fdb
 from est_intake.forfeitures.domain import (
     MALFORMED_ID,
@@ -58,7 +61,6 @@ from est_intake.forfeitures.domain import (
     SOURCE_LABELS,
     AnonymousBudget,
     ForfeitureIn,
-    ForfeitureRejected,
     accepted_body,
     age_on,
     check_municipality,
@@ -75,7 +77,6 @@ from est_intake.forfeitures.domain import (
     same_personal_data,
     validate_protocol,
 )
-from est_intake.forfeitures.pii import PiiCipher, PiiDecryptError, load_cipher
 from est_intake.metrics import ForfeitureMetrics
 
 log = logging.getLogger("est.intake.forfeitures")
@@ -88,17 +89,12 @@ PENDING_GRACE = timedelta(seconds=60)
 RETRY_AFTER = "5"
 
 Publish = Callable[[str, CloudEvent[Any]], Awaitable[bool | None]]
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+Now = Callable[[], datetime]
 
 
 def notification_subject(municipality_id: str) -> str:
     """Where notifications for social services go (captured by EST_REPORTS with the recorded events)."""
     return f"est.forfeiture.notification_due.{municipality_id}"
-
 
 
 @dataclass
@@ -110,7 +106,7 @@ class ForfeitureDeps:
     metrics: ForfeitureMetrics
     retention: timedelta
     cipher: PiiCipher | None = None
-    clock: Clock = utc_now
+    clock: Now = utcnow
     pending_grace: timedelta = PENDING_GRACE
     timezone_of: Callable[[str], str] | None = None
     anonymous: AnonymousBudget = field(default_factory=AnonymousBudget)
@@ -179,7 +175,7 @@ async def record_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: Org
         check_municipality(req, caller=caller, snapshot=snapshot)
     except ForfeitureRejected as exc:
         deps.metrics.recorded.labels(exc.reason).inc()
-        return _problem(exc.status, exc.title, exc.detail, exc.errors)
+        return _problem(STATUS[exc.kind], exc.title, exc.detail, exc.errors)
     digest = content_fingerprint(req, caller.person_id)
     async with deps.sessions() as s:
         row = await fdb.find_protocol(s, req.protocol_id)
@@ -190,7 +186,7 @@ async def record_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: Org
         valid = validate_protocol(req, caller=caller, snapshot=snapshot, now=now, retention=deps.retention)
     except ForfeitureRejected as exc:
         deps.metrics.recorded.labels(exc.reason).inc()
-        return _problem(exc.status, exc.title, exc.detail, exc.errors)
+        return _problem(STATUS[exc.kind], exc.title, exc.detail, exc.errors)
     d = valid.data
     event = new_event(type=FORFEITURE_RECORDED, source=SOURCE, id=f"forfeiture:{d.protocol_id}",
                       subject=d.area_id or d.municipality_id, time=now, data=d)
@@ -235,7 +231,7 @@ def notification_template(event: CloudEvent[ForfeitureRecorded], *, reason: str,
     d = event.data
     data = ForfeitureNotificationDue(
         protocol_id=d.protocol_id, municipality_id=d.municipality_id, area_id=d.area_id, place=d.place,
-        occurred_at=d.occurred_at, age_band=d.age_band, reason=reason,  # type: ignore[arg-type]
+        occurred_at=d.occurred_at, age_band=d.age_band, reason=reason,
         items=list(d.items), direct_forfeiture=d.direct_forfeiture, source=d.source,
         social_services_notified=d.social_services_notified, unit=unit, purpose=NOTIFICATION_PURPOSE,
         key_id=key_id, sealed_person="")
@@ -337,7 +333,7 @@ async def _publish(events: list[CloudEvent[Any]], body: dict[str, Any], *, deps:
                                                                                 "acknowledged": acked})
         return _unavailable() if acked == 0 or not fresh else _partly_published()
     async with transaction(deps.sessions) as s:
-        await fdb.mark_published(s, d.protocol_id, utc_now())
+        await fdb.mark_published(s, d.protocol_id, utcnow())
     deps.metrics.recorded.labels("accepted" if fresh else "replayed").inc()
     if fresh:
         for ev in events[1:]:
@@ -574,7 +570,7 @@ async def publish_pending(*, deps: ForfeitureDeps) -> list[str]:
         except BusUnavailable:
             break
         async with transaction(deps.sessions) as s:
-            await fdb.mark_published(s, pid, utc_now())
+            await fdb.mark_published(s, pid, utcnow())
         deps.metrics.republished.inc()
         for ev in events[1:]:
             deps.metrics.notifications.labels(ev.data.reason).inc()
@@ -635,25 +631,6 @@ async def reencrypt_protocols(*, sessions: async_sessionmaker[AsyncSession], cip
                                                           "primary_key_id": cipher.primary_id})
     return {"reencrypted": done, "failed": failed, "primary_key_id": cipher.primary_id, "rows_by_key": usage,
             "unknown_key_ids": unknown}
-
-
-async def reencrypt_database(settings: Any) -> dict[str, Any]:
-    """Re-encrypt from the command line (``python -m est_intake.pii reencrypt``), configured like the service."""
-    engine = make_engine(settings.db_url())
-    try:
-        async with engine.begin() as conn:
-            await fdb.create_tables(conn)
-        cipher = load_cipher(_secret(settings.pii_key), data_dir=settings.data_dir)
-        return await reencrypt_protocols(sessions=session_factory(engine), cipher=cipher)
-    finally:
-        await engine.dispose()
-
-
-def _secret(value: Any) -> str | None:
-    """The plain text of a setting that may be a SecretStr."""
-    if value is None:
-        return None
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
 
 # --- credential changes -------------------------------------------------------------------

@@ -26,8 +26,10 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from est_shared import sealed
+from est_shared.db import make_engine, session_factory
 from est_shared.sealed import (
     KEY_BYTES,
     KEY_FILE,
@@ -41,8 +43,11 @@ from est_shared.sealed import (
     parse_keys,
 )
 
+from est_intake.forfeitures import db as fdb
+from est_intake.forfeitures.handlers import reencrypt_protocols
+
 __all__ = ["KEY_BYTES", "KEY_FILE", "NONCE_BYTES", "VERSION", "PiiCipher", "PiiDecryptError", "PiiKeyError",
-           "generate_key", "key_id", "load_cipher", "parse_keys"]
+           "generate_key", "key_id", "load_cipher", "parse_keys", "reencrypt_database", "secret_text"]
 
 log = logging.getLogger("est.intake.pii")
 
@@ -50,6 +55,26 @@ log = logging.getLogger("est.intake.pii")
 def load_cipher(pii_key: str | None, *, data_dir: Path) -> PiiCipher:
     """The cipher from ``EST_PII_KEY``, or (embedded default) from a key file generated in the data dir."""
     return sealed.load_cipher(pii_key, data_dir=data_dir, log=log, create=True)
+
+
+async def reencrypt_database(settings: Any) -> dict[str, Any]:
+    """Re-encrypt from the command line (``python -m est_intake.forfeitures.pii reencrypt``), configured like the
+    service (this command line is its own small composition root)."""
+    engine = make_engine(settings.db_url())
+    try:
+        async with engine.begin() as conn:
+            await fdb.create_tables(conn)
+        cipher = load_cipher(secret_text(settings.pii_key), data_dir=settings.data_dir)
+        return await reencrypt_protocols(sessions=session_factory(engine), cipher=cipher)
+    finally:
+        await engine.dispose()
+
+
+def secret_text(value: Any) -> str | None:
+    """The plain text of a setting that may be a SecretStr."""
+    if value is None:
+        return None
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,7 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         import asyncio
         import json
 
-        from est_intake.forfeitures.handlers import reencrypt_database
         from est_intake.settings import IntakeSettings
 
         print(json.dumps(asyncio.run(reencrypt_database(IntakeSettings()))))

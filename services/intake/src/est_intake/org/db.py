@@ -35,7 +35,7 @@ org_startup_files = Table(
     Column("outcome", String(20), nullable=False, doc="applied (a new version) or current (no change)"),
     Column("at", DateTime(timezone=True), nullable=False),
 )
-"""Start-up organisation files that took effect (see ``est_intake.domain``, the start-up file rule)."""
+"""Start-up organisation files that took effect (see ``est_intake.org.domain``, the start-up file rule)."""
 
 
 outbox = outbox_table(metadata)

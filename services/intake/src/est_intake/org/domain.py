@@ -325,8 +325,8 @@ def validate_org(doc: dict[str, Any]) -> OrgDoc:
                 dup = {p for p in a.places if a.places.count(p) > 1}
                 errors.append({"field": f"municipalities.{i}.areas.{j}.places",
                                "message": f"places listed twice: {', '.join(sorted(dup))}"})
-            for k, p in enumerate(a.places):
-                if not p:
+            for k, place in enumerate(a.places):
+                if not place:
                     errors.append({"field": f"municipalities.{i}.areas.{j}.places.{k}", "message": "empty place"})
     for i, act in enumerate(org.actors):
         claim(act.id, "actor", f"actors.{i}.id")
@@ -339,10 +339,10 @@ def validate_org(doc: dict[str, Any]) -> OrgDoc:
     for i, p in enumerate(org.people):
         if p.actor not in actor_ids:
             errors.append({"field": f"people.{i}.actor", "message": f"unknown actor {p.actor!r}"})
-        for k, a in enumerate(p.areas):
-            if a not in area_ids and a not in muni_ids:
+        for k, where in enumerate(p.areas):
+            if where not in area_ids and where not in muni_ids:
                 errors.append({"field": f"people.{i}.areas.{k}",
-                               "message": f"unknown area or municipality {a!r}"})
+                               "message": f"unknown area or municipality {where!r}"})
         if p.token and p.token_sha256:
             errors.append({"field": f"people.{i}.token", "message": "give token or token_sha256, not both"})
         digest = person_token_hash(p)

@@ -25,6 +25,7 @@ log = logging.getLogger("est.intake")
 
 SOURCE = "/est/intake"
 ORG_CHANGED_TYPE = "se.est.org.changed"
+RETRY_AFTER = "5"
 
 
 @dataclass
@@ -70,7 +71,7 @@ async def apply_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSe
     """Validate and store a new organisation version with its event in the outbox (idempotent).
 
     The snapshot goes to ``store`` first, then the version and its event commit together: an event never
-    names a snapshot that is not there. With ``startup``, the start-up file rule decides (``domain``).
+    names a snapshot that is not there. With ``startup``, the start-up file rule decides (``est_intake.org.domain``).
     Building runs in a thread: a large organisation takes seconds, which the loop spends serving.
     """
     for attempt in range(3):

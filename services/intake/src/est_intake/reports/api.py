@@ -1,87 +1,71 @@
-"""Intake HTTP routes: parse, authorise, call the handlers and turn outcomes into answers."""
+"""Report routes: parse, authorise, call the handlers and turn outcomes into answers."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from est_shared.bus import BusUnavailable
-from est_shared.checklists import LEVELS, Checklist
 from est_shared.http import (
     PROBLEM,
     Problem,
     require_role,
 )
 from est_shared.org import OrgSnapshot, Principal
-from est_shared.periods import current_period
 from est_shared.runtime import ServiceRuntime
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_intake.adapters.jetstream import JetStreamReports
-from est_intake.adapters.ledger import ReportLedger
+from est_intake.errors import ReportRejected
 from est_intake.http import (
     Caller,
     JsonBodyRoute,
-    _field,
-    _message,
+    error_message,
+    field_name,
     inline_schema,
     parse_json_body,
 )
 from est_intake.metrics import IntakeMetrics
-from est_intake.org import db as org_db
-from est_intake.org.domain import OrgInvalid, OrgSyntaxError, parse_org_json, parse_org_text, principal_for
-from est_intake.org.handlers import OrgApplied, StoreSnapshot, apply_org
+from est_intake.org.domain import principal_for
 from est_intake.reports.domain import (
     ACCEPTED_KEYS,
     ImportReportIn,
     ReportIn,
-    ReportRejected,
     check_import_time,
     content_hash,
 )
-from est_intake.reports.handlers import RETRY_AFTER, Outcome, Publish, Submission, problem, rejected, submit_reports
+from est_intake.reports.handlers import (
+    FetchOriginal,
+    Ledger,
+    Outcome,
+    PublishMany,
+    Submission,
+    problem,
+    rejected,
+    submit_reports,
+)
 
 MAX_BATCH = 500
-ORG_PATH = "/v1/admin/org"
-
 
 
 @dataclass
-class IntakeContext:
-    """What the routes need: the runtime, the database, metrics, the publisher and the outbox wake-up."""
+class ReportsContext:
+    """What the report routes and the fast path need: the runtime (organisation, callers), metrics, the
+    idempotency ledger and the pipelined publisher (both built by the composition root)."""
 
     runtime: ServiceRuntime
-    sessions: async_sessionmaker[AsyncSession]
     metrics: IntakeMetrics
-    publish: Publish
-    wake: Callable[[], None]
-    concurrency: int = 64
+    ledger: Ledger
+    publish: PublishMany
+    original: FetchOriginal | None = None
     max_batch: int = MAX_BATCH
-    ledger: ReportLedger | None = None
-    reports_bus: JetStreamReports | None = None
-    store_snapshot: StoreSnapshot | None = None
-    on_org_put: Callable[[bytes, OrgApplied, async_sessionmaker[AsyncSession]], Awaitable[None]] | None = None
-
-    def __post_init__(self) -> None:
-        if self.ledger is None:
-            self.ledger = ReportLedger(self.sessions.kw["bind"])
-        if self.reports_bus is None:
-            timeout = float(getattr(self.runtime.settings, "publish_timeout", 5.0))
-            self.reports_bus = JetStreamReports(self.runtime, self.metrics, timeout=timeout)
 
     async def submit(self, subs: list[Submission], via: str) -> list[Outcome]:
         """Accept reports through the idempotency ledger and pipelined JetStream publishing."""
-        assert self.ledger is not None and self.reports_bus is not None
-        return await submit_reports(subs, ledger=self.ledger, snapshot=self.snapshot,
-                                    publish=self.reports_bus.publish_many, metrics=self.metrics, via=via,
-                                    original=self.reports_bus.original)
+        return await submit_reports(subs, ledger=self.ledger, snapshot=self.snapshot, publish=self.publish,
+                                    metrics=self.metrics, via=via, original=self.original)
 
     @property
     def snapshot(self) -> OrgSnapshot:
@@ -97,21 +81,16 @@ class IntakeContext:
             self._principals, self._principals_of = {}, snap
         found = self._principals.get(authorization)
         if found is None:
-            found = await self.runtime.principal(_HeadersOnly(authorization))  # type: ignore[arg-type]
+            found = await self.runtime.principal(_headers_only(authorization))
             if len(self._principals) >= 10_000:
                 self._principals.clear()
             self._principals[authorization] = found
         return found
 
 
-
-class _HeadersOnly:
-    """What ``runtime.principal`` reads of a request: its Authorization header."""
-
-    __slots__ = ("headers",)
-
-    def __init__(self, authorization: str) -> None:
-        self.headers = {"authorization": authorization}
+def _headers_only(authorization: str) -> Request:
+    """A request holding only what ``runtime.principal`` reads of one: its Authorization header."""
+    return Request({"type": "http", "headers": [(b"authorization", authorization.encode("latin-1"))]})
 
 
 class AcceptedOut(BaseModel):
@@ -135,7 +114,7 @@ class _ValidBatch(BaseModel):
     reports: list[ReportIn]
 
 
-_VALID_BATCH = TypeAdapter(_ValidBatch)
+VALID_BATCH = TypeAdapter(_ValidBatch)
 
 
 class ImportIn(BaseModel):
@@ -174,9 +153,8 @@ def _outcome_response(o: Outcome) -> JSONResponse:
     return JSONResponse(o.body, status_code=o.status, media_type=PROBLEM, headers=o.headers)
 
 
-
 def _invalid_item(exc: ValidationError) -> Outcome:
-    errors = [{"field": _field(e.get("loc")), "message": _message(e), "type": str(e.get("type", ""))}
+    errors = [{"field": field_name(e.get("loc")), "message": error_message(e), "type": str(e.get("type", ""))}
               for e in exc.errors()]
     return problem(422, "Invalid report", "Några fält är ogiltiga; se errors. / Some fields are invalid; see errors.",
                    errors, reason="schema")
@@ -200,7 +178,7 @@ def _result_json(index: int, report_id: str | None, o: Outcome) -> str:
                     **({"body": b} if o.ok else {"problem": b})})
 
 
-def _batch_out(items: list[dict[str, Any]], outcomes: list[Outcome]) -> Response:
+def batch_out(items: list[dict[str, Any]], outcomes: list[Outcome]) -> Response:
     """The batch answer: a result per report and the counts (what ``JSONResponse(BatchOut-shaped dict)`` renders)."""
     parts = []
     accepted = 0
@@ -225,73 +203,11 @@ def _check_batch_size(n: int, limit: int) -> None:
                       errors=[{"field": "reports", "message": f"at most {limit} items"}])
 
 
-def _area_view(snapshot: OrgSnapshot, area_id: str) -> dict[str, Any] | None:
-    area = snapshot.areas.get(area_id)
-    if area is None:
-        return None
-    muni = snapshot.municipalities.get(area.municipality_id)
-    tz = muni.timezone if muni else "Europe/Stockholm"
-    return {"id": area.id, "name": area.name, "municipality_id": area.municipality_id, "cadence": area.cadence,
-            "places": list(area.places), "current_period": current_period(area.cadence, datetime.now(UTC), tz).id}
-
-
-def _caller_areas(snapshot: OrgSnapshot, principal: Principal) -> list[dict[str, Any]]:
-    ids = principal.areas if "admin" not in principal.roles or principal.areas else list(snapshot.areas)
-    return [v for v in (_area_view(snapshot, a) for a in ids) if v]
-
-
-def _checklist_view(checklist: Checklist, snapshot: OrgSnapshot, principal: Principal) -> dict[str, Any]:
-    return {
-        "ref": checklist.ref, "id": checklist.id, "version": checklist.version,
-        "name_sv": checklist.name_sv, "name_en": checklist.name_en,
-        "items": [i.model_dump(exclude_none=True) for i in checklist.items],  # max_count: count items only
-        "answer_types": {
-            "count": {"sv": "antal (heltal ≥ 0)", "en": "count (integer ≥ 0)"},
-            "level": {"sv": "nivå 0-3", "en": "level 0-3"},
-            "boolean": {"sv": "ja/nej", "en": "yes/no"},
-        },
-        "levels": [{"value": k, "sv": v["sv"], "en": v["en"]} for k, v in LEVELS.items()],
-        "note_max_length": 500,
-        "note_hint": {"sv": "Skriv inte namn eller personnummer.", "en": "Do not write names or ID numbers."},
-        "areas": _caller_areas(snapshot, principal),
-    }
-
-
-
-def build_router(ctx: IntakeContext) -> APIRouter:
-    """All intake routes."""
+def build_router(ctx: ReportsContext) -> APIRouter:
+    """The report routes: one report, a batch, an import."""
     # field apps and curl often omit Content-Type: every body here is JSON, so read it as JSON anyway;
     # a body declared as something else (a form, text) is 415
     router = APIRouter(strict_content_type=False, route_class=JsonBodyRoute)
-
-    @router.get("/v1/me", tags=["field app"], summary="The caller, their roles and areas")
-    async def me(principal: Caller) -> dict[str, Any]:
-        snap = ctx.snapshot
-        actor = snap.actors.get(principal.actor_id)
-        return {"id": principal.person_id, "name": principal.name,
-                "actor": {"id": principal.actor_id, "name": actor.name if actor else principal.actor_id,
-                          "kind": principal.actor_kind},
-                "roles": list(principal.roles), "municipalities": list(principal.municipalities),
-                "areas": _caller_areas(snap, principal), "org_version": snap.version,
-                "checklist": snap.current_checklist}
-
-    @router.get("/v1/checklists/current", tags=["field app"],
-                summary="The current checklist with labels, answer types, level scale and the caller's areas")
-    async def checklist_current(principal: Caller) -> dict[str, Any]:
-        snap = ctx.snapshot
-        checklist = snap.checklist(snap.current_checklist)
-        assert checklist is not None
-        return _checklist_view(checklist, snap, principal)
-
-    @router.get("/v1/checklists/{checklist_id}@{version}", tags=["field app"],
-                summary="One checklist version, e.g. est-standard@1")
-    async def checklist_version(checklist_id: str, version: str, principal: Caller) -> dict[str, Any]:
-        snap = ctx.snapshot
-        checklist = snap.checklist(f"{checklist_id}@{version}")
-        if checklist is None:
-            raise Problem(404, "Not Found", f"Okänd checklista {checklist_id}@{version}. / "
-                          f"Unknown checklist {checklist_id}@{version}.")
-        return _checklist_view(checklist, snap, principal)
 
     report_body = {"requestBody": {"required": True, "content": {
         "application/json": {"schema": inline_schema(ReportIn)}}}}
@@ -329,7 +245,7 @@ def build_router(ctx: IntakeContext) -> APIRouter:
         done = await ctx.submit([s for _, s in subs], "batch")
         for (i, _), o in zip(subs, done, strict=True):
             outcomes[i] = o
-        return _batch_out(batch.reports, [o for o in outcomes if o is not None])
+        return batch_out(batch.reports, [o for o in outcomes if o is not None])
 
     @router.post("/v1/admin/import", tags=["admin"], response_model=BatchOut,
                  summary="Import up to 500 historical reports on reporters' behalf, through the same validation",
@@ -372,62 +288,7 @@ def build_router(ctx: IntakeContext) -> APIRouter:
         done = await ctx.submit([s for _, s in subs], "import")
         for (i, _), o in zip(subs, done, strict=True):
             outcomes[i] = o
-        return _batch_out(batch.reports, [o for o in outcomes if o is not None])
-
-    @router.put(ORG_PATH, tags=["admin"],
-                summary="Apply an organisation file (YAML or JSON; declarative, idempotent)",
-                openapi_extra={"requestBody": {"required": True, "content": {
-                    "application/yaml": {"schema": {"type": "string"}},
-                    "application/json": {"schema": {"type": "object"}}}}})
-    async def put_org(request: Request, principal: Caller) -> dict[str, Any]:
-        require_role(principal, "admin")
-        assert ctx.store_snapshot is not None
-        raw = await request.body()
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        try:
-            # reading a large organisation takes seconds: in a thread, so reports keep being accepted meanwhile
-            if ctype == "application/json" or ctype.endswith("+json"):
-                doc = await asyncio.to_thread(parse_org_json, raw)
-            else:
-                doc = await asyncio.to_thread(parse_org_text, raw.decode("utf-8", errors="replace"))
-            applied = await apply_org(doc, sessions=ctx.sessions, applied_by=principal.person_id,
-                                      on_applied=ctx.runtime.apply_org, wake=ctx.wake, store=ctx.store_snapshot,
-                                      metrics=ctx.metrics)
-        except OrgSyntaxError as exc:
-            raise Problem(400, "Malformed organisation file", f"Filen kan inte läsas. / The file cannot be read: "
-                          f"{exc}", errors=exc.errors) from exc
-        except OrgInvalid as exc:
-            ctx.metrics.org_applies.labels("invalid").inc()
-            raise Problem(422, "Invalid organisation", "Organisationen är ogiltig; se errors. / "
-                          "The organisation is invalid; see errors.", errors=exc.errors) from exc
-        except BusUnavailable as exc:
-            raise Problem(503, "Service Unavailable", "Meddelandebussen svarar inte; organisationen sparades inte, "
-                          "försök igen. / The message bus is unavailable; the organisation was not stored, please "
-                          "retry.", headers={"Retry-After": RETRY_AFTER}) from exc
-        if ctx.on_org_put is not None:
-            await ctx.on_org_put(raw, applied, ctx.sessions)
-        return {"version": applied.snapshot.version, "changed": applied.changed, "changes": applied.changes}
-
-    @router.get("/v1/admin/org", tags=["admin"], summary="The current organisation snapshot (tokens hashed)")
-    async def get_org(principal: Caller) -> dict[str, Any]:
-        require_role(principal, "admin")
-        return ctx.snapshot.model_dump(mode="json")
-
-    @router.get("/v1/admin/org/history", tags=["admin"], summary="Every organisation version with its changes")
-    async def get_org_history(principal: Caller, limit: int = 100) -> dict[str, Any]:
-        require_role(principal, "admin")
-        async with ctx.sessions() as s:
-            versions = await org_db.org_history(s, limit=max(1, min(limit, 1000)))
-        return {"versions": [{**v, "applied_at": v["applied_at"].isoformat()} for v in versions]}
-
-    @router.get("/v1/admin/org/history/{version}", tags=["admin"], summary="One stored organisation version")
-    async def get_org_version(version: int, principal: Caller) -> dict[str, Any]:
-        require_role(principal, "admin")
-        async with ctx.sessions() as s:
-            snap = await org_db.org_version(s, version)
-        if snap is None:
-            raise Problem(404, "Not Found", f"Version {version} finns inte. / Version {version} does not exist.")
-        return snap.model_dump(mode="json")
+        return batch_out(batch.reports, [o for o in outcomes if o is not None])
 
     return router
 
@@ -436,7 +297,7 @@ REPORTS_PATH = "/v1/reports"
 BATCH_PATH = "/v1/reports:batch"
 
 
-async def accept_report(ctx: IntakeContext, authorization: str, raw: bytes) -> Outcome:
+async def accept_report(ctx: ReportsContext, authorization: str, raw: bytes) -> Outcome:
     """POST /v1/reports: authenticate, authorise, validate the body and accept the report (raises Problem)."""
     principal = await ctx.principal(authorization)
     require_role(principal, "reporter", "key_function")

@@ -93,12 +93,6 @@ DROPPED_INDEXES = ("ix_reports_area_id",)
 """Indexes older versions made that nothing reads: each cost every accepted report an index insert."""
 
 
-def drop_unused_indexes(conn: Any) -> None:
-    """Drop ``DROPPED_INDEXES`` from a database an older version created (no Alembic yet)."""
-    for name in DROPPED_INDEXES:
-        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
-
-
 REPORT_COLUMNS = ("report_id", "content_sha256", "response", "municipality_id", "area_id", "period", "reporter_id",
                   "received_at", "recorded_at")
 

@@ -33,6 +33,7 @@ from pydantic import (
     StrictInt,
 )
 
+from est_intake.errors import ReportForbidden, ReportInvalid
 from est_intake.org.domain import MAX_PLACE
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
@@ -98,22 +99,13 @@ class ImportReportIn(ReportIn):
                                         examples=["2026-03-02T10:00:00+01:00"])
 
 
-class ReportRejected(Exception):
-    """A report that cannot be accepted; carries the HTTP status, a metric reason and field errors."""
-
-    def __init__(self, status: int, reason: str, title: str, detail: str,
-                 errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.reason, self.title, self.detail, self.errors = status, reason, title, detail, errors
-
-
 def check_import_time(submitted_at: datetime, now: datetime) -> None:
     """An imported report's submission time lies between ``EARLIEST_YEAR`` and now; raises ReportRejected."""
     if submitted_at > now:
-        raise _invalid("future", "submitted_at ligger i framtiden. / submitted_at is in the future.",
+        raise _invalid("future", "submitted_at ligger i framtiden.", "submitted_at is in the future.",
                        [{"field": "submitted_at", "message": "in the future"}])
     if submitted_at.year < EARLIEST_YEAR:
-        raise _invalid("submitted_at", f"submitted_at ligger före {EARLIEST_YEAR}. / "
+        raise _invalid("submitted_at", f"submitted_at ligger före {EARLIEST_YEAR}.",
                        f"submitted_at is before {EARLIEST_YEAR}.",
                        [{"field": "submitted_at", "message": f"{EARLIEST_YEAR} at the earliest"}])
 
@@ -150,8 +142,12 @@ def _json_scalar(v: bool | int) -> str:
     return "true" if v is True else "false" if v is False else int.__repr__(v)
 
 
-def _invalid(reason: str, detail: str, errors: list[dict[str, Any]] | None = None) -> ReportRejected:
-    return ReportRejected(422, reason, "Invalid report", detail, errors)
+def _invalid(reason: str, sv: str, en: str, errors: list[dict[str, Any]] | None = None) -> ReportInvalid:
+    return ReportInvalid(sv, en, errors=errors, reason=reason)
+
+
+def _forbidden(reason: str, sv: str, en: str, errors: list[dict[str, Any]] | None = None) -> ReportForbidden:
+    return ReportForbidden(sv, en, errors=errors, reason=reason)
 
 
 @dataclass(slots=True)
@@ -192,20 +188,20 @@ def resolve_period(text: str | None, area: Area, municipality: Municipality, at:
     if text is None:
         return now_period
     if has_control_characters(text):
-        raise _invalid("period", "Perioden innehåller ett kontrolltecken. / The period holds a control character.",
+        raise _invalid("period", "Perioden innehåller ett kontrolltecken.", "The period holds a control character.",
                        [{"field": "period", "message": "a control character is not allowed here"}])
     try:
         period = normalise(text, area.cadence)
     except PeriodError as exc:
-        raise _invalid("period", f"Ogiltig period: {exc} / Invalid period: {exc}",
+        raise _invalid("period", f"Ogiltig period: {exc}", f"Invalid period: {exc}",
                        [{"field": "period", "message": str(exc)}]) from exc
     if period.start > now_period.start:
         raise _invalid("future_period",
-                       f"Perioden {period.id} har inte börjat ännu (nu: {now_period.id}). / "
+                       f"Perioden {period.id} har inte börjat ännu (nu: {now_period.id}).",
                        f"The period {period.id} has not started yet (now: {now_period.id}).",
                        [{"field": "period", "message": f"{period.id} is in the future"}])
     if period.start < EARLIEST:
-        raise _invalid("period", f"Perioden {period.id} ligger före {EARLIEST_YEAR}. / "
+        raise _invalid("period", f"Perioden {period.id} ligger före {EARLIEST_YEAR}.",
                        f"The period {period.id} is before {EARLIEST_YEAR}.",
                        [{"field": "period", "message": f"periods start in {EARLIEST_YEAR} at the earliest"}])
     return period
@@ -304,7 +300,7 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
     if req.nothing_to_report and any(a.value not in (0, False) for a in req.answers.values()):
         errors.append({"field": "nothing_to_report", "message": "nothing_to_report with non-zero answers"})
     if errors:
-        raise _invalid("validation", "Rapporten är ogiltig; se errors. / The report is invalid; see errors.",
+        raise _invalid("validation", "Rapporten är ogiltig; se errors.", "The report is invalid; see errors.",
                        errors)
     if free_text:  # an empty text holds nothing to refuse
         _check_free_text(free_text)
@@ -340,9 +336,9 @@ def _check_free_text(texts: dict[str, str]) -> None:
         return
     fields = ", ".join(dict.fromkeys(e["field"] for e in bad))
     if any(e["reason"] == "control_character" for e in bad):
-        raise _invalid("control_character", f"Fritext innehåller otillåtna tecken ({fields}). / "
+        raise _invalid("control_character", f"Fritext innehåller otillåtna tecken ({fields}).",
                        f"Free text holds characters that are not allowed ({fields}).", bad)
-    raise _invalid("personal_data", f"Fritext får inte identifiera personer ({fields}). / "
+    raise _invalid("personal_data", f"Fritext får inte identifiera personer ({fields}).",
                    f"Free text must not identify people ({fields}).", bad)
 
 
@@ -361,30 +357,29 @@ def check_correction(req: ReportIn, caller: Principal, known_reports: Mapping[st
     _may_report(caller)
     sup = req.supersedes
     if sup == req.report_id:
-        raise _invalid("supersedes", "En rapport kan inte rätta sig själv. / A report cannot correct itself.",
+        raise _invalid("supersedes", "En rapport kan inte rätta sig själv.", "A report cannot correct itself.",
                        [{"field": "supersedes", "message": "the report's own id"}])
     original = known_reports.get(sup) if sup is not None else None
     if original is None and "admin" in caller.roles:
-        raise _invalid("supersedes", f"supersedes {sup!r} är inte en tidigare godtagen rapport. / "
+        raise _invalid("supersedes", f"supersedes {sup!r} är inte en tidigare godtagen rapport.",
                        f"supersedes {sup!r} is not an earlier accepted report.",
                        [{"field": "supersedes", "message": "unknown report"}])
     if original is None or not may_correct(caller, original):
-        raise ReportRejected(403, "correction_forbidden", "Forbidden",
-                             "Du kan bara rätta dina egna rapporter (som nyckelfunktion även andras i din kommun). / "
-                             "You can only correct your own reports (as a key function, also others' in your "
-                             "municipality).",
-                             [{"field": "supersedes", "message": "not a report you may correct"}])
+        raise _forbidden("correction_forbidden",
+                         "Du kan bara rätta dina egna rapporter (som nyckelfunktion även andras i din kommun).",
+                         "You can only correct your own reports (as a key function, also others' in your "
+                         "municipality).",
+                         [{"field": "supersedes", "message": "not a report you may correct"}])
     if original.area_id != req.area_id:
-        raise _invalid("supersedes", f"Rapporten som rättas gäller området {original.area_id}, inte {req.area_id}. "
-                       f"/ The corrected report is about area {original.area_id}, not {req.area_id}.",
+        raise _invalid("supersedes", f"Rapporten som rättas gäller området {original.area_id}, inte {req.area_id}.",
+                       f"The corrected report is about area {original.area_id}, not {req.area_id}.",
                        [{"field": "area_id", "message": f"the corrected report's area is {original.area_id}"}])
 
 
 def _may_report(caller: Principal) -> None:
     if not caller.has_role(*REPORTER_ROLES):
-        raise ReportRejected(403, "forbidden", "Forbidden",
-                             "Rapporter kräver rollen reporter eller key_function. / "
-                             "Reports need the role reporter or key_function.")
+        raise _forbidden("forbidden", "Rapporter kräver rollen reporter eller key_function.",
+                         "Reports need the role reporter or key_function.")
 
 
 def _where(req: ReportIn, caller: Principal, snapshot: OrgSnapshot, *, assigned: bool) -> _Where:
@@ -397,23 +392,22 @@ def _where(req: ReportIn, caller: Principal, snapshot: OrgSnapshot, *, assigned:
     bad = [{"field": name, "message": "a control character is not allowed here"}
            for name, text in (("area_id", req.area_id), ("checklist", req.checklist)) if has_control_characters(text)]
     if bad:
-        raise _invalid("control_character", "Ett id innehåller ett kontrolltecken; se errors. / "
+        raise _invalid("control_character", "Ett id innehåller ett kontrolltecken; se errors.",
                        "An id holds a control character; see errors.", bad)
     area = snapshot.areas.get(req.area_id)
     if area is None:
         if "admin" not in caller.roles:  # do not reveal to others which areas exist
-            raise ReportRejected(403, "forbidden", "Forbidden",
-                                 f"Du är inte tilldelad området {req.area_id!r}. / "
-                                 f"You are not assigned to area {req.area_id!r}.")
-        raise _invalid("unknown_area", f"Okänt område {req.area_id!r}. / Unknown area {req.area_id!r}.",
+            raise _forbidden("forbidden", f"Du är inte tilldelad området {req.area_id!r}.",
+                             f"You are not assigned to area {req.area_id!r}.")
+        raise _invalid("unknown_area", f"Okänt område {req.area_id!r}.", f"Unknown area {req.area_id!r}.",
                        [{"field": "area_id", "message": "unknown area"}])
     if assigned and not caller.may_see_area(area.id):
-        raise ReportRejected(403, "forbidden", "Forbidden",
-                             f"Du är inte tilldelad området {area.id!r}. / You are not assigned to area {area.id!r}.")
+        raise _forbidden("forbidden", f"Du är inte tilldelad området {area.id!r}.",
+                         f"You are not assigned to area {area.id!r}.")
     municipality = snapshot.municipalities[area.municipality_id]
     checklist = snapshot.checklist(req.checklist)
     if checklist is None:
-        raise _invalid("unknown_checklist", f"Okänd checklista {req.checklist!r}. / Unknown checklist "
+        raise _invalid("unknown_checklist", f"Okänd checklista {req.checklist!r}.", f"Unknown checklist "
                        f"{req.checklist!r}.", [{"field": "checklist", "message": "unknown checklist"}])
     return area, municipality, checklist, _items_of(checklist)
 

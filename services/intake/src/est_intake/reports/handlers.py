@@ -9,17 +9,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import pydantic_core
 from est_shared.bus import BusUnavailable, parse_event
 from est_shared.db import utcnow
 from est_shared.events import CloudEvent, ReportSubmitted
+from est_shared.http import STATUS
 from est_shared.observability import correlation_id
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.subjects import report_submitted
 
-from est_intake.adapters.ledger import ReportLedger
+from est_intake.errors import ReportRejected
 from est_intake.metrics import IntakeMetrics
 from est_intake.reports import db
 from est_intake.reports.domain import (
@@ -27,7 +28,6 @@ from est_intake.reports.domain import (
     KnownReport,
     Lookups,
     ReportIn,
-    ReportRejected,
     accepted_body,
     content_hash,
     same_report,
@@ -113,7 +113,7 @@ def not_recorded() -> Outcome:
 
 def rejected(exc: ReportRejected) -> Outcome:
     """The outcome of a report refused by the rules."""
-    return problem(exc.status, exc.title, exc.detail, exc.errors, reason=exc.reason)
+    return problem(STATUS[exc.kind], exc.title, exc.detail, exc.errors, reason=exc.reason)
 
 
 def _replay(row: dict[str, Any], digest: str, report_id: str) -> Outcome:
@@ -173,6 +173,20 @@ FetchOriginal = Callable[[str, int], Awaitable[bytes | None]]
 """Reads the stored message at a stream sequence (the original of a duplicate), None if it cannot."""
 
 
+class Ledger(Protocol):
+    """The idempotency store of accepted reports (``est_intake.adapters.ledger.ReportLedger``)."""
+
+    inflight: dict[str, asyncio.Future[Any]]
+    """Report ids this process is accepting right now, to the future of their outcome."""
+
+    async def find(self, report_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Stored rows by id: content hash, stored answer, area, municipality and sender."""
+        ...
+
+    async def record(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert rows and wait for the commit; returns the ids that were stored already (not inserted)."""
+        ...
+
 
 def single_publisher(publish: Publish) -> PublishMany:
     """Adapt a one-at-a-time publisher to PublishMany (tests and simple callers)."""
@@ -190,7 +204,7 @@ def single_publisher(publish: Publish) -> PublishMany:
     return many
 
 
-async def submit_reports(subs: list[Submission], *, ledger: ReportLedger, snapshot: OrgSnapshot,
+async def submit_reports(subs: list[Submission], *, ledger: Ledger, snapshot: OrgSnapshot,
                          publish: PublishMany, metrics: IntakeMetrics, via: str = "api",
                          original: FetchOriginal | None = None) -> list[Outcome]:
     """Accept reports: replay or refuse known ids, validate, publish (awaiting acks), then record them.
@@ -228,7 +242,7 @@ async def submit_reports(subs: list[Submission], *, ledger: ReportLedger, snapsh
     return out
 
 
-async def _submit(subs: list[Submission], *, ledger: ReportLedger, snapshot: OrgSnapshot,
+async def _submit(subs: list[Submission], *, ledger: Ledger, snapshot: OrgSnapshot,
                   publish: PublishMany, original: FetchOriginal | None) -> list[Outcome]:
     results: list[Outcome | None] = [None] * len(subs)
     lookup = [s.req.report_id for s in subs] + [s.req.supersedes for s in subs if s.req.supersedes]
@@ -312,7 +326,7 @@ async def _submit(subs: list[Submission], *, ledger: ReportLedger, snapshot: Org
 
 
 async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission], results: list[Outcome | None],
-                        *, publish: PublishMany, ledger: ReportLedger, original: FetchOriginal | None) -> None:
+                        *, publish: PublishMany, ledger: Ledger, original: FetchOriginal | None) -> None:
     """Publish accepted reports pipelined, then record those JetStream acknowledged (one commit)."""
     cid = correlation_id.get()
     subjects: dict[tuple[str, str], str] = {}
@@ -367,14 +381,14 @@ async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission]
                 results[i] = _replay(found[row["report_id"]], row["content_sha256"], row["report_id"])
     if not log.isEnabledFor(logging.INFO):
         return
-    ok = [row for i, row in rows if results[i].status == 202]
+    ok = [row for i, row in rows if (r := results[i]) is not None and r.status == 202]
     if ok:  # the start of a report's trace through the services (ids only, never content); one line a wave
         log.info("report accepted" if len(ok) == 1 else "reports accepted", extra={
             "report_ids": ",".join(r["report_id"] for r in ok),
             "pictures": ",".join(sorted({f"{r['area_id']}:{r['period']}" for r in ok}))})
 
 
-async def _settle_duplicate(acc: Accepted, sub: Submission, ack: Acked, *, ledger: ReportLedger,
+async def _settle_duplicate(acc: Accepted, sub: Submission, ack: Acked, *, ledger: Ledger,
                             original: FetchOriginal | None) -> tuple[Outcome | None, dict[str, Any] | None]:
     """For a duplicate ack: the answer from the stored row, or the stored event's data to record, or neither."""
     rid = acc.report_id
