@@ -42,7 +42,7 @@ from est_intake.forfeitures.api import build_forfeiture_router
 from est_intake.forfeitures.handlers import (
     ForfeitureDeps,
     Publish,
-    _timezone,
+    municipality_timezone,
     record_credential_changes,
     run_upkeep,
 )
@@ -256,12 +256,12 @@ async def _reconcile_org(runtime: ServiceRuntime, sessions: Any, store: StoreSna
                 await add_to_outbox(s, db.outbox, ORG_CHANGED, event.model_copy(update={"id": f"{event.id}:r"}))
 
 
-def install_forfeitures(runtime: ServiceRuntime, *, settings: Any, engine: AsyncEngine,
+def install_forfeitures(runtime: ServiceRuntime, *, settings: IntakeSettings, engine: AsyncEngine,
                         sessions: async_sessionmaker[AsyncSession], publish: Publish) -> ForfeitureDeps:
     """Wire forfeiture protocols into the intake: routes, tables and key at start, the upkeep job."""
     deps = ForfeitureDeps(sessions=sessions, publish=publish, metrics=ForfeitureMetrics(runtime.registry),
                           retention=timedelta(days=settings.forfeiture_retention_days),
-                          timezone_of=lambda m: _timezone(runtime.directory.snapshot, m))
+                          timezone_of=lambda m: municipality_timezone(runtime.directory.snapshot, m))
     runtime.app.include_router(build_forfeiture_router(deps, runtime))
     app: FastAPI = runtime.app
     app.state.forfeitures = deps

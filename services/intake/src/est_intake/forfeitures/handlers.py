@@ -148,7 +148,7 @@ def unseal(cipher: PiiCipher, row: dict[str, Any]) -> dict[str, str | None]:
     return {k: cipher.decrypt(row[k], context=_context(row["protocol_id"], k)) for k in fdb.ENCRYPTED}
 
 
-def _timezone(snapshot: OrgSnapshot, municipality_id: str) -> str:
+def municipality_timezone(snapshot: OrgSnapshot, municipality_id: str) -> str:
     muni = snapshot.municipalities.get(municipality_id)
     return muni.timezone if muni else DEFAULT_TIMEZONE
 
@@ -374,7 +374,7 @@ async def _replay(row: dict[str, Any], req: ForfeitureIn, digest: str, *, snapsh
         log.error("forfeiture protocol cannot be decrypted", extra={"protocol_id": pid, "key_id": exc.key_id})
         return _problem(500, "Internal error", "Personuppgifterna kan inte dekrypteras (nyckel saknas). / "
                         "The personal data cannot be decrypted (key missing).")
-    on = req.occurred_at.astimezone(ZoneInfo(_timezone(snapshot, row["municipality_id"]))).date()
+    on = req.occurred_at.astimezone(ZoneInfo(municipality_timezone(snapshot, row["municipality_id"]))).date()
     if not same_personal_data(stored, req, on=on):
         deps.metrics.recorded.labels("conflict").inc()
         return _conflict(pid)
@@ -509,7 +509,7 @@ def protocol_view(row: dict[str, Any], personal: dict[str, str | None], *, snaps
     """The full protocol as police and social services see it."""
     person = None
     if personal["personal_number"] is not None:
-        on = row["occurred_at"].astimezone(ZoneInfo(_timezone(snapshot, row["municipality_id"]))).date()
+        on = row["occurred_at"].astimezone(ZoneInfo(municipality_timezone(snapshot, row["municipality_id"]))).date()
         born = parse_personal_number(personal["personal_number"], on=on).birth_date
         person = {"name": personal["person_name"], "personal_number": personal["personal_number"],
                   "age": age_on(born, on)}
