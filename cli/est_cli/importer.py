@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from est_intake.domain import UUID_PATTERN
+from est_intake.reports.domain import UUID_PATTERN
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from est_intake import forfeiture_db as fdb
-from est_intake.domain import build_snapshot, principal_for
-from est_intake.forfeiture_domain import ForfeitureIn
-from est_intake.forfeitures import ForfeitureDeps, ForfeitureMetrics, record_protocol, upkeep_once
-from est_intake.pii import PiiCipher, PiiDecryptError, generate_key, parse_keys
+from est_intake.forfeitures import db as fdb
+from est_intake.forfeitures.domain import ForfeitureIn
+from est_intake.forfeitures.handlers import ForfeitureDeps, record_protocol, upkeep_once
+from est_intake.forfeitures.pii import PiiCipher, PiiDecryptError, generate_key, parse_keys
+from est_intake.metrics import ForfeitureMetrics
+from est_intake.org.domain import build_snapshot, principal_for
 from est_shared.bus import BusUnavailable
 from est_shared.db import make_engine, session_factory
 from est_shared.events import CloudEvent

@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from est_intake.forfeiture_db import access_log, credential_changes
-from est_intake.forfeitures import record_credential_changes
-from est_intake.pii import generate_key
+from est_intake.forfeitures.db import access_log, credential_changes
+from est_intake.forfeitures.handlers import record_credential_changes
+from est_intake.forfeitures.pii import generate_key
 from est_shared.natsserver import NatsServer
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from est_intake.forfeiture_db import access_log
-from est_intake.pii import generate_key
+from est_intake.forfeitures.db import access_log
+from est_intake.forfeitures.pii import generate_key
 from est_shared.natsserver import NatsServer
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
@@ -278,7 +278,7 @@ async def test_forfeitures_on_postgresql(tmp_path: Path, fresh_nats: NatsServer,
         deps = app.state.forfeitures
         real = deps.clock
         deps.clock = lambda: real() + timedelta(days=366)
-        from est_intake.forfeitures import delete_expired_personal_data
+        from est_intake.forfeitures.handlers import delete_expired_personal_data
 
         assert await delete_expired_personal_data(deps=deps) == [body["protocol_id"]]
         deps.clock = real

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from est_intake.domain import build_snapshot, principal_for
-from est_intake.forfeiture_domain import (
+from est_intake.errors import ForfeitureRejected
+from est_intake.forfeitures.domain import (
     MALFORMED_ID,
     AnonymousBudget,
     ForfeitureIn,
-    ForfeitureRejected,
     InvalidPersonalNumber,
     age_band,
     age_on,
@@ -23,6 +22,7 @@ from est_intake.forfeiture_domain import (
     purpose_problem,
     validate_protocol,
 )
+from est_intake.org.domain import build_snapshot, principal_for
 from pydantic import ValidationError
 
 from tests.security.support import born_years_ago, forfeiture_org, pnr, protocol
@@ -120,7 +120,7 @@ def test_twenty_or_over_is_refused_with_a_bilingual_reason_that_does_not_repeat_
     with pytest.raises(ForfeitureRejected) as exc:
         _validate(protocol(number=number))
     e = exc.value
-    assert e.status == 422 and e.reason == "age"
+    assert e.kind == "invalid" and e.reason == "age"
     assert "20 år eller äldre" in e.detail and "20 or older" in e.detail
     assert number not in repr(e.__dict__) and number[2:] not in repr(e.__dict__)
     assert _validate(protocol(number=pnr(born_years_ago(19, days_more=360)))).age_band == "18_19"
@@ -129,7 +129,7 @@ def test_twenty_or_over_is_refused_with_a_bilingual_reason_that_does_not_repeat_
 def test_caller_outside_the_municipality_is_forbidden() -> None:
     with pytest.raises(ForfeitureRejected) as exc:
         _validate(protocol(), who="olle")
-    assert exc.value.status == 403
+    assert exc.value.kind == "forbidden"
 
 
 @pytest.mark.parametrize("change, field", [
@@ -142,7 +142,7 @@ def test_caller_outside_the_municipality_is_forbidden() -> None:
 def test_invalid_protocol_names_the_field(change: dict, field: str) -> None:
     with pytest.raises(ForfeitureRejected) as exc:
         _validate(protocol(**change))
-    assert exc.value.status == 422 and field in {e["field"] for e in exc.value.errors or []}
+    assert exc.value.kind == "invalid" and field in {e["field"] for e in exc.value.errors or []}
 
 
 def test_fingerprint_covers_facts_and_caller_but_not_personal_fields() -> None:
@@ -218,7 +218,7 @@ def test_control_characters_in_protocol_texts_are_refused(change: dict, field: s
         change = {"person": {**body["person"], **change["person"]}}
     with pytest.raises(ForfeitureRejected) as exc:
         _validate({**body, **change})
-    assert exc.value.status == 422
+    assert exc.value.kind == "invalid"
     assert [(e["field"], e["reason"]) for e in exc.value.errors or []] == [(field, "control_character")]
 
 
@@ -232,8 +232,8 @@ def test_an_unknown_municipality_and_one_the_caller_does_not_work_in_answer_alik
     for muni in ("ljungby", "no-such-kommun", "20100515-2382"):
         with pytest.raises(ForfeitureRejected) as exc:
             _validate(protocol(muni, None))
-        answers.append((exc.value.status, exc.value.detail, exc.value.errors))
-    assert answers[0][0] == 403 and answers.count(answers[0]) == 3 and "2382" not in str(answers)
+        answers.append((exc.value.kind, exc.value.detail, exc.value.errors))
+    assert answers[0][0] == "forbidden" and answers.count(answers[0]) == 3 and "2382" not in str(answers)
 
 
 def test_anonymous_budget_admits_one_row_per_address_and_minute_and_a_few_in_all() -> None:

@@ -7,7 +7,15 @@ import stat
 from pathlib import Path
 
 import pytest
-from est_intake.pii import KEY_FILE, PiiCipher, PiiDecryptError, PiiKeyError, generate_key, load_cipher, parse_keys
+from est_intake.forfeitures.pii import (
+    KEY_FILE,
+    PiiCipher,
+    PiiDecryptError,
+    PiiKeyError,
+    generate_key,
+    load_cipher,
+    parse_keys,
+)
 
 
 def cipher(text: str) -> PiiCipher:

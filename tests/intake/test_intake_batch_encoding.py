@@ -7,23 +7,16 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from est_intake.api import _batch_out
-from est_intake.db import LedgerSql, accepted_json, response_json
-from est_intake.domain import (
-    Accepted,
-    AnswerIn,
-    KnownReport,
-    ReportIn,
-    build_snapshot,
-    content_hash,
-    principal_for,
-    validate_report,
-)
-from est_intake.handlers import (
+from est_intake.adapters.jetstream import JetStreamReports
+from est_intake.adapters.ledger import LedgerSql
+from est_intake.org.domain import build_snapshot, principal_for
+from est_intake.reports.api import batch_out
+from est_intake.reports.db import accepted_json, response_json
+from est_intake.reports.domain import Accepted, AnswerIn, KnownReport, ReportIn, content_hash, validate_report
+from est_intake.reports.handlers import (
     REPORT_SUBMITTED,
     SOURCE,
     STORED,
-    JetStreamReports,
     Outcome,
     ReportEvent,
     conflict,
@@ -121,7 +114,7 @@ def test_an_accepted_reports_event_carries_its_answers_places_notes_and_correcti
 
 
 def test_reports_of_one_batch_share_look_ups_but_not_answers() -> None:
-    from est_intake.domain import Lookups
+    from est_intake.reports.domain import Lookups
 
     snap, _ = build_snapshot(make_org(), None)
     anna = principal_for(snap, "anna")
@@ -153,10 +146,10 @@ def test_the_batch_answer_is_rendered_as_json_response_rendered_it(rid: str | No
                         "status": o.status,
                         "replayed": o.reason == "replayed", **({"body": o.body} if o.ok else {"problem": o.body})})
     before = JSONResponse({"results": results, "accepted": 3, "rejected": 2}, headers={"Retry-After": "5"})
-    now = _batch_out(items, outcomes)
+    now = batch_out(items, outcomes)
     assert now.body == before.body
     assert now.headers["content-type"] == before.headers["content-type"] and now.headers["retry-after"] == "5"
-    assert "retry-after" not in _batch_out(items[:1], outcomes[:1]).headers
+    assert "retry-after" not in batch_out(items[:1], outcomes[:1]).headers
 
 
 @given(rid=texts, period=texts, late=st.booleans())

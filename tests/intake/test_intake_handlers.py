@@ -9,9 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from est_intake import db
-from est_intake.domain import ReportIn, build_snapshot, principal_for
-from est_intake.handlers import IntakeMetrics, Submission, apply_org, single_publisher, submit_reports
+from est_intake.adapters.ledger import ReportLedger
+from est_intake.metrics import IntakeMetrics
+from est_intake.org import db as org_db
+from est_intake.org.domain import build_snapshot, principal_for
+from est_intake.org.handlers import apply_org
+from est_intake.reports import db as reports_db
+from est_intake.reports.domain import ReportIn
+from est_intake.reports.handlers import Submission, single_publisher, submit_reports
 from est_shared.bus import BusUnavailable
 from est_shared.db import make_engine, session_factory
 from est_shared.events import CloudEvent
@@ -24,7 +29,8 @@ from tests.intake.support import make_org, report, rid
 async def _sessions(tmp_path: Path):  # type: ignore[no-untyped-def]
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'intake.db'}")
     async with engine.begin() as conn:
-        await conn.run_sync(db.metadata.create_all)
+        await conn.run_sync(org_db.metadata.create_all)
+        await conn.run_sync(reports_db.metadata.create_all)
     return engine, session_factory(engine)
 
 
@@ -42,13 +48,13 @@ async def test_nothing_is_recorded_when_the_bus_does_not_ack(tmp_path: Path) -> 
         published.append((subject, event))
 
     metrics = IntakeMetrics(CollectorRegistry())
-    ledger = db.ReportLedger(engine)
+    ledger = ReportLedger(engine)
     many = single_publisher(publish)
     sub = Submission(req=ReportIn.model_validate(report()), caller=anna, received_at=datetime.now(UTC))
     [out] = await submit_reports([sub], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
     assert out.status == 503 and out.headers == {"Retry-After": "5"}
     async with sessions() as s:
-        assert await db.find_reports(s, [sub.req.report_id]) == {}
+        assert await reports_db.find_reports(s, [sub.req.report_id]) == {}
     down = False
     [out] = await submit_reports([sub], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
     assert out.status == 202
@@ -81,12 +87,12 @@ async def test_apply_org_stores_versions_and_outbox_once(tmp_path: Path) -> None
     assert not again.changed and again.snapshot.version == 1 and len(wakes) == 1
     assert [b.version for b in stored] == [1]  # the snapshot is stored once, for the new version only
     async with sessions() as s:
-        rows = (await s.execute(db.outbox.select())).all()
+        rows = (await s.execute(org_db.outbox.select())).all()
         assert [r.event_id for r in rows] == ["org:v1"] and rows[0].subject == "est.org.changed"
         data = json.loads(rows[0].payload)["data"]  # the event names the stored object, without the snapshot
         assert data["snapshot_object"] == stored[0].name and data["snapshot_sha256"] == stored[0].sha256
         assert "snapshot" not in data
-        assert [v["version"] for v in await db.org_history(s)] == [1]
+        assert [v["version"] for v in await org_db.org_history(s)] == [1]
     assert [s.version for s in seen] == [1, 1]
     await engine.dispose()
 
@@ -109,7 +115,7 @@ async def test_concurrent_batches_sharing_ids_wait_for_each_other(tmp_path: Path
         published.append(event.id)
 
     metrics = IntakeMetrics(CollectorRegistry())
-    ledger = db.ReportLedger(engine)
+    ledger = ReportLedger(engine)
     many = single_publisher(publish)
     now = datetime.now(UTC)
 
@@ -150,7 +156,7 @@ async def test_ledger_rows_moved_in_bulk_still_answer_replays_and_conflicts(tmp_
         published.append(event.id)
 
     metrics = IntakeMetrics(CollectorRegistry())
-    ledger = db.ReportLedger(engine)
+    ledger = ReportLedger(engine)
     assert ledger.local is not None
     ledger.local.recent_limit = 50
     ledger.local.MOVE_CHUNK = 20  # several chunks a move
@@ -182,10 +188,10 @@ async def test_ledger_rows_moved_in_bulk_still_answer_replays_and_conflicts(tmp_
     [clash] = await submit_reports([other], ledger=ledger, snapshot=snap, publish=many, metrics=metrics)
     assert clash.status == 409 and len(published) == 120
     async with sessions() as s:
-        assert set(await db.find_reports(s, [rid("mv-0"), rid("mv-119")])) == {rid("mv-0"), rid("mv-119")}
+        assert set(await reports_db.find_reports(s, [rid("mv-0"), rid("mv-119")])) == {rid("mv-0"), rid("mv-119")}
     ledger.close()
     # a restart: the rows still waiting are counted before the next insert decides on a move
-    ledger = db.ReportLedger(engine)
+    ledger = ReportLedger(engine)
     assert ledger.local is not None
     ledger.local.recent_limit = waiting + 1
     extra = Submission(req=ReportIn.model_validate(report(report_id=rid("mv-new"))), caller=anna,
@@ -213,7 +219,7 @@ async def test_a_failed_ledger_move_keeps_the_rows_answering_and_waits_before_th
         return None
 
     metrics = IntakeMetrics(CollectorRegistry())
-    ledger = db.ReportLedger(engine)
+    ledger = ReportLedger(engine)
     local = ledger.local
     assert local is not None
     local.recent_limit = 10

@@ -11,7 +11,7 @@ import httpx
 import yaml
 from est_aggregator.app import create_app as aggregator_app
 from est_aggregator.settings import AggregatorSettings
-from est_intake import db
+from est_intake.org import db
 from est_shared.db import add_to_outbox, transaction
 from est_shared.events import OrgChanged, new_event
 from est_shared.natsserver import NatsServer
@@ -84,7 +84,7 @@ async def test_an_outbox_event_the_bus_can_never_take_leaves_readyz_degraded_and
     """The reported failure: an event over the payload limit (here an inline snapshot of the old form) used to
     be retried forever and every organisation change behind it waited with it."""
     async with running(settings_for(tmp_path, fresh_nats.url, make_org())) as (client, app):
-        ctx = app.state.intake
+        ctx = app.state.org
         oversized = new_event(type="se.est.org.changed", source="/est/intake", id="org:too-large", subject="org",
                               data=OrgChanged(version=99, snapshot={"pad": "x" * 1_200_000}))
         async with transaction(ctx.sessions) as s:

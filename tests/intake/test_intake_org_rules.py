@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
-from est_intake.domain import (
+from est_intake.org.domain import (
     OrgInvalid,
     OrgSyntaxError,
     build_snapshot,

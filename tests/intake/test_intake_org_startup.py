@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from est_intake import db
-from est_intake.handlers import StartupFile, apply_org, unchanged_startup_file
+from est_intake.org import db
+from est_intake.org.handlers import StartupFile, apply_org, unchanged_startup_file
 from est_shared.db import make_engine, session_factory, transaction
 from est_shared.natsserver import NatsServer
 from est_shared.org import OrgSnapshot, SnapshotBlob

@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 import nats
-from est_intake.handlers import JetStreamReports, RawPublish
+from est_intake.adapters.hpub import RawPublish
+from est_intake.adapters.jetstream import JetStreamReports
 from est_shared.subjects import report_submitted
 
 

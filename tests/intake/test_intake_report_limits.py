@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from est_intake.domain import ReportIn, ReportRejected, build_snapshot, principal_for, validate_report
+from est_intake.errors import ReportRejected
+from est_intake.org.domain import build_snapshot, principal_for
+from est_intake.reports.domain import ReportIn, validate_report
 from est_shared.checklists import DEFAULT_MAX_COUNT, EST_STANDARD_1, Checklist, ChecklistItem
 from est_shared.natsserver import NatsServer
 from pydantic import ValidationError
@@ -123,7 +125,7 @@ def test_a_checklist_item_sets_its_own_count_bound() -> None:
     check({"brand": {"value": 5}, "klotter": {"value": DEFAULT_MAX_COUNT}})
     with pytest.raises(ReportRejected) as refused:
         check({"brand": {"value": 6}})
-    assert refused.value.status == 422 and refused.value.errors == [
+    assert refused.value.kind == "invalid" and refused.value.errors == [
         {"field": "answers.brand.value", "message": "at most 5 in one report (brand in liten@1)"}]
     with pytest.raises(ValidationError):  # a bound is for counts, and no bound is beyond the ceiling
         ChecklistItem(code="x", label_sv="x", label_en="x", answer="level", max_count=3)

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from est_intake.app import create_app as create_intake
-from est_intake.pii import generate_key
+from est_intake.forfeitures.pii import generate_key
 from est_notifier.app import Settings, create_app
 from est_notifier.deliveries.db import get_delivery
 from est_notifier.deliveries.domain import verify

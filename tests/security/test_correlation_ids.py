@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 from est_intake.app import create_app
-from est_intake.pii import generate_key
+from est_intake.forfeitures.pii import generate_key
 from est_shared import http
 from est_shared.http import accepted_correlation_id, new_correlation_id
 from est_shared.natsserver import NatsServer

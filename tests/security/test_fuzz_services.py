@@ -24,8 +24,8 @@ from est_aggregator.app import create_app as aggregator_app
 from est_analysis.app import Settings as AnalysisSettings
 from est_analysis.app import create_app as analysis_app
 from est_intake.app import create_app as intake_app
-from est_intake.domain import build_snapshot
-from est_intake.pii import generate_key
+from est_intake.forfeitures.pii import generate_key
+from est_intake.org.domain import build_snapshot
 from est_notifier.app import Settings as NotifierSettings
 from est_notifier.app import create_app as notifier_app
 from est_shared.natsserver import NatsServer

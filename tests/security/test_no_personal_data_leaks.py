@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 from est_intake.app import create_app
-from est_intake.pii import generate_key
+from est_intake.forfeitures.pii import generate_key
 from est_shared.bus import PoisonEvent, add_consumer, make_broker
 from est_shared.events import CloudEvent, ForfeitureRecorded
 from est_shared.natsserver import NatsServer

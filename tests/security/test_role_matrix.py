@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from est_intake.pii import generate_key
+from est_intake.forfeitures.pii import generate_key
 from est_shared.natsserver import NatsServer
 
 from tests.intake.support import report, running, settings_for

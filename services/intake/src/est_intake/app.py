@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from est_shared.adapters.schema import lock_schema
+from est_shared.adapters.schema import drop_indexes, lock_schema
 from est_shared.adapters.sqlite import checkpoint_loop
 from est_shared.bus import (
     ORG_SNAPSHOTS,
@@ -23,28 +23,39 @@ from est_shared.bus import (
     publish_event,
     put_object,
 )
-from est_shared.db import OutboxRelay, add_to_outbox, make_engine, session_factory, transaction
+from est_shared.db import add_to_outbox, make_engine, session_factory, transaction
 from est_shared.events import CloudEvent, OrgChanged
 from est_shared.org import OrgSnapshot, SnapshotBlob, snapshot_version
 from est_shared.runtime import ServiceRuntime
 from est_shared.subjects import ORG_CHANGED
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from prometheus_client import Gauge
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from est_intake import db
-from est_intake.api import ORG_PATH, IntakeContext, build_router
+from est_intake.adapters.fastpath import ReportsFastPath
+from est_intake.adapters.jetstream import JetStreamReports
+from est_intake.adapters.ledger import ReportLedger
 from est_intake.consumers import register as register_bus
-from est_intake.domain import parse_org_text
-from est_intake.forfeitures import install_forfeitures
-from est_intake.handlers import (
-    IntakeMetrics,
-    OrgApplied,
-    StartupFile,
-    StoreSnapshot,
-    apply_org,
-    org_event,
-    unchanged_startup_file,
+from est_intake.forfeitures import db as fdb
+from est_intake.forfeitures.api import build_forfeiture_router
+from est_intake.forfeitures.handlers import (
+    ForfeitureDeps,
+    Publish,
+    municipality_timezone,
+    record_credential_changes,
+    run_upkeep,
 )
+from est_intake.forfeitures.pii import load_cipher, secret_text
+from est_intake.metrics import ForfeitureMetrics, IntakeMetrics
+from est_intake.org import db
+from est_intake.org.api import ORG_PATH, OrgContext
+from est_intake.org.api import build_router as build_org_router
+from est_intake.org.domain import parse_org_text
+from est_intake.org.handlers import OrgApplied, StartupFile, StoreSnapshot, apply_org, org_event, unchanged_startup_file
+from est_intake.reports import db as reports_db
+from est_intake.reports.api import BATCH_PATH, REPORTS_PATH, ReportsContext
+from est_intake.reports.api import build_router as build_reports_router
 from est_intake.settings import IntakeSettings
 
 Settings = IntakeSettings
@@ -58,7 +69,7 @@ organisation (municipalities, areas, places, actors, people, roles, tokens) and 
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
-    """Build the intake app: runtime, database, outbox relay, routes and start-up work."""
+    """Build the intake app: runtime, database, ledger, publishers, routes, the fast path and start-up work."""
     settings = settings or IntakeSettings()
     engine = make_engine(settings.db_url())
     sessions = session_factory(engine)
@@ -66,12 +77,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                              settings=settings, engine=engine, max_body_bytes=settings.max_body_bytes,
                              body_limits={("PUT", ORG_PATH): settings.max_org_body_bytes})
     metrics = IntakeMetrics(runtime.registry)
-    relay: dict[str, OutboxRelay] = {}
     startup_file = StartupFileState(runtime)
-
-    def wake() -> None:
-        if "r" in relay:
-            relay["r"].wake()
+    wake = runtime.wake_outbox
 
     async def publish(subject: str, event: CloudEvent[Any]) -> bool:
         try:
@@ -98,11 +105,20 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         await _prune_snapshots(runtime, newest=blob.version, keep=settings.org_snapshots_kept)
         return blob
 
-    ctx = IntakeContext(runtime=runtime, sessions=sessions, metrics=metrics, publish=publish, wake=wake,
-                        concurrency=settings.publish_concurrency, max_batch=settings.max_batch,
-                        store_snapshot=store, on_org_put=startup_file.applied_by_hand)
-    runtime.app.include_router(build_router(ctx))
-    runtime.app.state.intake = ctx
+    ledger = ReportLedger(engine)
+    reports_bus = JetStreamReports(runtime, metrics, timeout=settings.publish_timeout)
+    org = OrgContext(runtime=runtime, sessions=sessions, metrics=metrics, wake=wake, store_snapshot=store,
+                     on_org_put=startup_file.applied_by_hand)
+    reports = ReportsContext(runtime=runtime, metrics=metrics, ledger=ledger, publish=reports_bus.publish_many,
+                             original=reports_bus.original, max_batch=settings.max_batch)
+    runtime.app.include_router(build_org_router(org))
+    reports_router = build_reports_router(reports)
+    runtime.app.include_router(reports_router)
+    posts = {r.path: r for r in reports_router.routes if isinstance(r, APIRoute) and "POST" in (r.methods or ())}
+    runtime.app.add_middleware(ReportsFastPath, ctx=reports, route=posts[REPORTS_PATH],
+                               batch_route=posts[BATCH_PATH], max_body=settings.max_body_bytes)
+    runtime.app.state.org = org
+    runtime.app.state.reports = reports
     register_bus(runtime)
     install_forfeitures(runtime, settings=settings, engine=engine, sessions=sessions, publish=publish)
 
@@ -110,23 +126,20 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         async with engine.begin() as conn:
             await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
-            await conn.run_sync(db.drop_unused_indexes)
-        r = runtime.outbox_relay(sessions=sessions, table=db.outbox,
-                                 on_published=lambda subject: runtime.metrics.published.labels("outbox").inc())
-        relay["r"] = r
+            await conn.run_sync(reports_db.metadata.create_all)
+            await conn.run_sync(drop_indexes, reports_db.DROPPED_INDEXES)
+        relay = runtime.outbox_relay(sessions=sessions, table=db.outbox,
+                                     on_published=lambda subject: runtime.metrics.published.labels("outbox").inc())
         await _reconcile_org(runtime, sessions, store)
         if settings.org_file:
             await startup_file.apply(settings.org_file, sessions=sessions, wake=wake, store=store, metrics=metrics)
-        await r.flush()
-        r.start()
-        if ctx.ledger is not None and ctx.ledger.local is not None:
+        await relay.flush()
+        relay.start()
+        if ledger.local is not None:
             runtime.spawn(checkpoint_loop(engine), "wal-checkpoint")
 
     async def stop() -> None:
-        if "r" in relay:
-            await relay["r"].stop()
-        if ctx.ledger is not None:
-            ctx.ledger.close()
+        ledger.close()
 
     runtime.on_start(start)
     runtime.on_stop(stop)
@@ -134,7 +147,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
 
 class StartupFileState:
-    """The start-up organisation file (see the rule in ``est_intake.domain``): applied or skipped at start, and
+    """The start-up organisation file (see the rule in ``est_intake.org.domain``): applied or skipped at start, and
     whether it waits to be applied by hand (``est_intake_org_file_skipped``, ``/readyz`` degraded)."""
 
     def __init__(self, runtime: ServiceRuntime) -> None:
@@ -241,3 +254,27 @@ async def _reconcile_org(runtime: ServiceRuntime, sessions: Any, store: StoreSna
         except BusUnavailable:
             async with transaction(sessions) as s:  # leave it to the outbox relay
                 await add_to_outbox(s, db.outbox, ORG_CHANGED, event.model_copy(update={"id": f"{event.id}:r"}))
+
+
+def install_forfeitures(runtime: ServiceRuntime, *, settings: IntakeSettings, engine: AsyncEngine,
+                        sessions: async_sessionmaker[AsyncSession], publish: Publish) -> ForfeitureDeps:
+    """Wire forfeiture protocols into the intake: routes, tables and key at start, the upkeep job."""
+    deps = ForfeitureDeps(sessions=sessions, publish=publish, metrics=ForfeitureMetrics(runtime.registry),
+                          retention=timedelta(days=settings.forfeiture_retention_days),
+                          timezone_of=lambda m: municipality_timezone(runtime.directory.snapshot, m))
+    runtime.app.include_router(build_forfeiture_router(deps, runtime))
+    app: FastAPI = runtime.app
+    app.state.forfeitures = deps
+
+    async def start() -> None:
+        deps.cipher = load_cipher(secret_text(settings.pii_key), data_dir=settings.data_dir)
+        async with engine.begin() as conn:
+            await fdb.create_tables(conn)
+        runtime.spawn(run_upkeep(deps=deps, interval=settings.forfeiture_upkeep_interval), "forfeiture-upkeep")
+
+    async def org_changed(snapshot: OrgSnapshot) -> None:
+        await record_credential_changes(snapshot, deps=deps)
+
+    runtime.on_start(start)
+    runtime.on_org_changed(org_changed)
+    return deps

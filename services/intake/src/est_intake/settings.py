@@ -38,8 +38,8 @@ class IntakeSettings(ServiceSettings):
 
     pii_key: SecretStr | None = Field(
         default=None, description="EST_PII_KEY: comma-separated keys for personal-data encryption, each 32 random "
-        "bytes in URL-safe base64 (python -m est_intake.pii new-key); the first encrypts, all decrypt (rotation). "
-        "Unset: a key file DATA_DIR/pii.key is generated (embedded default only)")
+        "bytes in URL-safe base64 (python -m est_intake.forfeitures.pii new-key); the first encrypts, all decrypt "
+        "(rotation). Unset: a key file DATA_DIR/pii.key is generated (embedded default only)")
     forfeiture_retention_days: int = service_field(
         "intake", "forfeiture_retention_days", 365,
         "days after occurred_at when a forfeiture protocol's personal data (name, personal identity number, "

@@ -1,26 +1,23 @@
-"""Intake tables (organisation history, accepted reports for idempotency, outbox) and small repositories."""
+"""The report ledger on the database driver itself: pre-written statements (``LedgerSql``), the in-loop
+SQLite connection with its bulk move (``LocalLedger``) and the coalescing store (``ReportLedger``)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 
 from est_shared.adapters.sqlite import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, InLoopSqlite, in_loop_sqlite, retry_busy
-from est_shared.db import outbox_table, utcnow
 from est_shared.observability import error_name
-from est_shared.org import OrgSnapshot
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, func, insert, select
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from est_intake.domain import ACCEPTED_KEYS
+from est_intake.reports.db import FOUND_COLUMNS, REPORT_COLUMNS, found_row, reports
 
 try:
     from asyncpg.exceptions import UniqueViolationError
@@ -30,179 +27,6 @@ except ImportError:  # an image without PostgreSQL support
     _UNIQUE_VIOLATIONS = ()
 
 log = logging.getLogger("est.intake")
-
-metadata = MetaData()
-
-org_versions = Table(
-    "org_versions", metadata,
-    Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("snapshot", Text, nullable=False, doc="OrgSnapshot JSON (tokens only as SHA-256)"),
-    Column("applied_at", DateTime(timezone=True), nullable=False),
-    Column("applied_by", String(200), nullable=False),
-    Column("changes", Text, nullable=False, doc="JSON list of human-readable changes"),
-)
-
-org_startup_files = Table(
-    "org_startup_files", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("sha256", String(64), nullable=False, doc="SHA-256 of the file's bytes"),
-    Column("file_name", String(300), nullable=False),
-    Column("version", Integer, nullable=False, doc="the organisation version the file made or found"),
-    Column("outcome", String(20), nullable=False, doc="applied (a new version) or current (no change)"),
-    Column("at", DateTime(timezone=True), nullable=False),
-)
-"""Start-up organisation files that took effect (see ``est_intake.domain``, the start-up file rule)."""
-
-
-def _ledger_columns() -> list[Column[Any]]:
-    return [
-        Column("report_id", String(128), primary_key=True),
-        Column("content_sha256", String(64), nullable=False),
-        Column("response", Text, nullable=False, doc="the 202 body, JSON"),
-        Column("municipality_id", String(100), nullable=False),
-        Column("area_id", String(100), nullable=False),  # no index: nothing looks reports up by area here
-        Column("period", String(20), nullable=False),
-        Column("reporter_id", String(100), nullable=False),
-        Column("received_at", DateTime(timezone=True), nullable=False),
-        Column("recorded_at", DateTime(timezone=True), nullable=False),
-    ]
-
-
-reports = Table("reports", metadata, *_ledger_columns())
-"""The idempotency ledger: one row per accepted report id, with its fingerprint and answer."""
-
-reports_recent = Table("reports_recent", metadata, *_ledger_columns())
-"""SQLite only: the ledger's newest rows, moved into ``reports`` in bulk (see ``LocalLedger``); a report id
-is in one of the two. Empty on PostgreSQL."""
-
-outbox = outbox_table(metadata)
-
-
-async def latest_org(session: AsyncSession) -> OrgSnapshot | None:
-    """The newest stored organisation snapshot, or None before the first apply."""
-    raw = await session.scalar(select(org_versions.c.snapshot).order_by(org_versions.c.version.desc()).limit(1))
-    return await _snapshot(raw) if raw else None
-
-
-async def _snapshot(raw: str) -> OrgSnapshot:
-    """A stored snapshot parsed; a large one in a thread (tens of megabytes of JSON hold the loop a while)."""
-    if len(raw) < 100_000:
-        return OrgSnapshot.model_validate_json(raw)
-    return await asyncio.to_thread(OrgSnapshot.model_validate_json, raw)
-
-
-async def add_org_version(session: AsyncSession, snapshot: OrgSnapshot, *, applied_by: str,
-                          changes: list[str], applied_at: datetime | None = None,
-                          snapshot_json: str | None = None) -> None:
-    """Store one organisation version (the primary key refuses a concurrent duplicate); ``snapshot_json`` is
-    the snapshot's JSON when the caller has it already."""
-    await session.execute(insert(org_versions).values(
-        version=snapshot.version, snapshot=snapshot_json or snapshot.model_dump_json(),
-        applied_at=applied_at or utcnow(), applied_by=applied_by, changes=json.dumps(changes, ensure_ascii=False)))
-
-
-async def org_version_number(session: AsyncSession) -> int:
-    """The newest stored organisation version number (0 before the first)."""
-    return int(await session.scalar(select(func.max(org_versions.c.version))) or 0)
-
-
-async def last_startup_file(session: AsyncSession) -> tuple[str | None, int]:
-    """(SHA-256, organisation version) of the start-up file that last took effect. Before any was recorded:
-    no digest, and the newest version a start-up file made (``applied_by`` ``file:…``), else 0."""
-    row = (await session.execute(select(org_startup_files.c.sha256, org_startup_files.c.version)
-                                 .order_by(org_startup_files.c.id.desc()).limit(1))).first()
-    if row is not None:
-        return row[0], int(row[1])
-    made = await session.scalar(select(func.max(org_versions.c.version))
-                                .where(org_versions.c.applied_by.like("file:%")))
-    return None, int(made or 0)
-
-
-async def record_startup_file(session: AsyncSession, *, sha256: str, file_name: str, version: int,
-                              outcome: str) -> None:
-    """Note that a start-up file took effect as ``version``."""
-    await session.execute(insert(org_startup_files).values(sha256=sha256, file_name=file_name[:300],
-                                                           version=version, outcome=outcome, at=utcnow()))
-
-
-async def org_history(session: AsyncSession, limit: int = 100) -> list[dict[str, Any]]:
-    """Stored versions, newest first, without the snapshots."""
-    rows = (await session.execute(
-        select(org_versions.c.version, org_versions.c.applied_at, org_versions.c.applied_by, org_versions.c.changes)
-        .order_by(org_versions.c.version.desc()).limit(limit))).all()
-    return [{"version": v, "applied_at": at, "applied_by": by, "changes": json.loads(ch)} for v, at, by, ch in rows]
-
-
-async def org_version(session: AsyncSession, version: int) -> OrgSnapshot | None:
-    """One stored organisation version."""
-    raw = await session.scalar(select(org_versions.c.snapshot).where(org_versions.c.version == version))
-    return await _snapshot(raw) if raw else None
-
-
-async def find_reports(session: AsyncSession, report_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Stored reports by id (from both ledger tables): what ``ReportLedger.find`` answers."""
-    out: dict[str, dict[str, Any]] = {}
-    ids = list(dict.fromkeys(report_ids))
-    for i in range(0, len(ids), 500):
-        for table in (reports_recent, reports):  # the older row wins if an id were in both
-            rows = (await session.execute(
-                select(*(table.c[c] for c in FOUND_COLUMNS)).where(table.c.report_id.in_(ids[i:i + 500])))).all()
-            for row in rows:
-                out[row[0]] = found_row(row)
-    return out
-
-
-FOUND_COLUMNS = ("report_id", "content_sha256", "response", "area_id", "municipality_id", "reporter_id")
-"""What a lookup reads of a stored report: its fingerprint and answer, and whose report of which area it is
-(a correction is judged by the original's sender and municipality)."""
-
-
-def found_row(row: Any) -> dict[str, Any]:
-    """A looked-up row (``FOUND_COLUMNS`` in order) as the ledger answers it."""
-    _, digest, response, area, municipality, reporter = row
-    return {"content_sha256": digest, "response": json.loads(response), "area_id": area,
-            "municipality_id": municipality, "reporter_id": reporter}
-
-
-def report_row(*, report_id: str, content_sha256: str, response: dict[str, Any], municipality_id: str,
-               area_id: str, period: str, reporter_id: str, received_at: datetime,
-               recorded_at: datetime | None = None, response_text: str | None = None) -> dict[str, Any]:
-    """A row for the reports table (``response_text``: the response as ``response_json`` writes it, if known)."""
-    return {"report_id": report_id, "content_sha256": content_sha256,
-            "response": response_json(response) if response_text is None else response_text,
-            "municipality_id": municipality_id, "area_id": area_id, "period": period,
-            "reporter_id": reporter_id, "received_at": received_at, "recorded_at": recorded_at or utcnow()}
-
-
-_ascii = json.encoder.encode_basestring_ascii  # what json.dumps writes a string with
-
-
-def accepted_json(report_id: str, period: str, late: bool) -> str:
-    """``json.dumps(accepted_body(report_id, period, late))``, written out directly (every accepted report's row)."""
-    return (f'{{"report_id": {_ascii(report_id)}, "period": {_ascii(period)}, '
-            f'"status": "accepted", "late": {"true" if late else "false"}}}')
-
-
-def response_json(response: dict[str, Any]) -> str:
-    """``json.dumps(response)``; an accepted answer (the common row) written out directly."""
-    if list(response) == ACCEPTED_KEYS and response["status"] == "accepted" and type(response["late"]) is bool \
-            and type(response["report_id"]) is str and type(response["period"]) is str:
-        return accepted_json(response["report_id"], response["period"], response["late"])
-    return json.dumps(response)
-
-
-DROPPED_INDEXES = ("ix_reports_area_id",)
-"""Indexes older versions made that nothing reads: each cost every accepted report an index insert."""
-
-
-def drop_unused_indexes(conn: Any) -> None:
-    """Drop ``DROPPED_INDEXES`` from a database an older version created (no Alembic yet)."""
-    for name in DROPPED_INDEXES:
-        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {name}")
-
-
-REPORT_COLUMNS = ("report_id", "content_sha256", "response", "municipality_id", "area_id", "period", "reporter_id",
-                  "received_at", "recorded_at")
 
 
 class LedgerSql:
@@ -285,6 +109,13 @@ class LedgerSql:
             raise
 
 
+def _sqlite3(conn: Connection) -> sqlite3.Connection:
+    """The ``sqlite3`` connection under an in-loop SQLAlchemy connection (statements go to it directly)."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
+
+
 class LocalLedger:
     """The ledger's statements on the service's ``InLoopSqlite`` (the event loop's thread, the raw driver).
 
@@ -316,7 +147,7 @@ class LocalLedger:
     async def execute_fetchall(self, sql: str, params: Any) -> list[Any]:
         async def attempt() -> list[Any]:
             with self.local.reading() as conn:
-                return list(conn.connection.driver_connection.execute(sql, params).fetchall())
+                return list(_sqlite3(conn).execute(sql, params).fetchall())
 
         return await retry_busy(attempt)
 
@@ -324,7 +155,7 @@ class LocalLedger:
         """Insert in one transaction: all rows or none; start a bulk move once ``recent_limit`` rows wait."""
         async def attempt() -> None:
             with self.local.transaction() as conn:
-                conn.connection.driver_connection.executemany(sql, params)
+                _sqlite3(conn).executemany(sql, params)
 
         if self.recent is None:  # before this insert: it is counted below
             [(self.recent,)] = await self.execute_fetchall("SELECT count(*) FROM reports_recent", ())

@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from est_intake.db import org_versions
+from est_intake.org.db import org_versions
 
 metadata = MetaData()
 

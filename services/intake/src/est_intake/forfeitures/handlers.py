@@ -1,14 +1,14 @@
-"""Kronoberg forfeiture protocols: use cases (record, read with access log, retention, key rotation) and routes.
+"""Kronoberg forfeiture protocols: the use cases (record, read with access log, retention, key rotation).
 
-Recording: validate, store the protocol with its personal fields sealed (see ``pii``) and its event,
-publish ``se.est.forfeiture.recorded`` (no personal data) and answer 202 only after the JetStream
-ack. If the bus does not acknowledge, the stored row is removed again and the answer is 503
+Recording: validate, store the protocol with its personal fields sealed (see ``est_intake.forfeitures.pii``)
+and its event, publish ``se.est.forfeiture.recorded`` (no personal data) and answer 202 only after the
+JetStream ack. If the bus does not acknowledge, the stored row is removed again and the answer is 503
 (nothing half-done); a row left behind by a crash between storing and publishing is published by
 the upkeep job. Reading: police and social services only, a stated purpose, every attempt with a valid
 token logged in the append-only access log in the same transaction as the read; attempts without one
 within a small budget per client address and minute (``AnonymousBudget``), so the log cannot be filled
-by anyone. The log keeps UUIDs and purposes only after the checks of ``forfeiture_domain`` (a marker
-instead of personal data), and shows beside each read the reader's latest credential change (a new
+by anyone. The log keeps UUIDs and purposes only after the checks of ``est_intake.forfeitures.domain`` (a
+marker instead of personal data), and shows beside each read the reader's latest credential change (a new
 token or read role set by an organisation version; ``record_credential_changes``). Retention: the
 upkeep job nulls the personal fields once ``occurred_at`` is older than the retention period; the facts
 stay.
@@ -36,35 +36,31 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from est_shared.bus import BusUnavailable
-from est_shared.db import make_engine, session_factory, transaction
+from est_shared.clock import utcnow
+from est_shared.db import transaction
 from est_shared.events import CloudEvent, ForfeitureNotificationDue, ForfeitureRecorded, new_event
-from est_shared.http import PROBLEM, Problem, problem_response, require_role
+from est_shared.http import STATUS
 from est_shared.observability import correlation_id
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.periods import DEFAULT_TIMEZONE
-from est_shared.runtime import ServiceRuntime
-from est_shared.sealed import NOTIFICATION_PURPOSE, purpose_context, seal_json
+from est_shared.sealed import NOTIFICATION_PURPOSE, PiiCipher, PiiDecryptError, purpose_context, seal_json
 from est_shared.subjects import forfeiture_recorded
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Counter
-from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_intake import forfeiture_db as fdb
-from est_intake.forfeiture_domain import (
+from est_intake.errors import ForfeitureRejected
+from est_intake.forfeitures import db as fdb
+from est_intake.forfeitures.domain import (
     MALFORMED_ID,
     MAX_PURPOSE,
     SOURCE_LABELS,
     AnonymousBudget,
     ForfeitureIn,
-    ForfeitureRejected,
     accepted_body,
     age_on,
     check_municipality,
@@ -72,7 +68,6 @@ from est_intake.forfeiture_domain import (
     credential_changes,
     logged_purpose,
     may_read,
-    may_record,
     notification_person,
     parse_personal_number,
     personal_values,
@@ -82,7 +77,7 @@ from est_intake.forfeiture_domain import (
     same_personal_data,
     validate_protocol,
 )
-from est_intake.pii import PiiCipher, PiiDecryptError, load_cipher
+from est_intake.metrics import ForfeitureMetrics
 
 log = logging.getLogger("est.intake.forfeitures")
 
@@ -94,41 +89,12 @@ PENDING_GRACE = timedelta(seconds=60)
 RETRY_AFTER = "5"
 
 Publish = Callable[[str, CloudEvent[Any]], Awaitable[bool | None]]
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+Now = Callable[[], datetime]
 
 
 def notification_subject(municipality_id: str) -> str:
     """Where notifications for social services go (captured by EST_REPORTS with the recorded events)."""
     return f"est.forfeiture.notification_due.{municipality_id}"
-
-
-class ForfeitureMetrics:
-    """Forfeiture metrics on the intake registry (labels never carry personal data)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.recorded = Counter("est_intake_forfeitures_total", "Forfeiture protocols posted, by outcome",
-                                ["outcome"], registry=registry)
-        self.reads = Counter("est_intake_forfeiture_reads_total", "Reads of forfeiture protocols, by outcome",
-                             ["outcome"], registry=registry)
-        self.deleted = Counter("est_intake_forfeiture_personal_data_deleted_total",
-                               "Protocols whose personal data was deleted after retention", registry=registry)
-        self.reencrypted = Counter("est_intake_forfeiture_reencrypted_total",
-                                   "Protocols re-encrypted under the primary key", registry=registry)
-        self.republished = Counter("est_intake_forfeiture_republished_total",
-                                   "Stored protocols whose event the upkeep job published", registry=registry)
-        self.notifications = Counter("est_intake_forfeiture_notifications_total",
-                                     "Social-services notifications published, by reason (under_18, "
-                                     "requested_by_police)", ["reason"], registry=registry)
-        self.unlogged = Counter("est_intake_forfeiture_unlogged_attempts_total",
-                                "Reads without a valid token beyond the access-log budget (counted, not logged)",
-                                registry=registry)
-        self.credential_changes = Counter("est_intake_forfeiture_credential_changes_total",
-                                          "New tokens or read roles of police and social-services people, by kind",
-                                          ["kind"], registry=registry)
 
 
 @dataclass
@@ -140,7 +106,7 @@ class ForfeitureDeps:
     metrics: ForfeitureMetrics
     retention: timedelta
     cipher: PiiCipher | None = None
-    clock: Clock = utc_now
+    clock: Now = utcnow
     pending_grace: timedelta = PENDING_GRACE
     timezone_of: Callable[[str], str] | None = None
     anonymous: AnonymousBudget = field(default_factory=AnonymousBudget)
@@ -182,7 +148,7 @@ def unseal(cipher: PiiCipher, row: dict[str, Any]) -> dict[str, str | None]:
     return {k: cipher.decrypt(row[k], context=_context(row["protocol_id"], k)) for k in fdb.ENCRYPTED}
 
 
-def _timezone(snapshot: OrgSnapshot, municipality_id: str) -> str:
+def municipality_timezone(snapshot: OrgSnapshot, municipality_id: str) -> str:
     muni = snapshot.municipalities.get(municipality_id)
     return muni.timezone if muni else DEFAULT_TIMEZONE
 
@@ -209,7 +175,7 @@ async def record_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: Org
         check_municipality(req, caller=caller, snapshot=snapshot)
     except ForfeitureRejected as exc:
         deps.metrics.recorded.labels(exc.reason).inc()
-        return _problem(exc.status, exc.title, exc.detail, exc.errors)
+        return _problem(STATUS[exc.kind], exc.title, exc.detail, exc.errors)
     digest = content_fingerprint(req, caller.person_id)
     async with deps.sessions() as s:
         row = await fdb.find_protocol(s, req.protocol_id)
@@ -220,7 +186,7 @@ async def record_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: Org
         valid = validate_protocol(req, caller=caller, snapshot=snapshot, now=now, retention=deps.retention)
     except ForfeitureRejected as exc:
         deps.metrics.recorded.labels(exc.reason).inc()
-        return _problem(exc.status, exc.title, exc.detail, exc.errors)
+        return _problem(STATUS[exc.kind], exc.title, exc.detail, exc.errors)
     d = valid.data
     event = new_event(type=FORFEITURE_RECORDED, source=SOURCE, id=f"forfeiture:{d.protocol_id}",
                       subject=d.area_id or d.municipality_id, time=now, data=d)
@@ -265,7 +231,7 @@ def notification_template(event: CloudEvent[ForfeitureRecorded], *, reason: str,
     d = event.data
     data = ForfeitureNotificationDue(
         protocol_id=d.protocol_id, municipality_id=d.municipality_id, area_id=d.area_id, place=d.place,
-        occurred_at=d.occurred_at, age_band=d.age_band, reason=reason,  # type: ignore[arg-type]
+        occurred_at=d.occurred_at, age_band=d.age_band, reason=reason,
         items=list(d.items), direct_forfeiture=d.direct_forfeiture, source=d.source,
         social_services_notified=d.social_services_notified, unit=unit, purpose=NOTIFICATION_PURPOSE,
         key_id=key_id, sealed_person="")
@@ -367,7 +333,7 @@ async def _publish(events: list[CloudEvent[Any]], body: dict[str, Any], *, deps:
                                                                                 "acknowledged": acked})
         return _unavailable() if acked == 0 or not fresh else _partly_published()
     async with transaction(deps.sessions) as s:
-        await fdb.mark_published(s, d.protocol_id, utc_now())
+        await fdb.mark_published(s, d.protocol_id, utcnow())
     deps.metrics.recorded.labels("accepted" if fresh else "replayed").inc()
     if fresh:
         for ev in events[1:]:
@@ -408,7 +374,7 @@ async def _replay(row: dict[str, Any], req: ForfeitureIn, digest: str, *, snapsh
         log.error("forfeiture protocol cannot be decrypted", extra={"protocol_id": pid, "key_id": exc.key_id})
         return _problem(500, "Internal error", "Personuppgifterna kan inte dekrypteras (nyckel saknas). / "
                         "The personal data cannot be decrypted (key missing).")
-    on = req.occurred_at.astimezone(ZoneInfo(_timezone(snapshot, row["municipality_id"]))).date()
+    on = req.occurred_at.astimezone(ZoneInfo(municipality_timezone(snapshot, row["municipality_id"]))).date()
     if not same_personal_data(stored, req, on=on):
         deps.metrics.recorded.labels("conflict").inc()
         return _conflict(pid)
@@ -543,7 +509,7 @@ def protocol_view(row: dict[str, Any], personal: dict[str, str | None], *, snaps
     """The full protocol as police and social services see it."""
     person = None
     if personal["personal_number"] is not None:
-        on = row["occurred_at"].astimezone(ZoneInfo(_timezone(snapshot, row["municipality_id"]))).date()
+        on = row["occurred_at"].astimezone(ZoneInfo(municipality_timezone(snapshot, row["municipality_id"]))).date()
         born = parse_personal_number(personal["personal_number"], on=on).birth_date
         person = {"name": personal["person_name"], "personal_number": personal["personal_number"],
                   "age": age_on(born, on)}
@@ -604,7 +570,7 @@ async def publish_pending(*, deps: ForfeitureDeps) -> list[str]:
         except BusUnavailable:
             break
         async with transaction(deps.sessions) as s:
-            await fdb.mark_published(s, pid, utc_now())
+            await fdb.mark_published(s, pid, utcnow())
         deps.metrics.republished.inc()
         for ev in events[1:]:
             deps.metrics.notifications.labels(ev.data.reason).inc()
@@ -667,25 +633,6 @@ async def reencrypt_protocols(*, sessions: async_sessionmaker[AsyncSession], cip
             "unknown_key_ids": unknown}
 
 
-async def reencrypt_database(settings: Any) -> dict[str, Any]:
-    """Re-encrypt from the command line (``python -m est_intake.pii reencrypt``), configured like the service."""
-    engine = make_engine(settings.db_url())
-    try:
-        async with engine.begin() as conn:
-            await fdb.create_tables(conn)
-        cipher = load_cipher(_secret(settings.pii_key), data_dir=settings.data_dir)
-        return await reencrypt_protocols(sessions=session_factory(engine), cipher=cipher)
-    finally:
-        await engine.dispose()
-
-
-def _secret(value: Any) -> str | None:
-    """The plain text of a setting that may be a SecretStr."""
-    if value is None:
-        return None
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
-
-
 # --- credential changes -------------------------------------------------------------------
 
 async def record_credential_changes(snapshot: OrgSnapshot, *, deps: ForfeitureDeps) -> int:
@@ -742,190 +689,3 @@ async def access_log_view(*, protocol_id: str | None, person_id: str | None, sin
         change = _latest_before(by_person.get(e["person_id"], []), e["at"])
         out.append({**e, "at": e["at"].isoformat(), "credential_change": _credential_out(change) if change else None})
     return {"entries": out, "credential_changes": [_credential_out(c) for c in listed]}
-
-
-# --- HTTP --------------------------------------------------------------------------------
-
-class ForfeitureAcceptedOut(BaseModel):
-    """The answer once a protocol is stored and its (anonymous) event acknowledged by JetStream."""
-
-    protocol_id: str
-    status: str = Field(examples=["accepted"])
-    age_band: str = Field(examples=["15_17"], description="under_15, 15_17 or 18_19")
-    warnings: list[dict[str, str]] = Field(default_factory=list,
-                                           description="reminders (guardians, social services) with code and texts")
-
-
-class PersonOut(BaseModel):
-    """The young person (null once retention has deleted the personal data)."""
-
-    name: str | None
-    personal_number: str | None = Field(description="12 digits with a hyphen")
-    age: int | None = Field(description="age on the day of the forfeiture")
-
-
-class ForfeitureOut(BaseModel):
-    """A forfeiture protocol with its personal data (police and social services; the read is logged)."""
-
-    protocol_id: str
-    municipality_id: str
-    area_id: str | None
-    place: str | None
-    occurred_at: str
-    received_at: str
-    recorded_by: str = Field(description="person id of the officer who recorded it")
-    unit: str | None
-    officer: str | None
-    person: PersonOut | None
-    age_band: str
-    items: list[dict[str, Any]]
-    direct_forfeiture: bool
-    guardian_contacted: bool
-    guardian_came: bool
-    source: str
-    source_label: dict[str, str]
-    source_details: str | None
-    social_services_notified: bool
-    personal_data_deleted_at: str | None
-    personal_data_deleted_after: str = Field(description="when retention deletes the personal data")
-
-
-class CredentialChangeOut(BaseModel):
-    """A new token or read role of a police or social-services person, with the organisation version."""
-
-    org_version: int
-    person_id: str
-    at: str = Field(description="when the organisation version was applied")
-    applied_by: str = Field(description="who applied it: an administrator's person id, or file:<name>")
-    kind: str = Field(examples=["token_changed"], description="person_added, token_changed or read_role_granted")
-    roles: list[str]
-
-
-class AccessEntryOut(BaseModel):
-    """One access-log entry."""
-
-    seq: int
-    at: str
-    person_id: str = Field(description="who ('-' without a valid token)")
-    actor_id: str | None
-    roles: list[str]
-    protocol_id: str = Field(description="the protocol (a UUID), or '[malformed id]'")
-    purpose: str | None = Field(description="the stated purpose, or a marker such as '[refused: personal data]'")
-    outcome: str = Field(examples=["granted", "forbidden_role", "purpose_missing", "not_found", "other_municipality",
-                                   "malformed_id", "unauthenticated"])
-    correlation_id: str | None
-    credential_change: CredentialChangeOut | None = Field(
-        description="the latest change of this person's token or read role before the read: a read with a token "
-                    "an administrator has just set is shown as such")
-
-
-class AccessLogOut(BaseModel):
-    """Access-log entries and credential changes, newest first."""
-
-    entries: list[AccessEntryOut]
-    credential_changes: list[CredentialChangeOut] = Field(
-        description="new tokens and read roles of police and social-services people (same filters)")
-
-
-def _answer(result: Result) -> JSONResponse:
-    if result.status < 300:
-        return JSONResponse(result.body, status_code=result.status)
-    return JSONResponse(result.body, status_code=result.status, media_type=PROBLEM, headers=result.headers)
-
-
-def build_forfeiture_router(deps: ForfeitureDeps, runtime: ServiceRuntime) -> APIRouter:
-    """Routes for protocols (police, social services) and their administration (admin)."""
-    router = APIRouter(strict_content_type=False)
-
-    async def police(request: Request) -> Principal:
-        principal = await runtime.principal(request)
-        if not may_record(principal):
-            deps.metrics.recorded.labels("forbidden").inc()
-            raise Problem(403, "Forbidden", "Förverkandeprotokoll registreras av polisen (rollen police). / "
-                          "Forfeiture protocols are recorded by the police (role police).")
-        return principal
-
-    async def caller(request: Request) -> Principal:
-        return await runtime.principal(request)
-
-    police_dep, caller_dep = Depends(police), Depends(caller)
-
-    @router.post("/v1/forfeitures", tags=["police"], status_code=202, response_model=ForfeitureAcceptedOut,
-                 summary="Record a Kronoberg forfeiture protocol (answered once JetStream has stored its event)",
-                 responses={401: {}, 403: {}, 409: {}, 422: {}, 503: {"description": "bus unavailable; retry"}})
-    async def post_forfeiture(req: ForfeitureIn, principal: Principal = police_dep) -> JSONResponse:
-        return _answer(await record_protocol(req, caller=principal, snapshot=runtime.directory.snapshot, deps=deps))
-
-    @router.get("/v1/forfeitures/{protocol_id}", tags=["police", "social services"], response_model=ForfeitureOut,
-                summary="Read a protocol with its personal data (police and social services; every read is logged)",
-                responses={401: {}, 403: {}, 404: {"description": "no such protocol in your municipalities"},
-                           422: {"description": "the id is not a UUID, or the purpose is missing or invalid"}})
-    async def get_forfeiture(protocol_id: str, request: Request,
-                             purpose: Annotated[str | None, Query(
-                                 description="why you read it, e.g. 'uppföljningssamtal' (logged; required)")] = None,
-                             ) -> dict[str, Any] | JSONResponse:
-        pid = protocol_id_of(protocol_id)
-        instance = f"/v1/forfeitures/{pid}" if pid else None  # an id that is not a UUID is never echoed
-        try:
-            principal = await runtime.principal(request)
-        except Problem as exc:
-            await log_unauthenticated(protocol_id, client=request.client.host if request.client else "-", deps=deps)
-            return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers, instance=instance)
-        try:
-            return await read_protocol(protocol_id, reader=principal, purpose=purpose,
-                                       snapshot=runtime.directory.snapshot, deps=deps)
-        except ReadRefused as exc:
-            return problem_response(exc.status, exc.title, exc.detail, errors=exc.errors, instance=instance)
-
-    @router.get("/v1/admin/forfeiture-access-log", tags=["admin"], response_model=AccessLogOut,
-                summary="Who read which forfeiture protocol, when, why, and with what outcome")
-    async def get_access_log(principal: Principal = caller_dep, protocol_id: str | None = None,
-                             person_id: str | None = None, since: datetime | None = None,
-                             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        require_role(principal, "admin")
-        if since is not None:
-            since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
-        return await access_log_view(protocol_id=protocol_id, person_id=person_id, since=since, limit=limit,
-                                     deps=deps)
-
-    @router.get("/v1/admin/forfeitures/encryption", tags=["admin"],
-                summary="Key ids in use: the primary key, the configured keys and protocols per key")
-    async def get_encryption(principal: Principal = caller_dep) -> dict[str, Any]:
-        require_role(principal, "admin")
-        cipher = deps.sealer()
-        async with deps.sessions() as s:
-            usage = await fdb.key_usage(s)
-        return {"primary_key_id": cipher.primary_id, "key_ids": cipher.key_ids, "rows_by_key": usage,
-                "retention_days": deps.retention.days}
-
-    @router.post("/v1/admin/forfeitures/reencrypt", tags=["admin"],
-                 summary="Re-encrypt personal data still sealed with an older key under the first key of EST_PII_KEY")
-    async def post_reencrypt(principal: Principal = caller_dep) -> dict[str, Any]:
-        require_role(principal, "admin")
-        return await reencrypt_protocols(sessions=deps.sessions, cipher=deps.sealer(), metrics=deps.metrics)
-
-    return router
-
-
-def install_forfeitures(runtime: ServiceRuntime, *, settings: Any, engine: AsyncEngine,
-                        sessions: async_sessionmaker[AsyncSession], publish: Publish) -> ForfeitureDeps:
-    """Wire forfeiture protocols into the intake: routes, tables and key at start, the upkeep job."""
-    deps = ForfeitureDeps(sessions=sessions, publish=publish, metrics=ForfeitureMetrics(runtime.registry),
-                          retention=timedelta(days=settings.forfeiture_retention_days),
-                          timezone_of=lambda m: _timezone(runtime.directory.snapshot, m))
-    runtime.app.include_router(build_forfeiture_router(deps, runtime))
-    app: FastAPI = runtime.app
-    app.state.forfeitures = deps
-
-    async def start() -> None:
-        deps.cipher = load_cipher(_secret(settings.pii_key), data_dir=settings.data_dir)
-        async with engine.begin() as conn:
-            await fdb.create_tables(conn)
-        runtime.spawn(run_upkeep(deps=deps, interval=settings.forfeiture_upkeep_interval), "forfeiture-upkeep")
-
-    async def org_changed(snapshot: OrgSnapshot) -> None:
-        await record_credential_changes(snapshot, deps=deps)
-
-    runtime.on_start(start)
-    runtime.on_org_changed(org_changed)
-    return deps

@@ -19,6 +19,8 @@ from est_shared.freetext import find_personal_data, free_text_errors, has_contro
 from est_shared.org import OrgSnapshot, Principal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+from est_intake.errors import ForfeitureForbidden, ForfeitureInvalid
+
 AGE_LIMIT = 20
 FUTURE_SKEW = timedelta(minutes=10)
 RECORD_ROLES = ("police",)
@@ -247,17 +249,12 @@ def personal_values(req: ForfeitureIn, pnr: str) -> dict[str, str | None]:
 
 # --- validation --------------------------------------------------------------------------
 
-class ForfeitureRejected(Exception):
-    """A protocol that cannot be accepted: HTTP status, metric reason and field errors (no personal data)."""
-
-    def __init__(self, status: int, reason: str, title: str, detail: str,
-                 errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(detail)
-        self.status, self.reason, self.title, self.detail, self.errors = status, reason, title, detail, errors
+def _invalid(reason: str, sv: str, en: str, errors: list[dict[str, Any]]) -> ForfeitureInvalid:
+    return ForfeitureInvalid(sv, en, errors=errors, reason=reason)
 
 
-def _invalid(reason: str, detail: str, errors: list[dict[str, Any]]) -> ForfeitureRejected:
-    return ForfeitureRejected(422, reason, "Invalid forfeiture protocol", detail, errors)
+def _forbidden(reason: str, sv: str, en: str, errors: list[dict[str, Any]]) -> ForfeitureForbidden:
+    return ForfeitureForbidden(sv, en, errors=errors, reason=reason)
 
 
 def may_record(principal: Principal) -> bool:
@@ -291,10 +288,9 @@ def check_municipality(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSna
     """403 unless the caller works in the protocol's municipality; checked before the id is looked up, so
     an id used in another municipality answers like any other (the id text is never echoed)."""
     if req.municipality_id not in snapshot.municipalities or req.municipality_id not in caller.municipalities:
-        raise ForfeitureRejected(403, "forbidden", "Forbidden",
-                                 "Du arbetar inte i den kommun som protokollet anger. / "
-                                 "You do not work in the municipality the protocol names.",
-                                 [{"field": "municipality_id", "message": "not a municipality you work in"}])
+        raise _forbidden("forbidden", "Du arbetar inte i den kommun som protokollet anger.",
+                         "You do not work in the municipality the protocol names.",
+                         [{"field": "municipality_id", "message": "not a municipality you work in"}])
 
 
 def text_errors(req: ForfeitureIn) -> list[dict[str, Any]]:
@@ -328,14 +324,14 @@ def validate_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnap
         errors.append({"field": "guardian_came", "message": "guardians came but were not contacted"})
     errors += text_errors(req)
     if errors:
-        raise _invalid("validation", "Protokollet är ogiltigt; se errors. / The protocol is invalid; see errors.",
+        raise _invalid("validation", "Protokollet är ogiltigt; se errors.", "The protocol is invalid; see errors.",
                        errors)
     on = req.occurred_at.astimezone(ZoneInfo(muni.timezone)).date()
     try:
         pnr = parse_personal_number(req.person.personal_number, on=on)
     except InvalidPersonalNumber as exc:
         msg = PNR_REASONS[exc.reason]
-        raise _invalid("personal_number", f"Ogiltigt personnummer: {msg['sv']}. / "
+        raise _invalid("personal_number", f"Ogiltigt personnummer: {msg['sv']}.",
                        f"Invalid personal identity number: {msg['en']}.",
                        [{"field": "person.personal_number", "reason": exc.reason,
                          "message": f"{msg['sv']} / {msg['en']}", "message_sv": msg["sv"],
@@ -344,7 +340,7 @@ def validate_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnap
     band = age_band(age)
     if band is None:
         raise _invalid("age", "Personen var 20 år eller äldre vid tillfället; förverkandeprotokoll enligt "
-                       "Kronobergsmodellen gäller den som är under 20 år. / The person was 20 or older at the "
+                       "Kronobergsmodellen gäller den som är under 20 år.", "The person was 20 or older at the "
                        "time; Kronoberg forfeiture protocols are for people under 20.",
                        [{"field": "person.personal_number", "reason": "age_20_or_over",
                          "message": "20 år eller äldre vid tillfället / 20 or older at the time"}])

@@ -1,0 +1,469 @@
+"""Organisation rules as plain functions: the organisation file (YAML or JSON), its validation, the snapshot
+it builds, the start-up file rule and the principals of a snapshot.
+
+Nothing here touches HTTP, the bus or the database; the handlers feed it data and act on its answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from est_shared.freetext import free_text_errors, has_control_characters
+from est_shared.org import (
+    Actor,
+    ActorKind,
+    Area,
+    Municipality,
+    OrgSnapshot,
+    Person,
+    Principal,
+    Role,
+    hash_token,
+)
+from est_shared.periods import DEFAULT_TIMEZONE
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+# --- organisation file -------------------------------------------------------------------
+
+class OrgInvalid(ValueError):
+    """An organisation file that cannot be applied; ``errors`` names each failing field."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+MAX_NAME = 200
+MAX_PLACE = 100
+MAX_PLACES = 500
+MAX_PERSON_AREAS = 10_000
+Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+Place = Annotated[str, StringConstraints(max_length=MAX_PLACE)]
+
+
+class AreaDoc(_Doc):
+    """An area in the organisation file."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: Name
+    cadence: Literal["weekly", "biweekly"] = "weekly"
+    places: list[Place] = Field(default_factory=list, max_length=MAX_PLACES)
+
+
+class MunicipalityDoc(_Doc):
+    """A municipality in the organisation file."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: Name
+    analysis_period: Literal["tertial", "quarter"] = "tertial"
+    timezone: str = Field(default=DEFAULT_TIMEZONE, max_length=64)
+    deadline_weekday: int = Field(default=0, ge=0, le=6)
+    deadline_time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    areas: list[AreaDoc] = Field(default_factory=list)
+
+    @field_validator("deadline_time", mode="before")
+    @classmethod
+    def _sexagesimal(cls, v: Any) -> Any:
+        """YAML 1.1 reads an unquoted 10:30 as the number 630: turn it back into a time."""
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v // 60:02d}:{v % 60:02d}"
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {v!r}") from exc
+        return v
+
+
+class ActorDoc(_Doc):
+    """An actor (organisation) in the organisation file."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: Name
+    kind: ActorKind = "other"
+
+
+class PersonDoc(_Doc):
+    """A person in the organisation file."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: Name
+    actor: str = Field(max_length=100)
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    roles: list[Role] = Field(default_factory=list, max_length=20)
+    areas: list[Annotated[str, StringConstraints(max_length=100)]] = Field(default_factory=list,
+                                                                          max_length=MAX_PERSON_AREAS)
+    token: str | None = Field(default=None, min_length=1, max_length=512)
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+
+
+class OrgDoc(_Doc):
+    """The whole organisation file (``subscriptions`` are passed on to the notifier in the snapshot)."""
+
+    municipalities: list[MunicipalityDoc] = Field(default_factory=list)
+    actors: list[ActorDoc] = Field(default_factory=list)
+    people: list[PersonDoc] = Field(default_factory=list)
+    subscriptions: list[dict[str, Any]] | None = Field(
+        default=None, description="declared subscriptions; each needs an id and an owner (person id)")
+
+
+class OrgSyntaxError(OrgInvalid):
+    """The organisation text is not YAML/JSON at all, or not one we read (answered 400, not 422)."""
+
+
+MAX_DEPTH = 16
+"""Deepest nesting an organisation document may have (its own shape needs six levels)."""
+MAX_SCALAR = 10_000
+"""Longest single value, in characters, in an organisation document."""
+
+
+def load_org_file(path: str | Path) -> dict[str, Any]:
+    """Read an organisation file (YAML, JSON is YAML too) into a plain mapping."""
+    return parse_org_text(Path(path).read_text(encoding="utf-8"))
+
+
+def _refused(sv: str, en: str, where: str = "") -> OrgSyntaxError:
+    return OrgSyntaxError([{"field": where, "message": f"{sv} / {en}"}])
+
+
+def parse_org_text(text: str) -> dict[str, Any]:
+    """Parse YAML or JSON text of an organisation file into a mapping; OrgInvalid if it is not one.
+
+    Read from the parser's events without recursion (the nesting is counted, at most ``MAX_DEPTH``),
+    with PyYAML's safe rules for every value. Refused as syntax (400): more than one document, YAML
+    aliases (``*name``: an alias bomb, "billion laughs", would expand into more values than memory holds),
+    tags on mappings or lists, mappings or lists as keys, and values longer than ``MAX_SCALAR``.
+    """
+    try:
+        doc = _yaml_document(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise OrgSyntaxError([{"field": "", "message": f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"}]) \
+            from exc
+    return _mapping(doc)
+
+
+def parse_org_json(raw: bytes) -> dict[str, Any]:
+    """Parse a JSON organisation document into a mapping, with the limits of ``parse_org_text``."""
+    try:
+        doc = json.loads(raw or b"{}")
+    except RecursionError:
+        raise _too_deep("") from None
+    except ValueError as exc:
+        raise OrgSyntaxError([{"field": "", "message": f"not valid JSON: {exc}"}]) from exc
+    stack: list[tuple[Any, int, str]] = [(doc, 0, "")]
+    while stack:  # depth and value sizes, without recursion
+        node, depth, where = stack.pop()
+        if isinstance(node, dict | list):
+            if depth >= MAX_DEPTH:
+                raise _too_deep(where)
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, value in items:
+                if isinstance(key, str) and len(key) > MAX_SCALAR:
+                    raise _too_long(where)
+                stack.append((value, depth + 1, f"{where}.{key}" if where else str(key)))
+        elif isinstance(node, str) and len(node) > MAX_SCALAR:
+            raise _too_long(where)
+    return _mapping(doc)
+
+
+def _mapping(doc: Any) -> dict[str, Any]:
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise OrgInvalid([{"field": "", "message": "the organisation file must be a mapping "
+                                                   "(municipalities, actors, people)"}])
+    return doc
+
+
+def _too_deep(where: str) -> OrgSyntaxError:
+    return _refused(f"nästlat djupare än {MAX_DEPTH} nivåer", f"nested deeper than {MAX_DEPTH} levels", where)
+
+
+def _too_long(where: str) -> OrgSyntaxError:
+    return _refused(f"ett värde är längre än {MAX_SCALAR} tecken", f"a value is longer than {MAX_SCALAR} "
+                    "characters", where)
+
+
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where it is installed
+_MAP, _SEQ, _STR = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:str"
+_NO_KEY = object()
+
+
+def _yaml_document(text: str) -> Any:
+    """The one document of a YAML text as plain values (see ``parse_org_text``); raises YAMLError or
+    OrgSyntaxError."""
+    loader = _YAML_LOADER("")  # for its resolver and safe constructors, not its (recursive) composer
+    constructors = loader.yaml_constructors
+    frames: list[list[Any]] = []  # [container, pending mapping key or _NO_KEY]
+    root: Any = None
+    documents = 0
+    for ev in yaml.parse(text, Loader=_YAML_LOADER):
+        kind = type(ev)
+        if kind is yaml.ScalarEvent:
+            if len(ev.value) > MAX_SCALAR:
+                raise _too_long("")
+            tag = ev.tag if ev.tag not in (None, "!") else loader.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+            if tag == _STR:
+                value = ev.value
+            else:
+                construct = constructors.get(tag) or constructors[None]
+                value = construct(loader, yaml.ScalarNode(tag, ev.value, ev.start_mark, ev.end_mark, ev.style))
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            if ev.tag not in (None, "!", _MAP if kind is yaml.MappingStartEvent else _SEQ):
+                raise _refused(f"taggen {ev.tag} är inte tillåten", f"the tag {ev.tag} is not allowed")
+            if len(frames) >= MAX_DEPTH:
+                raise _too_deep("")
+            frames.append([{} if kind is yaml.MappingStartEvent else [], _NO_KEY])
+            continue
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            value = frames.pop()[0]
+        elif kind is yaml.AliasEvent:
+            raise _refused("YAML-alias (*namn) är inte tillåtna i en organisationsfil; skriv ut värdet",
+                           "YAML aliases (*name) are not allowed in an organisation file; write the value out")
+        elif kind is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _refused("filen får bara innehålla ett dokument", "the file may hold one document only")
+            continue
+        else:
+            continue
+        if not frames:
+            root = value
+            continue
+        frame = frames[-1]
+        container = frame[0]
+        if type(container) is list:
+            container.append(value)
+        elif frame[1] is _NO_KEY:
+            if isinstance(value, dict | list):
+                raise _refused("en nyckel måste vara ett enkelt värde", "a key must be a plain value")
+            frame[1] = value
+        else:
+            container[frame[1]] = value
+            frame[1] = _NO_KEY
+    return root
+
+
+def _pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
+    out = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        out.append({"field": loc, "message": str(e.get("msg", ""))})
+    return out
+
+
+def _text_errors(org: OrgDoc) -> list[dict[str, str]]:
+    """Control characters in every text, and personal data in the names and places that reach pictures.
+
+    Municipality, area, place and actor names are printed in pictures, e-mails and reports that may
+    become public documents; person names are names (only control characters are refused there).
+    """
+    shown: dict[str, str] = {}
+    for i, m in enumerate(org.municipalities):
+        shown[f"municipalities.{i}.name"] = m.name
+        for j, a in enumerate(m.areas):
+            shown[f"municipalities.{i}.areas.{j}.name"] = a.name
+            for k, p in enumerate(a.places):
+                shown[f"municipalities.{i}.areas.{j}.places.{k}"] = p
+    for i, act in enumerate(org.actors):
+        shown[f"actors.{i}.name"] = act.name
+    errors = free_text_errors(shown)
+    for i, person in enumerate(org.people):
+        for name, text in (("name", person.name), ("email", person.email), ("token", person.token)):
+            if text and has_control_characters(text):
+                errors.append({"field": f"people.{i}.{name}", "reason": "control_character",
+                               "message": "texten innehåller ett kontrolltecken (t.ex. NUL eller radbrytning) / "
+                                          "the text contains a control character (such as NUL or a line break)"})
+    return errors
+
+
+def validate_org(doc: dict[str, Any]) -> OrgDoc:
+    """Check an organisation mapping: shapes, texts, unique ids across the org, and every reference."""
+    try:
+        org = OrgDoc.model_validate(doc)
+    except ValidationError as exc:
+        raise OrgInvalid(_pydantic_errors(exc)) from exc
+    errors: list[dict[str, str]] = _text_errors(org)
+    seen: dict[str, str] = {}
+
+    def claim(id_: str, what: str, where: str) -> None:
+        if id_ in seen:
+            errors.append({"field": where, "message": f"id {id_!r} is already used by {seen[id_]} "
+                                                      "(ids are unique across the whole organisation)"})
+        else:
+            seen[id_] = f"{what} {id_}"
+
+    for i, m in enumerate(org.municipalities):
+        claim(m.id, "municipality", f"municipalities.{i}.id")
+        for j, a in enumerate(m.areas):
+            claim(a.id, "area", f"municipalities.{i}.areas.{j}.id")
+            if len(set(a.places)) != len(a.places):
+                dup = {p for p in a.places if a.places.count(p) > 1}
+                errors.append({"field": f"municipalities.{i}.areas.{j}.places",
+                               "message": f"places listed twice: {', '.join(sorted(dup))}"})
+            for k, place in enumerate(a.places):
+                if not place:
+                    errors.append({"field": f"municipalities.{i}.areas.{j}.places.{k}", "message": "empty place"})
+    for i, act in enumerate(org.actors):
+        claim(act.id, "actor", f"actors.{i}.id")
+    for i, p in enumerate(org.people):
+        claim(p.id, "person", f"people.{i}.id")
+    actor_ids = {a.id for a in org.actors}
+    area_ids = {a.id for m in org.municipalities for a in m.areas}
+    muni_ids = {m.id for m in org.municipalities}
+    tokens: dict[str, str] = {}
+    for i, p in enumerate(org.people):
+        if p.actor not in actor_ids:
+            errors.append({"field": f"people.{i}.actor", "message": f"unknown actor {p.actor!r}"})
+        for k, where in enumerate(p.areas):
+            if where not in area_ids and where not in muni_ids:
+                errors.append({"field": f"people.{i}.areas.{k}",
+                               "message": f"unknown area or municipality {where!r}"})
+        if p.token and p.token_sha256:
+            errors.append({"field": f"people.{i}.token", "message": "give token or token_sha256, not both"})
+        digest = person_token_hash(p)
+        if digest:
+            if digest in tokens:
+                errors.append({"field": f"people.{i}.token", "message": f"the same token as {tokens[digest]}"})
+            tokens[digest] = f"person {p.id}"
+    if errors:
+        raise OrgInvalid(errors)
+    return org
+
+
+def person_token_hash(p: PersonDoc) -> str | None:
+    """The stored form of a person's token: SHA-256 hex."""
+    if p.token:
+        return hash_token(p.token)
+    return p.token_sha256.lower() if p.token_sha256 else None
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None) -> tuple[OrgSnapshot, list[str]]:
+    """The snapshot an organisation file describes and the changes against ``previous``.
+
+    The version is ``previous.version + 1`` only when the content differs; applying the same file
+    again returns ``previous`` unchanged with no changes (idempotent apply).
+    """
+    org = validate_org(doc)
+    prev = previous or OrgSnapshot()
+    municipalities: dict[str, Municipality] = {}
+    areas: dict[str, Area] = {}
+    for m in org.municipalities:
+        for a in m.areas:
+            areas[a.id] = Area(id=a.id, name=a.name, municipality_id=m.id, cadence=a.cadence,
+                               places=_unique(a.places))
+        municipalities[m.id] = Municipality(
+            id=m.id, name=m.name, timezone=m.timezone, analysis_period=m.analysis_period,
+            deadline_weekday=m.deadline_weekday, deadline_time=m.deadline_time, area_ids=[a.id for a in m.areas])
+    actors = {a.id: Actor(id=a.id, name=a.name, kind=a.kind) for a in org.actors}
+    people: dict[str, Person] = {}
+    for p in org.people:
+        resolved: list[str] = []
+        munis: list[str] = []
+        for ref in p.areas:
+            if ref in municipalities:
+                resolved.extend(municipalities[ref].area_ids)
+                munis.append(ref)
+            else:
+                resolved.append(ref)
+                munis.append(areas[ref].municipality_id)
+        people[p.id] = Person(id=p.id, name=p.name, actor=p.actor, email=p.email, roles=_unique(list(p.roles)),
+                              areas=_unique(resolved), municipalities=sorted(set(munis)),
+                              token_sha256=person_token_hash(p))
+    candidate = OrgSnapshot(version=prev.version + 1, municipalities=municipalities, areas=areas, actors=actors,
+                            people=people, checklists=prev.checklists, current_checklist=prev.current_checklist,
+                            subscriptions=list(org.subscriptions or []))
+    # the diff compares everything the file sets (checklists come from ``previous``): no change, same content
+    changes = diff_snapshots(prev if prev.version > 0 else None, candidate)
+    if prev.version > 0 and not changes:
+        return prev, []
+    return candidate, changes
+
+
+def diff_snapshots(old: OrgSnapshot | None, new: OrgSnapshot) -> list[str]:
+    """Human-readable changes, e.g. ``person anna removed`` or ``area araby changed (places)``."""
+    out: list[str] = []
+    kinds: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("municipality", old.municipalities if old else {}, new.municipalities),
+        ("area", old.areas if old else {}, new.areas),
+        ("actor", old.actors if old else {}, new.actors),
+        ("person", old.people if old else {}, new.people),
+    ]
+    for kind, before, after in kinds:
+        for id_ in after:
+            if id_ not in before:
+                out.append(f"{kind} {id_} added")
+        for id_ in before:
+            if id_ not in after:
+                out.append(f"{kind} {id_} removed")
+        for id_ in after:
+            if id_ in before and before[id_] != after[id_]:
+                a, b = before[id_].model_dump(), after[id_].model_dump()
+                fields = [("token" if k == "token_sha256" else k) for k in b if a.get(k) != b.get(k)]
+                out.append(f"{kind} {id_} changed ({', '.join(fields)})")
+    if (old.subscriptions if old else []) != new.subscriptions:
+        out.append(f"declared subscriptions changed ({len(new.subscriptions)} now)")
+    return out
+
+
+# --- the start-up organisation file ------------------------------------------------------
+#
+# A start-up organisation file (``EST_INTAKE_ORG_FILE``, ``est up --org FILE``, the demo) is applied
+# at start only when its content (SHA-256 of its bytes) differs from the start-up file content that
+# last took effect, and then only if no organisation version was made since by other means (``PUT
+# /v1/admin/org``, ``est org apply``, a different file of another replica, recovery from the bus).
+# Otherwise the file is skipped; when it was skipped because of newer versions, the intake says so
+# (log, ``est_intake_org_file_skipped``, ``/readyz`` degraded) and how to apply it on purpose:
+# ``est org apply FILE``. A file that describes the organisation as it is takes effect without a new
+# version. A restart (a crash, ``est up`` again, the supervisor) so never undoes changes made since.
+
+StartupOutcome = Literal["applied", "unchanged", "current", "skipped"]
+"""applied: a new version; unchanged: the same content as last time, not read; current: the file describes
+the organisation as it is; skipped: newer versions were made since the last start-up file took effect."""
+
+
+def startup_file_may_apply(*, latest_version: int, last_file_version: int) -> bool:
+    """Whether a changed start-up file may make a new version: no version is newer than the one the last
+    start-up file made or found (0 when none took effect yet)."""
+    return latest_version <= last_file_version
+
+
+def principal_for(snapshot: OrgSnapshot, person_id: str) -> Principal | None:
+    """The principal of a person in a snapshot (used for imports on a reporter's behalf)."""
+    person = snapshot.people.get(person_id)
+    if person is None:
+        return None
+    actor = snapshot.actors.get(person.actor)
+    return Principal(person_id=person.id, name=person.name, actor_id=person.actor,
+                     actor_kind=actor.kind if actor else "other", roles=list(person.roles),
+                     areas=list(person.areas), municipalities=list(person.municipalities))
+
+
