@@ -1,7 +1,7 @@
 """Sealed personal data: AES-256-GCM under the keys of ``EST_PII_KEY``, shared by the services that hold it.
 
 Key format: ``EST_PII_KEY`` is a comma-separated list of keys, each 32 random bytes in URL-safe
-base64 (44 characters, e.g. from ``python -m est_intake.pii new-key`` or ``Fernet.generate_key()``).
+base64 (44 characters, e.g. from ``python -m est_intake.forfeitures.pii new-key`` or ``Fernet.generate_key()``).
 The FIRST key encrypts; ALL keys decrypt (rotation: put a new key first, re-encrypt, drop the old one).
 
 A ciphertext is ``v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>``. The key id is a hash of the
@@ -10,7 +10,7 @@ data) to a context string, e.g. ``forfeiture:<protocol id>:personal_number`` for
 ``forfeiture:<protocol id>:purpose:social_services_notification`` for the copy sent to social
 services: a value copied into another row, field or purpose does not decrypt.
 
-The intake seals and stores (``est_intake.pii`` re-exports this module and adds its CLI); the notifier
+The intake seals and stores (``est_intake.forfeitures.pii`` adds its key tool); the notifier
 only opens, and only the key file the intake made (it never creates one).
 """
 
