@@ -20,7 +20,8 @@ from tests.support import System, wait_for
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-pytestmark = pytest.mark.e2e
+# the demo starts with months of history, which the analysis service reads before it shows persistent problems
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 PHONE = {"width": 420, "height": 900}
 DESKTOP = {"width": 1280, "height": 1000}
