@@ -16,7 +16,7 @@ const TEXT = {
     yes: "Ja", no: "Nej", levels: ["inget", "enstaka", "återkommande", "omfattande"],
     overall: "Övrig kommentar", empty: "Fyll i minst en punkt eller kryssa i ”Inget att rapportera”.",
     published: "Publicerad lägesbild", noPicture: "Ingen publicerad lägesbild ännu.",
-    completeness: "Inrapportering", reports: "rapporter", expected: "förväntade", late: "sena",
+    completeness: "Inrapportering", reports: "rapporter", oneReport: "rapport", expected: "förväntade", late: "sena",
     noReport: "ingen rapport", publish: "Publicera", comment: "Nyckelfunktionens kommentar (analys)",
     publishedOk: "Lägesbilden är publicerad.", version: "version", status: "Status", open: "öppen",
     pub: "publicerad", firstAnalysis: "Första analys", alerts: "Larm", noAlerts: "Inga aktiva larm.",
@@ -48,7 +48,7 @@ const TEXT = {
     yes: "Yes", no: "No", levels: ["none", "occasional", "recurring", "extensive"],
     overall: "Other comment", empty: "Answer at least one item or tick “Nothing to report”.",
     published: "Published picture", noPicture: "No published picture yet.",
-    completeness: "Reporting", reports: "reports", expected: "expected", late: "late",
+    completeness: "Reporting", reports: "reports", oneReport: "report", expected: "expected", late: "late",
     noReport: "no report", publish: "Publish", comment: "Key function's comment (analysis)",
     publishedOk: "The picture is published.", version: "version", status: "Status", open: "open",
     pub: "published", firstAnalysis: "First analysis", alerts: "Alerts", noAlerts: "No active alerts.",
@@ -383,6 +383,7 @@ function PictureSummary({ picture }) {
   const items = Object.values(picture.items || {}).filter((i) => i.value > 0).sort((a, b) => (b.flag ? 1 : 0) - (a.flag ? 1 : 0));
   return html`<p><strong>${picture.area_name || ""} · ${periodText(picture.period)}</strong> · ${t("version")} ${picture.version}</p>
     <p>${pick(picture.first_analysis)}</p>
+    ${(picture.comments || []).map((c) => html`<blockquote class="comment">${c.text || c.comment}</blockquote>`)}
     <table><thead><tr><th>${t("item")}</th><th>${t("value")}</th><th>${t("trend")}</th></tr></thead>
     <tbody>${items.map((i) => html`<tr><td>${label(i)}</td><td>${i.value}</td><td>${i.flag ? html`<span class="badge bad">${flagText(i.flag)}</span>` : trendText(i.trend)}</td></tr>`)}</tbody></table>`;
 }
@@ -430,7 +431,7 @@ function Dashboard({ me, checklist, liveTick }) {
           const c = p.completeness || {}; const rate = Math.round((c.rate || 0) * 100);
           return html`<tr data-area=${p.area_id}>
             <th scope="row"><button class="secondary" style="padding:.2rem .5rem" onClick=${() => setSel(p.area_id)} aria-pressed=${sel === p.area_id}>${p.area_name || areaName(p.area_id)}</button></th>
-            <td><span class=${"badge " + (rate >= 80 ? "ok" : rate >= 50 ? "warn" : "bad")} title=${`${c.received || 0} ${t("by")} ${c.expected || 0}`}>${c.received || 0}/${c.expected || 0}</span></td>
+            <td><span class=${"badge " + (!c.expected ? "info" : rate >= 80 ? "ok" : rate >= 50 ? "warn" : "bad")} title=${`${c.received || 0} ${t("by")} ${c.expected || 0}`}>${c.received || 0}/${c.expected || 0}</span></td>
             <td><span class=${"badge " + (p.status === "published" ? "ok" : "info")}>${p.status === "published" ? `${t("pub")} v${p.version}` : t("open")}</span></td>
             ${items.map((i) => { const it = p.items && p.items[i.code]; const lv = p.reports ? cellLevel(it) : null;
               return html`<td class=${"cell " + levelClass(lv)} title=${`${label(i)}: ${it ? it.value : t("noReport")}${it && it.flag ? " · " + flagText(it.flag) : ""}`}>${lv == null ? "–" : it.value || ""}${it && it.flag ? "!" : ""}</td>`; })}
@@ -466,7 +467,7 @@ function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, live
   return html`<div class="grid2">
     <section class="card" aria-labelledby="area-title"><h2 id="area-title">${name} · ${periodText(period)}</h2>
       ${pic && html`<p><span class=${"badge " + (pic.status === "published" ? "ok" : "info")}>${pic.status === "published" ? `${t("pub")} ${t("version")} ${pic.version}` : t("open")}</span>
-        · ${pic.reports} ${t("reports")} · ${(pic.completeness || {}).expected || 0} ${t("expected")} · ${(pic.completeness || {}).late || 0} ${t("late")}</p>
+        · ${pic.reports} ${t(pic.reports === 1 ? "oneReport" : "reports")} · ${(pic.completeness || {}).expected || 0} ${t("expected")} · ${(pic.completeness || {}).late || 0} ${t("late")}</p>
         <h3>${t("firstAnalysis")}</h3><p id="first-analysis">${pick(pic.first_analysis)}</p>
         ${(pic.comments || []).map((c) => html`<blockquote>${c.text || c.comment}${c.by === me.id ? html` <span class="hint">– ${me.name}</span>` : ""}</blockquote>`)}`}
       ${canPublish && html`<form onSubmit=${publish}><label for="comment">${t("comment")}</label>
