@@ -225,7 +225,9 @@ def test_a_refused_report_keeps_the_form_and_says_what_to_change(
         for field, says in (("#i-samling-note", {"sv": "personnummer", "en": "personal identity number"}),
                             ("#overall", {"sv": "telefonnummer", "en": "phone number"})):
             assert page.get_attribute(field, "aria-invalid") == "true", field
-            beside = page.inner_text("#" + page.get_attribute(field, "aria-describedby"))  # type: ignore[operator]
+            described_by = page.get_attribute(field, "aria-describedby")
+            assert described_by, field
+            beside = page.inner_text("#" + described_by)
             assert says[lang] in beside, beside
         message = page.inner_text("#refusal")
         assert {"sv": "Rapporten skickades inte", "en": "The report was not sent"}[lang] in message
@@ -263,8 +265,9 @@ def test_a_refused_report_keeps_the_form_and_says_what_to_change(
     page.wait_for_selector("#outbox li[data-state=queued]")
     page.context.set_offline(False)
     page.evaluate("window.dispatchEvent(new Event('online'))")
-    entry = page.wait_for_selector("#outbox li[data-state=rejected]", timeout=20000)
-    assert "personal identity number" in entry.inner_text() and "answers." not in entry.inner_text()
+    page.wait_for_selector("#outbox li[data-state=rejected]", timeout=20000)
+    entry = page.inner_text("#outbox li[data-state=rejected]")
+    assert "personal identity number" in entry and "answers." not in entry, entry
     page.click("#outbox li[data-state=rejected] button")
     page.wait_for_selector("#i-nedskrapning-note[aria-invalid=true]")
     assert page.input_value("#i-nedskrapning-note") == PERSON
