@@ -104,7 +104,8 @@ def _check_language(page: Page, words: Vocabulary, lang: str, where: str) -> str
     badges = page.eval_on_selector_all(".badge", "els => els.map((e) => e.innerText.trim())")
     assert not [b for b in badges if b in CODES], f"{where} ({lang}): badges with codes: {badges}"
     other = {"sv": ["Alerts", "Measures", "since", "ongoing", "Persistent problems", "Send report"],
-             "en": ["Larm", "Åtgärder", "sedan", "pågår", "Kvarstående problem", "Skicka rapport", "ökar"]}[lang]
+             "en": ["Larm", "Åtgärder", "sedan", "pågår", "Kvarstående problem", "Skicka rapport", "ökar",
+                    "Hoppa till innehållet"]}[lang]
     assert not [w for w in other if re.search(rf"(?<!\w){w}(?!\w)", text)], f"{where} ({lang}) mixes languages"
     return text
 

@@ -6,7 +6,7 @@ import { html, render, useState, useEffect, useCallback, useRef } from "./vendor
 // Texts
 const TEXT = {
   sv: {
-    app: "EST Lägesbild", signin: "Logga in", token: "Din åtkomstnyckel (token)", signout: "Logga ut",
+    app: "EST Lägesbild", skip: "Hoppa till innehållet", menu: "Meny", signin: "Logga in", token: "Din åtkomstnyckel (token)", signout: "Logga ut",
     report: "Rapportera", dashboard: "Lägesbild", mine: "Mina rapporter", lang: "English",
     area: "Område", period: "Period", nothing: "Inget att rapportera den här perioden",
     places: "Var?", note: "Kort anteckning", noPii: "Skriv inte namn eller personnummer.",
@@ -38,7 +38,7 @@ const TEXT = {
     badAnswer: "Svaret kunde inte tas emot. Kontrollera det och försök igen.",
   },
   en: {
-    app: "EST Situational picture", signin: "Sign in", token: "Your access token", signout: "Sign out",
+    app: "EST Situational picture", skip: "Skip to content", menu: "Menu", signin: "Sign in", token: "Your access token", signout: "Sign out",
     report: "Report", dashboard: "Picture", mine: "My reports", lang: "Svenska",
     area: "Area", period: "Period", nothing: "Nothing to report this period",
     places: "Where?", note: "Short note", noPii: "Do not write names or personal identity numbers.",
@@ -550,7 +550,10 @@ function App() {
   const switchLang = () => { LANG = LANG === "sv" ? "en" : "sv"; localStorage.setItem("est.lang", LANG); document.documentElement.lang = LANG; force((x) => x + 1); };
   const signOut = () => { localStorage.removeItem("est.token"); localStorage.removeItem("est.me"); setMe(null); };
   document.documentElement.lang = LANG;
-  const header = html`<header class="top"><h1>${t("app")}</h1><nav aria-label="Meny">
+  // the page shell outside the app (title, skip link) speaks the reader's language too
+  document.title = t("app");
+  const skip = document.querySelector("a.skip"); if (skip) skip.textContent = t("skip");
+  const header = html`<header class="top"><h1>${t("app")}</h1><nav aria-label=${t("menu")}>
       ${me && (me.roles || []).includes("reporter") && html`<a href="#report" aria-current=${route === "#report" ? "page" : undefined}>${t("report")}</a>`}
       ${me && isDash && html`<a href="#dashboard" aria-current=${route === "#dashboard" ? "page" : undefined}>${t("dashboard")}</a>`}
       ${me && isDash && route === "#dashboard" && html`<span class="live badge ${live ? "ok" : "warn"}" aria-live="polite">${live ? t("live") : t("liveOff")}</span>`}
