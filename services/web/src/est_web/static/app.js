@@ -76,7 +76,12 @@ const label = (item) => (LANG === "sv" ? item.label_sv : item.label_en) || item.
 // a checklist item's name by its code (the checklist knows every code a picture or an alert can name)
 const itemName = (checklist, code) => label((checklist.items || []).find((i) => i.code === code) || { code });
 // the reader's language of a {sv, en} text, or of a "svenska / English" text as the services write them
-const pick = (text) => (text && typeof text === "object" ? text[LANG] || text.sv || "" : String(text || "").split(" / ")[LANG === "sv" ? 0 : 1] || String(text || ""));
+// (split at the first " / ": English labels may hold one, "Hang-out / den", Swedish ones do not)
+function pick(text) {
+  if (text && typeof text === "object") return text[LANG] || text.sv || "";
+  const s = String(text || ""); const at = s.indexOf(" / ");
+  return at < 0 ? s : LANG === "sv" ? s.slice(0, at) : s.slice(at + 3);
+}
 const coded = (group, code) => (code ? (TEXT[LANG][group] || {})[code] || code : "");
 const flagText = (flag) => coded("flags", flag);
 const trendText = (trend) => coded("trends", trend);
