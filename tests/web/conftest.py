@@ -62,12 +62,7 @@ def csp_violations(page: Page) -> list[str]:
     return page.csp_log  # type: ignore[attr-defined, no-any-return]
 
 
-@pytest.fixture
-def sign_in(browser: Browser, system: System) -> Iterator[Callable[..., Page]]:
-    """``sign_in(token, ready_selector, viewport=..., **context_options)``: a new browser context on the
-    app, signed in with ``token``, once ``ready_selector`` shows. Every page it opened must end the test
-    without a Content-Security-Policy violation or an uncaught script error (the app runs under its
-    strict policy)."""
+def _signer(browser: Browser, system: System) -> tuple[Callable[..., Page], list[Page]]:
     pages: list[Page] = []
 
     def open_as(token: str, ready: str, *, viewport: dict[str, int], **context_options: Any) -> Page:
@@ -86,6 +81,36 @@ def sign_in(browser: Browser, system: System) -> Iterator[Callable[..., Page]]:
         page.wait_for_selector(ready)
         return page
 
-    yield open_as
+    return open_as, pages
+
+
+def _no_csp_violations(pages: list[Page]) -> None:
     reported = [line for page in pages for line in csp_violations(page)]
     assert not reported, "the app broke its Content-Security-Policy:\n" + "\n".join(reported)
+
+
+@pytest.fixture
+def sign_in(browser: Browser, system: System) -> Iterator[Callable[..., Page]]:
+    """``sign_in(token, ready_selector, viewport=..., **context_options)``: a new browser context on the
+    app, signed in with ``token``, once ``ready_selector`` shows. Every page it opened must end the test
+    without a Content-Security-Policy violation or an uncaught script error (the app runs under its
+    strict policy)."""
+    open_as, pages = _signer(browser, system)
+    yield open_as
+    _no_csp_violations(pages)
+
+
+@pytest.fixture(scope="module")
+def demo_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """The demo municipality of ``est up --demo`` (months of history, the demo tokens), shared by a module."""
+    s = start_system(tmp_path_factory.mktemp("demo") / "var", None, demo=True, timeout=300)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def demo_sign_in(browser: Browser, demo_system: System) -> Iterator[Callable[..., Page]]:
+    """``sign_in`` on the demo system."""
+    open_as, pages = _signer(browser, demo_system)
+    yield open_as
+    _no_csp_violations(pages)

@@ -76,7 +76,7 @@ def test_offline_report_arrives_once_and_key_function_publishes_it(system: Syste
     # a key function sees it in the dashboard and publishes with a comment
     kf = sign_in("t-lena", "#heatmap", viewport={"width": 1280, "height": 1000})
     kf.click("text=Nästa →")
-    kf.wait_for_selector(f"text=Lägesbild · vaxjo · {period}")
+    kf.wait_for_selector(f"#dash-title:has-text('{period}')")
     kf.wait_for_selector("tr[data-area=araby] td.cell.lvl-2")
     kf.click("tr[data-area=araby] th button")
     kf.wait_for_selector("#first-analysis")

@@ -6,7 +6,7 @@ import { html, render, useState, useEffect, useCallback, useRef } from "./vendor
 // Texts
 const TEXT = {
   sv: {
-    app: "EST Lägesbild", signin: "Logga in", token: "Din åtkomstnyckel (token)", signout: "Logga ut",
+    app: "EST Lägesbild", skip: "Hoppa till innehållet", menu: "Meny", signin: "Logga in", token: "Din åtkomstnyckel (token)", signout: "Logga ut",
     report: "Rapportera", dashboard: "Lägesbild", mine: "Mina rapporter", lang: "English",
     area: "Område", period: "Period", nothing: "Inget att rapportera den här perioden",
     places: "Var?", note: "Kort anteckning", noPii: "Skriv inte namn eller personnummer.",
@@ -16,7 +16,7 @@ const TEXT = {
     yes: "Ja", no: "Nej", levels: ["inget", "enstaka", "återkommande", "omfattande"],
     overall: "Övrig kommentar", empty: "Fyll i minst en punkt eller kryssa i ”Inget att rapportera”.",
     published: "Publicerad lägesbild", noPicture: "Ingen publicerad lägesbild ännu.",
-    completeness: "Inrapportering", reports: "rapporter", expected: "förväntade", late: "sena",
+    completeness: "Inrapportering", reports: "rapporter", oneReport: "rapport", expected: "förväntade", late: "sena",
     noReport: "ingen rapport", publish: "Publicera", comment: "Nyckelfunktionens kommentar (analys)",
     publishedOk: "Lägesbilden är publicerad.", version: "version", status: "Status", open: "öppen",
     pub: "publicerad", firstAnalysis: "Första analys", alerts: "Larm", noAlerts: "Inga aktiva larm.",
@@ -25,10 +25,20 @@ const TEXT = {
     downloadReport: "Ladda ner rapporten", downloadPdf: "Ladda ner som PDF", noAnalysis: "Ingen strategisk analys är sammanställd ännu.", prev: "Föregående", next: "Nästa", live: "Live", liveOff: "Ej live",
     item: "Punkt", value: "Värde", choose: "Välj område i tabellen", missing: "Saknas",
     welcome: "Logga in med den åtkomstnyckel du fått av kommunens samordnare.", badToken: "Nyckeln gäller inte.",
-    legendNone: "ingen rapport", by: "av", reporterFeedback: "Återkoppling: senaste publicerade lägesbild",
+    legendNone: "ingen rapport", legendFlag: "flaggad: ökande, högt läge eller nytt problem", by: "av", reporterFeedback: "Återkoppling: senaste publicerade lägesbild",
+    months: ["jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec"],
+    weekShort: "v.", flags: { high: "Högt läge", rising: "Ökande", new: "Nytt problem" },
+    trends: { up: "ökar", down: "minskar", flat: "oförändrat" },
+    measureStatus: { planned: "planerad", active: "pågår", completed: "genomförd", cancelled: "avbruten" },
+    since: "sedan", ongoing: "pågår", endedAt: "upphörde efter", flaggedOf: (k, n) => `flaggad ${k} av ${n} perioder`,
+    moreProblems: (n) => `… och ${n} till i rapporten.`, moreAlerts: (n) => `… och ${n} äldre larm.`,
+    from: "från", chartLegend: "Punkter i diagrammet",
+    refused: "Rapporten skickades inte. Ändra det som är markerat och skicka igen – dina svar finns kvar.",
+    refusedField: "Ändra här", fixIt: "Rätta i formuläret", overallNote: "Övrig kommentar", noteAt: "Anteckningen vid",
+    badAnswer: "Svaret kunde inte tas emot. Kontrollera det och försök igen.",
   },
   en: {
-    app: "EST Situational picture", signin: "Sign in", token: "Your access token", signout: "Sign out",
+    app: "EST Situational picture", skip: "Skip to content", menu: "Menu", signin: "Sign in", token: "Your access token", signout: "Sign out",
     report: "Report", dashboard: "Picture", mine: "My reports", lang: "Svenska",
     area: "Area", period: "Period", nothing: "Nothing to report this period",
     places: "Where?", note: "Short note", noPii: "Do not write names or personal identity numbers.",
@@ -38,7 +48,7 @@ const TEXT = {
     yes: "Yes", no: "No", levels: ["none", "occasional", "recurring", "extensive"],
     overall: "Other comment", empty: "Answer at least one item or tick “Nothing to report”.",
     published: "Published picture", noPicture: "No published picture yet.",
-    completeness: "Reporting", reports: "reports", expected: "expected", late: "late",
+    completeness: "Reporting", reports: "reports", oneReport: "report", expected: "expected", late: "late",
     noReport: "no report", publish: "Publish", comment: "Key function's comment (analysis)",
     publishedOk: "The picture is published.", version: "version", status: "Status", open: "open",
     pub: "published", firstAnalysis: "First analysis", alerts: "Alerts", noAlerts: "No active alerts.",
@@ -47,12 +57,35 @@ const TEXT = {
     downloadReport: "Download the report", downloadPdf: "Download as PDF", noAnalysis: "No strategic analysis has been compiled yet.", prev: "Previous", next: "Next", live: "Live", liveOff: "Not live",
     item: "Item", value: "Value", choose: "Choose an area in the table", missing: "Missing",
     welcome: "Sign in with the access token your municipality's coordinator gave you.", badToken: "The token is not valid.",
-    legendNone: "no report", by: "of", reporterFeedback: "Feedback: latest published picture",
+    legendNone: "no report", legendFlag: "flagged: rising, high level or new problem", by: "of", reporterFeedback: "Feedback: latest published picture",
+    months: ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+    weekShort: "wk", flags: { high: "High level", rising: "Rising", new: "New problem" },
+    trends: { up: "increasing", down: "decreasing", flat: "unchanged" },
+    measureStatus: { planned: "planned", active: "in progress", completed: "carried out", cancelled: "cancelled" },
+    since: "since", ongoing: "ongoing", endedAt: "ended after", flaggedOf: (k, n) => `flagged in ${k} of ${n} periods`,
+    moreProblems: (n) => `… and ${n} more in the report.`, moreAlerts: (n) => `… and ${n} older alerts.`,
+    from: "from", chartLegend: "Items in the chart",
+    refused: "The report was not sent. Change what is marked and send it again – your answers are kept.",
+    refusedField: "Change this", fixIt: "Correct it in the form", overallNote: "Other comment", noteAt: "The note at",
+    badAnswer: "The answer could not be accepted. Check it and try again.",
   },
 };
 let LANG = localStorage.getItem("est.lang") || "sv";
 const t = (k) => TEXT[LANG][k] ?? k;
 const label = (item) => (LANG === "sv" ? item.label_sv : item.label_en) || item.code || item.item;
+// a checklist item's name by its code (the checklist knows every code a picture or an alert can name)
+const itemName = (checklist, code) => label((checklist.items || []).find((i) => i.code === code) || { code });
+// the reader's language of a {sv, en} text, or of a "svenska / English" text as the services write them
+// (split at the first " / ": English labels may hold one, "Hang-out / den", Swedish ones do not)
+function pick(text) {
+  if (text && typeof text === "object") return text[LANG] || text.sv || "";
+  const s = String(text || ""); const at = s.indexOf(" / ");
+  return at < 0 ? s : LANG === "sv" ? s.slice(0, at) : s.slice(at + 3);
+}
+const coded = (group, code) => (code ? (TEXT[LANG][group] || {})[code] || code : "");
+const flagText = (flag) => coded("flags", flag);
+const trendText = (trend) => coded("trends", trend);
+const kindText = (kind) => flagText(String(kind || "").replace(/^flag:/, ""));
 
 // ---------------------------------------------------------------------------------------------
 // API through the same-origin gateway
@@ -93,10 +126,31 @@ function isoWeek(d) {
   return `${x.getUTCFullYear()}-W${String(w).padStart(2, "0")}`;
 }
 function mondayOf(id) {
-  const [y, w] = id.split("-W").map(Number);
+  const [y, w] = id.split(/-[WB]/).map(Number);
   const jan4 = new Date(Date.UTC(y, 0, 4)); const day = jan4.getUTCDay() || 7;
   const mon = new Date(jan4); mon.setUTCDate(jan4.getUTCDate() - day + 1 + (w - 1) * 7); return mon;
 }
+// Dates in the reader's language: "30 nov – 6 dec", "23–29 nov", "29 dec 2025 – 4 jan 2026"
+function dayMonth(d, withYear) { return `${d.getUTCDate()} ${t("months")[d.getUTCMonth()]}${withYear ? " " + d.getUTCFullYear() : ""}`; }
+function dateRange(a, b) {
+  const sameYear = a.getUTCFullYear() === b.getUTCFullYear();
+  if (sameYear && a.getUTCMonth() === b.getUTCMonth()) return `${a.getUTCDate()}–${dayMonth(b)}`;
+  return `${dayMonth(a, !sameYear)} – ${dayMonth(b, !sameYear)}`;
+}
+const dateText = (iso) => { const d = new Date(`${String(iso).slice(0, 10)}T00:00:00Z`); return isNaN(d) ? String(iso) : dayMonth(d, true); };
+// A period's code with the days or months it covers: "2026-W49 (30 nov – 6 dec)", "2026-T3 (sep–dec 2026)"
+function periodText(id) {
+  if (!id) return "";
+  const week = /^\d{4}-([WB])\d{2}$/.exec(id);
+  if (week) { const m = mondayOf(id); const end = new Date(m); end.setUTCDate(m.getUTCDate() + (week[1] === "B" ? 13 : 6));
+    return `${id} (${dateRange(m, end)})`; }
+  const part = /^(\d{4})-([TQ])([1-4])$/.exec(id);
+  if (part) { const len = part[2] === "T" ? 4 : 3; const first = (Number(part[3]) - 1) * len; const mo = t("months");
+    return `${id} (${mo[first]}–${mo[first + len - 1]} ${part[1]})`; }
+  return id;
+}
+// the short form for chart axes: the week's Monday
+const periodTick = (id) => (/^\d{4}-[WB]\d{2}$/.test(id) ? dayMonth(mondayOf(id)) : id);
 function shiftWeek(id, n) { const m = mondayOf(id); m.setUTCDate(m.getUTCDate() + 7 * n + 3); return isoWeek(new Date(m.getUTCFullYear(), m.getUTCMonth(), m.getUTCDate())); }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,7 +168,7 @@ async function flushOutbox(onChange) {
         answer = await api("intake", "/v1/reports", { method: "POST", body: entry.report });
         state = "accepted";
       } catch (e) {
-        if (e.status && e.status < 500 && e.status !== 408 && e.status !== 429) { state = "rejected"; error = e.message; }
+        if (e.status && e.status < 500 && e.status !== 408 && e.status !== 429) { state = "rejected"; error = e.data || { detail: e.message }; }
         // network errors, 5xx and 503 with Retry-After stay queued: sent again later with the same report_id
       }
       const items = readOutbox();
@@ -139,7 +193,7 @@ function cellLevel(it) {
 }
 function Msg({ kind, children }) { return html`<div class=${"msg " + kind} role=${kind === "bad" ? "alert" : "status"}>${children}</div>`; }
 
-function TrendChart({ series, items }) {
+function TrendChart({ series, items, checklist }) {
   const W = 520, H = 180, P = 28;
   if (!series || !series.length) return null;
   const codes = items.length ? items : [];
@@ -147,13 +201,14 @@ function TrendChart({ series, items }) {
   const x = (i) => P + (i * (W - 2 * P)) / Math.max(1, series.length - 1);
   const y = (v) => H - P - (v * (H - 2 * P)) / max;
   const colours = ["#1d4e89", "#b91c1c", "#15803d", "#7c3aed", "#c2410c"];
-  return html`<svg viewBox="0 0 ${W} ${H}" role="img" aria-label=${t("trend")} style="width:100%;max-width:${W}px">
+  const names = codes.map((c) => itemName(checklist, c));
+  return html`<figure class="chart"><svg viewBox="0 0 ${W} ${H}" role="img" aria-label=${`${t("trend")}: ${names.join(", ")}`} style="width:100%;max-width:${W}px">
     <line x1=${P} y1=${H - P} x2=${W - P} y2=${H - P} stroke="#94a3b8"/>
-    ${series.map((p, i) => (i % Math.ceil(series.length / 6) === 0) && html`<text x=${x(i)} y=${H - 8} font-size="10" text-anchor="middle" fill="#4a5461">${p.period.slice(5)}</text>`)}
+    ${series.map((p, i) => (i % Math.ceil(series.length / 6) === 0) && html`<text x=${x(i)} y=${H - 8} font-size="10" text-anchor="middle" fill="#4a5461">${periodTick(p.period)}</text>`)}
     ${codes.map((c, k) => html`<polyline fill="none" stroke=${colours[k % colours.length]} stroke-width="2.5"
         points=${series.map((p, i) => `${x(i)},${y(p.items[c] ? p.items[c].value : 0)}`).join(" ")}/>`)}
-    ${codes.map((c, k) => html`<text x=${W - P} y=${14 + 13 * k} font-size="11" text-anchor="end" fill=${colours[k % colours.length]}>${c}</text>`)}
-  </svg>`;
+  </svg>
+  <figcaption><span class="sr">${t("chartLegend")}</span><ul class="chart-legend">${names.map((n, k) => html`<li><i class=${"swatch c" + (k % colours.length)}></i>${n}</li>`)}</ul></figcaption></figure>`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,7 +217,7 @@ function SignIn({ onIn }) {
   const [value, setValue] = useState(""); const [err, setErr] = useState("");
   const submit = async (ev) => {
     ev.preventDefault(); localStorage.setItem("est.token", value.trim());
-    try { onIn(await api("intake", "/v1/me")); } catch (e) { setErr(e.status === 401 ? t("badToken") : e.message); localStorage.removeItem("est.token"); }
+    try { onIn(await api("intake", "/v1/me")); } catch (e) { setErr(e.status === 401 ? t("badToken") : pick(e.message)); localStorage.removeItem("est.token"); }
   };
   return html`<main id="main"><div class="card" style="max-width:28rem;margin:2rem auto">
     <h2>${t("signin")}</h2><p class="hint">${t("welcome")}</p>
@@ -180,32 +235,60 @@ function newDraft(areaId) { return { report_id: crypto.randomUUID(), area_id: ar
 function loadDraft(areaId) { const d = localStorage.getItem(`est.draft.${areaId}`); return d ? JSON.parse(d) : newDraft(areaId); }
 function saveDraft(d) { localStorage.setItem(`est.draft.${d.area_id}`, JSON.stringify(d)); }
 
-function ItemField({ item, answer, places, onChange, disabled }) {
+// The intake's refusal (its problem body) as plain messages per form field, in the reader's language:
+// "answers.<item>.note", "answers.<item>" (the answer itself), "note" (the overall comment), "form" (the rest)
+const sentence = (text) => { const s = String(text || "").trim(); return s ? s[0].toUpperCase() + s.slice(1) + (/[.!?]$/.test(s) ? "" : ".") : ""; };
+function refusalByField(problem) {
+  const out = {};
+  for (const e of (problem && problem.errors) || []) {
+    const field = String(e.field || "").replace(/^body\./, "");
+    const key = field === "note" || /^answers\.[^.]+\.note$/.test(field) ? field : (/^answers\.[^.]+/.exec(field) || ["form"])[0];
+    const text = sentence((LANG === "sv" ? e.message_sv : e.message_en) || t("badAnswer"));
+    if (!(out[key] || "").includes(text)) out[key] = out[key] ? `${out[key]} ${text}` : text;
+  }
+  if (!Object.keys(out).length) out.form = sentence(pick(problem && (problem.detail || problem.title))) || t("badAnswer");
+  return out;
+}
+function refusedName(checklist, key) {
+  if (key === "note") return t("overallNote");
+  const m = /^answers\.([^.]+)(\.note)?$/.exec(key);
+  if (!m) return "";
+  return m[2] ? `${t("noteAt")} ”${itemName(checklist, m[1])}”` : itemName(checklist, m[1]);
+}
+
+function ItemField({ item, answer, places, onChange, disabled, refused }) {
   const v = answer ? answer.value : undefined;
   const set = (value) => onChange(value === undefined || value === 0 || value === false ? undefined : { ...(answer || {}), value });
   const id = `i-${item.code}`;
+  const valueError = refused[`answers.${item.code}`], noteError = refused[`answers.${item.code}.note`];
   let control;
   if (item.answer === "count") {
     control = html`<div class="count">
       <button type="button" aria-label="−1" disabled=${disabled} onClick=${() => set(Math.max(0, (v || 0) - 1))}>−</button>
       <input id=${id} type="number" min="0" inputmode="numeric" aria-label=${label(item)} value=${v || 0} disabled=${disabled}
+        aria-invalid=${valueError ? "true" : undefined} aria-describedby=${valueError ? id + "-error" : undefined}
         onInput=${(e) => set(Math.max(0, parseInt(e.target.value || "0", 10) || 0))}/>
       <button type="button" aria-label="+1" disabled=${disabled} onClick=${() => set((v || 0) + 1)}>+</button></div>`;
   } else if (item.answer === "level") {
-    control = html`<div class="levels" role="radiogroup" aria-label=${label(item)}>${[0, 1, 2, 3].map((n) => html`
+    control = html`<div class="levels" role="radiogroup" aria-label=${label(item)} aria-invalid=${valueError ? "true" : undefined}
+      aria-describedby=${valueError ? id + "-error" : undefined}>${[0, 1, 2, 3].map((n) => html`
       <label><input type="radio" name=${id} value=${n} checked=${(v || 0) === n} disabled=${disabled} onChange=${() => set(n)}/>${n} ${t("levels")[n]}</label>`)}</div>`;
   } else {
-    control = html`<div class="levels" role="radiogroup" aria-label=${label(item)}>
+    control = html`<div class="levels" role="radiogroup" aria-label=${label(item)} aria-invalid=${valueError ? "true" : undefined}
+      aria-describedby=${valueError ? id + "-error" : undefined}>
       <label><input type="radio" name=${id} checked=${v === true} disabled=${disabled} onChange=${() => set(true)}/>${t("yes")}</label>
       <label><input type="radio" name=${id} checked=${v !== true} disabled=${disabled} onChange=${() => set(false)}/>${t("no")}</label></div>`;
   }
-  return html`<fieldset class=${"item" + (answer ? " answered" : "")}>
+  return html`<fieldset class=${"item" + (answer ? " answered" : "") + (valueError || noteError ? " refused" : "")}>
     <legend>${label(item)}</legend>${control}
+    ${valueError && html`<p class="field-error" id=${id + "-error"}>${t("refusedField")}: ${valueError}</p>`}
     ${answer && places.length > 0 && html`<div class="chips" role="group" aria-label=${t("places")}>
       <span class="hint">${t("places")}</span>${places.map((p) => html`<label><input type="checkbox" checked=${(answer.places || []).includes(p)}
         onChange=${(e) => onChange({ ...answer, places: e.target.checked ? [...(answer.places || []), p] : (answer.places || []).filter((x) => x !== p) })}/>${p}</label>`)}</div>`}
-    ${answer && html`<div style="margin-top:.4rem"><label for=${id + "-note"} class="hint">${t("note")} – <span class="warn">${t("noPii")}</span></label>
-      <input id=${id + "-note"} type="text" maxlength="500" value=${answer.note || ""} onInput=${(e) => onChange({ ...answer, note: e.target.value })}/></div>`}
+    ${answer && html`<div class="note"><label for=${id + "-note"} class="hint">${t("note")} – <span class="warn">${t("noPii")}</span></label>
+      <input id=${id + "-note"} type="text" maxlength="500" value=${answer.note || ""} onInput=${(e) => onChange({ ...answer, note: e.target.value })}
+        aria-invalid=${noteError ? "true" : undefined} aria-describedby=${noteError ? id + "-note-error" : undefined}/>
+      ${noteError && html`<p class="field-error" id=${id + "-note-error"}>${t("refusedField")}: ${noteError}</p>`}</div>`}
   </fieldset>`;
 }
 
@@ -214,12 +297,16 @@ function Reporter({ me, checklist, online, tick }) {
   const [areaId, setAreaId] = useState(areas[0] ? areas[0].id : "");
   const [draft, setDraft] = useState(() => (areaId ? loadDraft(areaId) : null));
   const [msg, setMsg] = useState(null);
+  // the intake's problem body for the report in the form; its messages follow the language switch
+  const [refusal, setRefusal] = useState(null);
+  const [sending, setSending] = useState(false);
   const [, setVersion] = useState(0);
   const outbox = readOutbox();  // read on every render: the sender updates it from anywhere
   const [picture, setPicture] = useState(null);
   const area = areas.find((a) => a.id === areaId);
   useEffect(() => { if (areaId) setDraft(loadDraft(areaId)); }, [areaId]);
   useEffect(() => { if (draft) saveDraft(draft); }, [draft]);
+  useEffect(() => { if (refusal) { const bad = document.querySelector("#report-form [aria-invalid=true]"); if (bad && bad.focus) bad.focus(); } }, [refusal]);
   const refresh = useCallback(() => setVersion((v) => v + 1), []);
   useEffect(() => {
     if (!area) return;
@@ -227,41 +314,70 @@ function Reporter({ me, checklist, online, tick }) {
       .then((p) => setPicture(p.status === "published" ? p : null)).catch(() => setPicture(null));
   }, [areaId]);
   if (!area) return html`<main id="main"><div class="card">${t("noPicture")}</div></main>`;
-  const setAnswer = (code, a) => setDraft((d) => { const answers = { ...d.answers }; if (a) answers[code] = a; else delete answers[code]; return { ...d, answers }; });
+  const refused = refusal ? refusalByField(refusal) : {};
+  const unmark = (...keys) => { if (refusal && keys.some((k) => refused[k])) {
+    const errors = (refusal.errors || []).filter((e) => !keys.includes(String(e.field || "").replace(/^body\./, "")));
+    setRefusal(errors.length ? { ...refusal, errors } : null); } };
+  const setAnswer = (code, a) => {
+    if ((a && a.note) !== ((draft.answers[code] || {}).note)) unmark(`answers.${code}.note`);
+    if ((a && a.value) !== ((draft.answers[code] || {}).value)) unmark(`answers.${code}`, `answers.${code}.value`);
+    setDraft((d) => { const answers = { ...d.answers }; if (a) answers[code] = a; else delete answers[code]; return { ...d, answers }; });
+  };
+  // a refused report goes back into the form, answers and all, with the refused fields marked; the
+  // intake stored nothing, so the same report id is sent again once it is corrected
+  const backToForm = (entry) => {
+    writeOutbox(readOutbox().filter((x) => x.report.report_id !== entry.report.report_id));
+    const r = entry.report;
+    const d = { report_id: r.report_id, area_id: r.area_id, answers: r.answers || {}, nothing_to_report: !!r.nothing_to_report, note: r.note || "" };
+    saveDraft(d); setDraft(d); if (d.area_id !== areaId) setAreaId(d.area_id);
+    setRefusal(typeof entry.error === "object" && entry.error ? entry.error : { detail: entry.error || "" });
+    setMsg(null); refresh();
+  };
   const submit = async (ev) => {
     ev.preventDefault();
+    if (sending) return;
     if (!draft.nothing_to_report && Object.keys(draft.answers).length === 0) { setMsg({ kind: "bad", text: t("empty") }); return; }
     const report = { ...draft, period: area.current_period, checklist: checklist.ref, answers: draft.nothing_to_report ? {} : draft.answers };
     writeOutbox([...readOutbox(), { report, state: "queued", created: new Date().toISOString(), area_name: area.name }]);
-    const fresh = newDraft(area.id); saveDraft(fresh); setDraft(fresh); refresh();
-    setMsg({ kind: "info", text: t("saved") });
-    await flushOutbox(refresh);
-    await flushOutbox(refresh);  // if another send was under way, this one covers the new report
-    refresh();
+    setRefusal(null); setSending(true); setMsg({ kind: "info", text: t("sending") }); refresh();
+    try {
+      await flushOutbox(refresh);
+      await flushOutbox(refresh);  // if another send was under way, this one covers the new report
+    } finally { setSending(false); }
     const done = readOutbox().find((e) => e.report.report_id === report.report_id);
-    if (done && done.state === "accepted") setMsg({ kind: "ok", text: t("sent") });
-    if (done && done.state === "rejected") setMsg({ kind: "bad", text: `${t("rejected")}: ${done.error}` });
+    if (done && done.state === "rejected") { backToForm(done); return; }
+    // kept in the outbox (sent, or waiting for the network): the form starts afresh
+    const fresh = newDraft(area.id); saveDraft(fresh); setDraft(fresh); refresh();
+    setMsg(done && done.state === "accepted" ? { kind: "ok", text: t("sent") } : { kind: "info", text: t("saved") });
   };
   const mine = outbox.filter((e) => e.report.area_id === area.id).slice(-10).reverse();
+  const refusedKeys = Object.keys(refused);
   return html`<main id="main">
     ${!online && html`<${Msg} kind="info">${t("offline")}<//>`}
-    <form class="card" onSubmit=${submit} aria-labelledby="form-title">
-      <h2 id="form-title">${t("report")}: ${area.name} · ${area.current_period}</h2>
+    <form class="card" id="report-form" onSubmit=${submit} aria-labelledby="form-title">
+      <h2 id="form-title">${t("report")}: ${area.name} · ${periodText(area.current_period)}</h2>
       <div class="row"><div><label for="area">${t("area")}</label>
-        <select id="area" value=${areaId} onChange=${(e) => setAreaId(e.target.value)}>${areas.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</select></div></div>
+        <select id="area" value=${areaId} onChange=${(e) => { setRefusal(null); setMsg(null); setAreaId(e.target.value); }}>${areas.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</select></div></div>
       <p><label><input type="checkbox" checked=${draft.nothing_to_report} onChange=${(e) => setDraft({ ...draft, nothing_to_report: e.target.checked })}/> ${t("nothing")}</label></p>
       ${checklist.items.map((item) => html`<${ItemField} item=${item} answer=${draft.answers[item.code]} places=${area.places || []}
-          disabled=${draft.nothing_to_report} onChange=${(a) => setAnswer(item.code, a)}/>`)}
+          disabled=${draft.nothing_to_report} refused=${refused} onChange=${(a) => setAnswer(item.code, a)}/>`)}
       <label for="overall">${t("overall")} – <span class="warn">${t("noPii")}</span></label>
-      <textarea id="overall" maxlength="500" value=${draft.note} onInput=${(e) => setDraft({ ...draft, note: e.target.value })}></textarea>
-      <p><button class="primary" type="submit" id="submit">${t("submit")}</button></p>
+      <textarea id="overall" maxlength="500" value=${draft.note} aria-invalid=${refused.note ? "true" : undefined}
+        aria-describedby=${refused.note ? "overall-error" : undefined}
+        onInput=${(e) => { unmark("note"); setDraft({ ...draft, note: e.target.value }); }}></textarea>
+      ${refused.note && html`<p class="field-error" id="overall-error">${t("refusedField")}: ${refused.note}</p>`}
+      <p><button class="primary" type="submit" id="submit" disabled=${sending}>${t("submit")}</button></p>
+      ${refusal && html`<div class="msg bad" role="alert" id="refusal"><p>${t("refused")}</p>
+        <ul>${refusedKeys.map((k) => html`<li>${refusedName(checklist, k) ? html`<strong>${refusedName(checklist, k)}</strong>: ` : ""}${refused[k]}</li>`)}</ul></div>`}
       ${msg && html`<${Msg} kind=${msg.kind}>${msg.text}<//>`}
     </form>
     <section class="card" aria-labelledby="mine-title"><h2 id="mine-title">${t("mine")}</h2>
       <ul class="plain" id="outbox">${mine.map((e) => html`<li data-report=${e.report.report_id} data-state=${e.state}>
-        <strong>${e.report.period || ""}</strong> · ${e.area_name || e.report.area_id} ·
+        <strong>${periodText(e.report.period)}</strong> · ${e.area_name || e.report.area_id} ·
         <span class=${"badge " + (e.state === "accepted" ? "ok" : e.state === "rejected" ? "bad" : "warn")}>${t(e.state)}</span>
-        ${e.answer && e.answer.late ? html` <span class="badge warn">${t("late")}</span>` : ""} ${e.error ? html`<span class="hint">${e.error}</span>` : ""}</li>`)}</ul>
+        ${e.answer && e.answer.late ? html` <span class="badge warn">${t("late")}</span>` : ""}
+        ${e.state === "rejected" ? html` <span class="hint">${Object.values(refusalByField(typeof e.error === "object" && e.error ? e.error : { detail: e.error })).join(" ")}</span>
+          <button type="button" class="secondary fix" onClick=${() => backToForm(e)}>${t("fixIt")}</button>` : ""}</li>`)}</ul>
     </section>
     <section class="card" aria-labelledby="fb-title"><h2 id="fb-title">${t("reporterFeedback")}</h2>
       ${picture ? html`<${PictureSummary} picture=${picture}/>` : html`<p class="hint">${t("noPicture")}</p>`}</section>
@@ -270,10 +386,11 @@ function Reporter({ me, checklist, online, tick }) {
 
 function PictureSummary({ picture }) {
   const items = Object.values(picture.items || {}).filter((i) => i.value > 0).sort((a, b) => (b.flag ? 1 : 0) - (a.flag ? 1 : 0));
-  return html`<p><strong>${picture.area_name || picture.area_id} ${picture.period}</strong> · ${t("version")} ${picture.version}</p>
-    <p>${(picture.first_analysis || {})[LANG] || ""}</p>
+  return html`<p><strong>${picture.area_name || ""} · ${periodText(picture.period)}</strong> · ${t("version")} ${picture.version}</p>
+    <p>${pick(picture.first_analysis)}</p>
+    ${(picture.comments || []).map((c) => html`<blockquote class="comment">${c.text || c.comment}</blockquote>`)}
     <table><thead><tr><th>${t("item")}</th><th>${t("value")}</th><th>${t("trend")}</th></tr></thead>
-    <tbody>${items.map((i) => html`<tr><td>${label(i)}</td><td>${i.value}</td><td>${i.flag ? html`<span class="badge bad">${i.flag}</span>` : i.trend || ""}</td></tr>`)}</tbody></table>`;
+    <tbody>${items.map((i) => html`<tr><td>${label(i)}</td><td>${i.value}</td><td>${i.flag ? html`<span class="badge bad">${flagText(i.flag)}</span>` : trendText(i.trend)}</td></tr>`)}</tbody></table>`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,39 +402,52 @@ function Dashboard({ me, checklist, liveTick }) {
   const [data, setData] = useState(null);
   const [err, setErr] = useState("");
   const [sel, setSel] = useState(null);
+  const [analyses, setAnalyses] = useState([]);
+  const [analysis, setAnalysis] = useState(null);  // the newest analysis in full: its problems and the municipality's name
   const load = useCallback(() => {
     if (!muni) return;
-    api("aggregator", `/v1/municipalities/${muni}/pictures/${period}`).then((d) => { setData(d); setErr(""); }).catch((e) => setErr(e.message));
+    api("aggregator", `/v1/municipalities/${muni}/pictures/${period}`).then((d) => { setData(d); setErr(""); }).catch((e) => setErr(pick(e.message)));
   }, [muni, period]);
   useEffect(load, [load, liveTick]);
+  useEffect(() => {
+    if (!muni) return;
+    // the list gives each analysis's number of problems only; the problems themselves are in the analysis
+    api("analysis", `/v1/analyses?municipality_id=${muni}`).then((d) => {
+      const list = Array.isArray(d) ? d : d.analyses || []; setAnalyses(list);
+      if (list[0]) return api("analysis", `/v1/analyses/${encodeURIComponent(list[0].id)}`).then(setAnalysis);
+      setAnalysis(null); return null;
+    }).catch(() => { setAnalyses([]); setAnalysis(null); });
+  }, [muni]);
   const items = checklist.items;
+  const areaName = (id) => ((me.areas || []).find((a) => a.id === id) || {}).name || "";
+  const muniName = analysis && analysis.municipality_id === muni ? analysis.municipality_name : "";
   return html`<main id="main">
     <section class="card" aria-labelledby="dash-title">
-      <div class="row" style="align-items:center"><h2 id="dash-title" style="flex:2">${t("dashboard")} · ${muni} · ${period}</h2>
+      <div class="row" style="align-items:center"><h2 id="dash-title" style="flex:2">${t("dashboard")}${muniName ? ` · ${muniName}` : ""} · ${periodText(period)}</h2>
         <div style="flex:0 0 auto"><button class="secondary" onClick=${() => setPeriod(shiftWeek(period, -1))}>← ${t("prev")}</button>
         <button class="secondary" onClick=${() => setPeriod(shiftWeek(period, 1))}>${t("next")} →</button></div></div>
       ${err && html`<${Msg} kind="bad">${err}<//>`}
       <div class="legend" aria-hidden="true">${[0, 1, 2, 3].map((n) => html`<span><i class=${"lvl-" + n}></i>${n} ${t("levels")[n]}</span>`)}
-        <span><i class="lvl-none"></i>${t("legendNone")}</span></div>
+        <span><i class="lvl-none"></i>${t("legendNone")}</span><span><b>!</b> ${t("legendFlag")}</span></div>
       <div class="heat"><table id="heatmap"><caption class="sr">${t("dashboard")}</caption>
         <thead><tr><th scope="col">${t("area")}</th><th scope="col">${t("completeness")}</th><th scope="col">${t("status")}</th>
           ${items.map((i) => html`<th scope="col" class="item" title=${label(i)}>${label(i)}</th>`)}</tr></thead>
         <tbody>${(data ? data.areas : []).map((p) => {
           const c = p.completeness || {}; const rate = Math.round((c.rate || 0) * 100);
           return html`<tr data-area=${p.area_id}>
-            <th scope="row"><button class="secondary" style="padding:.2rem .5rem" onClick=${() => setSel(p.area_id)} aria-pressed=${sel === p.area_id}>${p.area_name || p.area_id}</button></th>
-            <td><span class=${"badge " + (rate >= 80 ? "ok" : rate >= 50 ? "warn" : "bad")} title=${`${c.received || 0} ${t("by")} ${c.expected || 0}`}>${c.received || 0}/${c.expected || 0}</span></td>
+            <th scope="row"><button class="secondary" style="padding:.2rem .5rem" onClick=${() => setSel(p.area_id)} aria-pressed=${sel === p.area_id}>${p.area_name || areaName(p.area_id)}</button></th>
+            <td><span class=${"badge " + (!c.expected ? "info" : rate >= 80 ? "ok" : rate >= 50 ? "warn" : "bad")} title=${`${c.received || 0} ${t("by")} ${c.expected || 0}`}>${c.received || 0}/${c.expected || 0}</span></td>
             <td><span class=${"badge " + (p.status === "published" ? "ok" : "info")}>${p.status === "published" ? `${t("pub")} v${p.version}` : t("open")}</span></td>
             ${items.map((i) => { const it = p.items && p.items[i.code]; const lv = p.reports ? cellLevel(it) : null;
-              return html`<td class=${"cell " + levelClass(lv)} title=${`${label(i)}: ${it ? it.value : t("noReport")}${it && it.flag ? " · " + it.flag : ""}`}>${lv == null ? "–" : it.value || ""}${it && it.flag ? "!" : ""}</td>`; })}
+              return html`<td class=${"cell " + levelClass(lv)} title=${`${label(i)}: ${it ? it.value : t("noReport")}${it && it.flag ? " · " + flagText(it.flag) : ""}`}>${lv == null ? "–" : it.value || ""}${it && it.flag ? "!" : ""}</td>`; })}
           </tr>`; })}</tbody></table></div>
     </section>
-    ${sel ? html`<${AreaDetail} key=${sel + period} areaId=${sel} period=${period} me=${me} checklist=${checklist} onPublished=${load} liveTick=${liveTick}/>` : html`<p class="hint">${t("choose")}</p>`}
-    <${Strategic} muni=${muni}/>
+    ${sel ? html`<${AreaDetail} key=${sel + period} areaId=${sel} areaName=${areaName(sel)} period=${period} me=${me} checklist=${checklist} onPublished=${load} liveTick=${liveTick}/>` : html`<p class="hint">${t("choose")}</p>`}
+    <${Strategic} latest=${analyses[0]} analysis=${analysis}/>
   </main>`;
 }
 
-function AreaDetail({ areaId, period, me, checklist, onPublished, liveTick }) {
+function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, liveTick }) {
   const [pic, setPic] = useState(null); const [series, setSeries] = useState([]); const [alerts, setAlerts] = useState([]);
   const [measures, setMeasures] = useState([]); const [comment, setComment] = useState(""); const [msg, setMsg] = useState(null);
   const load = () => {
@@ -331,41 +461,50 @@ function AreaDetail({ areaId, period, me, checklist, onPublished, liveTick }) {
   const publish = async (ev) => {
     ev.preventDefault();
     try { await api("aggregator", `/v1/areas/${areaId}/pictures/${period}/publish`, { method: "POST", body: comment ? { comment } : {} });
-      setMsg({ kind: "ok", text: t("publishedOk") }); setComment(""); load(); onPublished(); } catch (e) { setMsg({ kind: "bad", text: e.message }); }
+      setMsg({ kind: "ok", text: t("publishedOk") }); setComment(""); load(); onPublished(); } catch (e) { setMsg({ kind: "bad", text: pick(e.message) }); }
   };
   const flagged = pic ? Object.values(pic.items || {}).filter((i) => i.flag).map((i) => i.item) : [];
   const chartItems = flagged.length ? flagged.slice(0, 5) : (pic ? Object.values(pic.items || {}).filter((i) => i.value > 0).map((i) => i.item).slice(0, 3) : []);
-  const open = alerts.filter((a) => !a.resolved_at && a.status !== "resolved");
+  // the open alerts, newest first
+  const open = alerts.filter((a) => !a.resolved_at && a.status !== "resolved").sort((a, b) => (a.period < b.period ? 1 : a.period > b.period ? -1 : 0));
+  const shown = open.slice(0, 8);
+  const name = (pic && pic.area_name) || areaName;
   return html`<div class="grid2">
-    <section class="card" aria-labelledby="area-title"><h2 id="area-title">${pic ? pic.area_name || areaId : areaId} · ${period}</h2>
+    <section class="card" aria-labelledby="area-title"><h2 id="area-title">${name} · ${periodText(period)}</h2>
       ${pic && html`<p><span class=${"badge " + (pic.status === "published" ? "ok" : "info")}>${pic.status === "published" ? `${t("pub")} ${t("version")} ${pic.version}` : t("open")}</span>
-        · ${pic.reports} ${t("reports")} · ${(pic.completeness || {}).expected || 0} ${t("expected")} · ${(pic.completeness || {}).late || 0} ${t("late")}</p>
-        <h3>${t("firstAnalysis")}</h3><p id="first-analysis">${(pic.first_analysis || {})[LANG] || ""}</p>
-        ${(pic.comments || []).map((c) => html`<blockquote>${c.text || c.comment} <span class="hint">– ${c.author || c.by || ""}</span></blockquote>`)}`}
+        · ${pic.reports} ${t(pic.reports === 1 ? "oneReport" : "reports")} · ${(pic.completeness || {}).expected || 0} ${t("expected")} · ${(pic.completeness || {}).late || 0} ${t("late")}</p>
+        <h3>${t("firstAnalysis")}</h3><p id="first-analysis">${pick(pic.first_analysis)}</p>
+        ${(pic.comments || []).map((c) => html`<blockquote>${c.text || c.comment}${c.by === me.id ? html` <span class="hint">– ${me.name}</span>` : ""}</blockquote>`)}`}
       ${canPublish && html`<form onSubmit=${publish}><label for="comment">${t("comment")}</label>
         <textarea id="comment" value=${comment} onInput=${(e) => setComment(e.target.value)}></textarea>
         <p><button class="primary" type="submit" id="publish">${t("publish")}</button></p></form>`}
       ${msg && html`<${Msg} kind=${msg.kind}>${msg.text}<//>`}
     </section>
-    <section class="card"><h2>${t("trend")}</h2><${TrendChart} series=${series} items=${chartItems}/>
-      <h3>${t("alerts")}</h3>${open.length ? html`<ul class="plain">${open.map((a) => html`<li><span class="badge bad">${a.kind}</span> ${(a.message || {})[LANG] || label(checklist.items.find((i) => i.code === a.item) || { code: a.item })}</li>`)}</ul>` : html`<p class="hint">${t("noAlerts")}</p>`}
-      <h3>${t("measures")}</h3>${measures.length ? html`<ul class="plain">${measures.map((m) => html`<li><strong>${m.title}</strong> · ${m.status} · ${m.start}</li>`)}</ul>` : html`<p class="hint">${t("noMeasures")}</p>`}
+    <section class="card"><h2>${t("trend")}</h2><${TrendChart} series=${series} items=${chartItems} checklist=${checklist}/>
+      <h3>${t("alerts")}</h3>${open.length ? html`<ul class="plain" id="alerts">${shown.map((a) => html`<li><span class=${"badge " + (a.kind === "flag:high" ? "bad" : "warn")}>${kindText(a.kind)}</span>${" "}${itemName(checklist, a.item)} <span class="hint">· ${t("from")} ${periodText(a.period)}</span></li>`)}</ul>
+        ${open.length > shown.length ? html`<p class="hint">${t("moreAlerts")(open.length - shown.length)}</p>` : ""}` : html`<p class="hint">${t("noAlerts")}</p>`}
+      <h3>${t("measures")}</h3>${measures.length ? html`<ul class="plain" id="measures">${measures.map((m) => html`<li><strong>${m.title}</strong> · ${coded("measureStatus", m.status)} · ${t("from")} ${dateText(m.start)}</li>`)}</ul>` : html`<p class="hint">${t("noMeasures")}</p>`}
     </section></div>`;
 }
 
-function Strategic({ muni }) {
-  const [list, setList] = useState([]);
-  useEffect(() => { api("analysis", `/v1/analyses?municipality_id=${muni}`).then((d) => setList(Array.isArray(d) ? d : d.analyses || [])).catch(() => setList([])); }, [muni]);
+function Strategic({ latest, analysis }) {
   const [err, setErr] = useState("");
-  const latest = list[0];
   // the report is saved as a file, never opened as a page of this origin (where its content could act as the app)
   const download = (id, kind) => saveFile("analysis", `/v1/analyses/${encodeURIComponent(id)}/report.${kind}?lang=${LANG}`,
-    `analys-${id.replace(/[^A-Za-z0-9-]+/g, "-")}-${LANG}.${kind}`).then(() => setErr(""), (e) => setErr(e.message));
-  const problems = latest ? (latest.persistent_problems || []) : [];
-  return html`<section class="card" aria-labelledby="strat-title"><h2 id="strat-title">${t("strategic")}${latest ? ` · ${latest.period}` : ""}</h2>
-    ${latest ? html`<h3>${t("persistent")}</h3>${problems.length ? html`<ul class="plain">${problems.slice(0, 12).map((p) => html`<li><strong>${p.area_name || p.area_id}</strong>: ${p.label_sv && LANG === "sv" ? p.label_sv : p.label_en || p.item} (${p.k_of_n || `${p.flagged_count || ""}`})</li>`)}</ul>` : html`<p class="hint">${t("noPersistent")}</p>`}
-      <p><button class="secondary" id="report-html" onClick=${() => download(latest.id || latest.analysis_id, "html")}>${t("downloadReport")}</button>
-        <button class="secondary" id="report-pdf" onClick=${() => download(latest.id || latest.analysis_id, "pdf")}>${t("downloadPdf")}</button></p>
+    `analys-${id.replace(/[^A-Za-z0-9-]+/g, "-")}-${LANG}.${kind}`).then(() => setErr(""), (e) => setErr(pick(e.message)));
+  const full = analysis && latest && analysis.id === latest.id ? analysis : null;
+  // ongoing problems first, then as the analysis ranks them (longest held first)
+  const problems = full ? [...(full.persistent_problems || [])].sort((a, b) => (b.ongoing ? 1 : 0) - (a.ongoing ? 1 : 0)) : [];
+  const shown = problems.slice(0, 12);
+  return html`<section class="card" aria-labelledby="strat-title"><h2 id="strat-title">${t("strategic")}${latest ? ` · ${periodText(latest.period)}` : ""}</h2>
+    ${latest ? html`${latest.summary && html`<p>${pick(latest.summary)}</p>`}
+      <h3>${t("persistent")}</h3>${problems.length ? html`<ul class="plain" id="persistent">${shown.map((p) => html`<li data-area=${p.area_id} data-item=${p.item}>
+          <strong>${p.area_name}</strong>: ${LANG === "sv" ? p.label_sv : p.label_en}${" "}<span class=${"badge " + (p.ongoing ? "bad" : "ok")}>${p.ongoing ? t("ongoing") : `${t("endedAt")} ${periodText(p.held_at[p.held_at.length - 1])}`}</span>
+          <br/><span class="hint">${t("since")} ${periodText(p.held_at[0])} · ${t("flaggedOf")(p.max_flagged, p.n)}</span></li>`)}</ul>
+        ${problems.length > shown.length ? html`<p class="hint">${t("moreProblems")(problems.length - shown.length)}</p>` : ""}`
+        : html`<p class="hint">${full || !latest.persistent_problems ? t("noPersistent") : "…"}</p>`}
+      <p><button class="secondary" id="report-html" onClick=${() => download(latest.id, "html")}>${t("downloadReport")}</button>
+        <button class="secondary" id="report-pdf" onClick=${() => download(latest.id, "pdf")}>${t("downloadPdf")}</button></p>
       ${err && html`<${Msg} kind="bad">${err}<//>`}` : html`<p class="hint">${t("noAnalysis")}</p>`}
   </section>`;
 }
@@ -416,7 +555,10 @@ function App() {
   const switchLang = () => { LANG = LANG === "sv" ? "en" : "sv"; localStorage.setItem("est.lang", LANG); document.documentElement.lang = LANG; force((x) => x + 1); };
   const signOut = () => { localStorage.removeItem("est.token"); localStorage.removeItem("est.me"); setMe(null); };
   document.documentElement.lang = LANG;
-  const header = html`<header class="top"><h1>${t("app")}</h1><nav aria-label="Meny">
+  // the page shell outside the app (title, skip link) speaks the reader's language too
+  document.title = t("app");
+  const skip = document.querySelector("a.skip"); if (skip) skip.textContent = t("skip");
+  const header = html`<header class="top"><h1>${t("app")}</h1><nav aria-label=${t("menu")}>
       ${me && (me.roles || []).includes("reporter") && html`<a href="#report" aria-current=${route === "#report" ? "page" : undefined}>${t("report")}</a>`}
       ${me && isDash && html`<a href="#dashboard" aria-current=${route === "#dashboard" ? "page" : undefined}>${t("dashboard")}</a>`}
       ${me && isDash && route === "#dashboard" && html`<span class="live badge ${live ? "ok" : "warn"}" aria-live="polite">${live ? t("live") : t("liveOff")}</span>`}
