@@ -9,9 +9,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from est_notifier.domain import audience, delivery_id
-from est_notifier.handlers import dump_event, freeze_email, freeze_webhook, personalise
-from est_notifier.render import build_email, render_reminder
+from est_notifier.deliveries.domain import delivery_id
+from est_notifier.deliveries.handlers import dump_event, freeze_email, freeze_webhook, personalise
+from est_notifier.messages.render import build_email, render_reminder
+from est_notifier.subscriptions.domain import audience
 from est_shared.bus import encode
 from est_shared.events import Completeness, ItemSummary, PictureData, PicturePublished, new_event
 from est_shared.org import Municipality, period_deadline
@@ -44,6 +45,8 @@ def picture_event() -> object:
                                   missing_reporters=["bo"]),
         first_analysis={"sv": "Klottret ökar vid centrum och skolgården; skadegörelsen ligger kvar på samma nivå.",
                         "en": "Graffiti is rising at the centre and the schoolyard; vandalism is unchanged."},
+        comments=[{"by": "kf-vaxjo", "actor_id": "vaxjo-kommun", "version": 1, "at": "2026-11-30T16:05:00+00:00",
+                   "text": "Fastighetsbolaget lagar belysningen vid garagen den här veckan."}],
         kronoberg={"interventions": 4, "litres_by_beverage": {"beer": 3.3, "cider": 1.0}, "litres_total": 4.3,
                    "share_under_18": 0.75, "guardian_contacted": 2, "direct_forfeiture": 4,
                    "by_weekday": {"fri": 3, "sat": 1}, "by_time_of_day": {"evening": 4}, "places": {},

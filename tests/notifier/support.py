@@ -80,8 +80,8 @@ def make_org() -> Org:
 
 
 def picture_event(org: Org, area: str | None = None, *, period: str = "2026-W48", version: int = 1,
-                  event_id: str | None = None) -> CloudEvent[Any]:
-    """A published picture with one flagged item."""
+                  event_id: str | None = None, comments: list[dict[str, Any]] | None = None) -> CloudEvent[Any]:
+    """A published picture with one flagged item (and the key function's comments, if given)."""
     area = area or org.a1
     pic = PictureData(
         municipality_id=org.m, area_id=area, area_name="Araby", period=period, status="published", version=version,
@@ -92,6 +92,7 @@ def picture_event(org: Org, area: str | None = None, *, period: str = "2026-W48"
                                     label_en="Deliberately set fire", value=1, reports=1, trend="new", flag="new")},
         completeness=Completeness(expected=4, received=3, on_time=3, rate=0.75),
         first_analysis={"sv": "Klottret ökar vid centrum.", "en": "Graffiti is rising near the centre."},
+        comments=comments or [],
     )
     return new_event(type="se.est.picture.published", source="/est/aggregator", data=PicturePublished(picture=pic),
                      subject=area, id=event_id or f"picture:{area}:{period}:v{version}")

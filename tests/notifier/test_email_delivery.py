@@ -89,6 +89,32 @@ async def test_picture_email_reaches_a_real_smtp_server(nats_url: str, tmp_path:
             await eventually(delivered)
 
 
+async def test_the_key_functions_publish_comment_is_in_both_parts_of_the_e_mail(nats_url: str, tmp_path: Path,
+                                                                                org: Org) -> None:
+    comments = [{"by": "p-kf", "actor_id": "kommun", "text": "Tidigare vecka: lugnt.", "version": 1, "at": ""},
+                {"by": "p-kf", "actor_id": "kommun", "text": "Vaktbolaget går extra rundor vid garagen.",
+                 "version": 2, "at": ""}]
+    with smtp_server() as (handler, url):
+        settings = notifier_settings(nats_url, tmp_path, org, smtp_url=url)
+        async with running_notifier(settings, org) as n:
+            await n.subscribe(channel={"type": "email", "to": "drift@example.org"}, language="sv")
+            await publish(nats_url, picture_subject(org), picture_event(org, version=2, comments=comments))
+
+            async def got() -> bool:
+                return bool(handler.messages)
+
+            await eventually(got)
+            parts = _parts(email.message_from_bytes(handler.messages[0][2], policy=default))
+            for kind in ("text/plain", "text/html"):
+                body = parts[kind]
+                assert "Kommentar från nyckelfunktionen" in body, kind
+                assert "Vaktbolaget går extra rundor vid garagen." in body, kind
+                assert "Tidigare vecka: lugnt. (tidigare version 1)" in body, kind
+                # this version's comment comes before the table and before the earlier one
+                assert body.index("Vaktbolaget") < body.index("Tidigare vecka") < body.index("Klotter"), kind
+                assert "p-kf" not in body, kind
+
+
 async def test_without_smtp_the_mail_goes_to_the_eml_outbox_in_english(nats_url: str, tmp_path: Path,
                                                                        org: Org) -> None:
     async with running_notifier(notifier_settings(nats_url, tmp_path, org), org) as n:

@@ -25,7 +25,8 @@ T = {
            "kronoberg": "Kronobergsmodellen", "interventions": "Ingripanden", "litres_total": "Liter totalt",
            "share_under_18": "Andel under 18", "guardian_contacted": "Vårdnadshavare kontaktad",
            "direct_forfeiture": "Direktförverkande", "coarsened": "Antal under 3 visas som <3.",
-           "missing": "Har inte rapporterat", "reminder": "Påminnelse"},
+           "missing": "Har inte rapporterat", "reminder": "Påminnelse",
+           "comment": "Kommentar från nyckelfunktionen", "comment_earlier": "tidigare version {v}"},
     "en": {"picture": "Situational picture", "version": "version", "revision": "Revision", "item": "Item",
            "value": "Value", "trend": "Trend", "flag": "Flag", "analysis": "First analysis",
            "completeness": "Reporting", "received": "received", "expected": "expected",
@@ -38,7 +39,8 @@ T = {
            "kronoberg": "Kronoberg model", "interventions": "Interventions", "litres_total": "Litres in total",
            "share_under_18": "Share under 18", "guardian_contacted": "Guardian contacted",
            "direct_forfeiture": "Direct forfeiture", "coarsened": "Counts below 3 are shown as <3.",
-           "missing": "Not reported", "reminder": "Reminder"},
+           "missing": "Not reported", "reminder": "Reminder",
+           "comment": "Comment from the key function", "comment_earlier": "earlier version {v}"},
 }
 
 _env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
@@ -160,12 +162,31 @@ def _picture(data: dict[str, Any], lang: str) -> Rendered:
                               "direct_forfeiture") if key in k]
         blocks.append(Block(heading=t["kronoberg"], table=[[t["item"], t["value"]], *rows_k],
                             paragraphs=[t["coarsened"]] if k.get("coarsened") else None))
+    comments = _comments(pic, t)
+    if comments:
+        blocks.insert(0, Block(heading=t["comment"], paragraphs=comments))
     analysis = _text(pic.get("first_analysis"), lang)
     if analysis:
         blocks.append(Block(heading=t["analysis"], paragraphs=[analysis]))
     if data.get("changes"):
         blocks.append(Block(heading=t["changes"], bullets=list(data["changes"])))
     return Rendered(subject, blocks)
+
+
+def _comments(pic: dict[str, Any], t: dict[str, str]) -> list[str]:
+    """The key function's publish comments, this version's first; an earlier version's says which."""
+    version = pic.get("version")
+    out: list[tuple[int, str]] = []
+    for c in pic.get("comments") or []:
+        text = str(c.get("text") or "").strip()
+        if not text:
+            continue
+        v = c.get("version")
+        if v == version:
+            out.append((0, text))
+        else:
+            out.append((1, f"{text} ({t['comment_earlier'].format(v=v)})"))
+    return [text for _rank, text in sorted(out, key=lambda r: r[0])]
 
 
 def render_digest(title: str, entries: list[Rendered], more: int, language: str) -> Rendered:
