@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from est_aggregator import db
+from est_aggregator.pictures import db
 
 from tests.aggregator.support import Bus, World, picture_when, report, running, settings_for
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from est_aggregator.domain import (
+from est_aggregator.pictures.domain import (
     ExpectedReporter,
     PeriodTally,
     ReportRecord,

@@ -13,9 +13,14 @@ from est_shared.db import OutboxRelay, make_engine, session_factory
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 
-from est_aggregator import api, consumers, db, handlers
-from est_aggregator.domain import Rules
+from est_aggregator import consumers
 from est_aggregator.metrics import AggregatorMetrics
+from est_aggregator.pictures import api, db
+from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.domain import Rules
+from est_aggregator.pictures.gauges import ReportingTally, refresh_business_metrics
+from est_aggregator.pictures.publish import PublishResult, auto_publish_due
+from est_aggregator.pictures.refresh import RefreshOutcome, refresh_dirty
 from est_aggregator.settings import AggregatorSettings
 
 log = logging.getLogger("est.aggregator")
@@ -34,7 +39,7 @@ CATCH_UP_SHARE = 0.1
 class Aggregator:
     """Process-level state reachable as ``app.state.aggregator``: deps, the outbox relay and a settable clock."""
 
-    def __init__(self, *, runtime: ServiceRuntime, deps: handlers.Deps, settings: AggregatorSettings) -> None:
+    def __init__(self, *, runtime: ServiceRuntime, deps: Deps, settings: AggregatorSettings) -> None:
         self.runtime, self.deps, self.settings = runtime, deps, settings
         self.clock: Callable[[], datetime] = system_clock
         self.relay: OutboxRelay | None = None
@@ -42,9 +47,9 @@ class Aggregator:
         self._dirty = asyncio.Event()
         deps.wake_refresher = self._dirty.set
 
-    async def refresh_once(self) -> handlers.RefreshOutcome:
+    async def refresh_once(self) -> RefreshOutcome:
         """One pass of the coalescing refresher (picture.updated for open pictures, revisions for published)."""
-        return await handlers.refresh_dirty(deps=self.deps, org=self.runtime.directory.snapshot,
+        return await refresh_dirty(deps=self.deps, org=self.runtime.directory.snapshot,
                                             revise_after=self.settings.revise_delay)
 
     async def _refresh_loop(self) -> None:
@@ -84,9 +89,9 @@ class Aggregator:
             now_share = min(share, CATCH_UP_SHARE) if self.deps.catching_up() else share
             gap = max(interval, busy / now_share)
 
-    async def auto_publish_once(self) -> list[handlers.PublishResult]:
+    async def auto_publish_once(self) -> list[PublishResult]:
         """Publish the open pictures whose deadline (by ``clock``) has passed."""
-        return await handlers.auto_publish_due(deps=self.deps, org=self.runtime.directory.snapshot, now=self.clock())
+        return await auto_publish_due(deps=self.deps, org=self.runtime.directory.snapshot, now=self.clock())
 
     async def _auto_publish_loop(self) -> None:
         interval = self.settings.auto_publish_interval
@@ -111,9 +116,9 @@ class Aggregator:
                 log.warning("could not read the outbox backlog")
             await asyncio.sleep(5.0)
 
-    async def business_metrics_once(self) -> dict[str, handlers.ReportingTally]:
+    async def business_metrics_once(self) -> dict[str, ReportingTally]:
         """Refresh the reports expected / received / late gauges (latest closed period, by ``clock``)."""
-        return await handlers.refresh_business_metrics(deps=self.deps, org=self.runtime.directory.snapshot,
+        return await refresh_business_metrics(deps=self.deps, org=self.runtime.directory.snapshot,
                                                        now=self.clock())
 
     async def _business_loop(self) -> None:
@@ -167,7 +172,7 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
         description="Situational pictures (lägesbilder) per area and period: totals, trends, flags, completeness, "
                     "a drafted first analysis; publishing, revisions and alerts.",
         settings=settings, engine=engine)
-    deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(runtime.registry),
+    deps = Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(runtime.registry),
                          rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
                          serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates,
                          kronoberg_min_count=settings.kronoberg_min_count,

@@ -49,9 +49,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
 from sqlalchemy import delete
 
-from est_aggregator import db, handlers
-from est_aggregator.domain import Rules
 from est_aggregator.metrics import AggregatorMetrics
+from est_aggregator.pictures import db
+from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.domain import Rules
+from est_aggregator.pictures.ingest import handle_forfeiture_recorded, handle_report_batch
 from est_aggregator.settings import AggregatorSettings
 
 log = logging.getLogger("est.aggregator")
@@ -75,7 +77,7 @@ async def _load_org(js: Any) -> OrgSnapshot:
     return await latest_org_snapshot(js) or OrgSnapshot()
 
 
-async def _clear(deps: handlers.Deps) -> None:
+async def _clear(deps: Deps) -> None:
     async with deps.unit_of_work() as s:
         for table in (db.reports, db.forfeitures, db.processed, db.picture_dirty):
             await s.execute(delete(table))
@@ -100,7 +102,7 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
             await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
             await conn.run_sync(db.add_missing_columns)
-        deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(CollectorRegistry()),
+        deps = Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(CollectorRegistry()),
                              rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
                              serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates,
                              kronoberg_min_count=settings.kronoberg_min_count,
@@ -137,10 +139,10 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
                 if event.type == "se.est.report.submitted":
                     reports.append(event)
                 elif event.type == "se.est.forfeiture.recorded":
-                    if await handlers.handle_forfeiture_recorded(event, deps=deps, org=org):
+                    if await handle_forfeiture_recorded(event, deps=deps, org=org):
                         forfeitures += 1
             if reports:
-                outcome = await handlers.handle_report_batch(reports, deps=deps, org=org)
+                outcome = await handle_report_batch(reports, deps=deps, org=org)
                 stored += outcome.stored
                 duplicates += outcome.duplicates
                 poison += len(outcome.refused)

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from est_aggregator.domain import PeriodTally, ReportRecord
+from est_aggregator.pictures.domain import PeriodTally, ReportRecord
 
 metadata = MetaData()
 processed = processed_events_table(metadata)

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from est_aggregator import handlers
-from est_aggregator.domain import (
+from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.domain import (
     AggregatorError,
     AreaNotFound,
     InvalidPeriod,
@@ -26,6 +26,8 @@ from est_aggregator.domain import (
     VersionConflict,
     VersionNotFound,
 )
+from est_aggregator.pictures.publish import publish_picture
+from est_aggregator.pictures.reads import read_alerts, read_municipality, read_picture, read_series
 
 
 class PictureView(PictureData):
@@ -95,7 +97,7 @@ def translate(exc: AggregatorError) -> Problem:
     return Problem(400, "Bad request", str(exc))
 
 
-def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], principal: Any,
+def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
                  clock: Callable[[], datetime], max_series_periods: int) -> APIRouter:
     """The aggregator's routes, bound to its collaborators."""
     router = APIRouter(prefix="/v1", tags=["pictures"])
@@ -112,7 +114,7 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
         exact for police and social services and coarsened ("<3") for everyone else."""
         require_area(who, area_id)
         try:
-            body = await handlers.read_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
+            body = await read_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
                                                version=version, personal=who.sees_personal_data)
         except AggregatorError as exc:
             raise translate(exc) from exc
@@ -127,7 +129,7 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
                          who: Who) -> JSONResponse:
         require_area(who, area_id)
         try:
-            body = await handlers.read_series(deps=deps, org=org(), area_id=area_id, first=from_, last=to,
+            body = await read_series(deps=deps, org=org(), area_id=area_id, first=from_, last=to,
                                               max_periods=max_series_periods)
         except AggregatorError as exc:
             raise translate(exc) from exc
@@ -146,7 +148,7 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
             raise Problem(403, "Forbidden", f"Du ser inget område i {municipality_id}. / "
                           f"You see no area of {municipality_id}.")
         try:
-            body = await handlers.read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
+            body = await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
                                                     period_text=period, area_ids=areas,
                                                     personal=who.sees_personal_data)
         except AggregatorError as exc:
@@ -160,7 +162,7 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
         require_role(who, "key_function", "admin")
         require_area(who, area_id)
         try:
-            r = await handlers.publish_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
+            r = await publish_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
                                                by=who.person_id, actor_id=who.actor_id,
                                                comment=body.comment if body else None, now=clock())
         except AggregatorError as exc:
@@ -171,6 +173,6 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
     @router.get("/areas/{area_id}/alerts", tags=["alerts"], summary="Alerts of an area, open and resolved")
     async def get_alerts(area_id: str, who: Who) -> list[dict[str, Any]]:
         require_area(who, area_id)
-        return await handlers.read_alerts(deps=deps, area_id=area_id)
+        return await read_alerts(deps=deps, area_id=area_id)
 
     return router
