@@ -16,6 +16,7 @@ from est_shared.periods import Period, PeriodError, normalise
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_aggregator.pictures import db
+from est_aggregator.pictures.cache import PeriodReports, ReportCache
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain import (
     AreaNotFound,
@@ -144,7 +145,7 @@ async def pass_inputs(s: AsyncSession, *, org: OrgSnapshot, pictures: Sequence[t
 
 
 async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, period: Period, rules: Rules,
-                          status: str = "open", version: int = 0, cache: db.ReportCache | None = None,
+                          status: str = "open", version: int = 0, cache: ReportCache | None = None,
                           inputs: PassInputs | None = None) -> BuiltPicture:
     """The picture of an area and period computed from the stored reports (and the last ``window`` periods).
 
@@ -160,7 +161,7 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
         by_period: dict[Period, list[ReportRecord]] = {}
         for r in await db.reports_for(s, info.area_id, idmap):
             by_period.setdefault(idmap[r.period], []).append(r)
-        groups = {p: db.PeriodReports(rs) for p, rs in by_period.items()}
+        groups = {p: PeriodReports(rs) for p, rs in by_period.items()}
     expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(info.area_id)]
     tz = _tz(org, info.municipality_id)
     start, end = as_utc(period.start_at(tz)), as_utc(period.end_at(tz))

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_aggregator.metrics import AggregatorMetrics
 from est_aggregator.pictures import db
+from est_aggregator.pictures.cache import ReportCache
 from est_aggregator.pictures.domain import Rules
 
 T = TypeVar("T")
@@ -69,13 +70,13 @@ class Deps:
     wake_refresher: Callable[[], None] = lambda: None
     catching_up: Callable[[], bool] = lambda: False  # the report consumer has a backlog
     local: InLoopSqlite | None = None  # SQLite: the report batches' statements run on the loop's thread
-    cache: db.ReportCache | None = None  # SQLite: tallies of recent pictures' periods in memory (see ReportCache)
+    cache: ReportCache | None = None  # SQLite: tallies of recent pictures' periods in memory (see ReportCache)
     failing: FailingPictures = field(default_factory=FailingPictures)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         if self.local is not None and self.cache is None:
-            self.cache = db.ReportCache()
+            self.cache = ReportCache()
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction: in-loop on SQLite (a busy database retried), else a unit of work."""
