@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from est_aggregator.pictures import db
 from est_aggregator.pictures.domain import MAX_COUNT, ItemSums, report_faults
 from est_aggregator.pictures.ingest import handle_report_submitted, record_of
 from est_aggregator.rebuild import rebuild_async
@@ -172,8 +171,8 @@ async def test_a_value_stored_before_ingest_checked_it_is_left_out_and_the_pictu
         deps = app.state.aggregator.deps
 
         async def as_an_older_version_stored_it(s: Any) -> None:
-            await db.insert_reports(s, [(old.id, record_of(old.data))])
-            await db.touch_pictures(s, [(world.area, "2026-W10", world.muni)], uuid.uuid4().hex, tokens=True)
+            await deps.store.insert_reports(s, [(old.id, record_of(old.data))])
+            await deps.store.touch_pictures(s, [(world.area, "2026-W10", world.muni)], uuid.uuid4().hex, tokens=True)
 
         await deps.write(as_an_older_version_stored_it)
         deps.wake_refresher()

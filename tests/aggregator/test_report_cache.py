@@ -11,8 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from est_aggregator.adapters.sqlite_queries import SqliteBatchStore
+from est_aggregator.adapters.unit_of_work import InLoopUnitOfWork
 from est_aggregator.metrics import AggregatorMetrics
 from est_aggregator.pictures import db
+from est_aggregator.pictures.cache import ReportCache
 from est_aggregator.pictures.compute import AreaInfo, compute_picture
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain import Rules
@@ -30,9 +33,11 @@ async def _replica(path: Path) -> tuple[Deps, Any]:
     engine = make_engine(url)
     async with engine.begin() as conn:
         await conn.run_sync(db.metadata.create_all)
-    deps = Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(CollectorRegistry()),
-                         rules=Rules(), local=in_loop_sqlite(url))
-    assert deps.cache is not None
+    sessions, local = session_factory(engine), in_loop_sqlite(url)
+    assert local is not None
+    deps = Deps(sessions=sessions, metrics=AggregatorMetrics(CollectorRegistry()),
+                units=InLoopUnitOfWork(sessions, local), store=SqliteBatchStore(), rules=Rules(),
+                cache=ReportCache(), report_tokens=True)
     return deps, engine
 
 
@@ -98,6 +103,6 @@ async def test_cached_pictures_equal_database_pictures_across_two_replicas(world
             assert entry[1].tally is not None and entry[1].tally.ids == {r.report_id for r in db_rows}
     finally:
         for deps, engine in ((a, engine_a), (b, engine_b)):
-            assert deps.local is not None
-            deps.local.dispose()
+            assert isinstance(deps.units, InLoopUnitOfWork)
+            deps.units.local.dispose()
             await engine.dispose()

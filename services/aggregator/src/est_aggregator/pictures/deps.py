@@ -1,27 +1,24 @@
-"""What every use case of the pictures shares: its collaborators (``Deps``), what a committed unit of work
-did (``Effects``) and the bookkeeping of pictures whose computation fails (``FailingPictures``)."""
+"""What every use case of the pictures shares: its collaborators (``Deps``), the ports to the database
+(``UnitOfWork``, ``BatchStore``), what a committed unit of work did (``Effects``) and the bookkeeping of
+pictures whose computation fails (``FailingPictures``)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from est_shared.adapters.sqlite import InLoopSqlite, retry_busy
 from est_shared.bus import retry_delay
-from est_shared.db import transaction
 from est_shared.events import CloudEvent
 from est_shared.events import new_event as _new_event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_aggregator.metrics import AggregatorMetrics
-from est_aggregator.pictures import db
 from est_aggregator.pictures.cache import ReportCache
-from est_aggregator.pictures.domain import Rules
+from est_aggregator.pictures.domain import ReportRecord, Rules
 
 T = TypeVar("T")
 
@@ -55,62 +52,83 @@ class FailingPictures:
         self.entries.pop(key, None)
 
 
+class UnitOfWork(Protocol):
+    """How the use cases get sessions (``adapters.unit_of_work``: pooled, or in-loop on a SQLite file)."""
+
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction (a report batch: the hot path)."""
+        ...
+
+    def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A read-only session (the refresher's pass)."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """One transaction on a pooled session (publishing, forfeitures, a rebuild's clearing)."""
+        ...
+
+    async def recover(self, session: AsyncSession, exc: Exception) -> None:
+        """Make a ``reading`` session usable again after a failed statement (PostgreSQL aborts its transaction)."""
+        ...
+
+
+class BatchStore(Protocol):
+    """The statements of a report batch (``ingest``), in two forms: SQLAlchemy (``db.SqlBatchStore``) and the
+    sqlite3 driver's own (``adapters.sqlite_queries.SqliteBatchStore``, for the in-loop session)."""
+
+    async def processed_ids(self, session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of these event ids the consumer has already applied."""
+        ...
+
+    async def mark_processed_many(self, session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> None:
+        """Record event ids as applied (the caller has filtered known ids)."""
+        ...
+
+    async def existing_report_ids(self, session: AsyncSession, report_ids: Sequence[str]) -> set[str]:
+        """Which of these report ids are stored."""
+        ...
+
+    async def insert_reports(self, session: AsyncSession, rows: Sequence[tuple[str, ReportRecord]]) -> None:
+        """Store (event id, record) pairs."""
+        ...
+
+    async def touch_pictures(self, session: AsyncSession, keys: Sequence[tuple[str, str, str]], token: str, *,
+                             tokens: bool) -> dict[tuple[str, str], str | None]:
+        """A batch's pictures: create missing rows, mark them dirty with ``token`` and, with ``tokens``, give
+        them ``report_token`` = ``token``; returns the report tokens they had (empty without ``tokens``)."""
+        ...
+
+
 @dataclass
 class Deps:
-    """Collaborators of the use cases (built once in create_app)."""
+    """Collaborators of the use cases (built once, in ``app.build_deps``)."""
 
     sessions: async_sessionmaker[AsyncSession]
     metrics: AggregatorMetrics
+    units: UnitOfWork
+    store: BatchStore
     rules: Rules = field(default_factory=Rules)
     consumer: str = "aggregator-reports"
-    serialise_writes: bool = True
     kronoberg_min_count: int = 3
     emit_updates: bool = True
     wake: Callable[[], None] = lambda: None
     wake_refresher: Callable[[], None] = lambda: None
     catching_up: Callable[[], bool] = lambda: False  # the report consumer has a backlog
-    local: InLoopSqlite | None = None  # SQLite: the report batches' statements run on the loop's thread
-    cache: ReportCache | None = None  # SQLite: tallies of recent pictures' periods in memory (see ReportCache)
+    cache: ReportCache | None = None  # in-loop SQLite: tallies of recent pictures' periods in memory
+    report_tokens: bool = False  # every batch gives its pictures a new report_token (what keeps ``cache`` honest)
     failing: FailingPictures = field(default_factory=FailingPictures)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def __post_init__(self) -> None:
-        if self.local is not None and self.cache is None:
-            self.cache = ReportCache()
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run ``work`` in one transaction: in-loop on SQLite (a busy database retried), else a unit of work."""
-        local = self.local
-        if local is None:
-            async with self.unit_of_work() as s:
-                return await work(s)
+        """Run ``work`` in one transaction (see ``UnitOfWork.write``)."""
+        return await self.units.write(work)
 
-        async def attempt() -> T:
-            async with self._lock:  # this process's other SQLite writers finish first
-                with local.transaction() as conn:
-                    return await work(db.InLoopSession(conn))  # type: ignore[arg-type]
+    def reading(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A read-only session (see ``UnitOfWork.reading``)."""
+        return self.units.reading()
 
-        return await retry_busy(attempt)
-
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session: in-loop on SQLite, else a pooled one."""
-        if self.local is not None:
-            with self.local.reading() as conn:
-                yield db.InLoopSession(conn)  # type: ignore[misc]
-        else:
-            async with self.sessions() as s:
-                yield s
-
-    @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        """One transaction; SQLite writers in this process queue on a lock instead of failing busy."""
-        if self.serialise_writes:
-            async with self._lock, transaction(self.sessions) as s:
-                yield s
-        else:
-            async with transaction(self.sessions) as s:
-                yield s
+    def unit_of_work(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """One transaction (see ``UnitOfWork.transaction``)."""
+        return self.units.transaction()
 
 
 @dataclass

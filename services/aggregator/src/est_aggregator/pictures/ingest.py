@@ -87,13 +87,13 @@ async def _picture_key(s: AsyncSession, org: OrgSnapshot, area_id: str, period_t
 async def _store_batch(s: AsyncSession, events: Sequence[CloudEvent[Any]], *, deps: Deps,
                        org: OrgSnapshot) -> BatchOutcome:
     fresh = _first_by(events, lambda e: e.id)
-    known = await db.processed_ids(s, deps.consumer, [e.id for e in fresh])
+    known = await deps.store.processed_ids(s, deps.consumer, [e.id for e in fresh])
     fresh = [e for e in fresh if e.id not in known]
-    await db.mark_processed_many(s, deps.consumer, [e.id for e in fresh])
+    await deps.store.mark_processed_many(s, deps.consumer, [e.id for e in fresh])
     pairs = _first_by([(e.id, record_of(e.data)) for e in fresh], lambda p: p[1].report_id)
-    stored = await db.existing_report_ids(s, [r.report_id for _, r in pairs])
+    stored = await deps.store.existing_report_ids(s, [r.report_id for _, r in pairs])
     new = [(eid, r) for eid, r in pairs if r.report_id not in stored]
-    await db.insert_reports(s, new)
+    await deps.store.insert_reports(s, new)
     targets = {(r.area_id, r.period, r.municipality_id) for _, r in new}
     corrected = [r.supersedes for _, r in new if r.supersedes]
     if corrected:  # a correction also changes the picture of the report it replaces
@@ -107,7 +107,7 @@ async def _store_batch(s: AsyncSession, events: Sequence[CloudEvent[Any]], *, de
             key_of[target] = key
     token = uuid.uuid4().hex
     # the report cache exists only on SQLite (in-loop); on PostgreSQL nothing reads the tokens
-    old_tokens = await db.touch_pictures(s, list(keys), token, tokens=deps.local is not None)
+    old_tokens = await deps.store.touch_pictures(s, list(keys), token, tokens=deps.report_tokens)
     added: dict[tuple[str, str], list[ReportRecord]] = {}
     for _, r in new:
         key = key_of.get((r.area_id, r.period, r.municipality_id))

@@ -15,7 +15,7 @@ from est_shared.events import CloudEvent, PictureUpdated
 from est_shared.org import OrgSnapshot
 from est_shared.periods import Period, PeriodError
 from est_shared.subjects import picture_updated
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_aggregator.pictures import db
@@ -23,13 +23,6 @@ from est_aggregator.pictures.compute import AreaInfo, area_info, compute_picture
 from est_aggregator.pictures.deps import Deps, Effects, new_event, picture_failed, picture_ok
 from est_aggregator.pictures.domain import AreaNotFound, BuiltPicture, as_utc
 from est_aggregator.pictures.publish import publish_locked
-
-
-async def _after_failure(s: AsyncSession, exc: Exception) -> None:
-    """Make a shared read session usable again after a failed statement (PostgreSQL aborts its transaction)."""
-    if isinstance(exc, DBAPIError) and isinstance(s, AsyncSession):
-        await s.rollback()
-
 
 REFRESH_LOT = 10  # pictures computed and written together in a pass
 
@@ -56,7 +49,7 @@ async def _refresh_lot(todo: Sequence[tuple[Any, AreaInfo | None, Period | None]
                                       data=PictureUpdated(picture=outgoing(built.picture, deps)))
                 except Exception as exc:  # this picture only: its mark stays for a later try
                     picture_failed(deps, "refresh", row.area_id, row.period, exc)
-                    await _after_failure(s, exc)
+                    await deps.units.recover(s, exc)
                     continue
                 picture_ok(deps, row.area_id, row.period)
             updates.append((row, built, event))
