@@ -12,7 +12,7 @@ from typing import Any
 
 from est_shared.events import PictureData
 from est_shared.org import OrgSnapshot, period_deadline
-from est_shared.periods import Period, PeriodError, normalise
+from est_shared.periods import Cadence, Period, PeriodError, normalise
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_aggregator.pictures import db
@@ -45,7 +45,7 @@ class AreaInfo:
     area_id: str
     municipality_id: str
     name: str
-    cadence: str | None
+    cadence: Cadence | None
     known: bool
 
 
@@ -71,10 +71,10 @@ def resolve_period(info: AreaInfo, text: str) -> Period:
     return p
 
 
-def parse_period(text: str, cadence: str | None = None) -> Period:
+def parse_period(text: str, cadence: Cadence | None = None) -> Period:
     """A period id (for an area's cadence, if given) within the years a picture may have; else InvalidPeriod."""
     try:
-        p = Period.parse(text) if cadence is None else normalise(text, cadence)  # type: ignore[arg-type]
+        p = Period.parse(text) if cadence is None else normalise(text, cadence)
     except ValueError as exc:  # PeriodError, or a year no date has (0000)
         raise InvalidPeriod(str(exc) if isinstance(exc, PeriodError) else f"not a period id: {text!r}") from exc
     return check_period_years(p)

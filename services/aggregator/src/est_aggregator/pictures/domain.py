@@ -30,7 +30,7 @@ Rules in short (each function's docstring has the detail):
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -693,7 +693,7 @@ def build_picture(*, municipality_id: str, area_id: str, area_name: str, period:
                               reports=current.count)
     picture = PictureData(
         municipality_id=municipality_id, area_id=area_id, area_name=area_name, period=period.id,
-        status=status, version=version, reports=current.count, items=summaries,  # type: ignore[arg-type]
+        status=status, version=version, reports=current.count, items=summaries,
         completeness=comp, first_analysis=analysis, comments=list(comments), kronoberg=kronoberg)
     return BuiltPicture(picture=picture, means=means)
 
@@ -779,7 +779,7 @@ def kronoberg_aggregates(protocols: Sequence[Mapping[str, Any]], *, tz: str = "E
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(tz)
-    litres: Counter[str] = Counter()
+    litres: defaultdict[str, float] = defaultdict(float)
     containers: Counter[str] = Counter()
     weekdays: Counter[str] = Counter()
     times: Counter[str] = Counter()

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from est_shared.org import OrgSnapshot, period_deadline
-from est_shared.periods import Period, current_period
+from est_shared.periods import Cadence, Period, current_period
 
 from est_aggregator.pictures import db
 from est_aggregator.pictures.deps import Deps
@@ -23,9 +23,9 @@ class ReportingTally:
     late: int
 
 
-def latest_closed(muni: Any, cadence: str, now: datetime) -> Period:
+def latest_closed(muni: Any, cadence: Cadence, now: datetime) -> Period:
     """The latest period of a cadence whose deadline has passed at ``now``."""
-    p = current_period(cadence, now, muni.timezone)  # type: ignore[arg-type]
+    p = current_period(cadence, now, muni.timezone)
     for _ in range(8):
         if period_deadline(muni, p) <= now:
             break

@@ -70,7 +70,7 @@ async def _raise_and_resolve(s: AsyncSession, *, info: AreaInfo, period: Period,
             alert_id = f"{alert_id}:v{version}"
         summary = picture.items.get(item)
         data = AlertData(alert_id=alert_id, municipality_id=m, area_id=a, item=item, kind=kind, period=period.id,
-                         severity=severity(kind),  # type: ignore[arg-type]
+                         severity=severity(kind),
                          message=alert_message(kind, summary, item, area_name=name, period=period.id, resolved=False))
         await add_to_outbox(s, db.outbox, alert_raised(m, a),
                             new_event(type="se.est.alert.raised", data=data, subject=a, id=alert_id, time=now))

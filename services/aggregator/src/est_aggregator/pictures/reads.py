@@ -76,7 +76,7 @@ async def _read_picture_exact(*, deps: Deps, org: OrgSnapshot, area_id: str, per
             sent = json.loads(v.picture)
             if (v.extras or {}).get("kronoberg_exact") is not None:
                 sent["kronoberg"] = v.extras["kronoberg_exact"]
-            return sent  # type: ignore[no-any-return]
+            return sent
         row = await db.picture_row(s, area_id, period.id)
         if row is not None and row.status == "published":
             v = await db.get_version(s, area_id, period.id, row.version)
