@@ -51,7 +51,7 @@ class Aggregator:
     async def refresh_once(self) -> RefreshOutcome:
         """One pass of the coalescing refresher (picture.updated for open pictures, revisions for published)."""
         return await refresh_dirty(deps=self.deps, org=self.runtime.directory.snapshot,
-                                            revise_after=self.settings.revise_delay)
+                                   revise_after=self.settings.revise_delay)
 
     async def _refresh_loop(self) -> None:
         """Run ``refresh_once`` when woken by a commit (or every interval, for other replicas' marks).
@@ -120,7 +120,7 @@ class Aggregator:
     async def business_metrics_once(self) -> dict[str, ReportingTally]:
         """Refresh the reports expected / received / late gauges (latest closed period, by ``clock``)."""
         return await refresh_business_metrics(deps=self.deps, org=self.runtime.directory.snapshot,
-                                                       now=self.clock())
+                                              now=self.clock())
 
     async def _business_loop(self) -> None:
         while True:
