@@ -1,5 +1,5 @@
-"""The aggregator's rules module imports no framework (``tests/test_architecture.py`` looks for domain modules
-at a service package's top; the aggregator keeps its rules in ``pictures/domain.py``)."""
+"""The aggregator's rules import no framework (``tests/test_architecture.py`` looks for domain modules at a
+service package's top; the aggregator keeps its rules in the package ``pictures/domain/``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ FRAMEWORKS = {"fastapi", "faststream", "nats", "sqlalchemy", "starlette", "uvico
 
 def test_the_picture_rules_import_no_framework() -> None:
     assert domain.__file__ is not None
-    tree = ast.parse(Path(domain.__file__).read_text())
-    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
-    assert not [name for name in imported if name.split(".")[0] in FRAMEWORKS]
+    paths = sorted(Path(domain.__file__).parent.glob("*.py"))
+    assert len(paths) > 1
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        imported += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        assert not [name for name in imported if name.split(".")[0] in FRAMEWORKS], path.name

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from est_aggregator.pictures.domain import coarsen_kronoberg, kronoberg_aggregates, merge_kronoberg
+from est_aggregator.pictures.domain.kronoberg import coarsen_kronoberg, kronoberg_aggregates, merge_kronoberg
 from est_shared.bus import publish_event
 from est_shared.events import ForfeitureRecorded, new_event
 from est_shared.org import Person, hash_token, period_deadline

@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from est_aggregator.pictures.domain import MAX_COUNT, ItemSums, report_faults
+from est_aggregator.pictures.domain.reports import MAX_COUNT, report_faults
+from est_aggregator.pictures.domain.tally import ItemSums
 from est_aggregator.pictures.ingest import handle_report_submitted, record_of
 from est_aggregator.rebuild import rebuild_async
 from est_shared.bus import PoisonEvent, publish_raw
@@ -267,7 +268,7 @@ def test_a_stored_value_that_cannot_be_tallied_is_left_out_of_the_sums() -> None
 
 def test_a_count_is_bounded_by_its_checklist_items_own_bound() -> None:
     """A checklist item may allow more than the default 10,000; the aggregator reads that bound, not its own."""
-    from est_aggregator.pictures.domain import report_faults
+    from est_aggregator.pictures.domain.reports import report_faults
     from est_shared.checklists import Checklist, ChecklistItem
     from est_shared.events import Answer, ReportSubmitted
 

@@ -18,7 +18,7 @@ from est_aggregator.pictures import db
 from est_aggregator.pictures.cache import ReportCache
 from est_aggregator.pictures.compute import AreaInfo, compute_picture
 from est_aggregator.pictures.deps import Deps
-from est_aggregator.pictures.domain import Rules
+from est_aggregator.pictures.domain.tally import Rules
 from est_aggregator.pictures.ingest import handle_report_batch
 from est_shared.adapters.sqlite import in_loop_sqlite
 from est_shared.db import make_engine, session_factory

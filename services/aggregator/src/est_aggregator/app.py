@@ -22,7 +22,7 @@ from est_aggregator.metrics import AggregatorMetrics
 from est_aggregator.pictures import api, db
 from est_aggregator.pictures.cache import ReportCache
 from est_aggregator.pictures.deps import Deps
-from est_aggregator.pictures.domain import Rules
+from est_aggregator.pictures.domain.tally import Rules
 from est_aggregator.pictures.gauges import ReportingTally, refresh_business_metrics
 from est_aggregator.pictures.publish import PublishResult, auto_publish_due
 from est_aggregator.pictures.refresh import RefreshOutcome, refresh_dirty

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_aggregator.adapters.unit_of_work import InLoopSession
 from est_aggregator.pictures.db import CHUNK, PictureKey, chunks, processed, reports
-from est_aggregator.pictures.domain import ReportRecord
+from est_aggregator.pictures.domain.reports import ReportRecord
 
 REPORT_COLUMNS = ("report_id", "event_id", "municipality_id", "area_id", "period", "checklist", "answers",
                   "nothing_to_report", "supersedes", "reporter_id", "actor_id", "received_at", "late", "stored_at")

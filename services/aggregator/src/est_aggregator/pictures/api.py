@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from est_aggregator.pictures.deps import Deps
-from est_aggregator.pictures.domain import MunicipalityNotFound
+from est_aggregator.pictures.domain.errors import MunicipalityNotFound
 from est_aggregator.pictures.publish import publish_picture
 from est_aggregator.pictures.reads import read_alerts, read_municipality, read_picture, read_series
 

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_aggregator.pictures.db import PictureKey, report_tokens, reports_for
-from est_aggregator.pictures.domain import PeriodTally, ReportRecord
+from est_aggregator.pictures.domain.reports import ReportRecord
+from est_aggregator.pictures.domain.tally import PeriodTally
 
 
 class PeriodReports:

@@ -18,24 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from est_aggregator.pictures import db
 from est_aggregator.pictures.cache import PeriodReports, ReportCache
 from est_aggregator.pictures.deps import Deps
-from est_aggregator.pictures.domain import (
-    AreaNotFound,
-    BuiltPicture,
-    ExpectedReporter,
-    InvalidPeriod,
-    PeriodTally,
-    ReportRecord,
-    Rules,
-    as_utc,
-    build_picture,
-    check_period_years,
-    checklist_items,
-    coarsen_kronoberg,
-    history_periods,
-    kronoberg_aggregates,
-    period_ids,
-    stored_id,
-)
+from est_aggregator.pictures.domain.errors import AreaNotFound, InvalidPeriod
+from est_aggregator.pictures.domain.kronoberg import coarsen_kronoberg, kronoberg_aggregates
+from est_aggregator.pictures.domain.periods import check_period_years, history_periods, period_ids
+from est_aggregator.pictures.domain.picture import BuiltPicture, build_picture, checklist_items
+from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, as_utc, stored_id
+from est_aggregator.pictures.domain.tally import PeriodTally, Rules
 
 
 @dataclass(frozen=True)

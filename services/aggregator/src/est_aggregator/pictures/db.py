@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from est_aggregator.pictures.domain import ReportRecord
+from est_aggregator.pictures.domain.reports import ReportRecord
 
 PictureKey = tuple[str, str]  # (area, picture period id)
 

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_aggregator.metrics import AggregatorMetrics
 from est_aggregator.pictures.cache import ReportCache
-from est_aggregator.pictures.domain import ReportRecord, Rules
+from est_aggregator.pictures.domain.reports import ReportRecord
+from est_aggregator.pictures.domain.tally import Rules
 
 T = TypeVar("T")
 

@@ -11,7 +11,9 @@ from est_shared.periods import Cadence, Period, current_period
 
 from est_aggregator.pictures import db
 from est_aggregator.pictures.deps import Deps
-from est_aggregator.pictures.domain import ExpectedReporter, completeness, effective_reports, period_ids
+from est_aggregator.pictures.domain.periods import period_ids
+from est_aggregator.pictures.domain.reports import ExpectedReporter, effective_reports
+from est_aggregator.pictures.domain.tally import completeness
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from est_aggregator.pictures import db
 from est_aggregator.pictures.compute import area_info, resolve_period
 from est_aggregator.pictures.deps import Deps
-from est_aggregator.pictures.domain import InvalidPeriod, ReportRecord, as_utc, report_faults
+from est_aggregator.pictures.domain.errors import InvalidPeriod
+from est_aggregator.pictures.domain.reports import ReportRecord, as_utc, report_faults
 
 log = logging.getLogger("est.aggregator")
 
@@ -52,7 +53,7 @@ class BatchOutcome:
 
 
 def refused_reports(events: Sequence[CloudEvent[Any]], org: OrgSnapshot) -> dict[str, str]:
-    """Event id → why the report cannot be tallied (``domain.report_faults``), for each one that cannot."""
+    """Event id → why the report cannot be tallied (``domain.reports.report_faults``), for each one that cannot."""
     out: dict[str, str] = {}
     for e in events:
         faults = report_faults(e.data, org.checklist(e.data.checklist))

@@ -30,15 +30,10 @@ from est_aggregator.pictures.compute import (
     resolve_period,
 )
 from est_aggregator.pictures.deps import Deps, Effects, new_event, picture_failed
-from est_aggregator.pictures.domain import (
-    TextRefused,
-    VersionConflict,
-    alert_message,
-    alert_transitions,
-    as_utc,
-    picture_changes,
-    severity,
-)
+from est_aggregator.pictures.domain.alerts import alert_message, alert_transitions, severity
+from est_aggregator.pictures.domain.errors import TextRefused, VersionConflict
+from est_aggregator.pictures.domain.picture import picture_changes
+from est_aggregator.pictures.domain.reports import as_utc
 
 log = logging.getLogger("est.aggregator")
 

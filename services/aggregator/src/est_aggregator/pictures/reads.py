@@ -24,21 +24,17 @@ from est_aggregator.pictures.compute import (
     resolve_period,
 )
 from est_aggregator.pictures.deps import Deps
-from est_aggregator.pictures.domain import (
-    ExpectedReporter,
+from est_aggregator.pictures.domain.errors import (
     InvalidPeriod,
     MunicipalityNotFound,
-    PeriodTally,
     PictureUnavailable,
-    ReportRecord,
     VersionNotFound,
-    build_picture,
-    history_periods,
-    kronoberg_view,
-    merge_kronoberg,
-    period_ids,
-    stored_id,
 )
+from est_aggregator.pictures.domain.kronoberg import kronoberg_view, merge_kronoberg
+from est_aggregator.pictures.domain.periods import history_periods, period_ids
+from est_aggregator.pictures.domain.picture import build_picture
+from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, stored_id
+from est_aggregator.pictures.domain.tally import PeriodTally
 
 log = logging.getLogger("est.aggregator")
 
@@ -50,7 +46,7 @@ async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_tex
     Small-count coarsening: counts of the checklist's count items stay as they are for everyone
     (they count incidents, not persons). The Kronoberg figures describe young people: callers who
     see personal data (``personal``: police, social services) get them exact; everyone else gets
-    them coarsened (``domain.coarsen_kronoberg``: counts below ``kronoberg_min_count`` as ``"<3"``).
+    them coarsened (``domain.kronoberg.coarsen_kronoberg``: counts below ``kronoberg_min_count`` as ``"<3"``).
     """
     body = await _read_picture_exact(deps=deps, org=org, area_id=area_id, period_text=period_text, version=version)
     return _view(body, deps=deps, personal=personal)

@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from est_aggregator.pictures import db
 from est_aggregator.pictures.compute import AreaInfo, area_info, compute_picture, outgoing, pass_inputs
 from est_aggregator.pictures.deps import Deps, Effects, new_event, picture_failed, picture_ok
-from est_aggregator.pictures.domain import AreaNotFound, BuiltPicture, as_utc
+from est_aggregator.pictures.domain.errors import AreaNotFound
+from est_aggregator.pictures.domain.picture import BuiltPicture
+from est_aggregator.pictures.domain.reports import as_utc
 from est_aggregator.pictures.publish import publish_locked
 
 REFRESH_LOT = 10  # pictures computed and written together in a pass
