@@ -44,7 +44,6 @@ class Aggregator:
         self.runtime, self.deps, self.settings, self.local = runtime, deps, settings, local
         self.clock: Callable[[], datetime] = utcnow
         self.relay: OutboxRelay | None = None
-        self.ready = asyncio.Event()
         self._dirty = asyncio.Event()
         deps.wake_refresher = self._dirty.set
 
@@ -144,9 +143,9 @@ class Aggregator:
         self.relay = self.runtime.outbox_relay(sessions=self.deps.sessions, table=db.outbox,
                                                interval=self.settings.outbox_interval, local=self.local,
                                  on_published=lambda subject: metrics.published.labels(subject.split(".")[1]).inc())
-        self.deps.wake = self.relay.wake
+        self.deps.wake = self.runtime.wake_outbox
         self.relay.start()
-        self.ready.set()
+        self.runtime.tables.open()  # the consumers wait for it: the tables exist now
         if self.settings.auto_publish_interval > 0:
             self.runtime.spawn(self._auto_publish_loop(), "auto-publish")
         self.runtime.spawn(self._gauge_loop(), "outbox-gauge")
@@ -198,7 +197,8 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings, local=local)
     runtime.on_start(aggregator.start)
     runtime.on_stop(aggregator.stop)
-    consumers.register(runtime, settings=settings, deps=deps, ready=aggregator.ready)  # starts after, stops first
+    runtime.tables_after_start = False  # opened by aggregator.start once the tables exist
+    consumers.register(runtime, settings=settings, deps=deps)  # starts after, stops first
     runtime.app.include_router(api.build_router(
         deps=deps, org=lambda: runtime.directory.snapshot, principal=runtime.principal,
         clock=lambda: aggregator.clock(), max_series_periods=settings.max_series_periods))

@@ -4,7 +4,6 @@ forfeiture consumer, and the channels it publishes on (declared for AsyncAPI). T
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,8 +36,7 @@ PUBLISHED: list[tuple[str, type[EventData], list[str], str]] = [
 ]
 
 
-def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: Deps,
-             ready: asyncio.Event) -> None:
+def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: Deps) -> None:
     """Consume se.est.report.submitted in batches, idempotently (ack after commit, nack with backoff on failure,
     dead-letter what cannot be tallied)."""
     runtime.declare_consumed(settings.report_subject, ReportSubmitted, types=["se.est.report.submitted"],
@@ -48,7 +46,7 @@ def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: Dep
         runtime.declare_published(subject, data, types=types, description=description)
 
     async def on_reports(events: Sequence[CloudEvent[Any]]) -> Mapping[str, str] | None:
-        await ready.wait()  # the tables exist only once the start hook ran
+        await runtime.tables.wait()  # the tables exist only once the start hook ran
         wanted = [e for e in events if e.type == "se.est.report.submitted"]
         if not wanted:
             return None
@@ -56,13 +54,13 @@ def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: Dep
         return outcome.refused  # dead-lettered by the consumer, the rest acknowledged
 
     async def on_report(event: CloudEvent[Any]) -> None:
-        await ready.wait()  # the tables exist only once the start hook ran
+        await runtime.tables.wait()  # the tables exist only once the start hook ran
         if event.type != "se.est.report.submitted":
             return
         await handle_report_submitted(event, deps=deps, org=runtime.directory.snapshot)
 
     async def on_forfeiture(event: CloudEvent[Any]) -> None:
-        await ready.wait()
+        await runtime.tables.wait()
         if event.type != "se.est.forfeiture.recorded":
             return
         await handle_forfeiture_recorded(event, deps=deps, org=runtime.directory.snapshot)

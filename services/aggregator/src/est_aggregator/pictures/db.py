@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from est_shared.db import outbox_table, processed_events_table, utcnow
+from est_shared.clock import utcnow
+from est_shared.db import outbox_table, processed_events_table
 from sqlalchemy import (
     JSON,
     Boolean,

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from est_shared.bus import PoisonEvent
-from est_shared.db import mark_processed, utcnow
+from est_shared.clock import utcnow
+from est_shared.db import mark_processed
 from est_shared.events import CloudEvent, ForfeitureRecorded, ReportSubmitted
 from est_shared.org import OrgSnapshot
 from est_shared.periods import current_period

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from est_shared.bus import encode
-from est_shared.db import add_to_outbox, utcnow
+from est_shared.clock import utcnow
+from est_shared.db import add_to_outbox
 from est_shared.events import AlertData, PictureData, PicturePublished
 from est_shared.freetext import free_text_errors
 from est_shared.org import OrgSnapshot, period_deadline

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from est_shared.db import add_many_to_outbox, utcnow
+from est_shared.clock import utcnow
+from est_shared.db import add_many_to_outbox
 from est_shared.events import CloudEvent, PictureUpdated
 from est_shared.org import OrgSnapshot
 from est_shared.periods import Period, PeriodError
