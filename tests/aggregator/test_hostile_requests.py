@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from est_aggregator import db
+from est_aggregator.pictures import db
 
 from tests.aggregator.support import Bus, World, picture_when, report, running, settings_for
 
@@ -102,3 +102,19 @@ async def test_bad_input_gets_4xx_on_postgresql_too(world: World, bus: Bus, nats
                                                     postgres_url: str) -> None:
     """PostgreSQL refuses a NUL byte in a query and an integer beyond its range: checked before it is asked."""
     await _bad_input_gets_4xx(world, bus, nats_url, tmp_path, database_url=postgres_url)
+
+
+async def test_answers_never_echo_an_id_or_period_that_looks_like_personal_data(
+        world: World, nats_url: str, tmp_path: Path) -> None:
+    """A caller may type a name and a personal identity number where an id or a period belongs: the
+    problem+json answer names the refusal without repeating it."""
+    pnr = "20100515-2382"
+    async with running(world, settings_for(world, nats_url, tmp_path)) as (base, _app), \
+            httpx.AsyncClient(timeout=30) as c:
+        for path, who, status in [(f"/v1/areas/Testa%20Testsson%20{pnr}/pictures/2026-W10", "adm", 404),
+                                  (f"/v1/areas/{world.area}/pictures/{pnr}", "kf", 422),
+                                  (f"/v1/municipalities/{world.muni}/pictures/{pnr}", "kf", 422)]:
+            r = await c.get(base + path, headers=world.headers(who))
+            assert r.status_code == status, (path, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert pnr not in r.text and "2382" not in r.text, r.text

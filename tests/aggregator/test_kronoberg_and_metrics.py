@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from est_aggregator.domain import coarsen_kronoberg, kronoberg_aggregates, merge_kronoberg
+from est_aggregator.pictures.domain.kronoberg import coarsen_kronoberg, kronoberg_aggregates, merge_kronoberg
 from est_shared.bus import publish_event
 from est_shared.events import ForfeitureRecorded, new_event
 from est_shared.org import Person, hash_token, period_deadline
@@ -189,7 +189,7 @@ async def test_business_gauges_refresh_in_the_background(world: World, nats_url:
 
 
 async def test_a_forfeiture_table_from_an_older_version_gets_the_new_columns(tmp_path: Path) -> None:
-    from est_aggregator import db
+    from est_aggregator.pictures import db
     from est_shared.db import make_engine
     from sqlalchemy import inspect, text
 
@@ -206,7 +206,7 @@ async def test_a_forfeiture_table_from_an_older_version_gets_the_new_columns(tmp
 
 async def test_a_reports_table_from_an_older_version_gets_the_new_index(tmp_path: Path) -> None:
     """The refresher's look-up of an area's corrections needs (area_id, supersedes); older files lack it."""
-    from est_aggregator import db
+    from est_aggregator.pictures import db
     from est_shared.db import make_engine
     from sqlalchemy import inspect
 

@@ -5,21 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from est_aggregator.domain import (
-    ExpectedReporter,
-    PeriodTally,
-    ReportRecord,
-    Rules,
-    alert_transitions,
-    assess,
-    build_picture,
-    completeness,
-    effective_reports,
-    item_summary,
-    item_totals,
-    period_totals,
-    picture_changes,
-)
+from est_aggregator.pictures.domain.alerts import alert_transitions
+from est_aggregator.pictures.domain.picture import build_picture, item_summary, picture_changes
+from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, effective_reports
+from est_aggregator.pictures.domain.tally import PeriodTally, Rules, assess, completeness, item_totals, period_totals
 from est_shared.checklists import EST_STANDARD_1
 from est_shared.events import ItemSummary
 from est_shared.periods import Period

@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from est_aggregator import db, handlers
-from est_aggregator.domain import MAX_COUNT, ItemSums, report_faults
+from est_aggregator.pictures.domain.reports import MAX_COUNT, report_faults
+from est_aggregator.pictures.domain.tally import ItemSums
+from est_aggregator.pictures.ingest import handle_report_submitted, record_of
 from est_aggregator.rebuild import rebuild_async
 from est_shared.bus import PoisonEvent, publish_raw
 from est_shared.checklists import EST_STANDARD_1
@@ -156,8 +157,8 @@ async def test_a_report_that_cannot_be_tallied_alone_is_refused_as_poison(
     async with running(world, settings_for(world, nats_url, tmp_path)) as (_base, app):
         deps = app.state.aggregator.deps
         with pytest.raises(PoisonEvent, match="count_out_of_range"):
-            await handlers.handle_report_submitted(bad, deps=deps, org=world.org)
-        assert await handlers.handle_report_submitted(event, deps=deps, org=world.org) is True
+            await handle_report_submitted(bad, deps=deps, org=world.org)
+        assert await handle_report_submitted(event, deps=deps, org=world.org) is True
 
 
 async def test_a_value_stored_before_ingest_checked_it_is_left_out_and_the_picture_still_computes(
@@ -171,8 +172,8 @@ async def test_a_value_stored_before_ingest_checked_it_is_left_out_and_the_pictu
         deps = app.state.aggregator.deps
 
         async def as_an_older_version_stored_it(s: Any) -> None:
-            await db.insert_reports(s, [(old.id, handlers.record_of(old.data))])
-            await db.touch_pictures(s, [(world.area, "2026-W10", world.muni)], uuid.uuid4().hex, tokens=True)
+            await deps.store.insert_reports(s, [(old.id, record_of(old.data))])
+            await deps.store.touch_pictures(s, [(world.area, "2026-W10", world.muni)], uuid.uuid4().hex, tokens=True)
 
         await deps.write(as_an_older_version_stored_it)
         deps.wake_refresher()
@@ -267,7 +268,7 @@ def test_a_stored_value_that_cannot_be_tallied_is_left_out_of_the_sums() -> None
 
 def test_a_count_is_bounded_by_its_checklist_items_own_bound() -> None:
     """A checklist item may allow more than the default 10,000; the aggregator reads that bound, not its own."""
-    from est_aggregator.domain import report_faults
+    from est_aggregator.pictures.domain.reports import report_faults
     from est_shared.checklists import Checklist, ChecklistItem
     from est_shared.events import Answer, ReportSubmitted
 

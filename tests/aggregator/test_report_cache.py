@@ -11,9 +11,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from est_aggregator import db, handlers
-from est_aggregator.domain import Rules
+from est_aggregator.adapters.sqlite_queries import SqliteBatchStore
+from est_aggregator.adapters.unit_of_work import InLoopUnitOfWork
 from est_aggregator.metrics import AggregatorMetrics
+from est_aggregator.pictures import db
+from est_aggregator.pictures.cache import ReportCache
+from est_aggregator.pictures.compute import AreaInfo, compute_picture
+from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.domain.tally import Rules
+from est_aggregator.pictures.ingest import handle_report_batch
 from est_shared.adapters.sqlite import in_loop_sqlite
 from est_shared.db import make_engine, session_factory
 from est_shared.periods import Period
@@ -22,26 +28,28 @@ from prometheus_client import CollectorRegistry
 from tests.aggregator.support import World, report
 
 
-async def _replica(path: Path) -> tuple[handlers.Deps, Any]:
+async def _replica(path: Path) -> tuple[Deps, Any]:
     url = f"sqlite+aiosqlite:///{path}"
     engine = make_engine(url)
     async with engine.begin() as conn:
         await conn.run_sync(db.metadata.create_all)
-    deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(CollectorRegistry()),
-                         rules=Rules(), local=in_loop_sqlite(url))
-    assert deps.cache is not None
+    sessions, local = session_factory(engine), in_loop_sqlite(url)
+    assert local is not None
+    deps = Deps(sessions=sessions, metrics=AggregatorMetrics(CollectorRegistry()),
+                units=InLoopUnitOfWork(sessions, local), store=SqliteBatchStore(), rules=Rules(),
+                cache=ReportCache(), report_tokens=True)
     return deps, engine
 
 
-async def _pictures(deps: handlers.Deps, world: World, period: str) -> tuple[str, str]:
+async def _pictures(deps: Deps, world: World, period: str) -> tuple[str, str]:
     """(through the cache, from the database) for one period, as JSON (key order counts: it is what is sent)."""
-    info = handlers.AreaInfo(world.area, world.muni, "Testområdet", "weekly", True)
+    info = AreaInfo(world.area, world.muni, "Testområdet", "weekly", True)
     p = Period.parse(period)
     async with deps.reading() as s:
-        cached = await handlers.compute_picture(s, org=world.org, info=info, period=p, rules=deps.rules,
+        cached = await compute_picture(s, org=world.org, info=info, period=p, rules=deps.rules,
                                                 cache=deps.cache)
     async with deps.sessions() as s:
-        fresh = await handlers.compute_picture(s, org=world.org, info=info, period=p, rules=deps.rules)
+        fresh = await compute_picture(s, org=world.org, info=info, period=p, rules=deps.rules)
     return cached.picture.model_dump_json(), fresh.picture.model_dump_json()
 
 
@@ -59,7 +67,7 @@ async def test_cached_pictures_equal_database_pictures_across_two_replicas(world
         tie_1 = report(world, answers={"klotter": {"value": 1, "places": ["torget"]}}, period="2026-W07")
         tie_2 = _later(report(world, answers={"klotter": {"value": 1, "places": ["centrum"]}}, reporter="bo",
                               period="2026-W07"), 5)  # equal counts: the order of the places is the reports' order
-        steps: list[tuple[handlers.Deps, list[Any]]] = [
+        steps: list[tuple[Deps, list[Any]]] = [
             (a, [tie_1]),
             (a, [tie_2]),
             (a, first[:5]),
@@ -75,7 +83,7 @@ async def test_cached_pictures_equal_database_pictures_across_two_replicas(world
             (b, [_later(report(world, answers={"klotter": 2}), 30)]),
         ]
         for i, (deps, events) in enumerate(steps):
-            await handlers.handle_report_batch(events, deps=deps, org=world.org)
+            await handle_report_batch(events, deps=deps, org=world.org)
             # only the writer looks now: the other one's entries go stale unseen, as on a busy replica
             for period in ("2026-W07", "2026-W09", "2026-W10"):
                 cached, fresh = await _pictures(deps, world, period)
@@ -95,6 +103,6 @@ async def test_cached_pictures_equal_database_pictures_across_two_replicas(world
             assert entry[1].tally is not None and entry[1].tally.ids == {r.report_id for r in db_rows}
     finally:
         for deps, engine in ((a, engine_a), (b, engine_b)):
-            assert deps.local is not None
-            deps.local.dispose()
+            assert isinstance(deps.units, InLoopUnitOfWork)
+            deps.units.local.dispose()
             await engine.dispose()

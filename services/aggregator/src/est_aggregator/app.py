@@ -5,27 +5,32 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from est_shared.adapters.schema import lock_schema
-from est_shared.adapters.sqlite import checkpoint_loop, in_loop_sqlite
+from est_shared.adapters.sqlite import InLoopSqlite, checkpoint_loop, in_loop_sqlite
+from est_shared.clock import utcnow
 from est_shared.db import OutboxRelay, make_engine, session_factory
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from est_aggregator import api, consumers, db, handlers
-from est_aggregator.domain import Rules
+from est_aggregator import consumers
+from est_aggregator.adapters.sqlite_queries import SqliteBatchStore
+from est_aggregator.adapters.unit_of_work import InLoopUnitOfWork, PooledUnitOfWork
 from est_aggregator.metrics import AggregatorMetrics
+from est_aggregator.pictures import api, db
+from est_aggregator.pictures.cache import ReportCache
+from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.domain.tally import Rules
+from est_aggregator.pictures.gauges import ReportingTally, refresh_business_metrics
+from est_aggregator.pictures.publish import PublishResult, auto_publish_due
+from est_aggregator.pictures.refresh import RefreshOutcome, refresh_dirty
 from est_aggregator.settings import AggregatorSettings
 
 log = logging.getLogger("est.aggregator")
 
 Settings = AggregatorSettings
-
-
-def system_clock() -> datetime:
-    """Now, in UTC."""
-    return datetime.now(UTC)
 
 
 CATCH_UP_SHARE = 0.1
@@ -34,18 +39,18 @@ CATCH_UP_SHARE = 0.1
 class Aggregator:
     """Process-level state reachable as ``app.state.aggregator``: deps, the outbox relay and a settable clock."""
 
-    def __init__(self, *, runtime: ServiceRuntime, deps: handlers.Deps, settings: AggregatorSettings) -> None:
-        self.runtime, self.deps, self.settings = runtime, deps, settings
-        self.clock: Callable[[], datetime] = system_clock
+    def __init__(self, *, runtime: ServiceRuntime, deps: Deps, settings: AggregatorSettings,
+                 local: InLoopSqlite | None = None) -> None:
+        self.runtime, self.deps, self.settings, self.local = runtime, deps, settings, local
+        self.clock: Callable[[], datetime] = utcnow
         self.relay: OutboxRelay | None = None
-        self.ready = asyncio.Event()
         self._dirty = asyncio.Event()
         deps.wake_refresher = self._dirty.set
 
-    async def refresh_once(self) -> handlers.RefreshOutcome:
+    async def refresh_once(self) -> RefreshOutcome:
         """One pass of the coalescing refresher (picture.updated for open pictures, revisions for published)."""
-        return await handlers.refresh_dirty(deps=self.deps, org=self.runtime.directory.snapshot,
-                                            revise_after=self.settings.revise_delay)
+        return await refresh_dirty(deps=self.deps, org=self.runtime.directory.snapshot,
+                                   revise_after=self.settings.revise_delay)
 
     async def _refresh_loop(self) -> None:
         """Run ``refresh_once`` when woken by a commit (or every interval, for other replicas' marks).
@@ -84,9 +89,9 @@ class Aggregator:
             now_share = min(share, CATCH_UP_SHARE) if self.deps.catching_up() else share
             gap = max(interval, busy / now_share)
 
-    async def auto_publish_once(self) -> list[handlers.PublishResult]:
+    async def auto_publish_once(self) -> list[PublishResult]:
         """Publish the open pictures whose deadline (by ``clock``) has passed."""
-        return await handlers.auto_publish_due(deps=self.deps, org=self.runtime.directory.snapshot, now=self.clock())
+        return await auto_publish_due(deps=self.deps, org=self.runtime.directory.snapshot, now=self.clock())
 
     async def _auto_publish_loop(self) -> None:
         interval = self.settings.auto_publish_interval
@@ -111,10 +116,10 @@ class Aggregator:
                 log.warning("could not read the outbox backlog")
             await asyncio.sleep(5.0)
 
-    async def business_metrics_once(self) -> dict[str, handlers.ReportingTally]:
+    async def business_metrics_once(self) -> dict[str, ReportingTally]:
         """Refresh the reports expected / received / late gauges (latest closed period, by ``clock``)."""
-        return await handlers.refresh_business_metrics(deps=self.deps, org=self.runtime.directory.snapshot,
-                                                       now=self.clock())
+        return await refresh_business_metrics(deps=self.deps, org=self.runtime.directory.snapshot,
+                                              now=self.clock())
 
     async def _business_loop(self) -> None:
         while True:
@@ -136,15 +141,15 @@ class Aggregator:
             await conn.run_sync(db.add_missing_columns)
         metrics = self.runtime.metrics
         self.relay = self.runtime.outbox_relay(sessions=self.deps.sessions, table=db.outbox,
-                                               interval=self.settings.outbox_interval, local=self.deps.local,
+                                               interval=self.settings.outbox_interval, local=self.local,
                                  on_published=lambda subject: metrics.published.labels(subject.split(".")[1]).inc())
-        self.deps.wake = self.relay.wake
+        self.deps.wake = self.runtime.wake_outbox
         self.relay.start()
-        self.ready.set()
+        self.runtime.tables.open()  # the consumers wait for it: the tables exist now
         if self.settings.auto_publish_interval > 0:
             self.runtime.spawn(self._auto_publish_loop(), "auto-publish")
         self.runtime.spawn(self._gauge_loop(), "outbox-gauge")
-        if self.deps.local is not None:
+        if self.local is not None:
             self.runtime.spawn(checkpoint_loop(engine), "wal-checkpoint")
         if self.settings.business_metrics_interval > 0:
             self.runtime.spawn(self._business_loop(), "business-gauges")
@@ -154,8 +159,29 @@ class Aggregator:
         """Stop the relay (background loops are cancelled by the runtime)."""
         if self.relay is not None:
             await self.relay.stop()
-        if self.deps.local is not None:
-            self.deps.local.dispose()
+        if self.local is not None:
+            self.local.dispose()
+
+
+def build_deps(settings: AggregatorSettings, engine: AsyncEngine, metrics: AggregatorMetrics
+               ) -> tuple[Deps, InLoopSqlite | None]:
+    """The use cases' collaborators for the database URL, and the in-loop connection if there is one.
+
+    A SQLite file: report batches run in-loop with the raw sqlite3 statements, and pictures keep their
+    tallies in a ``ReportCache`` (kept honest by report tokens). Anything else: pooled SQLAlchemy sessions.
+    """
+    sessions = session_factory(engine)
+    local = in_loop_sqlite(settings.db_url())
+    rules = Rules(window=settings.baseline_periods)
+    if local is not None:
+        return Deps(sessions=sessions, metrics=metrics, units=InLoopUnitOfWork(sessions, local),
+                    store=SqliteBatchStore(), rules=rules, consumer=settings.durable,
+                    emit_updates=settings.emit_updates, kronoberg_min_count=settings.kronoberg_min_count,
+                    cache=ReportCache(), report_tokens=True), local
+    units = PooledUnitOfWork(sessions, serialise_writes=engine.dialect.name == "sqlite")
+    return Deps(sessions=sessions, metrics=metrics, units=units, store=db.SqlBatchStore(), rules=rules,
+                consumer=settings.durable, emit_updates=settings.emit_updates,
+                kronoberg_min_count=settings.kronoberg_min_count), None
 
 
 def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
@@ -167,15 +193,12 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
         description="Situational pictures (lägesbilder) per area and period: totals, trends, flags, completeness, "
                     "a drafted first analysis; publishing, revisions and alerts.",
         settings=settings, engine=engine)
-    deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(runtime.registry),
-                         rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
-                         serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates,
-                         kronoberg_min_count=settings.kronoberg_min_count,
-                             local=in_loop_sqlite(settings.db_url()))
-    aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings)
+    deps, local = build_deps(settings, engine, AggregatorMetrics(runtime.registry))
+    aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings, local=local)
     runtime.on_start(aggregator.start)
     runtime.on_stop(aggregator.stop)
-    consumers.register(runtime, settings=settings, deps=deps, ready=aggregator.ready)  # starts after, stops first
+    runtime.tables_after_start = False  # opened by aggregator.start once the tables exist
+    consumers.register(runtime, settings=settings, deps=deps)  # starts after, stops first
     runtime.app.include_router(api.build_router(
         deps=deps, org=lambda: runtime.directory.snapshot, principal=runtime.principal,
         clock=lambda: aggregator.clock(), max_series_periods=settings.max_series_periods))

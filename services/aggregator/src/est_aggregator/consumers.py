@@ -1,9 +1,9 @@
 """Bus registrations of the aggregator: the durable report consumer (batched, on its own puller), the
-forfeiture consumer, and the channels it publishes on (declared for AsyncAPI). Thin: the work is in handlers."""
+forfeiture consumer, and the channels it publishes on (declared for AsyncAPI). Thin: the work is in
+``pictures.ingest``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +21,8 @@ from est_shared.events import (
 from est_shared.runtime import ServiceRuntime
 from est_shared.subjects import REPORTS
 
-from est_aggregator import handlers
+from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.ingest import handle_forfeiture_recorded, handle_report_batch, handle_report_submitted
 from est_aggregator.settings import AggregatorSettings
 
 PUBLISHED: list[tuple[str, type[EventData], list[str], str]] = [
@@ -35,8 +36,7 @@ PUBLISHED: list[tuple[str, type[EventData], list[str], str]] = [
 ]
 
 
-def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: handlers.Deps,
-             ready: asyncio.Event) -> None:
+def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: Deps) -> None:
     """Consume se.est.report.submitted in batches, idempotently (ack after commit, nack with backoff on failure,
     dead-letter what cannot be tallied)."""
     runtime.declare_consumed(settings.report_subject, ReportSubmitted, types=["se.est.report.submitted"],
@@ -46,24 +46,24 @@ def register(runtime: ServiceRuntime, *, settings: AggregatorSettings, deps: han
         runtime.declare_published(subject, data, types=types, description=description)
 
     async def on_reports(events: Sequence[CloudEvent[Any]]) -> Mapping[str, str] | None:
-        await ready.wait()  # the tables exist only once the start hook ran
+        await runtime.tables.wait()  # the tables exist only once the start hook ran
         wanted = [e for e in events if e.type == "se.est.report.submitted"]
         if not wanted:
             return None
-        outcome = await handlers.handle_report_batch(wanted, deps=deps, org=runtime.directory.snapshot)
+        outcome = await handle_report_batch(wanted, deps=deps, org=runtime.directory.snapshot)
         return outcome.refused  # dead-lettered by the consumer, the rest acknowledged
 
     async def on_report(event: CloudEvent[Any]) -> None:
-        await ready.wait()  # the tables exist only once the start hook ran
+        await runtime.tables.wait()  # the tables exist only once the start hook ran
         if event.type != "se.est.report.submitted":
             return
-        await handlers.handle_report_submitted(event, deps=deps, org=runtime.directory.snapshot)
+        await handle_report_submitted(event, deps=deps, org=runtime.directory.snapshot)
 
     async def on_forfeiture(event: CloudEvent[Any]) -> None:
-        await ready.wait()
+        await runtime.tables.wait()
         if event.type != "se.est.forfeiture.recorded":
             return
-        await handlers.handle_forfeiture_recorded(event, deps=deps, org=runtime.directory.snapshot)
+        await handle_forfeiture_recorded(event, deps=deps, org=runtime.directory.snapshot)
 
     reports = BatchConsumer(service="aggregator", stream=REPORTS, subject=settings.report_subject,
                             durable=settings.durable, handle_batch=on_reports, handle_one=on_report,

@@ -37,10 +37,10 @@ import nats
 import nats.errors
 from est_shared.adapters.jetstream_pull import Puller
 from est_shared.adapters.schema import lock_schema
-from est_shared.adapters.sqlite import checkpoint_loop, in_loop_sqlite
+from est_shared.adapters.sqlite import checkpoint_loop
 from est_shared.batching import parse_expected
 from est_shared.bus import PoisonEvent, latest_org_snapshot
-from est_shared.db import make_engine, session_factory
+from est_shared.db import make_engine
 from est_shared.events import ReportSubmitted
 from est_shared.org import OrgSnapshot
 from est_shared.runtime import tune_gc
@@ -49,9 +49,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
 from sqlalchemy import delete
 
-from est_aggregator import db, handlers
-from est_aggregator.domain import Rules
+from est_aggregator.app import build_deps
 from est_aggregator.metrics import AggregatorMetrics
+from est_aggregator.pictures import db
+from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.ingest import handle_forfeiture_recorded, handle_report_batch
 from est_aggregator.settings import AggregatorSettings
 
 log = logging.getLogger("est.aggregator")
@@ -75,7 +77,7 @@ async def _load_org(js: Any) -> OrgSnapshot:
     return await latest_org_snapshot(js) or OrgSnapshot()
 
 
-async def _clear(deps: handlers.Deps) -> None:
+async def _clear(deps: Deps) -> None:
     async with deps.unit_of_work() as s:
         for table in (db.reports, db.forfeitures, db.processed, db.picture_dirty):
             await s.execute(delete(table))
@@ -89,10 +91,11 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
     if settings.gc_tuning:
         tune_gc()
     engine = make_engine(settings.db_url())
-    local = in_loop_sqlite(settings.db_url())
+    deps, local = build_deps(settings, engine, AggregatorMetrics(CollectorRegistry()))
+    deps.cache = None  # a rebuild computes no picture: nothing to keep
     nc = await nats.connect(settings.nats_servers, connect_timeout=5)
-    # the in-loop writes leave checkpoints to this task, as in the service: without it the WAL held
-    # every page each batch wrote (1.2 GB for 300,000 reports) and the replay slowed as it grew
+    # the in-loop writes leave checkpoints to this task, as in the service: without it the WAL holds
+    # every page each batch writes and the replay slows as it grows
     checkpoints = None if local is None else asyncio.create_task(checkpoint_loop(engine, checkpoint_interval),
                                                                  name="wal-checkpoint")
     try:
@@ -100,12 +103,6 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
             await lock_schema(conn)
             await conn.run_sync(db.metadata.create_all)
             await conn.run_sync(db.add_missing_columns)
-        deps = handlers.Deps(sessions=session_factory(engine), metrics=AggregatorMetrics(CollectorRegistry()),
-                             rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
-                             serialise_writes=engine.dialect.name == "sqlite", emit_updates=settings.emit_updates,
-                             kronoberg_min_count=settings.kronoberg_min_count,
-                             local=local)
-        deps.cache = None  # a rebuild computes no picture: nothing to keep
         js = nc.jetstream()
         org = await _load_org(js)
         await _clear(deps)
@@ -137,10 +134,10 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
                 if event.type == "se.est.report.submitted":
                     reports.append(event)
                 elif event.type == "se.est.forfeiture.recorded":
-                    if await handlers.handle_forfeiture_recorded(event, deps=deps, org=org):
+                    if await handle_forfeiture_recorded(event, deps=deps, org=org):
                         forfeitures += 1
             if reports:
-                outcome = await handlers.handle_report_batch(reports, deps=deps, org=org)
+                outcome = await handle_report_batch(reports, deps=deps, org=org)
                 stored += outcome.stored
                 duplicates += outcome.duplicates
                 poison += len(outcome.refused)

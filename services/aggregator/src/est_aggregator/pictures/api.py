@@ -1,5 +1,8 @@
 """HTTP routes of the aggregator: read pictures, series and municipality pictures; publish a picture.
 
+Thin: a use case's domain error (``est_shared.errors``) leaves through the runtime's one problem+json
+handler, which names its status and withholds a detail or field message that looks like personal data.
+
 No ``from __future__ import annotations`` here: FastAPI must see the route-local ``Who`` dependency type.
 """
 
@@ -8,24 +11,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
+from est_shared.errors import Forbidden
 from est_shared.events import PictureData
-from est_shared.http import Problem, require_area, require_role
+from est_shared.http import require_area, require_role
 from est_shared.org import OrgSnapshot, Principal
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from est_aggregator import handlers
-from est_aggregator.domain import (
-    AggregatorError,
-    AreaNotFound,
-    InvalidPeriod,
-    MunicipalityNotFound,
-    PictureUnavailable,
-    TextRefused,
-    VersionConflict,
-    VersionNotFound,
-)
+from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.domain.errors import MunicipalityNotFound
+from est_aggregator.pictures.publish import publish_picture
+from est_aggregator.pictures.reads import read_alerts, read_municipality, read_picture, read_series
 
 
 class PictureView(PictureData):
@@ -70,32 +67,7 @@ class SeriesResponse(BaseModel):
                                                        "items: {code: {value, trend, flag}}")
 
 
-def translate(exc: AggregatorError) -> Problem:
-    """Named domain errors → problem+json answers (detail in Swedish, then English)."""
-    if isinstance(exc, AreaNotFound):
-        return Problem(404, "Area not found", f"Området {exc} finns inte. / No area {exc}.")
-    if isinstance(exc, MunicipalityNotFound):
-        return Problem(404, "Municipality not found", f"Kommunen {exc} finns inte. / No municipality {exc}.")
-    if isinstance(exc, VersionNotFound):
-        return Problem(404, "Version not found", f"Ingen publicerad version {exc}. / No published version {exc}.")
-    if isinstance(exc, InvalidPeriod):
-        return Problem(422, "Invalid period", f"Ogiltig period. / {exc}",
-                       errors=[{"field": "period", "message": str(exc), "type": "period"}])
-    if isinstance(exc, TextRefused):
-        return Problem(422, "Invalid text", f"Fritext får inte innehålla personuppgifter eller kontrolltecken ({exc}). "
-                       f"/ Free text must not contain personal data or control characters ({exc}).",
-                       errors=exc.errors)
-    if isinstance(exc, PictureUnavailable):
-        return Problem(503, "Picture unavailable", "Lägesbilden kan inte beräknas just nu; felet är loggat och "
-                       "försöks igen. / The picture cannot be computed right now; the error is logged and it is "
-                       "tried again.", headers={"Retry-After": "30"})
-    if isinstance(exc, VersionConflict):
-        return Problem(409, "Publication conflict", "En annan publicering pågick samtidigt; försök igen. / "
-                       "Another publication of this picture happened at the same time; try again.")
-    return Problem(400, "Bad request", str(exc))
-
-
-def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], principal: Any,
+def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
                  clock: Callable[[], datetime], max_series_periods: int) -> APIRouter:
     """The aggregator's routes, bound to its collaborators."""
     router = APIRouter(prefix="/v1", tags=["pictures"])
@@ -111,11 +83,8 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
         """The picture; checklist counts are exact for everyone (incidents, not persons); Kronoberg figures are
         exact for police and social services and coarsened ("<3") for everyone else."""
         require_area(who, area_id)
-        try:
-            body = await handlers.read_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
-                                               version=version, personal=who.sees_personal_data)
-        except AggregatorError as exc:
-            raise translate(exc) from exc
+        body = await read_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
+                                  version=version, personal=who.sees_personal_data)
         return JSONResponse(body)
 
     @router.get("/areas/{area_id}/pictures", response_model=None, responses={200: {"model": SeriesResponse}},
@@ -126,11 +95,8 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
                          to: Annotated[str, Query(description="last period (inclusive)", examples=["2026-W48"])],
                          who: Who) -> JSONResponse:
         require_area(who, area_id)
-        try:
-            body = await handlers.read_series(deps=deps, org=org(), area_id=area_id, first=from_, last=to,
-                                              max_periods=max_series_periods)
-        except AggregatorError as exc:
-            raise translate(exc) from exc
+        body = await read_series(deps=deps, org=org(), area_id=area_id, first=from_, last=to,
+                                 max_periods=max_series_periods)
         return JSONResponse(body)
 
     @router.get("/municipalities/{municipality_id}/pictures/{period}",
@@ -139,18 +105,14 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
                                who: Who) -> JSONResponse:
         snapshot = org()
         if municipality_id not in snapshot.municipalities:
-            raise translate(MunicipalityNotFound(municipality_id))
+            raise MunicipalityNotFound(municipality_id)
         areas = sorted(a.id for a in snapshot.areas.values()
                        if a.municipality_id == municipality_id and who.may_see_area(a.id))
         if not areas:
-            raise Problem(403, "Forbidden", f"Du ser inget område i {municipality_id}. / "
-                          f"You see no area of {municipality_id}.")
-        try:
-            body = await handlers.read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
-                                                    period_text=period, area_ids=areas,
-                                                    personal=who.sees_personal_data)
-        except AggregatorError as exc:
-            raise translate(exc) from exc
+            raise Forbidden(f"Du ser inget område i {municipality_id}.", f"You see no area of {municipality_id}.")
+        body = await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
+                                       period_text=period, area_ids=areas,
+                                       personal=who.sees_personal_data)
         return JSONResponse(body)
 
     @router.post("/areas/{area_id}/pictures/{period}/publish", response_model=PublishResponse,
@@ -159,18 +121,15 @@ def build_router(*, deps: handlers.Deps, org: Callable[[], OrgSnapshot], princip
                       body: Annotated[PublishRequest | None, Body()] = None) -> PublishResponse:
         require_role(who, "key_function", "admin")
         require_area(who, area_id)
-        try:
-            r = await handlers.publish_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
-                                               by=who.person_id, actor_id=who.actor_id,
-                                               comment=body.comment if body else None, now=clock())
-        except AggregatorError as exc:
-            raise translate(exc) from exc
+        r = await publish_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
+                                  by=who.person_id, actor_id=who.actor_id,
+                                  comment=body.comment if body else None, now=clock())
         return PublishResponse(area_id=r.area_id, period=r.period, version=r.version, revision=r.revision,
                                changes=r.changes, event_id=r.event_id)
 
     @router.get("/areas/{area_id}/alerts", tags=["alerts"], summary="Alerts of an area, open and resolved")
     async def get_alerts(area_id: str, who: Who) -> list[dict[str, Any]]:
         require_area(who, area_id)
-        return await handlers.read_alerts(deps=deps, area_id=area_id)
+        return await read_alerts(deps=deps, area_id=area_id)
 
     return router

@@ -1,13 +1,14 @@
-"""Tables of the aggregator and small repository functions taking an AsyncSession (SQLite and PostgreSQL)."""
+"""Tables of the aggregator and its SQLAlchemy queries, small functions taking an AsyncSession (SQLite and
+PostgreSQL); the raw sqlite3 twins of the report batch's statements are in ``adapters.sqlite_queries``."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from est_shared.db import outbox_table, processed_events_table, utcnow
+from est_shared.clock import utcnow
+from est_shared.db import outbox_table, processed_events_table
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -29,7 +30,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from est_aggregator.domain import PeriodTally, ReportRecord
+from est_aggregator.pictures.domain.reports import ReportRecord
+
+PictureKey = tuple[str, str]  # (area, picture period id)
 
 metadata = MetaData()
 processed = processed_events_table(metadata)
@@ -196,68 +199,10 @@ def _record(row: Any) -> ReportRecord:
         late=bool(row.late))
 
 
-class _RawSqlite:
-    """The hot statements of a report batch written out for the sqlite3 driver (the in-loop session).
-
-    Values go through the columns' own bind processors, so rows are stored exactly as SQLAlchemy
-    stores them and every other query of this module reads them back unchanged.
-    """
-
-    REPORT_COLUMNS = ("report_id", "event_id", "municipality_id", "area_id", "period", "checklist", "answers",
-                      "nothing_to_report", "supersedes", "reporter_id", "actor_id", "received_at", "late",
-                      "stored_at")
-
-    def __init__(self) -> None:
-        from sqlalchemy.dialects import sqlite
-
-        dialect = sqlite.dialect()
-        self.processors = [reports.c[c].type.dialect_impl(dialect).bind_processor(dialect)
-                           for c in self.REPORT_COLUMNS]
-        self.time = processed.c.processed_at.type.dialect_impl(dialect).bind_processor(dialect)
-        self.insert_reports = (f"INSERT INTO reports ({', '.join(self.REPORT_COLUMNS)}) "
-                               f"VALUES ({', '.join('?' * len(self.REPORT_COLUMNS))})")
-
-    @staticmethod
-    def driver(session: Any) -> Any:
-        return session.conn.connection.driver_connection
-
-    def report_params(self, rows: Sequence[tuple[str, ReportRecord]], now: datetime) -> list[tuple[Any, ...]]:
-        procs = [(i, p) for i, p in enumerate(self.processors[:-1]) if p is not None]
-        last = self.processors[-1]
-        stored_at = last(now) if last is not None else now  # the same for every row: processed once
-        out = []
-        for event_id, r in rows:
-            values = [r.report_id, event_id, r.municipality_id, r.area_id, r.period, r.checklist, dict(r.answers),
-                      r.nothing_to_report, r.supersedes, r.reporter_id, r.actor_id, r.received_at, r.late, stored_at]
-            for i, p in procs:
-                v = values[i]
-                if v is not None:
-                    values[i] = p(v)
-            out.append(tuple(values))
-        return out
-
-
-_RAW: _RawSqlite | None = None
-
-
-def _raw(session: Any) -> _RawSqlite | None:
-    """The raw statements when ``session`` is an in-loop SQLite session, else None."""
-    global _RAW
-    if not isinstance(session, InLoopSession):
-        return None
-    if _RAW is None:
-        _RAW = _RawSqlite()
-    return _RAW
-
-
-def _in_list(n: int) -> str:
-    return ", ".join("?" * n)
-
-
 CHUNK = 500  # ids per IN (...) list: far below every driver's bound-parameter limit
 
 
-def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(values), size):
         yield values[i:i + size]
 
@@ -265,14 +210,7 @@ def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]
 async def processed_ids(session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> set[str]:
     """Which of these event ids the consumer has already applied."""
     found: set[str] = set()
-    if (raw := _raw(session)) is not None:
-        drv = raw.driver(session)
-        for part in _chunks(list(event_ids)):
-            found.update(e for (e,) in drv.execute(
-                f"SELECT event_id FROM processed_events WHERE consumer = ? AND event_id IN ({_in_list(len(part))})",
-                [consumer, *part]))
-        return found
-    for part in _chunks(list(event_ids)):
+    for part in chunks(list(event_ids)):
         found.update(await session.scalars(select(processed.c.event_id).where(
             processed.c.consumer == consumer, processed.c.event_id.in_(part))))
     return found
@@ -280,11 +218,7 @@ async def processed_ids(session: AsyncSession, consumer: str, event_ids: Sequenc
 
 async def mark_processed_many(session: AsyncSession, consumer: str, event_ids: Sequence[str]) -> None:
     """Record event ids as applied (one executemany; the caller has filtered known ids)."""
-    if event_ids and (raw := _raw(session)) is not None:
-        at = raw.time(utcnow()) if raw.time else utcnow()
-        raw.driver(session).executemany("INSERT INTO processed_events (consumer, event_id, processed_at) "
-                                        "VALUES (?, ?, ?)", [(consumer, e, at) for e in event_ids])
-    elif event_ids:
+    if event_ids:
         now = utcnow()
         await session.execute(insert(processed), [{"consumer": consumer, "event_id": e, "processed_at": now}
                                                   for e in event_ids])
@@ -293,13 +227,7 @@ async def mark_processed_many(session: AsyncSession, consumer: str, event_ids: S
 async def existing_report_ids(session: AsyncSession, report_ids: Sequence[str]) -> set[str]:
     """Which of these report ids are stored."""
     found: set[str] = set()
-    if (raw := _raw(session)) is not None:
-        drv = raw.driver(session)
-        for part in _chunks(list(report_ids)):
-            found.update(r for (r,) in drv.execute(
-                f"SELECT report_id FROM reports WHERE report_id IN ({_in_list(len(part))})", list(part)))
-        return found
-    for part in _chunks(list(report_ids)):
+    for part in chunks(list(report_ids)):
         found.update(await session.scalars(select(reports.c.report_id).where(reports.c.report_id.in_(part))))
     return found
 
@@ -309,9 +237,6 @@ async def insert_reports(session: AsyncSession, rows: Sequence[tuple[str, Report
     if not rows:
         return
     now = utcnow()
-    if (raw := _raw(session)) is not None:
-        raw.driver(session).executemany(raw.insert_reports, raw.report_params(rows, now))
-        return
     await session.execute(insert(reports), [dict(
         report_id=r.report_id, event_id=event_id, municipality_id=r.municipality_id, area_id=r.area_id,
         period=r.period, checklist=r.checklist, answers=dict(r.answers), nothing_to_report=r.nothing_to_report,
@@ -322,7 +247,7 @@ async def insert_reports(session: AsyncSession, rows: Sequence[tuple[str, Report
 async def report_places(session: AsyncSession, report_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
     """report id -> (area, period, municipality) of stored reports."""
     out: dict[str, tuple[str, str, str]] = {}
-    for part in _chunks(list(report_ids)):
+    for part in chunks(list(report_ids)):
         rows = await session.execute(select(reports.c.report_id, reports.c.area_id, reports.c.period,
                                             reports.c.municipality_id).where(reports.c.report_id.in_(part)))
         for rid, area, period, muni in rows:
@@ -355,35 +280,21 @@ async def mark_dirty(session: AsyncSession, keys: Sequence[tuple[str, str, str]]
 async def touch_pictures(session: AsyncSession, keys: Sequence[tuple[str, str, str]], token: str, *,
                          tokens: bool) -> dict[PictureKey, str | None]:
     """A batch's pictures: create missing rows, mark them dirty with ``token`` and, with ``tokens``,
-    give them ``report_token`` = ``token``; returns the report tokens they had (empty without ``tokens``).
-
-    In-loop SQLite: four statements written out for the driver (one look-up, three upserts).
-    """
+    give them ``report_token`` = ``token``; returns the report tokens they had (empty without ``tokens``)."""
     keys = sorted(keys)  # a stable lock order
-    raw = _raw(session)
-    if raw is None or not keys:
-        await ensure_picture_rows(session, keys)
-        await mark_dirty(session, keys, token=token)
-        return await bump_report_tokens(session, keys, token) if tokens else {}
-    drv = raw.driver(session)
-    at = raw.time(utcnow()) if raw.time else utcnow()
-    old: dict[PictureKey, str | None] = {}
-    if tokens:
-        old = dict.fromkeys(((a, p) for a, p, _m in keys), None)
-        for part in _chunks(keys, CHUNK // 2):
-            where = " OR ".join(["(area_id = ? AND period = ?)"] * len(part))
-            params = [v for area, period, _m in part for v in (area, period)]
-            for area, period, t in drv.execute(f"SELECT area_id, period, report_token FROM pictures WHERE {where}",
-                                               params):
-                old[(area, period)] = t
-    drv.executemany("INSERT INTO pictures (area_id, period, municipality_id, status, version, updated_at, "
-                    "report_token) VALUES (?, ?, ?, 'open', 0, ?, ?) ON CONFLICT (area_id, period) DO "
-                    + ("UPDATE SET report_token = excluded.report_token" if tokens else "NOTHING"),
-                    [(a, p, m, at, token if tokens else None) for a, p, m in keys])
-    drv.executemany("INSERT INTO picture_dirty (area_id, period, municipality_id, token, first_at, changed_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (area_id, period) DO UPDATE SET token = excluded.token, "
-                    "changed_at = excluded.changed_at", [(a, p, m, token, at, at) for a, p, m in keys])
-    return old
+    await ensure_picture_rows(session, keys)
+    await mark_dirty(session, keys, token=token)
+    return await bump_report_tokens(session, keys, token) if tokens else {}
+
+
+class SqlBatchStore:
+    """The statements of a report batch through SQLAlchemy (the ``BatchStore`` port of ``pictures.deps``)."""
+
+    processed_ids = staticmethod(processed_ids)
+    mark_processed_many = staticmethod(mark_processed_many)
+    existing_report_ids = staticmethod(existing_report_ids)
+    insert_reports = staticmethod(insert_reports)
+    touch_pictures = staticmethod(touch_pictures)
 
 
 async def dirty_rows(session: AsyncSession, limit: int = 1000) -> list[Any]:
@@ -582,7 +493,7 @@ _RESET_FIRST_AT = update(picture_dirty).where(*_DIRTY_KEY, picture_dirty.c.first
 async def superseded_in_areas(session: AsyncSession, area_ids: Sequence[str]) -> dict[str, set[str]]:
     """``superseded_in_area`` for many areas in one query."""
     out: dict[str, set[str]] = {a: set() for a in area_ids}
-    for part in _chunks(sorted(set(area_ids))):
+    for part in chunks(sorted(set(area_ids))):
         rows = await session.execute(_SUPERSEDED, {"areas": list(part)})
         for area, sup in rows:
             if sup:
@@ -595,8 +506,8 @@ async def picture_rows_of(session: AsyncSession, area_ids: Sequence[str], period
     """Picture rows of the given areas in the given periods, by (area, period)."""
     out: dict[tuple[str, str], Any] = {}
     areas, pids = sorted(set(area_ids)), sorted(set(periods))
-    for a_part in _chunks(areas, 200):
-        for p_part in _chunks(pids, 200):
+    for a_part in chunks(areas, 200):
+        for p_part in chunks(pids, 200):
             for r in (await session.execute(_PICTURE_ROWS, {"areas": list(a_part), "periods": list(p_part)})).all():
                 out[(r.area_id, r.period)] = r
     return out
@@ -621,42 +532,13 @@ async def forfeitures_of(session: AsyncSession, area_ids: Sequence[str], start: 
                          ) -> dict[str, list[Any]]:
     """Protocols of many areas that occurred in [start, end), by area (filter narrower ranges per picture)."""
     out: dict[str, list[Any]] = {a: [] for a in area_ids}
-    for part in _chunks(sorted(set(area_ids))):
+    for part in chunks(sorted(set(area_ids))):
         for r in (await session.execute(_FORFEITURES, {"areas": list(part), "start": start, "end": end})).all():
             out.setdefault(r.area_id, []).append(r)
     return out
 
 
-# --- the in-loop SQLite unit of work (the consumer's hot path) ------------------------------
-
-class InLoopSession:
-    """The part of ``AsyncSession`` this module's functions use, over a synchronous connection.
-
-    With it, the functions above run their statements on the event loop's thread: no hand-over to
-    the driver's thread and back for each statement (a batch makes about ten), which left the
-    consumer waiting more than it worked.
-    """
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def get_bind(self) -> Any:
-        return self.conn.engine
-
-    async def execute(self, statement: Any, params: Any = None) -> Any:
-        return self.conn.execute(statement, params) if params is not None else self.conn.execute(statement)
-
-    async def scalars(self, statement: Any) -> Any:
-        return self.conn.scalars(statement)
-
-    async def scalar(self, statement: Any) -> Any:
-        return self.conn.scalar(statement)
-
-
-# --- the report cache -----------------------------------------------------------------------
-
-PictureKey = tuple[str, str]  # (area, picture period id)
-
+# --- the report tokens (what keeps a ReportCache honest) -----------------------------------
 
 async def bump_report_tokens(session: AsyncSession, keys: Sequence[tuple[str, str, str]], token: str
                              ) -> dict[PictureKey, str | None]:
@@ -682,90 +564,3 @@ async def report_tokens(session: AsyncSession, area_id: str, periods: Iterable[s
     rows = await session.execute(select(pictures.c.period, pictures.c.report_token).where(
         pictures.c.area_id == area_id, pictures.c.period.in_(list(periods))))
     return {p: t for p, t in rows}
-
-
-class PeriodReports:
-    """One picture period of an area: its stored reports (in ``reports_for``'s order) until they are
-    tallied, then only their tally."""
-
-    __slots__ = ("records", "tally")
-
-    def __init__(self, records: list[ReportRecord]) -> None:
-        self.records: list[ReportRecord] | None = records  # None once tallied
-        self.tally: PeriodTally | None = None  # set by the caller; kept while reports are only added
-
-
-class ReportCache:
-    """The tallies of recently computed pictures' periods, kept in memory (SQLite only).
-
-    An entry holds a period's ``PeriodTally`` (only: its reports are read once, tallied and let go,
-    so a busy period keeps no object per report for the garbage collector to walk) and the picture
-    row's ``report_token`` it matches. Every batch that stores reports of a picture gives its row a
-    new token in the same transaction; this process then adds its own new reports to the entry's
-    tally if the entry matched the token the batch replaced, and drops the entry otherwise (another
-    replica or process wrote in between). A look-up compares tokens, so an entry is used only while
-    it counts exactly what the database holds. A tally that no longer fits (a correction of a report
-    it counted) is built again from the database by ``compute_picture``. At most ``max_pictures``
-    entries, least recently used dropped first.
-    """
-
-    def __init__(self, max_pictures: int = 5000) -> None:
-        self.max_pictures = max_pictures
-        self.entries: OrderedDict[PictureKey, tuple[str, PeriodReports]] = OrderedDict()
-        self.hits = self.misses = 0
-
-    async def periods(self, session: AsyncSession, area_id: str, idmap: Mapping[str, Any],
-                      tokens: Mapping[str, str | None] | None = None) -> dict[Any, PeriodReports]:
-        """The area's reports per picture period, for stored period ids ``idmap`` → picture period.
-
-        ``tokens`` (picture period → report_token, as ``report_tokens`` gives them) when already read.
-        Periods without a picture row (no report was ever stored for them) are left out. A current
-        entry comes with its tally and no records; a new one with its records and no tally yet.
-        """
-        wanted: dict[str, list[str]] = {}
-        for pid, period in idmap.items():
-            wanted.setdefault(period.id, []).append(pid)
-        if tokens is None:
-            tokens = await report_tokens(session, area_id, wanted)
-        by_id = {period.id: period for period in idmap.values()}
-        out: dict[Any, PeriodReports] = {}
-        for pic, pids in wanted.items():
-            if pic not in tokens:
-                continue
-            token, key = tokens[pic], (area_id, pic)
-            entry = self.entries.get(key)
-            if entry is not None and token is not None and entry[0] == token and entry[1].tally is not None:
-                self.entries.move_to_end(key)
-                self.hits += 1
-                group = entry[1]
-            else:
-                self.misses += 1
-                group = PeriodReports(await reports_for(session, area_id, pids))
-                if token is not None:
-                    self._put(key, token, group)
-            out[by_id[pic]] = group
-        return out
-
-    def _put(self, key: PictureKey, token: str, group: PeriodReports) -> None:
-        self.entries[key] = (token, group)
-        self.entries.move_to_end(key)
-        while len(self.entries) > self.max_pictures:
-            self.entries.popitem(last=False)
-
-    def committed(self, old_tokens: Mapping[PictureKey, str | None], token: str,
-                  added: Mapping[PictureKey, Sequence[ReportRecord]]) -> None:
-        """After a batch committed: follow the token where the entry was current, else forget it."""
-        for key, old in old_tokens.items():
-            entry = self.entries.get(key)
-            if entry is None:
-                continue
-            tally = entry[1].tally
-            if old is None or entry[0] != old or tally is None:  # not tallied yet: read again when needed
-                del self.entries[key]
-                continue
-            for r in added.get(key, ()):
-                tally.add(r)
-            self.entries[key] = (token, entry[1])
-
-    def clear(self) -> None:
-        self.entries.clear()

@@ -1,0 +1,210 @@
+"""Publishing: a version N of a picture, manual (``publish_picture``), at the deadline (``auto_publish_due``)
+or as a revision (``publish_locked`` from the refresher); each with its alerts raised and resolved."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from est_shared.bus import encode
+from est_shared.clock import utcnow
+from est_shared.db import add_to_outbox
+from est_shared.events import AlertData, PictureData, PicturePublished
+from est_shared.freetext import free_text_errors
+from est_shared.org import OrgSnapshot, period_deadline
+from est_shared.periods import Period, PeriodError
+from est_shared.subjects import alert_raised, alert_resolved, picture_published
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from est_aggregator.pictures import db
+from est_aggregator.pictures.compute import (
+    AreaInfo,
+    area_info,
+    compute_picture,
+    deadline_of,
+    extras_of,
+    outgoing,
+    resolve_period,
+)
+from est_aggregator.pictures.deps import Deps, Effects, new_event, picture_failed
+from est_aggregator.pictures.domain.alerts import alert_message, alert_transitions, severity
+from est_aggregator.pictures.domain.errors import TextRefused, VersionConflict
+from est_aggregator.pictures.domain.picture import picture_changes
+from est_aggregator.pictures.domain.reports import as_utc
+
+log = logging.getLogger("est.aggregator")
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """A published version."""
+
+    area_id: str
+    period: str
+    version: int
+    revision: bool
+    changes: list[str]
+    event_id: str
+
+
+async def _raise_and_resolve(s: AsyncSession, *, info: AreaInfo, period: Period, picture: PictureData,
+                             version: int, now: datetime, effects: Effects) -> None:
+    """Edge-triggered alerts against the area's open alerts; older periods' revisions raise nothing."""
+    if await db.later_period_published(s, info.area_id, period.id):
+        return
+    open_rows = await db.open_alerts(s, info.area_id)
+    flags = {code: sm.flag for code, sm in picture.items.items()}
+    to_raise, to_resolve = alert_transitions({k: r.kind for k, r in open_rows.items()}, flags)
+    m, a, name = info.municipality_id, info.area_id, info.name or info.area_id
+    for item, kind in sorted(to_raise.items()):
+        alert_id = f"alert:{a}:{item}:{kind}:{period.id}"
+        if await db.alert_id_taken(s, alert_id):  # raised, resolved and raised again in one period
+            alert_id = f"{alert_id}:v{version}"
+        summary = picture.items.get(item)
+        data = AlertData(alert_id=alert_id, municipality_id=m, area_id=a, item=item, kind=kind, period=period.id,
+                         severity=severity(kind),
+                         message=alert_message(kind, summary, item, area_name=name, period=period.id, resolved=False))
+        await add_to_outbox(s, db.outbox, alert_raised(m, a),
+                            new_event(type="se.est.alert.raised", data=data, subject=a, id=alert_id, time=now))
+        await db.open_alert(s, alert_id=alert_id, municipality_id=m, area_id=a, item=item, kind=kind,
+                            period=period.id, at=now)
+        effects.outbox += 1
+        effects.raised.append(kind)
+    for item, kind in sorted(to_resolve.items()):
+        row = open_rows[item]
+        data = AlertData(alert_id=row.alert_id, municipality_id=m, area_id=a, item=item, kind=kind,
+                         period=period.id, severity="info",
+                         message=alert_message(kind, picture.items.get(item), item, area_name=name,
+                                               period=period.id, resolved=True))
+        await add_to_outbox(s, db.outbox, alert_resolved(m, a),
+                            new_event(type="se.est.alert.resolved", data=data, subject=a,
+                                      id=f"{row.alert_id}:resolved", time=now))
+        await db.close_alert(s, area_id=a, item=item, alert_id=row.alert_id, period=period.id, at=now)
+        effects.outbox += 1
+        effects.resolved.append(kind)
+
+
+async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info: AreaInfo, period: Period,
+                          current_version: int, by: str | None, mode: str, now: datetime, effects: Effects,
+                          require_reports: bool = False) -> PublishResult | None:
+    """Publish the next version inside a transaction holding the picture row; None if nothing to publish.
+
+    A revision (mode ``revision``) with no change against the last version is not published.
+    The (area, period, version) primary key makes a second replica's identical attempt fail.
+    """
+    version = current_version + 1
+    built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules, status="published",
+                                  version=version)
+    if require_reports and built.picture.reports == 0:
+        return None
+    revision = current_version >= 1
+    changes: list[str] = []
+    if revision:
+        old = await db.get_version(s, info.area_id, period.id, current_version)
+        if old is not None:
+            changes = picture_changes(PictureData.model_validate_json(old.picture), built.picture)
+        if mode == "revision" and not changes:
+            return None
+    event_id = f"picture:{info.area_id}:{period.id}:v{version}"
+    deadline = deadline_of(org, info.municipality_id, period)
+    event = new_event(type="se.est.picture.published", subject=info.area_id, id=event_id, time=now,
+                      data=PicturePublished(picture=outgoing(built.picture, deps), revision=revision,
+                                            changes=changes, published_by=by))
+    sent = json.loads(encode(event))["data"]["picture"]  # frozen exactly as it goes on the wire
+    await db.insert_version(s, area_id=info.area_id, period=period.id, version=version,
+                            municipality_id=info.municipality_id, picture=json.dumps(sent, ensure_ascii=False),
+                            extras={**extras_of(built, deadline), "kronoberg_exact": built.picture.kronoberg},
+                            revision=revision,
+                            changes=changes, published_by=by, published_at=now, event_id=event_id)
+    await db.set_published(s, area_id=info.area_id, period=period.id, version=version, at=now)
+    await add_to_outbox(s, db.outbox, picture_published(info.municipality_id, info.area_id), event)
+    log.info("picture published", extra={"event_id": event_id, "area": info.area_id, "period": period.id,
+                                         "version": version, "reports": built.picture.reports, "mode": mode})
+    effects.outbox += 1
+    if version == 1 and deadline is not None:
+        effects.delays.append((mode, (as_utc(now) - as_utc(deadline)).total_seconds()))
+    effects.published.append((info.area_id, version, mode))
+    effects.rates.append((info.municipality_id, info.area_id, built.picture.completeness.rate))
+    await _raise_and_resolve(s, info=info, period=period, picture=built.picture, version=version, now=now,
+                             effects=effects)
+    return PublishResult(info.area_id, period.id, version, revision, changes, event_id)
+
+
+async def publish_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str, by: str | None,
+                          actor_id: str = "", comment: str | None = None, now: datetime | None = None,
+                          mode: str = "manual") -> PublishResult:
+    """Publish a picture now (version 1, or N+1 when already published), with an optional comment.
+
+    The comment goes to every actor the picture is sent to: one that looks like personal data or
+    holds control characters is refused (``TextRefused``) and nothing is published.
+    """
+    refused = free_text_errors({"body.comment": comment}, multiline={"body.comment"})
+    if refused:
+        raise TextRefused(refused)
+    for _attempt in range(3):
+        effects = Effects()
+        try:
+            async with deps.unit_of_work() as s:
+                info = await area_info(s, org, area_id)
+                period = resolve_period(info, period_text)
+                await db.ensure_picture_row(s, area_id=area_id, period=period.id,
+                                            municipality_id=info.municipality_id)
+                row = await db.lock_picture_row(s, area_id, period.id)
+                if comment and comment.strip() and by:
+                    await db.add_comment(s, area_id=area_id, period=period.id, person_id=by, actor_id=actor_id,
+                                         text=comment.strip(), version=row.version + 1)
+                result = await publish_locked(s, deps=deps, org=org, info=info, period=period,
+                                               current_version=row.version, by=by, mode=mode,
+                                               now=now or utcnow(), effects=effects)
+        except IntegrityError:
+            deps.metrics.conflicts.inc()
+            continue
+        effects.apply(deps)
+        assert result is not None
+        return result
+    raise VersionConflict(f"{area_id} {period_text}")
+
+
+async def auto_publish_due(*, deps: Deps, org: OrgSnapshot, now: datetime) -> list[PublishResult]:
+    """Publish every open picture with at least one report whose deadline has passed."""
+    async with deps.sessions() as s:
+        rows = await db.open_pictures(s)
+    done: list[PublishResult] = []
+    for row in rows:
+        area = org.areas.get(row.area_id)
+        muni = org.municipalities.get(area.municipality_id) if area else None
+        if area is None or muni is None:
+            continue  # no deadline known yet: wait for the organisation
+        if not deps.failing.due((row.area_id, row.period), time.monotonic()):
+            continue  # its last computation failed: tried again after its delay
+        try:
+            period = Period.parse(row.period)
+        except PeriodError:
+            continue
+        if period_deadline(muni, period) > now:
+            continue
+        effects = Effects()
+        try:
+            async with deps.unit_of_work() as s:
+                locked = await db.lock_picture_row(s, row.area_id, row.period)
+                if locked is None or locked.status != "open":
+                    continue
+                info = AreaInfo(area.id, area.municipality_id, area.name, area.cadence, True)
+                result = await publish_locked(s, deps=deps, org=org, info=info, period=period, current_version=
+                                               locked.version, by=None, mode="auto", now=now, effects=effects,
+                                               require_reports=True)
+        except IntegrityError:
+            deps.metrics.conflicts.inc()
+            continue
+        except Exception as exc:  # this picture only: the others still publish at their deadline
+            picture_failed(deps, "auto_publish", row.area_id, row.period, exc)
+            continue
+        effects.apply(deps)
+        if result:
+            log.info("picture published at deadline", extra={"area": row.area_id, "period": row.period})
+            done.append(result)
+    return done

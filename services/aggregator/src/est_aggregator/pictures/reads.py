@@ -1,0 +1,184 @@
+"""Reads: a picture (live or a published version), a series for charts, a municipality's common picture and
+an area's alerts."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from est_shared.events import PictureData
+from est_shared.org import OrgSnapshot
+from est_shared.periods import Period
+
+from est_aggregator.pictures import db
+from est_aggregator.pictures.compute import (
+    area_info,
+    compute_picture,
+    deadline_of,
+    extras_of,
+    items_for,
+    parse_period,
+    resolve_period,
+)
+from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.domain.errors import (
+    InvalidPeriod,
+    MunicipalityNotFound,
+    PictureUnavailable,
+    VersionNotFound,
+)
+from est_aggregator.pictures.domain.kronoberg import kronoberg_view, merge_kronoberg
+from est_aggregator.pictures.domain.periods import history_periods, period_ids
+from est_aggregator.pictures.domain.picture import build_picture
+from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, stored_id
+from est_aggregator.pictures.domain.tally import PeriodTally
+
+log = logging.getLogger("est.aggregator")
+
+
+async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
+                       version: int | None = None, personal: bool = False) -> dict[str, Any]:
+    """The picture: a published version as sent (``version``), the latest published one, or the live open one.
+
+    Small-count coarsening: counts of the checklist's count items stay as they are for everyone
+    (they count incidents, not persons). The Kronoberg figures describe young people: callers who
+    see personal data (``personal``: police, social services) get them exact; everyone else gets
+    them coarsened (``domain.kronoberg.coarsen_kronoberg``: counts below ``kronoberg_min_count`` as ``"<3"``).
+    """
+    body = await _read_picture_exact(deps=deps, org=org, area_id=area_id, period_text=period_text, version=version)
+    return _view(body, deps=deps, personal=personal)
+
+
+def _view(body: dict[str, Any], *, deps: Deps, personal: bool) -> dict[str, Any]:
+    if "kronoberg" not in body:
+        return body
+    return {**body, "kronoberg": kronoberg_view(body.get("kronoberg"), personal=personal,
+                                                min_count=deps.kronoberg_min_count)}
+
+
+async def _read_picture_exact(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
+                              version: int | None = None) -> dict[str, Any]:
+    """``read_picture`` with exact Kronoberg figures (kept beside a published version, which is sent coarsened)."""
+    async with deps.sessions() as s:
+        info = await area_info(s, org, area_id)
+        period = resolve_period(info, period_text)
+        if version is not None:
+            v = await db.get_version(s, area_id, period.id, version)
+            if v is None:
+                raise VersionNotFound(f"{area_id} {period.id} v{version}")
+            sent = json.loads(v.picture)
+            if (v.extras or {}).get("kronoberg_exact") is not None:
+                sent["kronoberg"] = v.extras["kronoberg_exact"]
+            return sent
+        row = await db.picture_row(s, area_id, period.id)
+        if row is not None and row.status == "published":
+            v = await db.get_version(s, area_id, period.id, row.version)
+            extras = dict(v.extras or {})
+            body = {**json.loads(v.picture), **extras, "published_at": v.published_at.isoformat(),
+                    "revision": bool(v.revision), "changes": list(v.changes or [])}
+            exact = body.pop("kronoberg_exact", None)
+            if exact is not None:
+                body["kronoberg"] = exact
+            return body
+        try:
+            built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules)
+        except Exception as exc:  # stored data this code cannot compute: named, counted and logged
+            deps.metrics.picture_failures.labels("read").inc()
+            log.error("picture could not be computed for a read",
+                      extra={"area": area_id, "period": period.id, "error": type(exc).__name__})
+            raise PictureUnavailable(f"{area_id} {period.id}") from exc
+        return {**built.picture.model_dump(mode="json"),
+                **extras_of(built, deadline_of(org, info.municipality_id, period))}
+
+
+def compact(picture: PictureData, status: str, version: int) -> dict[str, Any]:
+    """A small form of a picture for charts."""
+    return {"period": picture.period, "status": status, "version": version, "reports": picture.reports,
+            "completeness_rate": picture.completeness.rate,
+            "items": {k: {"value": v.value, "trend": v.trend, "flag": v.flag} for k, v in picture.items.items()}}
+
+
+async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str, last: str,
+                      max_periods: int = 160) -> dict[str, Any]:
+    """Compact pictures of the periods from ``first`` to ``last`` (inclusive), computed from stored reports."""
+    async with deps.sessions() as s:
+        info = await area_info(s, org, area_id)
+        p0, p1 = resolve_period(info, first), resolve_period(info, last)
+        if p0 > p1:
+            raise InvalidPeriod(f"{first} is after {last}")
+        periods = [p0]
+        while periods[-1] < p1:
+            if len(periods) >= max_periods:
+                raise InvalidPeriod(f"at most {max_periods} periods per request")
+            periods.append(periods[-1].next())
+        idmap: dict[str, Period] = {}
+        for p in [*history_periods(p0, deps.rules.window), *periods]:
+            for pid in period_ids(p):
+                idmap[pid] = p
+        by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
+        for r in await db.reports_for(s, area_id, idmap):
+            by_period[idmap[r.period]].append(r)
+        superseded = await db.superseded_in_area(s, area_id)
+        rows = await db.picture_rows_between(s, area_id, p0.id, p1.id)
+    expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(area_id)]
+    # each period tallied once, by its own deadline; as history only its sums count
+    tallies = {p: PeriodTally.of(rs, superseded, deadline_of(org, info.municipality_id, p))
+               for p, rs in by_period.items()}
+    out = []
+    for p in periods:
+        tally = tallies.get(p)
+        built = build_picture(municipality_id=info.municipality_id, area_id=area_id, area_name=info.name, period=p,
+                              superseded=superseded, tallies=tallies,
+                              items=items_for(org, tally.checklists if tally else ()), expected=expected,
+                              deadline=deadline_of(org, info.municipality_id, p), rules=deps.rules)
+        row = rows.get(p.id)
+        out.append(compact(built.picture, row.status if row else "open", row.version if row else 0))
+    return {"area_id": area_id, "municipality_id": info.municipality_id, "from": p0.id, "to": p1.id,
+            "pictures": out}
+
+
+async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: str, period_text: str,
+                            area_ids: Sequence[str], personal: bool = False) -> dict[str, Any]:
+    """The common picture: the pictures of the given areas of a municipality, plus totals."""
+    if municipality_id not in org.municipalities:
+        raise MunicipalityNotFound(municipality_id)
+    parse_period(period_text)
+    pictures: list[dict[str, Any]] = []
+    unavailable: list[str] = []
+    for area_id in area_ids:
+        try:
+            pictures.append(await _read_picture_exact(deps=deps, org=org, area_id=area_id, period_text=period_text))
+        except InvalidPeriod:
+            continue  # e.g. a biweekly id asked of a weekly area
+        except PictureUnavailable:
+            unavailable.append(area_id)  # one area's picture never takes the common picture down
+    items: dict[str, dict[str, Any]] = {}
+    for pic in pictures:
+        for code, it in pic.get("items", {}).items():
+            t = items.setdefault(code, {"answer": it["answer"], "label_sv": it.get("label_sv", ""),
+                                        "label_en": it.get("label_en", ""), "value": 0.0, "reports": 0,
+                                        "areas_flagged": []})
+            t["value"] = max(t["value"], it["value"]) if it["answer"] == "level" else t["value"] + it["value"]
+            t["reports"] += it.get("reports", 0)
+            if it.get("flag"):
+                t["areas_flagged"].append(pic["area_id"])
+    comp = {k: sum(p.get("completeness", {}).get(k, 0) for p in pictures)
+            for k in ("expected", "received", "on_time", "late", "nothing_to_report")}
+    comp["rate"] = round(comp["received"] / comp["expected"], 4) if comp["expected"] else 0.0
+    kronoberg = kronoberg_view(merge_kronoberg(p.get("kronoberg") for p in pictures), personal=personal,
+                               min_count=deps.kronoberg_min_count)
+    return {"municipality_id": municipality_id, "period": period_text,
+            "areas": [_view(p, deps=deps, personal=personal) for p in pictures], "unavailable": unavailable,
+            "totals": {"reports": sum(p.get("reports", 0) for p in pictures), "items": items, "completeness": comp,
+                       "kronoberg": kronoberg}}
+
+
+async def read_alerts(*, deps: Deps, area_id: str) -> list[dict[str, Any]]:
+    """Alert history of an area (open and resolved)."""
+    if not stored_id(area_id):
+        return []
+    async with deps.sessions() as s:
+        return await db.list_alerts(s, area_id)
