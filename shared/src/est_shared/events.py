@@ -162,6 +162,20 @@ class ItemSummary(EventData):
     flag: Literal["rising", "high", "new"] | None = None
 
 
+class NoteSummary(EventData):
+    """A reporter's free-text note on a checklist item, as kept for the picture (after the personal-data
+    guard). Who sees the text is a per-recipient rule: key functions and police read it, other actors
+    only how many notes there are."""
+
+    item: str = Field(description="checklist item id the note belongs to")
+    label_sv: str = ""
+    label_en: str = ""
+    place: str | None = Field(default=None, description="place id the note was written for, if any")
+    place_name: str | None = None
+    text: str = Field(description="the note as the reporter wrote it", examples=["Ny tagg på garagelängan"])
+    report_id: str = ""
+
+
 class Completeness(EventData):
     """Reports expected against received for a picture."""
 
@@ -189,6 +203,8 @@ class PictureData(EventData):
     completeness: Completeness = Field(default_factory=Completeness)
     first_analysis: dict[str, str] = Field(default_factory=dict, description="language -> text")
     comments: list[dict[str, Any]] = Field(default_factory=list)
+    notes: list[NoteSummary] = Field(default_factory=list, description="reporters' notes, for those who may read them")
+    note_count: int = Field(default=0, description="how many notes the picture holds (shown to everyone)")
     kronoberg: dict[str, Any] | None = None
 
 
