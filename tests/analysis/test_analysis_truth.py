@@ -160,6 +160,9 @@ async def test_compiled_tertial_names_the_right_area_weeks_and_ongoing(ctx: Cont
     assert "2026-W36 – 2026-W53 (31 aug – 3 jan)" in html  # the tertial's reporting periods, with their days
     assert "2026-W47 – 2026-W49 (16 nov – 6 dec)" in html and "2026-W36 – 2026-W37 (31 aug – 13 sep)" in html
     assert "<td>ja</td></tr>" in html
+    # what the charts say on hovering is in the reader's language with dated weeks, too
+    assert "Klotter 2026-W49 (30 nov – 6 dec): 3 (hög)" in html and "(high)" not in html
+    assert "Graffiti 2026-W49 (30 Nov – 6 Dec): 3 (high)" in render_report(body, lang="en")
 
 
 async def test_report_shows_small_multiples_and_each_measures_decisions(ctx: Context) -> None:

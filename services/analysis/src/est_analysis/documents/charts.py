@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -30,8 +30,13 @@ def shared_max(series: Sequence[dict[str, Any]]) -> float:
     return float(math.ceil(max([*values, 1.0])))
 
 
+def _say(words: Mapping[str, str] | None, key: str) -> str:
+    """What a reader is told for a period id or a flag (``words``: dated weeks, flags in their language)."""
+    return (words or {}).get(key, key)
+
+
 def small_multiple(periods: Sequence[str], series: dict[str, Any], *, vmax: float, width: int = 300,
-                   height: int = 130) -> Markup:
+                   height: int = 130, words: Mapping[str, str] | None = None) -> Markup:
     """One item's values over periods on a shared axis (``vmax``), markers coloured by flag, gaps where no
     picture. It has no legend: the figure around it carries the item's name, so no label is ever cut."""
     left, right, top, bottom = 26, 8, 8, 20
@@ -68,10 +73,10 @@ def small_multiple(periods: Sequence[str], series: dict[str, Any], *, vmax: floa
         if p["value"] is None:
             continue
         fill = FLAG_COLOURS.get(p.get("flag") or "", "#ffffff")
-        flag = f" ({escape(p['flag'])})" if p.get("flag") else ""
+        flag = f" ({escape(_say(words, p['flag']))})" if p.get("flag") else ""
         out.append(f"<circle cx='{x(i):.1f}' cy='{y(p['value']):.1f}' r='{3.4 if p.get('flag') else 2.2}' "
                    f"fill='{fill}' stroke='{PALETTE[0]}' stroke-width='1.2'><title>{label} "
-                   f"{escape(p['period'])}: {_fmt(p['value'])}{flag}</title></circle>")
+                   f"{escape(_say(words, p['period']))}: {_fmt(p['value'])}{flag}</title></circle>")
     out.append("</svg>")
     return Markup("".join(out))
 
@@ -81,7 +86,7 @@ def _clip(text: str, size: int) -> str:
 
 
 def heat_map(periods: Sequence[str], rows: Sequence[dict[str, Any]], *, width: int = 680,
-             missing_label: str = "") -> Markup:
+             missing_label: str = "", words: Mapping[str, str] | None = None) -> Markup:
     """Items × periods; each cell coloured by the item's flag that period and labelled with its value."""
     label_w, top, cell_h = 200, 22, 20
     cw = max(12.0, (width - label_w - 4) / max(1, len(periods)))
@@ -92,7 +97,7 @@ def heat_map(periods: Sequence[str], rows: Sequence[dict[str, Any]], *, width: i
     for i, p in enumerate(periods):
         if i % step == 0:
             out.append(f"<text x='{label_w + cw * i + cw / 2:.1f}' y='14' text-anchor='middle' fill='#6b7785'>"
-                       f"{escape(_short(p))}</text>")
+                       f"<title>{escape(_say(words, p))}</title>{escape(_short(p))}</text>")
     for r, row in enumerate(rows):
         yy = top + cell_h * r
         out.append(f"<text x='{label_w - 8}' y='{yy + 14}' text-anchor='end' fill='#33404d' font-size='11'>"
@@ -106,9 +111,9 @@ def heat_map(periods: Sequence[str], rows: Sequence[dict[str, Any]], *, width: i
                 fill = FLAG_COLOURS.get(cell.get("flag") or "", NO_FLAG if cell["value"] else ZERO)
                 text_fill = "#ffffff" if cell.get("flag") else "#33404d"
                 extra = ""
-            tip = (f"{row['label']} {cell['period']}: "
+            tip = (f"{row['label']} {_say(words, cell['period'])}: "
                    f"{missing_label if cell['value'] is None else _fmt(cell['value'])}"
-                   f"{' (' + cell['flag'] + ')' if cell.get('flag') else ''}")
+                   f"{' (' + _say(words, cell['flag']) + ')' if cell.get('flag') else ''}")
             out.append(f"<rect x='{xx + 1:.1f}' y='{yy + 1}' width='{cw - 2:.1f}' height='{cell_h - 2}' rx='3' "
                        f"fill='{fill}'{extra}><title>{escape(tip)}</title></rect>")
             if cell["value"] is not None and cw >= 20 and cell["value"]:

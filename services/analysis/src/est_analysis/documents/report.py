@@ -205,13 +205,16 @@ def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = F
                               for a in ranked], vmax=top_score)
     areas = []
     tz = body.get("timezone") or "Europe/Stockholm"
+    flags = {flag: t[f"legend_{flag}"] for flag in charts.FLAG_COLOURS}
     for area in body.get("areas", []):
         periods = area.get("periods_begun", area["reporting_periods"])
         names = {tr["item"]: _label(tr, lang) for tr in area["trends"]}
         # one small chart per item with data, all on the area's shared axes (no legend to cut off)
         series = [{"label": _label(tr, lang), "points": tr["points"]} for tr in area["trends"]]
         vmax = charts.shared_max(series)
-        multiples = [{"label": sr["label"], "svg": charts.small_multiple(periods, sr, vmax=vmax)} for sr in series]
+        words = {**flags, **{pid: dated(pid, lang) for pid in periods}}
+        multiples = [{"label": sr["label"], "svg": charts.small_multiple(periods, sr, vmax=vmax, words=words)}
+                     for sr in series]
         rows = [{"label": _label(tr, lang), "cells": tr["points"]} for tr in area["trends"]]
         effects = []
         for m in area["measures"]:
@@ -222,7 +225,7 @@ def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = F
         areas.append({
             **area,
             "multiples": multiples,
-            "heat_svg": charts.heat_map(periods, rows, missing_label=t["missing"]) if rows else None,
+            "heat_svg": charts.heat_map(periods, rows, missing_label=t["missing"], words=words) if rows else None,
             "completeness_svg": charts.completeness_columns(area["completeness"]["per_period"]),
             "measures_view": effects,
             "problems_view": [{**p, "label": _label(p, lang)} for p in area["persistent_problems"]],
