@@ -22,6 +22,7 @@ from tests.analysis.support import (
     T3_2026,
     acceptance_history,
     auth,
+    compile_after_t3,
     org,
     unique,
 )
@@ -42,6 +43,7 @@ async def test_persistent_graffiti_and_measure_effect_show_in_tertial_and_quarte
     try:
         async with service(m) as (base, app), httpx.AsyncClient(base_url=base, timeout=20) as c:
             await app.state.runtime.apply_org(org(m, [a, b]))
+            compile_after_t3(app)
             start = Period.parse(MEASURE_WEEK).start
             measure = {"title": "Klottersanering inom 24 timmar", "area_id": b, "items": ["klotter"],
                        "responsible_actor": f"actor-{m}", "decided_by": "Styrgruppen 2026-11-02",

@@ -102,11 +102,11 @@ def test_persistent_problems_report_periods_and_trend() -> None:
     assert [t.value for t in p.trend] == [2.0, 2.0, 0.0, 2.0, 0.0, 0.0]
 
 
-def test_areas_ranked_by_need_score() -> None:
+def test_areas_ranked_by_persistent_problems_then_need_score() -> None:
     ranked = rank_areas([AreaNeed("a", "A", 0, 5, 1), AreaNeed("b", "B", 1, 0, 0), AreaNeed("c", "C", 0, 0, 0),
                          AreaNeed("d", "D", 1, 1, 0)])
-    assert [a.area_id for a in ranked] == ["d", "a", "b", "c"]
-    assert [a.score for a in ranked] == [12, 11, 10, 0]
+    assert [a.area_id for a in ranked] == ["d", "b", "a", "c"]  # many single flags never outrank a problem
+    assert [a.score for a in ranked] == [12, 10, 11, 0]
     assert [a.rank for a in ranked] == [1, 2, 3, 4]
     assert need_score(2, 3, 4) == 30
 

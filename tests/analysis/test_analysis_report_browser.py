@@ -24,6 +24,7 @@ from est_shared.subjects import picture_published
 from tests.analysis.browser import colour_stats, dump_dom, require_chromium, screenshot
 from tests.analysis.support import (
     auth,
+    compile_after_t3,
     org,
     picture_event,
     realistic_history,
@@ -39,6 +40,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 async def _realistic_analysis(c: httpx.AsyncClient, app: Any, js: Any, m: str) -> dict[str, Any]:
     """Feed the realistic municipality's tertial through NATS, decide its measures, compile 2026-T3."""
     await app.state.runtime.apply_org(realistic_org(m))
+    compile_after_t3(app)
     for measure in realistic_measures(m):
         r = await c.post("/v1/measures", json=measure, headers=auth("styr", m))
         assert r.status_code == 201, r.text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -24,14 +24,23 @@ def _fmt(v: float) -> str:
     return f"{v:.0f}" if abs(v - round(v)) < 1e-9 else f"{v:.1f}"
 
 
-def line_chart(periods: Sequence[str], series: Sequence[dict[str, Any]], *, width: int = 680,
-               height: int = 230, title: str = "") -> Markup:
-    """Lines of values over periods; markers coloured by flag; gaps where no picture."""
-    left, right, top, bottom = 40, 12, 14, 56
-    pw, ph = width - left - right, height - top - bottom
+def shared_max(series: Sequence[dict[str, Any]]) -> float:
+    """The top of a shared value axis for several small charts: the highest value, rounded up (at least 1)."""
     values = [p["value"] for s in series for p in s["points"] if p["value"] is not None]
-    vmax = float(math.ceil(max([*values, 1.0])))
-    ticks = int(vmax) if vmax <= 6 else 4
+    return float(math.ceil(max([*values, 1.0])))
+
+
+def _say(words: Mapping[str, str] | None, key: str) -> str:
+    """What a reader is told for a period id or a flag (``words``: dated weeks, flags in their language)."""
+    return (words or {}).get(key, key)
+
+
+def small_multiple(periods: Sequence[str], series: dict[str, Any], *, vmax: float, width: int = 300,
+                   height: int = 130, words: Mapping[str, str] | None = None) -> Markup:
+    """One item's values over periods on a shared axis (``vmax``), markers coloured by flag, gaps where no
+    picture. It has no legend: the figure around it carries the item's name, so no label is ever cut."""
+    left, right, top, bottom = 26, 8, 8, 20
+    pw, ph = width - left - right, height - top - bottom
     n = max(1, len(periods) - 1)
 
     def x(i: int) -> float:
@@ -40,50 +49,34 @@ def line_chart(periods: Sequence[str], series: Sequence[dict[str, Any]], *, widt
     def y(v: float) -> float:
         return top + ph - ph * v / vmax
 
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' role='img' "
-           f"aria-label='{escape(title)}' {FONT} font-size='11'>"]
-    for k in range(ticks + 1):
-        v = vmax * k / ticks
-        out.append(f"<line x1='{left}' x2='{width - right}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#e5e9ee'/>")
-        out.append(f"<text x='{left - 6}' y='{y(v) + 4:.1f}' text-anchor='end' fill='#6b7785'>{_fmt(v)}</text>")
-    step = max(1, len(periods) // 12)
-    for i, p in enumerate(periods):
-        if i % step == 0 or i == len(periods) - 1:
-            out.append(f"<text x='{x(i):.1f}' y='{top + ph + 16}' text-anchor='middle' fill='#6b7785'>"
-                       f"{escape(_short(p))}</text>")
-    for si, s in enumerate(series):
-        colour = PALETTE[si % len(PALETTE)]
-        segment: list[str] = []
-        segments: list[list[str]] = []
-        for i, p in enumerate(s["points"]):
-            if p["value"] is None:
-                if segment:
-                    segments.append(segment)
-                segment = []
-                continue
-            segment.append(f"{x(i):.1f},{y(p['value']):.1f}")
-        if segment:
-            segments.append(segment)
-        for seg in segments:
-            out.append(f"<polyline points='{' '.join(seg)}' fill='none' stroke='{colour}' stroke-width='2.2' "
+    label = escape(str(series["label"]))
+    out = [f"<svg class='multiple' xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' "
+           f"role='img' aria-label='{label}' {FONT} font-size='10'>"]
+    for v in (0.0, vmax / 2, vmax):
+        out.append(f"<line x1='{left}' x2='{width - right}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#e5e9ee'/>"
+                   f"<text x='{left - 4}' y='{y(v) + 3:.1f}' text-anchor='end' fill='#6b7785'>{_fmt(v)}</text>")
+    marks = {0, len(periods) // 2, len(periods) - 1} if periods else set()
+    for i in sorted(marks):
+        out.append(f"<text x='{x(i):.1f}' y='{height - 5}' text-anchor='middle' fill='#6b7785'>"
+                   f"{escape(_short(periods[i]))}</text>")
+    segments: list[list[str]] = [[]]
+    for i, p in enumerate(series["points"]):
+        if p["value"] is None:
+            segments.append([])
+        else:
+            segments[-1].append(f"{x(i):.1f},{y(p['value']):.1f}")
+    for seg in segments:
+        if seg:
+            out.append(f"<polyline points='{' '.join(seg)}' fill='none' stroke='{PALETTE[0]}' stroke-width='2' "
                        "stroke-linejoin='round' stroke-linecap='round'/>")
-        for i, p in enumerate(s["points"]):
-            if p["value"] is None:
-                continue
-            fill = FLAG_COLOURS.get(p.get("flag") or "", "#ffffff")
-            flag = f" ({escape(p['flag'])})" if p.get("flag") else ""
-            out.append(f"<circle cx='{x(i):.1f}' cy='{y(p['value']):.1f}' r='{4 if p.get('flag') else 2.6}' "
-                       f"fill='{fill}' stroke='{colour}' stroke-width='1.6'><title>{escape(s['label'])} "
-                       f"{escape(p['period'])}: {_fmt(p['value'])}{flag}</title></circle>")
-    lx, ly = left, height - 18
-    for si, s in enumerate(series):
-        colour = PALETTE[si % len(PALETTE)]
-        label = str(s["label"])[:28]
-        out.append(f"<rect x='{lx}' y='{ly - 8}' width='14' height='4' rx='2' fill='{colour}'/>"
-                   f"<text x='{lx + 18}' y='{ly - 3}' fill='#33404d'>{escape(label)}</text>")
-        lx += 26 + 6 * len(label)
-        if lx > width - 120:
-            lx, ly = left, ly + 14
+    for i, p in enumerate(series["points"]):
+        if p["value"] is None:
+            continue
+        fill = FLAG_COLOURS.get(p.get("flag") or "", "#ffffff")
+        flag = f" ({escape(_say(words, p['flag']))})" if p.get("flag") else ""
+        out.append(f"<circle cx='{x(i):.1f}' cy='{y(p['value']):.1f}' r='{3.4 if p.get('flag') else 2.2}' "
+                   f"fill='{fill}' stroke='{PALETTE[0]}' stroke-width='1.2'><title>{label} "
+                   f"{escape(_say(words, p['period']))}: {_fmt(p['value'])}{flag}</title></circle>")
     out.append("</svg>")
     return Markup("".join(out))
 
@@ -93,7 +86,7 @@ def _clip(text: str, size: int) -> str:
 
 
 def heat_map(periods: Sequence[str], rows: Sequence[dict[str, Any]], *, width: int = 680,
-             missing_label: str = "") -> Markup:
+             missing_label: str = "", words: Mapping[str, str] | None = None) -> Markup:
     """Items × periods; each cell coloured by the item's flag that period and labelled with its value."""
     label_w, top, cell_h = 200, 22, 20
     cw = max(12.0, (width - label_w - 4) / max(1, len(periods)))
@@ -104,7 +97,7 @@ def heat_map(periods: Sequence[str], rows: Sequence[dict[str, Any]], *, width: i
     for i, p in enumerate(periods):
         if i % step == 0:
             out.append(f"<text x='{label_w + cw * i + cw / 2:.1f}' y='14' text-anchor='middle' fill='#6b7785'>"
-                       f"{escape(_short(p))}</text>")
+                       f"<title>{escape(_say(words, p))}</title>{escape(_short(p))}</text>")
     for r, row in enumerate(rows):
         yy = top + cell_h * r
         out.append(f"<text x='{label_w - 8}' y='{yy + 14}' text-anchor='end' fill='#33404d' font-size='11'>"
@@ -118,9 +111,9 @@ def heat_map(periods: Sequence[str], rows: Sequence[dict[str, Any]], *, width: i
                 fill = FLAG_COLOURS.get(cell.get("flag") or "", NO_FLAG if cell["value"] else ZERO)
                 text_fill = "#ffffff" if cell.get("flag") else "#33404d"
                 extra = ""
-            tip = (f"{row['label']} {cell['period']}: "
+            tip = (f"{row['label']} {_say(words, cell['period'])}: "
                    f"{missing_label if cell['value'] is None else _fmt(cell['value'])}"
-                   f"{' (' + cell['flag'] + ')' if cell.get('flag') else ''}")
+                   f"{' (' + _say(words, cell['flag']) + ')' if cell.get('flag') else ''}")
             out.append(f"<rect x='{xx + 1:.1f}' y='{yy + 1}' width='{cw - 2:.1f}' height='{cell_h - 2}' rx='3' "
                        f"fill='{fill}'{extra}><title>{escape(tip)}</title></rect>")
             if cell["value"] is not None and cw >= 20 and cell["value"]:

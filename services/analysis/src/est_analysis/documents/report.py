@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,9 @@ TEXT: dict[str, dict[str, str]] = {
         "completeness": "Rapporteringsgrad", "ranking": "Områden efter behov", "rank": "Plats",
         "area": "Område", "score": "Behovspoäng", "high": "Flaggat högt", "other": "Övriga flaggor",
         "item": "Punkt", "kofn": "k av n", "flagged_periods": "Flaggade perioder", "held_at": "Bestående vid",
-        "ongoing": "Pågår", "yes": "ja", "no": "nej", "trends": "Utveckling för flaggade punkter",
+        "ongoing": "Pågår", "yes": "ja", "no": "nej", "trends": "Utveckling per punkt",
         "heatmap": "Flaggor per punkt och period", "no_problems": "Inga bestående problem under perioden.",
-        "no_trends": "Inga flaggade punkter under perioden.", "no_measures": "Inga åtgärder i kraft.",
+        "no_trends": "Inga punkter med värden under perioden.", "no_measures": "Inga åtgärder i kraft.",
         "measure": "Åtgärd", "responsible": "Ansvarig", "period": "Period", "resources": "Resurser",
         "status": "Status", "effect": "Effekt", "before": "före", "after": "efter", "periods": "perioder",
         "fell": "minskade", "rose": "ökade", "unchanged": "oförändrat", "insufficient_data": "för lite underlag",
@@ -36,6 +36,11 @@ TEXT: dict[str, dict[str, str]] = {
         "key_persistent": "bestående problem", "key_areas": "områden med bestående problem",
         "key_measures": "åtgärder i kraft", "key_completeness": "rapporteringsgrad",
         "weekly": "veckovis", "biweekly": "varannan vecka", "local_time": "svensk tid",
+        "decisions": "Beslut", "act_decided": "Beslutad", "act_redecided": "Omprövad", "act_closed": "Avslutad",
+        "by": "av", "reason": "Motivering",
+        "field_title": "Titel", "field_description": "Beskrivning", "field_items": "Punkter",
+        "field_responsible_actor": "Ansvarig", "field_decided_by": "Beslutad av", "field_start": "Start",
+        "field_end": "Slut", "field_hours": "Timmar", "field_money_sek": "Kronor", "field_status": "Status",
     },
     "en": {
         "title": "Strategic analysis", "quarter": "quarter", "tertial": "tertial", "summary": "Summary",
@@ -43,9 +48,9 @@ TEXT: dict[str, dict[str, str]] = {
         "completeness": "Reporting completeness", "ranking": "Areas ranked by need", "rank": "Rank",
         "area": "Area", "score": "Need score", "high": "Flagged high", "other": "Other flags",
         "item": "Item", "kofn": "k of n", "flagged_periods": "Periods flagged", "held_at": "Persistent at",
-        "ongoing": "Ongoing", "yes": "yes", "no": "no", "trends": "Trends of flagged items",
+        "ongoing": "Ongoing", "yes": "yes", "no": "no", "trends": "Trend by item",
         "heatmap": "Flags by item and period", "no_problems": "No persistent problems in the period.",
-        "no_trends": "No flagged items in the period.", "no_measures": "No measures in force.",
+        "no_trends": "No items with values in the period.", "no_measures": "No measures in force.",
         "measure": "Measure", "responsible": "Responsible", "period": "Period", "resources": "Resources",
         "status": "Status", "effect": "Effect", "before": "before", "after": "after", "periods": "periods",
         "fell": "fell", "rose": "rose", "unchanged": "unchanged", "insufficient_data": "not enough data",
@@ -60,6 +65,11 @@ TEXT: dict[str, dict[str, str]] = {
         "key_persistent": "persistent problems", "key_areas": "areas with persistent problems",
         "key_measures": "measures in force", "key_completeness": "reporting completeness",
         "weekly": "weekly", "biweekly": "every second week", "local_time": "Swedish time",
+        "decisions": "Decisions", "act_decided": "Decided", "act_redecided": "Re-decided", "act_closed": "Closed",
+        "by": "by", "reason": "Reason",
+        "field_title": "Title", "field_description": "Description", "field_items": "Items",
+        "field_responsible_actor": "Responsible", "field_decided_by": "Decided by", "field_start": "Start",
+        "field_end": "End", "field_hours": "Hours", "field_money_sek": "SEK", "field_status": "Status",
     },
 }
 
@@ -73,21 +83,48 @@ def number(value: float | int | None, lang: str = "sv", digits: int = 1) -> str:
     return text.replace(".", ",").replace("-", "−") if lang == "sv" else text
 
 
-def period_runs(ids: list[str]) -> list[str]:
-    """Consecutive periods folded into ranges: ``[W40, W41, W42, W45]`` -> ``["W40 – W42", "W45"]``."""
+MONTHS = {"sv": ("jan", "feb", "mars", "apr", "maj", "juni", "juli", "aug", "sep", "okt", "nov", "dec"),
+          "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")}
+
+
+def day_text(day: date, lang: str = "sv") -> str:
+    """``30 nov`` (``30 Nov`` in English)."""
+    return f"{day.day} {MONTHS.get(lang, MONTHS['sv'])[day.month - 1]}"
+
+
+def _days(first: str, last: str, lang: str) -> str:
+    try:
+        start, end = Period.parse(first).start, Period.parse(last).end - timedelta(days=1)
+    except PeriodError:
+        return ""
+    return f" ({day_text(start, lang)} – {day_text(end, lang)})"
+
+
+def dated(pid: str, lang: str = "sv") -> str:
+    """A reporting period with its days: ``2026-W49 (30 nov – 6 dec)``."""
+    return pid + _days(pid, pid, lang)
+
+
+def period_runs(ids: list[str], lang: str = "sv") -> list[str]:
+    """Consecutive periods folded into dated ranges: ``[W40, W41, W42, W45]`` ->
+    ``["2026-W40 – 2026-W42 (28 sep – 18 okt)", "2026-W45 (2 nov – 8 nov)"]``."""
     out: list[str] = []
     run: list[str] = []
+
+    def close() -> None:
+        out.append(dated(run[0], lang) if len(run) == 1 else f"{run[0]} – {run[-1]}{_days(run[0], run[-1], lang)}")
+
     for pid in ids:
         try:
             follows = bool(run) and Period.parse(run[-1]).next().id == pid
         except PeriodError:
             follows = False
         if run and not follows:
-            out.append(run[0] if len(run) == 1 else f"{run[0]} – {run[-1]}")
+            close()
             run = []
         run.append(pid)
     if run:
-        out.append(run[0] if len(run) == 1 else f"{run[0]} – {run[-1]}")
+        close()
     return out
 
 
@@ -108,11 +145,53 @@ def _env() -> Environment:
     env.filters["num"] = number
     env.filters["runs"] = period_runs
     env.filters["local_time"] = local_time
+    env.filters["dated"] = dated
     return env
 
 
 def _label(entry: dict[str, Any], lang: str) -> str:
     return str(entry.get(f"label_{lang}") or entry.get("label_sv") or entry.get("item"))
+
+
+CLOSING = ("completed", "cancelled")
+
+
+def _decision_value(name: str, value: Any, t: dict[str, str], *, lang: str, items: dict[str, str],
+                    actors: dict[str, str]) -> str:
+    if value is None or value == "":
+        return "–"
+    if name == "status":
+        return t.get(str(value), str(value))
+    if name == "responsible_actor":
+        return actors.get(str(value), str(value))
+    if name == "items" and isinstance(value, list):
+        return ", ".join(items.get(str(i), str(i)) for i in value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return number(value, lang)
+    return str(value)
+
+
+def decisions(measure: dict[str, Any], t: dict[str, str], *, lang: str, items: dict[str, str],
+              tz: str = "Europe/Stockholm") -> list[dict[str, Any]]:
+    """A measure's decision history for people: when, what (decided, re-decided, closed), by whom, each
+    changed field as ``before → after`` in words, and why."""
+    actors = dict(measure.get("actor_names") or {})
+    out = []
+    for entry in measure.get("history", []):
+        changes = entry.get("changes") or {}
+        status_to = (changes.get("status") or {}).get("to")
+        action = ("act_closed" if status_to in CLOSING else
+                  "act_decided" if entry.get("action") == "decided" else "act_redecided")
+        out.append({
+            "day": local_time(str(entry.get("at", "")), tz)[:10], "action": t[action],
+            "by": entry.get("by_name") or entry.get("by") or "",
+            "changes": [f"{t.get('field_' + name, name)}: "
+                        f"{_decision_value(name, c.get('from'), t, lang=lang, items=items, actors=actors)} → "
+                        f"{_decision_value(name, c.get('to'), t, lang=lang, items=items, actors=actors)}"
+                        for name, c in changes.items()],
+            "reason": entry.get("reason") or "",
+        })
+    return out
 
 
 def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = False) -> str:
@@ -125,20 +204,28 @@ def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = F
                                "#c0392b" if a["persistent_problems"] else ("#e9a23b" if a["score"] else "#9fb3c8"))
                               for a in ranked], vmax=top_score)
     areas = []
+    tz = body.get("timezone") or "Europe/Stockholm"
+    flags = {flag: t[f"legend_{flag}"] for flag in charts.FLAG_COLOURS}
     for area in body.get("areas", []):
-        periods = area["reporting_periods"]
-        flagged = [tr for tr in area["trends"] if tr["flagged"]]
-        series = [{"label": _label(tr, lang), "points": tr["points"]} for tr in flagged[:6]]
+        periods = area.get("periods_begun", area["reporting_periods"])
+        names = {tr["item"]: _label(tr, lang) for tr in area["trends"]}
+        # one small chart per item with data, all on the area's shared axes (no legend to cut off)
+        series = [{"label": _label(tr, lang), "points": tr["points"]} for tr in area["trends"]]
+        vmax = charts.shared_max(series)
+        words = {**flags, **{pid: dated(pid, lang) for pid in periods}}
+        multiples = [{"label": sr["label"], "svg": charts.small_multiple(periods, sr, vmax=vmax, words=words)}
+                     for sr in series]
         rows = [{"label": _label(tr, lang), "cells": tr["points"]} for tr in area["trends"]]
         effects = []
         for m in area["measures"]:
-            names = {tr["item"]: _label(tr, lang) for tr in area["trends"]}
+            labels = {code: str(lab.get(lang) or code) for code, lab in (m.get("item_labels") or {}).items()}
             effects.append({**m, "effect_rows": [{**e, "label": names.get(e["item"], e["item"])}
-                                                 for e in m.get("effect", [])]})
+                                                 for e in m.get("effect", [])],
+                            "decisions": decisions(m, t, lang=lang, tz=tz, items={**labels, **names})})
         areas.append({
             **area,
-            "trend_svg": charts.line_chart(periods, series, title=area["area_name"]) if series else None,
-            "heat_svg": charts.heat_map(periods, rows, missing_label=t["missing"]) if rows else None,
+            "multiples": multiples,
+            "heat_svg": charts.heat_map(periods, rows, missing_label=t["missing"], words=words) if rows else None,
             "completeness_svg": charts.completeness_columns(area["completeness"]["per_period"]),
             "measures_view": effects,
             "problems_view": [{**p, "label": _label(p, lang)} for p in area["persistent_problems"]],

@@ -9,9 +9,10 @@ Definitions (documented in the API and the report):
   as not flagged, so a problem still needs k flags. Defaults k=3, n=4; per item overridable.
 - A persistent-problem *episode* opens at the first period where k of n holds and closes (is resolved)
   at the ``resolve_after``-th consecutive period in which it no longer holds.
-- *Need score* of an area over an analysis period: 10 per persistent problem + 2 per item-period flagged
-  ``high`` + 1 per other flagged item-period (``rising``/``new``); ties by persistent problems, then high
-  flags, then the highest value reached, then area id.
+- *Need*: areas rank by their persistent problems over the analysis period, then by the *need score*: 10 per
+  persistent problem + 2 per item-period flagged ``high`` + 1 per other flagged item-period
+  (``rising``/``new``), then high flags, the highest value reached and area id. The summary names the
+  first area only when it has a persistent problem.
 - *Measure effect*: per targeted item, the mean value over the m reporting periods before the start vs
   the m periods from the start on (the period holding the start date counts as "after"), with
   m = min(periods available on each side, max 8); periods without a picture are skipped.
@@ -366,27 +367,50 @@ def trend(history: History, item: str, periods: Sequence[Period]) -> list[TrendP
     return out
 
 
+def shown_periods(history: History, periods: Sequence[Period], as_of: date | None = None) -> list[Period]:
+    """The periods of an analysis a reader may be told about: those with a picture that have begun by
+    ``as_of`` (a week not yet begun, or one without data, is never named as flagged or persistent)."""
+    return [p for p in periods if p.id in history and (as_of is None or p.start <= as_of)]
+
+
 def persistent_problems(history: History, periods: Sequence[Period], *, default: Rule,
-                        overrides: Mapping[str, Mapping[str, int]] | None = None) -> list[PersistentProblem]:
-    """Items for which k of n holds at one or more of ``periods`` (k of n evaluated at each period)."""
+                        overrides: Mapping[str, Mapping[str, int]] | None = None, resolve_after: int = 1,
+                        as_of: date | None = None) -> list[PersistentProblem]:
+    """Items for which k of n holds at one or more of ``periods`` (k of n evaluated at each period).
+
+    Only the periods with data that have begun by ``as_of`` are named (``shown_periods``), and the flags
+    listed are those inside ``periods``: the lookback before the first one feeds k of n but is no part of the
+    analysis. A problem is ongoing when its episode is still open at the latest period with data: k of n held
+    there or in one of the ``resolve_after`` periods up to it.
+    """
+    shown = shown_periods(history, periods, as_of)
+    if not shown:
+        return []
+    latest = shown[-1]
+    inside = {p.id for p in periods}
+    begun = [p for p in periods if p <= latest]
+    recent = begun[-max(1, resolve_after):]
     items = sorted({i for pts in history.values() for i in pts})
     out = []
     for item in items:
         rule = rule_for(item, default, overrides)
-        held, flagged, best = [], set(), 0
-        for p in periods:
+        held: list[str] = []
+        flagged: set[str] = set()
+        best = 0
+        for p in shown:
             in_window = flagged_in_window(history, item, p, rule.n)
             best = max(best, len(in_window))
             if len(in_window) >= rule.k:
                 held.append(p.id)
-                flagged.update(in_window)
+                flagged.update(f for f in in_window if f in inside)
         if not held:
             continue
         sv, en = item_labels(history, item)
         out.append(PersistentProblem(
             item=item, label_sv=sv, label_en=en, k=rule.k, n=rule.n, held_at=held,
-            periods_flagged=sorted(flagged), max_flagged=best, ongoing=held[-1] == periods[-1].id,
-            trend=trend(history, item, periods)))
+            periods_flagged=sorted(flagged), max_flagged=best,
+            ongoing=any(holds(history, item, p, rule) for p in recent),
+            trend=trend(history, item, begun)))
     out.sort(key=lambda pp: (-len(pp.held_at), -pp.max_flagged, pp.item))
     return out
 
@@ -430,10 +454,13 @@ def need_score(persistent: int, high: int, other: int) -> int:
 
 
 def rank_areas(areas: Sequence[AreaNeed]) -> list[AreaNeed]:
-    """Areas by need, highest first; fills in score and rank (1 = greatest need)."""
+    """Areas by need, highest first; fills in score and rank (1 = greatest need).
+
+    Persistent problems come first: an area with none never outranks one that has them, however many
+    single flags it collects; the need score orders areas with equally many."""
     for a in areas:
         a.score = need_score(a.persistent_problems, a.high_flags, a.other_flags)
-    ranked = sorted(areas, key=lambda a: (-a.score, -a.persistent_problems, -a.high_flags, -a.max_value,
+    ranked = sorted(areas, key=lambda a: (-a.persistent_problems, -a.score, -a.high_flags, -a.max_value,
                                           a.area_id))
     for i, a in enumerate(ranked, 1):
         a.rank = i
@@ -524,7 +551,8 @@ def summary_text(municipality_name: str, period: str, ranked: Sequence[AreaNeed]
     """A two-language summary of an analysis."""
     total = sum(len(v) for v in problems_by_area.values())
     areas_with = sum(1 for v in problems_by_area.values() if v)
-    top = next((a for a in ranked if a.score > 0), None)
+    # the greatest need is an area with the most persistent problems; with none anywhere none is named
+    top = ranked[0] if ranked and ranked[0].persistent_problems else None
     sv = (f"Strategisk analys för {municipality_name}, {period}: {total} bestående problem i "
           f"{areas_with} av {len(ranked)} områden.")
     en = (f"Strategic analysis for {municipality_name}, {period}: {total} persistent problems in "
@@ -536,7 +564,7 @@ def summary_text(municipality_name: str, period: str, ranked: Sequence[AreaNeed]
         sv += f" Störst behov: {top.area_name}" + (f" ({names_sv})." if names_sv else ".")
         en += f" Greatest need: {top.area_name}" + (f" ({names_en})." if names_en else ".")
     else:
-        sv += " Inga områden sticker ut."
+        sv += " Inget område sticker ut."
         en += " No area stands out."
     sv += f" {measures} åtgärder i kraft under perioden."
     en += f" {measures} measures in force during the period."

@@ -62,6 +62,7 @@ from est_analysis.strategic.domain import (
     rank_areas,
     rule_for,
     scoped_overrides,
+    shown_periods,
     stored_id,
     summary_text,
     timeline,
@@ -305,6 +306,24 @@ def _measure_out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _decision_names(snap: OrgSnapshot, measure: dict[str, Any], item_names: dict[str, dict[str, str]]
+                    ) -> dict[str, Any]:
+    """What the report needs to tell a measure's decisions in words: each entry's decider by name, and the
+    names of the actors and items its re-decisions changed from and to."""
+    def people(pid: Any) -> str:
+        person = snap.people.get(str(pid))
+        return person.name if person else str(pid or "")
+
+    changed = [c for h in measure["history"] for c in (h.get("changes") or {}).items()]
+    actors = {measure["responsible_actor"], *(str(v) for k, c in changed if k == "responsible_actor"
+                                              for v in (c.get("from"), c.get("to")) if v)}
+    items = {*measure["items"], *(str(i) for k, c in changed if k == "items"
+                                  for v in (c.get("from"), c.get("to")) if isinstance(v, list) for i in v)}
+    return {"history": [{**h, "by_name": people(h.get("by"))} for h in measure["history"]],
+            "actor_names": {a: snap.actors[a].name for a in sorted(actors) if a in snap.actors},
+            "item_labels": {i: item_names[i] for i in sorted(items) if i in item_names}}
+
+
 def _iso(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
@@ -323,6 +342,8 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
     rule = ctx.rule
     overrides = scoped_overrides(ctx.settings.persistent_overrides, municipality_id,
                                  [i.code for c in snap.checklists.values() for i in c.items])
+    today = local_date(ctx.clock.now(), muni.timezone)
+    item_names = {i.code: {"sv": i.label_sv, "en": i.label_en} for c in snap.checklists.values() for i in c.items}
     async with transaction(ctx.sessions) as s:
         needs: list[AreaNeed] = []
         areas_out: list[dict[str, Any]] = []
@@ -341,14 +362,17 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
             rows = await db.area_pictures(s, area_id, kind=kind, since=rps[0].shift(-(n_max - 1)).start,
                                           until=rps[-1].end)
             history = {r["period"]: r["items"] for r in rows}
-            problems = persistent_problems(history, rps, default=rule, overrides=overrides)
+            problems = persistent_problems(history, rps, default=rule, overrides=overrides,
+                                           resolve_after=ctx.settings.resolve_after, as_of=today)
             problems_by_area[area_id] = problems
-            high, other, top = flag_counts(history, rps)
+            # what a reader sees of the period: the reporting periods that have begun (none of the future)
+            begun = [p for p in rps if p.start <= today]
+            high, other, top = flag_counts(history, shown_periods(history, begun))
             needs.append(AreaNeed(area_id, area.name, len(problems), high, other, top))
-            seen = sorted({i for p in rps for i in history.get(p.id, {})})
+            seen = sorted({i for p in begun for i in history.get(p.id, {})})
             trends = []
             for item in seen:
-                pts = trend(history, item, rps)
+                pts = trend(history, item, begun)
                 flagged = sum(1 for pt in pts if pt.flag)
                 if flagged == 0 and not any(pt.value for pt in pts):
                     continue
@@ -366,6 +390,7 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
                 out = _measure_out(m)
                 actor = snap.actors.get(m["responsible_actor"])
                 out["responsible_actor_name"] = actor.name if actor else m["responsible_actor"]
+                out.update(_decision_names(snap, out, item_names))
                 series = {item: [(Period.parse(r["period"]), v) for r in around
                                  if (v := _value_or_zero(r["items"].get(item))) is not None] for item in m["items"]}
                 out["effect"] = [asdict(measure_effect(item, series[item], m["start"],
@@ -378,7 +403,8 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
             areas_out.append({
                 "area_id": area_id, "area_name": area.name, "cadence": area.cadence,
                 "reporting_periods": [p.id for p in rps], "persistent_problems": probs, "trends": trends,
-                "completeness": completeness_summary({r["period"]: r["completeness"] for r in rows}, rps),
+                "periods_begun": [p.id for p in begun],
+                "completeness": completeness_summary({r["period"]: r["completeness"] for r in rows}, begun),
                 "measures": area_measures,
             })
         ranked = rank_areas(needs)
