@@ -48,19 +48,21 @@ def _changes(xs: list[ItemSummary], lang: str) -> str:
     return ", ".join(f"{_label(s, lang)} ({fmt(_reference(s), lang)} → {fmt(s.value, lang)})" for s in xs)
 
 
-def _places(s: ItemSummary, lang: str) -> str:
+def _where(s: ItemSummary, lang: str) -> str:
+    """The item's most named places ("vid torget, centrum"), or nothing."""
     where = ", ".join(list(s.places)[:3])
-    return ((f", vid {where}" if lang == "sv" else f", at {where}") if where else "")
+    return ((f"vid {where}" if lang == "sv" else f"at {where}") if where else "")
 
 
 def _against_normal(s: ItemSummary, lang: str) -> str:
     base = f"normalt {fmt(s.baseline, lang)}" if lang == "sv" else f"normally {fmt(s.baseline, lang)}"
-    return f"{_label(s, lang)} {fmt(s.value, lang)} ({base}{_places(s, lang)})"
+    where = _where(s, lang)
+    return f"{_label(s, lang)} {fmt(s.value, lang)} ({base}{', ' + where if where else ''})"
 
 
 def _without_history(s: ItemSummary, lang: str) -> str:
-    loc = _places(s, lang)
-    return f"{_label(s, lang)} {fmt(s.value, lang)}" + (f" ({loc[2:]})" if loc else "")
+    where = _where(s, lang)
+    return f"{_label(s, lang)} {fmt(s.value, lang)}" + (f" ({where})" if where else "")
 
 
 def _sentence(head: str, body: str) -> str:
