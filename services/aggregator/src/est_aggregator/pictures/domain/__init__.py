@@ -10,8 +10,9 @@ first analysis), ``picture`` (``build_picture``, ``picture_changes``), ``alerts`
 Rules in short (each function's docstring has the detail):
 
 * A report that another stored report ``supersedes`` never counts, whatever the arrival order.
-* Per checklist item: count → total; level → max (the mean is kept beside it); boolean → number
-  of yes answers. ``reports`` is how many reports gave the item a non-zero value; ``places`` counts
+* Each counting report is its own observation, however many one reporter sends in a period.
+  Per checklist item: count → total; level → max (the mean is kept beside it); boolean → number
+  of reports that said yes. ``reports`` is how many reports gave the item a non-zero value; ``places`` counts
   how often each place was named with a non-zero answer (the hot spots).
 * History: ``previous`` is the item's value in the previous period and ``baseline`` the mean over
   the last ``window`` (8) periods; periods without any report are missing data, not zeros.
@@ -21,9 +22,13 @@ Rules in short (each function's docstring has the detail):
   ``high``   level ≥ 2 (återkommande), count ≥ max(3, 2 × baseline), boolean (yes answers) ≥ max(2, 2 × baseline);
   ``new``    non-zero after at least 4 known periods in the window that were all zero;
   ``rising`` above the previous period and ≥ 1.5 × baseline.
-* Completeness: expected reporters are the people with role reporter assigned to the area;
-  a reporter is late when all their reports for the period came after the deadline (or the
-  intake marked them late); the rate is expected reporters heard from / expected.
+* Completeness counts reporters, not reports: expected reporters are the people with role reporter
+  assigned to the area; received is the distinct reporters with at least one counting report; a
+  reporter is late when all their reports for the period came after the deadline (or the intake
+  marked them late); the rate is expected reporters heard from / expected. The picture's
+  ``reports`` is the number of counting reports.
+* The first analysis (``analysis``) states only comparisons that hold for the numbers it shows, the
+  same items and numbers in Swedish and English.
 * Only what can be tallied is stored (``report_faults``): as the report's checklist says, a count
   is an integer 0 … the item's ``max_count`` (10,000 per item and report unless the checklist sets
   its own), a level an integer 0–3, a yes/no

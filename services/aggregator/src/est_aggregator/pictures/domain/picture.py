@@ -91,7 +91,7 @@ def build_picture(*, municipality_id: str, area_id: str, area_name: str, period:
             means[item.code] = totals.mean
     comp = current.completeness(expected)
     analysis = first_analysis(summaries, comp, area_name=area_name or area_id, period=period.id,
-                              reports=current.count)
+                              reports=current.count, answered=sums.answered())
     picture = PictureData(
         municipality_id=municipality_id, area_id=area_id, area_name=area_name, period=period.id,
         status=status, version=version, reports=current.count, items=summaries,

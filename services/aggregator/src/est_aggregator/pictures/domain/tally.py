@@ -112,6 +112,10 @@ class ItemSums:
                             if first < seen[1]:
                                 seen[1] = first
 
+    def answered(self) -> set[str]:
+        """The item codes at least one added report answered (a zero or a no is an answer too)."""
+        return set(self.by_code)
+
     def value(self, item: ChecklistItem) -> float:
         """The item's value: count → total, level → max, boolean → yes answers."""
         acc = self.by_code.get(item.code)
