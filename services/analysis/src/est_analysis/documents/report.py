@@ -27,7 +27,7 @@ TEXT: dict[str, dict[str, str]] = {
         "fell": "minskade", "rose": "ökade", "unchanged": "oförändrat", "insufficient_data": "för lite underlag",
         "hours": "timmar", "sek": "kr", "rules": "Så är analysen gjord", "compiled": "Sammanställd",
         "revision": "revision", "reporting_periods": "Rapportperioder",
-        "pictures": "lägesbilder", "received": "rapporter inkomna av förväntade",
+        "pictures": "lägesbilder", "received": "rapportörer som rapporterat, av förväntade",
         "legend_high": "hög", "legend_rising": "ökande", "legend_new": "ny", "legend_none": "ej flaggad",
         "legend_missing": "ingen lägesbild", "missing": "ingen lägesbild", "decided_by": "Beslutad av",
         "kofn_rule": "Ett problem är bestående när en punkt är flaggad i minst {k} av de senaste {n} "
@@ -56,7 +56,7 @@ TEXT: dict[str, dict[str, str]] = {
         "fell": "fell", "rose": "rose", "unchanged": "unchanged", "insufficient_data": "not enough data",
         "hours": "hours", "sek": "SEK", "rules": "How this analysis is made", "compiled": "Compiled",
         "revision": "revision", "reporting_periods": "Reporting periods",
-        "pictures": "pictures", "received": "reports received of expected",
+        "pictures": "pictures", "received": "reporters who reported, of expected",
         "legend_high": "high", "legend_rising": "rising", "legend_new": "new", "legend_none": "not flagged",
         "legend_missing": "no picture", "missing": "no picture", "decided_by": "Decided by",
         "kofn_rule": "A problem is persistent when an item is flagged in at least {k} of the last {n} reporting "
