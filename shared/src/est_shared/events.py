@@ -153,7 +153,7 @@ class ItemSummary(EventData):
     answer: Literal["count", "level", "boolean"]
     label_sv: str = ""
     label_en: str = ""
-    value: float = Field(description="count: total; level: max; boolean: number of yes answers")
+    value: float = Field(description="count: total (several reports of one reporter add up); level: max; boolean: reports that said yes")
     reports: int = Field(description="reports answering the item with a non-zero value")
     places: dict[str, int] = Field(default_factory=dict, description="place id -> mentions")
     previous: float | None = None
@@ -179,8 +179,8 @@ class NoteSummary(EventData):
 class Completeness(EventData):
     """Reports expected against received for a picture."""
 
-    expected: int = 0
-    received: int = 0
+    expected: int = Field(default=0, description="reporters expected for the area and period")
+    received: int = Field(default=0, description="distinct reporters with at least one counting report")
     on_time: int = 0
     late: int = 0
     nothing_to_report: int = 0
@@ -198,7 +198,7 @@ class PictureData(EventData):
     period: str
     status: Literal["open", "published"]
     version: int = Field(description="0 while open; 1, 2, … once published")
-    reports: int
+    reports: int = Field(description="counting reports (several from one reporter each count; a correction replaces)")
     items: dict[str, ItemSummary] = Field(default_factory=dict)
     completeness: Completeness = Field(default_factory=Completeness)
     first_analysis: dict[str, str] = Field(default_factory=dict, description="language -> text")
