@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pydantic
 import pytest
+from est_aggregator.pictures.domain.publishing import period_begun
 from est_shared.org import period_deadline
 from est_shared.periods import Period
 
@@ -190,3 +191,10 @@ def test_a_threshold_outside_zero_to_one_is_refused(world: World, tmp_path: Path
     with pytest.raises(pydantic.ValidationError):
         settings_for(world, "nats://127.0.0.1:1", tmp_path, publish_min_completeness=1.5)
     assert settings_for(world, "nats://127.0.0.1:1", tmp_path).publish_min_completeness == 0.5
+
+
+def test_a_period_begins_on_its_first_day_in_the_municipalitys_timezone() -> None:
+    week = Period.parse("2026-W49")  # Monday 30 November, Stockholm (UTC+1)
+    assert not period_begun(week, datetime(2026, 11, 29, 22, 59, tzinfo=UTC), "Europe/Stockholm")
+    assert period_begun(week, datetime(2026, 11, 29, 23, 0, tzinfo=UTC), "Europe/Stockholm")
+    assert not period_begun(week, datetime(2026, 11, 29, 23, 0, tzinfo=UTC), "UTC")
