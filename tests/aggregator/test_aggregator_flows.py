@@ -13,6 +13,8 @@ from est_shared.periods import Period
 
 from tests.aggregator.support import Bus, World, eventually, make_world, picture_when, report, running, settings_for
 
+CONFIRM = {"confirm_incomplete": True}
+
 
 async def test_reports_roll_up_duplicates_count_once_and_corrections_replace(
         world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
@@ -78,7 +80,7 @@ async def test_late_report_revises_published_picture(world: World, bus: Bus, nat
         await bus.send(report(world, "p1", {"klotter": 1}))
         await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 1)
         r = await c.post(f"{base}/v1/areas/{world.area}/pictures/2026-W10/publish", headers=world.headers(),
-                         json={"comment": "Lugnt läge."})
+                         json={"comment": "Lugnt läge.", "confirm_incomplete": True})
         assert r.status_code == 200, r.text
         assert r.json()["version"] == 1 and r.json()["revision"] is False
         [ev] = await Bus.take(tap)
@@ -96,7 +98,12 @@ async def test_late_report_revises_published_picture(world: World, bus: Bus, nat
         r = await c.get(f"{base}/v1/areas/{world.area}/pictures/2026-W10", params={"version": 1},
                         headers=world.headers())
         assert r.status_code == 200
-        assert r.json() == ev["data"]["picture"]  # exactly as it was sent
+        sent = {k: v for k, v in r.json().items() if k not in ("published_at", "revision", "changes")}
+        assert sent == ev["data"]["picture"]  # exactly as it was sent
+        assert r.json()["changes"] == [] and r.json()["revision"] is False
+        r = await c.get(f"{base}/v1/areas/{world.area}/pictures/2026-W10", params={"version": 2},
+                        headers=world.headers())
+        assert "klotter: 1 → 2" in r.json()["changes"] and r.json()["revision"] is True
         r = await c.get(f"{base}/v1/areas/{world.area}/pictures/2026-W10", params={"version": 9},
                         headers=world.headers())
         assert r.status_code == 404
@@ -132,19 +139,20 @@ async def test_alert_raised_once_then_resolved(world: World, bus: Bus, nats_url:
         url = f"{base}/v1/areas/{world.area}/pictures"
         await bus.send(report(world, "x1", {"skadegorelse": 5}, period="2026-W20"))
         await picture_when(c, base, world, "2026-W20", lambda p: p["reports"] == 1)
-        assert (await c.post(f"{url}/2026-W20/publish", headers=world.headers())).status_code == 200
+        assert (await c.post(f"{url}/2026-W20/publish", headers=world.headers(), json=CONFIRM)).status_code == 200
         [ev] = await Bus.take(raised)
         assert ev["id"] == f"alert:{world.area}:skadegorelse:flag:high:2026-W20"
         assert ev["data"]["item"] == "skadegorelse" and ev["data"]["kind"] == "flag:high"
-        # still flagged: publishing again (and a revision) raises nothing new
-        assert (await c.post(f"{url}/2026-W20/publish", headers=world.headers())).json()["version"] == 2
+        # still flagged: publishing again (a new comment) and a revision raise nothing new
+        assert (await c.post(f"{url}/2026-W20/publish", headers=world.headers(),
+                             json={"comment": "Följs upp.", **CONFIRM})).json()["version"] == 2
         await bus.send(report(world, "x2", {"skadegorelse": 1}, period="2026-W20", reporter="bo"))
         await picture_when(c, base, world, "2026-W20", lambda p: p["version"] == 3)
         assert await Bus.take(raised, timeout=1.0) == []
         # next period quiet: resolved
         await bus.send(report(world, "x3", {"skadegorelse": 0}, period="2026-W21"))
         await picture_when(c, base, world, "2026-W21", lambda p: p["reports"] == 1)
-        assert (await c.post(f"{url}/2026-W21/publish", headers=world.headers())).status_code == 200
+        assert (await c.post(f"{url}/2026-W21/publish", headers=world.headers(), json=CONFIRM)).status_code == 200
         [done] = await Bus.take(resolved)
         assert done["data"]["alert_id"] == ev["id"] and done["type"] == "se.est.alert.resolved"
         alerts = (await c.get(f"{base}/v1/areas/{world.area}/alerts", headers=world.headers())).json()
@@ -158,7 +166,7 @@ async def test_restart_with_the_same_sqlite_file_loses_nothing(world: World, bus
         await bus.send(report(world, "s1", {"klotter": 1}))
         await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 1)
         assert (await c.post(f"{base}/v1/areas/{world.area}/pictures/2026-W10/publish",
-                             headers=world.headers())).status_code == 200
+                             headers=world.headers(), json=CONFIRM)).status_code == 200
     await bus.send(report(world, "s2", {"klotter": 3}, reporter="bo"))  # arrives while the service is down
     async with running(world, settings_for(world, nats_url, tmp_path)) as (base, _app), httpx.AsyncClient() as c:
         pic = await picture_when(c, base, world, "2026-W10", lambda p: p["version"] == 2)
@@ -180,7 +188,7 @@ async def test_pictures_publish_on_postgresql(bus: Bus, nats_url: str, postgres_
         await bus.send(report(world, "g1", {"skadegorelse": 2}), again=True)
         await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 2)
         r = await c.post(f"{base}/v1/areas/{world.area}/pictures/2026-W10/publish", headers=world.headers())
-        assert r.json()["version"] == 1
+        assert r.json()["version"] == 1  # 2 of 3 after the deadline: no confirmation asked
         await bus.send(report(world, "g3", {"skadegorelse": 1}, reporter="cy", actor="polis"))
         pic = await picture_when(c, base, world, "2026-W10", lambda p: p["version"] == 2)
         assert pic["items"]["skadegorelse"]["value"] == 5
@@ -213,9 +221,10 @@ async def test_two_replicas_never_publish_one_version_twice(bus: Bus, nats_url: 
         results = await asyncio.gather(app1.state.aggregator.auto_publish_once(),
                                        app2.state.aggregator.auto_publish_once())
         assert sorted(r.version for rs in results for r in rs) == [1]
-        # concurrent manual publications on both replicas get distinct versions
+        # concurrent manual publications (each with its own comment) on both replicas get distinct versions
         posts = await asyncio.gather(*[c.post(f"{b}/v1/areas/{world.area}/pictures/{period}/publish",
-                                              headers=world.headers()) for b in (base1, base2, base1, base2)])
+                                              headers=world.headers(), json={"comment": f"Kommentar {n}.", **CONFIRM})
+                                       for n, b in enumerate((base1, base2, base1, base2))])
         versions = sorted(r.json()["version"] for r in posts if r.status_code == 200)
         assert len(versions) == len(set(versions)) and all(v > 1 for v in versions)
         evs = await Bus.take(tap, 1 + len(versions))

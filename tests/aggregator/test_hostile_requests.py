@@ -39,7 +39,8 @@ async def test_a_publish_comment_with_personal_data_is_refused_and_nothing_is_pu
         assert await Bus.take(published, 1, timeout=1.0) == []
 
         # a comment of several lines about places and situations is published as written
-        r = await c.post(url, headers=world.headers(), json={"comment": "Klotter vid centrum.\nSaneras i veckan."})
+        r = await c.post(url, headers=world.headers(), json={"comment": "Klotter vid centrum.\nSaneras i veckan.",
+                                                           "confirm_incomplete": True})
         assert r.status_code == 200 and r.json()["version"] == 1
         [event] = await Bus.take(published, 1)
         assert event["data"]["picture"]["comments"][0]["text"] == "Klotter vid centrum.\nSaneras i veckan."

@@ -36,7 +36,8 @@ async def test_rebuilt_pictures_equal_the_live_ones(world: World, bus: Bus, nats
         await bus.send(report(world, "rb0"), again=True)  # a duplicate the consumer must drop
         await bus.send(report(world, "rbfix", {"skadegorelse": 9}, period=PERIODS[0], supersedes="rb3"))
         await picture_when(c, base, world, PERIODS[0], lambda p: p["items"]["skadegorelse"]["value"] >= 9)
-        r = await c.post(f"{base}/v1/areas/{world.area}/pictures/{PERIODS[1]}/publish", headers=world.headers())
+        r = await c.post(f"{base}/v1/areas/{world.area}/pictures/{PERIODS[1]}/publish", headers=world.headers(),
+                         json={"confirm_incomplete": True})
         assert r.json()["version"] == 1
         await bus.send(report(world, "rblate", {"klotter": 2}, period=PERIODS[1]))  # revises version 1
         await picture_when(c, base, world, PERIODS[1], lambda p: p["version"] == 2)
@@ -65,8 +66,8 @@ async def test_a_burst_of_late_reports_makes_one_revision(world: World, bus: Bus
         got = await Bus.take(updates, 50, timeout=2.0)
         assert 1 <= len(got) < 50  # coalesced: far fewer updates than reports
         assert got[-1]["data"]["picture"]["reports"] == 50
-        assert (await c.post(f"{base}/v1/areas/{world.area}/pictures/2026-W10/publish",
-                             headers=world.headers())).json()["version"] == 1
+        assert (await c.post(f"{base}/v1/areas/{world.area}/pictures/2026-W10/publish", headers=world.headers(),
+                             json={"confirm_incomplete": True})).json()["version"] == 1
         for i in range(30):
             await bus.send(report(world, f"late{i}", {"skadegorelse": 1}, reporter="bo"))
         pic = await picture_when(c, base, world, "2026-W10", lambda p: p["version"] == 2)

@@ -177,11 +177,13 @@ def build_deps(settings: AggregatorSettings, engine: AsyncEngine, metrics: Aggre
         return Deps(sessions=sessions, metrics=metrics, units=InLoopUnitOfWork(sessions, local),
                     store=SqliteBatchStore(), rules=rules, consumer=settings.durable,
                     emit_updates=settings.emit_updates, kronoberg_min_count=settings.kronoberg_min_count,
+                    publish_min_completeness=settings.publish_min_completeness,
                     cache=ReportCache(), report_tokens=True), local
     units = PooledUnitOfWork(sessions, serialise_writes=engine.dialect.name == "sqlite")
     return Deps(sessions=sessions, metrics=metrics, units=units, store=db.SqlBatchStore(), rules=rules,
                 consumer=settings.durable, emit_updates=settings.emit_updates,
-                kronoberg_min_count=settings.kronoberg_min_count), None
+                kronoberg_min_count=settings.kronoberg_min_count,
+                publish_min_completeness=settings.publish_min_completeness), None
 
 
 def create_app(settings: AggregatorSettings | None = None) -> FastAPI:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from est_shared.settings import ServiceSettings, service_field
+from pydantic import field_validator
 
 
 class AggregatorSettings(ServiceSettings):
@@ -54,11 +55,22 @@ class AggregatorSettings(ServiceSettings):
         "aggregator", "kronoberg_min_count", 3,
         "Kronoberg counts from 1 to this minus one are shown as \"<N\" to callers outside police and social "
         "services and in every picture event (small counts could identify a young person)")
+    publish_min_completeness: float = service_field(
+        "aggregator", "publish_min_completeness", 0.5,
+        "share of the expected reporters (0-1) below which a key function's publication needs "
+        "confirm_incomplete (as does one before the deadline); publishing at the deadline needs one report")
     business_metrics_interval: float = service_field(
         "aggregator", "business_metrics_interval", 30.0,
         "seconds between refreshes of the reports expected/received/late gauges (0 = off)")
     max_series_periods: int = service_field(
         "aggregator", "max_series_periods", 160, "most periods one series request may span")
+
+    @field_validator("publish_min_completeness")
+    @classmethod
+    def _a_share(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("publish_min_completeness is a share from 0 to 1")
+        return value
 
     def db_url(self) -> str:
         """The database URL in effect (the embedded SQLite file unless one is configured)."""

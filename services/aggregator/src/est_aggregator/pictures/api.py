@@ -42,6 +42,9 @@ class PublishRequest(BaseModel):
     comment: str | None = Field(default=None, max_length=4000,
                                 description="the key function's own analysis, shown with the picture",
                                 examples=["Klottret vid centrum har ökat; fastighetsbolaget sanerar i veckan."])
+    confirm_incomplete: bool = Field(
+        default=False, description="publish although the deadline has not passed or fewer reports than the "
+                                   "completeness threshold are in (without it: 409 naming what is missing)")
 
 
 class PublishResponse(BaseModel):
@@ -54,6 +57,12 @@ class PublishResponse(BaseModel):
     revision: bool = Field(description="true for version 2 and later")
     changes: list[str] = Field(default_factory=list)
     event_id: str = Field(examples=["picture:araby:2026-W48:v1"])
+    unchanged: bool = Field(default=False, description="nothing new against the latest version: that version "
+                                                       "is answered and nothing is sent")
+    completeness: dict[str, Any] = Field(
+        default_factory=dict, description="the version's completeness and badge",
+        examples=[{"expected": 3, "received": 3, "rate": 1.0, "complete": True, "threshold": 0.5,
+                   "below_threshold": False}])
 
 
 class SeriesResponse(BaseModel):
@@ -116,6 +125,9 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
         return JSONResponse(body)
 
     @router.post("/areas/{area_id}/pictures/{period}/publish", response_model=PublishResponse,
+                 responses={409: {"description": "needs confirm_incomplete (before the deadline or below the "
+                                                 "completeness threshold): the problem names what is missing"},
+                            422: {"description": "an invalid period, or one that has not begun"}},
                  summary="Publish the picture now (key function), optionally with a comment")
     async def publish(area_id: str, period: str, who: Who,
                       body: Annotated[PublishRequest | None, Body()] = None) -> PublishResponse:
@@ -123,9 +135,11 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
         require_area(who, area_id)
         r = await publish_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
                                   by=who.person_id, actor_id=who.actor_id,
-                                  comment=body.comment if body else None, now=clock())
+                                  comment=body.comment if body else None, now=clock(),
+                                  confirm_incomplete=body.confirm_incomplete if body else False)
         return PublishResponse(area_id=r.area_id, period=r.period, version=r.version, revision=r.revision,
-                               changes=r.changes, event_id=r.event_id)
+                               changes=r.changes, event_id=r.event_id, unchanged=r.unchanged,
+                               completeness=r.completeness)
 
     @router.get("/areas/{area_id}/alerts", tags=["alerts"], summary="Alerts of an area, open and resolved")
     async def get_alerts(area_id: str, who: Who) -> list[dict[str, Any]]:

@@ -111,6 +111,7 @@ class Deps:
     rules: Rules = field(default_factory=Rules)
     consumer: str = "aggregator-reports"
     kronoberg_min_count: int = 3
+    publish_min_completeness: float = 0.5  # below it a publication by hand needs confirm_incomplete
     emit_updates: bool = True
     wake: Callable[[], None] = lambda: None
     wake_refresher: Callable[[], None] = lambda: None

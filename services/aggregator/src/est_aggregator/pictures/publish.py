@@ -1,22 +1,31 @@
 """Publishing: a version N of a picture, manual (``publish_picture``), at the deadline (``auto_publish_due``)
-or as a revision (``publish_locked`` from the refresher); each with its alerts raised and resolved."""
+or as a revision (``publish_locked`` from the refresher); each with its alerts raised and resolved.
+
+A manual publication is gated (``domain.publishing``): a period that has not begun is refused, one before
+its deadline or below the completeness threshold needs ``confirm_incomplete``, and one that would
+change nothing against the latest version answers with that version and sends nothing.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 from est_shared.bus import encode
 from est_shared.clock import utcnow
 from est_shared.db import add_to_outbox
-from est_shared.events import AlertData, PictureData, PicturePublished
+from est_shared.events import AlertData, Completeness, PictureData, PicturePublished
 from est_shared.freetext import free_text_errors
 from est_shared.org import OrgSnapshot, period_deadline
-from est_shared.periods import Period, PeriodError
+from est_shared.periods import DEFAULT_TIMEZONE, Period, PeriodError
 from est_shared.subjects import alert_raised, alert_resolved, picture_published
+from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,8 +41,14 @@ from est_aggregator.pictures.compute import (
 )
 from est_aggregator.pictures.deps import Deps, Effects, new_event, picture_failed
 from est_aggregator.pictures.domain.alerts import alert_message, alert_transitions, severity
-from est_aggregator.pictures.domain.errors import TextRefused, VersionConflict
+from est_aggregator.pictures.domain.errors import (
+    PeriodNotBegun,
+    PublishNotConfirmed,
+    TextRefused,
+    VersionConflict,
+)
 from est_aggregator.pictures.domain.picture import picture_changes
+from est_aggregator.pictures.domain.publishing import PublishGate, badge, gate_texts, period_begun
 from est_aggregator.pictures.domain.reports import as_utc
 
 log = logging.getLogger("est.aggregator")
@@ -49,6 +64,40 @@ class PublishResult:
     revision: bool
     changes: list[str]
     event_id: str
+    unchanged: bool = False  # nothing new against the latest version: that version, nothing sent
+    completeness: dict[str, Any] = field(default_factory=dict)  # the version's completeness and badge
+
+
+class BadgedCompleteness(Completeness):
+    """Completeness with the badge a published picture carries (``domain.publishing.badge``)."""
+
+    complete: bool = Field(default=False, description="every expected reporter has reported")
+    threshold: float = Field(default=0.0, description="the completeness threshold of a publication by hand")
+    below_threshold: bool = Field(default=False, description="published with a rate below the threshold")
+
+
+class BadgedPicture(PictureData):
+    """A published picture: its completeness carries the badge."""
+
+    completeness: BadgedCompleteness = Field(default_factory=BadgedCompleteness)
+
+
+class BadgedPublished(PicturePublished):
+    """``se.est.picture.published`` with the badged picture (fields added to the event's schema, which
+    consumers that know only ``PicturePublished`` ignore)."""
+
+    picture: BadgedPicture
+
+
+def badged(picture: PictureData, threshold: float) -> BadgedPicture:
+    """The picture with its completeness badge."""
+    comp = BadgedCompleteness(**picture.completeness.model_dump(), **badge(picture.completeness, threshold))
+    return BadgedPicture.model_construct(**{**dict(picture), "completeness": comp})
+
+
+def _summary(completeness: dict[str, Any]) -> dict[str, Any]:
+    keys = ("expected", "received", "rate", "complete", "threshold", "below_threshold")
+    return {k: completeness[k] for k in keys if k in completeness}
 
 
 async def _raise_and_resolve(s: AsyncSession, *, info: AreaInfo, period: Period, picture: PictureData,
@@ -90,10 +139,13 @@ async def _raise_and_resolve(s: AsyncSession, *, info: AreaInfo, period: Period,
 
 async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info: AreaInfo, period: Period,
                           current_version: int, by: str | None, mode: str, now: datetime, effects: Effects,
-                          require_reports: bool = False) -> PublishResult | None:
+                          require_reports: bool = False,
+                          check: Callable[[PictureData], None] | None = None) -> PublishResult | None:
     """Publish the next version inside a transaction holding the picture row; None if nothing to publish.
 
-    A revision (mode ``revision``) with no change against the last version is not published.
+    A revision (mode ``revision``) with no change against the last version is not published; another
+    mode with no change answers with the last version (``unchanged``) and publishes nothing. ``check``
+    sees the picture about to be published and may refuse it by raising (the transaction rolls back).
     The (area, period, version) primary key makes a second replica's identical attempt fail.
     """
     version = current_version + 1
@@ -107,13 +159,20 @@ async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info:
         old = await db.get_version(s, info.area_id, period.id, current_version)
         if old is not None:
             changes = picture_changes(PictureData.model_validate_json(old.picture), built.picture)
+            if not changes and mode != "revision":
+                sent_before = json.loads(old.picture)
+                return PublishResult(info.area_id, period.id, current_version, bool(old.revision),
+                                     list(old.changes or []), old.event_id, unchanged=True,
+                                     completeness=_summary(sent_before.get("completeness") or {}))
         if mode == "revision" and not changes:
             return None
+    if check is not None:
+        check(built.picture)
     event_id = f"picture:{info.area_id}:{period.id}:v{version}"
     deadline = deadline_of(org, info.municipality_id, period)
     event = new_event(type="se.est.picture.published", subject=info.area_id, id=event_id, time=now,
-                      data=PicturePublished(picture=outgoing(built.picture, deps), revision=revision,
-                                            changes=changes, published_by=by))
+                      data=BadgedPublished(picture=badged(outgoing(built.picture, deps), deps.publish_min_completeness),
+                                           revision=revision, changes=changes, published_by=by))
     sent = json.loads(encode(event))["data"]["picture"]  # frozen exactly as it goes on the wire
     await db.insert_version(s, area_id=info.area_id, period=period.id, version=version,
                             municipality_id=info.municipality_id, picture=json.dumps(sent, ensure_ascii=False),
@@ -131,35 +190,77 @@ async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info:
     effects.rates.append((info.municipality_id, info.area_id, built.picture.completeness.rate))
     await _raise_and_resolve(s, info=info, period=period, picture=built.picture, version=version, now=now,
                              effects=effects)
-    return PublishResult(info.area_id, period.id, version, revision, changes, event_id)
+    return PublishResult(info.area_id, period.id, version, revision, changes, event_id,
+                         completeness=_summary(sent["completeness"]))
+
+
+def _reporter(org: OrgSnapshot, person_id: str) -> dict[str, str]:
+    """An expected reporter as the key function knows them: name and organisation."""
+    person = org.people.get(person_id)
+    actor = org.actors.get(person.actor) if person else None
+    return {"id": person_id, "name": person.name if person else person_id,
+            "actor": actor.name if actor else (person.actor if person else "")}
+
+
+def require_confirmation(picture: PictureData, *, org: OrgSnapshot, deadline: datetime | None, threshold: float,
+                         now: datetime) -> None:
+    """Refuse (``PublishNotConfirmed``) a picture before its deadline or below the threshold, naming what is
+    missing: only key functions and admins publish, and they may see who has not reported."""
+    gate = PublishGate(picture.completeness, threshold, deadline, now)
+    if not gate.needs_confirmation:
+        return
+    c = picture.completeness
+    sv, en = gate_texts(gate)
+    raise PublishNotConfirmed(
+        sv, en, reasons=gate.reasons,
+        completeness={"expected": c.expected, "received": c.received, "rate": c.rate, "threshold": threshold},
+        missing_reporters=[_reporter(org, pid) for pid in c.missing_reporters],
+        deadline=deadline.isoformat() if deadline else None, seconds_to_deadline=gate.seconds_left)
+
+
+async def _repeats_last_comment(s: AsyncSession, area_id: str, period: str, text: str) -> bool:
+    """Whether ``text`` is the picture's latest comment (sent again, it is nothing new)."""
+    stored = await db.comments_for(s, area_id, period)
+    return bool(stored) and stored[-1]["text"] == text
 
 
 async def publish_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str, by: str | None,
                           actor_id: str = "", comment: str | None = None, now: datetime | None = None,
-                          mode: str = "manual") -> PublishResult:
-    """Publish a picture now (version 1, or N+1 when already published), with an optional comment.
+                          mode: str = "manual", confirm_incomplete: bool = False) -> PublishResult:
+    """Publish a picture now (version 1, or N+1 when something changed), with an optional comment.
 
     The comment goes to every actor the picture is sent to: one that looks like personal data or
-    holds control characters is refused (``TextRefused``) and nothing is published.
+    holds control characters is refused (``TextRefused``) and nothing is published. A period that has
+    not begun is refused (``PeriodNotBegun``); a picture before its deadline or below the completeness
+    threshold is published only with ``confirm_incomplete`` (else ``PublishNotConfirmed``). A picture
+    unchanged since its latest version answers with that version (``unchanged``) and sends nothing.
     """
     refused = free_text_errors({"body.comment": comment}, multiline={"body.comment"})
     if refused:
         raise TextRefused(refused)
+    at = now or utcnow()
+    text = comment.strip() if comment else ""
     for _attempt in range(3):
         effects = Effects()
         try:
             async with deps.unit_of_work() as s:
                 info = await area_info(s, org, area_id)
                 period = resolve_period(info, period_text)
+                muni = org.municipalities.get(info.municipality_id)
+                if not period_begun(period, at, muni.timezone if muni else DEFAULT_TIMEZONE):
+                    raise PeriodNotBegun(period.id)
                 await db.ensure_picture_row(s, area_id=area_id, period=period.id,
                                             municipality_id=info.municipality_id)
                 row = await db.lock_picture_row(s, area_id, period.id)
-                if comment and comment.strip() and by:
+                if text and by and not await _repeats_last_comment(s, area_id, period.id, text):
                     await db.add_comment(s, area_id=area_id, period=period.id, person_id=by, actor_id=actor_id,
-                                         text=comment.strip(), version=row.version + 1)
+                                         text=text, version=row.version + 1)
+                check = None if confirm_incomplete else partial(
+                    require_confirmation, org=org, deadline=deadline_of(org, info.municipality_id, period),
+                    threshold=deps.publish_min_completeness, now=at)
                 result = await publish_locked(s, deps=deps, org=org, info=info, period=period,
                                                current_version=row.version, by=by, mode=mode,
-                                               now=now or utcnow(), effects=effects)
+                                               now=at, effects=effects, check=check)
         except IntegrityError:
             deps.metrics.conflicts.inc()
             continue

@@ -41,7 +41,8 @@ log = logging.getLogger("est.aggregator")
 
 async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
                        version: int | None = None, personal: bool = False) -> dict[str, Any]:
-    """The picture: a published version as sent (``version``), the latest published one, or the live open one.
+    """The picture: a published version as sent (``version``, with when it was published, whether it was a
+    revision and what it changed), the latest published one, or the live open one.
 
     Small-count coarsening: counts of the checklist's count items stay as they are for everyone
     (they count incidents, not persons). The Kronoberg figures describe young people: callers who
@@ -69,7 +70,8 @@ async def _read_picture_exact(*, deps: Deps, org: OrgSnapshot, area_id: str, per
             v = await db.get_version(s, area_id, period.id, version)
             if v is None:
                 raise VersionNotFound(f"{area_id} {period.id} v{version}")
-            sent = json.loads(v.picture)
+            sent = {**json.loads(v.picture), "published_at": v.published_at.isoformat(),
+                    "revision": bool(v.revision), "changes": list(v.changes or [])}
             if (v.extras or {}).get("kronoberg_exact") is not None:
                 sent["kronoberg"] = v.extras["kronoberg_exact"]
             return sent

@@ -447,6 +447,48 @@ function Dashboard({ me, checklist, liveTick }) {
   </main>`;
 }
 
+// The publish flow's texts (a picture that is early or incomplete is sent only once the key function confirms)
+const PUBLISH_TEXT = {
+  sv: {
+    confirmTitle: "Lägesbilden är inte komplett", received: (r, e) => `${r} av ${e} förväntade rapporter har kommit in`,
+    threshold: (p, l) => `(${p} %, gränsen är ${l} %)`, left: "Tid kvar till deadline", missing: "Har inte rapporterat",
+    everyone: "Alla förväntade har rapporterat.", sendAnyway: "Publicera ändå", cancel: "Avbryt",
+    confirmHint: "Lägesbilden skickas till alla mottagare som den är nu.",
+    unchanged: (v) => `Inget nytt sedan version ${v}: ingenting skickades.`, days: "dygn", hours: "tim", minutes: "min",
+  },
+  en: {
+    confirmTitle: "The picture is not complete", received: (r, e) => `${r} of ${e} expected reports are in`,
+    threshold: (p, l) => `(${p} %, the threshold is ${l} %)`, left: "Time left to the deadline", missing: "Not reported yet",
+    everyone: "Everyone expected has reported.", sendAnyway: "Publish anyway", cancel: "Cancel",
+    confirmHint: "The picture is sent to every recipient as it is now.",
+    unchanged: (v) => `Nothing new since version ${v}: nothing was sent.`, days: "days", hours: "h", minutes: "min",
+  },
+};
+const pt = (k) => PUBLISH_TEXT[LANG][k];
+function timeLeft(seconds) {
+  const d = Math.floor(seconds / 86400), h = Math.floor((seconds % 86400) / 3600), m = Math.floor((seconds % 3600) / 60);
+  return d ? `${d} ${pt("days")} ${h} ${pt("hours")}` : `${h} ${pt("hours")} ${m} ${pt("minutes")}`;
+}
+
+// What a publication would send before its deadline or below the threshold, and the key function's choice
+function ConfirmPublish({ problem, onConfirm, onCancel }) {
+  const ref = useRef(null);
+  useEffect(() => { const d = ref.current; if (d && !d.open) d.showModal(); }, []);
+  const c = problem.completeness || {};
+  const missing = problem.missing_reporters || [];
+  const early = (problem.reasons || []).includes("before_deadline");
+  return html`<dialog ref=${ref} id="publish-confirm" aria-labelledby="confirm-title" onCancel=${(e) => { e.preventDefault(); onCancel(); }}>
+    <h2 id="confirm-title">${pt("confirmTitle")}</h2>
+    <p id="confirm-received">${pt("received")(c.received || 0, c.expected || 0)} ${pt("threshold")(Math.round((c.rate || 0) * 100), Math.round((c.threshold || 0) * 100))}</p>
+    ${early && problem.seconds_to_deadline != null && html`<p id="confirm-left">${pt("left")}: ${timeLeft(problem.seconds_to_deadline)}</p>`}
+    ${missing.length ? html`<h3>${pt("missing")}</h3><ul class="plain" id="confirm-missing">${missing.map((m) => html`<li>${m.name}${m.actor ? ` (${m.actor})` : ""}</li>`)}</ul>`
+      : problem.missing_reporters ? html`<p>${pt("everyone")}</p>` : ""}
+    <p class="hint">${pt("confirmHint")}</p>
+    <p><button class="primary" type="button" id="confirm-publish" onClick=${onConfirm}>${pt("sendAnyway")}</button>
+      ${" "}<button type="button" id="cancel-publish" onClick=${onCancel}>${pt("cancel")}</button></p>
+  </dialog>`;
+}
+
 function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, liveTick }) {
   const [pic, setPic] = useState(null); const [series, setSeries] = useState([]); const [alerts, setAlerts] = useState([]);
   const [measures, setMeasures] = useState([]); const [comment, setComment] = useState(""); const [msg, setMsg] = useState(null);
@@ -458,11 +500,19 @@ function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, live
   };
   useEffect(load, [areaId, period, liveTick]);
   const canPublish = (me.roles || []).some((r) => r === "key_function" || r === "admin");
-  const publish = async (ev) => {
-    ev.preventDefault();
-    try { await api("aggregator", `/v1/areas/${areaId}/pictures/${period}/publish`, { method: "POST", body: comment ? { comment } : {} });
-      setMsg({ kind: "ok", text: t("publishedOk") }); setComment(""); load(); onPublished(); } catch (e) { setMsg({ kind: "bad", text: pick(e.message) }); }
+  const [confirming, setConfirming] = useState(null);
+  const send = async (confirm) => {
+    setConfirming(null);
+    const body = { ...(comment ? { comment } : {}), ...(confirm ? { confirm_incomplete: true } : {}) };
+    try {
+      const r = await api("aggregator", `/v1/areas/${areaId}/pictures/${period}/publish`, { method: "POST", body });
+      setMsg({ kind: "ok", text: r && r.unchanged ? pt("unchanged")(r.version) : t("publishedOk") }); setComment(""); load(); onPublished();
+    } catch (e) {
+      if (e.status === 409 && e.data && e.data.confirm_field) { setMsg(null); setConfirming(e.data); return; }
+      setMsg({ kind: "bad", text: pick(e.message) });
+    }
   };
+  const publish = (ev) => { ev.preventDefault(); send(false); };
   const flagged = pic ? Object.values(pic.items || {}).filter((i) => i.flag).map((i) => i.item) : [];
   const chartItems = flagged.length ? flagged.slice(0, 5) : (pic ? Object.values(pic.items || {}).filter((i) => i.value > 0).map((i) => i.item).slice(0, 3) : []);
   // the open alerts, newest first
@@ -478,6 +528,7 @@ function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, live
       ${canPublish && html`<form onSubmit=${publish}><label for="comment">${t("comment")}</label>
         <textarea id="comment" value=${comment} onInput=${(e) => setComment(e.target.value)}></textarea>
         <p><button class="primary" type="submit" id="publish">${t("publish")}</button></p></form>`}
+      ${confirming && html`<${ConfirmPublish} problem=${confirming} onConfirm=${() => send(true)} onCancel=${() => setConfirming(null)}/>`}
       ${msg && html`<${Msg} kind=${msg.kind}>${msg.text}<//>`}
     </section>
     <section class="card"><h2>${t("trend")}</h2><${TrendChart} series=${series} items=${chartItems} checklist=${checklist}/>

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from est_shared.errors import Conflict, Invalid, NotFound, Unavailable
 
 
@@ -74,3 +76,27 @@ class PictureUnavailable(Unavailable):
                          "The picture cannot be computed right now; the error is logged and it is tried again.",
                          retry_after=30)
         self.picture = picture
+
+
+class PeriodNotBegun(Invalid):
+    """A period whose first day has not come: there is nothing to publish yet."""
+
+    title = "Period not begun"
+
+    def __init__(self, period: str) -> None:
+        why = "the period has not begun"
+        super().__init__("Perioden har inte börjat och kan inte publiceras.",
+                         "The period has not begun and cannot be published.",
+                         errors=[{"field": "period", "message": why, "type": "period_not_begun"}])
+        self.period = period
+
+
+class PublishNotConfirmed(Conflict):
+    """A publication by hand before the deadline or below the completeness threshold, without
+    ``confirm_incomplete``: the problem says what is missing (``completeness``, ``missing_reporters``,
+    ``deadline``, ``seconds_to_deadline``, ``reasons``)."""
+
+    title = "Publication needs confirmation"
+
+    def __init__(self, sv: str, en: str, **missing: Any) -> None:
+        super().__init__(sv, en, reason="unconfirmed", confirm_field="confirm_incomplete", **missing)

@@ -18,6 +18,9 @@ from est_aggregator.pictures.domain.tally import EPS, PeriodTally, Rules, assess
 
 DEFAULT_RULES = Rules()
 
+NEW_COMMENT = "Ny kommentar / New comment"
+"""The change a version with a new key-function comment names (a comment alone makes a new version)."""
+
 
 def checklist_items(checklists: Sequence[Sequence[ChecklistItem]]) -> list[ChecklistItem]:
     """The union of the items of the checklists in use, first one winning; the default when none."""
@@ -117,6 +120,6 @@ def picture_changes(old: PictureData, new: PictureData) -> list[str]:
         a, b = getattr(oc, name), getattr(nc, name)
         if a != b:
             out.append(f"completeness.{name}: {a} → {b}")
-    if len(new.comments) != len(old.comments):
-        out.append(f"comments: {len(old.comments)} → {len(new.comments)}")
+    if len(new.comments) > len(old.comments):
+        out.append(NEW_COMMENT)
     return out
