@@ -191,7 +191,7 @@ async def publish_all(aggregator_url: str, keys: Iterable[tuple[str, str]], comm
     async with httpx.AsyncClient(timeout=30) as http:
         for area, period in keys:
             r = await http.post(f"{aggregator_url}/v1/areas/{area}/pictures/{period}/publish",
-                                headers=auth("t-lena"), json={"comment": comment})
+                                headers=auth("t-lena"), json={"comment": comment, "confirm_incomplete": True})
             assert r.status_code in (200, 201, 202), r.text
             published.add((area, period, r.json()["version"]))
     return published

@@ -129,7 +129,7 @@ def demo_state(demo_system: System) -> dict[str, Any]:
     last_week = Period.parse(current).prev().id
     wait_for(lambda: _get(s, "aggregator", f"/v1/areas/araby/pictures/{last_week}", "demo-lena")["reports"] > 0)
     _post(s, "aggregator", f"/v1/areas/araby/pictures/{last_week}/publish", "demo-lena",
-          {"comment": comment})
+          {"comment": comment, "confirm_incomplete": True})
     _post(s, "analysis", "/v1/measures", "demo-styr", {
         "title": measure, "area_id": "dalbo", "items": ["belysning", "otrygg_plats"],
         "responsible_actor": "vaxjohem", "decided_by": "Styrgruppen", "start": str(date.today() - timedelta(days=30)),
