@@ -145,7 +145,7 @@ class Bus:
 
 async def picture_when(client: httpx.AsyncClient, base: str, world: World, period: str,
                        cond: Callable[[dict[str, Any]], bool], *, area: str | None = None,
-                       who: str = "kf") -> dict[str, Any]:
+                       who: str = "kf", timeout: float = 10.0) -> dict[str, Any]:
     async def check() -> dict[str, Any] | None:
         r = await client.get(f"{base}/v1/areas/{area or world.area}/pictures/{period}", headers=world.headers(who))
         if r.status_code != 200:
@@ -153,4 +153,4 @@ async def picture_when(client: httpx.AsyncClient, base: str, world: World, perio
         body = r.json()
         return body if cond(body) else None
 
-    return await eventually(check)  # type: ignore[no-any-return]
+    return await eventually(check, timeout=timeout)  # type: ignore[no-any-return]

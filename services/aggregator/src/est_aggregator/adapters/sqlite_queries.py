@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_aggregator.adapters.unit_of_work import InLoopSession
 from est_aggregator.pictures.db import CHUNK, PictureKey, chunks, processed, reports
+from est_aggregator.pictures.domain.notes import split_notes
 from est_aggregator.pictures.domain.reports import ReportRecord
 
 REPORT_COLUMNS = ("report_id", "event_id", "municipality_id", "area_id", "period", "checklist", "answers",
-                  "nothing_to_report", "supersedes", "reporter_id", "actor_id", "received_at", "late", "stored_at")
+                  "nothing_to_report", "supersedes", "reporter_id", "actor_id", "received_at", "late", "notes",
+                  "stored_at")
 INSERT_REPORTS = (f"INSERT INTO reports ({', '.join(REPORT_COLUMNS)}) "
                   f"VALUES ({', '.join('?' * len(REPORT_COLUMNS))})")
 
@@ -56,8 +58,10 @@ class SqliteBatchStore:
         stored_at = last(now) if last is not None else now  # the same for every row: processed once
         out = []
         for event_id, r in rows:
-            values = [r.report_id, event_id, r.municipality_id, r.area_id, r.period, r.checklist, dict(r.answers),
-                      r.nothing_to_report, r.supersedes, r.reporter_id, r.actor_id, r.received_at, r.late, stored_at]
+            answers, notes = split_notes(r.answers)
+            values = [r.report_id, event_id, r.municipality_id, r.area_id, r.period, r.checklist, answers,
+                      r.nothing_to_report, r.supersedes, r.reporter_id, r.actor_id, r.received_at, r.late,
+                      notes or None, stored_at]
             for i, p in procs:
                 v = values[i]
                 if v is not None:

@@ -20,6 +20,7 @@ from est_aggregator.pictures.cache import PeriodReports, ReportCache
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain.errors import AreaNotFound, InvalidPeriod
 from est_aggregator.pictures.domain.kronoberg import coarsen_kronoberg, kronoberg_aggregates
+from est_aggregator.pictures.domain.notes import StoredNote, picture_notes
 from est_aggregator.pictures.domain.periods import check_period_years, history_periods, period_ids
 from est_aggregator.pictures.domain.picture import BuiltPicture, build_picture, checklist_items
 from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, as_utc, stored_id
@@ -105,6 +106,7 @@ class PassInputs:
     superseded: dict[str, set[str]]
     comments: dict[tuple[str, str], list[Any]]
     forfeitures: dict[str, list[Any]]
+    notes: dict[str, list[StoredNote]] = field(default_factory=dict)  # by area, of the pictures' own periods
 
     _tokens: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
@@ -122,6 +124,7 @@ async def pass_inputs(s: AsyncSession, *, org: OrgSnapshot, pictures: Sequence[t
     """Read what ``compute_picture`` needs for many pictures at once (reports excepted)."""
     areas = sorted({info.area_id for info, _ in pictures})
     periods = {p.id for _, period in pictures for p in set(_window(period, rules).values())}
+    own = {pid for _, period in pictures for pid, p in _window(period, rules).items() if p == period}
     spans = [(as_utc(period.start_at(_tz(org, info.municipality_id))),
               as_utc(period.end_at(_tz(org, info.municipality_id)))) for info, period in pictures]
     return PassInputs(
@@ -129,7 +132,8 @@ async def pass_inputs(s: AsyncSession, *, org: OrgSnapshot, pictures: Sequence[t
         superseded=await db.superseded_in_areas(s, areas),
         comments=await db.comments_of(s, [(info.area_id, period.id) for info, period in pictures]),
         forfeitures=(await db.forfeitures_of(s, areas, min(a for a, _ in spans), max(b for _, b in spans))
-                     if spans else {}))
+                     if spans else {}),
+        notes=await db.notes_of(s, areas, sorted(own)))
 
 
 async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, period: Period, rules: Rules,
@@ -153,11 +157,14 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
     expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(info.area_id)]
     tz = _tz(org, info.municipality_id)
     start, end = as_utc(period.start_at(tz)), as_utc(period.end_at(tz))
+    own = {pid for pid, p in idmap.items() if p == period}
     if inputs is not None:
+        notes = [n for n in inputs.notes.get(info.area_id, []) if n.period in own]
         superseded = inputs.superseded.get(info.area_id, set())
         protocols = [r for r in inputs.forfeitures.get(info.area_id, []) if start <= as_utc(r.occurred_at) < end]
         comments = inputs.comments.get((info.area_id, period.id), [])
     else:
+        notes = await db.notes_for(s, info.area_id, own)
         superseded = await db.superseded_in_area(s, info.area_id)
         protocols = await db.forfeitures_for(s, info.area_id, start, end)
         comments = await db.comments_for(s, info.area_id, period.id)
@@ -174,11 +181,11 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
             group.records = None  # the tally is what is kept (and added to); the reports are let go
         tallies[p] = tally
     current = tallies.get(period)
+    items = items_for(org, current.checklists if current is not None else ())
     return build_picture(
         kronoberg=kronoberg_aggregates([p._mapping for p in protocols], tz=tz),
         municipality_id=info.municipality_id, area_id=info.area_id, area_name=info.name, period=period,
-        superseded=superseded, tallies=tallies,
-        items=items_for(org, current.checklists if current is not None else ()),
+        superseded=superseded, tallies=tallies, items=items, notes=picture_notes(notes, superseded, items),
         expected=expected, deadline=deadline, status=status, version=version, comments=comments, rules=rules)
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from est_aggregator.pictures.domain.notes import StoredNote, split_notes, stored_notes
 from est_aggregator.pictures.domain.reports import ReportRecord
 
 PictureKey = tuple[str, str]  # (area, picture period id)
@@ -54,6 +55,9 @@ reports = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("late", Boolean, nullable=False, default=False),
     Column("stored_at", DateTime(timezone=True), nullable=False),
+    # the reporters' notes, [{item, places, text}] (``domain.notes.split_notes``); NULL when there are none,
+    # so a picture reads only the rows that have some
+    Column("notes", JSON(none_as_null=True)),
     Index("ix_reports_area_period", "area_id", "period"),
     # the corrections of an area without reading its other reports (every refresher pass asks)
     Index("ix_reports_area_supersedes", "area_id", "supersedes"),
@@ -160,7 +164,7 @@ forfeitures = Table(
 
 
 # added after the first release
-ADDED_COLUMNS = {"forfeitures": ("guardian_came", "source"), "pictures": ("report_token",)}
+ADDED_COLUMNS = {"forfeitures": ("guardian_came", "source"), "pictures": ("report_token",), "reports": ("notes",)}
 ADDED_INDEXES = {"reports": ("ix_reports_area_supersedes",)}
 
 
@@ -237,11 +241,15 @@ async def insert_reports(session: AsyncSession, rows: Sequence[tuple[str, Report
     if not rows:
         return
     now = utcnow()
-    await session.execute(insert(reports), [dict(
-        report_id=r.report_id, event_id=event_id, municipality_id=r.municipality_id, area_id=r.area_id,
-        period=r.period, checklist=r.checklist, answers=dict(r.answers), nothing_to_report=r.nothing_to_report,
-        supersedes=r.supersedes, reporter_id=r.reporter_id, actor_id=r.actor_id, received_at=r.received_at,
-        late=r.late, stored_at=now) for event_id, r in rows])
+    await session.execute(insert(reports), [_report_row(event_id, r, now) for event_id, r in rows])
+
+
+def _report_row(event_id: str, r: ReportRecord, stored_at: datetime) -> dict[str, Any]:
+    answers, notes = split_notes(r.answers)
+    return dict(report_id=r.report_id, event_id=event_id, municipality_id=r.municipality_id, area_id=r.area_id,
+                period=r.period, checklist=r.checklist, answers=answers, nothing_to_report=r.nothing_to_report,
+                supersedes=r.supersedes, reporter_id=r.reporter_id, actor_id=r.actor_id, received_at=r.received_at,
+                late=r.late, stored_at=stored_at, notes=notes or None)
 
 
 async def report_places(session: AsyncSession, report_ids: Sequence[str]) -> dict[str, tuple[str, str, str]]:
@@ -324,11 +332,7 @@ async def report_exists(session: AsyncSession, report_id: str) -> bool:
 
 
 async def insert_report(session: AsyncSession, *, event_id: str, record: ReportRecord) -> None:
-    await session.execute(insert(reports).values(
-        report_id=record.report_id, event_id=event_id, municipality_id=record.municipality_id,
-        area_id=record.area_id, period=record.period, checklist=record.checklist, answers=dict(record.answers),
-        nothing_to_report=record.nothing_to_report, supersedes=record.supersedes, reporter_id=record.reporter_id,
-        actor_id=record.actor_id, received_at=record.received_at, late=record.late, stored_at=utcnow()))
+    await session.execute(insert(reports).values(**_report_row(event_id, record, utcnow())))
 
 
 async def get_report(session: AsyncSession, report_id: str) -> ReportRecord | None:
@@ -345,6 +349,11 @@ async def reports_for(session: AsyncSession, area_id: str, period_ids: Iterable[
                                   .where(c.area_id == area_id, c.period.in_(list(period_ids)))
                                   .order_by(c.received_at, c.report_id))).all()
     return [_record(r) for r in rows]
+
+
+async def notes_for(session: AsyncSession, area_id: str, period_ids: Iterable[str]) -> list[StoredNote]:
+    """The notes of an area's stored reports in any of the given period ids (superseded ones too)."""
+    return (await notes_of(session, [area_id], list(period_ids))).get(area_id, [])
 
 
 async def superseded_in_area(session: AsyncSession, area_id: str) -> set[str]:
@@ -481,6 +490,8 @@ _SUPERSEDED = select(reports.c.area_id, reports.c.supersedes).where(_in(reports.
 _PICTURE_ROWS = select(pictures).where(_in(pictures.c.area_id, "areas"), _in(pictures.c.period, "periods"))
 _COMMENTS = select(comments).where(_in(comments.c.area_id, "areas"), _in(comments.c.period, "periods")
                                    ).order_by(comments.c.id)
+_NOTES = select(reports.c.report_id, reports.c.area_id, reports.c.period, reports.c.received_at, reports.c.notes).where(
+    _in(reports.c.area_id, "areas"), _in(reports.c.period, "periods"), reports.c.notes.is_not(None))
 _FORFEITURES = select(forfeitures).where(_in(forfeitures.c.area_id, "areas"),
                                          forfeitures.c.occurred_at >= bindparam("start"),
                                          forfeitures.c.occurred_at < bindparam("end"))
@@ -525,6 +536,20 @@ async def comments_of(session: AsyncSession, keys: Sequence[tuple[str, str]]) ->
         if (r.area_id, r.period) in wanted:
             out[(r.area_id, r.period)].append({"by": r.person_id, "actor_id": r.actor_id, "text": r.text,
                                                "version": r.version, "at": r.at.isoformat()})
+    return out
+
+
+async def notes_of(session: AsyncSession, area_ids: Sequence[str], period_ids: Sequence[str]
+                   ) -> dict[str, list[StoredNote]]:
+    """The notes of many areas' stored reports in any of the given period ids, by area (superseded ones too;
+    each note names its period id, for pictures of different periods read together)."""
+    out: dict[str, list[StoredNote]] = {a: [] for a in area_ids}
+    pids = sorted(set(period_ids))
+    if not pids:
+        return out
+    for part in chunks(sorted(set(area_ids))):
+        for r in (await session.execute(_NOTES, {"areas": list(part), "periods": pids})).all():
+            out.setdefault(r.area_id, []).extend(stored_notes(r.report_id, r.period, r.received_at, r.notes or ()))
     return out
 
 

@@ -24,17 +24,23 @@ from est_aggregator.pictures import db
 from est_aggregator.pictures.compute import area_info, resolve_period
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain.errors import InvalidPeriod
+from est_aggregator.pictures.domain.notes import kept_note
 from est_aggregator.pictures.domain.reports import ReportRecord, as_utc, report_faults
 
 log = logging.getLogger("est.aggregator")
 
 
 def record_of(data: ReportSubmitted) -> ReportRecord:
-    """The stored form of a ReportSubmitted (the free-text note is not kept: it is not needed here)."""
+    """The stored form of a ReportSubmitted: each answer's value and places, and its note where it has one
+    (``domain.notes.kept_note``; the tallies read past it, the stores keep it in the report's notes)."""
+    answers: dict[str, dict[str, Any]] = {}
+    for k, a in data.answers.items():
+        answers[k] = {"value": a.value, "places": list(a.places)}
+        if note := kept_note(a.note):
+            answers[k]["note"] = note
     return ReportRecord(
         report_id=data.report_id, municipality_id=data.municipality_id, area_id=data.area_id, period=data.period,
-        checklist=data.checklist, answers={k: {"value": a.value, "places": list(a.places)}
-                                           for k, a in data.answers.items()},
+        checklist=data.checklist, answers=answers,
         reporter_id=data.reporter_id, actor_id=data.actor_id, received_at=as_utc(data.received_at),
         nothing_to_report=data.nothing_to_report, supersedes=data.supersedes, late=data.late)
 

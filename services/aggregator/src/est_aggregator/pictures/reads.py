@@ -31,6 +31,7 @@ from est_aggregator.pictures.domain.errors import (
     VersionNotFound,
 )
 from est_aggregator.pictures.domain.kronoberg import kronoberg_view, merge_kronoberg
+from est_aggregator.pictures.domain.notes import notes_view
 from est_aggregator.pictures.domain.periods import history_periods, period_ids
 from est_aggregator.pictures.domain.picture import build_picture
 from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, stored_id
@@ -40,7 +41,8 @@ log = logging.getLogger("est.aggregator")
 
 
 async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
-                       version: int | None = None, personal: bool = False) -> dict[str, Any]:
+                       version: int | None = None, personal: bool = False,
+                       reads_notes: bool = False) -> dict[str, Any]:
     """The picture: a published version as sent (``version``, with when it was published, whether it was a
     revision and what it changed), the latest published one, or the live open one.
 
@@ -48,12 +50,15 @@ async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_tex
     (they count incidents, not persons). The Kronoberg figures describe young people: callers who
     see personal data (``personal``: police, social services) get them exact; everyone else gets
     them coarsened (``domain.kronoberg.coarsen_kronoberg``: counts below ``kronoberg_min_count`` as ``"<3"``).
+    The reporters' notes: callers who read them (``reads_notes``: ``domain.notes.reads_notes``) get their
+    text; everyone else an empty ``notes`` and only ``note_count``.
     """
     body = await _read_picture_exact(deps=deps, org=org, area_id=area_id, period_text=period_text, version=version)
-    return _view(body, deps=deps, personal=personal)
+    return _view(body, deps=deps, personal=personal, reads_notes=reads_notes)
 
 
-def _view(body: dict[str, Any], *, deps: Deps, personal: bool) -> dict[str, Any]:
+def _view(body: dict[str, Any], *, deps: Deps, personal: bool, reads_notes: bool) -> dict[str, Any]:
+    body = notes_view(body, reads=reads_notes)
     if "kronoberg" not in body:
         return body
     return {**body, "kronoberg": kronoberg_view(body.get("kronoberg"), personal=personal,
@@ -143,7 +148,8 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
 
 
 async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: str, period_text: str,
-                            area_ids: Sequence[str], personal: bool = False) -> dict[str, Any]:
+                            area_ids: Sequence[str], personal: bool = False,
+                            reads_notes: bool = False) -> dict[str, Any]:
     """The common picture: the pictures of the given areas of a municipality, plus totals."""
     if municipality_id not in org.municipalities:
         raise MunicipalityNotFound(municipality_id)
@@ -173,7 +179,8 @@ async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: st
     kronoberg = kronoberg_view(merge_kronoberg(p.get("kronoberg") for p in pictures), personal=personal,
                                min_count=deps.kronoberg_min_count)
     return {"municipality_id": municipality_id, "period": period_text,
-            "areas": [_view(p, deps=deps, personal=personal) for p in pictures], "unavailable": unavailable,
+            "areas": [_view(p, deps=deps, personal=personal, reads_notes=reads_notes) for p in pictures],
+            "unavailable": unavailable,
             "totals": {"reports": sum(p.get("reports", 0) for p in pictures), "items": items, "completeness": comp,
                        "kronoberg": kronoberg}}
 

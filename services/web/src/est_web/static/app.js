@@ -489,6 +489,26 @@ function ConfirmPublish({ problem, onConfirm, onCancel }) {
   </dialog>`;
 }
 
+// The reporters' notes of an area's picture, grouped by item, each with its place ("Klotter · torget: …").
+// The aggregator gives their text to key functions, admins and police only; others get how many there are.
+const NOTE_TEXT = {
+  sv: { notes: "Rapportörernas anteckningar", count: (n) => `${n} ${n === 1 ? "anteckning" : "anteckningar"} – texten visas för nyckelfunktioner och polis.` },
+  en: { notes: "Reporters' notes", count: (n) => `${n} ${n === 1 ? "note" : "notes"} – the text is shown to key functions and police.` },
+};
+function AreaNotes({ pic, checklist }) {
+  const notes = pic.notes || [], count = pic.note_count || notes.length;
+  if (!count) return "";
+  const groups = [];
+  for (const n of notes) {
+    const g = groups.find((x) => x.item === n.item);
+    if (g) g.notes.push(n); else groups.push({ item: n.item, notes: [n] });
+  }
+  const name = (n) => itemName(checklist, n.item) || (LANG === "sv" ? n.label_sv : n.label_en) || n.item;
+  return html`<h3>${NOTE_TEXT[LANG].notes}</h3>${notes.length ? html`<ul class="plain" id="notes">${groups.map((g) => html`<li data-item=${g.item}>
+      <ul class="plain">${g.notes.map((n) => html`<li><strong>${name(n)}</strong>${n.place_name ? ` · ${n.place_name}` : ""}: ${n.text}</li>`)}</ul></li>`)}</ul>`
+    : html`<p class="hint" id="notes-count">${NOTE_TEXT[LANG].count(count)}</p>`}`;
+}
+
 function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, liveTick }) {
   const [pic, setPic] = useState(null); const [series, setSeries] = useState([]); const [alerts, setAlerts] = useState([]);
   const [measures, setMeasures] = useState([]); const [comment, setComment] = useState(""); const [msg, setMsg] = useState(null);
@@ -524,7 +544,8 @@ function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, live
       ${pic && html`<p><span class=${"badge " + (pic.status === "published" ? "ok" : "info")}>${pic.status === "published" ? `${t("pub")} ${t("version")} ${pic.version}` : t("open")}</span>
         · ${pic.reports} ${t(pic.reports === 1 ? "oneReport" : "reports")} · ${(pic.completeness || {}).expected || 0} ${t("expected")} · ${(pic.completeness || {}).late || 0} ${t("late")}</p>
         <h3>${t("firstAnalysis")}</h3><p id="first-analysis">${pick(pic.first_analysis)}</p>
-        ${(pic.comments || []).map((c) => html`<blockquote>${c.text || c.comment}${c.by === me.id ? html` <span class="hint">– ${me.name}</span>` : ""}</blockquote>`)}`}
+        ${(pic.comments || []).map((c) => html`<blockquote>${c.text || c.comment}${c.by === me.id ? html` <span class="hint">– ${me.name}</span>` : ""}</blockquote>`)}
+        <${AreaNotes} pic=${pic} checklist=${checklist}/>`}
       ${canPublish && html`<form onSubmit=${publish}><label for="comment">${t("comment")}</label>
         <textarea id="comment" value=${comment} onInput=${(e) => setComment(e.target.value)}></textarea>
         <p><button class="primary" type="submit" id="publish">${t("publish")}</button></p></form>`}

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from est_shared.checklists import DEFAULT_CHECKLIST, ChecklistItem
-from est_shared.events import ItemSummary, PictureData
+from est_shared.events import ItemSummary, NoteSummary, PictureData
 from est_shared.periods import Period
 
 from est_aggregator.pictures.domain.analysis import first_analysis, fmt
@@ -65,11 +65,13 @@ def build_picture(*, municipality_id: str, area_id: str, area_name: str, period:
                   status: str = "open", version: int = 0,
                   comments: Sequence[dict[str, Any]] = (), rules: Rules = DEFAULT_RULES,
                   kronoberg: dict[str, Any] | None = None,
-                  tallies: Mapping[Period, PeriodTally] | None = None) -> BuiltPicture:
+                  tallies: Mapping[Period, PeriodTally] | None = None,
+                  notes: Sequence[NoteSummary] = ()) -> BuiltPicture:
     """Compute the picture of one area and period from the stored reports of it and its history.
 
     Give either ``reports_by_period`` or ``tallies`` (``PeriodTally`` per period, the picture's own
-    built with ``deadline``), which callers that keep them pass instead.
+    built with ``deadline``), which callers that keep them pass instead. ``notes``: the reporters' notes of
+    the period (``domain.notes.picture_notes``), all of them: who reads their text is the reader's view.
     """
     if tallies is None:
         gone = set(superseded)
@@ -98,7 +100,8 @@ def build_picture(*, municipality_id: str, area_id: str, area_name: str, period:
     picture = PictureData(
         municipality_id=municipality_id, area_id=area_id, area_name=area_name, period=period.id,
         status=status, version=version, reports=current.count, items=summaries,
-        completeness=comp, first_analysis=analysis, comments=list(comments), kronoberg=kronoberg)
+        completeness=comp, first_analysis=analysis, comments=list(comments), notes=list(notes),
+        note_count=len(notes), kronoberg=kronoberg)
     return BuiltPicture(picture=picture, means=means)
 
 
@@ -122,4 +125,6 @@ def picture_changes(old: PictureData, new: PictureData) -> list[str]:
             out.append(f"completeness.{name}: {a} → {b}")
     if len(new.comments) > len(old.comments):
         out.append(NEW_COMMENT)
+    if new.notes != old.notes:  # a correction may change only a note's text: a reader sees it
+        out.append(f"Anteckningar / Notes: {old.note_count} → {new.note_count}")
     return out
