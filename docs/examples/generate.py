@@ -11,17 +11,26 @@ from pathlib import Path
 
 from est_notifier.deliveries.domain import delivery_id
 from est_notifier.deliveries.handlers import dump_event, freeze_email, freeze_webhook, personalise
-from est_notifier.messages.render import build_email, render_reminder
+from est_notifier.messages.render import build_email, names_of, render_reminder
 from est_notifier.subscriptions.domain import audience
 from est_shared.bus import encode
-from est_shared.events import Completeness, ItemSummary, PictureData, PicturePublished, new_event
-from est_shared.org import Municipality, period_deadline
+from est_shared.events import Completeness, ItemSummary, NoteSummary, PictureData, PicturePublished, new_event
+from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, period_deadline
 from est_shared.periods import Period
 
 HERE = Path(__file__).parent
 WHEN = datetime(2026, 11, 30, 8, 5, tzinfo=UTC)
 SUBSCRIPTION = "6f1c2a9e-3b7d-4f10-9a55-2c8e7d4b1a01"
 SENDER = "EST Lägesbild <est-lagesbild@vaxjo.se>"
+ORG = OrgSnapshot(
+    version=1, municipalities={"vaxjo": Municipality(id="vaxjo", name="Växjö kommun", area_ids=["araby"])},
+    areas={"araby": Area(id="araby", name="Araby", municipality_id="vaxjo", places=["Garagen", "Centrum"])},
+    actors={"vaxjohem": Actor(id="vaxjohem", name="Växjöhem AB", kind="property_company"),
+            "vaxjo-kommun": Actor(id="vaxjo-kommun", name="Växjö kommun", kind="municipality")},
+    people={"bo": Person(id="bo", name="Bo Berg", actor="vaxjohem", roles=["reporter"], areas=["araby"],
+                         municipalities=["vaxjo"]),
+            "kf-vaxjo": Person(id="kf-vaxjo", name="Lena Lind", actor="vaxjo-kommun", roles=["key_function"],
+                               areas=["araby"], municipalities=["vaxjo"])})
 
 
 def picture_event() -> object:
@@ -45,6 +54,11 @@ def picture_event() -> object:
                                   missing_reporters=["bo"]),
         first_analysis={"sv": "Klottret ökar vid centrum och skolgården; skadegörelsen ligger kvar på samma nivå.",
                         "en": "Graffiti is rising at the centre and the schoolyard; vandalism is unchanged."},
+        notes=[NoteSummary(item="klotter", label_sv="Klotter", label_en="Graffiti", place="Garagen",
+                           place_name="Garagen", text="Ny tagg på garagelängan", report_id="r-1"),
+               NoteSummary(item="skadegorelse", label_sv="Skadegörelse", label_en="Vandalism",
+                           text="Krossad ruta i porten mot parkeringen", report_id="r-2")],
+        note_count=2,
         comments=[{"by": "kf-vaxjo", "actor_id": "vaxjo-kommun", "version": 1, "at": "2026-11-30T16:05:00+00:00",
                    "text": "Fastighetsbolaget lagar belysningen vid garagen den här veckan."}],
         kronoberg={"interventions": 4, "litres_by_beverage": {"beer": 3.3, "cider": 1.0}, "litres_total": 4.3,
@@ -60,8 +74,9 @@ def main() -> None:
     event = picture_event()
     raw = json.loads(encode(event))  # type: ignore[arg-type]
     did = delivery_id(SUBSCRIPTION, event.id)  # type: ignore[attr-defined]
-    # a property company's operations centre: coarsened Kronoberg counts, no list of who has not reported
-    company = audience(roles=["reporter"], areas=["araby"], actor_kind="property_company")
+    # a property company's operations centre: coarsened Kronoberg counts, no list of who has not reported, the
+    # number of notes without their text
+    company = audience(roles=["reporter"], areas=["araby"], actor_kind="property_company", municipalities=["vaxjo"])
     seen = personalise(raw, "picture.published", company) or raw
     row = {"channel": {"type": "webhook", "url": "https://drift.vaxjohem.se/est", "secret": "s3cret"},
            "language": "sv"}
@@ -72,13 +87,14 @@ def main() -> None:
     (HERE / "webhook-picture-published.http").write_bytes(http.encode() + b"\r\n" + body)
     (HERE / "webhook-picture-published.json").write_text(json.dumps(seen, ensure_ascii=False, indent=2) + "\n")
 
-    # the key function's e-mail: sees who has not reported (as a count), Kronoberg counts coarsened
-    key = audience(roles=["key_function"], areas=["araby"], actor_kind="municipality")
+    # the key function's e-mail: who has not reported by name, the notes by item and place, Kronoberg counts
+    # coarsened
+    key = audience(roles=["key_function"], areas=["araby"], actor_kind="municipality", municipalities=["vaxjo"])
     mail_seen = personalise(raw, "picture.published", key) or raw
     mail_row = {"channel": {"type": "email", "to": "lena.lind@vaxjo.se"}, "language": "sv"}
     _t, eml = freeze_email(event.type, event.id, mail_seen["data"], row=mail_row,  # type: ignore[attr-defined]
                            did=delivery_id("7a0d3c55-1e2f-4b8a-8c61-9f0e2d3c4b5a", event.id),  # type: ignore[attr-defined]
-                           sender=SENDER, now=WHEN)
+                           sender=SENDER, now=WHEN, names=names_of(ORG))
     (HERE / "picture-published.sv.eml").write_bytes(eml)
 
     mun = Municipality(id="vaxjo", name="Växjö kommun", area_ids=["araby"])

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import html
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.policy import default
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from est_shared.events import (
     Completeness,
     ForfeitureNotificationDue,
     ItemSummary,
+    NoteSummary,
     PictureData,
     PicturePublished,
     PictureUpdated,
@@ -297,3 +302,107 @@ def updated_event(org: Org, n: int, area: str | None = None, *, period: str = "2
         "completeness": Completeness(expected=2, received=1, missing_reporters=["anna"])})
     return new_event(type="se.est.picture.updated", source="/est/aggregator", data=PictureUpdated(picture=pic),
                      subject=area, id=f"picture-updated:{area}:{period}:{n}")
+
+
+# --- a realistic organisation: ids that differ from names, as an organisation file has them ---------------
+
+REAL_PERIOD = "2026-W49"
+
+
+def realistic_org() -> OrgSnapshot:
+    """Växjö with two areas, a property company, the municipality and the police: a key function (lena), two
+    property-company reporters (bo, anna), a police officer (kim), social services (sara) and an admin (ada)."""
+    m = "vaxjo"
+    people = [
+        Person(id="lena", name="Lena Lind", actor="vaxjo-kommun", email="lena.lind@vaxjo.se",
+               roles=["key_function"], areas=["araby", "teleborg"], municipalities=[m]),
+        Person(id="bo", name="Bo Berg", actor="vaxjohem", email="bo.berg@vaxjohem.se", roles=["reporter"],
+               areas=["araby"], municipalities=[m]),
+        Person(id="anna", name="Anna Andersson", actor="vaxjohem", email="anna.andersson@vaxjohem.se",
+               roles=["reporter"], areas=["araby"], municipalities=[m]),
+        Person(id="kim", name="Kim Karlsson", actor="polisen-kronoberg", email="kim.karlsson@polisen.se",
+               roles=["police"], areas=["araby"], municipalities=[m]),
+        Person(id="sara", name="Sara Svensson", actor="vaxjo-kommun", email="sara.svensson@vaxjo.se",
+               roles=["social_services"], areas=["araby"], municipalities=[m]),
+        Person(id="ada", name="Ada Admin", actor="vaxjo-kommun", email="ada@vaxjo.se", roles=["admin"],
+               areas=["araby", "teleborg"], municipalities=[m]),
+    ]
+    return OrgSnapshot(
+        version=1,
+        municipalities={m: Municipality(id=m, name="Växjö kommun", area_ids=["araby", "teleborg"])},
+        areas={"araby": Area(id="araby", name="Araby", municipality_id=m, places=["Garagen", "Centrum"]),
+               "teleborg": Area(id="teleborg", name="Teleborg", municipality_id=m, places=["Skolgården"])},
+        actors={"vaxjohem": Actor(id="vaxjohem", name="Växjöhem AB", kind="property_company"),
+                "vaxjo-kommun": Actor(id="vaxjo-kommun", name="Växjö kommun", kind="municipality"),
+                "polisen-kronoberg": Actor(id="polisen-kronoberg", name="Polisen Kronoberg", kind="police")},
+        people={p.id: p for p in people},
+    )
+
+
+def realistic_picture(*, version: int = 1, revision: bool = False, changes: list[str] | None = None,
+                      event_id: str | None = None) -> CloudEvent[Any]:
+    """A published picture of Araby with every trend and flag, a level item, who has not reported, notes of two
+    items and a Kronoberg block as the aggregator sends it (few interventions, so hidden)."""
+    pic = PictureData(
+        municipality_id="vaxjo", area_id="araby", area_name="Araby", period=REAL_PERIOD, status="published",
+        version=version, reports=3,
+        items={
+            "klotter": ItemSummary(item="klotter", answer="level", label_sv="Klotter", label_en="Graffiti", value=2,
+                                   reports=2, places={"Garagen": 2}, previous=1, trend="up", flag="rising"),
+            "skadegorelse": ItemSummary(item="skadegorelse", answer="count", label_sv="Skadegörelse",
+                                        label_en="Vandalism / criminal damage", value=4, reports=2, previous=4,
+                                        trend="flat", flag="high"),
+            "brand": ItemSummary(item="brand", answer="count", label_sv="Anlagd brand (bil, container, papperskorg)",
+                                 label_en="Deliberately set fire", value=1, reports=1, trend="new", flag="new"),
+            "belysning": ItemSummary(item="belysning", answer="boolean", label_sv="Trasig eller bristande belysning",
+                                     label_en="Broken or missing lighting", value=0, reports=0, previous=1,
+                                     trend="down"),
+        },
+        completeness=Completeness(expected=5, received=3, on_time=3, rate=0.6,
+                                  per_actor={"vaxjohem": {"expected": 4, "received": 2},
+                                             "vaxjo-kommun": {"expected": 1, "received": 1}},
+                                  missing_reporters=["anna", "bo"]),
+        first_analysis={"sv": "Klottret ökar vid Garagen sedan 2026-W47.",
+                        "en": "Graffiti is growing at Garagen since 2026-W47."},
+        comments=[{"by": "lena", "actor_id": "vaxjo-kommun", "version": version, "at": "",
+                   "text": "Fastighetsbolaget sanerar i veckan."}],
+        notes=[NoteSummary(item="skadegorelse", label_sv="Skadegörelse", label_en="Vandalism / criminal damage",
+                           text="Krossad ruta i porten", report_id="r2"),
+               NoteSummary(item="klotter", label_sv="Klotter", label_en="Graffiti", place="Garagen",
+                           place_name="Garagen", text="Ny tagg på garagelängan", report_id="r1"),
+               NoteSummary(item="klotter", label_sv="Klotter", label_en="Graffiti", place="Centrum",
+                           place_name="Centrum", text="Klotter på elskåpet", report_id="r3")],
+        note_count=3,
+        kronoberg={"interventions": "<3", "litres_total": "<3 interventions", "share_under_18": "<3 interventions",
+                   "guardian_contacted": "<3", "direct_forfeiture": 0, "coarsened": True, "threshold": 3},
+    )
+    return new_event(type="se.est.picture.published", source="/est/aggregator",
+                     data=PicturePublished(picture=pic, revision=revision, changes=changes or []), subject="araby",
+                     id=event_id or f"picture:araby:{REAL_PERIOD}:v{version}")
+
+
+async def insert_subscription(sessions: async_sessionmaker[AsyncSession], tables: Tables, *, owner_id: str,
+                              channel: dict[str, str], events: list[str], language: str = "sv",
+                              digest: str = "immediate", municipality_id: str = "vaxjo",
+                              area_ids: list[str] | None = None) -> str:
+    """A subscription of the realistic organisation written straight to the database; returns its id."""
+    sub_id = str(uuid.uuid4())
+    async with transaction(sessions) as s:
+        await db.insert_subscription(s, tables, {
+            "id": sub_id, "owner_id": owner_id, "name": "Lägesbilder Araby", "municipality_id": municipality_id,
+            "area_ids": area_ids or ["araby"], "events": events, "channel": channel,
+            "channel_target": channel_target(channel), "digest": digest, "language": language,
+            "min_severity": None, "source": "api", "declared_key": None})
+    return sub_id
+
+
+def read_email(raw: bytes) -> dict[str, str]:
+    """An e-mail as its recipient reads it: the decoded subject, the plain text and the HTML as text (tags
+    removed, entities decoded)."""
+    msg = email.message_from_bytes(raw, policy=default)
+    plain = msg.get_body(("plain",))
+    rich = msg.get_body(("html",))
+    assert plain is not None and rich is not None
+    page = re.sub(r"<[^>]+>", " ", rich.get_content())
+    return {"subject": str(msg["Subject"]), "text": plain.get_content(),
+            "html": html.unescape(page)}

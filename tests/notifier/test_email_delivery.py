@@ -75,7 +75,7 @@ async def test_picture_email_reaches_a_real_smtp_server(nats_url: str, tmp_path:
             _sender, rcpts, raw = handler.messages[0]
             assert rcpts == ["drift@example.org"]
             msg = email.message_from_bytes(raw, policy=default)
-            assert msg["Subject"] == "Lägesbild Araby 2026-W48 (version 1)"
+            assert msg["Subject"] == "Lägesbild Araby 2026-W48 (23–29 nov), version 1"
             assert msg["X-EST-Delivery"] == delivery_id(sub["id"], event.id)
             parts = _parts(msg)
             assert "Klotter" in parts["text/plain"] and "ökande" in parts["text/plain"]
@@ -132,8 +132,8 @@ async def test_without_smtp_the_mail_goes_to_the_eml_outbox_in_english(nats_url:
         assert msg["To"] == "ops@example.org"
         assert msg["Subject"].startswith("Alert:")
         parts = _parts(msg)
-        assert "Graffiti at a high level in Araby." in parts["text/plain"]
-        assert "Graffiti at a high level in Araby." in parts["text/html"]
+        lead = "Graffiti in Araby, 2026-W48 (23–29 Nov): above-normal level."
+        assert lead in parts["text/plain"] and lead in parts["text/html"]
 
 
 HOSTILE = "Araby\r\nBcc: evil@example.org"
@@ -160,7 +160,7 @@ async def test_an_area_name_with_a_line_break_does_not_break_its_e_mails(nats_ur
         (_sender, rcpts, raw) = handler.messages[0]
         assert rcpts == ["drift@example.org"]
         msg = email.message_from_bytes(raw, policy=default)
-        assert msg["Subject"] == "Lägesbild Araby Bcc: evil@example.org 2026-W48 (version 1)"
+        assert msg["Subject"] == "Lägesbild Araby Bcc: evil@example.org 2026-W48 (23–29 nov), version 1"
         assert msg["Bcc"] is None and len(handler.messages) == 1
 
 
@@ -184,6 +184,6 @@ async def test_a_reminder_for_an_area_named_with_a_line_break_is_still_sent(tmp_
     await engine.dispose()
     assert row is not None
     msg = email.message_from_bytes(row["payload"], policy=default)
-    assert msg["Subject"] == "Påminnelse: rapportera 2026-W48 för Araby Bcc: evil@example.org senast " \
+    assert msg["Subject"] == "Påminnelse: rapportera 2026-W48 (23–29 nov) för Araby Bcc: evil@example.org senast " \
                              f"{deadline.strftime('%Y-%m-%d %H:%M')}"
     assert msg["Bcc"] is None and msg["To"] == "anna@example.org"

@@ -36,10 +36,11 @@ def test_kronoberg_counts_below_three_are_coarsened() -> None:
 
 
 def test_missing_reporters_only_for_key_functions_and_admins() -> None:
-    data = {"picture": {"completeness": {"expected": 3, "missing_reporters": ["anna"]}, "kronoberg": KRONOBERG}}
-    reporter = audience(roles=["reporter"], areas=["a"], actor_kind="property_company")
-    key = audience(roles=["key_function"], areas=["a"], actor_kind="municipality")
-    police = audience(roles=["reporter"], areas=["a"], actor_kind="police")
+    data = {"picture": {"municipality_id": "m", "completeness": {"expected": 3, "missing_reporters": ["anna"]},
+                        "kronoberg": KRONOBERG}}
+    reporter = audience(roles=["reporter"], areas=["a"], actor_kind="property_company", municipalities=["m"])
+    key = audience(roles=["key_function"], areas=["a"], actor_kind="municipality", municipalities=["m"])
+    police = audience(roles=["reporter"], areas=["a"], actor_kind="police", municipalities=["m"])
     assert "missing_reporters" not in render_for("picture.published", data, reporter)["picture"]["completeness"]
     assert render_for("picture.published", data, key)["picture"]["completeness"]["missing_reporters"] == ["anna"]
     assert render_for("picture.published", data, key)["picture"]["kronoberg"]["by_weekday"]["sat"] == "<3"

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_notifier.deliveries import db
 from est_notifier.deliveries.domain import delivery_id, sign
-from est_notifier.messages.render import Rendered, build_email, render_digest, render_event
+from est_notifier.messages.render import NO_NAMES, Names, Rendered, build_email, names_of, render_digest, render_event
 from est_notifier.metrics import NotifierMetrics
 from est_notifier.subscriptions import db as subscription_db
 from est_notifier.subscriptions.domain import (
@@ -181,10 +181,11 @@ def freeze_webhook(event_bytes: bytes, *, row: dict[str, Any], did: str) -> tupl
 
 
 def freeze_email(event_type: str, event_id: str, data: dict[str, Any], *, row: dict[str, Any], did: str,
-                 sender: str, now: datetime) -> tuple[dict[str, Any], bytes]:
-    """Target and exact bytes of an e-mail delivery."""
+                 sender: str, now: datetime, names: Names = NO_NAMES) -> tuple[dict[str, Any], bytes]:
+    """Target and exact bytes of an e-mail delivery (``data`` as its owner may see it, ``render_for``), with the
+    organisation's names for the ids in it."""
     to = row["channel"]["to"]
-    rendered = render_event(event_type, data, row["language"])
+    rendered = render_event(event_type, data, row["language"], names)
     body = build_email(rendered, sender=sender, to=to, delivery_id=did, event_id=event_id,
                        language=row["language"], date=now)
     return {"from": sender, "to": [to]}, body
@@ -264,7 +265,7 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
                 target, payload = freeze_webhook(dump_event(seen) if seen else event_bytes, row=row, did=did)
             else:
                 target, payload = freeze_email(event.type, event.id, doc["data"], row=row, did=did, sender=sender,
-                                               now=now())
+                                               now=now(), names=names_of(snapshot))
             new_deliveries.append({
                 "id": did, "subscription_id": row["id"], "event_id": event.id, "event_type": event.type,
                 "event_time": event.time, "channel": row["channel"]["type"], "channel_target": row["channel_target"],
@@ -346,9 +347,10 @@ async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sende
                         "X-EST-Signature": sign(sub["channel"]["secret"], body),
                         "X-EST-Delivery": did, "Idempotency-Key": did}}
                 else:
+                    names = names_of(snapshot)
                     entries: list[Rendered] = [render_event(i["event_type"], i["data"].get("data", {}),
-                                                            sub["language"]) for i in shown]
-                    rendered = render_digest(window.split(":", 1)[-1], entries, more, sub["language"])
+                                                            sub["language"], names) for i in shown]
+                    rendered = render_digest(window, entries, more, sub["language"], names)
                     body = build_email(rendered, sender=sender_address, to=sub["channel"]["to"], delivery_id=did,
                                        event_id=event_id, language=sub["language"], date=utcnow())
                     target = {"from": sender_address, "to": [sub["channel"]["to"]]}

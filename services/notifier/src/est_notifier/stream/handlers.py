@@ -42,7 +42,7 @@ from est_shared.org import Principal
 from est_shared.subjects import ALERTS, ANALYSES, PICTURES
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from est_notifier.subscriptions.domain import Audience, Caller, audience, caller_of, render_for
+from est_notifier.subscriptions.domain import Audience, Caller, audience_of, caller_of, render_for
 from est_notifier.subscriptions.receipt import may_receive, message_scope
 
 log = logging.getLogger("est.notifier")
@@ -179,7 +179,7 @@ class StreamHub:
         ``current`` gives the person as the organisation has them now (None once they left it): every
         event is checked against it; without it, against ``p`` as it was at connection time.
         """
-        who: Audience = audience(roles=p.roles, areas=p.areas, actor_kind=p.actor_kind)
+        who: Audience = audience_of(p)
         at_connect = caller_of(p)
         now_who = current or (lambda: at_connect)
         resume: Position | None = None

@@ -281,38 +281,61 @@ def end_reason(caller: Caller | None, municipality_id: str, area_ids: Iterable[s
 PROTECTED_KINDS = frozenset({"police", "social_services"})
 SMALL_COUNT = 3
 MISSING_FIELD = "missing_reporters"
+MISSING_ROLES = frozenset({"key_function", "admin"})
+"""Who sees the names of who has not reported (``missing_reporters``) in a municipality's pictures: its key
+functions, and admins; everyone else sees the counts (expected, received)."""
+NOTE_ROLES = frozenset({"key_function", "police", "admin"})
+"""Who reads the text of reporters' notes in a municipality's pictures: its key functions and police, and admins;
+everyone else sees how many there are (``note_count``)."""
 
 
 @dataclass(frozen=True)
 class Audience:
-    """What a recipient may see: their areas, whether protected detail and missing reporters."""
+    """What a recipient may see: their areas, municipalities and roles, and whether protected detail."""
 
     areas: tuple[str, ...] = ()
     admin: bool = False
     sees_protected: bool = False
-    sees_missing: bool = False
+    roles: frozenset[str] = frozenset()
+    municipalities: tuple[str, ...] = ()
 
     def may_see_area(self, area_id: str) -> bool:
         return self.admin or area_id in self.areas
+
+    def _holds(self, roles: frozenset[str], municipality_id: str) -> bool:
+        return self.admin or (bool(roles & self.roles) and municipality_id in self.municipalities)
+
+    def sees_missing(self, municipality_id: str) -> bool:
+        """Whether ``missing_reporters`` of the municipality's pictures reach this recipient (``MISSING_ROLES``)."""
+        return self._holds(MISSING_ROLES, municipality_id)
+
+    def reads_notes(self, municipality_id: str) -> bool:
+        """Whether the notes' text of the municipality's pictures reaches this recipient (``NOTE_ROLES``)."""
+        return self._holds(NOTE_ROLES, municipality_id)
 
 
 RESTRICTED = Audience()
 
 
-def audience(*, roles: Iterable[str], areas: Iterable[str], actor_kind: str | None) -> Audience:
-    """The audience of a person: police and social services (actor or role) see uncoarsened counts;
-    key functions and admins see who has not reported."""
-    roles = set(roles)
+def audience(*, roles: Iterable[str], areas: Iterable[str], actor_kind: str | None,
+             municipalities: Iterable[str] = ()) -> Audience:
+    """The audience of a person: police and social services (actor or role) see uncoarsened counts; what else
+    they see of a municipality's pictures follows their roles there (``MISSING_ROLES``, ``NOTE_ROLES``)."""
+    roles = frozenset(roles)
     return Audience(areas=tuple(areas), admin="admin" in roles,
                     sees_protected=bool(PROTECTED_KINDS & roles) or actor_kind in PROTECTED_KINDS,
-                    sees_missing=bool({"key_function", "admin"} & roles))
+                    roles=roles, municipalities=tuple(municipalities))
 
 
-def _without_field(value: object, name: str) -> object:
+def _without_field(value: dict[str, object], name: str) -> dict[str, object]:
+    return {k: _without_nested(v, name) for k, v in value.items() if k != name}
+
+
+def _without_nested(value: object, name: str) -> object:
     if isinstance(value, dict):
-        return {k: _without_field(v, name) for k, v in value.items() if k != name}
+        return {k: _without_nested(v, name) for k, v in value.items() if k != name}
     if isinstance(value, list):
-        return [_without_field(v, name) for v in value]
+        return [_without_nested(v, name) for v in value]
     return value
 
 
@@ -346,27 +369,40 @@ def coarsen_kronoberg(agg: dict[str, object] | None, *, min_count: int = SMALL_C
 
 
 def render_for(kind: str, data: dict[str, object], who: Audience) -> dict[str, object]:
-    """The event data a recipient may see (a new dict; the input is not changed).
+    """The event data a recipient may see (a new dict; the input is not changed): the one rule every channel
+    (webhook, e-mail, digest, stream) applies.
 
-    - ``missing_reporters`` anywhere is removed unless the recipient is a key function or admin;
+    - ``missing_reporters`` anywhere is removed unless the recipient is a key function of the event's
+      municipality or an admin (``Audience.sees_missing``); the counts stay for everyone;
+    - a picture's ``notes`` are emptied unless the recipient is a key function or police of its municipality or
+      an admin (``Audience.reads_notes``); ``note_count`` stays for everyone;
     - Kronoberg aggregates in pictures are coarsened unless the recipient is police/social services;
     - entries of municipality-wide events about areas the recipient may not see are left out.
     """
     out: dict[str, object] = dict(data)
     picture = out.get("picture")
-    if kind.startswith("picture.") and isinstance(picture, dict) and not who.sees_protected:
+    pic_municipality = picture.get("municipality_id") if isinstance(picture, dict) else None
+    municipality = str(pic_municipality if pic_municipality is not None else out.get("municipality_id", ""))
+    if kind.startswith("picture.") and isinstance(picture, dict):
         pic = dict(picture)
-        if pic.get("kronoberg"):
+        if pic.get("kronoberg") and not who.sees_protected:
             pic["kronoberg"] = coarsen_kronoberg(pic["kronoberg"])
+        if pic.get("notes") and not who.reads_notes(municipality):
+            pic["notes"] = []
         out["picture"] = pic
     if kind == "analysis.published" and not who.admin:
         for key, value in list(out.items()):
             if isinstance(value, list):
                 out[key] = [v for v in value if not (isinstance(v, dict) and "area_id" in v
                                                      and not who.may_see_area(str(v["area_id"])))]
-    if not who.sees_missing:
-        out = _without_field(out, MISSING_FIELD)  # type: ignore[assignment]
+    if not who.sees_missing(municipality):
+        return _without_field(out, MISSING_FIELD)
     return out
+
+
+def audience_of(p: Principal) -> Audience:
+    """What an authenticated caller may see (the live stream's view of its person)."""
+    return audience(roles=p.roles, areas=p.areas, actor_kind=p.actor_kind, municipalities=p.municipalities)
 
 
 def audience_for(snapshot: Any, person_id: str) -> Audience:
@@ -375,4 +411,5 @@ def audience_for(snapshot: Any, person_id: str) -> Audience:
     if person is None:
         return RESTRICTED
     actor = snapshot.actors.get(person.actor)
-    return audience(roles=person.roles, areas=person.areas, actor_kind=actor.kind if actor else None)
+    return audience(roles=person.roles, areas=person.areas, actor_kind=actor.kind if actor else None,
+                    municipalities=person.municipalities)
