@@ -144,13 +144,19 @@ async def test_notes_reach_key_functions_admins_and_police_and_only_their_count_
         anna = await seen_by("anna")  # a property company's reporter: only how many
         assert anna["notes"] == [] and anna["note_count"] == 2
         assert TAG not in str(anna)
+        # the same rule as on every notifier channel: who has not reported is for key functions and admins
+        assert (await seen_by("kf"))["completeness"]["missing_reporters"], "the key function sees who is missing"
+        assert (await seen_by("adm"))["completeness"]["missing_reporters"]
+        assert anna["completeness"]["missing_reporters"] == [] and anna["completeness"]["expected"] >= 2
+        assert (await seen_by("pol"))["completeness"]["missing_reporters"] == []
         common = await seen_by("anna", f"/v1/municipalities/{world.muni}/pictures/{WEEK}")
         assert common["areas"][0]["notes"] == [] and common["areas"][0]["note_count"] == 2
         common = await seen_by("kf", f"/v1/municipalities/{world.muni}/pictures/{WEEK}")
         assert [n["text"] for n in common["areas"][0]["notes"]] == [GLASS, TAG]
 
         # the published event carries the notes in full (the notifier applies the rule per recipient)
-        r = await c.post(f"{base}/v1/areas/{world.area}/pictures/{WEEK}/publish", headers=world.headers())
+        r = await c.post(f"{base}/v1/areas/{world.area}/pictures/{WEEK}/publish", headers=world.headers(),
+                         json={"confirm_incomplete": True})
         assert r.status_code == 200, r.text
         [event] = await Bus.take(tap, 1, timeout=30)
         assert [n["text"] for n in event["data"]["picture"]["notes"]] == [GLASS, TAG]

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain.errors import MunicipalityNotFound
-from est_aggregator.pictures.domain.notes import reads_notes
+from est_aggregator.pictures.domain.notes import reads_missing_reporters, reads_notes
 from est_aggregator.pictures.publish import publish_picture
 from est_aggregator.pictures.reads import read_alerts, read_municipality, read_picture, read_series
 
@@ -92,11 +92,13 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
                           ) -> JSONResponse:
         """The picture; checklist counts are exact for everyone (incidents, not persons); Kronoberg figures are
         exact for police and social services and coarsened ("<3") for everyone else; the reporters' notes are
-        shown to key functions, admins and police, everyone else sees only how many there are (``note_count``)."""
+        shown to key functions, admins and police, everyone else sees only how many there are (``note_count``);
+        the names of who has not reported are shown to key functions and admins, the counts to everyone."""
         require_area(who, area_id)
         body = await read_picture(deps=deps, org=org(), area_id=area_id, period_text=period,
                                   version=version, personal=who.sees_personal_data,
-                                  reads_notes=reads_notes(who.roles, who.actor_kind))
+                                  reads_notes=reads_notes(who.roles),
+                                  reads_missing=reads_missing_reporters(who.roles))
         return JSONResponse(body)
 
     @router.get("/areas/{area_id}/pictures", response_model=None, responses={200: {"model": SeriesResponse}},
@@ -124,7 +126,8 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
             raise Forbidden(f"Du ser inget område i {municipality_id}.", f"You see no area of {municipality_id}.")
         body = await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
                                        period_text=period, area_ids=areas, personal=who.sees_personal_data,
-                                       reads_notes=reads_notes(who.roles, who.actor_kind))
+                                       reads_notes=reads_notes(who.roles),
+                                       reads_missing=reads_missing_reporters(who.roles))
         return JSONResponse(body)
 
     @router.post("/areas/{area_id}/pictures/{period}/publish", response_model=PublishResponse,

@@ -42,7 +42,7 @@ log = logging.getLogger("est.aggregator")
 
 async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
                        version: int | None = None, personal: bool = False,
-                       reads_notes: bool = False) -> dict[str, Any]:
+                       reads_notes: bool = False, reads_missing: bool = False) -> dict[str, Any]:
     """The picture: a published version as sent (``version``, with when it was published, whether it was a
     revision and what it changed), the latest published one, or the live open one.
 
@@ -54,11 +54,12 @@ async def read_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_tex
     text; everyone else an empty ``notes`` and only ``note_count``.
     """
     body = await _read_picture_exact(deps=deps, org=org, area_id=area_id, period_text=period_text, version=version)
-    return _view(body, deps=deps, personal=personal, reads_notes=reads_notes)
+    return _view(body, deps=deps, personal=personal, reads_notes=reads_notes, reads_missing=reads_missing)
 
 
-def _view(body: dict[str, Any], *, deps: Deps, personal: bool, reads_notes: bool) -> dict[str, Any]:
-    body = notes_view(body, reads=reads_notes)
+def _view(body: dict[str, Any], *, deps: Deps, personal: bool, reads_notes: bool,
+          reads_missing: bool) -> dict[str, Any]:
+    body = notes_view(body, reads=reads_notes, reads_missing=reads_missing)
     if "kronoberg" not in body:
         return body
     return {**body, "kronoberg": kronoberg_view(body.get("kronoberg"), personal=personal,
@@ -149,7 +150,7 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
 
 async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: str, period_text: str,
                             area_ids: Sequence[str], personal: bool = False,
-                            reads_notes: bool = False) -> dict[str, Any]:
+                            reads_notes: bool = False, reads_missing: bool = False) -> dict[str, Any]:
     """The common picture: the pictures of the given areas of a municipality, plus totals."""
     if municipality_id not in org.municipalities:
         raise MunicipalityNotFound(municipality_id)
@@ -179,7 +180,7 @@ async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: st
     kronoberg = kronoberg_view(merge_kronoberg(p.get("kronoberg") for p in pictures), personal=personal,
                                min_count=deps.kronoberg_min_count)
     return {"municipality_id": municipality_id, "period": period_text,
-            "areas": [_view(p, deps=deps, personal=personal, reads_notes=reads_notes) for p in pictures],
+            "areas": [_view(p, deps=deps, personal=personal, reads_notes=reads_notes, reads_missing=reads_missing) for p in pictures],
             "unavailable": unavailable,
             "totals": {"reports": sum(p.get("reports", 0) for p in pictures), "items": items, "completeness": comp,
                        "kronoberg": kronoberg}}

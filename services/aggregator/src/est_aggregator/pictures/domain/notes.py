@@ -24,7 +24,7 @@ from est_aggregator.pictures.domain.reports import as_utc
 MAX_NOTE = 2000  # characters kept of one note (the intake bounds it far below this)
 
 NOTE_READERS = frozenset({"key_function", "admin", "police"})  # roles that read the notes' text
-NOTE_READER_KINDS = frozenset({"police"})  # actor kinds whose people read them
+MISSING_READERS = frozenset({"key_function", "admin"})  # roles that read who has not reported
 
 
 @dataclass(frozen=True)
@@ -89,16 +89,26 @@ def picture_notes(notes: Iterable[StoredNote], superseded: Iterable[str],
     return out
 
 
-def reads_notes(roles: Iterable[str], actor_kind: str | None) -> bool:
-    """Whether a person reads the notes' text: key functions, admins and police (role or actor kind).
+def reads_notes(roles: Iterable[str]) -> bool:
+    """Whether a person reads the notes' text: key functions, admins and police (by role, as the notifier
+    decides it for every channel).
 
     Callers give only people who may see the picture's area (a key function or police officer of
     another municipality never gets that far)."""
-    return bool(NOTE_READERS & set(roles)) or actor_kind in NOTE_READER_KINDS
+    return bool(NOTE_READERS & set(roles))
 
 
-def notes_view(picture: dict[str, Any], *, reads: bool) -> dict[str, Any]:
-    """A picture (its JSON form) as a caller sees it: the notes for a reader, only ``note_count`` for others."""
-    if reads or not picture.get("notes"):
-        return picture
-    return {**picture, "notes": []}
+def reads_missing_reporters(roles: Iterable[str]) -> bool:
+    """Whether a person reads the names of who has not reported: key functions and admins."""
+    return bool(MISSING_READERS & set(roles))
+
+
+def notes_view(picture: dict[str, Any], *, reads: bool, reads_missing: bool = True) -> dict[str, Any]:
+    """A picture (its JSON form) as a caller sees it: the notes for a reader, only ``note_count`` for others;
+    the names of who has not reported for key functions and admins, the counts for everyone."""
+    if not reads and picture.get("notes"):
+        picture = {**picture, "notes": []}
+    completeness = picture.get("completeness")
+    if not reads_missing and isinstance(completeness, dict) and completeness.get("missing_reporters"):
+        picture = {**picture, "completeness": {**completeness, "missing_reporters": []}}
+    return picture
