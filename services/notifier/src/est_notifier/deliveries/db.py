@@ -123,3 +123,29 @@ async def personal_reads(s: AsyncSession, t: Tables, *, protocol_id: str | None,
     for r in rows:
         r["at"] = aware(r["at"])
     return rows
+
+
+# --- reminders -----------------------------------------------------------------------------
+
+async def reminders_of(s: AsyncSession, t: Tables, delivery_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The reminder rows of some deliveries, by delivery id."""
+    if not delivery_ids:
+        return {}
+    c = t.reminders.c
+    rows = (await s.execute(select(t.reminders).where(c.delivery_id.in_(delivery_ids)))).mappings()
+    return {r["delivery_id"]: dict(r) for r in rows}
+
+
+async def list_reminders(s: AsyncSession, t: Tables, *, person_id: str | None, period: str | None,
+                         kind: str | None, limit: int) -> list[dict[str, Any]]:
+    """Reminders ever made, newest first, each with the status of its delivery (None: none was queued)."""
+    c, d = t.reminders.c, t.deliveries.c
+    q = (select(t.reminders, d.status, d.target).select_from(
+        t.reminders.outerjoin(t.deliveries, d.id == c.delivery_id)))
+    if person_id:
+        q = q.where(c.person_id == person_id)
+    if period:
+        q = q.where(c.period == period)
+    if kind:
+        q = q.where(c.kind == kind)
+    return [dict(r) for r in (await s.execute(q.order_by(c.id.desc()).limit(limit))).mappings()]

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_notifier.deliveries import db
-from est_notifier.deliveries.domain import delivery_id, sign
+from est_notifier.deliveries.domain import REMINDERS_SUBSCRIPTION, delivery_id, sign
 from est_notifier.messages.render import Rendered, build_email, render_digest, render_event
 from est_notifier.metrics import NotifierMetrics
 from est_notifier.subscriptions import db as subscription_db
@@ -385,9 +385,12 @@ async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscrip
         else:
             ids = [r["id"] for r in await subscription_db.list_subscriptions(s, tables, owner_id=caller.person_id)]
         rows = await db.list_deliveries(s, tables, subscription_ids=ids, event_id=event_id, limit=limit)
+        reminded = await db.reminders_of(s, tables, [r["id"] for r in rows
+                                                     if r["subscription_id"] == REMINDERS_SUBSCRIPTION])
     out = []
     for r in rows:
         target = r["target"]
+        rem = reminded.get(r["id"])
         out.append({
             "delivery_id": r["id"], "subscription_id": r["subscription_id"], "event_id": r["event_id"],
             "event_type": r["event_type"], "channel": r["channel"],
@@ -395,6 +398,9 @@ async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscrip
             "status": r["status"], "attempts": r["attempts"], "last_status_code": r["last_status_code"],
             "last_error": r["last_error"], "created_at": aware(r["created_at"]),
             "finished_at": aware(r["finished_at"]),
+            "reminder": None if rem is None else {
+                "person_id": rem["person_id"], "person_name": rem["person_name"], "period": rem["period"],
+                "kind": rem["kind"], "areas": list(rem["areas"])},
             "attempt_log": [{
                 "attempt": a["attempt"], "at": aware(a["at"]), "status": a["status"],
                 "response_code": a["response_code"], "error": a["error"], "duration_ms": a["duration_ms"],
