@@ -15,8 +15,17 @@ from est_shared.events import Completeness, PictureUpdated, new_event
 from est_shared.org import Area, Person, period_deadline
 from est_shared.periods import Period
 from est_shared.subjects import picture_updated
+from sqlalchemy import select
 
-from tests.notifier.support import Org, Running, notifier_settings, picture_event, publish, running_notifier
+from tests.notifier.support import (
+    Org,
+    Running,
+    notifier_db,
+    notifier_settings,
+    picture_event,
+    publish,
+    running_notifier,
+)
 from tests.support import eventually
 
 WEEK = Period.parse("2026-W48")
@@ -188,3 +197,26 @@ async def test_the_ledger_shows_who_was_reminded_of_what(nats_url: str, tmp_path
         assert _who(await _reminded(n, "other")) == {(other.id, WEEK.id, "before", ("Teleborg",))}
         r = await n.http.get("/v1/deliveries/reminders", params={"person_id": anna.id}, headers=org.auth("other"))
         assert r.status_code == 403
+
+
+async def test_the_history_keeps_each_area_cadence_and_reporter_with_when_it_held(tmp_path: Path, org: Org) -> None:
+    engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path / 'n.db'}")
+    try:
+        other = org.snapshot.people[f"other{org.m[1:]}"]
+        first, later = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC)
+        assert await reminders.record_org(org.snapshot, first, sessions=sessions, tables=tables) == 3
+        assert await reminders.record_org(org.snapshot, later, sessions=sessions, tables=tables) == 0
+        moved = _changed(org, other.model_copy(update={"areas": [org.a1]}), version=2,
+                         areas={org.a2: org.snapshot.areas[org.a2].model_copy(update={"cadence": "biweekly"})})
+        # Teleborg's cadence changes and its reporter moves to Araby: two stretches end, two begin
+        assert await reminders.record_org(moved.snapshot, later, sessions=sessions, tables=tables) == 4
+        c = tables.org_history.c
+        async with sessions() as s:
+            rows = {(r.area_id, r.person_id, r.cadence, r.since and r.since.replace(tzinfo=UTC),
+                     r.until and r.until.replace(tzinfo=UTC))
+                    for r in (await s.execute(select(c.area_id, c.person_id, c.cadence, c.since, c.until))).all()}
+        assert rows == {(org.a1, None, "weekly", None, None), (org.a2, None, "weekly", None, later),
+                        (org.a2, None, "biweekly", later, None), (org.a2, other.id, None, None, later),
+                        (org.a1, other.id, None, later, None)}
+    finally:
+        await engine.dispose()

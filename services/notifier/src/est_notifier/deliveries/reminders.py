@@ -74,15 +74,19 @@ async def record_org(snapshot: Any, at: datetime, *, sessions: Sessions, tables:
             wanted.update({(area_id, p.id): None for area_id in p.areas if area_id in snapshot.areas})
     async with transaction(sessions) as s:
         first = await s.scalar(select(c.id).limit(1)) is None
-        held = {(r.area_id, r.person_id): (r.id, r.cadence)
-                for r in (await s.execute(select(c.id, c.area_id, c.person_id, c.cadence).where(c.until.is_(None))))}
-        ended = [rid for key, (rid, cadence) in held.items() if key not in wanted or wanted[key] != cadence]
+        held: dict[tuple[str, str | None], str | None] = {}
+        ended: list[int] = []
+        for r in (await s.execute(select(c.id, c.area_id, c.person_id, c.cadence).where(c.until.is_(None)))):
+            key = (r.area_id, r.person_id)
+            if key not in wanted or wanted[key] != r.cadence or key in held:  # gone, changed, or held twice
+                ended.append(r.id)
+            else:
+                held[key] = r.cadence
         if ended:
             await s.execute(update(t).where(c.id.in_(ended)).values(until=at))
         began = [{"area_id": area_id, "person_id": person_id, "cadence": cadence, "since": None if first else at,
                   "until": None}
-                 for (area_id, person_id), cadence in wanted.items()
-                 if (area_id, person_id) not in held or held[(area_id, person_id)][1] != cadence]
+                 for (area_id, person_id), cadence in wanted.items() if (area_id, person_id) not in held]
         if began:
             await s.execute(insert(t), began)
     return len(ended) + len(began)
