@@ -1,14 +1,14 @@
 """HTTP routes of the delivery ledger and of the log of personal data opened for social services."""
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from est_shared.org import Principal
 from fastapi import APIRouter, Depends, FastAPI, Query
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_notifier.deliveries import handlers, reminders
-from est_notifier.deliveries.schemas import DeliveryOut, PersonalReadOut, ReminderOut
+from est_notifier.deliveries import handlers
+from est_notifier.deliveries.schemas import DeliveryOut, PersonalReadOut
 from est_notifier.subscriptions.domain import caller_of
 from est_notifier.tables import Tables
 
@@ -23,19 +23,14 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
                 summary="The delivery ledger: deliveries with one row per attempt")
     async def deliveries(who: Auth, subscription_id: str | None = Query(default=None, max_length=100),
                          event_id: str | None = Query(default=None, max_length=200),
+                         person_id: str | None = Query(default=None, max_length=100,
+                                                       description="only reminders to this person"),
+                         period: str | None = Query(default=None, max_length=20,
+                                                    description="only reminders of this period"),
                          limit: int = Query(default=200, ge=1, le=1000)) -> list[dict[str, Any]]:
         return await handlers.ledger(sessions=sessions, tables=tables, caller=caller_of(who),
-                                     subscription_id=subscription_id, event_id=event_id, limit=limit)
-
-    @router.get("/deliveries/reminders", response_model=list[ReminderOut],
-                summary="Reminders to report: who was reminded of which period and kind, and what became of "
-                        "the e-mail (everyone's for an admin, one's own for others)")
-    async def reminder_ledger(who: Auth, person_id: str | None = Query(default=None, max_length=100),
-                              period: str | None = Query(default=None, max_length=20),
-                              kind: Literal["before", "after"] | None = Query(default=None),
-                              limit: int = Query(default=200, ge=1, le=1000)) -> list[dict[str, Any]]:
-        return await reminders.reminder_ledger(sessions=sessions, tables=tables, caller=caller_of(who),
-                                               person_id=person_id, period=period, kind=kind, limit=limit)
+                                     subscription_id=subscription_id, event_id=event_id, limit=limit,
+                                     reminded=(person_id, period) if person_id or period else None)
 
     @router.get("/admin/personal-data-deliveries", response_model=list[PersonalReadOut],
                 summary="Every opening of sealed personal data (notifications to social services): which "

@@ -369,8 +369,10 @@ async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sende
 # --- queries -------------------------------------------------------------------------------
 
 async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscription_id: str | None,
-                 event_id: str | None, limit: int = 200) -> list[dict[str, Any]]:
-    """Deliveries with their attempts, for the owner of the subscription or an admin."""
+                 event_id: str | None, limit: int = 200,
+                 reminded: tuple[str | None, str | None] | None = None) -> list[dict[str, Any]]:
+    """Deliveries with their attempts, for the owner of the subscription or an admin; a reminder names whom
+    it reminded of which period (``reminded``: only reminders to that person and/or of that period)."""
     async with sessions() as s:
         if subscription_id:
             row = await subscription_db.get_subscription(s, tables, subscription_id, include_deleted=True)
@@ -384,13 +386,14 @@ async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscrip
             ids = None
         else:
             ids = [r["id"] for r in await subscription_db.list_subscriptions(s, tables, owner_id=caller.person_id)]
-        rows = await db.list_deliveries(s, tables, subscription_ids=ids, event_id=event_id, limit=limit)
-        reminded = await db.reminders_of(s, tables, [r["id"] for r in rows
-                                                     if r["subscription_id"] == REMINDERS_SUBSCRIPTION])
+        rows = await db.list_deliveries(s, tables, subscription_ids=ids, event_id=event_id, limit=limit,
+                                        reminded=reminded)
+        reminders = await db.reminders_of(s, tables, [r["id"] for r in rows
+                                                      if r["subscription_id"] == REMINDERS_SUBSCRIPTION])
     out = []
     for r in rows:
         target = r["target"]
-        rem = reminded.get(r["id"])
+        rem = reminders.get(r["id"])
         out.append({
             "delivery_id": r["id"], "subscription_id": r["subscription_id"], "event_id": r["event_id"],
             "event_type": r["event_type"], "channel": r["channel"],

@@ -12,7 +12,6 @@ from typing import Any
 
 from est_shared.clock import Clock, utcnow
 from est_shared.db import transaction
-from est_shared.errors import Forbidden
 from est_shared.events import CloudEvent
 from est_shared.org import period_deadline
 from est_shared.periods import Cadence, current_period
@@ -30,7 +29,7 @@ from est_notifier.deliveries.domain import (
     reminder_kind,
 )
 from est_notifier.messages.render import build_email, render_reminder
-from est_notifier.subscriptions.domain import Caller, caller_for
+from est_notifier.subscriptions.domain import caller_for
 from est_notifier.subscriptions.receipt import may_receive
 from est_notifier.tables import Sessions, Tables, aware
 
@@ -199,22 +198,6 @@ async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Table
         if on_reminder:
             on_reminder(kind, "queued")
     return made
-
-
-async def reminder_ledger(*, sessions: Sessions, tables: Tables, caller: Caller, person_id: str | None,
-                          period: str | None, kind: str | None, limit: int = 200) -> list[dict[str, Any]]:
-    """Who was reminded of which period and kind, newest first: everyone's for an admin, one's own otherwise."""
-    if not caller.admin:
-        if person_id not in (None, caller.person_id):
-            raise Forbidden("Bara en administratör får se andras påminnelser.",
-                            "Only an admin may see other people's reminders.")
-        person_id = caller.person_id
-    async with sessions() as s:
-        rows = await db.list_reminders(s, tables, person_id=person_id, period=period, kind=kind, limit=limit)
-    return [{"person_id": r["person_id"], "person_name": r["person_name"], "period": r["period"], "kind": r["kind"],
-             "areas": list(r["areas"]), "delivery_id": r["delivery_id"],
-             "to": ", ".join((r["target"] or {}).get("to", [])) or None,
-             "status": r["status"] or "no_email", "created_at": aware(r["created_at"])} for r in rows]
 
 
 class ReminderLoop:

@@ -26,20 +26,10 @@ class ReminderRef(BaseModel):
     """Whom a reminder delivery reminded of what."""
 
     person_id: str
-    person_name: str | None = Field(description="the name the reminder greeted (None: made before names were kept)")
+    person_name: str | None = Field(description="the name the reminder greeted (None: not recorded)")
     period: str = Field(examples=["2026-W48"])
     kind: str = Field(description="before | after (the period's deadline)")
     areas: list[str] = Field(description="the areas the person had not reported for")
-
-
-class ReminderOut(ReminderRef):
-    """One reminder to one person: queued as an e-mail, or not sent for want of an address."""
-
-    delivery_id: str | None = Field(description="its delivery in the ledger (None: the person has no e-mail)")
-    to: str | None = Field(description="the e-mail address it went to")
-    status: str = Field(description="the delivery's status (pending | delivering | delivered | failed | dead), or "
-                        "no_email (not sent: the person has no e-mail address)")
-    created_at: datetime
 
 
 class DeliveryOut(BaseModel):
