@@ -17,6 +17,7 @@ from est_shared.org import period_deadline
 from est_shared.periods import Cadence, current_period
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_notifier.deliveries import db
 from est_notifier.deliveries.domain import (
@@ -91,7 +92,7 @@ async def record_org(snapshot: Any, at: datetime, *, sessions: Sessions, tables:
     return len(ended) + len(began)
 
 
-async def _history(s: Any, tables: Tables, area_ids: set[str]
+async def _history(s: AsyncSession, tables: Tables, area_ids: set[str]
                    ) -> tuple[dict[str, list[Held]], dict[tuple[str, str], list[Held]]]:
     """What the organisation held of some areas over time: the areas' stretches, and their reporters'."""
     c = tables.org_history.c
