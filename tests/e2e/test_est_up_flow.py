@@ -70,7 +70,8 @@ def test_report_reaches_signed_webhook_in_published_picture_and_survives_restart
         assert picture["items"]["skadegorelse"]["value"] == 4
 
         # the key function publishes the week
-        pub = http.post(f"{picture_url}/publish", headers=_auth("t-lena"), json={"comment": "Vi följer upp klottret.", "confirm_incomplete": True})
+        pub = http.post(f"{picture_url}/publish", headers=_auth("t-lena"),
+                        json={"comment": "Vi följer upp klottret.", "confirm_incomplete": True})
         assert pub.status_code in (200, 201, 202), pub.text
 
         got = wait_for(lambda: receiver.received, timeout=30)

@@ -177,6 +177,7 @@ async def test_a_reminder_for_an_area_named_with_a_line_break_is_still_sent(tmp_
         "people": {**org.snapshot.people, anna.id: anna}})
     deadline = period_deadline(snapshot.municipalities[org.m], Period.parse("2026-W48"))
     engine, sessions, tables = await notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    await reminders.record_org(snapshot, deadline - timedelta(days=30), sessions=sessions, tables=tables)
     (made,) = await reminders.send_due_reminders(deadline - timedelta(hours=1), sessions=sessions, tables=tables,
                                                  snapshot=snapshot, sender="est@example.org", times=ReminderTimes())
     async with sessions() as s:

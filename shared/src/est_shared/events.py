@@ -153,7 +153,8 @@ class ItemSummary(EventData):
     answer: Literal["count", "level", "boolean"]
     label_sv: str = ""
     label_en: str = ""
-    value: float = Field(description="count: total (several reports of one reporter add up); level: max; boolean: reports that said yes")
+    value: float = Field(description="count: total (several reports of one reporter add up); level: max; "
+                               "boolean: reports that said yes")
     reports: int = Field(description="reports answering the item with a non-zero value")
     places: dict[str, int] = Field(default_factory=dict, description="place id -> mentions")
     previous: float | None = None

@@ -16,9 +16,11 @@ from est_shared.org import OrgSnapshot, period_deadline
 from est_shared.periods import Period, PeriodError
 from est_shared.runtime import ServiceRuntime
 from est_shared.sealed import PiiCipher, load_cipher
+from est_shared.subjects import PICTURES
 from fastapi import FastAPI
 
 from est_notifier.adapters import outbox
+from est_notifier.adapters.catchup import CatchUp
 from est_notifier.adapters.smtp import EmailSender, parse_smtp_url
 from est_notifier.adapters.webhook import Egress, Resolver, WebhookSender, system_resolver
 from est_notifier.consumers import register
@@ -134,12 +136,16 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
     times = ReminderTimes(before=settings.reminder_before, after=settings.reminder_after,
                           late_limit=settings.reminder_late_limit)
 
+    # who has reported comes from both picture durables (updated and published pictures)
+    caught_up = CatchUp(lambda: runtime.js, PICTURES.name, [settings.durable_updates, settings.durable_pictures])
+
     async def check_reminders(now: datetime) -> int:
         if not runtime.tables.is_open:
             return 0
         made = await reminders.send_due_reminders(
             now, sessions=sessions, tables=tables, snapshot=runtime.directory.snapshot, sender=settings.mail_from,
-            times=times, on_reminder=lambda kind, outcome: metrics.reminders.labels(kind, outcome).inc())
+            times=times, on_reminder=lambda kind, outcome: metrics.reminders.labels(kind, outcome).inc(),
+            caught_up=caught_up)
         if made:
             metrics.created.labels("email").inc(len(made))
             worker.wake()
@@ -171,6 +177,11 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
         if not runtime.tables.is_open:
             state["pending_org"] = snapshot  # the runtime loads the organisation before on_start hooks run
             return
+        if settings.reminders_enabled:
+            try:  # reminders expect what the organisation held in a period: its history, from now on
+                await reminders.record_org(snapshot, clock.now(), sessions=sessions, tables=tables)
+            except Exception:
+                log.exception("could not record the organisation for reminders; retried at the next change")
         try:
             result = await subscriptions.reconcile_org(
                 sessions=sessions, tables=tables, snapshot=snapshot, env=os.environ, webhook_allow=webhook_allow,
@@ -229,5 +240,5 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
     app = runtime.app
     app.state.notifier = {"sessions": sessions, "tables": tables, "worker": worker, "metrics": metrics,
                           "settings": settings, "hub": hub, "clock": clock, "reminders": reminder_loop,
-                          "egress": egress}
+                          "caught_up": caught_up, "egress": egress}
     return app

@@ -43,6 +43,7 @@ class Tables:
     reminders: Table
     personal_data_log: Table
     credentials: Table
+    org_history: Table
 
 
 def make_tables() -> Tables:
@@ -146,6 +147,7 @@ def make_tables() -> Tables:
         Column("kind", String(10), nullable=False),              # before | after (the deadline)
         Column("areas", JSON, nullable=False),
         Column("delivery_id", String(36)),
+        Column("person_name", String(200)),                      # the name the reminder greeted
         Column("created_at", DateTime(timezone=True), nullable=False),
         UniqueConstraint("person_id", "period", "kind", name="uq_reminder_person_period_kind"),
     )
@@ -171,8 +173,17 @@ def make_tables() -> Tables:
         Column("org_version", Integer, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
     )
+    org_history = Table(
+        "org_history", md,                                       # what the organisation held, and when
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("area_id", String(100), nullable=False, index=True),
+        Column("person_id", String(100)),                        # None: the area itself; else a reporter of it
+        Column("cadence", String(10)),                           # the area's cadence (area rows only)
+        Column("since", DateTime(timezone=True)),                # None: before the first organisation seen
+        Column("until", DateTime(timezone=True)),                # None: still held
+    )
     return Tables(md, subscriptions, deliveries, attempts, digest_items, processed_events_table(md),
-                  reminder_state, reminders, personal_data_log, credentials)
+                  reminder_state, reminders, personal_data_log, credentials, org_history)
 
 
 def ensure_schema(conn: Any, tables: Tables) -> None:

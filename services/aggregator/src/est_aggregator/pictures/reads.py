@@ -180,7 +180,8 @@ async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: st
     kronoberg = kronoberg_view(merge_kronoberg(p.get("kronoberg") for p in pictures), personal=personal,
                                min_count=deps.kronoberg_min_count)
     return {"municipality_id": municipality_id, "period": period_text,
-            "areas": [_view(p, deps=deps, personal=personal, reads_notes=reads_notes, reads_missing=reads_missing) for p in pictures],
+            "areas": [_view(p, deps=deps, personal=personal, reads_notes=reads_notes, reads_missing=reads_missing)
+                      for p in pictures],
             "unavailable": unavailable,
             "totals": {"reports": sum(p.get("reports", 0) for p in pictures), "items": items, "completeness": comp,
                        "kronoberg": kronoberg}}

@@ -23,9 +23,14 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
                 summary="The delivery ledger: deliveries with one row per attempt")
     async def deliveries(who: Auth, subscription_id: str | None = Query(default=None, max_length=100),
                          event_id: str | None = Query(default=None, max_length=200),
+                         person_id: str | None = Query(default=None, max_length=100,
+                                                       description="only reminders to this person"),
+                         period: str | None = Query(default=None, max_length=20,
+                                                    description="only reminders of this period"),
                          limit: int = Query(default=200, ge=1, le=1000)) -> list[dict[str, Any]]:
         return await handlers.ledger(sessions=sessions, tables=tables, caller=caller_of(who),
-                                     subscription_id=subscription_id, event_id=event_id, limit=limit)
+                                     subscription_id=subscription_id, event_id=event_id, limit=limit,
+                                     reminded=(person_id, period) if person_id or period else None)
 
     @router.get("/admin/personal-data-deliveries", response_model=list[PersonalReadOut],
                 summary="Every opening of sealed personal data (notifications to social services): which "

@@ -82,13 +82,24 @@ async def backlog(s: AsyncSession, t: Tables) -> tuple[dict[str, int], float | N
 
 
 async def list_deliveries(s: AsyncSession, t: Tables, *, subscription_ids: list[str] | None,
-                          event_id: str | None, limit: int) -> list[dict[str, Any]]:
+                          event_id: str | None, limit: int,
+                          reminded: tuple[str | None, str | None] | None = None) -> list[dict[str, Any]]:
+    """Deliveries, newest first, each with its attempts; ``reminded``: only reminders to a person (and/or
+    of a period)."""
     c = t.deliveries.c
     q = select(*[col for col in t.deliveries.c if col.name != "payload"])
     if subscription_ids is not None:
         q = q.where(c.subscription_id.in_(subscription_ids))
     if event_id:
         q = q.where(c.event_id == event_id)
+    if reminded is not None:
+        rc, (person_id, period) = t.reminders.c, reminded
+        which = select(rc.delivery_id).where(rc.delivery_id.is_not(None))
+        if person_id:
+            which = which.where(rc.person_id == person_id)
+        if period:
+            which = which.where(rc.period == period)
+        q = q.where(c.id.in_(which))
     rows = [dict(r) for r in (await s.execute(q.order_by(c.created_at.desc()).limit(limit))).mappings()]
     if not rows:
         return rows
@@ -123,3 +134,14 @@ async def personal_reads(s: AsyncSession, t: Tables, *, protocol_id: str | None,
     for r in rows:
         r["at"] = aware(r["at"])
     return rows
+
+
+# --- reminders -----------------------------------------------------------------------------
+
+async def reminders_of(s: AsyncSession, t: Tables, delivery_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The reminder rows of some deliveries, by delivery id."""
+    if not delivery_ids:
+        return {}
+    c = t.reminders.c
+    rows = (await s.execute(select(t.reminders).where(c.delivery_id.in_(delivery_ids)))).mappings()
+    return {r["delivery_id"]: dict(r) for r in rows}

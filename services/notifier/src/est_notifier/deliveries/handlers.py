@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_notifier.deliveries import db
-from est_notifier.deliveries.domain import delivery_id, sign
+from est_notifier.deliveries.domain import REMINDERS_SUBSCRIPTION, delivery_id, sign
 from est_notifier.messages.render import NO_NAMES, Names, Rendered, build_email, names_of, render_digest, render_event
 from est_notifier.metrics import NotifierMetrics
 from est_notifier.subscriptions import db as subscription_db
@@ -371,8 +371,10 @@ async def flush_digests(now: float, *, sessions: Sessions, tables: Tables, sende
 # --- queries -------------------------------------------------------------------------------
 
 async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscription_id: str | None,
-                 event_id: str | None, limit: int = 200) -> list[dict[str, Any]]:
-    """Deliveries with their attempts, for the owner of the subscription or an admin."""
+                 event_id: str | None, limit: int = 200,
+                 reminded: tuple[str | None, str | None] | None = None) -> list[dict[str, Any]]:
+    """Deliveries with their attempts, for the owner of the subscription or an admin; a reminder names whom
+    it reminded of which period (``reminded``: only reminders to that person and/or of that period)."""
     async with sessions() as s:
         if subscription_id:
             row = await subscription_db.get_subscription(s, tables, subscription_id, include_deleted=True)
@@ -386,10 +388,14 @@ async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscrip
             ids = None
         else:
             ids = [r["id"] for r in await subscription_db.list_subscriptions(s, tables, owner_id=caller.person_id)]
-        rows = await db.list_deliveries(s, tables, subscription_ids=ids, event_id=event_id, limit=limit)
+        rows = await db.list_deliveries(s, tables, subscription_ids=ids, event_id=event_id, limit=limit,
+                                        reminded=reminded)
+        reminders = await db.reminders_of(s, tables, [r["id"] for r in rows
+                                                      if r["subscription_id"] == REMINDERS_SUBSCRIPTION])
     out = []
     for r in rows:
         target = r["target"]
+        rem = reminders.get(r["id"])
         out.append({
             "delivery_id": r["id"], "subscription_id": r["subscription_id"], "event_id": r["event_id"],
             "event_type": r["event_type"], "channel": r["channel"],
@@ -397,6 +403,9 @@ async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscrip
             "status": r["status"], "attempts": r["attempts"], "last_status_code": r["last_status_code"],
             "last_error": r["last_error"], "created_at": aware(r["created_at"]),
             "finished_at": aware(r["finished_at"]),
+            "reminder": None if rem is None else {
+                "person_id": rem["person_id"], "person_name": rem["person_name"], "period": rem["period"],
+                "kind": rem["kind"], "areas": list(rem["areas"])},
             "attempt_log": [{
                 "attempt": a["attempt"], "at": aware(a["at"]), "status": a["status"],
                 "response_code": a["response_code"], "error": a["error"], "duration_ms": a["duration_ms"],

@@ -14,21 +14,27 @@ from est_shared.clock import Clock, utcnow
 from est_shared.db import transaction
 from est_shared.events import CloudEvent
 from est_shared.org import period_deadline
-from est_shared.periods import current_period
+from est_shared.periods import Cadence, current_period
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_notifier.deliveries import db
-from est_notifier.deliveries.domain import ReminderTimes, delivery_id, reminder_event_id, reminder_kind
+from est_notifier.deliveries.domain import (
+    REMINDERS_SUBSCRIPTION,
+    Held,
+    ReminderTimes,
+    delivery_id,
+    expected_in_period,
+    reminder_event_id,
+    reminder_kind,
+)
 from est_notifier.messages.render import build_email, render_reminder
 from est_notifier.subscriptions.domain import caller_for
 from est_notifier.subscriptions.receipt import may_receive
 from est_notifier.tables import Sessions, Tables, aware
 
 log = logging.getLogger("est.notifier")
-
-
-REMINDERS_SUBSCRIPTION = "reminders"  # the ledger's subscription id of reminder deliveries
 
 
 async def record_missing(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables) -> bool:
@@ -56,43 +62,101 @@ async def record_missing(event: CloudEvent[Any], *, sessions: Sessions, tables: 
     return False
 
 
+async def record_org(snapshot: Any, at: datetime, *, sessions: Sessions, tables: Tables) -> int:
+    """Keep what the organisation holds from ``at`` on: each area with its cadence, each reporter of an
+    area; what it no longer holds ends at ``at``. What the first organisation seen holds counts as held
+    from before any period. Returns how many stretches began or ended."""
+    t = tables.org_history
+    c = t.c
+    wanted: dict[tuple[str, str | None], str | None] = {(a.id, None): a.cadence for a in snapshot.areas.values()}
+    for p in snapshot.people.values():
+        if "reporter" in p.roles:
+            wanted.update({(area_id, p.id): None for area_id in p.areas if area_id in snapshot.areas})
+    async with transaction(sessions) as s:
+        first = await s.scalar(select(c.id).limit(1)) is None
+        held: dict[tuple[str, str | None], str | None] = {}
+        ended: list[int] = []
+        for r in (await s.execute(select(c.id, c.area_id, c.person_id, c.cadence).where(c.until.is_(None)))):
+            key = (r.area_id, r.person_id)
+            if key not in wanted or wanted[key] != r.cadence or key in held:  # gone, changed, or held twice
+                ended.append(r.id)
+            else:
+                held[key] = r.cadence
+        if ended:
+            await s.execute(update(t).where(c.id.in_(ended)).values(until=at))
+        began = [{"area_id": area_id, "person_id": person_id, "cadence": cadence, "since": None if first else at,
+                  "until": None}
+                 for (area_id, person_id), cadence in wanted.items() if (area_id, person_id) not in held]
+        if began:
+            await s.execute(insert(t), began)
+    return len(ended) + len(began)
+
+
+async def _history(s: AsyncSession, tables: Tables, area_ids: set[str]
+                   ) -> tuple[dict[str, list[Held]], dict[tuple[str, str], list[Held]]]:
+    """What the organisation held of some areas over time: the areas' stretches, and their reporters'."""
+    c = tables.org_history.c
+    areas: dict[str, list[Held]] = {}
+    reporters: dict[tuple[str, str], list[Held]] = {}
+    for r in (await s.execute(select(c.area_id, c.person_id, c.cadence, c.since, c.until)
+                              .where(c.area_id.in_(area_ids)))).all():
+        held = Held(aware(r.since), aware(r.until), r.cadence)
+        if r.person_id is None:
+            areas.setdefault(r.area_id, []).append(held)
+        else:
+            reporters.setdefault((r.area_id, r.person_id), []).append(held)
+    return areas, reporters
+
+
 async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Tables, snapshot: Any, sender: str,
-                             times: ReminderTimes, on_reminder: Callable[[str, str], None] | None = None
-                             ) -> list[str]:
+                             times: ReminderTimes, on_reminder: Callable[[str, str], None] | None = None,
+                             caught_up: Callable[[], Awaitable[bool]] | None = None) -> list[str]:
     """Queue the reminders due at ``now``: e-mail, in Swedish, to reporters of an area who have not
     reported for a period, before and after its deadline; at most once per person, period and kind.
 
-    Who has not reported comes from the newest picture.updated/published of the area and period, or,
-    before any report arrived, is every reporter of the area. Returns the reminder delivery ids.
+    Who was expected follows the organisation as it was in the period (``expected_in_period``). Who has
+    not reported comes from the newest picture.updated/published of the area and period, or, before any
+    report arrived, is every expected reporter; so nothing goes until ``caught_up`` says the notifier has
+    handled the picture events already in the stream (after a start, its local view can still be empty).
+    Returns the reminder delivery ids.
     """
     if snapshot is None or not snapshot.areas:
         return []
-    st = tables.reminder_state.c
     due: dict[tuple[str, str, str], dict[str, Any]] = {}  # (person, period, kind) -> areas, deadline
-    wanted_state: list[tuple[str, str]] = []
+    async with sessions() as s:
+        area_spans, reporter_spans = await _history(s, tables, set(snapshot.areas))
     plans: list[tuple[Any, Any, str, datetime]] = []
     for area in snapshot.areas.values():
         mun = snapshot.municipalities.get(area.municipality_id)
         if mun is None:
             continue
-        current = current_period(area.cadence, now, mun.timezone)
-        for period in (current.prev(), current):
-            dl = period_deadline(mun, period)
-            kind = reminder_kind(now, dl, times)
-            if kind:
-                plans.append((area, period, kind, dl))
-                wanted_state.append((area.id, period.id))
+        for cadence in sorted({h.cadence for h in area_spans.get(area.id, []) if h.cadence}):
+            current = current_period(cadence, now, mun.timezone)
+            for period in (current.prev(), current):
+                dl = period_deadline(mun, period)
+                kind = reminder_kind(now, dl, times)
+                if kind:
+                    plans.append((area, period, kind, dl))
     if not plans:
         return []
+    if caught_up is not None and not await caught_up():
+        log.info("reminders wait: the notifier has not yet read who has reported")
+        return []
+    st = tables.reminder_state.c
     async with sessions() as s:
         state = {(r.area_id, r.period): list(r.missing) for r in (await s.execute(
-            select(st.area_id, st.period, st.missing).where(st.area_id.in_({a for a, _ in wanted_state})))).all()}
+            select(st.area_id, st.period, st.missing).where(st.area_id.in_({a.id for a, _, _, _ in plans})))).all()}
         rc = tables.reminders.c
         sent = {(r.person_id, r.period, r.kind) for r in (await s.execute(
             select(rc.person_id, rc.period, rc.kind).where(rc.period.in_({p.id for _, p, _, _ in plans})))).all()}
     for area, period, kind, dl in plans:
+        tz = snapshot.municipalities[area.municipality_id].timezone
+        start, end = period.start_at(tz), period.end_at(tz)
+        of: Cadence = "weekly" if period.kind == "week" else "biweekly"
         reporters = {p.id for p in snapshot.reporters_for(area.id)
-                     if may_receive(caller_for(snapshot, p.id), "reminder", area.municipality_id, area.id)}
+                     if expected_in_period(area_spans.get(area.id, []), reporter_spans.get((area.id, p.id), []),
+                                           of, start, end)
+                     and may_receive(caller_for(snapshot, p.id), "reminder", area.municipality_id, area.id)}
         missing = reporters if (area.id, period.id) not in state else reporters & set(state[(area.id, period.id)])
         for person_id in sorted(missing):
             key = (person_id, period.id, kind)
@@ -108,7 +172,8 @@ async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Table
         try:
             async with transaction(sessions) as s:
                 await s.execute(tables.reminders.insert().values(
-                    person_id=person_id, period=period_id, kind=kind, areas=sorted(entry["areas"]),
+                    person_id=person_id, person_name=person.name, period=period_id, kind=kind,
+                    areas=sorted(entry["areas"]),
                     delivery_id=did if person.email else None, created_at=utcnow()))
                 if not person.email:
                     log.warning("reminder not sent: the person has no e-mail address",

@@ -22,6 +22,16 @@ class AttemptOut(BaseModel):
     channel: str
 
 
+class ReminderRef(BaseModel):
+    """Whom a reminder delivery reminded of what."""
+
+    person_id: str
+    person_name: str | None = Field(description="the name the reminder greeted (None: not recorded)")
+    period: str = Field(examples=["2026-W48"])
+    kind: str = Field(description="before | after (the period's deadline)")
+    areas: list[str] = Field(description="the areas the person had not reported for")
+
+
 class DeliveryOut(BaseModel):
     delivery_id: str = Field(description="Stable id; also X-EST-Delivery and Idempotency-Key")
     subscription_id: str
@@ -38,6 +48,8 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: datetime
     finished_at: datetime | None
+    reminder: ReminderRef | None = Field(default=None, description="whom a reminder reminded of what "
+                                         "(reminder deliveries only)")
     attempt_log: list[AttemptOut] = Field(description="One row per attempt")
 
 
