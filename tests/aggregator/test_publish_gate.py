@@ -40,8 +40,9 @@ async def test_a_picture_below_the_threshold_needs_a_confirmation(world: World, 
         assert r.status_code == 409, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
         problem = r.json()
-        assert problem["detail"].startswith("Lägesbilden är inte klar att skickas: 0 av 1 förväntade rapporter")
-        assert " / The picture is not ready to be sent: 0 of 1 expected reports" in problem["detail"]
+        assert problem["detail"].startswith(
+            "Lägesbilden är inte klar att skickas: 0 av 1 förväntade rapportör har rapporterat")
+        assert " / The picture is not ready to be sent: 0 of 1 expected reporter has reported" in problem["detail"]
         assert problem["reasons"] == ["below_threshold"] and problem["confirm_field"] == "confirm_incomplete"
         assert problem["completeness"] == {"expected": 1, "received": 0, "rate": 0.0, "threshold": 0.5}
         assert problem["missing_reporters"] == [{"id": "anna", "name": "Anna", "actor": "Hem AB"}]

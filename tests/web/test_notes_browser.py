@@ -53,3 +53,9 @@ def test_a_note_written_in_the_form_is_read_by_the_key_function_in_the_area_view
     notes = kf.wait_for_selector("#notes li[data-item=klotter]")
     assert notes is not None
     assert notes.inner_text().strip() == f"Klotter · centrum: {NOTE}"
+    # the area view counts reports and reporters the way the picture does (several reports of one reporter add up)
+    comp = pic["completeness"]
+    counts = kf.inner_text("#area-counts").strip()
+    want = (f"{pic['reports']} {'rapport' if pic['reports'] == 1 else 'rapporter'} från {comp['received']} av "
+            f"{comp['expected']} förväntade {'rapportör' if comp['expected'] == 1 else 'rapportörer'}")
+    assert counts == want, counts

@@ -41,7 +41,7 @@ def test_an_incomplete_picture_is_published_only_after_the_dialog_is_confirmed(
     dialog = kf.wait_for_selector("dialog#publish-confirm[open]")
     assert "Lägesbilden är inte komplett" in dialog.inner_text()
     assert kf.inner_text("#confirm-received").startswith(
-        "0 av 1 förväntade rapporter har kommit in (0 %, gränsen är 50 %)")
+        "0 av 1 förväntade rapportör har rapporterat (0 %, gränsen är 50 %)")
     assert kf.inner_text("#confirm-left").startswith("Tid kvar till deadline: ")
     assert kf.inner_text("#confirm-missing") == "Anna Andersson (Växjöhem AB)"
 

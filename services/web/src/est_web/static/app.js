@@ -17,6 +17,7 @@ const TEXT = {
     overall: "Övrig kommentar", empty: "Fyll i minst en punkt eller kryssa i ”Inget att rapportera”.",
     published: "Publicerad lägesbild", noPicture: "Ingen publicerad lägesbild ännu.",
     completeness: "Inrapportering", reports: "rapporter", oneReport: "rapport", expected: "förväntade", late: "sena",
+    fromReporters: (r, e) => `från ${r} av ${e} förväntade ${e === 1 ? "rapportör" : "rapportörer"}`,
     noReport: "ingen rapport", publish: "Publicera", comment: "Nyckelfunktionens kommentar (analys)",
     publishedOk: "Lägesbilden är publicerad.", version: "version", status: "Status", open: "öppen",
     pub: "publicerad", firstAnalysis: "Första analys", alerts: "Larm", noAlerts: "Inga aktiva larm.",
@@ -49,6 +50,7 @@ const TEXT = {
     overall: "Other comment", empty: "Answer at least one item or tick “Nothing to report”.",
     published: "Published picture", noPicture: "No published picture yet.",
     completeness: "Reporting", reports: "reports", oneReport: "report", expected: "expected", late: "late",
+    fromReporters: (r, e) => `from ${r} of ${e} expected ${e === 1 ? "reporter" : "reporters"}`,
     noReport: "no report", publish: "Publish", comment: "Key function's comment (analysis)",
     publishedOk: "The picture is published.", version: "version", status: "Status", open: "open",
     pub: "published", firstAnalysis: "First analysis", alerts: "Alerts", noAlerts: "No active alerts.",
@@ -450,14 +452,14 @@ function Dashboard({ me, checklist, liveTick }) {
 // The publish flow's texts (a picture that is early or incomplete is sent only once the key function confirms)
 const PUBLISH_TEXT = {
   sv: {
-    confirmTitle: "Lägesbilden är inte komplett", received: (r, e) => `${r} av ${e} förväntade rapporter har kommit in`,
+    confirmTitle: "Lägesbilden är inte komplett", received: (r, e) => `${r} av ${e} förväntade ${e === 1 ? "rapportör" : "rapportörer"} har rapporterat`,
     threshold: (p, l) => `(${p} %, gränsen är ${l} %)`, left: "Tid kvar till deadline", missing: "Har inte rapporterat",
     everyone: "Alla förväntade har rapporterat.", sendAnyway: "Publicera ändå", cancel: "Avbryt",
     confirmHint: "Lägesbilden skickas till alla mottagare som den är nu.",
     unchanged: (v) => `Inget nytt sedan version ${v}: ingenting skickades.`, days: "dygn", hours: "tim", minutes: "min",
   },
   en: {
-    confirmTitle: "The picture is not complete", received: (r, e) => `${r} of ${e} expected reports are in`,
+    confirmTitle: "The picture is not complete", received: (r, e) => `${r} of ${e} expected ${e === 1 ? "reporter has" : "reporters have"} reported`,
     threshold: (p, l) => `(${p} %, the threshold is ${l} %)`, left: "Time left to the deadline", missing: "Not reported yet",
     everyone: "Everyone expected has reported.", sendAnyway: "Publish anyway", cancel: "Cancel",
     confirmHint: "The picture is sent to every recipient as it is now.",
@@ -542,7 +544,7 @@ function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, live
   return html`<div class="grid2">
     <section class="card" aria-labelledby="area-title"><h2 id="area-title">${name} · ${periodText(period)}</h2>
       ${pic && html`<p><span class=${"badge " + (pic.status === "published" ? "ok" : "info")}>${pic.status === "published" ? `${t("pub")} ${t("version")} ${pic.version}` : t("open")}</span>
-        · ${pic.reports} ${t(pic.reports === 1 ? "oneReport" : "reports")} · ${(pic.completeness || {}).expected || 0} ${t("expected")} · ${(pic.completeness || {}).late || 0} ${t("late")}</p>
+        · <span id="area-counts">${pic.reports} ${t(pic.reports === 1 ? "oneReport" : "reports")} ${t("fromReporters")((pic.completeness || {}).received || 0, (pic.completeness || {}).expected || 0)}</span> · ${(pic.completeness || {}).late || 0} ${t("late")}</p>
         <h3>${t("firstAnalysis")}</h3><p id="first-analysis">${pick(pic.first_analysis)}</p>
         ${(pic.comments || []).map((c) => html`<blockquote>${c.text || c.comment}${c.by === me.id ? html` <span class="hint">– ${me.name}</span>` : ""}</blockquote>`)}
         <${AreaNotes} pic=${pic} checklist=${checklist}/>`}

@@ -71,8 +71,10 @@ def gate_texts(gate: PublishGate) -> tuple[str, str]:
     """Why the publication needs a confirmation, Swedish and English."""
     c = gate.completeness
     pct, limit = round(c.rate * 100), round(gate.threshold * 100)
-    sv = [f"{c.received} av {c.expected} förväntade rapporter har kommit in ({pct} %, gränsen är {limit} %)"]
-    en = [f"{c.received} of {c.expected} expected reports are in ({pct} %, the threshold is {limit} %)"]
+    sv = [f"{c.received} av {c.expected} förväntade {'rapportör' if c.expected == 1 else 'rapportörer'} har "
+          f"rapporterat ({pct} %, gränsen är {limit} %)"]
+    en = [f"{c.received} of {c.expected} expected {'reporter has' if c.expected == 1 else 'reporters have'} "
+          f"reported ({pct} %, the threshold is {limit} %)"]
     if gate.before_deadline and gate.seconds_left is not None:
         sv.append(f"{duration_text(gate.seconds_left, 'sv')} kvar till deadline")
         en.append(f"{duration_text(gate.seconds_left, 'en')} left to the deadline")
