@@ -143,6 +143,36 @@ async def test_three_interventions_show_exact_totals_with_small_parts_coarsened(
         assert k["age_bands"] == {"under_15": "<3", "15_17": "<3", "18_19": "<3"} and k["containers"] == 9
 
 
+async def test_a_protocol_recorded_after_its_week_was_published_makes_a_revision(
+        world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    world = _with_police(world)
+    settings = settings_for(world, nats_url, tmp_path, forfeiture_subject=f"est.forfeiture.recorded.{world.muni}")
+    tap = await bus.tap(f"est.picture.published.{world.muni}.>", "EST_PICTURES")
+    async with running(world, settings) as (base, _app), httpx.AsyncClient() as c:
+        await bus.send(report(world, f"{world.muni}-r", {"berusning": 2}))
+        for i, band in enumerate(["15_17", "18_19"]):
+            await _forfeit(bus, world, i, band, guardian_contacted=True, guardian_came=i == 0)
+        await picture_when(c, base, world, "2026-W10", lambda p: (p.get("kronoberg") or {}).get("interventions") == 2,
+                           who="pol")
+        r = await c.post(f"{base}/v1/areas/{world.area}/pictures/2026-W10/publish", headers=world.headers(),
+                         json={"confirm_incomplete": True})
+        assert r.status_code == 200 and r.json()["version"] == 1, r.text
+        # pictures publish at their deadline, so a protocol written up afterwards is the normal case
+        await _forfeit(bus, world, 2, "under_15", guardian_contacted=True, guardian_came=True)
+        pic = await picture_when(c, base, world, "2026-W10", lambda p: p["version"] == 2, who="pol", timeout=30)
+        k = pic["kronoberg"]
+        assert (k["interventions"], k["guardian_contacted"], k["guardian_came"]) == (3, 3, 2), k
+        assert "Kronobergsmodellens siffror har ändrats / The Kronoberg figures changed" in pic["changes"]
+        first, second = await Bus.take(tap, 2, timeout=30)
+        assert (first["data"]["picture"]["version"], second["data"]["picture"]["version"]) == (1, 2)
+        assert second["data"]["revision"] is True
+        assert second["data"]["picture"]["kronoberg"]["interventions"] == 3
+        assert not any(ch for ch in second["data"]["changes"] if "2 →" in ch or "→ 3" in ch), \
+            "the change list names no small Kronoberg numbers"
+        r = await c.get(f"{base}/v1/municipalities/{world.muni}/pictures/2026-W10", headers=world.headers("pol"))
+        assert r.json()["totals"]["kronoberg"]["interventions"] == 3
+
+
 def _sample(text: str, name: str, **labels: str) -> float | None:
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     for line in text.splitlines():

@@ -115,6 +115,13 @@ def test_valid_protocol_yields_anonymous_event_data_and_reminders() -> None:
     assert {w["code"] for w in v.warnings} == {"guardian_not_contacted", "social_services_not_notified"}
 
 
+def test_the_event_carries_whether_guardians_came() -> None:
+    came = _validate(protocol(guardian_contacted=True, guardian_came=True))
+    stayed = _validate(protocol(guardian_contacted=True, guardian_came=False))
+    assert (came.data.guardian_came, stayed.data.guardian_came) == (True, False)
+    assert came.data.guardian_contacted and stayed.data.guardian_contacted
+
+
 def test_twenty_or_over_is_refused_with_a_bilingual_reason_that_does_not_repeat_the_number() -> None:
     number = pnr(born_years_ago(20, days_more=1))
     with pytest.raises(ForfeitureRejected) as exc:

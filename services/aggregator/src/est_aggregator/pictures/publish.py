@@ -158,7 +158,12 @@ async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info:
     if revision:
         old = await db.get_version(s, info.area_id, period.id, current_version)
         if old is not None:
-            changes = picture_changes(PictureData.model_validate_json(old.picture), built.picture)
+            # compared exactly: the version went out with small Kronoberg counts coarsened, kept exact beside it
+            before = PictureData.model_validate_json(old.picture)
+            exact = (old.extras or {}).get("kronoberg_exact")
+            if exact is not None:
+                before = before.model_copy(update={"kronoberg": exact})
+            changes = picture_changes(before, built.picture)
             if not changes and mode != "revision":
                 sent_before = json.loads(old.picture)
                 return PublishResult(info.area_id, period.id, current_version, bool(old.revision),

@@ -357,7 +357,8 @@ def validate_protocol(req: ForfeitureIn, *, caller: Principal, snapshot: OrgSnap
         occurred_at=occurred, age_band=band,
         items=[{"beverage": i.beverage, "volume_liters": i.volume_liters, "containers": i.containers}
                for i in req.items],
-        direct_forfeiture=req.direct_forfeiture, guardian_contacted=req.guardian_contacted, source=req.source,
+        direct_forfeiture=req.direct_forfeiture, guardian_contacted=req.guardian_contacted,
+        guardian_came=req.guardian_came, source=req.source,
         social_services_notified=req.social_services_notified)
     return ValidProtocol(req=req, personal_number=pnr.canonical, age=age, age_band=band, data=data,
                          warnings=warnings, notification=notification_reason(age, req.notify_social_services))

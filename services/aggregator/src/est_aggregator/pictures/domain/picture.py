@@ -19,6 +19,9 @@ from est_aggregator.pictures.domain.tally import EPS, PeriodTally, Rules, assess
 DEFAULT_RULES = Rules()
 
 NEW_COMMENT = "Ny kommentar / New comment"
+# A change of the Kronoberg figures is named without its numbers: the change list goes to every recipient,
+# and small counts are for police and social services only.
+KRONOBERG_CHANGED = "Kronobergsmodellens siffror har ändrats / The Kronoberg figures changed"
 """The change a version with a new key-function comment names (a comment alone makes a new version)."""
 
 
@@ -127,4 +130,6 @@ def picture_changes(old: PictureData, new: PictureData) -> list[str]:
         out.append(NEW_COMMENT)
     if new.notes != old.notes:  # a correction may change only a note's text: a reader sees it
         out.append(f"Anteckningar / Notes: {old.note_count} → {new.note_count}")
+    if (old.kronoberg or None) != (new.kronoberg or None):  # a protocol recorded after publishing
+        out.append(KRONOBERG_CHANGED)
     return out
