@@ -191,7 +191,7 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     settings = settings or AggregatorSettings()
     engine = make_engine(settings.db_url())
     runtime = ServiceRuntime(
-        name="aggregator", title="EST Lägesbild – aggregator",
+        name="aggregator", title="EST Lägesbild – sammanställning (aggregator)",
         description="Situational pictures (lägesbilder) per area and period: totals, trends, flags, completeness, "
                     "a drafted first analysis; publishing, revisions and alerts.",
         settings=settings, engine=engine)

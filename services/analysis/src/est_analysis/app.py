@@ -41,7 +41,7 @@ def create_app(settings: AnalysisSettings | None = None) -> FastAPI:
     settings = settings or AnalysisSettings()
     engine = make_engine(settings.db_url())
     sessions = session_factory(engine)
-    runtime = ServiceRuntime(name="analysis", title="EST Lägesbild — analysis", description=DESCRIPTION,
+    runtime = ServiceRuntime(name="analysis", title="EST Lägesbild – analys (analysis)", description=DESCRIPTION,
                              settings=settings, engine=engine)
     metrics = AnalysisMetrics(runtime.registry)
     printer = ChromiumPrinter(settings.browser, timeout=settings.browser_timeout_seconds,

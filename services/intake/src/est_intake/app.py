@@ -73,7 +73,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     engine = make_engine(settings.db_url())
     sessions = session_factory(engine)
-    runtime = ServiceRuntime(name="intake", title="EST Lägesbild – intake", description=DESCRIPTION,
+    runtime = ServiceRuntime(name="intake", title="EST Lägesbild – inrapportering (intake)", description=DESCRIPTION,
                              settings=settings, engine=engine, max_body_bytes=settings.max_body_bytes,
                              body_limits={("PUT", ORG_PATH): settings.max_org_body_bytes})
     metrics = IntakeMetrics(runtime.registry)

@@ -58,7 +58,7 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
     # SQLite has one writer: one pooled connection makes tasks queue in asyncio instead of sleeping in
     # SQLite's busy handler (the fan-out and the delivery worker write at the same time)
     engine = make_engine(url, pool_size=1, max_overflow=0) if url.startswith("sqlite") else make_engine(url)
-    runtime = ServiceRuntime(name="notifier", title="EST Lägesbild notifier", description=DESCRIPTION,
+    runtime = ServiceRuntime(name="notifier", title="EST Lägesbild – utskick (notifier)", description=DESCRIPTION,
                              settings=settings, engine=engine)
     sessions = session_factory(engine)
     tables = make_tables()

@@ -51,7 +51,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     # no /docs: its page loads scripts from a CDN, which the app's policy forbids; /openapi.json lists
     # the ops routes, and the APIs behind the gateway are documented on the services' own ports
-    app = FastAPI(title="EST Lägesbild web", description="Reporter form and dashboard; gateway to the APIs.",
+    app = FastAPI(title="EST Lägesbild – webb (web)", description="Reporter form and dashboard; gateway to the APIs.",
                   version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(CorrelationId)
     app.add_middleware(RequestGuard)
