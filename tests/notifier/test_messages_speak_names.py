@@ -119,6 +119,8 @@ async def every_message(tmp_path: Path, snapshot: OrgSnapshot) -> list[tuple[str
     assert await deliveries.flush_digests(time.time() + 1, sessions=sessions, tables=tables, sender_address=SENDER,
                                           max_items=20, snapshot=snapshot) == 8  # per subscription and window
     deadline = period_deadline(snapshot.municipalities["vaxjo"], Period.parse(REAL_PERIOD))
+    # reminders go to whom the organisation expected in the period: it must be known since before it
+    await reminders.record_org(snapshot, deadline - timedelta(days=30), sessions=sessions, tables=tables)
     await reminders.send_due_reminders(deadline - timedelta(hours=1), sessions=sessions, tables=tables,
                                        snapshot=snapshot, sender=SENDER, times=ReminderTimes())
     async with sessions() as s:
