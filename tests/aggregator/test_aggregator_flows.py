@@ -19,10 +19,11 @@ CONFIRM = {"confirm_incomplete": True}
 async def test_reports_roll_up_duplicates_count_once_and_corrections_replace(
         world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
     async with running(world, settings_for(world, nats_url, tmp_path)) as (base, _app), httpx.AsyncClient() as c:
-        first = report(world, "r1", {"skadegorelse": {"value": 2, "places": ["centrum"]}, "klotter": 1,
+        first = report(world, f"{world.muni}-r1", {"skadegorelse": {"value": 2, "places": ["centrum"]}, "klotter": 1,
                                      "tillhall": True})
         await bus.send(first)
-        await bus.send(report(world, "r2", {"skadegorelse": 3, "klotter": 2, "tillhall": True}, reporter="bo"))
+        await bus.send(report(world, f"{world.muni}-r2", {"skadegorelse": 3, "klotter": 2, "tillhall": True},
+                              reporter="bo"))
         await bus.send(first)  # same Nats-Msg-Id: the stream drops it
         await bus.send(first, again=True)  # a new message id: the consumer must ignore it
         pic = await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 2)
@@ -39,12 +40,13 @@ async def test_reports_roll_up_duplicates_count_once_and_corrections_replace(
         assert "Skadegörelse" in pic["first_analysis"]["sv"]
 
         # a correction replaces the original in every total
-        await bus.send(report(world, "r3", {"skadegorelse": 1, "klotter": 1}, supersedes="r1"))
+        await bus.send(report(world, f"{world.muni}-r3", {"skadegorelse": 1, "klotter": 1},
+                              supersedes=f"{world.muni}-r1"))
         pic = await picture_when(c, base, world, "2026-W10", lambda p: p["items"]["skadegorelse"]["value"] == 4)
         assert pic["reports"] == 2 and pic["completeness"]["received"] == 2
 
         # a report for an area the organisation does not know yet is kept
-        await bus.send(report(world, "r4", {"brand": 1}, area="nyomrade" + world.muni))
+        await bus.send(report(world, f"{world.muni}-r4", {"brand": 1}, area="nyomrade" + world.muni))
         pic = await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 1,
                                  area="nyomrade" + world.muni, who="adm")
         assert pic["items"]["brand"]["value"] == 1
