@@ -243,6 +243,8 @@ def test_a_refused_report_keeps_the_form_and_says_what_to_change(
     page.reload()
     page.wait_for_selector("#form-title")
     page.select_option("#area", "dalbo")
+    page.wait_for_selector("#form-title:has-text('Dalbo')")  # the area's draft is rendered (slow on a busy machine)
+    page.wait_for_selector("input[name=i-klotter][value='2']:checked", timeout=10000)
     answers_kept()  # the draft outlives a reload
     page.click("#submit")
     refused_in("sv")
