@@ -81,6 +81,19 @@ class Invalid(DomainError):
     title = "Invalid request"
 
 
+class TextRefused(Invalid):
+    """Free text that looks like personal data or holds control characters (``errors`` name each field),
+    as ``est_shared.freetext`` finds it: one answer for every service that guards text leaving its author."""
+
+    title = "Invalid text"
+
+    def __init__(self, errors: list[dict[str, str]], *, reason: str | None = None) -> None:
+        fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+        super().__init__(f"Fritext får inte innehålla personuppgifter eller kontrolltecken ({fields}).",
+                         f"Free text must not contain personal data or control characters ({fields}).",
+                         errors=list(errors), reason=reason)
+
+
 class Unavailable(DomainError):
     """Something the rule needs does not answer now; the same request may work later (``retry_after``)."""
 

@@ -20,6 +20,7 @@ from typing import Any
 from est_shared.bus import encode
 from est_shared.clock import utcnow
 from est_shared.db import add_to_outbox
+from est_shared.errors import TextRefused
 from est_shared.events import AlertData, Completeness, PictureData, PicturePublished
 from est_shared.freetext import free_text_errors
 from est_shared.org import OrgSnapshot, period_deadline
@@ -44,7 +45,6 @@ from est_aggregator.pictures.domain.alerts import alert_message, alert_transitio
 from est_aggregator.pictures.domain.errors import (
     PeriodNotBegun,
     PublishNotConfirmed,
-    TextRefused,
     VersionConflict,
 )
 from est_aggregator.pictures.domain.picture import picture_changes

@@ -33,6 +33,7 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from est_shared.errors import Invalid, NotFound
+from est_shared.errors import TextRefused as SharedTextRefused
 from est_shared.events import PictureData
 from est_shared.freetext import has_control_characters
 from est_shared.periods import AnalysisKind, Period, PeriodError
@@ -84,16 +85,11 @@ class MeasureNotFound(NotFound):
         super().__init__(f"Ingen åtgärd {measure_id!r}.", f"No measure {measure_id!r}.")
 
 
-class TextRefused(Invalid):
-    """Free text that looks like personal data or holds control characters (``errors`` name each field)."""
-
-    title = "Invalid text"
+class TextRefused(SharedTextRefused):
+    """The shared free-text refusal, reasoned ``text`` in this service's answers."""
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
-        super().__init__(f"Fritext får inte innehålla personuppgifter eller kontrolltecken ({fields}).",
-                         f"Free text must not contain personal data or control characters ({fields}).",
-                         errors=list(errors), reason="text")
+        super().__init__(errors, reason="text")
 
 
 class InvalidMeasure(Invalid):

@@ -54,16 +54,6 @@ class InvalidPeriod(Invalid):
         super().__init__("Ogiltig period.", why, errors=[{"field": "period", "message": why, "type": "period"}])
 
 
-class TextRefused(Invalid):
-    """Free text that looks like personal data or holds control characters (``errors`` name each field)."""
-
-    title = "Invalid text"
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
-        super().__init__(f"Fritext får inte innehålla personuppgifter eller kontrolltecken ({fields}).",
-                         f"Free text must not contain personal data or control characters ({fields}).",
-                         errors=list(errors))
 
 
 class PictureUnavailable(Unavailable):
