@@ -100,7 +100,9 @@ async def test_me_and_checklists(tmp_path: Path, fresh_nats: NatsServer) -> None
         cur = (await client.get("/v1/checklists/current", headers=auth("anna"))).json()
         assert cur["ref"] == "est-standard@1" and len(cur["items"]) == 18
         klotter = next(i for i in cur["items"] if i["code"] == "klotter")
-        assert klotter == {"code": "klotter", "label_sv": "Klotter", "label_en": "Graffiti", "answer": "level"}
+        assert {k: klotter[k] for k in ("code", "label_sv", "label_en", "answer")} == {
+                "code": "klotter", "label_sv": "Klotter", "label_en": "Graffiti", "answer": "level"}
+        assert "max_count" not in klotter and klotter["places"] is True
         assert cur["levels"][2] == {"value": 2, "sv": "återkommande", "en": "recurring"}
         assert [a["id"] for a in cur["areas"]] == ["araby"]
         assert cur["areas"][0]["places"] == ["centrum", "skolgarden", "parkeringen"]

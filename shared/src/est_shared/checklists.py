@@ -30,6 +30,25 @@ MAX_COUNT_CEILING = 1_000_000
 """The largest ``max_count`` a checklist may set; any answer value beyond it is refused unread."""
 
 
+class ScaleStep(BaseModel):
+    """What one step of a level scale is called."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sv: str = Field(min_length=1, max_length=100)
+    en: str = Field(min_length=1, max_length=100)
+
+
+class ChecklistGroup(BaseModel):
+    """A heading that items are grouped under in the form (e.g. "Fysisk miljö")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    label_sv: str = Field(min_length=1, max_length=200)
+    label_en: str = Field(min_length=1, max_length=200)
+
+
 class ChecklistItem(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,6 +59,16 @@ class ChecklistItem(BaseModel):
     max_count: int | None = Field(default=None, ge=1, le=MAX_COUNT_CEILING,
                                   description=f"count items: the largest count one report may give "
                                               f"(default {DEFAULT_MAX_COUNT}); none for levels and yes/no")
+    help_sv: str | None = Field(default=None, max_length=1000, description="help text shown under the question")
+    help_en: str | None = Field(default=None, max_length=1000)
+    group: str | None = Field(default=None, description="code of the group (``groups``) the item is shown under")
+    places: bool = Field(default=True, description="whether a reporter may name places for this item")
+    scale: dict[int, ScaleStep] | None = Field(
+        default=None, description="level items: the name of each step (default: 0 inget … 3 omfattande)")
+    continues: list[str] = Field(
+        default_factory=list, max_length=20,
+        description="codes of earlier versions' items whose series this item continues (a rename or a split); "
+                    "an item that keeps its code continues its own series without saying so")
 
     @model_validator(mode="before")
     @classmethod
@@ -63,6 +92,7 @@ class Checklist(BaseModel):
     name_sv: str
     name_en: str
     items: list[ChecklistItem]
+    groups: list[ChecklistGroup] = Field(default_factory=list, description="headings of the form, in order")
 
     @property
     def ref(self) -> str:

@@ -56,6 +56,52 @@ class Area(_Frozen):
     municipality_id: str
     cadence: Literal["weekly", "biweekly"] = "weekly"
     places: list[str] = Field(default_factory=list)
+    replaces: list[str] = Field(default_factory=list,
+                                description="areas this one replaces (a split or a merge): their history is its own")
+    since: datetime | None = Field(default=None, description="when the organisation first held the area "
+                                                             "(None: before the first version recorded)")
+
+
+AlertKind = Literal["high", "rising", "new"]
+
+
+class AlertRuleOverride(_Frozen):
+    """An item's departures from its municipality's alert rule (unset fields follow the municipality's)."""
+
+    raise_on: list[AlertKind] | None = None
+    rising_periods: int | None = Field(default=None, ge=1, le=52)
+    quiet_periods: int | None = Field(default=None, ge=1, le=52)
+    critical_at: float | None = Field(default=None, ge=0)
+    enabled: bool | None = None
+
+
+class AlertRule(_Frozen):
+    """When an item's flags become an alert (``se.est.alert.raised``) and when the alert ends."""
+
+    raise_on: list[AlertKind] = Field(default_factory=lambda: list[AlertKind](["high", "rising"]),
+                                      description="flags that may raise an alert")
+    rising_periods: int = Field(default=3, ge=1, le=52,
+                                description="a rising value raises only after rising this many periods in a row")
+    quiet_periods: int = Field(default=2, ge=1, le=52,
+                               description="an alert ends after this many published periods without the flag")
+    critical_at: float | None = Field(default=None, ge=0,
+                                      description="a value at or above this makes the alert critical")
+    enabled: bool = True
+
+    def with_override(self, o: AlertRuleOverride | None) -> AlertRule:
+        if o is None:
+            return self
+        return self.model_copy(update={k: v for k, v in o.model_dump().items() if v is not None})
+
+
+class AlertRules(_Frozen):
+    """A municipality's alert rules: a default and per-item overrides (by checklist item code)."""
+
+    default: AlertRule = Field(default_factory=AlertRule)
+    items: dict[str, AlertRuleOverride] = Field(default_factory=dict)
+
+    def for_item(self, code: str) -> AlertRule:
+        return self.default.with_override(self.items.get(code))
 
 
 class Municipality(_Frozen):
@@ -66,6 +112,14 @@ class Municipality(_Frozen):
     deadline_weekday: int = Field(default=0, ge=0, le=6, description="0=Monday: day after the period when it closes")
     deadline_time: str = Field(default="09:00", pattern=r"^\d{2}:\d{2}$", description="local time of the deadline")
     area_ids: list[str] = Field(default_factory=list)
+    checklist: str | None = Field(default=None, description="id@version its reporters fill in "
+                                                            "(None: the organisation's current checklist)")
+    accepted_checklists: list[str] = Field(
+        default_factory=list, description="older id@version it still accepts reports against (besides ``checklist``)")
+    publish_min_completeness: float | None = Field(
+        default=None, ge=0, le=1, description="share of expected reports below which publishing needs confirmation "
+                                              "(None: the aggregator's EST_AGGREGATOR_PUBLISH_MIN_COMPLETENESS)")
+    alerts: AlertRules = Field(default_factory=AlertRules)
 
 
 class Actor(_Frozen):
@@ -83,6 +137,19 @@ class Person(_Frozen):
     areas: list[str] = Field(default_factory=list, description="resolved area ids")
     municipalities: list[str] = Field(default_factory=list, description="municipalities they work in")
     token_sha256: str | None = None
+    successor: str | None = Field(default=None, description="the person who takes over their subscriptions "
+                                                            "and deliveries when they leave")
+
+
+class ApiToken(_Frozen):
+    """A personal API token issued through the API (only its SHA-256 travels)."""
+
+    id: str
+    person_id: str
+    name: str
+    sha256: str
+    created_at: datetime
+    expires_at: datetime | None = None
 
 
 class OrgSnapshot(_Frozen):
@@ -98,10 +165,24 @@ class OrgSnapshot(_Frozen):
     current_checklist: str = DEFAULT_CHECKLIST.ref
     subscriptions: list[dict[str, Any]] = Field(
         default_factory=list, description="subscriptions declared in the organisation file (the notifier owns them)")
+    handovers: dict[str, str] = Field(default_factory=dict,
+                                      description="person id -> successor's person id, kept after the person is gone")
+    tokens: dict[str, ApiToken] = Field(default_factory=dict, description="token id -> issued personal API token")
+    applied_at: datetime | None = Field(default=None, description="when this version took effect")
 
     def checklist(self, ref: str) -> Checklist | None:
         """A checklist version by ``id@version`` (built-in ones always known)."""
         return self.checklists.get(ref) or BUILTIN_CHECKLISTS.get(ref)
+
+    def checklist_ref_for(self, municipality_id: str) -> str:
+        """The ``id@version`` a municipality's reporters fill in."""
+        m = self.municipalities.get(municipality_id)
+        return (m.checklist if m and m.checklist else None) or self.current_checklist
+
+    def accepts_checklist(self, municipality_id: str, ref: str) -> bool:
+        """Whether a municipality accepts a report against ``ref`` (its own or one it still accepts)."""
+        m = self.municipalities.get(municipality_id)
+        return ref == self.checklist_ref_for(municipality_id) or bool(m and ref in m.accepted_checklists)
 
     def reporters_for(self, area_id: str) -> list[Person]:
         """People expected to report for an area."""

@@ -7,15 +7,18 @@ Nothing here touches HTTP, the bus or the database; the handlers feed it data an
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from est_shared.checklists import BUILTIN_CHECKLISTS, Checklist
 from est_shared.freetext import free_text_errors, has_control_characters
 from est_shared.org import (
     Actor,
     ActorKind,
+    AlertRules,
     Area,
     Municipality,
     OrgSnapshot,
@@ -66,6 +69,11 @@ class AreaDoc(_Doc):
     name: Name
     cadence: Literal["weekly", "biweekly"] = "weekly"
     places: list[Place] = Field(default_factory=list, max_length=MAX_PLACES)
+    replaces: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
+        default_factory=list, max_length=50, description="ids of areas this one replaces (a split or a merge)")
+
+
+CHECKLIST_REF = r"^[a-z0-9][a-z0-9-]{0,39}@[1-9][0-9]{0,5}$"
 
 
 class MunicipalityDoc(_Doc):
@@ -78,6 +86,12 @@ class MunicipalityDoc(_Doc):
     deadline_weekday: int = Field(default=0, ge=0, le=6)
     deadline_time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     areas: list[AreaDoc] = Field(default_factory=list)
+    checklist: str | None = Field(default=None, pattern=CHECKLIST_REF,
+                                  description="id@version its reporters fill in (default: est-standard@1)")
+    accepted_checklists: list[Annotated[str, StringConstraints(pattern=CHECKLIST_REF)]] = Field(
+        default_factory=list, max_length=20, description="older versions still accepted")
+    publish_min_completeness: float | None = Field(default=None, ge=0, le=1)
+    alerts: AlertRules = Field(default_factory=AlertRules)
 
     @field_validator("deadline_time", mode="before")
     @classmethod
@@ -117,11 +131,15 @@ class PersonDoc(_Doc):
                                                                           max_length=MAX_PERSON_AREAS)
     token: str | None = Field(default=None, min_length=1, max_length=512)
     token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    successor: str | None = Field(default=None, max_length=100,
+                                  description="person id who takes over their subscriptions when they leave")
 
 
 class OrgDoc(_Doc):
     """The whole organisation file (``subscriptions`` are passed on to the notifier in the snapshot)."""
 
+    checklists: list[Checklist] = Field(default_factory=list, max_length=200,
+                                        description="checklist versions, in the shape GET /v1/checklists/{ref} gives")
     municipalities: list[MunicipalityDoc] = Field(default_factory=list)
     actors: list[ActorDoc] = Field(default_factory=list)
     people: list[PersonDoc] = Field(default_factory=list)
@@ -350,9 +368,47 @@ def validate_org(doc: dict[str, Any]) -> OrgDoc:
             if digest in tokens:
                 errors.append({"field": f"people.{i}.token", "message": f"the same token as {tokens[digest]}"})
             tokens[digest] = f"person {p.id}"
+    person_ids = {p.id for p in org.people}
+    for i, p in enumerate(org.people):
+        if p.successor is not None and (p.successor not in person_ids or p.successor == p.id):
+            errors.append({"field": f"people.{i}.successor",
+                           "message": f"efterträdaren {p.successor!r} finns inte bland personerna / "
+                                      f"the successor {p.successor!r} is not one of the people"})
+    declared: dict[str, int] = {}
+    for i, cl in enumerate(org.checklists):
+        if cl.ref in declared:
+            errors.append({"field": f"checklists.{i}", "message": f"{cl.ref} is declared twice"})
+        declared[cl.ref] = i
+    known_refs = set(declared) | set(BUILTIN_CHECKLISTS)
+    for i, m in enumerate(org.municipalities):
+        if m.checklist and m.checklist not in known_refs:
+            errors.append({"field": f"municipalities.{i}.checklist",
+                           "message": f"okänd checklista {m.checklist} / unknown checklist {m.checklist}"})
+        for k, ref in enumerate(m.accepted_checklists):
+            if ref not in known_refs:
+                errors.append({"field": f"municipalities.{i}.accepted_checklists.{k}",
+                               "message": f"okänd checklista {ref} / unknown checklist {ref}"})
     if errors:
         raise OrgInvalid(errors)
     return org
+
+
+def merged_checklists(previous: dict[str, Checklist], declared: list[Checklist]) -> dict[str, Checklist]:
+    """The checklist versions after a file: every earlier one kept, new ones added; OrgInvalid when a
+    version that exists is declared with another content (``id@version`` never changes)."""
+    out = dict(previous)
+    errors: list[dict[str, str]] = []
+    for i, cl in enumerate(declared):
+        had = out.get(cl.ref) or BUILTIN_CHECKLISTS.get(cl.ref)
+        if had is not None and had != cl:
+            errors.append({"field": f"checklists.{i}",
+                           "message": f"{cl.ref} finns redan och ändras inte; gör en ny version "
+                                      f"({cl.id}@{cl.version + 1}) / {cl.ref} exists and cannot change; make a new "
+                                      f"version ({cl.id}@{cl.version + 1})"})
+        out[cl.ref] = cl
+    if errors:
+        raise OrgInvalid(errors)
+    return out
 
 
 def person_token_hash(p: PersonDoc) -> str | None:
@@ -366,23 +422,30 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None) -> tuple[OrgSnapshot, list[str]]:
+def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None, now: datetime | None = None,
+                   ) -> tuple[OrgSnapshot, list[str]]:
     """The snapshot an organisation file describes and the changes against ``previous``.
 
     The version is ``previous.version + 1`` only when the content differs; applying the same file
-    again returns ``previous`` unchanged with no changes (idempotent apply).
+    again returns ``previous`` unchanged with no changes (idempotent apply). ``now`` is when the version
+    takes effect: an area new in it is held ``since`` then (areas of the first version since always).
     """
     org = validate_org(doc)
     prev = previous or OrgSnapshot()
+    checklists = merged_checklists(dict(prev.checklists), org.checklists)
     municipalities: dict[str, Municipality] = {}
     areas: dict[str, Area] = {}
     for m in org.municipalities:
         for a in m.areas:
+            before = prev.areas.get(a.id)
+            since = before.since if before is not None else (now if prev.version > 0 else None)
             areas[a.id] = Area(id=a.id, name=a.name, municipality_id=m.id, cadence=a.cadence,
-                               places=_unique(a.places))
+                               places=_unique(a.places), replaces=_unique(a.replaces), since=since)
         municipalities[m.id] = Municipality(
             id=m.id, name=m.name, timezone=m.timezone, analysis_period=m.analysis_period,
-            deadline_weekday=m.deadline_weekday, deadline_time=m.deadline_time, area_ids=[a.id for a in m.areas])
+            deadline_weekday=m.deadline_weekday, deadline_time=m.deadline_time, area_ids=[a.id for a in m.areas],
+            checklist=m.checklist, accepted_checklists=_unique(m.accepted_checklists),
+            publish_min_completeness=m.publish_min_completeness, alerts=m.alerts)
     actors = {a.id: Actor(id=a.id, name=a.name, kind=a.kind) for a in org.actors}
     people: dict[str, Person] = {}
     for p in org.people:
@@ -397,11 +460,13 @@ def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None) -> tuple[O
                 munis.append(areas[ref].municipality_id)
         people[p.id] = Person(id=p.id, name=p.name, actor=p.actor, email=p.email, roles=_unique(list(p.roles)),
                               areas=_unique(resolved), municipalities=sorted(set(munis)),
-                              token_sha256=person_token_hash(p))
+                              token_sha256=person_token_hash(p), successor=p.successor)
+    handovers = {**prev.handovers, **{p.id: p.successor for p in people.values() if p.successor}}
     candidate = OrgSnapshot(version=prev.version + 1, municipalities=municipalities, areas=areas, actors=actors,
-                            people=people, checklists=prev.checklists, current_checklist=prev.current_checklist,
-                            subscriptions=list(org.subscriptions or []))
-    # the diff compares everything the file sets (checklists come from ``previous``): no change, same content
+                            people=people, checklists=checklists, current_checklist=prev.current_checklist,
+                            subscriptions=list(org.subscriptions or []), handovers=handovers, tokens=prev.tokens,
+                            applied_at=now)
+    # the diff compares everything the file sets: no change, same content
     changes = diff_snapshots(prev if prev.version > 0 else None, candidate)
     if prev.version > 0 and not changes:
         return prev, []
@@ -429,6 +494,12 @@ def diff_snapshots(old: OrgSnapshot | None, new: OrgSnapshot) -> list[str]:
                 a, b = before[id_].model_dump(), after[id_].model_dump()
                 fields = [("token" if k == "token_sha256" else k) for k in b if a.get(k) != b.get(k)]
                 out.append(f"{kind} {id_} changed ({', '.join(fields)})")
+    for ref in new.checklists:
+        if ref not in (old.checklists if old else {}) and ref not in BUILTIN_CHECKLISTS:
+            out.append(f"checklist {ref} added")
+    for who, to in new.handovers.items():
+        if (old.handovers if old else {}).get(who) != to:
+            out.append(f"person {who} handed over to {to}")
     if (old.subscriptions if old else []) != new.subscriptions:
         out.append(f"declared subscriptions changed ({len(new.subscriptions)} now)")
     return out

@@ -78,7 +78,8 @@ async def apply_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSe
         async with sessions() as s:
             previous = await db.latest_org(s)
             _, last_file_version = await db.last_startup_file(s) if startup else (None, 0)
-        snapshot, changes = await asyncio.to_thread(build_snapshot, doc, previous)
+        at = datetime.now(UTC)
+        snapshot, changes = await asyncio.to_thread(build_snapshot, doc, previous, at)
         latest = previous.version if previous else 0
         changed = previous is None or snapshot.version != previous.version
         outcome: StartupOutcome = "applied"
@@ -96,7 +97,6 @@ async def apply_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSe
         if not changed:
             break
         blob = await store(snapshot)
-        at = datetime.now(UTC)
         try:
             async with transaction(sessions) as s:
                 await db.add_org_version(s, snapshot, applied_by=applied_by, changes=changes, applied_at=at,
