@@ -88,6 +88,27 @@ async def test_the_threshold_is_a_setting(world: World, bus: Bus, nats_url: str,
         assert [m["id"] for m in r.json()["missing_reporters"]] == ["cy"]
 
 
+async def test_a_municipality_sets_its_own_threshold(world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    """``publish_min_completeness`` of the municipality in the organisation file wins over the setting."""
+    muni = world.org.municipalities[world.muni].model_copy(update={"publish_min_completeness": 0.9})
+    strict = World(world.muni, world.area, world.org.model_copy(
+        update={"municipalities": {**world.org.municipalities, world.muni: muni}}))
+    settings = settings_for(strict, nats_url, tmp_path, publish_min_completeness=0.2)
+    tap = await published(bus, strict)
+    async with running(strict, settings) as (base, _app), httpx.AsyncClient() as c:
+        await bus.send(report(strict, None, {"klotter": 1}))
+        await bus.send(report(strict, None, {"klotter": 1}, reporter="bo"))
+        await picture_when(c, base, strict, "2026-W10", lambda p: p["reports"] == 2)
+        url = f"{base}/v1/areas/{strict.area}/pictures/2026-W10/publish"
+        r = await c.post(url, headers=strict.headers())
+        assert r.status_code == 409 and r.json()["completeness"]["threshold"] == 0.9, r.text
+        assert "gränsen är 90 %" in r.json()["detail"]
+        r = await c.post(url, headers=strict.headers(), json=CONFIRM)
+        assert r.status_code == 200, r.text
+        [ev] = await Bus.take(tap)
+        assert ev["data"]["picture"]["completeness"]["threshold"] == 0.9
+
+
 async def test_the_current_week_before_its_deadline_needs_a_confirmation(world: World, bus: Bus, nats_url: str,
                                                                          tmp_path: Path) -> None:
     period = "2026-W48"

@@ -48,7 +48,13 @@ from est_aggregator.pictures.domain.errors import (
     VersionConflict,
 )
 from est_aggregator.pictures.domain.picture import picture_changes
-from est_aggregator.pictures.domain.publishing import PublishGate, badge, gate_texts, period_begun
+from est_aggregator.pictures.domain.publishing import (
+    PublishGate,
+    badge,
+    completeness_threshold,
+    gate_texts,
+    period_begun,
+)
 from est_aggregator.pictures.domain.reports import as_utc
 
 log = logging.getLogger("est.aggregator")
@@ -176,7 +182,8 @@ async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info:
     event_id = f"picture:{info.area_id}:{period.id}:v{version}"
     deadline = deadline_of(org, info.municipality_id, period)
     event = new_event(type="se.est.picture.published", subject=info.area_id, id=event_id, time=now,
-                      data=BadgedPublished(picture=badged(outgoing(built.picture, deps), deps.publish_min_completeness),
+                      data=BadgedPublished(picture=badged(outgoing(built.picture, deps), completeness_threshold(
+                          org, info.municipality_id, deps.publish_min_completeness)),
                                            revision=revision, changes=changes, published_by=by))
     sent = json.loads(encode(event))["data"]["picture"]  # frozen exactly as it goes on the wire
     await db.insert_version(s, area_id=info.area_id, period=period.id, version=version,
@@ -262,7 +269,8 @@ async def publish_picture(*, deps: Deps, org: OrgSnapshot, area_id: str, period_
                                          text=text, version=row.version + 1)
                 check = None if confirm_incomplete else partial(
                     require_confirmation, org=org, deadline=deadline_of(org, info.municipality_id, period),
-                    threshold=deps.publish_min_completeness, now=at)
+                    threshold=completeness_threshold(org, info.municipality_id, deps.publish_min_completeness),
+                    now=at)
                 result = await publish_locked(s, deps=deps, org=org, info=info, period=period,
                                                current_version=row.version, by=by, mode=mode,
                                                now=at, effects=effects, check=check)

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from est_shared.events import Completeness
+from est_shared.org import OrgSnapshot
 from est_shared.periods import Period
 
 from est_aggregator.pictures.domain.reports import as_utc
@@ -22,6 +23,14 @@ from est_aggregator.pictures.domain.reports import as_utc
 def period_begun(period: Period, now: datetime, timezone: str) -> bool:
     """Whether the period's first day has begun in the municipality's timezone."""
     return as_utc(now) >= as_utc(period.start_at(timezone))
+
+
+def completeness_threshold(org: OrgSnapshot, municipality_id: str, default: float) -> float:
+    """The municipality's own publishing threshold (``publish_min_completeness`` in the organisation file),
+    else the service's default."""
+    muni = org.municipalities.get(municipality_id)
+    own = muni.publish_min_completeness if muni is not None else None
+    return default if own is None else own
 
 
 @dataclass(frozen=True)
