@@ -1,6 +1,7 @@
 """A reporter's note reaches the key function: written in the reporter form (headless Chromium, the whole
 system started with ``est up``), it shows in the dashboard's area view under its item, with its place;
-the reporter's own actor, a property company, sees only that there is a note."""
+the reporter's own actor, a property company, sees only that there is a note. Published from the
+dashboard with a comment, the picture's e-mail to the key function carries both, in its text and HTML."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from tests.notifier.support import read_email
 from tests.support import System, wait_for
 
 if TYPE_CHECKING:
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 NOTE = "Ny tagg på garagelängan"
+COMMENT = "Vi tar bort taggen och pratar med fastighetsägaren."
 
 
 def _picture(system: System, token: str, area: str, period: str) -> dict[str, Any]:
@@ -31,6 +34,13 @@ def test_a_note_written_in_the_form_is_read_by_the_key_function_in_the_area_view
         system: System, sign_in: Callable[..., Page]) -> None:
     me = httpx.get(f"{system.urls['intake']}/v1/me", headers={"Authorization": "Bearer t-anna"}, timeout=10).json()
     period = next(a["current_period"] for a in me["areas"] if a["id"] == "araby")
+
+    # the key function follows Araby's pictures by e-mail
+    r = httpx.post(f"{system.urls['notifier']}/v1/subscriptions", headers={"Authorization": "Bearer t-lena"},
+                   json={"name": "Lägesbilder Araby", "scope": {"municipality_id": "vaxjo", "area_ids": ["araby"]},
+                         "events": ["picture.published"], "channel": {"type": "email", "to": "lena@example.org"},
+                         "digest": "immediate", "language": "sv"}, timeout=10)
+    assert r.status_code == 201, r.text
 
     page = sign_in("t-anna", "#form-title", viewport={"width": 420, "height": 900})
     klotter = "fieldset.item:has(legend:text('Klotter'))"
@@ -59,3 +69,23 @@ def test_a_note_written_in_the_form_is_read_by_the_key_function_in_the_area_view
     want = (f"{pic['reports']} {'rapport' if pic['reports'] == 1 else 'rapporter'} från {comp['received']} av "
             f"{comp['expected']} förväntade {'rapportör' if comp['expected'] == 1 else 'rapportörer'}")
     assert counts == want, counts
+
+    # published from the area view with a comment (before the deadline: confirmed in the dialog)
+    kf.fill("#comment", COMMENT)
+    kf.click("#publish")
+    kf.wait_for_selector("dialog#publish-confirm[open]")
+    kf.click("#confirm-publish")
+    kf.wait_for_selector("text=Lägesbilden är publicerad.")
+    outbox = system.data_dir / "outbox"
+
+    def picture_mail() -> dict[str, str] | None:
+        for path in sorted(outbox.glob("*.eml")) if outbox.exists() else []:
+            mail = read_email(path.read_bytes())
+            if "Araby" in mail["subject"] and COMMENT in mail["text"]:
+                return mail
+        return None
+
+    mail = wait_for(picture_mail, timeout=30)
+    for part in ("text", "html"):
+        assert NOTE in mail[part] and COMMENT in mail[part], (part, mail[part])
+        assert "centrum" in mail[part]
