@@ -9,16 +9,17 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, unquote_to_bytes
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from est_shared import exports
 from est_shared.errors import DomainError, Forbidden, Kind
 from est_shared.freetext import find_personal_data
 from est_shared.observability import correlation_id
@@ -436,3 +437,39 @@ def body_too_large(max_bytes: int) -> JSONResponse:
     """The 413 answer for a body over ``max_bytes``; it closes the connection, so the rest is never read."""
     return problem_response(413, "Request body too large", f"Innehållet är större än {max_bytes} byte. / "
                             f"The body exceeds {max_bytes} bytes.", headers={"Connection": "close"})
+
+
+def reader_language(request: Request) -> Literal["sv", "en"]:
+    """The reader's language: ``?lang=sv|en``, else the first of Accept-Language that is Swedish or English,
+    else Swedish."""
+    asked = (request.query_params.get("lang") or "").strip().lower()
+    if asked in ("sv", "en"):
+        return asked  # type: ignore[return-value]
+    for part in request.headers.get("accept-language", "").split(","):
+        tag = part.split(";")[0].strip().lower()[:2]
+        if tag in ("sv", "en"):
+            return tag  # type: ignore[return-value]
+    return "sv"
+
+
+EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {
+    "text/csv": {"schema": {"type": "string"}},
+    exports.XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
+"""OpenAPI ``responses`` of a route that also answers CSV and XLSX (``?format=csv|xlsx`` or Accept)."""
+
+
+def export_response(request: Request, table: Callable[[], exports.Table], stem: str) -> Response | None:
+    """The download a request asks for (``?format=csv|xlsx``, or ``Accept: text/csv`` / the XLSX type), or None
+    when it wants JSON. ``table`` is called only for a download; an unknown format is 422."""
+    try:
+        fmt = exports.wanted_format(request.query_params.get("format"), request.headers.get("accept"))
+    except ValueError:
+        raise Problem(422, "Unprocessable Content", "Okänt format; välj csv eller xlsx. / Unknown format; "
+                      "choose csv or xlsx.", errors=[{"field": "query.format", "message": "csv, xlsx or json"}]
+                      ) from None
+    if fmt is None:
+        return None
+    lang = reader_language(request)
+    body = exports.render(table(), fmt, lang)
+    return Response(body, media_type=exports.MEDIA_TYPES[fmt], headers={
+        "Content-Disposition": f'attachment; filename="{exports.file_name(stem, fmt)}"'})
