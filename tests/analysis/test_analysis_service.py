@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import httpx
 import nats
+import openpyxl
 import pytest
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings
@@ -83,6 +86,20 @@ async def test_persistent_problem_is_raised_once_resolved_and_analysed(service: 
                 assert area_a["completeness"]["pictures"] == 8
                 # the same analysis by id, latest revision, list
                 assert (await c.get(f"/v1/analyses/{m}:2026-T3", headers=auth("styr", m))).json()["id"] == body["id"]
+                # its persistent problems as a download, read as a spreadsheet reads them
+                got = await c.get(f"/v1/analyses/{body['id']}", params={"format": "csv"}, headers=auth("styr", m))
+                assert got.headers["content-type"] == "text/csv; charset=utf-8", got.text
+                rows = list(csv.reader(io.StringIO(got.content.decode("utf-8-sig")), delimiter=";"))
+                assert rows[0] == ["Område", "Punkt", "k av n", "Flaggade perioder", "Bestående vid", "Pågår"]
+                assert rows[1][:3] == [f"Område {a}", "Klotter", "3/4"] and rows[1][5] == "nej"
+                assert rows[1][3] == ", ".join(T3_WEEKS[:4])
+                got = await c.get(f"/v1/analyses/{body['id']}", headers={
+                    **auth("styr", m), "Accept": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                    "Accept-Language": "en"})
+                sheet = openpyxl.load_workbook(io.BytesIO(got.content)).active
+                assert sheet is not None and sheet["B1"].value == "Item" and sheet["B2"].value == "Graffiti"
+                assert (await c.get(f"/v1/analyses/{body['id']}", params={"format": "csv"},
+                                    headers=auth("rep", m))).status_code == 403
                 listing = (await c.get("/v1/analyses", params={"municipality_id": m}, headers=auth("styr", m))).json()
                 assert [x["id"] for x in listing] == [body["id"]]
                 # outsiders and reporters may not
@@ -163,6 +180,14 @@ async def test_measures_are_decided_re_decided_and_followed_up(service: Any, nat
                                       headers=auth("kf", m))).status_code == 403
                 listed = (await c.get("/v1/measures", params={"area_id": a}, headers=auth("kf", m))).json()
                 assert [x["id"] for x in listed] == [mid] and listed[0]["status"] == "completed"
+                got = await c.get("/v1/measures", params={"area_id": a, "format": "xlsx"}, headers=auth("kf", m))
+                sheet = openpyxl.load_workbook(io.BytesIO(got.content)).active
+                assert sheet is not None
+                table = [[cell.value for cell in row] for row in sheet.iter_rows()]
+                assert table[0][:5] == ["Åtgärd", "Område", "Problem som åtgärden riktar sig mot", "Ansvarig aktör",
+                                        "Start"]
+                assert table[1][0] == "Fältvandringar kvällstid" and table[1][1] == f"Område {a}"
+                assert table[1][6:9] == [80, 25000, "avslutad"] and table[1][10] == 1
 
                 async def pictures_in() -> bool:
                     async with app.state.analysis.sessions() as s:

@@ -11,15 +11,16 @@ from datetime import date
 from typing import Any, Literal
 
 from est_shared.errors import Forbidden, Invalid
-from est_shared.http import Problem, require_area, require_role
+from est_shared.http import EXPORT_RESPONSES, Problem, export_response, require_area, require_role
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.runtime import ServiceRuntime
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from est_analysis.documents.printing import PrintingOff
 from est_analysis.documents.report import render_report
+from est_analysis.documents.tables import measures_table, problems_table
 from est_analysis.strategic import handlers
 from est_analysis.strategic.domain import ITEM_CODE, InvalidMeasure
 from est_analysis.strategic.handlers import Context
@@ -141,10 +142,16 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         _require_municipality(principal, municipality_id, ctx.snapshot())
         return await handlers.list_analyses(ctx=ctx, municipality_id=municipality_id)
 
-    @router.get("/v1/analyses/{analysis_id}", tags=["analyses"], summary="One analysis")
-    async def get_analysis(analysis_id: str, principal: Principal = principal_dep) -> dict[str, Any]:
-        """By id (``vaxjo:2026-T3:r1``); ``vaxjo:2026-T3`` gives the latest revision."""
-        return await _load_analysis(analysis_id, principal)
+    @router.get("/v1/analyses/{analysis_id}", tags=["analyses"], summary="One analysis",
+                response_model=None, responses=EXPORT_RESPONSES)
+    async def get_analysis(analysis_id: str, request: Request,
+                           principal: Principal = principal_dep) -> dict[str, Any] | Response:
+        """By id (``vaxjo:2026-T3:r1``); ``vaxjo:2026-T3`` gives the latest revision. With ``?format=csv|xlsx``
+        (or ``Accept: text/csv`` / the XLSX type): its persistent problems as a table."""
+        analysis = await _load_analysis(analysis_id, principal)
+        download = export_response(request, lambda: problems_table(analysis),
+                                   f"bestaende-problem-{analysis.get('id', analysis_id)}")
+        return download or analysis
 
     @router.get("/v1/analyses/{analysis_id}/report.html", tags=["analyses"], response_class=HTMLResponse,
                 summary="The analysis as a readable, self-contained HTML report")
@@ -205,11 +212,20 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         return await handlers.update_measure(ctx=ctx, principal=principal, measure_id=measure_id,
                                              changes=changes, reason=req.reason)
 
-    @router.get("/v1/measures", tags=["measures"], summary="Measures of an area or municipality")
-    async def list_measures(area_id: str | None = Query(None, examples=["araby"]),
+    @router.get("/v1/measures", tags=["measures"], summary="Measures of an area or municipality",
+                response_model=None, responses=EXPORT_RESPONSES)
+    async def list_measures(request: Request, area_id: str | None = Query(None, examples=["araby"]),
                             municipality_id: str | None = Query(None, examples=["vaxjo"]),
-                            principal: Principal = principal_dep) -> list[dict[str, Any]]:
-        """Without filters: the measures of the caller's municipalities."""
+                            principal: Principal = principal_dep) -> list[dict[str, Any]] | Response:
+        """Without filters: the measures of the caller's municipalities. With ``?format=csv|xlsx`` (or the
+        Accept header) as a table with names, in the reader's language (``?lang=`` or Accept-Language)."""
+        found = await _measures_of(area_id, municipality_id, principal)
+        download = export_response(request, lambda: measures_table(found, ctx.snapshot()),
+                                   f"atgarder-{area_id or municipality_id or 'alla'}")
+        return download or found
+
+    async def _measures_of(area_id: str | None, municipality_id: str | None,
+                           principal: Principal) -> list[dict[str, Any]]:
         snap = ctx.snapshot()
         if area_id:
             area = snap.areas.get(area_id)
