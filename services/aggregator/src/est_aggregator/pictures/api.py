@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 from est_shared.errors import Forbidden
 from est_shared.events import PictureData
-from est_shared.http import require_area, require_role
+from est_shared.http import EXPORT_RESPONSES, export_response, require_area, require_role
 from est_shared.org import OrgSnapshot, Principal
-from fastapi import APIRouter, Body, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from est_aggregator.pictures.deps import Deps
@@ -24,6 +24,7 @@ from est_aggregator.pictures.domain.errors import MunicipalityNotFound
 from est_aggregator.pictures.domain.notes import reads_missing_reporters, reads_notes
 from est_aggregator.pictures.publish import publish_picture
 from est_aggregator.pictures.reads import read_alerts, read_municipality, read_picture, read_series
+from est_aggregator.pictures.tables import alerts_table, municipality_table, series_table
 
 
 class PictureView(PictureData):
@@ -101,22 +102,26 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
                                   reads_missing=reads_missing_reporters(who.roles))
         return JSONResponse(body)
 
-    @router.get("/areas/{area_id}/pictures", response_model=None, responses={200: {"model": SeriesResponse}},
-                summary="A series of compact pictures, for charts")
-    async def get_series(area_id: str,
+    @router.get("/areas/{area_id}/pictures", response_model=None,
+                responses={200: {"model": SeriesResponse, **EXPORT_RESPONSES[200]}},
+                summary="A series of compact pictures, for charts (or a table: ?format=csv|xlsx)")
+    async def get_series(area_id: str, request: Request,
                          from_: Annotated[str, Query(alias="from", description="first period",
                                                      examples=["2026-W01"])],
                          to: Annotated[str, Query(description="last period (inclusive)", examples=["2026-W48"])],
-                         who: Who) -> JSONResponse:
+                         who: Who) -> Response:
         require_area(who, area_id)
         body = await read_series(deps=deps, org=org(), area_id=area_id, first=from_, last=to,
                                  max_periods=max_series_periods)
-        return JSONResponse(body)
+        download = export_response(request, lambda: series_table(body, org()), f"serie-{area_id}-{from_}-{to}")
+        return download or JSONResponse(body)
 
-    @router.get("/municipalities/{municipality_id}/pictures/{period}",
-                summary="The common picture of the municipality's areas the caller may see, with totals")
-    async def get_municipality(municipality_id: str, period: str,
-                               who: Who) -> JSONResponse:
+    @router.get("/municipalities/{municipality_id}/pictures/{period}", response_model=None,
+                responses=EXPORT_RESPONSES,
+                summary="The common picture of the municipality's areas the caller may see, with totals "
+                        "(or a table of its areas: ?format=csv|xlsx)")
+    async def get_municipality(municipality_id: str, period: str, request: Request,
+                               who: Who) -> Response:
         snapshot = org()
         if municipality_id not in snapshot.municipalities:
             raise MunicipalityNotFound(municipality_id)
@@ -128,7 +133,9 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
                                        period_text=period, area_ids=areas, personal=who.sees_personal_data,
                                        reads_notes=reads_notes(who.roles),
                                        reads_missing=reads_missing_reporters(who.roles))
-        return JSONResponse(body)
+        download = export_response(request, lambda: municipality_table(body, snapshot),
+                                   f"lagesbild-{municipality_id}-{period}")
+        return download or JSONResponse(body)
 
     @router.post("/areas/{area_id}/pictures/{period}/publish", response_model=PublishResponse,
                  responses={409: {"description": "needs confirm_incomplete (before the deadline or below the "
@@ -147,9 +154,11 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
                                changes=r.changes, event_id=r.event_id, unchanged=r.unchanged,
                                completeness=r.completeness)
 
-    @router.get("/areas/{area_id}/alerts", tags=["alerts"], summary="Alerts of an area, open and resolved")
-    async def get_alerts(area_id: str, who: Who) -> list[dict[str, Any]]:
+    @router.get("/areas/{area_id}/alerts", tags=["alerts"], response_model=None, responses=EXPORT_RESPONSES,
+                summary="Alerts of an area, open and resolved (or a table: ?format=csv|xlsx)")
+    async def get_alerts(area_id: str, request: Request, who: Who) -> list[dict[str, Any]] | Response:
         require_area(who, area_id)
-        return await read_alerts(deps=deps, area_id=area_id)
+        found = await read_alerts(deps=deps, area_id=area_id)
+        return export_response(request, lambda: alerts_table(area_id, found, org()), f"larm-{area_id}") or found
 
     return router

@@ -1,0 +1,129 @@
+"""The aggregator's tables as downloads (CSV, XLSX): a municipality's picture, an area's series and its alerts.
+
+Built from the same answers the API gives the caller (so a download never shows more than the JSON), with
+names instead of ids and words in the reader's language; periods with the dates they cover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from est_shared.exports import Column, Table
+from est_shared.org import OrgSnapshot
+from est_shared.periods import Period, PeriodError
+
+FLAG_WORDS = {"high": {"sv": "hög", "en": "high"}, "rising": {"sv": "ökande", "en": "rising"},
+              "new": {"sv": "ny", "en": "new"}}
+KIND_WORDS = {"flag:high": {"sv": "högt läge", "en": "high level"}, "flag:rising": {"sv": "ökande", "en": "rising"},
+              "flag:new": {"sv": "nytt problem", "en": "new problem"}}
+SEVERITY_WORDS = {"critical": {"sv": "kritisk", "en": "critical"}, "warning": {"sv": "varning", "en": "warning"},
+                  "info": {"sv": "information", "en": "information"}}
+STATUS_WORDS = {"open": {"sv": "öppen", "en": "open"}, "published": {"sv": "publicerad", "en": "published"},
+                "resolved": {"sv": "avslutat", "en": "resolved"}}
+
+
+def _dates(period_id: str) -> tuple[str, str]:
+    try:
+        p = Period.parse(period_id)
+    except PeriodError:
+        return "", ""
+    return p.start.isoformat(), (p.end - timedelta(days=1)).isoformat()
+
+
+def _item_columns(codes: Sequence[str], labels: Mapping[str, Mapping[str, str]]) -> list[Column]:
+    return [Column(f"item:{c}", labels.get(c, {}).get("sv") or c, labels.get(c, {}).get("en") or c) for c in codes]
+
+
+def _labels_of(pictures: Sequence[Mapping[str, Any]], org: OrgSnapshot) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The item codes in the pictures, in checklist order, with their labels."""
+    labels: dict[str, dict[str, str]] = {}
+    order: dict[str, int] = {}
+    for checklist in org.checklists.values():
+        for i, item in enumerate(checklist.items):
+            labels.setdefault(item.code, {"sv": item.label_sv, "en": item.label_en})
+            order.setdefault(item.code, i)
+    codes: dict[str, None] = {}
+    for pic in pictures:
+        for code, it in (pic.get("items") or {}).items():
+            codes[code] = None
+            if it.get("label_sv"):
+                labels[code] = {"sv": it["label_sv"], "en": it.get("label_en") or it["label_sv"]}
+    return sorted(codes, key=lambda c: (order.get(c, 10_000), c)), labels
+
+
+def _flagged(items: Mapping[str, Any], labels: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    out = {}
+    for lang in ("sv", "en"):
+        out[lang] = ", ".join(f"{labels.get(code, {}).get(lang, code)} ({FLAG_WORDS[it['flag']][lang]})"
+                              for code, it in items.items() if it.get("flag") in FLAG_WORDS)
+    return out
+
+
+def municipality_table(body: Mapping[str, Any], org: OrgSnapshot) -> Table:
+    """One row per area: reports, reporters against expected, completeness and each item's value."""
+    areas = body.get("areas") or []
+    codes, labels = _labels_of(areas, org)
+    muni = org.municipalities.get(str(body.get("municipality_id")))
+    name = muni.name if muni else str(body.get("municipality_id"))
+    start, end = _dates(str(body.get("period")))
+    columns = [Column("area", "Område", "Area"), Column("period", "Period", "Period"),
+               Column("from", "Från", "From"), Column("to", "Till", "To"),
+               Column("status", "Status", "Status"), Column("reports", "Rapporter", "Reports"),
+               Column("received", "Rapportörer som rapporterat", "Reporters who reported"),
+               Column("expected", "Förväntade rapportörer", "Expected reporters"),
+               Column("rate", "Rapporteringsgrad", "Completeness"), *_item_columns(codes, labels),
+               Column("flagged", "Flaggade punkter", "Flagged items")]
+    rows = []
+    for pic in areas:
+        comp = pic.get("completeness") or {}
+        items = pic.get("items") or {}
+        rows.append({"area": pic.get("area_name") or pic.get("area_id"), "period": pic.get("period"),
+                     "from": start, "to": end, "status": STATUS_WORDS.get(str(pic.get("status")), pic.get("status")),
+                     "reports": pic.get("reports"), "received": comp.get("received"), "expected": comp.get("expected"),
+                     "rate": comp.get("rate"), **{f"item:{c}": (items.get(c) or {}).get("value") for c in codes},
+                     "flagged": _flagged(items, labels)})
+    period = body.get("period", "")
+    return Table(f"{name} {period}", f"{name} {period}", columns, rows)
+
+
+def series_table(body: Mapping[str, Any], org: OrgSnapshot) -> Table:
+    """One row per period of an area's series: status, reports, completeness and each item's value."""
+    pictures = body.get("pictures") or []
+    codes, labels = _labels_of(pictures, org)
+    area = org.areas.get(str(body.get("area_id")))
+    name = area.name if area else str(body.get("area_id"))
+    columns = [Column("period", "Period", "Period"), Column("from", "Från", "From"), Column("to", "Till", "To"),
+               Column("status", "Status", "Status"), Column("version", "Version", "Version"),
+               Column("reports", "Rapporter", "Reports"), Column("rate", "Rapporteringsgrad", "Completeness"),
+               *_item_columns(codes, labels), Column("flagged", "Flaggade punkter", "Flagged items")]
+    rows = []
+    for pic in pictures:
+        start, end = _dates(str(pic.get("period")))
+        items = pic.get("items") or {}
+        rows.append({"period": pic.get("period"), "from": start, "to": end,
+                     "status": STATUS_WORDS.get(str(pic.get("status")), pic.get("status")),
+                     "version": pic.get("version"), "reports": pic.get("reports"), "rate": pic.get("completeness_rate"),
+                     **{f"item:{c}": (items.get(c) or {}).get("value") for c in codes},
+                     "flagged": _flagged(items, labels)})
+    return Table(f"{name} {body.get('from')}–{body.get('to')}", f"{name} {body.get('from')}–{body.get('to')}",
+                 columns, rows)
+
+
+def alerts_table(area_id: str, alerts: Sequence[Mapping[str, Any]], org: OrgSnapshot) -> Table:
+    """An area's alerts, open and resolved."""
+    _, labels = _labels_of([], org)
+    area = org.areas.get(area_id)
+    name = area.name if area else area_id
+    columns = [Column("raised_at", "Larmat", "Raised"), Column("period", "Period", "Period"),
+               Column("item", "Punkt", "Item"), Column("kind", "Slag", "Kind"),
+               Column("severity", "Allvarlighet", "Severity"), Column("status", "Status", "Status"),
+               Column("resolved_period", "Avslutat period", "Resolved in period")]
+    rows = [{"raised_at": a.get("raised_at"), "period": a.get("period"),
+             "item": labels.get(str(a.get("item")), str(a.get("item"))),
+             "kind": KIND_WORDS.get(str(a.get("kind")), a.get("kind")),
+             "severity": SEVERITY_WORDS.get(str(a.get("severity")), a.get("severity")),
+             "status": STATUS_WORDS.get(str(a.get("status")), a.get("status")),
+             "resolved_period": a.get("resolved_period")} for a in alerts]
+    return Table(f"Larm {name}", f"Alerts {name}", columns, rows)

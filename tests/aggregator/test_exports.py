@@ -1,0 +1,66 @@
+"""Downloads from the aggregator, opened as a spreadsheet opens them: the municipality's picture as CSV (read
+with the csv module, ``;``, UTF-8 with BOM), an area's series as XLSX (openpyxl), its alerts as CSV; names,
+not codes; what the JSON hides from the caller the download hides too."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import httpx
+import openpyxl
+from est_shared.exports import XLSX_TYPE
+
+from tests.aggregator.support import Bus, World, picture_when, report, running, settings_for
+
+
+def _csv(content: bytes) -> list[list[str]]:
+    assert content.startswith("\ufeff".encode())
+    return list(csv.reader(io.StringIO(content.decode("utf-8-sig"), newline=""), delimiter=";"))
+
+
+async def test_pictures_series_and_alerts_download_as_spreadsheets(world: World, bus: Bus, nats_url: str,
+                                                                   tmp_path: Path) -> None:
+    async with running(world, settings_for(world, nats_url, tmp_path)) as (base, _app), httpx.AsyncClient() as c:
+        await bus.send(report(world, None, {"skadegorelse": 2, "klotter": 1}, period="2026-W10"))
+        await bus.send(report(world, None, {"skadegorelse": 3}, period="2026-W10", reporter="bo"))
+        await bus.send(report(world, None, {"skadegorelse": 1}, period="2026-W09"))
+        await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 2)
+        await picture_when(c, base, world, "2026-W09", lambda p: p["reports"] == 1)
+
+        r = await c.get(f"{base}/v1/municipalities/{world.muni}/pictures/2026-W10", params={"format": "csv"},
+                        headers=world.headers())
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "text/csv; charset=utf-8"
+        assert r.headers["content-disposition"] == f'attachment; filename="lagesbild-{world.muni}-2026-W10.csv"'
+        rows = _csv(r.content)
+        head = rows[0]
+        assert head[:9] == ["Område", "Period", "Från", "Till", "Status", "Rapporter", "Rapportörer som rapporterat",
+                            "Förväntade rapportörer", "Rapporteringsgrad"]
+        row = dict(zip(head, rows[1], strict=True))
+        area_name = world.org.areas[world.area].name
+        assert (row["Område"], row["Period"], row["Från"], row["Till"]) == (area_name, "2026-W10", "2026-03-02",
+                                                                           "2026-03-08")
+        assert (row["Status"], row["Rapporter"], row["Rapportörer som rapporterat"]) == ("öppen", "2", "2")
+        assert row["Skadegörelse"] == "5" and row["Klotter"] == "1" and row["Rapporteringsgrad"] == "0,6667"
+
+        r = await c.get(f"{base}/v1/areas/{world.area}/pictures", params={"from": "2026-W09", "to": "2026-W10"},
+                        headers={**world.headers(), "Accept": XLSX_TYPE, "Accept-Language": "en"})
+        assert r.status_code == 200 and r.headers["content-type"] == XLSX_TYPE, r.text
+        sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+        assert sheet is not None
+        table = [[cell.value for cell in row] for row in sheet.iter_rows()]
+        assert table[0][:7] == ["Period", "From", "To", "Status", "Version", "Reports", "Completeness"]
+        col = table[0].index("Vandalism / criminal damage")
+        assert [(t[0], t[col]) for t in table[1:]] == [("2026-W09", 1), ("2026-W10", 5)]
+
+        r = await c.get(f"{base}/v1/areas/{world.area}/alerts", params={"format": "csv"}, headers=world.headers())
+        assert r.status_code == 200 and _csv(r.content)[0][:4] == ["Larmat", "Period", "Punkt", "Slag"]
+        r = await c.get(f"{base}/v1/areas/{world.area}/alerts", params={"format": "docx"}, headers=world.headers())
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+        # the same access rules as the JSON
+        assert (await c.get(f"{base}/v1/areas/{world.area}/alerts", params={"format": "csv"})).status_code == 401
+        r = await c.get(f"{base}/v1/municipalities/{world.muni}/pictures/2026-W10", params={"format": "csv"},
+                        headers=world.headers("anna"))  # a reporter of the area downloads it too
+        assert r.status_code == 200 and len(_csv(r.content)) == 2
