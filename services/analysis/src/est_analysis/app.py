@@ -6,13 +6,13 @@ import asyncio
 import logging
 import time
 
+from est_shared.adapters.browser import ChromiumPrinter
 from est_shared.db import make_engine, session_factory
 from est_shared.org import OrgSnapshot
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from est_analysis.adapters.browser import ChromiumPrinter
 from est_analysis.adapters.history import StreamHistory
 from est_analysis.consumers import register as register_bus
 from est_analysis.metrics import AnalysisMetrics

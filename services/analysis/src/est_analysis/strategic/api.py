@@ -13,12 +13,12 @@ from typing import Any, Literal
 from est_shared.errors import Forbidden, Invalid
 from est_shared.http import EXPORT_RESPONSES, Problem, export_response, require_area, require_role
 from est_shared.org import OrgSnapshot, Principal
+from est_shared.printing import PrintingOff
 from est_shared.runtime import ServiceRuntime
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from est_analysis.documents.printing import PrintingOff
 from est_analysis.documents.report import render_report
 from est_analysis.documents.tables import measures_table, problems_table
 from est_analysis.strategic import handlers

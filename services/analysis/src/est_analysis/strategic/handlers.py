@@ -30,11 +30,11 @@ from est_shared.periods import (
     local_date,
     reporting_kind,
 )
+from est_shared.printing import NoPrinter, Printer, PrintFailed, PrintingOff
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_analysis.documents.printing import NoPrinter, Printer, PrintFailed, PrintingOff
 from est_analysis.documents.report import render_report
 from est_analysis.metrics import AnalysisMetrics
 from est_analysis.settings import AnalysisSettings

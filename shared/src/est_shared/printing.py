@@ -1,4 +1,5 @@
-"""The port through which a report is printed to PDF; ``est_analysis.adapters.browser`` implements it."""
+"""The port through which a document (a strategic report, a printable picture) is printed to PDF;
+``est_shared.adapters.browser`` implements it with headless Chromium."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Headless Chromium as a print engine: the readable report as PDF (no Python package needed).
+"""Headless Chromium as a print engine: a readable document as PDF (no Python package needed).
 
-``ChromiumPrinter`` is the ``est_analysis.documents.printing.Printer`` of the service: it looks the binary up
+``ChromiumPrinter`` is the ``est_shared.printing.Printer`` of the services that print: it looks the binary up
 for every document (an operator may install or remove a browser while the service runs) and lets at most
 ``concurrency`` browsers run at once, since each one is a whole Chromium process.
 """
@@ -13,9 +13,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from est_analysis.documents.printing import PrintFailed, PrintingOff
+from est_shared.printing import PrintFailed, PrintingOff
 
-log = logging.getLogger("est.analysis")
+log = logging.getLogger("est.printing")
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 OFF = ("", "none", "off", "false", "disabled")
