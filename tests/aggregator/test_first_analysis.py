@@ -73,9 +73,9 @@ def test_three_reports_of_one_reporter_are_three_observations_of_one_reporter() 
     assert (comp.expected, comp.received, comp.on_time, comp.missing_reporters) == (3, 1, 1, ["bo", "cy"])
     assert comp.per_actor["hem"]["received"] == 1
     assert pic.first_analysis["sv"].startswith(
-        "Lägesbild för Område, 2026-W48: 3 rapporter från 1 rapportör (1 i tid) av 3 förväntade (33,3 %).")
+        "Lägesbild för Område, v. 48 (23–29 nov 2026): 3 rapporter från 1 rapportör (1 i tid) av 3 förväntade (33,3 %).")
     assert pic.first_analysis["en"].startswith(
-        "Situational picture for Område, 2026-W48: 3 reports from 1 reporter (1 on time) of 3 expected (33.3 %).")
+        "Situational picture for Område, week 48 (23–29 Nov 2026): 3 reports from 1 reporter (1 on time) of 3 expected (33.3 %).")
     assert "under hälften av de förväntade rapportörerna" in pic.first_analysis["sv"]
     assert "fewer than half of the expected reporters" in pic.first_analysis["en"]
 
@@ -231,9 +231,11 @@ def test_every_sentence_states_a_true_comparison_alike_in_both_languages(
     assert pic.reports == len(counting)
     assert comp.received == len({r.reporter_id for r in counting})
     assert comp.expected == len(expected)
-    sv = re.match(r"Lägesbild för Område, 2026-W48: (\d+) (rapport(?:er)?) från (\d+) (rapportör(?:er)?) "
+    sv = re.match(r"Lägesbild för Område, v\. 48 \(23–29 nov 2026\): (\d+) (rapport(?:er)?) från (\d+) "
+                  r"(rapportör(?:er)?) "
                   r"\((\d+) i tid\) av (\d+) (förväntade?) \(([\d,]+) %\)\.", texts["sv"])
-    en = re.match(r"Situational picture for Område, 2026-W48: (\d+) (reports?) from (\d+) (reporters?) "
+    en = re.match(r"Situational picture for Område, week 48 \(23–29 Nov 2026\): (\d+) (reports?) from (\d+) "
+                  r"(reporters?) "
                   r"\((\d+) on time\) of (\d+) expected \(([\d.]+) %\)\.", texts["en"])
     assert sv and en, texts
     assert [int(sv[1]), int(sv[3]), int(sv[5]), int(sv[6])] == [pic.reports, comp.received, comp.on_time, comp.expected]

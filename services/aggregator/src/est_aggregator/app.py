@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from est_shared.adapters.browser import ChromiumPrinter
 from est_shared.adapters.schema import lock_schema
 from est_shared.adapters.sqlite import InLoopSqlite, checkpoint_loop, in_loop_sqlite
 from est_shared.clock import utcnow
@@ -201,8 +202,10 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     runtime.on_stop(aggregator.stop)
     runtime.tables_after_start = False  # opened by aggregator.start once the tables exist
     consumers.register(runtime, settings=settings, deps=deps)  # starts after, stops first
+    printer = ChromiumPrinter(settings.browser, timeout=settings.browser_timeout_seconds,
+                              concurrency=settings.browser_concurrency)
     runtime.app.include_router(api.build_router(
         deps=deps, org=lambda: runtime.directory.snapshot, principal=runtime.principal,
-        clock=lambda: aggregator.clock(), max_series_periods=settings.max_series_periods))
+        clock=lambda: aggregator.clock(), max_series_periods=settings.max_series_periods, printer=printer))
     runtime.app.state.aggregator = aggregator
     return runtime.app

@@ -64,6 +64,14 @@ class AggregatorSettings(ServiceSettings):
         "seconds between refreshes of the reports expected/received/late gauges (0 = off)")
     max_series_periods: int = service_field(
         "aggregator", "max_series_periods", 160, "most periods one series request may span")
+    browser: str = service_field(
+        "aggregator", "browser", "auto",
+        "headless Chromium/Chrome binary for a picture's report.pdf: 'auto' searches PATH, a path or name uses "
+        "that one, 'none' turns PDF off (501; report.html has the same content)")
+    browser_timeout_seconds: float = service_field(
+        "aggregator", "browser_timeout_seconds", 60.0, "a PDF rendering taking longer is stopped (503)")
+    browser_concurrency: int = service_field(
+        "aggregator", "browser_concurrency", 2, "at most this many browsers render PDFs at the same time")
 
     @field_validator("publish_min_completeness")
     @classmethod

@@ -13,13 +13,16 @@ from typing import Annotated, Any
 
 from est_shared.errors import Forbidden
 from est_shared.events import PictureData
-from est_shared.http import EXPORT_RESPONSES, export_response, require_area, require_role
+from est_shared.http import EXPORT_RESPONSES, Problem, export_response, require_area, require_role
 from est_shared.org import OrgSnapshot, Principal
+from est_shared.periods import Period
+from est_shared.printing import NoPrinter, Printer, PrintFailed, PrintingOff
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.document import render_picture
 from est_aggregator.pictures.domain.errors import MunicipalityNotFound
 from est_aggregator.pictures.domain.notes import reads_missing_reporters, reads_notes
 from est_aggregator.pictures.publish import publish_picture
@@ -79,10 +82,49 @@ class SeriesResponse(BaseModel):
 
 
 def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
-                 clock: Callable[[], datetime], max_series_periods: int) -> APIRouter:
+                 clock: Callable[[], datetime], max_series_periods: int,
+                 printer: Printer | None = None) -> APIRouter:
     """The aggregator's routes, bound to its collaborators."""
     router = APIRouter(prefix="/v1", tags=["pictures"])
     Who = Annotated[Principal, Depends(principal)]
+    prints: Printer = printer or NoPrinter()
+    Lang = Annotated[str, Query(pattern="^(sv|en)$", description="sv or en")]
+
+    async def printable(area_id: str, period: str, who: Principal, lang: str) -> str:
+        require_area(who, area_id)
+        snapshot = org()
+        body = await read_picture(deps=deps, org=snapshot, area_id=area_id, period_text=period,
+                                  personal=who.sees_personal_data, reads_notes=reads_notes(who.roles),
+                                  reads_missing=reads_missing_reporters(who.roles))
+        last = str(body.get("period") or period)
+        first = Period.parse(last).shift(-7).id
+        series = await read_series(deps=deps, org=snapshot, area_id=area_id, first=first, last=last,
+                                   max_periods=max_series_periods)
+        return render_picture(body, series["pictures"], snapshot, lang=lang, now=clock())
+
+    @router.get("/areas/{area_id}/pictures/{period}/report.html", response_class=HTMLResponse,
+                summary="The picture as a printable page (A4), with the comment, completeness, notes for those "
+                        "allowed, the last periods and the Kronoberg figures")
+    async def picture_html(area_id: str, period: str, who: Who, lang: Lang = "sv") -> HTMLResponse:
+        return HTMLResponse(await printable(area_id, period, who, lang))
+
+    @router.get("/areas/{area_id}/pictures/{period}/report.pdf", response_class=Response,
+                responses={200: {"content": {"application/pdf": {}}, "description": "the picture as PDF"},
+                           501: {"description": "no browser to print with: report.html has the same content"},
+                           503: {"description": "the printer failed or took too long"}},
+                summary="The picture as PDF (one to two A4 pages), to attach to the weekly meeting's minutes")
+    async def picture_pdf(area_id: str, period: str, who: Who, lang: Lang = "sv") -> Response:
+        html = await printable(area_id, period, who, lang)
+        try:
+            pdf = await prints.pdf(html)
+        except PrintingOff:
+            raise Problem(501, "Not Implemented", "PDF är avstängt på den här servern; report.html har samma "
+                          "innehåll. / PDF is turned off on this server; report.html has the same content.") from None
+        except (PrintFailed, OSError):
+            raise Problem(503, "Service Unavailable", "PDF:en kunde inte skapas just nu; försök igen. / The PDF "
+                          "could not be made right now; please retry.", headers={"Retry-After": "5"}) from None
+        return Response(pdf, media_type="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="lagesbild-{area_id}-{period}.pdf"'})
 
     @router.get("/areas/{area_id}/pictures/{period}", response_model=None,
                 responses={200: {"model": PictureView}, 403: {}, 404: {}},

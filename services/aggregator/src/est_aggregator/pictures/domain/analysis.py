@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 
 from est_shared.events import Completeness, ItemSummary
+from est_shared.periods import period_label
 
 _TENTH = Decimal("0.1")
 
@@ -98,6 +99,7 @@ def _text(key: str, lang: str) -> str:
 
 def _opening(comp: Completeness, *, area_name: str, period: str, reports: int, lang: str) -> str:
     pct = fmt(comp.rate * 100, lang)
+    period = period_label(period, lang)
     if lang == "sv":
         return (f"Lägesbild för {area_name}, {period}: {counted(reports, 'rapport', 'rapporter')} från "
                 f"{counted(comp.received, 'rapportör', 'rapportörer')} ({comp.on_time} i tid) av "
