@@ -73,9 +73,11 @@ def test_three_reports_of_one_reporter_are_three_observations_of_one_reporter() 
     assert (comp.expected, comp.received, comp.on_time, comp.missing_reporters) == (3, 1, 1, ["bo", "cy"])
     assert comp.per_actor["hem"]["received"] == 1
     assert pic.first_analysis["sv"].startswith(
-        "Lägesbild för Område, v. 48 (23–29 nov 2026): 3 rapporter från 1 rapportör (1 i tid) av 3 förväntade (33,3 %).")
+        "Lägesbild för Område, v. 48 (23–29 nov 2026): 3 rapporter från 1 rapportör (1 i tid) av 3 förväntade "
+        "(33,3 %).")
     assert pic.first_analysis["en"].startswith(
-        "Situational picture for Område, week 48 (23–29 Nov 2026): 3 reports from 1 reporter (1 on time) of 3 expected (33.3 %).")
+        "Situational picture for Område, week 48 (23–29 Nov 2026): 3 reports from 1 reporter (1 on time) of 3 "
+        "expected (33.3 %).")
     assert "under hälften av de förväntade rapportörerna" in pic.first_analysis["sv"]
     assert "fewer than half of the expected reporters" in pic.first_analysis["en"]
 
