@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import docx
 import httpx
 import nats
 import openpyxl
@@ -118,6 +119,22 @@ async def test_persistent_problem_is_raised_once_resolved_and_analysed(service: 
                 en = await c.get(f"/v1/analyses/{body['id']}/report.html", params={"lang": "en"},
                                  headers=auth("styr", m))
                 assert "Strategic analysis" in en.text and "Thursday" in en.text
+                # the same report as a Word document, opened with a document reader
+                word = await c.get(f"/v1/analyses/{body['id']}/report.docx", headers=auth("styr", m),
+                                   timeout=120)  # the first document draws its charts after importing matplotlib
+                assert word.status_code == 200, word.text
+                assert word.headers["content-type"].startswith("application/vnd.openxmlformats-officedocument")
+                doc = docx.Document(io.BytesIO(word.content))
+                headings = [p.text for p in doc.paragraphs if p.style is not None and p.style.name.startswith(
+                    ("Heading", "Title"))]
+                assert headings[0].startswith("Strategisk analys") and f"Område {a}" in headings
+                assert "Bestående problem" in headings and "Utveckling per punkt" in headings
+                cells = [c.text for t in doc.tables for row in t.rows for c in row.cells]
+                assert "Klotter" in cells and "3 / 4" in cells
+                assert len(doc.inline_shapes) >= 4  # need ranking, and per area trends, flags, completeness
+                assert doc.core_properties.title.startswith("Strategisk analys")
+                assert (await c.get(f"/v1/analyses/{body['id']}/report.docx",
+                                    headers=auth("rep", m))).status_code == 403
                 assert (await c.get(f"/v1/analyses/{body['id']}/report.html")).status_code == 401
 
                 metrics = (await c.get("/metrics")).text

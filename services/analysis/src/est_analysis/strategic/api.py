@@ -6,6 +6,7 @@ error (``est_shared.errors``), answered as problem+json by the runtime's one han
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import date
 from typing import Any, Literal
@@ -19,12 +20,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from est_analysis.documents.docx import render_docx
 from est_analysis.documents.report import render_report
 from est_analysis.documents.tables import measures_table, problems_table
 from est_analysis.strategic import handlers
 from est_analysis.strategic.domain import ITEM_CODE, InvalidMeasure
 from est_analysis.strategic.handlers import Context
 
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 ANALYSIS_ROLES = ("key_function", "beredningsgrupp", "styrgrupp", "admin")
 MEASURE_WRITE_ROLES = ("styrgrupp", "admin")
 _ITEM_CODE = re.compile(ITEM_CODE)
@@ -182,6 +185,17 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         name = f"analys-{body['municipality_id']}-{body['period']}-r{body['revision']}.pdf"
         return Response(pdf, media_type="application/pdf",
                         headers={"Content-Disposition": f'inline; filename="{name}"'})
+
+    @router.get("/v1/analyses/{analysis_id}/report.docx", tags=["analyses"], response_class=Response,
+                summary="The readable report as a Word document (DOCX), with the same content and charts",
+                responses={200: {"content": {DOCX_TYPE: {}}, "description": "the report as DOCX"}})
+    async def get_report_docx(analysis_id: str, lang: Literal["sv", "en"] = Query("sv", description="sv or en"),
+                              principal: Principal = principal_dep) -> Response:
+        """The report for steering groups that edit in Word; charts as images."""
+        body = await _load_analysis(analysis_id, principal)
+        data = await asyncio.to_thread(render_docx, body, lang=lang)  # charts take CPU: off the event loop
+        name = f"analys-{body['municipality_id']}-{body['period']}-r{body['revision']}.docx"
+        return Response(data, media_type=DOCX_TYPE, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @router.post("/v1/measures", status_code=201, tags=["measures"], summary="Record a measure (styrgrupp)")
     async def post_measure(req: MeasureIn, principal: Principal = principal_dep) -> dict[str, Any]:
