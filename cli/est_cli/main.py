@@ -74,6 +74,12 @@ IntakeUrl = Annotated[str | None, typer.Option(
     envvar="EST_INTAKE_URL", help="intake base URL (default: as est up runs it, EST_INTAKE_PORT and EST_HOST, "
                                   "else http://127.0.0.1:8000)")]
 AdminToken = Annotated[str | None, typer.Option(help="an admin token (or EST_TOKEN)")]
+PersonId = Annotated[str, typer.Argument(help="the person's id")]
+
+
+def _tokens_of(url: str | None, person: str) -> str:
+    """The URL of a person's issued tokens at the intake."""
+    return f"{_intake(url)}/v1/admin/people/{person}/tokens"
 
 
 def _call(method: str, url: str, token: str, **kw: Any) -> Any:
@@ -146,7 +152,7 @@ def _expiry(text: str | None) -> str | None:
 
 @token_app.command("issue")
 def token_issue(
-    person: Annotated[str, typer.Argument(help="the person's id")],
+    person: PersonId,
     name: Annotated[str, typer.Option(help="what the token is for, e.g. the device")],
     expires: Annotated[str | None, typer.Option(
         help="last day it works (YYYY-MM-DD, local time) or an ISO time with timezone; default: until revoked")] = None,
@@ -154,9 +160,7 @@ def token_issue(
     token: AdminToken = None,
 ) -> None:
     """Issue a person a personal API token: printed once, alone on standard output."""
-    base = _intake(url)
-    body = _call("POST", f"{base}/v1/admin/people/{person}/tokens", _token(token),
-                 json={"name": name, "expires_at": _expiry(expires)})
+    body = _call("POST", _tokens_of(url, person), _token(token), json={"name": name, "expires_at": _expiry(expires)})
     until = body.get("expires_at") or "återkallas / revoked"
     typer.echo(f"token {body['id']} för/for {person} ({name}), gäller till/valid until {until}; visas bara nu / "
                "shown only now:", err=True)
@@ -164,27 +168,18 @@ def token_issue(
 
 
 @token_app.command("revoke")
-def token_revoke(
-    person: Annotated[str, typer.Argument(help="the person's id")],
-    token_id: Annotated[str, typer.Argument(help="the token's id (est token list PERSON)")],
-    url: IntakeUrl = None,
-    token: AdminToken = None,
-) -> None:
+def token_revoke(person: PersonId,
+                 token_id: Annotated[str, typer.Argument(help="the token's id (est token list PERSON)")],
+                 url: IntakeUrl = None, token: AdminToken = None) -> None:
     """Revoke a person's issued token: every service refuses it within seconds."""
-    base = _intake(url)
-    body = _call("DELETE", f"{base}/v1/admin/people/{person}/tokens/{token_id}", _token(token))
+    body = _call("DELETE", f"{_tokens_of(url, person)}/{token_id}", _token(token))
     typer.echo(f"återkallade/revoked {token_id} ({person}), organisation version {body.get('org_version')}")
 
 
 @token_app.command("list")
-def token_list(
-    person: Annotated[str, typer.Argument(help="the person's id")],
-    url: IntakeUrl = None,
-    token: AdminToken = None,
-) -> None:
+def token_list(person: PersonId, url: IntakeUrl = None, token: AdminToken = None) -> None:
     """A person's issued tokens (ids, names, dates; never the tokens)."""
-    base = _intake(url)
-    body = _call("GET", f"{base}/v1/admin/people/{person}/tokens", _token(token))
+    body = _call("GET", _tokens_of(url, person), _token(token))
     for t in body.get("tokens", []):
         state = "utgången/expired" if t["expired"] else "giltig/valid"
         typer.echo(f"{t['id']}  {t['name']}  skapad/created {t['created_at']}  upphör/expires "
