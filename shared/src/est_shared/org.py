@@ -260,6 +260,7 @@ class Directory:
         self.snapshot = snapshot
         self._by_hash = {p.token_sha256: p for p in snapshot.people.values() if p.token_sha256}
         self._issued = {t.sha256: t for t in snapshot.tokens.values() if t.person_id in snapshot.people}
+        self.last_used = {k: at for k, at in self.last_used.items() if k in snapshot.tokens}
 
     @property
     def loaded(self) -> bool:
