@@ -204,3 +204,17 @@ async def test_plain_tokens_in_the_start_up_file_are_counted_in_a_warning_never_
     assert "gives 3 people" in warnings[0].getMessage() and warnings[0].__dict__["plain_tokens"] == 3
     text = logged(caplog)
     assert all(p["token"] not in text for p in doc["people"] if "token" in p)
+
+
+@pytest.mark.postgres
+async def test_tokens_are_issued_and_revoked_on_postgresql(tmp_path: Path, fresh_nats: NatsServer,
+                                                           postgres_url: str) -> None:
+    settings = settings_for(tmp_path, fresh_nats.url, make_org(), database_url=postgres_url)
+    async with running(settings) as (client, _app):
+        r = await client.post(ADMIN_TOKENS.format("lena"), json={"name": "styrgruppsmötet"}, headers=auth("admin"))
+        assert r.status_code == 201, r.text
+        issued = r.json()
+        assert (await client.get("/v1/me", headers=bearer(issued["token"]))).json()["id"] == "lena"
+        r = await client.delete(f"{ADMIN_TOKENS.format('lena')}/{issued['id']}", headers=auth("admin"))
+        assert r.status_code == 200 and r.json()["org_version"] == issued["org_version"] + 1
+        assert (await client.get("/v1/me", headers=bearer(issued["token"]))).status_code == 401
