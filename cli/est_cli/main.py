@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -79,21 +80,21 @@ PersonId = Annotated[str, typer.Argument(help="the person's id")]
 
 def _tokens_of(url: str | None, person: str) -> str:
     """The URL of a person's issued tokens at the intake."""
-    return f"{_intake(url)}/v1/admin/people/{person}/tokens"
+    return f"{_intake(url)}/v1/admin/people/{quote(person, safe='')}/tokens"
 
 
-def _call(method: str, url: str, token: str, **kw: Any) -> Any:
+def _call(method: str, url: str, token: str, headers: dict[str, str] | None = None, **kw: Any) -> Any:
     """One request to the intake as the token's person: the JSON answer, or a message and exit 1."""
     import httpx
 
     try:
-        r = httpx.request(method, url, timeout=30, headers={"Authorization": f"Bearer {token}", **kw.pop(
-            "headers", {})}, **kw)
+        r = httpx.request(method, url, timeout=30, headers={"Authorization": f"Bearer {token}", **(headers or {})},
+                          **kw)
     except httpx.TransportError as exc:
         typer.echo(f"kunde inte nå {url} / could not reach {url}: {exc}", err=True)
         raise typer.Exit(1) from None
     if r.status_code >= 400:
-        typer.echo(f"refused ({r.status_code}): {r.text}", err=True)
+        typer.echo(f"avvisades / refused ({r.status_code}): {r.text}", err=True)
         raise typer.Exit(1)
     return r.json()
 
@@ -172,7 +173,7 @@ def token_revoke(person: PersonId,
                  token_id: Annotated[str, typer.Argument(help="the token's id (est token list PERSON)")],
                  url: IntakeUrl = None, token: AdminToken = None) -> None:
     """Revoke a person's issued token: every service refuses it within seconds."""
-    body = _call("DELETE", f"{_tokens_of(url, person)}/{token_id}", _token(token))
+    body = _call("DELETE", f"{_tokens_of(url, person)}/{quote(token_id, safe='')}", _token(token))
     typer.echo(f"återkallade/revoked {token_id} ({person}), organisation version {body.get('org_version')}")
 
 
