@@ -19,9 +19,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from est_shared.natsserver import NatsServer
+from est_shared.settings import ServiceSettings
 
 SERVICES = ("intake", "aggregator", "notifier", "analysis", "web")
 DEFAULT_PORTS = {"intake": 8000, "aggregator": 8001, "notifier": 8002, "analysis": 8003, "web": 8080}
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+class UpSettings(ServiceSettings):
+    """What ``est up`` and the commands that talk to it read of the configuration, as the services do
+    (``EST_*`` variables, then ``.env``): each service's port (``EST_<SERVICE>_PORT``) and the bind address."""
+
+    intake_port: int | None = None
+    aggregator_port: int | None = None
+    notifier_port: int | None = None
+    analysis_port: int | None = None
+    web_port: int | None = None
+
+    def port_of(self, service: str) -> int | None:
+        port: int | None = getattr(self, f"{service}_port")
+        return port
+
+
+def service_url(service: str, settings: UpSettings | None = None) -> str:
+    """Where a command reaches a service on this machine as ``est up`` runs it: its configured port (else its
+    default port) on the configured address (the loopback address for a wildcard one)."""
+    settings = settings or UpSettings()
+    host = "127.0.0.1" if settings.host in WILDCARD_HOSTS else settings.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port_of(service) or DEFAULT_PORTS[service]}"
 
 
 def _say(msg: str) -> None:
@@ -44,11 +70,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def choose_port(service: str) -> int:
-    """EST_<SERVICE>_PORT if set, else the default port if free, else any free port."""
-    env = os.environ.get(f"EST_{service.upper()}_PORT")
-    if env:
-        return int(env)
+def choose_port(service: str, settings: UpSettings | None = None) -> int:
+    """EST_<SERVICE>_PORT if set (environment or .env), else the default port if free, else any free port."""
+    configured = (settings or UpSettings()).port_of(service)
+    if configured:
+        return configured
     return DEFAULT_PORTS[service] if _port_free(DEFAULT_PORTS[service]) else _free_port()
 
 
@@ -143,7 +169,8 @@ def run_up(*, org: Path | None, demo: bool, data_dir: Path) -> int:
         nats.start()
         _say(f"  NATS JetStream     {nats.url}  (monitor {nats.monitor_url})")
         base_env = dict(os.environ, EST_NATS_URL=nats.url, EST_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
-        ports = {name: choose_port(name) for name in SERVICES}
+        configured = UpSettings()
+        ports = {name: choose_port(name, configured) for name in SERVICES}
         for name in SERVICES:
             env = dict(base_env, **{f"EST_{name.upper()}_PORT": str(ports[name])})
             if name == "intake" and org_file:

@@ -224,3 +224,22 @@ async def test_credential_changes_are_append_only_on_postgresql(tmp_path: Path, 
             with pytest.raises(DBAPIError):
                 async with sessions() as s, s.begin():
                     await s.execute(text(stmt))
+
+
+async def test_a_token_issued_to_an_officer_through_the_api_shows_beside_the_reads_that_follow(
+        tmp_path: Path, fresh_nats: NatsServer) -> None:
+    """An administrator who issues an officer a token could read protocols under her name: the issue is a
+    credential change like a new token in the file (a reporter's issued token is none)."""
+    async with recorded(tmp_path, fresh_nats.url) as (client, _app, url):
+        r = await client.post("/v1/admin/people/petra/tokens", json={"name": "laptop"}, headers=auth("admin"))
+        assert r.status_code == 201, r.text
+        version = r.json()["org_version"]
+        issued = {"Authorization": f"Bearer {r.json()['token']}"}
+        assert (await client.post("/v1/admin/people/anna/tokens", json={"name": "telefon"},
+                                  headers=auth("admin"))).status_code == 201
+        assert (await client.get(url, params={"purpose": "kontroll"}, headers=issued)).status_code == 200
+        doc = await _log(client)
+        assert [(c["person_id"], c["kind"], c["org_version"], c["applied_by"]) for c in doc["credential_changes"]] \
+            == [("petra", "token_issued", version, "admin")]
+        assert doc["entries"][0]["person_id"] == "petra"
+        assert doc["entries"][0]["credential_change"]["kind"] == "token_issued"

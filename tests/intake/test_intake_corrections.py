@@ -105,6 +105,39 @@ async def test_a_reporter_moved_to_another_area_can_still_correct_her_own_report
         assert r.status_code == 422 and r.json()["errors"][0]["field"] == "area_id"  # still about Araby
 
 
+async def test_after_a_move_the_sender_corrects_her_report_and_the_areas_other_reporter_still_cannot(
+        tmp_path: Path, fresh_nats: NatsServer) -> None:
+    """The rights to a correction are the original's: its sender (moved from Araby to Braås by the
+    organisation) corrects her Araby report, alone and in a batch; Cilla, a reporter of Araby now as then,
+    is refused, and so is Anna for a report of Cilla's."""
+    doc = org()
+    async with running(settings_for(tmp_path, fresh_nats.url, doc)) as (client, _app):
+        annas = report(answers={"skadegorelse": {"value": 6}})
+        cillas = report(answers={"skadegorelse": {"value": 1}})
+        assert (await post(client, annas, "anna")).status_code == 202
+        assert (await post(client, cillas, "cilla")).status_code == 202
+        moved = copy.deepcopy(doc)
+        next(p for p in moved["people"] if p["id"] == "anna")["areas"] = ["braas"]
+        r = await client.put("/v1/admin/org", json=moved, headers=auth("admin"))
+        assert r.status_code == 200 and r.json()["changes"] == ["person anna changed (areas)"], r.text
+        me = (await client.get("/v1/me", headers=who("anna"))).json()
+        assert [a["id"] for a in me["areas"]] == ["braas"]
+
+        hostile = report(answers={"skadegorelse": {"value": 0}}, supersedes=annas["report_id"])
+        r = await post(client, hostile, "cilla")
+        assert r.status_code == 403 and r.json()["errors"] == [{"field": "supersedes",
+                                                               "message": "not a report you may correct"}]
+        fix = report(answers={"skadegorelse": {"value": 5}}, supersedes=annas["report_id"])
+        assert (await post(client, fix, "anna")).status_code == 202, fix
+        again = report(answers={"skadegorelse": {"value": 4}}, supersedes=fix["report_id"])
+        not_hers = report(answers={"skadegorelse": {"value": 0}}, supersedes=cillas["report_id"])
+        r = await client.post("/v1/reports:batch", json={"reports": [again, not_hers]}, headers=who("anna"))
+        assert [x["status"] for x in r.json()["results"]] == [202, 403]
+        _, event = await last_event(fresh_nats.url, SUBJECT)
+        assert event["id"] == again["report_id"] and event["data"]["supersedes"] == fix["report_id"]
+        assert event["data"]["reporter_id"] == "anna" and event["data"]["area_id"] == "araby"
+
+
 async def test_a_key_function_corrects_the_reports_of_her_own_municipality_only(tmp_path: Path,
                                                                                 fresh_nats: NatsServer) -> None:
     async with running(settings_for(tmp_path, fresh_nats.url, org())) as (client, _app):

@@ -26,6 +26,12 @@ EXPECTED: dict[str, list[int]] = {
     "GET /v1/admin/forfeitures/encryption": [403, 403, 403, 403, 200, 401, 401],
     "POST /v1/admin/forfeitures/reencrypt": [403, 403, 403, 403, 200, 401, 401],
     "GET /v1/admin/org": [403, 403, 403, 403, 200, 401, 401],
+    "PUT /v1/admin/org?dry_run=true": [403, 403, 403, 403, 200, 401, 401],
+    "POST /v1/admin/people/{id}/tokens": [403, 403, 403, 403, 201, 401, 401],
+    "GET /v1/admin/people/{id}/tokens": [403, 403, 403, 403, 200, 401, 401],
+    "DELETE /v1/admin/people/{id}/tokens/{token_id}": [403, 403, 403, 403, 404, 401, 401],
+    "POST /v1/me/tokens": [201, 201, 201, 201, 201, 401, 401],
+    "GET /v1/me/tokens": [200, 200, 200, 200, 200, 401, 401],
     "POST /v1/reports": [202, 202, 403, 403, 202, 401, 401],
     "GET /v1/me": [200, 200, 200, 200, 200, 401, 401],
 }
@@ -56,6 +62,15 @@ async def test_role_matrix_of_the_intake(tmp_path: Path, fresh_nats: NatsServer)
             "POST /v1/admin/forfeitures/reencrypt": lambda h: client.post("/v1/admin/forfeitures/reencrypt",
                                                                           headers=h),
             "GET /v1/admin/org": lambda h: client.get("/v1/admin/org", headers=h),
+            "PUT /v1/admin/org?dry_run=true": lambda h: client.put("/v1/admin/org", params={"dry_run": "true"},
+                                                                   json=forfeiture_org(), headers=h),
+            "POST /v1/admin/people/{id}/tokens": lambda h: client.post("/v1/admin/people/anna/tokens",
+                                                                       json={"name": "x"}, headers=h),
+            "GET /v1/admin/people/{id}/tokens": lambda h: client.get("/v1/admin/people/anna/tokens", headers=h),
+            "DELETE /v1/admin/people/{id}/tokens/{token_id}": lambda h: client.delete(
+                "/v1/admin/people/anna/tokens/tok-unknown", headers=h),
+            "POST /v1/me/tokens": lambda h: client.post("/v1/me/tokens", json={"name": "x"}, headers=h),
+            "GET /v1/me/tokens": lambda h: client.get("/v1/me/tokens", headers=h),
             "POST /v1/reports": lambda h: client.post("/v1/reports", json=report(), headers=h),
             "GET /v1/me": lambda h: client.get("/v1/me", headers=h),
         }

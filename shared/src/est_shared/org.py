@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from est_shared.checklists import BUILTIN_CHECKLISTS, DEFAULT_CHECKLIST, Checklist
+from est_shared.clock import Clock, SystemClock
 from est_shared.periods import DEFAULT_TIMEZONE, Period, deadline
 
 Role = Literal["reporter", "key_function", "beredningsgrupp", "styrgrupp", "police", "social_services", "admin"]
@@ -239,10 +240,15 @@ class Principal(_Frozen):
 
 
 class Directory:
-    """Authenticates bearer tokens against the latest organisation snapshot."""
+    """Authenticates bearer tokens against the latest organisation snapshot: a person's token from the
+    organisation file, or a personal API token issued through the API (``OrgSnapshot.tokens``) that has not
+    expired by ``clock``. ``last_used`` remembers when each issued token last let someone in (this process)."""
 
-    def __init__(self, snapshot: OrgSnapshot | None = None) -> None:
+    def __init__(self, snapshot: OrgSnapshot | None = None, clock: Clock | None = None) -> None:
         self._by_hash: dict[str, Person] = {}
+        self._issued: dict[str, ApiToken] = {}
+        self.clock: Clock = clock or SystemClock()
+        self.last_used: dict[str, datetime] = {}
         self.snapshot = OrgSnapshot()
         if snapshot:
             self.replace(snapshot)
@@ -253,6 +259,8 @@ class Directory:
             return
         self.snapshot = snapshot
         self._by_hash = {p.token_sha256: p for p in snapshot.people.values() if p.token_sha256}
+        self._issued = {t.sha256: t for t in snapshot.tokens.values() if t.person_id in snapshot.people}
+        self.last_used = {k: at for k, at in self.last_used.items() if k in snapshot.tokens}
 
     @property
     def loaded(self) -> bool:
@@ -260,9 +268,17 @@ class Directory:
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal for a plaintext token, or None."""
-        person = self._by_hash.get(hash_token(token))
+        digest = hash_token(token)
+        person = self._by_hash.get(digest)
         if person is None:
-            return None
+            issued = self._issued.get(digest)
+            if issued is None:
+                return None
+            now = self.clock.now()
+            if issued.expires_at is not None and issued.expires_at <= now:
+                return None
+            person = self.snapshot.people[issued.person_id]
+            self.last_used[issued.id] = now
         actor = self.snapshot.actors.get(person.actor)
         return Principal(
             person_id=person.id, name=person.name, actor_id=person.actor,

@@ -51,8 +51,9 @@ from est_intake.metrics import ForfeitureMetrics, IntakeMetrics
 from est_intake.org import db
 from est_intake.org.api import ORG_PATH, OrgContext
 from est_intake.org.api import build_router as build_org_router
-from est_intake.org.domain import parse_org_text
+from est_intake.org.domain import parse_org_text, plain_token_count
 from est_intake.org.handlers import OrgApplied, StartupFile, StoreSnapshot, apply_org, org_event, unchanged_startup_file
+from est_intake.org.tokens import build_token_router
 from est_intake.reports import db as reports_db
 from est_intake.reports.api import BATCH_PATH, REPORTS_PATH, ReportsContext
 from est_intake.reports.api import build_router as build_reports_router
@@ -112,6 +113,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     reports = ReportsContext(runtime=runtime, metrics=metrics, ledger=ledger, publish=reports_bus.publish_many,
                              original=reports_bus.original, max_batch=settings.max_batch)
     runtime.app.include_router(build_org_router(org))
+    runtime.app.include_router(build_token_router(org))
     reports_router = build_reports_router(reports)
     runtime.app.include_router(reports_router)
     posts = {r.path: r for r in reports_router.routes if isinstance(r, APIRoute) and "POST" in (r.methods or ())}
@@ -171,6 +173,11 @@ class StartupFileState:
         """Apply the start-up file as the rule says."""
         raw = await asyncio.to_thread(path.read_bytes)
         startup = StartupFile.of(raw, path.name)
+        plain = await asyncio.to_thread(plain_token_count, raw.decode("utf-8", errors="replace"))
+        if plain:  # how many, never which
+            log.warning(f"the organisation file gives {plain} people a plain-text token (token:): fine for a demo; "
+                        "otherwise give token_sha256 or issue tokens with `est token issue`",
+                        extra={"file": path.name, "plain_tokens": plain})
         if await unchanged_startup_file(startup, sessions=sessions):
             log.info("organisation file unchanged since it last took effect; not applied again",
                      extra={"file": path.name})

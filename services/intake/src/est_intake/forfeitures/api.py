@@ -77,7 +77,8 @@ class CredentialChangeOut(BaseModel):
     person_id: str
     at: str = Field(description="when the organisation version was applied")
     applied_by: str = Field(description="who applied it: an administrator's person id, or file:<name>")
-    kind: str = Field(examples=["token_changed"], description="person_added, token_changed or read_role_granted")
+    kind: str = Field(examples=["token_changed"],
+                      description="person_added, token_changed, token_issued or read_role_granted")
     roles: list[str]
 
 

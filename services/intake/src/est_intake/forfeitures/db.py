@@ -82,7 +82,7 @@ credential_changes = Table(
     Column("person_id", String(100), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False, doc="when the organisation version was applied"),
     Column("applied_by", String(200), nullable=False, doc="who applied it (person id or file)"),
-    Column("kind", String(40), nullable=False, doc="person_added | token_changed | read_role_granted"),
+    Column("kind", String(40), nullable=False, doc="person_added | token_changed | token_issued | read_role_granted"),
     Column("roles", String(200), nullable=False, doc="the person's read roles in that version"),
 )
 """A new token (or a read role) of a police or social-services person: shown beside their later reads."""

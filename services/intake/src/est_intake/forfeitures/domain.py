@@ -462,7 +462,7 @@ class AnonymousBudget:
 
 # --- credential changes of the people who read protocols ----------------------------------
 
-CredentialChangeKind = Literal["person_added", "token_changed", "read_role_granted"]
+CredentialChangeKind = Literal["person_added", "token_changed", "token_issued", "read_role_granted"]
 
 
 @dataclass(frozen=True)
@@ -475,19 +475,24 @@ class CredentialChange:
 
 
 def credential_changes(previous: OrgSnapshot, current: OrgSnapshot) -> list[CredentialChange]:
-    """Police and social-services people of ``current`` whose token is new since ``previous``, or who gained a
-    read role: the changes through which an administrator could read protocols under their name."""
+    """Police and social-services people of ``current`` whose token is new since ``previous`` (in the file, or
+    issued through the API), or who gained a read role: the changes through which an administrator could read
+    protocols under their name."""
+    holders = {t.person_id for t in current.tokens.values()}
+    issued = {t.person_id for k, t in current.tokens.items() if k not in previous.tokens}
     out = []
     for pid, person in sorted(current.people.items()):
         roles = tuple(r for r in person.roles if r in READ_ROLES)
-        if not roles or person.token_sha256 is None:
+        if not roles or (person.token_sha256 is None and pid not in holders):
             continue
         before = previous.people.get(pid)
         kind: CredentialChangeKind | None = None
         if before is None:
             kind = "person_added"
-        elif before.token_sha256 != person.token_sha256:
+        elif person.token_sha256 is not None and before.token_sha256 != person.token_sha256:
             kind = "token_changed"
+        elif pid in issued:
+            kind = "token_issued"
         elif not any(r in READ_ROLES for r in before.roles):
             kind = "read_role_granted"
         if kind is not None:

@@ -21,7 +21,7 @@ from est_intake.http import Caller, JsonBodyRoute
 from est_intake.metrics import IntakeMetrics
 from est_intake.org import db
 from est_intake.org.domain import OrgInvalid, OrgSyntaxError, parse_org_json, parse_org_text
-from est_intake.org.handlers import RETRY_AFTER, OrgApplied, StoreSnapshot, apply_org
+from est_intake.org.handlers import RETRY_AFTER, OrgApplied, StoreSnapshot, apply_org, preview_org
 
 ORG_PATH = "/v1/admin/org"
 
@@ -78,6 +78,13 @@ def _checklist_view(checklist: Checklist, snapshot: OrgSnapshot, principal: Prin
     }
 
 
+def not_stored(sv: str, en: str) -> Problem:
+    """503 when the bus does not take a new organisation version: ``sv``/``en`` name what was not stored."""
+    return Problem(503, "Service Unavailable", f"Meddelandebussen svarar inte; {sv} sparades inte, försök igen. / "
+                   f"The message bus is unavailable; {en} was not stored, please retry.",
+                   headers={"Retry-After": RETRY_AFTER})
+
+
 def build_router(ctx: OrgContext) -> APIRouter:
     """The caller, the checklists and the organisation routes."""
     # field apps and curl often omit Content-Type: every body here is JSON, so read it as JSON anyway;
@@ -118,7 +125,9 @@ def build_router(ctx: OrgContext) -> APIRouter:
                 openapi_extra={"requestBody": {"required": True, "content": {
                     "application/yaml": {"schema": {"type": "string"}},
                     "application/json": {"schema": {"type": "object"}}}}})
-    async def put_org(request: Request, principal: Caller) -> dict[str, Any]:
+    async def put_org(request: Request, principal: Caller, dry_run: bool = False) -> dict[str, Any]:
+        """With ``dry_run=true`` the answer is what applying would do (the version it would make, the
+        changes); nothing is stored or announced."""
         require_role(principal, "admin")
         raw = await request.body()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -128,6 +137,10 @@ def build_router(ctx: OrgContext) -> APIRouter:
                 doc = await asyncio.to_thread(parse_org_json, raw)
             else:
                 doc = await asyncio.to_thread(parse_org_text, raw.decode("utf-8", errors="replace"))
+            if dry_run:
+                preview = await preview_org(doc, sessions=ctx.sessions)
+                return {"dry_run": True, "version": preview.snapshot.version, "changed": preview.changed,
+                        "changes": preview.changes}
             applied = await apply_org(doc, sessions=ctx.sessions, applied_by=principal.person_id,
                                       on_applied=ctx.runtime.apply_org, wake=ctx.wake, store=ctx.store_snapshot,
                                       metrics=ctx.metrics)
@@ -139,9 +152,7 @@ def build_router(ctx: OrgContext) -> APIRouter:
             raise Problem(422, "Invalid organisation", "Organisationen är ogiltig; se errors. / "
                           "The organisation is invalid; see errors.", errors=exc.errors) from exc
         except BusUnavailable as exc:
-            raise Problem(503, "Service Unavailable", "Meddelandebussen svarar inte; organisationen sparades inte, "
-                          "försök igen. / The message bus is unavailable; the organisation was not stored, please "
-                          "retry.", headers={"Retry-After": RETRY_AFTER}) from exc
+            raise not_stored("organisationen", "the organisation") from exc
         if ctx.on_org_put is not None:
             await ctx.on_org_put(raw, applied, ctx.sessions)
         return {"version": applied.snapshot.version, "changed": applied.changed, "changes": applied.changes}

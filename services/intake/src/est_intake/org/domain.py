@@ -7,6 +7,9 @@ Nothing here touches HTTP, the bus or the database; the handlers feed it data an
 from __future__ import annotations
 
 import json
+import re
+import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,11 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from est_shared.checklists import BUILTIN_CHECKLISTS, Checklist
+from est_shared.errors import Conflict, Invalid, NotFound
 from est_shared.freetext import free_text_errors, has_control_characters
 from est_shared.org import (
     Actor,
     ActorKind,
     AlertRules,
+    ApiToken,
     Area,
     Municipality,
     OrgSnapshot,
@@ -464,13 +469,19 @@ def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None, now: datet
     handovers = {**prev.handovers, **{p.id: p.successor for p in people.values() if p.successor}}
     candidate = OrgSnapshot(version=prev.version + 1, municipalities=municipalities, areas=areas, actors=actors,
                             people=people, checklists=checklists, current_checklist=prev.current_checklist,
-                            subscriptions=list(org.subscriptions or []), handovers=handovers, tokens=prev.tokens,
-                            applied_at=now)
+                            subscriptions=list(org.subscriptions or []), handovers=handovers,
+                            tokens=kept_tokens(prev, people), applied_at=now)
     # the diff compares everything the file sets: no change, same content
     changes = diff_snapshots(prev if prev.version > 0 else None, candidate)
     if prev.version > 0 and not changes:
         return prev, []
     return candidate, changes
+
+
+def kept_tokens(prev: OrgSnapshot, people: dict[str, Person]) -> dict[str, ApiToken]:
+    """The issued tokens an organisation file keeps: every one of a person still in it (the file does not
+    list issued tokens; a removed person's tokens go with them)."""
+    return {k: t for k, t in prev.tokens.items() if t.person_id in people}
 
 
 def diff_snapshots(old: OrgSnapshot | None, new: OrgSnapshot) -> list[str]:
@@ -538,3 +549,97 @@ def principal_for(snapshot: OrgSnapshot, person_id: str) -> Principal | None:
                      areas=list(person.areas), municipalities=list(person.municipalities))
 
 
+
+
+# --- plain-text tokens in an organisation file ---------------------------------------------
+
+_PLAIN_TOKEN_KEY = re.compile(r"""(?:^|[\s{,])["']?token["']?[ \t]*:""", re.MULTILINE)
+
+
+def plain_token_count(text: str) -> int:
+    """How many ``token:`` keys (plain-text tokens, for demos; ``token_sha256:`` is the normal way) an
+    organisation file's text holds: YAML block or flow style, or JSON (each person has at most one)."""
+    return len(_PLAIN_TOKEN_KEY.findall(text))
+
+
+# --- personal API tokens issued through the API ---------------------------------------------
+#
+# An issued token is shown once, when it is made; the organisation keeps only its SHA-256
+# (``OrgSnapshot.tokens``). Issuing and revoking make a new organisation version, announced like any
+# other, so every service accepts (or refuses) the token within seconds.
+
+MAX_TOKENS_PER_PERSON = 20
+"""Most unexpired issued tokens one person may hold at once."""
+MAX_TOKEN_NAME = 100
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    """A token to issue: the plaintext (shown once) and what the organisation keeps of it."""
+
+    plaintext: str
+    token: ApiToken
+
+
+def new_token(person_id: str, name: str, *, now: datetime, expires_at: datetime | None) -> NewToken:
+    """A fresh random token for a person (32 random bytes, URL-safe) with a random id; raises
+    Invalid for a name with a control character or an expiry that is not in the future."""
+    if has_control_characters(name):
+        raise Invalid("Namnet innehåller ett kontrolltecken.", "The name holds a control character.",
+                      errors=[{"field": "name", "message": "a control character is not allowed here"}])
+    if expires_at is not None and expires_at <= now:
+        raise Invalid("expires_at måste ligga i framtiden.", "expires_at must be in the future.",
+                      errors=[{"field": "expires_at", "message": "in the past"}])
+    plaintext = secrets.token_urlsafe(32)
+    return NewToken(plaintext=plaintext, token=ApiToken(
+        id=f"tok-{secrets.token_hex(8)}", person_id=person_id, name=name, sha256=hash_token(plaintext),
+        created_at=now, expires_at=expires_at))
+
+
+def no_such_person(person_id: str) -> NotFound:
+    """The refusal for a person who is not in the organisation."""
+    return NotFound(f"Personen {person_id!r} finns inte.", f"The person {person_id!r} does not exist.")
+
+
+def _next_version(prev: OrgSnapshot, tokens: dict[str, ApiToken], now: datetime) -> OrgSnapshot:
+    return prev.model_copy(update={"version": prev.version + 1, "tokens": tokens, "applied_at": now})
+
+
+def with_issued_token(prev: OrgSnapshot | None, new: NewToken, now: datetime) -> tuple[OrgSnapshot, list[str]]:
+    """The next version with a token issued (and the person's expired ones dropped); raises NotFound
+    when the person is not in the organisation, Conflict when they hold ``MAX_TOKENS_PER_PERSON`` already."""
+    person_id = new.token.person_id
+    if prev is None or person_id not in prev.people:
+        raise no_such_person(person_id)
+    expired = [t.id for t in prev.tokens.values()
+               if t.person_id == person_id and t.expires_at is not None and t.expires_at <= now]
+    tokens = {k: t for k, t in prev.tokens.items() if k not in expired}
+    if sum(1 for t in tokens.values() if t.person_id == person_id) >= MAX_TOKENS_PER_PERSON:
+        raise Conflict(f"Personen har redan {MAX_TOKENS_PER_PERSON} token; återkalla någon först.",
+                       f"The person holds {MAX_TOKENS_PER_PERSON} tokens already; revoke one first.")
+    tokens[new.token.id] = new.token
+    changes = [f"token {t} of person {person_id} expired, removed" for t in expired]
+    return _next_version(prev, tokens, now), [f"token {new.token.id} issued to person {person_id}", *changes]
+
+
+def without_token(prev: OrgSnapshot | None, person_id: str, token_id: str, now: datetime,
+                  ) -> tuple[OrgSnapshot, list[str]]:
+    """The next version without a person's issued token; raises NotFound when they hold no such one."""
+    token = prev.tokens.get(token_id) if prev is not None else None
+    if prev is None or token is None or token.person_id != person_id:
+        raise NotFound(f"Token {token_id!r} finns inte för personen.", f"The person holds no token {token_id!r}.")
+    tokens = {k: t for k, t in prev.tokens.items() if k != token_id}
+    return _next_version(prev, tokens, now), [f"token {token_id} of person {person_id} revoked"]
+
+
+def person_tokens(snapshot: OrgSnapshot, person_id: str, *, now: datetime,
+                  last_used: dict[str, datetime]) -> list[dict[str, Any]]:
+    """A person's issued tokens as listed (never the token or its hash), oldest first."""
+    out = []
+    for t in sorted((t for t in snapshot.tokens.values() if t.person_id == person_id), key=lambda t: t.created_at):
+        used = last_used.get(t.id)
+        out.append({"id": t.id, "name": t.name, "created_at": t.created_at.isoformat(),
+                    "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                    "expired": t.expires_at is not None and t.expires_at <= now,
+                    "last_used_at": used.isoformat() if used else None})
+    return out

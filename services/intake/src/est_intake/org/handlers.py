@@ -64,6 +64,11 @@ def org_event(blob: SnapshotBlob, changes: list[str], at: datetime) -> CloudEven
                                      changes_total=len(changes)))
 
 
+Build = Callable[[OrgSnapshot | None, datetime], tuple[OrgSnapshot, list[str]]]
+"""Makes the next organisation version from the latest one (or None) at a moment: the snapshot and its changes
+(the latest itself, with no changes, when nothing changes)."""
+
+
 async def apply_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSession], applied_by: str,
                     on_applied: Callable[[OrgSnapshot], Awaitable[None]], wake: Callable[[], None],
                     store: StoreSnapshot, metrics: IntakeMetrics | None = None,
@@ -74,12 +79,39 @@ async def apply_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSe
     names a snapshot that is not there. With ``startup``, the start-up file rule decides (``est_intake.org.domain``).
     Building runs in a thread: a large organisation takes seconds, which the loop spends serving.
     """
+    applied = await change_org(lambda previous, at: build_snapshot(doc, previous, at), sessions=sessions,
+                               applied_by=applied_by, on_applied=on_applied, wake=wake, store=store,
+                               startup=startup)
+    if metrics:
+        metrics.org_applies.labels("changed" if applied.changed else "unchanged").inc()
+    return applied
+
+
+async def preview_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSession]) -> OrgApplied:
+    """What applying a document would do (the version it would make and its changes), storing and announcing
+    nothing (``PUT /v1/admin/org?dry_run=true``); raises OrgInvalid as ``apply_org`` does."""
+    async with sessions() as s:
+        previous = await db.latest_org(s)
+    snapshot, changes = await asyncio.to_thread(build_snapshot, doc, previous, datetime.now(UTC))
+    return OrgApplied(snapshot=snapshot, changes=changes,
+                      changed=previous is None or snapshot.version != previous.version)
+
+
+async def change_org(build: Build, *, sessions: async_sessionmaker[AsyncSession], applied_by: str,
+                     on_applied: Callable[[OrgSnapshot], Awaitable[None]], wake: Callable[[], None],
+                     store: StoreSnapshot, startup: StartupFile | None = None) -> OrgApplied:
+    """Make and store the next organisation version ``build`` describes, with its event in the outbox: the one
+    way every organisation change (a file, an issued or revoked token) becomes a version the services learn.
+
+    ``build`` runs in a thread on the latest stored version; when another replica stored the same version
+    number first it runs again on top of that one.
+    """
     for attempt in range(3):
         async with sessions() as s:
             previous = await db.latest_org(s)
             _, last_file_version = await db.last_startup_file(s) if startup else (None, 0)
         at = datetime.now(UTC)
-        snapshot, changes = await asyncio.to_thread(build_snapshot, doc, previous, at)
+        snapshot, changes = await asyncio.to_thread(build, previous, at)
         latest = previous.version if previous else 0
         changed = previous is None or snapshot.version != previous.version
         outcome: StartupOutcome = "applied"
@@ -113,8 +145,6 @@ async def apply_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSe
         wake()
         log.info("organisation applied", extra={"version": snapshot.version, "changes": len(changes),
                                                 "applied_by": applied_by})
-    if metrics:
-        metrics.org_applies.labels("changed" if changed else "unchanged").inc()
     await on_applied(snapshot)
     return OrgApplied(snapshot=snapshot, changes=changes, changed=changed, outcome=outcome)
 
