@@ -17,6 +17,8 @@ from est_intake.settings import IntakeSettings
 from est_shared.testing import serve
 from fastapi import FastAPI
 
+from tests.support import TRYGG_1
+
 TOKENS = {"anna": "tok-anna", "bo": "tok-bo", "lena": "tok-lena", "admin": "tok-admin", "olle": "tok-olle",
           "kim": "tok-kim"}
 
@@ -97,23 +99,6 @@ async def running(settings: IntakeSettings) -> AsyncIterator[tuple[httpx.AsyncCl
     async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=15) as client:
         yield client, app
 
-
-TRYGG_1: dict[str, Any] = {
-    "id": "vaxjo-trygg", "version": 1, "name_sv": "Växjös trygghetslista", "name_en": "Växjö's safety list",
-    "groups": [{"code": "miljo", "label_sv": "Fysisk miljö", "label_en": "Physical environment"},
-               {"code": "manniskor", "label_sv": "Människor", "label_en": "People"}],
-    "items": [
-        {"code": "klotter_tag", "label_sv": "Klotter och taggar", "label_en": "Graffiti and tags", "answer": "level",
-         "group": "miljo", "help_sv": "Räkna inte lagliga väggar.", "help_en": "Do not count legal walls.",
-         "scale": {0: {"sv": "rent", "en": "clean"}, 1: {"sv": "lite", "en": "a little"},
-                   2: {"sv": "mycket", "en": "a lot"}, 3: {"sv": "överallt", "en": "everywhere"}}},
-        {"code": "trasig_lampa", "label_sv": "Trasiga lampor", "label_en": "Broken lamps", "answer": "count",
-         "group": "miljo", "max_count": 50},
-        {"code": "oro_natet", "label_sv": "Oro på nätet", "label_en": "Unrest online", "answer": "boolean",
-         "group": "manniskor", "places": False},
-    ],
-}
-"""Växjö's own checklist in the organisation file (the shape GET /v1/checklists/{ref} gives)."""
 
 
 def two_municipalities_org() -> dict[str, Any]:
