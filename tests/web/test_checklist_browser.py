@@ -1,7 +1,7 @@
 """A municipality's own checklist in the reporter form (headless Chromium, the whole system started with
 ``est up``): its groups are the form's headings, each item shows its help text and its level scale's own
 step names, an item without places has no place picker, the texts follow the language switch, and the
-report is sent against the municipality's checklist and counted."""
+report is sent against the municipality's checklist and counted. The form passes axe (WCAG 2.1 AA)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.support import TRYGG_1, System, e2e_org, start_system, wait_for
+from tests.web.axe import assert_no_axe_violations
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -78,6 +79,7 @@ def test_the_form_is_the_municipalitys_own_checklist_with_groups_help_and_scale(
                                                                          "3 everywhere"]
     assert page.inner_text("fieldset.item:has(legend:text('Unrest online')) p.help") == "Rumours on social media."
     assert page.is_checked(f"{tag_en} input[value='2']")  # the answers stay
+    assert_no_axe_violations(page)  # headings, help texts and answered items, WCAG 2.1 AA
 
     with page.expect_request(lambda r: r.url.endswith("/api/intake/v1/reports") and r.method == "POST") as sent:
         page.click("#submit")
