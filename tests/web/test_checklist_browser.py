@@ -1,7 +1,8 @@
 """A municipality's own checklist in the reporter form (headless Chromium, the whole system started with
 ``est up``): its groups are the form's headings, each item shows its help text and its level scale's own
 step names, an item without places has no place picker, the texts follow the language switch, and the
-report is sent against the municipality's checklist and counted. The form passes axe (WCAG 2.1 AA)."""
+report is sent against the municipality's checklist and counted; a reporter in two municipalities gets
+each area's own checklist. The form passes axe (WCAG 2.1 AA)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def system(tmp_path: Path) -> Iterator[System]:
     org = e2e_org()
     org["checklists"] = [TRYGG_1]
     org["municipalities"][0]["checklist"] = "vaxjo-trygg@1"
+    org["municipalities"].append({"id": "alvesta", "name": "Alvesta kommun", "areas": [
+        {"id": "alv-centrum", "name": "Alvesta centrum", "places": ["stationen"]}]})  # the standard checklist
+    org["people"].append({"id": "kim", "name": "Kim Kvist", "actor": "kommunen", "roles": ["reporter"],
+                          "areas": ["araby", "alv-centrum"], "token": "t-kim"})
     path = tmp_path / "org.yaml"
     path.write_text(yaml.safe_dump(org, allow_unicode=True), encoding="utf-8")
     s = start_system(tmp_path / "var", path)
@@ -93,3 +98,18 @@ def test_the_form_is_the_municipalitys_own_checklist_with_groups_help_and_scale(
     counted = wait_for(lambda: (lambda p: p if p.get("reports", 0) >= 1 else None)(
         httpx.get(url, headers={"Authorization": "Bearer t-lena"}, timeout=10).json()))
     assert counted["items"]["klotter_tag"]["value"] == 2  # the aggregator counts it by its own checklist
+
+
+    # a reporter in two municipalities fills in each area's own checklist
+    kim = sign_in("t-kim", "#form-title", viewport={"width": 420, "height": 900})
+    assert kim.locator("section.group h3").all_inner_texts() == ["Fysisk miljö", "Människor"]  # Araby first
+    kim.select_option("#area", "alv-centrum")
+    kim.wait_for_selector("fieldset.item legend:text('Skadegörelse')")
+    assert kim.locator("section.group").count() == 0 and "Klotter och taggar" not in kim.inner_text("#report-form")
+    kim.check("input[name=i-klotter][value='1']")
+    with kim.expect_request(lambda r: r.url.endswith("/api/intake/v1/reports") and r.method == "POST") as sent:
+        kim.click("#submit")
+    assert json.loads(sent.value.post_data or "{}")["checklist"] == "est-standard@1"
+    kim.wait_for_selector("#outbox li[data-state=accepted]")
+    kim.select_option("#area", "araby")
+    kim.wait_for_selector("section.group h3:text('Fysisk miljö')")
