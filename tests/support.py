@@ -21,6 +21,25 @@ from est_shared.testing import free_port
 
 SERVICES = ("intake", "aggregator", "notifier", "analysis", "web")
 
+TRYGG_1: dict[str, Any] = {
+    "id": "vaxjo-trygg", "version": 1, "name_sv": "Växjös trygghetslista", "name_en": "Växjö's safety list",
+    "groups": [{"code": "miljo", "label_sv": "Fysisk miljö", "label_en": "Physical environment"},
+               {"code": "manniskor", "label_sv": "Människor", "label_en": "People"}],
+    "items": [
+        {"code": "klotter_tag", "label_sv": "Klotter och taggar", "label_en": "Graffiti and tags", "answer": "level",
+         "group": "miljo", "help_sv": "Räkna inte lagliga väggar.", "help_en": "Do not count legal walls.",
+         "scale": {0: {"sv": "rent", "en": "clean"}, 1: {"sv": "lite", "en": "a little"},
+                   2: {"sv": "mycket", "en": "a lot"}, 3: {"sv": "överallt", "en": "everywhere"}}},
+        {"code": "trasig_lampa", "label_sv": "Trasiga lampor", "label_en": "Broken lamps", "answer": "count",
+         "group": "miljo", "max_count": 50},
+        {"code": "oro_natet", "label_sv": "Oro på nätet", "label_en": "Unrest online", "answer": "boolean",
+         "group": "manniskor", "places": False, "help_sv": "Rykten i sociala medier.",
+         "help_en": "Rumours on social media."},
+        {"code": "ovrigt", "label_sv": "Annat som oroar", "label_en": "Anything else of concern", "answer": "level"},
+    ],
+}
+"""A municipality's own checklist in an organisation file (the shape GET /v1/checklists/{ref} gives): two
+groups, help texts, a level scale of its own, an item without places and one of no group."""
 
 
 @dataclass

@@ -17,7 +17,10 @@ from est_intake.settings import IntakeSettings
 from est_shared.testing import serve
 from fastapi import FastAPI
 
-TOKENS = {"anna": "tok-anna", "bo": "tok-bo", "lena": "tok-lena", "admin": "tok-admin"}
+from tests.support import TRYGG_1
+
+TOKENS = {"anna": "tok-anna", "bo": "tok-bo", "lena": "tok-lena", "admin": "tok-admin", "olle": "tok-olle",
+          "kim": "tok-kim"}
 
 
 def auth(who: str) -> dict[str, str]:
@@ -95,3 +98,21 @@ async def running(settings: IntakeSettings) -> AsyncIterator[tuple[httpx.AsyncCl
     app = create_app(settings)
     async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=15) as client:
         yield client, app
+
+
+
+def two_municipalities_org() -> dict[str, Any]:
+    """``make_org`` with Växjö on its own checklist (``TRYGG_1``) and Alvesta on the standard one: olle
+    reports for Alvesta's Centrum, kim for Araby (Växjö) and Alvesta's Centrum."""
+    org = make_org()
+    org["checklists"] = [TRYGG_1]
+    org["municipalities"][0]["checklist"] = "vaxjo-trygg@1"
+    org["municipalities"].append({"id": "alvesta", "name": "Alvesta kommun", "areas": [
+        {"id": "alv-centrum", "name": "Alvesta centrum", "places": ["stationen"]}]})
+    org["people"] += [
+        {"id": "olle", "name": "Olle Ost", "actor": "kommunen", "roles": ["reporter"], "areas": ["alv-centrum"],
+         "token": TOKENS["olle"]},
+        {"id": "kim", "name": "Kim Kvist", "actor": "kommunen", "roles": ["reporter"],
+         "areas": ["araby", "alv-centrum"], "token": TOKENS["kim"]},
+    ]
+    return org

@@ -6,11 +6,12 @@ import copy
 import json
 from pathlib import Path
 
+import httpx
 import yaml
 from est_shared.natsserver import NatsServer
 
 from tests.intake.org_support import BILLION_LAUGHS, announced_snapshot, large_org, org_events
-from tests.intake.support import auth, make_org, running, settings_for
+from tests.intake.support import TRYGG_1, auth, make_org, running, settings_for, two_municipalities_org
 from tests.support import eventually
 
 
@@ -155,3 +156,109 @@ async def test_hostile_organisation_bodies_get_400_or_422_never_500(tmp_path: Pa
         assert report.status_code == 413  # the service-wide limit stays for every other route
         h = (await client.get("/v1/admin/org/history", headers={"Authorization": "Bearer tok-admin"})).json()
         assert [v["version"] for v in h["versions"]] == [2, 1]  # none of the refused bodies made a version
+
+
+async def test_each_municipality_gets_its_own_checklist(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, two_municipalities_org())) as (client, _app):
+        anna = (await client.get("/v1/checklists/current", headers=auth("anna"))).json()
+        assert anna["ref"] == "vaxjo-trygg@1" and anna["name_sv"] == "Växjös trygghetslista"
+        assert [g["code"] for g in anna["groups"]] == ["miljo", "manniskor"]
+        tag = anna["items"][0]
+        assert tag["group"] == "miljo" and tag["help_sv"] == "Räkna inte lagliga väggar."
+        assert tag["scale"]["2"] == {"sv": "mycket", "en": "a lot"} and "max_count" not in tag
+        assert anna["items"][1]["max_count"] == 50 and anna["items"][2]["places"] is False
+        assert [(a["id"], a["checklist"]) for a in anna["areas"]] == [("araby", "vaxjo-trygg@1")]
+        assert (await client.get("/v1/me", headers=auth("anna"))).json()["checklist"] == "vaxjo-trygg@1"
+
+        olle = (await client.get("/v1/checklists/current", headers=auth("olle"))).json()
+        assert olle["ref"] == "est-standard@1" and len(olle["items"]) == 18
+        assert (await client.get("/v1/me", headers=auth("olle"))).json()["checklist"] == "est-standard@1"
+
+        # in two municipalities: the first area's municipality's, and each area names its own
+        kim = (await client.get("/v1/me", headers=auth("kim"))).json()
+        assert kim["checklist"] == "vaxjo-trygg@1"
+        assert [(a["id"], a["checklist"]) for a in kim["areas"]] == [("araby", "vaxjo-trygg@1"),
+                                                                     ("alv-centrum", "est-standard@1")]
+        assert (await client.get("/v1/checklists/current", headers=auth("kim"))).json()["ref"] == "vaxjo-trygg@1"
+        # any caller may read any version (a picture of another municipality names its items)
+        assert (await client.get("/v1/checklists/vaxjo-trygg@1", headers=auth("olle"))).json()["items"] == \
+            anna["items"]
+
+
+async def test_a_checklist_read_from_the_api_is_written_back_as_a_new_version(
+        tmp_path: Path, fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, two_municipalities_org())) as (client, _app):
+        read = (await client.get("/v1/checklists/vaxjo-trygg@1", headers=auth("admin"))).json()
+
+        async def put(org: dict) -> httpx.Response:
+            return await client.put("/v1/admin/org", json=org, headers=auth("admin"))
+
+        # the answer as it is, under its own version: the same content, nothing changes
+        org = two_municipalities_org()
+        org["checklists"] = [read]
+        r = await put(org)
+        assert r.status_code == 200 and r.json()["changed"] is False, r.text
+
+        # edited under a new version: a renamed item continues the series of an earlier one
+        v2 = copy.deepcopy(read)
+        v2["version"] = 2
+        v2["items"][0] |= {"code": "klotter_alla", "label_sv": "Klotter", "continues": ["klotter_tag"]}
+        v2["items"].append({"code": "samlingar", "label_sv": "Samlingar", "label_en": "Gatherings",
+                            "answer": "level", "group": "manniskor", "help_en": "Groups that make people uneasy."})
+        org["checklists"] = [v2]  # the earlier version is kept without being declared again
+        org["municipalities"][0] |= {"checklist": "vaxjo-trygg@2", "accepted_checklists": ["vaxjo-trygg@1"]}
+        r = await put(org)
+        assert r.status_code == 200, r.text
+        assert "checklist vaxjo-trygg@2 added" in r.json()["changes"]
+        def version(view: dict) -> dict:  # the areas (the caller's, with their checklists now) aside
+            return {k: v for k, v in view.items() if k != "areas"}
+
+        again = (await client.get("/v1/checklists/vaxjo-trygg@2", headers=auth("admin"))).json()
+        assert version(again) == version({**v2, "ref": "vaxjo-trygg@2", "items": [
+            *v2["items"][:-1], {**v2["items"][-1], "places": True, "continues": []}]})
+        assert version((await client.get("/v1/checklists/vaxjo-trygg@1", headers=auth("admin"))).json()) == \
+            version(read)
+        cur = (await client.get("/v1/checklists/current", headers=auth("anna"))).json()
+        assert cur["ref"] == "vaxjo-trygg@2" and cur["items"][0]["continues"] == ["klotter_tag"]
+        snap = (await client.get("/v1/admin/org", headers=auth("admin"))).json()
+        assert set(snap["checklists"]) == {"est-standard@1", "vaxjo-trygg@1", "vaxjo-trygg@2"}
+
+        # a version that exists never changes: make a new one
+        changed = copy.deepcopy(read)
+        changed["items"][1]["max_count"] = 60
+        org["checklists"] = [changed]
+        r = await put(org)
+        assert r.status_code == 422, r.text
+        [e] = r.json()["errors"]
+        assert e["field"] == "checklists.0" and "gör en ny version (vaxjo-trygg@2)" in e["message"]
+        assert "make a new version" in e["message"]
+
+        async def errors_of(checklist: dict) -> list[tuple[str, str]]:
+            bad = two_municipalities_org()
+            bad["checklists"] = [checklist]
+            bad["municipalities"][0]["checklist"] = f"{checklist['id']}@{checklist['version']}"
+            r = await put(bad)
+            assert r.status_code == 422, r.text
+            return [(e["field"], e["message"]) for e in r.json()["errors"]]
+
+        v3 = copy.deepcopy(TRYGG_1) | {"version": 3}
+        v3["items"][0] = {**v3["items"][0], "group": "ute"}
+        v3["items"][1] = {**v3["items"][1], "continues": ["finns_inte"]}
+        v3["items"][2] = {**v3["items"][2], "scale": {0: {"sv": "nej", "en": "no"}}}
+        errs = await errors_of(v3)
+        assert [f for f, _ in errs] == ["checklists.0.items.0.group", "checklists.0.items.1.continues.0",
+                                        "checklists.0.items.2.scale"]
+        assert "gruppen 'ute' finns inte bland checklistans groups (miljo, manniskor)" in errs[0][1]
+        assert "the group 'ute' is not one of the checklist's groups" in errs[0][1]
+        assert "'finns_inte' finns inte i någon tidigare version av vaxjo-trygg" in errs[1][1]
+        assert "is in no earlier version of vaxjo-trygg" in errs[1][1]
+        # an item continues only what came before: not a later version's item, nor its own version's
+        first = {"id": "ny-lista", "version": 1, "name_sv": "Ny", "name_en": "New", "items": [
+            {"code": "ny_a", "label_sv": "A", "label_en": "A", "answer": "boolean"},
+            {"code": "ny_b", "label_sv": "B", "label_en": "B", "answer": "boolean", "continues": ["ny_a"]}]}
+        assert [f for f, _ in await errors_of(first)] == ["checklists.0.items.1.continues.0"]
+        twice = copy.deepcopy(TRYGG_1) | {"version": 4, "groups": [*TRYGG_1["groups"], TRYGG_1["groups"][0]]}
+        twice["items"] = [*twice["items"], twice["items"][0]]
+        assert [f for f, _ in await errors_of(twice)] == ["checklists.0.groups", "checklists.0.items"]
+        h = (await client.get("/v1/admin/org/history", headers=auth("admin"))).json()["versions"]
+        assert [v["version"] for v in h] == [2, 1]  # none of the refused files made a version

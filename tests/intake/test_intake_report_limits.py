@@ -114,7 +114,8 @@ def test_a_checklist_item_sets_its_own_count_bound() -> None:
         ChecklistItem(code="brand", label_sv="Brand", label_en="Fire", answer="count", max_count=5),
         ChecklistItem(code="klotter", label_sv="Klotter", label_en="Graffiti", answer="count")])
     snap, _ = build_snapshot(make_org(), None)
-    snap = snap.model_copy(update={"checklists": {small.ref: small}})
+    # the organisation's current checklist, so the municipality (which names none) fills it in
+    snap = snap.model_copy(update={"checklists": {small.ref: small}, "current_checklist": small.ref})
     anna = principal_for(snap, "anna")
     assert anna is not None
 

@@ -12,7 +12,16 @@ import pytest
 from est_shared.natsserver import NatsServer
 from est_shared.periods import Period, current_period
 
-from tests.intake.support import auth, last_event, make_org, report, running, settings_for
+from tests.intake.support import (
+    TRYGG_1,
+    auth,
+    last_event,
+    make_org,
+    report,
+    running,
+    settings_for,
+    two_municipalities_org,
+)
 
 
 def this_week() -> Period:
@@ -303,3 +312,96 @@ async def test_the_unused_area_index_of_an_older_ledger_is_dropped(tmp_path: Pat
         stored = db.execute("SELECT count(*) FROM reports").fetchone()[0] + \
             db.execute("SELECT count(*) FROM reports_recent").fetchone()[0]  # a new row starts in the latter
         assert "ix_reports_area_id" not in indexes and stored == 1
+
+
+async def test_each_municipality_reports_against_its_own_checklist(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    """Växjö fills in its own checklist, Alvesta the standard one: each reporter's reports go against their
+    area's municipality's checklist (left out, that one), another one is refused naming the accepted versions,
+    answers are read by the report's own version, and an older version the municipality still accepts counts.
+    The single report, the batch (its fast path too) and the import keep the same rules."""
+    org = two_municipalities_org()
+    own = {"klotter_tag": {"value": 2, "places": ["centrum"]}, "oro_natet": {"value": True}}
+    async with running(settings_for(tmp_path, fresh_nats.url, org)) as (client, _app):
+        async def post(body: dict[str, Any], who: str, status: int) -> dict[str, Any]:
+            r = await client.post("/v1/reports", json=body, headers=auth(who))
+            assert r.status_code == status, (body, r.text)
+            answer: dict[str, Any] = r.json()
+            return answer
+
+        async def checklist_of(subject: str) -> str:
+            _, event = await last_event(fresh_nats.url, f"est.report.submitted.{subject}")
+            return str(event["data"]["checklist"])
+
+        await post(report(checklist="vaxjo-trygg@1", answers=own), "anna", 202)
+        await post(report(answers=own), "anna", 202)
+        assert await checklist_of("vaxjo.araby") == "vaxjo-trygg@1"
+        await post(report("alv-centrum", answers={"klotter": {"value": 1, "places": ["stationen"]}}), "olle", 202)
+        assert await checklist_of("alvesta.alv-centrum") == "est-standard@1"
+
+        # another municipality's checklist: refused, naming the versions accepted
+        p = await post(report(checklist="est-standard@1"), "anna", 422)
+        [e] = p["errors"]
+        assert e["field"] == "checklist"
+        assert e["message_sv"] == ("Växjö kommun tar inte emot rapporter mot checklistan est-standard@1; "
+                                   "den tar emot vaxjo-trygg@1.")
+        assert "does not accept reports against the checklist est-standard@1; it accepts vaxjo-trygg@1" in p["detail"]
+        p = await post(report("alv-centrum", checklist="vaxjo-trygg@1", answers={"oro_natet": {"value": True}}),
+                       "olle", 422)
+        assert p["errors"][0]["field"] == "checklist" and "accepts est-standard@1" in p["detail"]
+        # the answers are those of the report's own version
+        p = await post(report(), "anna", 422)  # klotter and skadegorelse are the standard list's
+        assert [e["field"] for e in p["errors"]] == ["answers.klotter", "answers.skadegorelse"]
+        assert "unknown item 'klotter' in vaxjo-trygg@1" in p["errors"][0]["message"]
+        p = await post(report(answers={"oro_natet": {"value": True, "places": ["centrum"]}}), "anna", 422)
+        assert p["errors"][0]["field"] == "answers.oro_natet.places" and "takes no places" in json.dumps(p)
+        # in two municipalities: each area its own
+        await post(report(answers=own), "kim", 202)
+        await post(report("alv-centrum", answers={"tillhall": {"value": True}}), "kim", 202)
+        p = await post(report("alv-centrum", checklist="vaxjo-trygg@1", answers=own), "kim", 422)
+        assert "Alvesta kommun does not accept" in p["detail"]
+
+        # a new version; the older one is still accepted, an unknown one is refused with both named
+        v2 = {**TRYGG_1, "version": 2, "items": [*TRYGG_1["items"], {
+            "code": "samlingar", "label_sv": "Samlingar", "label_en": "Gatherings", "answer": "level"}]}
+        org["checklists"] = [v2]
+        org["municipalities"][0] |= {"checklist": "vaxjo-trygg@2", "accepted_checklists": ["vaxjo-trygg@1"]}
+        r = await client.put("/v1/admin/org", json=org, headers=auth("admin"))
+        assert r.status_code == 200, r.text
+        await post(report(checklist="vaxjo-trygg@1", answers=own), "anna", 202)
+        assert await checklist_of("vaxjo.araby") == "vaxjo-trygg@1"
+        await post(report(answers={"samlingar": {"value": 1}}), "anna", 202)
+        assert await checklist_of("vaxjo.araby") == "vaxjo-trygg@2"
+        p = await post(report(checklist="vaxjo-trygg@1", answers={"samlingar": {"value": 1}}), "anna", 422)
+        assert p["errors"][0]["field"] == "answers.samlingar"
+        p = await post(report(checklist="vaxjo-trygg@7", answers=own), "anna", 422)
+        assert p["errors"][0]["message_sv"] == "Okänd checklista 'vaxjo-trygg@7'; Växjö kommun tar emot " \
+                                               "vaxjo-trygg@2, vaxjo-trygg@1."
+        await post(report(checklist="est-standard@1"), "anna", 422)
+
+        # a batch: every report on its own (and an all-valid one through the fast path)
+        batch = [report(checklist="vaxjo-trygg@1", answers=own), report(checklist="est-standard@1"),
+                 report(answers={"samlingar": {"value": 3}})]
+        r = await client.post("/v1/reports:batch", json={"reports": batch}, headers=auth("anna"))
+        assert [x["status"] for x in r.json()["results"]] == [202, 422, 202], r.text
+        assert r.json()["results"][1]["problem"]["errors"][0]["field"] == "checklist"
+        valid = [report(answers={"samlingar": {"value": i}}) for i in (1, 2)]
+        r = await client.post("/v1/reports:batch", json={"reports": valid}, headers=auth("anna"))
+        assert r.json()["accepted"] == 2, r.text
+        assert await checklist_of("vaxjo.araby") == "vaxjo-trygg@2"
+        # an import
+        at = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+        items = [{**report("alv-centrum", checklist="vaxjo-trygg@1", answers=own), "reporter_id": "olle",
+                  "submitted_at": at},
+                 {**report(answers={"samlingar": {"value": 2}}), "reporter_id": "anna", "submitted_at": at},
+                 {**report(checklist="vaxjo-trygg@1", answers={"samlingar": {"value": 2}}), "reporter_id": "anna",
+                  "submitted_at": at}]
+        r = await client.post("/v1/admin/import", json={"reports": items}, headers=auth("admin"))
+        res = r.json()["results"]
+        assert [x["status"] for x in res] == [422, 202, 422], r.text
+        assert res[0]["problem"]["errors"][0]["field"] == "checklist"
+        assert res[2]["problem"]["errors"][0]["field"] == "answers.samlingar"
+        assert await checklist_of("vaxjo.araby") == "vaxjo-trygg@2"
+
+        metrics = (await client.get("/metrics")).text
+        assert 'est_intake_reports_rejected_total{reason="checklist_not_accepted"} 6.0' in metrics
+        assert 'est_intake_reports_rejected_total{reason="unknown_checklist"} 1.0' in metrics

@@ -7,54 +7,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.support import System
+from tests.web.axe import assert_no_axe_violations, axe_script
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 pytestmark = pytest.mark.e2e
 
-WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 PHONE = {"width": 420, "height": 900}
 DESKTOP = {"width": 1280, "height": 1000}
-
-
-def _axe_violations(page: Page) -> list[dict[str, Any]]:
-    from axe_playwright_python.sync_playwright import Axe
-
-    options = {"runOnly": {"type": "tag", "values": WCAG_21_AA}, "resultTypes": ["violations"]}
-    return Axe().run(page, options=options).response["violations"]  # type: ignore[no-any-return]
-
-
-def _axe_script() -> str:
-    from axe_playwright_python.base import AXE_SCRIPT
-
-    return AXE_SCRIPT
-
-
-def _target(node: dict[str, Any]) -> str:
-    # a target is a list of selectors, one per frame; a selector in a shadow root is itself a list
-    return " ".join(t if isinstance(t, str) else " >>> ".join(t) for t in node["target"])
-
-
-def _describe(violations: list[dict[str, Any]], targets: int = 4) -> str:
-    lines = [f"{len(violations)} axe violation(s) of {', '.join(WCAG_21_AA)}:"]
-    for v in violations:
-        nodes = v["nodes"]
-        more = f" (+{len(nodes) - targets} more)" if len(nodes) > targets else ""
-        lines.append(f"- {v['id']} [{v['impact']}]: {v['help']} — "
-                     f"{'; '.join(_target(n) for n in nodes[:targets])}{more} ({v['helpUrl']})")
-    return "\n".join(lines)
-
-
-def assert_no_axe_violations(page: Page) -> None:
-    violations = _axe_violations(page)
-    assert not violations, _describe(violations)
 
 
 def test_reporter_form_has_no_wcag_21_aa_violations(system: System, sign_in: Callable[..., Page]) -> None:
@@ -89,7 +56,7 @@ def test_reporter_form_can_be_sent_with_the_keyboard(system: System, sign_in: Ca
     page = sign_in("t-anna", "#form-title", viewport=PHONE)
     page.reload()  # start from the top of a freshly loaded page, nothing focused
     page.wait_for_selector("#form-title")
-    page.evaluate(_axe_script())  # for axe.commons.text.accessibleText: the accessible name as axe sees it
+    page.evaluate(axe_script())  # for axe.commons.text.accessibleText: the accessible name as axe sees it
     path: list[str] = []
     for _ in range(200):
         page.keyboard.press("Tab")

@@ -53,7 +53,8 @@ def _area_view(snapshot: OrgSnapshot, area_id: str) -> dict[str, Any] | None:
     muni = snapshot.municipalities.get(area.municipality_id)
     tz = muni.timezone if muni else "Europe/Stockholm"
     return {"id": area.id, "name": area.name, "municipality_id": area.municipality_id, "cadence": area.cadence,
-            "places": list(area.places), "current_period": current_period(area.cadence, datetime.now(UTC), tz).id}
+            "places": list(area.places), "current_period": current_period(area.cadence, datetime.now(UTC), tz).id,
+            "checklist": snapshot.checklist_ref_for(area.municipality_id)}
 
 
 def _caller_areas(snapshot: OrgSnapshot, principal: Principal) -> list[dict[str, Any]]:
@@ -61,11 +62,26 @@ def _caller_areas(snapshot: OrgSnapshot, principal: Principal) -> list[dict[str,
     return [v for v in (_area_view(snapshot, a) for a in ids) if v]
 
 
+def _caller_checklist_ref(snapshot: OrgSnapshot, principal: Principal) -> str:
+    """The checklist a caller fills in: their first area's municipality's (the area the form opens on; each
+    area in ``areas`` names its own), else their first municipality's, else the organisation's current one."""
+    for area_id in principal.areas:
+        area = snapshot.areas.get(area_id)
+        if area is not None:
+            return snapshot.checklist_ref_for(area.municipality_id)
+    for m in principal.municipalities:
+        if m in snapshot.municipalities:
+            return snapshot.checklist_ref_for(m)
+    return snapshot.current_checklist
+
+
 def _checklist_view(checklist: Checklist, snapshot: OrgSnapshot, principal: Principal) -> dict[str, Any]:
+    """A checklist version as the Checklist model dumps it (an organisation file may declare it back as it is),
+    with what ``CHECKLIST_VIEW_KEYS`` names added: the ref, the answer types, the default level scale, the
+    note's rules and the caller's areas."""
     return {
-        "ref": checklist.ref, "id": checklist.id, "version": checklist.version,
-        "name_sv": checklist.name_sv, "name_en": checklist.name_en,
-        "items": [i.model_dump(exclude_none=True) for i in checklist.items],  # max_count: count items only
+        "ref": checklist.ref,
+        **checklist.model_dump(mode="json", exclude_none=True),  # max_count: count items only
         "answer_types": {
             "count": {"sv": "antal (heltal ≥ 0)", "en": "count (integer ≥ 0)"},
             "level": {"sv": "nivå 0-3", "en": "level 0-3"},
@@ -100,14 +116,15 @@ def build_router(ctx: OrgContext) -> APIRouter:
                           "kind": principal.actor_kind},
                 "roles": list(principal.roles), "municipalities": list(principal.municipalities),
                 "areas": _caller_areas(snap, principal), "org_version": snap.version,
-                "checklist": snap.current_checklist}
+                "checklist": _caller_checklist_ref(snap, principal)}
 
     @router.get("/v1/checklists/current", tags=["field app"],
-                summary="The current checklist with labels, answer types, level scale and the caller's areas")
+                summary="The caller's municipality's checklist with labels, answer types, level scale and the "
+                        "caller's areas (each names the checklist of its municipality)")
     async def checklist_current(principal: Caller) -> dict[str, Any]:
         snap = ctx.snapshot
-        checklist = snap.checklist(snap.current_checklist)
-        assert checklist is not None
+        checklist = snap.checklist(_caller_checklist_ref(snap, principal))
+        assert checklist is not None  # validate_org admits only known references
         return _checklist_view(checklist, snap, principal)
 
     @router.get("/v1/checklists/{checklist_id}@{version}", tags=["field app"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from est_shared.checklists import BUILTIN_CHECKLISTS, Checklist
+from est_shared.checklists import BUILTIN_CHECKLISTS, LEVELS, Checklist
 from est_shared.errors import Conflict, Invalid, NotFound
 from est_shared.freetext import free_text_errors, has_control_characters
 from est_shared.org import (
@@ -140,11 +141,25 @@ class PersonDoc(_Doc):
                                   description="person id who takes over their subscriptions when they leave")
 
 
+CHECKLIST_VIEW_KEYS = frozenset({"ref", "answer_types", "levels", "note_max_length", "note_hint", "areas"})
+"""What ``GET /v1/checklists/{ref}`` adds to a checklist version (derived, or the caller's): read back from an
+organisation file, they are left out, so the answer an administrator reads may be written back as it is."""
+
+
 class OrgDoc(_Doc):
     """The whole organisation file (``subscriptions`` are passed on to the notifier in the snapshot)."""
 
     checklists: list[Checklist] = Field(default_factory=list, max_length=200,
                                         description="checklist versions, in the shape GET /v1/checklists/{ref} gives")
+
+    @field_validator("checklists", mode="before")
+    @classmethod
+    def _as_read(cls, v: Any) -> Any:
+        """A checklist as the API gives it: the keys of ``CHECKLIST_VIEW_KEYS`` are not part of the version."""
+        if isinstance(v, list):
+            return [{k: x for k, x in c.items() if k not in CHECKLIST_VIEW_KEYS} if isinstance(c, dict) else c
+                    for c in v]
+        return v
     municipalities: list[MunicipalityDoc] = Field(default_factory=list)
     actors: list[ActorDoc] = Field(default_factory=list)
     people: list[PersonDoc] = Field(default_factory=list)
@@ -324,8 +339,60 @@ def _text_errors(org: OrgDoc) -> list[dict[str, str]]:
     return errors
 
 
-def validate_org(doc: dict[str, Any]) -> OrgDoc:
-    """Check an organisation mapping: shapes, texts, unique ids across the org, and every reference."""
+def _checklist_errors(declared: list[Checklist], known: Mapping[str, Checklist]) -> list[dict[str, str]]:
+    """The declared checklist versions' own rules: at least one item, item and group codes unique, an item's
+    ``group`` one of the groups, ``scale`` on level items (steps 0-3), and every ``continues`` code an item of
+    an earlier version of the same checklist or of another known checklist (``known``: those of the
+    organisation so far; the built-in ones and the file's own count too)."""
+    errors: list[dict[str, str]] = []
+    every = {**BUILTIN_CHECKLISTS, **known, **{c.ref: c for c in declared}}
+
+    def twice(codes: list[str]) -> list[str]:
+        return sorted({c for c in codes if codes.count(c) > 1})
+
+    for i, cl in enumerate(declared):
+        at = f"checklists.{i}"
+        if not cl.items:
+            errors.append({"field": f"{at}.items", "message": "en checklista behöver minst en punkt / "
+                                                              "a checklist needs at least one item"})
+        groups = [g.code for g in cl.groups]
+        for code in twice(groups):
+            errors.append({"field": f"{at}.groups", "message": f"gruppen {code!r} finns två gånger / "
+                                                               f"the group {code!r} is declared twice"})
+        for code in twice([it.code for it in cl.items]):
+            errors.append({"field": f"{at}.items", "message": f"punkten {code!r} finns två gånger / "
+                                                              f"the item {code!r} is declared twice"})
+        earlier = {it.code for c in every.values() if c.id != cl.id or c.version < cl.version for it in c.items}
+        shown_groups = ", ".join(groups) or "–"
+        for j, item in enumerate(cl.items):
+            where = f"{at}.items.{j}"
+            if item.group is not None and item.group not in groups:
+                errors.append({"field": f"{where}.group",
+                               "message": f"gruppen {item.group!r} finns inte bland checklistans groups "
+                                          f"({shown_groups}) / the group {item.group!r} is not one of the "
+                                          f"checklist's groups ({shown_groups})"})
+            if item.scale is not None and item.answer != "level":
+                errors.append({"field": f"{where}.scale", "message": "scale gäller bara nivåpunkter (answer: level) "
+                                                                     "/ scale applies to level items only"})
+            elif item.scale is not None and set(item.scale) - set(LEVELS):
+                errors.append({"field": f"{where}.scale", "message": "en nivåskalas steg är 0, 1, 2 och 3 / "
+                                                                     "a level scale's steps are 0, 1, 2 and 3"})
+            for k, code in enumerate(item.continues):
+                if code not in earlier:
+                    errors.append({"field": f"{where}.continues.{k}",
+                                   "message": f"punkten {code!r} finns inte i någon tidigare version av {cl.id} "
+                                              f"eller i en annan känd checklista / the item {code!r} is in no "
+                                              f"earlier version of {cl.id} nor in another known checklist"})
+    return errors
+
+
+def validate_org(doc: dict[str, Any], known_checklists: Mapping[str, Checklist] | None = None) -> OrgDoc:
+    """Check an organisation mapping: shapes, texts, unique ids across the org, and every reference.
+
+    ``known_checklists``: the checklist versions the organisation holds already (a file may name them
+    without declaring them again, and an item may continue their items' series).
+    """
+    known = known_checklists or {}
     try:
         org = OrgDoc.model_validate(doc)
     except ValidationError as exc:
@@ -382,9 +449,11 @@ def validate_org(doc: dict[str, Any]) -> OrgDoc:
     declared: dict[str, int] = {}
     for i, cl in enumerate(org.checklists):
         if cl.ref in declared:
-            errors.append({"field": f"checklists.{i}", "message": f"{cl.ref} is declared twice"})
+            errors.append({"field": f"checklists.{i}", "message": f"{cl.ref} finns två gånger i filen / "
+                                                                  f"{cl.ref} is declared twice"})
         declared[cl.ref] = i
-    known_refs = set(declared) | set(BUILTIN_CHECKLISTS)
+    errors.extend(_checklist_errors(org.checklists, known))
+    known_refs = set(declared) | set(BUILTIN_CHECKLISTS) | set(known)
     for i, m in enumerate(org.municipalities):
         if m.checklist and m.checklist not in known_refs:
             errors.append({"field": f"municipalities.{i}.checklist",
@@ -435,8 +504,8 @@ def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None, now: datet
     again returns ``previous`` unchanged with no changes (idempotent apply). ``now`` is when the version
     takes effect: an area new in it is held ``since`` then (areas of the first version since always).
     """
-    org = validate_org(doc)
     prev = previous or OrgSnapshot()
+    org = validate_org(doc, prev.checklists)
     checklists = merged_checklists(dict(prev.checklists), org.checklists)
     municipalities: dict[str, Municipality] = {}
     areas: dict[str, Area] = {}

@@ -279,7 +279,7 @@ def build_router(ctx: ReportsContext) -> APIRouter:
                 outcomes[i] = rejected(exc)
                 ctx.metrics.rejected.labels(exc.reason).inc()
                 continue
-            req = ReportIn.model_validate(item.model_dump(exclude={"reporter_id", "submitted_at"}))
+            req = ReportIn.model_validate(item.model_dump(exclude={"reporter_id", "submitted_at"}, exclude_unset=True))
             digest_caller = f"{item.reporter_id}@{item.submitted_at.isoformat()}"
             sub = Submission(req=req, caller=reporter, received_at=item.submitted_at.astimezone(UTC))
             sub.digest = content_hash(req, digest_caller)

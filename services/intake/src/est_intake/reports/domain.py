@@ -81,7 +81,10 @@ class ReportIn(BaseModel):
     period: str | None = Field(default=None, max_length=20,
                                description="reporting period; left out: the area's current period",
                                examples=["2026-W48"])
-    checklist: str = Field(default=DEFAULT_CHECKLIST.ref, max_length=60, examples=["est-standard@1"])
+    checklist: str = Field(default=DEFAULT_CHECKLIST.ref, max_length=60, examples=["est-standard@1"],
+                           description="id@version the answers follow; left out: the one the area's municipality "
+                                       "fills in now. It must be one the municipality accepts (its checklist "
+                                       "or an older version it still accepts)")
     answers: dict[str, AnswerIn] = Field(default_factory=dict, max_length=MAX_ANSWERS,
                                          description=f"item code -> answer, at most {MAX_ANSWERS}",
                                          examples=[{"klotter": {"value": 2, "places": ["centrum"]}}])
@@ -237,7 +240,7 @@ class Lookups:
     """
 
     def __init__(self) -> None:
-        self.where: dict[tuple[int, str, str, bool], _Where] = {}
+        self.where: dict[tuple[int, str, str | None, bool], _Where] = {}
         self.when: dict[tuple[str, str | None, datetime], tuple[Period, str, bool]] = {}
 
 
@@ -255,7 +258,7 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
     correction = req.supersedes is not None
     if correction:
         check_correction(req, caller, known_reports)
-    key = (id(caller), req.area_id, req.checklist, correction)
+    key = (id(caller), req.area_id, req.checklist if "checklist" in req.model_fields_set else None, correction)
     where = lookups.where.get(key) if lookups is not None else None
     if where is None:
         where = _where(req, caller, snapshot, assigned=not correction)
@@ -288,7 +291,11 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
                                "message": f"at most {item.max_count} in one report ({code} in {checklist.ref})"})
         elif item.answer == "level" and v not in LEVELS:
             errors.append({"field": f"answers.{code}.value", "message": "a level is 0, 1, 2 or 3"})
-        if ans.places:
+        if ans.places and not item.places:
+            errors.append({"field": f"answers.{code}.places",
+                           "message": f"{code} i {checklist.ref} tar inga platser / {code} in {checklist.ref} takes "
+                                      "no places"})
+        elif ans.places:
             bad_places = [p for p in ans.places if p not in area.places]
             if bad_places:
                 errors.append({"field": f"answers.{code}.places",
@@ -405,11 +412,32 @@ def _where(req: ReportIn, caller: Principal, snapshot: OrgSnapshot, *, assigned:
         raise _forbidden("forbidden", f"Du är inte tilldelad området {area.id!r}.",
                          f"You are not assigned to area {area.id!r}.")
     municipality = snapshot.municipalities[area.municipality_id]
-    checklist = snapshot.checklist(req.checklist)
-    if checklist is None:
-        raise _invalid("unknown_checklist", f"Okänd checklista {req.checklist!r}.", f"Unknown checklist "
-                       f"{req.checklist!r}.", [{"field": "checklist", "message": "unknown checklist"}])
+    # left out, the checklist is the one the area's municipality fills in now
+    ref = req.checklist if "checklist" in req.model_fields_set else snapshot.checklist_ref_for(municipality.id)
+    checklist = snapshot.checklist(ref)
+    if checklist is None or not snapshot.accepts_checklist(municipality.id, ref):
+        raise _checklist_refused(ref, known=checklist is not None, municipality=municipality, snapshot=snapshot)
     return area, municipality, checklist, _items_of(checklist)
+
+
+def accepted_checklists(snapshot: OrgSnapshot, municipality_id: str) -> list[str]:
+    """The ``id@version`` a municipality accepts reports against: the one it fills in, then older ones."""
+    m = snapshot.municipalities.get(municipality_id)
+    return list(dict.fromkeys([snapshot.checklist_ref_for(municipality_id), *(m.accepted_checklists if m else [])]))
+
+
+def _checklist_refused(ref: str, *, known: bool, municipality: Municipality, snapshot: OrgSnapshot) -> ReportInvalid:
+    """A report against a checklist version its area's municipality does not take (or no one knows)."""
+    accepted = ", ".join(accepted_checklists(snapshot, municipality.id))
+    shown = ref if len(ref) <= MAX_SHOWN else ref[:MAX_SHOWN] + "…"
+    if known:
+        sv = f"{municipality.name} tar inte emot rapporter mot checklistan {shown}; den tar emot {accepted}."
+        en = f"{municipality.name} does not accept reports against the checklist {shown}; it accepts {accepted}."
+    else:
+        sv = f"Okänd checklista {shown!r}; {municipality.name} tar emot {accepted}."
+        en = f"Unknown checklist {shown!r}; {municipality.name} accepts {accepted}."
+    return _invalid("checklist_not_accepted" if known else "unknown_checklist", sv, en,
+                    [{"field": "checklist", "message": f"{sv} / {en}", "message_sv": sv, "message_en": en}])
 
 
 _DEADLINES: dict[tuple[str, Period], tuple[Municipality, datetime]] = {}

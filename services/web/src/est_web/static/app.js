@@ -77,6 +77,20 @@ const t = (k) => TEXT[LANG][k] ?? k;
 const label = (item) => (LANG === "sv" ? item.label_sv : item.label_en) || item.code || item.item;
 // a checklist item's name by its code (the checklist knows every code a picture or an alert can name)
 const itemName = (checklist, code) => label((checklist.items || []).find((i) => i.code === code) || { code });
+// a text of a checklist in the reader's language (help_sv/help_en, label_sv/label_en), Swedish when it has no other
+const own = (thing, key) => (thing && (thing[`${key}_${LANG}`] || thing[`${key}_sv`])) || "";
+// what a level item's step n is called: the item's own scale, else the checklist's (0 inget … 3 omfattande)
+function stepName(item, n) {
+  const step = item.scale && (item.scale[n] || item.scale[String(n)]);
+  return step ? step[LANG] || step.sv : t("levels")[n];
+}
+// the checklist's items under its group headings, in the groups' order (items of no group first, unheaded)
+function groupedItems(checklist) {
+  const groups = checklist.groups || [], items = checklist.items || [];
+  const known = new Set(groups.map((g) => g.code));
+  return [{ group: null, items: items.filter((i) => !i.group || !known.has(i.group)) },
+    ...groups.map((g) => ({ group: g, items: items.filter((i) => i.group === g.code) }))].filter((s) => s.items.length);
+}
 // the reader's language of a {sv, en} text, or of a "svenska / English" text as the services write them
 // (split at the first " / ": English labels may hold one, "Hang-out / den", Swedish ones do not)
 function pick(text) {
@@ -263,28 +277,31 @@ function ItemField({ item, answer, places, onChange, disabled, refused }) {
   const set = (value) => onChange(value === undefined || value === 0 || value === false ? undefined : { ...(answer || {}), value });
   const id = `i-${item.code}`;
   const valueError = refused[`answers.${item.code}`], noteError = refused[`answers.${item.code}.note`];
+  const help = own(item, "help");
+  // the help text and the refusal (if any) describe the answer
+  const described = [help && id + "-help", valueError && id + "-error"].filter(Boolean).join(" ") || undefined;
   let control;
   if (item.answer === "count") {
     control = html`<div class="count">
       <button type="button" aria-label="−1" disabled=${disabled} onClick=${() => set(Math.max(0, (v || 0) - 1))}>−</button>
       <input id=${id} type="number" min="0" inputmode="numeric" aria-label=${label(item)} value=${v || 0} disabled=${disabled}
-        aria-invalid=${valueError ? "true" : undefined} aria-describedby=${valueError ? id + "-error" : undefined}
+        aria-invalid=${valueError ? "true" : undefined} aria-describedby=${described}
         onInput=${(e) => set(Math.max(0, parseInt(e.target.value || "0", 10) || 0))}/>
       <button type="button" aria-label="+1" disabled=${disabled} onClick=${() => set((v || 0) + 1)}>+</button></div>`;
   } else if (item.answer === "level") {
     control = html`<div class="levels" role="radiogroup" aria-label=${label(item)} aria-invalid=${valueError ? "true" : undefined}
-      aria-describedby=${valueError ? id + "-error" : undefined}>${[0, 1, 2, 3].map((n) => html`
-      <label><input type="radio" name=${id} value=${n} checked=${(v || 0) === n} disabled=${disabled} onChange=${() => set(n)}/>${n} ${t("levels")[n]}</label>`)}</div>`;
+      aria-describedby=${described}>${[0, 1, 2, 3].map((n) => html`
+      <label><input type="radio" name=${id} value=${n} checked=${(v || 0) === n} disabled=${disabled} onChange=${() => set(n)}/>${n} ${stepName(item, n)}</label>`)}</div>`;
   } else {
     control = html`<div class="levels" role="radiogroup" aria-label=${label(item)} aria-invalid=${valueError ? "true" : undefined}
-      aria-describedby=${valueError ? id + "-error" : undefined}>
+      aria-describedby=${described}>
       <label><input type="radio" name=${id} checked=${v === true} disabled=${disabled} onChange=${() => set(true)}/>${t("yes")}</label>
       <label><input type="radio" name=${id} checked=${v !== true} disabled=${disabled} onChange=${() => set(false)}/>${t("no")}</label></div>`;
   }
   return html`<fieldset class=${"item" + (answer ? " answered" : "") + (valueError || noteError ? " refused" : "")}>
-    <legend>${label(item)}</legend>${control}
+    <legend>${label(item)}</legend>${help && html`<p class="hint help" id=${id + "-help"}>${help}</p>`}${control}
     ${valueError && html`<p class="field-error" id=${id + "-error"}>${t("refusedField")}: ${valueError}</p>`}
-    ${answer && places.length > 0 && html`<div class="chips" role="group" aria-label=${t("places")}>
+    ${answer && item.places !== false && places.length > 0 && html`<div class="chips" role="group" aria-label=${t("places")}>
       <span class="hint">${t("places")}</span>${places.map((p) => html`<label><input type="checkbox" checked=${(answer.places || []).includes(p)}
         onChange=${(e) => onChange({ ...answer, places: e.target.checked ? [...(answer.places || []), p] : (answer.places || []).filter((x) => x !== p) })}/>${p}</label>`)}</div>`}
     ${answer && html`<div class="note"><label for=${id + "-note"} class="hint">${t("note")} – <span class="warn">${t("noPii")}</span></label>
@@ -294,7 +311,23 @@ function ItemField({ item, answer, places, onChange, disabled, refused }) {
   </fieldset>`;
 }
 
-function Reporter({ me, checklist, online, tick }) {
+// The checklist an area's reports follow: its municipality's (``area.checklist``). The caller's own
+// (/v1/checklists/current) is the first area's; another municipality's is fetched, and kept for offline use.
+function useAreaChecklist(area, current) {
+  const ref = area && area.checklist;
+  const kept = () => { const c = ref && localStorage.getItem(`est.checklist.${ref}`); return c ? JSON.parse(c) : null; };
+  const [other, setOther] = useState(kept);
+  useEffect(() => {
+    if (!ref || ref === current.ref) return;
+    setOther(kept());
+    api("intake", `/v1/checklists/${ref}`)
+      .then((c) => { localStorage.setItem(`est.checklist.${ref}`, JSON.stringify(c)); setOther(c); }).catch(() => {});
+  }, [ref, current.ref]);
+  if (!ref || ref === current.ref) return current;
+  return other && other.ref === ref ? other : null;
+}
+
+function Reporter({ me, checklist: current, online, tick }) {
   const areas = me.areas || [];
   const [areaId, setAreaId] = useState(areas[0] ? areas[0].id : "");
   const [draft, setDraft] = useState(() => (areaId ? loadDraft(areaId) : null));
@@ -315,7 +348,9 @@ function Reporter({ me, checklist, online, tick }) {
     api("aggregator", `/v1/areas/${area.id}/pictures/${shiftWeek(area.current_period, -1)}`)
       .then((p) => setPicture(p.status === "published" ? p : null)).catch(() => setPicture(null));
   }, [areaId]);
+  const checklist = useAreaChecklist(area, current);
   if (!area) return html`<main id="main"><div class="card">${t("noPicture")}</div></main>`;
+  if (!checklist) return html`<main id="main"><p class="loading">…</p></main>`;
   const refused = refusal ? refusalByField(refusal) : {};
   const unmark = (...keys) => { if (refusal && keys.some((k) => refused[k])) {
     const errors = (refusal.errors || []).filter((e) => !keys.includes(String(e.field || "").replace(/^body\./, "")));
@@ -339,7 +374,10 @@ function Reporter({ me, checklist, online, tick }) {
     ev.preventDefault();
     if (sending) return;
     if (!draft.nothing_to_report && Object.keys(draft.answers).length === 0) { setMsg({ kind: "bad", text: t("empty") }); return; }
-    const report = { ...draft, period: area.current_period, checklist: checklist.ref, answers: draft.nothing_to_report ? {} : draft.answers };
+    // answers only to the items of the area's checklist (a draft may hold some of an earlier version's)
+    const answers = Object.fromEntries(Object.entries(draft.nothing_to_report ? {} : draft.answers)
+      .filter(([code]) => checklist.items.some((i) => i.code === code)));
+    const report = { ...draft, period: area.current_period, checklist: checklist.ref, answers };
     writeOutbox([...readOutbox(), { report, state: "queued", created: new Date().toISOString(), area_name: area.name }]);
     setRefusal(null); setSending(true); setMsg({ kind: "info", text: t("sending") }); refresh();
     try {
@@ -361,8 +399,12 @@ function Reporter({ me, checklist, online, tick }) {
       <div class="row"><div><label for="area">${t("area")}</label>
         <select id="area" value=${areaId} onChange=${(e) => { setRefusal(null); setMsg(null); setAreaId(e.target.value); }}>${areas.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</select></div></div>
       <p><label><input type="checkbox" checked=${draft.nothing_to_report} onChange=${(e) => setDraft({ ...draft, nothing_to_report: e.target.checked })}/> ${t("nothing")}</label></p>
-      ${checklist.items.map((item) => html`<${ItemField} item=${item} answer=${draft.answers[item.code]} places=${area.places || []}
-          disabled=${draft.nothing_to_report} refused=${refused} onChange=${(a) => setAnswer(item.code, a)}/>`)}
+      ${groupedItems(checklist).map(({ group, items }) => {
+        const fields = items.map((item) => html`<${ItemField} item=${item} answer=${draft.answers[item.code]} places=${area.places || []}
+          disabled=${draft.nothing_to_report} refused=${refused} onChange=${(a) => setAnswer(item.code, a)}/>`);
+        return group ? html`<section class="group" data-group=${group.code} aria-labelledby=${"g-" + group.code}>
+          <h3 id=${"g-" + group.code}>${own(group, "label")}</h3>${fields}</section>` : fields;
+      })}
       <label for="overall">${t("overall")} – <span class="warn">${t("noPii")}</span></label>
       <textarea id="overall" maxlength="500" value=${draft.note} aria-invalid=${refused.note ? "true" : undefined}
         aria-describedby=${refused.note ? "overall-error" : undefined}
