@@ -195,6 +195,42 @@ def local_date(moment: datetime, tz: str = DEFAULT_TIMEZONE) -> date:
     return moment.astimezone(ZoneInfo(tz)).date()
 
 
+MONTH_ABBR = {"sv": ("jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec"),
+              "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")}
+_NAMED = {"sv": {"week": "v. {n}", "biweek": "v. {n}–{m}", "quarter": "kv. {n} {y}", "tertial": "tertial {n} {y}"},
+          "en": {"week": "week {n}", "biweek": "weeks {n}–{m}", "quarter": "Q{n} {y}", "tertial": "T{n} {y}"}}
+
+
+def period_label(period: Period | str, lang: str = "sv") -> str:
+    """A period as a reader names it, dated, in Swedish or English (``lang``; other languages: Swedish).
+
+    ``v. 49 (30 nov–6 dec 2026)``, ``week 49 (30 Nov–6 Dec 2026)``, ``v. 1 (29 dec 2025–4 jan 2026)``,
+    ``v. 47–48 (16–29 nov 2026)``, ``kv. 4 2026 (okt–dec)``, ``T3 2026 (Sep–Dec)``. A text that is not a
+    period id stays as it is.
+    """
+    if isinstance(period, str):
+        try:
+            return period_label(Period.parse(period), lang)
+        except PeriodError:
+            return period
+    lang = lang if lang in _NAMED else "sv"
+    months = MONTH_ABBR[lang]
+    first, last = period.start, period.end - timedelta(days=1)
+    if period.kind in ("quarter", "tertial"):
+        size = 3 if period.kind == "quarter" else 4
+        name = _NAMED[lang][period.kind].format(n=(first.month - 1) // size + 1, y=first.year)
+        return f"{name} ({months[first.month - 1]}–{months[last.month - 1]})"
+    week = first.isocalendar().week
+    name = _NAMED[lang][period.kind].format(n=week, m=(first + timedelta(weeks=1)).isocalendar().week)
+    if first.year != last.year:
+        span = f"{first.day} {months[first.month - 1]} {first.year}–{last.day} {months[last.month - 1]} {last.year}"
+    elif first.month != last.month:
+        span = f"{first.day} {months[first.month - 1]}–{last.day} {months[last.month - 1]} {last.year}"
+    else:
+        span = f"{first.day}–{last.day} {months[last.month - 1]} {last.year}"
+    return f"{name} ({span})"
+
+
 def reporting_kind(cadence: Cadence) -> PeriodKind:
     """The period kind of an area's reporting cadence."""
     return "week" if cadence == "weekly" else "biweek"
