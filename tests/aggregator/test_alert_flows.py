@@ -68,7 +68,7 @@ async def _per_item_rules(bus: Bus, nats_url: str, tmp_path: Path, **over: Any) 
                                  "Allvarlighet: kritiskt.")
         assert klotter["en"].startswith("Graffiti in Testområdet week 10 (2–8 Mar 2026): high level")
 
-        # week 11 quiet: klotter (quiet_periods 1) ends, inbrott (the default 2) stays open
+        # week 11 quiet: klotter (quiet_periods 1) ends, inbrott (the municipality's default 2) stays open
         await _publish(c, base, bus, world, "2026-W11", [("anna", {"skadegorelse": 2})])
         [done] = await Bus.take(resolved, 2, timeout=2.0)
         assert (done["data"]["item"], done["data"]["alert_id"]) == ("klotter", evs[1]["id"])

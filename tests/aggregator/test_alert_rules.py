@@ -49,12 +49,14 @@ def walk(flags_per_period: Iterable[str | None], rules: AlertRules = DEFAULT_ALE
     return out
 
 
-def test_a_flag_that_comes_and_goes_raises_once_and_resolves_after_two_quiet_periods() -> None:
+def test_a_flag_that_comes_and_goes_raises_once_and_resolves_after_three_quiet_periods() -> None:
     # before the rules this raised three times and resolved three times
-    assert walk(["high", None, "high", None, "high", None, None, None]) == \
-        ["raise flag:high", "", "", "", "", "", "resolve", ""]
-    # one quiet period between flags keeps the alert open; a new flag after it resolved raises again
-    assert walk(["high", None, None, "high"]) == ["raise flag:high", "", "resolve", "raise flag:high"]
+    assert walk(["high", None, "high", None, None, "high", None, None, None, None]) == \
+        ["raise flag:high", "", "", "", "", "", "", "", "resolve", ""]
+    # two quiet periods between flags keep the alert open; a new flag after it resolved raises again
+    assert walk(["high", None, None, None, "high"]) == ["raise flag:high", "", "", "resolve", "raise flag:high"]
+    two = AlertRules(default=AlertRule(quiet_periods=2))
+    assert walk(["high", None, None, "high"], two) == ["raise flag:high", "", "resolve", "raise flag:high"]
 
 
 def test_quiet_periods_count_only_periods_after_the_alert() -> None:
@@ -82,7 +84,7 @@ def test_only_the_kinds_in_raise_on_raise_and_other_flags_do_not_keep_an_alert_o
     only_high = AlertRules(default=AlertRule(raise_on=["high"]))
     assert walk(["rising"] * 4, only_high) == [""] * 4
     # an open high alert: periods flagged only rising (not raised on) are quiet periods
-    assert walk(["high", "rising", "rising"], only_high) == ["raise flag:high", "", "resolve"]
+    assert walk(["high", "rising", "rising", "rising"], only_high) == ["raise flag:high", "", "", "resolve"]
 
 
 def test_a_per_item_override_changes_only_that_item() -> None:
@@ -93,15 +95,15 @@ def test_a_per_item_override_changes_only_that_item() -> None:
     assert walk(["rising"], rules, item="brand") == ["raise flag:rising"]
     assert walk(["new"], rules, item="klotter") == [""]
     assert walk(["rising"], rules, item="klotter") == [""]
-    assert rules.for_item("brand").quiet_periods == 2  # unset fields follow the municipality's default
+    assert rules.for_item("brand").quiet_periods == 3  # unset fields follow the municipality's default
     assert walk(["high", "high", None, None], rules, item="nedskrapning") == [""] * 4  # disabled: never raises
 
 
 def test_a_disabled_item_ends_its_open_alert_after_the_quiet_periods() -> None:
     rules = AlertRules(items={"klotter": AlertRuleOverride(enabled=False)})
     open_alerts = {"klotter": OpenAlert("flag:high", "2026-W36")}
-    earlier = [Earlier("2026-W37", {"klotter": "high"})]
-    assert alert_transitions(open_alerts, {"klotter": "high"}, period="2026-W38", earlier=earlier,
+    earlier = [Earlier("2026-W38", {"klotter": "high"}), Earlier("2026-W37", {"klotter": "high"})]
+    assert alert_transitions(open_alerts, {"klotter": "high"}, period="2026-W39", earlier=earlier,
                              rules=rules) == ({}, {"klotter": "flag:high"})
 
 

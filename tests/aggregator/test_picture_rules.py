@@ -153,10 +153,12 @@ def test_alerts_are_edge_triggered() -> None:
     still = {"klotter": OpenAlert("flag:high", "2026-W47")}
     raise_, resolve = alert_transitions(still, {"klotter": "rising"}, period="2026-W48")
     assert raise_ == {} and resolve == {}
-    # quiet for two published periods (the default ``quiet_periods``): resolved at the second
+    # quiet for three published periods (the default ``quiet_periods``): resolved at the third
     assert alert_transitions(still, {"klotter": None}, period="2026-W48") == ({}, {})
-    raise_, resolve = alert_transitions(still, {"klotter": None}, period="2026-W49",
-                                        earlier=[Earlier("2026-W48", {"klotter": None})])
+    assert alert_transitions(still, {"klotter": None}, period="2026-W49",
+                             earlier=[Earlier("2026-W48", {"klotter": None})]) == ({}, {})
+    raise_, resolve = alert_transitions(still, {"klotter": None}, period="2026-W50",
+                                        earlier=[Earlier("2026-W49", {}), Earlier("2026-W48", {"klotter": None})])
     assert raise_ == {} and resolve == {"klotter": "flag:high"}
 
 

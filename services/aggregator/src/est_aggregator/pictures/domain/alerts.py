@@ -9,7 +9,7 @@ A picture's item flags (``tally.assess``: high, rising, new) become alerts by th
   (this one included; default 3): one rising week is noise;
 - an item with an open alert raises nothing while it is flagged, whatever the flag (edge triggering);
 - an open alert resolves only after ``quiet_periods`` published periods in a row without a counting
-  flag (this one included, none of them the alert's own period; default 2), so a flag that comes and
+  flag (this one included, none of them the alert's own period; default 3), so a flag that comes and
   goes does not raise, resolve and raise again;
 - severity: a value at or above ``critical_at`` is ``critical``, otherwise a high level is a
   ``warning`` and the rest ``info``.
