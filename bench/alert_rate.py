@@ -58,6 +58,15 @@ class Replay:
     open_at_end: dict[str, list[str]]  # area → items with an open alert after the last published week
     weeks: int  # published weeks per area
 
+    def raised_again(self, weeks: int = 4) -> int:
+        """Alerts raised for an item whose previous alert in the area ended at most ``weeks`` weeks before."""
+        ended: dict[tuple[str, str], list[Period]] = defaultdict(list)
+        for area, item, period in self.resolved:
+            ended[(area, item)].append(Period.parse(period))
+        return sum(1 for r in self.raised
+                   if any(0 < (Period.parse(r.period).start - e.start).days <= 7 * weeks
+                          for e in ended[(r.area_id, r.item)]))
+
     def per_area_month(self) -> dict[str, Counter[str]]:
         """area → month (YYYY-MM of the week's Thursday) → alerts raised."""
         out: dict[str, Counter[str]] = {a: Counter() for a in AREAS}
@@ -129,11 +138,14 @@ def summary(name: str, result: Replay) -> dict[str, Any]:
     levels = Counter(r.severity for r in result.raised)
     return {"rules": name, "weeks": result.weeks, "raised": len(result.raised), "resolved": len(result.resolved),
             "per_area_week": round(len(result.raised) / len(AREAS) / max(1, result.weeks), 2),
-            "kinds": dict(kinds), "severity": dict(levels), "open_at_end": result.open_at_end}
+            "raised_again_within_4_weeks": result.raised_again(), "kinds": dict(kinds), "severity": dict(levels),
+            "open_at_end": result.open_at_end}
 
 
 def main() -> None:
-    for name, rules in (("before (every flag, no hysteresis)", OLD_RULES), ("defaults", AlertRules())):
+    for name, rules in (("before (every flag, no hysteresis)", OLD_RULES),
+                        ("quiet_periods 2", AlertRules(default=AlertRule(quiet_periods=2))),
+                        ("defaults", AlertRules())):
         result = replay(rules)
         print(f"## {name}\n{summary(name, result)}\n\n{table(result)}\n")
     if len(sys.argv) > 1:  # e.g. raise_on=high rising_periods=3 quiet_periods=2
