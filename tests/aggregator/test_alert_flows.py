@@ -64,9 +64,10 @@ async def _per_item_rules(bus: Bus, nats_url: str, tmp_path: Path, **over: Any) 
         assert [(e["data"]["item"], e["data"]["kind"], e["data"]["severity"]) for e in evs] == [
             ("inbrott", "flag:high", "warning"), ("klotter", "flag:high", "critical")]
         klotter = evs[1]["data"]["message"]
-        assert klotter["sv"] == ("Klotter i Testområdet v. 10 (2–8 mar 2026): högt läge, 3 (normalt –). "
-                                 "Allvarlighet: kritiskt.")
-        assert klotter["en"].startswith("Graffiti in Testområdet week 10 (2–8 Mar 2026): high level")
+        assert klotter["sv"] == ("Klotter i Testområdet v. 10 (2–8 mar 2026): högt läge, nivå 3, omfattande "
+                                 "(inga tidigare perioder). Allvarlighet: kritiskt.")
+        assert klotter["en"] == ("Graffiti in Testområdet week 10 (2–8 Mar 2026): high level, level 3, extensive "
+                                 "(no earlier periods). Severity: critical.")
 
         # week 11 quiet: klotter (quiet_periods 1) ends, inbrott (the municipality's default 2) stays open
         await _publish(c, base, bus, world, "2026-W11", [("anna", {"skadegorelse": 2})])
@@ -87,7 +88,7 @@ async def _per_item_rules(bus: Bus, nats_url: str, tmp_path: Path, **over: Any) 
         [up] = await Bus.take(raised, 2, timeout=2.0)
         assert (up["data"]["item"], up["data"]["kind"], up["data"]["severity"], up["data"]["period"]) == \
             ("skadegorelse", "flag:rising", "info", "2026-W14")
-        assert "ökat 3 perioder i rad" in up["data"]["message"]["sv"]
+        assert "ökande 3 perioder i rad, nu 5 (normalt 2,8)" in up["data"]["message"]["sv"]
         assert "flag:" not in up["data"]["message"]["sv"] + up["data"]["message"]["en"]
 
         alerts = (await c.get(f"{base}/v1/areas/{world.area}/alerts", headers=world.headers())).json()

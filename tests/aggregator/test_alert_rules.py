@@ -123,9 +123,9 @@ def test_history_needed_is_the_longest_streak_of_any_rule() -> None:
     assert history_needed(AlertRules(default=AlertRule(rising_periods=1, quiet_periods=1))) == 0
 
 
-def _summary(value: float, baseline: float | None) -> ItemSummary:
-    return ItemSummary(item="klotter", answer="count", label_sv="Klotter", label_en="Graffiti", value=value,
-                       reports=2, baseline=baseline)
+def _summary(value: float, baseline: float | None, answer: str = "count") -> ItemSummary:
+    return ItemSummary(item="klotter", answer=answer, label_sv="Klotter", label_en="Graffiti",  # type: ignore[arg-type]
+                       value=value, reports=2, baseline=baseline)
 
 
 def test_alert_texts_name_the_item_and_area_date_the_period_and_show_no_codes() -> None:
@@ -137,13 +137,24 @@ def test_alert_texts_name_the_item_and_area_date_the_period_and_show_no_codes() 
                             "Severity: critical.")
     rising = alert_message("flag:rising", _summary(4, 1.5), "klotter", area_name="Dalbo", period="2026-W49",
                            resolved=False, streak=3)
-    assert "ökat 3 perioder i rad" in rising["sv"] and "up 3 periods in a row" in rising["en"]
+    assert rising["sv"] == ("Klotter i Dalbo v. 49 (30 nov–6 dec 2026): ökande 3 perioder i rad, nu 4 "
+                            "(normalt 1,5). Allvarlighet: information.")
+    assert "rising 3 periods in a row, now 4 (normally 1.5)" in rising["en"]
+    level = alert_message("flag:high", _summary(2, 1.25, "level"), "klotter", area_name="Dalbo",
+                          period="2026-W49", resolved=False, severity_="warning")
+    assert "högt läge, nivå 2, återkommande (normalt 1,3)" in level["sv"]
+    assert "high level, level 2, recurring (normally 1.3)" in level["en"]
+    yes = alert_message("flag:new", _summary(2, 0, "boolean"), "klotter", area_name="Dalbo", period="2026-W49",
+                        resolved=False)
+    assert "nytt problem, ja i 2 rapporter (inget tidigare)" in yes["sv"]
+    assert "new problem, yes in 2 reports (none before)" in yes["en"]
     over = alert_message("flag:high", _summary(0, 2.0), "klotter", area_name="Dalbo", period="2026-W51",
                          resolved=True, raised_in="2026-W49")
-    assert over["sv"] == ("Klotter i Dalbo: larmet om högt läge (larmat v. 49 (30 nov–6 dec 2026)) har upphört "
+    assert over["sv"] == ("Klotter i Dalbo: larmet om högt läge från v. 49 (30 nov–6 dec 2026) har upphört "
                           "v. 51 (14–20 dec 2026), nu 0.")
-    assert over["en"].startswith("Graffiti in Dalbo: the high level alert (raised week 49 (30 Nov–6 Dec 2026))")
-    for text in [*raised.values(), *rising.values(), *over.values()]:
+    assert over["en"] == ("Graffiti in Dalbo: the high level alert of week 49 (30 Nov–6 Dec 2026) ended in "
+                          "week 51 (14–20 Dec 2026), now 0.")
+    for text in [*raised.values(), *rising.values(), *level.values(), *yes.values(), *over.values()]:
         assert "flag:" not in text and "klotter" not in text and "2026-W" not in text
 
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from est_shared.checklists import LEVELS
 from est_shared.events import ItemSummary
 from est_shared.org import AlertRule, AlertRules
 from est_shared.periods import period_label
@@ -116,24 +117,42 @@ def severity(kind: str, value: float | None = None, rule: AlertRule | None = Non
 
 KIND_WORDS = {  # kind → (Swedish, English) as a reader names it
     "flag:high": ("högt läge", "high level"),
-    "flag:rising": ("ökar", "rising"),
+    "flag:rising": ("ökande", "rising"),
     "flag:new": ("nytt problem", "new problem"),
 }
 SEVERITY_WORDS = {"info": ("information", "information"), "warning": ("varning", "warning"),
                   "critical": ("kritiskt", "critical")}
 
 
-def _why(kind: str, summary: ItemSummary | None, streak: int, lang: str) -> str:
-    """What makes the flag, in numbers: the value against normal, or how long it has been rising."""
-    value = fmt(summary.value if summary else None, lang)
-    normal = fmt(summary.baseline if summary else None, lang)
+def _value(summary: ItemSummary | None, lang: str) -> str:
+    """The item's value as read: a count, a level with its word, or how many reports said yes."""
+    if summary is None:
+        return "–"
+    if summary.answer == "level":
+        word = LEVELS.get(int(summary.value), {}).get(lang, "")
+        return (f"nivå {fmt(summary.value, lang)}" if lang == "sv" else f"level {fmt(summary.value, lang)}") + \
+            (f", {word}" if word else "")
+    if summary.answer == "boolean":
+        n = fmt(summary.value, lang)
+        return f"ja i {n} rapporter" if lang == "sv" else f"yes in {n} reports"
+    return fmt(summary.value, lang)
+
+
+def _what(kind: str, summary: ItemSummary | None, streak: int, lang: str) -> str:
+    """The kind and what makes it, in numbers: the value against normal, or how long it has been rising."""
     sv = lang == "sv"
-    if kind == "flag:rising" and streak > 1:
-        return (f"{value}, ökat {streak} perioder i rad (normalt {normal})" if sv
-                else f"{value}, up {streak} periods in a row (normally {normal})")
+    word = KIND_WORDS.get(kind, ("flaggat", "flagged"))[0 if sv else 1]
+    value = _value(summary, lang)
     if kind == "flag:new":
-        return f"{value}, inget tidigare" if sv else f"{value}, none before"
-    return f"{value} (normalt {normal})" if sv else f"{value} (normally {normal})"
+        return f"{word}, {value} (inget tidigare)" if sv else f"{word}, {value} (none before)"
+    if summary is None or summary.baseline is None:
+        normal = "inga tidigare perioder" if sv else "no earlier periods"
+    else:
+        normal = f"normalt {fmt(summary.baseline, lang)}" if sv else f"normally {fmt(summary.baseline, lang)}"
+    if kind == "flag:rising" and streak > 1:
+        return (f"{word} {streak} perioder i rad, nu {value} ({normal})" if sv
+                else f"{word} {streak} periods in a row, now {value} ({normal})")
+    return f"{word}, {value} ({normal})"
 
 
 def alert_message(kind: str, summary: ItemSummary | None, item: str, *, area_name: str, period: str,
@@ -146,17 +165,17 @@ def alert_message(kind: str, summary: ItemSummary | None, item: str, *, area_nam
     """
     label_sv = summary.label_sv if summary and summary.label_sv else item
     label_en = summary.label_en if summary and summary.label_en else item
-    sv_kind, en_kind = KIND_WORDS.get(kind, ("flaggat", "flagged"))
     when_sv, when_en = period_label(period, "sv"), period_label(period, "en")
     if resolved:
-        since_sv = f" (larmat {period_label(raised_in, 'sv')})" if raised_in else ""
-        since_en = f" (raised {period_label(raised_in, 'en')})" if raised_in else ""
+        sv_kind, en_kind = KIND_WORDS.get(kind, ("flaggat", "flagged"))
+        since_sv = f" från {period_label(raised_in, 'sv')}" if raised_in else ""
+        since_en = f" of {period_label(raised_in, 'en')}" if raised_in else ""
         return {"sv": f"{label_sv} i {area_name}: larmet om {sv_kind}{since_sv} har upphört {when_sv}, "
-                      f"nu {fmt(summary.value if summary else None, 'sv')}.",
-                "en": f"{label_en} in {area_name}: the {en_kind} alert{since_en} ended {when_en}, "
-                      f"now {fmt(summary.value if summary else None, 'en')}."}
+                      f"nu {_value(summary, 'sv')}.",
+                "en": f"{label_en} in {area_name}: the {en_kind} alert{since_en} ended in {when_en}, "
+                      f"now {_value(summary, 'en')}."}
     sev_sv, sev_en = SEVERITY_WORDS.get(severity_, SEVERITY_WORDS["info"])
-    return {"sv": f"{label_sv} i {area_name} {when_sv}: {sv_kind}, {_why(kind, summary, streak, 'sv')}. "
+    return {"sv": f"{label_sv} i {area_name} {when_sv}: {_what(kind, summary, streak, 'sv')}. "
                   f"Allvarlighet: {sev_sv}.",
-            "en": f"{label_en} in {area_name} {when_en}: {en_kind}, {_why(kind, summary, streak, 'en')}. "
+            "en": f"{label_en} in {area_name} {when_en}: {_what(kind, summary, streak, 'en')}. "
                   f"Severity: {sev_en}."}
