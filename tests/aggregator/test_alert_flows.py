@@ -65,9 +65,9 @@ async def _per_item_rules(bus: Bus, nats_url: str, tmp_path: Path, **over: Any) 
             ("inbrott", "flag:high", "warning"), ("klotter", "flag:high", "critical")]
         klotter = evs[1]["data"]["message"]
         assert klotter["sv"] == ("Klotter i Testområdet v. 10 (2–8 mar 2026): högt läge, nivå 3, omfattande "
-                                 "(inga tidigare perioder). Allvarlighet: kritiskt.")
+                                 "(inga tidigare perioder). Allvarlighet: kritisk.")
         assert klotter["en"] == ("Graffiti in Testområdet week 10 (2–8 Mar 2026): high level, level 3, extensive "
-                                 "(no earlier periods). Severity: critical.")
+                                 "(no earlier periods). Severity: severe.")
 
         # week 11 quiet: klotter (quiet_periods 1) ends, inbrott (the municipality's default 2) stays open
         await _publish(c, base, bus, world, "2026-W11", [("anna", {"skadegorelse": 2})])

@@ -132,9 +132,9 @@ def test_alert_texts_name_the_item_and_area_date_the_period_and_show_no_codes() 
     raised = alert_message("flag:high", _summary(6, 2.5), "klotter", area_name="Dalbo", period="2026-W49",
                            resolved=False, severity_="critical")
     assert raised["sv"] == ("Klotter i Dalbo v. 49 (30 nov–6 dec 2026): högt läge, 6 (normalt 2,5). "
-                            "Allvarlighet: kritiskt.")
+                            "Allvarlighet: kritisk.")
     assert raised["en"] == ("Graffiti in Dalbo week 49 (30 Nov–6 Dec 2026): high level, 6 (normally 2.5). "
-                            "Severity: critical.")
+                            "Severity: severe.")
     rising = alert_message("flag:rising", _summary(4, 1.5), "klotter", area_name="Dalbo", period="2026-W49",
                            resolved=False, streak=3)
     assert rising["sv"] == ("Klotter i Dalbo v. 49 (30 nov–6 dec 2026): ökande 3 perioder i rad, nu 4 "

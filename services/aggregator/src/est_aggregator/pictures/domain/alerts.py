@@ -120,8 +120,8 @@ KIND_WORDS = {  # kind → (Swedish, English) as a reader names it
     "flag:rising": ("ökande", "rising"),
     "flag:new": ("nytt problem", "new problem"),
 }
-SEVERITY_WORDS = {"info": ("information", "information"), "warning": ("varning", "warning"),
-                  "critical": ("kritiskt", "critical")}
+# the notifier's words for a severity (its e-mails say them beside the message)
+SEVERITY_WORDS = {"info": ("information", "low"), "warning": ("varning", "moderate"), "critical": ("kritisk", "severe")}
 
 
 def _value(summary: ItemSummary | None, lang: str) -> str:
