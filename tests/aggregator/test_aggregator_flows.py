@@ -151,12 +151,18 @@ async def test_alert_raised_once_then_resolved(world: World, bus: Bus, nats_url:
         await bus.send(report(world, "x2", {"skadegorelse": 1}, period="2026-W20", reporter="bo"))
         await picture_when(c, base, world, "2026-W20", lambda p: p["version"] == 3)
         assert await Bus.take(raised, timeout=1.0) == []
-        # next period quiet: resolved
-        await bus.send(report(world, "x3", {"skadegorelse": 0}, period="2026-W21"))
-        await picture_when(c, base, world, "2026-W21", lambda p: p["reports"] == 1)
-        assert (await c.post(f"{url}/2026-W21/publish", headers=world.headers(), json=CONFIRM)).status_code == 200
+        assert ev["data"]["severity"] == "warning"
+        assert ev["data"]["message"]["sv"].startswith("Skadegörelse i Testområdet v. 20 (11–17 maj 2026): högt läge")
+        # quiet periods keep the alert open (``quiet_periods`` 3 by default); the third resolves it
+        for week, rid in (("2026-W21", "x3"), ("2026-W22", "x4"), ("2026-W23", "x5")):
+            await bus.send(report(world, rid, {"skadegorelse": 0}, period=week))
+            await picture_when(c, base, world, week, lambda p: p["reports"] == 1)
+            assert (await c.post(f"{url}/{week}/publish", headers=world.headers(), json=CONFIRM)).status_code == 200
+            if week != "2026-W23":
+                assert await Bus.take(resolved, timeout=1.0) == []
         [done] = await Bus.take(resolved)
         assert done["data"]["alert_id"] == ev["id"] and done["type"] == "se.est.alert.resolved"
+        assert done["data"]["period"] == "2026-W23" and "v. 23 (1–7 jun 2026)" in done["data"]["message"]["sv"]
         alerts = (await c.get(f"{base}/v1/areas/{world.area}/alerts", headers=world.headers())).json()
         assert [a["status"] for a in alerts] == ["resolved"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from est_aggregator.pictures.domain.alerts import alert_transitions
+from est_aggregator.pictures.domain.alerts import Earlier, OpenAlert, alert_transitions
 from est_aggregator.pictures.domain.picture import build_picture, item_summary, picture_changes
 from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, effective_reports
 from est_aggregator.pictures.domain.tally import PeriodTally, Rules, assess, completeness, item_totals, period_totals
@@ -148,11 +148,17 @@ def test_changes_between_versions_are_listed() -> None:
 
 
 def test_alerts_are_edge_triggered() -> None:
-    raise_, resolve = alert_transitions({}, {"klotter": "high", "brand": None})
+    raise_, resolve = alert_transitions({}, {"klotter": "high", "brand": None}, period="2026-W48")
     assert raise_ == {"klotter": "flag:high"} and resolve == {}
-    raise_, resolve = alert_transitions({"klotter": "flag:high"}, {"klotter": "rising"})
+    still = {"klotter": OpenAlert("flag:high", "2026-W47")}
+    raise_, resolve = alert_transitions(still, {"klotter": "rising"}, period="2026-W48")
     assert raise_ == {} and resolve == {}
-    raise_, resolve = alert_transitions({"klotter": "flag:high"}, {"klotter": None})
+    # quiet for three published periods (the default ``quiet_periods``): resolved at the third
+    assert alert_transitions(still, {"klotter": None}, period="2026-W48") == ({}, {})
+    assert alert_transitions(still, {"klotter": None}, period="2026-W49",
+                             earlier=[Earlier("2026-W48", {"klotter": None})]) == ({}, {})
+    raise_, resolve = alert_transitions(still, {"klotter": None}, period="2026-W50",
+                                        earlier=[Earlier("2026-W49", {}), Earlier("2026-W48", {"klotter": None})])
     assert raise_ == {} and resolve == {"klotter": "flag:high"}
 
 

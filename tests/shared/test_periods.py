@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from est_shared.periods import Period, PeriodError, current_period, deadline, normalise, weeks_in_year
+from est_shared.periods import (
+    Period,
+    PeriodError,
+    current_period,
+    deadline,
+    normalise,
+    period_label,
+    weeks_in_year,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -129,3 +137,21 @@ def test_reporting_periods_partition_the_year(year: int, cadence: str) -> None:
     for p in parts:
         assert p.next() in parts or p.next().start.year > year or p.next().start + timedelta(days=3) >= date(
             year + 1, 1, 1)
+
+
+LABELS = {  # period id → (Swedish, English) as a reader names it
+    "2026-W49": ("v. 49 (30 nov–6 dec 2026)", "week 49 (30 Nov–6 Dec 2026)"),
+    "2026-W10": ("v. 10 (2–8 mar 2026)", "week 10 (2–8 Mar 2026)"),
+    "2026-W01": ("v. 1 (29 dec 2025–4 jan 2026)", "week 1 (29 Dec 2025–4 Jan 2026)"),
+    "2026-B47": ("v. 47–48 (16–29 nov 2026)", "weeks 47–48 (16–29 Nov 2026)"),
+    "2026-Q4": ("kv. 4 2026 (okt–dec)", "Q4 2026 (Oct–Dec)"),
+    "2026-T3": ("tertial 3 2026 (sep–dec)", "T3 2026 (Sep–Dec)"),
+    "not-a-period": ("not-a-period", "not-a-period"),
+}
+
+
+def test_period_label_names_and_dates_a_period_in_swedish_and_english() -> None:
+    for period_id, (sv, en) in LABELS.items():
+        assert (period_label(period_id, "sv"), period_label(period_id, "en")) == (sv, en), period_id
+        assert period_label(period_id, "de") == sv  # another language: Swedish
+    assert period_label(Period.parse("2026-W53")) == "v. 53 (28 dec 2026–3 jan 2027)"

@@ -83,8 +83,10 @@ class AlertRule(_Frozen):
                                       description="flags that may raise an alert")
     rising_periods: int = Field(default=3, ge=1, le=52,
                                 description="a rising value raises only after rising this many periods in a row")
-    quiet_periods: int = Field(default=2, ge=1, le=52,
-                               description="an alert ends after this many published periods without the flag")
+    quiet_periods: int = Field(default=3, ge=1, le=52,
+                               description="an alert ends after this many published periods without the flag "
+                                           "(3: with 2, the demo's year re-raised 44 % of its alerts within "
+                                           "four weeks of their end; bench/alert_rate.py)")
     critical_at: float | None = Field(default=None, ge=0,
                                       description="a value at or above this makes the alert critical")
     enabled: bool = True

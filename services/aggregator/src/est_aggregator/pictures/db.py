@@ -3,6 +3,7 @@ PostgreSQL); the raw sqlite3 twins of the report batch's statements are in ``ada
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -20,8 +21,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     bindparam,
     delete,
+    func,
     insert,
     select,
     update,
@@ -30,6 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from est_aggregator.pictures.domain.alerts import Earlier
 from est_aggregator.pictures.domain.notes import StoredNote, split_notes, stored_notes
 from est_aggregator.pictures.domain.reports import ReportRecord
 
@@ -418,6 +422,26 @@ async def later_period_published(session: AsyncSession, area_id: str, period: st
     """Whether a later period of the area has been published (then older revisions raise no alerts)."""
     return bool(await session.scalar(select(picture_versions.c.period).where(
         picture_versions.c.area_id == area_id, picture_versions.c.period > period).limit(1)))
+
+
+async def earlier_flags(session: AsyncSession, area_id: str, period: str, limit: int) -> list[Earlier]:
+    """The item flags of the area's last ``limit`` published periods before ``period``, newest first, each as its
+    latest version went out."""
+    if limit <= 0:
+        return []
+    pv = picture_versions
+    latest = (select(pv.c.period, func.max(pv.c.version).label("version"))
+              .where(pv.c.area_id == area_id, pv.c.period < period)
+              .group_by(pv.c.period).order_by(pv.c.period.desc()).limit(limit).subquery())
+    rows = (await session.execute(
+        select(pv.c.period, pv.c.picture)
+        .join(latest, and_(pv.c.period == latest.c.period, pv.c.version == latest.c.version))
+        .where(pv.c.area_id == area_id).order_by(pv.c.period.desc()))).all()
+    out = []
+    for r in rows:
+        items = json.loads(r.picture).get("items") or {}
+        out.append(Earlier(r.period, {code: it.get("flag") for code, it in items.items() if isinstance(it, dict)}))
+    return out
 
 
 async def add_comment(session: AsyncSession, *, area_id: str, period: str, person_id: str, actor_id: str,

@@ -23,7 +23,7 @@ from est_shared.db import add_to_outbox
 from est_shared.errors import TextRefused
 from est_shared.events import AlertData, Completeness, PictureData, PicturePublished
 from est_shared.freetext import free_text_errors
-from est_shared.org import OrgSnapshot, period_deadline
+from est_shared.org import AlertRules, OrgSnapshot, period_deadline
 from est_shared.periods import DEFAULT_TIMEZONE, Period, PeriodError
 from est_shared.subjects import alert_raised, alert_resolved, picture_published
 from pydantic import Field
@@ -41,7 +41,15 @@ from est_aggregator.pictures.compute import (
     resolve_period,
 )
 from est_aggregator.pictures.deps import Deps, Effects, new_event, picture_failed
-from est_aggregator.pictures.domain.alerts import alert_message, alert_transitions, severity
+from est_aggregator.pictures.domain.alerts import (
+    DEFAULT_ALERT_RULES,
+    OpenAlert,
+    alert_message,
+    alert_transitions,
+    history_needed,
+    rising_streak,
+    severity,
+)
 from est_aggregator.pictures.domain.errors import (
     PeriodNotBegun,
     PublishNotConfirmed,
@@ -106,23 +114,35 @@ def _summary(completeness: dict[str, Any]) -> dict[str, Any]:
     return {k: completeness[k] for k in keys if k in completeness}
 
 
-async def _raise_and_resolve(s: AsyncSession, *, info: AreaInfo, period: Period, picture: PictureData,
-                             version: int, now: datetime, effects: Effects) -> None:
-    """Edge-triggered alerts against the area's open alerts; older periods' revisions raise nothing."""
+def alert_rules_of(org: OrgSnapshot, municipality_id: str) -> AlertRules:
+    """The municipality's alert rules (the defaults for a municipality the organisation does not know)."""
+    muni = org.municipalities.get(municipality_id)
+    return muni.alerts if muni is not None else DEFAULT_ALERT_RULES
+
+
+async def _raise_and_resolve(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, period: Period,
+                             picture: PictureData, version: int, now: datetime, effects: Effects) -> None:
+    """Edge-triggered alerts against the area's open alerts, by the municipality's alert rules
+    (``domain.alerts``); older periods' revisions raise nothing."""
     if await db.later_period_published(s, info.area_id, period.id):
         return
+    rules = alert_rules_of(org, info.municipality_id)
     open_rows = await db.open_alerts(s, info.area_id)
+    earlier = await db.earlier_flags(s, info.area_id, period.id, history_needed(rules))
     flags = {code: sm.flag for code, sm in picture.items.items()}
-    to_raise, to_resolve = alert_transitions({k: r.kind for k, r in open_rows.items()}, flags)
+    to_raise, to_resolve = alert_transitions({k: OpenAlert(r.kind, r.period) for k, r in open_rows.items()}, flags,
+                                             period=period.id, earlier=earlier, rules=rules)
     m, a, name = info.municipality_id, info.area_id, info.name or info.area_id
     for item, kind in sorted(to_raise.items()):
         alert_id = f"alert:{a}:{item}:{kind}:{period.id}"
         if await db.alert_id_taken(s, alert_id):  # raised, resolved and raised again in one period
             alert_id = f"{alert_id}:v{version}"
         summary = picture.items.get(item)
+        level = severity(kind, summary.value if summary else None, rules.for_item(item))
+        text = alert_message(kind, summary, item, area_name=name, period=period.id, resolved=False,
+                             severity_=level, streak=1 + rising_streak(item, earlier))
         data = AlertData(alert_id=alert_id, municipality_id=m, area_id=a, item=item, kind=kind, period=period.id,
-                         severity=severity(kind),
-                         message=alert_message(kind, summary, item, area_name=name, period=period.id, resolved=False))
+                         severity=level, message=text)
         await add_to_outbox(s, db.outbox, alert_raised(m, a),
                             new_event(type="se.est.alert.raised", data=data, subject=a, id=alert_id, time=now))
         await db.open_alert(s, alert_id=alert_id, municipality_id=m, area_id=a, item=item, kind=kind,
@@ -134,7 +154,7 @@ async def _raise_and_resolve(s: AsyncSession, *, info: AreaInfo, period: Period,
         data = AlertData(alert_id=row.alert_id, municipality_id=m, area_id=a, item=item, kind=kind,
                          period=period.id, severity="info",
                          message=alert_message(kind, picture.items.get(item), item, area_name=name,
-                                               period=period.id, resolved=True))
+                                               period=period.id, resolved=True, raised_in=row.period))
         await add_to_outbox(s, db.outbox, alert_resolved(m, a),
                             new_event(type="se.est.alert.resolved", data=data, subject=a,
                                       id=f"{row.alert_id}:resolved", time=now))
@@ -200,7 +220,7 @@ async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info:
         effects.delays.append((mode, (as_utc(now) - as_utc(deadline)).total_seconds()))
     effects.published.append((info.area_id, version, mode))
     effects.rates.append((info.municipality_id, info.area_id, built.picture.completeness.rate))
-    await _raise_and_resolve(s, info=info, period=period, picture=built.picture, version=version, now=now,
+    await _raise_and_resolve(s, org=org, info=info, period=period, picture=built.picture, version=version, now=now,
                              effects=effects)
     return PublishResult(info.area_id, period.id, version, revision, changes, event_id,
                          completeness=_summary(sent["completeness"]))
