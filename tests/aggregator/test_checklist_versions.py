@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import nats
+from est_aggregator.pictures.domain.alerts import carried_alerts
 from est_aggregator.pictures.domain.lineage import history_codes, picture_items
 from est_aggregator.pictures.domain.picture import build_picture
 from est_aggregator.pictures.domain.reports import ReportRecord
@@ -209,3 +210,49 @@ async def test_a_renamed_item_continues_its_series_flags_and_trend_across_a_vers
         # the version published under ort@1 is kept as it was sent
         sent = (await c.get(f"{url}/{V1_WEEKS[-1]}", headers=world.headers())).json()
         assert list(sent["items"]) == ["klotter", "skadegorelse"]
+
+
+LAG_1 = checklist("lag", 1, item("klotter", "Klotter", "Graffiti", answer="level"))
+LAG_2 = checklist("lag", 2, item("klotter_tagg", "Klotter och tagg", "Graffiti and tags", answer="level",
+                                 continues=["klotter"]))
+
+
+def test_an_open_alert_of_an_earlier_code_goes_to_the_item_that_continues_it() -> None:
+    assert carried_alerts(["klotter"], {"klotter_tagg": ["klotter"]}) == [("klotter", "klotter_tagg")]
+    assert carried_alerts(["klotter", "mur"], {"mur": ["klotter"], "fordon": ["klotter"]}) == [("klotter", "fordon")]
+    assert carried_alerts(["klotter"], {"brand": ["skadegorelse"]}) == []
+
+
+async def test_an_alert_goes_on_across_a_rename_and_resolves_once(world: World, bus: Bus, nats_url: str,
+                                                                  tmp_path: Path) -> None:
+    raised = await bus.tap(f"est.alert.raised.{world.muni}.>", "EST_ALERTS")
+    resolved = await bus.tap(f"est.alert.resolved.{world.muni}.>", "EST_ALERTS")
+    muni = world.org.municipalities[world.muni]
+    on = {ref: world.org.model_copy(update={
+        "version": world.org.version + n, "checklists": {**world.org.checklists, LAG_1.ref: LAG_1, LAG_2.ref: LAG_2},
+        "municipalities": {world.muni: muni.model_copy(update={"checklist": ref})}})
+        for n, ref in enumerate((LAG_1.ref, LAG_2.ref))}
+    world.org = on[LAG_1.ref]
+    async with running(world, settings_for(world, nats_url, tmp_path)) as (base, app), httpx.AsyncClient() as c:
+        url = f"{base}/v1/areas/{world.area}/pictures"
+        await bus.send(report(world, "g1", {"klotter": 3}, period="2026-W20", checklist=LAG_1.ref))
+        await picture_when(c, base, world, "2026-W20", lambda p: p["reports"] == 1)
+        assert (await c.post(f"{url}/2026-W20/publish", headers=world.headers(), json=CONFIRM)).status_code == 200
+        [ev] = await Bus.take(raised)
+        assert ev["data"]["item"] == "klotter"
+
+        await app.state.runtime.apply_org(on[LAG_2.ref])
+        await bus.send(report(world, "g2", {"klotter_tagg": 3}, period="2026-W21", checklist=LAG_2.ref))
+        await picture_when(c, base, world, "2026-W21", lambda p: p["reports"] == 1)
+        assert (await c.post(f"{url}/2026-W21/publish", headers=world.headers(), json=CONFIRM)).status_code == 200
+        # still high under its new code: neither resolved nor raised again
+        assert await Bus.take(raised, timeout=1.0) == [] and await Bus.take(resolved, timeout=0.5) == []
+
+        await bus.send(report(world, "g3", {"klotter_tagg": 0}, period="2026-W22", checklist=LAG_2.ref))
+        await picture_when(c, base, world, "2026-W22", lambda p: p["reports"] == 1)
+        assert (await c.post(f"{url}/2026-W22/publish", headers=world.headers(), json=CONFIRM)).status_code == 200
+        [done] = await Bus.take(resolved)
+        assert done["data"]["alert_id"] == ev["id"] and done["data"]["item"] == "klotter_tagg"
+        assert "Klotter och tagg" in done["data"]["message"]["sv"]
+        alerts = (await c.get(f"{base}/v1/areas/{world.area}/alerts", headers=world.headers())).json()
+        assert [(a["item"], a["status"]) for a in alerts] == [("klotter", "resolved")]

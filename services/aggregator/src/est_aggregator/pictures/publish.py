@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -41,7 +41,7 @@ from est_aggregator.pictures.compute import (
     resolve_period,
 )
 from est_aggregator.pictures.deps import Deps, Effects, new_event, picture_failed
-from est_aggregator.pictures.domain.alerts import alert_message, alert_transitions, severity
+from est_aggregator.pictures.domain.alerts import alert_message, alert_transitions, carried_alerts, severity
 from est_aggregator.pictures.domain.errors import (
     PeriodNotBegun,
     PublishNotConfirmed,
@@ -101,11 +101,16 @@ def _summary(completeness: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _raise_and_resolve(s: AsyncSession, *, info: AreaInfo, period: Period, picture: PictureData,
-                             version: int, now: datetime, effects: Effects) -> None:
-    """Edge-triggered alerts against the area's open alerts; older periods' revisions raise nothing."""
+                             version: int, now: datetime, effects: Effects,
+                             continues: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Edge-triggered alerts against the area's open alerts; older periods' revisions raise nothing. An
+    open alert of an earlier code goes on as the item that continues it (``continues``)."""
     if await db.later_period_published(s, info.area_id, period.id):
         return
     open_rows = await db.open_alerts(s, info.area_id)
+    for old, heir in carried_alerts([k for k in open_rows if k not in picture.items], continues or {}):
+        await db.move_alert(s, area_id=info.area_id, item=old, to_item=heir)
+        open_rows[heir] = open_rows.pop(old)
     flags = {code: sm.flag for code, sm in picture.items.items()}
     to_raise, to_resolve = alert_transitions({k: r.kind for k, r in open_rows.items()}, flags)
     m, a, name = info.municipality_id, info.area_id, info.name or info.area_id
@@ -194,7 +199,7 @@ async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info:
     effects.published.append((info.area_id, version, mode))
     effects.rates.append((info.municipality_id, info.area_id, built.picture.completeness.rate))
     await _raise_and_resolve(s, info=info, period=period, picture=built.picture, version=version, now=now,
-                             effects=effects)
+                             effects=effects, continues=built.continues)
     return PublishResult(info.area_id, period.id, version, revision, changes, event_id,
                          completeness=_summary(sent["completeness"]))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 from est_shared.events import ItemSummary
 
@@ -19,6 +19,22 @@ def alert_transitions(open_alerts: Mapping[str, str], flags: Mapping[str, str | 
     raise_ = {item: f"flag:{flag}" for item, flag in flags.items() if flag and item not in open_alerts}
     resolve = {item: kind for item, kind in open_alerts.items() if not flags.get(item)}
     return raise_, resolve
+
+
+def carried_alerts(open_alerts: Collection[str], continues: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """Open alerts of earlier codes that an item of the picture continues (``domain.lineage``), as
+    (earlier code, item): the alert goes on as the item's, so a rename neither resolves it nor raises a new
+    one. A split's alert goes to its first successor without an open alert of its own."""
+    taken = set(open_alerts)
+    out: list[tuple[str, str]] = []
+    for old in sorted(open_alerts):
+        if old in continues:  # an item of the picture itself
+            continue
+        heir = next((code for code, olds in continues.items() if old in olds and code not in taken), None)
+        if heir is not None:
+            taken.add(heir)
+            out.append((old, heir))
+    return out
 
 
 def alert_message(kind: str, summary: ItemSummary | None, item: str, *, area_name: str, period: str,
