@@ -128,6 +128,8 @@ async def test_a_version_change_mid_tertial_keeps_the_persistent_problem_and_the
                 assert problem["periods_flagged"] == V1_WEEKS + V2_WEEKS and problem["ongoing"]
                 assert problem["held_at"] == [f"2026-W{w:02d}" for w in range(4, 13)]
                 assert [t["item"] for t in area["trends"]] == ["klotter_tagg"]
+                assert area["trends"][0]["continues"] == ["klotter"]
+                assert area["trends"][0]["continued_in"] == V1_WEEKS  # marked: the weeks of klotter's values
                 points = area["trends"][0]["points"]
                 assert [(p["period"], p["value"]) for p in points] == [
                     (w, 3 if w in V1_WEEKS + V2_WEEKS else None) for w in T1_WEEKS]

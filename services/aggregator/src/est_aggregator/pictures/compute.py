@@ -75,22 +75,35 @@ def deadline_of(org: OrgSnapshot, municipality_id: str, period: Period) -> datet
     return period_deadline(muni, period) if muni else None
 
 
-_ITEMS: dict[tuple[int, str, tuple[str, ...]], tuple[OrgSnapshot, PictureItems]] = {}
+class _ItemsCache:
+    """``items_for`` of the latest organisation snapshot (one object is one organisation version; a new one
+    empties the cache, so no older snapshot is kept alive by it)."""
+
+    def __init__(self) -> None:
+        self.org: OrgSnapshot | None = None
+        self.items: dict[tuple[str, tuple[str, ...]], PictureItems] = {}
+
+    def of(self, org: OrgSnapshot) -> dict[tuple[str, tuple[str, ...]], PictureItems]:
+        if self.org is not org:
+            self.org, self.items = org, {}
+        return self.items
+
+
+_ITEMS = _ItemsCache()
 
 
 def items_for(org: OrgSnapshot, municipality_id: str, checklists: Iterable[str] = ()) -> PictureItems:
     """The items of a picture of the municipality whose period's reports used ``checklists`` (id@version):
     those of its checklist in force, then the others the reports answered (``domain.lineage``)."""
     refs = tuple(sorted(set(checklists)))
-    key = (id(org), municipality_id, refs)
-    cached = _ITEMS.get(key)
-    if cached is not None and cached[0] is org:  # one snapshot object is one organisation version
-        return cached[1]
-    used = [cl for ref in refs if (cl := org.checklist(ref)) is not None]
-    chosen = picture_items(org.checklist_versions_for(municipality_id), used)
-    if len(_ITEMS) >= 1024:
-        _ITEMS.clear()
-    _ITEMS[key] = (org, chosen)
+    cache = _ITEMS.of(org)
+    chosen = cache.get((municipality_id, refs))
+    if chosen is None:
+        used = [cl for ref in refs if (cl := org.checklist(ref)) is not None]
+        chosen = picture_items(org.checklist_versions_for(municipality_id), used)
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[(municipality_id, refs)] = chosen
     return chosen
 
 

@@ -408,6 +408,9 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
                 sv, en = item_labels(history, item)
                 trends.append({"item": item, "label_sv": sv, "label_en": en, "flagged": flagged,
                                "persistent": any(p.item == item for p in problems),
+                               "continues": list(vocab.lineage.get(item, (item,))[1:]),
+                               "continued_in": [p.id for p in begun if history.get(p.id, {}).get(item, {})
+                                                .get("continued")],
                                "points": [asdict(pt) for pt in pts]})
             trends.sort(key=lambda t: (not t["persistent"], -t["flagged"], t["item"]))
             area_measures = []
