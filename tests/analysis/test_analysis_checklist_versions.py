@@ -118,6 +118,12 @@ async def test_a_version_change_mid_tertial_keeps_the_persistent_problem_and_the
             assert states["klotter_tagg"]["alert_id"] == f"persistent:{a}:klotter:2026-W04"
 
             async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+                # a measure decided on klotter before the change: its effect reads klotter_tagg after it
+                r = await c.post("/v1/measures", headers=auth("styr", m), json={
+                    "title": "Sanering inom ett dygn", "area_id": a, "items": ["klotter"],
+                    "responsible_actor": f"actor-{m}", "decided_by": "Styrgruppen 2026-02-20",
+                    "start": Period.parse("2026-W10").start.isoformat(), "status": "active"})
+                assert r.status_code == 201, r.text
                 r = await c.post("/v1/analyses", json={"municipality_id": m, "period": "2026-T1"},
                                  headers=auth("kf", m))
                 assert r.status_code == 201, r.text
@@ -133,6 +139,9 @@ async def test_a_version_change_mid_tertial_keeps_the_persistent_problem_and_the
                 points = area["trends"][0]["points"]
                 assert [(p["period"], p["value"]) for p in points] == [
                     (w, 3 if w in V1_WEEKS + V2_WEEKS else None) for w in T1_WEEKS]
+                [effect] = area["measures"][0]["effect"]
+                assert (effect["item"], effect["direction"], effect["periods_compared"]) == ("klotter", "unchanged", 3)
+                assert (effect["before_mean"], effect["after_mean"]) == (3, 3)
                 [mapping] = body["continuations"]
                 assert mapping["item"] == "klotter_tagg" and mapping["since"] == "2026-W08"
                 assert mapping["continues"] == [{"item": "klotter", "label_sv": "Klotter", "label_en": "Graffiti"}]
