@@ -210,6 +210,13 @@ async def test_a_renamed_item_continues_its_series_flags_and_trend_across_a_vers
         # the version published under ort@1 is kept as it was sent
         sent = (await c.get(f"{url}/{V1_WEEKS[-1]}", headers=world.headers())).json()
         assert list(sent["items"]) == ["klotter", "skadegorelse"]
+        # a late report revises it under ort@2: the rename is named once, the value held against klotter's
+        await bus.send(report(world, f"{world.muni}-late", {"klotter": 1}, period=V1_WEEKS[-1], reporter="cy",
+                              actor="polis", checklist=ORT_1.ref))
+        revised = await picture_when(c, base, world, V1_WEEKS[-1], lambda p: p["version"] == 2)
+        assert list(revised["items"]) == ["klotter_tagg", "skadegorelse"]
+        assert revised["changes"] == ["reports: 1 → 2", "klotter → klotter_tagg", "klotter_tagg: 2 → 3",
+                                      "klotter_tagg flag: - → rising", "completeness.received: 1 → 2"]
 
 
 LAG_1 = checklist("lag", 1, item("klotter", "Klotter", "Graffiti", answer="level"))

@@ -168,7 +168,7 @@ async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info:
             exact = (old.extras or {}).get("kronoberg_exact")
             if exact is not None:
                 before = before.model_copy(update={"kronoberg": exact})
-            changes = picture_changes(before, built.picture)
+            changes = picture_changes(before, built.picture, built.continues)
             if not changes and mode != "revision":
                 sent_before = json.loads(old.picture)
                 return PublishResult(info.area_id, period.id, current_version, bool(old.revision),

@@ -114,17 +114,25 @@ def build_picture(*, municipality_id: str, area_id: str, area_name: str, period:
                         continues={code: list(codes[1:]) for code, codes in lineage.items()}, continued=continued)
 
 
-def picture_changes(old: PictureData, new: PictureData) -> list[str]:
-    """What changed between two versions, e.g. ``klotter: 1 → 2``, ``reports: 2 → 3``."""
+def picture_changes(old: PictureData, new: PictureData,
+                    continues: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """What changed between two versions, e.g. ``klotter: 1 → 2``, ``reports: 2 → 3``.
+
+    An item the old version had under an earlier code (``continues``: a checklist change since) is held
+    against that code's value (``klotter → klotter_tagg`` is named once, ``klotter_tagg: 2 → 3`` only if
+    the value changed)."""
     out: list[str] = []
     if old.reports != new.reports:
         out.append(f"reports: {old.reports} → {new.reports}")
     for code, s in new.items.items():
         before = old.items.get(code)
-        old_value = before.value if before else 0.0
+        older = [old.items[c] for c in (continues or {}).get(code, ()) if c in old.items] if before is None else []
+        if older:
+            out.append(f"{', '.join(o.item for o in older)} → {code}")
+        old_value = before.value if before else _value_of(s.answer, [o.value for o in older])
         if abs(old_value - s.value) > EPS:
             out.append(f"{code}: {fmt(old_value, 'en')} → {fmt(s.value, 'en')}")
-        old_flag = before.flag if before else None
+        old_flag = before.flag if before else next((o.flag for o in older if o.flag), None)
         if old_flag != s.flag:
             out.append(f"{code} flag: {old_flag or '-'} → {s.flag or '-'}")
     oc, nc = old.completeness, new.completeness
@@ -139,3 +147,10 @@ def picture_changes(old: PictureData, new: PictureData) -> list[str]:
     if (old.kronoberg or None) != (new.kronoberg or None):  # a protocol recorded after publishing
         out.append(KRONOBERG_CHANGED)
     return out
+
+
+def _value_of(answer: str, values: Sequence[float]) -> float:
+    """Several earlier codes' values as one item's: a level the highest, counts and yes answers added."""
+    if not values:
+        return 0.0
+    return max(values) if answer == "level" else float(sum(values))
