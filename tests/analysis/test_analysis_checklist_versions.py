@@ -12,7 +12,13 @@ from typing import Any
 import httpx
 import nats
 from est_analysis.strategic import db
-from est_analysis.strategic.domain import continuations, continue_series, moved_problems, vocabulary
+from est_analysis.strategic.domain import (
+    continuations,
+    continue_series,
+    inherited_overrides,
+    moved_problems,
+    vocabulary,
+)
 from est_shared.bus import publish_event
 from est_shared.checklists import Checklist, ChecklistItem
 from est_shared.clock import SettableClock
@@ -69,6 +75,15 @@ def test_the_series_continues_with_the_newest_labels_and_the_mapping_is_told() -
     assert moved_problems({"klotter": open_state}, vocab) == [("klotter", "klotter_tagg")]
     assert moved_problems({"klotter": open_state, "klotter_tagg": open_state}, vocab) == []
     assert moved_problems({"klotter": open_state}, vocabulary([ORT_1])) == []
+
+
+def test_an_item_takes_the_k_of_n_override_of_the_code_it_continues_unless_it_has_its_own() -> None:
+    vocab = vocabulary([ORT_2, ORT_1])
+    got = inherited_overrides({"klotter": {"k": 2, "n": 3}, "m1/klotter": {"k": 1, "n": 2}}, vocab, "m1")
+    assert got["klotter_tagg"] == {"k": 2, "n": 3} and got["m1/klotter_tagg"] == {"k": 1, "n": 2}
+    own = inherited_overrides({"klotter": {"k": 2, "n": 3}, "klotter_tagg": {"k": 4, "n": 6}}, vocab, None)
+    assert own["klotter_tagg"] == {"k": 4, "n": 6}
+    assert inherited_overrides({"brand": {"k": 2, "n": 2}}, vocab, "m1") == {"brand": {"k": 2, "n": 2}}
 
 
 async def _collect(nc: Any, subject: str) -> list[dict[str, Any]]:

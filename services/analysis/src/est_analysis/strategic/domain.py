@@ -500,6 +500,22 @@ def moved_problems(states: Mapping[str, Mapping[str, Any]], vocab: Vocabulary) -
     return out
 
 
+def inherited_overrides(overrides: Mapping[str, Mapping[str, int]], vocab: Vocabulary,
+                        municipality: str | None) -> dict[str, Mapping[str, int]]:
+    """The k-of-n overrides with an item that continues earlier codes taking theirs when it has none of its
+    own (``"<municipality>/<code>"`` and ``"<code>"``, the first earlier code that has one)."""
+    out = dict(overrides)
+    for code, codes in vocab.lineage.items():
+        scopes = [f"{municipality}/", ""] if municipality else [""]
+        for scope in scopes:
+            if f"{scope}{code}" in overrides:
+                continue
+            found = next((overrides[f"{scope}{c}"] for c in codes[1:] if f"{scope}{c}" in overrides), None)
+            if found is not None:
+                out[f"{scope}{code}"] = found
+    return out
+
+
 def _since_text(pid: str | None, lang: str) -> str:
     if pid is None:
         return ""

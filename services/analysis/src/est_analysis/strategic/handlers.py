@@ -56,6 +56,7 @@ from est_analysis.strategic.domain import (
     episodes,
     flag_counts,
     in_force,
+    inherited_overrides,
     is_flagged,
     item_labels,
     measure_effect,
@@ -208,13 +209,15 @@ def _plan(rows: list[dict[str, Any]], states: dict[str, dict[str, Any]], *, ctx:
     """Compare the k-of-n episodes over ``rows`` with the stored states (the machine starts at ``start``);
     an item's series continues the earlier codes it replaces (``continue_series``)."""
     area = ctx.snapshot().areas.get(area_id)
-    history = continue_series({r["period"]: r["items"] for r in rows},
-                              vocabulary_of(ctx.snapshot(), area.municipality_id if area else None))
+    municipality_id = area.municipality_id if area else None
+    vocab = vocabulary_of(ctx.snapshot(), municipality_id)
+    history = continue_series({r["period"]: r["items"] for r in rows}, vocab)
+    overrides = inherited_overrides(ctx.settings.persistent_overrides, vocab, municipality_id)
     tl = timeline(first or Period.parse(rows[0]["period"]), Period.parse(rows[-1]["period"]))
     begin = 0 if start is None else max(0, min(len(tl), tl.index(start) if start in tl else 0))
     changes: list[_Change] = []
     for item in sorted({i for pts in history.values() for i in pts} | set(states)):
-        rule = rule_for(item, ctx.rule, ctx.settings.persistent_overrides, area.municipality_id if area else None)
+        rule = rule_for(item, ctx.rule, overrides, municipality_id)
         flags = [is_flagged(history, p.id, item) for p in tl]
         eps = episodes(flags, rule, ctx.settings.resolve_after, begin)
         ongoing = eps[-1] if eps and eps[-1].resolved is None else None
@@ -364,10 +367,10 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
         raise UnknownMunicipality(municipality_id)
     ap = parse_analysis_period(period)
     rule = ctx.rule
-    overrides = scoped_overrides(ctx.settings.persistent_overrides, municipality_id,
-                                 [i.code for c in snap.checklists.values() for i in c.items])
-    today = local_date(ctx.clock.now(), muni.timezone)
     vocab = vocabulary_of(snap, municipality_id)
+    overrides = scoped_overrides(inherited_overrides(ctx.settings.persistent_overrides, vocab, municipality_id),
+                                 municipality_id, [i.code for c in snap.checklists.values() for i in c.items])
+    today = local_date(ctx.clock.now(), muni.timezone)
     item_names = {code: {"sv": sv, "en": en} for code, (sv, en) in vocab.labels.items()}
     seen_codes: dict[str, dict[str, Any]] = {}  # what the areas' pictures named, before continuing the series
     async with transaction(ctx.sessions) as s:
