@@ -70,12 +70,14 @@ def make_world(cadence: str = "weekly") -> World:
 
 def report(world: World, rid: str | None = None, answers: dict[str, Any] | None = None, *,
            period: str = "2026-W10", reporter: str = "anna", actor: str = "hem", area: str | None = None,
-           supersedes: str | None = None, nothing: bool = False) -> Any:
+           supersedes: str | None = None, nothing: bool = False, checklist: str = "est-standard@1",
+           municipality: str | None = None) -> Any:
     rid = rid or str(uuid.uuid4())
     received = datetime.combine(Period.parse(period).start, datetime.min.time(), UTC) + timedelta(days=2)
     ans = {k: Answer(**v) if isinstance(v, dict) else Answer(value=v) for k, v in (answers or {}).items()}
-    data = ReportSubmitted(report_id=rid, municipality_id=world.muni, area_id=area or world.area, period=period,
-                           checklist="est-standard@1", answers=ans, nothing_to_report=nothing,
+    data = ReportSubmitted(report_id=rid, municipality_id=municipality or world.muni, area_id=area or world.area,
+                           period=period,
+                           checklist=checklist, answers=ans, nothing_to_report=nothing,
                            supersedes=supersedes, reporter_id=reporter, actor_id=actor, received_at=received)
     return new_event(type="se.est.report.submitted", source="/test", data=data, id=rid, subject=area or world.area)
 

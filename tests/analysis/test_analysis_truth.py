@@ -25,6 +25,7 @@ from est_analysis.strategic.handlers import (
     handle_picture_published,
     update_measure,
 )
+from est_shared.checklists import EST_STANDARD_1
 from est_shared.clock import SettableClock
 from est_shared.db import make_engine, session_factory
 from est_shared.org import Principal
@@ -186,7 +187,10 @@ async def test_report_shows_small_multiples_and_each_measures_decisions(ctx: Con
     assert items_with_data == 5  # calm: brand, klotter, samling; hot: klotter, samling
     assert len(re.findall(r"<svg class='multiple'", html)) == items_with_data
     captions = re.findall(r"<figcaption>([^<]*)</figcaption>", html)
-    assert sorted(captions) == ["Anlagd brand", "Klotter", "Klotter", "Samling av personer", "Samling av personer"]
+    # the labels of the municipality's checklist in force (est-standard@1), not the pictures' own
+    labels = {i.code: i.label_sv for i in EST_STANDARD_1.items}
+    brand, klotter, samling = labels["brand"], labels["klotter"], labels["samling"]
+    assert sorted(captions) == [brand, klotter, klotter, samling, samling]
     assert "…" not in "".join(captions) and "<polyline" in html
     for svg in re.findall(r"<svg class='multiple'.*?</svg>", html, flags=re.S):
         assert "<rect" not in svg  # no legend inside a chart to be cut off

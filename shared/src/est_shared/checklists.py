@@ -11,6 +11,7 @@ report swamp (or break) every sum it enters.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -111,6 +112,30 @@ class Checklist(BaseModel):
 
 
 _BY_CODE: dict[int, tuple[Checklist, dict[str, ChecklistItem]]] = {}
+
+
+def items_by_code(checklists: Iterable[Checklist]) -> dict[str, ChecklistItem]:
+    """Each code's item from the first checklist that names it (give the newest version first)."""
+    out: dict[str, ChecklistItem] = {}
+    for cl in checklists:
+        for item in cl.items:
+            out.setdefault(item.code, item)
+    return out
+
+
+def continued_codes(code: str, known: Mapping[str, ChecklistItem]) -> tuple[str, ...]:
+    """The codes whose series the item ``code`` continues: its own first, then those it names in
+    ``continues``, then theirs (breadth first, each once, so a cycle ends). ``known``: items by code
+    (``items_by_code``); a continued code no checklist knows any more still counts, it only names no more."""
+    out = [code]
+    i = 0
+    while i < len(out):
+        item = known.get(out[i])
+        i += 1
+        for older in item.continues if item is not None else ():
+            if older not in out:
+                out.append(older)
+    return tuple(out)
 
 
 def _i(code: str, sv: str, en: str, answer: AnswerType) -> ChecklistItem:

@@ -182,6 +182,18 @@ class OrgSnapshot(_Frozen):
         m = self.municipalities.get(municipality_id)
         return (m.checklist if m and m.checklist else None) or self.current_checklist
 
+    def checklist_versions_for(self, municipality_id: str) -> list[Checklist]:
+        """The checklists a municipality's items, labels and series are read from, newest first: the one in
+        force, those it still accepts, then the other known versions of their ids (highest version first)."""
+        m = self.municipalities.get(municipality_id)
+        refs = [self.checklist_ref_for(municipality_id), *(m.accepted_checklists if m else [])]
+        named = [cl for ref in dict.fromkeys(refs) if (cl := self.checklist(ref)) is not None]
+        ids, seen = {cl.id for cl in named}, {cl.ref for cl in named}
+        known = {**BUILTIN_CHECKLISTS, **self.checklists}
+        older = sorted((cl for ref, cl in known.items() if cl.id in ids and ref not in seen),
+                       key=lambda cl: (cl.id, -cl.version))
+        return [*named, *older]
+
     def accepts_checklist(self, municipality_id: str, ref: str) -> bool:
         """Whether a municipality accepts a report against ``ref`` (its own or one it still accepts)."""
         m = self.municipalities.get(municipality_id)

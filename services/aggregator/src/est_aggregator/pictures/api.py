@@ -39,6 +39,12 @@ class PictureView(PictureData):
     revision: bool | None = Field(default=None, description="whether the latest version was a revision")
     changes: list[str] = Field(default_factory=list, description="what the latest version changed",
                                examples=[["klotter: 1 → 2"]])
+    continues: dict[str, list[str]] = Field(
+        default_factory=dict, description="item -> the earlier checklist codes its series continues (a rename "
+                                          "or split): their answers count as the item's",
+        examples=[{"klotter_tagg": ["klotter"]}])
+    continued: dict[str, list[str]] = Field(
+        default_factory=dict, description="item -> the earlier codes whose answers this period's value holds")
 
 
 class PublishRequest(BaseModel):
@@ -77,8 +83,13 @@ class SeriesResponse(BaseModel):
     municipality_id: str
     from_: str = Field(alias="from")
     to: str
+    continues: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="item -> its labels and the earlier codes (with their labels) whose "
+                                          "values its series carries before a checklist change")
     pictures: list[dict[str, Any]] = Field(description="period, status, version, reports, completeness_rate, "
-                                                       "items: {code: {value, trend, flag}}")
+                                                       "items: {code: {value, trend, flag, continued?}} "
+                                                       "(continued: the earlier codes whose answers the value "
+                                                       "holds)")
 
 
 def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,

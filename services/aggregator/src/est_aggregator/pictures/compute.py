@@ -20,9 +20,10 @@ from est_aggregator.pictures.cache import PeriodReports, ReportCache
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain.errors import AreaNotFound, InvalidPeriod
 from est_aggregator.pictures.domain.kronoberg import coarsen_kronoberg, kronoberg_aggregates
+from est_aggregator.pictures.domain.lineage import PictureItems, picture_items
 from est_aggregator.pictures.domain.notes import StoredNote, picture_notes
 from est_aggregator.pictures.domain.periods import check_period_years, history_periods, period_ids
-from est_aggregator.pictures.domain.picture import BuiltPicture, build_picture, checklist_items
+from est_aggregator.pictures.domain.picture import BuiltPicture, build_picture
 from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, as_utc, stored_id
 from est_aggregator.pictures.domain.tally import PeriodTally, Rules
 
@@ -74,13 +75,36 @@ def deadline_of(org: OrgSnapshot, municipality_id: str, period: Period) -> datet
     return period_deadline(muni, period) if muni else None
 
 
-def items_for(org: OrgSnapshot, checklists: Iterable[str]) -> list[Any]:
-    refs = sorted(set(checklists))
-    found = [cl.items for ref in refs if (cl := org.checklist(ref)) is not None]
-    if not found:
-        cl = org.checklist(org.current_checklist)
-        found = [cl.items] if cl else []
-    return checklist_items(found)
+class _ItemsCache:
+    """``items_for`` of the latest organisation snapshot (one object is one organisation version; a new one
+    empties the cache, so no older snapshot is kept alive by it)."""
+
+    def __init__(self) -> None:
+        self.org: OrgSnapshot | None = None
+        self.items: dict[tuple[str, tuple[str, ...]], PictureItems] = {}
+
+    def of(self, org: OrgSnapshot) -> dict[tuple[str, tuple[str, ...]], PictureItems]:
+        if self.org is not org:
+            self.org, self.items = org, {}
+        return self.items
+
+
+_ITEMS = _ItemsCache()
+
+
+def items_for(org: OrgSnapshot, municipality_id: str, checklists: Iterable[str] = ()) -> PictureItems:
+    """The items of a picture of the municipality whose period's reports used ``checklists`` (id@version):
+    those of its checklist in force, then the others the reports answered (``domain.lineage``)."""
+    refs = tuple(sorted(set(checklists)))
+    cache = _ITEMS.of(org)
+    chosen = cache.get((municipality_id, refs))
+    if chosen is None:
+        used = [cl for ref in refs if (cl := org.checklist(ref)) is not None]
+        chosen = picture_items(org.checklist_versions_for(municipality_id), used)
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[(municipality_id, refs)] = chosen
+    return chosen
 
 
 @lru_cache(maxsize=4096)
@@ -181,16 +205,22 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
             group.records = None  # the tally is what is kept (and added to); the reports are let go
         tallies[p] = tally
     current = tallies.get(period)
-    items = items_for(org, current.checklists if current is not None else ())
+    chosen = items_for(org, info.municipality_id, current.checklists if current is not None else ())
+    items = chosen.items
     return build_picture(
         kronoberg=kronoberg_aggregates([p._mapping for p in protocols], tz=tz),
         municipality_id=info.municipality_id, area_id=info.area_id, area_name=info.name, period=period,
-        superseded=superseded, tallies=tallies, items=items, notes=picture_notes(notes, superseded, items),
+        superseded=superseded, tallies=tallies, items=items,
+        notes=picture_notes(notes, superseded, [*items, *chosen.folded]), lineage=chosen.lineage,
         expected=expected, deadline=deadline, status=status, version=version, comments=comments, rules=rules)
 
 
 def extras_of(built: BuiltPicture, deadline: datetime | None) -> dict[str, Any]:
-    return {"means": built.means, "deadline": deadline.isoformat() if deadline else None}
+    """What travels beside a picture (not in its events): level means, the deadline, and which earlier items'
+    series its items continue (``continues``: code → earlier codes; ``continued``: code → the earlier codes
+    whose answers this period's value holds)."""
+    return {"means": built.means, "deadline": deadline.isoformat() if deadline else None,
+            "continues": built.continues, "continued": built.continued}
 
 
 def outgoing(picture: PictureData, deps: Deps) -> PictureData:

@@ -471,6 +471,12 @@ async def open_alert(session: AsyncSession, *, alert_id: str, municipality_id: s
                                                 item=item, kind=kind, period=period, raised_at=at))
 
 
+async def move_alert(session: AsyncSession, *, area_id: str, item: str, to_item: str) -> None:
+    """An open alert taken over by the item that continues its item (the alert's history keeps its item)."""
+    await session.execute(update(alert_state).where(alert_state.c.area_id == area_id, alert_state.c.item == item)
+                          .values(item=to_item))
+
+
 async def close_alert(session: AsyncSession, *, area_id: str, item: str, alert_id: str, period: str,
                       at: datetime) -> None:
     await session.execute(delete(alert_state).where(alert_state.c.area_id == area_id, alert_state.c.item == item))

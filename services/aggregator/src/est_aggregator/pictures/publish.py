@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -46,6 +46,7 @@ from est_aggregator.pictures.domain.alerts import (
     OpenAlert,
     alert_message,
     alert_transitions,
+    carried_alerts,
     history_needed,
     rising_streak,
     severity,
@@ -121,13 +122,18 @@ def alert_rules_of(org: OrgSnapshot, municipality_id: str) -> AlertRules:
 
 
 async def _raise_and_resolve(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, period: Period,
-                             picture: PictureData, version: int, now: datetime, effects: Effects) -> None:
+                             picture: PictureData, version: int, now: datetime, effects: Effects,
+                             continues: Mapping[str, Sequence[str]] | None = None) -> None:
     """Edge-triggered alerts against the area's open alerts, by the municipality's alert rules
-    (``domain.alerts``); older periods' revisions raise nothing."""
+    (``domain.alerts``); older periods' revisions raise nothing. An open alert of an earlier code goes on
+    as the item that continues it (``continues``)."""
     if await db.later_period_published(s, info.area_id, period.id):
         return
     rules = alert_rules_of(org, info.municipality_id)
     open_rows = await db.open_alerts(s, info.area_id)
+    for old, heir in carried_alerts([k for k in open_rows if k not in picture.items], continues or {}):
+        await db.move_alert(s, area_id=info.area_id, item=old, to_item=heir)
+        open_rows[heir] = open_rows.pop(old)
     earlier = await db.earlier_flags(s, info.area_id, period.id, history_needed(rules))
     flags = {code: sm.flag for code, sm in picture.items.items()}
     to_raise, to_resolve = alert_transitions({k: OpenAlert(r.kind, r.period) for k, r in open_rows.items()}, flags,
@@ -189,7 +195,7 @@ async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info:
             exact = (old.extras or {}).get("kronoberg_exact")
             if exact is not None:
                 before = before.model_copy(update={"kronoberg": exact})
-            changes = picture_changes(before, built.picture)
+            changes = picture_changes(before, built.picture, built.continues)
             if not changes and mode != "revision":
                 sent_before = json.loads(old.picture)
                 return PublishResult(info.area_id, period.id, current_version, bool(old.revision),
@@ -221,7 +227,7 @@ async def publish_locked(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info:
     effects.published.append((info.area_id, version, mode))
     effects.rates.append((info.municipality_id, info.area_id, built.picture.completeness.rate))
     await _raise_and_resolve(s, org=org, info=info, period=period, picture=built.picture, version=version, now=now,
-                             effects=effects)
+                             effects=effects, continues=built.continues)
     return PublishResult(info.area_id, period.id, version, revision, changes, event_id,
                          completeness=_summary(sent["completeness"]))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from est_shared.events import PictureData
@@ -102,16 +102,24 @@ async def _read_picture_exact(*, deps: Deps, org: OrgSnapshot, area_id: str, per
                 **extras_of(built, deadline_of(org, info.municipality_id, period))}
 
 
-def compact(picture: PictureData, status: str, version: int) -> dict[str, Any]:
-    """A small form of a picture for charts."""
+def compact(picture: PictureData, status: str, version: int,
+            continued: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """A small form of a picture for charts; an item whose value holds answers to the earlier codes it
+    continues names them (``continued``)."""
+    continued = continued or {}
     return {"period": picture.period, "status": status, "version": version, "reports": picture.reports,
             "completeness_rate": picture.completeness.rate,
-            "items": {k: {"value": v.value, "trend": v.trend, "flag": v.flag} for k, v in picture.items.items()}}
+            "items": {k: {"value": v.value, "trend": v.trend, "flag": v.flag,
+                          **({"continued": continued[k]} if k in continued else {})}
+                      for k, v in picture.items.items()}}
 
 
 async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str, last: str,
                       max_periods: int = 160) -> dict[str, Any]:
-    """Compact pictures of the periods from ``first`` to ``last`` (inclusive), computed from stored reports."""
+    """Compact pictures of the periods from ``first`` to ``last`` (inclusive), computed from stored reports.
+
+    One series per item code: an item that continues earlier codes (``domain.lineage``) carries their
+    values in the periods before it existed (``continues`` names the mapping, with the items' labels)."""
     async with deps.sessions() as s:
         info = await area_info(s, org, area_id)
         p0, p1 = resolve_period(info, first), resolve_period(info, last)
@@ -136,16 +144,23 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
     tallies = {p: PeriodTally.of(rs, superseded, deadline_of(org, info.municipality_id, p))
                for p, rs in by_period.items()}
     out = []
+    continues: dict[str, dict[str, Any]] = {}
     for p in periods:
         tally = tallies.get(p)
+        chosen = items_for(org, info.municipality_id, tally.checklists if tally else ())
         built = build_picture(municipality_id=info.municipality_id, area_id=area_id, area_name=info.name, period=p,
-                              superseded=superseded, tallies=tallies,
-                              items=items_for(org, tally.checklists if tally else ()), expected=expected,
-                              deadline=deadline_of(org, info.municipality_id, p), rules=deps.rules)
+                              superseded=superseded, tallies=tallies, items=chosen.items, lineage=chosen.lineage,
+                              expected=expected, deadline=deadline_of(org, info.municipality_id, p), rules=deps.rules)
         row = rows.get(p.id)
-        out.append(compact(built.picture, row.status if row else "open", row.version if row else 0))
+        out.append(compact(built.picture, row.status if row else "open", row.version if row else 0, built.continued))
+        labels = {it.code: it for it in [*chosen.items, *chosen.folded]}
+        for code, older in chosen.continues.items():
+            it = labels[code]
+            continues.setdefault(code, {"label_sv": it.label_sv, "label_en": it.label_en, "continues": [
+                {"item": o, "label_sv": labels[o].label_sv if o in labels else o,
+                 "label_en": labels[o].label_en if o in labels else o} for o in older]})
     return {"area_id": area_id, "municipality_id": info.municipality_id, "from": p0.id, "to": p1.id,
-            "pictures": out}
+            "continues": continues, "pictures": out}
 
 
 async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: str, period_text: str,

@@ -14,6 +14,9 @@ from est_analysis.documents import charts
 
 TEXT: dict[str, dict[str, str]] = {
     "sv": {
+        "versions": "Ändrade checklistpunkter",
+        "versions_rule": "En punkt som ersätter en tidigare visas som en serie: före bytet med den tidigare "
+                         "punktens värden och flaggor.",
         "title": "Strategisk analys", "quarter": "kvartal", "tertial": "tertial", "summary": "Sammanfattning",
         "persistent": "Bestående problem", "areas": "Områden", "measures": "Åtgärder i kraft",
         "completeness": "Rapporteringsgrad", "ranking": "Områden efter behov", "rank": "Plats",
@@ -43,6 +46,9 @@ TEXT: dict[str, dict[str, str]] = {
         "field_end": "Slut", "field_hours": "Timmar", "field_money_sek": "Kronor", "field_status": "Status",
     },
     "en": {
+        "versions": "Changed checklist items",
+        "versions_rule": "An item that replaces an earlier one is shown as one series: before the change with "
+                         "the earlier item's values and flags.",
         "title": "Strategic analysis", "quarter": "quarter", "tertial": "tertial", "summary": "Summary",
         "persistent": "Persistent problems", "areas": "Areas", "measures": "Measures in force",
         "completeness": "Reporting completeness", "ranking": "Areas ranked by need", "rank": "Rank",
@@ -247,4 +253,5 @@ def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = F
         need_rule=rule.get(f"need_score_{lang}", ""), flagged_rule=rule.get(f"flagged_{lang}", ""),
         thursday_rule=body.get("thursday_rule", {}).get(lang, ""), colours=charts.FLAG_COLOURS,
         no_flag=charts.NO_FLAG, period_kind=t.get(body.get("kind", ""), ""),
-        summary=body.get("summary", {}).get(lang, ""))
+        summary=body.get("summary", {}).get(lang, ""),
+        versions=[str((c.get("text") or {}).get(lang) or c.get("item")) for c in body.get("continuations") or []])

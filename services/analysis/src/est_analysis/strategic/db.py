@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    delete,
     func,
     insert,
     select,
@@ -190,6 +191,15 @@ async def put_problem_state(session: AsyncSession, row: dict[str, Any], *, exist
                                                            problem_states.c.item == row["item"]).values(**row))
     else:
         await session.execute(insert(problem_states).values(**row))
+
+
+async def move_problem_state(session: AsyncSession, area_id: str, old_item: str, row: dict[str, Any], *,
+                             replace: bool) -> None:
+    """An earlier item's problem state taken over by the item that continues it (``replace``: over the
+    item's own, resolved, state)."""
+    await session.execute(delete(problem_states).where(problem_states.c.area_id == area_id,
+                                                       problem_states.c.item == old_item))
+    await put_problem_state(session, row, exists=replace)
 
 
 async def open_problem_count(session: AsyncSession) -> int:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
+from est_shared.checklists import Checklist, continued_codes, items_by_code
 from est_shared.errors import Invalid, NotFound
 from est_shared.errors import TextRefused as SharedTextRefused
 from est_shared.events import PictureData
@@ -408,6 +409,145 @@ def persistent_problems(history: History, periods: Sequence[Period], *, default:
             ongoing=any(holds(history, item, p, rule) for p in recent),
             trend=trend(history, item, begun)))
     out.sort(key=lambda pp: (-len(pp.held_at), -pp.max_flagged, pp.item))
+    return out
+
+
+# --- checklist versions ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What a municipality's checklists say of item codes: their labels and the series an item continues.
+
+    An item keeps its code across versions, so its series needs nothing; a renamed, split or merged one
+    names the codes it replaces (``ChecklistItem.continues``, followed transitively). Labels are those of
+    the newest version naming a code (the one in force first).
+    """
+
+    labels: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    answers: Mapping[str, str] = field(default_factory=dict)
+    lineage: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """item in force -> its own code and the earlier codes it continues (only items that continue some)"""
+    folded: frozenset[str] = frozenset()
+    """earlier codes an item in force continues (no series of their own)"""
+
+    def successors(self, code: str) -> list[str]:
+        """The items in force that continue ``code`` (none for a code that is in force itself)."""
+        return [s for s, codes in self.lineage.items() if code in codes[1:]] if code in self.folded else []
+
+
+def vocabulary(checklists: Sequence[Checklist]) -> Vocabulary:
+    """The vocabulary of a municipality from its checklists, newest first and the one in force first
+    (``OrgSnapshot.checklist_versions_for``; any others after, for labels of codes they alone name)."""
+    known = items_by_code(checklists)
+    in_force = {i.code for i in checklists[0].items} if checklists else set()
+    lineage = {code: codes for code in sorted(in_force) if len(codes := continued_codes(code, known)) > 1}
+    folded = frozenset(c for codes in lineage.values() for c in codes[1:] if c not in in_force)
+    return Vocabulary(labels={c: (i.label_sv, i.label_en) for c, i in known.items()},
+                      answers={c: i.answer for c, i in known.items()}, lineage=lineage, folded=folded)
+
+
+def _combined(code: str, parts: Sequence[Point], answer: str | None) -> dict[str, Any]:
+    """One point from the points of an item and the earlier codes it continues, in one period: the values
+    as answers to the item (a level the highest, counts and yes answers added), the most serious flag."""
+    values = [v for p in parts if (v := picture_value(p)) is not None]
+    value = (max(values) if answer == "level" else sum(values)) if values else None
+    flags = [str(f) for p in parts if (f := p.get("flag"))]
+    own = next((p for p in parts if p.get("item", code) == code), parts[0])
+    return {**own, "value": value, "flag": max(flags, key=lambda f: (FLAG_WEIGHT.get(f, 0), f)) if flags else None}
+
+
+def continued_points(points: Mapping[str, Point], vocab: Vocabulary) -> dict[str, Point]:
+    """One period's items as the municipality's checklist in force names them: an item that continues
+    earlier codes holds their points (``continued``: those codes), the earlier codes are no items of their
+    own, and every known code has the newest labels. A split's successors each hold the old point whole."""
+    out: dict[str, Point] = {}
+    for code, point in points.items():
+        if code in vocab.folded:
+            continue
+        labels = vocab.labels.get(code)
+        if labels and (point.get("label_sv"), point.get("label_en")) != labels:
+            point = {**point, "label_sv": labels[0], "label_en": labels[1]}
+        out[code] = point
+    for code, codes in vocab.lineage.items():
+        older = [c for c in codes[1:] if c in points]
+        if not older:
+            continue
+        parts = [{**points[c], "item": c} for c in codes if c in points]
+        sv, en = vocab.labels.get(code, (code, code))
+        out[code] = {**_combined(code, parts, vocab.answers.get(code)), "item": code, "label_sv": sv,
+                     "label_en": en, "answer": vocab.answers.get(code, parts[0].get("answer")),
+                     "continued": older}
+    return out
+
+
+def continue_series(history: History, vocab: Vocabulary) -> dict[str, dict[str, Point]]:
+    """The history with one series per item across checklist versions (``continued_points`` per period)."""
+    return {pid: continued_points(pts, vocab) for pid, pts in history.items()}
+
+
+def moved_problems(states: Mapping[str, Mapping[str, Any]], vocab: Vocabulary) -> list[tuple[str, str]]:
+    """Open persistent problems of earlier codes that an item in force continues: (old code, item). The
+    problem goes on as the item's (its alert too); a split's first successor without an open problem takes it."""
+    out: list[tuple[str, str]] = []
+    taken = {code for code, st in states.items() if st.get("status") == "open"}
+    for old, st in sorted(states.items()):
+        if st.get("status") != "open" or old not in vocab.folded:
+            continue
+        heir = next((s for s in vocab.successors(old) if s not in taken), None)
+        if heir is not None:
+            taken.add(heir)
+            out.append((old, heir))
+    return out
+
+
+def inherited_overrides(overrides: Mapping[str, Mapping[str, int]], vocab: Vocabulary,
+                        municipality: str | None) -> dict[str, Mapping[str, int]]:
+    """The k-of-n overrides with an item that continues earlier codes taking theirs when it has none of its
+    own (``"<municipality>/<code>"`` and ``"<code>"``, the first earlier code that has one)."""
+    out = dict(overrides)
+    for code, codes in vocab.lineage.items():
+        scopes = [f"{municipality}/", ""] if municipality else [""]
+        for scope in scopes:
+            if f"{scope}{code}" in overrides:
+                continue
+            found = next((overrides[f"{scope}{c}"] for c in codes[1:] if f"{scope}{c}" in overrides), None)
+            if found is not None:
+                out[f"{scope}{code}"] = found
+    return out
+
+
+def _since_text(pid: str | None, lang: str) -> str:
+    if pid is None:
+        return ""
+    try:
+        p = Period.parse(pid)
+    except PeriodError:
+        return ""
+    week = p.start.isocalendar()
+    if p.kind != "week":
+        return f" från {pid}" if lang == "sv" else f" from {pid}"
+    return f" från v. {week.week} {week.year}" if lang == "sv" else f" from week {week.week} {week.year}"
+
+
+def continuations(history: History, vocab: Vocabulary) -> list[dict[str, Any]]:
+    """What a reader must be told of checklist versions in a history (period -> item code -> point, before
+    ``continue_series``): per item in force whose earlier codes the history holds, those codes with their
+    labels, the first period its own code has a picture (``since``, None: not yet) and the sentence
+    ("Klotter och tagg (ersätter Klotter från v. 8 2026)" / "Graffiti and tags (replaces Graffiti from
+    week 8 2026)")."""
+    out = []
+    for code, codes in sorted(vocab.lineage.items()):
+        older = [c for c in codes[1:] if any(c in pts for pts in history.values())]
+        if not older:
+            continue
+        own = sorted(pid for pid, pts in history.items() if code in pts)
+        since = own[0] if own else None
+        sv, en = vocab.labels.get(code, (code, code))
+        olds = [{"item": c, "label_sv": vocab.labels.get(c, (c, c))[0], "label_en": vocab.labels.get(c, (c, c))[1]}
+                for c in older]
+        out.append({"item": code, "label_sv": sv, "label_en": en, "continues": olds, "since": since, "text": {
+            "sv": f"{sv} (ersätter {', '.join(o['label_sv'] for o in olds)}{_since_text(since, 'sv')})",
+            "en": f"{en} (replaces {', '.join(o['label_en'] for o in olds)}{_since_text(since, 'en')})"}})
     return out
 
 

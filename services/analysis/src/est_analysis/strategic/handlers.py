@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time as _time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -47,14 +47,20 @@ from est_analysis.strategic.domain import (
     Rule,
     TextRefused,
     UnknownMunicipality,
+    Vocabulary,
     check_measure_dates,
     completeness_summary,
+    continuations,
+    continue_series,
+    continued_points,
     episodes,
     flag_counts,
     in_force,
+    inherited_overrides,
     is_flagged,
     item_labels,
     measure_effect,
+    moved_problems,
     parse_analysis_period,
     persistent_problems,
     picture_faults,
@@ -67,6 +73,7 @@ from est_analysis.strategic.domain import (
     summary_text,
     timeline,
     trend,
+    vocabulary,
 )
 
 log = logging.getLogger("est.analysis")
@@ -104,6 +111,16 @@ class Context:
 def picture_subject(municipality_filter: str) -> str:
     """The subject filter for published pictures of one municipality, or of all ('*')."""
     return f"est.picture.published.{municipality_filter or '*'}.>"
+
+
+def vocabulary_of(snap: OrgSnapshot, municipality_id: str | None) -> Vocabulary:
+    """A municipality's checklist vocabulary: its versions newest first (the one in force first), then the
+    organisation's other checklists for the labels of codes only they name."""
+    own = snap.checklist_versions_for(municipality_id) if municipality_id else []
+    refs = {cl.ref for cl in own}
+    others = sorted((cl for ref, cl in snap.checklists.items() if ref not in refs),
+                    key=lambda cl: (cl.id, -cl.version))
+    return vocabulary([*own, *others])
 
 
 async def handle_picture_published(event: CloudEvent[PicturePublished], *, ctx: Context) -> str:
@@ -154,7 +171,7 @@ async def apply_picture(s: AsyncSession, event: CloudEvent[PicturePublished], *,
 COMPLETENESS_COUNTS = {"expected", "received", "on_time", "late", "nothing_to_report", "rate"}
 
 
-def _value_or_zero(point: dict[str, Any] | None) -> float | None:
+def _value_or_zero(point: Mapping[str, Any] | None) -> float | None:
     """An item's value for a measure's effect: 0 when the picture does not have the item, None when its
     stored value is unusable (that period is then skipped)."""
     return 0.0 if not point or point.get("value") is None else picture_value(point)
@@ -189,14 +206,18 @@ def _n_max(ctx: Context) -> int:
 
 def _plan(rows: list[dict[str, Any]], states: dict[str, dict[str, Any]], *, ctx: Context, area_id: str,
           first: Period | None = None, start: Period | None = None) -> tuple[list[_Change], dict[str, Any]]:
-    """Compare the k-of-n episodes over ``rows`` with the stored states (the machine starts at ``start``)."""
-    history = {r["period"]: r["items"] for r in rows}
+    """Compare the k-of-n episodes over ``rows`` with the stored states (the machine starts at ``start``);
+    an item's series continues the earlier codes it replaces (``continue_series``)."""
+    area = ctx.snapshot().areas.get(area_id)
+    municipality_id = area.municipality_id if area else None
+    vocab = vocabulary_of(ctx.snapshot(), municipality_id)
+    history = continue_series({r["period"]: r["items"] for r in rows}, vocab)
+    overrides = inherited_overrides(ctx.settings.persistent_overrides, vocab, municipality_id)
     tl = timeline(first or Period.parse(rows[0]["period"]), Period.parse(rows[-1]["period"]))
     begin = 0 if start is None else max(0, min(len(tl), tl.index(start) if start in tl else 0))
     changes: list[_Change] = []
     for item in sorted({i for pts in history.values() for i in pts} | set(states)):
-        area = ctx.snapshot().areas.get(area_id)
-        rule = rule_for(item, ctx.rule, ctx.settings.persistent_overrides, area.municipality_id if area else None)
+        rule = rule_for(item, ctx.rule, overrides, municipality_id)
         flags = [is_flagged(history, p.id, item) for p in tl]
         eps = episodes(flags, rule, ctx.settings.resolve_after, begin)
         ongoing = eps[-1] if eps and eps[-1].resolved is None else None
@@ -229,6 +250,12 @@ async def reconcile_alerts(session: AsyncSession, *, ctx: Context, municipality_
     history directly. This keeps a picture's cost independent of the length of the history.
     """
     states = await db.area_problem_states(session, area_id)
+    # an open problem of an earlier code goes on as the item that continues it: same state, same alert
+    for old_code, heir in moved_problems(states, vocabulary_of(ctx.snapshot(), municipality_id)):
+        moved = {**states.pop(old_code), "item": heir}
+        await db.move_problem_state(session, area_id, old_code, moved, replace=heir in states)
+        states[heir] = moved
+        log.info("persistent problem continues under a new item", extra={"area": area_id, "item": heir})
     changes: list[_Change] | None = None
     history: dict[str, Any] = {}
     if changed is not None and last_before is not None and changed > last_before:
@@ -340,10 +367,12 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
         raise UnknownMunicipality(municipality_id)
     ap = parse_analysis_period(period)
     rule = ctx.rule
-    overrides = scoped_overrides(ctx.settings.persistent_overrides, municipality_id,
-                                 [i.code for c in snap.checklists.values() for i in c.items])
+    vocab = vocabulary_of(snap, municipality_id)
+    overrides = scoped_overrides(inherited_overrides(ctx.settings.persistent_overrides, vocab, municipality_id),
+                                 municipality_id, [i.code for c in snap.checklists.values() for i in c.items])
     today = local_date(ctx.clock.now(), muni.timezone)
-    item_names = {i.code: {"sv": i.label_sv, "en": i.label_en} for c in snap.checklists.values() for i in c.items}
+    item_names = {code: {"sv": sv, "en": en} for code, (sv, en) in vocab.labels.items()}
+    seen_codes: dict[str, dict[str, Any]] = {}  # what the areas' pictures named, before continuing the series
     async with transaction(ctx.sessions) as s:
         needs: list[AreaNeed] = []
         areas_out: list[dict[str, Any]] = []
@@ -361,7 +390,10 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
             # only the periods k of n can see: n-1 before the first reporting period up to the last one
             rows = await db.area_pictures(s, area_id, kind=kind, since=rps[0].shift(-(n_max - 1)).start,
                                           until=rps[-1].end)
-            history = {r["period"]: r["items"] for r in rows}
+            raw = {r["period"]: r["items"] for r in rows}
+            for pid, pts in raw.items():
+                seen_codes.setdefault(pid, {}).update(dict.fromkeys(pts))
+            history = continue_series(raw, vocab)
             problems = persistent_problems(history, rps, default=rule, overrides=overrides,
                                            resolve_after=ctx.settings.resolve_after, as_of=today)
             problems_by_area[area_id] = problems
@@ -370,7 +402,7 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
             high, other, top = flag_counts(history, shown_periods(history, begun))
             needs.append(AreaNeed(area_id, area.name, len(problems), high, other, top))
             seen = sorted({i for p in begun for i in history.get(p.id, {})})
-            trends = []
+            trends: list[dict[str, Any]] = []
             for item in seen:
                 pts = trend(history, item, begun)
                 flagged = sum(1 for pt in pts if pt.flag)
@@ -379,6 +411,9 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
                 sv, en = item_labels(history, item)
                 trends.append({"item": item, "label_sv": sv, "label_en": en, "flagged": flagged,
                                "persistent": any(p.item == item for p in problems),
+                               "continues": list(vocab.lineage.get(item, (item,))[1:]),
+                               "continued_in": [p.id for p in begun if history.get(p.id, {}).get(item, {})
+                                                .get("continued")],
                                "points": [asdict(pt) for pt in pts]})
             trends.sort(key=lambda t: (not t["persistent"], -t["flagged"], t["item"]))
             area_measures = []
@@ -391,8 +426,12 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
                 actor = snap.actors.get(m["responsible_actor"])
                 out["responsible_actor_name"] = actor.name if actor else m["responsible_actor"]
                 out.update(_decision_names(snap, out, item_names))
+                # a measure on an item since renamed reads the series of the item that continues it
+                reads = {item: (heirs[0] if len(heirs := vocab.successors(item)) == 1 else item)
+                         for item in m["items"]}
                 series = {item: [(Period.parse(r["period"]), v) for r in around
-                                 if (v := _value_or_zero(r["items"].get(item))) is not None] for item in m["items"]}
+                                 if (v := _value_or_zero(continued_points(r["items"], vocab).get(reads[item])))
+                                 is not None] for item in m["items"]}
                 out["effect"] = [asdict(measure_effect(item, series[item], m["start"],
                                                        max_periods=ctx.settings.effect_max_periods,
                                                        as_of=ap.end)) for item in m["items"]]
@@ -424,6 +463,7 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
                      "need_score_sv": NEED_SCORE_SV, "need_score_en": NEED_SCORE_EN},
             "thursday_rule": {"sv": THURSDAY_RULE_SV, "en": THURSDAY_RULE_EN},
             "summary": summary,
+            "continuations": continuations(seen_codes, vocab),
             "areas_ranked": [asdict(a) for a in ranked],
             "areas": sorted(areas_out, key=lambda a: next(n.rank for n in ranked if n.area_id == a["area_id"])),
             "persistent_problems": all_problems,

@@ -4,8 +4,8 @@ Nothing here touches a database, the bus or HTTP; every rule can be tested with 
 
 Modules: ``reports`` (stored reports, what may be stored), ``periods`` (a picture's years, history and
 period ids), ``tally`` (item totals, assessment, completeness, ``PeriodTally``), ``analysis`` (the drafted
-first analysis), ``picture`` (``build_picture``, ``picture_changes``), ``alerts``, ``kronoberg`` and
-``errors``.
+first analysis), ``picture`` (``build_picture``, ``picture_changes``), ``lineage`` (checklist versions: a
+picture's items, the codes whose history an item continues), ``alerts``, ``kronoberg`` and ``errors``.
 
 Rules in short (each function's docstring has the detail):
 
@@ -15,7 +15,9 @@ Rules in short (each function's docstring has the detail):
   of reports that said yes. ``reports`` is how many reports gave the item a non-zero value; ``places`` counts
   how often each place was named with a non-zero answer (the hot spots).
 * History: ``previous`` is the item's value in the previous period and ``baseline`` the mean over
-  the last ``window`` (8) periods; periods without any report are missing data, not zeros.
+  the last ``window`` (8) periods; periods without any report are missing data, not zeros. An item
+  that continues earlier codes (``ChecklistItem.continues``: a rename, split or merge) counts their
+  answers as its own, in its value and its history (``lineage``).
 * ``trend``: ``new`` when the item is non-zero and was zero (or unseen) in all known history;
   otherwise ``up``/``down``/``flat`` against the previous period (the baseline if there is none).
 * ``flag`` (one, the most serious first):

@@ -19,7 +19,7 @@ Earlier periods come as their published flags, newest first (``Earlier``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -153,6 +153,22 @@ def _what(kind: str, summary: ItemSummary | None, streak: int, lang: str) -> str
         return (f"{word} {streak} perioder i rad, nu {value} ({normal})" if sv
                 else f"{word} {streak} periods in a row, now {value} ({normal})")
     return f"{word}, {value} ({normal})"
+
+
+def carried_alerts(open_alerts: Collection[str], continues: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """Open alerts of earlier codes that an item of the picture continues (``domain.lineage``), as
+    (earlier code, item): the alert goes on as the item's, so a rename neither resolves it nor raises a new
+    one. A split's alert goes to its first successor without an open alert of its own."""
+    taken = set(open_alerts)
+    out: list[tuple[str, str]] = []
+    for old in sorted(open_alerts):
+        if old in continues:  # an item of the picture itself
+            continue
+        heir = next((code for code, olds in continues.items() if old in olds and code not in taken), None)
+        if heir is not None:
+            taken.add(heir)
+            out.append((old, heir))
+    return out
 
 
 def alert_message(kind: str, summary: ItemSummary | None, item: str, *, area_name: str, period: str,

@@ -116,24 +116,51 @@ class ItemSums:
         """The item codes at least one added report answered (a zero or a no is an answer too)."""
         return set(self.by_code)
 
-    def value(self, item: ChecklistItem) -> float:
-        """The item's value: count → total, level → max, boolean → yes answers."""
-        acc = self.by_code.get(item.code)
-        if item.answer == "count":
-            return acc[1] if acc is not None else 0
-        if item.answer == "level":
-            return acc[2] if acc is not None else 0.0
-        return float(acc[3]) if acc is not None else 0.0
+    def _acc(self, code: str, codes: Sequence[str] | None) -> list[Any] | None:
+        """The sums of one code, or of several taken as answers to one item (``codes``: its lineage)."""
+        by_code = self.by_code
+        if codes is None:
+            return by_code.get(code)
+        accs = [a for c in codes if (a := by_code.get(c)) is not None]
+        if len(accs) <= 1:
+            return accs[0] if accs else None
+        places: dict[str, list[Any]] | None = None
+        for a in accs:
+            for key, (mentions, first) in (a[4] or {}).items():
+                places = places if places is not None else {}
+                seen = places.get(key)
+                places[key] = [mentions, first] if seen is None else [seen[0] + mentions, min(seen[1], first)]
+        return [sum(a[0] for a in accs), sum(a[1] for a in accs), max(a[2] for a in accs),
+                sum(a[3] for a in accs), places]
 
-    def totals(self, item: ChecklistItem) -> ItemTotals:
+    def continued(self, codes: Sequence[str]) -> list[str]:
+        """Of an item's lineage (its own code first), the earlier codes that added reports answered."""
+        return [c for c in codes[1:] if c in self.by_code]
+
+    def value(self, item: ChecklistItem, codes: Sequence[str] | None = None) -> float:
+        """The item's value: count → total, level → max, boolean → yes answers (``codes``: the item's own and
+        the ones it continues, ``domain.lineage.history_codes``, whose answers all count for it)."""
+        return _value(item.answer, self._acc(item.code, codes))
+
+    def totals(self, item: ChecklistItem, codes: Sequence[str] | None = None) -> ItemTotals:
         """The item's totals (value, level mean, reports with a non-zero answer, places most named first,
-        equally named ones in the order of the reports that first named them)."""
-        acc = self.by_code.get(item.code)
+        equally named ones in the order of the reports that first named them); ``codes`` as in ``value``."""
+        acc = self._acc(item.code, codes)
         mean = round(acc[1] / acc[0], 2) if item.answer == "level" and acc is not None else None
         places: dict[str, int] = {}
         if acc is not None and acc[4] is not None:
             places = {k: v[0] for k, v in sorted(acc[4].items(), key=lambda kv: (-kv[1][0], kv[1][1]))}
-        return ItemTotals(value=self.value(item), mean=mean, reports=acc[3] if acc is not None else 0, places=places)
+        return ItemTotals(value=_value(item.answer, acc), mean=mean, reports=acc[3] if acc is not None else 0,
+                          places=places)
+
+
+def _value(answer: str, acc: list[Any] | None) -> float:
+    """An item's value from its sums: count → total, level → max, boolean → yes answers."""
+    if answer == "count":
+        return acc[1] if acc is not None else 0
+    if answer == "level":
+        return acc[2] if acc is not None else 0.0
+    return float(acc[3]) if acc is not None else 0.0
 
 
 def period_totals(items: Sequence[ChecklistItem], reports: Sequence[ReportRecord]) -> dict[str, ItemTotals]:
