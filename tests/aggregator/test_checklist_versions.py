@@ -17,7 +17,7 @@ from est_aggregator.pictures.domain.reports import ReportRecord
 from est_shared.bus import ensure_streams
 from est_shared.checklists import EST_STANDARD_1, Checklist, ChecklistItem, items_by_code
 from est_shared.natsserver import NatsServer
-from est_shared.org import Area, Municipality, OrgSnapshot
+from est_shared.org import AlertRule, AlertRules, Area, Municipality, OrgSnapshot
 from est_shared.periods import Period
 
 from tests.aggregator.support import Bus, World, make_world, picture_when, report, running, settings_for
@@ -234,7 +234,9 @@ async def test_an_alert_goes_on_across_a_rename_and_resolves_once(world: World, 
                                                                   tmp_path: Path) -> None:
     raised = await bus.tap(f"est.alert.raised.{world.muni}.>", "EST_ALERTS")
     resolved = await bus.tap(f"est.alert.resolved.{world.muni}.>", "EST_ALERTS")
-    muni = world.org.municipalities[world.muni]
+    # an alert ends at its first quiet period here (the default waits for three)
+    muni = world.org.municipalities[world.muni].model_copy(
+        update={"alerts": AlertRules(default=AlertRule(quiet_periods=1))})
     on = {ref: world.org.model_copy(update={
         "version": world.org.version + n, "checklists": {**world.org.checklists, LAG_1.ref: LAG_1, LAG_2.ref: LAG_2},
         "municipalities": {world.muni: muni.model_copy(update={"checklist": ref})}})
