@@ -104,6 +104,16 @@ class SubscriptionPatch(_In):
     paused: bool | None = Field(default=None, description="true pauses, false resumes", examples=[True])
 
 
+class HandoverIn(_In):
+    to: str = Field(pattern=ID, description="person id of the new owner, who may hold the subscription",
+                    examples=["per"])
+
+
+class RestoreIn(_In):
+    to: str | None = Field(default=None, pattern=ID, description="person id of the owner to restore it to; left out: "
+                           "the owner's successor, else the owner if still in the organisation", examples=["per"])
+
+
 class ScopeOut(BaseModel):
     municipality_id: str
     area_ids: list[str] = Field(description="Empty = every area of the municipality")
