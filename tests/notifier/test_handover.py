@@ -111,7 +111,7 @@ async def test_a_key_function_who_leaves_hands_over_through_the_organisation_fil
                 "channel": {"type": "email", "to": LENA}})
             assert r.status_code == 201, r.text
             sub = r.json()
-            assert sub["scope"]["area_ids"] == [] and sub["owner_id"] == "lena"
+            assert sub["scope"]["area_ids"] == [] and sub["owner_id"] == "lena" and sub["owner_name"] == "Lena Lind"
 
             # the file names her successor while she is still there: nothing moves yet
             await apply(org_file(successor="per"))
@@ -141,7 +141,7 @@ async def test_a_key_function_who_leaves_hands_over_through_the_organisation_fil
             now = await eventually(handed, timeout=15)
             assert now["status"] == "active" and now["channel"] == {"type": "email", "to": PER}
             (listed,) = (await http.get("/v1/subscriptions", headers=_auth("per"))).json()
-            assert listed["id"] == sub["id"] and listed["owner_id"] == "per"
+            assert listed["id"] == sub["id"] and listed["owner_id"] == "per" and listed["owner_name"] == "Per Persson"
 
             got = await eventually(lambda: _now(mail.to(PER) or None), timeout=15)
             assert got[0]["To"] == PER and got[0]["X-EST-Delivery"] == did

@@ -42,13 +42,13 @@ log = logging.getLogger("est.notifier")
 
 # --- subscriptions -------------------------------------------------------------------------
 
-def public_view(row: dict[str, Any]) -> dict[str, Any]:
+def public_view(row: dict[str, Any], owner_name: str | None = None) -> dict[str, Any]:
     """A subscription as the API shows it: the webhook secret never leaves."""
     channel = dict(row["channel"])
     if channel.get("type") == "webhook":
         channel["secret_set"] = bool(channel.pop("secret", None))
     return {
-        "id": row["id"], "name": row["name"], "owner_id": row["owner_id"],
+        "id": row["id"], "name": row["name"], "owner_id": row["owner_id"], "owner_name": owner_name,
         "scope": {"municipality_id": row["municipality_id"], "area_ids": list(row["area_ids"])},
         "events": list(row["events"]), "channel": channel, "digest": row["digest"],
         "language": row["language"], "min_severity": row["min_severity"], "paused": bool(row["paused"]),
@@ -58,6 +58,21 @@ def public_view(row: dict[str, Any]) -> dict[str, Any]:
         "ended_reason": END_REASONS[row["ended_reason"]][0] if row.get("ended_reason") in END_REASONS else None,
         "created_at": aware(row["created_at"]), "updated_at": aware(row["updated_at"]),
     }
+
+
+async def _owner_names(s: AsyncSession, tables: Tables, rows: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """The names of the owners of some subscriptions, as the organisation last held them (``people_seen``)."""
+    ids = {r["owner_id"] for r in rows}
+    if not ids:
+        return {}
+    t = tables.people_seen
+    return {r.person_id: r.name for r in (await s.execute(select(t.c.person_id, t.c.name)
+                                                          .where(t.c.person_id.in_(ids))))}
+
+
+async def _view(s: AsyncSession, tables: Tables, row: dict[str, Any]) -> dict[str, Any]:
+    """``public_view`` with the owner's name."""
+    return public_view(row, (await _owner_names(s, tables, [row])).get(row["owner_id"]))
 
 
 CheckTarget = Callable[[str], Awaitable[None]]
@@ -112,8 +127,8 @@ async def create_subscription(*, sessions: Sessions, tables: Tables, caller: Cal
     async with transaction(sessions) as s:
         await db.insert_subscription(s, tables, row)
         stored = await db.get_subscription(s, tables, sub_id)
-    assert stored is not None
-    return public_view(stored)
+        assert stored is not None
+        return await _view(s, tables, stored)
 
 
 async def _owned(s: AsyncSession, tables: Tables, caller: Caller, sub_id: str) -> dict[str, Any]:
@@ -128,14 +143,15 @@ async def _owned(s: AsyncSession, tables: Tables, caller: Caller, sub_id: str) -
 async def get_subscription(*, sessions: Sessions, tables: Tables, caller: Caller, sub_id: str) -> dict[str, Any]:
     """One subscription of the caller (admins: any)."""
     async with sessions() as s:
-        return public_view(await _owned(s, tables, caller, sub_id))
+        return await _view(s, tables, await _owned(s, tables, caller, sub_id))
 
 
 async def list_subscriptions(*, sessions: Sessions, tables: Tables, caller: Caller) -> list[dict[str, Any]]:
     """The caller's subscriptions (admins: all)."""
     async with sessions() as s:
         rows = await db.list_subscriptions(s, tables, owner_id=None if caller.admin else caller.person_id)
-    return [public_view(r) for r in rows]
+        names = await _owner_names(s, tables, rows)
+    return [public_view(r, names.get(r["owner_id"])) for r in rows]
 
 
 async def update_subscription(*, sessions: Sessions, tables: Tables, caller: Caller, snapshot: Any, sub_id: str,
@@ -189,8 +205,8 @@ async def update_subscription(*, sessions: Sessions, tables: Tables, caller: Cal
         if values:
             await db.update_subscription(s, tables, sub_id, values)
         stored = await db.get_subscription(s, tables, sub_id)
-    assert stored is not None
-    return public_view(stored)
+        assert stored is not None
+        return await _view(s, tables, stored)
 
 
 async def delete_subscription(*, sessions: Sessions, tables: Tables, caller: Caller, sub_id: str) -> None:
@@ -335,8 +351,8 @@ async def handover_subscription(*, sessions: Sessions, tables: Tables, caller: C
             raise Conflict("Prenumerationen ändrades samtidigt; försök igen.",
                            "The subscription changed meanwhile; try again.")
         stored = await db.get_subscription(s, tables, sub_id)
-    assert stored is not None
-    return public_view(stored)
+        assert stored is not None
+        return await _view(s, tables, stored)
 
 
 async def restore_subscription(*, sessions: Sessions, tables: Tables, caller: Caller, by_name: str, snapshot: Any,
@@ -363,8 +379,8 @@ async def restore_subscription(*, sessions: Sessions, tables: Tables, caller: Ca
             raise Conflict("Prenumerationen ändrades samtidigt; försök igen.",
                            "The subscription changed meanwhile; try again.")
         stored = await db.get_subscription(s, tables, sub_id)
-    assert stored is not None
-    return public_view(stored)
+        assert stored is not None
+        return await _view(s, tables, stored)
 
 
 def declared_id(declaration_id: str) -> str:

@@ -123,6 +123,8 @@ class SubscriptionOut(BaseModel):
     id: str
     name: str
     owner_id: str
+    owner_name: str | None = Field(default=None, description="the owner's name as the organisation last held it",
+                                   examples=["Per Persson"])
     scope: ScopeOut
     events: list[str]
     channel: dict[str, Any] = Field(description="The channel; a webhook secret is never shown (secret_set)")
