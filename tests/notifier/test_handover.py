@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import time
 import uuid
+from datetime import UTC, datetime
 from email.policy import default
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from est_notifier.subscriptions.domain import (
     Audience,
     Caller,
     end_reason,
+    handover_text,
     municipality_wide_match,
     resolve_scope,
     seen_as,
@@ -336,6 +338,16 @@ async def test_a_digest_follows_a_hand_over_along_a_chain_of_successors(nats_url
             rows = await n.ledger("heir", subscription_id=sub["id"])
             (ho,) = [d["handover"] for d in rows if d["status"] == "handed_over"]
             assert (ho["from_name"], ho["to_name"]) == ("Olle Ägare", "Hedda Arvinge")
+
+
+def test_the_ledger_sentence_names_people() -> None:
+    at = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    assert handover_text("handed_over", from_name="Lena Lind", to_name="Per Persson", by_name=None, org_version=4,
+                         at=at) == {
+        "sv": "Överlämnad från Lena Lind till Per Persson av organisationsfilen (version 4) 2026-12-02 08:00 UTC",
+        "en": "Handed over from Lena Lind to Per Persson by the organisation file (version 4) at 2026-12-02 08:00 UTC"}
+    assert handover_text("restored", from_name="Lena Lind", to_name="Lena Lind", by_name="Ada Admin",
+                         org_version=None, at=at)["sv"] == "Återställd för Lena Lind av Ada Admin 2026-12-02 08:00 UTC"
 
 
 def test_successors_chain_to_the_first_person_still_there() -> None:

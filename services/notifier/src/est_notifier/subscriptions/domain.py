@@ -480,6 +480,9 @@ def handover_text(kind: str, *, from_name: str, to_name: str, by_name: str | Non
     when = at.strftime("%Y-%m-%d %H:%M UTC")
     by_sv = by_name or f"organisationsfilen (version {org_version})"
     by_en = by_name or f"the organisation file (version {org_version})"
+    if kind == "restored" and from_name == to_name:
+        return {"sv": f"Återställd för {to_name} av {by_sv} {when}",
+                "en": f"Restored for {to_name} by {by_en} at {when}"}
     if kind == "restored":
         return {"sv": f"Återställd till {to_name} (tidigare {from_name}) av {by_sv} {when}",
                 "en": f"Restored to {to_name} (before: {from_name}) by {by_en} at {when}"}
