@@ -235,15 +235,20 @@ async def remember_people(*, sessions: Sessions, tables: Tables, snapshot: Any) 
     if not people:
         return
     t = tables.people_seen
-    async with transaction(sessions) as s:
-        had = {r.person_id: (r.name, r.email) for r in (await s.execute(select(t)))}
-        now = utcnow()
-        for pid, p in people.items():
-            if pid not in had:
-                await s.execute(insert(t).values(person_id=pid, name=p.name, email=p.email, updated_at=now))
-            elif had[pid] != (p.name, p.email):
-                await s.execute(update(t).where(t.c.person_id == pid).values(name=p.name, email=p.email,
-                                                                             updated_at=now))
+    try:
+        async with transaction(sessions) as s:
+            had = {r.person_id: (r.name, r.email) for r in (await s.execute(select(t)))}
+            now = utcnow()
+            new = [{"person_id": pid, "name": p.name, "email": p.email, "updated_at": now}
+                   for pid, p in people.items() if pid not in had]
+            if new:
+                await s.execute(insert(t), new)
+            for pid, p in people.items():
+                if pid in had and had[pid] != (p.name, p.email):
+                    await s.execute(update(t).where(t.c.person_id == pid).values(name=p.name, email=p.email,
+                                                                                 updated_at=now))
+    except IntegrityError:  # another replica remembered them in the same instant
+        return
 
 
 async def _handover(s: AsyncSession, tables: Tables, snapshot: Any, from_id: str, to_id: str, *,
