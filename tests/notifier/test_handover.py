@@ -428,3 +428,31 @@ async def test_hand_over_and_restore_on_postgresql(postgres_url: str, org: Org) 
         assert rows[0]["handover"]["from_name"] == "Hedda Arvinge" and rows[0]["handover"]["to_name"] == "Kim Polis"
     finally:
         await engine.dispose()
+
+
+async def test_a_declared_subscription_of_someone_who_left_stays_with_the_successor(tmp_path: Path,
+                                                                                   org: Org) -> None:
+    org, ids = _people(org)
+    engine, sessions, tables = await support.notifier_db(f"sqlite+aiosqlite:///{tmp_path}/n.db")
+    try:
+        declared = [{"id": "drift", "owner": ids["owner"], "name": "Driftcentral", "events": ["picture.published"],
+                     "scope": {"municipality_id": org.m, "area_ids": [org.a1]},
+                     "channel": {"type": "email", "to": "olle@example.org"}}]
+        first = org.snapshot.model_copy(update={"version": 2, "subscriptions": declared})
+        assert (await subscriptions.reconcile_org(sessions=sessions, tables=tables, snapshot=first))["created"] == 1
+        people = {k: v for k, v in org.snapshot.people.items() if k != ids["owner"]}
+        skipped: list[str] = []
+        for version in (3, 4):  # the file still names olle; applied twice
+            snap = first.model_copy(update={"version": version, "people": people,
+                                            "handovers": {ids["owner"]: ids["heir"]}})
+            result = await subscriptions.reconcile_org(sessions=sessions, tables=tables, snapshot=snap,
+                                                       on_invalid=skipped.append)
+            assert result["invalid"] == 0 and result["ended"] == {}
+            assert result["handed_over"] == (1 if version == 3 else 0)
+        assert skipped == []
+        heir = Caller(ids["heir"], ("key_function",), (org.a1,), (org.m,))
+        (sub,) = await subscriptions.list_subscriptions(sessions=sessions, tables=tables, caller=heir)
+        assert sub["id"] == subscriptions.declared_id("drift") and sub["source"] == "org"
+        assert sub["owner_name"] == "Hedda Arvinge" and sub["channel"]["to"] == "hedda@example.org"
+    finally:
+        await engine.dispose()

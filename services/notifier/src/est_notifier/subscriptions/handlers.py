@@ -404,12 +404,14 @@ async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, s
     min_severity). Invalid items (bad fields, unknown owner, a scope the owner may not see, a missing
     secret, a webhook of an owner who may not use webhooks or to a target the egress policy refuses) are
     skipped with a log line and ``on_invalid(reason)`` (an existing one stays as it was, and ends if its
-    owner may no longer hold it; one whose target is refused is refused when sending); declared
+    owner may no longer hold it; one whose target is refused is refused when sending); one whose owner left
+    naming a successor stays as it is, handed over (``end_unauthorised_subscriptions``); declared
     subscriptions no longer listed are deleted. A declared subscription that had ended comes back when its
     owner may hold it again.
     """
     env = env if env is not None else {}
     counts = {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "invalid": 0}
+    handovers = dict(getattr(snapshot, "handovers", {}) or {})
     known = _municipality_areas(snapshot)
 
     def invalid(reason: str, item_id: str, detail: str) -> None:
@@ -435,6 +437,9 @@ async def upsert_declared_subscriptions(*, sessions: Sessions, tables: Tables, s
             invalid("duplicate_id", item.id, "id used twice")
             continue
         caller = caller_for(snapshot, item.owner)
+        if caller is None and successor_of(handovers, snapshot.people, item.owner) is not None:
+            counts["unchanged"] += 1  # its owner left naming a successor: handed over, kept as it is until the
+            continue                  # file names the new owner (end_unauthorised_subscriptions)
         if caller is None:
             invalid("unknown_owner", item.id, f"no person {item.owner}")
             continue
