@@ -7,8 +7,8 @@ import email
 import html
 import re
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.policy import default
@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import nats
+from aiosmtpd.controller import Controller
 from est_notifier.adapters.webhook import Resolver
 from est_notifier.app import Settings, create_app
 from est_notifier.subscriptions import db
@@ -40,7 +41,7 @@ from est_shared.events import (
 from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_token
 from est_shared.sealed import PiiCipher, purpose_context, seal_json
 from est_shared.subjects import alert_raised, picture_published
-from est_shared.testing import serve
+from est_shared.testing import free_port, serve
 from fastapi import FastAPI, Request, Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -406,3 +407,41 @@ def read_email(raw: bytes) -> dict[str, str]:
     page = re.sub(r"<[^>]+>", " ", rich.get_content())
     return {"subject": str(msg["Subject"]), "text": plain.get_content(),
             "html": html.unescape(page)}
+
+
+# --- a real SMTP server ----------------------------------------------------------------------------------------
+
+class Collector:
+    """aiosmtpd handler keeping every message it receives; addresses in ``busy`` are answered 451 (a mailbox
+    that is temporarily unavailable: the notifier retries)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.busy: set[str] = set()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:
+        if address.lower() in self.busy:
+            return "451 4.2.1 Mailbox temporarily unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted"
+
+    def to(self, address: str) -> list[Any]:
+        """The messages that reached ``address``, parsed as its recipient's mail program reads them."""
+        return [email.message_from_bytes(raw, policy=default) for _f, rcpts, raw in self.messages if address in rcpts]
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[Collector, str]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port: its collector and its ``smtp://`` URL."""
+    handler = Collector()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()

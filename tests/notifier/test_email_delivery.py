@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import email
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from email.message import Message
 from email.policy import default
 from pathlib import Path
-from typing import Any
 
-from aiosmtpd.controller import Controller
 from est_notifier.deliveries import reminders
 from est_notifier.deliveries.domain import delivery_id
 from est_shared.events import PicturePublished, new_event
-from est_shared.testing import free_port
 
 from tests.notifier.support import (
     Org,
@@ -27,32 +22,9 @@ from tests.notifier.support import (
     picture_subject,
     publish,
     running_notifier,
+    smtp_server,
 )
 from tests.support import eventually
-
-
-class Collector:
-    """aiosmtpd handler keeping every message it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted"
-
-
-@contextmanager
-def smtp_server() -> Iterator[tuple[Collector, str]]:
-    """A real SMTP server (aiosmtpd) on a free loopback port: its collector and its ``smtp://`` URL."""
-    handler = Collector()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, f"smtp://127.0.0.1:{port}"
-    finally:
-        controller.stop()
 
 
 def _parts(msg: Message) -> dict[str, str]:

@@ -129,6 +129,7 @@ PUBLISH = "/v1/areas/{area_id}/pictures/{period}/publish"
 ALERTS = "/v1/areas/{area_id}/alerts"
 SUBS = "/v1/subscriptions"
 SUB = "/v1/subscriptions/{sub_id}"
+SUB_ADMIN = "/v1/admin/subscriptions/{sub_id}"
 ANALYSES = "/v1/analyses"
 ANALYSIS = "/v1/analyses/{analysis_id}"
 MEASURES = "/v1/measures"
@@ -173,6 +174,10 @@ ROWS: list[Row] = [
     Row("notifier", "GET", "/v1/deliveries", "deliveries of the key function's subscription", OWNER,
         query={"subscription_id": "sub"}),
     Row("notifier", "GET", "/v1/admin/personal-data-deliveries", "personal-data log", ("admin",)),
+    Row("notifier", "POST", SUB_ADMIN + "/handover", "hand over a fresh subscription of the key function (admins "
+        "only: not its owner, nor any key function)", ("admin",), {"sub_id": "fresh_sub"}, body="handover"),
+    Row("notifier", "POST", SUB_ADMIN + "/restore", "restore the key function's subscription (admins; live: 409)",
+        ("admin",), {"sub_id": "sub"}, body="restore"),
     Row("notifier", "GET", "/v1/stream", "live stream", ALL),
     # analysis
     Row("analysis", "POST", ANALYSES, "compile for M", ANALYSTS, body="analysis_m"),
@@ -230,6 +235,8 @@ BODIES: dict[str, Any] = {
     "sub_personal": lambda: _sub("M", "A", ["forfeiture.notification_due"]),
     "sub_analyses": lambda: _sub("M", "A", ["analysis.published"], channel={"type": "email", "to": "m@example.org"}),
     "pause": lambda: {"paused": True},
+    "handover": lambda: {"to": f"police-{TAG}"},
+    "restore": lambda: {},
     "analysis_m": lambda: {"municipality_id": IDS["M"], "period": IDS["T"]},
     "analysis_n": lambda: {"municipality_id": IDS["N"], "period": IDS["T"]},
     "measure_a": lambda: _measure("A"),

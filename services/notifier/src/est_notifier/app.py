@@ -166,7 +166,8 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
                     on_event=metrics.stream_events.inc)
     subscriptions_api.add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables,
                                  snapshot=lambda: runtime.directory.snapshot, check_target=check_target,
-                                 webhook_allow=webhook_allow)
+                                 webhook_allow=webhook_allow,
+                                 on_handover=lambda via: metrics.handed_over.labels(via).inc())
     deliveries_api.add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables)
     stream_api.add_routes(runtime.app, principal=runtime.principal, snapshot=lambda: runtime.directory.snapshot,
                           hub=hub, on_stream=metrics.stream_clients.inc,
@@ -197,9 +198,12 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
             worker.wake()
         for reason, n in result["ended"].items():
             metrics.ended.labels(reason).inc(n)
+        if result["handed_over"]:
+            metrics.handed_over.labels("org").inc(result["handed_over"])
         log.info("organisation applied to subscriptions", extra={
-            "org_version": snapshot.version, **{f"declared_{k}": v for k, v in result.items() if k != "ended"},
-            "ended": sum(result["ended"].values())})
+            "org_version": snapshot.version,
+            **{f"declared_{k}": v for k, v in result.items() if k not in ("ended", "handed_over")},
+            "ended": sum(result["ended"].values()), "handed_over": result["handed_over"]})
 
     runtime.on_org_changed(reconcile)
 

@@ -58,6 +58,10 @@ class NotifierMetrics:
         self.ended = Counter("est_notifier_subscriptions_ended_total",
                              "Subscriptions ended because the owner left or lost the areas, by reason", ["reason"],
                              registry=registry)
+        self.handed_over = Counter("est_notifier_subscriptions_handed_over_total",
+                                   "Subscriptions handed over to another owner, by how (org: the organisation "
+                                   "file's successor; admin: the hand-over endpoint; restored)", ["via"],
+                                   registry=registry)
         self.stream_clients = Gauge("est_notifier_stream_clients", "Open /v1/stream connections",
                                     registry=registry)
         self.stream_events = Counter("est_notifier_stream_events_total", "Events sent on /v1/stream",

@@ -44,6 +44,8 @@ class Tables:
     personal_data_log: Table
     credentials: Table
     org_history: Table
+    people_seen: Table
+    handovers: Table
 
 
 def make_tables() -> Tables:
@@ -166,6 +168,28 @@ def make_tables() -> Tables:
         Column("purpose", String(100), nullable=False),
         Column("outcome", String(20), nullable=False),           # delivered | retry | failed | dead
     )
+    people_seen = Table(
+        "people_seen", md,                                       # everyone the organisation held: a hand-over
+        Column("person_id", String(100), primary_key=True),      # names and re-addresses a person who left
+        Column("name", String(200), nullable=False),
+        Column("email", String(320)),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    handovers = Table(
+        "subscription_handovers", md,                            # who a subscription went from and to, by whom
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("delivery_id", String(36), nullable=False, unique=True),  # its row in the delivery ledger
+        Column("subscription_id", String(36), nullable=False, index=True),
+        Column("kind", String(20), nullable=False),              # handed_over | restored
+        Column("from_person_id", String(100), nullable=False),
+        Column("from_name", String(200)),
+        Column("to_person_id", String(100), nullable=False),
+        Column("to_name", String(200)),
+        Column("by_person_id", String(100)),                     # None: the organisation file
+        Column("by_name", String(200)),
+        Column("org_version", Integer),                          # the organisation's version that made it
+        Column("at", DateTime(timezone=True), nullable=False),
+    )
     credentials = Table(
         "credential_fingerprints", md,                           # police and social services: to tell them
         Column("person_id", String(100), primary_key=True),      # when their sign-in credential changes
@@ -183,7 +207,7 @@ def make_tables() -> Tables:
         Column("until", DateTime(timezone=True)),                # None: still held
     )
     return Tables(md, subscriptions, deliveries, attempts, digest_items, processed_events_table(md),
-                  reminder_state, reminders, personal_data_log, credentials, org_history)
+                  reminder_state, reminders, personal_data_log, credentials, org_history, people_seen, handovers)
 
 
 def ensure_schema(conn: Any, tables: Tables) -> None:

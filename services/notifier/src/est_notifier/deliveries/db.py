@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from est_shared.clock import utcnow
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_notifier.tables import Tables, aware
@@ -136,12 +136,12 @@ async def personal_reads(s: AsyncSession, t: Tables, *, protocol_id: str | None,
     return rows
 
 
-# --- reminders -----------------------------------------------------------------------------
+# --- rows about deliveries: reminders, hand-overs -------------------------------------------
 
-async def reminders_of(s: AsyncSession, t: Tables, delivery_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The reminder rows of some deliveries, by delivery id."""
+async def by_delivery(s: AsyncSession, table: Table, delivery_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The rows of a table about some ledger rows (``reminders``, ``handovers``: a ``delivery_id`` column), by
+    delivery id."""
     if not delivery_ids:
         return {}
-    c = t.reminders.c
-    rows = (await s.execute(select(t.reminders).where(c.delivery_id.in_(delivery_ids)))).mappings()
+    rows = (await s.execute(select(table).where(table.c.delivery_id.in_(delivery_ids)))).mappings()
     return {r["delivery_id"]: dict(r) for r in rows}

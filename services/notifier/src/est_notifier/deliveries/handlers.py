@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_notifier.deliveries import db
 from est_notifier.deliveries.domain import REMINDERS_SUBSCRIPTION, delivery_id, sign
-from est_notifier.messages.render import NO_NAMES, Names, Rendered, build_email, names_of, render_digest, render_event
+from est_notifier.messages.render import (
+    NO_NAMES,
+    Names,
+    Rendered,
+    build_email,
+    names_of,
+    readdressed,
+    render_digest,
+    render_event,
+)
 from est_notifier.metrics import NotifierMetrics
 from est_notifier.subscriptions import db as subscription_db
 from est_notifier.subscriptions.domain import (
@@ -35,10 +45,15 @@ from est_notifier.subscriptions.domain import (
     SubscriptionView,
     audience_for,
     caller_for,
+    channel_target,
     event_kind,
+    handover_text,
     matches,
+    municipality_wide_match,
     recipients,
     render_for,
+    seen_as,
+    sees_as_much,
 )
 from est_notifier.subscriptions.receipt import may_receive, message_scope
 from est_notifier.tables import Sessions, Tables, aware
@@ -76,6 +91,100 @@ async def end_subscription(s: AsyncSession, tables: Tables, row: dict[str, Any],
     await s.execute(update(tables.digest_items).where(d.subscription_id == row["id"], d.sent.is_(False))
                     .values(sent=True))
     return True
+
+
+HANDOVER_TYPES = {"handed_over": "se.est.notifier.subscription.handed_over",
+                  "restored": "se.est.notifier.subscription.restored"}
+
+
+@dataclass(frozen=True)
+class Handover:
+    """A subscription going from one person to another: who (names and addresses as last known, ``people_seen``)
+    and who made it so (``by_id`` None: the organisation file of ``org_version``)."""
+
+    from_id: str
+    from_name: str | None
+    from_email: str | None
+    to_id: str
+    to_name: str | None
+    to_email: str | None
+    by_id: str | None = None
+    by_name: str | None = None
+    org_version: int | None = None
+
+
+async def hand_over(s: AsyncSession, tables: Tables, row: dict[str, Any], h: Handover, *, successor: Audience,
+                    kind: str = "handed_over") -> bool:
+    """Give a subscription to another owner (in the caller's transaction), visibly: a ledger row naming who it went
+    from and to and by whom. An e-mail channel addressed to the old owner's address now goes to the new owner's;
+    a webhook keeps its target. The deliveries to the old address not sent yet follow it when the new owner may
+    read them as they were written (``sees_as_much``); the others are cancelled with a ledger row. Digest entries
+    follow by themselves (rendered again for the owner, sent to the channel, when the digest closes).
+    ``kind`` restored: an ended subscription runs again. False if the row changed meanwhile."""
+    c = tables.subscriptions.c
+    now = utcnow()
+    channel = dict(row["channel"])
+    old_to = str(channel.get("to", "")).strip().lower() if channel.get("type") == "email" else ""
+    readdress = bool(old_to) and bool(h.to_email) and old_to == (h.from_email or "").strip().lower()
+    if readdress:
+        channel["to"] = str(h.to_email)
+    values: dict[str, Any] = {"owner_id": h.to_id, "channel": channel, "channel_target": channel_target(channel),
+                              "updated_at": now}
+    q = update(tables.subscriptions).where(c.id == row["id"], c.owner_id == row["owner_id"], c.deleted_at.is_(None))
+    if kind == "restored":
+        q = q.where(c.ended_at.is_not(None))
+        values.update(ended_at=None, ended_reason=None, paused=False, paused_reason=None, consecutive_dead=0)
+    else:
+        q = q.where(c.ended_at.is_(None))
+    res = await s.execute(q.values(**values))
+    if int(getattr(res, "rowcount", 0) or 0) != 1:
+        return False
+    text = handover_text(kind, from_name=h.from_name or h.from_id, to_name=h.to_name or h.to_id, by_name=h.by_name,
+                         org_version=h.org_version, at=now)
+    event_id = f"subscription-{kind}:{row['id']}:{int(now.timestamp() * 1000)}"
+    did = delivery_id(row["id"], event_id)
+    await s.execute(insert(tables.deliveries).values(
+        id=did, subscription_id=row["id"], event_id=event_id, event_type=HANDOVER_TYPES[kind], event_time=now,
+        channel=channel.get("type", "webhook"), channel_target=f"{values['channel_target']}#{kind}:{did}",
+        target=ledger_target(channel), payload=b"", status=kind, attempts=0, next_attempt_at=0.0,
+        last_error=f"{text['sv']} / {text['en']}", created_at=now, finished_at=now))
+    await s.execute(insert(tables.handovers).values(
+        delivery_id=did, subscription_id=row["id"], kind=kind, from_person_id=h.from_id, from_name=h.from_name,
+        to_person_id=h.to_id, to_name=h.to_name, by_person_id=h.by_id, by_name=h.by_name,
+        org_version=h.org_version, at=now))
+    if readdress and kind == "handed_over":
+        await _pending_follow(s, tables, row, old_to=old_to, to=str(h.to_email), successor=successor,
+                              municipality_id=row["municipality_id"])
+    return True
+
+
+async def _pending_follow(s: AsyncSession, tables: Tables, row: dict[str, Any], *, old_to: str, to: str,
+                          successor: Audience, municipality_id: str) -> None:
+    """The subscription's e-mails to ``old_to`` not sent yet, re-addressed to ``to`` (or cancelled)."""
+    c = tables.deliveries.c
+    new_target = channel_target({"type": "email", "to": to})
+    pending = [dict(r) for r in (await s.execute(select(c.id, c.event_id, c.event_type, c.target, c.payload).where(
+        c.subscription_id == row["id"], c.channel == "email", c.status.in_(("pending", "delivering"))))).mappings()]
+    taken = set((await s.scalars(select(c.event_id).where(
+        c.channel_target == new_target, c.event_id.in_([p["event_id"] for p in pending])))).all()) if pending else set()
+    refused: list[str] = []
+    for p in pending:
+        target = dict(p["target"] or {})
+        if [str(t).strip().lower() for t in target.get("to", [])] != [old_to]:
+            continue
+        sealed = p["event_type"] == NOTIFICATION_TYPE  # opened and rendered for the owner when it is sent
+        if p["event_id"] in taken or not (sealed or sees_as_much(successor, target.get("seen_as"), municipality_id)):
+            refused.append(p["id"])
+            continue
+        values: dict[str, Any] = {"target": {**target, "to": [to]}, "channel_target": new_target}
+        if not sealed:
+            values["payload"] = readdressed(p["payload"], to)
+        await s.execute(update(tables.deliveries).where(c.id == p["id"]).values(**values))
+    if refused:
+        await cancel_pending(s, tables, subscription_id=row["id"], delivery_ids=refused,
+                             reason="cancelled: handed over to a successor who may not read it as it was written, "
+                                    "or who receives it already / avbrutet: överlämnat till en efterträdare som inte "
+                                    "får läsa det som det skrevs, eller som redan får det")
 
 
 async def cancel_pending(s: AsyncSession, tables: Tables, *, subscription_id: str, reason: str,
@@ -222,6 +331,8 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
             if not matches(view, scope):
                 continue
             owner = caller_for(snapshot, r["owner_id"])
+            if not municipality_wide_match(owner, view.area_ids, scope.area_id):
+                continue  # an area of the municipality its owner does not see: not theirs
             (allowed if may_receive(owner, scope.kind, scope.municipality_id, scope.area_id) else refused).append(view)
         chosen = recipients(allowed, scope)
         done_subs, done_targets = await db.already_sent(s, tables, event.id) if rows else (set(), set())
@@ -251,7 +362,8 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
                     "attempts": 0, "created_at": utcnow(), "period_close_at": close_at})
                 created.append(channel["type"])
                 continue
-            seen = personalise(event_json, scope.kind, audience_for(snapshot, row["owner_id"]))
+            who = audience_for(snapshot, row["owner_id"])
+            seen = personalise(event_json, scope.kind, who)
             doc = seen or event_json
             if row["digest"] == "period" and digest_due is not None:
                 window = digest_window(event)
@@ -266,6 +378,8 @@ async def fan_out(event: CloudEvent[Any], *, sessions: Sessions, tables: Tables,
             else:
                 target, payload = freeze_email(event.type, event.id, doc["data"], row=row, did=did, sender=sender,
                                                now=now(), names=names_of(snapshot))
+                mun = snapshot.municipalities.get(scope.municipality_id) if snapshot is not None else None
+                target["seen_as"] = seen_as(who, scope.municipality_id, mun.area_ids if mun is not None else ())
             new_deliveries.append({
                 "id": did, "subscription_id": row["id"], "event_id": event.id, "event_type": event.type,
                 "event_time": event.time, "channel": row["channel"]["type"], "channel_target": row["channel_target"],
@@ -390,12 +504,14 @@ async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscrip
             ids = [r["id"] for r in await subscription_db.list_subscriptions(s, tables, owner_id=caller.person_id)]
         rows = await db.list_deliveries(s, tables, subscription_ids=ids, event_id=event_id, limit=limit,
                                         reminded=reminded)
-        reminders = await db.reminders_of(s, tables, [r["id"] for r in rows
-                                                      if r["subscription_id"] == REMINDERS_SUBSCRIPTION])
+        reminders = await db.by_delivery(s, tables.reminders, [r["id"] for r in rows
+                                                               if r["subscription_id"] == REMINDERS_SUBSCRIPTION])
+        handovers = await db.by_delivery(s, tables.handovers, [r["id"] for r in rows if r["status"] in HANDOVER_TYPES])
     out = []
     for r in rows:
         target = r["target"]
         rem = reminders.get(r["id"])
+        ho = handovers.get(r["id"])
         out.append({
             "delivery_id": r["id"], "subscription_id": r["subscription_id"], "event_id": r["event_id"],
             "event_type": r["event_type"], "channel": r["channel"],
@@ -406,6 +522,7 @@ async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscrip
             "reminder": None if rem is None else {
                 "person_id": rem["person_id"], "person_name": rem["person_name"], "period": rem["period"],
                 "kind": rem["kind"], "areas": list(rem["areas"])},
+            "handover": None if ho is None else handover_view(ho),
             "attempt_log": [{
                 "attempt": a["attempt"], "at": aware(a["at"]), "status": a["status"],
                 "response_code": a["response_code"], "error": a["error"], "duration_ms": a["duration_ms"],
@@ -414,6 +531,18 @@ async def ledger(*, sessions: Sessions, tables: Tables, caller: Caller, subscrip
             } for a in r["attempt_log"]],
         })
     return out
+
+
+def handover_view(ho: dict[str, Any]) -> dict[str, Any]:
+    """A hand-over (or a restored subscription) as the ledger shows it: names first, ids beside them."""
+    at = aware(ho["at"])
+    return {"kind": ho["kind"], "from_person_id": ho["from_person_id"],
+            "from_name": ho["from_name"] or ho["from_person_id"], "to_person_id": ho["to_person_id"],
+            "to_name": ho["to_name"] or ho["to_person_id"], "by_person_id": ho["by_person_id"],
+            "by_name": ho["by_name"], "org_version": ho["org_version"], "at": at,
+            "text": handover_text(ho["kind"], from_name=ho["from_name"] or ho["from_person_id"],
+                                  to_name=ho["to_name"] or ho["to_person_id"], by_name=ho["by_name"],
+                                  org_version=ho["org_version"], at=at)}
 
 
 async def personal_data_log(*, sessions: Sessions, tables: Tables, caller: Caller, protocol_id: str | None,

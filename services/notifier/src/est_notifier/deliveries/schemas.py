@@ -32,6 +32,25 @@ class ReminderRef(BaseModel):
     areas: list[str] = Field(description="the areas the person had not reported for")
 
 
+class HandoverRef(BaseModel):
+    """Who a subscription went from and to, by whom and when (a hand-over, or an ended one restored)."""
+
+    kind: str = Field(description="handed_over | restored")
+    from_person_id: str
+    from_name: str = Field(examples=["Lena Lind"])
+    to_person_id: str
+    to_name: str = Field(examples=["Per Persson"])
+    by_person_id: str | None = Field(description="the admin who made it (None: the organisation file)")
+    by_name: str | None
+    org_version: int | None = Field(description="the organisation's version that made it (the file's hand-overs)")
+    at: datetime
+    text: dict[str, str] = Field(description="the sentence an admin reads, sv and en",
+                                 examples=[{"sv": "Överlämnad från Lena Lind till Per Persson av Ada Admin "
+                                                  "2026-12-02 08:00 UTC",
+                                            "en": "Handed over from Lena Lind to Per Persson by Ada Admin at "
+                                                  "2026-12-02 08:00 UTC"}])
+
+
 class DeliveryOut(BaseModel):
     delivery_id: str = Field(description="Stable id; also X-EST-Delivery and Idempotency-Key")
     subscription_id: str
@@ -42,7 +61,9 @@ class DeliveryOut(BaseModel):
     status: str = Field(description="pending | delivering | delivered | failed | refused (the egress policy "
                         "refused the webhook target; nothing was sent and the subscription is paused) | dead | "
                         "cancelled (its subscription ended) | ended (the row recording that a subscription ended) | "
-                        "withheld (not sent: the owner may not receive this kind now)")
+                        "withheld (not sent: the owner may not receive this kind now) | handed_over (the row "
+                        "recording that a subscription went to another owner, see handover) | restored (an ended "
+                        "subscription runs again, see handover)")
     attempts: int
     last_status_code: int | None
     last_error: str | None
@@ -50,6 +71,8 @@ class DeliveryOut(BaseModel):
     finished_at: datetime | None
     reminder: ReminderRef | None = Field(default=None, description="whom a reminder reminded of what "
                                          "(reminder deliveries only)")
+    handover: HandoverRef | None = Field(default=None, description="who a subscription went from and to, by whom "
+                                         "(handed_over and restored rows only)")
     attempt_log: list[AttemptOut] = Field(description="One row per attempt")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -458,6 +459,13 @@ def build_email(r: Rendered, *, sender: str, to: str, delivery_id: str, event_id
     msg.set_content(to_text(r, footer))
     msg.add_alternative(to_html(r, footer, language), subtype="html")
     msg["Content-Language"] = _lang(language)  # after the body: set_content drops Content-* headers
+    return msg.as_bytes(policy=SMTP)
+
+
+def readdressed(payload: bytes, to: str) -> bytes:
+    """A frozen message (``build_email``) with another recipient in its To: header; everything else as it was."""
+    msg = email.message_from_bytes(payload, policy=SMTP)
+    msg.replace_header("To", one_line(to))
     return msg.as_bytes(policy=SMTP)
 
 

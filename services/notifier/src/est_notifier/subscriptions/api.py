@@ -12,15 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from est_notifier.subscriptions import handlers
 from est_notifier.subscriptions.domain import caller_of
 from est_notifier.subscriptions.egress import NO_ALLOW, AllowList
-from est_notifier.subscriptions.schemas import SubscriptionIn, SubscriptionOut, SubscriptionPatch
+from est_notifier.subscriptions.schemas import (
+    HandoverIn,
+    RestoreIn,
+    SubscriptionIn,
+    SubscriptionOut,
+    SubscriptionPatch,
+)
 from est_notifier.tables import Tables
 
 
 def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
                sessions: async_sessionmaker[AsyncSession], tables: Tables, snapshot: Callable[[], Any],
-               check_target: handlers.CheckTarget | None = None, webhook_allow: AllowList = NO_ALLOW) -> None:
-    """Mount the /v1/subscriptions routes (``check_target``: the egress policy of webhook URLs; ``webhook_allow``:
-    the operator's allowed internal targets, which personal data may reach over plain http)."""
+               check_target: handlers.CheckTarget | None = None, webhook_allow: AllowList = NO_ALLOW,
+               on_handover: Callable[[str], None] | None = None) -> None:
+    """Mount the /v1/subscriptions routes and the admins' hand-over and restore (``check_target``: the egress policy
+    of webhook URLs; ``webhook_allow``: the operator's allowed internal targets, which personal data may reach over
+    plain http; ``on_handover(via)``: counts each one, via admin or restored)."""
     router = APIRouter(prefix="/v1", tags=["notifier"])
     Auth = Annotated[Principal, Depends(principal)]
 
@@ -60,5 +68,26 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
         await handlers.delete_subscription(sessions=sessions, tables=tables, caller=caller_of(who),
                                            sub_id=sub_id)
         return Response(status_code=204)
+
+    @router.post("/admin/subscriptions/{sub_id}/handover", response_model=SubscriptionOut,
+                 summary="Give a subscription to another person who may hold it (admins); an e-mail channel to the "
+                         "old owner's address follows, the ledger records it")
+    async def handover(sub_id: str, body: HandoverIn, who: Auth) -> dict[str, Any]:
+        out = await handlers.handover_subscription(sessions=sessions, tables=tables, caller=caller_of(who),
+                                                   by_name=who.name, snapshot=snapshot(), sub_id=sub_id, to=body.to)
+        if on_handover is not None:
+            on_handover("admin")
+        return out
+
+    @router.post("/admin/subscriptions/{sub_id}/restore", response_model=SubscriptionOut,
+                 summary="Bring an ended subscription back (admins), owned by `to`, else by the owner's successor, "
+                         "else by the owner if still there (409 if gone)")
+    async def restore(sub_id: str, who: Auth, body: RestoreIn | None = None) -> dict[str, Any]:
+        out = await handlers.restore_subscription(sessions=sessions, tables=tables, caller=caller_of(who),
+                                                  by_name=who.name, snapshot=snapshot(), sub_id=sub_id,
+                                                  to=body.to if body is not None else None)
+        if on_handover is not None:
+            on_handover("restored")
+        return out
 
     app.include_router(router)

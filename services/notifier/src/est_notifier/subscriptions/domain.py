@@ -6,6 +6,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -156,7 +157,9 @@ def resolve_scope(caller: Caller, municipality_id: str, area_ids: list[str] | No
     """The area ids to store for a requested scope (empty = every area); raises InvalidField or Forbidden.
 
     ``municipality_areas`` maps each known municipality to its areas (from the organisation).
-    Without ``area_ids`` a caller gets every area of the municipality they may see.
+    Without ``area_ids`` a caller gets every area of the municipality they may see: the municipality as a
+    whole (``[]``, which also holds areas added to it later) when they see every area of it now and work in it
+    (admins always), else the list of their areas in it.
     """
     if municipality_id not in municipality_areas:
         raise InvalidField(f"Okänd kommun {municipality_id!r}.", f"Unknown municipality {municipality_id!r}.",
@@ -178,6 +181,8 @@ def resolve_scope(caller: Caller, municipality_id: str, area_ids: list[str] | No
     mine = sorted(a for a in known if a in caller.areas)
     if not mine:
         raise Forbidden(f"Du har inga områden i {municipality_id}.", f"You have no areas in {municipality_id}.")
+    if municipality_id in caller.municipalities and len(mine) == len(set(known)):
+        return []  # the whole municipality: an area added later is part of it
     return mine
 
 
@@ -256,8 +261,10 @@ def end_reason(caller: Caller | None, municipality_id: str, area_ids: Iterable[s
                channel_type: str = "") -> str | None:
     """Why a stored subscription may no longer run (a key of END_REASONS), or None if it may.
 
-    An empty ``area_ids`` means every area of the municipality, which only an admin may hold. A
-    subscription to a personal kind ends when its owner stops being social services of the municipality,
+    An empty ``area_ids`` means every area of the municipality (as it is when an event comes): an admin, or a
+    person who works in the municipality, may hold it (a person receives what ``receipt.may_receive`` lets
+    them of it: the areas they see then, see ``municipality_wide_match``). A subscription to a personal kind
+    ends when its owner stops being social services of the municipality,
     a webhook subscription when its owner holds none of ``WEBHOOK_ROLES``.
     """
     if caller is None:
@@ -271,9 +278,60 @@ def end_reason(caller: Caller | None, municipality_id: str, area_ids: Iterable[s
     if caller.admin:
         return None
     areas = list(area_ids)
-    if not areas or any(a not in caller.areas for a in areas):
+    if not areas:
+        return None if municipality_id in caller.municipalities else "scope_lost"
+    if any(a not in caller.areas for a in areas):
         return "scope_lost"
     return None
+
+
+def municipality_wide_match(caller: Caller | None, area_ids: Iterable[str], area_id: str | None) -> bool:
+    """Whether an event of ``area_id`` belongs to a subscription for its owner ``caller``: a subscription to listed
+    areas holds them (an owner who lost one has the event withheld, visibly); a municipality-wide one (``[]``)
+    holds every area of the municipality its owner sees when the event comes, so an area added to the
+    municipality later reaches them, and areas they do not see are not theirs (no ledger row)."""
+    if list(area_ids) or area_id is None or caller is None or caller.admin:
+        return True
+    return area_id in caller.areas
+
+
+# --- hand-over: a leaving person's subscriptions go to their successor ------------------------
+
+def successor_of(handovers: dict[str, str], present: Iterable[str], person_id: str) -> str | None:
+    """The person who takes over ``person_id``'s subscriptions: their successor, and past a successor who left
+    too, theirs (a→b→c with b gone gives c); the first person of the chain still in the organisation
+    (``present``), or None (no successor, or every one of the chain gone, or a cycle)."""
+    here = set(present)
+    seen = {person_id}
+    at = handovers.get(person_id)
+    while at is not None and at not in seen:
+        if at in here:
+            return at
+        seen.add(at)
+        at = handovers.get(at)
+    return None
+
+
+def seen_as(who: Audience, municipality_id: str, municipality_areas: Iterable[str]) -> dict[str, Any]:
+    """What of an event of a municipality (with ``municipality_areas``) a message rendered for ``who``
+    (``render_for``) may hold: kept with a frozen e-mail, so that a hand-over re-addresses it only to someone
+    who may see as much (``sees_as_much``)."""
+    return {"missing": who.sees_missing(municipality_id), "notes": who.reads_notes(municipality_id),
+            "protected": who.sees_protected, "admin": who.admin,
+            "areas": sorted(a for a in set(municipality_areas) if who.may_see_area(a))}
+
+
+def sees_as_much(who: Audience, seen: dict[str, Any] | None, municipality_id: str) -> bool:
+    """Whether ``who`` may read a message rendered for an audience ``seen`` (``seen_as``; None: unknown: no)."""
+    if not isinstance(seen, dict):
+        return False
+    if seen.get("missing") and not who.sees_missing(municipality_id):
+        return False
+    if seen.get("notes") and not who.reads_notes(municipality_id):
+        return False
+    if seen.get("protected") and not who.sees_protected:
+        return False
+    return who.admin or set(seen.get("areas") or []) <= set(who.areas)
 
 
 # --- per-recipient rendering ---------------------------------------------------------------
@@ -413,3 +471,20 @@ def audience_for(snapshot: Any, person_id: str) -> Audience:
     actor = snapshot.actors.get(person.actor)
     return audience(roles=person.roles, areas=person.areas, actor_kind=actor.kind if actor else None,
                     municipalities=person.municipalities)
+
+
+def handover_text(kind: str, *, from_name: str, to_name: str, by_name: str | None, org_version: int | None,
+                  at: datetime) -> dict[str, str]:
+    """What the ledger says of a hand-over or a restored subscription, with people's names (``kind``: handed_over
+    or restored; ``by_name`` None: the organisation file)."""
+    when = at.strftime("%Y-%m-%d %H:%M UTC")
+    by_sv = by_name or f"organisationsfilen (version {org_version})"
+    by_en = by_name or f"the organisation file (version {org_version})"
+    if kind == "restored" and from_name == to_name:
+        return {"sv": f"Återställd för {to_name} av {by_sv} {when}",
+                "en": f"Restored for {to_name} by {by_en} at {when}"}
+    if kind == "restored":
+        return {"sv": f"Återställd till {to_name} (tidigare {from_name}) av {by_sv} {when}",
+                "en": f"Restored to {to_name} (before: {from_name}) by {by_en} at {when}"}
+    return {"sv": f"Överlämnad från {from_name} till {to_name} av {by_sv} {when}",
+            "en": f"Handed over from {from_name} to {to_name} by {by_en} at {when}"}

@@ -104,6 +104,16 @@ class SubscriptionPatch(_In):
     paused: bool | None = Field(default=None, description="true pauses, false resumes", examples=[True])
 
 
+class HandoverIn(_In):
+    to: str = Field(pattern=ID, description="person id of the new owner, who may hold the subscription",
+                    examples=["per"])
+
+
+class RestoreIn(_In):
+    to: str | None = Field(default=None, pattern=ID, description="person id of the owner to restore it to; left out: "
+                           "the owner's successor, else the owner if still in the organisation", examples=["per"])
+
+
 class ScopeOut(BaseModel):
     municipality_id: str
     area_ids: list[str] = Field(description="Empty = every area of the municipality")
@@ -113,6 +123,8 @@ class SubscriptionOut(BaseModel):
     id: str
     name: str
     owner_id: str
+    owner_name: str | None = Field(default=None, description="the owner's name as the organisation last held it",
+                                   examples=["Per Persson"])
     scope: ScopeOut
     events: list[str]
     channel: dict[str, Any] = Field(description="The channel; a webhook secret is never shown (secret_set)")
