@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from est_notifier.deliveries import reminders
-from est_notifier.deliveries.domain import Held, expected_in_period
 from est_shared.events import Completeness, PictureUpdated, new_event
 from est_shared.org import Area, Person, period_deadline
+from est_shared.orghistory import Held, expected_in_period
 from est_shared.periods import Period
 from est_shared.subjects import picture_updated
 from sqlalchemy import select
