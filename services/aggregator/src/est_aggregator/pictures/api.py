@@ -75,6 +75,9 @@ class SeriesResponse(BaseModel):
     to: str
     pictures: list[dict[str, Any]] = Field(description="period, status, version, reports, completeness_rate, "
                                                        "items: {code: {value, trend, flag}}")
+    replaces: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "the areas this one replaces (a split or a merge), each {area_id, area_name, pictures}: their compact "
+        "pictures of the periods they were held in, shown beside the area's own"))
 
 
 def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,

@@ -11,6 +11,7 @@ from typing import Any
 
 from est_shared.events import PictureData
 from est_shared.org import OrgSnapshot
+from est_shared.orghistory import OrgHistory, held_at, held_over
 from est_shared.periods import Period
 
 from est_aggregator.pictures import db
@@ -18,10 +19,12 @@ from est_aggregator.pictures.compute import (
     area_info,
     compute_picture,
     deadline_of,
+    expected_in,
     extras_of,
     items_for,
     parse_period,
     resolve_period,
+    timezone_of,
 )
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain.errors import (
@@ -34,7 +37,7 @@ from est_aggregator.pictures.domain.kronoberg import kronoberg_view, merge_krono
 from est_aggregator.pictures.domain.notes import notes_view
 from est_aggregator.pictures.domain.periods import history_periods, period_ids
 from est_aggregator.pictures.domain.picture import build_picture
-from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, stored_id
+from est_aggregator.pictures.domain.reports import ReportRecord, as_utc, stored_id
 from est_aggregator.pictures.domain.tally import PeriodTally
 
 log = logging.getLogger("est.aggregator")
@@ -111,7 +114,12 @@ def compact(picture: PictureData, status: str, version: int) -> dict[str, Any]:
 
 async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str, last: str,
                       max_periods: int = 160) -> dict[str, Any]:
-    """Compact pictures of the periods from ``first`` to ``last`` (inclusive), computed from stored reports."""
+    """Compact pictures of the periods from ``first`` to ``last`` (inclusive), computed from stored reports,
+    each period's completeness against the reporters it expected then (``compute.expected_in``).
+
+    An area that replaces others (``Area.replaces``: a split or a merge) shows their history beside its
+    own: ``replaces`` holds each old area's compact pictures of the periods it was held in.
+    """
     async with deps.sessions() as s:
         info = await area_info(s, org, area_id)
         p0, p1 = resolve_period(info, first), resolve_period(info, last)
@@ -122,30 +130,53 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
             if len(periods) >= max_periods:
                 raise InvalidPeriod(f"at most {max_periods} periods per request")
             periods.append(periods[-1].next())
-        idmap: dict[str, Period] = {}
-        for p in [*history_periods(p0, deps.rules.window), *periods]:
-            for pid in period_ids(p):
-                idmap[pid] = p
-        by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
-        for r in await db.reports_for(s, area_id, idmap):
-            by_period[idmap[r.period]].append(r)
-        superseded = await db.superseded_in_area(s, area_id)
-        rows = await db.picture_rows_between(s, area_id, p0.id, p1.id)
-    expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(area_id)]
+        area = org.areas.get(area_id)
+        old_ids = [a for a in (area.replaces if area else []) if a != area_id and stored_id(a)]
+        history = await held_over(s, db.org_history, [area_id, *old_ids])
+        out = await _series(s, deps=deps, org=org, area_id=area_id, municipality_id=info.municipality_id,
+                            name=info.name, periods=periods, history=history)
+        tz = timezone_of(org, info.municipality_id)
+        begun = history.first_held(area_id)
+        new_since = begun.since if begun is not None else None
+        replaced = []
+        for old in old_ids:
+            spans = history.areas.get(old)
+            held = [p for p in periods if (held_at(spans, as_utc(p.start_at(tz))) is not None if spans
+                                           else new_since is not None and as_utc(p.start_at(tz)) < new_since)]
+            pictures = await _series(s, deps=deps, org=org, area_id=old, municipality_id=info.municipality_id,
+                                     name=history.name_of(old) or "", periods=held, history=history) if held else []
+            replaced.append({"area_id": old, "area_name": history.name_of(old) or "", "pictures": pictures})
+    return {"area_id": area_id, "municipality_id": info.municipality_id, "from": p0.id, "to": p1.id,
+            "pictures": out, "replaces": replaced}
+
+
+async def _series(s: Any, *, deps: Deps, org: OrgSnapshot, area_id: str, municipality_id: str, name: str,
+                  periods: list[Period], history: OrgHistory) -> list[dict[str, Any]]:
+    """An area's compact pictures of ``periods`` (consecutive), each tallied once by its own deadline."""
+    idmap: dict[str, Period] = {}
+    for p in [*history_periods(periods[0], deps.rules.window), *periods]:
+        for pid in period_ids(p):
+            idmap[pid] = p
+    by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
+    for r in await db.reports_for(s, area_id, idmap):
+        by_period[idmap[r.period]].append(r)
+    superseded = await db.superseded_in_area(s, area_id)
+    rows = await db.picture_rows_between(s, area_id, periods[0].id, periods[-1].id)
+    tz = timezone_of(org, municipality_id)
     # each period tallied once, by its own deadline; as history only its sums count
-    tallies = {p: PeriodTally.of(rs, superseded, deadline_of(org, info.municipality_id, p))
+    tallies = {p: PeriodTally.of(rs, superseded, deadline_of(org, municipality_id, p))
                for p, rs in by_period.items()}
     out = []
     for p in periods:
         tally = tallies.get(p)
-        built = build_picture(municipality_id=info.municipality_id, area_id=area_id, area_name=info.name, period=p,
+        built = build_picture(municipality_id=municipality_id, area_id=area_id, area_name=name, period=p,
                               superseded=superseded, tallies=tallies,
-                              items=items_for(org, tally.checklists if tally else ()), expected=expected,
-                              deadline=deadline_of(org, info.municipality_id, p), rules=deps.rules)
+                              items=items_for(org, tally.checklists if tally else ()),
+                              expected=expected_in(history, org, area_id, p, tz),
+                              deadline=deadline_of(org, municipality_id, p), rules=deps.rules)
         row = rows.get(p.id)
         out.append(compact(built.picture, row.status if row else "open", row.version if row else 0))
-    return {"area_id": area_id, "municipality_id": info.municipality_id, "from": p0.id, "to": p1.id,
-            "pictures": out}
+    return out
 
 
 async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: str, period_text: str,
