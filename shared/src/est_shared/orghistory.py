@@ -118,9 +118,10 @@ def add_org_history(md: MetaData, name: str = "org_history") -> Table:
 
 
 def _aware(dt: datetime | None) -> datetime | None:
+    """In UTC (SQLite keeps no offset: a naive moment read back is UTC, so only UTC is stored)."""
     if dt is None:
         return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 async def record_org(snapshot: Any, at: datetime, *, session: AsyncSession, table: Table) -> int:
@@ -131,6 +132,7 @@ async def record_org(snapshot: Any, at: datetime, *, session: AsyncSession, tabl
     one from its ``since``, else ``at``. Runs in the caller's transaction; returns how many stretches began
     or ended (a renamed area or a reporter's new actor is kept in place, not counted)."""
     c = table.c
+    at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
     wanted: dict[tuple[str, str | None], tuple[str | None, str | None]] = {
         (a.id, None): (a.cadence, a.name) for a in snapshot.areas.values()}
     for p in snapshot.people.values():
