@@ -136,8 +136,8 @@ async def test_no_reminder_for_a_week_that_closed_before_the_area_or_the_reporte
         clock.set(deadline + timedelta(hours=1))  # the week has closed; then the organisation changes
         dora, eve = _person(org, "dora", [a3]), _person(org, "eve", [org.a1])
         bo_too = bo.model_copy(update={"areas": [org.a1, a3]})
-        await n.app.state.runtime.apply_org(_changed(
-            org, dora, eve, bo_too, areas={a3: Area(id=a3, name="Norr", municipality_id=org.m)}, version=2).snapshot)
+        norr = Area(id=a3, name="Norr", municipality_id=org.m, since=clock.now())  # dated as the intake does
+        await n.app.state.runtime.apply_org(_changed(org, dora, eve, bo_too, areas={a3: norr}, version=2).snapshot)
 
         clock.set(deadline + timedelta(hours=2, minutes=5))
         await eventually(lambda: _check(n))
@@ -160,7 +160,8 @@ async def test_no_reminder_for_a_biweekly_period_that_began_before_the_area(
         clock.set(pair.start_at(mun.timezone) + timedelta(days=8))  # in the pair's second week, a new area
         dora = _person(org, "dora", [a3])
         await n.app.state.runtime.apply_org(_changed(
-            org, dora, areas={a3: Area(id=a3, name="Norr", municipality_id=org.m, cadence="biweekly")},
+            org, dora, areas={a3: Area(id=a3, name="Norr", municipality_id=org.m, cadence="biweekly",
+                                       since=clock.now())},
             version=2).snapshot)
 
         clock.set(period_deadline(mun, pair) - timedelta(hours=23))

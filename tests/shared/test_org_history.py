@@ -126,3 +126,19 @@ async def test_the_first_version_recorded_holds_from_before_any_period_an_area_f
     finally:
         await engine.dispose()
 
+
+
+async def test_an_undated_area_seen_only_in_a_later_version_holds_from_before_any_period(tmp_path: Path) -> None:
+    engine, sessions, table = await _db(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+    try:
+        elsewhere = org(1, {"norr": area("norr", "Norr")}, [_reporter("bo", ["norr"])])
+        async with transaction(sessions) as s:
+            await record_org(elsewhere, datetime(2026, 9, 1, tzinfo=UTC), session=s, table=table)
+            # Ljungby centrum has no since: the intake held it from its first version
+            await record_org(V1, MID_W47, session=s, table=table)
+        async with sessions() as s:
+            h = await held_over(s, table, ["centrum", "norr"])
+        assert _expected(h, "centrum", W40) == {"anna": "hem", "bo": "hem"}
+        assert _expected(h, "norr", W48) == {}  # gone from the version in force since W47
+    finally:
+        await engine.dispose()

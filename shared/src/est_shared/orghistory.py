@@ -6,13 +6,13 @@ One way for every service: ``add_org_history`` puts the table on a service's Met
 it as the organisation versions arrive, ``held_over`` reads what was held of some areas, and the pure
 ``expected_in_period`` / ``expected_reporters`` answer who a period expected.
 
-Rules: the first organisation a service records holds its areas and reporters from before any period
-(an area's ``since``, when the intake knows it, says when it began); a later version holds what is new in
-it from when it took effect (``OrgSnapshot.applied_at``; an area new in it from its ``since``) and ends
-what it no longer holds then. An area's first period is the first one that begins once it is held; a
-reporter is expected in a period of an area when the area was held, with that cadence, when the period
-began and the person was its reporter at some time in the period (one who moved away later is still
-expected there; one who came after it is not).
+Rules: an area never recorded before is held, with its reporters, from its ``since`` (``Area.since``: None
+for the areas of the intake's first version, so from before any period; the intake dates every area it
+adds later); anything else a version holds anew (a reporter added to an area, a changed cadence) is held
+from when it took effect (``OrgSnapshot.applied_at``), and what it no longer holds ends then. An area's
+first period is the first one that begins once it is held; a reporter is expected in a period of an area
+when the area was held, with that cadence, when the period began and the person was its reporter at some
+time in the period (one who moved away later is still expected there; one who came after it is not).
 """
 
 from __future__ import annotations
@@ -127,10 +127,12 @@ def _aware(dt: datetime | None) -> datetime | None:
 async def record_org(snapshot: Any, at: datetime, *, session: AsyncSession, table: Table) -> int:
     """Keep what the organisation ``snapshot`` holds from ``at`` on (when it took effect: callers pass
     ``snapshot.applied_at`` when it has one): each area with its cadence and name, each reporter of an area
-    with their actor; what it no longer holds ends at ``at``. What the first organisation recorded holds
-    counts as held from before any period (an area: from its ``since`` when known); an area new in a later
-    one from its ``since``, else ``at``. Runs in the caller's transaction; returns how many stretches began
-    or ended (a renamed area or a reporter's new actor is kept in place, not counted)."""
+    with their actor; what it no longer holds ends at ``at``. An area never recorded before is held, with its
+    reporters, from its ``since`` (None, as the intake says of the areas of its first version: from before
+    any period), so what the first organisation recorded holds counts as held from before any period; a
+    reporter new to an area recorded before, a changed cadence or an area held again from ``at``. Runs in the
+    caller's transaction; returns how many stretches began or ended (a renamed area or a reporter's new
+    actor is kept in place, not counted)."""
     c = table.c
     at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
     wanted: dict[tuple[str, str | None], tuple[str | None, str | None]] = {
@@ -138,7 +140,6 @@ async def record_org(snapshot: Any, at: datetime, *, session: AsyncSession, tabl
     for p in snapshot.people.values():
         if "reporter" in p.roles:
             wanted.update({(area_id, p.id): (None, p.actor) for area_id in p.areas if area_id in snapshot.areas})
-    first = await session.scalar(select(c.id).limit(1)) is None
     held: set[tuple[str, str | None]] = set()
     ended: list[int] = []
     for r in (await session.execute(select(c.id, c.area_id, c.person_id, c.cadence, c.name, c.actor_id)
@@ -155,17 +156,17 @@ async def record_org(snapshot: Any, at: datetime, *, session: AsyncSession, tabl
                 **({"name": extra} if r.person_id is None else {"actor_id": extra})))
     if ended:
         await session.execute(update(table).where(c.id.in_(ended)).values(until=at))
-    new_areas = {a for a, _ in wanted if (a, None) not in held}
-    known = set((await session.scalars(select(c.area_id).distinct().where(c.area_id.in_(sorted(new_areas))))).all()
-                ) if new_areas and not first else set()
+    new_areas = sorted({a for a, _ in wanted if (a, None) not in held})
+    recorded = set((await session.scalars(select(c.area_id).distinct().where(c.area_id.in_(new_areas)))).all()
+                   ) if new_areas else set()
+    unseen = set(new_areas) - recorded  # areas this version brings that were never recorded
     began = []
     for (area_id, person_id), (cadence, extra) in wanted.items():
         if (area_id, person_id) in held:
             continue
-        since: datetime | None = None if first else at
-        area_since = _aware(snapshot.areas[area_id].since)
-        if area_id in new_areas and area_id not in known and area_since is not None:
-            since = area_since  # an area never held before (and its reporters) from when it began
+        # an area never held before, with its reporters, from its ``since`` (None: the intake has held it from
+        # its first version, so from before any period); anything else new from when the version took effect
+        since = _aware(snapshot.areas[area_id].since) if area_id in unseen else at
         began.append({"area_id": area_id, "person_id": person_id, "cadence": cadence, "since": since, "until": None,
                       "name": extra if person_id is None else None, "actor_id": extra if person_id else None})
     if began:
