@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import nats
 from est_aggregator.pictures.gauges import ReportingTally
+from est_aggregator.rebuild import rebuild_async
 from est_shared.bus import ORG_SNAPSHOTS, encode, ensure_streams, put_object
 from est_shared.events import OrgChanged, new_event
 from est_shared.natsserver import NatsServer
@@ -150,6 +151,30 @@ async def test_a_version_announced_on_the_bus_is_recorded_from_when_it_took_effe
             assert _comp(await _picture(c, base, world, world.area, "2026-W40", lambda p: p["reports"] == 1)
                          ) == (3, ["bo", "cy"])
             assert _comp(await _picture(c, base, world, world.area, "2026-W45")) == (3, ["anna", "bo", "cy"])
+            assert _comp(await _picture(c, base, world, world.area, "2026-W46")) == (2, ["cy"])
+    finally:
+        await nc.close()
+
+
+async def test_a_rebuild_on_a_new_database_records_the_versions_the_object_store_holds(
+        world: World, fresh_nats: NatsServer, tmp_path: Path) -> None:
+    nc = await nats.connect(fresh_nats.url)
+    bus = Bus(nc)
+    await ensure_streams(bus.js)
+    try:
+        v2 = _version(world.org, at=MID_W45, areas=dict(world.org.areas), people={
+            "bo": world.org.people["bo"].model_copy(update={"roles": ["key_function"]})})
+        for snap in (world.org, v2):
+            blob = SnapshotBlob.of(snap)
+            await put_object(bus.js, ORG_SNAPSHOTS, blob.name, blob.data)
+        await bus.send(report(world, f"{world.muni}-a40", {"klotter": 1}, period="2026-W40"))
+        await bus.send(report(world, f"{world.muni}-a46", {"klotter": 1}, period="2026-W46"))
+        settings = settings_for(world, fresh_nats.url, tmp_path / "new")
+        result = await rebuild_async(settings)
+        assert result.reports_stored == 2
+        # the service starts on today's version (v2): W40 still expects Bo, who left in W45
+        async with running(World(world.muni, world.area, v2), settings) as (base, _app), httpx.AsyncClient() as c:
+            assert _comp(await _picture(c, base, world, world.area, "2026-W40")) == (3, ["bo", "cy"])
             assert _comp(await _picture(c, base, world, world.area, "2026-W46")) == (2, ["cy"])
     finally:
         await nc.close()
