@@ -28,6 +28,7 @@ from est_aggregator.pictures.compute import (
 )
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain.errors import (
+    AreaNotFound,
     InvalidPeriod,
     MunicipalityNotFound,
     PictureUnavailable,
@@ -113,12 +114,12 @@ def compact(picture: PictureData, status: str, version: int) -> dict[str, Any]:
 
 
 async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str, last: str,
-                      max_periods: int = 160) -> dict[str, Any]:
+                      max_periods: int = 160, with_replaced: bool = True) -> dict[str, Any]:
     """Compact pictures of the periods from ``first`` to ``last`` (inclusive), computed from stored reports,
     each period's completeness against the reporters it expected then (``compute.expected_in``).
 
     An area that replaces others (``Area.replaces``: a split or a merge) shows their history beside its
-    own: ``replaces`` holds each old area's compact pictures of the periods it was held in.
+    own: ``replaces`` holds each old area's compact pictures of the periods it was held in (``_replaced``).
     """
     async with deps.sessions() as s:
         info = await area_info(s, org, area_id)
@@ -130,52 +131,56 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
             if len(periods) >= max_periods:
                 raise InvalidPeriod(f"at most {max_periods} periods per request")
             periods.append(periods[-1].next())
+        idmap: dict[str, Period] = {}
+        for p in [*history_periods(p0, deps.rules.window), *periods]:
+            for pid in period_ids(p):
+                idmap[pid] = p
+        by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
+        for r in await db.reports_for(s, area_id, idmap):
+            by_period[idmap[r.period]].append(r)
+        superseded = await db.superseded_in_area(s, area_id)
+        rows = await db.picture_rows_between(s, area_id, p0.id, p1.id)
         area = org.areas.get(area_id)
-        old_ids = [a for a in (area.replaces if area else []) if a != area_id and stored_id(a)]
+        old_ids = [a for a in (area.replaces if area and with_replaced else []) if a != area_id and stored_id(a)]
         history = await held_over(s, db.org_history, [area_id, *old_ids])
-        out = await _series(s, deps=deps, org=org, area_id=area_id, municipality_id=info.municipality_id,
-                            name=info.name, periods=periods, history=history)
-        tz = timezone_of(org, info.municipality_id)
-        begun = history.first_held(area_id)
-        new_since = begun.since if begun is not None else None
-        replaced = []
-        for old in old_ids:
-            spans = history.areas.get(old)
-            held = [p for p in periods if (held_at(spans, as_utc(p.start_at(tz))) is not None if spans
-                                           else new_since is not None and as_utc(p.start_at(tz)) < new_since)]
-            pictures = await _series(s, deps=deps, org=org, area_id=old, municipality_id=info.municipality_id,
-                                     name=history.name_of(old) or "", periods=held, history=history) if held else []
-            replaced.append({"area_id": old, "area_name": history.name_of(old) or "", "pictures": pictures})
-    return {"area_id": area_id, "municipality_id": info.municipality_id, "from": p0.id, "to": p1.id,
-            "pictures": out, "replaces": replaced}
-
-
-async def _series(s: Any, *, deps: Deps, org: OrgSnapshot, area_id: str, municipality_id: str, name: str,
-                  periods: list[Period], history: OrgHistory) -> list[dict[str, Any]]:
-    """An area's compact pictures of ``periods`` (consecutive), each tallied once by its own deadline."""
-    idmap: dict[str, Period] = {}
-    for p in [*history_periods(periods[0], deps.rules.window), *periods]:
-        for pid in period_ids(p):
-            idmap[pid] = p
-    by_period: dict[Period, list[ReportRecord]] = defaultdict(list)
-    for r in await db.reports_for(s, area_id, idmap):
-        by_period[idmap[r.period]].append(r)
-    superseded = await db.superseded_in_area(s, area_id)
-    rows = await db.picture_rows_between(s, area_id, periods[0].id, periods[-1].id)
-    tz = timezone_of(org, municipality_id)
+    tz = timezone_of(org, info.municipality_id)
     # each period tallied once, by its own deadline; as history only its sums count
-    tallies = {p: PeriodTally.of(rs, superseded, deadline_of(org, municipality_id, p))
+    tallies = {p: PeriodTally.of(rs, superseded, deadline_of(org, info.municipality_id, p))
                for p, rs in by_period.items()}
     out = []
     for p in periods:
         tally = tallies.get(p)
-        built = build_picture(municipality_id=municipality_id, area_id=area_id, area_name=name, period=p,
+        built = build_picture(municipality_id=info.municipality_id, area_id=area_id, area_name=info.name, period=p,
                               superseded=superseded, tallies=tallies,
                               items=items_for(org, tally.checklists if tally else ()),
                               expected=expected_in(history, org, area_id, p, tz),
-                              deadline=deadline_of(org, municipality_id, p), rules=deps.rules)
+                              deadline=deadline_of(org, info.municipality_id, p), rules=deps.rules)
         row = rows.get(p.id)
         out.append(compact(built.picture, row.status if row else "open", row.version if row else 0))
+    return {"area_id": area_id, "municipality_id": info.municipality_id, "from": p0.id, "to": p1.id,
+            "pictures": out, "replaces": await _replaced(deps=deps, org=org, area_id=area_id, old_ids=old_ids,
+                                                         periods=periods, history=history, tz=tz)}
+
+
+async def _replaced(*, deps: Deps, org: OrgSnapshot, area_id: str, old_ids: Sequence[str], periods: Sequence[Period],
+                    history: OrgHistory, tz: str) -> list[dict[str, Any]]:
+    """The old areas' series beside a new one: each over the periods of ``periods`` it was held in as they
+    began (unrecorded: those before the new area began)."""
+    begun = history.first_held(area_id)
+    new_since = begun.since if begun is not None else None
+    out: list[dict[str, Any]] = []
+    for old in old_ids:
+        spans = history.areas.get(old)
+        held = [p for p in periods if (held_at(spans, as_utc(p.start_at(tz))) is not None if spans
+                                       else new_since is not None and as_utc(p.start_at(tz)) < new_since)]
+        pictures: list[dict[str, Any]] = []
+        if held:
+            try:
+                pictures = (await read_series(deps=deps, org=org, area_id=old, first=held[0].id, last=held[-1].id,
+                                              max_periods=len(periods), with_replaced=False))["pictures"]
+            except AreaNotFound:  # nothing stored of it
+                pass
+        out.append({"area_id": old, "area_name": history.name_of(old) or "", "pictures": pictures})
     return out
 
 
