@@ -112,7 +112,7 @@ def add_org_history(md: MetaData, name: str = "org_history") -> Table:
         Column("cadence", String(10)),                           # the area's cadence (area rows only)
         Column("name", String(200)),                             # the area's name (area rows only)
         Column("actor_id", String(100)),                         # the reporter's actor (reporter rows only)
-        Column("since", DateTime(timezone=True)),                # None: before the first organisation seen
+        Column("since", DateTime(timezone=True)),                # None: from before any period
         Column("until", DateTime(timezone=True)),                # None: still held
     )
 
