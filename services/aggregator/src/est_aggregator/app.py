@@ -214,7 +214,8 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings, local=local)
     runtime.on_start(aggregator.start)
     runtime.on_stop(aggregator.stop)
-    async def org_changed(snapshot: OrgSnapshot) -> None:
+
+    async def org_changed(snapshot: OrgSnapshot) -> None:  # each version, as the runtime applies it
         await aggregator.record_org(snapshot)
 
     runtime.on_org_changed(org_changed)
