@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from est_notifier.deliveries import reminders
-from est_notifier.deliveries.domain import Held, expected_in_period
 from est_shared.events import Completeness, PictureUpdated, new_event
 from est_shared.org import Area, Person, period_deadline
+from est_shared.orghistory import Held, expected_in_period
 from est_shared.periods import Period
 from est_shared.subjects import picture_updated
 from sqlalchemy import select
@@ -136,8 +136,8 @@ async def test_no_reminder_for_a_week_that_closed_before_the_area_or_the_reporte
         clock.set(deadline + timedelta(hours=1))  # the week has closed; then the organisation changes
         dora, eve = _person(org, "dora", [a3]), _person(org, "eve", [org.a1])
         bo_too = bo.model_copy(update={"areas": [org.a1, a3]})
-        await n.app.state.runtime.apply_org(_changed(
-            org, dora, eve, bo_too, areas={a3: Area(id=a3, name="Norr", municipality_id=org.m)}, version=2).snapshot)
+        norr = Area(id=a3, name="Norr", municipality_id=org.m, since=clock.now())  # dated as the intake does
+        await n.app.state.runtime.apply_org(_changed(org, dora, eve, bo_too, areas={a3: norr}, version=2).snapshot)
 
         clock.set(deadline + timedelta(hours=2, minutes=5))
         await eventually(lambda: _check(n))
@@ -160,7 +160,8 @@ async def test_no_reminder_for_a_biweekly_period_that_began_before_the_area(
         clock.set(pair.start_at(mun.timezone) + timedelta(days=8))  # in the pair's second week, a new area
         dora = _person(org, "dora", [a3])
         await n.app.state.runtime.apply_org(_changed(
-            org, dora, areas={a3: Area(id=a3, name="Norr", municipality_id=org.m, cadence="biweekly")},
+            org, dora, areas={a3: Area(id=a3, name="Norr", municipality_id=org.m, cadence="biweekly",
+                                       since=clock.now())},
             version=2).snapshot)
 
         clock.set(period_deadline(mun, pair) - timedelta(hours=23))
@@ -169,6 +170,34 @@ async def test_no_reminder_for_a_biweekly_period_that_began_before_the_area(
         # Norr's first pair is the next one; Teleborg's reporter is reminded of this one
         assert (fia.id, pair.id, "before", ("Teleborg",)) in _who(rows)
         assert dora.id not in {r["person_id"] for r in rows}
+
+
+async def test_an_area_that_replaces_another_is_reminded_from_its_first_period(
+        nats_url: str, tmp_path: Path, org: Org) -> None:
+    anna, bo = _person(org, "anna", [org.a1]), _person(org, "bo", [org.a2])
+    org = _changed(org, anna, bo)
+    mun = org.snapshot.municipalities[org.m]
+    deadline, following = period_deadline(mun, WEEK), period_deadline(mun, WEEK.next())
+    split_at = WEEK.start_at(mun.timezone) + timedelta(days=2)
+    a3 = f"a3{org.m}"
+    async with running_notifier(_settings(nats_url, tmp_path, org), org) as n:
+        clock = n.app.state.notifier["clock"]
+        clock.set(deadline + timedelta(hours=2, minutes=5))
+        # mid-week Araby was replaced by Norr (its first period is the next week), Anna reports for Norr; the
+        # notifier learns of it after the week closed: Norr is held from when the version took effect
+        changed = _changed(org, anna.model_copy(update={"areas": [a3]}), version=2, areas={
+            a3: Area(id=a3, name="Norr", municipality_id=org.m, replaces=[org.a1], since=split_at)}).snapshot
+        areas = {k: v for k, v in changed.areas.items() if k != org.a1}
+        mun2 = changed.municipalities[org.m].model_copy(update={"area_ids": sorted(areas)})
+        await n.app.state.runtime.apply_org(changed.model_copy(update={
+            "areas": areas, "municipalities": {org.m: mun2}, "applied_at": split_at}))
+        assert await eventually(lambda: _check(n)) == 1
+        # Teleborg's reporter is reminded of the week; Anna is not: it began before Norr's first week
+        assert _who(await _reminded(n)) == {(bo.id, WEEK.id, "after", ("Teleborg",))}
+
+        clock.set(following - timedelta(hours=23))
+        await eventually(lambda: _check(n))
+        assert (anna.id, WEEK.next().id, "before", ("Norr",)) in _who(await _reminded(n))
 
 
 async def test_the_ledger_shows_who_was_reminded_of_what(nats_url: str, tmp_path: Path, org: Org) -> None:

@@ -12,6 +12,7 @@ from est_shared.adapters.schema import lock_schema
 from est_shared.adapters.sqlite import InLoopSqlite, checkpoint_loop, in_loop_sqlite
 from est_shared.clock import utcnow
 from est_shared.db import OutboxRelay, make_engine, session_factory
+from est_shared.org import OrgSnapshot
 from est_shared.runtime import ServiceRuntime
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +26,7 @@ from est_aggregator.pictures.cache import ReportCache
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain.tally import Rules
 from est_aggregator.pictures.gauges import ReportingTally, refresh_business_metrics
+from est_aggregator.pictures.organisation import record_org_version
 from est_aggregator.pictures.publish import PublishResult, auto_publish_due
 from est_aggregator.pictures.refresh import RefreshOutcome, refresh_dirty
 from est_aggregator.settings import AggregatorSettings
@@ -132,6 +134,17 @@ class Aggregator:
                 log.warning("could not refresh the business gauges")
             await asyncio.sleep(self.settings.business_metrics_interval)
 
+    async def record_org(self, snapshot: OrgSnapshot) -> int:
+        """Record an organisation version as it arrives (``est.org.changed``): past periods expect the reporters
+        they had. Before the tables exist nothing is recorded; ``start`` records the version then in use."""
+        if not self.runtime.tables.is_open:
+            return 0
+        try:
+            return await record_org_version(deps=self.deps, snapshot=snapshot, now=self.clock())
+        except Exception:  # the next version records what this one changed, from its own time
+            log.exception("could not record the organisation version", extra={"org_version": snapshot.version})
+            return 0
+
     async def start(self) -> None:
         """Create the tables, start the outbox relay and the background loops."""
         engine = self.runtime.engine
@@ -147,6 +160,8 @@ class Aggregator:
         self.deps.wake = self.runtime.wake_outbox
         self.relay.start()
         self.runtime.tables.open()  # the consumers wait for it: the tables exist now
+        if self.runtime.directory.loaded:  # the version read at start, before the tables existed
+            await self.record_org(self.runtime.directory.snapshot)
         if self.settings.auto_publish_interval > 0:
             self.runtime.spawn(self._auto_publish_loop(), "auto-publish")
         self.runtime.spawn(self._gauge_loop(), "outbox-gauge")
@@ -200,6 +215,11 @@ def create_app(settings: AggregatorSettings | None = None) -> FastAPI:
     aggregator = Aggregator(runtime=runtime, deps=deps, settings=settings, local=local)
     runtime.on_start(aggregator.start)
     runtime.on_stop(aggregator.stop)
+
+    async def org_changed(snapshot: OrgSnapshot) -> None:  # each version, as the runtime applies it
+        await aggregator.record_org(snapshot)
+
+    runtime.on_org_changed(org_changed)
     runtime.tables_after_start = False  # opened by aggregator.start once the tables exist
     consumers.register(runtime, settings=settings, deps=deps)  # starts after, stops first
     printer = ChromiumPrinter(settings.browser, timeout=settings.browser_timeout_seconds,

@@ -12,11 +12,16 @@
 3. drop the dirty marks of open pictures (an open picture is computed from the stored reports
    on every read, so it is rebuilt once its reports are; no burst of picture.updated events).
 
+A database without any organisation history (a new one) first records the organisation versions the
+``EST_ORG_SNAPSHOTS`` object store still holds (the intake keeps the newest few), oldest first, each from
+its ``applied_at``, so past periods expect the reporters they had as far back as those versions tell.
+
 Kept, because they are history and not derived: published versions (``picture_versions`` and the
-published state rows), comments, alerts and the outbox. A published picture whose replayed reports
-differ from its last version keeps its dirty mark, so the running service publishes ONE revision
-for it (none when nothing changed). The processed marks are written under the live durable's
-consumer name, so events the durable delivers again after the rebuild change nothing.
+published state rows), comments, alerts, the organisation history and the outbox. A published
+picture whose replayed reports differ from its last version keeps its dirty mark, so the running
+service publishes ONE revision for it (none when nothing changed). The processed marks are written
+under the live durable's consumer name, so events the durable delivers again after the rebuild
+change nothing.
 
 Run it while the aggregator is stopped (or its consumer paused): live writes during a rebuild
 would be erased by step 1. Command line: ``python -m est_aggregator.rebuild`` (the lead wires it
@@ -39,21 +44,23 @@ from est_shared.adapters.jetstream_pull import Puller
 from est_shared.adapters.schema import lock_schema
 from est_shared.adapters.sqlite import checkpoint_loop
 from est_shared.batching import parse_expected
-from est_shared.bus import PoisonEvent, latest_org_snapshot
+from est_shared.bus import ORG_SNAPSHOTS, PoisonEvent, get_object, latest_org_snapshot, object_names
+from est_shared.clock import utcnow
 from est_shared.db import make_engine
 from est_shared.events import ReportSubmitted
-from est_shared.org import OrgSnapshot
+from est_shared.org import OrgSnapshot, snapshot_version
 from est_shared.runtime import tune_gc
 from est_shared.subjects import REPORTS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from est_aggregator.app import build_deps
 from est_aggregator.metrics import AggregatorMetrics
 from est_aggregator.pictures import db
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.ingest import handle_forfeiture_recorded, handle_report_batch
+from est_aggregator.pictures.organisation import record_org_version
 from est_aggregator.settings import AggregatorSettings
 
 log = logging.getLogger("est.aggregator")
@@ -75,6 +82,30 @@ class RebuildResult:
 
 async def _load_org(js: Any) -> OrgSnapshot:
     return await latest_org_snapshot(js) or OrgSnapshot()
+
+
+async def _record_stored_versions(js: Any, deps: Deps) -> int:
+    """On a database with no organisation history: record the versions the object store holds, oldest first
+    (the oldest as the first; a later one only with its ``applied_at``). Returns how many were recorded."""
+    async with deps.sessions() as s:
+        if await s.scalar(select(db.org_history.c.id).limit(1)) is not None:
+            return 0
+    names = sorted((v, n) for n in await object_names(js, ORG_SNAPSHOTS) if (v := snapshot_version(n)) is not None)
+    recorded = 0
+    for _, name in names:
+        data = await get_object(js, ORG_SNAPSHOTS, name)
+        if data is None:
+            continue
+        try:
+            snapshot = OrgSnapshot.model_validate_json(data)
+        except ValueError:
+            log.warning("rebuild skipped an organisation snapshot that does not validate", extra={"object": name})
+            continue
+        if recorded and snapshot.applied_at is None:  # when it took effect is not known
+            continue
+        await record_org_version(deps=deps, snapshot=snapshot, now=utcnow())
+        recorded += 1
+    return recorded
 
 
 async def _clear(deps: Deps) -> None:
@@ -106,6 +137,7 @@ async def rebuild_async(settings: AggregatorSettings, progress: Progress | None 
         js = nc.jetstream()
         org = await _load_org(js)
         await _clear(deps)
+        await _record_stored_versions(js, deps)
         filters = [settings.report_subject] + ([settings.forfeiture_subject] if settings.forfeiture_subject else [])
         name = f"rebuild-{uuid.uuid4().hex[:8]}"
         config = ConsumerConfig(name=name, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,

@@ -8,6 +8,7 @@ from typing import Any, overload
 
 from est_shared.adapters.schema import add_missing_columns
 from est_shared.db import processed_events_table
+from est_shared.orghistory import add_org_history
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -197,15 +198,7 @@ def make_tables() -> Tables:
         Column("org_version", Integer, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
     )
-    org_history = Table(
-        "org_history", md,                                       # what the organisation held, and when
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("area_id", String(100), nullable=False, index=True),
-        Column("person_id", String(100)),                        # None: the area itself; else a reporter of it
-        Column("cadence", String(10)),                           # the area's cadence (area rows only)
-        Column("since", DateTime(timezone=True)),                # None: before the first organisation seen
-        Column("until", DateTime(timezone=True)),                # None: still held
-    )
+    org_history = add_org_history(md)  # what the organisation held, and when (est_shared.orghistory)
     return Tables(md, subscriptions, deliveries, attempts, digest_items, processed_events_table(md),
                   reminder_state, reminders, personal_data_log, credentials, org_history, people_seen, handovers)
 

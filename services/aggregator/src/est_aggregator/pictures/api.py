@@ -90,6 +90,9 @@ class SeriesResponse(BaseModel):
                                                        "items: {code: {value, trend, flag, continued?}} "
                                                        "(continued: the earlier codes whose answers the value "
                                                        "holds)")
+    replaces: list[dict[str, Any]] = Field(default_factory=list, description=(
+        "the areas this one replaces (a split or a merge), each {area_id, area_name, pictures}: their compact "
+        "pictures of the periods they were held in, shown beside the area's own"))
 
 
 def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,

@@ -12,6 +12,7 @@ from typing import Any
 
 from est_shared.events import PictureData
 from est_shared.org import OrgSnapshot, period_deadline
+from est_shared.orghistory import OrgHistory, expected_reporters, held_over
 from est_shared.periods import Cadence, Period, PeriodError, normalise
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -117,7 +118,7 @@ def _window(period: Period, rules: Rules) -> dict[str, Period]:
     return dict(_window_of(period, rules.window))
 
 
-def _tz(org: OrgSnapshot, municipality_id: str) -> str:
+def timezone_of(org: OrgSnapshot, municipality_id: str) -> str:
     muni = org.municipalities.get(municipality_id)
     return muni.timezone if muni else "Europe/Stockholm"
 
@@ -131,6 +132,7 @@ class PassInputs:
     comments: dict[tuple[str, str], list[Any]]
     forfeitures: dict[str, list[Any]]
     notes: dict[str, list[StoredNote]] = field(default_factory=dict)  # by area, of the pictures' own periods
+    history: OrgHistory = field(default_factory=OrgHistory)  # what the organisation held of the areas
 
     _tokens: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
@@ -149,15 +151,34 @@ async def pass_inputs(s: AsyncSession, *, org: OrgSnapshot, pictures: Sequence[t
     areas = sorted({info.area_id for info, _ in pictures})
     periods = {p.id for _, period in pictures for p in set(_window(period, rules).values())}
     own = {pid for _, period in pictures for pid, p in _window(period, rules).items() if p == period}
-    spans = [(as_utc(period.start_at(_tz(org, info.municipality_id))),
-              as_utc(period.end_at(_tz(org, info.municipality_id)))) for info, period in pictures]
+    spans = [(as_utc(period.start_at(timezone_of(org, info.municipality_id))),
+              as_utc(period.end_at(timezone_of(org, info.municipality_id)))) for info, period in pictures]
     return PassInputs(
         rows=await db.picture_rows_of(s, areas, sorted(periods)),
         superseded=await db.superseded_in_areas(s, areas),
         comments=await db.comments_of(s, [(info.area_id, period.id) for info, period in pictures]),
         forfeitures=(await db.forfeitures_of(s, areas, min(a for a, _ in spans), max(b for _, b in spans))
                      if spans else {}),
-        notes=await db.notes_of(s, areas, sorted(own)))
+        notes=await db.notes_of(s, areas, sorted(own)),
+        history=await held_over(s, db.org_history, areas))
+
+
+def cadence_of(period: Period) -> Cadence:
+    """The cadence whose reporting periods ``period`` is one of."""
+    return "weekly" if period.kind == "week" else "biweekly"
+
+
+def expected_in(history: OrgHistory, org: OrgSnapshot, area_id: str, period: Period, tz: str
+                ) -> list[ExpectedReporter]:
+    """The reporters an area expected in a period, as the organisation was then (``est_shared.orghistory``):
+    one who moved away since is still expected there, one added since is not, and an area expects nobody
+    before its first period. An area the history does not know yet: today's reporters."""
+    if not history.knows(area_id):
+        return [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(area_id)]
+    held = expected_reporters(history, area_id, cadence_of(period), as_utc(period.start_at(tz)),
+                              as_utc(period.end_at(tz)))
+    return [ExpectedReporter(pid, actor or (org.people[pid].actor if pid in org.people else ""))
+            for pid, actor in held.items()]
 
 
 async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, period: Period, rules: Rules,
@@ -178,10 +199,11 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
         for r in await db.reports_for(s, info.area_id, idmap):
             by_period.setdefault(idmap[r.period], []).append(r)
         groups = {p: PeriodReports(rs) for p, rs in by_period.items()}
-    expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(info.area_id)]
-    tz = _tz(org, info.municipality_id)
+    tz = timezone_of(org, info.municipality_id)
     start, end = as_utc(period.start_at(tz)), as_utc(period.end_at(tz))
     own = {pid for pid, p in idmap.items() if p == period}
+    history = inputs.history if inputs is not None else await held_over(s, db.org_history, [info.area_id])
+    expected = expected_in(history, org, info.area_id, period, tz)
     if inputs is not None:
         notes = [n for n in inputs.notes.get(info.area_id, []) if n.period in own]
         superseded = inputs.superseded.get(info.area_id, set())

@@ -10,6 +10,7 @@ from typing import Any
 
 from est_shared.clock import utcnow
 from est_shared.db import outbox_table, processed_events_table
+from est_shared.orghistory import add_org_history
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -42,6 +43,8 @@ PictureKey = tuple[str, str]  # (area, picture period id)
 metadata = MetaData()
 processed = processed_events_table(metadata)
 outbox = outbox_table(metadata)
+# the organisation as it was (est_shared.orghistory): who each past period expected; recorded as versions arrive
+org_history = add_org_history(metadata)
 
 reports = Table(
     "reports", metadata,

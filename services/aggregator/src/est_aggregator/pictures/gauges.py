@@ -7,12 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from est_shared.org import OrgSnapshot, period_deadline
+from est_shared.orghistory import held_over
 from est_shared.periods import Cadence, Period, current_period
 
 from est_aggregator.pictures import db
+from est_aggregator.pictures.compute import expected_in
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain.periods import period_ids
-from est_aggregator.pictures.domain.reports import ExpectedReporter, effective_reports
+from est_aggregator.pictures.domain.reports import effective_reports
 from est_aggregator.pictures.domain.tally import completeness
 
 
@@ -37,9 +39,10 @@ def latest_closed(muni: Any, cadence: Cadence, now: datetime) -> Period:
 
 async def reporting_tallies(*, deps: Deps, org: OrgSnapshot, now: datetime) -> dict[str, ReportingTally]:
     """Per municipality: expected reporters, expected ones heard from and late ones in each area's latest
-    closed period (the business gauges ``est_aggregator_reports_*``)."""
+    closed period (the business gauges ``est_aggregator_reports_*``), expected as the organisation was then."""
     out: dict[str, ReportingTally] = {}
     async with deps.sessions() as s:
+        history = await held_over(s, db.org_history, org.areas)
         for muni in org.municipalities.values():
             expected = received = late = 0
             for area in org.areas.values():
@@ -49,7 +52,7 @@ async def reporting_tallies(*, deps: Deps, org: OrgSnapshot, now: datetime) -> d
                 stored = await db.reports_for(s, area.id, period_ids(period))
                 gone = await db.superseded_in_area(s, area.id) if any(r.supersedes for r in stored) else set()
                 comp = completeness(effective_reports(stored, gone),
-                                    [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(area.id)],
+                                    expected_in(history, org, area.id, period, muni.timezone),
                                     deadline=period_deadline(muni, period), all_reports=stored)
                 expected += comp.expected
                 received += comp.expected - len(comp.missing_reporters)

@@ -11,6 +11,7 @@ from typing import Any
 
 from est_shared.events import PictureData
 from est_shared.org import OrgSnapshot
+from est_shared.orghistory import OrgHistory, held_at, held_over
 from est_shared.periods import Period
 
 from est_aggregator.pictures import db
@@ -18,13 +19,16 @@ from est_aggregator.pictures.compute import (
     area_info,
     compute_picture,
     deadline_of,
+    expected_in,
     extras_of,
     items_for,
     parse_period,
     resolve_period,
+    timezone_of,
 )
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.domain.errors import (
+    AreaNotFound,
     InvalidPeriod,
     MunicipalityNotFound,
     PictureUnavailable,
@@ -34,7 +38,7 @@ from est_aggregator.pictures.domain.kronoberg import kronoberg_view, merge_krono
 from est_aggregator.pictures.domain.notes import notes_view
 from est_aggregator.pictures.domain.periods import history_periods, period_ids
 from est_aggregator.pictures.domain.picture import build_picture
-from est_aggregator.pictures.domain.reports import ExpectedReporter, ReportRecord, stored_id
+from est_aggregator.pictures.domain.reports import ReportRecord, as_utc, stored_id
 from est_aggregator.pictures.domain.tally import PeriodTally
 
 log = logging.getLogger("est.aggregator")
@@ -115,11 +119,15 @@ def compact(picture: PictureData, status: str, version: int,
 
 
 async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str, last: str,
-                      max_periods: int = 160) -> dict[str, Any]:
-    """Compact pictures of the periods from ``first`` to ``last`` (inclusive), computed from stored reports.
+                      max_periods: int = 160, with_replaced: bool = True) -> dict[str, Any]:
+    """Compact pictures of the periods from ``first`` to ``last`` (inclusive), computed from stored reports,
+    each period's completeness against the reporters it expected then (``compute.expected_in``).
 
     One series per item code: an item that continues earlier codes (``domain.lineage``) carries their
-    values in the periods before it existed (``continues`` names the mapping, with the items' labels)."""
+    values in the periods before it existed (``continues`` names the mapping, with the items' labels).
+    An area that replaces others (``Area.replaces``: a split or a merge) shows their history beside its
+    own: ``replaces`` holds each old area's compact pictures of the periods it was held in (``_replaced``).
+    """
     async with deps.sessions() as s:
         info = await area_info(s, org, area_id)
         p0, p1 = resolve_period(info, first), resolve_period(info, last)
@@ -139,7 +147,10 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
             by_period[idmap[r.period]].append(r)
         superseded = await db.superseded_in_area(s, area_id)
         rows = await db.picture_rows_between(s, area_id, p0.id, p1.id)
-    expected = [ExpectedReporter(p.id, p.actor) for p in org.reporters_for(area_id)]
+        area = org.areas.get(area_id)
+        old_ids = [a for a in (area.replaces if area and with_replaced else []) if a != area_id and stored_id(a)]
+        history = await held_over(s, db.org_history, [area_id, *old_ids])
+    tz = timezone_of(org, info.municipality_id)
     # each period tallied once, by its own deadline; as history only its sums count
     tallies = {p: PeriodTally.of(rs, superseded, deadline_of(org, info.municipality_id, p))
                for p, rs in by_period.items()}
@@ -150,7 +161,8 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
         chosen = items_for(org, info.municipality_id, tally.checklists if tally else ())
         built = build_picture(municipality_id=info.municipality_id, area_id=area_id, area_name=info.name, period=p,
                               superseded=superseded, tallies=tallies, items=chosen.items, lineage=chosen.lineage,
-                              expected=expected, deadline=deadline_of(org, info.municipality_id, p), rules=deps.rules)
+                              expected=expected_in(history, org, area_id, p, tz),
+                              deadline=deadline_of(org, info.municipality_id, p), rules=deps.rules)
         row = rows.get(p.id)
         out.append(compact(built.picture, row.status if row else "open", row.version if row else 0, built.continued))
         labels = {it.code: it for it in [*chosen.items, *chosen.folded]}
@@ -160,7 +172,31 @@ async def read_series(*, deps: Deps, org: OrgSnapshot, area_id: str, first: str,
                 {"item": o, "label_sv": labels[o].label_sv if o in labels else o,
                  "label_en": labels[o].label_en if o in labels else o} for o in older]})
     return {"area_id": area_id, "municipality_id": info.municipality_id, "from": p0.id, "to": p1.id,
-            "continues": continues, "pictures": out}
+            "continues": continues, "pictures": out,
+            "replaces": await _replaced(deps=deps, org=org, area_id=area_id, old_ids=old_ids, periods=periods,
+                                        history=history, tz=tz)}
+
+
+async def _replaced(*, deps: Deps, org: OrgSnapshot, area_id: str, old_ids: Sequence[str], periods: Sequence[Period],
+                    history: OrgHistory, tz: str) -> list[dict[str, Any]]:
+    """The old areas' series beside a new one: each over the periods of ``periods`` it was held in as they
+    began (unrecorded: those before the new area began)."""
+    begun = history.first_held(area_id)
+    new_since = begun.since if begun is not None else None
+    out: list[dict[str, Any]] = []
+    for old in old_ids:
+        spans = history.areas.get(old)
+        held = [p for p in periods if (held_at(spans, as_utc(p.start_at(tz))) is not None if spans
+                                       else new_since is not None and as_utc(p.start_at(tz)) < new_since)]
+        pictures: list[dict[str, Any]] = []
+        if held:
+            try:
+                pictures = (await read_series(deps=deps, org=org, area_id=old, first=held[0].id, last=held[-1].id,
+                                              max_periods=len(periods), with_replaced=False))["pictures"]
+            except AreaNotFound:  # nothing stored of it
+                pass
+        out.append({"area_id": old, "area_name": history.name_of(old) or "", "pictures": pictures})
+    return out
 
 
 async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: str, period_text: str,

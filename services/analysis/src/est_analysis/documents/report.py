@@ -41,6 +41,7 @@ TEXT: dict[str, dict[str, str]] = {
         "weekly": "veckovis", "biweekly": "varannan vecka", "local_time": "svensk tid",
         "decisions": "Beslut", "act_decided": "Beslutad", "act_redecided": "Omprövad", "act_closed": "Avslutad",
         "by": "av", "reason": "Motivering",
+        "earlier": "Före områdets första period: {name}",
         "field_title": "Titel", "field_description": "Beskrivning", "field_items": "Punkter",
         "field_responsible_actor": "Ansvarig", "field_decided_by": "Beslutad av", "field_start": "Start",
         "field_end": "Slut", "field_hours": "Timmar", "field_money_sek": "Kronor", "field_status": "Status",
@@ -73,6 +74,7 @@ TEXT: dict[str, dict[str, str]] = {
         "weekly": "weekly", "biweekly": "every second week", "local_time": "Swedish time",
         "decisions": "Decisions", "act_decided": "Decided", "act_redecided": "Re-decided", "act_closed": "Closed",
         "by": "by", "reason": "Reason",
+        "earlier": "Before the area's first period: {name}",
         "field_title": "Title", "field_description": "Description", "field_items": "Items",
         "field_responsible_actor": "Responsible", "field_decided_by": "Decided by", "field_start": "Start",
         "field_end": "End", "field_hours": "Hours", "field_money_sek": "SEK", "field_status": "Status",
@@ -228,8 +230,17 @@ def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = F
             effects.append({**m, "effect_rows": [{**e, "label": names.get(e["item"], e["item"])}
                                                  for e in m.get("effect", [])],
                             "decisions": decisions(m, t, lang=lang, tz=tz, items={**labels, **names})})
+        replaced = []
+        for old in area.get("replaces", []):
+            old_words = {**flags, **{pid: dated(pid, lang) for pid in old["periods"]}}
+            old_rows = [{"label": _label(tr, lang), "cells": tr["points"]} for tr in old["trends"]]
+            replaced.append({**old, "heading": t["earlier"].format(name=old["area_name"]),
+                             "heat_svg": charts.heat_map(old["periods"], old_rows, missing_label=t["missing"],
+                                                         words=old_words) if old_rows else None,
+                             "completeness_svg": charts.completeness_columns(old["completeness"]["per_period"])})
         areas.append({
             **area,
+            "replaced_view": replaced,
             "multiples": multiples,
             "heat_svg": charts.heat_map(periods, rows, missing_label=t["missing"], words=words) if rows else None,
             "completeness_svg": charts.completeness_columns(area["completeness"]["per_period"]),

@@ -154,6 +154,13 @@ async def area_pictures(session: AsyncSession, area_id: str, *, kind: str | None
     return [dict(r) for r in rows]
 
 
+async def last_area_name(session: AsyncSession, area_id: str) -> str | None:
+    """The name an area's newest stored picture gives it (an area the organisation no longer holds), or None."""
+    return await session.scalar(select(pictures.c.area_name).where(pictures.c.area_id == area_id,
+                                                                   pictures.c.area_name != "")
+                                .order_by(pictures.c.period_start.desc()).limit(1))
+
+
 async def last_picture_period(session: AsyncSession, area_id: str, *, kind: str) -> str | None:
     """The latest period id of an area's stored pictures of one kind, or None."""
     return await session.scalar(select(pictures.c.period).where(pictures.c.area_id == area_id,

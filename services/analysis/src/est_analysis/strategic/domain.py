@@ -29,7 +29,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from est_shared.checklists import Checklist, continued_codes, items_by_code
@@ -678,6 +678,34 @@ def completeness_summary(pictures: Mapping[str, Mapping[str, Any]], periods: Seq
     return {"periods": len(periods), "pictures": present, "expected": expected, "received": received,
             "on_time": on_time, "late": late, "rate": round(received / expected, 3) if expected else None,
             "per_period": per_period}
+
+
+# --- lineage: an area that replaces others ----------------------------------------------------
+
+def held_from(periods: Sequence[Period], since: datetime | None, tz: str) -> list[Period]:
+    """The periods an area held from ``since`` has (``Area.since``): those beginning once it existed (its first
+    period is the first one beginning after it was made; None: all)."""
+    if since is None:
+        return list(periods)
+    return [p for p in periods if p.start_at(tz) >= since]
+
+
+def before(periods: Sequence[Period], since: datetime | None, tz: str) -> list[Period]:
+    """The periods that began before an area held from ``since`` existed (those of the areas it replaces)."""
+    if since is None:
+        return []
+    return [p for p in periods if p.start_at(tz) < since]
+
+
+def _names(names: Sequence[str], word: str) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
+
+
+def lineage_text(names: Sequence[str]) -> dict[str, str]:
+    """What a report says of an area that replaces others: "ersätter Ljungby centrum" / "replaces …"."""
+    if not names:
+        return {"sv": "", "en": ""}
+    return {"sv": f"ersätter {_names(names, 'och')}", "en": f"replaces {_names(names, 'and')}"}
 
 
 # --- summary text ----------------------------------------------------------------------------

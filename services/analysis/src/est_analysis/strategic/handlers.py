@@ -48,6 +48,7 @@ from est_analysis.strategic.domain import (
     TextRefused,
     UnknownMunicipality,
     Vocabulary,
+    before,
     check_measure_dates,
     completeness_summary,
     continuations,
@@ -55,10 +56,12 @@ from est_analysis.strategic.domain import (
     continued_points,
     episodes,
     flag_counts,
+    held_from,
     in_force,
     inherited_overrides,
     is_flagged,
     item_labels,
+    lineage_text,
     measure_effect,
     moved_problems,
     parse_analysis_period,
@@ -314,6 +317,43 @@ async def reconcile_alerts(session: AsyncSession, *, ctx: Context, municipality_
 
 # --- strategic analyses ------------------------------------------------------------------------
 
+def _trends(history: dict[str, dict[str, Any]], periods: Sequence[Period], persistent: set[str],
+            lineage: Mapping[str, Sequence[str]] | None = None) -> list[dict[str, Any]]:
+    """Each item with a value or a flag in ``periods``: its points, persistent ones first; with ``lineage``
+    (item -> its codes, its own first) the earlier codes it continues and the periods its value held them."""
+    trends: list[dict[str, Any]] = []
+    for item in sorted({i for p in periods for i in history.get(p.id, {})}):
+        pts = trend(history, item, periods)
+        flagged = sum(1 for pt in pts if pt.flag)
+        if flagged == 0 and not any(pt.value for pt in pts):
+            continue
+        sv, en = item_labels(history, item)
+        trends.append({"item": item, "label_sv": sv, "label_en": en, "flagged": flagged,
+                       "persistent": item in persistent,
+                       "continues": list((lineage or {}).get(item, (item,))[1:]),
+                       "continued_in": [p.id for p in periods if history.get(p.id, {}).get(item, {}).get("continued")],
+                       "points": [asdict(pt) for pt in pts]})
+    trends.sort(key=lambda t: (not t["persistent"], -t["flagged"], t["item"]))
+    return trends
+
+
+async def _lineage(s: AsyncSession, area_id: str, replaces: Sequence[str], kind: str, periods: Sequence[Period]
+                   ) -> dict[str, Any]:
+    """The areas an area replaces (a split or a merge), shown beside it: each old area's name (from its stored
+    pictures), and its trends and completeness in the analysed periods before the new area began."""
+    out: list[dict[str, Any]] = []
+    for old in replaces:
+        if old == area_id or not stored_id(old):
+            continue
+        rows = await db.area_pictures(s, old, kind=kind, since=periods[0].start, until=periods[-1].end) \
+            if periods else []
+        history = {r["period"]: r["items"] for r in rows}
+        out.append({"area_id": old, "area_name": await db.last_area_name(s, old) or old,
+                    "periods": [p.id for p in periods], "trends": _trends(history, periods, set()),
+                    "completeness": completeness_summary({r["period"]: r["completeness"] for r in rows}, periods)})
+    return {"replaces": out, "replaces_text": lineage_text([r["area_name"] for r in out])}
+
+
 def _area_ids(snap: OrgSnapshot, municipality_id: str) -> list[str]:
     muni = snap.municipalities[municipality_id]
     ids = [a for a in muni.area_ids if a in snap.areas]
@@ -401,21 +441,7 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
             begun = [p for p in rps if p.start <= today]
             high, other, top = flag_counts(history, shown_periods(history, begun))
             needs.append(AreaNeed(area_id, area.name, len(problems), high, other, top))
-            seen = sorted({i for p in begun for i in history.get(p.id, {})})
-            trends: list[dict[str, Any]] = []
-            for item in seen:
-                pts = trend(history, item, begun)
-                flagged = sum(1 for pt in pts if pt.flag)
-                if flagged == 0 and not any(pt.value for pt in pts):
-                    continue
-                sv, en = item_labels(history, item)
-                trends.append({"item": item, "label_sv": sv, "label_en": en, "flagged": flagged,
-                               "persistent": any(p.item == item for p in problems),
-                               "continues": list(vocab.lineage.get(item, (item,))[1:]),
-                               "continued_in": [p.id for p in begun if history.get(p.id, {}).get(item, {})
-                                                .get("continued")],
-                               "points": [asdict(pt) for pt in pts]})
-            trends.sort(key=lambda t: (not t["persistent"], -t["flagged"], t["item"]))
+            trends = _trends(history, begun, {p.item for p in problems}, vocab.lineage)
             area_measures = []
             for m in measures_by_area.get(area_id, []):
                 if not in_force(m["start"], m["end"], m["status"], ap):
@@ -443,7 +469,10 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
                 "area_id": area_id, "area_name": area.name, "cadence": area.cadence,
                 "reporting_periods": [p.id for p in rps], "persistent_problems": probs, "trends": trends,
                 "periods_begun": [p.id for p in begun],
-                "completeness": completeness_summary({r["period"]: r["completeness"] for r in rows}, begun),
+                # completeness begins at the area's first period (Area.since): none is expected before it
+                "completeness": completeness_summary({r["period"]: r["completeness"] for r in rows},
+                                                     held_from(begun, area.since, muni.timezone)),
+                **await _lineage(s, area.id, area.replaces, kind, before(begun, area.since, muni.timezone)),
                 "measures": area_measures,
             })
         ranked = rank_areas(needs)

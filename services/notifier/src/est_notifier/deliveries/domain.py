@@ -12,7 +12,6 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from est_shared.clock import utcnow
-from est_shared.periods import Cadence
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 DELIVERY_NAMESPACE = uuid.UUID("0b6f7c1e-5a43-4c57-9a51-3e1f4e0d7a10")
@@ -139,34 +138,3 @@ def reminder_event_id(kind: str, period: str, person_id: str) -> str:
 
 REMINDERS_SUBSCRIPTION = "reminders"  # the ledger's subscription id of reminder deliveries
 
-
-# --- the organisation as it was ------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Held:
-    """A stretch of time the organisation held something: an area (with its cadence) or a reporter of an
-    area. ``since`` None: from before the first organisation the notifier saw; ``until`` None: still."""
-
-    since: datetime | None
-    until: datetime | None
-    cadence: Cadence | None = None
-
-    def at(self, t: datetime) -> bool:
-        return (self.since is None or self.since <= t) and (self.until is None or t < self.until)
-
-    def during(self, start: datetime, end: datetime) -> bool:
-        return (self.since is None or self.since < end) and (self.until is None or self.until > start)
-
-
-def held_at(spans: list[Held], t: datetime) -> Held | None:
-    """The stretch holding moment ``t``, if any."""
-    return next((h for h in spans if h.at(t)), None)
-
-
-def expected_in_period(area: list[Held], reporter: list[Held], cadence: Cadence, start: datetime,
-                       end: datetime) -> bool:
-    """Whether a reporter was expected to report for a period [start, end) of an area's ``cadence``: the
-    area existed when the period began, with that cadence in force, and the person was a reporter of the
-    area at some time in the period. An area's first period is the first one beginning after it was made."""
-    held = held_at(area, start)
-    return held is not None and held.cadence == cadence and any(r.during(start, end) for r in reporter)

@@ -10,22 +10,21 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from est_shared import orghistory
 from est_shared.clock import Clock, utcnow
 from est_shared.db import transaction
 from est_shared.events import CloudEvent
 from est_shared.org import period_deadline
+from est_shared.orghistory import expected_in_period
 from est_shared.periods import Cadence, current_period
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_notifier.deliveries import db
 from est_notifier.deliveries.domain import (
     REMINDERS_SUBSCRIPTION,
-    Held,
     ReminderTimes,
     delivery_id,
-    expected_in_period,
     reminder_event_id,
     reminder_kind,
 )
@@ -63,49 +62,11 @@ async def record_missing(event: CloudEvent[Any], *, sessions: Sessions, tables: 
 
 
 async def record_org(snapshot: Any, at: datetime, *, sessions: Sessions, tables: Tables) -> int:
-    """Keep what the organisation holds from ``at`` on: each area with its cadence, each reporter of an
-    area; what it no longer holds ends at ``at``. What the first organisation seen holds counts as held
-    from before any period. Returns how many stretches began or ended."""
-    t = tables.org_history
-    c = t.c
-    wanted: dict[tuple[str, str | None], str | None] = {(a.id, None): a.cadence for a in snapshot.areas.values()}
-    for p in snapshot.people.values():
-        if "reporter" in p.roles:
-            wanted.update({(area_id, p.id): None for area_id in p.areas if area_id in snapshot.areas})
+    """Keep what the organisation holds from when the version took effect (its ``applied_at``, else ``at``,
+    when the notifier learnt of it) on (``est_shared.orghistory.record_org``): reminders expect what it held
+    in a period. Returns how many stretches began or ended."""
     async with transaction(sessions) as s:
-        first = await s.scalar(select(c.id).limit(1)) is None
-        held: dict[tuple[str, str | None], str | None] = {}
-        ended: list[int] = []
-        for r in (await s.execute(select(c.id, c.area_id, c.person_id, c.cadence).where(c.until.is_(None)))):
-            key = (r.area_id, r.person_id)
-            if key not in wanted or wanted[key] != r.cadence or key in held:  # gone, changed, or held twice
-                ended.append(r.id)
-            else:
-                held[key] = r.cadence
-        if ended:
-            await s.execute(update(t).where(c.id.in_(ended)).values(until=at))
-        began = [{"area_id": area_id, "person_id": person_id, "cadence": cadence, "since": None if first else at,
-                  "until": None}
-                 for (area_id, person_id), cadence in wanted.items() if (area_id, person_id) not in held]
-        if began:
-            await s.execute(insert(t), began)
-    return len(ended) + len(began)
-
-
-async def _history(s: AsyncSession, tables: Tables, area_ids: set[str]
-                   ) -> tuple[dict[str, list[Held]], dict[tuple[str, str], list[Held]]]:
-    """What the organisation held of some areas over time: the areas' stretches, and their reporters'."""
-    c = tables.org_history.c
-    areas: dict[str, list[Held]] = {}
-    reporters: dict[tuple[str, str], list[Held]] = {}
-    for r in (await s.execute(select(c.area_id, c.person_id, c.cadence, c.since, c.until)
-                              .where(c.area_id.in_(area_ids)))).all():
-        held = Held(aware(r.since), aware(r.until), r.cadence)
-        if r.person_id is None:
-            areas.setdefault(r.area_id, []).append(held)
-        else:
-            reporters.setdefault((r.area_id, r.person_id), []).append(held)
-    return areas, reporters
+        return await orghistory.record_org(snapshot, snapshot.applied_at or at, session=s, table=tables.org_history)
 
 
 async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Tables, snapshot: Any, sender: str,
@@ -124,7 +85,8 @@ async def send_due_reminders(now: datetime, *, sessions: Sessions, tables: Table
         return []
     due: dict[tuple[str, str, str], dict[str, Any]] = {}  # (person, period, kind) -> areas, deadline
     async with sessions() as s:
-        area_spans, reporter_spans = await _history(s, tables, set(snapshot.areas))
+        history = await orghistory.held_over(s, tables.org_history, set(snapshot.areas))
+    area_spans, reporter_spans = history.areas, history.reporters
     plans: list[tuple[Any, Any, str, datetime]] = []
     for area in snapshot.areas.values():
         mun = snapshot.municipalities.get(area.municipality_id)
