@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -213,13 +214,27 @@ class OidcProvider:
                           headers=headers)
 
 
+def _part(data: dict[str, Any] | bytes) -> str:
+    raw = data if isinstance(data, bytes) else json.dumps(data).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 def unsigned(claims: dict[str, Any], kid: str) -> str:
     """A token with ``alg: none`` (no signature), as an attacker would send it."""
+    return f"{_part({'alg': 'none', 'typ': 'at+jwt', 'kid': kid})}.{_part(claims)}."
 
-    def part(data: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
-    return f"{part({'alg': 'none', 'typ': 'at+jwt', 'kid': kid})}.{part(claims)}."
+def hs256_with_public_key(claims: dict[str, Any], key: SigningKey) -> str:
+    """The algorithm-confusion attack: HS256 with the provider's public key (PEM) as the shared secret
+    (made by hand: PyJWT itself refuses a PEM key as an HMAC secret)."""
+    signing_input = f"{_part({'alg': 'HS256', 'typ': 'at+jwt', 'kid': key.kid})}.{_part(claims)}"
+    mac = hmac.new(key.public_pem(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_part(mac)}"
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    """A token's claims, unverified (to forge a token like one the provider issued)."""
+    return dict(jwt.decode(token, options={"verify_signature": False}))
 
 
 @pytest.fixture(scope="module")
