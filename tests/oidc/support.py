@@ -53,7 +53,10 @@ def ensure_node_modules() -> None:
             return
         npm = shutil.which("npm")
         if npm is None or shutil.which("node") is None:
-            pytest.fail("the OpenID provider tests need Node.js and npm (node provider.mjs)")
+            pytest.fail("the OpenID provider tests need Node.js 20 or later and npm (node provider.mjs)")
+        version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout
+        if int(version.lstrip("v").split(".")[0] or 0) < 20:
+            pytest.fail(f"oidc-provider needs Node.js 20 or later, not {version.strip()}")
         done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=HERE, capture_output=True, text=True,
                               timeout=600, check=False)
         if done.returncode != 0:
