@@ -6,11 +6,13 @@
 // signed with `alg`, carrying the user's `email`.
 //
 // Clients:
-//   est-web      public client, authorization code + PKCE (S256), redirect URI from the config
+//   est-web      authorization code + PKCE (S256), redirect URIs from the config; public, or confidential
+//                (client_secret_basic) when the config gives web_client_secret (a gateway holding sessions)
 //   est-service  confidential client (client_secret_basic), client_credentials: a token for no person
 //
 // No browser is needed: an authorization request with `login_hint=<account id>` is signed in and consented to
-// by /interaction/<uid> on its own (a test-only shortcut for the login form a real provider shows).
+// by /interaction/<uid> on its own (a test-only shortcut for the login form a real provider shows). Without
+// login_hint, /interaction/<uid> shows a form with one field, #login (the account id, no password), for browsers.
 // Test-only route: GET /test/stats -> {"jwks": <how many times /jwks was fetched>}.
 
 import * as http from 'node:http';
@@ -28,8 +30,12 @@ const provider = new Provider(issuer, {
   clients: [
     {
       client_id: 'est-web',
-      token_endpoint_auth_method: 'none',
-      redirect_uris: [config.redirect_uri],
+      id_token_signed_response_alg: alg,
+      ...(config.web_client_secret
+        ? { client_secret: config.web_client_secret, token_endpoint_auth_method: 'client_secret_basic' }
+        : { token_endpoint_auth_method: 'none' }),
+      redirect_uris: config.redirect_uris,
+      post_logout_redirect_uris: config.post_logout_redirect_uris || [],
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
     },
@@ -77,12 +83,33 @@ const provider = new Provider(issuer, {
 });
 provider.on('server_error', (_ctx, err) => console.error('server_error', err));
 
+function readForm(req) {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => { body += chunk; if (body.length > 10000) req.destroy(); });
+    req.on('end', () => resolve(new URLSearchParams(body)));
+    req.on('error', reject);
+  });
+}
+
+const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
-  const accountId = details.params.login_hint;
-  if (!accountId || !users[accountId]) {
+  let accountId = details.params.login_hint;
+  if (!accountId && req.method === 'POST') accountId = (await readForm(req)).get('login');
+  if (!accountId) { // a browser without login_hint: a form asking for the account id (no password: a test provider)
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.end(`<!doctype html><html lang="sv"><head><title>Testinloggning</title></head><body>
+<form method="post" action="/interaction/${escape(details.uid)}">
+<label for="login">Konto / Account</label> <input id="login" name="login" autocomplete="username">
+<button type="submit">Logga in / Sign in</button></form></body></html>`);
+    return undefined;
+  }
+  if (!users[accountId]) {
     return provider.interactionFinished(req, res, {
-      error: 'access_denied', error_description: 'unknown login_hint (test provider)',
+      error: 'access_denied', error_description: 'unknown account (test provider)',
     });
   }
   const { prompt, grantId, params } = details;

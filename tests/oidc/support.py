@@ -104,6 +104,10 @@ class OidcProvider:
     users: dict[str, str] = field(default_factory=lambda: dict(USERS))
     access_token_ttl: int = 600
     port: int = field(default_factory=free_port)
+    redirect_uris: list[str] = field(default_factory=lambda: [REDIRECT_URI])
+    """Where est-web may be sent back to with a code (add the web gateway's callback for browser tests)."""
+    web_client_secret: str | None = None
+    """Makes est-web a confidential client (client_secret_basic), as a gateway holding sessions would be."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -121,7 +125,7 @@ class OidcProvider:
         config.write_text(json.dumps({
             "port": self.port, "keys": [k.jwk() for k in self.keys], "alg": self.alg, "audience": self.audience,
             "users": {k: {"email": v} for k, v in self.users.items()}, "access_token_ttl": self.access_token_ttl,
-            "redirect_uri": REDIRECT_URI}), encoding="utf-8")
+            "redirect_uris": self.redirect_uris, "web_client_secret": self.web_client_secret}), encoding="utf-8")
         config.chmod(0o600)
         log = open(self.workdir / "provider.log", "ab")
         self.proc = subprocess.Popen(["node", str(HERE / "provider.mjs"), str(config)], cwd=HERE, stdout=log,
@@ -165,28 +169,38 @@ class OidcProvider:
         """How many times /jwks was fetched since the provider (re)started."""
         return int(httpx.get(f"{self.issuer}/test/stats", timeout=5).json()["jwks"])
 
-    def user_token(self, account: str) -> str:
-        """An access token (JWT) for a user: the authorization code flow with PKCE, as a browser would walk it."""
+    def authorization_request(self, state: str, challenge: str, login_hint: str | None) -> dict[str, str]:
+        """The query of an authorization request of est-web (code flow, PKCE S256, for the API's audience)."""
+        params = {"client_id": "est-web", "response_type": "code", "redirect_uri": self.redirect_uris[0],
+                  "scope": "openid email api", "code_challenge": challenge, "code_challenge_method": "S256",
+                  "resource": self.audience, "state": state, "nonce": secrets.token_hex(8)}
+        return {**params, "login_hint": login_hint} if login_hint else params
+
+    def user_token(self, account: str, *, by_form: bool = False) -> str:
+        """An access token (JWT) for a user: the authorization code flow with PKCE, as a browser would walk it
+        (``by_form``: without login_hint, filling in the provider's sign-in form)."""
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         state = secrets.token_urlsafe(12)
+        redirect = self.redirect_uris[0]
         with httpx.Client(base_url=self.issuer, timeout=10) as http:
-            r = http.get("/auth", params={
-                "client_id": "est-web", "response_type": "code", "redirect_uri": REDIRECT_URI,
-                "scope": "openid email api", "code_challenge": challenge, "code_challenge_method": "S256",
-                "login_hint": account, "resource": self.audience, "state": state, "nonce": secrets.token_hex(8)})
+            r = http.get("/auth", params=self.authorization_request(state, challenge, None if by_form else account))
             for _ in range(10):
                 location = r.headers.get("location", "")
+                if by_form and r.status_code == 200 and 'name="login"' in r.text:
+                    r = http.post(str(r.url), data={"login": account})
+                    continue
                 assert r.is_redirect, f"expected a redirect, got {r.status_code}: {r.text[:500]}"
-                if location.startswith(REDIRECT_URI):
+                if location.startswith(redirect):
                     break
                 r = http.get(urljoin(self.issuer, location))
             query = parse_qs(urlsplit(location).query)
             assert query.get("state") == [state], location
             assert "code" in query, f"no code: {location}"
-            t = http.post("/token", data={"grant_type": "authorization_code", "code": query["code"][0],
-                                          "redirect_uri": REDIRECT_URI, "client_id": "est-web",
-                                          "code_verifier": verifier, "resource": self.audience})
+            secret = ("est-web", self.web_client_secret) if self.web_client_secret else None
+            t = http.post("/token", auth=secret, data={
+                "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": redirect,
+                "client_id": "est-web", "code_verifier": verifier, "resource": self.audience})
             assert t.status_code == 200, t.text
             return str(t.json()["access_token"])
 

@@ -52,16 +52,18 @@ def test_every_service_refuses_unsafe_oidc_settings_at_start(env: dict[str, str]
             settings()
 
 
-@pytest.mark.parametrize("issuer", ["https://idp.example.org/realms/est", "http://127.0.0.1:8443",
-                                    "http://localhost:9000", "http://[::1]:9000"])
+@pytest.mark.parametrize("issuer", ["https://idp.example.org/realms/est", "https://tenant.example.org/",
+                                    "http://127.0.0.1:8443", "http://localhost:9000", "http://[::1]:9000"])
 def test_https_and_loopback_issuers_are_taken(issuer: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EST_OIDC_ISSUER", issuer + "/")
+    """The issuer is kept exactly as written (a trailing slash too: tokens must name it so)."""
+    monkeypatch.setenv("EST_OIDC_ISSUER", issuer)
     monkeypatch.setenv("EST_OIDC_AUDIENCE", AUDIENCE)
     for settings in SETTINGS:
         config = OidcConfig.from_settings(settings())
         assert config is not None
         assert (config.issuer, config.audience, config.person_claim, config.algorithms, config.leeway) == (
             issuer, AUDIENCE, "email", ("RS256", "ES256"), 30.0)
+        assert config.discovery_url == issuer.rstrip("/") + "/.well-known/openid-configuration"
     monkeypatch.delenv("EST_OIDC_ISSUER")
     assert OidcConfig.from_settings(IntakeSettings()) is None  # no issuer: the organisation's tokens only
 

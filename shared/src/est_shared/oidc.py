@@ -109,13 +109,14 @@ class OidcConfig:
         only)."""
         if not settings.oidc_issuer:
             return None
-        return cls(issuer=settings.oidc_issuer.rstrip("/"), audience=settings.oidc_audience,
+        return cls(issuer=settings.oidc_issuer.strip(), audience=settings.oidc_audience,
                    person_claim=settings.oidc_person_claim, algorithms=parse_algorithms(settings.oidc_algorithms),
                    leeway=settings.oidc_leeway)
 
     @property
     def discovery_url(self) -> str:
-        return self.issuer + DISCOVERY
+        """OpenID Connect Discovery 1.0 §4: the issuer (exactly as tokens name it) with the well-known path."""
+        return self.issuer.rstrip("/") + DISCOVERY
 
 
 def parse_algorithms(raw: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -176,7 +177,6 @@ class OidcVerifier:
         self.keys: list[_Key] = []
         self.jwks_uri: str | None = None
         self.fetched_at: float | None = None  # when the keys were last asked for (monotonic), success or not
-        self.fetches = 0
         self._lock = asyncio.Lock()
         self._by_email: tuple[OrgSnapshot | None, dict[str, Person | None]] = (None, {})
 
@@ -184,7 +184,6 @@ class OidcVerifier:
     async def _refresh(self) -> None:
         """Fetch the discovery document (when its jwks_uri is not known yet) and the JWKS."""
         self.fetched_at = self.monotonic()
-        self.fetches += 1
         if self.jwks_uri is None:
             doc = await self.fetch(self.config.discovery_url)
             if doc.get("issuer") != self.config.issuer:
