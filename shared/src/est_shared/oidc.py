@@ -226,8 +226,8 @@ class OidcVerifier:
             return found
         async with self._lock:  # one fetch for the many requests that name the same new kid at once
             found = self._find(kid, alg)
-            # a token without kid is tried on the keys at hand: it never makes them be fetched again
-            if found is None and (kid is not None or self.fetched_at is None) and self._may_fetch():
+            # a token without kid is tried on the keys at hand: it makes them be fetched only while there are none
+            if found is None and (kid is not None or not self.keys) and self._may_fetch():
                 try:
                     await self._refresh()
                 except ProviderUnavailable:
