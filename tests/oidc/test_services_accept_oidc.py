@@ -304,3 +304,15 @@ async def test_key_rotation_is_followed_at_most_once_a_minute(world: World) -> N
     shift_clocks(world, 122)  # a minute later
     assert await world.statuses(newest) == dict.fromkeys(READS, 200)
     assert p.jwks_fetches() == 4
+
+
+async def test_access_tokens_and_key_fetches_are_counted(world: World) -> None:
+    """Runs after the others: every service counted what they sent it."""
+    for name in world.apps:
+        text = (await world.clients[name].get("/metrics")).text
+        counts = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                  if line.startswith((f"est_{name}_access_tokens_total", f"est_{name}_oidc_key_fetches_total"))}
+        for outcome in ("accepted", "invalid", "not_in_organisation"):
+            assert counts.get(f'est_{name}_access_tokens_total{{outcome="{outcome}"}}', 0) > 0, (name, counts)
+        # the first token, the rotation, and a minute after it
+        assert counts.get(f'est_{name}_oidc_key_fetches_total{{outcome="ok"}}') == 3, (name, counts)

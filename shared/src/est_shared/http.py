@@ -178,12 +178,14 @@ NOT_IN_ORGANISATION = ("Inloggningen är giltig, men ingen i organisationen har 
                        "you with that address.")
 
 
-def bearer_principal(directory: Callable[[], Directory], oidc: OidcVerifier | None = None
+def bearer_principal(directory: Callable[[], Directory], oidc: OidcVerifier | None = None,
+                     on_access_token: Callable[[str], None] | None = None
                      ) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency resolving ``Authorization: Bearer <token>`` to a Principal, else 401: the one place
     callers are resolved. With ``oidc``, a token that is a JWT is an access token of the OpenID provider
     (``est_shared.oidc``; 403 when it is valid but names nobody of the organisation, 503 while the provider's
-    keys cannot be had); any other token is looked up in the organisation (``Directory.authenticate``)."""
+    keys cannot be had; ``on_access_token`` is told the outcome); any other token is looked up in the
+    organisation (``Directory.authenticate``)."""
 
     async def dependency(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
@@ -194,7 +196,7 @@ def bearer_principal(directory: Callable[[], Directory], oidc: OidcVerifier | No
                           "A bearer token is required.",
                           headers={"WWW-Authenticate": "Bearer"})
         if oidc is not None and looks_like_jwt(token):
-            return await _oidc_principal(oidc, directory, token, request)
+            return await _oidc_principal(oidc, directory, token, request, on_access_token or _ignore)
         principal = directory().authenticate(token)
         if principal is None:
             raise _invalid_token()
@@ -208,14 +210,20 @@ def _invalid_token() -> Problem:
                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
+def _ignore(_outcome: str) -> None:
+    pass
+
+
 async def _oidc_principal(oidc: OidcVerifier, directory: Callable[[], Directory], token: str,
-                          request: Request) -> Principal:
+                          request: Request, outcome: Callable[[str], None]) -> Principal:
     try:
         claims = await oidc.verify(token)
     except InvalidToken as exc:
+        outcome("invalid")
         log.info("access token refused", extra={"reason": str(exc)})
         raise _invalid_token() from None
     except ProviderUnavailable as exc:
+        outcome("unavailable")
         log.warning("access token not checked: the OpenID provider's keys cannot be had",
                     extra={"error": str(exc)[:300]})
         raise Problem(503, "Service Unavailable", "Inloggningstjänsten (OpenID-leverantören) svarar inte just nu; "
@@ -223,8 +231,10 @@ async def _oidc_principal(oidc: OidcVerifier, directory: Callable[[], Directory]
                       "now; try again shortly.", headers={"Retry-After": "5"}) from None
     principal = oidc.principal(directory().snapshot, claims)
     if principal is None:
+        outcome("not_in_organisation")
         log.info("access token valid but names nobody of the organisation")
         raise Problem(403, "Forbidden", NOT_IN_ORGANISATION, reason="not_in_organisation")
+    outcome("accepted")
     request.scope[RECHECK] = lambda d: oidc.principal(d.snapshot, claims)
     return principal
 

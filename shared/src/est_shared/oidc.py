@@ -172,8 +172,9 @@ def parse_jwks(doc: Mapping[str, Any]) -> list[_Key]:
 class OidcVerifier:
     """Verifies access tokens of one provider; keeps its keys (see the module docstring)."""
 
-    def __init__(self, config: OidcConfig, fetch: Fetch, *, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.config, self.fetch, self.monotonic = config, fetch, monotonic
+    def __init__(self, config: OidcConfig, fetch: Fetch, *, monotonic: Callable[[], float] = time.monotonic,
+                 on_fetch: Callable[[str], None] | None = None) -> None:
+        self.config, self.fetch, self.monotonic, self.on_fetch = config, fetch, monotonic, on_fetch
         self.keys: list[_Key] = []
         self.jwks_uri: str | None = None
         self.fetched_at: float | None = None  # when the keys were last asked for (monotonic), success or not
@@ -182,8 +183,18 @@ class OidcVerifier:
 
     # --- keys ------------------------------------------------------------------------------------
     async def _refresh(self) -> None:
-        """Fetch the discovery document (when its jwks_uri is not known yet) and the JWKS."""
+        """Fetch the discovery document (when its jwks_uri is not known yet) and the JWKS; tell ``on_fetch``."""
         self.fetched_at = self.monotonic()
+        try:
+            await self._fetch_keys()
+        except ProviderUnavailable:
+            if self.on_fetch:
+                self.on_fetch("failed")
+            raise
+        if self.on_fetch:
+            self.on_fetch("ok")
+
+    async def _fetch_keys(self) -> None:
         if self.jwks_uri is None:
             doc = await self.fetch(self.config.discovery_url)
             if doc.get("issuer") != self.config.issuer:

@@ -128,9 +128,11 @@ class ServiceRuntime:
         install_problem_handlers(self.app)
         add_ops_routes(self.app, registry=self.registry, ready=self.ready)
         oidc = OidcConfig.from_settings(settings)
-        self.oidc = OidcVerifier(oidc, fetch_json) if oidc else None
+        fetches, tokens = self.metrics.oidc_key_fetches, self.metrics.access_tokens
+        self.oidc = OidcVerifier(oidc, fetch_json, on_fetch=lambda o: fetches.labels(o).inc()) if oidc else None
         """The OpenID provider's access tokens, when ``EST_OIDC_ISSUER`` is set (``est_shared.oidc``)."""
-        self.principal = bearer_principal(lambda: self.directory, self.oidc)
+        self.principal = bearer_principal(lambda: self.directory, self.oidc,
+                                          on_access_token=lambda o: tokens.labels(o).inc())
         self.app.state.runtime = self
         self._add_org_consumer()
         self._add_asyncapi_route()
