@@ -23,6 +23,7 @@ from est_shared import exports
 from est_shared.errors import DomainError, Forbidden, Kind
 from est_shared.freetext import find_personal_data
 from est_shared.observability import correlation_id
+from est_shared.oidc import InvalidToken, OidcVerifier, ProviderUnavailable, looks_like_jwt
 from est_shared.org import ROLE_NAMES, Directory, Principal
 
 log = logging.getLogger("est.http")
@@ -168,23 +169,75 @@ def add_ops_routes(app: FastAPI, *, registry: CollectorRegistry,
         return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def bearer_principal(directory: Callable[[], Directory]) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency resolving ``Authorization: Bearer <token>`` to a Principal, else 401."""
+RECHECK = "est.recheck"
+"""Scope key where ``bearer_principal`` leaves how to find the caller again in a newer organisation (a
+function Directory -> Principal | None), for the live streams that are ended when it changes."""
+
+NOT_IN_ORGANISATION = ("Inloggningen är giltig, men ingen i organisationen har den e-postadress som inloggningen "
+                       "anger. Be en administratör lägga till dig med den adressen. / The sign-in is valid, but "
+                       "nobody in the organisation has the e-mail address it names. Ask an administrator to add "
+                       "you with that address.")
+
+
+def bearer_principal(directory: Callable[[], Directory], oidc: OidcVerifier | None = None,
+                     on_access_token: Callable[[str], None] | None = None
+                     ) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency resolving ``Authorization: Bearer <token>`` to a Principal, else 401: the one place
+    callers are resolved. With ``oidc``, a token that is a JWT is an access token of the OpenID provider
+    (``est_shared.oidc``; 403 when it is valid but names nobody of the organisation, 503 while the provider's
+    keys cannot be had; ``on_access_token`` is told the outcome); any other token is looked up in the
+    organisation (``Directory.authenticate``)."""
 
     async def dependency(request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Problem(401, "Unauthorized", "Inloggning krävs (Authorization: Bearer <token>). / "
                           "A bearer token is required.",
                           headers={"WWW-Authenticate": "Bearer"})
-        principal = directory().authenticate(token.strip())
+        if oidc is not None and looks_like_jwt(token):
+            return await _oidc_principal(oidc, directory, token, request, on_access_token or _ignore)
+        principal = directory().authenticate(token)
         if principal is None:
-            raise Problem(401, "Unauthorized", "Token är ogiltig. / The token is not valid.",
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            raise _invalid_token()
         return principal
 
     return dependency
+
+
+def _invalid_token() -> Problem:
+    return Problem(401, "Unauthorized", "Token är ogiltig. / The token is not valid.",
+                   headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def _ignore(_outcome: str) -> None:
+    pass
+
+
+async def _oidc_principal(oidc: OidcVerifier, directory: Callable[[], Directory], token: str,
+                          request: Request, outcome: Callable[[str], None]) -> Principal:
+    try:
+        claims = await oidc.verify(token)
+    except InvalidToken as exc:
+        outcome("invalid")
+        log.info("access token refused", extra={"reason": str(exc)})
+        raise _invalid_token() from None
+    except ProviderUnavailable as exc:
+        outcome("unavailable")
+        log.warning("access token not checked: the OpenID provider's keys cannot be had",
+                    extra={"error": str(exc)[:300]})
+        raise Problem(503, "Service Unavailable", "Inloggningstjänsten (OpenID-leverantören) svarar inte just nu; "
+                      "försök igen om en stund. / The sign-in provider (OpenID provider) does not answer just "
+                      "now; try again shortly.", headers={"Retry-After": "5"}) from None
+    principal = oidc.principal(directory().snapshot, claims)
+    if principal is None:
+        outcome("not_in_organisation")
+        log.info("access token valid but names nobody of the organisation")
+        raise Problem(403, "Forbidden", NOT_IN_ORGANISATION, reason="not_in_organisation")
+    outcome("accepted")
+    request.scope[RECHECK] = lambda d: oidc.principal(d.snapshot, claims)
+    return principal
 
 
 def role_list(roles: tuple[str, ...] | list[str], lang: str) -> str:

@@ -115,6 +115,12 @@ class BusMetrics:
                                   "fired: time the loop was busy with other work (every request and event waits "
                                   "as long)", registry=registry,
                                   buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+        self.access_tokens = Counter(f"{p}_access_tokens_total", "Access tokens (JWT) of the OpenID provider by "
+                                     "outcome: accepted, invalid (401), not_in_organisation (403), unavailable "
+                                     "(503: the provider's keys could not be had)", ["outcome"], registry=registry)
+        self.oidc_key_fetches = Counter(f"{p}_oidc_key_fetches_total", "Fetches of the OpenID provider's keys "
+                                        "(discovery document and JWKS) by outcome: ok, failed", ["outcome"],
+                                        registry=registry)
         self.consumers: list[tuple[str, str]] = []
 
     def track_consumer(self, stream: str, durable: str) -> None:

@@ -34,6 +34,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from est_shared.adapters.oidc_http import fetch_json
 from est_shared.adapters.schema import ping
 from est_shared.bus import (
     BusUnavailable,
@@ -47,6 +48,7 @@ from est_shared.bus import (
 from est_shared.db import Gate, OutboxMetrics, OutboxRelay
 from est_shared.events import CloudEvent, EventData, OrgChanged, envelope_of
 from est_shared.http import (
+    RECHECK,
     BodySizeLimit,
     CorrelationId,
     HttpMetrics,
@@ -56,6 +58,7 @@ from est_shared.http import (
     install_problem_handlers,
 )
 from est_shared.observability import BusMetrics, error_name, setup_logging, watch_loop
+from est_shared.oidc import OidcConfig, OidcVerifier
 from est_shared.org import Directory, OrgSnapshot, Principal
 from est_shared.settings import ServiceSettings
 from est_shared.subjects import ORG, ORG_CHANGED
@@ -124,7 +127,12 @@ class ServiceRuntime:
         self.app.add_middleware(RequestGuard)  # outermost: nothing inside sees a request it refuses
         install_problem_handlers(self.app)
         add_ops_routes(self.app, registry=self.registry, ready=self.ready)
-        self.principal = bearer_principal(lambda: self.directory)
+        oidc = OidcConfig.from_settings(settings)
+        fetches, tokens = self.metrics.oidc_key_fetches, self.metrics.access_tokens
+        self.oidc = OidcVerifier(oidc, fetch_json, on_fetch=lambda o: fetches.labels(o).inc()) if oidc else None
+        """The OpenID provider's access tokens, when ``EST_OIDC_ISSUER`` is set (``est_shared.oidc``)."""
+        self.principal = bearer_principal(lambda: self.directory, self.oidc,
+                                          on_access_token=lambda o: tokens.labels(o).inc())
         self.app.state.runtime = self
         self._add_org_consumer()
         self._add_asyncapi_route()
@@ -440,6 +448,11 @@ class _OpenStream:
     principal: Principal | None = None
     finished: bool = False
     revoked: str | None = None  # why it was ended: a key of _CLOSED_DATA
+    recheck: Callable[[Directory], Principal | None] | None = None  # the caller again (a JWT's), else by token
+
+    def caller(self, directory: Directory) -> Principal | None:
+        """Who the stream's caller is in this organisation (None: nobody any more)."""
+        return self.recheck(directory) if self.recheck is not None else directory.authenticate(self.token)
 
 
 class OpenStreams:
@@ -452,7 +465,7 @@ class OpenStreams:
         """End the streams whose token now means another principal or none; returns how many."""
         closed = 0
         for stream in list(self.open):
-            now = None if stream.finished else directory.authenticate(stream.token)
+            now = None if stream.finished else stream.caller(directory)
             if not stream.finished and now != stream.principal:
                 stream.revoked = "signed_out" if now is None else "access_changed"
                 stream.inner.cancel()
@@ -482,7 +495,8 @@ class RevocableStreams:
 
         async def watched(message: Message) -> None:
             if message["type"] == "http.response.start" and stream is not None and _is_event_stream(message):
-                stream.principal = self.directory().authenticate(token)
+                stream.recheck = scope.get(RECHECK)
+                stream.principal = stream.caller(self.directory())
                 if stream.principal is not None:
                     self.streams.open.add(stream)
             elif message["type"] == "http.response.body" and not message.get("more_body", False) \

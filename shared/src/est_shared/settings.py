@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from est_shared.oidc import DEFAULT_ALGORITHMS, LEEWAY, OidcConfig
 from est_shared.periods import DEFAULT_TIMEZONE
 
 
@@ -46,6 +47,22 @@ class ServiceSettings(BaseSettings):
                                       "front (an ingress, the web gateway): their connections carry many clients, "
                                       "so the per-client limit does not apply to them, and their X-Forwarded-For "
                                       "and X-Forwarded-Proto are believed")
+    oidc_issuer: str = Field(default="", description="issuer URL of the OpenID provider whose JWT access tokens "
+                             "are accepted beside the organisation's tokens (https://, or http:// on loopback); "
+                             "empty: none")
+    oidc_audience: str = Field(default="", description="the audience (resource indicator) the access tokens must "
+                               "name in aud; needed with oidc_issuer")
+    oidc_person_claim: str = Field(default="email", description="the token claim that names the person: the "
+                                   "organisation's person whose email equals it (any case) is the caller")
+    oidc_algorithms: str = Field(default=",".join(DEFAULT_ALGORITHMS), description="comma-separated signature "
+                                 "algorithms accepted (asymmetric only: never none or HS*)")
+    oidc_leeway: float = Field(default=LEEWAY, ge=0, le=300, description="seconds of clock skew allowed on exp "
+                               "and nbf")
+
+    @model_validator(mode="after")
+    def _oidc_settings_work(self) -> ServiceSettings:
+        OidcConfig.from_settings(self)  # refuses an http:// issuer off loopback, HS* or none, a missing audience
+        return self
 
     def sqlite_url(self, name: str) -> str:
         """The embedded default database of a service: a SQLite file in the data dir."""

@@ -12,6 +12,7 @@ from est_shared.http import (
     Problem,
     require_role,
 )
+from est_shared.oidc import looks_like_jwt
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.runtime import ServiceRuntime
 from fastapi import APIRouter, Request, Response
@@ -82,6 +83,8 @@ class ReportsContext:
         found = self._principals.get(authorization)
         if found is None:
             found = await self.runtime.principal(_headers_only(authorization))
+            if looks_like_jwt(authorization.partition(" ")[2].strip()):
+                return found  # an access token of the OpenID provider expires: checked on every request
             if len(self._principals) >= 10_000:
                 self._principals.clear()
             self._principals[authorization] = found
