@@ -18,16 +18,16 @@ from functools import cached_property, lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-PeriodKind = Literal["week", "biweek", "quarter", "tertial"]
+PeriodKind = Literal["week", "biweek", "quarter", "tertial", "year"]
 Cadence = Literal["weekly", "biweekly"]
-AnalysisKind = Literal["quarter", "tertial"]
+AnalysisKind = Literal["quarter", "tertial", "year"]
 
 DEFAULT_TIMEZONE = "Europe/Stockholm"
 THURSDAY_RULE_SV = "En vecka räknas till det kvartal eller tertial där veckans torsdag infaller (ISO 8601)."
 THURSDAY_RULE_EN = "A week counts to the quarter or tertial that holds its Thursday (ISO 8601)."
 
 _EPOCH_MONDAY = date(2001, 1, 1)  # a Monday, and the first day of ISO week 2001-W01
-_PERIOD_RE = re.compile(r"^(?P<year>\d{4})-(?P<kind>[WBQT])(?P<num>\d{1,2})$")
+_PERIOD_RE = re.compile(r"^(?P<year>\d{4})(?:-(?P<kind>[WBQT])(?P<num>\d{1,2}))?$")
 
 
 class PeriodError(ValueError):
@@ -53,10 +53,12 @@ class Period:
     # --- construction -------------------------------------------------------------------
     @classmethod
     def parse(cls, text: str) -> Period:
-        """Parse ``2026-W48``, ``2026-B47``, ``2026-Q4`` or ``2026-T3``."""
+        """Parse ``2026-W48``, ``2026-B47``, ``2026-Q4``, ``2026-T3`` or ``2026`` (a calendar year)."""
         m = _PERIOD_RE.match(text.strip()) if isinstance(text, str) else None
         if not m:
             raise PeriodError(f"not a period id: {text!r} (expected e.g. 2026-W48, 2026-B47, 2026-Q4, 2026-T3)")
+        if m["kind"] is None:
+            return cls(date(int(m["year"]), 1, 1), "year")
         year, kind, num = int(m["year"]), m["kind"], int(m["num"])
         if kind in "WB":
             if not 1 <= num <= weeks_in_year(year):
@@ -99,6 +101,11 @@ class Period:
         return cls(date(day.year, 4 * ((day.month - 1) // 4) + 1, 1), "tertial")
 
     @classmethod
+    def year_containing(cls, day: date) -> Period:
+        """The calendar year holding a calendar day (its weeks by the Thursday rule)."""
+        return cls(date(day.year, 1, 1), "year")
+
+    @classmethod
     def containing(cls, kind: PeriodKind, day: date) -> Period:
         """The period of a kind holding a calendar day."""
         return {
@@ -106,6 +113,7 @@ class Period:
             "biweek": cls.biweek_containing,
             "quarter": cls.quarter_containing,
             "tertial": cls.tertial_containing,
+            "year": cls.year_containing,
         }[kind](day)
 
     # --- properties ---------------------------------------------------------------------
@@ -116,6 +124,8 @@ class Period:
             return self.start + timedelta(weeks=1)
         if self.kind == "biweek":
             return self.start + timedelta(weeks=2)
+        if self.kind == "year":
+            return date(self.start.year + 1, 1, 1)
         months = 3 if self.kind == "quarter" else 4
         m = self.start.month - 1 + months
         return date(self.start.year + m // 12, m % 12 + 1, 1)
@@ -128,6 +138,8 @@ class Period:
             return f"{iso.year}-{'W' if self.kind == 'week' else 'B'}{iso.week:02d}"
         if self.kind == "quarter":
             return f"{self.start.year}-Q{(self.start.month - 1) // 3 + 1}"
+        if self.kind == "year":
+            return str(self.start.year)
         return f"{self.start.year}-T{(self.start.month - 1) // 4 + 1}"
 
     def __str__(self) -> str:
@@ -153,7 +165,7 @@ class Period:
         return self.start <= day < self.end
 
     def weeks(self) -> list[Period]:
-        """The ISO weeks of the period; for quarters and tertials by the Thursday rule."""
+        """The ISO weeks of the period; for quarters, tertials and years by the Thursday rule."""
         if self.kind == "week":
             return [self]
         if self.kind == "biweek":
@@ -213,6 +225,8 @@ def period_label(period: Period | str, lang: str = "sv") -> str:
             return period_label(Period.parse(period), lang)
         except PeriodError:
             return period
+    if period.kind == "year":
+        return f"år {period.start.year}" if lang == "sv" else f"year {period.start.year}"
     lang = lang if lang in _NAMED else "sv"
     months = MONTH_ABBR[lang]
     first, last = period.start, period.end - timedelta(days=1)

@@ -19,7 +19,16 @@ from docx.shared import Cm, Pt, RGBColor
 from docx.table import Table as DocxTable
 
 from est_analysis.documents import charts
-from est_analysis.documents.report import TEXT, decisions, local_time, number, period_runs
+from est_analysis.documents.report import (
+    TEXT,
+    action_plan,
+    decisions,
+    document_title,
+    local_time,
+    money,
+    number,
+    period_runs,
+)
 
 BRAND = RGBColor(0x1F, 0x5F, 0x8B)
 WIDTH_CM = 16.5
@@ -180,7 +189,7 @@ def _measures(doc: DocumentObject, area: dict[str, Any], t: dict[str, str], lang
         res = m.get("resources") or {}
         resources = ", ".join(x for x in (
             f"{number(res['hours'], lang)} {t['hours']}" if res.get("hours") else "",
-            f"{number(res['money_sek'], lang)} {t['sek']}" if res.get("money_sek") else "") if x)
+            f"{money(res['money_sek'], lang)} {t['sek']}" if res.get("money_sek") else "") if x)
         effect = "; ".join(
             f"{names.get(e['item'], e['item'])}: {number(e['before_mean'], lang, 2)} → "
             f"{number(e['after_mean'], lang, 2)} {t[e['direction']]}" if e.get("periods_compared")
@@ -199,9 +208,10 @@ def render_docx(body: dict[str, Any], *, lang: str = "sv") -> bytes:
     doc = Document()
     for section in doc.sections:
         section.left_margin = section.right_margin = Cm(2.2)
-    doc.core_properties.title = f"{t['title']} {body.get('municipality_name')} {body.get('period')}"
+    title = document_title(body, t)
+    doc.core_properties.title = f"{title} {body.get('municipality_name')} {body.get('period')}"
     doc.core_properties.language = lang
-    _heading(doc, f"{t['title']}: {body.get('municipality_name')} — {body.get('period')}", 0)
+    _heading(doc, f"{title}: {body.get('municipality_name')} — {body.get('period')}", 0)
     _muted(doc, f"{t.get(body.get('kind', ''), '').capitalize()} {body.get('period_start')} – {body.get('period_end')}"
                 f" · {t['compiled']} {local_time(str(body.get('compiled_at', '')), tz)} ({t['local_time']}) · "
                 f"{t['revision']} {body.get('revision')}")
@@ -259,6 +269,18 @@ def render_docx(body: dict[str, Any], *, lang: str = "sv") -> bytes:
             _measures(doc, area, t, lang, tz)
         else:
             _muted(doc, t["no_measures"])
+
+    if body.get("kind") == "year":
+        _heading(doc, t["plan"], 1)
+        doc.add_paragraph(f"{t['law']} {t['plan_intro']}")
+        plan = action_plan(body, t, lang)
+        if plan:
+            _table(doc, [t["plan_what"], t["plan_where"], t["plan_problems"], t["responsible"], t["resources"],
+                         t["plan_when"], t["plan_followup"], t["plan_effect"]],
+                   [[r["what"], r["where"], r["problems"], r["who"], r["resources"], r["when"], r["followup"],
+                     r["effect"]] for r in plan])
+        else:
+            _muted(doc, t["no_plan"])
 
     _heading(doc, t["rules"], 1)
     rule = body.get("rule") or {}

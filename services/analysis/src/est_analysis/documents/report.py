@@ -22,6 +22,14 @@ TEXT: dict[str, dict[str, str]] = {
         "completeness": "Rapporteringsgrad", "ranking": "Områden efter behov", "rank": "Plats",
         "area": "Område", "score": "Behovspoäng", "high": "Flaggat högt", "other": "Övriga flaggor",
         "item": "Punkt", "kofn": "k av n", "flagged_periods": "Flaggade perioder", "held_at": "Bestående vid",
+        "from": "från", "year": "år", "yearly_title": "Lägesbild och åtgärdsplan",
+        "law": "Kommunens lägesbild och åtgärdsplan enligt lag (2023:196) om kommuners ansvar för "
+               "brottsförebyggande arbete.",
+        "plan": "Åtgärdsplan", "plan_intro": "Åtgärderna som beslutats för året: vad, var, vilka problem de riktar sig "
+        "mot, vem som ansvarar, resurser, när, hur de följs upp och effekten hittills.",
+        "plan_what": "Vad", "plan_where": "Var", "plan_problems": "Problem", "plan_when": "När",
+        "plan_followup": "Uppföljning", "plan_effect": "Effekt hittills",
+        "no_plan": "Inga åtgärder beslutade för året.",
         "ongoing": "Pågår", "yes": "ja", "no": "nej", "trends": "Utveckling per punkt",
         "heatmap": "Flaggor per punkt och period", "no_problems": "Inga bestående problem under perioden.",
         "no_trends": "Inga punkter med värden under perioden.", "no_measures": "Inga åtgärder i kraft.",
@@ -55,6 +63,13 @@ TEXT: dict[str, dict[str, str]] = {
         "completeness": "Reporting completeness", "ranking": "Areas ranked by need", "rank": "Rank",
         "area": "Area", "score": "Need score", "high": "Flagged high", "other": "Other flags",
         "item": "Item", "kofn": "k of n", "flagged_periods": "Periods flagged", "held_at": "Persistent at",
+        "from": "from", "year": "year", "yearly_title": "Situational picture and action plan",
+        "law": "The municipality's yearly situational picture and action plan under the Swedish act (2023:196) on "
+               "municipalities' responsibility for crime prevention.",
+        "plan": "Action plan", "plan_intro": "The measures decided for the year: what, where, which problems they "
+        "address, who is responsible, resources, when, how they are followed up and their effect so far.",
+        "plan_what": "What", "plan_where": "Where", "plan_problems": "Problems", "plan_when": "When",
+        "plan_followup": "Follow-up", "plan_effect": "Effect so far", "no_plan": "No measures decided for the year.",
         "ongoing": "Ongoing", "yes": "yes", "no": "no", "trends": "Trend by item",
         "heatmap": "Flags by item and period", "no_problems": "No persistent problems in the period.",
         "no_trends": "No items with values in the period.", "no_measures": "No measures in force.",
@@ -202,6 +217,51 @@ def decisions(measure: dict[str, Any], t: dict[str, str], *, lang: str, items: d
     return out
 
 
+def money(value: float, lang: str = "sv") -> str:
+    """Whole kronor with thousands apart: ``45 000`` (Swedish, a no-break space), ``45,000`` (English)."""
+    text = f"{value:,.0f}"
+    return text.replace(",", "\u00a0") if lang == "sv" else text
+
+
+def document_title(body: dict[str, Any], t: dict[str, str]) -> str:
+    """``Strategisk analys``, or for a year ``Lägesbild och åtgärdsplan``."""
+    return t["yearly_title"] if body.get("kind") == "year" else t["title"]
+
+
+def action_plan(body: dict[str, Any], t: dict[str, str], lang: str) -> list[dict[str, str]]:
+    """The year's action plan, a row per measure decided: what, where, problems, who, resources, when, how it is
+    followed up (its decisions) and its effect so far, in words (the same rows in HTML, PDF and DOCX)."""
+    areas = {a["area_id"]: a for a in body.get("areas", [])}
+    tz = body.get("timezone") or "Europe/Stockholm"
+    rows = []
+    for m in body.get("measures", []):
+        area = areas.get(m["area_id"], {})
+        names = {tr["item"]: _label(tr, lang) for tr in area.get("trends", [])}
+        labels = {code: str(lab.get(lang) or code) for code, lab in (m.get("item_labels") or {}).items()}
+        items = {**labels, **names}
+        res = m.get("resources") or {}
+        resources = ", ".join(x for x in (
+            f"{number(res['hours'], lang)} {t['hours']}" if res.get("hours") else "",
+            f"{money(res['money_sek'], lang)} {t['sek']}" if res.get("money_sek") else "") if x) or "–"
+        said = decisions(m, t, lang=lang, items=items, tz=tz)
+        followup = "; ".join(f"{d['day']} {d['action']}" + (f" {t['by']} {d['by']}" if d["by"] else "")
+                             + (f" ({t['reason']}: {d['reason']})" if d["reason"] else "") for d in said)
+        effect = "; ".join(
+            f"{items.get(e['item'], e['item'])}: {number(e['before_mean'], lang, 2)} → "
+            f"{number(e['after_mean'], lang, 2)} {t[e['direction']]}" if e.get("periods_compared")
+            else f"{items.get(e['item'], e['item'])}: {t['insufficient_data']}" for e in m.get("effect", []))
+        rows.append({
+            "what": f"{m['title']} ({t.get(str(m['status']), m['status'])})"
+                    + (f". {m['description']}" if m.get("description") else ""),
+            "where": str(area.get("area_name") or m["area_id"]),
+            "problems": ", ".join(items.get(i, i) for i in m.get("items", [])),
+            "who": str(m.get("responsible_actor_name") or m["responsible_actor"]), "resources": resources,
+            "when": f"{m['start']} – {m['end']}" if m.get("end") else f"{t['from']} {m['start']}",
+            "followup": followup or "–",
+            "effect": effect or "–"})
+    return rows
+
+
 def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = False) -> str:
     """The analysis as one HTML document in Swedish (default) or English."""
     lang = lang if lang in TEXT else "sv"
@@ -264,5 +324,6 @@ def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = F
         need_rule=rule.get(f"need_score_{lang}", ""), flagged_rule=rule.get(f"flagged_{lang}", ""),
         thursday_rule=body.get("thursday_rule", {}).get(lang, ""), colours=charts.FLAG_COLOURS,
         no_flag=charts.NO_FLAG, period_kind=t.get(body.get("kind", ""), ""),
-        summary=body.get("summary", {}).get(lang, ""),
+        summary=body.get("summary", {}).get(lang, ""), title=document_title(body, t),
+        plan=action_plan(body, t, lang) if body.get("kind") == "year" else None,
         versions=[str((c.get("text") or {}).get(lang) or c.get("item")) for c in body.get("continuations") or []])

@@ -39,7 +39,9 @@ class AnalysisRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     municipality_id: str = Field(min_length=1, max_length=100, description="municipality id", examples=["vaxjo"])
-    period: str = Field(pattern=r"^\d{4}-[QT]\d$", description="quarter (2026-Q4) or tertial (2026-T3)",
+    period: str = Field(pattern=r"^\d{4}(-[QT]\d)?$",
+                        description="quarter (2026-Q4), tertial (2026-T3) or year (2026: the yearly lägesbild and "
+                                    "åtgärdsplan of lag 2023:196)",
                         examples=["2026-T3"])
 
 
@@ -128,7 +130,7 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         return body
 
     @router.post("/v1/analyses", status_code=201, tags=["analyses"],
-                 summary="Compile a strategic analysis of a quarter or tertial now")
+                 summary="Compile a strategic analysis of a quarter, tertial or year now")
     async def post_analysis(req: AnalysisRequest, principal: Principal = principal_dep) -> dict[str, Any]:
         """Persistent problems per area (k of n), areas ranked by need, trends, completeness and measures."""
         require_role(principal, *ANALYSIS_ROLES)

@@ -64,11 +64,12 @@ class UnknownMunicipality(NotFound):
 
 
 class NotAnAnalysisPeriod(Invalid):
-    """The period is not a quarter or tertial of the years 1900–2999 (``why`` says what it is instead)."""
+    """The period is not a quarter, tertial or year of the years 1900–2999 (``why`` says what it is instead)."""
 
     def __init__(self, why: str) -> None:
-        super().__init__(f"period måste vara ett kvartal eller tertial ({FIRST_YEAR}–{LAST_YEAR}), t.ex. 2026-T3.",
-                         f"period must be a quarter or tertial ({FIRST_YEAR}-{LAST_YEAR}), e.g. 2026-T3.",
+        super().__init__(f"period måste vara ett kvartal, tertial eller år ({FIRST_YEAR}–{LAST_YEAR}), t.ex. 2026-T3 "
+                         "eller 2026.",
+                         f"period must be a quarter, tertial or year ({FIRST_YEAR}-{LAST_YEAR}), e.g. 2026-T3 or 2026.",
                          errors=[{"field": "body.period", "message": why}], reason="period")
 
 
@@ -223,8 +224,8 @@ def parse_analysis_period(text: str) -> Period:
     except ValueError as exc:  # PeriodError, or a year no date has (0000)
         raise NotAnAnalysisPeriod(str(exc) if isinstance(exc, PeriodError) else f"not a period id: {text!r}"
                                   ) from exc
-    if p.kind not in ("quarter", "tertial"):
-        raise NotAnAnalysisPeriod(f"{text!r} is not a quarter (2026-Q4) or tertial (2026-T3)")
+    if p.kind not in ("quarter", "tertial", "year"):
+        raise NotAnAnalysisPeriod(f"{text!r} is not a quarter (2026-Q4), tertial (2026-T3) or year (2026)")
     if not FIRST_YEAR <= p.start.year <= LAST_YEAR:  # its history reaches back, its end forward
         raise NotAnAnalysisPeriod(f"{text!r} is not between {FIRST_YEAR} and {LAST_YEAR}")
     return p
