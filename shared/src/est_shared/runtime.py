@@ -357,9 +357,9 @@ class ServiceRuntime:
     async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         await self._connect()
         try:
-            await self._retry("create the streams",
+            await self.until_ready("create the streams",
                               lambda: ensure_streams(self.js, replicas=self.settings.stream_replicas))
-            await self._retry("read the organisation", self._load_org)
+            await self.until_ready("read the organisation", self._load_org)
             for hook in self._on_start:  # before consuming: hooks create tables, start relays
                 await hook()
             if self.tables_after_start:
@@ -389,16 +389,18 @@ class ServiceRuntime:
                 await self.engine.dispose()
             log.info("service stopped", extra={"service": self.name})
 
-    async def _retry(self, what: str, step: Callable[[], Awaitable[None]], timeout: float = 60.0) -> None:
+    async def until_ready(self, what: str, step: Callable[[], Awaitable[None]], timeout: float = 60.0) -> None:
         """Run a start-up step against JetStream until it works: right after a cluster starts or loses a
-        node, its API answers with timeouts until the streams have leaders."""
+        node, its API answers with timeouts until the streams have leaders (a service's own start hooks use
+        it too, e.g. the intake storing its first organisation snapshot)."""
         loop = asyncio.get_running_loop()
         deadline, delay = loop.time() + timeout, 0.2
         while True:
             try:
                 await step()
                 return
-            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError,
+                    BusUnavailable):
                 if loop.time() > deadline:
                     raise
                 log.warning(f"JetStream not ready to {what} yet; retrying")

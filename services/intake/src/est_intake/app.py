@@ -132,9 +132,13 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             await conn.run_sync(drop_indexes, reports_db.DROPPED_INDEXES)
         relay = runtime.outbox_relay(sessions=sessions, table=db.outbox,
                                      on_published=lambda subject: runtime.metrics.published.labels("outbox").inc())
-        await _reconcile_org(runtime, sessions, store)
+        # the snapshot store of a cluster that has just started times out until its stream has a leader;
+        # both steps store before they commit, so running one again is safe
+        await runtime.until_ready("store the organisation", lambda: _reconcile_org(runtime, sessions, store))
         if settings.org_file:
-            await startup_file.apply(settings.org_file, sessions=sessions, wake=wake, store=store, metrics=metrics)
+            org_file = settings.org_file
+            await runtime.until_ready("store the organisation file", lambda: startup_file.apply(
+                org_file, sessions=sessions, wake=wake, store=store, metrics=metrics))
         await relay.flush()
         relay.start()
         if ledger.local is not None:
