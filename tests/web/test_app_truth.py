@@ -5,6 +5,7 @@ the reporter's answers with the refused fields marked and explained in the repor
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -161,6 +162,31 @@ def test_the_dashboard_shows_the_analysis_persistent_problems_by_name(
     first_en = page.inner_text("#persistent li >> nth=0")
     assert expected[0]["label_en"] in first_en and "since" in first_en, first_en
     assert ("ongoing" in first_en) == expected[0]["ongoing"]
+
+
+def test_the_dashboard_prints_as_the_picture_without_the_app_around_it(
+        demo_state: dict[str, Any], demo_sign_in: Callable[..., Page]) -> None:
+    from pypdf import PdfReader
+
+    page = demo_sign_in("demo-lena", "#heatmap", viewport=DESKTOP)
+    names = page.eval_on_selector_all("#heatmap tbody th", "els => els.map((e) => e.innerText)")
+    page.click("#heatmap tbody tr >> nth=0 >> th button")
+    page.wait_for_selector("#first-analysis")
+    page.emulate_media(media="print")
+    # what the printer gets: the picture and the area, no menu, buttons or publishing form
+    assert page.is_visible("#heatmap") and page.is_visible("#area-title") and page.is_visible("#first-analysis")
+    assert not page.is_visible("header.top nav") and not page.is_visible("#publish") and not page.is_visible("#comment")
+    # the level colours are printed, not dropped as backgrounds
+    adjust = page.eval_on_selector("#heatmap td.cell", "e => getComputedStyle(e).printColorAdjust")
+    assert adjust == "exact"
+    pdf = PdfReader(io.BytesIO(page.pdf(format="A4")))
+    text = " ".join(p.extract_text() for p in pdf.pages)
+    # every area's row by its name, each item's column whole (the rightmost too), on at most two pages
+    assert all(n in text for n in names) and "Lägesbild" in text and "Första analys" in text, text
+    right = page.eval_on_selector("#heatmap thead th:last-child", "e => e.getBoundingClientRect().right")
+    assert right <= page.evaluate("document.documentElement.clientWidth"), right
+    assert len(pdf.pages) <= 2
+    assert "Publicera" not in text and "Logga ut" not in text
 
 
 def test_every_page_reads_in_the_chosen_language_with_names_and_dates(
