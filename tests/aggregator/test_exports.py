@@ -64,3 +64,32 @@ async def test_pictures_series_and_alerts_download_as_spreadsheets(world: World,
         r = await c.get(f"{base}/v1/municipalities/{world.muni}/pictures/2026-W10", params={"format": "csv"},
                         headers=world.headers("anna"))  # a reporter of the area downloads it too
         assert r.status_code == 200 and len(_csv(r.content)) == 2
+
+
+async def test_completeness_per_actor_downloads_with_each_actors_total(world: World, bus: Bus, nats_url: str,
+                                                                       tmp_path: Path) -> None:
+    async with running(world, settings_for(world, nats_url, tmp_path)) as (base, _app), httpx.AsyncClient() as c:
+        await bus.send(report(world, None, {"skadegorelse": 2}, period="2026-W10"))
+        await bus.send(report(world, None, {}, period="2026-W10", reporter="cy", actor="polis", nothing=True))
+        await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 2)
+        url = f"{base}/v1/municipalities/{world.muni}/pictures/2026-W10/completeness"
+
+        r = await c.get(url, headers=world.headers())
+        assert r.status_code == 200, r.text
+        rows = [(x["area"], x["actor"], x["expected"], x["received"], x["nothing_to_report"], x["rate"])
+                for x in r.json()["rows"]]
+        # Hem AB expects Anna and Bo (Anna reported), the police Cy (nothing to report); then
+        # each actor's total (no area)
+        assert rows == [("Testområdet", "Hem AB", 2, 1, 0, 0.5), ("Testområdet", "Polisen", 1, 1, 1, 1.0),
+                        (None, "Hem AB", 2, 1, 0, 0.5), (None, "Polisen", 1, 1, 1, 1.0)]
+
+        table = _csv((await c.get(url, params={"format": "csv"}, headers=world.headers("anna"))).content)
+        assert table[0] == ["Område", "Aktör", "Förväntade rapportörer", "Har rapporterat", "I tid", "Sent",
+                            "Inget att rapportera", "Rapporteringsgrad"]
+        assert table[1][:2] == ["Testområdet", "Hem AB"] and table[3][:2] == ["Hela kommunen", "Hem AB"]
+        assert table[1][-1] == "0,5"
+        r = await c.get(url, headers={**world.headers(), "Accept": XLSX_TYPE, "Accept-Language": "en"})
+        sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+        assert sheet is not None
+        assert [c.value for c in sheet[4]][:4] == ["Whole municipality", "Hem AB", 2, 1]
+        assert (await c.get(url)).status_code == 401

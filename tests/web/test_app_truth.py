@@ -9,6 +9,7 @@ import io
 import re
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -168,7 +169,7 @@ def test_the_dashboard_prints_as_the_picture_without_the_app_around_it(
         demo_state: dict[str, Any], demo_sign_in: Callable[..., Page]) -> None:
     from pypdf import PdfReader
 
-    page = demo_sign_in("demo-lena", "#heatmap", viewport=DESKTOP)
+    page = demo_sign_in("demo-lena", "#heatmap tbody tr", viewport=DESKTOP)
     names = page.eval_on_selector_all("#heatmap tbody th", "els => els.map((e) => e.innerText)")
     page.click("#heatmap tbody tr >> nth=0 >> th button")
     page.wait_for_selector("#first-analysis")
@@ -187,6 +188,29 @@ def test_the_dashboard_prints_as_the_picture_without_the_app_around_it(
     assert right <= page.evaluate("document.documentElement.clientWidth"), right
     assert len(pdf.pages) <= 2
     assert "Publicera" not in text and "Logga ut" not in text
+
+
+def test_the_dashboards_tables_download_as_spreadsheets_with_names(
+        demo_state: dict[str, Any], demo_sign_in: Callable[..., Page]) -> None:
+    import openpyxl
+
+    page = demo_sign_in("demo-lena", "#heatmap tbody tr", viewport=DESKTOP)
+    names = page.eval_on_selector_all("#heatmap tbody th", "els => els.map((e) => e.innerText)")
+    assert len(names) == 4
+    with page.expect_download() as got:
+        page.click("#download-completeness >> text=Excel")
+    assert got.value.suggested_filename.startswith("inrapportering-") and got.value.suggested_filename.endswith(".xlsx")
+    sheet = openpyxl.load_workbook(io.BytesIO(Path(got.value.path()).read_bytes())).active
+    assert sheet is not None
+    rows = [[c.value for c in r] for r in sheet.iter_rows()]
+    assert rows[0][:3] == ["Område", "Aktör", "Förväntade rapportörer"]
+    assert {r[0] for r in rows[1:]} == {*names, "Hela kommunen"}
+    actors = {a["name"] for a in demo_org()["actors"]}
+    assert {r[1] for r in rows[1:]} <= actors  # the actors by name, never by id
+    with page.expect_download() as got:
+        page.click("#download-picture >> text=CSV")
+    text = Path(got.value.path()).read_bytes().decode("utf-8-sig")
+    assert text.splitlines()[0].startswith("Område;Period;Från;Till") and all(n in text for n in names)
 
 
 def test_every_page_reads_in_the_chosen_language_with_names_and_dates(

@@ -27,7 +27,13 @@ from est_aggregator.pictures.domain.errors import MunicipalityNotFound
 from est_aggregator.pictures.domain.notes import reads_missing_reporters, reads_notes
 from est_aggregator.pictures.publish import publish_picture
 from est_aggregator.pictures.reads import read_alerts, read_municipality, read_picture, read_series
-from est_aggregator.pictures.tables import alerts_table, municipality_table, series_table
+from est_aggregator.pictures.tables import (
+    alerts_table,
+    completeness_rows,
+    completeness_table,
+    municipality_table,
+    series_table,
+)
 
 
 class PictureView(PictureData):
@@ -192,6 +198,27 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
         download = export_response(request, lambda: municipality_table(body, snapshot),
                                    f"lagesbild-{municipality_id}-{period}")
         return download or JSONResponse(body)
+
+    @router.get("/municipalities/{municipality_id}/pictures/{period}/completeness", response_model=None,
+                responses=EXPORT_RESPONSES,
+                summary="Who reported in the period, per area and actor, with each actor's total over the "
+                        "municipality (or a table: ?format=csv|xlsx)")
+    async def get_completeness(municipality_id: str, period: str, request: Request, who: Who) -> Response:
+        snapshot = org()
+        if municipality_id not in snapshot.municipalities:
+            raise MunicipalityNotFound(municipality_id)
+        areas = sorted(a.id for a in snapshot.areas.values()
+                       if a.municipality_id == municipality_id and who.may_see_area(a.id))
+        if not areas:
+            raise Forbidden(f"Du ser inget område i {municipality_id}.", f"You see no area of {municipality_id}.")
+        body = await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
+                                       period_text=period, area_ids=areas, personal=False, reads_notes=False,
+                                       reads_missing=False)
+        rows = completeness_rows(body, snapshot)
+        download = export_response(request, lambda: completeness_table(municipality_id, body["period"], rows,
+                                                                       snapshot),
+                                   f"inrapportering-{municipality_id}-{period}")
+        return download or JSONResponse({"municipality_id": municipality_id, "period": body["period"], "rows": rows})
 
     @router.post("/areas/{area_id}/pictures/{period}/publish", response_model=PublishResponse,
                  responses={409: {"description": "needs confirm_incomplete (before the deadline or below the "

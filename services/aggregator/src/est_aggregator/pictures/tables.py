@@ -1,4 +1,5 @@
-"""The aggregator's tables as downloads (CSV, XLSX): a municipality's picture, an area's series and its alerts.
+"""The aggregator's tables as downloads (CSV, XLSX): a municipality's picture, its completeness per actor, an
+area's series and its alerts.
 
 Built from the same answers the API gives the caller (so a download never shows more than the JSON), with
 names instead of ids and words in the reader's language; periods with the dates they cover.
@@ -86,6 +87,54 @@ def municipality_table(body: Mapping[str, Any], org: OrgSnapshot) -> Table:
                      "flagged": _flagged(items, labels)})
     period = body.get("period", "")
     return Table(f"{name} {period}", f"{name} {period}", columns, rows)
+
+
+WHOLE_MUNICIPALITY = {"sv": "Hela kommunen", "en": "Whole municipality"}
+
+
+def completeness_rows(body: Mapping[str, Any], org: OrgSnapshot) -> list[dict[str, Any]]:
+    """Who reported in a municipality's period, per area and actor (by name), then each actor's total over the
+    areas (``area`` None): expected reporters, those who reported, on time, late, with nothing to report, and
+    the rate."""
+    rows: list[dict[str, Any]] = []
+    totals: dict[str, dict[str, int]] = {}
+    fields = ("expected", "received", "on_time", "late", "nothing_to_report")
+
+    def row(area: Any, actor_id: str, counts: Mapping[str, int]) -> dict[str, Any]:
+        actor = org.actors.get(actor_id)
+        expected = counts.get("expected", 0)
+        rate = min(1.0, counts.get("received", 0) / expected) if expected else None
+        return {"area": area, "actor_id": actor_id, "actor": actor.name if actor else actor_id,
+                **{f: counts.get(f, 0) for f in fields}, "rate": None if rate is None else round(rate, 4)}
+
+    for pic in body.get("areas") or []:
+        per_actor = (pic.get("completeness") or {}).get("per_actor") or {}
+        for actor_id, counts in per_actor.items():
+            rows.append({"area_id": pic.get("area_id"), **row(pic.get("area_name") or pic.get("area_id"),
+                                                              actor_id, counts)})
+            total = totals.setdefault(actor_id, dict.fromkeys(fields, 0))
+            for f in fields:
+                total[f] += int(counts.get(f, 0))
+    rows.sort(key=lambda r: (str(r["area"]), str(r["actor"])))
+    def actor_name(actor_id: str) -> str:
+        return org.actors[actor_id].name if actor_id in org.actors else actor_id
+
+    rows += [{"area_id": None, **row(None, a, c)} for a, c in sorted(totals.items(), key=lambda kv: actor_name(kv[0]))]
+    return rows
+
+
+def completeness_table(municipality_id: str, period: str, rows: Sequence[Mapping[str, Any]],
+                       org: OrgSnapshot) -> Table:
+    """``completeness_rows`` as a table."""
+    muni = org.municipalities.get(municipality_id)
+    name = muni.name if muni else municipality_id
+    columns = [Column("area", "Område", "Area"), Column("actor", "Aktör", "Actor"),
+               Column("expected", "Förväntade rapportörer", "Expected reporters"),
+               Column("received", "Har rapporterat", "Reported"), Column("on_time", "I tid", "On time"),
+               Column("late", "Sent", "Late"), Column("nothing_to_report", "Inget att rapportera", "Nothing to report"),
+               Column("rate", "Rapporteringsgrad", "Completeness")]
+    shown = [{**r, "area": WHOLE_MUNICIPALITY if r.get("area") is None else r["area"]} for r in rows]
+    return Table(f"Inrapportering {name} {period}", f"Reporting {name} {period}", columns, shown)
 
 
 def series_table(body: Mapping[str, Any], org: OrgSnapshot) -> Table:

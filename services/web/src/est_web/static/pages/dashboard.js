@@ -1,6 +1,6 @@
 // The key function's dashboard: the municipality's heatmap, an area's picture (publishing, notes, trend,
 // alerts, measures) and the strategic analysis.
-import { html, useState, useEffect, useCallback, useRef, LANG, t, label, itemName, pick, coded, flagText, kindText, api, saveFile, isoWeek, dateText, periodText, periodTick, shiftWeek, Msg } from "../core.js";
+import { html, useState, useEffect, useCallback, useRef, LANG, texts, t, label, itemName, pick, coded, flagText, kindText, api, saveFile, isoWeek, dateText, periodText, periodTick, shiftWeek, Msg } from "../core.js";
 
 // ---------------------------------------------------------------------------------------------
 // Heatmap cells and the trend chart
@@ -29,6 +29,26 @@ function TrendChart({ series, items, checklist }) {
         points=${series.map((p, i) => `${x(i)},${y(p.items[c] ? p.items[c].value : 0)}`).join(" ")}/>`)}
   </svg>
   <figcaption><span class="sr">${t("chartLegend")}</span><ul class="chart-legend">${names.map((n, k) => html`<li><i class=${"swatch c" + (k % colours.length)}></i>${n}</li>`)}</ul></figcaption></figure>`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The municipality's tables as files for Excel: the picture (the heatmap's numbers) and who reported per actor
+const dl = texts({
+  sv: { downloads: "Ladda ner", picture: "Lägesbilden", completeness: "Inrapportering per aktör", excel: "Excel", csv: "CSV" },
+  en: { downloads: "Download", picture: "The picture", completeness: "Reporting per actor", excel: "Excel", csv: "CSV" },
+});
+function Downloads({ muni, period }) {
+  const [err, setErr] = useState("");
+  const save = (path, stem, fmt) => saveFile("aggregator", `${path}?format=${fmt}&lang=${LANG}`, `${stem}-${muni}-${period}.${fmt}`)
+    .then(() => setErr(""), (e) => setErr(pick(e.message)));
+  const base = `/v1/municipalities/${muni}/pictures/${period}`;
+  const pair = (id, path, stem, name) => html`<span class="downloads" id=${id}>${name}:
+    <button class="secondary small" onClick=${() => save(path, stem, "xlsx")}>${dl("excel")}</button>
+    <button class="secondary small" onClick=${() => save(path, stem, "csv")}>${dl("csv")}</button></span>`;
+  return html`<p class="row-downloads"><span class="hint">${dl("downloads")}</span>
+    ${pair("download-picture", base, "lagesbild", dl("picture"))}
+    ${pair("download-completeness", `${base}/completeness`, "inrapportering", dl("completeness"))}</p>
+    ${err && html`<${Msg} kind="bad">${err}<//>`}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -79,6 +99,7 @@ export function Dashboard({ me, checklist, liveTick }) {
             ${items.map((i) => { const it = p.items && p.items[i.code]; const lv = p.reports ? cellLevel(it) : null;
               return html`<td class=${"cell " + levelClass(lv)} title=${`${label(i)}: ${it ? it.value : t("noReport")}${it && it.flag ? " · " + flagText(it.flag) : ""}`}>${lv == null ? "–" : it.value || ""}${it && it.flag ? "!" : ""}</td>`; })}
           </tr>`; })}</tbody></table></div>
+      ${muni && html`<${Downloads} muni=${muni} period=${period}/>`}
     </section>
     ${sel ? html`<${AreaDetail} key=${sel + period} areaId=${sel} areaName=${areaName(sel)} period=${period} me=${me} checklist=${checklist} onPublished=${load} liveTick=${liveTick}/>` : html`<p class="hint">${t("choose")}</p>`}
     <${Strategic} latest=${analyses[0]} analysis=${analysis}/>
