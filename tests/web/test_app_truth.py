@@ -213,6 +213,33 @@ def test_the_dashboards_tables_download_as_spreadsheets_with_names(
     assert text.splitlines()[0].startswith("Område;Period;Från;Till") and all(n in text for n in names)
 
 
+def test_the_area_view_keeps_the_alerts_that_ended(demo_system: System, demo_state: dict[str, Any],
+                                                  demo_sign_in: Callable[..., Page]) -> None:
+    def ended_alerts() -> list[dict[str, Any]]:
+        alerts = httpx.get(f"{demo_system.urls['aggregator']}/v1/areas/araby/alerts",
+                           headers={"Authorization": "Bearer demo-lena"}, timeout=10).json()
+        return [a for a in alerts if a["status"] == "resolved"]
+
+    # the demo's year of history is published as the system starts, its alerts with it: wait until they settle
+    seen: list[int] = []
+
+    def settled() -> list[dict[str, Any]] | None:
+        ended = ended_alerts()
+        seen.append(len(ended))
+        return ended if ended and seen[-3:] == [len(ended)] * 3 else None
+
+    ended = wait_for(settled, timeout=240, interval=3)
+    page = demo_sign_in("demo-lena", "#heatmap tbody tr", viewport=DESKTOP)
+    page.click("tr[data-area=araby] th button")
+    page.click("#alert-history summary")
+    shown = page.eval_on_selector_all("#alert-history li", "els => els.map((e) => e.innerText)")
+    assert page.inner_text("#alert-history summary") == f"Avslutade larm ({len(ended)})"
+    assert len(shown) == len(ended)
+    newest = max(ended, key=lambda a: a["period"])
+    assert f"från {newest['period']} ({week_dates(newest['period'], 'sv')})" in shown[0], shown[0]
+    assert f"avslutat {newest['resolved_period']}" in shown[0] and newest["item"] not in shown[0].split(), shown[0]
+
+
 def test_every_page_reads_in_the_chosen_language_with_names_and_dates(
         demo_state: dict[str, Any], demo_sign_in: Callable[..., Page], tmp_path: Any) -> None:
     words: Vocabulary = demo_state["words"]

@@ -168,6 +168,47 @@ function AreaNotes({ pic, checklist }) {
     : html`<p class="hint" id="notes-count">${NOTE_TEXT[LANG].count(count)}</p>`}`;
 }
 
+// A picture's published versions, each with when it went out and what it changed in words (the aggregator
+// writes "klotter: 1 → 2", "klotter flag: - → rising", "completeness.received: 1 → 2", "klotter → klotter_tagg")
+const vt = texts({
+  sv: { versions: "Versioner", version: "Version", published: "publicerad", revision: "rättelse", first: "Första versionen.",
+    nothing: "Inga ändringar.", reports: "Rapporter", comments: "Kommentarer", received: "Inkomna", late: "Sena",
+    nothing_to_report: "Inget att rapportera", flag: (i) => `${i}, flagga`, renamed: (a, b) => `${a} heter nu ${b}`,
+    closed: "Avslutade larm", resolvedIn: "avslutat", noClosed: "Inga avslutade larm.", none: "ingen" },
+  en: { versions: "Versions", version: "Version", published: "published", revision: "revision", first: "The first version.",
+    nothing: "No changes.", reports: "Reports", comments: "Comments", received: "Received", late: "Late",
+    nothing_to_report: "Nothing to report", flag: (i) => `${i}, flag`, renamed: (a, b) => `${a} is now ${b}`,
+    closed: "Resolved alerts", resolvedIn: "resolved", noClosed: "No resolved alerts.", none: "none" },
+});
+const CHANGE = /^([a-z0-9_.]+)( flag)?: (.*) → (.*)$/, RENAME = /^([a-z0-9_]+) → ([a-z0-9_]+)$/;
+function changeText(text, checklist) {
+  const num = (v) => (LANG === "sv" ? String(v).replace(".", ",") : String(v));
+  const renamed = RENAME.exec(text);
+  if (renamed) return vt("renamed")(itemName(checklist, renamed[1]), itemName(checklist, renamed[2]));
+  const m = CHANGE.exec(text);
+  if (!m) return text;
+  const [, what, flag, before, after] = m;
+  if (what === "reports" || what === "comments") return `${vt(what)}: ${before} → ${after}`;
+  if (what.startsWith("completeness.")) return `${vt(what.slice(13))}: ${before} → ${after}`;
+  if (flag) { const word = (f) => (f === "-" ? vt("none") : flagText(f));
+    return `${vt("flag")(itemName(checklist, what))}: ${word(before)} → ${word(after)}`; }
+  return `${itemName(checklist, what)}: ${num(before)} → ${num(after)}`;
+}
+const when = (iso) => new Date(iso).toLocaleString(LANG === "sv" ? "sv-SE" : "en-GB",
+  { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit" });
+function Versions({ areaId, period, latest, checklist }) {
+  const [bodies, setBodies] = useState({});
+  useEffect(() => {
+    for (let v = latest; v >= Math.max(1, latest - 9); v--)
+      api("aggregator", `/v1/areas/${areaId}/pictures/${period}?version=${v}`).then((b) => setBodies((o) => ({ ...o, [v]: b }))).catch(() => {});
+  }, [areaId, period, latest]);
+  const shown = Array.from({ length: Math.min(latest, 10) }, (_, i) => latest - i);
+  return html`<h3>${vt("versions")}</h3><ul class="plain" id="versions">${shown.map((v) => { const b = bodies[v];
+    return html`<li data-version=${v}><details open=${v === latest}><summary><strong>${vt("version")} ${v}</strong>${b ? ` · ${vt("published")} ${when(b.published_at)}` : ""}${b && b.revision ? html` <span class="badge warn">${vt("revision")}</span>` : ""}</summary>
+      ${b ? (b.changes || []).length ? html`<ul class="changes">${b.changes.map((c) => html`<li>${changeText(c, checklist)}</li>`)}</ul>`
+        : html`<p class="hint">${v === 1 ? vt("first") : vt("nothing")}</p>` : html`<p class="hint">…</p>`}</details></li>`; })}</ul>`;
+}
+
 function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, liveTick }) {
   const [pic, setPic] = useState(null); const [series, setSeries] = useState([]); const [alerts, setAlerts] = useState([]);
   const [measures, setMeasures] = useState([]); const [comment, setComment] = useState(""); const [msg, setMsg] = useState(null);
@@ -197,6 +238,7 @@ function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, live
   // the open alerts, newest first
   const open = alerts.filter((a) => !a.resolved_at && a.status !== "resolved").sort((a, b) => (a.period < b.period ? 1 : a.period > b.period ? -1 : 0));
   const shown = open.slice(0, 8);
+  const closed = alerts.filter((a) => a.status === "resolved").sort((a, b) => (a.period < b.period ? 1 : a.period > b.period ? -1 : 0));
   const name = (pic && pic.area_name) || areaName;
   return html`<div class="grid2">
     <section class="card" aria-labelledby="area-title"><h2 id="area-title">${name} · ${periodText(period)}</h2>
@@ -204,7 +246,8 @@ function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, live
         · <span id="area-counts">${pic.reports} ${t(pic.reports === 1 ? "oneReport" : "reports")} ${t("fromReporters")((pic.completeness || {}).received || 0, (pic.completeness || {}).expected || 0)}</span> · ${(pic.completeness || {}).late || 0} ${t("late")}</p>
         <h3>${t("firstAnalysis")}</h3><p id="first-analysis">${pick(pic.first_analysis)}</p>
         ${(pic.comments || []).map((c) => html`<blockquote>${c.text || c.comment}${c.by === me.id ? html` <span class="hint">– ${me.name}</span>` : ""}</blockquote>`)}
-        <${AreaNotes} pic=${pic} checklist=${checklist}/>`}
+        <${AreaNotes} pic=${pic} checklist=${checklist}/>
+        ${pic.version > 0 && html`<${Versions} areaId=${areaId} period=${period} latest=${pic.version} checklist=${checklist}/>`}`}
       ${canPublish && html`<form onSubmit=${publish}><label for="comment">${t("comment")}</label>
         <textarea id="comment" value=${comment} onInput=${(e) => setComment(e.target.value)}></textarea>
         <p><button class="primary" type="submit" id="publish">${t("publish")}</button></p></form>`}
@@ -214,6 +257,8 @@ function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, live
     <section class="card"><h2>${t("trend")}</h2><${TrendChart} series=${series} items=${chartItems} checklist=${checklist}/>
       <h3>${t("alerts")}</h3>${open.length ? html`<ul class="plain" id="alerts">${shown.map((a) => html`<li><span class=${"badge " + (a.kind === "flag:high" ? "bad" : "warn")}>${kindText(a.kind)}</span>${" "}${itemName(checklist, a.item)} <span class="hint">· ${t("from")} ${periodText(a.period)}</span></li>`)}</ul>
         ${open.length > shown.length ? html`<p class="hint">${t("moreAlerts")(open.length - shown.length)}</p>` : ""}` : html`<p class="hint">${t("noAlerts")}</p>`}
+      ${closed.length ? html`<details id="alert-history"><summary>${vt("closed")} (${closed.length})</summary><ul class="plain">${closed.map((a) => html`<li>
+        <span class="badge ok">${kindText(a.kind)}</span>${" "}${itemName(checklist, a.item)} <span class="hint">· ${t("from")} ${periodText(a.period)} · ${vt("resolvedIn")} ${periodText(a.resolved_period)}</span></li>`)}</ul></details>` : ""}
       <h3>${t("measures")}</h3>${measures.length ? html`<ul class="plain" id="measures">${measures.map((m) => html`<li><strong>${m.title}</strong> · ${coded("measureStatus", m.status)} · ${t("from")} ${dateText(m.start)}</li>`)}</ul>` : html`<p class="hint">${t("noMeasures")}</p>`}
     </section></div>`;
 }
