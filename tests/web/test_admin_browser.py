@@ -126,3 +126,28 @@ def test_admin_edits_the_organisation_tokens_and_subscriptions(system: System, s
     # English on request
     page.click("header button[lang=en]")
     assert page.locator("#tab-subs").inner_text() == "Ended subscriptions"
+
+
+def test_a_person_leaving_with_a_successor_hands_over(system: System, sign_in: Callable[..., Page]) -> None:
+    sub = httpx.post(f"{system.urls['notifier']}/v1/subscriptions", headers={"Authorization": "Bearer t-lena"},
+                     json={"name": "Lenas bevakning", "scope": {"municipality_id": "vaxjo"},
+                           "events": ["picture.published"], "channel": {"type": "email", "to": "lena@example.org"}},
+                     timeout=10)
+    assert sub.status_code == 201, sub.text
+    page = open_admin(sign_in)
+    page.click("button[aria-label='Slutar: Lena Lind']")
+    page.select_option("#succ-lena", "admin")
+    page.click("tr:has(#succ-lena) button.primary")
+    page.wait_for_selector("#review")
+    changes = page.inner_text("#changes")
+    assert "Lena Lind lämnar över till Admin" in changes and "Därefter tas Lena Lind bort" in changes
+    _applied(page, 3)
+    assert "Lena Lind" not in page.inner_text("table.people")
+    history = [v["changes"] for v in _get(system, "intake", "/v1/admin/org/history", "t-admin").json()["versions"]]
+    assert history[:2] == [["person lena removed"],
+                           ["person lena changed (successor)", "person lena handed over to admin"]]
+
+    def handed() -> bool:
+        subs = _get(system, "notifier", "/v1/subscriptions", "t-admin").json()
+        return [(s["owner_id"], s["status"]) for s in subs if s["name"] == "Lenas bevakning"] == [("admin", "active")]
+    wait_for(handed)
