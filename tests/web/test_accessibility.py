@@ -73,3 +73,24 @@ def test_reporter_form_can_be_sent_with_the_keyboard(system: System, sign_in: Ca
     assert path[0].startswith("a#") and "Hoppa till innehållet" in path[0], "the skip link comes first"
     page.keyboard.press("Enter")  # nothing answered: the form says so, as an alert
     assert "Fyll i minst en punkt" in page.locator("#main form [role=alert]").inner_text()
+
+
+def test_admin_pages_have_no_wcag_21_aa_violations(system: System, sign_in: Callable[..., Page]) -> None:
+    page = sign_in("t-admin", "a[href='#admin']", viewport=DESKTOP)
+    page.click("a[href='#admin']")
+    page.wait_for_selector("#np-araby")
+    page.fill("#np-araby", "Stationen")  # a change waiting for confirmation, its change list shown
+    page.click("[data-area=araby] button[type=submit]")
+    page.wait_for_selector("#review")
+    assert_no_axe_violations(page)
+    page.click("#apply")
+    page.wait_for_selector("text=Version 2 är sparad.")
+    page.click("#tab-history")
+    page.click("button[aria-label='Visa skillnad mot föregående: Version 2']")
+    page.wait_for_selector("li[data-version='2'] .diff")
+    assert_no_axe_violations(page)
+    page.click("#tab-tokens")
+    page.fill("#tok-name", "Telefonen")
+    page.click("#issue")
+    page.wait_for_selector("#new-token")
+    assert_no_axe_violations(page)

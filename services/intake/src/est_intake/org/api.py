@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from est_intake.http import Caller, JsonBodyRoute
 from est_intake.metrics import IntakeMetrics
 from est_intake.org import db
-from est_intake.org.domain import OrgInvalid, OrgSyntaxError, parse_org_json, parse_org_text
+from est_intake.org.domain import OrgInvalid, OrgSyntaxError, org_document, parse_org_json, parse_org_text
 from est_intake.org.handlers import RETRY_AFTER, OrgApplied, StoreSnapshot, apply_org, preview_org
 
 ORG_PATH = "/v1/admin/org"
@@ -178,6 +178,13 @@ def build_router(ctx: OrgContext) -> APIRouter:
     async def get_org(principal: Caller) -> dict[str, Any]:
         require_role(principal, "admin")
         return ctx.snapshot.model_dump(mode="json")
+
+    @router.get("/v1/admin/org/document", tags=["admin"],
+                summary="The current organisation as an organisation file (JSON): PUT back as it is, it makes "
+                        "no new version")
+    async def get_org_document(principal: Caller) -> dict[str, Any]:
+        require_role(principal, "admin")
+        return org_document(ctx.snapshot)
 
     @router.get("/v1/admin/org/history", tags=["admin"], summary="Every organisation version with its changes")
     async def get_org_history(principal: Caller, limit: int = 100) -> dict[str, Any]:

@@ -547,6 +547,55 @@ def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None, now: datet
     return candidate, changes
 
 
+def org_document(snapshot: OrgSnapshot) -> dict[str, Any]:
+    """The organisation file that describes ``snapshot``: applied back as it is, it makes no new version
+    (``GET /v1/admin/org/document``). Tokens appear as ``token_sha256``; the checklists the organisation
+    declared are listed (the built-in ones are known anyway). A person's areas are written as their
+    municipality where they hold every area of it (as ``areas: [vaxjo]`` declares), else area by area;
+    issued tokens, hand-overs and when areas began are kept by the intake, not written.
+    """
+    municipalities = []
+    for m in snapshot.municipalities.values():
+        areas = [snapshot.areas[a] for a in m.area_ids if a in snapshot.areas]
+        municipalities.append({
+            "id": m.id, "name": m.name, "analysis_period": m.analysis_period, "timezone": m.timezone,
+            "deadline_weekday": m.deadline_weekday, "deadline_time": m.deadline_time,
+            "areas": [{"id": a.id, "name": a.name, "cadence": a.cadence, "places": list(a.places),
+                       "replaces": list(a.replaces)} for a in areas],
+            "checklist": m.checklist, "accepted_checklists": list(m.accepted_checklists),
+            "publish_min_completeness": m.publish_min_completeness, "alerts": m.alerts.model_dump(mode="json")})
+    people = [{"id": p.id, "name": p.name, "actor": p.actor, "email": p.email, "roles": list(p.roles),
+               "areas": _area_refs(snapshot, p), "token_sha256": p.token_sha256, "successor": p.successor}
+              for p in snapshot.people.values()]
+    return {
+        "municipalities": municipalities,
+        "actors": [{"id": a.id, "name": a.name, "kind": a.kind} for a in snapshot.actors.values()],
+        "people": people,
+        "checklists": [c.model_dump(mode="json", exclude_none=True) for ref, c in snapshot.checklists.items()
+                       if ref not in BUILTIN_CHECKLISTS or BUILTIN_CHECKLISTS[ref] != c],
+        "subscriptions": list(snapshot.subscriptions),
+    }
+
+
+def _area_refs(snapshot: OrgSnapshot, person: Person) -> list[str]:
+    """A person's ``areas`` in a file: whole municipalities where that resolves to the same areas in the same
+    order, else area by area (plus municipalities of no areas they work in)."""
+    held = set(person.areas)
+    empty = [m for m in person.municipalities
+             if m in snapshot.municipalities and not snapshot.municipalities[m].area_ids]
+    whole: list[str] = []
+    for a in person.areas:
+        area = snapshot.areas.get(a)
+        m = snapshot.municipalities.get(area.municipality_id) if area else None
+        ref = m.id if m is not None and m.area_ids and held.issuperset(m.area_ids) else a
+        if ref not in whole:
+            whole.append(ref)
+    resolved = [x for ref in whole for x in
+                (snapshot.municipalities[ref].area_ids if ref in snapshot.municipalities else [ref])]
+    refs = whole if _unique(resolved) == list(person.areas) else list(person.areas)
+    return [*refs, *empty]
+
+
 def kept_tokens(prev: OrgSnapshot, people: dict[str, Person]) -> dict[str, ApiToken]:
     """The issued tokens an organisation file keeps: every one of a person still in it (the file does not
     list issued tokens; a removed person's tokens go with them)."""
