@@ -164,6 +164,14 @@ def test_the_steering_group_compiles_decides_re_decides_and_follows_up(
     points = page.get_attribute(f"{detail} #effect figure[data-item='{problem['item']}'] polyline", "points") or ""
     assert len(points.split()) == len(effect["points"])
     assert_no_axe_violations(page)
+    # the Word report takes a while to make: the buttons wait meanwhile, then it is saved
+    with page.expect_download(timeout=180_000) as got:
+        page.click("#dl-docx")
+        assert "Hämtar: Rapporten (Word)" in page.inner_text("#dl-busy")
+        assert page.is_disabled("#dl-pdf")
+    assert got.value.suggested_filename.endswith("-sv.docx")
+    assert open(got.value.path(), "rb").read(2) == b"PK"  # a zip: the DOCX
+    page.wait_for_selector("#dl-busy", state="detached")
     # names, never codes or ids, in the reader's language
     written = ["Fältvandringar kvällstid", "Vuxna vandrar i området fredag och lördag kväll.",
                "Förlängd efter uppföljning i styrgruppen"]

@@ -32,7 +32,7 @@ const tx = texts({
     directions: { fell: "minskade", rose: "ökade", unchanged: "oförändrat", insufficient_data: "för lite data ännu" },
     fields: { title: "Rubrik", description: "Beskrivning", items: "Problem", responsible_actor: "Ansvarig",
       decided_by: "Beslutat av", start: "Startdatum", end: "Slutdatum", hours: "Timmar", money_sek: "Kronor", status: "Status" },
-    empty: "inget", by: "av", hoursUnit: "timmar", sek: "kr", addressed: "Riktar sig mot",
+    fetching: (f) => `Hämtar: ${f} …`, empty: "inget", by: "av", hoursUnit: "timmar", sek: "kr", addressed: "Riktar sig mot",
   },
   en: {
     page: "Steering", compileTitle: "Compile a strategic analysis", kind: "Kind of period", periodChoice: "Period",
@@ -62,7 +62,7 @@ const tx = texts({
     directions: { fell: "decreased", rose: "increased", unchanged: "unchanged", insufficient_data: "too little data yet" },
     fields: { title: "Title", description: "Description", items: "Problems", responsible_actor: "Responsible",
       decided_by: "Decided by", start: "Start date", end: "End date", hours: "Hours", money_sek: "SEK", status: "Status" },
-    empty: "none", by: "by", hoursUnit: "hours", sek: "SEK", addressed: "Addresses",
+    fetching: (f) => `Fetching: ${f} …`, empty: "none", by: "by", hoursUnit: "hours", sek: "SEK", addressed: "Addresses",
   },
 });
 
@@ -168,7 +168,8 @@ export function Steering({ me }) {
     api("analysis", `/v1/analyses/${encodeURIComponent(selected)}`).then(setAnalysis).catch((e) => setMsg({ kind: "bad", text: pick(e.message) }));
   }, [selected]);
   const compiled = (body) => { loadAnalyses().catch(() => {}); setSelected(body.id); setAnalysis(body); };
-  const measureSaved = (m, text) => { setMsg({ kind: "ok", text }); setOpen(m.id); loadMeasures(); };
+  // a message of the page's own is kept as its text's key, so it follows a change of language
+  const measureSaved = (m, key) => { setMsg({ kind: "ok", key }); setOpen(m.id); loadMeasures(); };
   return html`<main id="main" class="steering">
     <h2 class="sr">${tx("page")}</h2>
     <${Compile} muni=${muni} onCompiled=${compiled}/>
@@ -178,10 +179,10 @@ export function Steering({ me }) {
         ${analyses.map((a) => html`<option value=${a.id}>${periodWords(a.period)} · ${tx("revision")} ${a.revision} · ${tx("at")} ${dateText(a.compiled_at)}</option>`)}
       </select></section>`}
     ${analysis ? html`<${Analysis} analysis=${analysis} muni=${muni}/>` : html`<p class="hint">${tx("noAnalysis")}</p>`}
-    ${msg && html`<${Msg} kind=${msg.kind}>${msg.text}<//>`}
-    ${canDecide && analysis && html`<${DecideForm} analysis=${analysis} actors=${actors} onSaved=${(m) => measureSaved(m, tx("decided"))}/>`}
+    ${msg && html`<${Msg} kind=${msg.kind}>${msg.key ? tx(msg.key) : msg.text}<//>`}
+    ${canDecide && analysis && html`<${DecideForm} analysis=${analysis} actors=${actors} onSaved=${(m) => measureSaved(m, "decided")}/>`}
     <${Measures} measures=${measures} actors=${actors} canDecide=${canDecide} muni=${muni} open=${open} setOpen=${setOpen}
-      onSaved=${(m) => measureSaved(m, tx("redecided"))}/>
+      onSaved=${(m) => measureSaved(m, "redecided")}/>
   </main>`;
 }
 
@@ -195,7 +196,7 @@ function Compile({ muni, onCompiled }) {
     ev.preventDefault(); setBusy(true); setMsg(null);
     try {
       const body = await api("analysis", "/v1/analyses", { method: "POST", body: { municipality_id: muni, period } });
-      setMsg({ kind: "ok", text: tx("compiled")(periodWords(period)) }); onCompiled(body);
+      setMsg({ kind: "ok", done: period }); onCompiled(body);
     } catch (e) { setMsg({ kind: "bad", text: pick(e.message) }); } finally { setBusy(false); }
   };
   return html`<section class="card" aria-labelledby="compile-title" aria-busy=${busy ? "true" : "false"}>
@@ -211,17 +212,22 @@ function Compile({ muni, onCompiled }) {
     </form>
     ${busy && html`<div id="compile-busy" role="status"><progress class="steering-progress" aria-label=${tx("compiling")(periodWords(period))}></progress>
       <p>${tx("compiling")(periodWords(period))}</p></div>`}
-    ${msg && html`<${Msg} kind=${msg.kind}>${msg.text}<//>`}
+    ${msg && html`<${Msg} kind=${msg.kind}>${msg.done ? tx("compiled")(periodWords(msg.done)) : msg.text}<//>`}
   </section>`;
 }
 
 function Analysis({ analysis, muni }) {
-  const [err, setErr] = useState("");
+  const [err, setErr] = useState(""); const [fetching, setFetching] = useState("");
   const id = analysis.id; const safe = id.replace(/[^A-Za-z0-9-]+/g, "-");
-  const save = (path, name) => saveFile("analysis", path, name).then(() => setErr(""), (e) => setErr(pick(e.message)));
-  const report = (kind) => save(`/v1/analyses/${encodeURIComponent(id)}/report.${kind}?lang=${LANG}`, `analys-${safe}-${LANG}.${kind}`);
-  const problems = (fmt) => save(`/v1/analyses/${encodeURIComponent(id)}?format=${fmt}&lang=${LANG}`, `bestaende-problem-${safe}.${fmt}`);
-  const measures = (fmt) => save(`/v1/measures?municipality_id=${encodeURIComponent(muni)}&format=${fmt}&lang=${LANG}`, `atgarder-${muni}.${fmt}`);
+  // a PDF or Word report takes a while to make: the buttons wait and say so meanwhile
+  const save = (path, name, what) => { setFetching(what); setErr("");
+    return saveFile("analysis", path, name).then(() => setErr(""), (e) => setErr(pick(e.message))).finally(() => setFetching("")); };
+  const report = (kind) => save(`/v1/analyses/${encodeURIComponent(id)}/report.${kind}?lang=${LANG}`, `analys-${safe}-${LANG}.${kind}`,
+    { html: "reportHtml", pdf: "reportPdf", docx: "reportDocx" }[kind]);
+  const problems = (fmt) => save(`/v1/analyses/${encodeURIComponent(id)}?format=${fmt}&lang=${LANG}`, `bestaende-problem-${safe}.${fmt}`,
+    fmt === "csv" ? "problemsCsv" : "problemsXlsx");
+  const measures = (fmt) => save(`/v1/measures?municipality_id=${encodeURIComponent(muni)}&format=${fmt}&lang=${LANG}`, `atgarder-${muni}.${fmt}`,
+    fmt === "csv" ? "measuresCsv" : "measuresXlsx");
   const areas = analysis.areas || [];
   return html`<section class="card" aria-labelledby="analysis-title">
     <h2 id="analysis-title">${tx("analysisTitle")} · ${analysis.municipality_name} · ${periodWords(analysis.period)}</h2>
@@ -235,14 +241,15 @@ function Analysis({ analysis, muni }) {
           <br/><span class="hint">${tx("since")(weekWords(p.held_at[0]))} · ${tx("flagged")(p.max_flagged, p.n)}</span></li>`)}</ul>`
         : html`<p class="hint">${tx("noProblems")}</p>`}</section>`)}</div>
     <h3>${tx("downloads")}</h3>
-    <p class="steering-downloads">
-      <button class="secondary" id="dl-html" onClick=${() => report("html")}>${tx("reportHtml")}</button>
-      <button class="secondary" id="dl-pdf" onClick=${() => report("pdf")}>${tx("reportPdf")}</button>
-      <button class="secondary" id="dl-docx" onClick=${() => report("docx")}>${tx("reportDocx")}</button>
-      <button class="secondary" id="dl-problems-csv" onClick=${() => problems("csv")}>${tx("problemsCsv")}</button>
-      <button class="secondary" id="dl-problems-xlsx" onClick=${() => problems("xlsx")}>${tx("problemsXlsx")}</button>
-      <button class="secondary" id="dl-measures-csv" onClick=${() => measures("csv")}>${tx("measuresCsv")}</button>
-      <button class="secondary" id="dl-measures-xlsx" onClick=${() => measures("xlsx")}>${tx("measuresXlsx")}</button></p>
+    <p class="steering-downloads" aria-busy=${fetching ? "true" : "false"}>
+      <button class="secondary" id="dl-html" disabled=${!!fetching} onClick=${() => report("html")}>${tx("reportHtml")}</button>
+      <button class="secondary" id="dl-pdf" disabled=${!!fetching} onClick=${() => report("pdf")}>${tx("reportPdf")}</button>
+      <button class="secondary" id="dl-docx" disabled=${!!fetching} onClick=${() => report("docx")}>${tx("reportDocx")}</button>
+      <button class="secondary" id="dl-problems-csv" disabled=${!!fetching} onClick=${() => problems("csv")}>${tx("problemsCsv")}</button>
+      <button class="secondary" id="dl-problems-xlsx" disabled=${!!fetching} onClick=${() => problems("xlsx")}>${tx("problemsXlsx")}</button>
+      <button class="secondary" id="dl-measures-csv" disabled=${!!fetching} onClick=${() => measures("csv")}>${tx("measuresCsv")}</button>
+      <button class="secondary" id="dl-measures-xlsx" disabled=${!!fetching} onClick=${() => measures("xlsx")}>${tx("measuresXlsx")}</button></p>
+    ${fetching && html`<p class="hint" role="status" id="dl-busy">${tx("fetching")(tx(fetching))}</p>`}
     ${err && html`<${Msg} kind="bad">${err}<//>`}
   </section>`;
 }
