@@ -5,9 +5,11 @@ a beredningsgrupp member reads the same page without the forms. Everything check
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 DESKTOP = {"width": 1280, "height": 1000}
+# screenshots go to the README's folder only when asked (EST_SAVE_SCREENSHOTS=1), else to a temp dir
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 MONTHS = ["jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec"]
 
 
@@ -54,8 +58,9 @@ def swedish_number(v: float) -> str:
 
 
 def test_the_steering_group_compiles_decides_re_decides_and_follows_up(
-        demo_system: System, demo_sign_in: Callable[..., Page]) -> None:
+        demo_system: System, demo_sign_in: Callable[..., Page], tmp_path: Path) -> None:
     s = demo_system
+    shots = SHOTS if os.environ.get("EST_SAVE_SCREENSHOTS") else tmp_path
     tertial = Period.containing("tertial", date.today()).prev()
 
     # the analysis service reads the demo's months of history as they come: wait until it shows problems
@@ -177,6 +182,8 @@ def test_the_steering_group_compiles_decides_re_decides_and_follows_up(
                "Förlängd efter uppföljning i styrgruppen"]
     words = Vocabulary(_get(s, "intake", "/v1/checklists/current", "demo-styr"), written)
     assert not words.raw_codes(page.inner_text("#main"), "sv")
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "steering.png"), full_page=True)
 
     # English, chosen by the reader
     page.click("header button[lang=en]")

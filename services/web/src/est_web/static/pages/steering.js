@@ -261,7 +261,8 @@ function DecideForm({ analysis, actors, onSaved }) {
   const areas = [...(analysis.areas || [])].sort((a, b) => (b.persistent_problems || []).length - (a.persistent_problems || []).length);
   const [area, setArea] = useState((areas[0] || {}).area_id || "");
   const [items, setItems] = useState([]);
-  const [f, setF] = useState({ title: "", description: "", actor: "", decided_by: tx("decidedByDefault"), start: today(), end: "", hours: "", money: "", status: "planned" });
+  const blank = () => ({ title: "", description: "", actor: "", decided_by: tx("decidedByDefault"), start: today(), end: "", hours: "", money: "", status: "planned" });
+  const [f, setF] = useState(blank);
   const [msg, setMsg] = useState(null);
   const set = (k) => (e) => setF({ ...f, [k]: e.target.value });
   const problems = ((areas.find((a) => a.area_id === area) || {}).persistent_problems) || [];
@@ -272,7 +273,7 @@ function DecideForm({ analysis, actors, onSaved }) {
     const body = { title: f.title, description: f.description, area_id: area, items, responsible_actor: f.actor || (actors[0] || {}).id,
       decided_by: f.decided_by, start: f.start, status: f.status, ...(f.end ? { end: f.end } : {}),
       resources: { ...(f.hours !== "" ? { hours: Number(f.hours) } : {}), ...(f.money !== "" ? { money_sek: Number(f.money) } : {}) } };
-    try { const m = await api("analysis", "/v1/measures", { method: "POST", body }); setMsg(null); setItems([]); setF({ ...f, title: "", description: "" }); onSaved(m); }
+    try { const m = await api("analysis", "/v1/measures", { method: "POST", body }); setMsg(null); setItems([]); setF(blank()); onSaved(m); }
     catch (e) { setMsg({ kind: "bad", text: pick(e.message) }); }
   };
   return html`<section class="card" aria-labelledby="decide-title"><h2 id="decide-title">${tx("decideTitle")}</h2>
