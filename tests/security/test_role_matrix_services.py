@@ -215,6 +215,11 @@ ROWS: list[Row] = [
     Row("analysis", "GET", MEASURE, "a measure in A", IN_M, {"measure_id": "measure_a"}),
     Row("analysis", "GET", MEASURE, "a measure in B", IN_B, {"measure_id": "measure_b"}),
     Row("analysis", "GET", MEASURE, "a measure in C", IN_N, {"measure_id": "measure_c"}),
+    Row("analysis", "GET", MEASURE + "/effect", "effect of a measure in A", IN_M, {"measure_id": "measure_a"}),
+    Row("analysis", "GET", MEASURE + "/effect", "effect of a measure in B", IN_B, {"measure_id": "measure_b"}),
+    Row("analysis", "GET", MEASURE + "/effect", "effect of a measure in C", IN_N, {"measure_id": "measure_c"}),
+    Row("analysis", "GET", "/v1/actors", "actors of M", ANALYSTS, query={"municipality_id": "M"}),
+    Row("analysis", "GET", "/v1/actors", "actors of N", IN_N, query={"municipality_id": "N"}),
 ]
 
 

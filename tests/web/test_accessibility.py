@@ -1,7 +1,8 @@
 """Accessibility of the web front end (aim: WCAG 2.1 AA), checked with axe-core in headless Chromium:
 the reporter's checklist form and the key function's dashboard, each in a state that shows its
 conditional parts (answered items with places and notes, messages, badges, the picture grid with
-levels, an area's detail); and the reporter form used with the keyboard alone."""
+levels, an area's detail), the steering page with its forms and an opened measure; and the reporter form
+used with the keyboard alone."""
 
 from __future__ import annotations
 
@@ -49,6 +50,30 @@ def test_dashboard_has_no_wcag_21_aa_violations(system: System, sign_in: Callabl
     page.wait_for_selector("tr[data-area=araby] td.cell.lvl-2")
     page.click("tr[data-area=araby] th button")
     page.wait_for_selector("#first-analysis")
+    assert_no_axe_violations(page)
+
+
+def test_steering_page_has_no_wcag_21_aa_violations(system: System, sign_in: Callable[..., Page]) -> None:
+    admin = {"Authorization": "Bearer t-admin"}
+    r = httpx.post(f"{system.urls['analysis']}/v1/analyses", json={"municipality_id": "vaxjo", "period": "2026-T3"},
+                   headers=admin, timeout=30)
+    assert r.status_code == 201, r.text
+    measure = {"title": "Bättre belysning vid centrum", "area_id": "araby", "items": ["klotter"],
+               "responsible_actor": "vaxjohem", "decided_by": "Styrgruppen", "start": "2026-10-05",
+               "resources": {"hours": 40}}
+    r = httpx.post(f"{system.urls['analysis']}/v1/measures", json=measure, headers=admin, timeout=10)
+    assert r.status_code == 201, r.text
+    r = httpx.patch(f"{system.urls['analysis']}/v1/measures/{r.json()['id']}",
+                    json={"status": "active", "reason": "Uppföljning"}, headers=admin, timeout=10)
+    assert r.status_code == 200, r.text
+
+    page = sign_in("t-admin", "#heatmap", viewport=DESKTOP)
+    page.click("nav >> text=Styrning")
+    page.wait_for_selector("#analysis-title")
+    page.click("#measures button.steering-toggle")
+    page.wait_for_selector("#history > li >> nth=1")
+    page.wait_for_selector("#effect figure")
+    assert page.query_selector("#measure-form") and page.query_selector("#redecide-form")
     assert_no_axe_violations(page)
 
 

@@ -212,7 +212,8 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         _require_municipality(principal, area.municipality_id, snap)
         values = req.model_dump(exclude={"resources"})
         values.update(hours=req.resources.hours, money_sek=req.resources.money_sek)
-        return await handlers.create_measure(ctx=ctx, principal=principal, values=values)
+        made = await handlers.create_measure(ctx=ctx, principal=principal, values=values)
+        return handlers.measure_names(ctx.snapshot(), made)
 
     @router.patch("/v1/measures/{measure_id}", tags=["measures"], summary="Re-decide a measure (styrgrupp)")
     async def patch_measure(measure_id: str, req: MeasurePatch, principal: Principal = principal_dep) -> dict[str, Any]:
@@ -225,8 +226,9 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         if req.resources is not None:
             changes.update(req.resources.model_dump(exclude_unset=True))
         changes = {k: v for k, v in changes.items() if v is not None or k in NULLABLE}
-        return await handlers.update_measure(ctx=ctx, principal=principal, measure_id=measure_id,
-                                             changes=changes, reason=req.reason)
+        changed = await handlers.update_measure(ctx=ctx, principal=principal, measure_id=measure_id,
+                                                changes=changes, reason=req.reason)
+        return handlers.measure_names(ctx.snapshot(), changed)
 
     @router.get("/v1/measures", tags=["measures"], summary="Measures of an area or municipality",
                 response_model=None, responses=EXPORT_RESPONSES)
@@ -234,11 +236,13 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
                             municipality_id: str | None = Query(None, examples=["vaxjo"]),
                             principal: Principal = principal_dep) -> list[dict[str, Any]] | Response:
         """Without filters: the measures of the caller's municipalities. With ``?format=csv|xlsx`` (or the
-        Accept header) as a table with names, in the reader's language (``?lang=`` or Accept-Language)."""
+        Accept header) as a table with names, in the reader's language (``?lang=`` or Accept-Language).
+        Each measure also names its area, its responsible actor, its items and its deciders."""
         found = await _measures_of(area_id, municipality_id, principal)
-        download = export_response(request, lambda: measures_table(found, ctx.snapshot()),
+        snap = ctx.snapshot()
+        download = export_response(request, lambda: measures_table(found, snap),
                                    f"atgarder-{area_id or municipality_id or 'alla'}")
-        return download or found
+        return download or [handlers.measure_names(snap, m) for m in found]
 
     async def _measures_of(area_id: str | None, municipality_id: str | None,
                            principal: Principal) -> list[dict[str, Any]]:
@@ -262,12 +266,35 @@ def build_router(*, runtime: ServiceRuntime, ctx: Context) -> APIRouter:
         return [m for m in await handlers.list_measures(ctx=ctx)
                 if m["municipality_id"] in munis and principal.may_see_area(m["area_id"])]
 
-    @router.get("/v1/measures/{measure_id}", tags=["measures"], summary="One measure with its history")
-    async def get_measure(measure_id: str, principal: Principal = principal_dep) -> dict[str, Any]:
-        """The measure, its re-decisions and resources."""
+    async def _readable_measure(measure_id: str, principal: Principal) -> dict[str, Any]:
         m = await handlers.get_measure(ctx=ctx, measure_id=measure_id)
         _require_municipality(principal, m["municipality_id"], ctx.snapshot())
         require_area(principal, m["area_id"])
         return m
+
+    @router.get("/v1/measures/{measure_id}", tags=["measures"], summary="One measure with its history")
+    async def get_measure(measure_id: str, principal: Principal = principal_dep) -> dict[str, Any]:
+        """The measure, its re-decisions (each decider by name) and resources, with its area's, responsible
+        actor's and items' names."""
+        return handlers.measure_names(ctx.snapshot(), await _readable_measure(measure_id, principal))
+
+    @router.get("/v1/measures/{measure_id}/effect", tags=["measures"],
+                summary="A measure's effect so far: its items' values before and after its start")
+    async def get_measure_effect(measure_id: str, principal: Principal = principal_dep) -> dict[str, Any]:
+        """Per targeted item: the periods before the start and from it on (at most
+        ``EST_ANALYSIS_EFFECT_MAX_PERIODS`` each side, begun by today) with their values, the means compared
+        over as many periods on each side, the change and its direction (``insufficient_data`` without both)."""
+        await _readable_measure(measure_id, principal)
+        return await handlers.measure_effect_now(ctx=ctx, measure_id=measure_id)
+
+    @router.get("/v1/actors", tags=["measures"], summary="The actors a measure of a municipality may name")
+    async def list_actors(municipality_id: str = Query(description="municipality id", examples=["vaxjo"]),
+                          principal: Principal = principal_dep) -> list[dict[str, str]]:
+        """Id, name and kind of each actor with people working in the municipality, by name: the choices for
+        a measure's responsible actor."""
+        require_role(principal, *ANALYSIS_ROLES)
+        snap = ctx.snapshot()
+        _require_municipality(principal, municipality_id, snap)
+        return handlers.municipality_actors(snap, municipality_id)
 
     return router

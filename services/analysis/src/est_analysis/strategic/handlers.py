@@ -22,6 +22,7 @@ from est_shared.freetext import free_text_errors
 from est_shared.observability import error_name
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.periods import (
+    DEFAULT_TIMEZONE,
     THURSDAY_RULE_EN,
     THURSDAY_RULE_SV,
     AnalysisKind,
@@ -373,6 +374,18 @@ def _measure_out(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _effects(m: Mapping[str, Any], around: Sequence[Mapping[str, Any]], vocab: Vocabulary, *, ctx: Context,
+             as_of: date) -> tuple[list[Any], dict[str, list[tuple[Period, float]]]]:
+    """A measure's effect per targeted item over the pictures ``around`` its start, and each item's series."""
+    # a measure on an item since renamed reads the series of the item that continues it
+    reads = {item: (heirs[0] if len(heirs := vocab.successors(item)) == 1 else item) for item in m["items"]}
+    series = {item: [(Period.parse(r["period"]), v) for r in around
+                     if (v := _value_or_zero(continued_points(r["items"], vocab).get(reads[item]))) is not None]
+              for item in m["items"]}
+    return [measure_effect(item, series[item], m["start"], max_periods=ctx.settings.effect_max_periods,
+                           as_of=as_of) for item in m["items"]], series
+
+
 def _decision_names(snap: OrgSnapshot, measure: dict[str, Any], item_names: dict[str, dict[str, str]]
                     ) -> dict[str, Any]:
     """What the report needs to tell a measure's decisions in words: each entry's decider by name, and the
@@ -452,15 +465,7 @@ async def compile_analysis(*, ctx: Context, municipality_id: str, period: str, t
                 actor = snap.actors.get(m["responsible_actor"])
                 out["responsible_actor_name"] = actor.name if actor else m["responsible_actor"]
                 out.update(_decision_names(snap, out, item_names))
-                # a measure on an item since renamed reads the series of the item that continues it
-                reads = {item: (heirs[0] if len(heirs := vocab.successors(item)) == 1 else item)
-                         for item in m["items"]}
-                series = {item: [(Period.parse(r["period"]), v) for r in around
-                                 if (v := _value_or_zero(continued_points(r["items"], vocab).get(reads[item])))
-                                 is not None] for item in m["items"]}
-                out["effect"] = [asdict(measure_effect(item, series[item], m["start"],
-                                                       max_periods=ctx.settings.effect_max_periods,
-                                                       as_of=ap.end)) for item in m["items"]]
+                out["effect"] = [asdict(e) for e in _effects(m, around, vocab, ctx=ctx, as_of=ap.end)[0]]
                 area_measures.append(out)
                 measures_out.append(out)
             probs = [{"area_id": area_id, "area_name": area.name, **asdict(p)} for p in problems]
@@ -704,6 +709,54 @@ async def get_measure(*, ctx: Context, measure_id: str) -> dict[str, Any]:
     if row is None:
         raise MeasureNotFound(measure_id)
     return _measure_out(row)
+
+
+def measure_names(snap: OrgSnapshot, measure: dict[str, Any]) -> dict[str, Any]:
+    """A measure as people read it: besides the ids, its area's and responsible actor's names, its items'
+    labels and each decision's decider by name (as the analysis body tells its measures)."""
+    item_names = {code: {"sv": sv, "en": en}
+                  for code, (sv, en) in vocabulary_of(snap, measure["municipality_id"]).labels.items()}
+    area, actor = snap.areas.get(measure["area_id"]), snap.actors.get(measure["responsible_actor"])
+    return {**measure, "area_name": area.name if area else measure["area_id"],
+            "responsible_actor_name": actor.name if actor else measure["responsible_actor"],
+            **_decision_names(snap, measure, item_names)}
+
+
+def municipality_actors(snap: OrgSnapshot, municipality_id: str) -> list[dict[str, str]]:
+    """The actors a measure of a municipality may name as responsible: those with people working there."""
+    ids = {p.actor for p in snap.people.values()
+           if municipality_id in p.municipalities
+           or any((area := snap.areas.get(x)) is not None and area.municipality_id == municipality_id
+                  for x in p.areas)}
+    return sorted(({"id": actor.id, "name": actor.name, "kind": actor.kind}
+                   for i in ids if (actor := snap.actors.get(i)) is not None), key=lambda a: a["name"].casefold())
+
+
+async def measure_effect_now(*, ctx: Context, measure_id: str) -> dict[str, Any]:
+    """A measure's effect so far: per targeted item, the values of the periods before its start and from it on
+    (at most ``EST_ANALYSIS_EFFECT_MAX_PERIODS`` each side, periods begun by today) and their means."""
+    if not stored_id(measure_id):
+        raise MeasureNotFound(measure_id)
+    snap = ctx.snapshot()
+    async with ctx.sessions() as s:
+        row = await db.get_measure(s, measure_id)
+        if row is None:
+            raise MeasureNotFound(measure_id)
+        area = snap.areas.get(row["area_id"])
+        muni = snap.municipalities.get(row["municipality_id"])
+        kind = reporting_kind(area.cadence) if area else "week"
+        as_of = local_date(ctx.clock.now(), muni.timezone if muni else DEFAULT_TIMEZONE) + timedelta(days=1)
+        around = await db.pictures_around(s, row["area_id"], kind=kind, start=row["start"], as_of=as_of,
+                                          limit=ctx.settings.effect_max_periods)
+    vocab = vocabulary_of(snap, row["municipality_id"])
+    effects, series = _effects(row, around, vocab, ctx=ctx, as_of=as_of)
+    out = []
+    for effect in effects:
+        sv, en = vocab.labels.get(effect.item, (effect.item, effect.item))
+        points = [{"period": p.id, "value": v, "after": p.end > row["start"]} for p, v in series[effect.item]]
+        out.append({**asdict(effect), "label_sv": sv, "label_en": en, "points": points})
+    return {"measure_id": row["id"], "area_id": row["area_id"], "start": row["start"].isoformat(),
+            "as_of": as_of.isoformat(), "items": out}
 
 
 async def list_measures(*, ctx: Context, area_id: str | None = None, municipality_id: str | None = None,

@@ -5,6 +5,7 @@ import { Reporter, flushOutbox } from "./pages/reporter.js";
 import { SignIn } from "./pages/signin.js";
 import { Dashboard } from "./pages/dashboard.js";
 import { Admin } from "./pages/admin.js";
+import { Steering } from "./pages/steering.js";
 
 // ---------------------------------------------------------------------------------------------
 // The menu's pages in order: who sees each (a person with any of its roles; no roles: every signed-in
@@ -16,6 +17,8 @@ export const PAGES = [
     component: ({ me, checklist, online, tick }) => html`<${Reporter} me=${me} checklist=${checklist} online=${online} tick=${tick}/>` },
   { hash: "#dashboard", text: "dashboard", roles: STAFF, live: true,
     component: ({ me, checklist, tick }) => html`<${Dashboard} me=${me} checklist=${checklist} liveTick=${tick}/>` },
+  { hash: "#steering", text: { sv: "Styrning", en: "Steering" }, roles: ["beredningsgrupp", "styrgrupp", "key_function", "admin"], live: false,
+    component: ({ me }) => html`<${Steering} me=${me}/>` },
   { hash: "#admin", text: { sv: "Administration", en: "Administration" }, roles: ["admin"], live: false,
     component: ({ me }) => html`<${Admin} me=${me}/>` },
 ];

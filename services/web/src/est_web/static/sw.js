@@ -1,9 +1,15 @@
 // Service worker: keeps the app shell available offline. Reports made offline wait in the page's
 // outbox (localStorage) and are sent by the page when the network returns; API calls are never cached.
-const CACHE = "est-shell-v2";
-const SHELL = ["/app/", "/app/app.js", "/app/core.js", "/app/pages/signin.js", "/app/pages/reporter.js",
-               "/app/pages/dashboard.js", "/app/pages/admin.js", "/app/styles.css", "/app/manifest.webmanifest",
-               "/app/vendor/htm-preact-standalone-3.1.1.mjs"];
+const CACHE = "est-shell-v3";
+const SHELL = [
+  "/app/", "/app/app.js", "/app/core.js", "/app/styles.css", "/app/manifest.webmanifest",
+  "/app/vendor/htm-preact-standalone-3.1.1.mjs",
+  "/app/pages/signin.js",
+  "/app/pages/reporter.js",
+  "/app/pages/dashboard.js",
+  "/app/pages/admin.js",
+  "/app/pages/steering.js",
+];
 self.addEventListener("install", (e) => e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL))));
 self.addEventListener("activate", (e) => e.waitUntil(
   caches.keys().then((keys) => Promise.all(keys.filter((k) => k !== CACHE).map((k) => caches.delete(k))))));
