@@ -71,5 +71,5 @@ async def test_the_session_routes_answer_every_input_without_a_5xx(tmp_path: Pat
                 assert r.status_code == 200 and r.json()["me"]["name"] == "Olle Ok"
                 cookie = r.cookies["est_session"]
             tested, failures = await asyncio.to_thread(_fuzz, base, cookie)
-    assert tested == 5, "GET/POST /session, POST /session/sign-out, GET/POST /session/demo"
+    assert tested == 8, "GET/POST /session, sign-out, methods, GET/POST /session/demo, /session/oidc, its callback"
     assert not failures, "\n".join(failures)

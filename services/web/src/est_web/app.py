@@ -20,12 +20,14 @@ import httpx
 from est_shared.clock import SystemClock
 from est_shared.http import CorrelationId, RequestGuard, add_ops_routes, install_problem_handlers
 from est_shared.observability import setup_logging
+from est_shared.oidc import parse_algorithms
 from est_shared.sealed import load_cipher
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter
 
 from est_web.adapters.gateway import Gateway
+from est_web.adapters.oidc_client import OidcClient
 from est_web.adapters.session_store import SessionStore
 from est_web.api import STATIC, build_router
 from est_web.headers import SecurityHeaders
@@ -47,6 +49,12 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     gateway = Gateway(upstreams, max_body_bytes=settings.max_body_bytes, body_limits=settings.body_limits,
                       forwarded=forwarded)
 
+    oidc = None
+    if settings.oidc_issuer and settings.oidc_client_id:
+        oidc = OidcClient(issuer=settings.oidc_issuer.strip(), client_id=settings.oidc_client_id,
+                          client_secret=settings.oidc_client_secret.get_secret_value()
+                          if settings.oidc_client_secret else "", scopes=settings.oidc_scopes,
+                          resource=settings.oidc_resource, algorithms=parse_algorithms(settings.oidc_algorithms))
     key = settings.session_key.get_secret_value() if settings.session_key else None
     store = SessionStore(settings.session_database_url or settings.sqlite_url("web-sessions"),
                          cipher=load_cipher(key, data_dir=settings.data_dir / "web-session", log=log),
@@ -55,12 +63,15 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     sessions = Sessions(store, gateway, SessionConfig(
         idle_seconds=settings.session_idle_seconds, absolute_seconds=settings.session_absolute_seconds,
         cookie_secure=settings.cookie_secure or settings.https, public_origins=settings.origins(),
-        demo_sign_in=settings.demo_sign_in, demo_org_file=settings.demo_org_file),
-        Throttle(settings.sign_in_max_failures, settings.sign_in_window_seconds))
+        demo_sign_in=settings.demo_sign_in, demo_org_file=settings.demo_org_file,
+        oidc_redirect_uri=settings.oidc_redirect_uri),
+        Throttle(settings.sign_in_max_failures, settings.sign_in_window_seconds), oidc=oidc)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         gateway.client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None), follow_redirects=False)
+        if oidc is not None:
+            oidc.http = gateway.client
         await store.start()
         try:
             yield

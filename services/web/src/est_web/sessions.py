@@ -17,7 +17,9 @@ session's CSRF token as ``X-CSRF-Token`` and, when it has an Origin, come from t
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,16 +28,22 @@ from typing import Any
 
 import yaml
 from est_shared.http import Problem
+from est_shared.oidc import InvalidToken, ProviderUnavailable
+from est_shared.sealed import PiiDecryptError
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from est_web.adapters.gateway import Gateway
+from est_web.adapters.oidc_client import OidcClient
 from est_web.adapters.session_store import SessionStore, WebSession
 
 log = logging.getLogger("est.web")
 
 COOKIE = "est_session"
+PENDING = "est_oidc"  # the pending OpenID Connect sign-in (state, nonce, PKCE verifier), sealed
+PENDING_SECONDS = 600
+REFRESH_BEFORE = 60  # seconds before the access token's expiry that it is refreshed
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -86,6 +94,7 @@ class SessionConfig:
     public_origins: list[str]
     demo_sign_in: bool
     demo_org_file: Path | None
+    oidc_redirect_uri: str = ""
 
 
 def _unauthorized(detail: str = "Du är inte inloggad. / You are not signed in.") -> Problem:
@@ -95,8 +104,36 @@ def _unauthorized(detail: str = "Du är inte inloggad. / You are not signed in."
 class Sessions:
     """The sign-in routes' logic and the session lookup the gateway's route uses."""
 
-    def __init__(self, store: SessionStore, gateway: Gateway, config: SessionConfig, throttle: Throttle) -> None:
+    def __init__(self, store: SessionStore, gateway: Gateway, config: SessionConfig, throttle: Throttle,
+                 oidc: OidcClient | None = None) -> None:
         self.store, self.gateway, self.config, self.throttle = store, gateway, config, throttle
+        self.oidc = oidc
+
+    def origin(self, request: Request) -> str:
+        return self.config.public_origins[0] if self.config.public_origins else \
+            f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+    def redirect_uri(self, request: Request) -> str:
+        return self.config.oidc_redirect_uri or f"{self.origin(request)}/session/oidc/callback"
+
+    async def fresh(self, session: WebSession) -> WebSession:
+        """The session with its provider's access token refreshed when it is about to expire."""
+        extra = session.extra or {}
+        if self.oidc is None or session.kind != "oidc" or not extra.get("refresh_token"):
+            return session
+        if float(extra.get("expires_at", 0)) - time.time() > REFRESH_BEFORE:
+            return session
+        try:
+            tokens = await self.oidc.refresh(extra["refresh_token"])
+        except Exception:
+            log.warning("the provider's access token could not be refreshed")
+            return session
+        new_extra = {**extra, "refresh_token": tokens.get("refresh_token") or extra["refresh_token"],
+                     "expires_at": time.time() + float(tokens.get("expires_in") or 300),
+                     "id_token": tokens.get("id_token") or extra.get("id_token")}
+        await self.store.renew(session.key, tokens["access_token"], new_extra)
+        return WebSession(session.key, session.csrf, tokens["access_token"], session.me, session.kind,
+                          session.created_at, new_extra)
 
     # --- the cookie -----------------------------------------------------------------------
     def secure(self, request: Request) -> bool:
@@ -111,7 +148,8 @@ class Sessions:
 
     async def session_of(self, request: Request) -> WebSession | None:
         session_id = request.cookies.get(COOKIE, "")
-        return await self.store.get(session_id) if session_id else None
+        session = await self.store.get(session_id) if session_id else None
+        return await self.fresh(session) if session is not None else None
 
     # --- CSRF ------------------------------------------------------------------------------
     def check_origin(self, request: Request) -> None:
@@ -143,13 +181,16 @@ class Sessions:
         return session.credential
 
     # --- signing in ------------------------------------------------------------------------
-    async def sign_in(self, request: Request, credential: str, *, kind: str) -> JSONResponse:
+    async def sign_in(self, request: Request, credential: str, *, kind: str, extra: dict[str, Any] | None = None,
+                      response: Response | None = None) -> Response:
         me = await self.gateway.me(credential)
         if me is None:
-            raise _unauthorized("Nyckeln gäller inte. / The token is not valid.")
-        session_id, session = await self.store.create(credential, me, kind=kind)
+            raise _unauthorized("Nyckeln gäller inte. / The token is not valid." if kind != "oidc" else
+                                "Kontot hör inte till någon i organisationen. / "
+                                "The account belongs to nobody in the organisation.")
+        session_id, session = await self.store.create(credential, me, kind=kind, extra=extra)
         log.info("signed in", extra={"kind": kind, "person": me.get("person_id") or me.get("id")})
-        response = JSONResponse({"me": me, "csrf_token": session.csrf, "kind": kind})
+        response = response or JSONResponse({"me": me, "csrf_token": session.csrf, "kind": kind})
         self.set_cookie(response, request, session_id)
         return response
 
@@ -191,9 +232,13 @@ def build_session_router(sessions: Sessions) -> APIRouter:
         return JSONResponse({"me": me, "csrf_token": session.csrf, "kind": session.kind},
                             headers={"Cache-Control": "no-store"})
 
+    @router.get("/session/methods", summary="The ways to sign in this web front end offers")
+    async def methods() -> dict[str, bool]:
+        return {"token": True, "demo": sessions.config.demo_sign_in, "oidc": sessions.oidc is not None}
+
     @router.post("/session", summary="Sign in with a personal access token (posted once, kept server-side)",
                  responses={401: {"description": "the token is not valid"}, 429: {"description": "throttled"}})
-    async def sign_in(body: TokenSignIn, request: Request) -> JSONResponse:
+    async def sign_in(body: TokenSignIn, request: Request) -> Response:
         sessions.check_origin(request)
         client = client_of(request)
         sessions.throttle.check(client)
@@ -213,6 +258,12 @@ def build_session_router(sessions: Sessions) -> APIRouter:
             sessions.check_csrf(request, session)
             await sessions.store.delete(request.cookies.get(COOKIE, ""))
             log.info("signed out", extra={"kind": session.kind})
+            id_token = (session.extra or {}).get("id_token")
+            if sessions.oidc is not None and session.kind == "oidc" and id_token:
+                end = await sessions.oidc.end_session_url(
+                    id_token=id_token, post_logout_redirect_uri=f"{sessions.origin(request)}/app/")
+                if end:  # the app goes there so that the provider's session ends too
+                    response = JSONResponse({"end_session_url": end})
         sessions.clear_cookie(response, request)
         return response
 
@@ -224,7 +275,7 @@ def build_session_router(sessions: Sessions) -> APIRouter:
 
     @router.post("/session/demo", summary="Sign in as one of the demo people (only when demo sign-in is on)",
                  responses={404: {"description": "demo sign-in is off, or no such person"}})
-    async def demo_sign_in(body: DemoSignIn, request: Request) -> JSONResponse:
+    async def demo_sign_in(body: DemoSignIn, request: Request) -> Response:
         sessions.check_origin(request)
         person = next((p for p in sessions.demo_people() if p["person_id"] == body.person_id), None)
         if person is None:
@@ -232,4 +283,63 @@ def build_session_router(sessions: Sessions) -> APIRouter:
                           "No such person in the demo organisation.")
         return await sessions.sign_in(request, person["token"], kind="demo")
 
+    @router.get("/session/oidc", summary="Sign in with the organisation's OpenID provider (a redirect to it)",
+                status_code=303, responses={404: {"description": "no OpenID provider configured"}})
+    async def oidc_start(request: Request) -> Response:
+        oidc = _oidc(sessions)
+        state, nonce, verifier = secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48)
+        try:
+            url = await oidc.authorization_url(state=state, nonce=nonce, verifier=verifier,
+                                               redirect_uri=sessions.redirect_uri(request))
+        except ProviderUnavailable as exc:
+            raise _provider_down() from exc
+        pending = sessions.store.cipher.encrypt(json.dumps({"state": state, "nonce": nonce, "verifier": verifier,
+                                                            "exp": time.time() + PENDING_SECONDS}),
+                                                context="web-oidc-pending")
+        response = RedirectResponse(url, status_code=303)
+        response.set_cookie(PENDING, pending or "", max_age=PENDING_SECONDS, path="/session/oidc", httponly=True,
+                            samesite="lax", secure=sessions.secure(request))
+        return response
+
+    @router.get("/session/oidc/callback", summary="Where the OpenID provider sends the browser back with a code",
+                status_code=303, responses={400: {"description": "no pending sign-in, or the provider refused"}})
+    async def oidc_callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
+        oidc = _oidc(sessions)
+        try:
+            pending = json.loads(sessions.store.cipher.decrypt(request.cookies.get(PENDING, ""),
+                                                               context="web-oidc-pending") or "{}")
+        except (PiiDecryptError, ValueError):
+            pending = {}
+        if error or not code or not pending or float(pending.get("exp", 0)) < time.time() or \
+                not hmac.compare_digest(str(pending.get("state", "")).encode(), state.encode()):
+            raise Problem(400, "Sign-in failed", "Inloggningen kunde inte slutföras; börja om från inloggningssidan. "
+                          "/ The sign-in could not be completed; start again from the sign-in page.")
+        try:
+            tokens = await oidc.exchange(code=code, verifier=pending["verifier"], nonce=pending["nonce"],
+                                         redirect_uri=sessions.redirect_uri(request))
+        except ProviderUnavailable as exc:
+            raise _provider_down() from exc
+        except InvalidToken as exc:
+            log.warning("OpenID sign-in refused", extra={"reason": str(exc)})
+            raise Problem(400, "Sign-in failed", "Leverantören gav ingen giltig inloggning. / "
+                          "The provider gave no valid sign-in.") from exc
+        extra = {"refresh_token": tokens.get("refresh_token"), "id_token": tokens.get("id_token"),
+                 "expires_at": time.time() + float(tokens.get("expires_in") or 300)}
+        response = RedirectResponse("/app/", status_code=303)
+        response.delete_cookie(PENDING, path="/session/oidc", httponly=True, samesite="lax",
+                               secure=sessions.secure(request))
+        return await sessions.sign_in(request, tokens["access_token"], kind="oidc", extra=extra, response=response)
+
     return router
+
+
+def _oidc(sessions: Sessions) -> OidcClient:
+    if sessions.oidc is None:
+        raise Problem(404, "Not found", "Ingen OpenID-leverantör är inställd. / No OpenID provider is configured.")
+    return sessions.oidc
+
+
+def _provider_down() -> Problem:
+    return Problem(503, "Provider unavailable", "Organisationens inloggningstjänst svarar inte; försök igen om en "
+                   "stund. / The organisation's sign-in service does not answer; try again shortly.",
+                   headers={"Retry-After": "5"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from est_shared.settings import ServiceSettings, service_field
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 
 class WebSettings(ServiceSettings):
@@ -57,6 +57,16 @@ class WebSettings(ServiceSettings):
         "web", "demo_sign_in", False, "offer signing in as the demo organisation's people (est up --demo only)")
     demo_org_file: Path | None = service_field(
         "web", "demo_org_file", None, "the demo organisation's YAML file (people, roles and tokens)")
+
+    oidc_client_id: str = Field(default="", description="the web front end's client id at the OpenID provider "
+                                "(EST_OIDC_CLIENT_ID); with oidc_issuer: sign-in with the organisation's account")
+    oidc_client_secret: SecretStr | None = Field(default=None, description="its client secret (confidential client, "
+                                                 "client_secret_basic); empty: a public client with PKCE only")
+    oidc_scopes: str = Field(default="openid email offline_access", description="scopes asked for at sign-in")
+    oidc_redirect_uri: str = Field(default="", description="the callback registered at the provider; empty: "
+                                   "<origin>/session/oidc/callback")
+    oidc_resource: str = Field(default="", description="resource indicator (RFC 8707) sent at sign-in, for "
+                               "providers that need one to issue an access token for the API; empty: none")
 
     def origins(self) -> list[str]:
         return [o.strip().rstrip("/") for o in self.public_origins.split(",") if o.strip()]

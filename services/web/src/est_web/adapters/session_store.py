@@ -31,6 +31,7 @@ sessions_table = Table(
     Column("credential", Text, nullable=False),  # sealed: the bearer token
     Column("me", Text, nullable=False),  # the intake's /v1/me answer at sign-in, JSON
     Column("kind", String(16), nullable=False),  # token | demo | oidc
+    Column("extra", Text, nullable=True),  # sealed JSON: the provider's refresh token, expiry and ID token
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False),
 )
@@ -46,6 +47,7 @@ class WebSession:
     me: dict[str, Any]
     kind: str
     created_at: datetime
+    extra: dict[str, Any] | None = None
 
 
 def session_key(session_id: str) -> str:
@@ -77,7 +79,8 @@ class SessionStore:
         assert self.engine is not None, "the store is started in the app's lifespan"
         return self.engine
 
-    async def create(self, credential: str, me: dict[str, Any], *, kind: str) -> tuple[str, WebSession]:
+    async def create(self, credential: str, me: dict[str, Any], *, kind: str,
+                     extra: dict[str, Any] | None = None) -> tuple[str, WebSession]:
         """A new session for ``credential``; returns the session id (for the cookie only) and the session."""
         session_id = secrets.token_urlsafe(32)
         key = session_key(session_id)
@@ -86,10 +89,11 @@ class SessionStore:
         sealed = self.cipher.encrypt(credential, context=f"web-session:{key}")
         async with self._engine().begin() as conn:
             await conn.execute(sessions_table.insert().values(
-                key=key, csrf=csrf, credential=sealed, me=json.dumps(me), kind=kind, created_at=now, seen_at=now))
+                key=key, csrf=csrf, credential=sealed, me=json.dumps(me), kind=kind, created_at=now, seen_at=now,
+                extra=self._seal_extra(key, extra)))
             await conn.execute(delete(sessions_table).where(
                 (sessions_table.c.seen_at < now - self.idle) | (sessions_table.c.created_at < now - self.absolute)))
-        return session_id, WebSession(key, csrf, credential, me, kind, now)
+        return session_id, WebSession(key, csrf, credential, me, kind, now, extra)
 
     async def get(self, session_id: str) -> WebSession | None:
         """The live session of ``session_id`` (its idle time starts again), or None (unknown, expired: deleted)."""
@@ -107,7 +111,19 @@ class SessionStore:
                 return None
             await conn.execute(update(sessions_table).where(sessions_table.c.key == key).values(seen_at=now))
         credential = self.cipher.decrypt(row["credential"], context=f"web-session:{key}") or ""
-        return WebSession(key, row["csrf"], credential, json.loads(row["me"]), row["kind"], created)
+        extra = self.cipher.decrypt(row["extra"], context=f"web-session:{key}:extra") if row["extra"] else None
+        return WebSession(key, row["csrf"], credential, json.loads(row["me"]), row["kind"], created,
+                          json.loads(extra) if extra else None)
+
+    def _seal_extra(self, key: str, extra: dict[str, Any] | None) -> str | None:
+        return self.cipher.encrypt(json.dumps(extra), context=f"web-session:{key}:extra") if extra else None
+
+    async def renew(self, key: str, credential: str, extra: dict[str, Any] | None) -> None:
+        """A refreshed credential (and its refresh token, expiry) for the session ``key``."""
+        async with self._engine().begin() as conn:
+            await conn.execute(update(sessions_table).where(sessions_table.c.key == key).values(
+                credential=self.cipher.encrypt(credential, context=f"web-session:{key}"),
+                extra=self._seal_extra(key, extra)))
 
     async def delete(self, session_id: str) -> None:
         async with self._engine().begin() as conn:

@@ -131,9 +131,14 @@ export const api = (service, path, options) => call(`/api/${service}${path}`, op
 function opened(s) { CSRF = (s && s.csrf_token) || ""; return s; }
 export const getSession = async () => opened(await call("/session"));
 export const signInWithToken = async (token) => opened(await call("/session", { method: "POST", body: { token } }));
+export const signInMethods = () => call("/session/methods");
 export const demoPeople = () => call("/session/demo");
 export const signInAsDemo = async (person_id) => opened(await call("/session/demo", { method: "POST", body: { person_id } }));
-export async function endSession() { try { await call("/session/sign-out", { method: "POST" }); } finally { CSRF = ""; } }
+// signing out; with the organisation's provider the browser then goes to end the provider's session too
+export async function endSession() {
+  try { const out = await call("/session/sign-out", { method: "POST" }); if (out && out.end_session_url) location.assign(out.end_session_url); }
+  finally { CSRF = ""; }
+}
 
 // A file from the API, saved as a download under the name the app gives it
 export async function saveFile(service, path, filename) {

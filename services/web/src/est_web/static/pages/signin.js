@@ -1,6 +1,6 @@
 // Signing in: the demo's people to pick from when the demo is on, else the personal-token form.
 // The token is posted once to the gateway, which keeps it in the server-side session; the page keeps nothing.
-import { html, useState, useEffect, texts, pick, Msg, signInWithToken, demoPeople, signInAsDemo } from "../core.js";
+import { html, useState, useEffect, texts, pick, Msg, signInWithToken, signInMethods, demoPeople, signInAsDemo } from "../core.js";
 
 const T = texts({
   sv: {
@@ -8,6 +8,7 @@ const T = texts({
     welcome: "Logga in med den åtkomstnyckel du fått av kommunens samordnare.",
     demo: "Demo: logga in som", demoHint: "Det här är en demo. Välj vem du vill vara – ingen nyckel behövs.",
     tooMany: "För många misslyckade försök. Vänta en stund och försök igen.",
+    oidc: "Logga in med organisationens konto", orToken: "eller med en åtkomstnyckel",
     roles: { reporter: "rapportör", key_function: "nyckelfunktion", beredningsgrupp: "beredningsgrupp", styrgrupp: "styrgrupp",
       police: "polis", social_services: "socialtjänst", admin: "administratör" },
   },
@@ -16,6 +17,7 @@ const T = texts({
     welcome: "Sign in with the access token your municipality's coordinator gave you.",
     demo: "Demo: sign in as", demoHint: "This is a demo. Choose who you want to be – no token needed.",
     tooMany: "Too many failed attempts. Wait a while and try again.",
+    oidc: "Sign in with your organisation's account", orToken: "or with an access token",
     roles: { reporter: "reporter", key_function: "key function", beredningsgrupp: "preparatory group", styrgrupp: "steering group",
       police: "police", social_services: "social services", admin: "administrator" },
   },
@@ -24,7 +26,9 @@ const roleNames = (roles) => (roles || []).map((r) => T("roles")[r] || r).join("
 
 export function SignIn({ onIn }) {
   const [value, setValue] = useState(""); const [err, setErr] = useState(""); const [people, setPeople] = useState(null);
-  useEffect(() => { demoPeople().then((d) => setPeople(d.people || [])).catch(() => setPeople([])); }, []);
+  const [oidc, setOidc] = useState(false);
+  useEffect(() => { signInMethods().then((m) => { setOidc(!!m.oidc); return m.demo ? demoPeople().then((d) => setPeople(d.people || [])) : setPeople([]); })
+    .catch(() => setPeople([])); }, []);
   const failed = (e) => setErr(e.status === 401 ? T("badToken") : e.status === 429 ? T("tooMany") : pick(e.message));
   const submit = async (ev) => {
     ev.preventDefault(); setErr("");
@@ -39,7 +43,9 @@ export function SignIn({ onIn }) {
         <strong>${p.name}</strong>${p.actor_name ? ` · ${p.actor_name}` : ""} <span class="hint">(${roleNames(p.roles)})</span></button></li>`)}</ul>
     ${err && html`<${Msg} kind="bad">${err}<//>`}</div></main>`;
   return html`<main id="main"><div class="card" style="max-width:28rem;margin:2rem auto">
-    <h2>${T("signin")}</h2><p class="hint">${T("welcome")}</p>
+    <h2>${T("signin")}</h2>
+    ${oidc && html`<p><a id="oidc-sign-in" class="button primary" href="/session/oidc">${T("oidc")}</a></p><p class="hint">${T("orToken")}</p>`}
+    <p class="hint">${T("welcome")}</p>
     <form onSubmit=${submit}>
       <label for="token">${T("token")}</label>
       <input id="token" type="password" autocomplete="current-password" value=${value} onInput=${(e) => setValue(e.target.value)} required/>
