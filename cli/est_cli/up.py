@@ -177,6 +177,8 @@ def run_up(*, org: Path | None, demo: bool, data_dir: Path) -> int:
                 env["EST_INTAKE_ORG_FILE"] = str(org_file)
             if name == "web":
                 env.update({f"EST_WEB_{s.upper()}_URL": f"http://127.0.0.1:{ports[s]}" for s in SERVICES if s != "web"})
+                if demo:  # the sign-in page offers the demo's people (their tokens stay in the gateway)
+                    env.update(EST_WEB_DEMO_SIGN_IN="true", EST_WEB_DEMO_ORG_FILE=str(demo_org))
             children.append(Child(name, ports[name], env, data_dir / "logs" / f"{name}.log"))
         for c in children:
             c.start()

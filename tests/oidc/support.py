@@ -106,6 +106,8 @@ class OidcProvider:
     port: int = field(default_factory=free_port)
     redirect_uris: list[str] = field(default_factory=lambda: [REDIRECT_URI])
     """Where est-web may be sent back to with a code (add the web gateway's callback for browser tests)."""
+    post_logout_redirect_uris: list[str] = field(default_factory=list)
+    """Where est-web may send the browser back to after the provider's sign-out (the web app's /app/)."""
     web_client_secret: str | None = None
     """Makes est-web a confidential client (client_secret_basic), as a gateway holding sessions would be."""
     proc: subprocess.Popen[bytes] | None = None
@@ -125,7 +127,8 @@ class OidcProvider:
         config.write_text(json.dumps({
             "port": self.port, "keys": [k.jwk() for k in self.keys], "alg": self.alg, "audience": self.audience,
             "users": {k: {"email": v} for k, v in self.users.items()}, "access_token_ttl": self.access_token_ttl,
-            "redirect_uris": self.redirect_uris, "web_client_secret": self.web_client_secret}), encoding="utf-8")
+            "redirect_uris": self.redirect_uris, "post_logout_redirect_uris": self.post_logout_redirect_uris,
+            "web_client_secret": self.web_client_secret}), encoding="utf-8")
         config.chmod(0o600)
         log = open(self.workdir / "provider.log", "ab")
         self.proc = subprocess.Popen(["node", str(HERE / "provider.mjs"), str(config)], cwd=HERE, stdout=log,

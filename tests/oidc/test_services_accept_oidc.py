@@ -120,7 +120,8 @@ async def world(module_nats: NatsServer, oidc_provider: OidcProvider,
         for name, app in apps.items():
             urls[name] = await stack.enter_async_context(serve(app))
             clients[name] = await stack.enter_async_context(httpx.AsyncClient(base_url=urls[name], timeout=20))
-        web = web_app(WebSettings(log_level="WARNING", intake_url=urls["intake"], aggregator_url=urls["aggregator"],
+        web = web_app(WebSettings(log_level="WARNING", data_dir=data / "web", intake_url=urls["intake"],
+                                  aggregator_url=urls["aggregator"],
                                   notifier_url=urls["notifier"], analysis_url=urls["analysis"]))
         clients["web"] = await stack.enter_async_context(
             httpx.AsyncClient(base_url=await stack.enter_async_context(serve(web)), timeout=20))

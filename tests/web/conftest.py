@@ -1,5 +1,6 @@
 """Fixtures for the browser tests of the web front end: the whole system started with ``est up``,
-headless Chromium from Debian (``/usr/bin/chromium``) driven by Playwright, and signing in with a token."""
+headless Chromium from Debian (``/usr/bin/chromium``) driven by Playwright, and signing in as people do: the
+personal-token form, or the demo's picker on the demo system."""
 
 from __future__ import annotations
 
@@ -76,8 +77,12 @@ def _signer(browser: Browser, system: System) -> tuple[Callable[..., Page], list
         page.on("pageerror", lambda e: log.append(f"uncaught: {e}"))
         pages.append(page)
         page.goto(f"{system.urls['web']}/app/")
-        page.fill("#token", token)
-        page.click("button[type=submit]")
+        page.wait_for_selector("#token, .demo-people")
+        if page.locator(".demo-people").count():  # the demo's picker: the person whose token it is
+            page.click(f"button[data-person='{token.removeprefix('demo-')}']")
+        else:
+            page.fill("#token", token)
+            page.click("button[type=submit]")
         page.wait_for_selector(ready)
         return page
 

@@ -6,6 +6,7 @@ and a service that does not answer or does not exist gets a clear problem+json, 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -59,9 +60,10 @@ async def gateway(limits: ServerLimits | None = None, **settings: Any
     """The web app in front of an upstream stand-in for the intake: a client on it, its port, the upstream."""
     upstream = Upstream()
     async with serve(upstream.app()) as intake_url:
-        web = create_app(WebSettings(intake_url=intake_url, log_level="WARNING", **settings))
-        async with serve(web, limits=limits) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
-            yield http, int(base.rsplit(":", 1)[1]), upstream
+        with tempfile.TemporaryDirectory() as data_dir:  # the sign-in sessions' database
+            web = create_app(WebSettings(intake_url=intake_url, log_level="WARNING", data_dir=data_dir, **settings))
+            async with serve(web, limits=limits) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+                yield http, int(base.rsplit(":", 1)[1]), upstream
 
 
 async def test_the_gateway_forwards_with_the_callers_token_and_explains_failures() -> None:

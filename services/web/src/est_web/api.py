@@ -8,11 +8,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from est_web.adapters.gateway import Gateway
+from est_web.sessions import Sessions
 
 STATIC = Path(__file__).parent / "static"
 
 
-def build_router(*, gateway: Gateway) -> APIRouter:
+def build_router(*, gateway: Gateway, sessions: Sessions) -> APIRouter:
     """The routes; the static files under ``/app`` are mounted after them (``/app/`` itself is the shell)."""
     router = APIRouter()
 
@@ -33,6 +34,6 @@ def build_router(*, gateway: Gateway) -> APIRouter:
     @router.api_route("/api/{service}/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                       include_in_schema=False)
     async def forward(service: str, path: str, request: Request) -> Response:
-        return await gateway.forward(service, request)
+        return await gateway.forward(service, request, bearer=await sessions.bearer_for(request))
 
     return router

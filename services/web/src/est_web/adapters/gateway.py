@@ -7,7 +7,9 @@ Rules:
   ``/healthz``, ``/readyz``, ``/docs``, ``/openapi.json`` and ``/asyncapi.json`` are for operators on
   its own port, never for the browser.
 - The path and query go on exactly as they came (percent-encoding kept), with the caller's own
-  headers and token (the gateway holds no credentials) minus hop-by-hop headers; the gateway sets
+  headers and token minus hop-by-hop headers, cookies and the CSRF header; a request without an
+  Authorization header of its own that comes with a live sign-in session (``est_web.sessions``) gets
+  the session's credential added. The gateway sets
   ``X-Correlation-ID`` (its own, checked id) and ``X-Forwarded-For``/``-Proto`` (what it saw) instead
   of passing on what the client claimed.
 - A request body is streamed to the service, never held whole. It may be at most the limit of its
@@ -22,7 +24,9 @@ Rules:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 import httpx
@@ -40,11 +44,12 @@ from est_web.headers import upstream_html
 log = logging.getLogger("est.web")
 
 API_PREFIX = b"v1/"
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,4096}")
 # not forwarded as they came: hop-by-hop headers, and what the gateway itself states
 _REQUEST_DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host",
                            "proxy-authorization", "proxy-authenticate", "expect", "content-length",
                            "x-correlation-id", "forwarded", "x-forwarded-for", "x-forwarded-proto",
-                           "x-forwarded-host", "x-real-ip"})
+                           "x-forwarded-host", "x-real-ip", "cookie", "x-csrf-token"})
 _RESPONSE_DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                             "content-length", "proxy-authenticate", "x-correlation-id"})
 
@@ -83,8 +88,32 @@ class Gateway:
                           "The gateway forwards only the services' APIs (/api/<service>/v1/…).")
         return rest
 
-    async def forward(self, service: str, request: Request) -> Response:
-        """Forward one request and stream the answer back."""
+    async def me(self, token: str, *, offline: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The intake's ``/v1/me`` for ``token``: None when the token is not valid (401/403); ``offline`` when
+        the intake does not answer and one is given (a display copy), else 502."""
+        assert self.client is not None, "the gateway's client is made in the app's lifespan"
+        if not _VISIBLE_ASCII.fullmatch(token):  # no token of the organisation or a provider looks otherwise
+            return None
+        try:
+            r = await self.client.get(f"{self.upstreams['intake'].rstrip('/')}/v1/me",
+                                      headers={"authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            if offline is not None:
+                return offline
+            raise Problem(502, "Service unreachable", "Tjänsten intake svarar inte. / "
+                          "The intake service does not answer.", headers={"Retry-After": "5"}) from exc
+        if r.status_code in (401, 403):
+            return None
+        if r.status_code != 200:
+            if offline is not None:
+                return offline
+            raise Problem(502, "Service unreachable", "Tjänsten intake svarar inte som väntat. / "
+                          "The intake service does not answer as expected.", headers={"Retry-After": "5"})
+        me: dict[str, Any] = r.json()
+        return me
+
+    async def forward(self, service: str, request: Request, *, bearer: str | None = None) -> Response:
+        """Forward one request and stream the answer back; ``bearer``: the session's credential to add."""
         base = self.upstreams.get(service)
         if base is None:
             raise Problem(404, "Not found", f"Ingen tjänst {service!r}. / No service {service!r}.")
@@ -92,6 +121,8 @@ class Gateway:
         raw_path = self.api_path(service, request.scope.get("raw_path") or request.url.path.encode())
         limit = self.body_limit(service, raw_path.decode("latin-1"))
         headers = self._request_headers(request)
+        if bearer:
+            headers["authorization"] = f"Bearer {bearer}"
         length = request.headers.get("content-length")
         content: AsyncIterator[bytes] | None = None
         if length is not None:

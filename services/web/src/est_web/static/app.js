@@ -1,6 +1,6 @@
 // EST Lägesbild web front end: the app shell (header, menu, language, sign-in state) and its pages.
 // Preact + htm, no build step, ES modules. Swedish first; English selectable.
-import { html, render, useState, useEffect, t, token, api, useLive, LANG, setLang } from "./core.js";
+import { html, render, useState, useEffect, t, api, useLive, LANG, setLang, getSession, endSession } from "./core.js";
 import { Reporter, flushOutbox } from "./pages/reporter.js";
 import { SignIn } from "./pages/signin.js";
 import { Dashboard } from "./pages/dashboard.js";
@@ -36,17 +36,21 @@ function App() {
     const timer = setInterval(() => navigator.onLine && flushOutbox(() => force((x) => x + 1)), 15000);
     return () => { removeEventListener("online", on); removeEventListener("offline", off); clearInterval(timer); };
   }, []);
-  useEffect(() => { if (token()) api("intake", "/v1/me").then(setMe).catch(() => {}); }, []);
+  // the gateway's session says who is signed in; offline, the last known person is shown from the device
+  const [asked, setAsked] = useState(false);
+  useEffect(() => { getSession().then((s) => setMe(s.me)).catch((e) => {
+    if (e.status === 401) localStorage.removeItem("est.me");
+    else { const m = localStorage.getItem("est.me"); if (m) setMe(JSON.parse(m)); }
+  }).finally(() => setAsked(true)); }, []);
   useEffect(() => { if (me) api("intake", "/v1/checklists/current").then((c) => { setChecklist(c); localStorage.setItem("est.checklist", JSON.stringify(c)); })
     .catch(() => { const c = localStorage.getItem("est.checklist"); if (c) setChecklist(JSON.parse(c)); }); }, [me]);
   useEffect(() => { if (me) { localStorage.setItem("est.me", JSON.stringify(me)); flushOutbox(() => force((x) => x + 1)); } }, [me]);
-  useEffect(() => { if (!me && token() && !navigator.onLine) { const m = localStorage.getItem("est.me"); if (m) setMe(JSON.parse(m)); } }, []);
   const mine = me ? pagesOf(me) : [];
   // the page the address names if the person may see it, else their first
   const page = mine.find((p) => p.hash === route) || mine[0];
   const [tick, live] = useLive(!!page && page.live);
   const switchLang = () => { setLang(LANG === "sv" ? "en" : "sv"); force((x) => x + 1); };
-  const signOut = () => { localStorage.removeItem("est.token"); localStorage.removeItem("est.me"); setMe(null); };
+  const signOut = () => { localStorage.removeItem("est.me"); endSession().catch(() => {}).finally(() => setMe(null)); };
   document.documentElement.lang = LANG;
   // the page shell outside the app (title, skip link) speaks the reader's language too
   document.title = t("app");
@@ -56,6 +60,7 @@ function App() {
       ${page && page.live && html`<span class="live badge ${live ? "ok" : "warn"}" aria-live="polite">${live ? t("live") : t("liveOff")}</span>`}
       <button onClick=${switchLang} lang=${LANG === "sv" ? "en" : "sv"}>${t("lang")}</button>
       ${me && html`<button onClick=${signOut}>${t("signout")}</button>`}</nav></header>`;
+  if (!me && !asked) return html`${header}<p class="loading">…</p>`;
   if (!me) return html`${header}<${SignIn} onIn=${(m) => { setMe(m); const first = pagesOf(m)[0]; if (first) location.hash = first.hash; }}/>`;
   if (!checklist) return html`${header}<p class="loading">…</p>`;
   if (!page) return html`${header}<main id="main"><p class="hint">${t("noPicture")}</p></main>`;

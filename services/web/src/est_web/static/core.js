@@ -109,13 +109,15 @@ export const trendText = (trend) => coded("trends", trend);
 export const kindText = (kind) => flagText(String(kind || "").replace(/^flag:/, ""));
 
 // ---------------------------------------------------------------------------------------------
-// API through the same-origin gateway
-export const token = () => localStorage.getItem("est.token") || "";
-/** The one place requests get the caller's credential. */
-export const authHeaders = () => ({ Authorization: `Bearer ${token()}` });
-export async function api(service, path, { method = "GET", body } = {}) {
-  const res = await fetch(`/api/${service}${path}`, {
-    method, headers: { ...authHeaders(), ...(body ? { "Content-Type": "application/json" } : {}) },
+// API through the same-origin gateway. The browser holds no credential: the gateway keeps it in the
+// sign-in session behind an HttpOnly cookie and adds it when it forwards. A state-changing request
+// sends the session's CSRF token (from GET /session) as X-CSRF-Token.
+let CSRF = "";
+/** The one place requests get what proves the caller: the session's CSRF token (the cookie goes by itself). */
+export const authHeaders = () => (CSRF ? { "X-CSRF-Token": CSRF } : {});
+async function call(url, { method = "GET", body } = {}) {
+  const res = await fetch(url, {
+    method, credentials: "same-origin", headers: { ...authHeaders(), ...(body ? { "Content-Type": "application/json" } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
@@ -124,10 +126,23 @@ export async function api(service, path, { method = "GET", body } = {}) {
   if (!res.ok) { const e = new Error((data && (data.detail || data.title)) || res.statusText); e.status = res.status; e.data = data; throw e; }
   return data;
 }
+export const api = (service, path, options) => call(`/api/${service}${path}`, options);
+// The sign-in session: who is signed in ({me, csrf_token, kind}; 401 when nobody), signing in and out
+function opened(s) { CSRF = (s && s.csrf_token) || ""; return s; }
+export const getSession = async () => opened(await call("/session"));
+export const signInWithToken = async (token) => opened(await call("/session", { method: "POST", body: { token } }));
+export const signInMethods = () => call("/session/methods");
+export const demoPeople = () => call("/session/demo");
+export const signInAsDemo = async (person_id) => opened(await call("/session/demo", { method: "POST", body: { person_id } }));
+// signing out; with the organisation's provider the browser then goes to end the provider's session too
+export async function endSession() {
+  try { const out = await call("/session/sign-out", { method: "POST" }); if (out && out.end_session_url) location.assign(out.end_session_url); }
+  finally { CSRF = ""; }
+}
 
-// A file from the API (it needs the token, so it cannot be a plain link), saved as a download
+// A file from the API, saved as a download under the name the app gives it
 export async function saveFile(service, path, filename) {
-  const res = await fetch(`/api/${service}${path}`, { headers: authHeaders() });
+  const res = await fetch(`/api/${service}${path}`, { credentials: "same-origin", headers: authHeaders() });
   if (!res.ok) {
     let detail = res.statusText;
     try { const d = await res.json(); detail = d.detail || d.title || detail; } catch { /* not JSON */ }
@@ -190,7 +205,7 @@ export function PictureSummary({ picture }) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Live updates from the notifier's stream (fetch, since EventSource cannot send a token)
+// Live updates from the notifier's stream (fetch, so it reconnects and reads the stream the same way as the API)
 export function useLive(enabled) {
   const [tick, setTick] = useState(0); const [live, setLive] = useState(false);
   useEffect(() => {
@@ -199,7 +214,7 @@ export function useLive(enabled) {
     (async () => {
       while (!stop) {
         try {
-          const res = await fetch("/api/notifier/v1/stream", { headers: { ...authHeaders(), Accept: "text/event-stream" }, signal: ctrl.signal });
+          const res = await fetch("/api/notifier/v1/stream", { credentials: "same-origin", headers: { ...authHeaders(), Accept: "text/event-stream" }, signal: ctrl.signal });
           if (!res.ok || !res.body) throw new Error(String(res.status));
           setLive(true); const reader = res.body.getReader(); const dec = new TextDecoder(); let buf = "";
           for (;;) { const { value, done } = await reader.read(); if (done) break; buf += dec.decode(value, { stream: true });
