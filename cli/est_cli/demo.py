@@ -39,12 +39,36 @@ AREAS = {
 }
 
 
+# invented outlines near the real neighbourhoods of Växjö (WGS 84 lon/lat), and a point for each place
+_OUTLINES = {
+    "araby": [(14.765, 56.885), (14.785, 56.882), (14.793, 56.890), (14.782, 56.898), (14.766, 56.895)],
+    "dalbo": [(14.815, 56.861), (14.834, 56.858), (14.842, 56.867), (14.828, 56.873), (14.813, 56.869)],
+    "teleborg": [(14.790, 56.842), (14.815, 56.840), (14.822, 56.851), (14.806, 56.858), (14.789, 56.853)],
+    "vaxjo-centrum": [(14.797, 56.874), (14.817, 56.872), (14.822, 56.881), (14.806, 56.886), (14.796, 56.881)],
+}
+
+
+def _located(area: str, places: list[str]) -> list[dict[str, Any]]:
+    """The area's places, each at a point between its outline's centre and one of its corners."""
+    ring = _OUTLINES[area]
+    cx, cy = sum(p[0] for p in ring) / len(ring), sum(p[1] for p in ring) / len(ring)
+    return [{"name": name, "location": {"type": "Point", "coordinates": [
+        round(cx + (ring[k % len(ring)][0] - cx) * 0.55, 5), round(cy + (ring[k % len(ring)][1] - cy) * 0.55, 5)]}}
+        for k, name in enumerate(places)]
+
+
+def _outline(area: str) -> dict[str, Any]:
+    ring = [list(p) for p in _OUTLINES[area]]
+    return {"type": "Polygon", "coordinates": [[*ring, list(ring[0])]]}  # a copy: YAML would write an alias
+
+
 def demo_org() -> dict[str, Any]:
     """The demo organisation file as data."""
     return {
         "municipalities": [{
             "id": "vaxjo", "name": "Växjö kommun", "analysis_period": "tertial",
-            "areas": [{"id": a, "name": n, "cadence": "weekly", "places": p} for a, (n, p) in AREAS.items()],
+            "areas": [{"id": a, "name": n, "cadence": "weekly", "places": _located(a, p), "geometry": _outline(a)}
+                      for a, (n, p) in AREAS.items()],
         }],
         "actors": [
             {"id": "vaxjo-kommun", "name": "Växjö kommun", "kind": "municipality"},

@@ -61,6 +61,10 @@ class Area(_Frozen):
                                 description="areas this one replaces (a split or a merge): their history is its own")
     since: datetime | None = Field(default=None, description="when the organisation first held the area "
                                                              "(None: before the first version recorded)")
+    geometry: dict[str, Any] | None = Field(default=None, description="the area's outline: a GeoJSON Polygon or "
+                                                                      "MultiPolygon in WGS 84 (lon/lat)")
+    place_locations: dict[str, list[float]] = Field(default_factory=dict,
+                                                    description="place → [longitude, latitude] (WGS 84)")
 
 
 AlertKind = Literal["high", "rising", "new"]

@@ -54,7 +54,10 @@ def _area_view(snapshot: OrgSnapshot, area_id: str) -> dict[str, Any] | None:
     tz = muni.timezone if muni else "Europe/Stockholm"
     return {"id": area.id, "name": area.name, "municipality_id": area.municipality_id, "cadence": area.cadence,
             "places": list(area.places), "current_period": current_period(area.cadence, datetime.now(UTC), tz).id,
-            "checklist": snapshot.checklist_ref_for(area.municipality_id)}
+            "checklist": snapshot.checklist_ref_for(area.municipality_id),
+            # where the organisation file says (WGS 84): the dashboard's map
+            **({"geometry": area.geometry} if area.geometry else {}),
+            **({"place_locations": area.place_locations} if area.place_locations else {})}
 
 
 def _caller_areas(snapshot: OrgSnapshot, principal: Principal) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import yaml
 from est_shared.checklists import BUILTIN_CHECKLISTS, LEVELS, Checklist
 from est_shared.errors import Conflict, Invalid, NotFound
 from est_shared.freetext import free_text_errors, has_control_characters
+from est_shared.geo import GeometryError, area_geometry, crs_of, place_location
 from est_shared.org import (
     Actor,
     ActorKind,
@@ -68,15 +69,30 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
 Place = Annotated[str, StringConstraints(max_length=MAX_PLACE)]
 
 
+class PlaceDoc(_Doc):
+    """A place with where it is: ``{name: torget, location: {type: Point, coordinates: [14.80, 56.88]}}``."""
+
+    name: Place
+    location: dict[str, Any] | None = Field(default=None, description="a GeoJSON Point (WGS 84 or SWEREF 99 TM, "
+                                                                      "``crs``)")
+
+
 class AreaDoc(_Doc):
     """An area in the organisation file."""
 
     id: str = Field(pattern=ID_PATTERN)
     name: Name
     cadence: Literal["weekly", "biweekly"] = "weekly"
-    places: list[Place] = Field(default_factory=list, max_length=MAX_PLACES)
+    places: list[Place | PlaceDoc] = Field(default_factory=list, max_length=MAX_PLACES,
+                                           description="place names, or {name, location} with a GeoJSON Point")
     replaces: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
         default_factory=list, max_length=50, description="ids of areas this one replaces (a split or a merge)")
+    geometry: dict[str, Any] | None = Field(default=None, description="the area's outline: a GeoJSON Polygon or "
+                                                                      "MultiPolygon (WGS 84 or SWEREF 99 TM, ``crs``)")
+
+    @property
+    def place_names(self) -> list[str]:
+        return [p if isinstance(p, str) else p.name for p in self.places]
 
 
 CHECKLIST_REF = r"^[a-z0-9][a-z0-9-]{0,39}@[1-9][0-9]{0,5}$"
@@ -98,6 +114,9 @@ class MunicipalityDoc(_Doc):
         default_factory=list, max_length=20, description="older versions still accepted")
     publish_min_completeness: float | None = Field(default=None, ge=0, le=1)
     alerts: AlertRules = Field(default_factory=AlertRules)
+    crs: str | int | None = Field(default=None, description="the coordinate system of its areas' geometry and "
+                                                            "places' locations: EPSG:4326 (WGS 84, the default) "
+                                                            "or EPSG:3006 (SWEREF 99 TM)")
 
     @field_validator("deadline_time", mode="before")
     @classmethod
@@ -325,7 +344,7 @@ def _text_errors(org: OrgDoc) -> list[dict[str, str]]:
         shown[f"municipalities.{i}.name"] = m.name
         for j, a in enumerate(m.areas):
             shown[f"municipalities.{i}.areas.{j}.name"] = a.name
-            for k, p in enumerate(a.places):
+            for k, p in enumerate(a.place_names):
                 shown[f"municipalities.{i}.areas.{j}.places.{k}"] = p
     for i, act in enumerate(org.actors):
         shown[f"actors.{i}.name"] = act.name
@@ -386,6 +405,40 @@ def _checklist_errors(declared: list[Checklist], known: Mapping[str, Checklist])
     return errors
 
 
+def _geo_error(field: str, exc: GeometryError) -> dict[str, str]:
+    return {"field": field, "reason": "geometry", "message": str(exc)}
+
+
+def _geometry_errors(m: MunicipalityDoc, at: str) -> list[dict[str, str]]:
+    """A municipality's ``crs`` and its areas' geometry and places' locations (``geo`` checks each)."""
+    try:
+        crs = crs_of(m.crs)
+    except GeometryError as exc:
+        return [_geo_error(f"{at}.crs", exc)]
+    errors: list[dict[str, str]] = []
+    for j, a in enumerate(m.areas):
+        if a.geometry is not None:
+            try:
+                area_geometry(a.geometry, crs)
+            except GeometryError as exc:
+                errors.append(_geo_error(f"{at}.areas.{j}.geometry", exc))
+        for k, p in enumerate(a.places):
+            if not isinstance(p, str) and p.location is not None:
+                try:
+                    place_location(p.location, crs)
+                except GeometryError as exc:
+                    errors.append(_geo_error(f"{at}.areas.{j}.places.{k}.location", exc))
+    return errors
+
+
+def _area_coordinates(m: MunicipalityDoc, a: AreaDoc) -> tuple[dict[str, Any] | None, dict[str, list[float]]]:
+    """An area's geometry and its places' locations in WGS 84 (validated already: ``_geometry_errors``)."""
+    crs = crs_of(m.crs)
+    geometry = area_geometry(a.geometry, crs) if a.geometry is not None else None
+    return geometry, {p.name: place_location(p.location, crs) for p in a.places
+                      if not isinstance(p, str) and p.location is not None}
+
+
 def validate_org(doc: dict[str, Any], known_checklists: Mapping[str, Checklist] | None = None) -> OrgDoc:
     """Check an organisation mapping: shapes, texts, unique ids across the org, and every reference.
 
@@ -411,13 +464,15 @@ def validate_org(doc: dict[str, Any], known_checklists: Mapping[str, Checklist] 
         claim(m.id, "municipality", f"municipalities.{i}.id")
         for j, a in enumerate(m.areas):
             claim(a.id, "area", f"municipalities.{i}.areas.{j}.id")
-            if len(set(a.places)) != len(a.places):
-                dup = {p for p in a.places if a.places.count(p) > 1}
+            names = a.place_names
+            if len(set(names)) != len(names):
+                dup = {p for p in names if names.count(p) > 1}
                 errors.append({"field": f"municipalities.{i}.areas.{j}.places",
                                "message": f"places listed twice: {', '.join(sorted(dup))}"})
-            for k, place in enumerate(a.places):
+            for k, place in enumerate(names):
                 if not place:
                     errors.append({"field": f"municipalities.{i}.areas.{j}.places.{k}", "message": "empty place"})
+        errors.extend(_geometry_errors(m, f"municipalities.{i}"))
     for i, act in enumerate(org.actors):
         claim(act.id, "actor", f"actors.{i}.id")
     for i, p in enumerate(org.people):
@@ -513,8 +568,10 @@ def build_snapshot(doc: dict[str, Any], previous: OrgSnapshot | None, now: datet
         for a in m.areas:
             before = prev.areas.get(a.id)
             since = before.since if before is not None else (now if prev.version > 0 else None)
+            geometry, located = _area_coordinates(m, a)
             areas[a.id] = Area(id=a.id, name=a.name, municipality_id=m.id, cadence=a.cadence,
-                               places=_unique(a.places), replaces=_unique(a.replaces), since=since)
+                               places=_unique(a.place_names), replaces=_unique(a.replaces), since=since,
+                               geometry=geometry, place_locations=located)
         municipalities[m.id] = Municipality(
             id=m.id, name=m.name, timezone=m.timezone, analysis_period=m.analysis_period,
             deadline_weekday=m.deadline_weekday, deadline_time=m.deadline_time, area_ids=[a.id for a in m.areas],

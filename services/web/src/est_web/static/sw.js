@@ -9,6 +9,7 @@ const SHELL = [
   "/app/pages/dashboard.js",
   "/app/pages/admin.js",
   "/app/pages/steering.js",
+  "/app/pages/map.js",
 ];
 self.addEventListener("install", (e) => e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL))));
 self.addEventListener("activate", (e) => e.waitUntil(

@@ -1,6 +1,7 @@
 // The key function's dashboard: the municipality's heatmap, an area's picture (publishing, notes, trend,
 // alerts, measures) and the strategic analysis.
 import { html, useState, useEffect, useCallback, useRef, LANG, texts, t, label, itemName, pick, coded, flagText, kindText, api, saveFile, isoWeek, dateText, periodText, periodTick, shiftWeek, Msg } from "../core.js";
+import { MunicipalityMap, ViewToggle } from "./map.js";
 
 // ---------------------------------------------------------------------------------------------
 // Heatmap cells and the trend chart
@@ -60,6 +61,8 @@ export function Dashboard({ me, checklist, liveTick }) {
   const [data, setData] = useState(null);
   const [err, setErr] = useState("");
   const [sel, setSel] = useState(null);
+  const [view, setView] = useState(() => localStorage.getItem("est.view") || "table");  // map or table (heatmap)
+  const showAs = (v) => { localStorage.setItem("est.view", v); setView(v); };
   const [analyses, setAnalyses] = useState([]);
   const [analysis, setAnalysis] = useState(null);  // the newest analysis in full: its problems and the municipality's name
   const load = useCallback(() => {
@@ -85,6 +88,8 @@ export function Dashboard({ me, checklist, liveTick }) {
         <div style="flex:0 0 auto"><button class="secondary" onClick=${() => setPeriod(shiftWeek(period, -1))}>← ${t("prev")}</button>
         <button class="secondary" onClick=${() => setPeriod(shiftWeek(period, 1))}>${t("next")} →</button></div></div>
       ${err && html`<${Msg} kind="bad">${err}<//>`}
+      <${ViewToggle} view=${view} onView=${showAs}/>
+      ${view === "map" ? html`<${MunicipalityMap} areas=${me.areas} pictures=${data ? data.areas : []} itemLevel=${cellLevel} selected=${sel} onSelect=${setSel}/>` : html`
       <div class="legend" aria-hidden="true">${[0, 1, 2, 3].map((n) => html`<span><i class=${"lvl-" + n}></i>${n} ${t("levels")[n]}</span>`)}
         <span><i class="lvl-none"></i>${t("legendNone")}</span><span><b>!</b> ${t("legendFlag")}</span></div>
       <div class="heat"><table id="heatmap"><caption class="sr">${t("dashboard")}</caption>
@@ -98,7 +103,7 @@ export function Dashboard({ me, checklist, liveTick }) {
             <td><span class=${"badge " + (p.status === "published" ? "ok" : "info")}>${p.status === "published" ? `${t("pub")} v${p.version}` : t("open")}</span></td>
             ${items.map((i) => { const it = p.items && p.items[i.code]; const lv = p.reports ? cellLevel(it) : null;
               return html`<td class=${"cell " + levelClass(lv)} title=${`${label(i)}: ${it ? it.value : t("noReport")}${it && it.flag ? " · " + flagText(it.flag) : ""}`}>${lv == null ? "–" : it.value || ""}${it && it.flag ? "!" : ""}</td>`; })}
-          </tr>`; })}</tbody></table></div>
+          </tr>`; })}</tbody></table></div>`}
       ${muni && html`<${Downloads} muni=${muni} period=${period}/>`}
     </section>
     ${sel ? html`<${AreaDetail} key=${sel + period} areaId=${sel} areaName=${areaName(sel)} period=${period} me=${me} checklist=${checklist} onPublished=${load} liveTick=${liveTick}/>` : html`<p class="hint">${t("choose")}</p>`}
