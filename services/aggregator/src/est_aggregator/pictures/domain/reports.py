@@ -29,6 +29,12 @@ class ReportRecord:
     supersedes: str | None = None
     late: bool = False
 
+    @property
+    def withdrawn(self) -> bool:
+        """A withdrawal: it supersedes a report and holds nothing itself (the only report without answers that
+        is not "nothing to report"; the intake refuses any other such report), so it counts for nothing."""
+        return self.supersedes is not None and not self.answers and not self.nothing_to_report
+
 
 @dataclass(frozen=True)
 class ExpectedReporter:
