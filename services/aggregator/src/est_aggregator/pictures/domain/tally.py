@@ -318,6 +318,8 @@ class PeriodTally:
         rid = r.report_id
         if r.withdrawn:  # takes the report it names out and counts for nothing itself, not even as heard from
             self.replaces.add(r.supersedes)  # type: ignore[arg-type]  # a withdrawal names one
+            if not (r.late or (self.deadline is not None and as_utc(r.received_at) > self.deadline)):
+                self.on_time.add(r.reporter_id)  # like a superseded report's (``completeness``)
             return
         self.ids.add(rid)
         self.checklists.add(r.checklist)
