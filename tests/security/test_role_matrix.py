@@ -35,6 +35,9 @@ EXPECTED: dict[str, list[int]] = {
     "GET /v1/me/tokens": [200, 200, 200, 200, 200, 401, 401],
     "POST /v1/reports": [202, 202, 403, 403, 202, 401, 401],
     "GET /v1/me": [200, 200, 200, 200, 200, 401, 401],
+    "GET /v1/me/reports": [200, 200, 200, 200, 200, 401, 401],
+    # the reporter's own report: withdrawn by its sender only (others are told there is no such report of theirs)
+    "POST /v1/reports/{id}/withdraw": [202, 404, 403, 403, 404, 401, 401],
 }
 
 
@@ -53,6 +56,8 @@ async def test_role_matrix_of_the_intake(tmp_path: Path, fresh_nats: NatsServer)
         r = await client.post("/v1/forfeitures", json=existing, headers=headers_for("police"))
         assert r.status_code == 202, r.text
         pid = existing["protocol_id"]
+        annas = report()
+        assert (await client.post("/v1/reports", json=annas, headers=headers_for("reporter"))).status_code == 202
         calls: dict[str, Callable[[dict[str, str]], Any]] = {
             "POST /v1/forfeitures": lambda h: client.post("/v1/forfeitures", json=protocol(), headers=h),
             "GET /v1/forfeitures/{id}": lambda h: client.get(f"/v1/forfeitures/{pid}",
@@ -75,6 +80,9 @@ async def test_role_matrix_of_the_intake(tmp_path: Path, fresh_nats: NatsServer)
             "GET /v1/me/tokens": lambda h: client.get("/v1/me/tokens", headers=h),
             "POST /v1/reports": lambda h: client.post("/v1/reports", json=report(), headers=h),
             "GET /v1/me": lambda h: client.get("/v1/me", headers=h),
+            "GET /v1/me/reports": lambda h: client.get("/v1/me/reports", headers=h),
+            "POST /v1/reports/{id}/withdraw": lambda h: client.post(f"/v1/reports/{annas['report_id']}/withdraw",
+                                                                    headers=h),
         }
         got: dict[str, list[int]] = {}
         for endpoint, call in calls.items():

@@ -94,6 +94,9 @@ class ReportSubmitted(EventData):
     actor_id: str = Field(examples=["vaxjohem"])
     received_at: datetime
     late: bool = False
+    withdrawn: bool | None = Field(default=None, description="true: the sender withdraws the report named in "
+                                   "`supersedes`; this one has no answers and counts for nothing (left out "
+                                   "otherwise)")
 
 
 class ForfeitureRecorded(EventData):

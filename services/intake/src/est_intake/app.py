@@ -111,7 +111,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     org = OrgContext(runtime=runtime, sessions=sessions, metrics=metrics, wake=wake, store_snapshot=store,
                      on_org_put=startup_file.applied_by_hand)
     reports = ReportsContext(runtime=runtime, metrics=metrics, ledger=ledger, publish=reports_bus.publish_many,
-                             original=reports_bus.original, max_batch=settings.max_batch)
+                             original=reports_bus.original, max_batch=settings.max_batch, sessions=sessions)
     runtime.app.include_router(build_org_router(org))
     runtime.app.include_router(build_token_router(org))
     reports_router = build_reports_router(reports)

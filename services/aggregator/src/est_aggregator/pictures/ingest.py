@@ -34,6 +34,8 @@ def record_of(data: ReportSubmitted) -> ReportRecord:
     """The stored form of a ReportSubmitted: each answer's value and places, and its note where it has one
     (``domain.notes.kept_note``; the tallies read past it, the stores keep it in the report's notes)."""
     answers: dict[str, dict[str, Any]] = {}
+    if data.withdrawn and data.supersedes:  # a withdrawal holds nothing (``ReportRecord.withdrawn``)
+        data = data.model_copy(update={"answers": {}, "nothing_to_report": False})
     for k, a in data.answers.items():
         answers[k] = {"value": a.value, "places": list(a.places)}
         if note := kept_note(a.note):

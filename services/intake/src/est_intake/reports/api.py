@@ -15,7 +15,7 @@ from est_shared.http import (
 from est_shared.oidc import looks_like_jwt
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.runtime import ServiceRuntime
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -42,10 +42,14 @@ from est_intake.reports.handlers import (
     Ledger,
     Outcome,
     PublishMany,
+    Sessions,
     Submission,
+    own_reports,
     problem,
+    record_own,
     rejected,
     submit_reports,
+    withdrawal_of,
 )
 
 MAX_BATCH = 500
@@ -62,11 +66,14 @@ class ReportsContext:
     publish: PublishMany
     original: FetchOriginal | None = None
     max_batch: int = MAX_BATCH
+    sessions: Sessions | None = None  # the intake's database: each sender's own reports (``GET /v1/me/reports``)
 
     async def submit(self, subs: list[Submission], via: str) -> list[Outcome]:
         """Accept reports through the idempotency ledger and pipelined JetStream publishing."""
-        return await submit_reports(subs, ledger=self.ledger, snapshot=self.snapshot, publish=self.publish,
-                                    metrics=self.metrics, via=via, original=self.original)
+        out = await submit_reports(subs, ledger=self.ledger, snapshot=self.snapshot, publish=self.publish,
+                                   metrics=self.metrics, via=via, original=self.original)
+        await record_own(self.sessions, out)
+        return out
 
     @property
     def snapshot(self) -> OrgSnapshot:
@@ -293,7 +300,71 @@ def build_router(ctx: ReportsContext) -> APIRouter:
             outcomes[i] = o
         return batch_out(batch.reports, [o for o in outcomes if o is not None])
 
+    @router.get("/v1/me/reports", tags=["field app"], response_model=OwnReportsOut,
+                summary="The caller's own reports, newest first (with what corrected or withdrew each)",
+                responses={401: {}, 422: {}, 503: {}})
+    async def get_own_reports(principal: Caller,
+                              area_id: str | None = Query(default=None, max_length=100),
+                              period_from: str | None = Query(default=None, alias="from", max_length=20,
+                                                              description="first period, e.g. 2026-W10"),
+                              period_to: str | None = Query(default=None, alias="to", max_length=20,
+                                                            description="last period, e.g. 2026-W12"),
+                              limit: int = Query(default=50, ge=1, le=MAX_OWN),
+                              offset: int = Query(default=0, ge=0, le=1_000_000)) -> dict[str, Any]:
+        sessions = _own_sessions(ctx)
+        rows = await own_reports(sessions, principal, ctx.snapshot, area_id=area_id, period_from=period_from,
+                                 period_to=period_to, limit=limit + 1, offset=offset)
+        more = len(rows) > limit
+        return {"reports": rows[:limit], "next_offset": offset + limit if more else None}
+
+    @router.post("/v1/reports/{report_id}/withdraw", tags=["field app"], status_code=202,
+                 response_model=AcceptedOut,
+                 summary="Withdraw one of your own reports: a report superseding it with withdrawn: true",
+                 responses={401: {}, 403: {}, 404: {"description": "no such report of yours"},
+                            409: {"description": "withdrawn already, or corrected"}, 422: {},
+                            503: {"description": "bus unavailable; retry"}})
+    async def post_withdraw(principal: Caller,
+                            report_id: str = Path(max_length=128)) -> JSONResponse:
+        require_role(principal, "reporter", "key_function")
+        sub = await withdrawal_of(_own_sessions(ctx), principal, report_id)
+        [outcome] = await ctx.submit([sub], "withdraw")
+        return _outcome_response(outcome)
+
     return router
+
+
+MAX_OWN = 200
+
+
+class OwnReport(BaseModel):
+    """One of the caller's reports as the intake accepted it."""
+
+    report_id: str
+    area_id: str
+    area_name: str
+    period: str
+    received_at: str
+    late: bool
+    checklist: str
+    answers: dict[str, Any]
+    nothing_to_report: bool
+    note: str
+    supersedes: str | None = Field(description="the report this one corrected")
+    superseded_by: str | None = Field(description="the correction that replaced this report")
+    withdrawn: bool
+    withdrawn_by: str | None = Field(description="the withdrawal that took this report back")
+
+
+class OwnReportsOut(BaseModel):
+    reports: list[OwnReport]
+    next_offset: int | None = Field(description="offset of the next page; null on the last")
+
+
+def _own_sessions(ctx: ReportsContext) -> Sessions:
+    if ctx.sessions is None:
+        raise Problem(503, "Service Unavailable", "Rapportlistan är inte tillgänglig. / The report list is "
+                      "not available.", headers={"Retry-After": "5"})
+    return ctx.sessions
 
 
 REPORTS_PATH = "/v1/reports"

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from est_shared.db import utcnow
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, select
+from sqlalchemy import Boolean, Column, DateTime, Index, MetaData, String, Table, Text, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_intake.reports.domain import ACCEPTED_KEYS
@@ -97,3 +97,84 @@ REPORT_COLUMNS = ("report_id", "content_sha256", "response", "municipality_id", 
                   "received_at", "recorded_at")
 
 
+
+
+own_reports = Table(
+    "own_reports", metadata,
+    Column("report_id", String(128), primary_key=True),
+    Column("reporter_id", String(100), nullable=False),
+    Column("municipality_id", String(100), nullable=False),
+    Column("area_id", String(100), nullable=False),
+    Column("period", String(20), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("late", Boolean, nullable=False, default=False),
+    Column("checklist", String(60), nullable=False),
+    Column("content", Text, nullable=False, doc="JSON: answers, nothing_to_report, note"),
+    Column("supersedes", String(128)),
+    Column("withdrawn", Boolean, nullable=False, default=False, doc="this report withdraws ``supersedes``"),
+    Index("ix_own_reports_reporter", "reporter_id", "received_at"),
+    Index("ix_own_reports_supersedes", "supersedes"),
+)
+"""Each accepted report's content, for its sender's own list (``GET /v1/me/reports``); the idempotency
+ledger above stays lean."""
+
+
+def own_row(data: dict[str, Any]) -> dict[str, Any]:
+    """A row of ``own_reports`` from an accepted report's event data (``Accepted.fields``)."""
+    answers = {code: (a.model_dump() if hasattr(a, "model_dump") else a) for code, a in data["answers"].items()}
+    return {"report_id": data["report_id"], "reporter_id": data["reporter_id"],
+            "municipality_id": data["municipality_id"], "area_id": data["area_id"], "period": data["period"],
+            "received_at": data["received_at"], "late": bool(data["late"]), "checklist": data["checklist"],
+            "content": json.dumps({"answers": answers, "nothing_to_report": data["nothing_to_report"],
+                                   "note": data["note"]}, ensure_ascii=False),
+            "supersedes": data.get("supersedes"), "withdrawn": bool(data.get("withdrawn"))}
+
+
+async def record_own(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Store rows of ``own_reports``; one stored already is left as it is."""
+    if not rows:
+        return
+    ids = [r["report_id"] for r in rows]
+    have = set(await session.scalars(select(own_reports.c.report_id).where(own_reports.c.report_id.in_(ids))))
+    fresh = [r for r in rows if r["report_id"] not in have]
+    if fresh:
+        await session.execute(insert(own_reports), fresh)
+
+
+async def own_report(session: AsyncSession, report_id: str) -> dict[str, Any] | None:
+    """One stored report's row with what supersedes it (``superseded_by``, ``withdrawn_by``), or None."""
+    row = (await session.execute(select(own_reports).where(own_reports.c.report_id == report_id))).mappings().first()
+    if row is None:
+        return None
+    [out] = await _with_successors(session, [dict(row)])
+    return out
+
+
+async def list_own(session: AsyncSession, reporter_id: str, *, area_id: str | None, period_from: str | None,
+                   period_to: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+    """A sender's reports (not their withdrawals), newest first, with what supersedes each."""
+    c = own_reports.c
+    q = select(own_reports).where(c.reporter_id == reporter_id, c.withdrawn.is_(False))
+    if area_id is not None:
+        q = q.where(c.area_id == area_id)
+    if period_from is not None:
+        q = q.where(c.period >= period_from)
+    if period_to is not None:
+        q = q.where(c.period <= period_to)
+    rows = (await session.execute(q.order_by(c.received_at.desc(), c.report_id).limit(limit).offset(offset)))
+    return await _with_successors(session, [dict(r) for r in rows.mappings()])
+
+
+async def _with_successors(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    c = own_reports.c
+    ids = [r["report_id"] for r in rows]
+    later: dict[str, tuple[str, bool]] = {}
+    if ids:
+        for rid, sup, withdrawn in (await session.execute(
+                select(c.report_id, c.supersedes, c.withdrawn).where(c.supersedes.in_(ids)))).all():
+            later[sup] = (rid, bool(withdrawn))
+    for r in rows:
+        by = later.get(r["report_id"])
+        r["superseded_by"] = by[0] if by and not by[1] else None
+        r["withdrawn_by"] = by[0] if by and by[1] else None
+    return rows

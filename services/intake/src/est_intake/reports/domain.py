@@ -248,13 +248,20 @@ _Where = tuple[Area, Municipality, Checklist, dict[str, ChecklistItem]]
 
 
 def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, received_at: datetime,
-                    known_reports: Mapping[str, KnownReport], lookups: Lookups | None = None) -> Accepted:
+                    known_reports: Mapping[str, KnownReport], lookups: Lookups | None = None,
+                    withdrawn: bool = False) -> Accepted:
     """Check a report against the organisation and its checklist; raises ReportRejected.
 
     ``known_reports`` holds earlier accepted reports that ``supersedes`` may name; a correction is
     judged by who sent the original, not by the corrector's areas (see ``check_correction``).
     ``lookups`` (one per snapshot and call; it keys callers by ``id``) spares repeated look-ups in a batch.
+    ``withdrawn``: the report withdraws the one ``supersedes`` names; it has no answers and is not "nothing to
+    report" (the only report of that shape), and its event says ``withdrawn: true``.
     """
+    if withdrawn and (req.supersedes is None or req.answers or req.nothing_to_report):
+        raise _invalid("withdrawn", "Ett tillbakatagande namnger rapporten och har inga svar.",
+                       "A withdrawal names the report and has no answers.",
+                       [{"field": "supersedes", "message": "a withdrawal supersedes one report, with no answers"}])
     correction = req.supersedes is not None
     if correction:
         check_correction(req, caller, known_reports)
@@ -266,7 +273,7 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
             lookups.where[key] = where
     area, municipality, checklist, items = where
     errors: list[dict[str, Any]] = []
-    if not req.answers and not req.nothing_to_report:
+    if not req.answers and not req.nothing_to_report and not withdrawn:
         errors.append({"field": "answers", "message": "give answers or set nothing_to_report (inga svar / "
                                                       "no answers)"})
     free_text: dict[str, str] = {"note": req.note} if req.note else {}
@@ -333,6 +340,8 @@ def validate_report(req: ReportIn, *, caller: Principal, snapshot: OrgSnapshot, 
             "nothing_to_report": req.nothing_to_report, "note": req.note, "supersedes": req.supersedes,
             "reporter_id": caller.person_id, "actor_id": caller.actor_id, "received_at": received_at,
             "late": late}
+        if withdrawn:
+            data["withdrawn"] = True
     return Accepted(fields=data, municipality_id=municipality.id, period=period, late=late)
 
 

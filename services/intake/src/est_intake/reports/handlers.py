@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,10 +16,11 @@ import pydantic_core
 from est_shared.bus import BusUnavailable, parse_event
 from est_shared.db import utcnow
 from est_shared.events import CloudEvent, ReportSubmitted
-from est_shared.http import STATUS
+from est_shared.http import STATUS, Problem
 from est_shared.observability import correlation_id
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.subjects import report_submitted
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_intake.errors import ReportRejected
 from est_intake.metrics import IntakeMetrics
@@ -57,6 +59,7 @@ class Submission:
     received_at: datetime
     digest: str = ""
     exact_time: bool = False  # imports: the submission time is part of the content
+    withdrawn: bool = False  # withdraws the report ``req.supersedes`` names (``validate_report``)
 
     def __post_init__(self) -> None:
         if not self.digest:
@@ -74,6 +77,7 @@ class Outcome:
     body: dict[str, Any]
     reason: str | None = None
     headers: Mapping[str, str] = field(default_factory=lambda: NO_HEADERS)  # shared: read-only
+    data: dict[str, Any] | None = None  # a report accepted now: its event data (for the sender's own list)
 
     @property
     def ok(self) -> bool:
@@ -284,7 +288,7 @@ async def _submit(subs: list[Submission], *, ledger: Ledger, snapshot: OrgSnapsh
                 try:
                     wave.append((i, validate_report(s.req, caller=s.caller, snapshot=snapshot,
                                                     received_at=s.received_at, known_reports=known,
-                                                    lookups=lookups)))
+                                                    lookups=lookups, withdrawn=s.withdrawn)))
                 except ReportRejected as exc:
                     results[i] = rejected(exc)
             if wave:
@@ -347,6 +351,7 @@ async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission]
             results[i] = unavailable()
             continue
         received_at, period, late = d["received_at"], d["period"], d["late"]
+        stored = None
         if ack.duplicate:
             # JetStream already holds an event with this id: another replica is accepting it right now,
             # or an earlier attempt crashed after the ack and before its row. Its row decides; without
@@ -356,11 +361,11 @@ async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission]
                 results[i] = outcome
                 continue
             if stored is not None:
-                received_at, period, late = (datetime.fromisoformat(stored["received_at"]), stored["period"],
-                                             bool(stored["late"]))
+                t = stored_time(stored)
+                received_at, period, late = t["received_at"], t["period"], t["late"]
         rid = d["report_id"]
         body = accepted_body(rid, period, late)
-        results[i] = Outcome(202, body)
+        results[i] = Outcome(202, body, data=d if stored is None else {**d, **stored_time(stored)})
         rows.append((i, db.report_row(report_id=rid, content_sha256=subs[i].digest, response=body,
                                       municipality_id=d["municipality_id"], area_id=d["area_id"], period=period,
                                       reporter_id=d["reporter_id"], received_at=received_at,
@@ -386,6 +391,12 @@ async def _publish_wave(wave: list[tuple[int, Accepted]], subs: list[Submission]
         log.info("report accepted" if len(ok) == 1 else "reports accepted", extra={
             "report_ids": ",".join(r["report_id"] for r in ok),
             "pictures": ",".join(sorted({f"{r['area_id']}:{r['period']}" for r in ok}))})
+
+
+def stored_time(stored: dict[str, Any]) -> dict[str, Any]:
+    """What a stored event decides of a resent report: when it was received, its period and lateness."""
+    return {"received_at": datetime.fromisoformat(stored["received_at"]), "period": stored["period"],
+            "late": bool(stored["late"])}
 
 
 async def _settle_duplicate(acc: Accepted, sub: Submission, ack: Acked, *, ledger: Ledger,
@@ -416,3 +427,67 @@ async def _settle_duplicate(acc: Accepted, sub: Submission, ack: Acked, *, ledge
         if found is not None:
             return _replay(found, sub.digest, rid), None
     return None, None
+
+
+# --- the sender's own reports: the list, corrections and withdrawals read from it ---------------------------
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def record_own(sessions: Sessions | None, outcomes: list[Outcome]) -> None:
+    """Keep the content of reports accepted now for their senders' own list (a failure is logged: the report
+    itself is stored and counted; only the list misses it)."""
+    rows = [db.own_row(o.data) for o in outcomes if o.ok and o.data is not None]
+    if sessions is None or not rows:
+        return
+    try:
+        async with sessions() as s, s.begin():
+            await db.record_own(s, rows)
+    except Exception:
+        log.exception("could not keep accepted reports for their senders' list")
+
+
+def own_view(row: dict[str, Any], snapshot: OrgSnapshot) -> dict[str, Any]:
+    """One of the caller's reports as ``GET /v1/me/reports`` answers it."""
+    content = json.loads(row["content"])
+    area = snapshot.areas.get(row["area_id"])
+    received = row["received_at"]
+    return {"report_id": row["report_id"], "area_id": row["area_id"],
+            "area_name": area.name if area is not None else row["area_id"], "period": row["period"],
+            "received_at": received.isoformat() if isinstance(received, datetime) else str(received),
+            "late": bool(row["late"]), "checklist": row["checklist"], "answers": content["answers"],
+            "nothing_to_report": content["nothing_to_report"], "note": content["note"],
+            "supersedes": row["supersedes"], "superseded_by": row["superseded_by"],
+            "withdrawn": row["withdrawn_by"] is not None, "withdrawn_by": row["withdrawn_by"]}
+
+
+async def own_reports(sessions: Sessions, caller: Principal, snapshot: OrgSnapshot, *, area_id: str | None,
+                      period_from: str | None, period_to: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+    """The caller's own reports, newest first (never anyone else's, whatever the caller's roles)."""
+    async with sessions() as s:
+        rows = await db.list_own(s, caller.person_id, area_id=area_id, period_from=period_from,
+                                 period_to=period_to, limit=limit, offset=offset)
+    return [own_view(r, snapshot) for r in rows]
+
+
+WITHDRAWALS = uuid.UUID("5b0e7d52-4a61-4c1e-9f3c-7e2a8d1b6c40")
+"""Namespace of withdrawal ids: a report's withdrawal has one id, so withdrawing twice is one report."""
+
+
+async def withdrawal_of(sessions: Sessions, caller: Principal, report_id: str) -> Submission:
+    """The withdrawal of one of the caller's own reports, to submit; raises Problem when there is none to make."""
+    async with sessions() as s:
+        row = await db.own_report(s, report_id)
+    if row is None or row["reporter_id"] != caller.person_id or row["withdrawn"]:
+        raise Problem(404, "Not Found", "Du har ingen sådan rapport att ta tillbaka. / "
+                      "You have no such report to withdraw.")
+    if row["withdrawn_by"] is not None:
+        raise Problem(409, "Conflict", "Rapporten är redan tillbakatagen. / The report is already withdrawn.")
+    if row["superseded_by"] is not None:
+        raise Problem(409, "Conflict", "Rapporten har rättats; ta tillbaka rättelsen i stället. / "
+                      "The report was corrected; withdraw the correction instead.")
+    req = ReportIn(report_id=str(uuid.uuid5(WITHDRAWALS, report_id)), area_id=row["area_id"], period=row["period"],
+                   checklist=row["checklist"], supersedes=report_id)
+    sub = Submission(req=req, caller=caller, received_at=utcnow(), withdrawn=True)
+    sub.digest = content_hash(req, f"{caller.person_id}:withdrawn")
+    return sub

@@ -10,6 +10,7 @@ const SHELL = [
   "/app/pages/admin.js",
   "/app/pages/steering.js",
   "/app/pages/map.js",
+  "/app/pages/mine.js",
 ];
 self.addEventListener("install", (e) => e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL))));
 self.addEventListener("activate", (e) => e.waitUntil(

@@ -29,6 +29,12 @@ class ReportRecord:
     supersedes: str | None = None
     late: bool = False
 
+    @property
+    def withdrawn(self) -> bool:
+        """A withdrawal: it supersedes a report and holds nothing itself (the only report without answers that
+        is not "nothing to report"; the intake refuses any other such report), so it counts for nothing."""
+        return self.supersedes is not None and not self.answers and not self.nothing_to_report
+
 
 @dataclass(frozen=True)
 class ExpectedReporter:
@@ -46,10 +52,11 @@ def as_utc(moment: datetime) -> datetime:
 
 
 def effective_reports(reports: Iterable[ReportRecord], superseded: Iterable[str] = ()) -> list[ReportRecord]:
-    """The reports that count: those no stored report supersedes (corrections replace, never add)."""
+    """The reports that count: those no stored report supersedes (corrections replace, never add), and no
+    withdrawal (it takes out the report it names and counts for nothing itself)."""
     reports = list(reports)
     gone = set(superseded) | {r.supersedes for r in reports if r.supersedes}
-    return [r for r in reports if r.report_id not in gone]
+    return [r for r in reports if r.report_id not in gone and not r.withdrawn]
 
 
 MAX_COUNT = DEFAULT_MAX_COUNT  # a count per item and report, unless the checklist item sets its own bound

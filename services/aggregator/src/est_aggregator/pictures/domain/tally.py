@@ -316,6 +316,11 @@ class PeriodTally:
     def add(self, r: ReportRecord) -> None:
         """Count a report of the period, stored after the ones already here (received earlier or later)."""
         rid = r.report_id
+        if r.withdrawn:  # takes the report it names out and counts for nothing itself, not even as heard from
+            self.replaces.add(r.supersedes)  # type: ignore[arg-type]  # a withdrawal names one
+            if not (r.late or (self.deadline is not None and as_utc(r.received_at) > self.deadline)):
+                self.on_time.add(r.reporter_id)  # like a superseded report's (``completeness``)
+            return
         self.ids.add(rid)
         self.checklists.add(r.checklist)
         if r.supersedes:  # if it replaces a report counted here, ``fits`` says so: it cannot be taken out

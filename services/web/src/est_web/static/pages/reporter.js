@@ -1,6 +1,7 @@
 // The reporter's checklist form, the outbox that keeps reports on the device until the intake took them, and
 // the reporter's own list and feedback.
 import { html, useState, useEffect, useCallback, LANG, t, label, itemName, own, stepName, groupedItems, pick, api, periodText, shiftWeek, Msg, PictureSummary } from "../core.js";
+import { useMyReports, MyReport, unreachable } from "./mine.js";
 
 // ---------------------------------------------------------------------------------------------
 // Outbox: reports are kept on the device until the intake answered; ids are made with the draft
@@ -133,6 +134,7 @@ export function Reporter({ me, checklist: current, online, tick }) {
     api("aggregator", `/v1/areas/${area.id}/pictures/${shiftWeek(area.current_period, -1)}`)
       .then((p) => setPicture(p.status === "published" ? p : null)).catch(() => setPicture(null));
   }, [areaId]);
+  const my = useMyReports(`${tick}:${outbox.filter((e) => e.state === "accepted").length}`);
   const checklist = useAreaChecklist(area, current);
   if (!area) return html`<main id="main"><div class="card">${t("noPicture")}</div></main>`;
   if (!checklist) return html`<main id="main"><p class="loading">…</p></main>`;
@@ -150,10 +152,18 @@ export function Reporter({ me, checklist: current, online, tick }) {
   const backToForm = (entry) => {
     writeOutbox(readOutbox().filter((x) => x.report.report_id !== entry.report.report_id));
     const r = entry.report;
-    const d = { report_id: r.report_id, area_id: r.area_id, answers: r.answers || {}, nothing_to_report: !!r.nothing_to_report, note: r.note || "" };
+    const d = { report_id: r.report_id, area_id: r.area_id, answers: r.answers || {}, nothing_to_report: !!r.nothing_to_report, note: r.note || "",
+                ...(r.supersedes ? { supersedes: r.supersedes, period: r.period } : {}) };
     saveDraft(d); setDraft(d); if (d.area_id !== areaId) setAreaId(d.area_id);
     setRefusal(typeof entry.error === "object" && entry.error ? entry.error : { detail: entry.error || "" });
     setMsg(null); refresh();
+  };
+  const correct = (r) => {
+    const d = { report_id: crypto.randomUUID(), area_id: r.area_id, answers: r.answers || {},
+                nothing_to_report: !!r.nothing_to_report, note: r.note || "", supersedes: r.report_id, period: r.period };
+    saveDraft(d); setDraft(d); if (d.area_id !== areaId) setAreaId(d.area_id);
+    setRefusal(null); setMsg(null);
+    const form = document.getElementById("report-form"); if (form && form.scrollIntoView) form.scrollIntoView();
   };
   const submit = async (ev) => {
     ev.preventDefault();
@@ -162,7 +172,7 @@ export function Reporter({ me, checklist: current, online, tick }) {
     // answers only to the items of the area's checklist (a draft may hold some of an earlier version's)
     const answers = Object.fromEntries(Object.entries(draft.nothing_to_report ? {} : draft.answers)
       .filter(([code]) => checklist.items.some((i) => i.code === code)));
-    const report = { ...draft, period: area.current_period, checklist: checklist.ref, answers };
+    const report = { ...draft, period: draft.period || area.current_period, checklist: checklist.ref, answers };
     writeOutbox([...readOutbox(), { report, state: "queued", created: new Date().toISOString(), area_name: area.name }]);
     setRefusal(null); setSending(true); setMsg({ kind: "info", text: t("sending") }); refresh();
     try {
@@ -175,12 +185,15 @@ export function Reporter({ me, checklist: current, online, tick }) {
     const fresh = newDraft(area.id); saveDraft(fresh); setDraft(fresh); refresh();
     setMsg(done && done.state === "accepted" ? { kind: "ok", text: t("sent") } : { kind: "info", text: t("saved") });
   };
-  const mine = outbox.filter((e) => e.report.area_id === area.id).slice(-10).reverse();
+  // the server's list of one's own reports (from every device), and the outbox's entries it does not hold yet
+  const served = my.reports || [];
+  const known = new Set(served.map((r) => r.report_id));
+  const mine = outbox.filter((e) => e.report.area_id === area.id && !known.has(e.report.report_id)).slice(-10).reverse();
   const refusedKeys = Object.keys(refused);
   return html`<main id="main">
     ${!online && html`<${Msg} kind="info">${t("offline")}<//>`}
     <form class="card" id="report-form" onSubmit=${submit} aria-labelledby="form-title">
-      <h2 id="form-title">${t("report")}: ${area.name} · ${periodText(area.current_period)}</h2>
+      <h2 id="form-title">${t("report")}: ${area.name} · ${periodText(draft.period || area.current_period)}</h2>
       <div class="row"><div><label for="area">${t("area")}</label>
         <select id="area" value=${areaId} onChange=${(e) => { setRefusal(null); setMsg(null); setAreaId(e.target.value); }}>${areas.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</select></div></div>
       <p><label><input type="checkbox" checked=${draft.nothing_to_report} onChange=${(e) => setDraft({ ...draft, nothing_to_report: e.target.checked })}/> ${t("nothing")}</label></p>
@@ -206,7 +219,9 @@ export function Reporter({ me, checklist: current, online, tick }) {
         <span class=${"badge " + (e.state === "accepted" ? "ok" : e.state === "rejected" ? "bad" : "warn")}>${t(e.state)}</span>
         ${e.answer && e.answer.late ? html` <span class="badge warn">${t("late")}</span>` : ""}
         ${e.state === "rejected" ? html` <span class="hint">${Object.values(refusalByField(typeof e.error === "object" && e.error ? e.error : { detail: e.error })).join(" ")}</span>
-          <button type="button" class="secondary fix" onClick=${() => backToForm(e)}>${t("fixIt")}</button>` : ""}</li>`)}</ul>
+          <button type="button" class="secondary fix" onClick=${() => backToForm(e)}>${t("fixIt")}</button>` : ""}</li>`)}
+        ${served.map((r) => html`<${MyReport} key=${r.report_id} report=${r} onCorrect=${correct} onChanged=${my.reload}/>`)}</ul>
+      ${my.failed && html`<p class="hint">${unreachable()}</p>`}
     </section>
     <section class="card" aria-labelledby="fb-title"><h2 id="fb-title">${t("reporterFeedback")}</h2>
       ${picture ? html`<${PictureSummary} picture=${picture}/>` : html`<p class="hint">${t("noPicture")}</p>`}</section>
