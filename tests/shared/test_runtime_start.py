@@ -20,7 +20,7 @@ async def test_a_start_up_step_is_retried_until_jetstream_answers() -> None:
         if len(calls) < 3:
             raise nats.errors.TimeoutError
 
-    await _runtime()._retry("do it", step, timeout=10)
+    await _runtime().until_ready("do it", step, timeout=10)
     assert len(calls) == 3
 
 
@@ -29,7 +29,7 @@ async def test_a_start_up_step_gives_up_loudly_after_its_timeout() -> None:
         raise nats.errors.TimeoutError
 
     with pytest.raises(nats.errors.TimeoutError):
-        await _runtime()._retry("do it", step, timeout=0.3)
+        await _runtime().until_ready("do it", step, timeout=0.3)
 
 
 async def test_other_errors_are_not_retried() -> None:
@@ -37,4 +37,4 @@ async def test_other_errors_are_not_retried() -> None:
         raise ValueError("a bug, not a slow cluster")
 
     with pytest.raises(ValueError):
-        await _runtime()._retry("do it", step, timeout=10)
+        await _runtime().until_ready("do it", step, timeout=10)
