@@ -27,7 +27,13 @@ from est_aggregator.pictures.domain.errors import MunicipalityNotFound
 from est_aggregator.pictures.domain.notes import reads_missing_reporters, reads_notes
 from est_aggregator.pictures.publish import publish_picture
 from est_aggregator.pictures.reads import read_alerts, read_municipality, read_picture, read_series
-from est_aggregator.pictures.tables import alerts_table, municipality_table, series_table
+from est_aggregator.pictures.tables import (
+    alerts_table,
+    kronoberg_table,
+    kronoberg_view_of,
+    municipality_table,
+    series_table,
+)
 
 
 class PictureView(PictureData):
@@ -179,19 +185,34 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
     async def get_municipality(municipality_id: str, period: str, request: Request,
                                who: Who) -> Response:
         snapshot = org()
+        body = await common_picture(snapshot, municipality_id, period, who)
+        download = export_response(request, lambda: municipality_table(body, snapshot),
+                                   f"lagesbild-{municipality_id}-{period}")
+        return download or JSONResponse(body)
+
+    async def common_picture(snapshot: OrgSnapshot, municipality_id: str, period: str,
+                             who: Principal) -> dict[str, Any]:
         if municipality_id not in snapshot.municipalities:
             raise MunicipalityNotFound(municipality_id)
         areas = sorted(a.id for a in snapshot.areas.values()
                        if a.municipality_id == municipality_id and who.may_see_area(a.id))
         if not areas:
             raise Forbidden(f"Du ser inget område i {municipality_id}.", f"You see no area of {municipality_id}.")
-        body = await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
+        return await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
                                        period_text=period, area_ids=areas, personal=who.sees_personal_data,
                                        reads_notes=reads_notes(who.roles),
                                        reads_missing=reads_missing_reporters(who.roles))
-        download = export_response(request, lambda: municipality_table(body, snapshot),
-                                   f"lagesbild-{municipality_id}-{period}")
-        return download or JSONResponse(body)
+
+    @router.get("/municipalities/{municipality_id}/kronoberg/{period}", response_model=None,
+                responses=EXPORT_RESPONSES,
+                summary="The municipality's Kronoberg figures of a period, in all and per area (exact for police "
+                        "and social services, counts under 3 as \"<3\" for everyone else; or a table: "
+                        "?format=csv|xlsx)")
+    async def get_kronoberg(municipality_id: str, period: str, request: Request, who: Who) -> Response:
+        snapshot = org()
+        view = kronoberg_view_of(await common_picture(snapshot, municipality_id, period, who), snapshot)
+        download = export_response(request, lambda: kronoberg_table(view), f"kronoberg-{municipality_id}-{period}")
+        return download or JSONResponse(view)
 
     @router.post("/areas/{area_id}/pictures/{period}/publish", response_model=PublishResponse,
                  responses={409: {"description": "needs confirm_incomplete (before the deadline or below the "
