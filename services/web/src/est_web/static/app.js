@@ -4,6 +4,8 @@ import { html, render, useState, useEffect, t, token, api, useLive, LANG, setLan
 import { Reporter, flushOutbox } from "./pages/reporter.js";
 import { SignIn } from "./pages/signin.js";
 import { Dashboard } from "./pages/dashboard.js";
+import { Police } from "./pages/police.js";
+import { Social } from "./pages/social.js";
 
 // ---------------------------------------------------------------------------------------------
 // The menu's pages in order: who sees each (a person with any of its roles; no roles: every signed-in
@@ -15,6 +17,10 @@ export const PAGES = [
     component: ({ me, checklist, online, tick }) => html`<${Reporter} me=${me} checklist=${checklist} online=${online} tick=${tick}/>` },
   { hash: "#dashboard", text: "dashboard", roles: STAFF, live: true,
     component: ({ me, checklist, tick }) => html`<${Dashboard} me=${me} checklist=${checklist} liveTick=${tick}/>` },
+  { hash: "#police", text: { sv: "Förverkanden", en: "Forfeitures" }, roles: ["police"], live: false,
+    component: ({ me, online }) => html`<${Police} me=${me} online=${online}/>` },
+  { hash: "#social", text: { sv: "Underrättelser", en: "Notifications" }, roles: ["social_services"], live: true,
+    component: ({ tick }) => html`<${Social} tick=${tick}/>` },
 ];
 const pagesOf = (me) => PAGES.filter((p) => (me.roles || []).some((r) => p.roles.includes(r)));
 const pageText = (p) => (typeof p.text === "string" ? t(p.text) : p.text[LANG] || p.text.sv);

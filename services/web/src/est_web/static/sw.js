@@ -1,8 +1,8 @@
 // Service worker: keeps the app shell available offline. Reports made offline wait in the page's
 // outbox (localStorage) and are sent by the page when the network returns; API calls are never cached.
-const CACHE = "est-shell-v2";
+const CACHE = "est-shell-v3";
 const SHELL = ["/app/", "/app/app.js", "/app/core.js", "/app/pages/signin.js", "/app/pages/reporter.js",
-               "/app/pages/dashboard.js", "/app/styles.css", "/app/manifest.webmanifest",
+               "/app/pages/dashboard.js", "/app/pages/police.js", "/app/pages/social.js", "/app/styles.css", "/app/manifest.webmanifest",
                "/app/vendor/htm-preact-standalone-3.1.1.mjs"];
 self.addEventListener("install", (e) => e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL))));
 self.addEventListener("activate", (e) => e.waitUntil(
