@@ -85,6 +85,15 @@ async def _forfeit(bus: Bus, world: World, i: int, band: str, **over: Any) -> No
     await publish_event(bus.js, f"est.forfeiture.recorded.{world.muni}", ev)
 
 
+async def _two_protocols(c: httpx.AsyncClient, base: str, bus: Bus, world: World, second_band: str) -> None:
+    """A report and two protocols of week 2026-W10 (guardians contacted for both, came for the first)."""
+    await bus.send(report(world, f"{world.muni}-r", {"berusning": 2}))
+    for i, band in enumerate(["15_17", second_band]):
+        await _forfeit(bus, world, i, band, guardian_contacted=True, guardian_came=i == 0)
+    await picture_when(c, base, world, "2026-W10", lambda p: (p.get("kronoberg") or {}).get("interventions") == 2,
+                       who="pol")
+
+
 async def test_police_see_exact_kronoberg_figures_others_and_events_see_them_coarsened(
         world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
     world = _with_police(world)
@@ -149,11 +158,7 @@ async def test_a_protocol_recorded_after_its_week_was_published_makes_a_revision
     settings = settings_for(world, nats_url, tmp_path, forfeiture_subject=f"est.forfeiture.recorded.{world.muni}")
     tap = await bus.tap(f"est.picture.published.{world.muni}.>", "EST_PICTURES")
     async with running(world, settings) as (base, _app), httpx.AsyncClient() as c:
-        await bus.send(report(world, f"{world.muni}-r", {"berusning": 2}))
-        for i, band in enumerate(["15_17", "18_19"]):
-            await _forfeit(bus, world, i, band, guardian_contacted=True, guardian_came=i == 0)
-        await picture_when(c, base, world, "2026-W10", lambda p: (p.get("kronoberg") or {}).get("interventions") == 2,
-                           who="pol")
+        await _two_protocols(c, base, bus, world, "18_19")
         r = await c.post(f"{base}/v1/areas/{world.area}/pictures/2026-W10/publish", headers=world.headers(),
                          json={"confirm_incomplete": True})
         assert r.status_code == 200 and r.json()["version"] == 1, r.text
@@ -254,3 +259,48 @@ async def test_a_reports_table_from_an_older_version_gets_the_new_index(tmp_path
     await engine.dispose()
     assert "ix_reports_area_supersedes" in names
     assert "ix_reports_area_supersedes" in str(plan)
+
+
+async def test_the_municipalitys_kronoberg_figures_per_area_and_as_csv_and_xlsx(
+        world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    import csv
+    import io
+
+    import openpyxl
+
+    world = _with_police(world)
+    settings = settings_for(world, nats_url, tmp_path, forfeiture_subject=f"est.forfeiture.recorded.{world.muni}")
+    async with running(world, settings) as (base, _app), httpx.AsyncClient() as c:
+        await _two_protocols(c, base, bus, world, "under_15")
+        url = f"{base}/v1/municipalities/{world.muni}/kronoberg/2026-W10"
+        pol = (await c.get(url, headers=world.headers("pol"))).json()
+        assert pol["period"] == "2026-W10" and pol["totals"]["interventions"] == 2
+        assert pol["totals"]["guardian_came"] == 1 and pol["totals"]["litres_by_beverage"] == {"starköl": 3.0}
+        [area] = pol["areas"]
+        assert area["area_id"] == world.area and area["area_name"] and area["kronoberg"]["interventions"] == 2
+        kf = (await c.get(url, headers=world.headers())).json()
+        assert kf["totals"]["interventions"] == "<3" and kf["areas"][0]["kronoberg"]["guardian_came"] == "<3"
+
+        r = await c.get(url, params={"format": "csv"}, headers=world.headers("pol"))
+        assert r.status_code == 200, r.text
+        assert r.headers["content-disposition"] == f'attachment; filename="kronoberg-{world.muni}-2026-W10.csv"'
+        rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"), newline=""), delimiter=";"))
+        whole = rows[0]
+        assert whole["Område"].startswith("Hela ") and whole["Ingripanden"] == "2"
+        assert whole["Vårdnadshavare kom"] == "1" and whole["Liter starköl"] in ("3", "3.0", "3,0")
+        assert whole["Förpackningar starköl"] == "6" and whole["Från"] == "2026-03-02"
+        assert rows[1]["Område"] == area["area_name"] and rows[1]["Ingripanden"] == "2"
+        r = await c.get(url, params={"format": "xlsx"}, headers={**world.headers("pol"), "Accept-Language": "en"})
+        assert r.status_code == 200, r.text
+        sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+        assert sheet is not None
+        values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+        assert "Interventions" in values[0] and "Litres strong beer" in values[0]
+        assert values[1][values[0].index("Interventions")] == 2
+        # what the JSON coarsens for others, the download coarsens too
+        r = await c.get(url, params={"format": "csv"}, headers=world.headers())
+        others = csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"), newline=""), delimiter=";")
+        assert next(iter(others))["Ingripanden"] == "<3"
+        assert (await c.get(url, params={"format": "csv"})).status_code == 401
+        assert (await c.get(f"{base}/v1/municipalities/nowhere/kronoberg/2026-W10",
+                            headers=world.headers("pol"))).status_code == 404

@@ -125,6 +125,7 @@ class Row:
 PIC = "/v1/areas/{area_id}/pictures/{period}"
 SERIES = "/v1/areas/{area_id}/pictures"
 MUNI_PIC = "/v1/municipalities/{municipality_id}/pictures/{period}"
+MUNI_KRONOBERG = "/v1/municipalities/{municipality_id}/kronoberg/{period}"
 PUBLISH = "/v1/areas/{area_id}/pictures/{period}/publish"
 ALERTS = "/v1/areas/{area_id}/alerts"
 SUBS = "/v1/subscriptions"
@@ -156,6 +157,8 @@ ROWS: list[Row] = [
         {"municipality_id": "M", "period": "P"}),
     Row("aggregator", "GET", MUNI_PIC + "/completeness", "completeness per actor of N", IN_N,
         {"municipality_id": "N", "period": "P"}),
+    Row("aggregator", "GET", MUNI_KRONOBERG, "Kronoberg figures of M", IN_M, {"municipality_id": "M", "period": "P"}),
+    Row("aggregator", "GET", MUNI_KRONOBERG, "Kronoberg figures of N", IN_N, {"municipality_id": "N", "period": "P"}),
     Row("aggregator", "POST", PUBLISH, "publish A", ("key_function", "admin"), {"area_id": "A", "period": "P"},
         body="publish"),
     Row("aggregator", "POST", PUBLISH, "publish C", IN_N, {"area_id": "C", "period": "P"}, body="publish"),
@@ -181,6 +184,8 @@ ROWS: list[Row] = [
     Row("notifier", "GET", "/v1/deliveries", "deliveries of the key function's subscription", OWNER,
         query={"subscription_id": "sub"}),
     Row("notifier", "GET", "/v1/admin/personal-data-deliveries", "personal-data log", ("admin",)),
+    Row("notifier", "GET", "/v1/social-services/notifications", "forfeiture notifications of one's municipality",
+        ("social_services",)),
     Row("notifier", "POST", SUB_ADMIN + "/handover", "hand over a fresh subscription of the key function (admins "
         "only: not its owner, nor any key function)", ("admin",), {"sub_id": "fresh_sub"}, body="handover"),
     Row("notifier", "POST", SUB_ADMIN + "/restore", "restore the key function's subscription (admins; live: 409)",

@@ -25,8 +25,8 @@ from est_notifier.adapters.smtp import EmailSender, parse_smtp_url
 from est_notifier.adapters.webhook import Egress, Resolver, WebhookSender, system_resolver
 from est_notifier.consumers import register
 from est_notifier.deliveries import api as deliveries_api
+from est_notifier.deliveries import due, notices, reminders
 from est_notifier.deliveries import handlers as deliveries
-from est_notifier.deliveries import notices, reminders
 from est_notifier.deliveries.domain import ReminderTimes
 from est_notifier.deliveries.personal import PersonalDeliveries
 from est_notifier.deliveries.worker import DeliveryWorker, RetryPolicy, Sender
@@ -123,6 +123,7 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
             raise RuntimeError("database not ready yet")  # nacked with backoff, redelivered later
         if event.type == "se.est.picture.published" and settings.reminders_enabled:
             await reminders.record_missing(event, sessions=sessions, tables=tables)
+        await due.record_due(event, sessions=sessions, tables=tables)
         channels = await deliveries.fan_out(event, sessions=sessions, tables=tables, consumer="notifier.fanout",
                                           sender=settings.mail_from, digest_due=digest_due,
                                           snapshot=runtime.directory.snapshot,
@@ -168,7 +169,8 @@ def create_app(settings: NotifierSettings | None = None, *, resolver: Resolver |
                                  snapshot=lambda: runtime.directory.snapshot, check_target=check_target,
                                  webhook_allow=webhook_allow,
                                  on_handover=lambda via: metrics.handed_over.labels(via).inc())
-    deliveries_api.add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables)
+    deliveries_api.add_routes(runtime.app, principal=runtime.principal, sessions=sessions, tables=tables,
+                              snapshot=lambda: runtime.directory.snapshot)
     stream_api.add_routes(runtime.app, principal=runtime.principal, snapshot=lambda: runtime.directory.snapshot,
                           hub=hub, on_stream=metrics.stream_clients.inc,
                           on_stream_refused=lambda reason: metrics.stream_refused.labels(reason).inc())

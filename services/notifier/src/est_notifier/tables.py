@@ -47,6 +47,7 @@ class Tables:
     org_history: Table
     people_seen: Table
     handovers: Table
+    forfeiture_notices: Table
 
 
 def make_tables() -> Tables:
@@ -198,9 +199,22 @@ def make_tables() -> Tables:
         Column("org_version", Integer, nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
     )
+    forfeiture_notices = Table(
+        "forfeiture_notices", md,                                # notifications due to social services, without
+        Column("protocol_id", String(100), primary_key=True),    # the sealed person: what their page lists
+        Column("event_id", String(200), nullable=False),
+        Column("municipality_id", String(100), nullable=False, index=True),
+        Column("area_id", String(100)),
+        Column("place", String(100)),
+        Column("occurred_at", DateTime(timezone=True), nullable=False),
+        Column("age_band", String(10), nullable=False),
+        Column("reason", String(30), nullable=False),
+        Column("received_at", DateTime(timezone=True), nullable=False),
+    )
     org_history = add_org_history(md)  # what the organisation held, and when (est_shared.orghistory)
     return Tables(md, subscriptions, deliveries, attempts, digest_items, processed_events_table(md),
-                  reminder_state, reminders, personal_data_log, credentials, org_history, people_seen, handovers)
+                  reminder_state, reminders, personal_data_log, credentials, org_history, people_seen, handovers,
+                  forfeiture_notices)
 
 
 def ensure_schema(conn: Any, tables: Tables) -> None:

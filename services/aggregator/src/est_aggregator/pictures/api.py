@@ -31,6 +31,8 @@ from est_aggregator.pictures.tables import (
     alerts_table,
     completeness_rows,
     completeness_table,
+    kronoberg_table,
+    kronoberg_view_of,
     municipality_table,
     series_table,
 )
@@ -185,19 +187,34 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
     async def get_municipality(municipality_id: str, period: str, request: Request,
                                who: Who) -> Response:
         snapshot = org()
+        body = await common_picture(snapshot, municipality_id, period, who)
+        download = export_response(request, lambda: municipality_table(body, snapshot),
+                                   f"lagesbild-{municipality_id}-{period}")
+        return download or JSONResponse(body)
+
+    async def common_picture(snapshot: OrgSnapshot, municipality_id: str, period: str,
+                             who: Principal) -> dict[str, Any]:
         if municipality_id not in snapshot.municipalities:
             raise MunicipalityNotFound(municipality_id)
         areas = sorted(a.id for a in snapshot.areas.values()
                        if a.municipality_id == municipality_id and who.may_see_area(a.id))
         if not areas:
             raise Forbidden(f"Du ser inget område i {municipality_id}.", f"You see no area of {municipality_id}.")
-        body = await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
+        return await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
                                        period_text=period, area_ids=areas, personal=who.sees_personal_data,
                                        reads_notes=reads_notes(who.roles),
                                        reads_missing=reads_missing_reporters(who.roles))
-        download = export_response(request, lambda: municipality_table(body, snapshot),
-                                   f"lagesbild-{municipality_id}-{period}")
-        return download or JSONResponse(body)
+
+    @router.get("/municipalities/{municipality_id}/kronoberg/{period}", response_model=None,
+                responses=EXPORT_RESPONSES,
+                summary="The municipality's Kronoberg figures of a period, in all and per area (exact for police "
+                        "and social services, counts under 3 as \"<3\" for everyone else; or a table: "
+                        "?format=csv|xlsx)")
+    async def get_kronoberg(municipality_id: str, period: str, request: Request, who: Who) -> Response:
+        snapshot = org()
+        view = kronoberg_view_of(await common_picture(snapshot, municipality_id, period, who), snapshot)
+        download = export_response(request, lambda: kronoberg_table(view), f"kronoberg-{municipality_id}-{period}")
+        return download or JSONResponse(view)
 
     @router.get("/municipalities/{municipality_id}/pictures/{period}/completeness", response_model=None,
                 responses=EXPORT_RESPONSES,
@@ -205,15 +222,7 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
                         "municipality (or a table: ?format=csv|xlsx)")
     async def get_completeness(municipality_id: str, period: str, request: Request, who: Who) -> Response:
         snapshot = org()
-        if municipality_id not in snapshot.municipalities:
-            raise MunicipalityNotFound(municipality_id)
-        areas = sorted(a.id for a in snapshot.areas.values()
-                       if a.municipality_id == municipality_id and who.may_see_area(a.id))
-        if not areas:
-            raise Forbidden(f"Du ser inget område i {municipality_id}.", f"You see no area of {municipality_id}.")
-        body = await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
-                                       period_text=period, area_ids=areas, personal=False, reads_notes=False,
-                                       reads_missing=False)
+        body = await common_picture(snapshot, municipality_id, period, who)
         rows = completeness_rows(body, snapshot)
         download = export_response(request, lambda: completeness_table(municipality_id, body["period"], rows,
                                                                        snapshot),

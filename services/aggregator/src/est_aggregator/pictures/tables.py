@@ -176,3 +176,57 @@ def alerts_table(area_id: str, alerts: Sequence[Mapping[str, Any]], org: OrgSnap
              "status": STATUS_WORDS.get(str(a.get("status")), a.get("status")),
              "resolved_period": a.get("resolved_period")} for a in alerts]
     return Table(f"Larm {name}", f"Alerts {name}", columns, rows)
+
+
+BEVERAGE_WORDS = {"starköl": {"sv": "starköl", "en": "strong beer"}, "folköl": {"sv": "folköl", "en": "light beer"},
+                  "cider_alkolask": {"sv": "cider/alkoläsk", "en": "cider/alcopop"}, "vin": {"sv": "vin", "en": "wine"},
+                  "sprit": {"sv": "sprit", "en": "spirits"}, "hembrant": {"sv": "hembränt", "en": "home-distilled"},
+                  "other": {"sv": "annat", "en": "other"}}
+_KRONOBERG_COUNTS = (("interventions", "Ingripanden", "Interventions"),
+                     ("under_18", "Under 18 år", "Under 18"),
+                     ("guardian_contacted", "Vårdnadshavare kontaktad", "Guardian contacted"),
+                     ("guardian_came", "Vårdnadshavare kom", "Guardian came"),
+                     ("direct_forfeiture", "Hällt ut på plats", "Poured out on the spot"),
+                     ("social_services_notified", "Socialtjänsten underrättad", "Social services notified"),
+                     ("containers", "Förpackningar", "Containers"),
+                     ("litres_total", "Liter totalt", "Litres in all"))
+
+
+def kronoberg_view_of(body: Mapping[str, Any], org: OrgSnapshot) -> dict[str, Any]:
+    """A municipality's Kronoberg figures of a period, in all and per area, from its common picture."""
+    muni = org.municipalities.get(str(body.get("municipality_id")))
+    return {"municipality_id": body.get("municipality_id"),
+            "municipality_name": muni.name if muni else body.get("municipality_id"),
+            "period": body.get("period"),
+            "totals": (body.get("totals") or {}).get("kronoberg"),
+            "areas": [{"area_id": p.get("area_id"), "area_name": p.get("area_name") or p.get("area_id"),
+                       "kronoberg": p.get("kronoberg")} for p in body.get("areas") or []]}
+
+
+def kronoberg_table(view: Mapping[str, Any]) -> Table:
+    """One row per area and one for the whole municipality: interventions, guardians, litres per beverage."""
+    blocks = [view.get("totals") or {}, *((a.get("kronoberg") or {}) for a in view.get("areas") or [])]
+    beverages = sorted({b for k in blocks if isinstance(k.get("litres_by_beverage"), Mapping)
+                        for b in k["litres_by_beverage"]} | {b for k in blocks for b in k.get("containers_by_beverage")
+                                                             or {}})
+    start, end = _dates(str(view.get("period")))
+    columns = [Column("area", "Område", "Area"), Column("period", "Period", "Period"),
+               Column("from", "Från", "From"), Column("to", "Till", "To"),
+               *(Column(key, sv, en) for key, sv, en in _KRONOBERG_COUNTS)]
+    for b in beverages:
+        words = BEVERAGE_WORDS.get(b, {"sv": b, "en": b})
+        columns += [Column(f"litres:{b}", f"Liter {words['sv']}", f"Litres {words['en']}"),
+                    Column(f"containers:{b}", f"Förpackningar {words['sv']}", f"Containers {words['en']}")]
+
+    def row(area: Any, block: Mapping[str, Any]) -> dict[str, Any]:
+        litres = block.get("litres_by_beverage")
+        return {"area": area, "period": view.get("period"), "from": start, "to": end,
+                **{key: block.get(key, 0) for key, _, _ in _KRONOBERG_COUNTS},
+                **{f"litres:{b}": (litres.get(b, 0) if isinstance(litres, Mapping) else litres) for b in beverages},
+                **{f"containers:{b}": (block.get("containers_by_beverage") or {}).get(b, 0) for b in beverages}}
+
+    name = str(view.get("municipality_name"))
+    rows = [row({"sv": f"Hela {name}", "en": f"All of {name}"}, view.get("totals") or {}),
+            *(row(a.get("area_name"), a.get("kronoberg") or {}) for a in view.get("areas") or [])]
+    period = view.get("period", "")
+    return Table(f"Kronoberg {name} {period}", f"Kronoberg {name} {period}", columns, rows)

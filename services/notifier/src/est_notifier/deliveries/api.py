@@ -3,19 +3,20 @@
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from est_shared.org import Principal
+from est_shared.org import OrgSnapshot, Principal
 from fastapi import APIRouter, Depends, FastAPI, Query
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from est_notifier.deliveries import handlers
-from est_notifier.deliveries.schemas import DeliveryOut, PersonalReadOut
+from est_notifier.deliveries import due, handlers
+from est_notifier.deliveries.schemas import DeliveryOut, DueNotificationOut, PersonalReadOut
 from est_notifier.subscriptions.domain import caller_of
 from est_notifier.tables import Tables
 
 
 def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
-               sessions: async_sessionmaker[AsyncSession], tables: Tables) -> None:
-    """Mount /v1/deliveries and /v1/admin/personal-data-deliveries."""
+               sessions: async_sessionmaker[AsyncSession], tables: Tables,
+               snapshot: Callable[[], OrgSnapshot]) -> None:
+    """Mount /v1/deliveries, /v1/admin/personal-data-deliveries and /v1/social-services/notifications."""
     router = APIRouter(prefix="/v1", tags=["notifier"])
     Auth = Annotated[Principal, Depends(principal)]
 
@@ -41,5 +42,12 @@ def add_routes(app: FastAPI, *, principal: Callable[..., Awaitable[Principal]],
         return await handlers.personal_data_log(sessions=sessions, tables=tables, caller=caller_of(who),
                                                 protocol_id=protocol_id, subscription_id=subscription_id,
                                                 limit=limit)
+
+    @router.get("/social-services/notifications", response_model=list[DueNotificationOut],
+                summary="Forfeiture notifications due to social services of the caller's municipalities, newest "
+                        "first, without personal data (social services; read the protocol through the intake)")
+    async def due_notifications(who: Auth, limit: int = Query(default=200, ge=1, le=1000)) -> list[dict[str, Any]]:
+        return await due.list_due(sessions=sessions, tables=tables, caller=caller_of(who), snapshot=snapshot(),
+                                  limit=limit)
 
     app.include_router(router)

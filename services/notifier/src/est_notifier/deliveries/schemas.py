@@ -91,3 +91,19 @@ class PersonalReadOut(BaseModel):
     target: str
     purpose: str = Field(examples=["social_services_notification"])
     outcome: str = Field(description="outcome of the attempt: delivered | retry | failed | refused | dead")
+
+
+class DueNotificationOut(BaseModel):
+    """A notification due to social services, as their list shows it (no personal data: read the protocol
+    through the intake, GET /v1/forfeitures/{protocol_id}?purpose=…, which logs the read)."""
+
+    protocol_id: str
+    municipality_id: str
+    municipality_name: str
+    area_id: str | None
+    area_name: str | None
+    place: str | None
+    occurred_at: datetime
+    age_band: str = Field(examples=["15_17"], description="under_15, 15_17 or 18_19")
+    reason: str = Field(examples=["under_18"], description="under_18 (always) or requested_by_police")
+    received_at: datetime = Field(description="when the notifier received it")

@@ -6,11 +6,14 @@ import { SignIn } from "./pages/signin.js";
 import { Dashboard } from "./pages/dashboard.js";
 import { Admin } from "./pages/admin.js";
 import { Steering } from "./pages/steering.js";
+import { Police } from "./pages/police.js";
+import { Social } from "./pages/social.js";
 
 // ---------------------------------------------------------------------------------------------
 // The menu's pages in order: who sees each (a person with any of its roles; no roles: every signed-in
 // person who is not only a reporter) and its component, given { me, checklist, online, tick }. A new page
-// is one entry here and one module under pages/.
+// is one entry here and one module under pages/; `also` names other addresses it answers ("#forfeitures/<id>",
+// the link in social services' e-mail), and "#page/<rest>" is the page too.
 const STAFF = ["key_function", "beredningsgrupp", "styrgrupp", "police", "social_services", "admin"];
 export const PAGES = [
   { hash: "#report", text: "report", roles: ["reporter"], live: false,
@@ -19,6 +22,10 @@ export const PAGES = [
     component: ({ me, checklist, tick }) => html`<${Dashboard} me=${me} checklist=${checklist} liveTick=${tick}/>` },
   { hash: "#steering", text: { sv: "Styrning", en: "Steering" }, roles: ["beredningsgrupp", "styrgrupp", "key_function", "admin"], live: false,
     component: ({ me }) => html`<${Steering} me=${me}/>` },
+  { hash: "#police", text: { sv: "Förverkanden", en: "Forfeitures" }, roles: ["police"], live: false,
+    component: ({ me, online }) => html`<${Police} me=${me} online=${online}/>` },
+  { hash: "#social", also: ["#forfeitures"], text: { sv: "Underrättelser", en: "Notifications" }, roles: ["social_services"], live: true,
+    component: ({ tick }) => html`<${Social} tick=${tick}/>` },
   { hash: "#admin", text: { sv: "Administration", en: "Administration" }, roles: ["admin"], live: false,
     component: ({ me }) => html`<${Admin} me=${me}/>` },
 ];
@@ -47,7 +54,7 @@ function App() {
   useEffect(() => { if (me) { localStorage.setItem("est.me", JSON.stringify(me)); flushOutbox(() => force((x) => x + 1)); } }, [me]);
   const mine = me ? pagesOf(me) : [];
   // the page the address names if the person may see it, else their first
-  const page = mine.find((p) => p.hash === route) || mine[0];
+  const page = mine.find((p) => [p.hash, ...(p.also || [])].some((h) => route === h || route.startsWith(h + "/"))) || mine[0];
   const [tick, live] = useLive(!!page && page.live);
   const switchLang = () => { setLang(LANG === "sv" ? "en" : "sv"); force((x) => x + 1); };
   const signOut = () => { localStorage.removeItem("est.me"); endSession().catch(() => {}).finally(() => setMe(null)); };

@@ -1,6 +1,6 @@
 // Service worker: keeps the app shell available offline. Reports made offline wait in the page's
 // outbox (localStorage) and are sent by the page when the network returns; API calls are never cached.
-const CACHE = "est-shell-v3";
+const CACHE = "est-shell-v4";
 const SHELL = [
   "/app/", "/app/app.js", "/app/core.js", "/app/styles.css", "/app/manifest.webmanifest",
   "/app/vendor/htm-preact-standalone-3.1.1.mjs",
@@ -11,6 +11,8 @@ const SHELL = [
   "/app/pages/steering.js",
   "/app/pages/map.js",
   "/app/pages/mine.js",
+  "/app/pages/police.js",
+  "/app/pages/social.js",
 ];
 self.addEventListener("install", (e) => e.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL))));
 self.addEventListener("activate", (e) => e.waitUntil(
