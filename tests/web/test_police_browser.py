@@ -140,6 +140,12 @@ def test_police_record_see_figures_download_and_social_services_open_with_a_purp
     soc.wait_for_selector("#r-protocol")
     assert NAME in soc.inner_text("#r-protocol") and number in soc.inner_text("#r-protocol")
     assert NAME not in _storage(soc) and number not in _storage(soc)
+    # the link in social services' e-mail opens their page with that protocol's read form
+    soc.goto(f"{system.urls['web']}/app/#forfeitures/{protocol_id}")
+    soc.reload()
+    soc.wait_for_selector("#r-id")
+    assert soc.input_value("#r-id") == protocol_id
+    assert soc.get_attribute("nav a[href='#social']", "aria-current") == "page"
 
     log = httpx.get(f"{system.urls['intake']}/v1/admin/forfeiture-access-log", params={"protocol_id": protocol_id},
                     headers={"Authorization": "Bearer t-admin"}, timeout=10).json()["entries"]
