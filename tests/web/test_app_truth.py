@@ -182,11 +182,12 @@ def test_the_dashboard_prints_as_the_picture_without_the_app_around_it(
     assert adjust == "exact"
     pdf = PdfReader(io.BytesIO(page.pdf(format="A4")))
     text = " ".join(p.extract_text() for p in pdf.pages)
-    # every area's row by its name, each item's column whole (the rightmost too), on at most two pages
+    # every area's row by its name, each item's column whole (the rightmost too); the heatmap, the area's
+    # picture with its versions, and the strategic analysis on at most three pages
     assert all(n in text for n in names) and "Lägesbild" in text and "Första analys" in text, text
     right = page.eval_on_selector("#heatmap thead th:last-child", "e => e.getBoundingClientRect().right")
     assert right <= page.evaluate("document.documentElement.clientWidth"), right
-    assert len(pdf.pages) <= 2
+    assert len(pdf.pages) <= 3
     assert "Publicera" not in text and "Logga ut" not in text
 
 
@@ -235,9 +236,12 @@ def test_the_area_view_keeps_the_alerts_that_ended(demo_system: System, demo_sta
     shown = page.eval_on_selector_all("#alert-history li", "els => els.map((e) => e.innerText)")
     assert page.inner_text("#alert-history summary") == f"Avslutade larm ({len(ended)})"
     assert len(shown) == len(ended)
-    newest = max(ended, key=lambda a: a["period"])
-    assert f"från {newest['period']} ({week_dates(newest['period'], 'sv')})" in shown[0], shown[0]
-    assert f"avslutat {newest['resolved_period']}" in shown[0] and newest["item"] not in shown[0].split(), shown[0]
+    # newest first, each dated in words, with the period it ended in, by the item's name
+    periods = [m.group(1) for m in (re.search(r"från (\d{4}-W\d{2}) \(", x) for x in shown) if m]
+    assert periods == sorted((a["period"] for a in ended), reverse=True), shown
+    assert f"({week_dates(periods[0], 'sv')})" in shown[0], shown[0]
+    assert all(" · avslutat " in x for x in shown), shown
+    assert all(x.split(" · ")[0].split(maxsplit=2)[-1][:1].isupper() for x in shown), shown  # a name, no code
 
 
 def test_every_page_reads_in_the_chosen_language_with_names_and_dates(
