@@ -12,7 +12,8 @@
 //
 // No browser is needed: an authorization request with `login_hint=<account id>` is signed in and consented to
 // by /interaction/<uid> on its own (a test-only shortcut for the login form a real provider shows). Without
-// login_hint, /interaction/<uid> shows a form with one field, #login (the account id, no password), for browsers.
+// login_hint, /interaction/<uid> shows a form with one field, #login (the account id, no password), for browsers;
+// the consent prompt that follows the form is given on its own (the test client is first-party).
 // Test-only route: GET /test/stats -> {"jwks": <how many times /jwks was fetched>}.
 
 import * as http from 'node:http';
@@ -99,6 +100,9 @@ async function interaction(req, res) {
   const details = await provider.interactionDetails(req, res);
   let accountId = details.params.login_hint;
   if (!accountId && req.method === 'POST') accountId = (await readForm(req)).get('login');
+  // signed in already (the form above was filled in): the consent prompt that follows is given on its own
+  const consentOnly = !accountId && details.prompt.name === 'consent' && details.session && details.session.accountId;
+  if (consentOnly) accountId = details.session.accountId;
   if (!accountId) { // a browser without login_hint: a form asking for the account id (no password: a test provider)
     res.setHeader('content-type', 'text/html; charset=utf-8');
     res.end(`<!doctype html><html lang="sv"><head><title>Testinloggning</title></head><body>
@@ -122,7 +126,8 @@ async function interaction(req, res) {
   for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes || {})) {
     grant.addResourceScope(indicator, scopes.join(' '));
   }
-  return provider.interactionFinished(req, res, { login: { accountId }, consent: { grantId: await grant.save() } });
+  const consent = { grantId: await grant.save() };
+  return provider.interactionFinished(req, res, consentOnly ? { consent } : { login: { accountId }, consent });
 }
 
 const stats = { jwks: 0 };

@@ -84,6 +84,7 @@ class SigningKey:
         algo = RSAAlgorithm if self.alg.startswith("RS") else ECAlgorithm
         key = self.private if private else self.private.public_key()
         out: dict[str, Any] = algo.to_jwk(key, as_dict=True)  # type: ignore[attr-defined]
+        out.pop("key_ops", None)  # PyJWT says ["sign"] of a private key: the provider could not verify with it
         return {**out, "kid": self.kid, "alg": self.alg, "use": "sig"}
 
     def public_pem(self) -> bytes:
