@@ -114,3 +114,14 @@ def test_a_reporter_signs_in_at_the_provider_and_sees_only_her_own_area(
     week = current_period("weekly", datetime.now(UTC), "Europe/Stockholm").id
     assert page.request.get(f"{system.urls['web']}/api/aggregator/v1/areas/dalbo/pictures/{week}").status == 403
     page.context.close()
+
+
+def test_an_account_of_nobody_in_the_organisation_is_told_so_on_the_apps_sign_in_page(
+        browser: Browser, oidc_system: tuple[System, OidcProvider]) -> None:
+    system, provider = oidc_system
+    page = _sign_in_at_provider(browser, system, provider, "olof", "#oidc-sign-in")
+    page.wait_for_selector("text=Kontot du loggade in med hör inte till någon i organisationen.")
+    assert page.url == f"{system.urls['web']}/app/", "the reason is taken off the address once shown"
+    assert [c["name"] for c in page.context.cookies() if c["name"] == "est_session"] == []
+    assert page.request.get(f"{system.urls['web']}/session").status == 401
+    page.context.close()

@@ -304,6 +304,19 @@ def build_session_router(sessions: Sessions) -> APIRouter:
     @router.get("/session/oidc/callback", summary="Where the OpenID provider sends the browser back with a code",
                 status_code=303, responses={400: {"description": "no pending sign-in, or the provider refused"}})
     async def oidc_callback(request: Request, code: str = "", state: str = "", error: str = "") -> Response:
+        try:
+            return await _oidc_callback(request, code, state, error)
+        except Problem as problem:
+            if "text/html" not in request.headers.get("accept", ""):
+                raise
+            # a browser comes back from the provider: the app's sign-in page says what went wrong, in words
+            reason = {401: "unknown-person", 403: "unknown-person", 503: "unavailable"}.get(problem.status, "failed")
+            response = RedirectResponse(f"/app/#sign-in-failed/{reason}", status_code=303)
+            response.delete_cookie(PENDING, path="/session/oidc", httponly=True, samesite="lax",
+                                   secure=sessions.secure(request))
+            return response
+
+    async def _oidc_callback(request: Request, code: str, state: str, error: str) -> Response:
         oidc = _oidc(sessions)
         try:
             pending = json.loads(sessions.store.cipher.decrypt(request.cookies.get(PENDING, ""),

@@ -9,6 +9,9 @@ const T = texts({
     demo: "Demo: logga in som", demoHint: "Det här är en demo. Välj vem du vill vara – ingen nyckel behövs.",
     tooMany: "För många misslyckade försök. Vänta en stund och försök igen.",
     oidc: "Logga in med organisationens konto", orToken: "eller med en åtkomstnyckel",
+    failed: { "unknown-person": "Kontot du loggade in med hör inte till någon i organisationen. Be kommunens administratör lägga till dig (med samma e-postadress).",
+      unavailable: "Organisationens inloggningstjänst svarar inte just nu. Försök igen om en stund.",
+      failed: "Inloggningen kunde inte slutföras. Börja om här." },
     roles: { reporter: "rapportör", key_function: "nyckelfunktion", beredningsgrupp: "beredningsgrupp", styrgrupp: "styrgrupp",
       police: "polis", social_services: "socialtjänst", admin: "administratör" },
   },
@@ -18,14 +21,25 @@ const T = texts({
     demo: "Demo: sign in as", demoHint: "This is a demo. Choose who you want to be – no token needed.",
     tooMany: "Too many failed attempts. Wait a while and try again.",
     oidc: "Sign in with your organisation's account", orToken: "or with an access token",
+    failed: { "unknown-person": "The account you signed in with belongs to nobody in the organisation. Ask the municipality's administrator to add you (with the same e-mail address).",
+      unavailable: "The organisation's sign-in service does not answer right now. Try again shortly.",
+      failed: "The sign-in could not be completed. Start again here." },
     roles: { reporter: "reporter", key_function: "key function", beredningsgrupp: "preparatory group", styrgrupp: "steering group",
       police: "police", social_services: "social services", admin: "administrator" },
   },
 });
 const roleNames = (roles) => (roles || []).map((r) => T("roles")[r] || r).join(", ");
 
+// the gateway sends a browser whose sign-in at the organisation's provider failed to #sign-in-failed/<reason>
+function providerFailure() {
+  const m = /^#sign-in-failed\/([a-z-]+)$/.exec(location.hash);
+  if (!m) return "";
+  history.replaceState(null, "", location.pathname);
+  return T("failed")[m[1]] || T("failed").failed;
+}
+
 export function SignIn({ onIn }) {
-  const [value, setValue] = useState(""); const [err, setErr] = useState(""); const [people, setPeople] = useState(null);
+  const [value, setValue] = useState(""); const [err, setErr] = useState(providerFailure); const [people, setPeople] = useState(null);
   const [oidc, setOidc] = useState(false);
   useEffect(() => { signInMethods().then((m) => { setOidc(!!m.oidc); return m.demo ? demoPeople().then((d) => setPeople(d.people || [])) : setPeople([]); })
     .catch(() => setPeople([])); }, []);
