@@ -84,3 +84,40 @@ async def test_the_document_is_for_admins(tmp_path: Path, fresh_nats: NatsServer
         assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
         spec = (await client.get("/openapi.json")).json()
         assert "get" in spec["paths"]["/v1/admin/org/document"]
+
+
+async def test_an_edit_made_on_an_old_version_is_refused_rather_than_undoing_anothers(
+        tmp_path: Path, fresh_nats: NatsServer) -> None:
+    async with running(settings_for(tmp_path, fresh_nats.url, rich_org())) as (client, _app):
+        got = await client.get("/v1/admin/org/document", headers=auth("admin"))
+        tag = got.headers["etag"]
+        assert tag == f'"{(await client.get("/v1/admin/org", headers=auth("admin"))).json()["version"]}"'
+        mine, theirs = copy.deepcopy(got.json()), copy.deepcopy(got.json())
+        mine["municipalities"][0]["areas"][0]["places"].append("stationen")
+        theirs["municipalities"][0]["areas"].append({"id": "teleborg", "name": "Teleborg", "places": ["torget"]})
+
+        first = await client.put("/v1/admin/org", json=theirs, headers={**auth("admin"), "If-Match": tag})
+        assert first.status_code == 200 and first.json()["changed"], first.text
+        # the second administrator's page still shows the old version: dry run and apply both refused
+        for params in ({"dry_run": "true"}, {}):
+            late = await client.put("/v1/admin/org", params=params, json=mine,
+                                    headers={**auth("admin"), "If-Match": tag})
+            assert late.status_code == 412, late.text
+            assert late.headers["content-type"].startswith("application/problem+json")
+            assert "Organisationen har ändrats sedan du öppnade den" in late.json()["detail"]
+            assert late.headers["etag"] == f'"{first.json()["version"]}"'
+        areas = (await client.get("/v1/admin/org", headers=auth("admin"))).json()["areas"]
+        assert "teleborg" in areas and "stationen" not in str(areas["araby"]), "the first change stands"
+
+        # on the version it now is (weak tags too), the edit applies; a malformed If-Match is a 400, not a 5xx
+        fresh = await client.get("/v1/admin/org/document", headers=auth("admin"))
+        edited = fresh.json()
+        edited["municipalities"][0]["areas"][0]["places"].append("stationen")
+        ok = await client.put("/v1/admin/org", json=edited,
+                              headers={**auth("admin"), "If-Match": f"W/{fresh.headers['etag']}"})
+        assert ok.status_code == 200 and ok.json()["changed"], ok.text
+        for bad in ('"sju"', '"' + "9" * 40 + '"', "1,2"):
+            r = await client.put("/v1/admin/org", json=edited, headers={**auth("admin"), "If-Match": bad})
+            assert r.status_code == 400, (bad, r.text)
+        # without If-Match (est org apply, scripts) the file applies as before
+        assert (await client.put("/v1/admin/org", json=edited, headers=auth("admin"))).status_code == 200

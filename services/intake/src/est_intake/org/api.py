@@ -14,14 +14,21 @@ from est_shared.http import Problem, require_role
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.periods import current_period
 from est_shared.runtime import ServiceRuntime
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_intake.http import Caller, JsonBodyRoute
 from est_intake.metrics import IntakeMetrics
 from est_intake.org import db
 from est_intake.org.domain import OrgInvalid, OrgSyntaxError, org_document, parse_org_json, parse_org_text
-from est_intake.org.handlers import RETRY_AFTER, OrgApplied, StoreSnapshot, apply_org, preview_org
+from est_intake.org.handlers import (
+    RETRY_AFTER,
+    OrgApplied,
+    OrgChangedMeanwhile,
+    StoreSnapshot,
+    apply_org,
+    preview_org,
+)
 
 ORG_PATH = "/v1/admin/org"
 
@@ -147,8 +154,11 @@ def build_router(ctx: OrgContext) -> APIRouter:
                     "application/json": {"schema": {"type": "object"}}}}})
     async def put_org(request: Request, principal: Caller, dry_run: bool = False) -> dict[str, Any]:
         """With ``dry_run=true`` the answer is what applying would do (the version it would make, the
-        changes); nothing is stored or announced."""
+        changes); nothing is stored or announced. With ``If-Match: "<version>"`` (the ``ETag`` of
+        ``GET /v1/admin/org/document``) the file applies only on top of that version: 412 when the
+        organisation was changed meanwhile, so that one administrator's edit never silently undoes another's."""
         require_role(principal, "admin")
+        expected = _if_match(request)
         raw = await request.body()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
@@ -158,12 +168,18 @@ def build_router(ctx: OrgContext) -> APIRouter:
             else:
                 doc = await asyncio.to_thread(parse_org_text, raw.decode("utf-8", errors="replace"))
             if dry_run:
-                preview = await preview_org(doc, sessions=ctx.sessions)
+                preview = await preview_org(doc, sessions=ctx.sessions, expected_version=expected)
                 return {"dry_run": True, "version": preview.snapshot.version, "changed": preview.changed,
                         "changes": preview.changes}
             applied = await apply_org(doc, sessions=ctx.sessions, applied_by=principal.person_id,
                                       on_applied=ctx.runtime.apply_org, wake=ctx.wake, store=ctx.store_snapshot,
-                                      metrics=ctx.metrics)
+                                      metrics=ctx.metrics, expected_version=expected)
+        except OrgChangedMeanwhile as exc:
+            raise Problem(412, "Organisation changed meanwhile",
+                          f"Organisationen har ändrats sedan du öppnade den (nu version {exc.current}); din ändring "
+                          "är inte gjord. Läs in den igen och gör ändringen på nytt. / The organisation was changed "
+                          f"since you opened it (now version {exc.current}); your change was not made. Load it "
+                          "again and make the change anew.", headers={"ETag": f'"{exc.current}"'}) from exc
         except OrgSyntaxError as exc:
             raise Problem(400, "Malformed organisation file", f"Filen kan inte läsas. / The file cannot be read: "
                           f"{exc}", errors=exc.errors) from exc
@@ -185,9 +201,11 @@ def build_router(ctx: OrgContext) -> APIRouter:
     @router.get("/v1/admin/org/document", tags=["admin"],
                 summary="The current organisation as an organisation file (JSON): PUT back as it is, it makes "
                         "no new version")
-    async def get_org_document(principal: Caller) -> dict[str, Any]:
+    async def get_org_document(principal: Caller, response: Response) -> dict[str, Any]:
         require_role(principal, "admin")
-        return org_document(ctx.snapshot)
+        snap = ctx.snapshot
+        response.headers["ETag"] = f'"{snap.version}"'  # send it back as If-Match with the changed file
+        return org_document(snap)
 
     @router.get("/v1/admin/org/history", tags=["admin"], summary="Every organisation version with its changes")
     async def get_org_history(principal: Caller, limit: int = 100) -> dict[str, Any]:
@@ -206,3 +224,15 @@ def build_router(ctx: OrgContext) -> APIRouter:
         return snap.model_dump(mode="json")
 
     return router
+
+
+def _if_match(request: Request) -> int | None:
+    """The organisation version an ``If-Match`` names (``"7"``, ``W/"7"`` or ``7``); None without one or for ``*``."""
+    value = request.headers.get("if-match", "").strip()
+    if value in ("", "*"):
+        return None
+    tag = value.removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 12:
+        raise Problem(400, "Bad If-Match", "If-Match ska vara organisationens version, t.ex. \"7\". / "
+                      "If-Match must be the organisation's version, e.g. \"7\".")
+    return int(tag)

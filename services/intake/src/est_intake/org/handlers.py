@@ -69,29 +69,51 @@ Build = Callable[[OrgSnapshot | None, datetime], tuple[OrgSnapshot, list[str]]]
 (the latest itself, with no changes, when nothing changes)."""
 
 
+class OrgChangedMeanwhile(Exception):
+    """The organisation is no longer at the version the change was made on (``If-Match``): another
+    administrator's change came first, and applying this one would silently undo it."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the organisation is at version {current}")
+        self.current = current
+
+
+def _on_version(previous: OrgSnapshot | None, expected: int | None) -> None:
+    current = previous.version if previous else 0
+    if expected is not None and current != expected:
+        raise OrgChangedMeanwhile(current)
+
+
 async def apply_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSession], applied_by: str,
                     on_applied: Callable[[OrgSnapshot], Awaitable[None]], wake: Callable[[], None],
                     store: StoreSnapshot, metrics: IntakeMetrics | None = None,
-                    startup: StartupFile | None = None) -> OrgApplied:
+                    startup: StartupFile | None = None, expected_version: int | None = None) -> OrgApplied:
     """Validate and store a new organisation version with its event in the outbox (idempotent).
 
     The snapshot goes to ``store`` first, then the version and its event commit together: an event never
     names a snapshot that is not there. With ``startup``, the start-up file rule decides (``est_intake.org.domain``).
+    With ``expected_version``, the document applies only on top of that version (else OrgChangedMeanwhile),
+    checked on the version it is built on, so also when another replica stored a version meanwhile.
     Building runs in a thread: a large organisation takes seconds, which the loop spends serving.
     """
-    applied = await change_org(lambda previous, at: build_snapshot(doc, previous, at), sessions=sessions,
-                               applied_by=applied_by, on_applied=on_applied, wake=wake, store=store,
-                               startup=startup)
+    def build(previous: OrgSnapshot | None, at: datetime) -> tuple[OrgSnapshot, list[str]]:
+        _on_version(previous, expected_version)
+        return build_snapshot(doc, previous, at)
+
+    applied = await change_org(build, sessions=sessions, applied_by=applied_by, on_applied=on_applied, wake=wake,
+                               store=store, startup=startup)
     if metrics:
         metrics.org_applies.labels("changed" if applied.changed else "unchanged").inc()
     return applied
 
 
-async def preview_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSession]) -> OrgApplied:
+async def preview_org(doc: dict[str, Any], *, sessions: async_sessionmaker[AsyncSession],
+                      expected_version: int | None = None) -> OrgApplied:
     """What applying a document would do (the version it would make and its changes), storing and announcing
-    nothing (``PUT /v1/admin/org?dry_run=true``); raises OrgInvalid as ``apply_org`` does."""
+    nothing (``PUT /v1/admin/org?dry_run=true``); raises OrgInvalid and OrgChangedMeanwhile as ``apply_org`` does."""
     async with sessions() as s:
         previous = await db.latest_org(s)
+    _on_version(previous, expected_version)
     snapshot, changes = await asyncio.to_thread(build_snapshot, doc, previous, datetime.now(UTC))
     return OrgApplied(snapshot=snapshot, changes=changes,
                       changed=previous is None or snapshot.version != previous.version)

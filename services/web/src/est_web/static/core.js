@@ -115,9 +115,9 @@ export const kindText = (kind) => flagText(String(kind || "").replace(/^flag:/, 
 let CSRF = "";
 /** The one place requests get what proves the caller: the session's CSRF token (the cookie goes by itself). */
 export const authHeaders = () => (CSRF ? { "X-CSRF-Token": CSRF } : {});
-async function call(url, { method = "GET", body } = {}) {
+async function call(url, { method = "GET", body, headers = {} } = {}) {
   const res = await fetch(url, {
-    method, credentials: "same-origin", headers: { ...authHeaders(), ...(body ? { "Content-Type": "application/json" } : {}) },
+    method, credentials: "same-origin", headers: { ...authHeaders(), ...(body ? { "Content-Type": "application/json" } : {}), ...headers },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();

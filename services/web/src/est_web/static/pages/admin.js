@@ -1,7 +1,7 @@
 // The administrator's pages: the organisation (areas, places, people, checklists) edited as the organisation
 // file (GET /v1/admin/org/document, previewed with PUT ?dry_run=true, then applied), its history with the
 // difference of each version, personal API tokens, and the subscriptions of people who left.
-import { html, useState, useEffect, LANG, texts, api, dateText, Msg } from "../core.js";
+import { html, useState, useEffect, LANG, texts, api, dateText, Msg, pick } from "../core.js";
 
 const t = texts({
   sv: {
@@ -157,6 +157,8 @@ export function Admin({ me }) {
     ${tab === "tokens" && html`<${Tokens}/>`}${tab === "subs" && html`<${Ended}/>`}</main>`;
 }
 
+const onVersion = (version) => ({ "If-Match": `"${version}"` });
+
 function Organisation() {
   const [doc, setDoc] = useState(null); const [snap, setSnap] = useState(null);
   const [pending, setPending] = useState(null); const [errors, setErrors] = useState([]); const [msg, setMsg] = useState(null);
@@ -169,18 +171,25 @@ function Organisation() {
   const propose = async (next, then = null, thenNote = "") => {
     setMsg(null); setErrors([]);
     try {
-      const dry = await api("intake", "/v1/admin/org?dry_run=true", { method: "PUT", body: next });
+      // If-Match: the version this page shows; another administrator's change meanwhile gives 412, never an overwrite
+      const dry = await api("intake", "/v1/admin/org?dry_run=true", { method: "PUT", body: next, headers: onVersion(snap.version) });
       if (!dry.changed && !then) { setMsg({ kind: "ok", text: t("noChange") }); return; }
       setPending({ doc: next, then, thenNote, version: dry.version, changes: dry.changes });
       setTimeout(() => document.getElementById("review")?.focus(), 0);
-    } catch (e) { setErrors((e.data && e.data.errors) || []); setMsg({ kind: "bad", text: e.status === 422 ? t("invalid") : e.message }); }
+    } catch (e) { changedMeanwhile(e) || (setErrors((e.data && e.data.errors) || []), setMsg({ kind: "bad", text: e.status === 422 ? t("invalid") : pick(e.message) })); }
   };
   const apply = async () => {
     try {
-      let r = await api("intake", "/v1/admin/org", { method: "PUT", body: pending.doc });
-      if (pending.then) r = await api("intake", "/v1/admin/org", { method: "PUT", body: pending.then });
+      let r = await api("intake", "/v1/admin/org", { method: "PUT", body: pending.doc, headers: onVersion(snap.version) });
+      if (pending.then) r = await api("intake", "/v1/admin/org", { method: "PUT", body: pending.then, headers: onVersion(r.version) });
       await load(); setPending(null); setMsg({ kind: "ok", text: t("applied")(r.version) });
-    } catch (e) { setPending(null); setErrors((e.data && e.data.errors) || []); setMsg({ kind: "bad", text: e.message }); }
+    } catch (e) { setPending(null); changedMeanwhile(e) || (setErrors((e.data && e.data.errors) || []), setMsg({ kind: "bad", text: pick(e.message) })); }
+  };
+  // someone else changed the organisation since it was loaded: show theirs, and say this change was not made
+  const changedMeanwhile = (e) => {
+    if (e.status !== 412) return false;
+    setPending(null); load().then(() => setMsg({ kind: "bad", text: pick(e.message) }));
+    return true;
   };
   const name = namesOf(doc, pending && pending.doc);
   const edit = (fn, ...rest) => { const next = copyOf(doc); fn(next); propose(next, ...rest); };
