@@ -204,7 +204,7 @@ async def test_measures_are_decided_re_decided_and_followed_up(service: Any, nat
                 assert table[0][:5] == ["Åtgärd", "Område", "Problem som åtgärden riktar sig mot", "Ansvarig aktör",
                                         "Start"]
                 assert table[1][0] == "Fältvandringar kvällstid" and table[1][1] == f"Område {a}"
-                assert table[1][6:9] == [80, 25000, "avslutad"] and table[1][10] == 1
+                assert table[1][6:9] == [80, 25000, "genomförd"] and table[1][10] == 1
 
                 async def pictures_in() -> bool:
                     async with app.state.analysis.sessions() as s:

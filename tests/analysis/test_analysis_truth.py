@@ -201,7 +201,7 @@ async def test_report_shows_small_multiples_and_each_measures_decisions(ctx: Con
     assert "Beslutad" in decisions[0] and "av Styr" in decisions[0] and "Klotter tre veckor i rad" in decisions[0]
     assert "Omprövad" in decisions[1] and "Titel: Klottersanering → Klottersanering alla dagar" in decisions[1]
     assert "Slut: – → 2026-12-31" in decisions[1] and "Utökad till helger" in decisions[1]
-    assert "Avslutad" in decisions[2] and "Status: pågående → avslutad" in decisions[2]
+    assert "Avslutad" in decisions[2] and "Status: pågående → genomförd" in decisions[2]
     assert f"styr-{m}" not in html
     en = render_report(body, lang="en")
     assert "Re-decided" in en and "Status: active → completed" in en and "Trend by item" in en

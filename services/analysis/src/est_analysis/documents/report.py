@@ -43,7 +43,7 @@ TEXT: dict[str, dict[str, str]] = {
         "legend_missing": "ingen lägesbild", "missing": "ingen lägesbild", "decided_by": "Beslutad av",
         "kofn_rule": "Ett problem är bestående när en punkt är flaggad i minst {k} av de senaste {n} "
                      "rapportperioderna. Det avslutas efter {r} perioder i följd utan att regeln uppfylls.",
-        "planned": "planerad", "active": "pågående", "completed": "avslutad", "cancelled": "avbruten",
+        "planned": "planerad", "active": "pågående", "completed": "genomförd", "cancelled": "avbruten",
         "key_persistent": "bestående problem", "key_areas": "områden med bestående problem",
         "key_measures": "åtgärder i kraft", "key_completeness": "rapporteringsgrad",
         "weekly": "veckovis", "biweekly": "varannan vecka", "local_time": "svensk tid",
