@@ -65,6 +65,23 @@ def test_no_persistent_problem_anywhere_names_no_area() -> None:
     assert "No area stands out." in text["en"] and "Alvesta" not in text["en"].split("areas.")[1]
 
 
+def test_the_summary_names_the_period_in_words_and_counts_in_good_grammar() -> None:
+    one = rank_areas([AreaNeed("berga", "Berga", 1, 0, 0)])
+    [problem] = persistent_problems(_history({"2026-W40": "high", "2026-W41": "high", "2026-W42": "high"}),
+                                    T3[:8], default=DEFAULT)
+    text = summary_text("Alvesta kommun", "2026-T3", one, {"berga": [problem]}, 1)
+    assert text["sv"].startswith("Strategisk analys för Alvesta kommun, tertial 3 2026 (sep–dec): 1 bestående "
+                                 "problem i 1 av 1 område."), text["sv"]
+    assert text["en"].startswith("Strategic analysis for Alvesta kommun, T3 2026 (Sep–Dec): 1 persistent problem "
+                                 "in 1 of 1 area."), text["en"]
+    assert text["sv"].endswith("1 åtgärd i kraft under perioden.") and text["en"].endswith("1 measure in force "
+                                                                                          "during the period.")
+    assert "2026-T3" not in text["sv"] + text["en"]
+    year = summary_text("Alvesta kommun", "2026", one, {"berga": []}, 2)
+    assert "Alvesta kommun, år 2026:" in year["sv"] and "Alvesta kommun, year 2026:" in year["en"]
+    assert "2 åtgärder" in year["sv"] and "2 measures" in year["en"]
+
+
 # --- the weeks a persistent problem is named with ----------------------------------------------------------
 
 def test_persistent_problem_is_never_dated_in_a_week_without_data() -> None:

@@ -37,7 +37,7 @@ from est_shared.errors import Invalid, NotFound
 from est_shared.errors import TextRefused as SharedTextRefused
 from est_shared.events import PictureData
 from est_shared.freetext import has_control_characters
-from est_shared.periods import AnalysisKind, Period, PeriodError
+from est_shared.periods import AnalysisKind, Period, PeriodError, period_label
 
 ITEM_CODE = r"^[a-z][a-z0-9_]{0,39}$"
 MAX_ITEMS = 200  # items in one picture
@@ -718,10 +718,12 @@ def summary_text(municipality_name: str, period: str, ranked: Sequence[AreaNeed]
     areas_with = sum(1 for v in problems_by_area.values() if v)
     # the greatest need is an area with the most persistent problems; with none anywhere none is named
     top = ranked[0] if ranked and ranked[0].persistent_problems else None
-    sv = (f"Strategisk analys för {municipality_name}, {period}: {total} bestående problem i "
-          f"{areas_with} av {len(ranked)} områden.")
-    en = (f"Strategic analysis for {municipality_name}, {period}: {total} persistent problems in "
-          f"{areas_with} of {len(ranked)} areas.")
+    # the period named as people say it ("tertial 2 2026 (maj–aug)"), not its id
+    sv = (f"Strategisk analys för {municipality_name}, {period_label(period, 'sv')}: {total} bestående problem i "
+          f"{areas_with} av {len(ranked)} {'område' if len(ranked) == 1 else 'områden'}.")
+    en = (f"Strategic analysis for {municipality_name}, {period_label(period, 'en')}: {total} persistent "
+          f"{'problem' if total == 1 else 'problems'} in {areas_with} of {len(ranked)} "
+          f"{'area' if len(ranked) == 1 else 'areas'}.")
     if top:
         items = problems_by_area.get(top.area_id) or []
         names_sv = ", ".join(p.label_sv for p in items[:3])
@@ -731,6 +733,6 @@ def summary_text(municipality_name: str, period: str, ranked: Sequence[AreaNeed]
     else:
         sv += " Inget område sticker ut."
         en += " No area stands out."
-    sv += f" {measures} åtgärder i kraft under perioden."
-    en += f" {measures} measures in force during the period."
+    sv += f" {measures} {'åtgärd' if measures == 1 else 'åtgärder'} i kraft under perioden."
+    en += f" {measures} {'measure' if measures == 1 else 'measures'} in force during the period."
     return {"sv": sv, "en": en}
