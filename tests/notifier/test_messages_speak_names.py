@@ -81,7 +81,8 @@ def alert(kind: str, *, severity: str, resolved: bool = False, period: str = REA
 def analysis() -> Any:
     data = AnalysisPublished(
         analysis_id="vaxjo:2026-T3:r1", municipality_id="vaxjo", period="2026-T3",
-        summary={"sv": "Strategisk analys för Växjö kommun, tertial 3 2026 (sep–dec): 1 bestående problem i 1 av 2 områden.",
+        summary={"sv": "Strategisk analys för Växjö kommun, tertial 3 2026 (sep–dec): 1 bestående problem i 1 av 2 "
+                       "områden.",
                  "en": "Strategic analysis for Växjö kommun, T3 2026 (Sep–Dec): 1 persistent problem in 1 of 2 areas."},
         persistent_problems=[{"area_id": "araby", "area_name": "Araby", "item": "klotter", "label_sv": "Klotter",
                               "label_en": "Graffiti", "k": 3, "n": 4, "held_at": ["2026-W49"],
