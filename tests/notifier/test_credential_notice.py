@@ -95,3 +95,42 @@ async def test_police_and_social_services_are_told_when_their_token_changes(tmp_
 async def _at_least(outbox: Path, n: int) -> dict[str, str] | None:
     found = await told(outbox)
     return found if len(found) >= n else None
+
+
+async def test_a_personal_api_token_issued_to_a_police_officer_is_told_to_her(tmp_path: Path,
+                                                                              fresh_nats: NatsServer) -> None:
+    """An administrator who issues an API token for a police officer could read protocols as her: she is told,
+    as when her token in the file changes; a token issued to a reporter tells nobody."""
+    (tmp_path / "intake").mkdir()
+    intake = create_intake(settings_for(tmp_path / "intake", fresh_nats.url, org_with({})))
+    tag = uuid.uuid4().hex[:8]
+    notifier = create_app(Settings(
+        nats_url=fresh_nats.url, data_dir=tmp_path / "notifier", log_level="WARNING", reminders_enabled=False,
+        municipality_filter="vaxjo", poll_interval=0.1, durable_pictures=f"p-{tag}", durable_alerts=f"al-{tag}",
+        durable_analyses=f"an-{tag}", durable_updates=f"up-{tag}", durable_notifications=f"nf-{tag}"))
+    outbox = tmp_path / "notifier" / "outbox"
+    async with serve(intake) as ibase, serve(notifier) as nbase, \
+            httpx.AsyncClient(base_url=ibase, timeout=10) as http, httpx.AsyncClient(base_url=nbase) as nhttp:
+        runtime = notifier.state.runtime
+
+        async def loaded() -> bool:
+            return "petra" in runtime.directory.snapshot.people
+
+        await eventually(loaded, timeout=15)
+        for person in ("anna", "petra"):
+            r = await http.post(f"/v1/admin/people/{person}/tokens", json={"name": "ny telefon"},
+                                headers=auth("admin"))
+            assert r.status_code == 201, r.text
+        issued = r.json()
+        notices = await eventually(lambda: _at_least(outbox, 1), timeout=15)
+        await asyncio.sleep(0.5)
+        assert set(notices) == {EMAILS["petra"]}, "the police officer is told; the reporter's token tells nobody"
+        assert issued["token"] not in notices[EMAILS["petra"]]
+        assert len(list(outbox.glob("*.eml"))) == 1
+
+        # revoking it is a change of her credentials too
+        r = await http.delete(f"/v1/admin/people/petra/tokens/{issued['id']}", headers=auth("admin"))
+        assert r.status_code in (200, 204), r.text
+        await eventually(lambda: len(list(outbox.glob("*.eml"))) == 2, timeout=15)
+        metrics = (await nhttp.get("/metrics")).text
+        assert "est_notifier_credential_notices_total 2.0" in metrics

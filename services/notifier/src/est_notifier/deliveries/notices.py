@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -65,18 +66,24 @@ async def queue_paused_notice(s: AsyncSession, *, tables: Tables, snapshot: Any,
                               now=now)
 
 
-def credential_fingerprint(token_sha256: str | None) -> str:
-    """A shortened hash of a person's token hash: enough to see that it changed ("" without a token)."""
-    return hashlib.sha256(f"est-credential|{token_sha256}".encode()).hexdigest()[:16] if token_sha256 else ""
+def credential_fingerprint(token_sha256: str | None, issued: Sequence[str] = ()) -> str:
+    """A shortened hash of a person's credentials: the token hash of the organisation file and the hashes of the
+    personal API tokens issued to them, enough to see that any changed ("" without any). Without issued tokens
+    it is what it always was, so that no one is told of a change that did not happen."""
+    if not token_sha256 and not issued:
+        return ""
+    text = f"est-credential|{token_sha256}" + (f"|{','.join(sorted(issued))}" if issued else "")
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 async def notify_credential_changes(*, sessions: Sessions, tables: Tables, snapshot: Any, sender: str,
                                     now: datetime | None = None) -> list[str]:
     """E-mail each person who may receive ``credential.changed`` (police, social services: they can read
-    protocols) whose token hash in ``snapshot`` differs from the one the notifier last saw, and remember the
-    new one; the first sight of a person is only remembered. The mail says when, and to contact their
-    administrator if they did not expect it; it never holds the token. Safe across replicas and restarts
-    (the comparison is with the database, not with the previous snapshot in memory). Returns the delivery ids.
+    protocols) whose credentials in ``snapshot`` (their token, the personal API tokens issued to them) differ
+    from those the notifier last saw, and remember the new ones; the first sight of a person is only
+    remembered. The mail says when, and to contact their administrator if they did not expect it; it never
+    holds the token. Safe across replicas and restarts (the comparison is with the database, not with the
+    previous snapshot in memory). Returns the delivery ids.
     """
     if snapshot is None or not snapshot.version:
         return []
@@ -88,10 +95,14 @@ async def notify_credential_changes(*, sessions: Sessions, tables: Tables, snaps
     async with sessions() as s:
         known = {r.person_id: (r.fingerprint, r.org_version) for r in (await s.execute(
             select(c.person_id, c.fingerprint, c.org_version).where(c.person_id.in_([p.id for p in people])))).all()}
+    issued: dict[str, list[str]] = {}  # an API token issued to a police officer reads protocols as well
+    for token in snapshot.tokens.values():
+        issued.setdefault(token.person_id, []).append(token.sha256)
     at = now or utcnow()
     made: list[str] = []
     for person in people:
-        fingerprint, old = credential_fingerprint(person.token_sha256), known.get(person.id)
+        fingerprint = credential_fingerprint(person.token_sha256, issued.get(person.id, ()))
+        old = known.get(person.id)
         if old is not None and (old[0] == fingerprint or old[1] >= snapshot.version):
             continue
         try:
