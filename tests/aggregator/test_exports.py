@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from pathlib import Path
 
 import httpx
 import openpyxl
 from est_shared.exports import XLSX_TYPE
+from est_shared.org import Person, hash_token
 
 from tests.aggregator.support import Bus, World, picture_when, report, running, settings_for
 
@@ -93,3 +95,75 @@ async def test_completeness_per_actor_downloads_with_each_actors_total(world: Wo
         assert sheet is not None
         assert [c.value for c in sheet[4]][:4] == ["Whole municipality", "Hem AB", 2, 1]
         assert (await c.get(url)).status_code == 401
+
+
+async def test_reports_of_an_area_and_period_download_with_names_and_what_became_of_each(
+        world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    """The reports of a period as the key function reads them: the reporter by name, the items by label, the
+    notes and places, a corrected and a withdrawn report marked; police read them without the reporter's name,
+    reporters not at all."""
+    org = world.org
+    police = Person(id="pia", name="Pia", actor="polis", roles=["police"], areas=[world.area],
+                    token_sha256=hash_token(f"tok-pia-{world.muni}"))
+    world.org = org.model_copy(update={"people": {**org.people, "pia": police}})
+    async with running(world, settings_for(world, nats_url, tmp_path)) as (base, _app), httpx.AsyncClient() as c:
+        first, second = str(uuid.uuid4()), str(uuid.uuid4())
+        await bus.send(report(world, first, {"skadegorelse": 2, "klotter": {"value": 1, "places": ["torget"],
+                                                                             "note": "=HYPERLINK(\"x\")"}}))
+        await bus.send(report(world, None, {"skadegorelse": 4, "tillhall": True}, supersedes=first))
+        await bus.send(report(world, second, {"skadegorelse": 7}, reporter="bo"))
+        await bus.send(report(world, None, {}, reporter="bo", supersedes=second))
+        await bus.send(report(world, None, {}, reporter="cy", actor="polis", nothing=True))
+        await picture_when(c, base, world, "2026-W10", lambda p: p["reports"] == 2)
+        url = f"{base}/v1/areas/{world.area}/reports/2026-W10"
+
+        r = await c.get(url, headers=world.headers())
+        assert r.status_code == 200, r.text
+        body = r.json()
+        got = [(x["reporter_name"], x["actor_name"], x["state"], x["answers"].get("skadegorelse", {}).get("value"))
+               for x in body["reports"]]
+        assert sorted(got, key=str) == sorted([("Anna", "Hem AB", "corrected", 2), ("Anna", "Hem AB", "correction", 4),
+                                               ("Bo", "Hem AB", "withdrawn", 7), ("Cy", "Polisen", "counts", None)],
+                                              key=str)
+        counting = sum(x["answers"].get("skadegorelse", {}).get("value", 0) for x in body["reports"]
+                       if x["state"] in ("counts", "correction"))
+        picture = (await c.get(f"{base}/v1/areas/{world.area}/pictures/2026-W10", headers=world.headers())).json()
+        assert counting == picture["items"]["skadegorelse"]["value"] == 4
+
+        r = await c.get(url, params={"format": "csv"}, headers=world.headers())
+        assert r.status_code == 200 and r.headers["content-type"] == "text/csv; charset=utf-8", r.text
+        assert r.headers["content-disposition"] == f'attachment; filename="rapporter-{world.area}-2026-W10.csv"'
+        rows = _csv(r.content)
+        head = rows[0]
+        assert head[:7] == ["Mottagen", "Period", "Rapportör", "Aktör", "Status", "Sen", "Inget att rapportera"]
+        assert head[7:9] == ["Skadegörelse", "Klotter"] and head[-2:] == ["Platser", "Anteckningar"]
+        table = [dict(zip(head, row, strict=True)) for row in rows[1:]]
+        by_state = {t["Status"]: t for t in table}
+        assert set(by_state) == {"gäller", "rättelse (gäller)", "ersatt av rättelse", "tillbakatagen"}
+        old = by_state["ersatt av rättelse"]
+        assert (old["Rapportör"], old["Skadegörelse"], old["Klotter"]) == ("Anna", "2", "1")
+        assert old["Platser"] == "Klotter: torget"
+        assert old["Anteckningar"] == "Klotter (torget): =HYPERLINK(\"x\")"  # not at the cell's start: no formula
+        assert by_state["rättelse (gäller)"]["Tillhåll"] == "ja"
+        assert by_state["gäller"]["Inget att rapportera"] == "ja" and by_state["gäller"]["Aktör"] == "Polisen"
+
+        r = await c.get(url, headers={**world.headers("adm"), "Accept": XLSX_TYPE, "Accept-Language": "en"})
+        assert r.status_code == 200 and r.headers["content-type"] == XLSX_TYPE, r.text
+        sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+        assert sheet is not None
+        cells = [[cell.value for cell in row] for row in sheet.iter_rows()]
+        assert cells[0][:5] == ["Received", "Period", "Reporter", "Actor", "State"]
+        col = cells[0].index("Vandalism / criminal damage")
+        assert sorted((x[4], x[col]) for x in cells[1:] if x[col] is not None) == [
+            ("correction (counts)", 4), ("replaced by a correction", 2), ("withdrawn", 7)]
+
+        # police read the reports and their notes, not who sent them; reporters do not read them
+        r = await c.get(url, params={"format": "csv"}, headers=world.headers("pia"))
+        assert r.status_code == 200, r.text
+        assert "Rapportör" not in _csv(r.content)[0] and "Anna" not in r.content.decode("utf-8-sig")
+        seen = (await c.get(url, headers=world.headers("pia"))).json()["reports"]
+        assert len(seen) == 4 and all(x["reporter_name"] is None for x in seen)
+        assert (await c.get(url, params={"format": "csv"}, headers=world.headers("anna"))).status_code == 403
+        assert (await c.get(url)).status_code == 401
+        r = await c.get(f"{base}/v1/areas/{world.area}/reports/2026-T2", headers=world.headers())
+        assert r.status_code == 422

@@ -4,11 +4,14 @@ and the business metrics on /metrics."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openpyxl
 from est_aggregator.pictures.domain.kronoberg import coarsen_kronoberg, kronoberg_aggregates, merge_kronoberg
 from est_shared.bus import publish_event
 from est_shared.events import ForfeitureRecorded, new_event
@@ -304,3 +307,68 @@ async def test_the_municipalitys_kronoberg_figures_per_area_and_as_csv_and_xlsx(
         assert (await c.get(url, params={"format": "csv"})).status_code == 401
         assert (await c.get(f"{base}/v1/municipalities/nowhere/kronoberg/2026-W10",
                             headers=world.headers("pol"))).status_code == 404
+
+
+async def test_kronoberg_figures_over_a_range_of_weeks_and_a_tertial_add_up_the_weeks(
+        world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    """A police officer's figures of weeks 10-12, of a tertial and of a year are the sums of the weeks' figures
+    (from the protocols themselves), with the dates they cover; as CSV and XLSX too."""
+    world = _with_police(world)
+    settings = settings_for(world, nats_url, tmp_path, forfeiture_subject=f"est.forfeiture.recorded.{world.muni}")
+    async with running(world, settings) as (base, _app), httpx.AsyncClient() as c:
+        await _two_protocols(c, base, bus, world, "under_15")
+        for i, (at, period) in enumerate([(FRI_2230 + timedelta(days=14), "2026-W12"),
+                                          (datetime(2026, 5, 13, 10, 0, tzinfo=UTC), "2026-W20")], start=2):
+            data = ForfeitureRecorded(protocol_id=f"{world.muni}-{i}", municipality_id=world.muni,
+                                      area_id=world.area, place="torget", age_band="18_19", occurred_at=at,
+                                      items=[{"beverage": "vin", "volume_liters": 0.75, "containers": 1}])
+            ev = new_event(type="se.est.forfeiture.recorded", source="/test", data=data, id=data.protocol_id)
+            await publish_event(bus.js, f"est.forfeiture.recorded.{world.muni}", ev)
+            await picture_when(c, base, world, period, lambda p: p.get("kronoberg") is not None, who="pol")
+        muni = f"{base}/v1/municipalities/{world.muni}"
+        pol = world.headers("pol")
+
+        def week(p: str) -> Any:
+            return c.get(f"{muni}/kronoberg/{p}", headers=pol)
+
+        weeks = {p: (await week(p)).json()["totals"] for p in ("2026-W10", "2026-W11", "2026-W12", "2026-W20")}
+        assert weeks["2026-W11"] is None and weeks["2026-W10"]["interventions"] == 2
+        r = await c.get(f"{muni}/kronoberg", params={"from": "2026-W10", "to": "2026-W12"}, headers=pol)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["period"], body["from"], body["to"]) == ("2026-W10–2026-W12", "2026-W10", "2026-W12")
+        assert (body["start"], body["end"]) == ("2026-03-02", "2026-03-22")
+        assert body["weeks"] == ["2026-W10", "2026-W11", "2026-W12"]
+        total = body["totals"]
+        assert total["interventions"] == weeks["2026-W10"]["interventions"] + weeks["2026-W12"]["interventions"] == 3
+        assert total["litres_by_beverage"] == {"starköl": 3.0, "vin": 0.75}
+        assert body["areas"][0]["kronoberg"]["interventions"] == 3
+
+        t1 = (await week("2026-T1")).json()
+        t2 = (await week("2026-T2")).json()
+        assert t1["weeks"][0] == "2026-W01" and t1["weeks"][-1] == "2026-W18" and t1["totals"]["interventions"] == 3
+        assert t2["totals"]["interventions"] == weeks["2026-W20"]["interventions"] == 1
+        assert (await week("2026")).json()["totals"]["interventions"] == 4
+        # others see the range coarsened, as they see a week
+        kf = (await c.get(f"{muni}/kronoberg/2026-T1", headers=world.headers())).json()
+        assert kf["totals"]["interventions"] == 3 and kf["totals"]["guardian_came"] == "<3"
+
+        r = await c.get(f"{muni}/kronoberg/2026-T1", params={"format": "csv"}, headers=pol)
+        assert r.headers["content-disposition"] == f'attachment; filename="kronoberg-{world.muni}-2026-T1.csv"'
+        rows = list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"), newline=""), delimiter=";"))
+        assert (rows[0]["Period"], rows[0]["Från"], rows[0]["Till"]) == ("2026-T1", "2025-12-29", "2026-05-03")
+        assert rows[0]["Ingripanden"] == "3" and rows[0]["Liter vin"] == "0,75"
+        r = await c.get(f"{muni}/kronoberg", params={"from": "2026-W10", "to": "2026-W12", "format": "xlsx"},
+                        headers=pol)
+        assert r.headers["content-disposition"] == (
+            f'attachment; filename="kronoberg-{world.muni}-2026-W10-2026-W12.xlsx"')
+        sheet = openpyxl.load_workbook(io.BytesIO(r.content)).active
+        assert sheet is not None
+        values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+        assert values[1][values[0].index("Ingripanden")] == 3 and values[1][values[0].index("Från")] == "2026-03-02"
+
+        for params in ({"from": "2026-W12", "to": "2026-W10"}, {"from": "2026-T1", "to": "2026-W10"},
+                       {"from": "2020-W01", "to": "2026-W10"}, {"from": "2026-W10"}):
+            r = await c.get(f"{muni}/kronoberg", params=params, headers=pol)
+            assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), params
+        assert (await c.get(f"{muni}/kronoberg", params={"from": "2026-W10", "to": "2026-W12"})).status_code == 401

@@ -41,7 +41,7 @@ INSIDE_CODES = {200, 201, 202, 204, 404, 409, 422}
 TAG = uuid.uuid4().hex[:6]
 IDS: dict[str, str] = {
     "M": f"sec{TAG}m", "N": f"sec{TAG}n", "A": f"sec{TAG}a", "B": f"sec{TAG}b", "C": f"sec{TAG}c",
-    "P": "2026-W40", "FROM": "2026-W30", "T": "2026-T2",
+    "P": "2026-W40", "FROM": "2026-W30", "T": "2026-T2", "XLSX": "xlsx",
 }
 
 
@@ -126,8 +126,10 @@ PIC = "/v1/areas/{area_id}/pictures/{period}"
 SERIES = "/v1/areas/{area_id}/pictures"
 MUNI_PIC = "/v1/municipalities/{municipality_id}/pictures/{period}"
 MUNI_KRONOBERG = "/v1/municipalities/{municipality_id}/kronoberg/{period}"
+MUNI_KRONOBERG_RANGE = "/v1/municipalities/{municipality_id}/kronoberg"
 PUBLISH = "/v1/areas/{area_id}/pictures/{period}/publish"
 ALERTS = "/v1/areas/{area_id}/alerts"
+REPORTS = "/v1/areas/{area_id}/reports/{period}"
 SUBS = "/v1/subscriptions"
 SUB = "/v1/subscriptions/{sub_id}"
 SUB_ADMIN = "/v1/admin/subscriptions/{sub_id}"
@@ -159,9 +161,22 @@ ROWS: list[Row] = [
         {"municipality_id": "N", "period": "P"}),
     Row("aggregator", "GET", MUNI_KRONOBERG, "Kronoberg figures of M", IN_M, {"municipality_id": "M", "period": "P"}),
     Row("aggregator", "GET", MUNI_KRONOBERG, "Kronoberg figures of N", IN_N, {"municipality_id": "N", "period": "P"}),
+    Row("aggregator", "GET", MUNI_KRONOBERG, "Kronoberg figures of a tertial of M", IN_M,
+        {"municipality_id": "M", "period": "T"}),
+    Row("aggregator", "GET", MUNI_KRONOBERG, "Kronoberg figures of a tertial of N", IN_N,
+        {"municipality_id": "N", "period": "T"}),
+    Row("aggregator", "GET", MUNI_KRONOBERG_RANGE, "Kronoberg figures of weeks of M", IN_M,
+        {"municipality_id": "M"}, {"from": "FROM", "to": "P"}),
+    Row("aggregator", "GET", MUNI_KRONOBERG_RANGE, "Kronoberg figures of weeks of N", IN_N,
+        {"municipality_id": "N"}, {"from": "FROM", "to": "P"}),
     Row("aggregator", "POST", PUBLISH, "publish A", ("key_function", "admin"), {"area_id": "A", "period": "P"},
         body="publish"),
     Row("aggregator", "POST", PUBLISH, "publish C", IN_N, {"area_id": "C", "period": "P"}, body="publish"),
+    Row("aggregator", "GET", REPORTS, "reports of A (those who read notes: key functions, police, admins)",
+        ("key_function", "police", "admin"), {"area_id": "A", "period": "P"}),
+    Row("aggregator", "GET", REPORTS, "reports of A as a spreadsheet", ("key_function", "police", "admin"),
+        {"area_id": "A", "period": "P"}, {"format": "XLSX"}),
+    Row("aggregator", "GET", REPORTS, "reports of C (other municipality)", IN_N, {"area_id": "C", "period": "P"}),
     Row("aggregator", "GET", ALERTS, "alerts of A", IN_M, {"area_id": "A"}),
     Row("aggregator", "GET", ALERTS, "alerts of B", IN_B, {"area_id": "B"}),
     Row("aggregator", "GET", ALERTS, "alerts of C", IN_N, {"area_id": "C"}),

@@ -5,6 +5,7 @@ the reporter's answers with the refused fields marked and explained in the repor
 
 from __future__ import annotations
 
+import csv
 import io
 import re
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from est_cli.demo import demo_org
+from est_shared.checklists import BUILTIN_CHECKLISTS
 from est_shared.periods import Period
 
 from tests.support import System, wait_for
@@ -355,3 +357,42 @@ def test_a_refused_report_keeps_the_form_and_says_what_to_change(
     page.click("#outbox li[data-state=rejected] button")
     page.wait_for_selector("#i-nedskrapning-note[aria-invalid=true]")
     assert page.input_value("#i-nedskrapning-note") == PERSON
+
+
+def test_an_areas_reports_download_with_names_and_the_numbers_of_the_api(
+        demo_system: System, demo_sign_in: Callable[..., Page]) -> None:
+    """The key function takes the reports of an area's week out as Excel and CSV from the area view: the
+    reporters and actors by name, the items by their Swedish labels, the same reports and numbers as the API."""
+    import openpyxl
+
+    from tests.web.axe import assert_no_axe_violations
+
+    page = demo_sign_in("demo-lena", "#heatmap tbody tr", viewport=DESKTOP, accept_downloads=True)
+    page.click("tr[data-area=araby] th button")
+    page.wait_for_selector("#download-reports")
+    assert_no_axe_violations(page)
+    with page.expect_download() as got:
+        page.click("#download-reports >> text=Excel")
+    name = got.value.suggested_filename
+    period = re.fullmatch(r"rapporter-araby-(\d{4}-W\d{2})\.xlsx", name)
+    assert period, name
+    api = _get(demo_system, "aggregator", f"/v1/areas/araby/reports/{period.group(1)}", "demo-lena")["reports"]
+    assert api, "the demo's last week has reports"
+    sheet = openpyxl.load_workbook(io.BytesIO(Path(got.value.path()).read_bytes())).active
+    assert sheet is not None
+    rows = [[c.value for c in r] for r in sheet.iter_rows()]
+    head = rows[0]
+    assert head[:5] == ["Mottagen", "Period", "Rapportör", "Aktör", "Status"]
+    assert len(rows) - 1 == len(api)
+    people = {p["id"]: p["name"] for p in demo_org()["people"]}
+    assert sorted(r[2] for r in rows[1:]) == sorted(people[x["reporter_id"]] for x in api)
+    labels = {i.code: i.label_sv for i in BUILTIN_CHECKLISTS["est-standard@1"].items}
+    for code in ("skadegorelse", "klotter"):
+        col = head.index(labels[code])
+        assert sum(r[col] or 0 for r in rows[1:]) == sum((x["answers"].get(code) or {}).get("value", 0) for x in api)
+    with page.expect_download() as got:
+        page.click("#download-reports >> text=CSV")
+    raw = Path(got.value.path()).read_bytes()
+    assert raw.startswith("\ufeff".encode())
+    table = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=";"))
+    assert table[0] == [str(h) for h in head] and len(table) == len(rows)

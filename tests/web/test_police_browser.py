@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import openpyxl
@@ -54,6 +54,13 @@ def open_as(browser: Browser, kronoberg_system: System) -> Iterator[Callable[...
     sign, pages = _signer(browser, kronoberg_system)
     yield sign
     _no_csp_violations(pages)
+
+
+def _figures(system: System, path: str) -> Any:
+    r = httpx.get(f"{system.urls['aggregator']}/v1/municipalities/vaxjo/{path}",
+                  headers={"Authorization": "Bearer t-petra"}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def _storage(page: Page) -> str:
@@ -115,6 +122,43 @@ def test_police_record_see_figures_download_and_social_services_open_with_a_purp
     assert sheet is not None
     values = [[c.value for c in row] for row in sheet.iter_rows()]
     assert values[1][values[0].index("Ingripanden")] == 1
+
+    # the same figures over several weeks and over the tertial, as the API gives them
+    week = page.eval_on_selector("#fig-period", "e => e.textContent.slice(0, 8)")
+    page.select_option("#fig-kind", "weeks")
+    page.wait_for_selector("#fig-from")
+    assert_no_axe_violations(page)
+    first = page.input_value("#fig-from")
+    page.fill("#fig-from", week)  # the week inputs speak ISO weeks, as the API does
+    page.wait_for_function("(w) => (document.querySelector('#fig-period') || {}).textContent?.startsWith(w)",
+                           arg=week)
+    page.fill("#fig-from", first)
+    api = _figures(system, f"kronoberg?from={first}&to={week}")
+    assert api["weeks"][0] == first and api["weeks"][-1] == week and len(api["weeks"]) == 4
+    page.wait_for_function("(n) => document.querySelector('#fig-covers')?.textContent.endsWith(n)",
+                           arg="4 veckor")
+    assert page.inner_text("#fig-total [data-figure=interventions]") == str(api["totals"]["interventions"]) == "1"
+    with page.expect_download() as d:
+        page.click("#fig-xlsx")
+    assert d.value.suggested_filename == f"kronoberg-vaxjo-{first}-{week}.xlsx"
+    sheet = openpyxl.load_workbook(io.BytesIO(Path(d.value.path()).read_bytes())).active
+    assert sheet is not None
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert values[1][values[0].index("Ingripanden")] == 1 and values[1][values[0].index("Från")] == api["start"]
+    page.select_option("#fig-kind", "tertial")
+    tertial = page.input_value("#fig-tertial")
+    api = _figures(system, f"kronoberg/{tertial}")
+    page.wait_for_function("(t) => (document.querySelector('#fig-period') || {}).textContent?.startsWith(t)",
+                           arg=tertial)
+    assert page.inner_text("#fig-total [data-figure=interventions]") == str(api["totals"]["interventions"]) == "1"
+    assert f"{len(api['weeks'])} veckor" in page.inner_text("#fig-covers")
+    assert_no_axe_violations(page)
+    with page.expect_download() as d:
+        page.click("#fig-csv")
+    rows = list(csv.DictReader(io.StringIO(Path(d.value.path()).read_bytes().decode("utf-8-sig"), newline=""),
+                               delimiter=";"))
+    assert (rows[0]["Period"], rows[0]["Ingripanden"], rows[0]["Från"]) == (tertial, "1", api["start"])
+    page.select_option("#fig-kind", "week")
 
     # the police read the protocol with a purpose
     page.fill("#r-id", protocol_id)

@@ -206,3 +206,68 @@ def test_the_steering_group_compiles_decides_re_decides_and_follows_up(
     assert reader.query_selector(f"{row} #redecide-form") is None
     assert "Förlängd efter uppföljning i styrgruppen" in reader.inner_text(f"{row} #history")
     assert reader.inner_text(f"{row} #measure-items") == problem["label_sv"]
+
+
+def test_the_steering_group_re_decides_a_measures_title_items_actor_and_resources(
+        demo_system: System, demo_sign_in: Callable[..., Page]) -> None:
+    """Every field the API lets a re-decision change is in the form: a new title, one more problem addressed,
+    another responsible actor and more resources, saved with a reason and told in words in the history."""
+    s = demo_system
+    tertial = Period.containing("tertial", date.today()).prev()
+
+    def compiled() -> Any:
+        r = httpx.post(f"{s.urls['analysis']}/v1/analyses", json={"municipality_id": "vaxjo", "period": tertial.id},
+                       headers={"Authorization": "Bearer demo-styr"}, timeout=60)
+        areas = [a for a in r.json().get("areas", []) if len(a["persistent_problems"]) >= 2]
+        return areas[0] if r.status_code == 201 and areas else None
+
+    area = wait_for(compiled, timeout=300, interval=5)
+    first, second = area["persistent_problems"][:2]
+    made = httpx.post(f"{s.urls['analysis']}/v1/measures", headers={"Authorization": "Bearer demo-styr"}, timeout=30,
+                      json={"title": "Trygghetsvandring", "area_id": area["area_id"], "items": [first["item"]],
+                            "responsible_actor": "vaxjo-kommun", "decided_by": "Styrgruppen",
+                            "start": tertial.start.isoformat(), "resources": {"hours": 40}})
+    assert made.status_code == 201, made.text
+    measure = made.json()
+
+    page = demo_sign_in("demo-styr", "#heatmap", viewport=DESKTOP)
+    page.click("nav >> text=Styrning")
+    detail = f"li[data-measure='{measure['id']}']"
+    page.click(f"{detail} button.steering-toggle")
+    page.wait_for_selector(f"{detail} #redecide-form")
+    form = f"{detail} #redecide-form"
+    assert page.input_value(f"{form} #redecide-title-input") == "Trygghetsvandring"
+    assert page.is_checked(f"{form} input[name=redecide-item][value='{first['item']}']")
+    assert page.input_value(f"{form} #redecide-hours") == "40"
+    assert_no_axe_violations(page)
+    # nothing changed but the reason: refused in words, nothing sent
+    page.fill(f"{form} #redecide-reason", "Ingen ändring")
+    page.click(f"{form} #redecide-submit")
+    page.wait_for_selector(f"{form} >> text=Ändra minst ett fält.")
+
+    page.fill(f"{form} #redecide-title-input", "Trygghetsvandring med föreningar")
+    page.check(f"{form} input[name=redecide-item][value='{second['item']}']")
+    page.select_option(f"{form} #redecide-actor", label="Växjöhem AB")
+    page.fill(f"{form} #redecide-hours", "120")
+    page.fill(f"{form} #redecide-money", "15000")
+    page.fill(f"{form} #redecide-reason", "Utökad efter beredningsgruppens förslag")
+    page.click(f"{form} #redecide-submit")
+    page.wait_for_selector("text=Omprövningen är sparad.")
+    page.wait_for_selector(f"{detail} #history > li >> nth=1")
+
+    saved = _get(s, "analysis", f"/v1/measures/{measure['id']}", "demo-styr")
+    assert saved["title"] == "Trygghetsvandring med föreningar"
+    assert sorted(saved["items"]) == sorted([first["item"], second["item"]])
+    assert saved["responsible_actor"] == "vaxjohem" and saved["resources"] == {"hours": 120, "money_sek": 15000}
+    assert saved["status"] == measure["status"] and saved["end"] == measure["end"]  # untouched fields stay
+    [entry] = [h for h in saved["history"] if h["action"] == "re-decided"]
+    assert set(entry["changes"]) == {"title", "items", "responsible_actor", "hours", "money_sek"}
+    history = page.eval_on_selector_all(f"{detail} #history > li", "els => els.map((e) => e.innerText)")[1]
+    assert "Rubrik: Trygghetsvandring → Trygghetsvandring med föreningar" in history, history
+    assert "Ansvarig: Växjö kommun → Växjöhem AB" in history, history
+    assert f"Problem: {first['label_sv']} → " in history and second["label_sv"] in history, history
+    assert "Timmar: 40 → 120" in history and "Kronor: inget → 15000" in history, history
+    assert "Skäl: Utökad efter beredningsgruppens förslag" in history
+    facts = page.inner_text(f"{detail} .steering-facts").replace("\u00a0", " ")
+    assert "Växjöhem AB" in facts and "120 timmar, 15 000 kr" in facts, facts
+    assert page.inner_text(f"{detail} #measure-items") == f"{first['label_sv']}, {second['label_sv']}"

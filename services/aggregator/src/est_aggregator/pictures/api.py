@@ -24,9 +24,17 @@ from pydantic import BaseModel, Field
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.document import render_picture
 from est_aggregator.pictures.domain.errors import MunicipalityNotFound
-from est_aggregator.pictures.domain.notes import reads_missing_reporters, reads_notes
+from est_aggregator.pictures.domain.notes import NOTE_READERS, reads_missing_reporters, reads_notes
 from est_aggregator.pictures.publish import publish_picture
-from est_aggregator.pictures.reads import read_alerts, read_municipality, read_picture, read_series
+from est_aggregator.pictures.reads import (
+    kronoberg_weeks,
+    read_alerts,
+    read_kronoberg,
+    read_municipality,
+    read_picture,
+    read_reports,
+    read_series,
+)
 from est_aggregator.pictures.tables import (
     alerts_table,
     completeness_rows,
@@ -34,6 +42,7 @@ from est_aggregator.pictures.tables import (
     kronoberg_table,
     kronoberg_view_of,
     municipality_table,
+    reports_table,
     series_table,
 )
 
@@ -101,6 +110,14 @@ class SeriesResponse(BaseModel):
     replaces: list[dict[str, Any]] = Field(default_factory=list, description=(
         "the areas this one replaces (a split or a merge), each {area_id, area_name, pictures}: their compact "
         "pictures of the periods they were held in, shown beside the area's own"))
+
+
+def period_kind(text: str) -> str | None:
+    """The kind of a period id, or None when it is none (the read that follows says why)."""
+    try:
+        return Period.parse(text).kind
+    except ValueError:  # PeriodError, or a year no date has
+        return None
 
 
 def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
@@ -192,29 +209,58 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
                                    f"lagesbild-{municipality_id}-{period}")
         return download or JSONResponse(body)
 
-    async def common_picture(snapshot: OrgSnapshot, municipality_id: str, period: str,
-                             who: Principal) -> dict[str, Any]:
+    def seen_areas(snapshot: OrgSnapshot, municipality_id: str, who: Principal) -> list[str]:
+        """The municipality's areas the caller sees (403 for none; 404 for an unknown municipality)."""
         if municipality_id not in snapshot.municipalities:
             raise MunicipalityNotFound(municipality_id)
         areas = sorted(a.id for a in snapshot.areas.values()
                        if a.municipality_id == municipality_id and who.may_see_area(a.id))
         if not areas:
             raise Forbidden(f"Du ser inget område i {municipality_id}.", f"You see no area of {municipality_id}.")
+        return areas
+
+    async def common_picture(snapshot: OrgSnapshot, municipality_id: str, period: str,
+                             who: Principal) -> dict[str, Any]:
+        areas = seen_areas(snapshot, municipality_id, who)
         return await read_municipality(deps=deps, org=snapshot, municipality_id=municipality_id,
                                        period_text=period, area_ids=areas, personal=who.sees_personal_data,
                                        reads_notes=reads_notes(who.roles),
                                        reads_missing=reads_missing_reporters(who.roles))
 
+    async def kronoberg_over(request: Request, municipality_id: str, who: Principal, period: str | None,
+                             first: str | None, last: str | None) -> Response:
+        snapshot = org()
+        areas = seen_areas(snapshot, municipality_id, who)
+        name, weeks = kronoberg_weeks(period, first, last, max_weeks=max_series_periods)
+        view = await read_kronoberg(deps=deps, org=snapshot, municipality_id=municipality_id, area_ids=areas,
+                                    name=name, weeks=weeks, personal=who.sees_personal_data)
+        stem = f"kronoberg-{municipality_id}-{period or f'{weeks[0].id}-{weeks[-1].id}'}"
+        return export_response(request, lambda: kronoberg_table(view), stem) or JSONResponse(view)
+
     @router.get("/municipalities/{municipality_id}/kronoberg/{period}", response_model=None,
                 responses=EXPORT_RESPONSES,
-                summary="The municipality's Kronoberg figures of a period, in all and per area (exact for police "
+                summary="The municipality's Kronoberg figures of a week, or of a quarter, tertial or year "
+                        "(2026-T2: its weeks by the Thursday rule), in all and per area (exact for police "
                         "and social services, counts under 3 as \"<3\" for everyone else; or a table: "
                         "?format=csv|xlsx)")
     async def get_kronoberg(municipality_id: str, period: str, request: Request, who: Who) -> Response:
+        if period_kind(period) in ("quarter", "tertial", "year"):
+            return await kronoberg_over(request, municipality_id, who, period, None, None)
         snapshot = org()
         view = kronoberg_view_of(await common_picture(snapshot, municipality_id, period, who), snapshot)
         download = export_response(request, lambda: kronoberg_table(view), f"kronoberg-{municipality_id}-{period}")
         return download or JSONResponse(view)
+
+    @router.get("/municipalities/{municipality_id}/kronoberg", response_model=None,
+                responses=EXPORT_RESPONSES,
+                summary="The municipality's Kronoberg figures over a range of weeks (?from=2026-W10&to=2026-W14), "
+                        "in all and per area, as for one week (or a table: ?format=csv|xlsx)")
+    async def get_kronoberg_range(municipality_id: str, request: Request, who: Who,
+                                  from_: Annotated[str, Query(alias="from", description="first week",
+                                                              examples=["2026-W10"])],
+                                  to: Annotated[str, Query(description="last week (inclusive)",
+                                                           examples=["2026-W14"])]) -> Response:
+        return await kronoberg_over(request, municipality_id, who, None, from_, to)
 
     @router.get("/municipalities/{municipality_id}/pictures/{period}/completeness", response_model=None,
                 responses=EXPORT_RESPONSES,
@@ -245,6 +291,23 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
         return PublishResponse(area_id=r.area_id, period=r.period, version=r.version, revision=r.revision,
                                changes=r.changes, event_id=r.event_id, unchanged=r.unchanged,
                                completeness=r.completeness)
+
+    @router.get("/areas/{area_id}/reports/{period}", response_model=None,
+                responses={**EXPORT_RESPONSES, 403: {}, 404: {}},
+                summary="The reports of an area's period, each with what became of it, its answers and notes "
+                        "(key functions, admins and police; or a table: ?format=csv|xlsx)")
+    async def get_reports(area_id: str, period: str, request: Request, who: Who) -> Response:
+        """Those who read the reporters' notes read the reports they come from: key functions, admins and
+        police of the area. The reporter's name is shown to those who read who has not reported (key functions
+        and admins); police see the actor."""
+        require_role(who, *sorted(NOTE_READERS))
+        require_area(who, area_id)
+        snapshot = org()
+        body = await read_reports(deps=deps, org=snapshot, area_id=area_id, period_text=period,
+                                  reads_names=reads_missing_reporters(who.roles))
+        download = export_response(request, lambda: reports_table(body, snapshot),
+                                   f"rapporter-{area_id}-{body['period']}")
+        return download or JSONResponse(body)
 
     @router.get("/areas/{area_id}/alerts", tags=["alerts"], response_model=None, responses=EXPORT_RESPONSES,
                 summary="Alerts of an area, open and resolved (or a table: ?format=csv|xlsx)")

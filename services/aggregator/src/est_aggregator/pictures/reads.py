@@ -1,5 +1,5 @@
-"""Reads: a picture (live or a published version), a series for charts, a municipality's common picture and
-an area's alerts."""
+"""Reads: a picture (live or a published version), a series for charts, a municipality's common picture,
+an area's alerts, the reports of an area's period and a municipality's Kronoberg figures over weeks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from est_shared.events import PictureData
@@ -34,11 +35,11 @@ from est_aggregator.pictures.domain.errors import (
     PictureUnavailable,
     VersionNotFound,
 )
-from est_aggregator.pictures.domain.kronoberg import kronoberg_view, merge_kronoberg
+from est_aggregator.pictures.domain.kronoberg import kronoberg_aggregates, kronoberg_view, merge_kronoberg
 from est_aggregator.pictures.domain.notes import notes_view
 from est_aggregator.pictures.domain.periods import history_periods, period_ids
 from est_aggregator.pictures.domain.picture import build_picture
-from est_aggregator.pictures.domain.reports import ReportRecord, as_utc, stored_id
+from est_aggregator.pictures.domain.reports import ReportRecord, as_utc, report_states, stored_id
 from est_aggregator.pictures.domain.tally import PeriodTally
 
 log = logging.getLogger("est.aggregator")
@@ -244,3 +245,83 @@ async def read_alerts(*, deps: Deps, area_id: str) -> list[dict[str, Any]]:
         return []
     async with deps.sessions() as s:
         return await db.list_alerts(s, area_id)
+
+
+async def read_reports(*, deps: Deps, org: OrgSnapshot, area_id: str, period_text: str,
+                       reads_names: bool) -> dict[str, Any]:
+    """The stored reports of an area's period, oldest first, each with what became of it (``report_states``),
+    its answers, notes and who sent it: the reporter's name for callers who read names (``reads_names``:
+    key functions and admins), else only the actor. A withdrawal is not a row of its own: the report it takes
+    back reads ``withdrawn``."""
+    async with deps.sessions() as s:
+        info = await area_info(s, org, area_id)
+        period = resolve_period(info, period_text)
+        own = sorted(period_ids(period))
+        records = await db.reports_for(s, area_id, own)
+        notes = await db.notes_for(s, area_id, own)
+        superseded = await db.superseded_in_area(s, area_id)
+    states = report_states(records, superseded)
+    notes_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for n in notes:
+        notes_of[n.report_id].append({"item": n.item, "places": list(n.places), "text": n.text})
+    rows = []
+    for r in records:
+        if r.report_id not in states:
+            continue
+        person = org.people.get(r.reporter_id)
+        actor = org.actors.get(r.actor_id)
+        rows.append({"report_id": r.report_id, "period": r.period, "received_at": as_utc(r.received_at).isoformat(),
+                     "state": states[r.report_id], "supersedes": r.supersedes, "late": r.late,
+                     "nothing_to_report": r.nothing_to_report, "checklist": r.checklist,
+                     "reporter_id": r.reporter_id if reads_names else None,
+                     "reporter_name": (person.name if person else r.reporter_id) if reads_names else None,
+                     "actor_id": r.actor_id, "actor_name": actor.name if actor else r.actor_id,
+                     "answers": {code: dict(a) for code, a in r.answers.items()},
+                     "notes": notes_of.get(r.report_id, [])})
+    return {"area_id": area_id, "area_name": info.name, "municipality_id": info.municipality_id,
+            "period": period.id, "reports": rows}
+
+
+def kronoberg_weeks(period_text: str | None, first_text: str | None, last_text: str | None, *,
+                    max_weeks: int) -> tuple[str, list[Period]]:
+    """The weeks a Kronoberg read covers, and what to call them: a quarter, tertial or year (its weeks by the
+    Thursday rule), or the weeks ``first``…``last`` (inclusive, at most ``max_weeks``)."""
+    if period_text is not None:
+        p = parse_period(period_text)
+        if p.kind not in ("quarter", "tertial", "year"):
+            raise InvalidPeriod(f"{period_text!r} is not a quarter, tertial or year")
+        return p.id, p.weeks()
+    if not first_text or not last_text:
+        raise InvalidPeriod("from and to are both needed")
+    first, last = parse_period(first_text), parse_period(last_text)
+    if first.kind != "week" or last.kind != "week":
+        raise InvalidPeriod("from and to are weeks (2026-W10)")
+    weeks = [first]
+    while weeks[-1] < last and len(weeks) <= max_weeks:
+        weeks.append(weeks[-1].next())
+    if last < first or len(weeks) > max_weeks:
+        raise InvalidPeriod(f"from {first.id} to {last.id}: 1 to {max_weeks} weeks, from before to")
+    return f"{first.id}–{last.id}", weeks
+
+
+async def read_kronoberg(*, deps: Deps, org: OrgSnapshot, municipality_id: str, area_ids: Sequence[str],
+                         name: str, weeks: Sequence[Period], personal: bool) -> dict[str, Any]:
+    """A municipality's Kronoberg figures over a run of weeks, in all and per area, from the protocols
+    themselves (exact for ``personal`` callers, coarsened for everyone else): the shape of a week's figures
+    (``tables.kronoberg_view_of``) with the dates covered and the weeks."""
+    tz = timezone_of(org, municipality_id)
+    start, end = as_utc(weeks[0].start_at(tz)), as_utc(weeks[-1].end_at(tz))
+    async with deps.sessions() as s:
+        protocols = await db.forfeitures_of(s, area_ids, start, end)
+    exact = {a: kronoberg_aggregates([p._mapping for p in protocols.get(a, [])], tz=tz) for a in area_ids}
+    muni = org.municipalities.get(municipality_id)
+
+    def shown(block: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        return kronoberg_view(block, personal=personal, min_count=deps.kronoberg_min_count)
+
+    return {"municipality_id": municipality_id, "municipality_name": muni.name if muni else municipality_id,
+            "period": name, "from": weeks[0].id, "to": weeks[-1].id, "start": weeks[0].start.isoformat(),
+            "end": (weeks[-1].end - timedelta(days=1)).isoformat(), "weeks": [w.id for w in weeks],
+            "totals": shown(merge_kronoberg(exact.values())),
+            "areas": [{"area_id": a, "area_name": org.areas[a].name if a in org.areas else a,
+                       "kronoberg": shown(exact[a])} for a in area_ids]}

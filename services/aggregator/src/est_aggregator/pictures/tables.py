@@ -1,5 +1,5 @@
 """The aggregator's tables as downloads (CSV, XLSX): a municipality's picture, its completeness per actor, an
-area's series and its alerts.
+area's series, its alerts and the reports of its period.
 
 Built from the same answers the API gives the caller (so a download never shows more than the JSON), with
 names instead of ids and words in the reader's language; periods with the dates they cover.
@@ -209,7 +209,7 @@ def kronoberg_table(view: Mapping[str, Any]) -> Table:
     beverages = sorted({b for k in blocks if isinstance(k.get("litres_by_beverage"), Mapping)
                         for b in k["litres_by_beverage"]} | {b for k in blocks for b in k.get("containers_by_beverage")
                                                              or {}})
-    start, end = _dates(str(view.get("period")))
+    start, end = (view["start"], view["end"]) if view.get("start") else _dates(str(view.get("period")))
     columns = [Column("area", "Område", "Area"), Column("period", "Period", "Period"),
                Column("from", "Från", "From"), Column("to", "Till", "To"),
                *(Column(key, sv, en) for key, sv, en in _KRONOBERG_COUNTS)]
@@ -230,3 +230,59 @@ def kronoberg_table(view: Mapping[str, Any]) -> Table:
             *(row(a.get("area_name"), a.get("kronoberg") or {}) for a in view.get("areas") or [])]
     period = view.get("period", "")
     return Table(f"Kronoberg {name} {period}", f"Kronoberg {name} {period}", columns, rows)
+
+
+REPORT_STATE_WORDS = {"counts": {"sv": "gäller", "en": "counts"},
+                      "correction": {"sv": "rättelse (gäller)", "en": "correction (counts)"},
+                      "corrected": {"sv": "ersatt av rättelse", "en": "replaced by a correction"},
+                      "withdrawn": {"sv": "tillbakatagen", "en": "withdrawn"}}
+
+
+def _report_items(reports: Sequence[Mapping[str, Any]], org: OrgSnapshot
+                  ) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The items of the checklists the reports used (in checklist order), then any other answered code."""
+    labels: dict[str, dict[str, str]] = {}
+    codes: dict[str, None] = {}
+    for ref in dict.fromkeys(str(r.get("checklist")) for r in reports):
+        checklist = org.checklist(ref)
+        for item in checklist.items if checklist else ():
+            codes.setdefault(item.code, None)
+            labels.setdefault(item.code, {"sv": item.label_sv, "en": item.label_en})
+    for r in reports:
+        for code in r.get("answers") or {}:
+            codes.setdefault(code, None)
+    return list(codes), labels
+
+
+def reports_table(body: Mapping[str, Any], org: OrgSnapshot) -> Table:
+    """One row per stored report of an area's period: when it came, who sent it (the reporter's name for those
+    who read names, always the actor), what became of it, each item's answer, the places and the notes."""
+    reports = body.get("reports") or []
+    codes, labels = _report_items(reports, org)
+    names = any(r.get("reporter_name") for r in reports)
+    columns = [Column("received_at", "Mottagen", "Received"), Column("period", "Period", "Period"),
+               *([Column("reporter", "Rapportör", "Reporter")] if names else []),
+               Column("actor", "Aktör", "Actor"), Column("state", "Status", "State"),
+               Column("late", "Sen", "Late"), Column("nothing", "Inget att rapportera", "Nothing to report"),
+               *_item_columns(codes, labels), Column("places", "Platser", "Places"),
+               Column("notes", "Anteckningar", "Notes")]
+
+    def label(code: str, lang: str) -> str:
+        return labels.get(code, {}).get(lang) or code
+
+    rows = []
+    for r in reports:
+        answers = r.get("answers") or {}
+        places = {lang: "; ".join(f"{label(c, lang)}: {', '.join(a['places'])}" for c, a in answers.items()
+                                  if a.get("places")) for lang in ("sv", "en")}
+        notes = {lang: "; ".join(f"{label(n['item'], lang)}"
+                                 f"{' (' + ', '.join(n['places']) + ')' if n.get('places') else ''}: {n['text']}"
+                                 for n in r.get("notes") or []) for lang in ("sv", "en")}
+        rows.append({"received_at": r.get("received_at"), "period": r.get("period"), "reporter": r.get("reporter_name"),
+                     "actor": r.get("actor_name"), "state": REPORT_STATE_WORDS.get(str(r.get("state")), r.get("state")),
+                     "late": bool(r.get("late")), "nothing": bool(r.get("nothing_to_report")),
+                     **{f"item:{c}": (answers.get(c) or {}).get("value") for c in codes},
+                     "places": places, "notes": notes})
+    name = str(body.get("area_name") or body.get("area_id"))
+    period = body.get("period", "")
+    return Table(f"Rapporter {name} {period}", f"Reports {name} {period}", columns, rows)

@@ -134,3 +134,23 @@ def stored_id(text: str, limit: int = MAX_ID) -> bool:
 def is_late(report: ReportRecord, deadline: datetime | None) -> bool:
     """A report is late when the intake said so or it arrived after the period's deadline."""
     return report.late or (deadline is not None and as_utc(report.received_at) > as_utc(deadline))
+
+
+def report_states(reports: Iterable[ReportRecord], superseded: Iterable[str]) -> dict[str, str]:
+    """What became of each stored report that is not itself a withdrawal: ``counts`` (a first report that
+    counts), ``correction`` (a correction that counts), ``corrected`` (a later correction replaced it) or
+    ``withdrawn`` (taken back)."""
+    reports = list(reports)
+    gone = set(superseded)
+    by_withdrawal = {r.supersedes for r in reports if r.supersedes and r.withdrawn}
+    states: dict[str, str] = {}
+    for r in reports:
+        if r.withdrawn:
+            continue
+        if r.report_id in by_withdrawal:
+            states[r.report_id] = "withdrawn"
+        elif r.report_id in gone:
+            states[r.report_id] = "corrected"
+        else:
+            states[r.report_id] = "correction" if r.supersedes else "counts"
+    return states

@@ -6,6 +6,9 @@ import { html, useState, useEffect, LANG, texts, api, dateText, Msg, pick } from
 const t = texts({
   sv: {
     title: "Administration", org: "Organisation", history: "Historik", tokens: "API-nycklar", subs: "Avslutade prenumerationer",
+    running: "Pågående prenumerationer", noRunning: "Inga pågående prenumerationer.", handover: "Lämna över", handoverTo: "Till",
+    chooseOwner: "Välj ny ägare", paused: "pausad", active: "aktiv", events: "Händelser", channel: "Kanal",
+    channels: { email: "e-post", webhook: "webhook" }, handedOverTo: (a, b) => `${a} ägs nu av ${b}.`,
     areas: "Områden och platser", people: "Personer", checklists: "Checklistor", places: "Platser", noPlaces: "Inga platser.",
     addPlace: "Lägg till plats", newPlace: "Ny plats i", rename: "Byt namn", remove: "Ta bort", save: "Spara", cancel: "Avbryt",
     addArea: "Lägg till område", areaName: "Områdets namn", areaPlaces: "Platser (kommaseparerade)", cadence: "Rapporteringstakt",
@@ -40,6 +43,9 @@ const t = texts({
   },
   en: {
     title: "Administration", org: "Organisation", history: "History", tokens: "API tokens", subs: "Ended subscriptions",
+    running: "Running subscriptions", noRunning: "No running subscriptions.", handover: "Hand over", handoverTo: "To",
+    chooseOwner: "Choose the new owner", paused: "paused", active: "active", events: "Events", channel: "Channel",
+    channels: { email: "e-mail", webhook: "webhook" }, handedOverTo: (a, b) => `${a} is now owned by ${b}.`,
     areas: "Areas and places", people: "People", checklists: "Checklists", places: "Places", noPlaces: "No places.",
     addPlace: "Add place", newPlace: "New place in", rename: "Rename", remove: "Remove", save: "Save", cancel: "Cancel",
     addArea: "Add area", areaName: "Area name", areaPlaces: "Places (comma separated)", cadence: "Reporting cadence",
@@ -149,12 +155,12 @@ function FieldErrors({ errors, at }) {
 // ---------------------------------------------------------------------------------------------
 export function Admin({ me }) {
   const [tab, setTab] = useState("org");
-  const tabs = ["org", "history", "tokens", "subs"];
+  const tabs = ["org", "history", "tokens", "running", "subs"];
   return html`<main id="main"><h2>${t("title")}</h2>
     <div class="tabs" role="group" aria-label=${t("title")}>${tabs.map((k) => html`<button class=${tab === k ? "primary" : "secondary"}
       id=${`tab-${k}`} aria-pressed=${tab === k ? "true" : "false"} onClick=${() => setTab(k)}>${t(k)}</button>`)}</div>
     ${tab === "org" && html`<${Organisation}/>`}${tab === "history" && html`<${History}/>`}
-    ${tab === "tokens" && html`<${Tokens}/>`}${tab === "subs" && html`<${Ended}/>`}</main>`;
+    ${tab === "tokens" && html`<${Tokens}/>`}${tab === "running" && html`<${Running}/>`}${tab === "subs" && html`<${Ended}/>`}</main>`;
 }
 
 const onVersion = (version) => ({ "If-Match": `"${version}"` });
@@ -369,6 +375,27 @@ function Tokens() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Running subscriptions, each handed over to another person who may hold it (the notifier says who may not)
+function Running() {
+  const [subs, setSubs] = useState(null); const [people, setPeople] = useState([]); const [to, setTo] = useState({}); const [msg, setMsg] = useState(null);
+  const load = () => api("notifier", "/v1/subscriptions").then((s) => setSubs(s.filter((x) => x.status !== "ended"))).catch((e) => setMsg({ kind: "bad", text: e.message }));
+  useEffect(() => { load(); api("intake", "/v1/admin/org/document").then((d) => setPeople(d.people)).catch(() => {}); }, []);
+  const handover = async (s) => {
+    if (!to[s.id]) { setMsg({ kind: "bad", text: t("chooseOwner") }); return; }
+    try { const r = await api("notifier", `/v1/admin/subscriptions/${encodeURIComponent(s.id)}/handover`, { method: "POST", body: { to: to[s.id] } });
+      setMsg({ kind: "ok", text: t("handedOverTo")(s.name, r.owner_name || r.owner_id) }); setTo({ ...to, [s.id]: "" }); load(); }
+    catch (e) { setMsg({ kind: "bad", text: e.message }); }
+  };
+  return html`<section aria-labelledby="running-h" class="card"><h3 id="running-h">${t("running")}</h3>
+    ${msg && html`<${Msg} kind=${msg.kind}>${msg.text}<//>`}
+    ${subs == null ? html`<p class="loading">${t("loading")}</p>` : !subs.length ? html`<p>${t("noRunning")}</p>` : html`<ul class="plain running">${subs.map((s) => html`<li data-sub=${s.id}>
+      <strong>${s.name}</strong> · ${t("owner")}: ${s.owner_name || s.owner_id} · ${s.paused ? t("paused") : t("active")}
+      · ${t("channel")}: ${t("channels")[(s.channel || {}).type] || (s.channel || {}).type}
+      <div class="row"><div><label for=${`ho-${s.id}`}>${t("handoverTo")}</label><select id=${`ho-${s.id}`} value=${to[s.id] || ""} onChange=${(e) => setTo({ ...to, [s.id]: e.target.value })}>
+        <option value="">${t("chooseOwner")}</option>${people.filter((p) => p.id !== s.owner_id).map((p) => html`<option value=${p.id}>${p.name}</option>`)}</select></div>
+      <div><button class="primary" aria-label=${`${t("handover")}: ${s.name}`} onClick=${() => handover(s)}>${t("handover")}</button></div></div></li>`)}</ul>`}</section>`;
+}
+
 function Ended() {
   const [subs, setSubs] = useState(null); const [people, setPeople] = useState([]); const [to, setTo] = useState({}); const [msg, setMsg] = useState(null);
   const load = () => api("notifier", "/v1/subscriptions").then((s) => setSubs(s.filter((x) => x.status === "ended"))).catch((e) => setMsg({ kind: "bad", text: e.message }));

@@ -33,22 +33,33 @@ function TrendChart({ series, items, checklist }) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The municipality's tables as files for Excel: the picture (the heatmap's numbers) and who reported per actor
+// The municipality's tables as files for Excel: the picture (the heatmap's numbers) and who reported per actor;
+// an area's reports of the period for those who read them (key functions, admins, police)
 const dl = texts({
-  sv: { downloads: "Ladda ner", picture: "Lägesbilden", completeness: "Inrapportering per aktör", excel: "Excel", csv: "CSV" },
-  en: { downloads: "Download", picture: "The picture", completeness: "Reporting per actor", excel: "Excel", csv: "CSV" },
+  sv: { downloads: "Ladda ner", picture: "Lägesbilden", completeness: "Inrapportering per aktör", reports: "Rapporterna", excel: "Excel", csv: "CSV" },
+  en: { downloads: "Download", picture: "The picture", completeness: "Reporting per actor", reports: "The reports", excel: "Excel", csv: "CSV" },
 });
+// one table as Excel and CSV: two buttons, the file named by the table and the period
+function DownloadPair({ id, path, file, name, onError }) {
+  const save = (fmt) => saveFile("aggregator", `${path}?format=${fmt}&lang=${LANG}`, `${file}.${fmt}`)
+    .then(() => onError(""), (e) => onError(pick(e.message)));
+  return html`<span class="downloads" id=${id}>${name}:
+    <button class="secondary small" onClick=${() => save("xlsx")}>${dl("excel")}</button>
+    <button class="secondary small" onClick=${() => save("csv")}>${dl("csv")}</button></span>`;
+}
 function Downloads({ muni, period }) {
   const [err, setErr] = useState("");
-  const save = (path, stem, fmt) => saveFile("aggregator", `${path}?format=${fmt}&lang=${LANG}`, `${stem}-${muni}-${period}.${fmt}`)
-    .then(() => setErr(""), (e) => setErr(pick(e.message)));
   const base = `/v1/municipalities/${muni}/pictures/${period}`;
-  const pair = (id, path, stem, name) => html`<span class="downloads" id=${id}>${name}:
-    <button class="secondary small" onClick=${() => save(path, stem, "xlsx")}>${dl("excel")}</button>
-    <button class="secondary small" onClick=${() => save(path, stem, "csv")}>${dl("csv")}</button></span>`;
   return html`<p class="row-downloads"><span class="hint">${dl("downloads")}</span>
-    ${pair("download-picture", base, "lagesbild", dl("picture"))}
-    ${pair("download-completeness", `${base}/completeness`, "inrapportering", dl("completeness"))}</p>
+    <${DownloadPair} id="download-picture" path=${base} file=${`lagesbild-${muni}-${period}`} name=${dl("picture")} onError=${setErr}/>
+    <${DownloadPair} id="download-completeness" path=${`${base}/completeness`} file=${`inrapportering-${muni}-${period}`} name=${dl("completeness")} onError=${setErr}/></p>
+    ${err && html`<${Msg} kind="bad">${err}<//>`}`;
+}
+const READS_REPORTS = ["key_function", "admin", "police"];
+function ReportDownloads({ areaId, period }) {
+  const [err, setErr] = useState("");
+  return html`<p class="row-downloads"><span class="hint">${dl("downloads")}</span>
+    <${DownloadPair} id="download-reports" path=${`/v1/areas/${areaId}/reports/${period}`} file=${`rapporter-${areaId}-${period}`} name=${dl("reports")} onError=${setErr}/></p>
     ${err && html`<${Msg} kind="bad">${err}<//>`}`;
 }
 
@@ -252,7 +263,8 @@ function AreaDetail({ areaId, areaName, period, me, checklist, onPublished, live
         <h3>${t("firstAnalysis")}</h3><p id="first-analysis">${pick(pic.first_analysis)}</p>
         ${(pic.comments || []).map((c) => html`<blockquote>${c.text || c.comment}${c.by === me.id ? html` <span class="hint">– ${me.name}</span>` : ""}</blockquote>`)}
         <${AreaNotes} pic=${pic} checklist=${checklist}/>
-        ${pic.version > 0 && html`<${Versions} areaId=${areaId} period=${period} latest=${pic.version} checklist=${checklist}/>`}`}
+        ${pic.version > 0 && html`<${Versions} areaId=${areaId} period=${period} latest=${pic.version} checklist=${checklist}/>`}
+        ${(me.roles || []).some((r) => READS_REPORTS.includes(r)) && html`<${ReportDownloads} areaId=${areaId} period=${period}/>`}`}
       ${canPublish && html`<form onSubmit=${publish}><label for="comment">${t("comment")}</label>
         <textarea id="comment" value=${comment} onInput=${(e) => setComment(e.target.value)}></textarea>
         <p><button class="primary" type="submit" id="publish">${t("publish")}</button></p></form>`}

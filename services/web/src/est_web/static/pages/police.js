@@ -1,6 +1,6 @@
 // The police officer's page: the Kronoberg forfeiture protocol form, the municipality's exact Kronoberg figures
 // per period (with downloads), and reading one protocol with a stated purpose (every read is logged).
-import { html, useState, useEffect, LANG, api, saveFile, periodText, shiftWeek, pick, Msg } from "../core.js";
+import { html, useState, useEffect, LANG, api, saveFile, periodText, dateText, shiftWeek, pick, Msg } from "../core.js";
 
 const T = {
   sv: {
@@ -16,6 +16,8 @@ const T = {
     refused: "Protokollet registrerades inte. Ändra det som är markerat – allt du skrivit finns kvar.",
     fix: "Ändra här", badAnswer: "Värdet kunde inte tas emot.", pii: "Personuppgifter lagras krypterat; utkastet raderas från enheten när protokollet tagits emot.",
     figures: "Kronobergsmodellen i siffror", period: "Period", prev: "Föregående", next: "Nästa",
+    show: "Visa", kinds: { week: "En vecka", weeks: "Flera veckor", tertial: "Ett tertial" }, fromWeek: "Från vecka", toWeek: "Till och med vecka",
+    tertialChoice: "Tertial", covers: (a, b, n) => `${a} – ${b}, ${n} ${n === 1 ? "vecka" : "veckor"}`,
     whole: "Hela kommunen", interventions: "Ingripanden", under18: "Under 18 år", gContacted: "Vårdnadshavare kontaktad",
     gCame: "Vårdnadshavare kom", litresTotal: "Liter totalt", perBeverage: "Liter per dryck", noFigures: "Inga protokoll den här perioden.",
     csv: "Ladda ner CSV", xlsx: "Ladda ner Excel (XLSX)", perArea: "Per område",
@@ -42,6 +44,8 @@ const T = {
     refused: "The protocol was not recorded. Change what is marked – everything you typed is kept.",
     fix: "Change this", badAnswer: "The value could not be accepted.", pii: "Personal data is stored encrypted; the draft is removed from this device once the protocol is accepted.",
     figures: "The Kronoberg model in figures", period: "Period", prev: "Previous", next: "Next",
+    show: "Show", kinds: { week: "One week", weeks: "Several weeks", tertial: "A tertial" }, fromWeek: "From week", toWeek: "To week (inclusive)",
+    tertialChoice: "Tertial", covers: (a, b, n) => `${a} – ${b}, ${n} ${n === 1 ? "week" : "weeks"}`,
     whole: "The whole municipality", interventions: "Interventions", under18: "Under 18", gContacted: "Guardian contacted",
     gCame: "Guardian came", litresTotal: "Litres in all", perBeverage: "Litres per beverage", noFigures: "No protocols this period.",
     csv: "Download CSV", xlsx: "Download Excel (XLSX)", perArea: "Per area",
@@ -211,22 +215,54 @@ function FigureRows({ k }) {
     ${bev.map(([b, l]) => html`<dt>${word("beverages", b)}</dt><dd>${num(l)} l</dd>`)}</dl>`;
 }
 
+// the tertials one may look at: the current one and the five before it
+function tertials(today = new Date()) {
+  let idx = today.getFullYear() * 3 + Math.floor(today.getMonth() / 4); const out = [];
+  for (let k = 0; k < 6; k++, idx--) out.push(`${Math.floor(idx / 3)}-T${(idx % 3) + 1}`);
+  return out;
+}
+
+// A week (stepped), a range of weeks or a tertial: the address of its figures and its name
+function figuresPath(municipality, kind, week, from, to, tertial) {
+  const base = `/v1/municipalities/${municipality}/kronoberg`;
+  if (kind === "weeks") return `${base}?from=${from}&to=${to}`;
+  return `${base}/${kind === "tertial" ? tertial : week}`;
+}
+
 function Figures({ municipality, period0, version }) {
-  const [period, setPeriod] = useState(period0); const [view, setView] = useState(null); const [err, setErr] = useState(null);
-  useEffect(() => { setPeriod(period0); }, [period0]);
+  const [kind, setKind] = useState("week");
+  const [period, setPeriod] = useState(period0);
+  const [from, setFrom] = useState(() => (period0 ? shiftWeek(period0, -3) : "")); const [to, setTo] = useState(period0);
+  const [tertial, setTertial] = useState(() => tertials()[0]);
+  const [view, setView] = useState(null); const [err, setErr] = useState(null);
+  useEffect(() => { setPeriod(period0); setTo(period0); if (period0) setFrom(shiftWeek(period0, -3)); }, [period0]);
+  const path = municipality && period ? figuresPath(municipality, kind, period, from, to, tertial) : "";
   useEffect(() => {
-    if (!municipality || !period) return;
-    api("aggregator", `/v1/municipalities/${municipality}/kronoberg/${period}`).then((v) => { setView(v); setErr(null); })
+    if (!path || (kind === "weeks" && !(from && to))) return;
+    api("aggregator", path).then((v) => { setView(v); setErr(null); })
       .catch((e) => { setView(null); setErr(e.message); });
-  }, [municipality, period, version]);
-  const stem = `kronoberg-${municipality}-${period}`;
-  const download = (fmt) => saveFile("aggregator", `/v1/municipalities/${municipality}/kronoberg/${period}?format=${fmt}&lang=${LANG}`, `${stem}.${fmt}`)
+  }, [path, version]);
+  const stem = `kronoberg-${municipality}-${kind === "weeks" ? `${from}-${to}` : kind === "tertial" ? tertial : period}`;
+  const download = (fmt) => saveFile("aggregator", `${path}${path.includes("?") ? "&" : "?"}format=${fmt}&lang=${LANG}`, `${stem}.${fmt}`)
     .catch((e) => setErr(e.message));
+  const covered = view && view.weeks ? tt("covers")(dateText(view.start), dateText(view.end), view.weeks.length) : "";
   return html`<section class="card" aria-labelledby="fig-title" id="kronoberg">
     <h2 id="fig-title">${tt("figures")}${view ? ` · ${view.municipality_name}` : ""}</h2>
-    <div class="row"><button type="button" class="secondary" onClick=${() => setPeriod(shiftWeek(period, -1))}>${tt("prev")}</button>
+    <div class="row"><div><label for="fig-kind">${tt("show")}</label>
+      <select id="fig-kind" value=${kind} onChange=${(e) => setKind(e.target.value)}>
+        ${["week", "weeks", "tertial"].map((k) => html`<option value=${k}>${tt("kinds")[k]}</option>`)}</select></div>
+      ${kind === "weeks" && html`<div><label for="fig-from">${tt("fromWeek")}</label>
+          <input type="week" id="fig-from" value=${from} max=${to} onChange=${(e) => setFrom(e.target.value)}/></div>
+        <div><label for="fig-to">${tt("toWeek")}</label>
+          <input type="week" id="fig-to" value=${to} min=${from} onChange=${(e) => setTo(e.target.value)}/></div>`}
+      ${kind === "tertial" && html`<div><label for="fig-tertial">${tt("tertialChoice")}</label>
+        <select id="fig-tertial" value=${tertial} onChange=${(e) => setTertial(e.target.value)}>
+          ${tertials().map((p) => html`<option value=${p}>${periodText(p)}</option>`)}</select></div>`}</div>
+    ${kind === "week" && html`<div class="row"><button type="button" class="secondary" onClick=${() => setPeriod(shiftWeek(period, -1))}>${tt("prev")}</button>
       <strong id="fig-period">${periodText(period)}</strong>
-      <button type="button" class="secondary" onClick=${() => setPeriod(shiftWeek(period, 1))}>${tt("next")}</button></div>
+      <button type="button" class="secondary" onClick=${() => setPeriod(shiftWeek(period, 1))}>${tt("next")}</button></div>`}
+    ${kind !== "week" && view && html`<p id="fig-period"><strong>${kind === "tertial" ? periodText(view.period) : `${periodText(view.from)} – ${periodText(view.to)}`}</strong><br/>
+      <span class="hint" id="fig-covers">${covered}</span></p>`}
     ${err && html`<${Msg} kind="bad">${pick(err)}<//>`}
     ${view && html`<h3>${tt("whole")}</h3><div id="fig-total"><${FigureRows} k=${view.totals}/></div>
       <h3>${tt("perArea")}</h3>${view.areas.map((a) => html`<div class="fig-area" data-area=${a.area_id}><h4>${a.area_name}</h4><${FigureRows} k=${a.kronoberg}/></div>`)}`}

@@ -181,7 +181,7 @@ export function Steering({ me }) {
     ${analysis ? html`<${Analysis} analysis=${analysis} muni=${muni}/>` : html`<p class="hint">${tx("noAnalysis")}</p>`}
     ${msg && html`<${Msg} kind=${msg.kind}>${msg.key ? tx(msg.key) : msg.text}<//>`}
     ${canDecide && analysis && html`<${DecideForm} analysis=${analysis} actors=${actors} onSaved=${(m) => measureSaved(m, "decided")}/>`}
-    <${Measures} measures=${measures} actors=${actors} canDecide=${canDecide} muni=${muni} open=${open} setOpen=${setOpen}
+    <${Measures} measures=${measures} actors=${actors} canDecide=${canDecide} analysis=${analysis} open=${open} setOpen=${setOpen}
       onSaved=${(m) => measureSaved(m, "redecided")}/>
   </main>`;
 }
@@ -307,14 +307,15 @@ function DecideForm({ analysis, actors, onSaved }) {
     </form></section>`;
 }
 
-function Measures({ measures, actors, canDecide, muni, open, setOpen, onSaved }) {
+function Measures({ measures, actors, canDecide, analysis, open, setOpen, onSaved }) {
   return html`<section class="card" aria-labelledby="measures-title"><h2 id="measures-title">${tx("measures")}</h2>
     ${!canDecide && html`<p class="hint" id="read-only">${tx("readOnly")}</p>`}
     ${measures.length ? html`<ul class="plain" id="measures">${measures.map((m) => html`<li data-measure=${m.id}>
         <div class="steering-measure-head"><strong>${m.title}</strong> · ${m.area_name} · <span class="badge info">${coded("measureStatus", m.status)}</span>
           <button class="secondary steering-toggle" aria-expanded=${open === m.id ? "true" : "false"} aria-controls=${open === m.id ? `measure-${m.id}` : undefined}
             onClick=${() => setOpen(open === m.id ? "" : m.id)}>${open === m.id ? tx("hide") : tx("show")}<span class="sr"> ${m.title}</span></button></div>
-        ${open === m.id && html`<${MeasureDetail} key=${m.id + m.revision} measure=${m} actors=${actors} canDecide=${canDecide} onSaved=${onSaved}/>`}</li>`)}</ul>`
+        ${open === m.id && html`<${MeasureDetail} key=${m.id + m.revision} measure=${m} actors=${actors} canDecide=${canDecide}
+          problems=${(((analysis && analysis.areas) || []).find((a) => a.area_id === m.area_id) || {}).persistent_problems || []} onSaved=${onSaved}/>`}</li>`)}</ul>`
       : html`<p class="hint">${tx("noMeasures")}</p>`}
   </section>`;
 }
@@ -328,7 +329,7 @@ function changeValue(m, actors, field, v) {
   return String(v);
 }
 
-function MeasureDetail({ measure: m, actors, canDecide, onSaved }) {
+function MeasureDetail({ measure: m, actors, canDecide, problems, onSaved }) {
   const [effect, setEffect] = useState(null);
   useEffect(() => { api("analysis", `/v1/measures/${encodeURIComponent(m.id)}/effect`).then(setEffect).catch(() => setEffect(null)); }, [m.id, m.revision]);
   const res = m.resources || {};
@@ -351,29 +352,66 @@ function MeasureDetail({ measure: m, actors, canDecide, onSaved }) {
         <figcaption><strong>${problemName(it)}</strong>: ${it.direction === "insufficient_data" ? tx("directions").insufficient_data
           : html`${tx("meanBefore")} ${num(it.before_mean)}, ${tx("meanAfter")} ${num(it.after_mean)} (${tx("directions")[it.direction]})`}</figcaption>
         <${EffectChart} item=${it}/></figure>`) : "…"}</div>
-    ${canDecide && html`<${Redecide} measure=${m} onSaved=${onSaved}/>`}
+    ${canDecide && html`<${Redecide} measure=${m} actors=${actors} problems=${problems} onSaved=${onSaved}/>`}
   </div>`;
 }
 
-function Redecide({ measure: m, onSaved }) {
-  const [f, setF] = useState({ status: m.status, end: m.end || "", reason: "" }); const [msg, setMsg] = useState(null);
+// The fields a re-decision may change, as the form holds them (resources as the number inputs' texts)
+const formOf = (m) => ({ title: m.title, description: m.description || "", items: [...m.items], actor: m.responsible_actor,
+  status: m.status, end: m.end || "", hours: (m.resources || {}).hours ?? "", money: (m.resources || {}).money_sek ?? "", reason: "" });
+const sameSet = (a, b) => a.length === b.length && a.every((x) => b.includes(x));
+
+// What a re-decision changes: only the fields that differ from the measure go in the PATCH, with the reason
+function redecision(m, f) {
+  const body = { reason: f.reason }; const was = formOf(m);
+  if (f.title.trim() !== m.title) body.title = f.title.trim();
+  if (f.description !== was.description) body.description = f.description;
+  if (!sameSet(f.items, m.items)) body.items = f.items;
+  if (f.actor !== m.responsible_actor) body.responsible_actor = f.actor;
+  if (f.status !== m.status) body.status = f.status;
+  if ((f.end || null) !== (m.end || null)) body.end = f.end || null;
+  if (String(f.hours) !== String(was.hours) || String(f.money) !== String(was.money))
+    body.resources = { ...(f.hours !== "" ? { hours: Number(f.hours) } : {}), ...(f.money !== "" ? { money_sek: Number(f.money) } : {}) };
+  return body;
+}
+
+function Redecide({ measure: m, actors, problems, onSaved }) {
+  const [f, setF] = useState(() => formOf(m)); const [msg, setMsg] = useState(null);
   const set = (k) => (e) => setF({ ...f, [k]: e.target.value });
+  // the items one may choose: the area's persistent problems in the analysis shown, and what the measure addresses now
+  const choices = [...problems.map((p) => ({ code: p.item, name: problemName(p) })),
+    ...m.items.filter((c) => !problems.some((p) => p.item === c)).map((c) => ({ code: c, name: itemLabel(m, c) }))];
+  const toggle = (code) => setF({ ...f, items: f.items.includes(code) ? f.items.filter((i) => i !== code) : [...f.items, code] });
   const submit = async (ev) => {
     ev.preventDefault();
-    const body = { reason: f.reason };
-    if (f.status !== m.status) body.status = f.status;
-    if ((f.end || null) !== (m.end || null)) body.end = f.end || null;
+    if (!f.items.length) { setMsg({ kind: "bad", text: tx("pickProblem") }); return; }
+    const body = redecision(m, f);
     if (Object.keys(body).length === 1) { setMsg({ kind: "bad", text: tx("noChange") }); return; }
     try { const saved = await api("analysis", `/v1/measures/${encodeURIComponent(m.id)}`, { method: "PATCH", body }); setMsg(null); onSaved(saved); }
     catch (e) { setMsg({ kind: "bad", text: pick(e.message) }); }
   };
+  const known = actors.some((a) => a.id === m.responsible_actor);
   return html`<form class="steering-redecide" id="redecide-form" onSubmit=${submit} aria-labelledby="redecide-title">
     <h3 id="redecide-title">${tx("redecideTitle")}</h3>
+    <label for="redecide-title-input">${tx("title")}</label>
+    <input type="text" id="redecide-title-input" required maxlength="300" value=${f.title} onInput=${set("title")}/>
+    <label for="redecide-desc">${tx("description")}</label>
+    <textarea id="redecide-desc" maxlength="4000" value=${f.description} onInput=${set("description")}></textarea>
+    <fieldset class="steering-problems" id="redecide-items"><legend>${tx("linked")}</legend>
+      ${choices.map((c) => html`<label class="steering-check"><input type="checkbox" name="redecide-item" value=${c.code}
+        checked=${f.items.includes(c.code)} onChange=${() => toggle(c.code)}/> ${c.name}</label>`)}</fieldset>
     <div class="row">
+      <div><label for="redecide-actor">${tx("actor")}</label><select id="redecide-actor" value=${f.actor} onChange=${set("actor")}>
+        ${!known && html`<option value=${m.responsible_actor}>${m.responsible_actor_name}</option>`}
+        ${actors.map((a) => html`<option value=${a.id}>${a.name}</option>`)}</select></div>
       <div><label for="redecide-status">${tx("status")}</label><select id="redecide-status" value=${f.status} onChange=${set("status")}>
         ${STATUSES.map((s) => html`<option value=${s}>${coded("measureStatus", s)}</option>`)}</select></div>
       <div><label for="redecide-end">${tx("fields").end}</label><input type="date" id="redecide-end" value=${f.end} min=${m.start} onInput=${set("end")}/></div>
     </div>
+    <fieldset class="steering-resources"><legend>${tx("resources")}</legend><div class="row">
+      <div><label for="redecide-hours">${tx("hours")}</label><input type="number" id="redecide-hours" min="0" step="any" value=${f.hours} onInput=${set("hours")}/></div>
+      <div><label for="redecide-money">${tx("money")}</label><input type="number" id="redecide-money" min="0" step="any" value=${f.money} onInput=${set("money")}/></div>
+    </div></fieldset>
     <label for="redecide-reason">${tx("redecideReason")}</label>
     <textarea id="redecide-reason" required maxlength="2000" value=${f.reason} onInput=${set("reason")}></textarea>
     <p><button class="primary" type="submit" id="redecide-submit">${tx("redecideSend")}</button></p>
