@@ -125,3 +125,48 @@ async def test_report_pdf_without_a_browser_is_501_problem(service: Any, nats_ur
             assert (await c.get(f"/v1/analyses/{m}:2026-Q4:r9/report.pdf", headers=auth("kf", m))).status_code == 404
     finally:
         await nc.close()
+
+
+async def test_the_yearly_picture_and_action_plan_renders_with_the_plan_of_the_measures(
+        service: Any, nats_url: str, tmp_path: Path) -> None:
+    """The yearly lägesbild and åtgärdsplan (period ``2026``) of the realistic municipality, rendered by
+    Chromium: its title, and the action plan with a row per measure decided. ``EST_SAVE_SCREENSHOTS=1`` keeps
+    the plan's page as ``docs/screenshots/yearly-plan.png``."""
+    from playwright.async_api import async_playwright
+
+    chromium = require_chromium()
+    m = unique("vaxjo")
+    nc = await nats.connect(nats_url)
+    try:
+        async with service(m) as (base, app), httpx.AsyncClient(base_url=base, timeout=60) as c:
+            await _realistic_analysis(c, app, nc.jetstream(), m)
+            r = await c.post("/v1/analyses", json={"municipality_id": m, "period": "2026"}, headers=auth("styr", m))
+            assert r.status_code == 201, r.text
+            body = r.json()
+            html = await c.get(f"/v1/analyses/{body['id']}/report.html", headers=auth("styr", m))
+            assert html.status_code == 200
+            page_file = tmp_path / "yearly.html"
+            page_file.write_text(html.text, encoding="utf-8")
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = await browser.new_page(viewport={"width": 1280, "height": 1100})
+            await page.goto(page_file.as_uri())
+            assert await page.inner_text("h1") == f"{realistic_org(m).municipalities[m].name} — 2026"
+            assert "LÄGESBILD OCH ÅTGÄRDSPLAN" in await page.inner_text("body")  # the header band, in capitals
+            plan = page.locator("section.plan")
+            assert await plan.locator("h2").inner_text() == "Åtgärdsplan"
+            rows = await plan.locator("tbody tr").all_inner_texts()
+            titles = [measure["title"] for measure in realistic_measures(m)]
+            assert len(rows) == len(titles) and all(any(t in row for row in rows) for t in titles), rows
+            await plan.scroll_into_view_if_needed()
+            await page.evaluate("document.querySelector('section.plan').scrollIntoView({block: 'start'})")
+            shot = tmp_path / "yearly-plan.png"
+            await page.screenshot(path=str(shot))
+            await browser.close()
+        stats = colour_stats(shot.read_bytes())
+        assert stats["colours"] > 100 and stats["painted"] > 0.05, stats
+        if os.environ.get("EST_SAVE_SCREENSHOTS"):
+            DOCS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, DOCS / "yearly-plan.png")
+    finally:
+        await nc.close()

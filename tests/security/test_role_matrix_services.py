@@ -428,3 +428,78 @@ async def test_a_person_removed_from_the_organisation_is_refused_everywhere(worl
     for name, path in probes.items():
         r = await world.clients[name].get(path, headers=headers_for("key_function"))
         assert r.status_code == 200, (name, r.status_code, r.text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The web front end's /session routes: signing in is the same for every role (the intake says who a token is);
+# what a session may then do is its person's roles, as with the token itself.
+
+SESSION_CALLERS = ["reporter", "key_function", "police", "social_services", "admin", "no token", "bad token"]
+SESSION_PERSON = {"reporter": "anna", "key_function": "bo", "police": "petra", "social_services": "sara",
+                  "admin": "admin"}
+# (method, route) -> expected status per caller in SESSION_CALLERS order, each on its own (fresh) client
+SESSION_EXPECTED: dict[tuple[str, str], list[int]] = {
+    ("POST", "/session"): [200, 200, 200, 200, 200, 422, 401],
+    ("GET", "/session"): [200, 200, 200, 200, 200, 401, 401],
+    ("GET", "/session/methods"): [200] * 7,
+    ("GET", "/session/demo"): [404] * 7,  # demo sign-in off
+    ("POST", "/session/demo"): [404] * 7,
+    ("GET", "/session/oidc"): [404] * 7,  # no OpenID provider configured
+    ("GET", "/session/oidc/callback"): [404] * 7,
+    ("POST", "/session/sign-out"): [403, 403, 403, 403, 403, 204, 204],  # a session's sign-out needs its CSRF token
+}
+# through the gateway on the session: the person's own roles, nothing more
+SESSION_GATEWAY: dict[str, list[int]] = {
+    "/api/intake/v1/me": [200, 200, 200, 200, 200, 401, 401],
+    "/api/intake/v1/admin/org": [403, 403, 403, 403, 200, 401, 401],
+}
+
+
+async def test_role_matrix_of_the_web_sessions(matrix_nats: NatsServer, tmp_path: Path) -> None:
+    from est_intake.forfeitures.pii import generate_key
+    from est_web.app import create_app as web_app
+    from est_web.settings import WebSettings
+
+    from tests.intake.support import running as running_intake
+    from tests.intake.support import settings_for as intake_settings
+    from tests.security.support import TOKENS, forfeiture_org
+
+    (tmp_path / "intake").mkdir()
+    settings = intake_settings(tmp_path / "intake", matrix_nats.url, forfeiture_org(), pii_key=generate_key())
+    async with running_intake(settings) as (intake, _app):
+        web = web_app(WebSettings(intake_url=str(intake.base_url).rstrip("/"), log_level="WARNING",
+                                  data_dir=tmp_path / "web", sign_in_max_failures=1000))
+        async with serve(web) as base:
+            spec = (await httpx.AsyncClient(base_url=base).get("/openapi.json")).json()
+            documented = {(m.upper(), p) for p, ops in spec["paths"].items() if p.startswith("/session")
+                          for m in ops if m in ("get", "post", "put", "patch", "delete")}
+            assert documented == set(SESSION_EXPECTED), sorted(documented ^ set(SESSION_EXPECTED))
+            got: dict[Any, list[int]] = {k: [] for k in [*SESSION_EXPECTED, *SESSION_GATEWAY]}
+            for who in SESSION_CALLERS:
+                token = TOKENS[SESSION_PERSON[who]] if who in SESSION_PERSON else "not-a-token"
+                async with httpx.AsyncClient(base_url=base, timeout=20) as c:
+                    r = await c.post("/session", json={"token": token} if who != "no token" else {})
+                    got[("POST", "/session")].append(r.status_code)
+                    r = await c.get("/session")
+                    got[("GET", "/session")].append(r.status_code)
+                    if r.status_code == 200:
+                        assert r.json()["me"]["id"] == SESSION_PERSON[who], r.text
+                    for path in SESSION_GATEWAY:
+                        got[path].append((await c.get(path)).status_code)
+                    got[("GET", "/session/methods")].append((await c.get("/session/methods")).status_code)
+                    got[("GET", "/session/demo")].append((await c.get("/session/demo")).status_code)
+                    r = await c.post("/session/demo", json={"person_id": SESSION_PERSON.get(who, "anna")})
+                    got[("POST", "/session/demo")].append(r.status_code)
+                    got[("GET", "/session/oidc")].append((await c.get("/session/oidc")).status_code)
+                    r = await c.get("/session/oidc/callback", params={"code": "x", "state": "y"})
+                    got[("GET", "/session/oidc/callback")].append(r.status_code)
+                    r = await c.post("/session/sign-out")
+                    got[("POST", "/session/sign-out")].append(r.status_code)
+                    if who in SESSION_PERSON:  # with the session's CSRF token it ends, and with it the access
+                        csrf = (await c.get("/session")).json()["csrf_token"]
+                        assert (await c.post("/session/sign-out", headers={"X-CSRF-Token": csrf})).status_code == 204
+                        assert (await c.get("/session")).status_code == 401
+                        assert (await c.get("/api/intake/v1/me")).status_code == 401
+            expected = {**SESSION_EXPECTED, **SESSION_GATEWAY}
+            assert got == expected, "\n".join(f"{k}: got {got[k]} expected {v}" for k, v in expected.items()
+                                              if got[k] != v)

@@ -119,3 +119,14 @@ def demo_sign_in(browser: Browser, demo_system: System) -> Iterator[Callable[...
     open_as, pages = _signer(browser, demo_system)
     yield open_as
     _no_csp_violations(pages)
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where a test saves its screenshots: the README's folder when asked (``EST_SAVE_SCREENSHOTS=1``), else
+    the test's temporary folder."""
+    out = SCREENSHOTS if os.environ.get("EST_SAVE_SCREENSHOTS") else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    return out

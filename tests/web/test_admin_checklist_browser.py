@@ -8,6 +8,7 @@ finds no WCAG 2.1 AA violation on either page part."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -16,7 +17,7 @@ import yaml
 
 from tests.support import System, e2e_org, start_system, wait_for
 from tests.web.axe import assert_no_axe_violations
-from tests.web.conftest import _no_csp_violations, _signer
+from tests.web.conftest import _no_csp_violations, _signer, screenshot_dir
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -71,11 +72,12 @@ def _admin(open_as: Callable[..., Page]) -> Page:
 
 
 def test_a_new_checklist_version_made_in_the_admin_page_is_what_the_reporter_form_asks(
-        admin_system: System, open_as: Callable[..., Page]) -> None:
+        admin_system: System, open_as: Callable[..., Page], tmp_path: Path) -> None:
     s = admin_system
     current = _get(s, "intake", "/v1/checklists/current", "t-anna")
     old_label = next(i["label_sv"] for i in current["items"] if i["code"] == "klotter")
     page = _admin(open_as)
+    page.screenshot(path=str(screenshot_dir(tmp_path) / "admin.png"))
     page.click(f"button:has-text('Ny version: {current['name_sv']} (version {current['version']})')")
     editor = page.locator("form.card", has=page.locator("input[id$='-label_sv']"))
     editor.wait_for()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ import pytest
 
 from tests.support import System
 from tests.web.axe import assert_no_axe_violations
+from tests.web.conftest import screenshot_dir
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -60,7 +62,7 @@ def _words(level: int | None) -> str:
 
 
 def test_the_dashboard_map_shows_levels_names_and_places_from_nowhere_else(
-        demo_system: System, demo_sign_in: Callable[..., Page]) -> None:
+        demo_system: System, demo_sign_in: Callable[..., Page], tmp_path: Path) -> None:
     me = _get(demo_system, "intake", "/v1/me", "demo-lena")
     areas = {a["id"]: a for a in me["areas"]}
     assert all(a.get("geometry") for a in areas.values())
@@ -124,6 +126,7 @@ def test_the_dashboard_map_shows_levels_names_and_places_from_nowhere_else(
     # the area's picture opens below as from the table
     page.wait_for_selector("#first-analysis")
     assert_no_axe_violations(page)
+    page.locator("section.card", has=page.locator("#map")).screenshot(path=str(screenshot_dir(tmp_path) / "map.png"))
 
     page.click("#view-table")
     page.wait_for_selector("#heatmap")

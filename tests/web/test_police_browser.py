@@ -21,7 +21,7 @@ from playwright.sync_api import Browser
 from tests.security.support import born_years_ago, pnr
 from tests.support import System, e2e_org, start_system
 from tests.web.axe import assert_no_axe_violations
-from tests.web.conftest import _no_csp_violations, _signer
+from tests.web.conftest import _no_csp_violations, _signer, screenshot_dir
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -153,6 +153,7 @@ def test_police_record_see_figures_download_and_social_services_open_with_a_purp
     assert page.inner_text("#fig-total [data-figure=interventions]") == str(api["totals"]["interventions"]) == "1"
     assert f"{len(api['weeks'])} veckor" in page.inner_text("#fig-covers")
     assert_no_axe_violations(page)
+    page.locator("#kronoberg").screenshot(path=str(screenshot_dir(tmp_path) / "police.png"))
     with page.expect_download() as d:
         page.click("#fig-csv")
     rows = list(csv.DictReader(io.StringIO(Path(d.value.path()).read_bytes().decode("utf-8-sig"), newline=""),
@@ -178,6 +179,7 @@ def test_police_record_see_figures_download_and_social_services_open_with_a_purp
     assert "Araby" in listed and "centrum" in listed and "15–17 år" in listed
     assert NAME not in listed and number not in listed
     assert_no_axe_violations(soc)
+    soc.screenshot(path=str(screenshot_dir(tmp_path) / "social-services.png"))
     soc.click(f"#soc-list li[data-protocol='{protocol_id}'] button")
     soc.fill("#r-purpose", "uppföljningssamtal")
     soc.click("#r-read")
