@@ -36,6 +36,18 @@ def org_with(tokens: dict[str, str]) -> dict[str, Any]:
     return org
 
 
+def _apps(tmp_path: Path, nats: NatsServer) -> tuple[Any, Any]:
+    """An intake on the test organisation and a notifier of Växjö on durables of their own."""
+    (tmp_path / "intake").mkdir()
+    intake = create_intake(settings_for(tmp_path / "intake", nats.url, org_with({})))
+    tag = uuid.uuid4().hex[:8]
+    notifier = create_app(Settings(
+        nats_url=nats.url, data_dir=tmp_path / "notifier", log_level="WARNING", reminders_enabled=False,
+        municipality_filter="vaxjo", poll_interval=0.1, durable_pictures=f"p-{tag}", durable_alerts=f"al-{tag}",
+        durable_analyses=f"an-{tag}", durable_updates=f"up-{tag}", durable_notifications=f"nf-{tag}"))
+    return intake, notifier
+
+
 async def told(outbox: Path) -> dict[str, str]:
     """Recipient -> plain text of every credential notice in the outbox."""
     def read() -> dict[str, str]:
@@ -50,13 +62,7 @@ async def told(outbox: Path) -> dict[str, str]:
 
 async def test_police_and_social_services_are_told_when_their_token_changes(tmp_path: Path,
                                                                             fresh_nats: NatsServer) -> None:
-    (tmp_path / "intake").mkdir()
-    intake = create_intake(settings_for(tmp_path / "intake", fresh_nats.url, org_with({})))
-    tag = uuid.uuid4().hex[:8]
-    notifier = create_app(Settings(
-        nats_url=fresh_nats.url, data_dir=tmp_path / "notifier", log_level="WARNING", reminders_enabled=False,
-        municipality_filter="vaxjo", poll_interval=0.1, durable_pictures=f"p-{tag}", durable_alerts=f"al-{tag}",
-        durable_analyses=f"an-{tag}", durable_updates=f"up-{tag}", durable_notifications=f"nf-{tag}"))
+    intake, notifier = _apps(tmp_path, fresh_nats)
     outbox = tmp_path / "notifier" / "outbox"
     new = {"petra": "tok-petra-2", "sara": "tok-sara-2", "anna": "tok-anna-2", "bo": "tok-bo-2"}
     async with serve(intake) as ibase, serve(notifier) as nbase, \
@@ -101,13 +107,7 @@ async def test_a_personal_api_token_issued_to_a_police_officer_is_told_to_her(tm
                                                                               fresh_nats: NatsServer) -> None:
     """An administrator who issues an API token for a police officer could read protocols as her: she is told,
     as when her token in the file changes; a token issued to a reporter tells nobody."""
-    (tmp_path / "intake").mkdir()
-    intake = create_intake(settings_for(tmp_path / "intake", fresh_nats.url, org_with({})))
-    tag = uuid.uuid4().hex[:8]
-    notifier = create_app(Settings(
-        nats_url=fresh_nats.url, data_dir=tmp_path / "notifier", log_level="WARNING", reminders_enabled=False,
-        municipality_filter="vaxjo", poll_interval=0.1, durable_pictures=f"p-{tag}", durable_alerts=f"al-{tag}",
-        durable_analyses=f"an-{tag}", durable_updates=f"up-{tag}", durable_notifications=f"nf-{tag}"))
+    intake, notifier = _apps(tmp_path, fresh_nats)
     outbox = tmp_path / "notifier" / "outbox"
     async with serve(intake) as ibase, serve(notifier) as nbase, \
             httpx.AsyncClient(base_url=ibase, timeout=10) as http, httpx.AsyncClient(base_url=nbase) as nhttp:
