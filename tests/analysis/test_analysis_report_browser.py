@@ -158,6 +158,13 @@ async def test_the_yearly_picture_and_action_plan_renders_with_the_plan_of_the_m
             rows = await plan.locator("tbody tr").all_inner_texts()
             titles = [measure["title"] for measure in realistic_measures(m)]
             assert len(rows) == len(titles) and all(any(t in row for row in rows) for t in titles), rows
+            # a date in the "När" column stays on one line (it broke at its hyphens in a narrow column)
+            heights = await plan.locator("tbody td .nobr").evaluate_all(
+                "spans => spans.map(s => s.getClientRects().length)")
+            assert heights and all(h == 1 for h in heights), heights
+            overflow = await plan.evaluate("s => s.querySelector('table').getBoundingClientRect().right"
+                                           " - s.getBoundingClientRect().right")
+            assert overflow <= 0, f"the plan's table sticks out of its section by {overflow} px"
             await plan.scroll_into_view_if_needed()
             await page.evaluate("document.querySelector('section.plan').scrollIntoView({block: 'start'})")
             shot = tmp_path / "yearly-plan.png"
