@@ -1,4 +1,5 @@
-"""Container entrypoint: run one EST service (what ``est run SERVICE`` does, without the CLI package).
+"""Container entrypoint: run one EST service or the web front end (what ``est run SERVICE`` does, without the
+CLI package).
 
 The image has only its own service installed, so this file (stdlib + uvicorn + the service package)
 stands in for the CLI. The service is chosen by ``EST_SERVICE`` (set at build time) or the first
@@ -22,7 +23,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-SERVICES = {"intake": 8000, "aggregator": 8001, "notifier": 8002, "analysis": 8003}
+SERVICES = {"intake": 8000, "aggregator": 8001, "notifier": 8002, "analysis": 8003, "web": 8080}
 
 
 def service_name(argv: list[str]) -> str:

@@ -27,8 +27,8 @@ cm configmap est-grafana-datasources --from-file="$deploy/grafana/provisioning/d
 cm configmap est-grafana-providers --from-file="$deploy/grafana/provisioning/dashboards/est.yml"
 cm configmap est-grafana-dashboards --from-file="$deploy/grafana/dashboards/est-lagesbild.json"
 
-for f in config nats postgres intake aggregator notifier analysis prometheus grafana; do
+for f in config nats postgres intake aggregator notifier analysis web prometheus grafana; do
   kubectl apply -f "$k8s/$f.yaml"
 done
 kubectl -n "$ns" rollout status statefulset/est-nats --timeout=5m
-for d in intake aggregator notifier analysis; do kubectl -n "$ns" rollout status deployment/est-$d --timeout=5m; done
+for d in intake aggregator notifier analysis web; do kubectl -n "$ns" rollout status deployment/est-$d --timeout=5m; done

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +170,7 @@ def test_promtool_check_config(config: str, tmp_path: Path) -> None:
     jobs = {j["job_name"]: j for j in scrape}
     assert {"est", "nats"} <= set(jobs)
     ports = {c["port"] for c in jobs["est"]["dns_sd_configs"]}
-    assert ports == set(PORTS.values())
+    assert ports == {*PORTS.values(), 8080}       # the four services and the web front end
 
 
 # --- compose -----------------------------------------------------------------------------------------
@@ -378,3 +381,119 @@ def test_nats_config_refuses_to_start_without_a_password(certs: Path, tmp_path: 
     res = subprocess.run([nats_server_bin(), "--config", str(tmp_path / "nats.conf"), "-t"],
                          capture_output=True, text=True, env=env, timeout=30)
     assert res.returncode != 0 and "EST_NATS_NOTIFIER_PASSWORD" in res.stderr
+
+
+# --- the web front end -------------------------------------------------------------------------------
+def test_compose_runs_two_web_replicas_behind_the_edge_with_sessions_in_postgres() -> None:
+    services = compose()["services"]
+    web = services["web"]
+    env = web["environment"]
+    assert web["deploy"]["replicas"] == 2
+    assert web["build"]["args"]["SERVICE"] == "web" and web["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert env["EST_WEB_PORT"] == "8080"
+    for svc, port in PORTS.items():          # the gateway reaches every service by its compose name and port
+        assert env[f"EST_WEB_{svc.upper()}_URL"] == f"http://{svc}:{port}"
+        assert svc in services
+    assert env["EST_WEB_SESSION_DATABASE_URL"] == "postgresql+asyncpg://web:${EST_PG_WEB_PASSWORD}@postgres/web"
+    assert env["EST_WEB_SESSION_KEY"].startswith("${EST_WEB_SESSION_KEY:?")      # every replica seals alike
+    assert env["EST_WEB_HTTPS"] == "true" and env["FORWARDED_ALLOW_IPS"] == "*"
+    assert "EST_PG_WEB_PASSWORD" in services["postgres"]["environment"]
+    init = (DEPLOY / "postgres" / "init-databases.sh").read_text()
+    assert "for svc in intake aggregator notifier analysis web" in init
+    edge = services["edge"]
+    assert "8080:8080" in edge["ports"] and "web" in edge["depends_on"]
+    nginx = (DEPLOY / "edge" / "nginx.conf").read_text()
+    assert re.search(r"listen 8080; location / \{ set \$u http://web:8080;\s+proxy_pass \$u; \}", nginx)
+    example = (DEPLOY / "env.example").read_text()
+    for var in ("EST_PG_WEB_PASSWORD", "EST_WEB_SESSION_KEY", "EST_WEB_PUBLIC_ORIGINS"):
+        assert f"\n{var}=" in example, var
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    est = next(j for j in scrape if j["job_name"] == "est")
+    assert {"names": ["web"], "type": "A", "port": 8080, "refresh_interval": "15s"} in est["dns_sd_configs"]
+
+
+def test_k8s_web_front_end_has_two_replicas_probes_its_secret_and_no_nats() -> None:
+    dep = by_kind("Deployment")["est-web"]
+    assert dep["spec"]["replicas"] == 2
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["EST_WEB_PORT"] == "8080" and env["EST_NATS_CA_FILE"] == ""
+    for svc, port in PORTS.items():
+        assert env[f"EST_WEB_{svc.upper()}_URL"] == f"http://{svc}:{port}"
+    refs = {r.get("configMapRef", r.get("secretRef"))["name"] for r in c["envFrom"]}
+    assert refs == {"est-config", "est-web"}
+    secret = by_kind("Secret")["est-web"]["stringData"]
+    assert secret["EST_WEB_SESSION_DATABASE_URL"].endswith("@postgres/web") and "EST_WEB_SESSION_KEY" in secret
+    assert "EST_PG_WEB_PASSWORD" in by_kind("Secret")["est-postgres"]["stringData"]
+    assert by_kind("Service")["web"]["spec"]["ports"][0]["port"] == 8080
+    assert by_kind("Service")["web-pods"]["spec"]["clusterIP"] == "None"
+    assert by_kind("PodDisruptionBudget")["est-web"]["spec"]["minAvailable"] == 1
+    script = (DEPLOY / "k8s" / "apply.sh").read_text()
+    assert "analysis web prometheus" in script and "for d in intake aggregator notifier analysis web" in script
+
+
+def test_the_web_wheel_the_image_installs_holds_the_app(tmp_path: Path) -> None:
+    """The image installs est-web as a wheel (``--no-editable``): the app's static files must be inside it."""
+    uv = ROOT / ".venv" / "bin" / "uv"
+    res = subprocess.run([str(uv if uv.exists() else "uv"), "build", "--wheel", "--package", "est-web",
+                          "-o", str(tmp_path), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    (wheel,) = tmp_path.glob("est_web-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f"est_web/static/{p.relative_to(ROOT / 'services/web/src/est_web/static')}"
+               for p in (ROOT / "services/web/src/est_web/static").rglob("*") if p.is_file()}
+    assert shipped and shipped <= names, sorted(shipped - names)
+
+
+@pytest.mark.postgres
+async def test_the_entrypoint_serves_the_web_app_with_sessions_in_postgres(postgres_url: str, tmp_path: Path) -> None:
+    """``serve.py web`` as the image runs it (no CLI): the app shell and health answer, readiness says the
+    services are not there yet, and the sign-in session table is made in PostgreSQL."""
+    import httpx
+    from cryptography.fernet import Fernet
+    from est_shared.testing import free_port
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tests.support import eventually
+
+    port = free_port()
+    dead = free_port()
+    env = {**os.environ, "EST_WEB_PORT": str(port), "EST_HOST": "127.0.0.1", "EST_DATA_DIR": str(tmp_path),
+           "EST_WEB_SESSION_DATABASE_URL": postgres_url, "EST_WEB_SESSION_KEY": Fernet.generate_key().decode(),
+           **{f"EST_WEB_{s.upper()}_URL": f"http://127.0.0.1:{dead}" for s in PORTS}}
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(DEPLOY / "serve.py"), "web", env=env,
+                                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+            async def up() -> bool:
+                try:
+                    return (await c.get("/healthz")).status_code == 200
+                except httpx.HTTPError:
+                    assert proc.returncode is None, "serve.py web stopped"
+                    return False
+            await eventually(up, timeout=60)
+            app = await c.get("/app/")
+            assert app.status_code == 200 and "<html" in app.text.lower()
+            ready = await c.get("/readyz")
+            assert ready.status_code == 503, ready.text
+        engine = create_async_engine(postgres_url)
+        try:
+            async with engine.connect() as conn:
+                tables = (await conn.exec_driver_sql(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars().all()
+        finally:
+            await engine.dispose()
+        assert tables, "the web front end made no session table in PostgreSQL"
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+
+
+def test_the_images_that_print_pdfs_hold_chromium() -> None:
+    """The aggregator's and the analysis' PDFs are printed by headless Chromium: their images install it."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    final = text.split("FROM ${PYTHON_IMAGE}\n", 1)[1]
+    assert re.search(r'if \[ "\$SERVICE" = aggregator \] \|\| \[ "\$SERVICE" = analysis \]; then\s*\\\s*'
+                     r"apt-get update && apt-get install -y --no-install-recommends chromium", final)
