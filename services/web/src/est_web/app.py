@@ -65,7 +65,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         cookie_secure=settings.cookie_secure or settings.https, public_origins=settings.origins(),
         demo_sign_in=settings.demo_sign_in, demo_org_file=settings.demo_org_file,
         oidc_redirect_uri=settings.oidc_redirect_uri),
-        Throttle(settings.sign_in_max_failures, settings.sign_in_window_seconds), oidc=oidc)
+        Throttle(settings.sign_in_max_failures, settings.sign_in_window_seconds, store), oidc=oidc)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -21,8 +21,8 @@ import json
 import logging
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,31 +57,25 @@ class DemoSignIn(BaseModel):
 
 @dataclass
 class Throttle:
-    """Failed sign-ins per client address within a sliding window (kept in this process)."""
+    """Failed sign-ins per client address within a sliding window, counted in the session database, so that
+    every replica of the web front end counts the same tries."""
 
     max_failures: int
     window: float
-    failures: dict[str, deque[float]] = field(default_factory=dict)
+    store: SessionStore
 
-    def _recent(self, client: str) -> deque[float]:
-        seen = self.failures.setdefault(client, deque())
-        now = time.monotonic()
-        while seen and now - seen[0] > self.window:
-            seen.popleft()
-        return seen
-
-    def check(self, client: str) -> None:
-        seen = self._recent(client)
+    async def check(self, client: str) -> None:
+        now = self.store.clock.now()
+        seen = await self.store.failures_since(client, now - timedelta(seconds=self.window))
         if len(seen) >= self.max_failures:
-            wait = max(1, int(self.window - (time.monotonic() - seen[0])) + 1)
+            # allowed again when the failure that keeps the count at the limit leaves the window
+            freed = seen[len(seen) - self.max_failures] + timedelta(seconds=self.window)
+            wait = max(1, int((freed - now).total_seconds()) + 1)
             raise Problem(429, "Too many sign-in attempts", "För många misslyckade inloggningar; försök igen om en "
                           "stund. / Too many failed sign-ins; try again later.", headers={"Retry-After": str(wait)})
 
-    def failed(self, client: str) -> None:
-        self._recent(client).append(time.monotonic())
-        if len(self.failures) > 10_000:  # forget the quiet clients rather than grow without bound
-            for quiet in [c for c, d in self.failures.items() if not d][:5_000]:
-                del self.failures[quiet]
+    async def failed(self, client: str) -> None:
+        await self.store.add_failure(client, forget_before=self.store.clock.now() - timedelta(seconds=self.window))
 
 
 @dataclass
@@ -241,12 +235,12 @@ def build_session_router(sessions: Sessions) -> APIRouter:
     async def sign_in(body: TokenSignIn, request: Request) -> Response:
         sessions.check_origin(request)
         client = client_of(request)
-        sessions.throttle.check(client)
+        await sessions.throttle.check(client)
         try:
             return await sessions.sign_in(request, body.token.strip(), kind="token")
         except Problem as problem:
             if problem.status == 401:
-                sessions.throttle.failed(client)
+                await sessions.throttle.failed(client)
             raise
 
     @router.post("/session/sign-out", summary="Sign out: the server-side session is deleted, the cookie cleared",

@@ -6,6 +6,9 @@ it, so a copy of the database does not give anyone a cookie. The credential (the
 gateway adds when it forwards) is sealed with AES-256-GCM (``est_shared.sealed``), bound to the
 session's key, and is never logged. A session ends at its idle or its absolute expiry, whichever
 comes first, or when it is signed out (the row is deleted).
+
+Failed sign-ins are kept in the same database (``web_sign_in_failures``: when, and the SHA-256 of the
+client's address, not the address), so that every replica counts the same tries (``sessions.Throttle``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from est_shared.clock import Clock
 from est_shared.db import make_engine
 from est_shared.sealed import PiiCipher
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, delete, select, update
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 metadata = MetaData()
@@ -34,6 +37,12 @@ sessions_table = Table(
     Column("extra", Text, nullable=True),  # sealed JSON: the provider's refresh token, expiry and ID token
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("seen_at", DateTime(timezone=True), nullable=False),
+)
+failures_table = Table(
+    "web_sign_in_failures", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client", String(64), nullable=False, index=True),  # sha256 hex of the client's address
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 
@@ -52,6 +61,11 @@ class WebSession:
 
 def session_key(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def client_key(client: str) -> str:
+    """What the failures table keeps of a client's address."""
+    return hashlib.sha256(f"est-web-sign-in:{client}".encode()).hexdigest()
 
 
 class SessionStore:
@@ -124,6 +138,21 @@ class SessionStore:
             await conn.execute(update(sessions_table).where(sessions_table.c.key == key).values(
                 credential=self.cipher.encrypt(credential, context=f"web-session:{key}"),
                 extra=self._seal_extra(key, extra)))
+
+    async def failures_since(self, client: str, since: datetime) -> list[datetime]:
+        """When ``client`` (an address) failed to sign in after ``since``, oldest first, on any replica."""
+        t = failures_table
+        async with self._engine().connect() as conn:
+            rows = await conn.execute(select(t.c.at).where(t.c.client == client_key(client), t.c.at > since)
+                                      .order_by(t.c.at))
+            return [_aware(at) for (at,) in rows]
+
+    async def add_failure(self, client: str, *, forget_before: datetime) -> None:
+        """A failed sign-in of ``client`` now; the failures of every client before ``forget_before`` go."""
+        t = failures_table
+        async with self._engine().begin() as conn:
+            await conn.execute(t.insert().values(client=client_key(client), at=self.clock.now()))
+            await conn.execute(delete(t).where(t.c.at < forget_before))
 
     async def delete(self, session_id: str) -> None:
         async with self._engine().begin() as conn:
