@@ -16,19 +16,8 @@ from est_web.app import create_app
 from est_web.settings import WebSettings
 from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-
-def _intake() -> Starlette:
-    async def me(request: Request) -> JSONResponse:
-        if request.headers.get("authorization") == "Bearer t-ok":
-            return JSONResponse({"person_id": "ok", "name": "Olle Ok", "roles": ["reporter"]})
-        return JSONResponse({"title": "Unauthorized", "status": 401}, status_code=401)
-
-    return Starlette(routes=[Route("/v1/me", me)])
+from tests.web.stand_ins import intake_knowing_one_token
 
 
 def _fuzz(base: str, cookie: str) -> tuple[int, list[str]]:
@@ -62,7 +51,7 @@ def _fuzz(base: str, cookie: str) -> tuple[int, list[str]]:
 
 
 async def test_the_session_routes_answer_every_input_without_a_5xx(tmp_path: Path) -> None:
-    async with serve(_intake()) as intake_url:
+    async with serve(intake_knowing_one_token()) as intake_url:
         web = create_app(WebSettings(intake_url=intake_url, log_level="WARNING", data_dir=tmp_path,
                                      sign_in_max_failures=1000))
         async with serve(web) as base:

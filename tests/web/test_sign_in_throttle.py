@@ -16,28 +16,17 @@ from est_web.app import create_app
 from est_web.settings import WebSettings
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import create_async_engine
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+
+from tests.web.stand_ins import intake_knowing_one_token
 
 WINDOW = 3
-
-
-def _intake() -> Starlette:
-    async def me(request: Request) -> JSONResponse:
-        if request.headers.get("authorization") == "Bearer t-ok":
-            return JSONResponse({"person_id": "ok", "name": "Olle Ok", "roles": ["reporter"]})
-        return JSONResponse({"title": "Unauthorized", "status": 401}, status_code=401)
-
-    return Starlette(routes=[Route("/v1/me", me)])
 
 
 @pytest.mark.postgres
 async def test_two_replicas_count_the_same_failed_sign_ins(postgres_url: str, tmp_path: Path) -> None:
     key = SecretStr(Fernet.generate_key().decode())
     async with AsyncExitStack() as stack:
-        intake = await stack.enter_async_context(serve(_intake()))
+        intake = await stack.enter_async_context(serve(intake_knowing_one_token()))
         replicas = []
         for name in ("a", "b"):
             app = create_app(WebSettings(intake_url=intake, log_level="WARNING", data_dir=tmp_path / name,
