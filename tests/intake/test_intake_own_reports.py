@@ -109,3 +109,49 @@ async def test_withdrawing_ones_own_report_once(tmp_path: Path, fresh_nats: Nats
         problem_of(await client.post(f"/v1/reports/{first['report_id']}/withdraw", headers=auth("bo")), 409)
         r = await client.post(f"/v1/reports/{fix['report_id']}/withdraw", headers=auth("bo"))
         assert r.status_code == 202, r.text
+
+
+async def test_a_report_has_one_successor_so_it_never_counts_twice(tmp_path: Path, fresh_nats: NatsServer) -> None:
+    """A correction of a report corrected already, of a withdrawn report or of a withdrawal is 409 and publishes
+    nothing: each would make two reports of one that count (the aggregator counts every report no stored report
+    supersedes). Resending the accepted correction is still its replay, and the latest version can be corrected."""
+    async with running(settings_for(tmp_path, fresh_nats.url, make_org())) as (client, _app):
+        first = report(period="2026-W12", answers={"skadegorelse": {"value": 3}})
+        assert (await client.post("/v1/reports", json=first, headers=auth("anna"))).status_code == 202
+        fix = report(period="2026-W12", answers={"skadegorelse": {"value": 1}}, supersedes=first["report_id"])
+        assert (await client.post("/v1/reports", json=fix, headers=auth("anna"))).status_code == 202
+        assert (await client.post("/v1/reports", json=fix, headers=auth("anna"))).status_code == 202  # a replay
+
+        other = report(period="2026-W12", answers={"skadegorelse": {"value": 5}}, supersedes=first["report_id"])
+        body = problem_of(await client.post("/v1/reports", json=other, headers=auth("anna")), 409)
+        assert "redan rättad" in body["detail"] and body["errors"][0]["latest"] == fix["report_id"]
+        # a key function correcting it is refused alike
+        problem_of(await client.post("/v1/reports", json={**other, "report_id": report()["report_id"]},
+                                     headers=auth("bo")), 409)
+        # the latest version can be corrected
+        again = report(period="2026-W12", answers={"skadegorelse": {"value": 2}}, supersedes=fix["report_id"])
+        assert (await client.post("/v1/reports", json=again, headers=auth("anna"))).status_code == 202
+
+        # withdrawn: neither it nor its withdrawal can be corrected
+        gone = report(period="2026-W13")
+        assert (await client.post("/v1/reports", json=gone, headers=auth("anna"))).status_code == 202
+        w = await client.post(f"/v1/reports/{gone['report_id']}/withdraw", headers=auth("anna"))
+        assert w.status_code == 202
+        body = problem_of(await client.post("/v1/reports", headers=auth("anna"), json=report(
+            period="2026-W13", supersedes=gone["report_id"])), 409)
+        assert "tillbakatagen" in body["detail"]
+        body = problem_of(await client.post("/v1/reports", headers=auth("anna"), json=report(
+            period="2026-W13", supersedes=w.json()["report_id"])), 409)
+        assert "tillbakatagande kan inte rättas" in body["detail"]
+        _, last = await last_event(fresh_nats.url, SUBJECT)
+        assert last["id"] == w.json()["report_id"]  # nothing refused was published
+
+        # two corrections of one report in one batch: the first is accepted, the second refused
+        base = report(period="2026-W14")
+        assert (await client.post("/v1/reports", json=base, headers=auth("anna"))).status_code == 202
+        pair = [report(period="2026-W14", answers={"skadegorelse": {"value": v}}, supersedes=base["report_id"])
+                for v in (1, 2)]
+        r = await client.post("/v1/reports:batch", json={"reports": pair}, headers=auth("anna"))
+        assert r.status_code in (200, 207), r.text
+        statuses = [x["status"] for x in r.json()["results"]]
+        assert statuses == [202, 409], r.json()

@@ -6,7 +6,7 @@ report inside a batch gets the same status and problem body as it would on its o
 
 from __future__ import annotations
 
-from est_shared.errors import DomainError, Forbidden, Invalid
+from est_shared.errors import Conflict, DomainError, Forbidden, Invalid
 
 
 class ReportRejected(DomainError):
@@ -23,6 +23,12 @@ class ReportForbidden(ReportRejected, Forbidden):
     """A report the caller may not send (role, area, a correction of someone else's report)."""
 
     title = "Forbidden"
+
+
+class ReportConflict(ReportRejected, Conflict):
+    """A correction of a report that was withdrawn or corrected already (or of a withdrawal)."""
+
+    title = "Conflict"
 
 
 class ForfeitureRejected(DomainError):

@@ -44,6 +44,7 @@ from est_intake.reports.handlers import (
     PublishMany,
     Sessions,
     Submission,
+    correction_states,
     own_reports,
     problem,
     record_own,
@@ -71,7 +72,8 @@ class ReportsContext:
     async def submit(self, subs: list[Submission], via: str) -> list[Outcome]:
         """Accept reports through the idempotency ledger and pipelined JetStream publishing."""
         out = await submit_reports(subs, ledger=self.ledger, snapshot=self.snapshot, publish=self.publish,
-                                   metrics=self.metrics, via=via, original=self.original)
+                                   metrics=self.metrics, via=via, original=self.original,
+                                   states=correction_states(self.sessions))
         await record_own(self.sessions, out)
         return out
 

@@ -150,6 +150,22 @@ async def own_report(session: AsyncSession, report_id: str) -> dict[str, Any] | 
     return out
 
 
+async def correction_states(session: AsyncSession, report_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """For the reports a call corrects: whether each is a withdrawal, and the report that corrected or withdrew
+    it (``corrected_by``, ``withdrawn_by``); ids the list does not hold are left out."""
+    c = own_reports.c
+    out: dict[str, dict[str, Any]] = {}
+    for (rid, withdrawal) in (await session.execute(select(c.report_id, c.withdrawn)
+                                                    .where(c.report_id.in_(report_ids)))).all():
+        out[rid] = {"withdrawal": bool(withdrawal), "corrected_by": None, "withdrawn_by": None}
+    for rid, sup, withdrawn in (await session.execute(select(c.report_id, c.supersedes, c.withdrawn)
+                                                      .where(c.supersedes.in_(report_ids))
+                                                      .order_by(c.received_at, c.report_id))).all():
+        state = out.setdefault(sup, {"withdrawal": False, "corrected_by": None, "withdrawn_by": None})
+        state["withdrawn_by" if withdrawn else "corrected_by"] = rid
+    return out
+
+
 async def list_own(session: AsyncSession, reporter_id: str, *, area_id: str | None, period_from: str | None,
                    period_to: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
     """A sender's reports (not their withdrawals), newest first, with what supersedes each."""

@@ -33,7 +33,7 @@ from pydantic import (
     StrictInt,
 )
 
-from est_intake.errors import ReportForbidden, ReportInvalid
+from est_intake.errors import ReportConflict, ReportForbidden, ReportInvalid
 from est_intake.org.domain import MAX_PLACE
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[1-8][0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
@@ -224,11 +224,15 @@ def _items_of(checklist: Checklist) -> dict[str, ChecklistItem]:
 
 @dataclass(frozen=True, slots=True)
 class KnownReport:
-    """An earlier accepted report as the ledger knows it: what a correction of it is judged by."""
+    """An earlier accepted report as the ledger knows it: what a correction of it is judged by; and, from the
+    senders' own list, whether it is a withdrawal and which report corrected or withdrew it."""
 
     area_id: str
     municipality_id: str
     reporter_id: str
+    withdrawal: bool = False
+    corrected_by: str | None = None
+    withdrawn_by: str | None = None
 
 
 class Lookups:
@@ -390,6 +394,20 @@ def check_correction(req: ReportIn, caller: Principal, known_reports: Mapping[st
         raise _invalid("supersedes", f"Rapporten som rättas gäller området {original.area_id}, inte {req.area_id}.",
                        f"The corrected report is about area {original.area_id}, not {req.area_id}.",
                        [{"field": "area_id", "message": f"the corrected report's area is {original.area_id}"}])
+    if original.withdrawal:
+        raise ReportConflict("Ett tillbakatagande kan inte rättas; skicka en ny rapport.",
+                             "A withdrawal cannot be corrected; send a new report.",
+                             errors=[{"field": "supersedes", "message": "a withdrawal"}],
+                             reason="correction_of_withdrawal")
+    if original.withdrawn_by not in (None, req.report_id):
+        raise ReportConflict("Rapporten är tillbakatagen; skicka en ny rapport i stället.",
+                             "The report was withdrawn; send a new report instead.",
+                             errors=[{"field": "supersedes", "message": "withdrawn"}], reason="withdrawn")
+    if original.corrected_by not in (None, req.report_id):
+        raise ReportConflict("Rapporten är redan rättad; rätta den senaste versionen.",
+                             "The report was corrected already; correct its latest version.",
+                             errors=[{"field": "supersedes", "message": "corrected by a later report",
+                                      "latest": original.corrected_by}], reason="corrected_already")
 
 
 def _may_report(caller: Principal) -> None:

@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -176,6 +176,9 @@ PublishMany = Callable[[list[tuple[str, AnyEvent]]], Awaitable[list["Acked | Non
 FetchOriginal = Callable[[str, int], Awaitable[bytes | None]]
 """Reads the stored message at a stream sequence (the original of a duplicate), None if it cannot."""
 
+CorrectionStates = Callable[[list[str]], Awaitable[dict[str, dict[str, Any]]]]
+"""For report ids a call corrects: ``withdrawal``, ``corrected_by``, ``withdrawn_by`` (``db.correction_states``)."""
+
 
 class Ledger(Protocol):
     """The idempotency store of accepted reports (``est_intake.adapters.ledger.ReportLedger``)."""
@@ -210,7 +213,8 @@ def single_publisher(publish: Publish) -> PublishMany:
 
 async def submit_reports(subs: list[Submission], *, ledger: Ledger, snapshot: OrgSnapshot,
                          publish: PublishMany, metrics: IntakeMetrics, via: str = "api",
-                         original: FetchOriginal | None = None) -> list[Outcome]:
+                         original: FetchOriginal | None = None,
+                         states: CorrectionStates | None = None) -> list[Outcome]:
     """Accept reports: replay or refuse known ids, validate, publish (awaiting acks), then record them.
 
     Publishing comes first and the idempotency row second, and the answer only after both. A crash
@@ -220,8 +224,10 @@ async def submit_reports(subs: list[Submission], *, ledger: Ledger, snapshot: Or
     gets the original's answer; other content → 409. Outside the duplicate window the resend is
     stored a second time with the same event id, which idempotent consumers drop.
     Reports in one call that supersede an earlier one of the same call are published after it.
+    With ``states`` a correction of a report that was withdrawn or corrected already, or of a withdrawal, is
+    refused (409): one report has at most one successor, so a report is never counted twice.
     """
-    out = await _submit(subs, ledger=ledger, snapshot=snapshot, publish=publish, original=original)
+    out = await _submit(subs, ledger=ledger, snapshot=snapshot, publish=publish, original=original, states=states)
     replayed = accepted = late = 0
     refused: dict[str, int] = {}
     for r in out:
@@ -247,11 +253,13 @@ async def submit_reports(subs: list[Submission], *, ledger: Ledger, snapshot: Or
 
 
 async def _submit(subs: list[Submission], *, ledger: Ledger, snapshot: OrgSnapshot,
-                  publish: PublishMany, original: FetchOriginal | None) -> list[Outcome]:
+                  publish: PublishMany, original: FetchOriginal | None,
+                  states: CorrectionStates | None = None) -> list[Outcome]:
     results: list[Outcome | None] = [None] * len(subs)
-    lookup = [s.req.report_id for s in subs] + [s.req.supersedes for s in subs if s.req.supersedes]
-    existing = await ledger.find(lookup)
-    known = {rid: KnownReport(row["area_id"], row["municipality_id"], row["reporter_id"])
+    targets = [s.req.supersedes for s in subs if s.req.supersedes]
+    existing = await ledger.find([s.req.report_id for s in subs] + targets)
+    later = await states(targets) if states is not None and targets else {}
+    known = {rid: KnownReport(row["area_id"], row["municipality_id"], row["reporter_id"], **later.get(rid, {}))
              for rid, row in existing.items()}
     first: dict[str, int] = {}
     duplicates: list[int] = []
@@ -291,6 +299,10 @@ async def _submit(subs: list[Submission], *, ledger: Ledger, snapshot: OrgSnapsh
                                                     lookups=lookups, withdrawn=s.withdrawn)))
                 except ReportRejected as exc:
                     results[i] = rejected(exc)
+                    continue
+                if sup in known:  # a second correction of the same report in this call is refused
+                    known[sup] = (replace(known[sup], withdrawn_by=s.req.report_id) if s.withdrawn
+                                  else replace(known[sup], corrected_by=s.req.report_id))
             if wave:
                 await _publish_wave(wave, subs, results, publish=publish, ledger=ledger, original=original)
                 for i, acc in wave:
@@ -323,7 +335,7 @@ async def _submit(subs: list[Submission], *, ledger: Ledger, snapshot: OrgSnapsh
             retry.append(i)  # the first one did not get through: try this one on its own
     if retry:
         again = await _submit([subs[i] for i in retry], ledger=ledger, snapshot=snapshot, publish=publish,
-                              original=original)
+                              original=original, states=states)
         for i, o in zip(retry, again, strict=True):
             results[i] = o
     return [r for r in results if r is not None]
@@ -432,6 +444,18 @@ async def _settle_duplicate(acc: Accepted, sub: Submission, ack: Acked, *, ledge
 # --- the sender's own reports: the list, corrections and withdrawals read from it ---------------------------
 
 Sessions = async_sessionmaker[AsyncSession]
+
+
+def correction_states(sessions: Sessions | None) -> CorrectionStates | None:
+    """The ``states`` of ``submit_reports`` read from the senders' own list (None without the database)."""
+    if sessions is None:
+        return None
+
+    async def states(report_ids: list[str]) -> dict[str, dict[str, Any]]:
+        async with sessions() as s:
+            return await db.correction_states(s, report_ids)
+
+    return states
 
 
 async def record_own(sessions: Sessions | None, outcomes: list[Outcome]) -> None:
