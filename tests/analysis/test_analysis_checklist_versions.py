@@ -112,17 +112,19 @@ async def test_a_version_change_mid_tertial_keeps_the_persistent_problem_and_the
             raised = await eventually(lambda: [e for e in alerts if e["type"] == "se.est.alert.raised"] or None)
             assert raised[0]["id"] == f"persistent:{a}:klotter:2026-W04"
 
+            async def applied(week: str) -> bool | None:
+                async with app.state.analysis.sessions() as s:
+                    return await db.picture_version(s, a, week) is not None or None
+
+            await eventually(lambda: applied(V1_WEEKS[-1]))  # every week of ort@1 is in before the change
+
             # the municipality moves to ort@2: klotter_tagg continues klotter, still high
             await app.state.runtime.apply_org(versioned(m, a, changed=True))
             for week in V2_WEEKS:
                 await publish_event(js, picture_published(m, a), picture_event(
                     m, a, week, {"klotter_tagg": (3, "high"), "brand": (0, None)}))
 
-            async def applied() -> bool | None:
-                async with app.state.analysis.sessions() as s:
-                    return await db.picture_version(s, a, V2_WEEKS[-1]) is not None or None
-
-            await eventually(applied)
+            await eventually(lambda: applied(V2_WEEKS[-1]))
             await asyncio.sleep(0.5)  # any alert the change caused would be relayed by now
             # no resolution of klotter and no second alert: the problem goes on as klotter_tagg
             assert [e["type"] for e in alerts] == ["se.est.alert.raised"]
