@@ -18,12 +18,13 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from est_aggregator import consumers
+from est_aggregator.adapters.postgres_queries import PostgresBatchStore
 from est_aggregator.adapters.sqlite_queries import SqliteBatchStore
 from est_aggregator.adapters.unit_of_work import InLoopUnitOfWork, PooledUnitOfWork
 from est_aggregator.metrics import AggregatorMetrics
 from est_aggregator.pictures import api, db
 from est_aggregator.pictures.cache import ReportCache
-from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.deps import BatchStore, Deps
 from est_aggregator.pictures.domain.tally import Rules
 from est_aggregator.pictures.gauges import ReportingTally, refresh_business_metrics
 from est_aggregator.pictures.organisation import record_org_version
@@ -184,7 +185,8 @@ def build_deps(settings: AggregatorSettings, engine: AsyncEngine, metrics: Aggre
     """The use cases' collaborators for the database URL, and the in-loop connection if there is one.
 
     A SQLite file: report batches run in-loop with the raw sqlite3 statements, and pictures keep their
-    tallies in a ``ReportCache`` (kept honest by report tokens). Anything else: pooled SQLAlchemy sessions.
+    tallies in a ``ReportCache`` (kept honest by report tokens). Anything else: pooled SQLAlchemy sessions,
+    and on PostgreSQL through asyncpg the batch's set-based statements of ``PostgresBatchStore``.
     """
     sessions = session_factory(engine)
     local = in_loop_sqlite(settings.db_url())
@@ -196,7 +198,10 @@ def build_deps(settings: AggregatorSettings, engine: AsyncEngine, metrics: Aggre
                     publish_min_completeness=settings.publish_min_completeness,
                     cache=ReportCache(), report_tokens=True), local
     units = PooledUnitOfWork(sessions, serialise_writes=engine.dialect.name == "sqlite")
-    return Deps(sessions=sessions, metrics=metrics, units=units, store=db.SqlBatchStore(), rules=rules,
+    dialect = engine.dialect
+    store: BatchStore = (PostgresBatchStore(dialect) if (dialect.name, dialect.driver) == ("postgresql", "asyncpg")
+                         else db.SqlBatchStore())
+    return Deps(sessions=sessions, metrics=metrics, units=units, store=store, rules=rules,
                 consumer=settings.durable, emit_updates=settings.emit_updates,
                 kronoberg_min_count=settings.kronoberg_min_count,
                 publish_min_completeness=settings.publish_min_completeness), None
