@@ -5,47 +5,22 @@ reads them back, and a redelivered batch changes nothing (exactly once)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from est_aggregator.adapters.postgres_queries import PostgresBatchStore
-from est_aggregator.adapters.unit_of_work import PooledUnitOfWork
-from est_aggregator.app import Settings, build_deps
-from est_aggregator.metrics import AggregatorMetrics
 from est_aggregator.pictures import db
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.ingest import handle_report_batch
-from est_shared.db import make_engine, session_factory
-from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
-from tests.aggregator.support import World, report
+from tests.aggregator.support import World, built_deps, report
 from tests.support import fresh_databases
 
 pytestmark = pytest.mark.postgres
 
 TIMES = {"stored_at", "processed_at", "updated_at", "first_at", "changed_at"}  # the clock of the write
-
-
-@asynccontextmanager
-async def _deps(tmp_path: Path, url: str, *, generic: bool) -> AsyncIterator[Deps]:
-    """The app's collaborators for ``url``; ``generic``: the SQLAlchemy statements instead of asyncpg's."""
-    settings = Settings(data_dir=tmp_path, database_url=url)
-    engine = make_engine(settings.db_url())
-    async with engine.begin() as conn:
-        await conn.run_sync(db.metadata.create_all)
-    deps, _ = build_deps(settings, engine, AggregatorMetrics(CollectorRegistry()))
-    if generic:
-        sessions = session_factory(engine)
-        deps = Deps(sessions=sessions, metrics=deps.metrics, store=db.SqlBatchStore(), rules=deps.rules,
-                    units=PooledUnitOfWork(sessions, serialise_writes=False))
-    try:
-        yield deps
-    finally:
-        await engine.dispose()
 
 
 async def _rows(deps: Deps) -> dict[str, list[dict[str, Any]]]:
@@ -75,8 +50,8 @@ async def test_the_asyncpg_batch_stores_what_the_sqlalchemy_batch_stores_and_onl
         world: World, tmp_path: Path, postgres_admin_url: str) -> None:
     names = {"fast": f"est_test_{uuid.uuid4().hex[:12]}", "generic": f"est_test_{uuid.uuid4().hex[:12]}"}
     async with fresh_databases(postgres_admin_url, names) as urls, \
-            _deps(tmp_path / "f", urls["fast"], generic=False) as fast, \
-            _deps(tmp_path / "g", urls["generic"], generic=True) as generic:
+            built_deps(tmp_path / "f", urls["fast"], pooled=False) as fast, \
+            built_deps(tmp_path / "g", urls["generic"], pooled=True) as generic:
         assert isinstance(fast.store, PostgresBatchStore)
         outcomes = [await handle_report_batch(_batch(world), deps=d, org=world.org) for d in (fast, generic)]
         assert [(o.stored, o.duplicates, o.dirty) for o in outcomes] == [(4, 1, 2)] * 2
@@ -106,7 +81,7 @@ async def test_the_asyncpg_batch_stores_what_the_sqlalchemy_batch_stores_and_onl
 
 async def test_the_asyncpg_batch_gives_pictures_report_tokens_and_returns_the_old_ones(
         world: World, tmp_path: Path, postgres_url: str) -> None:
-    async with _deps(tmp_path, postgres_url, generic=False) as deps:
+    async with built_deps(tmp_path, postgres_url, pooled=False) as deps:
         keys = [(world.area, "2026-W10", world.muni), (world.area, "2026-W11", world.muni)]
 
         async def touch(token: str) -> dict[tuple[str, str], str | None]:
