@@ -4,7 +4,8 @@ Both hit the same local receiver (uvicorn in its own process, answering 204). Th
 ``httpx.AsyncClient`` with as many concurrent POSTs as the notifier's worker attempts at once
 (``EST_NOTIFIER_WORKER_BATCH``, default 20), sending the very payloads and headers the notifier sends.
 The notifier's figure runs from the first published event to the last delivery arriving: fan-out from
-JetStream, freezing, signing, the per-attempt ledger in SQLite and the POSTs.
+JetStream, freezing, signing, the per-attempt ledger in SQLite (``notifier``) or PostgreSQL
+(``notifier-pg``) and the POSTs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from est_shared.events import (
 from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_token
 from est_shared.subjects import ORG_CHANGED, picture_published
 
-from bench.common import ROOT, Env, Row, free_port, metric_sum, record
+from bench.common import ROOT, Env, Row, free_port, metric_sum, pg_database, record
 
 CONCURRENCY = 20  # the notifier's default worker_batch: deliveries attempted at once
 SUBSCRIPTIONS = 5
@@ -170,15 +171,16 @@ def received(receiver: str) -> int:
     return int(httpx.get(f"{receiver}/count", timeout=10).text)
 
 
-def fig_notifier(base: Path, quick: bool) -> None:
+def fig_notifier(base: Path, quick: bool, db: str = "sqlite") -> None:
     n = 400 if quick else 2_000
-    env = Env(base, "notifier")
+    env = Env(base, f"notifier-{db}")
     rx, receiver = start_receiver(env.dir / "receiver.log")
     try:
         events = pictures(n)
         raw = asyncio.run(baseline(receiver, events))
         httpx.delete(f"{receiver}/count", timeout=10)
-        notifier = env.service("notifier", EST_NOTIFIER_REMINDERS_ENABLED="false",
+        extra = {"EST_NOTIFIER_DATABASE_URL": asyncio.run(pg_database())} if db == "postgresql" else {}
+        notifier = env.service("notifier", **extra, EST_NOTIFIER_REMINDERS_ENABLED="false",
                                EST_NOTIFIER_WORKER_BATCH=str(CONCURRENCY),
                                EST_NOTIFIER_WEBHOOK_ALLOW="127.0.0.1/32")  # the receiver is on loopback
         snap = snapshot(receiver)
@@ -213,9 +215,10 @@ def fig_notifier(base: Path, quick: bool) -> None:
         assert all(d["status"] == "delivered" for d in ledger), json.dumps(ledger)[:500]
         print(f"  ({total} deliveries in {total / rate:.1f} s, all made by fan-out after {fanned or 0:.1f} s; "
               f"baseline {total / raw:.1f} s)", flush=True)
-        record(Row("notifier signed webhook deliveries (sqlite)", rate, "deliveries/s", raw,
+        record(Row(f"notifier signed webhook deliveries ({db})", rate, "deliveries/s", raw,
                    f"httpx AsyncClient POSTs of the same bytes, {CONCURRENCY} concurrent", "≥ 0.5×", rate / raw >= 0.5))
-        record(Row("notifier peak resident memory", notifier.rss_mb(), "MB", None, "", "< 200 MB",
+        memory = "notifier peak resident memory" + (" (postgresql)" if db == "postgresql" else "")
+        record(Row(memory, notifier.rss_mb(), "MB", None, "", "< 200 MB",
                    notifier.rss_mb() < 200))
     finally:
         env.close()
@@ -223,4 +226,4 @@ def fig_notifier(base: Path, quick: bool) -> None:
         rx.wait(10)
 
 
-FIGURES = {"notifier": fig_notifier}
+FIGURES = {"notifier": fig_notifier, "notifier-pg": lambda b, q: fig_notifier(b, q, "postgresql")}

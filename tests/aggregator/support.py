@@ -17,14 +17,20 @@ from typing import Any
 
 import httpx
 import nats
-from est_aggregator.app import Settings, create_app
+from est_aggregator.adapters.unit_of_work import PooledUnitOfWork
+from est_aggregator.app import Settings, build_deps, create_app
+from est_aggregator.metrics import AggregatorMetrics
+from est_aggregator.pictures import db
+from est_aggregator.pictures.deps import Deps
 from est_shared.bus import encode, publish_raw
+from est_shared.db import make_engine, session_factory
 from est_shared.events import Answer, ReportSubmitted, new_event
 from est_shared.org import Actor, Area, Municipality, OrgSnapshot, Person, hash_token
 from est_shared.periods import Period
 from est_shared.subjects import report_submitted
 from est_shared.testing import serve
 from nats.js.api import ConsumerConfig
+from prometheus_client import CollectorRegistry
 
 from tests.support import eventually
 
@@ -157,3 +163,24 @@ async def picture_when(client: httpx.AsyncClient, base: str, world: World, perio
         return body if cond(body) else None
 
     return await eventually(check, timeout=timeout)  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def built_deps(tmp_path: Path, url: str = "", *, pooled: bool = False) -> AsyncIterator[Deps]:
+    """The use cases' collaborators as the app builds them for ``url`` (empty: the in-loop SQLite file);
+    ``pooled``: the SQLAlchemy statements on pooled sessions whatever the database."""
+    settings = Settings(data_dir=tmp_path, database_url=url)
+    engine = make_engine(settings.db_url())
+    async with engine.begin() as conn:
+        await conn.run_sync(db.metadata.create_all)
+    deps, local = build_deps(settings, engine, AggregatorMetrics(CollectorRegistry()))
+    if pooled:
+        sessions = session_factory(engine)
+        deps = Deps(sessions=sessions, metrics=deps.metrics, store=db.SqlBatchStore(), rules=deps.rules,
+                    units=PooledUnitOfWork(sessions, serialise_writes=engine.dialect.name == "sqlite"))
+    try:
+        yield deps
+    finally:
+        if local is not None:
+            local.dispose()
+        await engine.dispose()

@@ -5,51 +5,31 @@ for key functions, admins and police only; everyone else sees how many there are
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from est_aggregator.adapters.unit_of_work import PooledUnitOfWork
-from est_aggregator.app import Settings, build_deps
-from est_aggregator.metrics import AggregatorMetrics
-from est_aggregator.pictures import db
 from est_aggregator.pictures.compute import AreaInfo, compute_picture
 from est_aggregator.pictures.deps import Deps
 from est_aggregator.pictures.ingest import handle_report_batch, handle_report_submitted
-from est_shared.db import make_engine, session_factory
 from est_shared.org import Person, hash_token
 from est_shared.periods import Period
-from prometheus_client import CollectorRegistry
 
-from tests.aggregator.support import Bus, World, make_world, picture_when, report, running, settings_for
+from tests.aggregator.support import (
+    Bus,
+    World,
+    built_deps,
+    make_world,
+    picture_when,
+    report,
+    running,
+    settings_for,
+)
 
 WEEK = "2026-W10"
 TAG = "Ny tagg på garagelängan"
 GLASS = "krossade rutor"
-
-
-@asynccontextmanager
-async def _deps(tmp_path: Path, url: str = "", *, pooled: bool = False) -> AsyncIterator[Deps]:
-    """The use cases' collaborators as the app builds them for ``url`` (empty: the in-loop SQLite file);
-    ``pooled``: the SQLAlchemy statements on pooled sessions whatever the database."""
-    settings = Settings(data_dir=tmp_path, database_url=url)
-    engine = make_engine(settings.db_url())
-    async with engine.begin() as conn:
-        await conn.run_sync(db.metadata.create_all)
-    deps, local = build_deps(settings, engine, AggregatorMetrics(CollectorRegistry()))
-    if pooled:
-        sessions = session_factory(engine)
-        deps = Deps(sessions=sessions, metrics=deps.metrics, store=db.SqlBatchStore(), rules=deps.rules,
-                    units=PooledUnitOfWork(sessions, serialise_writes=engine.dialect.name == "sqlite"))
-    try:
-        yield deps
-    finally:
-        if local is not None:
-            local.dispose()
-        await engine.dispose()
 
 
 async def _notes(deps: Deps, world: World, cache: bool = False) -> tuple[list[dict[str, Any]], int]:
@@ -96,20 +76,20 @@ async def _notes_kept_and_superseded(deps: Deps, world: World) -> None:
 
 
 async def test_notes_are_kept_by_the_in_loop_sqlite_batch(world: World, tmp_path: Path) -> None:
-    async with _deps(tmp_path) as deps:
+    async with built_deps(tmp_path) as deps:
         assert type(deps.store).__name__ == "SqliteBatchStore"  # the raw sqlite3 statements
         await _notes_kept_and_superseded(deps, world)
 
 
 async def test_notes_are_kept_by_the_sqlalchemy_batch_on_sqlite(world: World, tmp_path: Path) -> None:
-    async with _deps(tmp_path, pooled=True) as deps:
+    async with built_deps(tmp_path, pooled=True) as deps:
         assert type(deps.store).__name__ == "SqlBatchStore"
         await _notes_kept_and_superseded(deps, world)
 
 
 @pytest.mark.postgres
 async def test_notes_are_kept_on_postgresql(world: World, tmp_path: Path, postgres_url: str) -> None:
-    async with _deps(tmp_path, postgres_url) as deps:
+    async with built_deps(tmp_path, postgres_url) as deps:
         await _notes_kept_and_superseded(deps, world)
 
 

@@ -18,12 +18,13 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from est_aggregator import consumers
+from est_aggregator.adapters.postgres_queries import PostgresBatchStore
 from est_aggregator.adapters.sqlite_queries import SqliteBatchStore
 from est_aggregator.adapters.unit_of_work import InLoopUnitOfWork, PooledUnitOfWork
 from est_aggregator.metrics import AggregatorMetrics
 from est_aggregator.pictures import api, db
 from est_aggregator.pictures.cache import ReportCache
-from est_aggregator.pictures.deps import Deps
+from est_aggregator.pictures.deps import BatchStore, Deps, UnitOfWork
 from est_aggregator.pictures.domain.tally import Rules
 from est_aggregator.pictures.gauges import ReportingTally, refresh_business_metrics
 from est_aggregator.pictures.organisation import record_org_version
@@ -184,22 +185,29 @@ def build_deps(settings: AggregatorSettings, engine: AsyncEngine, metrics: Aggre
     """The use cases' collaborators for the database URL, and the in-loop connection if there is one.
 
     A SQLite file: report batches run in-loop with the raw sqlite3 statements, and pictures keep their
-    tallies in a ``ReportCache`` (kept honest by report tokens). Anything else: pooled SQLAlchemy sessions.
+    tallies in a ``ReportCache`` (kept honest by report tokens). PostgreSQL through asyncpg: pooled sessions,
+    the batch's set-based statements of ``PostgresBatchStore`` and the same ``ReportCache`` (its tokens read
+    locked by every batch, and each refresher pass reading one snapshot). Anything else: pooled SQLAlchemy
+    sessions.
     """
     sessions = session_factory(engine)
     local = in_loop_sqlite(settings.db_url())
-    rules = Rules(window=settings.baseline_periods)
-    if local is not None:
-        return Deps(sessions=sessions, metrics=metrics, units=InLoopUnitOfWork(sessions, local),
-                    store=SqliteBatchStore(), rules=rules, consumer=settings.durable,
+    dialect = engine.dialect
+
+    def deps(units: UnitOfWork, store: BatchStore, cached: bool) -> Deps:
+        return Deps(sessions=sessions, metrics=metrics, units=units, store=store,
+                    rules=Rules(window=settings.baseline_periods), consumer=settings.durable,
                     emit_updates=settings.emit_updates, kronoberg_min_count=settings.kronoberg_min_count,
                     publish_min_completeness=settings.publish_min_completeness,
-                    cache=ReportCache(), report_tokens=True), local
-    units = PooledUnitOfWork(sessions, serialise_writes=engine.dialect.name == "sqlite")
-    return Deps(sessions=sessions, metrics=metrics, units=units, store=db.SqlBatchStore(), rules=rules,
-                consumer=settings.durable, emit_updates=settings.emit_updates,
-                kronoberg_min_count=settings.kronoberg_min_count,
-                publish_min_completeness=settings.publish_min_completeness), None
+                    cache=ReportCache() if cached else None, report_tokens=cached)
+
+    if local is not None:
+        return deps(InLoopUnitOfWork(sessions, local), SqliteBatchStore(), True), local
+    if (dialect.name, dialect.driver) == ("postgresql", "asyncpg"):
+        return deps(PooledUnitOfWork(sessions, serialise_writes=False, snapshot_reads=True),
+                    PostgresBatchStore(dialect), True), None
+    return deps(PooledUnitOfWork(sessions, serialise_writes=dialect.name == "sqlite"), db.SqlBatchStore(),
+                False), None
 
 
 def create_app(settings: AggregatorSettings | None = None) -> FastAPI:

@@ -48,8 +48,9 @@ def in_loop_session(conn: Any) -> AsyncSession:
 class PooledUnitOfWork:
     """Every transaction and read on a session from the pool (PostgreSQL, or SQLite without a file)."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, serialise_writes: bool) -> None:
-        self.sessions, self.serialise_writes = sessions, serialise_writes
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, serialise_writes: bool,
+                 snapshot_reads: bool = False) -> None:
+        self.sessions, self.serialise_writes, self.snapshot_reads = sessions, serialise_writes, snapshot_reads
         self._lock = asyncio.Lock()
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -59,8 +60,12 @@ class PooledUnitOfWork:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session."""
+        """A read-only session; with ``snapshot_reads`` (PostgreSQL) every statement of it reads one snapshot
+        (REPEATABLE READ: a picture's report token and its reports read together, which the report cache
+        needs; a read-only transaction of that level never fails to serialise)."""
         async with self.sessions() as s:
+            if self.snapshot_reads:
+                await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield s
 
     async def recover(self, session: AsyncSession, exc: Exception) -> None:

@@ -1,4 +1,5 @@
-"""The report cache: the tallies of recently computed pictures' periods, kept in memory (in-loop SQLite)."""
+"""The report cache: the tallies of recently computed pictures' periods, kept in memory (in-loop SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class PeriodReports:
 
 
 class ReportCache:
-    """The tallies of recently computed pictures' periods, kept in memory (SQLite only).
+    """The tallies of recently computed pictures' periods, kept in memory (in-loop SQLite and PostgreSQL).
 
     An entry holds a period's ``PeriodTally`` (only: its reports are read once, tallied and let go,
     so a busy period keeps no object per report for the garbage collector to walk) and the picture

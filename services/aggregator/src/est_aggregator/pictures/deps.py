@@ -116,7 +116,7 @@ class Deps:
     wake: Callable[[], None] = lambda: None
     wake_refresher: Callable[[], None] = lambda: None
     catching_up: Callable[[], bool] = lambda: False  # the report consumer has a backlog
-    cache: ReportCache | None = None  # in-loop SQLite: tallies of recent pictures' periods in memory
+    cache: ReportCache | None = None  # in-loop SQLite, PostgreSQL: tallies of recent pictures' periods in memory
     report_tokens: bool = False  # every batch gives its pictures a new report_token (what keeps ``cache`` honest)
     failing: FailingPictures = field(default_factory=FailingPictures)
 

@@ -116,7 +116,7 @@ async def _store_batch(s: AsyncSession, events: Sequence[CloudEvent[Any]], *, de
             keys.add(key)
             key_of[target] = key
     token = uuid.uuid4().hex
-    # the report cache exists only on SQLite (in-loop); on PostgreSQL nothing reads the tokens
+    # the report cache (in-loop SQLite, PostgreSQL through asyncpg) follows the tokens; elsewhere none is kept
     old_tokens = await deps.store.touch_pictures(s, list(keys), token, tokens=deps.report_tokens)
     added: dict[tuple[str, str], list[ReportRecord]] = {}
     for _, r in new:

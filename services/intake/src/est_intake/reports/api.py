@@ -41,13 +41,13 @@ from est_intake.reports.handlers import (
     FetchOriginal,
     Ledger,
     Outcome,
+    OwnReports,
     PublishMany,
     Sessions,
     Submission,
     correction_states,
     own_reports,
     problem,
-    record_own,
     rejected,
     submit_reports,
     withdrawal_of,
@@ -74,13 +74,18 @@ class ReportsContext:
         out = await submit_reports(subs, ledger=self.ledger, snapshot=self.snapshot, publish=self.publish,
                                    metrics=self.metrics, via=via, original=self.original,
                                    states=correction_states(self.sessions))
-        await record_own(self.sessions, out)
+        if self._own is not None:
+            await self._own.record(out)
         return out
+
+    def __post_init__(self) -> None:
+        self._own = OwnReports(self.sessions) if self.sessions is not None else None
 
     @property
     def snapshot(self) -> OrgSnapshot:
         return self.runtime.directory.snapshot
 
+    _own: OwnReports | None = field(default=None, init=False, repr=False)
     _principals: dict[str, Principal] = field(default_factory=dict, repr=False)
     _principals_of: OrgSnapshot | None = field(default=None, repr=False)
 

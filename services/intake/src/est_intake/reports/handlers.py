@@ -20,6 +20,7 @@ from est_shared.http import STATUS, Problem
 from est_shared.observability import correlation_id
 from est_shared.org import OrgSnapshot, Principal
 from est_shared.subjects import report_submitted
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from est_intake.errors import ReportRejected
@@ -458,17 +459,53 @@ def correction_states(sessions: Sessions | None) -> CorrectionStates | None:
     return states
 
 
-async def record_own(sessions: Sessions | None, outcomes: list[Outcome]) -> None:
-    """Keep the content of reports accepted now for their senders' own list (a failure is logged: the report
-    itself is stored and counted; only the list misses it)."""
-    rows = [db.own_row(o.data) for o in outcomes if o.ok and o.data is not None]
-    if sessions is None or not rows:
-        return
-    try:
-        async with sessions() as s, s.begin():
-            await db.record_own(s, rows)
-    except Exception:
-        log.exception("could not keep accepted reports for their senders' list")
+class OwnReports:
+    """Keeps the content of reports accepted now for their senders' own list (``GET /v1/me/reports``).
+
+    The rows of requests arriving at the same moment become one transaction on one pooled session
+    (on PostgreSQL a session and a commit per request kept every pooled connection busy, and the
+    requests waited for a connection). ``record`` returns once its rows' transaction ended. A failure
+    is logged: the report itself is stored and counted; only the list misses it.
+    """
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        self._waiting: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, outcomes: list[Outcome]) -> None:
+        rows = [db.own_row(o.data) for o in outcomes if o.ok and o.data is not None]
+        if not rows:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((rows, fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="own-reports-writes")
+        await fut
+
+    async def _write_loop(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                await self._store([row for rows, _ in batch for row in rows])
+            finally:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def _store(self, rows: list[dict[str, Any]]) -> None:
+        unique = list({r["report_id"]: r for r in reversed(rows)}.values())  # a resend in the batch: once
+        for attempt in range(2):  # a concurrent replica's row: the second look leaves it out
+            try:
+                async with self.sessions() as s, s.begin():
+                    await db.record_own(s, unique)
+                return
+            except IntegrityError:
+                if attempt == 1:
+                    log.exception("could not keep accepted reports for their senders' list")
+            except Exception:
+                log.exception("could not keep accepted reports for their senders' list")
+                return
 
 
 def own_view(row: dict[str, Any], snapshot: OrgSnapshot) -> dict[str, Any]:
