@@ -287,10 +287,11 @@ async def latency_run(intake_url: str, nats_url: str, *, rate: int, seconds: int
     ``report(i)`` names the area and the bearer token of the i-th report (default ``one_reporter()``).
     PictureUpdated does not name the reports it includes, so a report counts as shown by the first
     picture.updated of its area that arrives after the report was sent AND whose ``reports`` total is at
-    least the number of reports of that area accepted up to and including this one; never shown is
-    infinitely late. The garbage collector of this (measuring) process is off meanwhile: its full
-    collections walk the growing lists of requests and arrivals, and a pause delays the arrival times it
-    stamps (seen as spikes of 100–300 ms, from the load generator, not the services).
+    least the number of reports of that area accepted up to and including this one; never shown (waiting
+    at most ``settle`` seconds after the last post) is infinitely late. The garbage collector of this
+    (measuring) process is off meanwhile: its full collections walk the growing lists of requests and
+    arrivals, and a pause delays the arrival times it stamps (seen as spikes of 100–300 ms, from the load
+    generator, not the services).
     """
     gc.disable()
     try:
@@ -338,7 +339,12 @@ async def _latency_posts(intake_url: str, nats_url: str, *, rate: int, seconds: 
         await asyncio.gather(*tasks)
         achieved = total / (time.perf_counter() - start)
         print(f"  offered {rate}/s, achieved {achieved:.0f}/s", flush=True)
-    await asyncio.sleep(settle)  # the last updates
+    until = time.perf_counter() + settle  # the last updates: until every area shows all its reports
+    for _ in range(int(settle * 4)):
+        if time.perf_counter() > until or all(max((n for _, n in updates[a]), default=0) >= k
+                                              for a, k in count.items()):
+            break
+        await asyncio.sleep(0.25)
     await nc.close()
     latencies = []
     for area, sent, t, k in accepted:

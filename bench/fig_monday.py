@@ -165,7 +165,7 @@ def fig_national(base: Path, quick: bool) -> None:
         pids = [p.proc.pid for p in procs if p.proc]
         cpu0 = [cpu_of([pid]) for pid in pids]
         latencies, posted, areas = asyncio.run(latency_run(intake.url, cluster.url, rate=rate, seconds=seconds,
-                                                           report=national_report, settle=10.0))
+                                                           report=national_report, settle=60.0))
         cpu = [cpu_of([pid]) - before for pid, before in zip(pids, cpu0, strict=True)]
         names = [f"{p.name} {i or ''}".strip() if p.name == "aggregator" else p.name for i, p in enumerate(procs)]
         shown = {a for a, x in zip(areas, latencies, strict=True) if x != float("inf")}
