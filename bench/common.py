@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,12 +120,12 @@ def wrk(url: str, *, seconds: int, connections: int = 64, script: Path | None = 
     return rps, int(bad.group(1)) if bad else 0
 
 
-def report_events(n: int, m: str = "bench", areas: int = 50) -> list[Any]:
+def report_events(n: int, m: str = "bench", areas: int = 50, period: str = "2026-W40") -> list[Any]:
     now = datetime.now(UTC)
     out = []
     for i in range(n):
         rid = str(uuid.uuid4())
-        data = ReportSubmitted(report_id=rid, municipality_id=m, area_id=f"a{i % areas}", period="2026-W40",
+        data = ReportSubmitted(report_id=rid, municipality_id=m, area_id=f"a{i % areas}", period=period,
                                checklist="est-standard@1",
                                answers={"skadegorelse": Answer(value=i % 4), "klotter": Answer(value=i % 3)},
                                reporter_id="rep", actor_id="kommunen", received_at=now)
@@ -233,3 +235,119 @@ async def pg_database() -> str:
     return f"{base}/{name}"
 
 
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(comm: str) -> list[int]:
+    """Processes whose command name is ``comm`` (e.g. the PostgreSQL server's backends)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().split("(", 1)[1].split(")", 1)[0] == comm:
+                out.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds of the processes still alive among ``pids``."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU time of the whole machine so far, in clock ticks, from /proc/stat: the share of
+    the cores in use over an interval is the difference of busy over the difference of total."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return float(sum(ticks) - idle), float(sum(ticks))
+
+
+def one_reporter(areas: int = 50, token: str = "bench-reporter") -> Any:
+    """``latency_run``'s reports of ``bench_org``: area ``a{i % areas}``, all by its one reporter."""
+    return lambda i: (f"a{i % areas}", token)
+
+
+async def latency_run(intake_url: str, nats_url: str, *, rate: int, seconds: int, report: Any = None,
+                      connections: int = 64, settle: float = 5.0) -> tuple[list[float], int, list[str]]:
+    """Post reports at ``rate``/s for ``seconds`` while watching ``est.picture.updated.>``: the latencies (s)
+    202 → picture.updated of the accepted ones, the number posted and the area of each latency.
+
+    ``report(i)`` names the area and the bearer token of the i-th report (default ``one_reporter()``).
+    PictureUpdated does not name the reports it includes, so a report counts as shown by the first
+    picture.updated of its area that arrives after the report was sent AND whose ``reports`` total is at
+    least the number of reports of that area accepted up to and including this one; never shown (waiting
+    at most ``settle`` seconds after the last post) is infinitely late. The garbage collector of this
+    (measuring) process is off meanwhile: its full collections walk the growing lists of requests and
+    arrivals, and a pause delays the arrival times it stamps (seen as spikes of 100–300 ms, from the load
+    generator, not the services).
+    """
+    gc.disable()
+    try:
+        return await _latency_posts(intake_url, nats_url, rate=rate, seconds=seconds,
+                                    report=report or one_reporter(), connections=connections, settle=settle)
+    finally:
+        gc.enable()
+
+
+async def _latency_posts(intake_url: str, nats_url: str, *, rate: int, seconds: int, report: Any,
+                         connections: int, settle: float) -> tuple[list[float], int, list[str]]:
+    import asyncio
+
+    accepted: list[tuple[str, float, float, int]] = []  # area, sent, 202, accepted count of the area then
+    count: dict[str, int] = defaultdict(int)
+    updates: dict[str, list[tuple[float, int]]] = defaultdict(list)  # area -> (arrival, reports)
+    nc = await nats.connect(nats_url.split(","))
+
+    async def on_update(msg: Any) -> None:
+        now = time.perf_counter()
+        pic = json.loads(msg.data)["data"]["picture"]
+        updates[pic["area_id"]].append((now, int(pic["reports"])))
+
+    await nc.subscribe("est.picture.updated.>", cb=on_update)
+    async with LoopbackHttp(intake_url, connections=connections) as http:
+        async def post(i: int) -> None:
+            area, token = report(i)
+            body = json.dumps({"report_id": str(uuid.uuid4()), "area_id": area, "checklist": "est-standard@1",
+                               "answers": {"skadegorelse": {"value": i % 4}, "klotter": {"value": i % 3}}}).encode()
+            sent = time.perf_counter()
+            status, _ = await http.post("/v1/reports", body, {"Authorization": f"Bearer {token}"})
+            if status == 202:
+                t = time.perf_counter()
+                count[area] += 1
+                accepted.append((area, sent, t, count[area]))
+
+        tasks = []
+        start = time.perf_counter()
+        total = rate * seconds
+        for i in range(total):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(i)))
+        await asyncio.gather(*tasks)
+        achieved = total / (time.perf_counter() - start)
+        print(f"  offered {rate}/s, achieved {achieved:.0f}/s", flush=True)
+    until = time.perf_counter() + settle  # the last updates: until every area shows all its reports
+    for _ in range(int(settle * 4)):
+        if time.perf_counter() > until or all(max((n for _, n in updates[a]), default=0) >= k
+                                              for a, k in count.items()):
+            break
+        await asyncio.sleep(0.25)
+    await nc.close()
+    latencies = []
+    for area, sent, t, k in accepted:
+        first = next((at for at, n in updates[area] if at >= sent and n >= k), None)
+        latencies.append(max(0.0, first - t) if first is not None else float("inf"))
+    return latencies, total, [a for a, *_ in accepted]

@@ -12,21 +12,17 @@ client shares one process with the watcher). Reports never matched count as infi
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import time
 import uuid
-from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import nats
-
 from bench.common import (
     Env,
-    LoopbackHttp,
     Row,
+    latency_run,
     metric_sum,
     pg_database,
     publish_events,
@@ -121,67 +117,6 @@ async def _asyncpg_rows(events: list[Any], batch: int = 1000) -> float:
         await conn.close()
 
 
-async def _latency_run(intake_url: str, nats_url: str, *, rate: int, seconds: int, areas: int = 50
-                       ) -> tuple[list[float], int]:
-    """Post reports at ``rate``/s for ``seconds``; latencies (s) of the matched ones and the number posted.
-
-    The garbage collector of this (measuring) process is off meanwhile: its full collections walk
-    the growing lists of requests and arrivals, and a pause delays the arrival times it stamps (seen as
-    spikes of 100–300 ms in the figure, from the load generator, not the services).
-    """
-    gc.disable()
-    try:
-        return await _latency_posts(intake_url, nats_url, rate=rate, seconds=seconds, areas=areas)
-    finally:
-        gc.enable()
-
-
-async def _latency_posts(intake_url: str, nats_url: str, *, rate: int, seconds: int, areas: int
-                         ) -> tuple[list[float], int]:
-    accepted: list[tuple[str, float, float, int]] = []  # area, sent, 202, accepted count of the area then
-    count: dict[str, int] = defaultdict(int)
-    updates: dict[str, list[tuple[float, int]]] = defaultdict(list)  # area -> (arrival, reports)
-    nc = await nats.connect(nats_url)
-
-    async def on_update(msg: Any) -> None:
-        now = time.perf_counter()
-        pic = json.loads(msg.data)["data"]["picture"]
-        updates[pic["area_id"]].append((now, int(pic["reports"])))
-
-    await nc.subscribe("est.picture.updated.>", cb=on_update)
-    headers = {"Authorization": "Bearer bench-reporter"}
-    async with LoopbackHttp(intake_url, connections=64) as http:
-        async def post(i: int) -> None:
-            area = f"a{i % areas}"
-            body = json.dumps({"report_id": str(uuid.uuid4()), "area_id": area, "checklist": "est-standard@1",
-                               "answers": {"skadegorelse": {"value": i % 4}, "klotter": {"value": i % 3}}}).encode()
-            sent = time.perf_counter()
-            status, _ = await http.post("/v1/reports", body, headers)
-            if status == 202:
-                t = time.perf_counter()
-                count[area] += 1
-                accepted.append((area, sent, t, count[area]))
-
-        tasks = []
-        start = time.perf_counter()
-        total = rate * seconds
-        for i in range(total):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(post(i)))
-        await asyncio.gather(*tasks)
-        achieved = total / (time.perf_counter() - start)
-        print(f"  offered {rate}/s, achieved {achieved:.0f}/s", flush=True)
-    await asyncio.sleep(5)  # the last updates
-    await nc.close()
-    latencies = []
-    for area, sent, t, k in accepted:
-        first = next((at for at, n in updates[area] if at >= sent and n >= k), None)
-        latencies.append(max(0.0, first - t) if first is not None else float("inf"))
-    return latencies, total
-
-
 def fig_latency(base: Path, quick: bool, interval: str | None = None) -> None:
     seconds, rate = (30 if quick else 60), 500
     env = Env(base, f"aggregator-latency{'-' + interval if interval else ''}")
@@ -190,7 +125,7 @@ def fig_latency(base: Path, quick: bool, interval: str | None = None) -> None:
         time.sleep(1.0)  # the organisation is on the bus before the aggregator starts
         extra = {"EST_AGGREGATOR_UPDATE_INTERVAL": interval} if interval else {}
         env.service("aggregator", **extra)
-        latencies, posted = asyncio.run(_latency_run(intake.url, env.nats.url, rate=rate, seconds=seconds))
+        latencies, posted = asyncio.run(latency_run(intake.url, env.nats.url, rate=rate, seconds=seconds))[:2]
         latencies.sort()
         p50 = latencies[len(latencies) // 2] * 1000
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000

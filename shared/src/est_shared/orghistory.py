@@ -68,6 +68,19 @@ class OrgHistory:
 
     areas: dict[str, list[Held]] = field(default_factory=dict)
     reporters: dict[tuple[str, str], list[Held]] = field(default_factory=dict)
+    _by_area: dict[str, list[tuple[str, list[Held]]]] = field(default_factory=dict, init=False, repr=False,
+                                                             compare=False)
+    _indexed: list[int] = field(default_factory=lambda: [-1], init=False, repr=False, compare=False)
+
+    def reporters_of(self, area_id: str) -> list[tuple[str, list[Held]]]:
+        """(person, stretches) of everyone ever recorded as the area's reporter, by person id: an index by
+        area built on first use (a history of thousands of areas is otherwise scanned once per picture)."""
+        if self._indexed[0] != len(self.reporters):  # new, or added to since
+            self._by_area.clear()
+            self._indexed[0] = len(self.reporters)
+            for (a, person_id), spans in sorted(self.reporters.items()):
+                self._by_area.setdefault(a, []).append((person_id, spans))
+        return self._by_area.get(area_id, [])
 
     def knows(self, area_id: str) -> bool:
         """Whether anything of the area was recorded (else a caller may fall back on today's organisation)."""
@@ -95,8 +108,8 @@ def expected_reporters(history: OrgHistory, area_id: str, cadence: Cadence, star
     recorded last): ``expected_in_period`` for every person ever recorded as its reporter."""
     area = history.areas.get(area_id, [])
     out: dict[str, str | None] = {}
-    for (a, person_id), spans in sorted(history.reporters.items()):
-        if a == area_id and expected_in_period(area, spans, cadence, start, end):
+    for person_id, spans in history.reporters_of(area_id):
+        if expected_in_period(area, spans, cadence, start, end):
             last = max(spans, key=lambda h: h.since or datetime.min.replace(tzinfo=UTC))
             out[person_id] = last.actor_id
     return out

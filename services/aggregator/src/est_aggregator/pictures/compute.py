@@ -133,6 +133,7 @@ class PassInputs:
     forfeitures: dict[str, list[Any]]
     notes: dict[str, list[StoredNote]] = field(default_factory=dict)  # by area, of the pictures' own periods
     history: OrgHistory = field(default_factory=OrgHistory)  # what the organisation held of the areas
+    reports: dict[str, list[ReportRecord]] | None = None  # by area, of the pictures' windows (without a cache)
 
     _tokens: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
@@ -146,8 +147,9 @@ class PassInputs:
 
 
 async def pass_inputs(s: AsyncSession, *, org: OrgSnapshot, pictures: Sequence[tuple[AreaInfo, Period]],
-                      rules: Rules) -> PassInputs:
-    """Read what ``compute_picture`` needs for many pictures at once (reports excepted)."""
+                      rules: Rules, with_reports: bool = False) -> PassInputs:
+    """Read what ``compute_picture`` needs for many pictures at once (the reports too ``with_reports``: for
+    pictures computed without a report cache)."""
     areas = sorted({info.area_id for info, _ in pictures})
     periods = {p.id for _, period in pictures for p in set(_window(period, rules).values())}
     own = {pid for _, period in pictures for pid, p in _window(period, rules).items() if p == period}
@@ -160,7 +162,9 @@ async def pass_inputs(s: AsyncSession, *, org: OrgSnapshot, pictures: Sequence[t
         forfeitures=(await db.forfeitures_of(s, areas, min(a for a, _ in spans), max(b for _, b in spans))
                      if spans else {}),
         notes=await db.notes_of(s, areas, sorted(own)),
-        history=await held_over(s, db.org_history, areas))
+        history=await held_over(s, db.org_history, areas),
+        reports=await db.reports_of(s, areas, sorted({pid for _, period in pictures for pid in _window(period, rules)}))
+        if with_reports else None)
 
 
 def cadence_of(period: Period) -> Cadence:
@@ -196,8 +200,10 @@ async def compute_picture(s: AsyncSession, *, org: OrgSnapshot, info: AreaInfo, 
         groups = await cache.periods(s, info.area_id, idmap, tokens=tokens)
     else:
         by_period: dict[Period, list[ReportRecord]] = {}
-        for r in await db.reports_for(s, info.area_id, idmap):
-            by_period.setdefault(idmap[r.period], []).append(r)
+        stored = inputs.reports if inputs is not None else None
+        for r in (stored.get(info.area_id, []) if stored is not None else await db.reports_for(s, info.area_id, idmap)):
+            if r.period in idmap:
+                by_period.setdefault(idmap[r.period], []).append(r)
         groups = {p: PeriodReports(rs) for p, rs in by_period.items()}
     tz = timezone_of(org, info.municipality_id)
     start, end = as_utc(period.start_at(tz)), as_utc(period.end_at(tz))

@@ -14,9 +14,12 @@ from est_shared.events import PictureData
 from est_shared.org import OrgSnapshot
 from est_shared.orghistory import OrgHistory, held_at, held_over
 from est_shared.periods import Period
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from est_aggregator.pictures import db
 from est_aggregator.pictures.compute import (
+    AreaInfo,
+    PassInputs,
     area_info,
     compute_picture,
     deadline_of,
@@ -24,6 +27,7 @@ from est_aggregator.pictures.compute import (
     extras_of,
     items_for,
     parse_period,
+    pass_inputs,
     resolve_period,
     timezone_of,
 )
@@ -88,23 +92,71 @@ async def _read_picture_exact(*, deps: Deps, org: OrgSnapshot, area_id: str, per
             return sent
         row = await db.picture_row(s, area_id, period.id)
         if row is not None and row.status == "published":
-            v = await db.get_version(s, area_id, period.id, row.version)
-            extras = dict(v.extras or {})
-            body = {**json.loads(v.picture), **extras, "published_at": v.published_at.isoformat(),
-                    "revision": bool(v.revision), "changes": list(v.changes or [])}
-            exact = body.pop("kronoberg_exact", None)
-            if exact is not None:
-                body["kronoberg"] = exact
-            return body
-        try:
-            built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules)
-        except Exception as exc:  # stored data this code cannot compute: named, counted and logged
-            deps.metrics.picture_failures.labels("read").inc()
-            log.error("picture could not be computed for a read",
-                      extra={"area": area_id, "period": period.id, "error": type(exc).__name__})
-            raise PictureUnavailable(f"{area_id} {period.id}") from exc
-        return {**built.picture.model_dump(mode="json"),
-                **extras_of(built, deadline_of(org, info.municipality_id, period))}
+            return await _published(s, area_id, period, row.version)
+        return await _computed(s, deps=deps, org=org, info=info, period=period)
+
+
+async def _published(s: AsyncSession, area_id: str, period: Period, version: int) -> dict[str, Any]:
+    """The published version of a picture as read: its extras beside it, the Kronoberg figures exact."""
+    v = await db.get_version(s, area_id, period.id, version)
+    extras = dict(v.extras or {})
+    body = {**json.loads(v.picture), **extras, "published_at": v.published_at.isoformat(),
+            "revision": bool(v.revision), "changes": list(v.changes or [])}
+    exact = body.pop("kronoberg_exact", None)
+    if exact is not None:
+        body["kronoberg"] = exact
+    return body
+
+
+async def _computed(s: AsyncSession, *, deps: Deps, org: OrgSnapshot, info: AreaInfo, period: Period,
+                    inputs: PassInputs | None = None) -> dict[str, Any]:
+    """The live picture computed from the stored reports (``inputs``: read for many pictures at once)."""
+    try:
+        built = await compute_picture(s, org=org, info=info, period=period, rules=deps.rules,
+                                      cache=deps.cache if inputs is not None else None, inputs=inputs)
+    except Exception as exc:  # stored data this code cannot compute: named, counted and logged
+        deps.metrics.picture_failures.labels("read").inc()
+        log.error("picture could not be computed for a read",
+                  extra={"area": info.area_id, "period": period.id, "error": type(exc).__name__})
+        raise PictureUnavailable(f"{info.area_id} {period.id}") from exc
+    return {**built.picture.model_dump(mode="json"),
+            **extras_of(built, deadline_of(org, info.municipality_id, period))}
+
+
+async def _read_pictures_exact(*, deps: Deps, org: OrgSnapshot, area_ids: Sequence[str], period_text: str
+                               ) -> tuple[list[dict[str, Any]], list[str]]:
+    """``_read_picture_exact`` of many areas' live or latest published pictures of one period, with one query
+    per table for all of them (``compute.pass_inputs``; the reports per area, from the report cache where it
+    is current): the pictures in the order of ``area_ids`` and the areas whose picture could not be computed.
+    An area the period does not fit (a biweekly id asked of a weekly area) is left out."""
+    wanted: list[tuple[AreaInfo, Period]] = []
+    bodies: dict[str, dict[str, Any]] = {}
+    unavailable: list[str] = []
+    async with deps.reading() as s:
+        for area_id in area_ids:
+            info = await area_info(s, org, area_id)
+            try:
+                wanted.append((info, resolve_period(info, period_text)))
+            except InvalidPeriod:
+                continue
+        rows = await db.picture_rows_of(s, [i.area_id for i, _ in wanted], sorted({p.id for _, p in wanted}))
+        live: list[tuple[AreaInfo, Period]] = []
+        for info, period in wanted:
+            row = rows.get((info.area_id, period.id))
+            if row is not None and row.status == "published":
+                bodies[info.area_id] = await _published(s, info.area_id, period, row.version)
+            else:
+                live.append((info, period))
+        inputs = (await pass_inputs(s, org=org, pictures=live, rules=deps.rules, with_reports=deps.cache is None)
+                  if live else None)
+        for info, period in live:
+            try:
+                bodies[info.area_id] = await _computed(s, deps=deps, org=org, info=info, period=period, inputs=inputs)
+            except PictureUnavailable as exc:
+                unavailable.append(info.area_id)  # one area's picture never takes the common picture down
+                if exc.__cause__ is not None:
+                    await deps.units.recover(s, exc.__cause__)  # type: ignore[arg-type]
+    return [bodies[a] for a in area_ids if a in bodies], unavailable
 
 
 def compact(picture: PictureData, status: str, version: int,
@@ -207,15 +259,8 @@ async def read_municipality(*, deps: Deps, org: OrgSnapshot, municipality_id: st
     if municipality_id not in org.municipalities:
         raise MunicipalityNotFound(municipality_id)
     parse_period(period_text)
-    pictures: list[dict[str, Any]] = []
-    unavailable: list[str] = []
-    for area_id in area_ids:
-        try:
-            pictures.append(await _read_picture_exact(deps=deps, org=org, area_id=area_id, period_text=period_text))
-        except InvalidPeriod:
-            continue  # e.g. a biweekly id asked of a weekly area
-        except PictureUnavailable:
-            unavailable.append(area_id)  # one area's picture never takes the common picture down
+    pictures, unavailable = await _read_pictures_exact(deps=deps, org=org, area_ids=area_ids,
+                                                       period_text=period_text)
     items: dict[str, dict[str, Any]] = {}
     for pic in pictures:
         for code, it in pic.get("items", {}).items():

@@ -40,7 +40,8 @@ async def _refresh_lot(todo: Sequence[tuple[Any, AreaInfo | None, Period | None]
     updates: list[tuple[Any, BuiltPicture | None, CloudEvent[Any] | None]] = []
     async with deps.reading() as s:
         wanted = [(info, period) for _, info, period in todo if info is not None and period is not None]
-        inputs = await pass_inputs(s, org=org, pictures=wanted, rules=deps.rules) if wanted else None
+        inputs = (await pass_inputs(s, org=org, pictures=wanted, rules=deps.rules, with_reports=deps.cache is None)
+                  if wanted else None)
         for row, info, period in todo:
             built = event = None
             if info is not None and period is not None:
