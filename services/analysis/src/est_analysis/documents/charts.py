@@ -31,6 +31,11 @@ def shared_max(series: Sequence[dict[str, Any]]) -> float:
     return float(math.ceil(max([*values, 1.0])))
 
 
+def _grid(x1: float, x2: float, ys: Sequence[float]) -> str:
+    """A chart's horizontal grid lines as one path."""
+    return "<path d='" + "".join(f"M{x1},{yy:.1f}H{x2}" for yy in ys) + "' stroke='#e5e9ee'/>"
+
+
 def _say(words: Mapping[str, str] | None, key: str) -> str:
     """What a reader is told for a period id or a flag (``words``: dated weeks, flags in their language)."""
     return (words or {}).get(key, key)
@@ -54,9 +59,9 @@ def small_multiple(periods: Sequence[str], series: dict[str, Any], *, vmax: floa
     label = escape(str(series["label"]))
     out = [f"<svg class='multiple' xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' "
            f"role='img' aria-label='{label}' {FONT} font-size='10'>"]
+    out.append(_grid(left, width - right, [y(v) for v in (0.0, vmax / 2, vmax)]))
     for v in (0.0, vmax / 2, vmax):
-        out.append(f"<line x1='{left}' x2='{width - right}' y1='{y(v):.1f}' y2='{y(v):.1f}' stroke='#e5e9ee'/>"
-                   f"<text x='{left - 4}' y='{y(v) + 3:.1f}' text-anchor='end' fill='#6b7785'>{_fmt(v)}</text>")
+        out.append(f"<text x='{left - 4}' y='{y(v) + 3:.1f}' text-anchor='end' fill='#6b7785'>{_fmt(v)}</text>")
     marks = {0, len(periods) // 2, len(periods) - 1} if periods else set()
     for i in sorted(marks):
         out.append(f"<text x='{x(i):.1f}' y='{height - 5}' text-anchor='middle' fill='#6b7785'>"
@@ -187,10 +192,10 @@ def completeness_columns(per_period: Sequence[dict[str, Any]], *, width: int = 6
     cw = (width - left - 4) / max(1, len(per_period))
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' role='img' "
            f"{FONT} font-size='10'>"]
+    out.append(_grid(left, width - 4, [top + ph - ph * frac for frac in (0.0, 0.5, 1.0)]))
     for frac in (0.0, 0.5, 1.0):
         yy = top + ph - ph * frac
-        out.append(f"<line x1='{left}' x2='{width - 4}' y1='{yy:.1f}' y2='{yy:.1f}' stroke='#e5e9ee'/>"
-                   f"<text x='{left - 4}' y='{yy + 3:.1f}' text-anchor='end' fill='#6b7785'>{int(frac * 100)}%</text>")
+        out.append(f"<text x='{left - 4}' y='{yy + 3:.1f}' text-anchor='end' fill='#6b7785'>{int(frac * 100)}%</text>")
     step = 1 if cw >= 26 else max(1, int(26 // cw) + 1)
     for i, p in enumerate(per_period):
         xx = left + cw * i
