@@ -100,6 +100,16 @@ async def _load(url: str, org: OrgSnapshot, messages: list[tuple[str, bytes, str
     return dt
 
 
+def wait_consumed(url: str, pictures: int, *, timeout: float) -> float:
+    """Seconds until the analysis service at ``url`` has consumed ``pictures`` pictures."""
+    t0 = time.perf_counter()
+    while metric_sum(url, "est_analysis_pictures_consumed_total") < pictures:
+        if time.perf_counter() - t0 > timeout:
+            raise TimeoutError("analysis did not consume the history in time")
+        time.sleep(0.3)
+    return time.perf_counter() - t0
+
+
 def _compile(client: httpx.Client, m: str, repeats: int) -> tuple[float, dict[str, Any]]:
     times, body = [], {}
     for _ in range(repeats):
@@ -123,12 +133,7 @@ def fig_analysis(base: Path, quick: bool) -> None:
         pub = asyncio.run(_load(env.nats.url, org, messages))
         print(f"  published {len(messages):,} pictures in {pub:.1f} s", flush=True)
         svc = env.service("analysis", EST_ANALYSIS_AUTO_COMPILE="false")
-        t0 = time.perf_counter()
-        while metric_sum(svc.url, "est_analysis_pictures_consumed_total") < len(messages):
-            if time.perf_counter() - t0 > 900:
-                raise TimeoutError("analysis did not consume the history in time")
-            time.sleep(0.5)
-        consumed = time.perf_counter() - t0
+        consumed = wait_consumed(svc.url, len(messages), timeout=900)
         print(f"  consumed {len(messages):,} pictures in {consumed:.1f} s "
               f"({len(messages) / consumed:,.0f}/s, with k-of-n alerts)", flush=True)
         rps = len(Period.parse(PERIOD).reporting_periods("weekly"))

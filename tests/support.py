@@ -199,7 +199,8 @@ class WebhookReceiver:
 
 
 def child_processes(parent: int) -> list[tuple[int, str]]:
-    """(pid, command line) of the processes whose parent is ``parent`` (from /proc: only this test's own)."""
+    """(pid, command line and process name) of the processes whose parent is ``parent`` (from /proc: only this
+    test's own). ``est up`` forks its services, which keep its command line but are named ``est-SERVICE``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -210,9 +211,19 @@ def child_processes(parent: int) -> list[tuple[int, str]]:
         except OSError:  # gone meanwhile
             continue
         ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
+        name = next((line.split(maxsplit=1)[1] for line in status.splitlines() if line.startswith("Name:")), "")
         if ppid == str(parent):
-            found.append((int(entry.name), args))
+            found.append((int(entry.name), f"{args} [{name}]"))
     return found
+
+
+def service_pid(parent: int, service: str) -> int:
+    """The pid of the ``service`` process that ``est up`` (``parent``) runs: forked (named ``est-SERVICE``) or
+    started as ``est run SERVICE``."""
+    for pid, args in child_processes(parent):
+        if f"[est-{service}]" in args or args.split(" [")[0].endswith(f" run {service}"):
+            return pid
+    raise AssertionError(f"no {service} process under {parent}")
 
 
 def port_open(port: int) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
@@ -46,14 +45,9 @@ def run_service(
     if service not in SERVICES:
         typer.echo(f"unknown service {service!r}; choose one of {', '.join(SERVICES)}", err=True)
         raise typer.Exit(2)
-    import uvicorn
-    from est_shared.adapters.serving import ServerLimits, server_options
+    from est_cli.procs import serve
 
-    module = importlib.import_module(f"est_{service}.app")
-    settings = module.Settings()
-    application = module.create_app(settings)
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                lifespan="on", timeout_graceful_shutdown=10, **server_options(ServerLimits.of(settings)))
+    serve(service)
 
 
 def _token(token: str | None) -> str:

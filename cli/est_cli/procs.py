@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import socket
@@ -11,6 +12,18 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def serve(service: str) -> None:
+    """Run one service in this process until it is stopped, configured from the EST_* environment."""
+    import uvicorn
+    from est_shared.adapters.serving import ServerLimits, server_options
+
+    module = importlib.import_module(f"est_{service}.app")
+    settings = module.Settings()
+    application = module.create_app(settings)
+    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                lifespan="on", timeout_graceful_shutdown=10, **server_options(ServerLimits.of(settings)))
 
 
 def free_port() -> int:

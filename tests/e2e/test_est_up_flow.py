@@ -13,7 +13,7 @@ import httpx
 import pytest
 from est_shared.periods import Period
 
-from tests.support import System, WebhookReceiver, child_processes, start_system, wait_for
+from tests.support import System, WebhookReceiver, service_pid, start_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -130,8 +130,7 @@ def test_a_killed_service_is_restarted_loudly(system: System) -> None:
     import os
 
     with httpx.Client(timeout=5) as http:
-        [pid_before] = [pid for pid, args in child_processes(system.proc.pid) if "run aggregator" in args]
-        os.kill(pid_before, signal.SIGKILL)
+        os.kill(service_pid(system.proc.pid, "aggregator"), signal.SIGKILL)
         wait_for(lambda: "aggregator exited" in system.output(), timeout=10)
         wait_for(lambda: http.get(f"{system.urls['aggregator']}/readyz").status_code == 200, timeout=40)
     assert "restarting" in system.output()

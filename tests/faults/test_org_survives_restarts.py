@@ -16,7 +16,7 @@ from est_cli.procs import ServiceProcess
 from est_shared.natsserver import NatsServer
 from est_shared.periods import current_period
 
-from tests.support import System, e2e_org, start_system, wait_for
+from tests.support import System, e2e_org, service_pid, start_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -68,21 +68,6 @@ def test_a_key_function_added_through_the_api_keeps_access_after_the_intake_is_k
         intake.stop()
 
 
-def _child_pid(parent: int, service: str) -> int:
-    """The pid of a service process `est up` (``parent``) started: only its own children are looked at."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and cmdline[-3:-1] == [b"run", service.encode()]:
-            return int(entry)
-    raise AssertionError(f"no {service} process under {parent}")
-
-
 def _picture(aggregator_url: str, token: str) -> int:
     """The status of the municipality's picture for a caller (401: the aggregator does not know the token)."""
     week = current_period("weekly", datetime.now(UTC), "Europe/Stockholm").id
@@ -100,7 +85,7 @@ def test_est_up_keeps_api_changes_over_a_killed_intake_and_a_restart(tmp_path: P
     try:
         intake = system.urls["intake"]
         assert _put(intake, _with_nils(e2e_org()))["version"] == 2
-        os.kill(_child_pid(system.proc.pid, "intake"), signal.SIGKILL)
+        os.kill(service_pid(system.proc.pid, "intake"), signal.SIGKILL)
         wait_for(lambda: "intake exited" in system.output(), timeout=15)
         wait_for(lambda: _me(intake, "t-nils") == 200, timeout=60)  # restarted by `est up`, the change kept
         wait_for(lambda: _picture(system.urls["aggregator"], "t-nils") == 200, timeout=30)

@@ -266,6 +266,7 @@ def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = F
     """The analysis as one HTML document in Swedish (default) or English."""
     lang = lang if lang in TEXT else "sv"
     t = TEXT[lang]
+    tips = not for_print  # a printed page has no pointer: its charts carry no tooltips and fewer shapes
     ranked = body.get("areas_ranked", [])
     top_score = max([a["score"] for a in ranked] + [1])
     need_chart = charts.bars([(a["area_name"], float(a["score"]),
@@ -281,7 +282,8 @@ def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = F
         series = [{"label": _label(tr, lang), "points": tr["points"]} for tr in area["trends"]]
         vmax = charts.shared_max(series)
         words = {**flags, **{pid: dated(pid, lang) for pid in periods}}
-        multiples = [{"label": sr["label"], "svg": charts.small_multiple(periods, sr, vmax=vmax, words=words)}
+        multiples = [{"label": sr["label"], "svg": charts.small_multiple(periods, sr, vmax=vmax, words=words,
+                                                                         tips=tips)}
                      for sr in series]
         rows = [{"label": _label(tr, lang), "cells": tr["points"]} for tr in area["trends"]]
         effects = []
@@ -296,14 +298,16 @@ def render_report(body: dict[str, Any], *, lang: str = "sv", for_print: bool = F
             old_rows = [{"label": _label(tr, lang), "cells": tr["points"]} for tr in old["trends"]]
             replaced.append({**old, "heading": t["earlier"].format(name=old["area_name"]),
                              "heat_svg": charts.heat_map(old["periods"], old_rows, missing_label=t["missing"],
-                                                         words=old_words) if old_rows else None,
-                             "completeness_svg": charts.completeness_columns(old["completeness"]["per_period"])})
+                                                         words=old_words, tips=tips) if old_rows else None,
+                             "completeness_svg": charts.completeness_columns(old["completeness"]["per_period"],
+                                                                             tips=tips)})
         areas.append({
             **area,
             "replaced_view": replaced,
             "multiples": multiples,
-            "heat_svg": charts.heat_map(periods, rows, missing_label=t["missing"], words=words) if rows else None,
-            "completeness_svg": charts.completeness_columns(area["completeness"]["per_period"]),
+            "heat_svg": charts.heat_map(periods, rows, missing_label=t["missing"], words=words,
+                                        tips=tips) if rows else None,
+            "completeness_svg": charts.completeness_columns(area["completeness"]["per_period"], tips=tips),
             "measures_view": effects,
             "problems_view": [{**p, "label": _label(p, lang)} for p in area["persistent_problems"]],
         })

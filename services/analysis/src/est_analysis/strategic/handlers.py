@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time as _time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -90,6 +93,32 @@ NEED_SCORE_EN = ("Need score = 10 per persistent problem + 2 per item-period fla
                  "flagged item-period (rising/new) in the period.")
 
 
+class PdfCache:
+    """The last few printed reports, by the content they were printed from (the analysis as stored and the
+    language): asking again for the same report, or for a report whose analysis did not change, prints nothing."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._pdfs: OrderedDict[str, bytes] = OrderedDict()
+
+    @staticmethod
+    def key(body: Mapping[str, Any], lang: str) -> str:
+        text = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+        return f"{lang}:{hashlib.sha256(text.encode()).hexdigest()}"
+
+    def get(self, key: str) -> bytes | None:
+        pdf = self._pdfs.get(key)
+        if pdf is not None:
+            self._pdfs.move_to_end(key)
+        return pdf
+
+    def put(self, key: str, pdf: bytes) -> None:
+        self._pdfs[key] = pdf
+        self._pdfs.move_to_end(key)
+        while len(self._pdfs) > self.size:
+            self._pdfs.popitem(last=False)
+
+
 @dataclass
 class Context:
     """The collaborators every use case needs, built once by the composition root."""
@@ -101,6 +130,7 @@ class Context:
     wake: Callable[[], None] = lambda: None
     clock: Clock = field(default_factory=SystemClock)
     printer: Printer = field(default_factory=NoPrinter)
+    pdfs: PdfCache = field(default_factory=PdfCache)
     # one picture at a time per process: a fetched batch is handled concurrently, and k of n reads the
     # area's whole history; serialising keeps SQLite free of write conflicts (replicas rely on constraints)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -567,11 +597,16 @@ async def report_pdf(body: dict[str, Any], *, ctx: Context, lang: str, analysis_
     ``PdfFailed`` when it did not print (only the error's class is logged: it may quote the document)."""
     if not ctx.printer.available():
         raise PrintingOff
+    key = PdfCache.key(body, lang)
+    if (pdf := ctx.pdfs.get(key)) is not None:
+        return pdf
     try:
-        return await ctx.printer.pdf(render_report(body, lang=lang, for_print=True))
+        pdf = await ctx.printer.pdf(render_report(body, lang=lang, for_print=True))
     except (PrintFailed, OSError) as exc:
         log.warning("pdf rendering failed", extra={"analysis": analysis_id, "error": error_name(exc)})
         raise PdfFailed from None
+    ctx.pdfs.put(key, pdf)
+    return pdf
 
 
 def due_period(*, kind: AnalysisKind, tz: str, cadences: Sequence[Cadence], now: datetime,
