@@ -48,9 +48,22 @@ class System:
     urls: dict[str, str]
     data_dir: Path
     log: Path
+    log_offset: int = 0  # where this run's lines begin in ``log`` (a restart appends)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def ready(self, timeout: float = 90) -> System:
+        """Wait until ``est up`` says it is running; fail with its output if it exits or takes too long."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"est up exited with {self.proc.returncode}:\n{self.output()[-4000:]}")
+            if b"Running. Press Ctrl-C to stop." in self.log.read_bytes()[self.log_offset:]:
+                return self
+            time.sleep(0.1)
+        self.stop(signal.SIGKILL)
+        raise AssertionError(f"est up did not start in {timeout}s:\n{self.output()[-4000:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
         if self.proc.poll() is None:
@@ -85,6 +98,14 @@ def e2e_org(suffix: str = "") -> dict[str, Any]:
 
 def start_system(data_dir: Path, org_file: Path | None, *, ports: dict[str, int] | None = None,
                  extra_env: dict[str, str] | None = None, demo: bool = False, timeout: float = 90) -> System:
+    """``est up`` as a subprocess, once it says it is running."""
+    return spawn_system(data_dir, org_file, ports=ports, extra_env=extra_env, demo=demo).ready(timeout)
+
+
+def spawn_system(data_dir: Path, org_file: Path | None, *, ports: dict[str, int] | None = None,
+                 extra_env: dict[str, str] | None = None, demo: bool = False) -> System:
+    """``est up`` as a subprocess, still starting: ``System.ready`` waits for it (so a fixture can start the
+    next test's system while a test runs)."""
     ports = ports or {s: free_port() for s in SERVICES}
     env = dict(os.environ, **{f"EST_{s.upper()}_PORT": str(p) for s, p in ports.items()}, **(extra_env or {}))
     env.pop("EST_NATS_URL", None)
@@ -100,16 +121,7 @@ def start_system(data_dir: Path, org_file: Path | None, *, ports: dict[str, int]
     offset = log.stat().st_size if log.exists() else 0  # a restart appends: look only at this run's lines
     with open(log, "a") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=env)
-    system = System(proc, {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}, data_dir, log)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"est up exited with {proc.returncode}:\n{system.output()[-4000:]}")
-        if b"Running. Press Ctrl-C to stop." in log.read_bytes()[offset:]:
-            return system
-        time.sleep(0.2)
-    system.stop(signal.SIGKILL)
-    raise AssertionError(f"est up did not start in {timeout}s:\n{system.output()[-4000:]}")
+    return System(proc, {s: f"http://127.0.0.1:{p}" for s, p in ports.items()}, data_dir, log, offset)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:

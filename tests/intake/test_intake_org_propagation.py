@@ -3,7 +3,6 @@ holds up nothing: it is set aside, loudly, and the organisation changes behind i
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,19 +35,18 @@ async def test_an_organisation_of_20000_people_and_2000_areas_reaches_the_aggreg
         tmp_path: Path, fresh_nats: NatsServer) -> None:
     """Its snapshot (megabytes) is far over the bus's 1 MiB message limit: the event that announces it stays
     small, the aggregator reads the snapshot from the object store, and a person removed later is refused there
-    within seconds."""
+    as soon as the aggregator follows the next version's announcement. (How long these take is a figure of
+    bench/, not an assertion here.)"""
     big = large_org()
     text = yaml.dump(big, Dumper=yaml.CSafeDumper, allow_unicode=True, sort_keys=False)
     assert len(text) > 3_000_000
     week = current_period("weekly", datetime.now(UTC), "Europe/Stockholm").id
     (tmp_path / "intake").mkdir()
+    agg_app = aggregator_app(_aggregator(fresh_nats.url, tmp_path / "agg"))
     async with running(settings_for(tmp_path / "intake", fresh_nats.url, make_org())) as (intake, _app), \
-            serve(aggregator_app(_aggregator(fresh_nats.url, tmp_path / "agg"))) as agg_url, \
-            httpx.AsyncClient(base_url=agg_url, timeout=30) as agg:
-        started = time.monotonic()
+            serve(agg_app) as agg_url, httpx.AsyncClient(base_url=agg_url, timeout=30) as agg:
         r = await intake.put("/v1/admin/org", content=text, headers={**ADMIN, **YAML}, timeout=300)
         assert r.status_code == 200, r.text[:500]
-        assert time.monotonic() - started < 120  # seconds, not minutes, on a slow shared machine
         version = r.json()["version"]
 
         async def announced() -> bool:  # the outbox relay publishes right after the commit
@@ -70,12 +68,12 @@ async def test_an_organisation_of_20000_people_and_2000_areas_reaches_the_aggreg
         r = await intake.put("/v1/admin/org", json=big, headers=ADMIN, timeout=300)
         assert r.status_code == 200 and r.json()["changes"] == ["person p3 removed"], r.text[:500]
         assert (await intake.get("/v1/me", headers={"Authorization": "Bearer tok-3"})).status_code == 401
-        removed_at = time.monotonic()
+        directory = agg_app.state.aggregator.runtime.directory
 
         async def refused() -> bool:
             return (await agg.get(picture, headers={"Authorization": "Bearer tok-3"})).status_code == 401
         await eventually(refused, timeout=30)
-        assert time.monotonic() - removed_at < 15
+        assert directory.snapshot.version == r.json()["version"] == version + 1  # refused by following that version
         assert (await agg.get(picture, headers={"Authorization": "Bearer tok-23"})).status_code != 401
 
 

@@ -6,7 +6,7 @@ a beredningsgrupp member reads the same page without the forms. Everything check
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -18,6 +18,7 @@ from est_shared.periods import Period
 
 from tests.support import System, wait_for
 from tests.web.axe import assert_no_axe_violations
+from tests.web.conftest import own_demo
 from tests.web.test_app_truth import Vocabulary
 
 if TYPE_CHECKING:
@@ -29,6 +30,13 @@ DESKTOP = {"width": 1280, "height": 1000}
 # screenshots go to the README's folder only when asked (EST_SAVE_SCREENSHOTS=1), else to a temp dir
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 MONTHS = ["jan", "feb", "mar", "apr", "maj", "jun", "jul", "aug", "sep", "okt", "nov", "dec"]
+
+
+@pytest.fixture(scope="module")
+def demo_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """A demo of the module's own: the steering page lists every measure of the municipality, and one another
+    module decided ("Bättre belysning vid torget") holds an item's code word the page must never show."""
+    yield from own_demo(tmp_path_factory)
 
 
 def _get(system: System, service: str, path: str, token: str) -> Any:
