@@ -15,7 +15,7 @@ import openpyxl
 from est_aggregator.pictures.domain.kronoberg import coarsen_kronoberg, kronoberg_aggregates, merge_kronoberg
 from est_shared.bus import publish_event
 from est_shared.events import ForfeitureRecorded, new_event
-from est_shared.org import Person, hash_token, period_deadline
+from est_shared.org import Area, Person, hash_token, period_deadline
 from est_shared.periods import Period
 
 from tests.aggregator.support import Bus, World, eventually, picture_when, report, running, settings_for
@@ -372,3 +372,53 @@ async def test_kronoberg_figures_over_a_range_of_weeks_and_a_tertial_add_up_the_
             r = await c.get(f"{muni}/kronoberg", params=params, headers=pol)
             assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), params
         assert (await c.get(f"{muni}/kronoberg", params={"from": "2026-W10", "to": "2026-W12"})).status_code == 401
+
+
+async def test_protocols_recorded_outside_every_area_count_in_the_municipalitys_kronoberg_figures(
+        world: World, bus: Bus, nats_url: str, tmp_path: Path) -> None:
+    """A protocol recorded without an area (a festival outside the areas, say) is in no area's picture, but the
+    municipality's Kronoberg figures of its week, range and tertial hold it, as a row "Utanför områdena", for
+    those who see every area of the municipality; someone who sees only some of them does not get it."""
+    world = _with_police(world)
+    other = Area(id=f"{world.area}-b", name="Område B", municipality_id=world.muni)
+    muni = world.org.municipalities[world.muni]
+    partial = Person(id="pol2", name="Polis två", actor="polis", roles=["key_function"], areas=[world.area],
+                     token_sha256=hash_token(f"tok-pol2-{world.muni}"))
+    both = world.org.people["pol"].model_copy(update={"areas": [world.area, other.id]})
+    org = world.org.model_copy(update={
+        "areas": {**world.org.areas, other.id: other},
+        "municipalities": {world.muni: muni.model_copy(update={"area_ids": [*muni.area_ids, other.id]})},
+        "people": {**world.org.people, "pol": both, "pol2": partial}})
+    world = World(world.muni, world.area, org)
+    settings = settings_for(world, nats_url, tmp_path, forfeiture_subject=f"est.forfeiture.recorded.{world.muni}")
+    async with running(world, settings) as (base, _app), httpx.AsyncClient() as c:
+        await _two_protocols(c, base, bus, world, "under_15")
+        data = ForfeitureRecorded(protocol_id=f"{world.muni}-outside", municipality_id=world.muni, area_id=None,
+                                  place=None, age_band="15_17", occurred_at=FRI_2230 + timedelta(hours=1),
+                                  items=[{"beverage": "vin", "volume_liters": 0.75, "containers": 1}])
+        ev = new_event(type="se.est.forfeiture.recorded", source="/test", data=data, id=data.protocol_id)
+        await publish_event(bus.js, f"est.forfeiture.recorded.{world.muni}", ev)
+        url = f"{base}/v1/municipalities/{world.muni}/kronoberg"
+
+        async def week() -> Any:
+            body = (await c.get(f"{url}/2026-W10", headers=world.headers("pol"))).json()
+            return body if (body["totals"] or {}).get("interventions") == 3 else None
+
+        body = await eventually(week)
+        rows = {a["area_id"]: a for a in body["areas"]}
+        assert rows[world.area]["kronoberg"]["interventions"] == 2
+        assert rows[None]["area_name"] == "Utanför områdena" and rows[None]["kronoberg"]["interventions"] == 1
+        assert body["totals"]["litres_by_beverage"] == {"starköl": 3.0, "vin": 0.75}
+        for path in ("2026-T1", "?from=2026-W09&to=2026-W11"):
+            got = (await c.get(f"{url}/{path}" if not path.startswith("?") else f"{url}{path}",
+                               headers=world.headers("pol"))).json()
+            assert got["totals"]["interventions"] == 3 and got["areas"][-1]["area_id"] is None, got
+        # in the CSV too, as a row of its own
+        r = await c.get(f"{url}/2026-W10", params={"format": "csv"}, headers=world.headers("pol"))
+        assert "Utanför områdena;" in r.content.decode("utf-8-sig")
+        # the area's own picture is unchanged
+        picture = (await c.get(f"{base}/v1/areas/{world.area}/pictures/2026-W10", headers=world.headers("pol"))).json()
+        assert picture["kronoberg"]["interventions"] == 2
+        # someone who sees only one of the areas gets neither the row nor the protocol in the totals
+        some = (await c.get(f"{url}/2026-W10", headers={"Authorization": f"Bearer tok-pol2-{world.muni}"})).json()
+        assert [a["area_id"] for a in some["areas"]] == [world.area] and some["totals"]["interventions"] == 2

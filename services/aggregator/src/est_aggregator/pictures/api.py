@@ -244,7 +244,7 @@ def build_router(*, deps: Deps, org: Callable[[], OrgSnapshot], principal: Any,
                         "and social services, counts under 3 as \"<3\" for everyone else; or a table: "
                         "?format=csv|xlsx)")
     async def get_kronoberg(municipality_id: str, period: str, request: Request, who: Who) -> Response:
-        if period_kind(period) in ("quarter", "tertial", "year"):
+        if period_kind(period) in ("week", "quarter", "tertial", "year"):
             return await kronoberg_over(request, municipality_id, who, period, None, None)
         snapshot = org()
         view = kronoberg_view_of(await common_picture(snapshot, municipality_id, period, who), snapshot)

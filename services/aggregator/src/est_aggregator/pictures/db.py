@@ -27,6 +27,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -612,6 +613,16 @@ async def forfeitures_of(session: AsyncSession, area_ids: Sequence[str], start: 
         for r in (await session.execute(_FORFEITURES, {"areas": list(part), "start": start, "end": end})).all():
             out.setdefault(r.area_id, []).append(r)
     return out
+
+
+async def forfeitures_outside(session: AsyncSession, municipality_id: str, area_ids: Sequence[str],
+                              start: datetime, end: datetime) -> list[Any]:
+    """Protocols of a municipality in [start, end) that belong to none of ``area_ids`` (its areas): recorded
+    without an area, or of an area it no longer has."""
+    f = forfeitures.c
+    q = select(forfeitures).where(f.municipality_id == municipality_id, f.occurred_at >= start, f.occurred_at < end)
+    outside: Any = or_(f.area_id.is_(None), f.area_id.not_in(list(area_ids))) if area_ids else f.area_id.is_(None)
+    return list((await session.execute(q.where(outside))).all())
 
 
 # --- the report tokens (what keeps a ReportCache honest) -----------------------------------

@@ -333,8 +333,10 @@ def kronoberg_weeks(period_text: str | None, first_text: str | None, last_text: 
     Thursday rule), or the weeks ``first``…``last`` (inclusive, at most ``max_weeks``)."""
     if period_text is not None:
         p = parse_period(period_text)
+        if p.kind == "week":
+            return p.id, [p]
         if p.kind not in ("quarter", "tertial", "year"):
-            raise InvalidPeriod(f"{period_text!r} is not a quarter, tertial or year")
+            raise InvalidPeriod(f"{period_text!r} is not a week, quarter, tertial or year")
         return p.id, p.weeks()
     if not first_text or not last_text:
         raise InvalidPeriod("from and to are both needed")
@@ -349,6 +351,10 @@ def kronoberg_weeks(period_text: str | None, first_text: str | None, last_text: 
     return f"{first.id}–{last.id}", weeks
 
 
+OUTSIDE_AREAS = "Utanför områdena"
+"""The name of the Kronoberg figures' row of the protocols recorded outside every area."""
+
+
 async def read_kronoberg(*, deps: Deps, org: OrgSnapshot, municipality_id: str, area_ids: Sequence[str],
                          name: str, weeks: Sequence[Period], personal: bool) -> dict[str, Any]:
     """A municipality's Kronoberg figures over a run of weeks, in all and per area, from the protocols
@@ -356,10 +362,15 @@ async def read_kronoberg(*, deps: Deps, org: OrgSnapshot, municipality_id: str, 
     (``tables.kronoberg_view_of``) with the dates covered and the weeks."""
     tz = timezone_of(org, municipality_id)
     start, end = as_utc(weeks[0].start_at(tz)), as_utc(weeks[-1].end_at(tz))
+    muni = org.municipalities.get(municipality_id)
+    every_area = [a.id for a in org.areas.values() if a.municipality_id == municipality_id]
     async with deps.sessions() as s:
         protocols = await db.forfeitures_of(s, area_ids, start, end)
+        # protocols recorded outside every area count in the municipality's figures, for those who see all of it
+        outside = (await db.forfeitures_outside(s, municipality_id, every_area, start, end)
+                   if set(every_area) <= set(area_ids) else [])
     exact = {a: kronoberg_aggregates([p._mapping for p in protocols.get(a, [])], tz=tz) for a in area_ids}
-    muni = org.municipalities.get(municipality_id)
+    beyond = kronoberg_aggregates([p._mapping for p in outside], tz=tz) if outside else None
 
     def shown(block: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return kronoberg_view(block, personal=personal, min_count=deps.kronoberg_min_count)
@@ -367,6 +378,7 @@ async def read_kronoberg(*, deps: Deps, org: OrgSnapshot, municipality_id: str, 
     return {"municipality_id": municipality_id, "municipality_name": muni.name if muni else municipality_id,
             "period": name, "from": weeks[0].id, "to": weeks[-1].id, "start": weeks[0].start.isoformat(),
             "end": (weeks[-1].end - timedelta(days=1)).isoformat(), "weeks": [w.id for w in weeks],
-            "totals": shown(merge_kronoberg(exact.values())),
+            "totals": shown(merge_kronoberg([*exact.values(), beyond])),
             "areas": [{"area_id": a, "area_name": org.areas[a].name if a in org.areas else a,
-                       "kronoberg": shown(exact[a])} for a in area_ids]}
+                       "kronoberg": shown(exact[a])} for a in area_ids]
+            + ([{"area_id": None, "area_name": OUTSIDE_AREAS, "kronoberg": shown(beyond)}] if beyond else [])}

@@ -20,7 +20,7 @@ const T = {
     tertialChoice: "Tertial", covers: (a, b, n) => `${a} – ${b}, ${n} ${n === 1 ? "vecka" : "veckor"}`,
     whole: "Hela kommunen", interventions: "Ingripanden", under18: "Under 18 år", gContacted: "Vårdnadshavare kontaktad",
     gCame: "Vårdnadshavare kom", litresTotal: "Liter totalt", perBeverage: "Liter per dryck", noFigures: "Inga protokoll den här perioden.",
-    csv: "Ladda ner CSV", xlsx: "Ladda ner Excel (XLSX)", perArea: "Per område",
+    csv: "Ladda ner CSV", xlsx: "Ladda ner Excel (XLSX)", perArea: "Per område", outside: "Utanför områdena",
     read: "Läs ett protokoll", protocolId: "Protokollets id", purpose: "Syfte med läsningen", logged: "Varje läsning loggas med ditt namn, tid och syfte.",
     readBtn: "Läs protokollet", needPurpose: "Ange varför du läser protokollet.", age: "Ålder", occurred: "Inträffade",
     yes: "ja", no: "nej", warnings: "Påminnelser", lastId: "Senast registrerade protokoll",
@@ -48,7 +48,7 @@ const T = {
     tertialChoice: "Tertial", covers: (a, b, n) => `${a} – ${b}, ${n} ${n === 1 ? "week" : "weeks"}`,
     whole: "The whole municipality", interventions: "Interventions", under18: "Under 18", gContacted: "Guardian contacted",
     gCame: "Guardian came", litresTotal: "Litres in all", perBeverage: "Litres per beverage", noFigures: "No protocols this period.",
-    csv: "Download CSV", xlsx: "Download Excel (XLSX)", perArea: "Per area",
+    csv: "Download CSV", xlsx: "Download Excel (XLSX)", perArea: "Per area", outside: "Outside the areas",
     read: "Read a protocol", protocolId: "The protocol's id", purpose: "Purpose of reading", logged: "Every read is logged with your name, the time and the purpose.",
     readBtn: "Read the protocol", needPurpose: "State why you read the protocol.", age: "Age", occurred: "Occurred",
     yes: "yes", no: "no", warnings: "Reminders", lastId: "Last recorded protocol",
@@ -265,7 +265,7 @@ function Figures({ municipality, period0, version }) {
       <span class="hint" id="fig-covers">${covered}</span></p>`}
     ${err && html`<${Msg} kind="bad">${pick(err)}<//>`}
     ${view && html`<h3>${tt("whole")}</h3><div id="fig-total"><${FigureRows} k=${view.totals}/></div>
-      <h3>${tt("perArea")}</h3>${view.areas.map((a) => html`<div class="fig-area" data-area=${a.area_id}><h4>${a.area_name}</h4><${FigureRows} k=${a.kronoberg}/></div>`)}`}
+      <h3>${tt("perArea")}</h3>${view.areas.map((a) => html`<div class="fig-area" data-area=${a.area_id || "outside"}><h4>${a.area_id ? a.area_name : tt("outside")}</h4><${FigureRows} k=${a.kronoberg}/></div>`)}`}
     <p><button type="button" id="fig-csv" onClick=${() => download("csv")}>${tt("csv")}</button>
       <button type="button" id="fig-xlsx" onClick=${() => download("xlsx")}>${tt("xlsx")}</button></p>
   </section>`;
