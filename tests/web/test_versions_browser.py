@@ -52,6 +52,7 @@ def test_the_area_view_lists_each_version_with_its_changes_in_words(
     page.click("text=Nästa →")
     page.click("tr[data-area=araby] th button")
     page.wait_for_selector("#versions li[data-version='2'] ul.changes li")
+    page.wait_for_selector("#versions li[data-version='1']:has-text('publicerad')")  # the list renders in parts
     text = page.inner_text("#versions")
     assert "Version 2 · publicerad" in text and "rättelse" in text and "Version 1 · publicerad" in text, text
     assert "Klotter: 1 → 3" in text and "Klotter, flagga: ingen → Högt läge" in text, text
