@@ -363,13 +363,20 @@ async def reports_of(session: AsyncSession, area_ids: Sequence[str], period_ids:
                      ) -> dict[str, list[ReportRecord]]:
     """``reports_for`` of many areas in one query per chunk of areas, by area (each in ``reports_for``'s order)."""
     out: dict[str, list[ReportRecord]] = {a: [] for a in area_ids}
-    pids = sorted(set(period_ids))
-    if not pids:
-        return out
-    for part in chunks(sorted(set(area_ids))):
-        for r in (await session.execute(_REPORTS, {"areas": list(part), "periods": pids})).all():
-            out.setdefault(r.area_id, []).append(_record(r))
+    for r in await _rows_of_areas(session, _REPORTS, area_ids, period_ids):
+        out.setdefault(r.area_id, []).append(_record(r))
     return out
+
+
+async def _rows_of_areas(session: AsyncSession, statement: Any, area_ids: Sequence[str],
+                         period_ids: Sequence[str]) -> list[Any]:
+    """The rows of a statement bound to ``areas`` and ``periods``, one query per chunk of areas."""
+    pids = sorted(set(period_ids))
+    rows: list[Any] = []
+    if pids:
+        for part in chunks(sorted(set(area_ids))):
+            rows.extend((await session.execute(statement, {"areas": list(part), "periods": pids})).all())
+    return rows
 
 
 async def notes_for(session: AsyncSession, area_id: str, period_ids: Iterable[str]) -> list[StoredNote]:
@@ -596,12 +603,8 @@ async def notes_of(session: AsyncSession, area_ids: Sequence[str], period_ids: S
     """The notes of many areas' stored reports in any of the given period ids, by area (superseded ones too;
     each note names its period id, for pictures of different periods read together)."""
     out: dict[str, list[StoredNote]] = {a: [] for a in area_ids}
-    pids = sorted(set(period_ids))
-    if not pids:
-        return out
-    for part in chunks(sorted(set(area_ids))):
-        for r in (await session.execute(_NOTES, {"areas": list(part), "periods": pids})).all():
-            out.setdefault(r.area_id, []).extend(stored_notes(r.report_id, r.period, r.received_at, r.notes or ()))
+    for r in await _rows_of_areas(session, _NOTES, area_ids, period_ids):
+        out.setdefault(r.area_id, []).extend(stored_notes(r.report_id, r.period, r.received_at, r.notes or ()))
     return out
 
 
